@@ -1,0 +1,33 @@
+//! The MARBLE wire contract between `marblectl` and `marbled`.
+//!
+//! This crate owns everything both sides must agree on and nothing else: the frame limits
+//! ([`MAX_FRAME_LEN`]), the fixed-layout [`handshake`], the request/reply envelope and the
+//! typed messages in [`wire`], and the one [`codec`] module that touches bincode. It has no
+//! runtime, no policy and no I/O beyond the framed-connection helper in [`conn`].
+//!
+//! Compatibility rules (see `docs/PROTOCOL.md`): the major version must match exactly; a minor
+//! bump may only append `Request` variants, and append `Response`/`Event` variants sent only
+//! in reply to those new requests. Every variant documents the minor it arrived in.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod conn;
+pub mod handshake;
+pub mod wire;
+
+pub use codec::CodecError;
+pub use conn::{ConnError, FramedConn};
+pub use handshake::{Hello, HandshakeError, ServerHello, Welcome};
+pub use wire::*;
+
+/// Protocol major version. A different major on the other side is always rejected.
+pub const PROTO_MAJOR: u16 = 1;
+/// Protocol minor version of this build. See the compatibility rules in the crate docs.
+pub const PROTO_MINOR: u16 = 0;
+/// Largest frame either side accepts, in bytes (payload, excluding the 4-byte length prefix).
+///
+/// 1 MiB comfortably holds a status report for hundreds of VMs; bulk data (images, logs)
+/// never crosses the socket. The same limit bounds bincode decoding so that a length inside
+/// a payload can never allocate beyond the frame.
+pub const MAX_FRAME_LEN: usize = 1024 * 1024;

@@ -1,0 +1,129 @@
+//! The hypervisor seam: what the daemon needs from Parallels (and, later, Tart).
+//!
+//! The actor and jobs only see [`Hypervisor`]; [`prlctl::Prlctl`] is the production
+//! implementation, and tests run that same implementation against the prlctl simulator
+//! executable (`tests/src/bin/fake-prlctl.rs`), so the daemon's code path in tests is the
+//! production one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use marble_proto::PowerState;
+
+pub mod parse;
+pub mod prlctl;
+
+pub use prlctl::{Prlctl, PrlctlConfig, PrlctlError};
+
+/// Boxed future returned by [`Hypervisor`] methods (object-safe, `Send`).
+pub type HvFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PrlctlError>> + Send + 'a>>;
+
+/// One VM as `prlctl list -a --json` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmListing {
+    /// UUID, lower case, braces stripped.
+    pub uuid: String,
+    /// VM name.
+    pub name: String,
+    /// Power state.
+    pub power: PowerState,
+}
+
+/// Details from `prlctl list -i --json <vm>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VmDetails {
+    /// UUID, lower case, braces stripped.
+    pub uuid: String,
+    /// VM name.
+    pub name: String,
+    /// State word.
+    pub state: String,
+    /// Bundle directory (`Home`), when reported.
+    pub home: Option<String>,
+    /// Guest OS (`OS`).
+    pub os: Option<String>,
+    /// `GuestTools.state`.
+    pub tools_state: Option<String>,
+    /// Number of CPUs.
+    pub cpus: Option<u32>,
+    /// Memory in MiB.
+    pub memory_mib: Option<u64>,
+    /// MAC address of net0 (12 hex digits as Parallels prints it).
+    pub mac: Option<String>,
+}
+
+/// How to stop a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// `prlctl stop VM` (graceful shutdown through Tools/ACPI).
+    Graceful,
+    /// `prlctl stop VM --kill` (immediate power-off).
+    Kill,
+    /// `prlctl stop VM --drop-state` (discard a suspended VM's saved state).
+    DropState,
+}
+
+/// Result of `prlctl exec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// The guest command's exit status.
+    pub status: i32,
+    /// Captured stdout (bounded).
+    pub stdout: String,
+    /// Captured stderr (bounded).
+    pub stderr: String,
+}
+
+/// A snapshot from `prlctl snapshot-list VM --json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Snapshot id with braces, as prlctl wants it back.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Whether it is the current snapshot.
+    pub current: bool,
+}
+
+/// What MARBLE needs from a hypervisor. Every call has a timeout inside the implementation;
+/// implementations serialise nothing themselves: the actor guarantees one operation per VM.
+pub trait Hypervisor: Send + Sync + 'static {
+    /// All VMs of the user (`prlctl list -a --json`).
+    fn list_all(&self) -> HvFuture<'_, Vec<VmListing>>;
+    /// Details of one VM (`prlctl list -i --json VM`).
+    fn info<'a>(&'a self, vm: &'a str) -> HvFuture<'a, VmDetails>;
+    /// `prlctl start VM`.
+    fn start<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()>;
+    /// `prlctl resume VM` (for suspended or paused VMs).
+    fn resume<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()>;
+    /// `prlctl stop VM [--kill|--drop-state]`.
+    fn stop<'a>(&'a self, vm: &'a str, mode: StopMode) -> HvFuture<'a, ()>;
+    /// `prlctl suspend VM`.
+    fn suspend<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()>;
+    /// `prlctl exec VM ARGV…` with its own timeout. A non-zero guest status is not an error.
+    /// `stdin` is written to the guest command's standard input and then closed; secrets
+    /// (JIT configs) travel this way, never in argv, which other host users can read.
+    fn exec<'a>(
+        &'a self,
+        vm: &'a str,
+        argv: &'a [String],
+        stdin: Option<&'a [u8]>,
+        timeout: Duration,
+    ) -> HvFuture<'a, ExecOutput>;
+    /// `prlctl register PATH [--regenerate-src-uuid]`.
+    fn register<'a>(&'a self, bundle: &'a str, regenerate_src_uuid: bool) -> HvFuture<'a, ()>;
+    /// `prlctl unregister VM`.
+    fn unregister<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()>;
+    /// `prlctl set VM ARGS…`.
+    fn set<'a>(&'a self, vm: &'a str, args: &'a [String]) -> HvFuture<'a, ()>;
+    /// `prlctl clone SRC --name NEW [--dst DIR]`.
+    fn clone_vm<'a>(&'a self, src: &'a str, new_name: &'a str, dst: Option<&'a str>)
+    -> HvFuture<'a, ()>;
+    /// `prlctl delete VM`.
+    fn delete<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()>;
+    /// `prlctl snapshot-list VM --json`.
+    fn snapshot_list<'a>(&'a self, vm: &'a str) -> HvFuture<'a, Vec<Snapshot>>;
+    /// `prlctl snapshot-delete VM --id ID`.
+    fn snapshot_delete<'a>(&'a self, vm: &'a str, id: &'a str) -> HvFuture<'a, ()>;
+}

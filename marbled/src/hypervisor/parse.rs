@@ -1,0 +1,1 @@
+//! Defensive parsing of `prlctl` output. (Being written.)

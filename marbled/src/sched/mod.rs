@@ -1,0 +1,364 @@
+//! Sans-I/O scheduler core: every rule about which VM may run, when, and for whom.
+//!
+//! `World::handle(now, input) -> Vec<Effect>` is a pure state machine: no tokio, no clock, no
+//! filesystem, no randomness source other than the seeded one it owns. Time is an argument
+//! (unix milliseconds). The daemon's actor (`crate::actor`) feeds it inputs and interprets the
+//! effects; `marble-sim` feeds it the same inputs in virtual time.
+//!
+//! CONTRACT with the actor (keep in sync with `crate::actor`):
+//! - every `Effect::Run { op, .. }` is eventually answered by exactly one
+//!   `Input::Finished { op, .. }` (the actor never drops one; after a daemon restart in-flight
+//!   ops are gone and the restored world marks them "needs reconcile");
+//! - every `Input::Command { req, .. }` is eventually answered by exactly one
+//!   `Effect::Reply { req, .. }` unless an `Input::Cancelled { req }` arrives first;
+//! - `Effect::RefreshInventory` makes the actor list VMs and send `Input::Inventory`;
+//! - `Effect::Persist` makes the actor write `World::persisted()` atomically;
+//! - the actor calls `handle(now, Input::Tick)` no later than `next_deadline()`.
+
+use marble_proto::{
+    Event, LockTarget, PowerState, Response, StatusReport, Team, UnlockTarget, VmInfo, WireError,
+};
+use serde::{Deserialize, Serialize};
+
+/// Unix time in milliseconds.
+pub type Millis = u64;
+
+/// Identifies one operation the scheduler asked the actor to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OpId(pub u64);
+
+/// Identifies one client request waiting for a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReqId(pub u64);
+
+/// One VM as the latest inventory saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedVm {
+    /// VM name.
+    pub name: String,
+    /// UUID, lower case, no braces.
+    pub uuid: String,
+    /// Power state.
+    pub power: PowerState,
+    /// Team from the configured name patterns and overrides.
+    pub team: Team,
+}
+
+/// How to stop a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopKind {
+    /// Graceful shutdown.
+    Graceful,
+    /// Immediate power-off (`--kill`), used only after a graceful stop timed out or with force.
+    Kill,
+    /// Discard a suspended VM's saved state.
+    DropState,
+}
+
+/// Work the actor runs outside the scheduler, as a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// `prlctl start`.
+    Start,
+    /// `prlctl resume` (suspended or paused VMs).
+    Resume,
+    /// `prlctl stop` in the given mode.
+    Stop(StopKind),
+    /// Busy probe for the given team (guest exec of the team's configured probe command).
+    Probe(Team),
+    /// Poll until the guest answers `prlctl exec` (and, for ROOT, a runner listener is up),
+    /// or until `timeout_ms` elapses (then the op fails).
+    WaitReady {
+        /// Give up after this long.
+        timeout_ms: u64,
+    },
+}
+
+/// Result of a busy probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// No job runs.
+    Idle,
+    /// A job runs; the text says what was found.
+    Busy(String),
+    /// The probe failed or timed out; counts as busy.
+    Unknown(String),
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The operation succeeded.
+    Done,
+    /// The operation failed; the text is the error chain.
+    Failed(String),
+    /// A probe's answer.
+    Probe(ProbeResult),
+}
+
+/// A client command that goes through the scheduler (queries do not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Start a VM on an operator's request.
+    StartVm {
+        /// Resolved VM name.
+        vm: String,
+    },
+    /// Stop a VM on an operator's request.
+    StopVm {
+        /// Resolved VM name.
+        vm: String,
+        /// Skip the busy check.
+        force: bool,
+    },
+    /// Jenkins asks for a VM.
+    RequestSlot {
+        /// Resolved VM name.
+        vm: String,
+        /// How long the caller waits for the host, ms.
+        wait_ms: u64,
+    },
+    /// Pause cycling.
+    Pause {
+        /// Why.
+        reason: String,
+    },
+    /// Resume cycling and end a drain.
+    Resume,
+    /// Lock.
+    Lock {
+        /// Target.
+        target: LockTarget,
+        /// Why.
+        reason: String,
+    },
+    /// Unlock.
+    Unlock {
+        /// Target.
+        target: UnlockTarget,
+    },
+    /// Drain the host.
+    Drain {
+        /// Why.
+        reason: String,
+        /// How long to wait for the host to empty, ms.
+        wait_ms: u64,
+    },
+}
+
+/// Inputs to the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A fresh inventory from the hypervisor.
+    Inventory(Vec<ObservedVm>),
+    /// An operation finished.
+    Finished {
+        /// The op.
+        op: OpId,
+        /// How it ended.
+        outcome: Outcome,
+    },
+    /// A client command.
+    Command {
+        /// Reply handle.
+        req: ReqId,
+        /// User name of the caller, for attribution.
+        caller: String,
+        /// The command.
+        cmd: Command,
+    },
+    /// The client waiting on `req` went away; drop its pending request.
+    Cancelled {
+        /// The request.
+        req: ReqId,
+    },
+    /// Time passed (a deadline from `next_deadline` was reached, or a periodic tick).
+    Tick,
+}
+
+/// What the scheduler wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Run an action on a VM as a job and report back with `Input::Finished { op }`.
+    Run {
+        /// The op id to report back with.
+        op: OpId,
+        /// VM name.
+        vm: String,
+        /// What to do.
+        action: Action,
+    },
+    /// Answer a waiting client (terminal).
+    Reply {
+        /// The request.
+        req: ReqId,
+        /// The answer.
+        result: Result<Response, WireError>,
+    },
+    /// Tell a waiting client how its request is progressing (non-terminal).
+    Progress {
+        /// The request.
+        req: ReqId,
+        /// What is happening.
+        message: String,
+    },
+    /// Broadcast an event to watchers.
+    Emit(Event),
+    /// Write `World::persisted()` to the state file.
+    Persist,
+    /// List VMs and feed back `Input::Inventory`.
+    RefreshInventory,
+}
+
+/// Scheduling policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Policy {
+    /// Only operator commands and slot requests start VMs.
+    Manual,
+    /// The seed's round robin over ROOT VMs.
+    Cycle,
+}
+
+/// Timings and limits. All durations in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedConfig {
+    /// Policy.
+    pub policy: Policy,
+    /// VMs allowed to run at once (the shared build disk: 1).
+    pub capacity: u32,
+    /// Cycle: minimum time a ROOT VM stays on after it is ready (seed: 60 s).
+    pub cycle_on_min_ms: u64,
+    /// Cycle: uniform random extra on-time (seed: 60 s, giving 60–119 s).
+    pub cycle_on_jitter_ms: u64,
+    /// Cycle: window after an idle stop in which nothing is started, so Jenkins can take the
+    /// host (seed: 60 s).
+    pub cycle_off_window_ms: u64,
+    /// Cycle: re-check interval of a busy VM (seed: 60 s).
+    pub busy_recheck_ms: u64,
+    /// Readiness timeout after a start.
+    pub ready_timeout_ms: u64,
+    /// Graceful stop timeout before `--kill`.
+    pub graceful_stop_timeout_ms: u64,
+    /// Readiness failures in a row before a VM is quarantined.
+    pub quarantine_after_failures: u32,
+    /// First quarantine back-off; doubles per further failure.
+    pub quarantine_base_ms: u64,
+    /// Longest quarantine back-off.
+    pub quarantine_max_ms: u64,
+    /// A granted slot is protected from preemption this long, busy or not.
+    pub slot_grace_ms: u64,
+    /// When both teams have demand, neither waits longer than this.
+    pub fairness_bound_ms: u64,
+    /// Periodic inventory refresh.
+    pub inventory_interval_ms: u64,
+    /// How many decisions `status` keeps.
+    pub decision_log_len: u32,
+    /// Seed for the cycle's jitter, so simulations replay exactly.
+    pub seed: u64,
+}
+
+impl Default for SchedConfig {
+    fn default() -> Self {
+        Self {
+            policy: Policy::Cycle,
+            capacity: 1,
+            cycle_on_min_ms: 60_000,
+            cycle_on_jitter_ms: 60_000,
+            cycle_off_window_ms: 60_000,
+            busy_recheck_ms: 60_000,
+            ready_timeout_ms: 180_000,
+            graceful_stop_timeout_ms: 60_000,
+            quarantine_after_failures: 3,
+            quarantine_base_ms: 300_000,
+            quarantine_max_ms: 3_600_000,
+            slot_grace_ms: 300_000,
+            fairness_bound_ms: 1_800_000,
+            inventory_interval_ms: 30_000,
+            decision_log_len: 50,
+            seed: 0,
+        }
+    }
+}
+
+/// What survives a restart: locks, pause/drain, leases, cycle position, in-flight ops.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Persisted {
+    // Filled in by the scheduler implementation.
+}
+
+/// The scheduler state.
+#[derive(Debug)]
+pub struct World {
+    config: SchedConfig,
+}
+
+impl World {
+    /// A fresh world (no state file).
+    pub fn new(config: SchedConfig, _now: Millis) -> Self {
+        Self { config }
+    }
+
+    /// A world restored from the state file; in-flight operations become "needs reconcile".
+    pub fn restore(config: SchedConfig, _persisted: Persisted, now: Millis) -> Self {
+        Self::new(config, now)
+    }
+
+    /// What to write to the state file.
+    pub fn persisted(&self) -> Persisted {
+        Persisted::default()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SchedConfig {
+        &self.config
+    }
+
+    /// Replace reloadable configuration (SIGHUP).
+    pub fn reconfigure(&mut self, config: SchedConfig) {
+        self.config = config;
+    }
+
+    /// Advance the state machine.
+    pub fn handle(&mut self, _now: Millis, _input: Input) -> Vec<Effect> {
+        Vec::new()
+    }
+
+    /// The earliest time at which `handle(now, Input::Tick)` must be called.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        None
+    }
+
+    /// Resolve a VM name or UUID (with or without braces, any case) to its name.
+    pub fn resolve(&self, _name_or_uuid: &str) -> Option<String> {
+        None
+    }
+
+    /// Known VM names, sorted.
+    pub fn vm_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// All VMs for `ListVms`.
+    pub fn vms(&self, _now: Millis) -> Vec<VmInfo> {
+        Vec::new()
+    }
+
+    /// A status report; the actor fills `daemon_version` and `host`.
+    pub fn status(&self, now: Millis) -> StatusReport {
+        StatusReport {
+            daemon_version: String::new(),
+            host: String::new(),
+            policy: match self.config.policy {
+                Policy::Manual => "manual".into(),
+                Policy::Cycle => "cycle".into(),
+            },
+            capacity: self.config.capacity,
+            paused: None,
+            draining: None,
+            vms: self.vms(now),
+            pending: Vec::new(),
+            decisions: Vec::new(),
+            inventory_ms: 0,
+        }
+    }
+}
