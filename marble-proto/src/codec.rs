@@ -47,7 +47,10 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let bytes = bincode::serde::encode_to_vec(value, config())
         .map_err(|err| CodecError::Encode(err.to_string()))?;
     if bytes.len() > crate::MAX_FRAME_LEN {
-        return Err(CodecError::TooLarge { len: bytes.len(), max: crate::MAX_FRAME_LEN });
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            max: crate::MAX_FRAME_LEN,
+        });
     }
     Ok(bytes)
 }
@@ -55,12 +58,17 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// Decode exactly one `T` from `bytes`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() > crate::MAX_FRAME_LEN {
-        return Err(CodecError::TooLarge { len: bytes.len(), max: crate::MAX_FRAME_LEN });
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            max: crate::MAX_FRAME_LEN,
+        });
     }
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|err| CodecError::Decode(err.to_string()))?;
     if used != bytes.len() {
-        return Err(CodecError::TrailingBytes { trailing: bytes.len() - used });
+        return Err(CodecError::TrailingBytes {
+            trailing: bytes.len() - used,
+        });
     }
     Ok(value)
 }

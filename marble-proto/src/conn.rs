@@ -59,7 +59,9 @@ pub struct FramedConn<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> FramedConn<S> {
     /// Wrap a stream.
     pub fn new(stream: S) -> Self {
-        Self { framed: Framed::new(stream, length_codec()) }
+        Self {
+            framed: Framed::new(stream, length_codec()),
+        }
     }
 
     /// Send one raw frame.
@@ -97,9 +99,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedConn<S> {
         let frame = self.recv_frame().await?.ok_or(ConnError::Closed)?;
         match ServerHello::decode(&frame)? {
             ServerHello::Welcome(welcome) => Ok(welcome),
-            ServerHello::Rejected { major, minor, reason } => {
-                Err(ConnError::Rejected { major, minor, reason })
-            }
+            ServerHello::Rejected {
+                major,
+                minor,
+                reason,
+            } => Err(ConnError::Rejected {
+                major,
+                minor,
+                reason,
+            }),
         }
     }
 
@@ -129,9 +137,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedConn<S> {
         self.send_frame(answer.encode()).await?;
         match answer {
             ServerHello::Welcome(_) => Ok(hello),
-            ServerHello::Rejected { major, minor, reason } => {
-                Err(ConnError::Rejected { major, minor, reason })
-            }
+            ServerHello::Rejected {
+                major,
+                minor,
+                reason,
+            } => Err(ConnError::Rejected {
+                major,
+                minor,
+                reason,
+            }),
         }
     }
 

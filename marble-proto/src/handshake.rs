@@ -151,7 +151,11 @@ impl ServerHello {
                 put_str(&mut out, &w.git_sha);
                 put_list(&mut out, &w.features);
             }
-            ServerHello::Rejected { major, minor, reason } => {
+            ServerHello::Rejected {
+                major,
+                minor,
+                reason,
+            } => {
                 out.push(1);
                 out.extend_from_slice(&major.to_be_bytes());
                 out.extend_from_slice(&minor.to_be_bytes());
@@ -192,7 +196,11 @@ impl ServerHello {
 /// daemon is too old for (see [`crate::Request::since_minor`]).
 pub fn negotiate(hello: &Hello, daemon_version: &str, git_sha: &str) -> ServerHello {
     if hello.major != PROTO_MAJOR {
-        let older = if hello.major < PROTO_MAJOR { "marblectl" } else { "marbled" };
+        let older = if hello.major < PROTO_MAJOR {
+            "marblectl"
+        } else {
+            "marbled"
+        };
         return ServerHello::Rejected {
             major: PROTO_MAJOR,
             minor: PROTO_MINOR,
@@ -240,7 +248,10 @@ impl Reader<'_> {
     fn take(&mut self, n: usize, field: &'static str) -> Result<&[u8], HandshakeError> {
         let rest = &self.bytes[self.pos..];
         if rest.len() < n {
-            return Err(HandshakeError::Truncated { field, needed: n - rest.len() });
+            return Err(HandshakeError::Truncated {
+                field,
+                needed: n - rest.len(),
+            });
         }
         self.pos += n;
         Ok(&rest[..n])
@@ -249,7 +260,9 @@ impl Reader<'_> {
     fn magic(&mut self) -> Result<(), HandshakeError> {
         let avail = self.bytes.len().min(MAGIC.len());
         if self.bytes[..avail] != MAGIC[..avail] {
-            return Err(HandshakeError::BadMagic { found: self.bytes[..avail].to_vec() });
+            return Err(HandshakeError::BadMagic {
+                found: self.bytes[..avail].to_vec(),
+            });
         }
         self.take(MAGIC.len(), "magic")?;
         Ok(())

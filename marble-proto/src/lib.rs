@@ -18,7 +18,7 @@ pub mod wire;
 
 pub use codec::CodecError;
 pub use conn::{ConnError, FramedConn};
-pub use handshake::{Hello, HandshakeError, ServerHello, Welcome};
+pub use handshake::{HandshakeError, Hello, ServerHello, Welcome};
 pub use wire::*;
 
 /// Protocol major version. A different major on the other side is always rejected.

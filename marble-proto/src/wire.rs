@@ -291,7 +291,10 @@ impl PowerState {
     ///
     /// Unknown words count as occupying: treating "don't know" as "running" is the safe side.
     pub fn occupies_host(&self) -> bool {
-        !matches!(self, PowerState::Stopped | PowerState::Suspended | PowerState::Invalid)
+        !matches!(
+            self,
+            PowerState::Stopped | PowerState::Suspended | PowerState::Invalid
+        )
     }
 }
 
@@ -452,7 +455,11 @@ pub struct WireError {
 impl WireError {
     /// An error with no causes.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), chain: Vec::new() }
+        Self {
+            kind,
+            message: message.into(),
+            chain: Vec::new(),
+        }
     }
 }
 

@@ -1,3 +1,38 @@
-//! placeholder
+//! `marbled`: the MARBLE daemon library. One daemon per host owns every VM decision.
+//!
+//! Request path (see `docs/ARCHITECTURE.md`):
+//!
+//! ```text
+//! marblectl ──UDS──> server::serve ──> server::Handler (peer creds, handshake, access)
+//!     ──bounded mpsc──> actor::Supervisor (owns sched::World)
+//!     ──Effect::Run──> jobs::JobContext (a task) ──> hypervisor::Hypervisor (prlctl)
+//!     <──Completion── (bounded mpsc) ──> World::handle ──> replies, events, persist
+//! ```
+//!
+//! Layout: [`config`] (TOML, defaults, validation), [`socket`] (lock + bind),
+//! [`peer`] (credentials and access), [`server`] (accept loop, handler), [`actor`] (state
+//! owner), [`jobs`] (slow work), [`sched`] (sans-I/O scheduler), [`hypervisor`] (prlctl),
+//! [`inventory`] (teams), [`store`] (state file), [`logging`] (subscriber for `main`),
+//! [`daemon`] (wiring: `run`).
+
+pub mod actor;
+#[cfg(marble_wip)]
+pub mod cli;
+pub mod config;
+#[cfg(marble_wip)]
+pub mod daemon;
+pub mod error;
 pub mod hypervisor;
+pub mod inventory;
+pub mod jobs;
+pub mod logging;
+pub mod peer;
 pub mod sched;
+pub mod server;
+pub mod socket;
+pub mod store;
+
+pub use config::Config;
+#[cfg(marble_wip)]
+pub use daemon::run;
+pub use error::DaemonError;

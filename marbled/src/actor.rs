@@ -1,0 +1,553 @@
+//! The one task that owns all daemon state ([`Supervisor`]) and the handle connections use to
+//! reach it ([`DaemonHandle`]).
+//!
+//! The supervisor holds the scheduler [`World`] and loops over: job completions, commands
+//! from connections, the scheduler's next deadline, the periodic inventory refresh, and
+//! shutdown. It never awaits slow I/O: every `Effect::Run` becomes a job on a
+//! [`TaskTracker`] that reports back through the bounded completions channel; state writes go
+//! to a persister task through a `watch` channel (latest state wins, so a burst of changes
+//! costs one write).
+//!
+//! The `select!` is `biased` with shutdown first (a stop request must win over a busy
+//! stream of commands) and completions before commands (finishing work frees capacity and
+//! unblocks waiting clients; a flood of new commands must not starve it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use marble_proto::{
+    ErrorKind, Event, LockTarget, Reply, Request, Response, StatusReport, Team, UnlockTarget,
+    WireError,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::jobs::JobContext;
+use crate::sched::{
+    Action, Command, Effect, Input, ObservedVm, OpId, Outcome, Persisted, ReqId, SchedConfig, World,
+};
+
+/// Commands queued from connections to the actor. Bounded so a flood of clients applies
+/// back-pressure instead of growing memory.
+pub const COMMAND_CAPACITY: usize = 256;
+/// Completed jobs waiting for the actor.
+pub const COMPLETION_CAPACITY: usize = 256;
+/// Events buffered per `events --follow` subscriber before it is dropped as too slow.
+pub const WATCHER_CAPACITY: usize = 1024;
+/// Progress messages buffered per waiting request (extra ones are dropped, never blocking).
+pub const PROGRESS_CAPACITY: usize = 32;
+
+/// Milliseconds since the unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A request waiting for the scheduler's answer.
+struct Waiter {
+    progress: mpsc::Sender<String>,
+    done: oneshot::Sender<Result<Response, WireError>>,
+}
+
+/// The receiving side of a submitted request.
+#[derive(Debug)]
+pub struct Submitted {
+    /// Id to cancel with.
+    pub req: ReqId,
+    /// Non-terminal progress messages.
+    pub progress: mpsc::Receiver<String>,
+    /// The terminal answer.
+    pub done: oneshot::Receiver<Result<Response, WireError>>,
+}
+
+/// Messages from connection handlers to the actor.
+enum ActorCommand {
+    Query {
+        request: Request,
+        reply: oneshot::Sender<Result<Response, WireError>>,
+    },
+    Submit {
+        req: ReqId,
+        caller: String,
+        request: Request,
+        waiter: Waiter,
+    },
+    Cancel {
+        req: ReqId,
+    },
+    Watch {
+        events: mpsc::Sender<Event>,
+    },
+    Reconfigure {
+        sched: Box<SchedConfig>,
+        ctx: JobContext,
+    },
+}
+
+/// Cloneable handle to the actor.
+#[derive(Clone, Debug)]
+pub struct DaemonHandle {
+    tx: mpsc::Sender<ActorCommand>,
+    next_req: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for ActorCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActorCommand::Query { .. } => "Query",
+            ActorCommand::Submit { .. } => "Submit",
+            ActorCommand::Cancel { .. } => "Cancel",
+            ActorCommand::Watch { .. } => "Watch",
+            ActorCommand::Reconfigure { .. } => "Reconfigure",
+        })
+    }
+}
+
+fn gone() -> WireError {
+    WireError::new(ErrorKind::Unavailable, "marbled is shutting down")
+}
+
+impl DaemonHandle {
+    /// Answer a read-only request (`Status`, `ListVms`, `ShowVm`).
+    pub async fn query(&self, request: Request) -> Result<Response, WireError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ActorCommand::Query { request, reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Submit a request that goes through the scheduler.
+    pub async fn submit(&self, caller: &str, request: Request) -> Result<Submitted, WireError> {
+        let req = ReqId(self.next_req.fetch_add(1, Ordering::Relaxed));
+        let (progress_tx, progress) = mpsc::channel(PROGRESS_CAPACITY);
+        let (done_tx, done) = oneshot::channel();
+        let waiter = Waiter {
+            progress: progress_tx,
+            done: done_tx,
+        };
+        self.tx
+            .send(ActorCommand::Submit {
+                req,
+                caller: caller.to_owned(),
+                request,
+                waiter,
+            })
+            .await
+            .map_err(|_| gone())?;
+        Ok(Submitted {
+            req,
+            progress,
+            done,
+        })
+    }
+
+    /// The client of `req` went away.
+    pub async fn cancel(&self, req: ReqId) {
+        let _ = self.tx.send(ActorCommand::Cancel { req }).await;
+    }
+
+    /// Subscribe to lifecycle events.
+    pub async fn watch(&self) -> Result<mpsc::Receiver<Event>, WireError> {
+        let (events, rx) = mpsc::channel(WATCHER_CAPACITY);
+        self.tx
+            .send(ActorCommand::Watch { events })
+            .await
+            .map_err(|_| gone())?;
+        Ok(rx)
+    }
+
+    /// Apply reloadable configuration (SIGHUP).
+    pub async fn reconfigure(&self, sched: SchedConfig, ctx: JobContext) {
+        let _ = self
+            .tx
+            .send(ActorCommand::Reconfigure {
+                sched: Box::new(sched),
+                ctx,
+            })
+            .await;
+    }
+}
+
+/// Result of a job, reported back to the actor.
+enum Completion {
+    Op {
+        op: OpId,
+        vm: String,
+        outcome: Outcome,
+    },
+    Inventory(Result<Vec<ObservedVm>, String>),
+}
+
+/// Static facts the actor reports in `status`.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Daemon build version.
+    pub version: String,
+    /// Host name.
+    pub host: String,
+}
+
+/// The state owner.
+pub struct Supervisor {
+    world: World,
+    ctx: JobContext,
+    identity: Identity,
+    commands: mpsc::Receiver<ActorCommand>,
+    completions_tx: mpsc::Sender<Completion>,
+    completions: mpsc::Receiver<Completion>,
+    jobs: TaskTracker,
+    waiting: HashMap<ReqId, Waiter>,
+    watchers: Vec<mpsc::Sender<Event>>,
+    /// Events dropped because a watcher was too slow (it is disconnected).
+    dropped_watchers: u64,
+    persist: watch::Sender<Persisted>,
+    teams: HashMap<String, Team>,
+    refresh_in_flight: bool,
+    refresh_again: bool,
+    next_refresh: Instant,
+    inventory_ms: u64,
+    shutdown: CancellationToken,
+}
+
+impl Supervisor {
+    /// Build the actor and its handle. `persist` receives every state to write.
+    pub fn new(
+        world: World,
+        ctx: JobContext,
+        identity: Identity,
+        persist: watch::Sender<Persisted>,
+        shutdown: CancellationToken,
+    ) -> (Self, DaemonHandle) {
+        let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
+        let (completions_tx, completions) = mpsc::channel(COMPLETION_CAPACITY);
+        let supervisor = Self {
+            world,
+            ctx,
+            identity,
+            commands,
+            completions_tx,
+            completions,
+            jobs: TaskTracker::new(),
+            waiting: HashMap::new(),
+            watchers: Vec::new(),
+            dropped_watchers: 0,
+            persist,
+            teams: HashMap::new(),
+            refresh_in_flight: false,
+            refresh_again: false,
+            next_refresh: Instant::now(),
+            inventory_ms: 0,
+            shutdown,
+        };
+        (
+            supervisor,
+            DaemonHandle {
+                tx,
+                next_req: Arc::new(AtomicU64::new(1)),
+            },
+        )
+    }
+
+    /// Run until shutdown; then answer waiting clients, wait for jobs up to `budget`, and
+    /// return the final state to persist.
+    pub async fn run(mut self, budget: Duration) -> Persisted {
+        self.refresh_inventory();
+        loop {
+            let deadline = self.next_wakeup();
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                Some(done) = self.completions.recv() => self.on_completion(done),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                () = tokio::time::sleep_until(deadline) => self.on_timer(),
+            }
+        }
+        tracing::info!(waiting = self.waiting.len(), "actor stopping");
+        for (_, waiter) in self.waiting.drain() {
+            let _ = waiter.done.send(Err(gone()));
+        }
+        self.watchers.clear();
+        self.jobs.close();
+        if tokio::time::timeout(budget, self.jobs.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                budget = %humantime::format_duration(budget),
+                "jobs still running at the end of the shutdown budget; their operations \
+                 will be reconciled at the next start"
+            );
+        }
+        self.world.persisted()
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        let mut at = self.next_refresh;
+        if let Some(deadline) = self.world.next_deadline() {
+            let now = now_ms();
+            let wait = Duration::from_millis(deadline.saturating_sub(now));
+            at = at.min(Instant::now() + wait);
+        }
+        at
+    }
+
+    fn on_timer(&mut self) {
+        if Instant::now() >= self.next_refresh {
+            self.refresh_inventory();
+        }
+        let effects = self.world.handle(now_ms(), Input::Tick);
+        self.apply(effects);
+    }
+
+    fn on_completion(&mut self, done: Completion) {
+        let input = match done {
+            Completion::Op { op, vm, outcome } => {
+                tracing::debug!(vm = %vm, op = op.0, ?outcome, "operation finished");
+                Input::Finished { op, outcome }
+            }
+            Completion::Inventory(result) => {
+                self.refresh_in_flight = false;
+                if std::mem::take(&mut self.refresh_again) {
+                    self.refresh_inventory();
+                }
+                match result {
+                    Ok(vms) => {
+                        self.inventory_ms = now_ms();
+                        self.teams = vms.iter().map(|v| (v.name.clone(), v.team)).collect();
+                        Input::Inventory(vms)
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "inventory refresh failed; keeping the last one");
+                        return;
+                    }
+                }
+            }
+        };
+        let effects = self.world.handle(now_ms(), input);
+        self.apply(effects);
+    }
+
+    fn on_command(&mut self, cmd: ActorCommand) {
+        match cmd {
+            ActorCommand::Query { request, reply } => {
+                let _ = reply.send(self.query(&request));
+            }
+            ActorCommand::Submit {
+                req,
+                caller,
+                request,
+                waiter,
+            } => match self.to_command(&request) {
+                Ok(cmd) => {
+                    tracing::info!(req = req.0, user = %caller, kind = request.kind(), "request");
+                    self.waiting.insert(req, waiter);
+                    let effects = self
+                        .world
+                        .handle(now_ms(), Input::Command { req, caller, cmd });
+                    self.apply(effects);
+                }
+                Err(err) => {
+                    let _ = waiter.done.send(Err(err));
+                }
+            },
+            ActorCommand::Cancel { req } => {
+                if self.waiting.remove(&req).is_some() {
+                    let effects = self.world.handle(now_ms(), Input::Cancelled { req });
+                    self.apply(effects);
+                }
+            }
+            ActorCommand::Watch { events } => self.watchers.push(events),
+            ActorCommand::Reconfigure { sched, ctx } => {
+                tracing::info!("configuration reloaded");
+                self.world.reconfigure(*sched);
+                self.ctx = ctx;
+                self.refresh_inventory();
+            }
+        }
+    }
+
+    fn query(&self, request: &Request) -> Result<Response, WireError> {
+        let now = now_ms();
+        match request {
+            Request::Status => Ok(Response::Status(self.status(now))),
+            Request::ListVms => Ok(Response::Vms(self.world.vms(now))),
+            Request::ShowVm { vm } => {
+                let name = self.resolve(vm)?;
+                self.world
+                    .vms(now)
+                    .into_iter()
+                    .find(|v| v.name == name)
+                    .map(Response::Vm)
+                    .ok_or_else(|| self.not_found(vm))
+            }
+            other => Err(WireError::new(
+                ErrorKind::Internal,
+                format!("{} is not a query", other.kind()),
+            )),
+        }
+    }
+
+    fn status(&self, now: u64) -> StatusReport {
+        let mut report = self.world.status(now);
+        report.daemon_version.clone_from(&self.identity.version);
+        report.host.clone_from(&self.identity.host);
+        if report.inventory_ms == 0 {
+            report.inventory_ms = self.inventory_ms;
+        }
+        report
+    }
+
+    fn not_found(&self, vm: &str) -> WireError {
+        let known = self.world.vm_names();
+        let list = if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        };
+        WireError::new(
+            ErrorKind::NotFound,
+            format!("unknown VM {vm:?}; known VMs: {list}"),
+        )
+    }
+
+    fn resolve(&self, vm: &str) -> Result<String, WireError> {
+        self.world.resolve(vm).ok_or_else(|| self.not_found(vm))
+    }
+
+    /// Translate a mutating request into a scheduler command, resolving VM names.
+    fn to_command(&self, request: &Request) -> Result<Command, WireError> {
+        Ok(match request {
+            Request::StartVm { vm } => Command::StartVm {
+                vm: self.resolve(vm)?,
+            },
+            Request::StopVm { vm, force } => Command::StopVm {
+                vm: self.resolve(vm)?,
+                force: *force,
+            },
+            Request::RequestSlot { vm, wait_ms } => Command::RequestSlot {
+                vm: self.resolve(vm)?,
+                wait_ms: *wait_ms,
+            },
+            Request::Pause { reason } => Command::Pause {
+                reason: reason.clone(),
+            },
+            Request::Resume => Command::Resume,
+            Request::Lock { target, reason } => Command::Lock {
+                target: match target {
+                    LockTarget::Vm(vm) => LockTarget::Vm(self.resolve(vm)?),
+                    LockTarget::AllExcept(vm) => LockTarget::AllExcept(self.resolve(vm)?),
+                },
+                reason: reason.clone(),
+            },
+            Request::Unlock { target } => Command::Unlock {
+                target: match target {
+                    UnlockTarget::Vm(vm) => UnlockTarget::Vm(self.resolve(vm)?),
+                    UnlockTarget::All => UnlockTarget::All,
+                },
+            },
+            Request::Drain { reason, wait_ms } => Command::Drain {
+                reason: reason.clone(),
+                wait_ms: *wait_ms,
+            },
+            Request::Status | Request::ListVms | Request::ShowVm { .. } | Request::WatchEvents => {
+                return Err(WireError::new(
+                    ErrorKind::Internal,
+                    format!("{} is not a scheduler command", request.kind()),
+                ));
+            }
+        })
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Run { op, vm, action } => self.spawn_op(op, vm, action),
+                Effect::Reply { req, result } => {
+                    if let Some(waiter) = self.waiting.remove(&req) {
+                        let _ = waiter.done.send(result);
+                    }
+                }
+                Effect::Progress { req, message } => {
+                    if let Some(waiter) = self.waiting.get(&req) {
+                        // Progress is advisory: drop it rather than block the actor.
+                        let _ = waiter.progress.try_send(message);
+                    }
+                }
+                Effect::Emit(event) => self.broadcast(&event),
+                Effect::Persist => {
+                    self.persist.send_replace(self.world.persisted());
+                }
+                Effect::RefreshInventory => self.refresh_inventory(),
+            }
+        }
+    }
+
+    fn broadcast(&mut self, event: &Event) {
+        let before = self.watchers.len();
+        self.watchers.retain(|w| w.try_send(event.clone()).is_ok());
+        let dropped = before - self.watchers.len();
+        if dropped > 0 {
+            self.dropped_watchers += dropped as u64;
+            tracing::warn!(
+                dropped,
+                total = self.dropped_watchers,
+                "dropped slow event watchers"
+            );
+        }
+    }
+
+    fn spawn_op(&mut self, op: OpId, vm: String, action: Action) {
+        let ctx = self.ctx.clone();
+        let tx = self.completions_tx.clone();
+        let team = self.teams.get(&vm).copied().unwrap_or(Team::Unassigned);
+        let span = tracing::info_span!("op", op = op.0, vm = %vm, action = ?action);
+        tracing::debug!(parent: &span, "operation started");
+        self.jobs.spawn(
+            async move {
+                let outcome = ctx.run(&vm, team, &action).await;
+                match &outcome {
+                    Outcome::Failed(err) => tracing::warn!(error = %err, "operation failed"),
+                    _ => tracing::debug!(?outcome, "operation done"),
+                }
+                let _ = tx.send(Completion::Op { op, vm, outcome }).await;
+            }
+            .instrument(span),
+        );
+    }
+
+    fn refresh_inventory(&mut self) {
+        self.next_refresh = Instant::now()
+            + Duration::from_millis(self.world.config().inventory_interval_ms.max(1000));
+        if self.refresh_in_flight {
+            self.refresh_again = true;
+            return;
+        }
+        self.refresh_in_flight = true;
+        let ctx = self.ctx.clone();
+        let tx = self.completions_tx.clone();
+        self.jobs.spawn(
+            async move {
+                let result = ctx.inventory().await;
+                let _ = tx.send(Completion::Inventory(result)).await;
+            }
+            .instrument(tracing::debug_span!("inventory")),
+        );
+    }
+}
+
+/// Map a streamed reply body for a connection.
+pub fn progress_event(message: String) -> Reply {
+    Reply::Event(Event::Progress {
+        done: 0,
+        total: 0,
+        message,
+    })
+}

@@ -1,0 +1,181 @@
+//! Wiring: builds the hypervisor, world, actor, persister and server from a [`Config`] and
+//! runs them until shutdown, then drains in the documented order:
+//!
+//! 1. stop accepting connections; in-flight requests are answered (or get `Unavailable`);
+//! 2. stop the actor, which answers waiting clients and waits for jobs up to the budget
+//!    (a `prlctl` in the middle of an operation is not killed by default);
+//! 3. flush the state file;
+//! 4. return, so the caller drops the socket guard (removing the socket) and exits 0.
+//!
+//! [`run`] takes an already-bound listener so launchd socket activation stays a cheap
+//! later step, and so tests bind first and never need to sleep-and-retry.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::actor::{Identity, Supervisor, now_ms};
+use crate::config::Config;
+use crate::error::DaemonError;
+use crate::hypervisor::{Hypervisor, Prlctl, PrlctlConfig};
+use crate::inventory::TeamMap;
+use crate::jobs::JobContext;
+use crate::peer::AccessPolicy;
+use crate::sched::{Persisted, World};
+use crate::socket::resolve_group;
+use crate::store::Store;
+
+/// Build the production hypervisor adapter from config.
+pub fn hypervisor(config: &Config) -> Arc<dyn Hypervisor> {
+    let p = &config.prlctl;
+    let defaults = PrlctlConfig::default();
+    let mut env = defaults.env.clone();
+    env.extend(p.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Arc::new(Prlctl::new(PrlctlConfig {
+        path: p.path.clone(),
+        default_timeout: p.timeout,
+        start_timeout: p.start_timeout,
+        stop_timeout: p.stop_timeout,
+        max_concurrent: usize::try_from(p.max_concurrent).unwrap_or(1).max(1),
+        env,
+        ..defaults
+    }))
+}
+
+/// The job context for a config.
+pub fn job_context(config: &Config, hv: Arc<dyn Hypervisor>) -> JobContext {
+    JobContext {
+        hv,
+        probe: Arc::new(config.probe.clone()),
+        teams: Arc::new(TeamMap::new(&config.teams)),
+    }
+}
+
+/// The host name to report: configured, else the system's.
+pub fn host_name(config: &Config) -> String {
+    if !config.daemon.host_name.is_empty() {
+        return config.daemon.host_name.clone();
+    }
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Run the daemon on `listener` until `shutdown` is cancelled. New configs arriving on
+/// `reload` (SIGHUP) update the reloadable fields: scheduler timings and policy, probes,
+/// teams, admin users and prlctl settings. The socket, state file and log file are not
+/// reloadable (restart for those).
+pub async fn run(
+    config: Config,
+    listener: UnixListener,
+    mut reload: mpsc::Receiver<Config>,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let store = Store::new(&config.daemon.state_file);
+    let now = now_ms();
+    let world = match store.load()? {
+        Some(persisted) => {
+            tracing::info!(path = %store.path().display(), "restored state; reconciling with the hypervisor");
+            World::restore(config.sched_config(), persisted, now)
+        }
+        None => World::new(config.sched_config(), now),
+    };
+    let hv = hypervisor(&config);
+    let ctx = job_context(&config, hv);
+    let identity = Identity {
+        version: crate::server::VERSION.to_owned(),
+        host: host_name(&config),
+    };
+    let budget = config.daemon.shutdown_budget;
+
+    let (persist_tx, persist_rx) = watch::channel(world.persisted());
+    let persister = tokio::spawn(
+        persist_loop(store.clone(), persist_rx).instrument(tracing::debug_span!("persister")),
+    );
+
+    let actor_stop = CancellationToken::new();
+    let (supervisor, handle) =
+        Supervisor::new(world, ctx, identity.clone(), persist_tx, actor_stop.clone());
+    // The actor gets most of the budget for its jobs; the rest is for flushing.
+    let actor = tokio::spawn(
+        supervisor
+            .run(budget.mul_f32(0.8))
+            .instrument(tracing::info_span!("actor")),
+    );
+
+    let gid = resolve_group(&config.daemon.socket_group)?;
+    let policy = Arc::new(RwLock::new(AccessPolicy::new(
+        gid,
+        config.daemon.admin_users.clone(),
+    )));
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        handle.clone(),
+        policy.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(version = %identity.version, host = %identity.host, socket = %config.daemon.socket.display(), "marbled started");
+
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(new) = reload.recv() => {
+                let hv = hypervisor(&new);
+                handle.reconfigure(new.sched_config(), job_context(&new, hv)).await;
+                if let Ok(mut p) = policy.write() {
+                    *p = AccessPolicy::new(gid, new.daemon.admin_users.clone());
+                }
+            }
+        }
+    }
+
+    tracing::info!(budget = %humantime::format_duration(budget), "shutting down");
+    let started = tokio::time::Instant::now();
+    if tokio::time::timeout(budget / 4, server).await.is_err() {
+        tracing::warn!("connections did not close in time; continuing shutdown");
+    }
+    actor_stop.cancel();
+    let remaining = budget
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_secs(1));
+    let final_state = match tokio::time::timeout(remaining, actor).await {
+        Ok(Ok(state)) => Some(state),
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "actor task failed");
+            None
+        }
+        Err(_) => {
+            tracing::error!("actor did not stop within the budget");
+            None
+        }
+    };
+    let _ = persister.await;
+    if let Some(state) = final_state {
+        let store2 = store.clone();
+        match tokio::task::spawn_blocking(move || store2.save(&state)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "final state write failed"),
+            Err(err) => tracing::error!(error = %err, "final state write panicked"),
+        }
+    }
+    tracing::info!("marbled stopped");
+    Ok(())
+}
+
+/// Write each new state; ends when the actor drops its sender.
+async fn persist_loop(store: Store, mut rx: watch::Receiver<Persisted>) {
+    while rx.changed().await.is_ok() {
+        let state = rx.borrow_and_update().clone();
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.save(&state)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "cannot persist state"),
+            Err(err) => tracing::error!(error = %err, "state writer panicked"),
+        }
+    }
+}
