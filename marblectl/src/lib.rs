@@ -1,1 +1,116 @@
-//! placeholder
+//! `marblectl`: the thin MARBLE client. Parses the command line ([`cli`]), talks to
+//! `marbled` over its Unix socket ([`client`]), renders answers ([`render`]) and maps
+//! failures to sysexits codes ([`exit`]). It never starts the daemon: launchd owns that.
+
+pub mod cli;
+pub mod client;
+pub mod cmd;
+pub mod exit;
+pub mod render;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command};
+use crate::client::ClientError;
+use crate::cmd::Context;
+use crate::exit::Exit;
+
+/// Process entry: parse, run on a current-thread runtime, map the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("marblectl: cannot start runtime: {err}");
+            return Exit::Software.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            eprintln!("marblectl: {}", render_error(&err));
+            code_for(&err).into()
+        }
+    }
+}
+
+/// Run a parsed command.
+pub async fn run(cli: Cli) -> Result<Exit, ClientError> {
+    let ctx = Context {
+        socket: cli.global.socket,
+        json: cli.global.json,
+        verbose: cli.global.verbose,
+    };
+    match cli.command {
+        Command::Status => cmd::status::status(&ctx).await,
+        Command::Vm(vm) => cmd::vm::run(&ctx, vm).await,
+        Command::RequestSlot(args) => cmd::slot::run(&ctx, args).await,
+        Command::Pause(args) => cmd::admin::pause(&ctx, args).await,
+        Command::Resume => cmd::admin::resume(&ctx).await,
+        Command::Lock(args) => cmd::admin::lock(&ctx, args).await,
+        Command::Unlock(args) => cmd::admin::unlock(&ctx, args).await,
+        Command::Drain(args) => cmd::admin::drain(&ctx, args).await,
+        Command::Events(args) => cmd::status::events(&ctx, &args).await,
+        Command::Completions(args) => {
+            let mut buf = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "marblectl", &mut buf);
+            cmd::out(&String::from_utf8_lossy(&buf));
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+/// The error and its chain, once.
+pub fn render_error(err: &ClientError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The exit code for a failure.
+pub fn code_for(err: &ClientError) -> Exit {
+    match err {
+        ClientError::Daemon(wire) => exit::for_kind(wire.kind),
+        ClientError::NotRunning { .. }
+        | ClientError::VersionMismatch(_)
+        | ClientError::DaemonTooOld { .. } => Exit::Unavailable,
+        ClientError::NoAccess { .. } => Exit::NoPerm,
+        ClientError::Conn(marble_proto::ConnError::Io(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Exit::Ok
+        }
+        ClientError::Conn(_) => Exit::Unavailable,
+        ClientError::Protocol(_) => Exit::Software,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

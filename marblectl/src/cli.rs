@@ -1,0 +1,168 @@
+//! The clap types: global flags, then noun-verb subcommands. Doc comments are the help text.
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Default control socket (matches marbled's default `daemon.socket`).
+pub const DEFAULT_SOCKET: &str = "/usr/local/var/marble/marbled.sock";
+
+/// marblectl — control the MARBLE daemon on this host.
+#[derive(Debug, Parser)]
+#[command(name = "marblectl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options for every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Control socket of marbled.
+    #[arg(long, global = true, env = "MARBLE_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print machine-readable JSON on stdout (read commands).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Host overview: policy, running VM and why, pending requests, locks, recent decisions.
+    Status,
+    /// VM commands.
+    #[command(subcommand)]
+    Vm(VmCommand),
+    /// Ask for a VM to run (Jenkins' start script). Prints nothing on stdout.
+    ///
+    /// Exit 0: the VM runs and its guest answers. 75: the host is busy with a job (try another
+    /// node). 77: locked or in maintenance. 2: unknown VM. 69: marbled unreachable.
+    RequestSlot(RequestSlotArgs),
+    /// Stop starting VMs on the cycle (running VMs are left alone).
+    Pause(ReasonArgs),
+    /// Resume cycling and end a drain.
+    Resume,
+    /// Lock a VM (or all but one) against starts.
+    Lock(LockArgs),
+    /// Remove locks.
+    Unlock(UnlockArgs),
+    /// Maintenance: no new starts; busy VMs finish; idle VMs stop.
+    Drain(DrainArgs),
+    /// Lifecycle events and scheduler decisions.
+    Events(EventsArgs),
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+}
+
+/// `vm …` commands.
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// List every VM with state, team and busy state.
+    List,
+    /// Show one VM.
+    Show(VmArg),
+    /// Start (or resume) a VM, respecting capacity and locks.
+    Start(VmArg),
+    /// Stop a VM: graceful first, then forced after a timeout. Refuses a busy VM or one whose
+    /// busy state cannot be determined unless --force.
+    Stop(StopArgs),
+}
+
+/// A VM name or UUID.
+#[derive(Debug, Args)]
+pub struct VmArg {
+    /// VM name or UUID.
+    pub vm: String,
+}
+
+/// `vm stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// VM name or UUID.
+    pub vm: String,
+    /// Stop even if a CI job may be running (it will be killed).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `request-slot`.
+#[derive(Debug, Args)]
+pub struct RequestSlotArgs {
+    /// The VM Jenkins wants.
+    pub vm: String,
+    /// Wait this long for a busy host to free up (e.g. 10m). Default: answer at once.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wait: Option<Duration>,
+}
+
+/// A reason for the record.
+#[derive(Debug, Args)]
+pub struct ReasonArgs {
+    /// Why (shown in status).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `lock`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["vm", "all_except"])))]
+pub struct LockArgs {
+    /// The VM to lock.
+    pub vm: Option<String>,
+    /// Lock every VM except this one.
+    #[arg(long, value_name = "VM")]
+    pub all_except: Option<String>,
+    /// Why (shown in status).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `unlock`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["vm", "all"])))]
+pub struct UnlockArgs {
+    /// The VM to unlock.
+    pub vm: Option<String>,
+    /// Unlock every VM.
+    #[arg(long)]
+    pub all: bool,
+    /// Why (logged).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Wait until no VM runs (or this long), e.g. 30m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wait: Option<Duration>,
+    /// Why (shown in status).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep streaming until interrupted (otherwise print recent decisions and exit).
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,62 @@
+//! `status` and `events`.
+
+use marble_proto::{Reply, Request, Response};
+
+use crate::cli::EventsArgs;
+use crate::client::{Client, ClientError};
+use crate::cmd::{Context, out};
+use crate::exit::Exit;
+use crate::render;
+
+/// `marblectl status`.
+pub async fn status(ctx: &Context) -> Result<Exit, ClientError> {
+    match ctx.call(Request::Status).await? {
+        Response::Status(report) => {
+            out(&if ctx.json {
+                render::json(&report)
+            } else {
+                render::status(&report)
+            });
+            Ok(Exit::Ok)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `marblectl events [--follow]`.
+pub async fn events(ctx: &Context, args: &EventsArgs) -> Result<Exit, ClientError> {
+    if !args.follow {
+        let Response::Status(report) = ctx.call(Request::Status).await? else {
+            return Err(ClientError::Protocol("unexpected answer to status".into()));
+        };
+        for d in &report.decisions {
+            out(&if ctx.json {
+                render::json(d)
+            } else {
+                render::event(&marble_proto::Event::Decision(d.clone()))
+            });
+        }
+        return Ok(Exit::Ok);
+    }
+    let mut client = Client::connect(&ctx.socket).await?;
+    client.send(Request::WatchEvents).await?;
+    loop {
+        match client.next_reply().await? {
+            Reply::Event(event) => {
+                out(&if ctx.json {
+                    serde_json::to_string(&event).unwrap_or_default()
+                } else {
+                    render::event(&event)
+                });
+            }
+            Reply::EndOfStream => return Ok(Exit::Ok),
+            Reply::Err(err) => return Err(ClientError::Daemon(err)),
+            Reply::Ok(other) => return Err(unexpected(&other)),
+        }
+    }
+}
+
+/// A response of the wrong type.
+pub fn unexpected(resp: &Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected answer: {resp:?}"))
+}
