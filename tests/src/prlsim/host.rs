@@ -307,6 +307,52 @@ impl SimHost {
     }
 }
 
+/// What one `fake-prlctl` run printed and returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrlRun {
+    /// Stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Stderr (lossy UTF-8).
+    pub stderr: String,
+    /// Exit code (`-1` if killed by a signal).
+    pub code: i32,
+}
+
+impl SimHost {
+    /// Run the `fake-prlctl` executable `exe` against this host with `args`, feeding `stdin`
+    /// (closed afterwards; `None` = `/dev/null`).
+    pub fn prlctl(
+        &self,
+        exe: &Path,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> std::io::Result<PrlRun> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(exe)
+            .args(args)
+            .env(DIR_ENV, self.dir())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // The guest command may not read stdin; a closed pipe is not a failure here.
+            let _ = pipe.write_all(data);
+        }
+        let out = child.wait_with_output()?;
+        Ok(PrlRun {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code().unwrap_or(-1),
+        })
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -24,7 +24,7 @@ pub mod prlctl;
 pub mod store;
 
 pub use faults::{FaultEntry, FaultKind};
-pub use host::SimHost;
+pub use host::{PrlRun, SimHost};
 pub use model::{ExecRule, GuestProc, Match, RuleAction, SimState, Vm, VmState};
 pub use store::Invocation;
 

@@ -280,6 +280,11 @@ pub fn ps(s: &Session<'_>, args: &[String]) -> Ran {
                 .max()
                 .unwrap_or(0)
                 .max(header(f).len())
+                .max(if matches!(f.as_str(), "pid" | "ppid") {
+                    5
+                } else {
+                    0
+                })
         })
         .collect();
     let mut out = String::new();

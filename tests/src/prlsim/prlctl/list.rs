@@ -283,7 +283,11 @@ fn info_text(vms: &[&Vm], now: u64, no_header: bool) -> String {
             .map_or_else(|| format_datetime(now), format_datetime);
         let _ = writeln!(s, "ID: {}", vm.braced_uuid());
         let _ = writeln!(s, "Name: {}", vm.name);
-        let _ = writeln!(s, "Description: {}", vm.description);
+        let _ = writeln!(
+            s,
+            "{}",
+            format!("Description: {}", vm.description).trim_end()
+        );
         let _ = writeln!(s, "Type: {}", vm.vm_type);
         let _ = writeln!(s, "State: {}", state_word(vm));
         let _ = writeln!(s, "OS: {}", vm.os);

@@ -1,0 +1,219 @@
+//! The scripted guest behind `fake-prlctl exec`: builtins with real exit codes, stdin to a
+//! root-only file, processes for pgrep/ps, and scripted rules.
+
+use std::path::Path;
+
+use marble_tests::prlsim::{ExecRule, PrlRun, SimHost};
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_fake-prlctl"))
+}
+
+const VM: &str = "macphsft02-SPI-VM-macOS-15";
+
+fn running() -> (tempfile::TempDir, SimHost) {
+    let dir = tempfile::tempdir().expect("test helper");
+    let host = SimHost::create(dir.path()).expect("test helper");
+    host.add_running_vm(VM).expect("test helper");
+    (dir, host)
+}
+
+fn exec(h: &SimHost, cmd: &[&str]) -> PrlRun {
+    let mut args = vec!["exec", VM];
+    args.extend_from_slice(cmd);
+    h.prlctl(exe(), &args, None).expect("test helper")
+}
+
+#[test]
+fn a_secret_sent_on_stdin_lands_only_in_a_root_only_file() {
+    let (_d, h) = running();
+    let secret = b"jitconfig-eyJzZWNyZXQiOiJ4In0=";
+    let r = h
+        .prlctl(
+            exe(),
+            &[
+                "exec",
+                VM,
+                "/bin/sh",
+                "-c",
+                "umask 077; cat > /var/root/.runner_jit",
+            ],
+            Some(secret),
+        )
+        .unwrap();
+    assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "", ""));
+    assert_eq!(
+        h.read_guest_file(VM, "/var/root/.runner_jit")
+            .unwrap()
+            .as_deref(),
+        Some(&secret[..])
+    );
+    assert_eq!(
+        h.guest_file_mode(VM, "/var/root/.runner_jit").unwrap(),
+        Some(0o600)
+    );
+    // Nothing else under the host dir holds it: not the state, not the invocation log.
+    let hits = h.files_containing(secret).unwrap();
+    assert_eq!(
+        hits,
+        vec![h.guest_path(VM, "/var/root/.runner_jit").unwrap()]
+    );
+    let logged = std::fs::read_to_string(h.dir().join("invocations.jsonl")).unwrap();
+    assert!(logged.contains("umask 077; cat > /var/root/.runner_jit"));
+
+    // tee writes with the default umask; a single-argument command line goes through a shell.
+    let r = h
+        .prlctl(
+            exe(),
+            &["exec", VM, "tee /etc/runner.env > /dev/null"],
+            Some(b"A=1\n"),
+        )
+        .unwrap();
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+    assert_eq!(
+        h.guest_file_mode(VM, "/etc/runner.env").unwrap(),
+        Some(0o644)
+    );
+    assert_eq!(exec(&h, &["chmod", "600", "/etc/runner.env"]).code, 0);
+    assert_eq!(
+        h.guest_file_mode(VM, "/etc/runner.env").unwrap(),
+        Some(0o600)
+    );
+}
+
+#[test]
+fn file_builtins_have_shell_exit_codes() {
+    let (_d, h) = running();
+    assert_eq!(exec(&h, &["test", "-e", "/var/root/x"]).code, 1);
+    assert_eq!(exec(&h, &["mkdir", "-p", "/opt/runner/work"]).code, 0);
+    assert_eq!(exec(&h, &["test", "-d", "/opt/runner/work"]).code, 0);
+    assert_eq!(
+        exec(&h, &["echo hi > /opt/runner/f && cat /opt/runner/f"]).stdout,
+        "hi\n"
+    );
+    assert_eq!(exec(&h, &["test", "-f", "/opt/runner/f"]).code, 0);
+    assert_eq!(
+        exec(&h, &["rm", "-f", "/opt/runner/f", "/opt/runner/none"]).code,
+        0
+    );
+    let r = exec(&h, &["cat", "/opt/runner/f"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "cat: /opt/runner/f: No such file or directory\n")
+    );
+    assert_eq!(exec(&h, &["false || echo fallback"]).stdout, "fallback\n");
+    assert_eq!(exec(&h, &["true && false"]).code, 1);
+    assert_eq!(exec(&h, &["id", "-u"]).stdout, "0\n");
+    assert_eq!(
+        h.prlctl(exe(), &["exec", VM, "--current-user", "id", "-u"], None)
+            .unwrap()
+            .stdout,
+        "501\n"
+    );
+    assert_eq!(
+        exec(&h, &["scutil", "--set", "HostName", "macphsft02-spi"]).code,
+        0
+    );
+    assert_eq!(
+        exec(&h, &["scutil", "--get", "HostName"]).stdout,
+        "macphsft02-spi\n"
+    );
+    let r = exec(&h, &["brew", "install", "x"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (127, "sh: brew: command not found\n")
+    );
+    assert_eq!(exec(&h, &["exit 3"]).code, 3);
+}
+
+#[test]
+fn pgrep_and_ps_see_the_scripted_processes() {
+    let (_d, h) = running();
+    let r = exec(&h, &["pgrep", "-f", "Runner.Worker"]);
+    assert_eq!((r.code, r.stdout.as_str()), (1, ""));
+    let pid = h
+        .add_process(
+            VM,
+            "/Users/runner/actions-runner/bin/Runner.Worker spawnclient 107 110",
+        )
+        .unwrap();
+    h.add_process(
+        VM,
+        "java -jar /Users/jenkins/remoting.jar -workDir /Users/jenkins",
+    )
+    .unwrap();
+    let r = exec(&h, &["pgrep", "-f", "Runner.Worker"]);
+    assert_eq!((r.code, r.stdout), (0, format!("{pid}\n")));
+    assert_eq!(exec(&h, &["pgrep", "-x", "Runner.Worker"]).code, 0);
+    assert_eq!(exec(&h, &["pgrep", "-x", "Runner"]).code, 1);
+    assert_eq!(exec(&h, &["pgrep", "-f", "remoting.jar|agent.jar"]).code, 0);
+    let ps = exec(&h, &["ps", "-axo", "pid,ppid,etime,command"]).stdout;
+    let mut lines = ps.lines();
+    assert_eq!(lines.next(), Some("  PID  PPID ELAPSED COMMAND"));
+    assert!(
+        ps.contains(&format!(
+            "{pid:>5}     1   00:00 /Users/runner/actions-runner/bin/Runner.Worker"
+        )),
+        "{ps}"
+    );
+    assert!(
+        exec(&h, &["ps", "-ef"])
+            .stdout
+            .starts_with("  UID   PID  PPID   C STIME   TTY           TIME CMD\n")
+    );
+    assert_eq!(
+        exec(&h, &["ps -axo command | grep -c remoting.jar"]).stdout,
+        "1\n"
+    );
+    assert_eq!(exec(&h, &["pkill", "-f", "remoting.jar"]).code, 0);
+    assert_eq!(h.processes(VM).unwrap().len(), 1);
+}
+
+#[test]
+fn scripted_rules_win_over_builtins_and_can_start_processes() {
+    let (_d, h) = running();
+    h.add_exec_rule(
+        VM,
+        ExecRule::contains("launchctl kickstart")
+            .stdout("started\n")
+            .spawns("/Users/runner/bin/Runner.Listener run"),
+    )
+    .unwrap();
+    h.add_exec_rule(VM, ExecRule::exact("id -u").stdout("77\n").exit(4).times(1))
+        .unwrap();
+    h.add_exec_rule(VM, ExecRule::contains("flaky").session_error())
+        .unwrap();
+    let r = exec(
+        &h,
+        &[
+            "launchctl",
+            "kickstart",
+            "-k",
+            "system/ch.cern.marble.runner",
+        ],
+    );
+    assert_eq!((r.code, r.stdout.as_str()), (0, "started\n"));
+    assert_eq!(exec(&h, &["pgrep", "Runner.Listener"]).code, 0);
+    let r = exec(&h, &["id", "-u"]);
+    assert_eq!((r.code, r.stdout.as_str()), (4, "77\n"));
+    assert_eq!(
+        exec(&h, &["id", "-u"]).stdout,
+        "0\n",
+        "a times(1) rule is used up"
+    );
+    let r = exec(&h, &["flaky"]);
+    assert_eq!(r.code, 255);
+    assert!(r.stderr.starts_with("Unable to open new session"));
+}
+
+#[test]
+fn exec_is_refused_for_isolated_vms_and_without_tools() {
+    let (_d, h) = running();
+    h.set_isolated(VM, true).unwrap();
+    assert_eq!(exec(&h, &["true"]).code, 255);
+    h.set_isolated(VM, false).unwrap();
+    h.set_tools_state(VM, "not_installed").unwrap();
+    assert_eq!(exec(&h, &["true"]).code, 255);
+    h.set_tools_state(VM, "installed").unwrap();
+    assert_eq!(exec(&h, &["true"]).code, 0);
+}
