@@ -324,6 +324,36 @@ async fn hung_prlctl_times_out_and_is_killed_with_its_children() {
 }
 
 #[tokio::test]
+async fn a_cancelled_call_kills_the_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let grandchild_file = dir.path().join("grandchild");
+    let exe = script(
+        dir.path(),
+        "prlctl",
+        &format!(
+            "sleep 1000 &\necho $! > '{}'\necho $$ > '{}'\nexec sleep 1000",
+            grandchild_file.display(),
+            pid_file.display()
+        ),
+    );
+    let hv = Prlctl::new(config(&exe));
+    // The caller gives up long before the adapter's own 20 s timeout: the future is dropped.
+    let outcome = tokio::time::timeout(Duration::from_millis(500), hv.list_all()).await;
+    assert!(outcome.is_err(), "the fake cannot have answered");
+    assert!(
+        wait_until(Duration::from_secs(5), || pid_file.exists()
+            && grandchild_file.exists())
+        .await
+    );
+    let (pid, grandchild) = (read_pid(&pid_file), read_pid(&grandchild_file));
+    assert!(
+        wait_until(Duration::from_secs(5), || !alive(pid) && !alive(grandchild)).await,
+        "prlctl ({pid}) or its child ({grandchild}) outlived the cancelled call"
+    );
+}
+
+#[tokio::test]
 async fn exec_timeout_uses_the_callers_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");

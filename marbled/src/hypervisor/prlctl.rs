@@ -216,6 +216,9 @@ impl Prlctl {
             Err(source) => return Err(PrlctlError::Spawn { argv, source }),
         };
         let pid = child.id();
+        // If this future is dropped mid-call (caller cancelled), `kill_on_drop` only reaches
+        // the direct child; the guard takes the rest of the group with it.
+        let mut group = GroupGuard { pid };
         let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(PrlctlError::Io {
                 argv,
@@ -246,13 +249,17 @@ impl Prlctl {
         let result = tokio::time::timeout(timeout, work).await;
         let elapsed = started.elapsed();
         let ((stdout, stdout_truncated), (stderr, stderr_truncated), status) = match result {
-            Ok(Ok(r)) => r,
+            Ok(Ok(r)) => {
+                // Reaped: the pid may be reused from now on, so never signal it again.
+                group.disarm();
+                r
+            }
             Ok(Err(source)) => {
-                kill_group(pid);
+                group.kill();
                 return Err(PrlctlError::Io { argv, source });
             }
             Err(_elapsed) => {
-                kill_group(pid);
+                group.kill();
                 // Reap the direct child so no zombie is left; bounded because SIGKILL
                 // cannot be ignored.
                 let _ = child.kill().await;
@@ -410,6 +417,27 @@ impl Prlctl {
 
 fn strings(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Kills the child's process group when dropped, unless disarmed after the child was reaped.
+struct GroupGuard {
+    pid: Option<u32>,
+}
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        kill_group(self.pid.take());
+    }
+
+    fn disarm(&mut self) {
+        self.pid = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// SIGKILL the child's process group (it is the group leader). Errors mean it is gone.
