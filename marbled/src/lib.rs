@@ -23,6 +23,8 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod hypervisor;
+#[cfg(feature = "s3")]
+pub mod images;
 pub mod inventory;
 pub mod jobs;
 pub mod logging;

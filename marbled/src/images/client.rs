@@ -1,0 +1,422 @@
+//! The S3 access layer: builds the aws-sdk-s3 client for S3-compatible servers (Ceph RGW,
+//! Garage, s3s-fs) and wraps the handful of calls MARBLE makes, mapping SDK errors to
+//! [`ImageError::S3`] and "not found" to `None`.
+
+use aws_sdk_s3::config::{
+    BehaviorVersion, Builder, Credentials, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation, StalledStreamProtectionConfig,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+
+use super::ImageError;
+use super::config::{ChecksumMode, ImageStoreConfig};
+use super::creds::{self, ResolvedCredentials, S3cfg};
+
+/// One object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, unix seconds.
+    pub modified_unix: Option<i64>,
+}
+
+/// Size and ETag of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// Size.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: Option<String>,
+}
+
+/// A bucket on an S3-compatible server.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+fn s3_err<E, R>(op: &'static str, key: &str, e: &SdkError<E, R>) -> ImageError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    ImageError::S3 {
+        op,
+        key: key.to_string(),
+        detail: DisplayErrorContext(e).to_string(),
+    }
+}
+
+fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    match e {
+        SdkError::ServiceError(s) => {
+            matches!(
+                s.err().code(),
+                Some("NoSuchKey" | "NotFound" | "NoSuchUpload" | "404")
+            )
+        }
+        _ => false,
+    }
+}
+
+fn unquote(etag: &str) -> String {
+    etag.trim_matches('"').to_string()
+}
+
+impl Bucket {
+    /// Builds the client from config: endpoint (or the s3cfg's), region, path style, checksum
+    /// mode, credentials in the configured order.
+    pub async fn connect(cfg: &ImageStoreConfig) -> Result<Self, ImageError> {
+        cfg.validate()?;
+        let s3cfg_file = cfg
+            .s3cfg
+            .clone()
+            .or_else(S3cfg::default_path)
+            .filter(|p| p.exists());
+        let s3cfg = match &s3cfg_file {
+            Some(p) => Some(S3cfg::load(p)?),
+            None => None,
+        };
+        let endpoint = cfg
+            .endpoint
+            .clone()
+            .or_else(|| s3cfg.as_ref().and_then(S3cfg::endpoint))
+            .ok_or_else(|| {
+                ImageError::Config("no endpoint configured and no host_base in an s3cfg".into())
+            })?;
+        let (req, resp) = match cfg.checksums {
+            ChecksumMode::WhenRequired => (
+                RequestChecksumCalculation::WhenRequired,
+                ResponseChecksumValidation::WhenRequired,
+            ),
+            ChecksumMode::WhenSupported => (
+                RequestChecksumCalculation::WhenSupported,
+                ResponseChecksumValidation::WhenSupported,
+            ),
+        };
+        let mut b = Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(Region::new(cfg.region.clone()))
+            .force_path_style(cfg.path_style)
+            .request_checksum_calculation(req)
+            .response_checksum_validation(resp)
+            .stalled_stream_protection(
+                StalledStreamProtectionConfig::enabled()
+                    .grace_period(std::time::Duration::from_secs(30))
+                    .build(),
+            );
+        match creds::resolve(cfg)? {
+            ResolvedCredentials::Static(k) => {
+                tracing::debug!(source = k.source, access_key = %k.access_key, "using static s3 credentials");
+                b = b.credentials_provider(Credentials::new(
+                    k.access_key,
+                    k.secret_key.expose(),
+                    k.session_token.map(|t| t.expose().to_string()),
+                    None,
+                    k.source,
+                ));
+            }
+            ResolvedCredentials::AwsChain => {
+                tracing::debug!("using the aws default credentials chain");
+                let sdk = aws_config::defaults(BehaviorVersion::latest())
+                    .region(Region::new(cfg.region.clone()))
+                    .load()
+                    .await;
+                if let Some(p) = sdk.credentials_provider() {
+                    b = b.credentials_provider(p);
+                }
+            }
+        }
+        Ok(Self {
+            client: aws_sdk_s3::Client::from_conf(b.build()),
+            bucket: cfg.bucket.clone(),
+        })
+    }
+
+    /// The bucket name.
+    pub fn name(&self) -> &str {
+        &self.bucket
+    }
+
+    /// HEAD; `None` if the object does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, ImageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(ObjectHead {
+                size: o.content_length().unwrap_or(0).max(0) as u64,
+                etag: o.e_tag().map(unquote),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(s3_err("head", key, &e)),
+        }
+    }
+
+    /// GET a whole (small) object into memory; `None` if missing.
+    pub async fn get_small(&self, key: &str) -> Result<Option<Bytes>, ImageError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => {
+                let data = o.body.collect().await.map_err(|e| ImageError::S3 {
+                    op: "get",
+                    key: key.to_string(),
+                    detail: e.to_string(),
+                })?;
+                Ok(Some(data.into_bytes()))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(s3_err("get", key, &e)),
+        }
+    }
+
+    /// Ranged GET of `len` bytes at `offset`, pinned to `etag` when given (`If-Match`), so a
+    /// concurrently replaced object cannot be mixed into one download. Short reads are errors.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        etag: Option<&str>,
+    ) -> Result<Bytes, ImageError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", offset, offset + len - 1));
+        if let Some(t) = etag {
+            req = req.if_match(format!("\"{t}\""));
+        }
+        let o = req.send().await.map_err(|e| s3_err("get range", key, &e))?;
+        let data = o
+            .body
+            .collect()
+            .await
+            .map_err(|e| ImageError::S3 {
+                op: "get range",
+                key: key.to_string(),
+                detail: e.to_string(),
+            })?
+            .into_bytes();
+        if data.len() as u64 != len {
+            return Err(ImageError::Corrupt {
+                name: key.to_string(),
+                reason: format!("range at {offset} returned {} of {len} bytes", data.len()),
+            });
+        }
+        Ok(data)
+    }
+
+    /// PUT a small object from memory (manifests).
+    pub async fn put_small(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), ImageError> {
+        let md5 = super::md5_base64(&body);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_md5(md5)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| s3_err("put", key, &e))?;
+        Ok(())
+    }
+
+    /// CreateMultipartUpload; returns the upload id.
+    pub async fn create_multipart(&self, key: &str) -> Result<String, ImageError> {
+        let o = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/octet-stream")
+            .send()
+            .await
+            .map_err(|e| s3_err("create multipart upload", key, &e))?;
+        o.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| ImageError::S3 {
+                op: "create multipart upload",
+                key: key.to_string(),
+                detail: "server returned no upload id".into(),
+            })
+    }
+
+    /// UploadPart with Content-MD5; returns the ETag (unquoted). RGW and S3 return the part's
+    /// MD5 as ETag, which the caller compares.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+        md5_b64: &str,
+    ) -> Result<String, ImageError> {
+        let o = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_md5(md5_b64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| s3_err("upload part", key, &e))?;
+        Ok(o.e_tag().map(unquote).unwrap_or_default())
+    }
+
+    /// ListParts: `(number, etag, size)`; `None` when the upload no longer exists.
+    pub async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Vec<(i32, String, u64)>>, ImageError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id);
+            if let Some(m) = &marker {
+                req = req.part_number_marker(m);
+            }
+            let o = match req.send().await {
+                Ok(o) => o,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(s3_err("list parts", key, &e)),
+            };
+            for p in o.parts() {
+                out.push((
+                    p.part_number().unwrap_or(0),
+                    p.e_tag().map(unquote).unwrap_or_default(),
+                    p.size().unwrap_or(0).max(0) as u64,
+                ));
+            }
+            match (o.is_truncated(), o.next_part_number_marker()) {
+                (Some(true), Some(m)) => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// CompleteMultipartUpload; returns the object's ETag.
+    pub async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<Option<String>, ImageError> {
+        let parts = parts
+            .iter()
+            .map(|(n, e)| {
+                CompletedPart::builder()
+                    .part_number(*n)
+                    .e_tag(format!("\"{e}\""))
+                    .build()
+            })
+            .collect();
+        let o = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| s3_err("complete multipart upload", key, &e))?;
+        Ok(o.e_tag().map(unquote))
+    }
+
+    /// AbortMultipartUpload (errors ignored by callers that only tidy up).
+    pub async fn abort(&self, key: &str, upload_id: &str) -> Result<(), ImageError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| s3_err("abort multipart upload", key, &e))?;
+        Ok(())
+    }
+
+    /// DeleteObject (single deletes: several servers want Content-MD5 on DeleteObjects).
+    pub async fn delete(&self, key: &str) -> Result<(), ImageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_err("delete", key, &e))?;
+        Ok(())
+    }
+
+    /// All objects under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ImageError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let o = req.send().await.map_err(|e| s3_err("list", prefix, &e))?;
+            for obj in o.contents() {
+                out.push(ObjectInfo {
+                    key: obj.key().unwrap_or_default().to_string(),
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    modified_unix: obj.last_modified().map(|t| t.secs()),
+                });
+            }
+            match (o.is_truncated(), o.next_continuation_token()) {
+                (Some(true), Some(t)) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,165 @@
+//! `ImageError`: every way an image operation can fail, with the key, path or VM it concerns.
+
+use std::path::PathBuf;
+
+use crate::hypervisor::PrlctlError;
+
+/// Errors of [`crate::images`]. Messages are lowercase and name the object they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The `[images]` configuration is unusable.
+    #[error("invalid image store config: {0}")]
+    Config(String),
+    /// No credential source in the configured order produced keys.
+    #[error("no s3 credentials found (tried: {tried})")]
+    NoCredentials {
+        /// The sources tried, in order, with why each gave nothing.
+        tried: String,
+    },
+    /// The secret file can be read by other users.
+    #[error(
+        "secret file {path} has mode {mode:o}: it must not be readable by group or others (chmod 600)"
+    )]
+    InsecureSecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A local file operation failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done (`read`, `create`, `rename` …).
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An S3 request failed. `detail` is the SDK's error chain rendered once (the SDK's own
+    /// `Display` says only "service error").
+    #[error("s3 {op} {key}: {detail}")]
+    S3 {
+        /// The S3 operation.
+        op: &'static str,
+        /// Object key (or prefix).
+        key: String,
+        /// Rendered SDK error chain.
+        detail: String,
+    },
+    /// No object (or manifest) under that name.
+    #[error("image {name} not found in the bucket")]
+    NotFound {
+        /// The image name or key.
+        name: String,
+    },
+    /// The image name does not follow `YYYY-MM-DD-TEAM-VM-macOS-N`.
+    #[error("invalid image name {name:?}: {reason}")]
+    BadName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An archive entry would land outside the bundle (zip-slip) or is otherwise unsafe.
+    #[error("archive entry {entry:?} rejected: {reason}")]
+    UnsafeEntry {
+        /// The entry path as stored in the archive.
+        entry: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A hash did not match the manifest.
+    #[error("checksum mismatch for {what}: expected {expected}, got {actual}")]
+    Checksum {
+        /// Chunk, part or file.
+        what: String,
+        /// Expected value.
+        expected: String,
+        /// Computed value.
+        actual: String,
+    },
+    /// The archive is structurally broken (truncated, bad compression, wrong sizes).
+    #[error("corrupt image {name}: {reason}")]
+    Corrupt {
+        /// The image or key.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The destination bundle already exists; it is never touched.
+    #[error("destination {path} already exists; remove or rename it first")]
+    Exists {
+        /// The existing path.
+        path: PathBuf,
+    },
+    /// The destination filesystem is too full.
+    #[error("not enough free space in {path}: need {need} bytes, {avail} available")]
+    NoSpace {
+        /// Directory checked.
+        path: PathBuf,
+        /// Bytes needed.
+        need: u64,
+        /// Bytes available.
+        avail: u64,
+    },
+    /// The manifest could not be parsed or encoded.
+    #[error("manifest of {name}")]
+    Manifest {
+        /// The image.
+        name: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The legacy zip archive is unreadable.
+    #[error("zip archive {name}")]
+    Zip {
+        /// The image.
+        name: String,
+        /// The zip error.
+        #[source]
+        source: zip::result::ZipError,
+    },
+    /// A VM-level precondition failed.
+    #[error("vm {vm}: {reason}")]
+    Vm {
+        /// The VM.
+        vm: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A hypervisor call failed.
+    #[error("{op} on vm {vm}")]
+    Hypervisor {
+        /// The prlctl verb.
+        op: &'static str,
+        /// The VM.
+        vm: String,
+        /// The adapter error.
+        #[source]
+        source: PrlctlError,
+    },
+    /// After scrubbing, some scrub targets were still present in the guest.
+    #[error("scrub of {vm} incomplete: still present: {remaining:?}")]
+    ScrubIncomplete {
+        /// The clone that was scrubbed.
+        vm: String,
+        /// What remained.
+        remaining: Vec<String>,
+    },
+    /// A worker task panicked or was cancelled.
+    #[error("transfer task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl ImageError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { op, path, source }
+    }
+}

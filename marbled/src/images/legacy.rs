@@ -1,0 +1,285 @@
+//! Legacy `.zip` images made by the seed's `zip -r NAME.zip NAME.macvm` (Info-ZIP or Finder):
+//! deflate or stored entries, zip64, data descriptors, `__MACOSX/` AppleDouble entries
+//! (skipped). The bundle's directory structure is kept (the seed's `unzip -j` flattened it).
+//!
+//! The archive is downloaded with concurrent ranged GETs into the hidden partial directory
+//! (the central directory sits at the end, and a stored entry with a data descriptor cannot
+//! be streamed), then extracted with zero blocks left as holes and every entry's CRC-32
+//! checked, then renamed into place.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read as _;
+use std::os::unix::fs::{FileExt as _, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tokio::task::JoinSet;
+
+use super::manifest::{check_link_target, safe_relative};
+use super::pull::{PullReport, check_space, is_integrity, move_into_place, partial_dir};
+use super::{ImageError, ImageStore, Phase, Progress, ProgressSink, sparse};
+
+/// Downloads `key` (size `size`) into `path` with concurrent ranged GETs.
+pub(crate) async fn download_to_file(
+    store: &ImageStore,
+    key: &str,
+    size: u64,
+    etag: Option<&str>,
+    path: &Path,
+    phase: Phase,
+    progress: ProgressSink<'_>,
+) -> Result<(), ImageError> {
+    let f = File::create(path).map_err(ImageError::io("create", path))?;
+    f.set_len(size)
+        .map_err(ImageError::io("set length", path))?;
+    let f = std::sync::Arc::new(f);
+    let step = store.cfg.part_size();
+    let mut set: JoinSet<Result<u64, ImageError>> = JoinSet::new();
+    let mut done = 0;
+    let mut off = 0;
+    progress(Progress {
+        phase,
+        done,
+        total: size,
+    });
+    while off < size || !set.is_empty() {
+        if off < size && set.len() < store.cfg.concurrency {
+            let len = step.min(size - off);
+            let (b, k, e, f, p) = (
+                store.bucket.clone(),
+                key.to_string(),
+                etag.map(str::to_string),
+                f.clone(),
+                path.to_path_buf(),
+            );
+            set.spawn(async move {
+                let data = b.get_range(&k, off, len, e.as_deref()).await?;
+                tokio::task::spawn_blocking(move || {
+                    f.write_all_at(&data, off)
+                        .map_err(ImageError::io("write", p))
+                })
+                .await
+                .map_err(ImageError::Task)??;
+                Ok(len)
+            });
+            off += len;
+            continue;
+        }
+        if let Some(r) = set.join_next().await {
+            done += r.map_err(ImageError::Task)??;
+            progress(Progress {
+                phase,
+                done,
+                total: size,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Name of an entry after dropping the common `X.macvm/`/`X.pvm/` top directory.
+fn strip<'a>(name: &'a str, top: Option<&str>) -> &'a str {
+    match top {
+        Some(t) => name
+            .strip_prefix(t)
+            .and_then(|r| r.strip_prefix('/'))
+            .unwrap_or(name),
+        None => name,
+    }
+}
+
+fn is_apple_double(name: &str) -> bool {
+    name.starts_with("__MACOSX/") || name == "__MACOSX"
+}
+
+/// Extracts `archive` into `tree`; returns the bundle directory name found in the archive
+/// (when all entries share one `*.macvm`/`*.pvm`/`*.hdd` top directory) and the apparent size.
+fn extract(
+    archive: &Path,
+    tree: &Path,
+    name: &str,
+    dest_parent: &Path,
+) -> Result<(Option<String>, u64), ImageError> {
+    let zerr = |source| ImageError::Zip {
+        name: name.to_string(),
+        source,
+    };
+    let f = File::open(archive).map_err(ImageError::io("open", archive))?;
+    let mut z = zip::ZipArchive::new(f).map_err(zerr)?;
+    // Pass 1: names, safety, common top directory, total size.
+    let mut names = Vec::with_capacity(z.len());
+    let mut total = 0u64;
+    for i in 0..z.len() {
+        let e = z.by_index_raw(i).map_err(zerr)?;
+        let n = e.name().map_err(zerr)?.to_string();
+        if is_apple_double(&n) {
+            continue;
+        }
+        safe_relative(n.trim_end_matches('/'))?;
+        total += e.size();
+        names.push(n);
+    }
+    let top = names
+        .first()
+        .and_then(|n| n.split('/').next())
+        .map(str::to_string)
+        .filter(|t| {
+            (t.ends_with(".macvm") || t.ends_with(".pvm") || t.ends_with(".hdd"))
+                && names
+                    .iter()
+                    .all(|n| n == t || n.starts_with(&format!("{t}/")))
+        });
+    check_space(dest_parent, total)?;
+    std::fs::create_dir_all(tree).map_err(ImageError::io("create", tree))?;
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut dir_modes = Vec::new();
+    for i in 0..z.len() {
+        let mut e = z.by_index(i).map_err(zerr)?;
+        let raw = e.name().map_err(zerr)?.to_string();
+        if is_apple_double(&raw) {
+            continue;
+        }
+        let rel_name = strip(raw.trim_end_matches('/'), top.as_deref());
+        if rel_name.is_empty()
+            || rel_name == raw.trim_end_matches('/') && top.as_deref() == Some(rel_name)
+        {
+            continue; // the top directory itself
+        }
+        let rel = safe_relative(rel_name)?;
+        let p = tree.join(&rel);
+        let mode = e.unix_mode();
+        if e.is_dir() {
+            std::fs::create_dir_all(&p).map_err(ImageError::io("create", &p))?;
+            if let Some(m) = mode {
+                dir_modes.push((p, m));
+            }
+            continue;
+        }
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(ImageError::io("create", parent))?;
+        }
+        if e.is_symlink() {
+            let mut target = String::new();
+            e.read_to_string(&mut target)
+                .map_err(|err| ImageError::Corrupt {
+                    name: name.to_string(),
+                    reason: format!("{raw}: {err}"),
+                })?;
+            check_link_target(&raw, &rel, &target)?;
+            std::os::unix::fs::symlink(&target, &p).map_err(ImageError::io("symlink", &p))?;
+            continue;
+        }
+        let out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .map_err(ImageError::io("create", &p))?;
+        out.set_len(e.size())
+            .map_err(ImageError::io("set length", &p))?;
+        let mut pos = 0u64;
+        loop {
+            // Reading to EOF makes the zip crate check the entry's CRC-32.
+            let n = e.read(&mut buf).map_err(|err| ImageError::Corrupt {
+                name: name.to_string(),
+                reason: format!("{raw}: {err}"),
+            })?;
+            if n == 0 {
+                break;
+            }
+            sparse::write_sparse(&out, pos, &buf[..n]).map_err(ImageError::io("write", &p))?;
+            pos += n as u64;
+        }
+        if pos != e.size() {
+            return Err(ImageError::Corrupt {
+                name: name.to_string(),
+                reason: format!("{raw}: {pos} bytes, expected {}", e.size()),
+            });
+        }
+        if let Some(m) = mode {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m & 0o7777))
+                .map_err(ImageError::io("chmod", &p))?;
+        }
+    }
+    for (p, m) in dir_modes.into_iter().rev() {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode((m & 0o7777) | 0o700))
+            .map_err(ImageError::io("chmod", &p))?;
+    }
+    Ok((top, total))
+}
+
+/// Pulls the legacy zip `key` into `dest_parent/<bundle>`; `default_bundle` names the
+/// directory when the archive has no single bundle directory at its top.
+pub(crate) async fn pull_zip(
+    store: &ImageStore,
+    key: &str,
+    size: u64,
+    etag: Option<String>,
+    default_bundle: &str,
+    dest_parent: &Path,
+    progress: ProgressSink<'_>,
+) -> Result<PullReport, ImageError> {
+    let started = Instant::now();
+    let dest_default = dest_parent.join(default_bundle);
+    if std::fs::symlink_metadata(&dest_default).is_ok() {
+        return Err(ImageError::Exists { path: dest_default });
+    }
+    check_space(dest_parent, size)?;
+    let partial = partial_dir(dest_parent, default_bundle, "zip");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(ImageError::io("create", &partial))?;
+    let archive = partial.join("archive.zip");
+    let tree = partial.join("bundle");
+    let result = async {
+        download_to_file(
+            store,
+            key,
+            size,
+            etag.as_deref(),
+            &archive,
+            Phase::Download,
+            progress,
+        )
+        .await?;
+        progress(Progress {
+            phase: Phase::Extract,
+            done: 0,
+            total: size,
+        });
+        let (a, t, k, dp) = (
+            archive.clone(),
+            tree.clone(),
+            key.to_string(),
+            dest_parent.to_path_buf(),
+        );
+        let (top, apparent) = tokio::task::spawn_blocking(move || extract(&a, &t, &k, &dp))
+            .await
+            .map_err(ImageError::Task)??;
+        progress(Progress {
+            phase: Phase::Extract,
+            done: size,
+            total: size,
+        });
+        let dest: PathBuf = dest_parent.join(top.as_deref().unwrap_or(default_bundle));
+        let _ = std::fs::remove_file(&archive);
+        move_into_place(&tree, &dest, &partial)?;
+        Ok(PullReport {
+            bundle: dest,
+            format: "zip".to_string(),
+            downloaded_bytes: size,
+            apparent_bytes: apparent,
+            chunks_resumed: 0,
+            elapsed: started.elapsed(),
+        })
+    }
+    .await;
+    if result.is_err() {
+        // A zip pull has no resume journal: never leave a half-extracted tree behind.
+        if let Err(e) = &result
+            && is_integrity(e)
+        {
+            tracing::warn!(key, error = %e, "zip pull failed verification");
+        }
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    result
+}

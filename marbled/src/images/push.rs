@@ -1,0 +1,617 @@
+//! Directory push: scan the bundle (extents via `SEEK_DATA`), stream the payload through zstd
+//! chunks into multipart parts uploaded concurrently, journal finished parts for resume,
+//! complete, verify against what was sent, then write the manifest (last: it marks the image
+//! complete).
+//!
+//! Memory is bounded by the channel: at most `concurrency` parts queued plus `concurrency`
+//! in flight, each ≤ part size + one chunk frame.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bytes::Bytes;
+use md5::{Digest as _, Md5};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::config::VerifyAfterPush;
+use super::manifest::{Chunk, Entry, EntryKind, FORMAT, Manifest};
+use super::name::{DATA_SUFFIX, ImageName, MANIFEST_SUFFIX};
+use super::{ImageError, ImageStore, Phase, Progress, ProgressSink, sparse};
+
+/// Read size from the source files.
+const READ_BLOCK: usize = 1024 * 1024;
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushReport {
+    /// Data object key.
+    pub data_key: String,
+    /// Manifest key.
+    pub manifest_key: String,
+    /// Entries in the bundle.
+    pub entries: usize,
+    /// Logical size of all files (holes included).
+    pub apparent_bytes: u64,
+    /// Bytes of data read and compressed (holes excluded).
+    pub payload_bytes: u64,
+    /// Size of the uploaded object.
+    pub object_bytes: u64,
+    /// Multipart parts in the object.
+    pub parts: u32,
+    /// Parts found already uploaded by an interrupted earlier attempt and not re-sent.
+    pub parts_resumed: u32,
+    /// Wall time.
+    pub elapsed: std::time::Duration,
+}
+
+/// The resume journal of one push (JSON in the state dir, rewritten atomically per part).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct PushJournal {
+    key: String,
+    upload_id: String,
+    fingerprint: String,
+    /// part number → (etag, md5 hex)
+    parts: BTreeMap<i32, (String, String)>,
+}
+
+/// A finished upload: part number, ETag, MD5, payload bytes it carried.
+type PartDone = (i32, String, [u8; 16], u64);
+
+/// One part ready to send.
+struct PartOut {
+    number: i32,
+    body: Bytes,
+    md5: [u8; 16],
+    payload_len: u64,
+}
+
+/// Walks `dir` (sorted, parents first): entries with extents, and a fingerprint including
+/// mtimes so a changed source never resumes an old upload.
+pub(crate) fn scan(dir: &Path) -> Result<(Vec<Entry>, String), ImageError> {
+    let mut entries = Vec::new();
+    let mut fp = Sha256::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let abs = dir.join(&rel);
+        let mut names: Vec<_> = std::fs::read_dir(&abs)
+            .map_err(ImageError::io("read dir", &abs))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(ImageError::io("read dir", &abs))?;
+        names.sort();
+        let mut subdirs = Vec::new();
+        for n in names {
+            let r = rel.join(&n);
+            let p = dir.join(&r);
+            let meta = std::fs::symlink_metadata(&p).map_err(ImageError::io("stat", &p))?;
+            let path = r
+                .to_str()
+                .ok_or_else(|| ImageError::UnsafeEntry {
+                    entry: r.display().to_string(),
+                    reason: "path is not UTF-8",
+                })?
+                .to_string();
+            let mode = meta.permissions().mode() & 0o7777;
+            let ft = meta.file_type();
+            let entry = if ft.is_dir() {
+                subdirs.push(r.clone());
+                Entry {
+                    path,
+                    kind: EntryKind::Dir,
+                    mode,
+                    size: 0,
+                    extents: vec![],
+                    sha256: None,
+                    target: None,
+                }
+            } else if ft.is_symlink() {
+                let t = std::fs::read_link(&p).map_err(ImageError::io("read link", &p))?;
+                let target = t.to_str().unwrap_or_default().to_string();
+                super::manifest::check_link_target(&path, &r, &target)?;
+                Entry {
+                    path,
+                    kind: EntryKind::Symlink,
+                    mode,
+                    size: 0,
+                    extents: vec![],
+                    sha256: None,
+                    target: Some(target),
+                }
+            } else if ft.is_file() {
+                let f = File::open(&p).map_err(ImageError::io("open", &p))?;
+                let extents = sparse::data_extents(&f, meta.len())
+                    .map_err(ImageError::io("seek data", &p))?;
+                Entry {
+                    path,
+                    kind: EntryKind::File,
+                    mode,
+                    size: meta.len(),
+                    extents,
+                    sha256: None,
+                    target: None,
+                }
+            } else {
+                tracing::warn!(path = %p.display(), "skipping special file in bundle");
+                continue;
+            };
+            fp.update(entry.path.as_bytes());
+            fp.update(entry.size.to_le_bytes());
+            fp.update(meta.mtime().to_le_bytes());
+            fp.update(meta.mtime_nsec().to_le_bytes());
+            for e in &entry.extents {
+                fp.update(e[0].to_le_bytes());
+                fp.update(e[1].to_le_bytes());
+            }
+            entries.push(entry);
+        }
+        // Reverse so the stack pops subdirectories in sorted order.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok((entries, hex::encode(fp.finalize())))
+}
+
+struct Producer {
+    dir: PathBuf,
+    level: i32,
+    chunk_size: u64,
+    part_size: u64,
+    tx: mpsc::Sender<PartOut>,
+    chunks: Vec<Chunk>,
+    object_off: u64,
+    payload_off: u64,
+    enc: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+    chunk_payload: u64,
+    part: Vec<u8>,
+    part_payload: u64,
+    next_part: i32,
+}
+
+impl Producer {
+    fn corrupt(&self, reason: String) -> ImageError {
+        ImageError::Corrupt {
+            name: self.dir.display().to_string(),
+            reason,
+        }
+    }
+
+    fn encoder(
+        &mut self,
+    ) -> Result<&mut zstd::stream::write::Encoder<'static, Vec<u8>>, ImageError> {
+        if self.enc.is_none() {
+            let mut e = zstd::stream::write::Encoder::new(
+                Vec::with_capacity(self.chunk_size as usize / 2),
+                self.level,
+            )
+            .map_err(ImageError::io("zstd init", &self.dir))?;
+            e.include_checksum(true)
+                .map_err(ImageError::io("zstd init", &self.dir))?;
+            self.enc = Some(e);
+        }
+        Ok(self
+            .enc
+            .as_mut()
+            .expect("invariant: encoder was just created"))
+    }
+
+    fn feed(&mut self, mut data: &[u8]) -> Result<(), ImageError> {
+        use std::io::Write as _;
+        while !data.is_empty() {
+            let room = (self.chunk_size - self.chunk_payload) as usize;
+            let n = room.min(data.len());
+            let dir = self.dir.clone();
+            self.encoder()?
+                .write_all(&data[..n])
+                .map_err(ImageError::io("zstd compress", &dir))?;
+            self.chunk_payload += n as u64;
+            data = &data[n..];
+            if self.chunk_payload == self.chunk_size {
+                self.finish_chunk()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_chunk(&mut self) -> Result<(), ImageError> {
+        let Some(enc) = self.enc.take() else {
+            return Ok(());
+        };
+        let frame = enc
+            .finish()
+            .map_err(ImageError::io("zstd finish", &self.dir))?;
+        let c = Chunk {
+            offset: self.object_off,
+            size: frame.len() as u64,
+            payload_offset: self.payload_off,
+            payload_len: self.chunk_payload,
+            sha256: hex::encode(Sha256::digest(&frame)),
+        };
+        self.object_off += c.size;
+        self.payload_off += c.payload_len;
+        self.part_payload += c.payload_len;
+        self.chunk_payload = 0;
+        self.chunks.push(c);
+        self.part.extend_from_slice(&frame);
+        if self.part.len() as u64 >= self.part_size {
+            self.ship_part()?;
+        }
+        Ok(())
+    }
+
+    fn ship_part(&mut self) -> Result<(), ImageError> {
+        if self.part.is_empty() {
+            return Ok(());
+        }
+        let body = std::mem::replace(
+            &mut self.part,
+            Vec::with_capacity(self.part_size as usize + self.chunk_size as usize / 4),
+        );
+        let md5: [u8; 16] = Md5::digest(&body).into();
+        let p = PartOut {
+            number: self.next_part,
+            body: Bytes::from(body),
+            md5,
+            payload_len: self.part_payload,
+        };
+        self.next_part += 1;
+        self.part_payload = 0;
+        self.tx
+            .blocking_send(p)
+            .map_err(|_| self.corrupt("upload side stopped".into()))
+    }
+
+    /// Streams every file's extents; returns entries with their SHA-256 and the chunk table.
+    fn run(mut self, mut entries: Vec<Entry>) -> Result<(Vec<Entry>, Vec<Chunk>), ImageError> {
+        let mut buf = vec![0u8; READ_BLOCK];
+        for e in entries.iter_mut().filter(|e| e.kind == EntryKind::File) {
+            let p = self.dir.join(&e.path);
+            let f = File::open(&p).map_err(ImageError::io("open", &p))?;
+            let mut h = Sha256::new();
+            for [off, len] in e.extents.clone() {
+                let mut pos = off;
+                while pos < off + len {
+                    let n = ((off + len - pos) as usize).min(READ_BLOCK);
+                    let got = f
+                        .read_at(&mut buf[..n], pos)
+                        .map_err(ImageError::io("read", &p))?;
+                    if got == 0 {
+                        return Err(self.corrupt(format!("{} shrank while being read", e.path)));
+                    }
+                    h.update(&buf[..got]);
+                    self.feed(&buf[..got])?;
+                    pos += got as u64;
+                }
+            }
+            e.sha256 = Some(hex::encode(h.finalize()));
+        }
+        self.finish_chunk()?;
+        self.ship_part()?;
+        Ok((entries, self.chunks))
+    }
+}
+
+fn journal_path(store: &ImageStore, key: &str) -> PathBuf {
+    let h = hex::encode(Sha256::digest(format!("{}/{key}", store.bucket.name())));
+    store
+        .cfg
+        .state_dir()
+        .join(format!("push-{}.json", &h[..16]))
+}
+
+fn save_journal(path: &Path, j: &PushJournal) -> Result<(), ImageError> {
+    let tmp = path.with_extension("json.tmp");
+    let data = serde_json::to_vec(j).map_err(|source| ImageError::Manifest {
+        name: j.key.clone(),
+        source,
+    })?;
+    std::fs::write(&tmp, data).map_err(ImageError::io("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(ImageError::io("rename", path))
+}
+
+/// Resumes the journaled upload if it matches this source and is still on the server.
+async fn open_upload(
+    store: &ImageStore,
+    key: &str,
+    fingerprint: &str,
+    jpath: &Path,
+) -> Result<PushJournal, ImageError> {
+    if let Ok(data) = std::fs::read(jpath)
+        && let Ok(j) = serde_json::from_slice::<PushJournal>(&data)
+        && j.key == key
+    {
+        if j.fingerprint == fingerprint {
+            if let Some(listed) = store.bucket.list_parts(key, &j.upload_id).await? {
+                let listed: BTreeMap<i32, String> =
+                    listed.into_iter().map(|(n, e, _)| (n, e)).collect();
+                let mut j = j;
+                // Trust only parts both journaled and present on the server with that ETag.
+                j.parts.retain(|n, (etag, _)| listed.get(n) == Some(etag));
+                tracing::info!(key, upload_id = %j.upload_id, parts = j.parts.len(), "resuming interrupted push");
+                return Ok(j);
+            }
+            tracing::warn!(
+                key,
+                "journaled upload no longer exists on the server; starting over"
+            );
+        } else {
+            tracing::warn!(
+                key,
+                "source changed since the interrupted push; starting over"
+            );
+            let _ = store.bucket.abort(key, &j.upload_id).await;
+        }
+    }
+    let upload_id = store.bucket.create_multipart(key).await?;
+    let j = PushJournal {
+        key: key.to_string(),
+        upload_id,
+        fingerprint: fingerprint.to_string(),
+        parts: BTreeMap::new(),
+    };
+    save_journal(jpath, &j)?;
+    Ok(j)
+}
+
+pub(crate) async fn push_dir(
+    store: &ImageStore,
+    dir: &Path,
+    name: &ImageName,
+    scrubbed: Vec<String>,
+    progress: ProgressSink<'_>,
+) -> Result<PushReport, ImageError> {
+    let started = Instant::now();
+    let cfg = &store.cfg;
+    let stem = name.stem(&cfg.key_prefix);
+    let data_key = format!("{stem}{DATA_SUFFIX}");
+    let manifest_key = format!("{stem}{MANIFEST_SUFFIX}");
+    let bundle = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            ImageError::Config(format!("{} has no usable directory name", dir.display()))
+        })?
+        .to_string();
+    progress(Progress {
+        phase: Phase::Scan,
+        done: 0,
+        total: 0,
+    });
+    let d = dir.to_path_buf();
+    let (entries, fp) = tokio::task::spawn_blocking(move || scan(&d))
+        .await
+        .map_err(ImageError::Task)??;
+    let payload_total: u64 = entries.iter().map(Entry::data_len).sum();
+    let apparent: u64 = entries.iter().map(|e| e.size).sum();
+    let fingerprint = format!(
+        "{fp}:{}:{}:{}",
+        cfg.compression_level,
+        cfg.chunk_size(),
+        cfg.part_size()
+    );
+    let sd = cfg.state_dir();
+    std::fs::create_dir_all(&sd).map_err(ImageError::io("create", &sd))?;
+    let jpath = journal_path(store, &data_key);
+    let mut journal = open_upload(store, &data_key, &fingerprint, &jpath).await?;
+    let resumable = journal.parts.clone();
+
+    let (tx, mut rx) = mpsc::channel::<PartOut>(cfg.concurrency);
+    let producer = Producer {
+        dir: dir.to_path_buf(),
+        level: cfg.compression_level,
+        chunk_size: cfg.chunk_size(),
+        part_size: cfg.part_size(),
+        tx,
+        chunks: Vec::new(),
+        object_off: 0,
+        payload_off: 0,
+        enc: None,
+        chunk_payload: 0,
+        part: Vec::new(),
+        part_payload: 0,
+        next_part: 1,
+    };
+    let prod = tokio::task::spawn_blocking(move || producer.run(entries));
+
+    let mut inflight: JoinSet<Result<PartDone, ImageError>> = JoinSet::new();
+    let mut md5s: BTreeMap<i32, [u8; 16]> = BTreeMap::new();
+    let mut done_payload = 0u64;
+    let mut resumed = 0u32;
+    progress(Progress {
+        phase: Phase::Upload,
+        done: 0,
+        total: payload_total,
+    });
+    let on_done = |r: Result<PartDone, ImageError>,
+                   journal: &mut PushJournal|
+     -> Result<u64, ImageError> {
+        let (n, etag, md5, payload) = r?;
+        let md5_hex = hex::encode(md5);
+        // RGW and S3 (without SSE-KMS) return the part MD5 as its ETag: a mismatch means
+        // the bytes stored are not the bytes sent.
+        if etag.len() == 32
+            && etag.bytes().all(|b| b.is_ascii_hexdigit())
+            && !etag.eq_ignore_ascii_case(&md5_hex)
+        {
+            return Err(ImageError::Checksum {
+                what: format!("part {n} of {data_key}"),
+                expected: md5_hex,
+                actual: etag,
+            });
+        }
+        journal.parts.insert(n, (etag, md5_hex));
+        save_journal(&jpath, journal)?;
+        Ok(payload)
+    };
+    while let Some(part) = rx.recv().await {
+        md5s.insert(part.number, part.md5);
+        if let Some((_, m)) = resumable.get(&part.number)
+            && *m == hex::encode(part.md5)
+        {
+            resumed += 1;
+            done_payload += part.payload_len;
+            progress(Progress {
+                phase: Phase::Upload,
+                done: done_payload,
+                total: payload_total,
+            });
+            continue;
+        }
+        while inflight.len() >= cfg.concurrency {
+            if let Some(r) = inflight.join_next().await {
+                done_payload += on_done(r.map_err(ImageError::Task)?, &mut journal)?;
+                progress(Progress {
+                    phase: Phase::Upload,
+                    done: done_payload,
+                    total: payload_total,
+                });
+            }
+        }
+        let bucket = store.bucket.clone();
+        let (key, upload_id) = (data_key.clone(), journal.upload_id.clone());
+        inflight.spawn(async move {
+            let md5_b64 = super::base64(&part.md5);
+            let etag = bucket
+                .upload_part(&key, &upload_id, part.number, part.body, &md5_b64)
+                .await?;
+            Ok((part.number, etag, part.md5, part.payload_len))
+        });
+    }
+    while let Some(r) = inflight.join_next().await {
+        done_payload += on_done(r.map_err(ImageError::Task)?, &mut journal)?;
+        progress(Progress {
+            phase: Phase::Upload,
+            done: done_payload,
+            total: payload_total,
+        });
+    }
+    let (entries, chunks) = prod.await.map_err(ImageError::Task)??;
+    let object_size: u64 = chunks.iter().map(|c| c.size).sum();
+
+    progress(Progress {
+        phase: Phase::Verify,
+        done: 0,
+        total: object_size,
+    });
+    let parts: Vec<(i32, String)> = journal
+        .parts
+        .iter()
+        .map(|(n, (e, _))| (*n, e.clone()))
+        .collect();
+    if parts.len() != md5s.len() {
+        return Err(ImageError::Corrupt {
+            name: data_key.clone(),
+            reason: format!("{} parts produced but {} recorded", md5s.len(), parts.len()),
+        });
+    }
+    let etag = if parts.is_empty() {
+        // S3 refuses an empty multipart completion; an image without data is a plain PUT.
+        let _ = store.bucket.abort(&data_key, &journal.upload_id).await;
+        store
+            .bucket
+            .put_small(&data_key, Bytes::new(), "application/octet-stream")
+            .await?;
+        None
+    } else {
+        store
+            .bucket
+            .complete(&data_key, &journal.upload_id, &parts)
+            .await?
+    };
+    verify_uploaded(store, &data_key, object_size, &md5s, &chunks).await?;
+    progress(Progress {
+        phase: Phase::Verify,
+        done: object_size,
+        total: object_size,
+    });
+
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        name: name.to_string(),
+        bundle,
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        compression: "zstd".to_string(),
+        chunk_size: cfg.chunk_size(),
+        payload_size: payload_total,
+        object_size,
+        object_etag: etag,
+        scrubbed,
+        entries,
+        chunks,
+    };
+    manifest.validate()?;
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|source| ImageError::Manifest {
+        name: name.to_string(),
+        source,
+    })?;
+    store
+        .bucket
+        .put_small(&manifest_key, Bytes::from(body), "application/json")
+        .await?;
+    let _ = std::fs::remove_file(&jpath);
+    tracing::info!(key = %data_key, payload = payload_total, object = object_size, parts = md5s.len(), resumed, "image pushed");
+    Ok(PushReport {
+        data_key,
+        manifest_key,
+        entries: manifest.entries.len(),
+        apparent_bytes: apparent,
+        payload_bytes: payload_total,
+        object_bytes: object_size,
+        parts: md5s.len() as u32,
+        parts_resumed: resumed,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Checks the stored object: its size, its multipart ETag (MD5 of the part MD5s, `-N`) when
+/// the server uses that scheme, and with `verify_after_push = "full"` every chunk's SHA-256.
+async fn verify_uploaded(
+    store: &ImageStore,
+    key: &str,
+    size: u64,
+    md5s: &BTreeMap<i32, [u8; 16]>,
+    chunks: &[Chunk],
+) -> Result<(), ImageError> {
+    let head = store
+        .bucket
+        .head(key)
+        .await?
+        .ok_or_else(|| ImageError::NotFound {
+            name: key.to_string(),
+        })?;
+    if head.size != size {
+        return Err(ImageError::Corrupt {
+            name: key.to_string(),
+            reason: format!("stored size {} != sent {size}", head.size),
+        });
+    }
+    if let Some(etag) = &head.etag
+        && let Some((hexpart, n)) = etag.split_once('-')
+        && n.parse::<usize>().ok() == Some(md5s.len())
+        && hexpart.len() == 32
+    {
+        let mut h = Md5::new();
+        for m in md5s.values() {
+            h.update(m);
+        }
+        let expected = hex::encode(h.finalize());
+        if !expected.eq_ignore_ascii_case(hexpart) {
+            return Err(ImageError::Checksum {
+                what: format!("object {key} (multipart etag)"),
+                expected,
+                actual: hexpart.to_string(),
+            });
+        }
+    }
+    if store.cfg.verify_after_push == VerifyAfterPush::Full {
+        super::verify_chunks(store, key, chunks, head.etag.as_deref(), &|_| {}).await?;
+    }
+    Ok(())
+}
