@@ -16,6 +16,8 @@
 //! [`daemon`] (wiring: `run`).
 
 pub mod actor;
+#[cfg(feature = "ci")]
+pub mod ci;
 #[cfg(marble_wip)]
 pub mod cli;
 pub mod config;
@@ -29,6 +31,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod logging;
 pub mod peer;
+pub mod provision;
 pub mod sched;
 pub mod server;
 pub mod socket;

@@ -1,0 +1,732 @@
+//! GitHub REST client for self-hosted runners (`reference/ci-apis.md` §1): mint JIT runner
+//! configs, list/get/delete runners, with API-version pinning, rate-limit accounting, ETag
+//! caching of listings, and errors that name the missing permission.
+//!
+//! Owns: the wire shapes of the runner endpoints and the mapping of status codes to typed
+//! outcomes. It does not decide when to mint or delete (see [`super::runner`] and the
+//! daemon's jobs). The token lives in a [`Secret`] and is only ever put in the
+//! `Authorization` header; nothing here logs headers or bodies of requests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::http::{HttpClient, HttpError, HttpResponse};
+use super::secret::{Secret, SecretError, TokenSource};
+
+/// API version sent in `X-GitHub-Api-Version` (§1.1: supported until at least 2028-03).
+pub const API_VERSION: &str = "2022-11-28";
+/// Media type sent in `Accept`.
+pub const ACCEPT: &str = "application/vnd.github+json";
+/// Default API base URL.
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+/// Page size of listings (GitHub's maximum).
+pub const PER_PAGE: u32 = 100;
+/// Most pages followed in one listing (10 000 runners): a guard against a `Link` loop.
+const MAX_PAGES: usize = 100;
+
+/// Where runners are registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum RunnerScope {
+    /// Repository runners, `"owner/repo"` (needs "Administration" on the repository).
+    Repo(String),
+    /// Organisation runners, `"org"` (needs "Self-hosted runners" on the organisation).
+    Org(String),
+}
+
+impl RunnerScope {
+    /// Path prefix of the runner endpoints, e.g. `/repos/root-project/root/actions/runners`.
+    pub fn runners_path(&self) -> String {
+        match self {
+            RunnerScope::Repo(r) => format!("/repos/{r}/actions/runners"),
+            RunnerScope::Org(o) => format!("/orgs/{o}/actions/runners"),
+        }
+    }
+
+    /// The fine-grained permission an operation needs (§1.7), with the classic-PAT scope.
+    pub fn permission(&self, write: bool) -> &'static str {
+        match (self, write) {
+            (RunnerScope::Repo(_), false) => {
+                "repository permission \"Administration: read\" (classic PAT: repo scope)"
+            }
+            (RunnerScope::Repo(_), true) => {
+                "repository permission \"Administration: write\" (classic PAT: repo scope)"
+            }
+            (RunnerScope::Org(_), false) => {
+                "organization permission \"Self-hosted runners: read\" (classic PAT: admin:org)"
+            }
+            (RunnerScope::Org(_), true) => {
+                "organization permission \"Self-hosted runners: write\" (classic PAT: admin:org)"
+            }
+        }
+    }
+
+    /// Check the shape (`owner/repo` or `org`, no slashes or spaces elsewhere).
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        match self {
+            RunnerScope::Repo(r) => match r.split_once('/') {
+                Some((o, n)) if ok(o) && ok(n) => Ok(()),
+                _ => Err(format!(
+                    "github.scope.repo must be \"owner/repo\", got {r:?}"
+                )),
+            },
+            RunnerScope::Org(o) if ok(o) => Ok(()),
+            RunnerScope::Org(o) => Err(format!("github.scope.org is not an org name: {o:?}")),
+        }
+    }
+}
+
+fn default_api_url() -> String {
+    DEFAULT_API_URL.to_owned()
+}
+fn default_group() -> u64 {
+    1
+}
+fn default_work_folder() -> String {
+    "_work".to_owned()
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_registration_timeout() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_jit_path() -> String {
+    super::runner::DEFAULT_JIT_PATH.to_owned()
+}
+
+/// The `[github]` section of `marbled.toml`.
+///
+/// ```toml
+/// [github]
+/// scope = { repo = "root-project/root" }
+/// token = { file = "/etc/marble/github-token" }   # mode 0600; or
+/// # token = { keychain = { service = "marble-github", account = "marbled" } }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubConfig {
+    /// API base URL (tests point it at the fake server).
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Repository or organisation.
+    pub scope: RunnerScope,
+    /// Where the token is read from.
+    pub token: TokenSource,
+    /// Runner group (repository runners: 1, the Default group).
+    #[serde(default = "default_group")]
+    pub runner_group_id: u64,
+    /// Runner work folder relative to the runner install dir.
+    #[serde(default = "default_work_folder")]
+    pub work_folder: String,
+    /// Timeout of one API request.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Registration watchdog: recycle a VM whose runner took no job within this time while
+    /// matching jobs are queued.
+    #[serde(default = "default_registration_timeout", with = "humantime_serde")]
+    pub registration_timeout: Duration,
+    /// Guest path the JIT config is delivered to (must match the in-guest script).
+    #[serde(default = "default_jit_path")]
+    pub jit_path: String,
+}
+
+/// A label of a runner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerLabel {
+    /// Label id.
+    #[serde(default)]
+    pub id: u64,
+    /// Label name.
+    pub name: String,
+    /// `read-only` (automatic) or `custom`.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+}
+
+/// A runner object (§1.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runner {
+    /// Runner id.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// `macos`, `linux`, `unknown`…
+    #[serde(default)]
+    pub os: String,
+    /// `online` or `offline`.
+    #[serde(default)]
+    pub status: String,
+    /// Running a job.
+    #[serde(default)]
+    pub busy: bool,
+    /// Group.
+    #[serde(default)]
+    pub runner_group_id: Option<u64>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: Vec<RunnerLabel>,
+}
+
+impl Runner {
+    /// Whether GitHub sees the runner connected.
+    pub fn online(&self) -> bool {
+        self.status == "online"
+    }
+}
+
+#[derive(Deserialize)]
+struct RunnerList {
+    #[serde(default)]
+    runners: Vec<Runner>,
+}
+
+/// A freshly minted JIT runner configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JitConfig {
+    /// The registered runner's id (persist it before starting the VM).
+    pub runner_id: u64,
+    /// The registered runner's name.
+    pub runner_name: String,
+    /// The base64 blob for `run.sh --jitconfig`; single use, a secret.
+    pub encoded_jit_config: Secret,
+}
+
+#[derive(Deserialize)]
+struct JitResponse {
+    runner: Runner,
+    encoded_jit_config: String,
+}
+
+#[derive(Serialize)]
+struct JitRequest<'a> {
+    name: &'a str,
+    runner_group_id: u64,
+    labels: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    work_folder: Option<&'a str>,
+}
+
+/// Result of `DELETE …/runners/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// 204: the registration is gone.
+    Deleted,
+    /// 404: it was already gone (job done, expired, deleted by someone else).
+    AlreadyGone,
+    /// 422: GitHub refuses because the runner is running a job.
+    RunnerBusy {
+        /// GitHub's message.
+        message: String,
+    },
+}
+
+/// Rate-limit state last reported by GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimit {
+    /// `x-ratelimit-remaining`.
+    pub remaining: Option<u64>,
+    /// `x-ratelimit-reset` (unix seconds).
+    pub reset_epoch: Option<u64>,
+    /// Until when (unix seconds) a `retry-after` asked us to wait.
+    pub retry_after_until: Option<u64>,
+}
+
+/// GitHub client errors. None of them carries the token or a JIT config.
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    /// The token could not be loaded.
+    #[error("github token unavailable")]
+    Token(#[source] SecretError),
+    /// Configuration is invalid.
+    #[error("invalid github config: {0}")]
+    Config(String),
+    /// Transport failure.
+    #[error("github {op} request failed")]
+    Http {
+        /// Operation.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: HttpError,
+    },
+    /// 401: the token is invalid, expired or revoked.
+    #[error("github rejected the token for {op} (401: expired or revoked?): {message}")]
+    Unauthorized {
+        /// Operation.
+        op: &'static str,
+        /// GitHub's message.
+        message: String,
+    },
+    /// 403 (not a rate limit): the token lacks a permission.
+    #[error("github refused {op} (403): the token needs {needed}{}: {message}",
+        accepted.as_deref().map(|a| format!(" (GitHub accepts: {a})")).unwrap_or_default())]
+    Forbidden {
+        /// Operation.
+        op: &'static str,
+        /// The permission this operation needs.
+        needed: &'static str,
+        /// `x-accepted-github-permissions`, when present.
+        accepted: Option<String>,
+        /// GitHub's message.
+        message: String,
+    },
+    /// The rate limit is exhausted or GitHub asked us to back off; retry after the wait.
+    #[error("github rate limit for {op}: retry in {retry_in:?}")]
+    RateLimited {
+        /// Operation.
+        op: &'static str,
+        /// How long to wait.
+        retry_in: Duration,
+    },
+    /// 409 on generate-jitconfig: a runner with this name exists.
+    #[error("github runner name {name:?} already exists")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// 404 where the resource must exist (unknown repository, org or runner group).
+    #[error("github {op}: not found (404): {message}")]
+    NotFound {
+        /// Operation.
+        op: &'static str,
+        /// GitHub's message.
+        message: String,
+    },
+    /// Any other status.
+    #[error("github {op}: unexpected status {status}: {message}")]
+    Unexpected {
+        /// Operation.
+        op: &'static str,
+        /// Status.
+        status: u16,
+        /// GitHub's message (or a body excerpt).
+        message: String,
+    },
+    /// The body did not parse.
+    #[error("github {op}: malformed response")]
+    Decode {
+        /// Operation.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
+}
+
+fn message_of(resp: &HttpResponse) -> String {
+    serde_json::from_slice::<ErrorBody>(&resp.body)
+        .map(|b| b.message)
+        .unwrap_or_else(|_| resp.body_excerpt(200))
+}
+
+fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    rate: RateLimit,
+    /// URL → (ETag, body) of the last 200 answer, for conditional requests.
+    etags: HashMap<String, (String, Bytes)>,
+}
+
+/// The GitHub client. Cheap to share behind an `Arc`; internal state is a tiny leaf cache.
+pub struct GitHubClient {
+    http: HttpClient,
+    api_url: String,
+    scope: RunnerScope,
+    token: Secret,
+    shared: Mutex<Shared>,
+}
+
+impl std::fmt::Debug for GitHubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubClient")
+            .field("api_url", &self.api_url)
+            .field("scope", &self.scope)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GitHubClient {
+    /// Build from config, loading the token (file mode checked, or Keychain on macOS).
+    pub fn from_config(cfg: &GitHubConfig) -> Result<Self, GitHubError> {
+        cfg.scope.validate().map_err(GitHubError::Config)?;
+        let token = cfg.token.load().map_err(GitHubError::Token)?;
+        Ok(Self::new(
+            &cfg.api_url,
+            cfg.scope.clone(),
+            token,
+            cfg.request_timeout,
+        ))
+    }
+
+    /// Build with an already loaded token.
+    pub fn new(api_url: &str, scope: RunnerScope, token: Secret, timeout: Duration) -> Self {
+        Self {
+            http: HttpClient::new(timeout),
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            scope,
+            token,
+            shared: Mutex::new(Shared::default()),
+        }
+    }
+
+    /// The scope.
+    pub fn scope(&self) -> &RunnerScope {
+        &self.scope
+    }
+
+    /// The rate-limit state last seen.
+    pub fn rate_limit(&self) -> RateLimit {
+        self.lock().rate
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // A poisoned cache only means a panic elsewhere mid-update of plain data.
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Refuse early when GitHub told us to wait.
+    fn check_budget(&self, op: &'static str) -> Result<(), GitHubError> {
+        let rate = self.lock().rate;
+        let now = now_epoch();
+        if let Some(until) = rate.retry_after_until.filter(|u| *u > now) {
+            return Err(GitHubError::RateLimited {
+                op,
+                retry_in: Duration::from_secs(until - now),
+            });
+        }
+        if rate.remaining == Some(0)
+            && let Some(reset) = rate.reset_epoch.filter(|r| *r > now)
+        {
+            return Err(GitHubError::RateLimited {
+                op,
+                retry_in: Duration::from_secs(reset - now),
+            });
+        }
+        Ok(())
+    }
+
+    fn record_rate(&self, resp: &HttpResponse) {
+        let num = |h: &str| resp.header(h).and_then(|v| v.trim().parse::<u64>().ok());
+        let remaining = num("x-ratelimit-remaining");
+        let reset = num("x-ratelimit-reset");
+        let retry_after = num("retry-after");
+        let mut g = self.lock();
+        if remaining.is_some() {
+            g.rate.remaining = remaining;
+        }
+        if reset.is_some() {
+            g.rate.reset_epoch = reset;
+        }
+        if let Some(secs) = retry_after {
+            g.rate.retry_after_until = Some(now_epoch() + secs);
+        }
+    }
+
+    async fn request(
+        &self,
+        op: &'static str,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+        etag: Option<&str>,
+    ) -> Result<HttpResponse, GitHubError> {
+        self.check_budget(op)?;
+        let auth = format!("Bearer {}", self.token.expose());
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("accept", ACCEPT),
+            ("x-github-api-version", API_VERSION),
+            ("user-agent", "marbled"),
+            ("authorization", auth.as_str()),
+        ];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        if let Some(e) = etag {
+            headers.push(("if-none-match", e));
+        }
+        let resp = self
+            .http
+            .send(method.clone(), url, &headers, body)
+            .await
+            .map_err(|source| GitHubError::Http { op, source })?;
+        self.record_rate(&resp);
+        tracing::debug!(op, %method, url, status = resp.status.as_u16(), "github api call");
+        Ok(resp)
+    }
+
+    /// Map the statuses shared by all operations (401, 403, 429) to errors.
+    fn common_error(&self, op: &'static str, write: bool, resp: &HttpResponse) -> GitHubError {
+        let message = message_of(resp);
+        let status = resp.status;
+        let rate_exhausted = resp.header("x-ratelimit-remaining") == Some("0");
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN
+                && (rate_exhausted || resp.header("retry-after").is_some()))
+        {
+            let now = now_epoch();
+            let secs = resp
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .or_else(|| {
+                    resp.header("x-ratelimit-reset")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|r| r.saturating_sub(now))
+                })
+                // Secondary limits without headers: GitHub says wait at least a minute.
+                .unwrap_or(60);
+            return GitHubError::RateLimited {
+                op,
+                retry_in: Duration::from_secs(secs),
+            };
+        }
+        match status {
+            StatusCode::UNAUTHORIZED => GitHubError::Unauthorized { op, message },
+            StatusCode::FORBIDDEN => GitHubError::Forbidden {
+                op,
+                needed: self.scope.permission(write),
+                accepted: resp
+                    .header("x-accepted-github-permissions")
+                    .map(str::to_owned),
+                message,
+            },
+            StatusCode::NOT_FOUND => GitHubError::NotFound { op, message },
+            s => GitHubError::Unexpected {
+                op,
+                status: s.as_u16(),
+                message,
+            },
+        }
+    }
+
+    /// `POST …/actions/runners/generate-jitconfig`: register a JIT runner and return its id
+    /// and the encoded config. `labels` must hold every label jobs ask for (§1.4 caveat).
+    pub async fn generate_jitconfig(
+        &self,
+        name: &str,
+        labels: &[String],
+        runner_group_id: u64,
+        work_folder: Option<&str>,
+    ) -> Result<JitConfig, GitHubError> {
+        const OP: &str = "generate-jitconfig";
+        let url = format!(
+            "{}{}/generate-jitconfig",
+            self.api_url,
+            self.scope.runners_path()
+        );
+        let body = serde_json::to_vec(&JitRequest {
+            name,
+            runner_group_id,
+            labels,
+            work_folder,
+        })
+        .map_err(|source| GitHubError::Decode { op: OP, source })?;
+        let resp = self
+            .request(OP, Method::POST, &url, Some(Bytes::from(body)), None)
+            .await?;
+        match resp.status {
+            StatusCode::CREATED | StatusCode::OK => {
+                let parsed: JitResponse = serde_json::from_slice(&resp.body)
+                    .map_err(|source| GitHubError::Decode { op: OP, source })?;
+                tracing::info!(runner_id = parsed.runner.id, runner = %parsed.runner.name, "minted jit runner config");
+                Ok(JitConfig {
+                    runner_id: parsed.runner.id,
+                    runner_name: parsed.runner.name,
+                    encoded_jit_config: Secret::new(parsed.encoded_jit_config),
+                })
+            }
+            StatusCode::CONFLICT => Err(GitHubError::NameTaken {
+                name: name.to_owned(),
+            }),
+            _ => Err(self.common_error(OP, true, &resp)),
+        }
+    }
+
+    /// `GET …/actions/runners` (all pages, following `Link: rel="next"`), with conditional
+    /// requests: an unchanged page answers 304 and costs no rate-limit quota.
+    pub async fn list_runners(&self) -> Result<Vec<Runner>, GitHubError> {
+        self.list_runners_query("").await
+    }
+
+    /// Runners whose name is `name` (`?name=`), e.g. to clean up after a 409.
+    pub async fn find_runners_by_name(&self, name: &str) -> Result<Vec<Runner>, GitHubError> {
+        let enc = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        let all = self.list_runners_query(&format!("&name={enc}")).await?;
+        Ok(all.into_iter().filter(|r| r.name == name).collect())
+    }
+
+    async fn list_runners_query(&self, extra: &str) -> Result<Vec<Runner>, GitHubError> {
+        const OP: &str = "list-runners";
+        let mut url = format!(
+            "{}{}?per_page={PER_PAGE}{extra}",
+            self.api_url,
+            self.scope.runners_path()
+        );
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let cached = self.lock().etags.get(&url).cloned();
+            let resp = self
+                .request(
+                    OP,
+                    Method::GET,
+                    &url,
+                    None,
+                    cached.as_ref().map(|c| c.0.as_str()),
+                )
+                .await?;
+            let body = match resp.status {
+                StatusCode::NOT_MODIFIED => match cached {
+                    Some((_, body)) => body,
+                    None => {
+                        return Err(GitHubError::Unexpected {
+                            op: OP,
+                            status: 304,
+                            message: "304 without a cached page".to_owned(),
+                        });
+                    }
+                },
+                StatusCode::OK => {
+                    if let Some(etag) = resp.header("etag") {
+                        self.lock()
+                            .etags
+                            .insert(url.clone(), (etag.to_owned(), resp.body.clone()));
+                    }
+                    resp.body.clone()
+                }
+                _ => return Err(self.common_error(OP, false, &resp)),
+            };
+            let page: RunnerList = serde_json::from_slice(&body)
+                .map_err(|source| GitHubError::Decode { op: OP, source })?;
+            out.extend(page.runners);
+            match resp.header("link").and_then(next_link) {
+                Some(next) => url = next,
+                None => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET …/actions/runners/{id}`; `None` when the runner no longer exists (404).
+    pub async fn get_runner(&self, runner_id: u64) -> Result<Option<Runner>, GitHubError> {
+        const OP: &str = "get-runner";
+        let url = format!("{}{}/{runner_id}", self.api_url, self.scope.runners_path());
+        let resp = self.request(OP, Method::GET, &url, None, None).await?;
+        match resp.status {
+            StatusCode::OK => serde_json::from_slice(&resp.body)
+                .map(Some)
+                .map_err(|source| GitHubError::Decode { op: OP, source }),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.common_error(OP, false, &resp)),
+        }
+    }
+
+    /// `DELETE …/actions/runners/{id}`: 204 → [`DeleteOutcome::Deleted`], 404 →
+    /// [`DeleteOutcome::AlreadyGone`], 422 → [`DeleteOutcome::RunnerBusy`].
+    pub async fn delete_runner(&self, runner_id: u64) -> Result<DeleteOutcome, GitHubError> {
+        const OP: &str = "delete-runner";
+        let url = format!("{}{}/{runner_id}", self.api_url, self.scope.runners_path());
+        let resp = self.request(OP, Method::DELETE, &url, None, None).await?;
+        match resp.status {
+            StatusCode::NO_CONTENT | StatusCode::OK => {
+                tracing::info!(runner_id, "deleted runner registration");
+                Ok(DeleteOutcome::Deleted)
+            }
+            StatusCode::NOT_FOUND => Ok(DeleteOutcome::AlreadyGone),
+            StatusCode::UNPROCESSABLE_ENTITY => Ok(DeleteOutcome::RunnerBusy {
+                message: message_of(&resp),
+            }),
+            _ => Err(self.common_error(OP, true, &resp)),
+        }
+    }
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_link_is_parsed() {
+        let h = "<https://api.github.com/x?page=2>; rel=\"next\", <https://api.github.com/x?page=5>; rel=\"last\"";
+        assert_eq!(
+            next_link(h).as_deref(),
+            Some("https://api.github.com/x?page=2")
+        );
+        assert_eq!(next_link("<https://a/x?page=1>; rel=\"prev\""), None);
+    }
+
+    #[test]
+    fn scope_paths_permissions_and_validation() {
+        let r = RunnerScope::Repo("root-project/root".into());
+        assert_eq!(r.runners_path(), "/repos/root-project/root/actions/runners");
+        assert!(r.permission(true).contains("Administration: write"));
+        let o = RunnerScope::Org("root-project".into());
+        assert_eq!(o.runners_path(), "/orgs/root-project/actions/runners");
+        assert!(o.permission(true).contains("Self-hosted runners: write"));
+        assert!(r.validate().is_ok() && o.validate().is_ok());
+        assert!(RunnerScope::Repo("root".into()).validate().is_err());
+        assert!(RunnerScope::Org("a/b".into()).validate().is_err());
+    }
+
+    #[test]
+    fn config_parses_with_defaults_and_rejects_unknown_fields() {
+        let c: GitHubConfig = toml::from_str(
+            "scope = { repo = \"root-project/root\" }\ntoken = { file = \"/etc/marble/gh\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.api_url, DEFAULT_API_URL);
+        assert_eq!(c.runner_group_id, 1);
+        assert_eq!(c.jit_path, super::super::runner::DEFAULT_JIT_PATH);
+        let k: GitHubConfig = toml::from_str(
+            "scope = { org = \"x\" }\ntoken = { keychain = { service = \"s\", account = \"a\" } }\nrequest_timeout = \"10s\"\n",
+        )
+        .unwrap();
+        assert_eq!(k.request_timeout, Duration::from_secs(10));
+        assert!(
+            toml::from_str::<GitHubConfig>(
+                "scope = { org = \"x\" }\ntoken = { file = \"/t\" }\ntokn = 1\n"
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! CI front-ends (feature `ci`): the GitHub runner API client ([`github`]), the Jenkins
+//! node API client ([`jenkins`]), the ROOT runner lifecycle helpers the daemon's jobs call
+//! ([`runner`]), secrets ([`secret`]) and the shared HTTPS transport ([`http`]).
+//!
+//! Also the in-guest runner pieces (`launchd/guest/`), embedded here so
+//! `marblectl runner install VM` can put them in place with [`runner_install_steps`]
+//! through the provisioning engine. See `docs/CI.md` for the whole flow.
+
+pub mod github;
+pub mod http;
+pub mod jenkins;
+pub mod runner;
+pub mod secret;
+
+pub use github::{
+    DeleteOutcome, GitHubClient, GitHubConfig, GitHubError, JitConfig, RateLimit, Runner,
+    RunnerScope,
+};
+pub use jenkins::{
+    JenkinsBusy, JenkinsClient, JenkinsConfig, JenkinsError, NodeState, QueueItem, ToggleOutcome,
+    busy_signal,
+};
+pub use runner::{
+    DEFAULT_JIT_PATH, DeliverError, GitHubBusy, StopGate, WatchdogVerdict, before_stop,
+    deliver_jit, github_busy, labels_for, labels_match, mint_jit, registration_watchdog,
+    runner_name,
+};
+pub use secret::{Secret, SecretError, TokenSource};
+
+use std::time::Duration;
+
+use crate::provision::{Profile, Step, StepAction};
+
+/// The in-guest LaunchDaemon (with `@RUNNER_USER@`/`@RUNNER_DIR@` placeholders).
+pub const GUEST_PLIST: &str =
+    include_str!("../../../launchd/guest/ch.cern.sft.marble.runner.plist");
+/// The in-guest start script.
+pub const GUEST_SCRIPT: &str = include_str!("../../../launchd/guest/marble-runner.sh");
+/// launchd label of the in-guest runner job.
+pub const GUEST_LABEL: &str = "ch.cern.sft.marble.runner";
+/// Guest path of the LaunchDaemon plist.
+pub const GUEST_PLIST_PATH: &str = "/Library/LaunchDaemons/ch.cern.sft.marble.runner.plist";
+/// Guest path of the start script.
+pub const GUEST_SCRIPT_PATH: &str = "/usr/local/libexec/marble-runner.sh";
+/// The seed's LaunchDaemon label and plist (removed on install).
+const SEED_LABEL: &str = "start.actions.runner";
+
+/// Why the install steps could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The user name or directory is not safe to put in a plist and shell commands.
+    #[error("invalid runner {what} {value:?}")]
+    Invalid {
+        /// `user` or `dir`.
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+}
+
+fn step(name: &str, action: StepAction, input: Option<Vec<u8>>) -> Step {
+    Step {
+        name: name.to_owned(),
+        action,
+        input,
+        user: None,
+        macos: None,
+        creates: None,
+        unless: None,
+        timeout: Duration::from_secs(120),
+        always: true,
+    }
+}
+
+/// The steps of `marblectl runner install VM` for CI user `ci_user` whose actions-runner
+/// lives in `runner_dir` (default `/Users/<user>/actions-runner`): remove the seed's
+/// AUTO_RUNNER and its world-readable `~/.PAT`, install script and plist (root:wheel) via
+/// exec stdin, and (re)bootstrap the job. Every step is `always` (install is idempotent and
+/// must pick up a newer script). Run them with [`crate::provision::run_profile`].
+pub fn runner_install_steps(
+    ci_user: &str,
+    runner_dir: Option<&str>,
+) -> Result<Profile, InstallError> {
+    if !crate::provision::profile::valid_user(ci_user) {
+        return Err(InstallError::Invalid {
+            what: "user",
+            value: ci_user.to_owned(),
+        });
+    }
+    let dir = runner_dir
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("/Users/{ci_user}/actions-runner"));
+    let dir_ok = dir.starts_with('/')
+        && !dir.contains("..")
+        && dir
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
+    if !dir_ok {
+        return Err(InstallError::Invalid {
+            what: "dir",
+            value: dir,
+        });
+    }
+    let plist = GUEST_PLIST
+        .replace("@RUNNER_USER@", ci_user)
+        .replace("@RUNNER_DIR@", &dir);
+    let shell = |s: String| StepAction::Shell(s);
+    Ok(Profile {
+        steps: vec![
+            step(
+                "runner-remove-seed",
+                // The seed's job registered runners with a PAT kept world-readable in the
+                // guest (seed-scripts.md §5.4/§6); remove both. Failures are fine: absent.
+                shell(format!(
+                    "launchctl bootout system/{SEED_LABEL} 2>/dev/null; \
+                     rm -f /Library/LaunchDaemons/{SEED_LABEL}.plist /Users/{ci_user}/.PAT \
+                     /Users/{ci_user}/VM_ROOT_download_and_config_runner.sh; true"
+                )),
+                None,
+            ),
+            step(
+                "runner-install-script",
+                shell(format!(
+                    "umask 022 && mkdir -p /usr/local/libexec && cat > {GUEST_SCRIPT_PATH} && \
+                     chown root:wheel {GUEST_SCRIPT_PATH} && chmod 755 {GUEST_SCRIPT_PATH}"
+                )),
+                Some(GUEST_SCRIPT.as_bytes().to_vec()),
+            ),
+            step(
+                "runner-install-plist",
+                shell(format!(
+                    "umask 022 && cat > {GUEST_PLIST_PATH} && \
+                     chown root:wheel {GUEST_PLIST_PATH} && chmod 644 {GUEST_PLIST_PATH}"
+                )),
+                Some(plist.into_bytes()),
+            ),
+            step(
+                "runner-bootstrap",
+                // bootout first: bootstrap of an already loaded job fails (seed §6 bug).
+                shell(format!(
+                    "launchctl bootout system/{GUEST_LABEL} 2>/dev/null; \
+                     launchctl bootstrap system {GUEST_PLIST_PATH}"
+                )),
+                None,
+            ),
+        ],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_steps_substitute_user_and_refuse_unsafe_values() {
+        let p = runner_install_steps("sftnight", None).unwrap();
+        assert_eq!(p.steps.len(), 4);
+        let plist = String::from_utf8(p.steps[2].input.clone().unwrap()).unwrap();
+        assert!(plist.contains("<string>sftnight</string>"));
+        assert!(plist.contains("<string>/Users/sftnight/actions-runner</string>"));
+        assert!(!plist.contains('@'));
+        assert!(p.steps.iter().all(|s| s.always));
+        assert!(runner_install_steps("bad user", None).is_err());
+        assert!(runner_install_steps("ok", Some("/x; rm -rf /")).is_err());
+    }
+
+    #[test]
+    fn guest_script_waits_bounded_and_reads_then_deletes() {
+        assert!(GUEST_SCRIPT.contains("MARBLE_JIT_WAIT_SECONDS"));
+        let read = GUEST_SCRIPT.find("config=$(cat \"$JIT\")").unwrap();
+        let del = GUEST_SCRIPT[read..]
+            .find("rm -f \"$JIT\" \"$READY\"")
+            .unwrap();
+        let run = GUEST_SCRIPT.find("./run.sh --jitconfig").unwrap();
+        assert!(
+            read + del < run,
+            "the file is deleted before the runner starts"
+        );
+        assert!(GUEST_PLIST.contains("<key>RunAtLoad</key>\n  <true/>"));
+        assert!(GUEST_PLIST.contains("<key>KeepAlive</key>\n  <false/>"));
+        assert!(!GUEST_PLIST.contains("<key>UserName</key>"), "runs as root");
+    }
+}

@@ -1,0 +1,413 @@
+//! ROOT runner lifecycle helpers for the daemon's start/stop jobs: labels and unique names,
+//! minting a JIT config (with 409 recovery), delivering it into the guest through
+//! `prlctl exec` stdin, the delete-before-stop gate, and the registration watchdog.
+//!
+//! Owns the ordering rules of `docs/CI.md`: the secret travels only on stdin into a
+//! root-only file, never in argv; the registration is deleted before a VM stops and a 422
+//! keeps the VM up. The functions are plain async functions over the [`Hypervisor`] seam and
+//! [`GitHubClient`]; the watchdog is pure (time is an argument).
+
+use std::time::Duration;
+
+use crate::hypervisor::{Hypervisor, PrlctlError};
+
+use super::github::{DeleteOutcome, GitHubClient, GitHubError, JitConfig, Runner};
+
+/// Guest path of the JIT config (a root-only file under a 0700 directory; `/var/run` is
+/// emptied at every guest boot, so a config never survives a reboot or an image upload).
+pub const DEFAULT_JIT_PATH: &str = "/var/run/marble/jitconfig";
+
+/// Suffix of the marker written after the config is complete; the guest script waits for
+/// the marker, not the file, so it never reads a half-written config.
+pub const READY_SUFFIX: &str = ".ready";
+
+/// Timeout of each guest command of the delivery.
+const DELIVER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The labels of a ROOT runner on macOS `macos_major` (§1.4: passed explicitly, because
+/// whether GitHub adds the default ones to JIT runners is unverified).
+pub fn labels_for(macos_major: u32) -> Vec<String> {
+    vec![
+        "self-hosted".to_owned(),
+        "macOS".to_owned(),
+        "ARM64".to_owned(),
+        format!("mac{macos_major}"),
+    ]
+}
+
+/// Longest runner name produced (GitHub's limit for names is not documented; 64 is safe).
+pub const MAX_RUNNER_NAME: usize = 64;
+
+/// A runner name unique per host, VM and boot: `marble-<host>-<vm>-<counter>`. Characters
+/// outside `[A-Za-z0-9._-]` become `-`; a long VM name is shortened from the front so the
+/// distinguishing tail (`…-macOS-14`) and the counter survive. `boot_counter` must be
+/// persisted by the daemon (a reused name answers 409, see [`mint_jit`]).
+pub fn runner_name(host: &str, vm: &str, boot_counter: u64) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    let host = clean(host.split('.').next().unwrap_or(host));
+    let mut vm = clean(vm);
+    let tail = format!("-{boot_counter:04}");
+    let fixed = "marble-".len() + host.len() + 1 + tail.len();
+    let room = MAX_RUNNER_NAME.saturating_sub(fixed).max(8);
+    if vm.len() > room {
+        vm = vm[vm.len() - room..].to_owned();
+    }
+    let mut name = format!("marble-{host}-{vm}{tail}");
+    if name.len() > MAX_RUNNER_NAME {
+        name = name[name.len() - MAX_RUNNER_NAME..].to_owned();
+    }
+    name
+}
+
+/// Mint a JIT config; on 409 (a stale registration with this name, e.g. after a daemon
+/// crash between mint and boot) delete the stale runner if it is not busy and retry once.
+pub async fn mint_jit(
+    github: &GitHubClient,
+    name: &str,
+    labels: &[String],
+    runner_group_id: u64,
+    work_folder: Option<&str>,
+) -> Result<JitConfig, GitHubError> {
+    match github
+        .generate_jitconfig(name, labels, runner_group_id, work_folder)
+        .await
+    {
+        Err(GitHubError::NameTaken { .. }) => {
+            for stale in github.find_runners_by_name(name).await? {
+                if stale.busy {
+                    continue;
+                }
+                tracing::warn!(runner_id = stale.id, runner = %stale.name, "deleting stale runner with our name");
+                github.delete_runner(stale.id).await?;
+            }
+            github
+                .generate_jitconfig(name, labels, runner_group_id, work_folder)
+                .await
+        }
+        other => other,
+    }
+}
+
+/// Why the JIT config could not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// The guest path is not an absolute path of safe characters.
+    #[error("invalid guest path {path:?} for the jit config")]
+    InvalidPath {
+        /// The path.
+        path: String,
+    },
+    /// `prlctl exec` failed.
+    #[error("delivering the jit config into vm {vm} failed")]
+    Exec {
+        /// VM.
+        vm: String,
+        /// Cause.
+        #[source]
+        source: PrlctlError,
+    },
+    /// The guest command exited non-zero.
+    #[error("guest command for the jit config in vm {vm} exited {status}: {stderr}")]
+    GuestFailed {
+        /// VM.
+        vm: String,
+        /// Exit status.
+        status: i32,
+        /// End of the guest's stderr (never contains the config: it is only on stdin).
+        stderr: String,
+    },
+    /// The file is not root-owned mode 0600.
+    #[error("jit config file {path} in vm {vm} has owner/mode {found:?}, expected \"600 root\"")]
+    BadMode {
+        /// VM.
+        vm: String,
+        /// Guest path.
+        path: String,
+        /// What `stat -f '%Lp %Su'` printed.
+        found: String,
+    },
+}
+
+fn safe_guest_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.len() > 1
+        && !path.contains("..")
+        && !path.ends_with('/')
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+}
+
+/// The argv that writes stdin to `path` as a root-only file and then creates the ready
+/// marker. Contains no secret: the config arrives on stdin. Public for tests and docs.
+pub fn deliver_argv(path: &str) -> Vec<String> {
+    let dir = path
+        .rsplit_once('/')
+        .map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
+    let ready = format!("{path}{READY_SUFFIX}");
+    // umask first so the file is never readable by others, not even between create and
+    // chmod; rm first because `cat >` into an existing file keeps that file's old mode.
+    let script = format!(
+        "umask 077 && mkdir -p {dir} && chmod 700 {dir} && rm -f {path} {ready} && \
+         cat > {path} && chmod 600 {path} && chown root:wheel {path} && : > {ready}"
+    );
+    vec!["/bin/sh".to_owned(), "-c".to_owned(), script]
+}
+
+/// Write the encoded JIT config into `path` inside `vm` (through `prlctl exec` stdin, as
+/// root), then verify the file is mode 0600 and owned by root.
+pub async fn deliver_jit(
+    hv: &dyn Hypervisor,
+    vm: &str,
+    jit: &JitConfig,
+    path: &str,
+) -> Result<(), DeliverError> {
+    if !safe_guest_path(path) {
+        return Err(DeliverError::InvalidPath {
+            path: path.to_owned(),
+        });
+    }
+    let exec_err = |source| DeliverError::Exec {
+        vm: vm.to_owned(),
+        source,
+    };
+    let argv = deliver_argv(path);
+    let out = hv
+        .exec(
+            vm,
+            &argv,
+            Some(jit.encoded_jit_config.expose().as_bytes()),
+            DELIVER_TIMEOUT,
+        )
+        .await
+        .map_err(exec_err)?;
+    if out.status != 0 {
+        return Err(DeliverError::GuestFailed {
+            vm: vm.to_owned(),
+            status: out.status,
+            stderr: tail(&out.stderr),
+        });
+    }
+    let argv: Vec<String> = ["/usr/bin/stat", "-f", "%Lp %Su", path]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let out = hv
+        .exec(vm, &argv, None, DELIVER_TIMEOUT)
+        .await
+        .map_err(exec_err)?;
+    let found = out.stdout.trim().to_owned();
+    if out.status != 0 || found != "600 root" {
+        return Err(DeliverError::BadMode {
+            vm: vm.to_owned(),
+            path: path.to_owned(),
+            found: if out.status == 0 {
+                found
+            } else {
+                format!("stat exited {}: {}", out.status, tail(&out.stderr))
+            },
+        });
+    }
+    tracing::info!(vm, runner_id = jit.runner_id, path, "delivered jit config");
+    Ok(())
+}
+
+fn tail(s: &str) -> String {
+    let s = s.trim();
+    let start = s.len().saturating_sub(300);
+    let start = (start..=s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
+    s[start..].to_owned()
+}
+
+/// May the VM be stopped?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopGate {
+    /// The registration is gone (deleted now or already): no job can be assigned any more.
+    Proceed,
+    /// GitHub refused the delete because a job is running: keep the VM up.
+    Busy(String),
+}
+
+/// Delete the runner registration before stopping its VM. `Err` means "don't know": the
+/// caller must treat it as busy and keep the VM running.
+pub async fn before_stop(github: &GitHubClient, runner_id: u64) -> Result<StopGate, GitHubError> {
+    match github.delete_runner(runner_id).await? {
+        DeleteOutcome::Deleted | DeleteOutcome::AlreadyGone => Ok(StopGate::Proceed),
+        DeleteOutcome::RunnerBusy { message } => {
+            tracing::info!(runner_id, %message, "runner busy; vm stays up");
+            Ok(StopGate::Busy(message))
+        }
+    }
+}
+
+/// GitHub's view of a runner as a busy signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitHubBusy {
+    /// `busy: true`, or offline-and-busy (a crashed job GitHub has not released yet).
+    Busy,
+    /// Registered and not busy.
+    Idle,
+    /// No such runner (it ran its one job and unregistered, or it was deleted).
+    Gone,
+}
+
+/// Classify `GET …/runners/{id}`'s answer.
+pub fn github_busy(runner: Option<&Runner>) -> GitHubBusy {
+    match runner {
+        None => GitHubBusy::Gone,
+        Some(r) if r.busy => GitHubBusy::Busy,
+        Some(_) => GitHubBusy::Idle,
+    }
+}
+
+/// Verdict of the registration watchdog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogVerdict {
+    /// Leave the VM alone.
+    Keep,
+    /// The runner has waited `waited` with matching jobs queued and took none: recycle.
+    Recycle {
+        /// Time since registration.
+        waited: Duration,
+    },
+}
+
+/// Registration watchdog (pure): recycle a VM whose runner registered at `registered_at_ms`
+/// and has not taken a job after `timeout`, while `matching_queued_jobs` jobs it could serve
+/// are queued. A runner with a job, or with nothing queued for it, is kept.
+pub fn registration_watchdog(
+    registered_at_ms: u64,
+    now_ms: u64,
+    job_assigned: bool,
+    matching_queued_jobs: u32,
+    timeout: Duration,
+) -> WatchdogVerdict {
+    let waited = Duration::from_millis(now_ms.saturating_sub(registered_at_ms));
+    if job_assigned || matching_queued_jobs == 0 || waited < timeout {
+        WatchdogVerdict::Keep
+    } else {
+        WatchdogVerdict::Recycle { waited }
+    }
+}
+
+/// Whether every label of a queued job is served by `runner_labels` (case-insensitive, as
+/// GitHub matches labels). Used to count `matching_queued_jobs` for the watchdog.
+pub fn labels_match(job_labels: &[String], runner_labels: &[String]) -> bool {
+    !job_labels.is_empty()
+        && job_labels
+            .iter()
+            .all(|j| runner_labels.iter().any(|r| r.eq_ignore_ascii_case(j)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_cover_root_runs_on() {
+        assert_eq!(labels_for(15), ["self-hosted", "macOS", "ARM64", "mac15"]);
+        let job: Vec<String> = ["self-hosted", "macOS", "ARM64", "mac15"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert!(labels_match(&job, &labels_for(15)));
+        assert!(!labels_match(&job, &labels_for(14)));
+        let lower: Vec<String> = vec!["arm64".into(), "macos".into()];
+        assert!(labels_match(&lower, &labels_for(14)));
+        assert!(!labels_match(&[], &labels_for(14)));
+    }
+
+    #[test]
+    fn runner_names_are_unique_sanitized_and_bounded() {
+        let a = runner_name("macphsft01.cern.ch", "macphsft01-ROOT-VM-macOS-14", 7);
+        assert_eq!(a, "marble-macphsft01-macphsft01-ROOT-VM-macOS-14-0007");
+        assert_ne!(
+            a,
+            runner_name("macphsft01", "macphsft01-ROOT-VM-macOS-14", 8)
+        );
+        assert_ne!(
+            a,
+            runner_name("macphsft01", "macphsft01-ROOT-VM-macOS-15", 7)
+        );
+        let weird = runner_name("h", "vm with spaces/and;semicolons", 1);
+        assert!(
+            weird
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            "{weird}"
+        );
+        let long = runner_name("host", &"x".repeat(200), 123_456);
+        assert!(long.len() <= MAX_RUNNER_NAME, "{long}");
+        assert!(long.ends_with("-123456"), "{long}");
+    }
+
+    #[test]
+    fn deliver_argv_carries_no_secret_and_rejects_bad_paths() {
+        let argv = deliver_argv(DEFAULT_JIT_PATH);
+        assert_eq!(argv[0], "/bin/sh");
+        assert!(argv[2].starts_with("umask 077 && "));
+        assert!(argv[2].contains("cat > /var/run/marble/jitconfig "));
+        assert!(safe_guest_path(DEFAULT_JIT_PATH));
+        for bad in ["relative", "/a/../b", "/a b", "/a;rm", "/", "/x/"] {
+            assert!(!safe_guest_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn watchdog_recycles_only_a_stuck_runner_with_demand() {
+        let t = Duration::from_secs(600);
+        let min = 60_000;
+        assert_eq!(
+            registration_watchdog(0, 5 * min, false, 3, t),
+            WatchdogVerdict::Keep
+        );
+        assert_eq!(
+            registration_watchdog(0, 11 * min, false, 3, t),
+            WatchdogVerdict::Recycle {
+                waited: Duration::from_secs(660)
+            }
+        );
+        assert_eq!(
+            registration_watchdog(0, 11 * min, true, 3, t),
+            WatchdogVerdict::Keep
+        );
+        assert_eq!(
+            registration_watchdog(0, 11 * min, false, 0, t),
+            WatchdogVerdict::Keep
+        );
+        // A clock that went backwards never recycles.
+        assert_eq!(
+            registration_watchdog(11 * min, 0, false, 3, t),
+            WatchdogVerdict::Keep
+        );
+    }
+
+    #[test]
+    fn github_busy_classifies() {
+        assert_eq!(github_busy(None), GitHubBusy::Gone);
+        let mut r = Runner {
+            id: 1,
+            name: "n".into(),
+            os: "macos".into(),
+            status: "online".into(),
+            busy: true,
+            runner_group_id: None,
+            labels: vec![],
+        };
+        assert_eq!(github_busy(Some(&r)), GitHubBusy::Busy);
+        r.busy = false;
+        assert_eq!(github_busy(Some(&r)), GitHubBusy::Idle);
+    }
+}
