@@ -1,2 +1,3 @@
 //! placeholder
 pub mod prlsim;
+pub mod s3;

@@ -56,12 +56,12 @@ struct PushJournal {
     key: String,
     upload_id: String,
     fingerprint: String,
-    /// part number → (etag, md5 hex)
-    parts: BTreeMap<i32, (String, String)>,
+    /// part number → (etag, md5 hex, size)
+    parts: BTreeMap<i32, (String, String, u64)>,
 }
 
 /// A finished upload: part number, ETag, MD5, payload bytes it carried.
-type PartDone = (i32, String, [u8; 16], u64);
+type PartDone = (i32, String, [u8; 16], u64, u64);
 
 /// One part ready to send.
 struct PartOut {
@@ -326,11 +326,16 @@ async fn open_upload(
     {
         if j.fingerprint == fingerprint {
             if let Some(listed) = store.bucket.list_parts(key, &j.upload_id).await? {
-                let listed: BTreeMap<i32, String> =
-                    listed.into_iter().map(|(n, e, _)| (n, e)).collect();
+                let listed: BTreeMap<i32, (String, u64)> =
+                    listed.into_iter().map(|(n, e, s)| (n, (e, s))).collect();
                 let mut j = j;
-                // Trust only parts both journaled and present on the server with that ETag.
-                j.parts.retain(|n, (etag, _)| listed.get(n) == Some(etag));
+                // Trust only parts both journaled and present on the server with that ETag
+                // (or, for servers whose ListParts omits ETags such as s3s-fs, that size).
+                j.parts.retain(|n, (etag, _, size)| match listed.get(n) {
+                    Some((e, s)) if e.is_empty() => s == size,
+                    Some((e, _)) => e == etag,
+                    None => false,
+                });
                 tracing::info!(key, upload_id = %j.upload_id, parts = j.parts.len(), "resuming interrupted push");
                 return Ok(j);
             }
@@ -426,30 +431,29 @@ pub(crate) async fn push_dir(
         done: 0,
         total: payload_total,
     });
-    let on_done = |r: Result<PartDone, ImageError>,
-                   journal: &mut PushJournal|
-     -> Result<u64, ImageError> {
-        let (n, etag, md5, payload) = r?;
-        let md5_hex = hex::encode(md5);
-        // RGW and S3 (without SSE-KMS) return the part MD5 as its ETag: a mismatch means
-        // the bytes stored are not the bytes sent.
-        if etag.len() == 32
-            && etag.bytes().all(|b| b.is_ascii_hexdigit())
-            && !etag.eq_ignore_ascii_case(&md5_hex)
-        {
-            return Err(ImageError::Checksum {
-                what: format!("part {n} of {data_key}"),
-                expected: md5_hex,
-                actual: etag,
-            });
-        }
-        journal.parts.insert(n, (etag, md5_hex));
-        save_journal(&jpath, journal)?;
-        Ok(payload)
-    };
+    let on_done =
+        |r: Result<PartDone, ImageError>, journal: &mut PushJournal| -> Result<u64, ImageError> {
+            let (n, etag, md5, payload, size) = r?;
+            let md5_hex = hex::encode(md5);
+            // RGW and S3 (without SSE-KMS) return the part MD5 as its ETag: a mismatch means
+            // the bytes stored are not the bytes sent.
+            if etag.len() == 32
+                && etag.bytes().all(|b| b.is_ascii_hexdigit())
+                && !etag.eq_ignore_ascii_case(&md5_hex)
+            {
+                return Err(ImageError::Checksum {
+                    what: format!("part {n} of {data_key}"),
+                    expected: md5_hex,
+                    actual: etag,
+                });
+            }
+            journal.parts.insert(n, (etag, md5_hex, size));
+            save_journal(&jpath, journal)?;
+            Ok(payload)
+        };
     while let Some(part) = rx.recv().await {
         md5s.insert(part.number, part.md5);
-        if let Some((_, m)) = resumable.get(&part.number)
+        if let Some((_, m, _)) = resumable.get(&part.number)
             && *m == hex::encode(part.md5)
         {
             resumed += 1;
@@ -475,10 +479,11 @@ pub(crate) async fn push_dir(
         let (key, upload_id) = (data_key.clone(), journal.upload_id.clone());
         inflight.spawn(async move {
             let md5_b64 = super::base64(&part.md5);
+            let size = part.body.len() as u64;
             let etag = bucket
                 .upload_part(&key, &upload_id, part.number, part.body, &md5_b64)
                 .await?;
-            Ok((part.number, etag, part.md5, part.payload_len))
+            Ok((part.number, etag, part.md5, part.payload_len, size))
         });
     }
     while let Some(r) = inflight.join_next().await {
@@ -500,7 +505,7 @@ pub(crate) async fn push_dir(
     let parts: Vec<(i32, String)> = journal
         .parts
         .iter()
-        .map(|(n, (e, _))| (*n, e.clone()))
+        .map(|(n, (e, _, _))| (*n, e.clone()))
         .collect();
     if parts.len() != md5s.len() {
         return Err(ImageError::Corrupt {

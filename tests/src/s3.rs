@@ -1,0 +1,326 @@
+//! `LocalS3`: a real S3-compatible server (`s3s-fs`, installed by
+//! `scripts/install-s3-server.sh` into `<repo>/.tools/bin`) on a free loopback port with a
+//! per-test root and bucket, killed on drop; and `CountingProxy`, a TCP proxy that records
+//! every HTTP request line so tests can count requests (e.g. UploadPart) on the wire.
+//!
+//! Missing binary: tests skip loudly, unless `MARBLE_REQUIRE_S3` is set (CI), where they fail.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use marbled::images::{CredentialSource, ImageStoreConfig};
+
+/// Access key of the test server.
+pub const ACCESS_KEY: &str = "marbletest";
+/// Secret key of the test server (tests assert it never appears in logs).
+pub const SECRET_KEY: &str = "marble-secret-9f3c7e1a-do-not-log";
+
+/// Where the server binary is: `<repo>/.tools/bin/s3s-fs`, then `PATH`.
+pub fn s3s_fs_binary() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let local = repo.join(".tools/bin/s3s-fs");
+    if local.is_file() {
+        return Some(local);
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("s3s-fs"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A running s3s-fs with one bucket.
+pub struct LocalS3 {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Listening address.
+    pub addr: SocketAddr,
+    /// Bucket created for this test.
+    pub bucket: String,
+    /// Server data root (objects are plain files under `<root>/<bucket>/<key>`).
+    pub root: tempfile::TempDir,
+    /// Holds the 0600 secret file.
+    pub secrets: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for LocalS3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalS3")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .finish()
+    }
+}
+
+fn wait_answering(addr: SocketAddr, child: &mut Child, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            if s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .is_ok()
+            {
+                let mut b = [0u8; 12];
+                if s.read(&mut b).map(|n| n > 0).unwrap_or(false) {
+                    return true;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+impl LocalS3 {
+    /// Starts the server, or returns `None` (after a loud message) when the binary is missing
+    /// and `MARBLE_REQUIRE_S3` is unset. Panics when it is required but missing or broken.
+    pub fn start() -> Option<LocalS3> {
+        let Some(bin) = s3s_fs_binary() else {
+            if std::env::var_os("MARBLE_REQUIRE_S3").is_some() {
+                panic!(
+                    "MARBLE_REQUIRE_S3 is set but s3s-fs is missing: run scripts/install-s3-server.sh"
+                );
+            }
+            eprintln!(
+                "\n!!!!! SKIPPING S3 TEST: s3s-fs not found in .tools/bin or PATH; run scripts/install-s3-server.sh !!!!!\n"
+            );
+            return None;
+        };
+        let root = tempfile::Builder::new()
+            .prefix("marble-s3-")
+            .tempdir()
+            .expect("temp dir");
+        let n = std::sync::atomic::AtomicU64::new(0);
+        let bucket = format!(
+            "t{}-{}",
+            std::process::id(),
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + rand_suffix()
+        );
+        // s3s-fs buckets are directories of the root.
+        std::fs::create_dir_all(root.path().join(&bucket)).expect("bucket dir");
+        for _attempt in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let log = std::fs::File::create(root.path().join("server.log")).expect("log file");
+            let mut child = Command::new(&bin)
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--access-key",
+                    ACCESS_KEY,
+                    "--secret-key",
+                    SECRET_KEY,
+                ])
+                .arg(root.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log fd"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn s3s-fs");
+            if wait_answering(addr, &mut child, Duration::from_secs(20)) {
+                let secrets = tempfile::tempdir().expect("temp dir");
+                let f = secrets.path().join("s3.secret");
+                std::fs::write(
+                    &f,
+                    format!("access_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\n"),
+                )
+                .expect("secret file");
+                std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .expect("chmod");
+                return Some(LocalS3 {
+                    child,
+                    endpoint: format!("http://{addr}"),
+                    addr,
+                    bucket,
+                    root,
+                    secrets,
+                });
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "s3s-fs did not start; see {}",
+            root.path().join("server.log").display()
+        );
+    }
+
+    /// The 0600 secret file with the server's keys.
+    pub fn secret_file(&self) -> PathBuf {
+        self.secrets.path().join("s3.secret")
+    }
+
+    /// An image store config for this server (secret-file credentials, small parts so tests
+    /// exercise multipart, state dir under the server root).
+    pub fn config(&self) -> ImageStoreConfig {
+        self.config_for(&self.endpoint)
+    }
+
+    /// Same, but through another endpoint (e.g. a [`CountingProxy`]).
+    pub fn config_for(&self, endpoint: &str) -> ImageStoreConfig {
+        ImageStoreConfig {
+            endpoint: Some(endpoint.to_string()),
+            bucket: self.bucket.clone(),
+            credentials: vec![CredentialSource::SecretFile],
+            secret_file: Some(self.secret_file()),
+            part_size_mib: 5,
+            chunk_size_mib: 1,
+            concurrency: 3,
+            state_dir: Some(self.root.path().join("state")),
+            ..ImageStoreConfig::default()
+        }
+    }
+
+    /// The file s3s-fs stores object `key` in.
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.root.path().join(&self.bucket).join(key)
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0)
+}
+
+impl Drop for LocalS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback TCP proxy recording `METHOD TARGET` of every HTTP request it forwards.
+pub struct CountingProxy {
+    /// `http://127.0.0.1:PORT` to give clients.
+    pub endpoint: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for CountingProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountingProxy")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
+    h.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Forwards client→server bytes request by request (head + Content-Length body) so request
+/// lines are found exactly, not by scanning bodies.
+fn pump_requests(mut client: TcpStream, mut server: TcpStream, log: &Mutex<Vec<String>>) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut tmp = vec![0u8; 256 * 1024];
+    loop {
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            match client.read(&mut tmp) {
+                Ok(0) | Err(_) => {
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                    return;
+                }
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let line = head.lines().next().unwrap_or_default();
+        let mut parts = line.split(' ');
+        let entry = format!(
+            "{} {}",
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("")
+        );
+        log.lock().expect("proxy log").push(entry);
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        if server.write_all(&buf[..head_end]).is_err() {
+            return;
+        }
+        buf.drain(..head_end);
+        let mut left = len;
+        while left > 0 {
+            if buf.is_empty() {
+                match client.read(&mut tmp) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                }
+            }
+            let n = left.min(buf.len());
+            if server.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            buf.drain(..n);
+            left -= n;
+        }
+    }
+}
+
+impl CountingProxy {
+    /// Starts a proxy to `upstream` on a free loopback port (threads; lives for the process).
+    pub fn start(upstream: SocketAddr) -> CountingProxy {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let endpoint = format!("http://{}", l.local_addr().expect("addr"));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = requests.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { continue };
+                let Ok(s) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let (c2, s2) = (c.try_clone().expect("clone"), s.try_clone().expect("clone"));
+                let log = log.clone();
+                std::thread::spawn(move || pump_requests(c, s, &log));
+                std::thread::spawn(move || {
+                    let (mut s2, mut c2) = (s2, c2);
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CountingProxy { endpoint, requests }
+    }
+
+    /// All request lines seen so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("proxy log").clone()
+    }
+
+    /// Forgets what was recorded.
+    pub fn reset(&self) {
+        self.requests.lock().expect("proxy log").clear();
+    }
+
+    /// Number of UploadPart requests (`PUT …?partNumber=…`).
+    pub fn upload_parts(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.starts_with("PUT ") && r.contains("partNumber="))
+            .count()
+    }
+}

@@ -1,0 +1,204 @@
+//! Legacy `zip -r` objects pull with their structure; zip-slip entries, corrupt and truncated
+//! images are rejected and leave nothing behind.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use marble_tests::s3::LocalS3;
+use marbled::images::{ImageError, ImageName, ImageStore};
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+#[track_caller]
+fn assert_empty_dir(p: &Path) {
+    let left: Vec<_> = std::fs::read_dir(p)
+        .expect("read_dir")
+        .map(|e| e.expect("e").file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind in {}: {left:?}", p.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_made_like_the_seed_pulls_with_its_structure() {
+    let Some(s3) = LocalS3::start() else { return };
+    let work = tempfile::tempdir().expect("tmp");
+    let name = "2025-01-10-SPI-VM-macOS-15";
+    let b = work.path().join(format!("{name}.macvm"));
+    std::fs::create_dir_all(b.join("harddisk.hdd")).expect("mkdir");
+    std::fs::write(b.join("config.pvs"), "<vm/>\n".repeat(500)).expect("write");
+    let mut disk = noise(3, 6 * 1024 * 1024);
+    disk.extend(vec![0u8; 4 * 1024 * 1024]);
+    std::fs::write(b.join("harddisk.hdd/disk.hds"), &disk).expect("write");
+    std::fs::write(b.join("harddisk.hdd/DiskDescriptor.xml"), "<Disk/>").expect("write");
+    // Exactly the seed's command: `cd ~/Parallels && zip -r STORAGE.zip STORAGE.macvm`.
+    let st = Command::new("zip")
+        .current_dir(work.path())
+        .args(["-q", "-r", &format!("{name}.zip"), &format!("{name}.macvm")])
+        .status();
+    let Ok(st) = st else {
+        panic!("Info-ZIP `zip` is needed for this test (apt-get install zip)");
+    };
+    assert!(st.success());
+    let store = ImageStore::new(s3.config()).await.expect("store");
+    store
+        .upload_file(
+            &work.path().join(format!("{name}.zip")),
+            &format!("SPI/{name}.zip"),
+        )
+        .await
+        .expect("upload");
+    let listed = store.ls(Some("SPI")).await.expect("ls");
+    assert_eq!(listed[0].format, "zip");
+
+    let dest = tempfile::tempdir().expect("tmp");
+    let image = ImageName::parse(name).expect("name");
+    let r = tokio::time::timeout(
+        Duration::from_secs(60),
+        store.pull_to_dir(&image, dest.path(), &|_| {}),
+    )
+    .await
+    .expect("timeout")
+    .expect("pull");
+    assert_eq!(r.bundle, dest.path().join(format!("{name}.macvm")));
+    assert_eq!(
+        std::fs::read(r.bundle.join("harddisk.hdd/disk.hds")).expect("read"),
+        disk,
+        "nested file content"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.bundle.join("harddisk.hdd/DiskDescriptor.xml")).expect("read"),
+        "<Disk/>"
+    );
+    assert!(r.bundle.join("config.pvs").is_file());
+    let left: Vec<_> = std::fs::read_dir(dest.path())
+        .expect("read_dir")
+        .map(|e| e.expect("e").file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+/// Writes a zip with a hostile entry using Python's zipfile (Info-ZIP refuses to make one).
+fn hostile_zip(path: &Path, entry: &str) {
+    let script = format!(
+        "import zipfile\nz=zipfile.ZipFile({:?},'w')\nz.writestr('X.macvm/config.pvs','ok')\nz.writestr({entry:?},'pwned')\nz.close()\n",
+        path.to_str().expect("utf8")
+    );
+    let st = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3 needed");
+    assert!(st.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_slip_entries_are_rejected_and_nothing_is_left() {
+    let Some(s3) = LocalS3::start() else { return };
+    let store = ImageStore::new(s3.config()).await.expect("store");
+    let work = tempfile::tempdir().expect("tmp");
+    for (i, entry) in [
+        "X.macvm/../../evil",
+        "/tmp/evil-abs",
+        "X.macvm/a/../../../evil",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let name = format!("2025-01-1{i}-ROOT-VM-bad");
+        let z = work.path().join(format!("{name}.zip"));
+        hostile_zip(&z, entry);
+        store
+            .upload_file(&z, &format!("ROOT/{name}.zip"))
+            .await
+            .expect("upload");
+        let dest = tempfile::tempdir().expect("tmp");
+        let err = store
+            .pull_to_dir(
+                &ImageName::parse(&name).expect("name"),
+                dest.path(),
+                &|_| {},
+            )
+            .await
+            .expect_err("must reject");
+        assert!(
+            matches!(err, ImageError::UnsafeEntry { .. }),
+            "{entry}: {err}"
+        );
+        assert!(err.to_string().contains("rejected"), "{err}");
+        assert_empty_dir(dest.path());
+    }
+    assert!(!Path::new("/tmp/evil-abs").exists());
+}
+
+async fn pushed(s3: &LocalS3, name: &str) -> (ImageStore, ImageName, tempfile::TempDir) {
+    let work = tempfile::tempdir().expect("tmp");
+    let b = work.path().join(format!("{name}.macvm"));
+    std::fs::create_dir_all(&b).expect("mkdir");
+    std::fs::write(b.join("disk.hds"), noise(9, 12 * 1024 * 1024)).expect("write");
+    let store = ImageStore::new(s3.config()).await.expect("store");
+    let image = ImageName::parse(name).expect("name");
+    store.push_dir(&b, &image, &|_| {}).await.expect("push");
+    (store, image, work)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_object_fails_cleanly() {
+    let Some(s3) = LocalS3::start() else { return };
+    let (store, image, _w) = pushed(&s3, "2026-02-02-ROOT-VM-macOS-15").await;
+    // Flip one byte in the middle of the stored object (s3s-fs keeps objects as plain files).
+    let obj = s3.object_path(&format!("ROOT/{image}.marble"));
+    let mut data = std::fs::read(&obj).expect("object file");
+    let mid = data.len() / 2;
+    data[mid] ^= 0x5a;
+    std::fs::write(&obj, &data).expect("write");
+    let err = store
+        .verify(&image, &|_| {})
+        .await
+        .expect_err("verify must fail");
+    assert!(matches!(err, ImageError::Checksum { .. }), "{err}");
+    let dest = tempfile::tempdir().expect("tmp");
+    let err = store
+        .pull_to_dir(&image, dest.path(), &|_| {})
+        .await
+        .expect_err("pull must fail");
+    assert!(matches!(err, ImageError::Checksum { .. }), "{err}");
+    assert_empty_dir(dest.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_object_fails_cleanly() {
+    let Some(s3) = LocalS3::start() else { return };
+    let (store, image, _w) = pushed(&s3, "2026-02-03-ROOT-VM-macOS-15").await;
+    let obj = s3.object_path(&format!("ROOT/{image}.marble"));
+    let len = std::fs::metadata(&obj).expect("stat").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&obj)
+        .expect("open")
+        .set_len(len / 3)
+        .expect("truncate");
+    let dest = tempfile::tempdir().expect("tmp");
+    let err = store
+        .pull_to_dir(&image, dest.path(), &|_| {})
+        .await
+        .expect_err("pull must fail");
+    assert!(
+        matches!(
+            err,
+            ImageError::Corrupt { .. } | ImageError::Checksum { .. }
+        ),
+        "{err}"
+    );
+    assert_empty_dir(dest.path());
+}
