@@ -2,8 +2,9 @@
 //!
 //! Everything on the wire after the handshake is encoded here with one configuration value,
 //! so the codec can be swapped (firecracker moved from bincode to bitcode this way) without
-//! touching callers. Decoding is bounded by [`crate::MAX_FRAME_LEN`] and rejects trailing
-//! bytes, so a frame maps to exactly one value.
+//! touching callers. Decoding refuses input longer than [`crate::MAX_FRAME_LEN`], bounds
+//! bincode's allocations with a limit derived from it, and rejects trailing bytes, so a frame
+//! maps to exactly one value.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,13 +34,22 @@ pub enum CodecError {
     },
 }
 
+/// bincode's decode limit, in bincode's own accounting.
+///
+/// bincode charges each integer its in-memory width (8 bytes for a `u64` or a length, 4 for a
+/// variant index) even when the varint on the wire is one byte, so a legal frame of
+/// `MAX_FRAME_LEN` bytes can be charged up to 8 times its size. A limit of `MAX_FRAME_LEN`
+/// itself would refuse frames that `encode` accepted. Eight times the frame is the worst
+/// case; the limit still bounds what a forged length inside a small frame can allocate.
+const DECODE_LIMIT: usize = 8 * crate::MAX_FRAME_LEN;
+
 fn config() -> impl bincode::config::Config {
-    // Varint integers keep common frames small; big-endian is irrelevant for varints but is
-    // fixed here so the golden fixtures never depend on the host.
+    // Varint integers keep common frames small. Varints above 250 are a marker byte plus a
+    // fixed-width integer in this byte order, so big-endian is part of the wire format.
     bincode::config::standard()
         .with_big_endian()
         .with_variable_int_encoding()
-        .with_limit::<{ crate::MAX_FRAME_LEN }>()
+        .with_limit::<DECODE_LIMIT>()
 }
 
 /// Encode `value` into a fresh buffer, refusing anything larger than one frame.

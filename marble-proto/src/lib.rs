@@ -28,6 +28,6 @@ pub const PROTO_MINOR: u16 = 0;
 /// Largest frame either side accepts, in bytes (payload, excluding the 4-byte length prefix).
 ///
 /// 1 MiB comfortably holds a status report for hundreds of VMs; bulk data (images, logs)
-/// never crosses the socket. The same limit bounds bincode decoding so that a length inside
-/// a payload can never allocate beyond the frame.
+/// never crosses the socket. The codec derives bincode's decode limit from it so that a length
+/// inside a payload cannot make the decoder allocate more than a small multiple of a frame.
 pub const MAX_FRAME_LEN: usize = 1024 * 1024;
