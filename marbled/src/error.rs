@@ -52,7 +52,6 @@ pub fn to_wire(kind: ErrorKind, err: &(dyn StdError + 'static)) -> WireError {
 }
 
 /// The kind a hypervisor failure maps to.
-#[cfg(marble_wip)]
 pub fn prlctl_kind(err: &PrlctlError) -> ErrorKind {
     if err.is_not_found() {
         ErrorKind::NotFound

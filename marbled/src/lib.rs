@@ -18,10 +18,8 @@
 pub mod actor;
 #[cfg(feature = "ci")]
 pub mod ci;
-#[cfg(marble_wip)]
 pub mod cli;
 pub mod config;
-#[cfg(marble_wip)]
 pub mod daemon;
 pub mod error;
 pub mod hypervisor;
@@ -38,6 +36,5 @@ pub mod socket;
 pub mod store;
 
 pub use config::Config;
-#[cfg(marble_wip)]
 pub use daemon::run;
 pub use error::DaemonError;

@@ -1,3 +1,6 @@
-//! placeholder
+//! MARBLE test support: the prlctl simulator, a loopback S3 server, fake CI servers and the
+//! daemon harness shared by the end-to-end tests.
+pub mod fake_github;
+pub mod harness;
 pub mod prlsim;
 pub mod s3;

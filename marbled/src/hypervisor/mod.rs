@@ -118,8 +118,12 @@ pub trait Hypervisor: Send + Sync + 'static {
     /// `prlctl set VM ARGS…`.
     fn set<'a>(&'a self, vm: &'a str, args: &'a [String]) -> HvFuture<'a, ()>;
     /// `prlctl clone SRC --name NEW [--dst DIR]`.
-    fn clone_vm<'a>(&'a self, src: &'a str, new_name: &'a str, dst: Option<&'a str>)
-    -> HvFuture<'a, ()>;
+    fn clone_vm<'a>(
+        &'a self,
+        src: &'a str,
+        new_name: &'a str,
+        dst: Option<&'a str>,
+    ) -> HvFuture<'a, ()>;
     /// `prlctl delete VM`.
     fn delete<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()>;
     /// `prlctl snapshot-list VM --json`.

@@ -1,0 +1,514 @@
+//! A fake GitHub REST API for the runner endpoints (`reference/ci-apis.md` §1), served over
+//! real HTTP/1.1 on 127.0.0.1 so the production client (hyper + rustls, plain http here)
+//! is what tests exercise.
+//!
+//! Speaks the documented shapes: runner objects and `{total_count, runners}` listings with
+//! `per_page`/`page` and a `Link: rel="next"` header, ETag/`If-None-Match` → 304, the JIT
+//! response `{runner, encoded_jit_config}` (201), 409 on a duplicate name, 204/404/422 on
+//! delete, 401/403 bodies with `documentation_url`, and `x-ratelimit-*` headers (403 with
+//! remaining 0 when exhausted; a scripted `retry-after`). Every request is recorded (method,
+//! path, headers without `authorization`, body, wall-clock ms) for ordering assertions.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+/// Wall-clock milliseconds (same clock as the prlctl simulator's invocation log).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// Wall-clock ms when it arrived.
+    pub ts_ms: u64,
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers (lower-case names) except `authorization` and `cookie`.
+    pub headers: Vec<(String, String)>,
+    /// Whether an `authorization` header was present.
+    pub authorized: bool,
+    /// Body text.
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A response the handler builds.
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub(crate) fn json(status: StatusCode, v: &Value) -> Self {
+        Reply {
+            status,
+            headers: vec![(
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
+            body: serde_json::to_vec(v).unwrap_or_default(),
+        }
+    }
+    pub(crate) fn empty(status: StatusCode) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+}
+
+/// Serve `handler` on 127.0.0.1:0 until the returned task is aborted.
+pub(crate) async fn serve<F>(handler: F) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(&Request<()>, &[u8]) -> Reply + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("fake server: bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("fake server: local addr");
+    let handler = Arc::new(handler);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let handler = handler.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let head = Request::from_parts(parts, ());
+                        let reply = handler(&head, &body);
+                        let mut resp = Response::builder().status(reply.status);
+                        for (k, v) in &reply.headers {
+                            resp = resp.header(k.as_str(), v.as_str());
+                        }
+                        let resp = resp
+                            .body(Full::new(Bytes::from(reply.body)))
+                            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+pub(crate) fn record(req: &Request<()>, body: &[u8]) -> RecordedRequest {
+    RecordedRequest {
+        ts_ms: now_ms(),
+        method: req.method().to_string(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        headers: req
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "authorization" && *k != "cookie")
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("<binary>").to_owned()))
+            .collect(),
+        authorized: req.headers().contains_key("authorization"),
+        body: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// A scripted authentication failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deny {
+    /// 401 Bad credentials.
+    Unauthorized,
+    /// 403 Resource not accessible (missing permission).
+    Forbidden,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    token: String,
+    runners: BTreeMap<u64, Value>,
+    next_id: u64,
+    issued_jit: Vec<String>,
+    requests: Vec<RecordedRequest>,
+    deny: Option<Deny>,
+    rate_limit: u64,
+    rate_remaining: u64,
+    rate_reset: u64,
+    retry_after: Option<u64>,
+}
+
+/// The fake server. Dropping it stops serving.
+pub struct FakeGitHub {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeGitHub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn runner_json(id: u64, name: &str, labels: &[String], status: &str, busy: bool) -> Value {
+    let labels: Vec<Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let kind = if ["self-hosted", "macOS", "ARM64"].contains(&l.as_str()) {
+                "read-only"
+            } else {
+                "custom"
+            };
+            json!({"id": i + 1, "name": l, "type": kind})
+        })
+        .collect();
+    json!({"id": id, "name": name, "os": "macos", "status": status, "busy": busy,
+           "runner_group_id": 1, "labels": labels})
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    Reply::json(
+        status,
+        &json!({"message": message,
+                "documentation_url": "https://docs.github.com/rest/actions/self-hosted-runners",
+                "status": status.as_u16().to_string()}),
+    )
+}
+
+fn etag_of(body: &[u8]) -> String {
+    // FNV-1a: stable, no extra dependency.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in body {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("W/\"{h:016x}\"")
+}
+
+fn query(req: &Request<()>, key: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.replace("%2D", "-").replace("%20", " "))
+    })
+}
+
+fn handle(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
+    st.requests.push(record(req, body));
+    let mut reply = route(st, req, body, base);
+    if reply.status != StatusCode::UNAUTHORIZED {
+        let used = st.rate_limit - st.rate_remaining;
+        reply.headers.extend([
+            ("x-ratelimit-limit".into(), st.rate_limit.to_string()),
+            (
+                "x-ratelimit-remaining".into(),
+                st.rate_remaining.to_string(),
+            ),
+            ("x-ratelimit-used".into(), used.to_string()),
+            ("x-ratelimit-reset".into(), st.rate_reset.to_string()),
+            ("x-ratelimit-resource".into(), "core".into()),
+        ]);
+    }
+    reply
+        .headers
+        .push(("x-github-api-version-selected".into(), "2022-11-28".into()));
+    reply
+}
+
+fn route(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
+    let expected = format!("Bearer {}", st.token);
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if auth != Some(expected.as_str()) || st.deny == Some(Deny::Unauthorized) {
+        return error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    if let Some(secs) = st.retry_after.take() {
+        let mut r = error(
+            StatusCode::FORBIDDEN,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+        );
+        r.headers.push(("retry-after".into(), secs.to_string()));
+        return r;
+    }
+    if st.rate_remaining == 0 {
+        return error(
+            StatusCode::FORBIDDEN,
+            "API rate limit exceeded for user ID 1.",
+        );
+    }
+    let path = req.uri().path().to_owned();
+    let Some(idx) = path.find("/actions/runners") else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let conditional = req.headers().contains_key("if-none-match");
+    let write = req.method() != http::Method::GET;
+    if st.deny == Some(Deny::Forbidden) {
+        let mut r = error(
+            StatusCode::FORBIDDEN,
+            "Resource not accessible by personal access token",
+        );
+        let perm = if write {
+            "administration=write"
+        } else {
+            "administration=read"
+        };
+        r.headers
+            .push(("x-accepted-github-permissions".into(), perm.into()));
+        return r;
+    }
+    let rest = &path[idx + "/actions/runners".len()..];
+    let reply = match (req.method().as_str(), rest) {
+        ("POST", "/generate-jitconfig") => {
+            let Ok(v) = serde_json::from_slice::<Value>(body) else {
+                return error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
+            };
+            let name = v["name"].as_str().unwrap_or_default().to_owned();
+            let labels: Vec<String> = v["labels"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if name.is_empty() || labels.is_empty() || v["runner_group_id"].as_u64().is_none() {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request.");
+            }
+            if st.runners.values().any(|r| r["name"] == name.as_str()) {
+                return error(
+                    StatusCode::CONFLICT,
+                    &format!("Already exists - A runner with the name {name} already exists."),
+                );
+            }
+            st.next_id += 1;
+            let id = st.next_id;
+            let runner = runner_json(id, &name, &labels, "offline", false);
+            st.runners.insert(id, runner.clone());
+            let jit = format!(
+                "eyJ.runner-{id}.{:016x}.SECRETJIT",
+                now_ms().wrapping_mul(2_654_435_761)
+            );
+            st.issued_jit.push(jit.clone());
+            Reply::json(
+                StatusCode::CREATED,
+                &json!({"runner": runner, "encoded_jit_config": jit}),
+            )
+        }
+        ("GET", "") => {
+            let per_page: usize = query(req, "per_page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(30)
+                .clamp(1, 100);
+            let page: usize = query(req, "page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            let name = query(req, "name");
+            let all: Vec<Value> = st
+                .runners
+                .values()
+                .filter(|r| name.as_deref().is_none_or(|n| r["name"] == n))
+                .cloned()
+                .collect();
+            let total = all.len();
+            let items: Vec<Value> = all
+                .into_iter()
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .collect();
+            let payload = serde_json::to_vec(&json!({"total_count": total, "runners": items}))
+                .unwrap_or_default();
+            let etag = etag_of(&payload);
+            if conditional
+                && req
+                    .headers()
+                    .get("if-none-match")
+                    .and_then(|v| v.to_str().ok())
+                    == Some(etag.as_str())
+            {
+                let mut r = Reply::empty(StatusCode::NOT_MODIFIED);
+                r.headers.push(("etag".into(), etag));
+                return r;
+            }
+            let mut r = Reply {
+                status: StatusCode::OK,
+                headers: vec![
+                    (
+                        "content-type".into(),
+                        "application/json; charset=utf-8".into(),
+                    ),
+                    ("etag".into(), etag),
+                ],
+                body: payload,
+            };
+            if page * per_page < total {
+                let mut next = format!("{base}{path}?per_page={per_page}&page={}", page + 1);
+                if let Some(n) = name {
+                    next.push_str(&format!("&name={n}"));
+                }
+                r.headers
+                    .push(("link".into(), format!("<{next}>; rel=\"next\"")));
+            }
+            r
+        }
+        (m, id) if id.starts_with('/') => {
+            let Ok(id) = id[1..].parse::<u64>() else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            match (m, st.runners.get(&id).cloned()) {
+                ("GET", Some(r)) => Reply::json(StatusCode::OK, &r),
+                ("DELETE", Some(r)) if r["busy"] == true => error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Bad request - Runner \"x\" is still running a job\"",
+                ),
+                ("DELETE", Some(_)) => {
+                    st.runners.remove(&id);
+                    Reply::empty(StatusCode::NO_CONTENT)
+                }
+                (_, None) => error(StatusCode::NOT_FOUND, "Not Found"),
+                _ => error(StatusCode::NOT_FOUND, "Not Found"),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "Not Found"),
+    };
+    if reply.status != StatusCode::NOT_MODIFIED {
+        st.rate_remaining = st.rate_remaining.saturating_sub(1);
+    }
+    reply
+}
+
+impl FakeGitHub {
+    /// Start a fake that accepts `Bearer <token>` (5000 requests/hour budget).
+    pub async fn start(token: &str) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            token: token.to_owned(),
+            next_id: 4200,
+            rate_limit: 5000,
+            rate_remaining: 5000,
+            rate_reset: now_ms() / 1000 + 3600,
+            ..State::default()
+        }));
+        let st = state.clone();
+        let base = Arc::new(Mutex::new(String::new()));
+        let b2 = base.clone();
+        let (addr, task) = serve(move |req, body| {
+            let base = b2.lock().expect("fake github: base lock").clone();
+            handle(
+                &mut st.lock().expect("fake github: state lock"),
+                req,
+                body,
+                &base,
+            )
+        })
+        .await;
+        *base.lock().expect("fake github: base lock") = format!("http://{addr}");
+        FakeGitHub { addr, state, task }
+    }
+
+    fn st(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake github: state lock")
+    }
+
+    /// Base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.st().requests.clone()
+    }
+
+    /// Add a registered runner; returns its id.
+    pub fn add_runner(&self, name: &str, status: &str, busy: bool) -> u64 {
+        let mut st = self.st();
+        st.next_id += 1;
+        let id = st.next_id;
+        let labels: Vec<String> = ["self-hosted", "macOS", "ARM64", "mac14"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        st.runners
+            .insert(id, runner_json(id, name, &labels, status, busy));
+        id
+    }
+
+    /// Mark a runner busy (a job running: delete answers 422) or idle.
+    pub fn set_busy(&self, id: u64, busy: bool) {
+        if let Some(r) = self.st().runners.get_mut(&id) {
+            r["busy"] = json!(busy);
+            r["status"] = json!("online");
+        }
+    }
+
+    /// A runner object, if registered.
+    pub fn runner(&self, id: u64) -> Option<Value> {
+        self.st().runners.get(&id).cloned()
+    }
+
+    /// Ids of registered runners.
+    pub fn runner_ids(&self) -> Vec<u64> {
+        self.st().runners.keys().copied().collect()
+    }
+
+    /// Every `encoded_jit_config` handed out.
+    pub fn issued_jit(&self) -> Vec<String> {
+        self.st().issued_jit.clone()
+    }
+
+    /// Script 401/403 answers (None: normal).
+    pub fn set_deny(&self, deny: Option<Deny>) {
+        self.st().deny = deny;
+    }
+
+    /// Set the rate-limit budget and its reset time (unix seconds).
+    pub fn set_rate_limit(&self, remaining: u64, reset_epoch: u64) {
+        let mut st = self.st();
+        st.rate_remaining = remaining;
+        st.rate_reset = reset_epoch;
+    }
+
+    /// The next request answers 403 with `retry-after: secs` (a secondary limit).
+    pub fn set_retry_after(&self, secs: u64) {
+        self.st().retry_after = Some(secs);
+    }
+}
