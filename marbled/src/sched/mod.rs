@@ -15,9 +15,7 @@
 //! - `Effect::Persist` makes the actor write `World::persisted()` atomically;
 //! - the actor calls `handle(now, Input::Tick)` no later than `next_deadline()`.
 
-use marble_proto::{
-    Event, LockTarget, PowerState, Response, StatusReport, Team, UnlockTarget, VmInfo, WireError,
-};
+use marble_proto::{Event, LockTarget, PowerState, Response, Team, UnlockTarget, WireError};
 use serde::{Deserialize, Serialize};
 
 /// Unix time in milliseconds.
@@ -280,85 +278,36 @@ impl Default for SchedConfig {
     }
 }
 
-/// What survives a restart: locks, pause/drain, leases, cycle position, in-flight ops.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Persisted {
-    // Filled in by the scheduler implementation.
+mod cycle;
+mod persist;
+mod report;
+mod rng;
+mod slots;
+mod stop;
+mod vm;
+mod world;
+
+#[cfg(test)]
+mod tests;
+
+pub use persist::{Lease, Persisted, Quarantine};
+pub use world::World;
+
+/// The operation kind as shown in events and `status` (`start`, `stop`, `kill`, `probe`…).
+pub fn action_kind(action: &Action) -> &'static str {
+    match action {
+        Action::Start => "start",
+        Action::Resume => "resume",
+        Action::Stop(StopKind::Graceful) => "stop",
+        Action::Stop(StopKind::Kill) => "kill",
+        Action::Stop(StopKind::DropState) => "drop-state",
+        Action::Probe(_) => "probe",
+        Action::WaitReady { .. } => "ready",
+    }
 }
 
-/// The scheduler state.
-#[derive(Debug)]
-pub struct World {
-    config: SchedConfig,
-}
-
-impl World {
-    /// A fresh world (no state file).
-    pub fn new(config: SchedConfig, _now: Millis) -> Self {
-        Self { config }
-    }
-
-    /// A world restored from the state file; in-flight operations become "needs reconcile".
-    pub fn restore(config: SchedConfig, _persisted: Persisted, now: Millis) -> Self {
-        Self::new(config, now)
-    }
-
-    /// What to write to the state file.
-    pub fn persisted(&self) -> Persisted {
-        Persisted::default()
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &SchedConfig {
-        &self.config
-    }
-
-    /// Replace reloadable configuration (SIGHUP).
-    pub fn reconfigure(&mut self, config: SchedConfig) {
-        self.config = config;
-    }
-
-    /// Advance the state machine.
-    pub fn handle(&mut self, _now: Millis, _input: Input) -> Vec<Effect> {
-        Vec::new()
-    }
-
-    /// The earliest time at which `handle(now, Input::Tick)` must be called.
-    pub fn next_deadline(&self) -> Option<Millis> {
-        None
-    }
-
-    /// Resolve a VM name or UUID (with or without braces, any case) to its name.
-    pub fn resolve(&self, _name_or_uuid: &str) -> Option<String> {
-        None
-    }
-
-    /// Known VM names, sorted.
-    pub fn vm_names(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    /// All VMs for `ListVms`.
-    pub fn vms(&self, _now: Millis) -> Vec<VmInfo> {
-        Vec::new()
-    }
-
-    /// A status report; the actor fills `daemon_version` and `host`.
-    pub fn status(&self, now: Millis) -> StatusReport {
-        StatusReport {
-            daemon_version: String::new(),
-            host: String::new(),
-            policy: match self.config.policy {
-                Policy::Manual => "manual".into(),
-                Policy::Cycle => "cycle".into(),
-            },
-            capacity: self.config.capacity,
-            paused: None,
-            draining: None,
-            vms: self.vms(now),
-            pending: Vec::new(),
-            decisions: Vec::new(),
-            inventory_ms: 0,
-        }
-    }
+/// Unix ms as an RFC 3339 UTC timestamp, for messages (pure: no clock is read).
+pub fn format_ms(ms: Millis) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
 }

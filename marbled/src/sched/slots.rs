@@ -1,0 +1,437 @@
+//! Jenkins slot requests (`marblectl request-slot VM [--wait]`) and operator starts.
+//!
+//! A request is answered in one of four ways: granted once the guest answers (an idle,
+//! unprotected VM holding the host is stopped first); refused as busy (75) naming what holds
+//! the host; refused as locked (77: VM lock, drain, quarantine); or a start failure. Only one
+//! request at a time takes the host (probe → stop → start → ready); concurrent ones are
+//! refused at once or, with `--wait`, queued in arrival order until their deadline.
+
+use marble_proto::{ErrorKind, Response, SlotGrant, WireError};
+
+use super::persist::Lease;
+use super::vm::{Starter, StopPhase, StopPlan, StopWhy};
+use super::world::{SlotPhase, SlotRequest, World, reply_done};
+use super::{Action, Effect, Millis, ReqId, format_ms};
+
+impl World {
+    /// `vm start VM`: start if the host has room, else refuse naming what holds it.
+    pub(super) fn admin_start(
+        &mut self,
+        now: Millis,
+        req: ReqId,
+        caller: &str,
+        name: &str,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(vm) = self.vms.get(name) else {
+            fx.push(Effect::Reply {
+                req,
+                result: Err(WireError::new(
+                    ErrorKind::NotFound,
+                    format!("unknown VM {name}"),
+                )),
+            });
+            return;
+        };
+        if vm.start.is_some() {
+            reply_done(req, format!("{name} is already starting"), fx);
+            return;
+        }
+        if vm.power.occupies_host() {
+            reply_done(req, format!("{name} is already {}", vm.power.as_word()), fx);
+            return;
+        }
+        if let Some(err) = self.start_blocker(now, name) {
+            // An operator may start a quarantined VM to test it; locks and drain still hold.
+            if err.kind != ErrorKind::Locked || !err.message.contains("quarantined") {
+                fx.push(Effect::Reply {
+                    req,
+                    result: Err(err),
+                });
+                return;
+            }
+            self.quarantine.remove(name);
+        }
+        if let Some(holder) = self.occupying_names().first() {
+            let msg = format!(
+                "{}; stop it first (`marblectl vm stop {holder}`)",
+                self.busy_message(holder)
+            );
+            fx.push(Effect::Reply {
+                req,
+                result: Err(WireError::new(ErrorKind::Busy, msg)),
+            });
+            return;
+        }
+        match self.start_vm(now, name, Starter::Admin { req: Some(req) }, fx) {
+            Ok(()) => self.decide(
+                now,
+                Some(name),
+                format!("starting for {caller} (vm start)"),
+                fx,
+            ),
+            Err(why) => fx.push(Effect::Reply {
+                req,
+                result: Err(WireError::new(ErrorKind::Busy, why)),
+            }),
+        }
+    }
+
+    /// `request-slot VM --wait`: queue the request; `serve_slots` answers it.
+    pub(super) fn request_slot(
+        &mut self,
+        now: Millis,
+        req: ReqId,
+        caller: String,
+        vm: String,
+        wait_ms: u64,
+        fx: &mut Vec<Effect>,
+    ) {
+        if !self.vms.contains_key(&vm) {
+            fx.push(Effect::Reply {
+                req,
+                result: Err(WireError::new(
+                    ErrorKind::NotFound,
+                    format!("unknown VM {vm}"),
+                )),
+            });
+            return;
+        }
+        self.slots.push(SlotRequest {
+            req,
+            vm,
+            by: caller,
+            since: now,
+            deadline: now.saturating_add(wait_ms),
+            phase: SlotPhase::Queued,
+        });
+        // `step` runs right after and serves it.
+        let _ = fx;
+    }
+
+    /// Serve slot requests in arrival order.
+    pub(super) fn serve_slots(&mut self, now: Millis, fx: &mut Vec<Effect>) {
+        let reqs: Vec<ReqId> = self.slots.iter().map(|s| s.req).collect();
+        for req in reqs {
+            self.serve_one(now, req, fx);
+        }
+    }
+
+    fn serve_one(&mut self, now: Millis, req: ReqId, fx: &mut Vec<Effect>) {
+        let Some(slot) = self.slots.iter().find(|s| s.req == req).cloned() else {
+            return;
+        };
+        let name = slot.vm.clone();
+        let Some(vm) = self.vms.get(&name) else {
+            return;
+        };
+        // Its VM answers: grant (also when it was already running: idempotent).
+        if vm.ready && vm.power.occupies_host() && vm.stop.is_none() && vm.start.is_none() {
+            self.grant(now, &slot, fx);
+            return;
+        }
+        match slot.phase {
+            SlotPhase::Starting { .. } => {
+                // Waiting for its VM's readiness; a failure answers it (`fail_slots_for`).
+                return;
+            }
+            SlotPhase::Preempting { ref victim } => {
+                let victim_gone = !self.vms.get(victim).is_some_and(|v| v.occupies());
+                if victim_gone {
+                    self.claim_start(now, &slot, Some(victim.clone()), fx);
+                }
+                return;
+            }
+            SlotPhase::Queued => {}
+        }
+        if let Some(err) = self.start_blocker(now, &name) {
+            self.finish_slot(req, Err(err), fx);
+            return;
+        }
+        // Another request is already taking the host: wait behind it or give up now.
+        if let Some(active) = self
+            .slots
+            .iter()
+            .find(|s| s.req != req && s.phase != SlotPhase::Queued)
+        {
+            let msg = format!(
+                "host is being handed to {} (slot request by {} at {})",
+                active.vm,
+                active.by,
+                format_ms(active.since)
+            );
+            self.refuse_or_wait(now, &slot, &msg, fx);
+            return;
+        }
+        let vm_busy_with_op = vm.start.is_some() || vm.stop.is_some() || vm.op.is_some();
+        if vm.power.occupies_host() || vm_busy_with_op {
+            if vm.start.is_some() || matches!(vm.op, Some((_, Action::WaitReady { .. }))) {
+                // Someone else is starting it (the cycle, an operator): take it when ready.
+                self.set_phase(req, SlotPhase::Starting { preempted: None });
+                return;
+            }
+            if vm.stop.is_some() {
+                let msg = format!(
+                    "{name} is being stopped ({})",
+                    vm.stop.as_ref().map_or("", |p| p.why.describe())
+                );
+                self.refuse_or_wait(now, &slot, &msg, fx);
+                return;
+            }
+            if vm.op.is_some() && !vm.power.occupies_host() {
+                // A probe or stop of a stopped VM: wait for it.
+                return;
+            }
+            if vm.power.occupies_host() && !vm.ready {
+                let msg = format!(
+                    "{name} is {} but its guest does not answer yet",
+                    vm.power.as_word()
+                );
+                self.refuse_or_wait(now, &slot, &msg, fx);
+                return;
+            }
+            return;
+        }
+        let holders: Vec<String> = self
+            .occupying_names()
+            .into_iter()
+            .filter(|holder| *holder != name)
+            .collect();
+        if holders.len() < self.config.capacity as usize {
+            self.claim_start(now, &slot, None, fx);
+            return;
+        }
+        // The host is full: take it from a holder that is idle and unprotected, if any.
+        let mut refusal = None;
+        for holder in &holders {
+            match self.preemptible(now, holder) {
+                Ok(()) => {
+                    if let Some(vm) = self.vms.get_mut(holder) {
+                        vm.stop = Some(StopPlan {
+                            why: StopWhy::Preempt { req },
+                            phase: StopPhase::Probe { not_before: now },
+                            force: false,
+                        });
+                    }
+                    self.set_phase(
+                        req,
+                        SlotPhase::Preempting {
+                            victim: holder.clone(),
+                        },
+                    );
+                    self.decide(
+                        now,
+                        Some(holder),
+                        format!(
+                            "slot request by {} for {name}: probing {holder} to stop it if idle",
+                            slot.by
+                        ),
+                        fx,
+                    );
+                    return;
+                }
+                Err(why) => {
+                    refusal.get_or_insert(why);
+                }
+            }
+        }
+        let msg = refusal.unwrap_or_else(|| "host full".to_owned());
+        self.refuse_or_wait(now, &slot, &msg, fx);
+    }
+
+    /// Whether `holder` may be stopped for a slot request; if not, the refusal message.
+    fn preemptible(&self, now: Millis, holder: &str) -> Result<(), String> {
+        let Some(vm) = self.vms.get(holder) else {
+            return Err(format!("{holder} holds the host"));
+        };
+        let team = vm.team.as_str();
+        if let Some(lease) = self.leases.get(holder)
+            && lease.until_ms > now
+        {
+            return Err(format!(
+                "host busy: {holder} (team {team}) was granted to {} at {}, protected until {}",
+                lease.by,
+                format_ms(lease.since_ms),
+                format_ms(lease.until_ms)
+            ));
+        }
+        if let Some(starter) = &vm.start {
+            let who = match starter {
+                Starter::Cycle => "the cycle",
+                Starter::Slot => "a slot request",
+                Starter::Admin { .. } => "an operator",
+            };
+            return Err(format!(
+                "host busy: {holder} (team {team}) is being started by {who}"
+            ));
+        }
+        if let Some(plan) = &vm.stop
+            && !matches!(plan.phase, StopPhase::Probe { .. })
+        {
+            return Err(format!("host busy: {holder} (team {team}) is stopping"));
+        }
+        if vm.op.is_some() && !matches!(vm.op, Some((_, Action::Probe(_)))) {
+            return Err(format!(
+                "host busy: {holder} (team {team}) has an operation in flight"
+            ));
+        }
+        // A recent busy or unknown answer is enough to refuse without waiting for a probe;
+        // an idle answer is never trusted for a stop (the stop probes again).
+        if vm.fresh_not_idle(now, self.config.busy_recheck_ms) {
+            return Err(self.busy_message(holder));
+        }
+        if let Some(plan) = &vm.stop
+            && matches!(plan.why, StopWhy::Admin { .. } | StopWhy::Preempt { .. })
+        {
+            return Err(format!(
+                "host busy: {holder} (team {team}) is being stopped by an operator"
+            ));
+        }
+        // A stop planned by the cycle or drain that waits for its probe is taken over: the
+        // request rides on it if the VM turns out idle.
+        Ok(())
+    }
+
+    fn claim_start(
+        &mut self,
+        now: Millis,
+        slot: &SlotRequest,
+        preempted: Option<String>,
+        fx: &mut Vec<Effect>,
+    ) {
+        match self.start_vm(now, &slot.vm, Starter::Slot, fx) {
+            Ok(()) => {
+                self.set_phase(slot.req, SlotPhase::Starting { preempted });
+                self.decide(
+                    now,
+                    Some(&slot.vm),
+                    format!("starting for {}'s slot request", slot.by),
+                    fx,
+                );
+            }
+            Err(why) => {
+                // Someone else took the host between the stop and now.
+                self.set_phase(slot.req, SlotPhase::Queued);
+                self.refuse_or_wait(now, slot, &format!("host busy: {why}"), fx);
+            }
+        }
+    }
+
+    fn refuse_or_wait(&mut self, now: Millis, slot: &SlotRequest, msg: &str, fx: &mut Vec<Effect>) {
+        self.note_demand(now);
+        if now >= slot.deadline {
+            let waited = if slot.deadline > slot.since {
+                format!(" (waited {} s)", (now - slot.since) / 1000)
+            } else {
+                String::new()
+            };
+            self.decide(
+                now,
+                Some(&slot.vm),
+                format!("slot refused for {}: {msg}", slot.by),
+                fx,
+            );
+            self.finish_slot(
+                slot.req,
+                Err(WireError::new(ErrorKind::Busy, format!("{msg}{waited}"))),
+                fx,
+            );
+        }
+    }
+
+    fn grant(&mut self, now: Millis, slot: &SlotRequest, fx: &mut Vec<Effect>) {
+        let until = now.saturating_add(self.config.slot_grace_ms);
+        let already_running = slot.phase == SlotPhase::Queued;
+        let preempted = match &slot.phase {
+            SlotPhase::Starting { preempted } => preempted.clone(),
+            _ => None,
+        };
+        self.leases.insert(
+            slot.vm.clone(),
+            Lease {
+                by: slot.by.clone(),
+                since_ms: now,
+                until_ms: until,
+            },
+        );
+        if let Some(vm) = self.vms.get_mut(&slot.vm) {
+            vm.on_until = None;
+            vm.running_because = Some(format!("granted to {} at {}", slot.by, format_ms(now)));
+        }
+        self.slot_demand = None;
+        self.decide(
+            now,
+            Some(&slot.vm),
+            format!(
+                "slot granted to {}{}; protected until {}",
+                slot.by,
+                if already_running {
+                    " (already running)"
+                } else {
+                    ""
+                },
+                format_ms(until)
+            ),
+            fx,
+        );
+        self.finish_slot(
+            slot.req,
+            Ok(Response::SlotGranted(SlotGrant {
+                vm: slot.vm.clone(),
+                already_running,
+                preempted,
+                protected_until_ms: until,
+            })),
+            fx,
+        );
+    }
+
+    /// A preemption for `req` did not happen (victim busy, stop failed, operator took over).
+    pub(super) fn preempt_failed(
+        &mut self,
+        now: Millis,
+        req: ReqId,
+        msg: &str,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(slot) = self.slots.iter().find(|s| s.req == req).cloned() else {
+            return;
+        };
+        self.set_phase(req, SlotPhase::Queued);
+        self.refuse_or_wait(now, &slot, msg, fx);
+    }
+
+    /// Answer every slot request waiting for `name` with an error.
+    pub(super) fn fail_slots_for(&mut self, name: &str, msg: &str, fx: &mut Vec<Effect>) {
+        let reqs: Vec<ReqId> = self
+            .slots
+            .iter()
+            .filter(|s| s.vm == name && matches!(s.phase, SlotPhase::Starting { .. }))
+            .map(|s| s.req)
+            .collect();
+        for req in reqs {
+            self.finish_slot(
+                req,
+                Err(WireError::new(ErrorKind::InvalidState, msg.to_owned())),
+                fx,
+            );
+        }
+    }
+
+    /// Send the terminal answer and forget the request.
+    pub(super) fn finish_slot(
+        &mut self,
+        req: ReqId,
+        result: Result<Response, WireError>,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.slots.retain(|s| s.req != req);
+        fx.push(Effect::Reply { req, result });
+    }
+
+    fn set_phase(&mut self, req: ReqId, phase: SlotPhase) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.req == req) {
+            slot.phase = phase;
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Stopping VMs without ever interrupting a job: probe first (only an idle answer lets a
+//! stop proceed; busy and unknown both hold it), then a graceful stop, then `--kill` only
+//! if the VM still runs when the graceful timeout ends. Operator `vm stop` goes through
+//! the same path; `--force` skips the probe but still tries the graceful stop first.
+
+use marble_proto::{BusyState, ErrorKind, PowerState, WireError};
+
+use super::vm::{StopPhase, StopPlan, StopWhy};
+use super::world::{World, reply_done};
+use super::{Action, Effect, Millis, Outcome, ProbeResult, ReqId, StopKind, format_ms};
+
+impl World {
+    /// `vm stop VM [--force]`.
+    pub(super) fn admin_stop(
+        &mut self,
+        now: Millis,
+        req: ReqId,
+        name: &str,
+        force: bool,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(vm) = self.vms.get_mut(name) else {
+            fx.push(Effect::Reply {
+                req,
+                result: Err(WireError::new(
+                    ErrorKind::NotFound,
+                    format!("unknown VM {name}"),
+                )),
+            });
+            return;
+        };
+        if !vm.occupies() {
+            reply_done(req, format!("{name} is already {}", vm.power.as_word()), fx);
+            return;
+        }
+        if vm.start.is_some() {
+            fx.push(Effect::Reply {
+                req,
+                result: Err(WireError::new(
+                    ErrorKind::InvalidState,
+                    format!("{name} is starting; stop it once the start has finished"),
+                )),
+            });
+            return;
+        }
+        if let Some(plan) = &vm.stop
+            && !matches!(plan.phase, StopPhase::Probe { .. })
+        {
+            fx.push(Effect::Reply {
+                req,
+                result: Err(WireError::new(
+                    ErrorKind::InvalidState,
+                    format!("{name} is already being stopped ({})", plan.why.describe()),
+                )),
+            });
+            return;
+        }
+        // An operator's stop replaces a stop the scheduler had only planned.
+        let displaced = vm.stop.take();
+        vm.stop = Some(StopPlan {
+            why: StopWhy::Admin { req },
+            phase: StopPhase::Probe { not_before: now },
+            force,
+        });
+        if let Some(StopPlan {
+            why: StopWhy::Preempt { req: slot },
+            ..
+        }) = displaced
+        {
+            self.preempt_failed(
+                now,
+                slot,
+                &format!("{name} is being stopped by an operator"),
+                fx,
+            );
+        }
+        self.leases.remove(name);
+        let text = if force {
+            format!("operator stop of {name} with --force: busy check skipped")
+        } else {
+            format!("operator stop of {name}: probing for a running job first")
+        };
+        self.decide(now, Some(name), text, fx);
+    }
+
+    /// Advance every stop plan whose VM has no operation in flight.
+    pub(super) fn drive_stops(&mut self, now: Millis, fx: &mut Vec<Effect>) {
+        let names: Vec<String> = self
+            .vms
+            .values()
+            .filter(|vm| vm.stop.is_some() && vm.op.is_none())
+            .map(|vm| vm.name.clone())
+            .collect();
+        for name in names {
+            let Some(vm) = self.vms.get(&name) else {
+                continue;
+            };
+            let Some(plan) = vm.stop.clone() else {
+                continue;
+            };
+            if !vm.power.occupies_host() {
+                self.complete_stop(now, &name, fx);
+                continue;
+            }
+            match plan.phase {
+                StopPhase::Probe { not_before } if now >= not_before => {
+                    if plan.force {
+                        self.graceful(now, &name, fx);
+                    } else {
+                        let team = vm.team;
+                        self.run(now, &name, Action::Probe(team), fx);
+                    }
+                }
+                StopPhase::Graceful { kill_at } if now >= kill_at => {
+                    if let Some(vm) = self.vms.get_mut(&name)
+                        && let Some(plan) = vm.stop.as_mut()
+                    {
+                        plan.phase = StopPhase::Kill;
+                    }
+                    self.decide(
+                        now,
+                        Some(&name),
+                        "still running after the graceful stop timeout; killing it".into(),
+                        fx,
+                    );
+                    self.run(now, &name, Action::Stop(StopKind::Kill), fx);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn graceful(&mut self, now: Millis, name: &str, fx: &mut Vec<Effect>) {
+        let kill_at = now.saturating_add(self.config.graceful_stop_timeout_ms);
+        if let Some(vm) = self.vms.get_mut(name)
+            && let Some(plan) = vm.stop.as_mut()
+        {
+            plan.phase = StopPhase::Graceful { kill_at };
+        }
+        self.run(now, name, Action::Stop(StopKind::Graceful), fx);
+    }
+
+    /// A probe answered: let a planned stop proceed only on idle.
+    pub(super) fn stop_after_probe(
+        &mut self,
+        now: Millis,
+        name: &str,
+        result: &ProbeResult,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(vm) = self.vms.get(name) else {
+            return;
+        };
+        let Some(plan) = vm.stop.clone() else {
+            return;
+        };
+        if !matches!(plan.phase, StopPhase::Probe { .. }) {
+            return;
+        }
+        // A lease granted after the stop was planned (a slot request won the race) wins.
+        let leased = self.leases.get(name).is_some_and(|l| l.until_ms > now);
+        if matches!(result, ProbeResult::Idle)
+            && (!leased || matches!(plan.why, StopWhy::Admin { .. }))
+        {
+            self.decide(
+                now,
+                Some(name),
+                format!("idle; stopping ({})", plan.why.describe()),
+                fx,
+            );
+            self.graceful(now, name, fx);
+            return;
+        }
+        let why_not = match result {
+            ProbeResult::Idle => "protected by a slot grant".to_owned(),
+            ProbeResult::Busy(reason) => format!("busy: {reason}"),
+            ProbeResult::Unknown(reason) => {
+                format!("busy state unknown ({reason}); unknown counts as busy")
+            }
+        };
+        let recheck = self.config.busy_recheck_ms.max(1);
+        if plan.why.gives_up_when_busy() {
+            if let Some(vm) = self.vms.get_mut(name) {
+                vm.stop = None;
+            }
+            self.decide(now, Some(name), format!("not stopped: {why_not}"), fx);
+            match plan.why {
+                StopWhy::Admin { req } => fx.push(Effect::Reply {
+                    req,
+                    result: Err(WireError::new(
+                        ErrorKind::Busy,
+                        format!(
+                            "refusing to stop {name}: {why_not}; use --force to stop it anyway"
+                        ),
+                    )),
+                }),
+                StopWhy::Preempt { req } => {
+                    let msg = self.busy_message(name);
+                    self.preempt_failed(now, req, &msg, fx);
+                }
+                _ => {}
+            }
+        } else {
+            if let Some(vm) = self.vms.get_mut(name)
+                && let Some(plan) = vm.stop.as_mut()
+            {
+                plan.phase = StopPhase::Probe {
+                    not_before: now.saturating_add(recheck),
+                };
+            }
+            self.decide(
+                now,
+                Some(name),
+                format!(
+                    "not stopping yet ({}): {why_not}; re-checking at {}",
+                    plan.why.describe(),
+                    format_ms(now.saturating_add(recheck))
+                ),
+                fx,
+            );
+        }
+    }
+
+    pub(super) fn on_stop_finished(
+        &mut self,
+        now: Millis,
+        name: &str,
+        kind: StopKind,
+        outcome: Outcome,
+        fx: &mut Vec<Effect>,
+    ) {
+        fx.push(Effect::RefreshInventory);
+        match (kind, outcome) {
+            (StopKind::Kill | StopKind::DropState, Outcome::Done) => {
+                self.set_power(now, name, PowerState::Stopped, fx);
+                self.complete_stop(now, name, fx);
+            }
+            (StopKind::Graceful, Outcome::Done) => {
+                // prlctl returned; the VM may still be shutting down (or may ignore the
+                // request). The next inventory decides; `drive_stops` kills at the timeout.
+            }
+            (_, failed) => {
+                let err = match failed {
+                    Outcome::Failed(err) => err,
+                    other => format!("{other:?}"),
+                };
+                let plan = self.vms.get_mut(name).and_then(|vm| vm.stop.take());
+                self.decide(now, Some(name), format!("stop failed: {err}"), fx);
+                if let Some(plan) = plan {
+                    match plan.why {
+                        StopWhy::Admin { req } => fx.push(Effect::Reply {
+                            req,
+                            result: Err(WireError::new(
+                                ErrorKind::InvalidState,
+                                format!("could not stop {name}: {err}"),
+                            )),
+                        }),
+                        StopWhy::Preempt { req } => self.preempt_failed(
+                            now,
+                            req,
+                            &format!("could not stop {name} to make room: {err}"),
+                            fx,
+                        ),
+                        // Retried by the rule that planned it, after the recheck interval.
+                        StopWhy::Cycle | StopWhy::Drain | StopWhy::NotReady => {
+                            if let Some(vm) = self.vms.get_mut(name) {
+                                vm.on_until = Some(now.saturating_add(self.config.busy_recheck_ms));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The VM no longer holds the host: answer whoever waited for the stop.
+    fn complete_stop(&mut self, now: Millis, name: &str, fx: &mut Vec<Effect>) {
+        let Some(plan) = self.vms.get_mut(name).and_then(|vm| vm.stop.take()) else {
+            return;
+        };
+        self.leases.remove(name);
+        self.decide(
+            now,
+            Some(name),
+            format!("stopped ({})", plan.why.describe()),
+            fx,
+        );
+        match plan.why {
+            StopWhy::Admin { req } => reply_done(req, format!("stopped {name}"), fx),
+            StopWhy::Cycle => {
+                self.cycle_off_until = now.saturating_add(self.config.cycle_off_window_ms);
+            }
+            StopWhy::Preempt { .. } | StopWhy::Drain | StopWhy::NotReady => {}
+        }
+    }
+
+    pub(super) fn set_power(
+        &mut self,
+        now: Millis,
+        name: &str,
+        power: PowerState,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(vm) = self.vms.get_mut(name)
+            && vm.power != power
+        {
+            let from = std::mem::replace(&mut vm.power, power.clone());
+            if !power.occupies_host() {
+                vm.reset_running_state();
+            }
+            fx.push(Effect::Emit(marble_proto::Event::VmPower {
+                at_ms: now,
+                vm: name.to_owned(),
+                from,
+                to: power,
+            }));
+        }
+    }
+
+    /// "VM X (team) is busy: …" for refusals.
+    pub(super) fn busy_message(&self, name: &str) -> String {
+        let Some(vm) = self.vms.get(name) else {
+            return format!("{name} holds the host");
+        };
+        let team = vm.team.as_str();
+        match &vm.busy {
+            BusyState::Busy { reason, since_ms } => format!(
+                "host busy: {name} (team {team}) is running a job: {reason} (busy since {})",
+                format_ms(*since_ms)
+            ),
+            BusyState::Unknown { reason, checked_ms } => format!(
+                "host busy: {name} (team {team}) may be running a job: its busy probe failed at \
+                 {} ({reason}); unknown counts as busy",
+                format_ms(*checked_ms)
+            ),
+            BusyState::Idle { .. } | BusyState::NotProbed => {
+                format!("host busy: {name} (team {team}) holds the host")
+            }
+        }
+    }
+}

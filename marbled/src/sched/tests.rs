@@ -1,0 +1,578 @@
+//! Scenario tests of the scheduler rules, driven through `World::handle` exactly as the
+//! actor drives it, with a tiny in-memory host answering the operations.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use marble_proto::{
+    BusyState, ErrorKind, LockTarget, PowerState, Response, Team, UnlockTarget, WireError,
+};
+
+use super::*;
+
+/// A host the tests control: power per VM, which VMs run a job, which probes fail.
+struct Host {
+    world: World,
+    now: Millis,
+    power: BTreeMap<String, PowerState>,
+    teams: BTreeMap<String, Team>,
+    jobs: BTreeMap<String, String>,
+    probe_fails: BTreeMap<String, String>,
+    never_ready: BTreeMap<String, String>,
+    ops: Vec<(OpId, String, Action)>,
+    replies: BTreeMap<ReqId, Result<Response, WireError>>,
+    next_req: u64,
+    /// Every Run effect, in order: (vm, action).
+    log: Vec<(String, Action)>,
+    max_running: usize,
+}
+
+fn config(policy: Policy) -> SchedConfig {
+    SchedConfig {
+        policy,
+        capacity: 1,
+        cycle_on_min_ms: 60_000,
+        cycle_on_jitter_ms: 60_000,
+        cycle_off_window_ms: 60_000,
+        busy_recheck_ms: 60_000,
+        ready_timeout_ms: 30_000,
+        graceful_stop_timeout_ms: 20_000,
+        quarantine_after_failures: 2,
+        quarantine_base_ms: 300_000,
+        quarantine_max_ms: 3_600_000,
+        slot_grace_ms: 120_000,
+        fairness_bound_ms: 600_000,
+        inventory_interval_ms: 30_000,
+        decision_log_len: 50,
+        seed: 42,
+    }
+}
+
+impl Host {
+    fn new(policy: Policy, vms: &[(&str, Team, PowerState)]) -> Self {
+        Self::with_world(World::new(config(policy), 1_000_000), vms)
+    }
+
+    fn with_world(world: World, vms: &[(&str, Team, PowerState)]) -> Self {
+        let mut host = Self {
+            world,
+            now: 1_000_000,
+            power: vms
+                .iter()
+                .map(|(n, _, p)| ((*n).to_owned(), p.clone()))
+                .collect(),
+            teams: vms.iter().map(|(n, t, _)| ((*n).to_owned(), *t)).collect(),
+            jobs: BTreeMap::new(),
+            probe_fails: BTreeMap::new(),
+            never_ready: BTreeMap::new(),
+            ops: Vec::new(),
+            replies: BTreeMap::new(),
+            next_req: 1,
+            log: Vec::new(),
+            max_running: 0,
+        };
+        host.inventory();
+        host
+    }
+
+    fn feed(&mut self, input: Input) {
+        let effects = self.world.handle(self.now, input);
+        for effect in effects {
+            match effect {
+                Effect::Run { op, vm, action } => {
+                    assert!(
+                        !self.ops.iter().any(|(_, v, _)| *v == vm),
+                        "two operations in flight on {vm}"
+                    );
+                    if let Action::Stop(_) = action {
+                        // The scheduler's own last answer for this VM must have been idle
+                        // (or the operator forced it, which these tests check separately).
+                        let info = self.world.vms(self.now);
+                        let busy = info.iter().find(|v| v.name == vm).map(|v| v.busy.clone());
+                        let forced = self.log.iter().any(|(v, a)| {
+                            *v == vm && matches!(a, Action::Stop(StopKind::Graceful))
+                        });
+                        assert!(
+                            forced
+                                || matches!(busy, Some(BusyState::Idle { .. }))
+                                || !self.jobs.contains_key(&vm)
+                                    && !self.probe_fails.contains_key(&vm),
+                            "stop of {vm} whose last probe was {busy:?}"
+                        );
+                    }
+                    self.log.push((vm.clone(), action.clone()));
+                    self.ops.push((op, vm, action));
+                }
+                Effect::Reply { req, result } => {
+                    assert!(self.replies.insert(req, result).is_none(), "second reply");
+                }
+                Effect::RefreshInventory
+                | Effect::Persist
+                | Effect::Emit(_)
+                | Effect::Progress { .. } => {}
+            }
+        }
+    }
+
+    fn inventory(&mut self) {
+        let vms = self
+            .power
+            .iter()
+            .map(|(name, power)| ObservedVm {
+                name: name.clone(),
+                uuid: format!("uuid-{name}"),
+                power: power.clone(),
+                team: self.teams[name],
+            })
+            .collect();
+        self.feed(Input::Inventory(vms));
+    }
+
+    fn running(&self) -> Vec<String> {
+        self.power
+            .iter()
+            .filter(|(_, p)| p.occupies_host())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Answer the oldest operation the way this host behaves.
+    fn complete_one(&mut self) -> bool {
+        if self.ops.is_empty() {
+            return false;
+        }
+        let (op, vm, action) = self.ops.remove(0);
+        let outcome = match &action {
+            Action::Start | Action::Resume => {
+                self.power.insert(vm.clone(), PowerState::Running);
+                Outcome::Done
+            }
+            Action::Stop(_) => {
+                assert!(!self.jobs.contains_key(&vm), "stopped {vm} while a job ran");
+                self.power.insert(vm.clone(), PowerState::Stopped);
+                Outcome::Done
+            }
+            Action::Probe(_) => Outcome::Probe(if let Some(err) = self.probe_fails.get(&vm) {
+                ProbeResult::Unknown(err.clone())
+            } else if let Some(job) = self.jobs.get(&vm) {
+                ProbeResult::Busy(job.clone())
+            } else {
+                ProbeResult::Idle
+            }),
+            Action::WaitReady { .. } => match self.never_ready.get(&vm) {
+                Some(err) => Outcome::Failed(err.clone()),
+                None => Outcome::Done,
+            },
+        };
+        self.max_running = self.max_running.max(self.running().len());
+        self.feed(Input::Finished { op, outcome });
+        true
+    }
+
+    fn settle(&mut self) {
+        for _ in 0..200 {
+            if !self.complete_one() {
+                self.inventory();
+                if self.ops.is_empty() {
+                    return;
+                }
+            }
+        }
+        panic!("operations never settled: {:?}", self.ops);
+    }
+
+    fn advance(&mut self, ms: u64) {
+        let end = self.now + ms;
+        loop {
+            self.settle();
+            match self.world.next_deadline() {
+                Some(at) if at <= end => {
+                    self.now = at.max(self.now);
+                    self.feed(Input::Tick);
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+        self.feed(Input::Tick);
+        self.settle();
+    }
+
+    fn command(&mut self, caller: &str, cmd: Command) -> ReqId {
+        let req = ReqId(self.next_req);
+        self.next_req += 1;
+        self.feed(Input::Command {
+            req,
+            caller: caller.into(),
+            cmd,
+        });
+        req
+    }
+
+    fn reply(&self, req: ReqId) -> &Result<Response, WireError> {
+        self.replies.get(&req).expect("request answered")
+    }
+
+    fn err_kind(&self, req: ReqId) -> ErrorKind {
+        match self.reply(req) {
+            Err(err) => err.kind,
+            Ok(ok) => panic!("expected an error, got {ok:?}"),
+        }
+    }
+}
+
+fn slot(vm: &str, wait_ms: u64) -> Command {
+    Command::RequestSlot {
+        vm: vm.into(),
+        wait_ms,
+    }
+}
+
+const R1: &str = "h-ROOT-VM-1";
+const R2: &str = "h-ROOT-VM-2";
+const S1: &str = "h-SPI-VM-1";
+const S2: &str = "h-SPI-VM-2";
+
+fn four(policy: Policy) -> Host {
+    Host::new(
+        policy,
+        &[
+            (R1, Team::Root, PowerState::Stopped),
+            (R2, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+            (S2, Team::Spi, PowerState::Stopped),
+        ],
+    )
+}
+
+#[test]
+fn cycle_round_robins_root_vms_one_at_a_time() {
+    let mut host = four(Policy::Cycle);
+    let mut started = Vec::new();
+    for _ in 0..40 {
+        host.advance(10_000);
+        assert!(
+            host.running().len() <= 1,
+            "two VMs running: {:?}",
+            host.running()
+        );
+    }
+    for (vm, action) in &host.log {
+        if *action == Action::Start {
+            started.push(vm.clone());
+        }
+    }
+    assert!(started.len() >= 2, "cycled: {started:?}");
+    assert_eq!(started[0], R1);
+    assert_eq!(started[1], R2);
+    assert!(started.iter().all(|vm| vm.contains("ROOT")), "{started:?}");
+    // Graceful stops only (the VMs were idle and stopped at once).
+    assert!(
+        host.log
+            .iter()
+            .all(|(_, a)| *a != Action::Stop(StopKind::Kill))
+    );
+}
+
+#[test]
+fn cycle_keeps_busy_and_unknown_vms_running() {
+    let mut host = four(Policy::Cycle);
+    host.advance(1_000);
+    assert_eq!(host.running(), vec![R1.to_owned()]);
+    host.jobs.insert(R1.into(), "Runner.Worker pid 812".into());
+    host.advance(600_000);
+    assert_eq!(host.running(), vec![R1.to_owned()], "busy VM kept");
+    host.jobs.remove(R1);
+    host.probe_fails.insert(R1.into(), "exec failed".into());
+    host.advance(600_000);
+    assert_eq!(host.running(), vec![R1.to_owned()], "unknown VM kept");
+    host.probe_fails.remove(R1);
+    host.advance(130_000);
+    assert!(!host.running().contains(&R1.to_owned()), "idle VM stopped");
+}
+
+#[test]
+fn slot_preempts_an_idle_root_vm_and_grants() {
+    let mut host = four(Policy::Cycle);
+    host.advance(1_000);
+    assert_eq!(host.running(), vec![R1.to_owned()]);
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    match host.reply(req) {
+        Ok(Response::SlotGranted(grant)) => {
+            assert_eq!(grant.vm, S1);
+            assert!(!grant.already_running);
+            assert_eq!(grant.preempted.as_deref(), Some(R1));
+        }
+        other => panic!("not granted: {other:?}"),
+    }
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+    let stop_at = host
+        .log
+        .iter()
+        .position(|(v, a)| v == R1 && matches!(a, Action::Stop(_)));
+    let start_at = host
+        .log
+        .iter()
+        .position(|(v, a)| v == S1 && *a == Action::Start);
+    assert!(
+        stop_at < start_at,
+        "ROOT VM stopped before the SPI VM starts"
+    );
+    // Idempotent: asking again answers at once, already running.
+    let again = host.command("jenkins", slot(S1, 0));
+    match host.reply(again) {
+        Ok(Response::SlotGranted(grant)) => assert!(grant.already_running),
+        other => panic!("{other:?}"),
+    }
+    // Protected during grace even when idle: the cycle does not take it back.
+    host.advance(100_000);
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+}
+
+#[test]
+fn slot_refused_when_busy_names_the_vm_and_job() {
+    let mut host = four(Policy::Cycle);
+    host.advance(1_000);
+    host.jobs.insert(R1.into(), "Runner.Worker pid 812".into());
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    let Err(err) = host.reply(req) else {
+        panic!("granted")
+    };
+    assert_eq!(err.kind, ErrorKind::Busy);
+    assert!(err.message.contains(R1), "{}", err.message);
+    assert!(err.message.contains("Runner.Worker"), "{}", err.message);
+    assert!(err.message.contains("root"), "{}", err.message);
+    assert_eq!(host.running(), vec![R1.to_owned()]);
+}
+
+#[test]
+fn slot_with_wait_is_granted_when_the_job_ends() {
+    let mut host = four(Policy::Cycle);
+    host.advance(1_000);
+    host.jobs.insert(R1.into(), "Runner.Worker".into());
+    let req = host.command("jenkins", slot(S1, 600_000));
+    host.settle();
+    assert!(!host.replies.contains_key(&req), "waits");
+    host.advance(30_000);
+    host.jobs.remove(R1);
+    host.advance(120_000);
+    assert!(
+        matches!(host.reply(req), Ok(Response::SlotGranted(_))),
+        "{:?}",
+        host.reply(req)
+    );
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+}
+
+#[test]
+fn fifty_concurrent_requests_grant_exactly_one() {
+    let mut names = vec![(R1.to_owned(), Team::Root)];
+    for i in 0..50 {
+        names.push((format!("h-SPI-VM-{i:02}"), Team::Spi));
+    }
+    let vms: Vec<(&str, Team, PowerState)> = names
+        .iter()
+        .map(|(n, t)| (n.as_str(), *t, PowerState::Stopped))
+        .collect();
+    let mut host = Host::new(Policy::Cycle, &vms);
+    host.advance(1_000);
+    let reqs: Vec<ReqId> = (0..50)
+        .map(|i| host.command("jenkins", slot(&format!("h-SPI-VM-{i:02}"), 0)))
+        .collect();
+    host.settle();
+    let granted = reqs
+        .iter()
+        .filter(|r| matches!(host.reply(**r), Ok(Response::SlotGranted(_))))
+        .count();
+    let busy = reqs
+        .iter()
+        .filter(|r| matches!(host.reply(**r), Err(e) if e.kind == ErrorKind::Busy))
+        .count();
+    assert_eq!((granted, busy), (1, 49));
+    assert_eq!(host.max_running, 1);
+}
+
+#[test]
+fn locks_and_drain_refuse_with_locked() {
+    let mut host = four(Policy::Manual);
+    host.command(
+        "admin",
+        Command::Lock {
+            target: LockTarget::Vm(S1.into()),
+            reason: "disk check".into(),
+        },
+    );
+    let req = host.command("jenkins", slot(S1, 0));
+    assert_eq!(host.err_kind(req), ErrorKind::Locked);
+    let Err(err) = host.reply(req) else {
+        unreachable!()
+    };
+    assert!(
+        err.message.contains("admin") && err.message.contains("disk check"),
+        "{}",
+        err.message
+    );
+    host.command(
+        "admin",
+        Command::Unlock {
+            target: UnlockTarget::All,
+        },
+    );
+    host.command(
+        "admin",
+        Command::Drain {
+            reason: "maintenance".into(),
+            wait_ms: 0,
+        },
+    );
+    let req = host.command("jenkins", slot(S1, 0));
+    assert_eq!(host.err_kind(req), ErrorKind::Locked);
+    let start = host.command("admin", Command::StartVm { vm: S2.into() });
+    assert_eq!(host.err_kind(start), ErrorKind::Locked);
+}
+
+#[test]
+fn operator_stop_refuses_busy_or_unknown_unless_forced() {
+    let mut host = four(Policy::Manual);
+    let start = host.command("admin", Command::StartVm { vm: S1.into() });
+    host.settle();
+    assert!(host.reply(start).is_ok());
+    host.probe_fails
+        .insert(S1.into(), "Unable to open new session".into());
+    let stop = host.command(
+        "admin",
+        Command::StopVm {
+            vm: S1.into(),
+            force: false,
+        },
+    );
+    host.settle();
+    assert_eq!(host.err_kind(stop), ErrorKind::Busy);
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+    host.probe_fails.clear();
+    let forced = host.command(
+        "admin",
+        Command::StopVm {
+            vm: S1.into(),
+            force: true,
+        },
+    );
+    host.settle();
+    assert!(host.reply(forced).is_ok(), "{:?}", host.reply(forced));
+    assert!(host.running().is_empty());
+}
+
+#[test]
+fn graceful_stop_that_is_ignored_ends_in_kill_after_the_timeout() {
+    let mut host = four(Policy::Manual);
+    let start = host.command("admin", Command::StartVm { vm: S1.into() });
+    host.settle();
+    assert!(host.reply(start).is_ok());
+    let stop = host.command(
+        "admin",
+        Command::StopVm {
+            vm: S1.into(),
+            force: false,
+        },
+    );
+    // Probe → idle → graceful stop, which "succeeds" but leaves the VM running.
+    assert!(host.complete_one()); // probe
+    let (op, vm, action) = host.ops.remove(0);
+    assert_eq!(
+        (vm.as_str(), &action),
+        (S1, &Action::Stop(StopKind::Graceful))
+    );
+    host.feed(Input::Finished {
+        op,
+        outcome: Outcome::Done,
+    });
+    host.inventory();
+    assert!(!host.replies.contains_key(&stop));
+    host.advance(20_000);
+    assert!(
+        host.log
+            .contains(&(S1.to_owned(), Action::Stop(StopKind::Kill)))
+    );
+    assert!(host.reply(stop).is_ok());
+}
+
+#[test]
+fn readiness_failures_quarantine_instead_of_looping() {
+    let mut host = Host::new(Policy::Cycle, &[(R1, Team::Root, PowerState::Stopped)]);
+    host.never_ready
+        .insert(R1.into(), "Runner.Listener not running".into());
+    host.advance(3_600_000);
+    let starts = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    // Two failures → 5 min, then 10, 20, 40 min back-off: a handful of starts in an hour.
+    assert!((2..=5).contains(&starts), "starts in an hour: {starts}");
+    let status = host.world.status(host.now);
+    assert!(
+        status.vms[0].note.contains("quarantined"),
+        "{}",
+        status.vms[0].note
+    );
+}
+
+#[test]
+fn restore_keeps_locks_and_marks_in_flight_ops_for_reconcile() {
+    let mut host = four(Policy::Cycle);
+    host.command(
+        "ops",
+        Command::Lock {
+            target: LockTarget::Vm(R2.into()),
+            reason: "replacing".into(),
+        },
+    );
+    host.advance(1_000);
+    // A start is in flight when the daemon dies.
+    assert!(host.world.persisted().locks.contains_key(R2));
+    let mut persisted = host.world.persisted();
+    persisted.in_flight.insert(
+        S2.into(),
+        persist::InFlightOp {
+            operation: "start".into(),
+            since_ms: host.now,
+        },
+    );
+    let restored = World::restore(config(Policy::Cycle), persisted, host.now + 5_000);
+    let mut after = Host::with_world(
+        restored,
+        &[
+            (R1, Team::Root, PowerState::Running),
+            (R2, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+            (S2, Team::Spi, PowerState::Running),
+        ],
+    );
+    after.now = host.now + 5_000;
+    let status = after.world.status(after.now);
+    assert!(
+        status.vms.iter().any(|v| v.name == R2 && v.lock.is_some()),
+        "lock kept"
+    );
+    assert!(
+        status
+            .decisions
+            .iter()
+            .any(|d| d.vm.as_deref() == Some(S2) && d.text.contains("reconciled")),
+        "{:?}",
+        status.decisions
+    );
+    // Over capacity after the crash: nothing else starts, idle VMs are cycled down.
+    after.advance(400_000);
+    assert!(after.running().len() <= 1, "{:?}", after.running());
+    assert!(after.world.persisted().in_flight.is_empty());
+}
+
+#[test]
+fn unknown_state_before_first_inventory_starts_nothing() {
+    let mut world = World::new(config(Policy::Cycle), 0);
+    let fx = world.handle(1, Input::Tick);
+    assert!(
+        fx.iter().all(|e| !matches!(e, Effect::Run { .. })),
+        "{fx:?}"
+    );
+}

@@ -1,0 +1,153 @@
+//! Per-VM scheduler state: what the inventory and probes last said, the one operation in
+//! flight, and the start or stop the scheduler is driving for it.
+
+use marble_proto::{BusyState, PowerState, Team};
+
+use super::{Action, Millis, OpId, ReqId};
+
+/// Who asked for a start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Starter {
+    /// The cycle policy.
+    Cycle,
+    /// A Jenkins slot request (granted when the guest is ready).
+    Slot,
+    /// An operator's `vm start`; the reply goes out when `prlctl start` returns.
+    Admin { req: Option<ReqId> },
+}
+
+/// Why a VM is being stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum StopWhy {
+    /// An operator's `vm stop`; `req` gets the answer.
+    Admin { req: ReqId },
+    /// To give the host to a slot request for another VM.
+    Preempt { req: ReqId },
+    /// The cycle's on-time is over (or the cycle takes the host back).
+    Cycle,
+    /// The host is draining.
+    Drain,
+    /// The VM failed readiness.
+    NotReady,
+}
+
+impl StopWhy {
+    /// Whether a busy or unknown probe ends the plan (true) or only postpones it.
+    pub(super) fn gives_up_when_busy(&self) -> bool {
+        matches!(self, StopWhy::Admin { .. } | StopWhy::Preempt { .. })
+    }
+
+    pub(super) fn describe(&self) -> &'static str {
+        match self {
+            StopWhy::Admin { .. } => "operator request",
+            StopWhy::Preempt { .. } => "slot request for another VM",
+            StopWhy::Cycle => "cycle on-time over",
+            StopWhy::Drain => "drain",
+            StopWhy::NotReady => "failed readiness",
+        }
+    }
+}
+
+/// Where a stop stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum StopPhase {
+    /// Probe first (not before the given time); only an idle answer lets the stop proceed.
+    Probe { not_before: Millis },
+    /// A graceful stop was issued; `--kill` at `kill_at` if the VM still runs.
+    Graceful { kill_at: Millis },
+    /// `--kill` was issued.
+    Kill,
+}
+
+/// A stop the scheduler is driving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StopPlan {
+    pub why: StopWhy,
+    pub phase: StopPhase,
+    /// The operator skipped the busy check.
+    pub force: bool,
+}
+
+/// One VM.
+#[derive(Debug, Clone)]
+pub(super) struct VmState {
+    pub name: String,
+    pub uuid: String,
+    pub team: Team,
+    pub power: PowerState,
+    pub busy: BusyState,
+    /// When the last probe answered.
+    pub probe_ms: Option<Millis>,
+    /// The next background probe of a running VM.
+    pub next_probe_ms: Millis,
+    /// The one operation in flight (one at a time per VM).
+    pub op: Option<(OpId, Action)>,
+    /// The guest answered the readiness check since it was last started.
+    pub ready: bool,
+    /// A readiness check ran (or runs) since the VM was last seen stopped.
+    pub ready_checked: bool,
+    /// Who is starting it (until ready or failed).
+    pub start: Option<Starter>,
+    pub stop: Option<StopPlan>,
+    /// Cycle: check for idleness and stop at this time.
+    pub on_until: Option<Millis>,
+    /// Why it runs (for `status`).
+    pub running_because: Option<String>,
+    /// The state file said an operation was in flight; cleared by the first inventory.
+    pub reconcile: Option<String>,
+}
+
+impl VmState {
+    pub(super) fn new(name: String, uuid: String, team: Team, power: PowerState) -> Self {
+        Self {
+            name,
+            uuid,
+            team,
+            power,
+            busy: BusyState::NotProbed,
+            probe_ms: None,
+            next_probe_ms: 0,
+            op: None,
+            ready: false,
+            ready_checked: false,
+            start: None,
+            stop: None,
+            on_until: None,
+            running_because: None,
+            reconcile: None,
+        }
+    }
+
+    /// Holds the host: powered on in any way, or a start is in flight. Unknown power words
+    /// count as occupying (the safe side).
+    pub(super) fn occupies(&self) -> bool {
+        self.power.occupies_host()
+            || matches!(
+                self.op,
+                Some((_, Action::Start | Action::Resume | Action::WaitReady { .. }))
+            )
+            || self.start.is_some()
+    }
+
+    /// The last probe said busy or unknown, and it is younger than `max_age_ms`.
+    pub(super) fn fresh_not_idle(&self, now: Millis, max_age_ms: u64) -> bool {
+        let fresh = self
+            .probe_ms
+            .is_some_and(|at| now.saturating_sub(at) < max_age_ms);
+        fresh
+            && matches!(
+                self.busy,
+                BusyState::Busy { .. } | BusyState::Unknown { .. }
+            )
+    }
+
+    /// Forget everything that only holds while the VM runs.
+    pub(super) fn reset_running_state(&mut self) {
+        self.busy = BusyState::NotProbed;
+        self.probe_ms = None;
+        self.ready = false;
+        self.ready_checked = false;
+        self.on_until = None;
+        self.running_because = None;
+    }
+}
