@@ -748,7 +748,12 @@ impl World {
                 "ready (operator start; protected for the grace period)".to_owned()
             }
             Some(Starter::Slot) => "ready for the slot request".to_owned(),
-            None => "guest answers (found running)".to_owned(),
+            None => {
+                // Found running (daemon restart, manual start): learn at once whether it
+                // runs a job, so `status` and slot refusals can say so.
+                vm.next_probe_ms = now;
+                "guest answers (found running)".to_owned()
+            }
         };
         self.decide(now, Some(name), text, fx);
     }
