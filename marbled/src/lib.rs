@@ -32,6 +32,7 @@ pub mod peer;
 pub mod provision;
 pub mod sched;
 pub mod server;
+pub mod sim;
 pub mod socket;
 pub mod store;
 

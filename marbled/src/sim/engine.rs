@@ -1,0 +1,473 @@
+//! The discrete-event engine: a virtual clock, an ordered event queue, and the loop that
+//! drives `sched::World` exactly as the daemon's actor does.
+//!
+//! Like `actor::Supervisor`, the engine lists the VMs first, refreshes the inventory every
+//! `inventory_interval` (ticking the world at the same time) and whenever the world asks,
+//! coalescing a refresh requested while one is in flight; it calls `handle(now, Tick)` at
+//! `next_deadline()`; at equal times, completions and arrivals go before the tick (the
+//! actor's `select!` is biased the same way). Every `Effect::Run` is answered by exactly one
+//! `Input::Finished` after a simulated duration ([`super::ops`]); the simulated CI clients
+//! live in [`super::workload`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use marble_proto::Team;
+
+use super::generate::{JenkinsArrival, RootArrival, arrivals};
+use super::host::{Faults, SimVm};
+use super::invariants::{ViolationKind, Violations};
+use super::metrics::{Report, TeamReport, TeamStats};
+use super::ops::OpState;
+use super::rng::SimRng;
+use super::trace::{BootSection, SimSection, Trace};
+use super::workload::{Build, BuildState, PendingReq, RootJob, RootState};
+use crate::sched::{Effect, Input, Millis, ObservedVm, OpId, Policy, ReqId, World};
+
+/// Virtual time zero, as unix ms (the scheduler sees realistic timestamps).
+pub const EPOCH_MS: Millis = 1_700_000_000_000;
+/// Scheduler inputs per run before the engine gives up (a livelock guard).
+pub const MAX_STEPS: u64 = 5_000_000;
+/// Ticks at one instant before `next_deadline()` counts as stuck in the past.
+pub const MAX_TICKS_AT_ONE_INSTANT: u32 = 1000;
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Replace the trace's `scheduler.policy`.
+    pub policy: Option<Policy>,
+    /// Replace the trace's `sim.seed`.
+    pub seed: Option<u64>,
+}
+
+/// Things that happen at a virtual time.
+#[derive(Debug)]
+pub(super) enum Ev {
+    /// A GitHub job arrives.
+    RootArrival(usize),
+    /// A Jenkins build arrives.
+    JenkinsArrival(usize),
+    /// Jenkins retries a build after a refusal.
+    JenkinsRetry(usize),
+    /// An operation's work is done (or a readiness wait checks again).
+    OpDue(OpId),
+    /// A hung operation finally reports.
+    OpReport(OpId),
+    /// A guest finished booting.
+    GuestReady,
+    /// A job reaches its end.
+    JobEnd { vm: usize, id: u64 },
+    /// `prlctl list` returned.
+    InventoryDone(Vec<ObservedVm>),
+    /// The actor's periodic refresh timer (generation-tagged: re-arming supersedes it).
+    InventoryTimer(u64),
+    /// A slot request's answer is overdue.
+    ReplyDeadline(ReqId),
+}
+
+/// One simulation run.
+pub struct Engine {
+    pub(super) world: World,
+    pub(super) now: Millis,
+    end: Millis,
+    seq: u64,
+    queue: BTreeMap<(Millis, u64), Ev>,
+    pub(super) cfg: SimSection,
+    pub(super) boot_dist: BootSection,
+    capacity: u32,
+    pub(super) vms: Vec<SimVm>,
+    pub(super) by_name: HashMap<String, usize>,
+    pub(super) ops: BTreeMap<OpId, OpState>,
+    pub(super) ops_per_vm: Vec<u32>,
+    pub(super) faults: Faults,
+    pub(super) boot_rng: SimRng,
+    pub(super) root_jobs: Vec<RootJob>,
+    pub(super) root_queue: Vec<usize>,
+    pub(super) builds: Vec<Build>,
+    pub(super) requests: BTreeMap<ReqId, PendingReq>,
+    pub(super) request_for_vm: Vec<Option<ReqId>>,
+    pub(super) next_req: u64,
+    pub(super) next_job_id: u64,
+    refresh_in_flight: bool,
+    refresh_again: bool,
+    refresh_gen: u64,
+    ticks_here: u32,
+    deadline_ignored: bool,
+    stuck_reported: bool,
+    over_capacity: bool,
+    idle_ms: u64,
+    steps: u64,
+    policy: Policy,
+    seed: u64,
+    // Counters for the report.
+    pub(super) stats_root: TeamStats,
+    pub(super) stats_spi: TeamStats,
+    pub(super) boots: u64,
+    pub(super) boot_failures: u64,
+    pub(super) resumes: u64,
+    pub(super) op_counts: BTreeMap<&'static str, u64>,
+    pub(super) slot_requests: u64,
+    pub(super) grants: u64,
+    pub(super) refusals: BTreeMap<String, u64>,
+    pub(super) unanswered: u64,
+    pub(super) late_replies: u64,
+    pub(super) race_interruptions: u64,
+    pub(super) violations: Violations,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("now", &self.now)
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run `trace` with `opts` and return what it measured.
+pub fn simulate(trace: &Trace, opts: RunOptions) -> Report {
+    Engine::new(trace, opts).run()
+}
+
+impl Engine {
+    /// Set up a run: the world, the host, the arrivals.
+    pub fn new(trace: &Trace, opts: RunOptions) -> Self {
+        let seed = opts.seed.unwrap_or(trace.sim.seed);
+        let sched = trace.sched_config(opts.policy, seed);
+        let policy = sched.policy;
+        let now = EPOCH_MS;
+        let vms: Vec<SimVm> = trace
+            .host_vms()
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| SimVm::new(i, spec, now))
+            .collect();
+        let by_name = vms
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.clone(), i))
+            .collect();
+        let (root, spi) = arrivals(trace, seed);
+        let mut pick_rng = SimRng::stream(seed, "jenkins");
+        let spi_count = vms.iter().filter(|v| v.team == Team::Spi).count();
+        let builds = spi
+            .into_iter()
+            .map(|arrival: JenkinsArrival| Build {
+                cursor: pick_rng.below(spi_count),
+                arrival,
+                state: BuildState::NotArrived,
+            })
+            .collect();
+        let root_jobs = root
+            .into_iter()
+            .map(|arrival: RootArrival| RootJob {
+                arrival,
+                state: RootState::NotArrived,
+            })
+            .collect();
+        let n = vms.len();
+        Self {
+            world: World::new(sched, now),
+            now,
+            end: now.saturating_add(ms(trace.sim.duration)),
+            seq: 0,
+            queue: BTreeMap::new(),
+            cfg: trace.sim.clone(),
+            boot_dist: trace.boot.clone(),
+            capacity: trace.host.capacity,
+            vms,
+            by_name,
+            ops: BTreeMap::new(),
+            ops_per_vm: vec![0; n],
+            faults: Faults::new(trace.faults.clone(), SimRng::stream(seed, "faults")),
+            boot_rng: SimRng::stream(seed, "boot"),
+            root_jobs,
+            root_queue: Vec::new(),
+            builds,
+            requests: BTreeMap::new(),
+            request_for_vm: vec![None; n],
+            next_req: 1,
+            next_job_id: 1,
+            refresh_in_flight: false,
+            refresh_again: false,
+            refresh_gen: 0,
+            ticks_here: 0,
+            deadline_ignored: false,
+            stuck_reported: false,
+            over_capacity: false,
+            idle_ms: 0,
+            steps: 0,
+            policy,
+            seed,
+            stats_root: TeamStats::default(),
+            stats_spi: TeamStats::default(),
+            boots: 0,
+            boot_failures: 0,
+            resumes: 0,
+            op_counts: BTreeMap::new(),
+            slot_requests: 0,
+            grants: 0,
+            refusals: BTreeMap::new(),
+            unanswered: 0,
+            late_replies: 0,
+            race_interruptions: 0,
+            violations: Violations::default(),
+        }
+    }
+
+    /// Run to the end of the trace.
+    pub fn run(mut self) -> Report {
+        for i in 0..self.root_jobs.len() {
+            let at = self.root_jobs[i].arrival.at_ms;
+            self.schedule_at(EPOCH_MS.saturating_add(at), Ev::RootArrival(i));
+        }
+        for i in 0..self.builds.len() {
+            let at = self.builds[i].arrival.at_ms;
+            self.schedule_at(EPOCH_MS.saturating_add(at), Ev::JenkinsArrival(i));
+        }
+        // The actor's first act: list the VMs.
+        self.refresh_inventory();
+        self.check_capacity();
+        loop {
+            if self.steps >= MAX_STEPS {
+                self.violation(
+                    ViolationKind::StepBudget,
+                    format!("gave up after {MAX_STEPS} scheduler steps"),
+                );
+                break;
+            }
+            let event_at = self.queue.first_key_value().map(|(k, _)| k.0);
+            let deadline = if self.deadline_ignored {
+                None
+            } else {
+                self.world.next_deadline().map(|d| d.max(self.now))
+            };
+            let (at, tick) = match (event_at, deadline) {
+                (Some(e), Some(d)) if d < e => (d, true),
+                (Some(e), _) => (e, false),
+                (None, Some(d)) => (d, true),
+                (None, None) => break,
+            };
+            if at > self.end {
+                break;
+            }
+            self.advance(at);
+            if tick {
+                self.ticks_here += 1;
+                if self.ticks_here > MAX_TICKS_AT_ONE_INSTANT {
+                    // A deadline that stays in the past would spin the actor at 100% CPU.
+                    self.deadline_ignored = true;
+                    if !self.stuck_reported {
+                        self.stuck_reported = true;
+                        self.violation(
+                            ViolationKind::StuckDeadline,
+                            format!(
+                                "next_deadline() still at or before now after \
+                                 {MAX_TICKS_AT_ONE_INSTANT} ticks at one instant"
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                self.feed(Input::Tick);
+            } else if let Some((_, ev)) = self.queue.pop_first() {
+                self.on_event(ev);
+            }
+            self.pump();
+            self.check_capacity();
+        }
+        self.advance(self.end);
+        self.report()
+    }
+
+    /// Move the clock forward, accounting idle VM time.
+    fn advance(&mut self, at: Millis) {
+        if at > self.now {
+            let idle = self.vms.iter().filter(|v| v.idle_running()).count() as u64;
+            self.idle_ms += (at - self.now) * idle;
+            self.now = at;
+            self.ticks_here = 0;
+            self.deadline_ignored = false;
+        }
+    }
+
+    /// Time since the start, ms.
+    pub(super) fn offset(&self) -> u64 {
+        self.now - EPOCH_MS
+    }
+
+    /// Time since the start.
+    pub(super) fn offset_duration(&self) -> Duration {
+        Duration::from_millis(self.offset())
+    }
+
+    pub(super) fn schedule_at(&mut self, at: Millis, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at.max(self.now), self.seq), ev);
+    }
+
+    pub(super) fn schedule_in(&mut self, after: u64, ev: Ev) {
+        self.schedule_at(self.now.saturating_add(after), ev);
+    }
+
+    pub(super) fn violation(&mut self, kind: ViolationKind, description: String) {
+        let offset = self.offset();
+        self.violations.record(offset, kind, description);
+    }
+
+    /// Hand one input to the world and carry out its effects.
+    pub(super) fn feed(&mut self, input: Input) {
+        self.steps += 1;
+        let effects = self.world.handle(self.now, input);
+        for effect in effects {
+            match effect {
+                Effect::Run { op, vm, action } => self.start_op(op, &vm, &action),
+                Effect::Reply { req, result } => self.on_reply(req, result),
+                Effect::Progress { .. } | Effect::Emit(_) => {}
+                Effect::Persist => {
+                    // The actor snapshots the state at once; do the same so the cost and any
+                    // panic in `persisted()` show up here too.
+                    let _ = self.world.persisted();
+                }
+                Effect::RefreshInventory => self.refresh_inventory(),
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Ev) {
+        match ev {
+            Ev::RootArrival(i) => self.root_arrived(i),
+            Ev::JenkinsArrival(i) => self.build_arrived(i),
+            Ev::JenkinsRetry(i) => self.build_retry(i),
+            Ev::OpDue(op) => self.op_due(op),
+            Ev::OpReport(op) => self.op_report(op),
+            Ev::GuestReady => {}
+            Ev::JobEnd { vm, id } => self.job_end(vm, id),
+            Ev::InventoryDone(list) => {
+                self.refresh_in_flight = false;
+                if std::mem::take(&mut self.refresh_again) {
+                    self.refresh_inventory();
+                }
+                self.feed(Input::Inventory(list));
+            }
+            Ev::InventoryTimer(generation) => {
+                if generation == self.refresh_gen {
+                    self.refresh_inventory();
+                    self.feed(Input::Tick);
+                }
+            }
+            Ev::ReplyDeadline(req) => self.reply_overdue(req),
+        }
+    }
+
+    /// The actor's `refresh_inventory`: re-arm the periodic timer; list unless a listing is
+    /// in flight, in which case list again when it returns.
+    pub(super) fn refresh_inventory(&mut self) {
+        self.refresh_gen += 1;
+        let interval = self.world.config().inventory_interval_ms.max(1000);
+        let generation = self.refresh_gen;
+        self.schedule_in(interval, Ev::InventoryTimer(generation));
+        if self.refresh_in_flight {
+            self.refresh_again = true;
+            return;
+        }
+        self.refresh_in_flight = true;
+        let listing: Vec<ObservedVm> = self.vms.iter().map(SimVm::observed).collect();
+        self.schedule_in(ms(self.cfg.inventory_latency), Ev::InventoryDone(listing));
+    }
+
+    fn check_capacity(&mut self) {
+        let occupying: Vec<String> = self
+            .vms
+            .iter()
+            .filter(|v| v.occupies_host())
+            .map(|v| format!("{} ({:?})", v.name, v.power))
+            .collect();
+        if occupying.len() > self.capacity as usize {
+            if !self.over_capacity {
+                self.over_capacity = true;
+                let capacity = self.capacity;
+                self.violation(
+                    ViolationKind::OverCapacity,
+                    format!(
+                        "{} VMs occupy a host of capacity {capacity}: {}",
+                        occupying.len(),
+                        occupying.join(", ")
+                    ),
+                );
+            }
+        } else {
+            self.over_capacity = false;
+        }
+    }
+
+    fn report(&self) -> Report {
+        let end_wait = |at: u64| self.offset().saturating_sub(at);
+        let root_unstarted: Vec<u64> = self
+            .root_jobs
+            .iter()
+            .filter(|j| j.state == RootState::Queued)
+            .map(|j| end_wait(j.arrival.at_ms))
+            .collect();
+        let root_running = self
+            .root_jobs
+            .iter()
+            .filter(|j| j.state == RootState::Running)
+            .count() as u64;
+        let spi_unstarted: Vec<u64> = self
+            .builds
+            .iter()
+            .filter(|b| b.state.is_waiting())
+            .map(|b| end_wait(b.arrival.at_ms))
+            .collect();
+        let spi_running = self
+            .builds
+            .iter()
+            .filter(|b| b.state == BuildState::Running)
+            .count() as u64;
+        let mut teams = BTreeMap::new();
+        teams.insert(
+            "root",
+            TeamReport::new(&self.stats_root, root_running, &root_unstarted),
+        );
+        teams.insert(
+            "spi",
+            TeamReport::new(&self.stats_spi, spi_running, &spi_unstarted),
+        );
+        Report {
+            policy: match self.policy {
+                Policy::Cycle => "cycle".into(),
+                Policy::Manual => "manual".into(),
+            },
+            seed: self.seed,
+            simulated_ms: self.offset(),
+            vms: self.vms.len(),
+            capacity: self.capacity,
+            teams,
+            vm_boots: self.boots,
+            boot_failures: self.boot_failures,
+            resumes: self.resumes,
+            // Whole ms / 60 000, so the JSON is identical between runs.
+            idle_vm_minutes: (self.idle_ms / 600) as f64 / 100.0,
+            ops: self.op_counts.clone(),
+            slot_requests: self.slot_requests,
+            grants: self.grants,
+            refusals: self.refusals.clone(),
+            unanswered_requests: self.unanswered,
+            pending_requests_at_end: self
+                .requests
+                .values()
+                .filter(|r| !r.answered && !r.cancelled)
+                .count() as u64,
+            late_replies: self.late_replies,
+            probe_stop_race_interruptions: self.race_interruptions,
+            violations: self.violations.clone(),
+            steps: self.steps,
+        }
+    }
+}
+
+/// A duration in whole ms.
+pub(super) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

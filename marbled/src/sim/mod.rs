@@ -1,0 +1,29 @@
+//! `marble-sim`: replays a trace of CI demand through the real scheduler core
+//! ([`crate::sched::World`]) in virtual time and measures what happened.
+//!
+//! The engine drives `World` exactly as the daemon's actor does (see [`engine`]) against a
+//! simulated host whose ground truth — power states, boots, guests, running jobs — it owns
+//! ([`host`], [`ops`]), with GitHub and Jenkins as simulated clients ([`workload`]). After
+//! every step it checks the scheduler's rules ([`invariants`]) and at the end reports
+//! per-team waits, boots, idle time, grants and refusals ([`metrics`]).
+//!
+//! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`), [`generate`]
+//! (Poisson arrivals, random traces for property tests), [`rng`] (seeded streams),
+//! [`engine`] (event loop), [`ops`] (the simulated hypervisor), [`workload`] (CI clients),
+//! [`host`] (VM ground truth, faults), [`invariants`], [`metrics`].
+
+pub mod engine;
+pub mod generate;
+pub mod host;
+pub mod invariants;
+pub mod metrics;
+mod ops;
+pub mod rng;
+pub mod trace;
+mod workload;
+
+pub use engine::{RunOptions, simulate};
+pub use generate::random_trace;
+pub use invariants::{ViolationKind, Violations};
+pub use metrics::Report;
+pub use trace::{Trace, TraceError};

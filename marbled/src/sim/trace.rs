@@ -1,0 +1,838 @@
+//! The trace file (TOML) that `marble-sim` replays: the simulated host, scheduler overrides,
+//! boot-time distribution, explicit and generated arrivals, and injected faults.
+//! `docs/SIMULATOR.md` documents every key.
+//!
+//! Loading reports every problem at once, each naming its key, like `marbled.toml`: unknown
+//! keys are collected with `serde_ignored`, then semantic checks run over the whole value. A
+//! type error (a bad duration, a string where a number belongs) stops deserialisation, so only
+//! the first of those is reported, with the key and line as toml gives them.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use marble_proto::Team;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, SchedulerSection, TeamsSection};
+use crate::inventory::TeamMap;
+use crate::sched::{Policy, SchedConfig};
+
+/// Labels every simulated ROOT VM and job carries unless the trace says otherwise.
+pub const DEFAULT_ROOT_LABELS: [&str; 3] = ["self-hosted", "macOS", "ARM64"];
+
+/// A whole trace file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Trace {
+    /// Run length, seed and the simulated hypervisor's latencies.
+    pub sim: SimSection,
+    /// The simulated host.
+    pub host: HostSection,
+    /// Boot-time distribution.
+    pub boot: BootSection,
+    /// Scheduler overrides: the same keys as `[scheduler]` in `marbled.toml`.
+    pub scheduler: SchedulerSection,
+    /// Explicit GitHub (ROOT) job arrivals.
+    pub root_jobs: Vec<RootJobSpec>,
+    /// Explicit Jenkins (SPI) build arrivals.
+    pub jenkins: Vec<JenkinsSpec>,
+    /// Generated arrivals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GenerateSection>,
+    /// Injected faults.
+    pub faults: Vec<FaultSpec>,
+}
+
+/// `[sim]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimSection {
+    /// Virtual time simulated.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Seed of every random draw (boot times, fault rates, the scheduler's jitter, and
+    /// generated arrivals unless `generate.seed` is set). `--seed` overrides it.
+    pub seed: u64,
+    /// How long `prlctl start` takes to return (the guest then keeps booting).
+    #[serde(with = "humantime_serde")]
+    pub start_latency: Duration,
+    /// How long `prlctl resume` takes; a resumed guest answers at once.
+    #[serde(with = "humantime_serde")]
+    pub resume_latency: Duration,
+    /// How long a graceful stop takes.
+    #[serde(with = "humantime_serde")]
+    pub stop_latency: Duration,
+    /// How long `prlctl stop --kill` (and `--drop-state`) takes.
+    #[serde(with = "humantime_serde")]
+    pub kill_latency: Duration,
+    /// How long a busy probe takes.
+    #[serde(with = "humantime_serde")]
+    pub probe_latency: Duration,
+    /// How long `prlctl list` takes.
+    #[serde(with = "humantime_serde")]
+    pub inventory_latency: Duration,
+    /// A slot request must be answered within its `wait` plus this, or it is a violation.
+    #[serde(with = "humantime_serde")]
+    pub reply_slack: Duration,
+}
+
+impl Default for SimSection {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(4 * 3600),
+            seed: 0,
+            start_latency: Duration::from_secs(5),
+            resume_latency: Duration::from_secs(3),
+            stop_latency: Duration::from_secs(10),
+            kill_latency: Duration::from_secs(1),
+            probe_latency: Duration::from_secs(2),
+            inventory_latency: Duration::from_millis(500),
+            reply_slack: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[host]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostSection {
+    /// VMs that may occupy the host at once (ground truth for the capacity check).
+    pub capacity: u32,
+    /// Name prefix of generated VMs (`<prefix>-ROOT-VM-<n>`).
+    pub prefix: String,
+    /// Generated ROOT VMs.
+    pub root_vms: u32,
+    /// Generated SPI VMs.
+    pub spi_vms: u32,
+    /// Runner labels of generated ROOT VMs.
+    pub root_labels: Vec<String>,
+    /// Further VMs, named explicitly (team from the name, as the daemon's default patterns).
+    pub vms: Vec<VmSpec>,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        Self {
+            capacity: 1,
+            prefix: "sim".into(),
+            root_vms: 2,
+            spi_vms: 1,
+            root_labels: default_labels(),
+            vms: Vec::new(),
+        }
+    }
+}
+
+/// `[[host.vms]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VmSpec {
+    /// VM name.
+    pub name: String,
+    /// Runner labels (ROOT VMs); default `host.root_labels`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// Power state at the start.
+    pub power: InitialPower,
+}
+
+impl Default for VmSpec {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            labels: None,
+            power: InitialPower::Stopped,
+        }
+    }
+}
+
+/// Power state of a VM when the simulation starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitialPower {
+    /// Stopped.
+    Stopped,
+    /// Running with its guest up.
+    Running,
+    /// Suspended.
+    Suspended,
+}
+
+/// `[boot]`: boot time (start until the guest answers) is uniform in [min, max].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BootSection {
+    /// Shortest boot.
+    #[serde(with = "humantime_serde")]
+    pub min: Duration,
+    /// Longest boot.
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+}
+
+impl Default for BootSection {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_secs(45),
+            max: Duration::from_secs(90),
+        }
+    }
+}
+
+/// `[[root_jobs]]`: one GitHub Actions job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RootJobSpec {
+    /// Arrival, from the start of the simulation.
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    /// How long the job runs.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Labels the job asks for; it runs only on a ROOT VM carrying all of them.
+    #[serde(default = "default_labels")]
+    pub labels: Vec<String>,
+}
+
+/// `[[jenkins]]`: one Jenkins build that needs an SPI node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JenkinsSpec {
+    /// Arrival, from the start of the simulation.
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    /// The node (an SPI VM name), or `any`.
+    #[serde(default = "any_vm")]
+    pub vm: String,
+    /// How long the build runs.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// `request-slot --wait`.
+    #[serde(with = "humantime_serde", default = "default_wait")]
+    pub wait: Duration,
+    /// Pause before Jenkins retries after a refusal.
+    #[serde(with = "humantime_serde", default = "default_retry")]
+    pub retry: Duration,
+}
+
+/// `[generate]`: Poisson arrivals per team.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct GenerateSection {
+    /// Seed of the arrivals; default `sim.seed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Last arrival time; default `sim.duration`.
+    #[serde(
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub until: Option<Duration>,
+    /// ROOT jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<GenRoot>,
+    /// Jenkins builds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spi: Option<GenSpi>,
+}
+
+/// `[generate.root]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenRoot {
+    /// Mean arrivals per hour.
+    pub per_hour: f64,
+    /// Shortest job.
+    #[serde(with = "humantime_serde")]
+    pub duration_min: Duration,
+    /// Longest job.
+    #[serde(with = "humantime_serde")]
+    pub duration_max: Duration,
+    /// Label sets; each job picks one uniformly.
+    pub label_sets: Vec<Vec<String>>,
+}
+
+impl Default for GenRoot {
+    fn default() -> Self {
+        Self {
+            per_hour: 4.0,
+            duration_min: Duration::from_secs(5 * 60),
+            duration_max: Duration::from_secs(30 * 60),
+            label_sets: vec![default_labels()],
+        }
+    }
+}
+
+/// `[generate.spi]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenSpi {
+    /// Mean arrivals per hour.
+    pub per_hour: f64,
+    /// Shortest build.
+    #[serde(with = "humantime_serde")]
+    pub duration_min: Duration,
+    /// Longest build.
+    #[serde(with = "humantime_serde")]
+    pub duration_max: Duration,
+    /// Nodes the builds ask for: SPI VM names or `any`; each build picks one uniformly.
+    pub vms: Vec<String>,
+    /// `request-slot --wait`.
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
+    /// Pause before a retry.
+    #[serde(with = "humantime_serde")]
+    pub retry: Duration,
+}
+
+impl Default for GenSpi {
+    fn default() -> Self {
+        Self {
+            per_hour: 1.0,
+            duration_min: Duration::from_secs(10 * 60),
+            duration_max: Duration::from_secs(40 * 60),
+            vms: vec![any_vm()],
+            wait: default_wait(),
+            retry: default_retry(),
+        }
+    }
+}
+
+/// `[[faults]]`: one injected fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultSpec {
+    /// What goes wrong.
+    pub kind: FaultKind,
+    /// The VM it hits; every VM when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<String>,
+    /// Probability per occasion (each probe, boot, graceful stop, operation).
+    #[serde(default = "one")]
+    pub rate: f64,
+    /// Start of the window (from the start of the simulation); default: the start.
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub from: Option<Duration>,
+    /// End of the window; default: never.
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub until: Option<Duration>,
+    /// `hang` only: which operations hang; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<HangAction>,
+    /// `hang` only: how much later the operation reports.
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delay: Option<Duration>,
+}
+
+/// Kinds of injected faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// A busy probe fails: the scheduler gets `Unknown`.
+    Probe,
+    /// A boot never becomes ready.
+    Boot,
+    /// A graceful stop returns success while the VM keeps running.
+    StopIgnored,
+    /// An operation reports only after `delay`.
+    Hang,
+}
+
+/// Operations a `hang` fault can hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HangAction {
+    /// `prlctl start`.
+    Start,
+    /// `prlctl resume`.
+    Resume,
+    /// Any `prlctl stop`.
+    Stop,
+    /// Busy probes.
+    Probe,
+    /// Readiness waits.
+    WaitReady,
+}
+
+/// Default hang delay.
+pub const DEFAULT_HANG_DELAY: Duration = Duration::from_secs(30 * 60);
+
+fn default_labels() -> Vec<String> {
+    DEFAULT_ROOT_LABELS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+fn any_vm() -> String {
+    "any".into()
+}
+fn default_wait() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn default_retry() -> Duration {
+    Duration::from_secs(60)
+}
+fn one() -> f64 {
+    1.0
+}
+
+/// One VM of the simulated host, resolved from `[host]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostVm {
+    /// Name.
+    pub name: String,
+    /// Team, from the name by the daemon's default patterns.
+    pub team: Team,
+    /// Runner labels (meaningful for ROOT).
+    pub labels: BTreeSet<String>,
+    /// Power at the start.
+    pub power: InitialPower,
+}
+
+/// One problem found in a trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceProblem {
+    /// Dotted key path (`faults[2].vm`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for TraceProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a trace could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The file could not be read.
+    #[error("cannot read trace {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a value of the wrong type (toml's message names the key and line).
+    #[error("invalid trace {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// toml's message.
+        message: String,
+    },
+    /// Unknown keys or invalid values.
+    #[error("invalid trace {path}: {}", render_problems(.problems))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<TraceProblem>,
+    },
+}
+
+fn render_problems(problems: &[TraceProblem]) -> String {
+    let lines: Vec<String> = problems.iter().map(|p| format!("\n  - {p}")).collect();
+    format!("{} problem(s):{}", problems.len(), lines.concat())
+}
+
+impl Trace {
+    /// Read and validate a trace file.
+    pub fn load(path: &Path) -> Result<Trace, TraceError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate trace text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Trace, TraceError> {
+        let mut unknown = Vec::new();
+        let deserializer = toml::Deserializer::new(text);
+        let trace: Trace = serde_ignored::deserialize(deserializer, |key| {
+            unknown.push(TraceProblem {
+                key: key.to_string(),
+                message: "unknown key".into(),
+            });
+        })
+        .map_err(|err| TraceError::Syntax {
+            path: path.to_owned(),
+            message: err.to_string().trim().to_owned(),
+        })?;
+        let mut problems = unknown;
+        problems.extend(trace.problems());
+        if problems.is_empty() {
+            Ok(trace)
+        } else {
+            Err(TraceError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// The trace as TOML (for replaying a generated schedule with `marble-sim run`).
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
+    /// The simulated host's VMs: generated ones first, then `host.vms`.
+    pub fn host_vms(&self) -> Vec<HostVm> {
+        let teams = TeamMap::new(&TeamsSection::default());
+        let h = &self.host;
+        let root_labels: BTreeSet<String> = h.root_labels.iter().cloned().collect();
+        let mut out = Vec::new();
+        for (count, word) in [(h.root_vms, "ROOT"), (h.spi_vms, "SPI")] {
+            for n in 1..=count {
+                let name = format!("{}-{word}-VM-{n}", h.prefix);
+                out.push(HostVm {
+                    team: teams.team_of(&name),
+                    name,
+                    labels: root_labels.clone(),
+                    power: InitialPower::Stopped,
+                });
+            }
+        }
+        for vm in &h.vms {
+            out.push(HostVm {
+                team: teams.team_of(&vm.name),
+                name: vm.name.clone(),
+                labels: vm
+                    .labels
+                    .as_ref()
+                    .map_or_else(|| root_labels.clone(), |l| l.iter().cloned().collect()),
+                power: vm.power,
+            });
+        }
+        out
+    }
+
+    /// The scheduler configuration: `[scheduler]` mapped as the daemon maps it, with the
+    /// given policy override and seed.
+    pub fn sched_config(&self, policy: Option<Policy>, seed: u64) -> SchedConfig {
+        let config = Config {
+            scheduler: self.scheduler.clone(),
+            ..Config::default()
+        };
+        let mut sched = config.sched_config();
+        sched.seed = seed;
+        if let Some(policy) = policy {
+            sched.policy = policy;
+        } else {
+            sched.policy = parse_policy(&self.scheduler.policy).unwrap_or(Policy::Manual);
+        }
+        sched
+    }
+
+    /// Semantic checks, all at once.
+    pub fn problems(&self) -> Vec<TraceProblem> {
+        let mut out = Vec::new();
+        let mut bad = |key: String, message: String| out.push(TraceProblem { key, message });
+        // The daemon's own checks of [scheduler].
+        let daemon = Config {
+            scheduler: self.scheduler.clone(),
+            ..Config::default()
+        };
+        for p in daemon.problems() {
+            if p.key.starts_with("scheduler.") {
+                bad(p.key, p.message);
+            }
+        }
+        if self.sim.duration.is_zero() {
+            bad("sim.duration".into(), "must be greater than zero".into());
+        }
+        if self.host.capacity == 0 {
+            bad("host.capacity".into(), "must be at least 1".into());
+        }
+        let vms = self.host_vms();
+        if vms.is_empty() {
+            bad("host".into(), "the host has no VMs".into());
+        }
+        let mut names = BTreeSet::new();
+        for (i, vm) in vms.iter().enumerate() {
+            if vm.name.trim().is_empty() {
+                bad(format!("host.vms[{i}].name"), "must not be empty".into());
+            } else if !names.insert(vm.name.as_str()) {
+                bad(
+                    "host.vms".into(),
+                    format!("VM {:?} is defined twice", vm.name),
+                );
+            }
+        }
+        let running = vms
+            .iter()
+            .filter(|v| v.power == InitialPower::Running)
+            .count();
+        if running > self.host.capacity as usize {
+            bad(
+                "host.vms".into(),
+                format!(
+                    "{running} VMs start running but host.capacity is {}",
+                    self.host.capacity
+                ),
+            );
+        }
+        let spi: BTreeSet<&str> = vms
+            .iter()
+            .filter(|v| v.team == Team::Spi)
+            .map(|v| v.name.as_str())
+            .collect();
+        if self.boot.min > self.boot.max {
+            bad("boot.min".into(), "must not exceed boot.max".into());
+        }
+        for (i, job) in self.root_jobs.iter().enumerate() {
+            if job.labels.is_empty() {
+                bad(format!("root_jobs[{i}].labels"), "must not be empty".into());
+            }
+        }
+        for (i, b) in self.jenkins.iter().enumerate() {
+            if b.vm != "any" && !spi.contains(b.vm.as_str()) {
+                bad(format!("jenkins[{i}].vm"), not_spi(&b.vm, &spi));
+            }
+            if b.retry.is_zero() {
+                bad(
+                    format!("jenkins[{i}].retry"),
+                    "must be greater than zero".into(),
+                );
+            }
+        }
+        let needs_spi = self.jenkins.iter().any(|b| b.vm == "any")
+            || self.generate.as_ref().is_some_and(|g| g.spi.is_some());
+        if needs_spi && spi.is_empty() {
+            bad(
+                "host.spi_vms".into(),
+                "Jenkins builds are configured but the host has no SPI VM".into(),
+            );
+        }
+        if let Some(g) = &self.generate {
+            if let Some(r) = &g.root {
+                rate_problems(&mut bad, "generate.root", r.per_hour);
+                if r.duration_min > r.duration_max {
+                    bad(
+                        "generate.root.duration_min".into(),
+                        "must not exceed duration_max".into(),
+                    );
+                }
+                if r.label_sets.is_empty() || r.label_sets.iter().any(Vec::is_empty) {
+                    bad(
+                        "generate.root.label_sets".into(),
+                        "needs at least one non-empty label set".into(),
+                    );
+                }
+            }
+            if let Some(s) = &g.spi {
+                rate_problems(&mut bad, "generate.spi", s.per_hour);
+                if s.duration_min > s.duration_max {
+                    bad(
+                        "generate.spi.duration_min".into(),
+                        "must not exceed duration_max".into(),
+                    );
+                }
+                if s.vms.is_empty() {
+                    bad("generate.spi.vms".into(), "must not be empty".into());
+                }
+                for vm in &s.vms {
+                    if vm != "any" && !spi.contains(vm.as_str()) {
+                        bad("generate.spi.vms".into(), not_spi(vm, &spi));
+                    }
+                }
+                if s.retry.is_zero() {
+                    bad(
+                        "generate.spi.retry".into(),
+                        "must be greater than zero".into(),
+                    );
+                }
+            }
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            if let Some(vm) = &f.vm
+                && !names.contains(vm.as_str())
+            {
+                bad(
+                    format!("faults[{i}].vm"),
+                    format!("unknown VM {vm:?}; the host has {}", join(&names)),
+                );
+            }
+            if !(0.0..=1.0).contains(&f.rate) {
+                bad(format!("faults[{i}].rate"), "must be within 0..=1".into());
+            }
+            if let (Some(from), Some(until)) = (f.from, f.until)
+                && from >= until
+            {
+                bad(format!("faults[{i}].from"), "must be before until".into());
+            }
+            if f.kind != FaultKind::Hang {
+                if f.action.is_some() {
+                    bad(
+                        format!("faults[{i}].action"),
+                        "only valid for kind = \"hang\"".into(),
+                    );
+                }
+                if f.delay.is_some() {
+                    bad(
+                        format!("faults[{i}].delay"),
+                        "only valid for kind = \"hang\"".into(),
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+fn rate_problems(bad: &mut impl FnMut(String, String), key: &str, per_hour: f64) {
+    if !per_hour.is_finite() || per_hour < 0.0 {
+        bad(
+            format!("{key}.per_hour"),
+            "must be a non-negative number".into(),
+        );
+    }
+}
+
+fn not_spi(vm: &str, spi: &BTreeSet<&str>) -> String {
+    format!(
+        "{vm:?} is not an SPI VM of the host; expected \"any\" or one of {}",
+        join(spi)
+    )
+}
+
+fn join(names: &BTreeSet<&str>) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.iter().copied().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `cycle` or `manual`, as in `marbled.toml`.
+pub fn parse_policy(name: &str) -> Option<Policy> {
+    match name {
+        "cycle" => Some(Policy::Cycle),
+        "manual" => Some(Policy::Manual),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Trace, TraceError> {
+        Trace::parse(text, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn empty_trace_uses_defaults() {
+        let t = parse("").expect("empty trace is valid");
+        assert_eq!(t, Trace::default());
+        let names: Vec<String> = t.host_vms().into_iter().map(|v| v.name).collect();
+        assert_eq!(names, ["sim-ROOT-VM-1", "sim-ROOT-VM-2", "sim-SPI-VM-1"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_all_at_once() {
+        let err = parse(
+            "[sim]\nduraton = \"1h\"\n[host]\nroot_vm = 2\n[[root_jobs]]\nat = \"1m\"\nduration = \"1m\"\n",
+        )
+        .expect_err("unknown keys");
+        let text = err.to_string();
+        assert!(text.contains("sim.duraton: unknown key"), "{text}");
+        assert!(text.contains("host.root_vm: unknown key"), "{text}");
+    }
+
+    #[test]
+    fn unknown_key_in_an_array_of_tables_is_named() {
+        let err = parse("[[root_jobs]]\nat = \"1m\"\nduration = \"1m\"\nlabel = [\"x\"]\n")
+            .expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("label"), "{text}");
+        assert!(text.contains("root_jobs"), "{text}");
+    }
+
+    #[test]
+    fn bad_duration_names_its_key() {
+        let err = parse("[sim]\nduration = \"4 fortnights\"\n").expect_err("bad duration");
+        let text = err.to_string();
+        assert!(text.contains("duration"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+        let err = parse("[boot]\nmin = \"60\"\n").expect_err("no unit");
+        assert!(err.to_string().contains("min"), "{err}");
+    }
+
+    #[test]
+    fn semantic_problems_name_their_keys() {
+        let err = parse(
+            "[boot]\nmin = \"2m\"\nmax = \"1m\"\n[scheduler]\npolicy = \"demand\"\n\
+             [[jenkins]]\nat = \"0s\"\nvm = \"sim-ROOT-VM-1\"\nduration = \"1m\"\n\
+             [[faults]]\nkind = \"probe\"\nvm = \"nope\"\nrate = 2.0\n",
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        for key in [
+            "boot.min",
+            "scheduler.policy",
+            "jenkins[0].vm",
+            "faults[0].vm",
+            "faults[0].rate",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn scheduler_keys_map_like_the_daemon() {
+        let t = parse("[scheduler]\npolicy = \"manual\"\ncycle_on_min = \"10s\"\ncapacity = 2\n")
+            .expect("valid");
+        let s = t.sched_config(None, 9);
+        assert_eq!(s.policy, Policy::Manual);
+        assert_eq!(s.cycle_on_min_ms, 10_000);
+        assert_eq!(s.capacity, 2);
+        assert_eq!(s.seed, 9);
+        assert_eq!(t.sched_config(Some(Policy::Cycle), 1).policy, Policy::Cycle);
+    }
+
+    #[test]
+    fn a_trace_round_trips_through_toml() {
+        let mut t = Trace::default();
+        t.faults.push(FaultSpec {
+            kind: FaultKind::Hang,
+            vm: Some("sim-ROOT-VM-1".into()),
+            rate: 0.5,
+            from: Some(Duration::from_secs(60)),
+            until: None,
+            action: Some(HangAction::WaitReady),
+            delay: Some(Duration::from_secs(600)),
+        });
+        t.jenkins.push(JenkinsSpec {
+            at: Duration::from_millis(1500),
+            vm: "any".into(),
+            duration: Duration::from_secs(30),
+            wait: Duration::from_secs(10),
+            retry: Duration::from_secs(5),
+        });
+        t.generate = Some(GenerateSection {
+            seed: Some(3),
+            until: None,
+            root: Some(GenRoot::default()),
+            spi: None,
+        });
+        let text = t.to_toml().expect("serialises");
+        assert_eq!(parse(&text).expect("parses back"), t);
+    }
+}

@@ -1,0 +1,382 @@
+//! The simulated CI clients: GitHub's queue of ROOT jobs and Jenkins' SPI builds.
+//!
+//! ROOT: a queued job starts on a running ROOT VM whose guest is up, whose ephemeral runner
+//! has not taken a job yet this boot, and whose labels include the job's. SPI: a build runs
+//! at once on a node whose agent is connected and idle; otherwise Jenkins runs the start
+//! script (`request-slot`) for its node — for "any", the nodes in turn — and on a grant the
+//! agent connects and the build runs; on a refusal (or no answer in time) Jenkins retries
+//! after the build's retry interval. A granted agent stays connected, idle, until the VM
+//! stops.
+
+use marble_proto::{ErrorKind, Response, Team, WireError};
+
+use super::engine::{Engine, Ev};
+use super::generate::{JenkinsArrival, RootArrival};
+use super::host::{JobRef, RunningJob};
+use super::invariants::ViolationKind;
+use super::metrics::fmt_ms;
+use crate::sched::{Command, Input, ReqId};
+
+/// Where a ROOT job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RootState {
+    NotArrived,
+    Queued,
+    Running,
+    Done,
+    Interrupted,
+}
+
+/// A ROOT job of the run.
+#[derive(Debug, Clone)]
+pub(super) struct RootJob {
+    pub(super) arrival: RootArrival,
+    pub(super) state: RootState,
+}
+
+/// Where a Jenkins build is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BuildState {
+    NotArrived,
+    /// Queued in Jenkins, no start script running for it.
+    Waiting,
+    /// Its start script waits on this request.
+    Requesting(ReqId),
+    /// Refused; Jenkins tries again later.
+    RetryWait,
+    Running,
+    Done,
+    Interrupted,
+}
+
+impl BuildState {
+    /// Arrived and not started.
+    pub(super) fn is_waiting(self) -> bool {
+        matches!(
+            self,
+            BuildState::Waiting | BuildState::Requesting(_) | BuildState::RetryWait
+        )
+    }
+}
+
+/// A Jenkins build of the run.
+#[derive(Debug, Clone)]
+pub(super) struct Build {
+    pub(super) arrival: JenkinsArrival,
+    pub(super) state: BuildState,
+    /// "any": the SPI VM (index among SPI VMs) to ask next.
+    pub(super) cursor: usize,
+}
+
+/// A `request-slot` in flight (kept after its answer, to catch a second reply).
+#[derive(Debug, Clone)]
+pub(super) struct PendingReq {
+    pub(super) build: usize,
+    pub(super) vm: usize,
+    pub(super) answered: bool,
+    pub(super) cancelled: bool,
+}
+
+/// Stable snake_case name of an error kind, for the refusal counts.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidRequest => "invalid_request",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::InvalidState => "invalid_state",
+        ErrorKind::Busy => "busy",
+        ErrorKind::PermissionDenied => "permission_denied",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::Unsupported => "unsupported",
+        ErrorKind::Internal => "internal",
+        ErrorKind::Locked => "locked",
+        ErrorKind::Timeout => "timeout",
+    }
+}
+
+impl Engine {
+    pub(super) fn root_arrived(&mut self, i: usize) {
+        self.stats_root.arrived += 1;
+        self.root_jobs[i].state = RootState::Queued;
+        self.root_queue.push(i);
+    }
+
+    pub(super) fn build_arrived(&mut self, i: usize) {
+        self.stats_spi.arrived += 1;
+        self.builds[i].state = BuildState::Waiting;
+    }
+
+    pub(super) fn build_retry(&mut self, i: usize) {
+        if self.builds[i].state == BuildState::RetryWait {
+            self.builds[i].state = BuildState::Waiting;
+        }
+    }
+
+    /// Start whatever can start now, until nothing changes.
+    pub(super) fn pump(&mut self) {
+        while self.start_root_jobs() || self.dispatch_builds() {}
+    }
+
+    fn start_root_jobs(&mut self) -> bool {
+        let mut changed = false;
+        let mut k = 0;
+        while k < self.root_queue.len() {
+            let j = self.root_queue[k];
+            let now = self.now;
+            let labels = &self.root_jobs[j].arrival.labels;
+            let vm = self.vms.iter().position(|v| {
+                v.team == Team::Root
+                    && v.guest_up(now)
+                    && v.job.is_none()
+                    && !v.runner_used
+                    && labels.is_subset(&v.labels)
+            });
+            if let Some(vi) = vm {
+                self.root_queue.remove(k);
+                self.vms[vi].runner_used = true;
+                self.start_job(vi, JobRef::Root(j));
+                changed = true;
+            } else {
+                k += 1;
+            }
+        }
+        changed
+    }
+
+    fn dispatch_builds(&mut self) -> bool {
+        let spi: Vec<usize> = (0..self.vms.len())
+            .filter(|&i| self.vms[i].team == Team::Spi)
+            .collect();
+        let mut changed = false;
+        for b in 0..self.builds.len() {
+            if self.builds[b].state != BuildState::Waiting {
+                continue;
+            }
+            let candidates: Vec<usize> = match &self.builds[b].arrival.vm {
+                Some(name) => self.by_name.get(name).copied().into_iter().collect(),
+                None => spi.clone(),
+            };
+            let now = self.now;
+            if let Some(&vi) = candidates.iter().find(|&&vi| {
+                let v = &self.vms[vi];
+                v.agent_connected && v.guest_up(now) && v.job.is_none()
+            }) {
+                self.start_job(vi, JobRef::Spi(b));
+                changed = true;
+                continue;
+            }
+            let n = candidates.len();
+            let start = self.builds[b].cursor;
+            let target = (0..n)
+                .map(|k| (start + k) % n.max(1))
+                .find(|&k| self.request_for_vm[candidates[k]].is_none());
+            if let Some(k) = target {
+                self.builds[b].cursor = (k + 1) % n;
+                self.send_request(b, candidates[k]);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn send_request(&mut self, b: usize, vi: usize) {
+        let req = ReqId(self.next_req);
+        self.next_req += 1;
+        self.slot_requests += 1;
+        self.requests.insert(
+            req,
+            PendingReq {
+                build: b,
+                vm: vi,
+                answered: false,
+                cancelled: false,
+            },
+        );
+        self.request_for_vm[vi] = Some(req);
+        self.builds[b].state = BuildState::Requesting(req);
+        let wait_ms = self.builds[b].arrival.wait_ms;
+        let bound = wait_ms.saturating_add(super::engine::ms(self.cfg.reply_slack));
+        self.schedule_in(bound, Ev::ReplyDeadline(req));
+        let vm = self.vms[vi].name.clone();
+        self.feed(Input::Command {
+            req,
+            caller: "jenkins".into(),
+            cmd: Command::RequestSlot { vm, wait_ms },
+        });
+    }
+
+    fn retry_later(&mut self, b: usize) {
+        self.builds[b].state = BuildState::RetryWait;
+        let retry = self.builds[b].arrival.retry_ms;
+        self.schedule_in(retry, Ev::JenkinsRetry(b));
+    }
+
+    /// `Effect::Reply`.
+    pub(super) fn on_reply(&mut self, req: ReqId, result: Result<Response, WireError>) {
+        let Some(p) = self.requests.get_mut(&req) else {
+            self.violation(
+                ViolationKind::BadReply,
+                format!("reply to request {} that was never sent", req.0),
+            );
+            return;
+        };
+        if p.answered {
+            self.violation(
+                ViolationKind::BadReply,
+                format!("second reply to request {}", req.0),
+            );
+            return;
+        }
+        p.answered = true;
+        if p.cancelled {
+            self.late_replies += 1;
+            return;
+        }
+        let (b, vi) = (p.build, p.vm);
+        if self.request_for_vm[vi] == Some(req) {
+            self.request_for_vm[vi] = None;
+        }
+        match result {
+            Ok(Response::SlotGranted(grant)) => {
+                self.grants += 1;
+                let now = self.now;
+                let v = &self.vms[vi];
+                let problem = if grant.vm != v.name {
+                    Some(format!(
+                        "request {} for {} was granted {}",
+                        req.0, v.name, grant.vm
+                    ))
+                } else if !v.guest_up(now) {
+                    Some(format!(
+                        "request {} granted {} while it is {:?} and its guest {}",
+                        req.0,
+                        v.name,
+                        v.power,
+                        if v.ready_at.is_some() {
+                            "is still booting"
+                        } else {
+                            "does not answer"
+                        }
+                    ))
+                } else {
+                    None
+                };
+                if let Some(text) = problem {
+                    self.violation(ViolationKind::BadGrant, text);
+                    self.retry_later(b);
+                    return;
+                }
+                self.vms[vi].agent_connected = true;
+                if self.vms[vi].job.is_none() {
+                    self.start_job(vi, JobRef::Spi(b));
+                } else {
+                    self.builds[b].state = BuildState::Waiting;
+                }
+            }
+            Ok(other) => {
+                let text = format!("request {} answered with {other:?}", req.0);
+                self.violation(ViolationKind::BadGrant, text);
+                self.retry_later(b);
+            }
+            Err(err) => {
+                *self
+                    .refusals
+                    .entry(kind_name(err.kind).to_owned())
+                    .or_insert(0) += 1;
+                self.retry_later(b);
+            }
+        }
+    }
+
+    /// A request's bound passed: a violation if unanswered; the client gives up and retries.
+    pub(super) fn reply_overdue(&mut self, req: ReqId) {
+        let Some(p) = self.requests.get_mut(&req) else {
+            return;
+        };
+        if p.answered || p.cancelled {
+            return;
+        }
+        p.cancelled = true;
+        let (b, vi) = (p.build, p.vm);
+        self.unanswered += 1;
+        if self.request_for_vm[vi] == Some(req) {
+            self.request_for_vm[vi] = None;
+        }
+        let wait = self.builds[b].arrival.wait_ms;
+        let text = format!(
+            "RequestSlot {} (request {}, wait {}) unanswered after wait + {}",
+            self.vms[vi].name,
+            req.0,
+            fmt_ms(wait),
+            fmt_ms(super::engine::ms(self.cfg.reply_slack))
+        );
+        self.violation(ViolationKind::Unanswered, text);
+        self.feed(Input::Cancelled { req });
+        self.retry_later(b);
+    }
+
+    fn start_job(&mut self, vi: usize, job: JobRef) {
+        let id = self.next_job_id;
+        self.next_job_id += 1;
+        let now = self.now;
+        let offset = self.offset();
+        self.vms[vi].job = Some(RunningJob {
+            id,
+            job,
+            started: now,
+        });
+        let duration = match job {
+            JobRef::Root(j) => {
+                let (at, duration) = {
+                    let a = &self.root_jobs[j].arrival;
+                    (a.at_ms, a.duration_ms)
+                };
+                self.stats_root.started += 1;
+                self.stats_root.waits.push(offset.saturating_sub(at));
+                self.root_jobs[j].state = RootState::Running;
+                duration
+            }
+            JobRef::Spi(b) => {
+                let (at, duration) = {
+                    let a = &self.builds[b].arrival;
+                    (a.at_ms, a.duration_ms)
+                };
+                self.stats_spi.started += 1;
+                self.stats_spi.waits.push(offset.saturating_sub(at));
+                self.builds[b].state = BuildState::Running;
+                duration
+            }
+        };
+        self.schedule_in(duration, Ev::JobEnd { vm: vi, id });
+    }
+
+    pub(super) fn job_end(&mut self, vi: usize, id: u64) {
+        let Some(job) = self.vms[vi].job.filter(|j| j.id == id) else {
+            return;
+        };
+        self.vms[vi].job = None;
+        match job.job {
+            JobRef::Root(j) => {
+                self.stats_root.completed += 1;
+                self.root_jobs[j].state = RootState::Done;
+            }
+            JobRef::Spi(b) => {
+                self.stats_spi.completed += 1;
+                self.builds[b].state = BuildState::Done;
+            }
+        }
+    }
+
+    /// A stop killed a running job.
+    pub(super) fn job_killed(&mut self, job: JobRef) {
+        match job {
+            JobRef::Root(j) => {
+                self.stats_root.interrupted += 1;
+                self.root_jobs[j].state = RootState::Interrupted;
+            }
+            JobRef::Spi(b) => {
+                self.stats_spi.interrupted += 1;
+                self.builds[b].state = BuildState::Interrupted;
+            }
+        }
+    }
+}
