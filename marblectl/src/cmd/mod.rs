@@ -27,9 +27,18 @@ pub struct Context {
 impl Context {
     /// Connect, send one request, print streamed progress on stderr, return the answer.
     pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
-        let mut client = Client::connect(&self.socket).await?;
         let show_progress =
             self.verbose > 0 || std::io::IsTerminal::is_terminal(&std::io::stderr());
+        self.call_with_progress(request, show_progress).await
+    }
+
+    /// Send `request`; streamed progress goes to stderr when `show_progress`.
+    pub async fn call_with_progress(
+        &self,
+        request: Request,
+        show_progress: bool,
+    ) -> Result<Response, ClientError> {
+        let mut client = Client::connect(&self.socket).await?;
         client
             .call(request, |event: &Event| {
                 if show_progress {

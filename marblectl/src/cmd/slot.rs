@@ -15,11 +15,16 @@ pub async fn run(ctx: &Context, args: RequestSlotArgs) -> Result<Exit, ClientErr
     let wait_ms = args
         .wait
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    // Progress always goes to stderr here: Jenkins copies it into the agent's launch log,
+    // which is where an operator looks for why a node waited.
     match ctx
-        .call(Request::RequestSlot {
-            vm: args.vm,
-            wait_ms,
-        })
+        .call_with_progress(
+            Request::RequestSlot {
+                vm: args.vm,
+                wait_ms,
+            },
+            true,
+        )
         .await?
     {
         Response::SlotGranted(grant) => {

@@ -104,6 +104,7 @@ impl World {
             since: now,
             deadline: now.saturating_add(wait_ms),
             phase: SlotPhase::Queued,
+            last_progress: String::new(),
         });
         // `step` runs right after and serves it.
         let _ = fx;
@@ -167,7 +168,7 @@ impl World {
         if vm.power.occupies_host() || vm_busy_with_op {
             if vm.start.is_some() || matches!(vm.op, Some((_, Action::WaitReady { .. }))) {
                 // Someone else is starting it (the cycle, an operator): take it when ready.
-                self.set_phase(req, SlotPhase::Starting { preempted: None });
+                self.set_phase_and_tell(req, SlotPhase::Starting { preempted: None }, fx);
                 return;
             }
             if vm.stop.is_some() {
@@ -213,11 +214,12 @@ impl World {
                             force: false,
                         });
                     }
-                    self.set_phase(
+                    self.set_phase_and_tell(
                         req,
                         SlotPhase::Preempting {
                             victim: holder.clone(),
                         },
+                        fx,
                     );
                     self.decide(
                         now,
@@ -301,7 +303,7 @@ impl World {
     ) {
         match self.start_vm(now, &slot.vm, Starter::Slot, fx) {
             Ok(()) => {
-                self.set_phase(slot.req, SlotPhase::Starting { preempted });
+                self.set_phase_and_tell(slot.req, SlotPhase::Starting { preempted }, fx);
                 self.decide(
                     now,
                     Some(&slot.vm),
@@ -336,6 +338,18 @@ impl World {
                 Err(WireError::new(ErrorKind::Busy, format!("{msg}{waited}"))),
                 fx,
             );
+        } else {
+            self.progress(slot.req, format!("waiting for the host: {msg}"), fx);
+        }
+    }
+
+    /// Tell the waiting client what is happening (once per distinct message).
+    fn progress(&mut self, req: ReqId, message: String, fx: &mut Vec<Effect>) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.req == req)
+            && slot.last_progress != message
+        {
+            slot.last_progress.clone_from(&message);
+            fx.push(Effect::Progress { req, message });
         }
     }
 
@@ -433,5 +447,19 @@ impl World {
         if let Some(slot) = self.slots.iter_mut().find(|s| s.req == req) {
             slot.phase = phase;
         }
+    }
+
+    fn set_phase_and_tell(&mut self, req: ReqId, phase: SlotPhase, fx: &mut Vec<Effect>) {
+        let message = match &phase {
+            SlotPhase::Queued => return self.set_phase(req, phase),
+            SlotPhase::Preempting { victim } => {
+                format!("probing {victim}: it is stopped first if no job runs in it")
+            }
+            SlotPhase::Starting { .. } => {
+                "starting the VM; waiting for its guest to answer".to_owned()
+            }
+        };
+        self.set_phase(req, phase);
+        self.progress(req, message, fx);
     }
 }

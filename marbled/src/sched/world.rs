@@ -31,6 +31,8 @@ pub(super) struct SlotRequest {
     /// The caller waits for the host until then (`since` when it does not wait).
     pub deadline: Millis,
     pub phase: SlotPhase,
+    /// The last progress message sent (so each is sent once).
+    pub last_progress: String,
 }
 
 /// Where a slot request stands.
