@@ -254,7 +254,7 @@ fn check_access(access: Access, peer: &Peer, request: &Request) -> Option<WireEr
         Access::ReadOnly => Some(WireError::new(
             ErrorKind::PermissionDenied,
             format!(
-                "user {} (uid {}) may only read; `{}` needs an admin (daemon.admin_users)",
+                "permission denied: user {} (uid {}) may only read; `{}` needs an admin (daemon.admin_users)",
                 peer.user,
                 peer.uid,
                 request.kind()
@@ -263,7 +263,7 @@ fn check_access(access: Access, peer: &Peer, request: &Request) -> Option<WireEr
         Access::None => Some(WireError::new(
             ErrorKind::PermissionDenied,
             format!(
-                "user {} (uid {}) is not in the socket group (daemon.socket_group)",
+                "permission denied: user {} (uid {}) is not in the socket group (daemon.socket_group)",
                 peer.user, peer.uid
             ),
         )),
@@ -301,6 +301,12 @@ mod tests {
         .expect("denied");
         assert_eq!(denied.kind, ErrorKind::PermissionDenied);
         assert!(denied.message.contains("bob"));
+        // Operators see this text verbatim: it must say what happened, not only why.
+        assert!(
+            denied.message.starts_with("permission denied: "),
+            "{}",
+            denied.message
+        );
         assert!(check_access(Access::None, &peer(), &Request::Status).is_some());
         assert!(check_access(Access::Admin, &peer(), &Request::Resume).is_none());
     }
