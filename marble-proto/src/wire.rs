@@ -113,6 +113,64 @@ pub enum Request {
         /// How long to wait for the host to be empty, in ms. 0 answers at once.
         wait_ms: u64,
     },
+    /// Push a stopped VM to the image bucket as a daemon job: clone, scrub the clone's guest,
+    /// stream, verify, delete the clone. The VM is held for the whole push (starts are refused
+    /// with `Locked`) and no VM may start while the scrubbing clone runs. Streams
+    /// `Event::Progress` (bytes) and ends with `Response::ImagePushed`, or at once with
+    /// `Response::TransferStarted` when `detach`. The job survives the client disconnecting.
+    /// Since 1.1. Mutating. Valid when the VM is stopped and no VM occupies the host.
+    /// Errors: `NotFound`, `InvalidState` (VM not stopped, or already in a transfer), `Busy`
+    /// (another VM runs), `Locked`, `InvalidRequest` (bad image name), `Unavailable` (S3 or
+    /// hypervisor), `Internal`.
+    ImagePush {
+        /// VM name or UUID.
+        vm: String,
+        /// Image name `YYYY-MM-DD-TEAM-VM-…`; default today's date + the VM name without the
+        /// `<host>-` prefix.
+        name: Option<String>,
+        /// Answer with `TransferStarted` at once instead of following the job.
+        detach: bool,
+    },
+    /// Pull an image (MARBLE format or legacy zip) as a daemon job, verify it, and register it
+    /// as `<host>-<name without date>` (or `as_name`) with a new MAC. Nothing is registered
+    /// unless every check passed. Streams `Event::Progress`; ends with `Response::ImagePulled`
+    /// or `Response::TransferStarted` when `detach`. Since 1.1. Mutating.
+    /// Errors: `NotFound` (no such image), `InvalidState` (a VM of that name exists, or a
+    /// transfer of it runs), `InvalidRequest`, `Unavailable`, `Internal` (checksum, corrupt).
+    ImagePull {
+        /// Image name.
+        name: String,
+        /// Register under this VM name instead of `<host>-<name without date>`.
+        as_name: Option<String>,
+        /// Answer with `TransferStarted` at once instead of following the job.
+        detach: bool,
+    },
+    /// List images in the bucket (one team's, or all). Answer: `Response::Images`.
+    /// Since 1.1. Read-only. Errors: `InvalidRequest`, `Unavailable`.
+    ImageList {
+        /// Team folder (`ROOT`, `SPI`); `None` lists every team.
+        team: Option<String>,
+    },
+    /// Delete an image's objects (manifest first). Answer: `Response::ImageRemoved`.
+    /// Since 1.1. Mutating. Errors: `NotFound`, `InvalidRequest`, `InvalidState` (a transfer
+    /// of it runs), `Unavailable`.
+    ImageRemove {
+        /// Image name.
+        name: String,
+    },
+    /// Re-read a stored image and check every chunk against its manifest, as a daemon job.
+    /// Streams `Event::Progress`; ends with `Response::ImageVerified` (or `TransferStarted`
+    /// when `detach`). Since 1.1. Read-only. Errors: `NotFound`, `InvalidRequest`,
+    /// `Unavailable`, `Internal` (checksum mismatch, corrupt).
+    ImageVerify {
+        /// Image name.
+        name: String,
+        /// Answer with `TransferStarted` at once instead of following the job.
+        detach: bool,
+    },
+    /// Running and recently finished image transfers. Answer: `Response::Transfers`.
+    /// Since 1.1. Read-only.
+    Transfers,
 }
 
 impl Request {
@@ -132,15 +190,25 @@ impl Request {
             | Request::Lock { .. }
             | Request::Unlock { .. }
             | Request::Drain { .. } => 0,
+            Request::ImagePush { .. }
+            | Request::ImagePull { .. }
+            | Request::ImageList { .. }
+            | Request::ImageRemove { .. }
+            | Request::ImageVerify { .. }
+            | Request::Transfers => 1,
         }
     }
 
     /// Whether the request changes state (admin users only) or only reads it (socket group).
     pub fn is_mutating(&self) -> bool {
         match self {
-            Request::Status | Request::ListVms | Request::ShowVm { .. } | Request::WatchEvents => {
-                false
-            }
+            Request::Status
+            | Request::ListVms
+            | Request::ShowVm { .. }
+            | Request::WatchEvents
+            | Request::ImageList { .. }
+            | Request::ImageVerify { .. }
+            | Request::Transfers => false,
             Request::StartVm { .. }
             | Request::StopVm { .. }
             | Request::RequestSlot { .. }
@@ -148,7 +216,10 @@ impl Request {
             | Request::Resume
             | Request::Lock { .. }
             | Request::Unlock { .. }
-            | Request::Drain { .. } => true,
+            | Request::Drain { .. }
+            | Request::ImagePush { .. }
+            | Request::ImagePull { .. }
+            | Request::ImageRemove { .. } => true,
         }
     }
 
@@ -167,6 +238,12 @@ impl Request {
             Request::Lock { .. } => "lock",
             Request::Unlock { .. } => "unlock",
             Request::Drain { .. } => "drain",
+            Request::ImagePush { .. } => "image_push",
+            Request::ImagePull { .. } => "image_pull",
+            Request::ImageList { .. } => "image_list",
+            Request::ImageRemove { .. } => "image_remove",
+            Request::ImageVerify { .. } => "image_verify",
+            Request::Transfers => "transfers",
         }
     }
 }
@@ -205,6 +282,26 @@ pub enum Response {
     },
     /// Answer to `RequestSlot`: the VM runs and its guest answers. Since 1.0.
     SlotGranted(SlotGrant),
+    /// Answer to `ImageList`. Since 1.1.
+    Images(Vec<ImageEntry>),
+    /// Answer to `ImageRemove`. Since 1.1.
+    ImageRemoved {
+        /// The image.
+        name: String,
+        /// Object keys deleted, in deletion order.
+        keys: Vec<String>,
+    },
+    /// Answer to `ImagePush`, `ImagePull` or `ImageVerify` with `detach`: the job runs in
+    /// the daemon; follow it with `Transfers`. Since 1.1.
+    TransferStarted(TransferInfo),
+    /// Answer to `ImagePush`: the image is stored and verified. Since 1.1.
+    ImagePushed(PushResult),
+    /// Answer to `ImagePull`: the VM is registered. Since 1.1.
+    ImagePulled(PullResult),
+    /// Answer to `ImageVerify`: every chunk matched its manifest. Since 1.1.
+    ImageVerified(VerifyResult),
+    /// Answer to `Transfers`: running transfers first, then recently finished ones. Since 1.1.
+    Transfers(Vec<TransferInfo>),
 }
 
 /// A VM's team, derived from its name by configurable patterns or set per VM.
@@ -414,6 +511,123 @@ pub struct SlotGrant {
     pub preempted: Option<String>,
     /// Until when the VM is protected from preemption regardless of busy state, unix ms.
     pub protected_until_ms: u64,
+}
+
+/// One image in the bucket (answer to `ImageList`). Since 1.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageEntry {
+    /// Image name (`YYYY-MM-DD-TEAM-VM-…`).
+    pub name: String,
+    /// Team folder.
+    pub team: String,
+    /// `marble` (complete), `marble-incomplete` (data without manifest: an unfinished push)
+    /// or `zip` (legacy).
+    pub format: String,
+    /// Stored bytes (all objects of the image).
+    pub size: u64,
+    /// Last modified, unix ms; 0 when the server did not say.
+    pub modified_ms: u64,
+}
+
+/// A daemon-side image transfer (push, pull or verify). Since 1.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferInfo {
+    /// Daemon-assigned id, unique until the daemon restarts.
+    pub id: u64,
+    /// `push`, `pull` or `verify`.
+    pub kind: String,
+    /// The VM pushed, or the image pulled/verified.
+    pub subject: String,
+    /// The image name.
+    pub image: String,
+    /// Who asked.
+    pub by: String,
+    /// Unix ms.
+    pub started_ms: u64,
+    /// Current stage (`prepare`, `scan`, `upload`, `download`, `extract`, `verify`,
+    /// `register`) or `done` / `failed`.
+    pub phase: String,
+    /// Bytes done in this stage.
+    pub done: u64,
+    /// Bytes expected in this stage, 0 if unknown.
+    pub total: u64,
+    /// Unix ms when it ended; 0 while it runs.
+    pub finished_ms: u64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// What a push did (answer to `ImagePush`). Since 1.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResult {
+    /// Transfer id.
+    pub transfer: u64,
+    /// The image name.
+    pub image: String,
+    /// The VM pushed.
+    pub vm: String,
+    /// Data object key.
+    pub data_key: String,
+    /// Logical size of the bundle (holes included).
+    pub apparent_bytes: u64,
+    /// Bytes read and compressed (holes excluded).
+    pub payload_bytes: u64,
+    /// Size of the stored object.
+    pub object_bytes: u64,
+    /// Multipart parts in the object.
+    pub parts: u32,
+    /// Parts an interrupted earlier push had already sent (not sent again).
+    pub parts_resumed: u32,
+    /// Wall time of the whole pipeline, ms.
+    pub elapsed_ms: u64,
+    /// What the scrub removed or reset in the clone's guest.
+    pub scrubbed: Vec<String>,
+}
+
+/// What a pull did (answer to `ImagePull`). Since 1.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullResult {
+    /// Transfer id.
+    pub transfer: u64,
+    /// The image name.
+    pub image: String,
+    /// The registered VM.
+    pub vm: String,
+    /// Its bundle path on the host.
+    pub bundle: String,
+    /// `marble-image/1` or `zip`.
+    pub format: String,
+    /// Bytes downloaded in this attempt.
+    pub downloaded_bytes: u64,
+    /// Logical size of the bundle.
+    pub apparent_bytes: u64,
+    /// Chunks an interrupted earlier pull had already fetched.
+    pub chunks_resumed: u32,
+    /// Wall time, ms.
+    pub elapsed_ms: u64,
+    /// The new MAC of net0 (to register in LANDB).
+    pub mac: Option<String>,
+    /// Whether the shared build disk was missing and fetched.
+    pub build_disk_fetched: bool,
+    /// What the operator must do next (LANDB registration, first boot).
+    pub operator_steps: String,
+}
+
+/// What a verify checked (answer to `ImageVerify`). Since 1.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResult {
+    /// Transfer id.
+    pub transfer: u64,
+    /// The image name.
+    pub image: String,
+    /// Format checked.
+    pub format: String,
+    /// Chunks checked (0 for a legacy zip, which is checked for presence and size only).
+    pub chunks: u32,
+    /// Bytes read back.
+    pub bytes: u64,
+    /// Wall time, ms.
+    pub elapsed_ms: u64,
 }
 
 /// Stable error categories. Append only; clients map them to exit codes.

@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 
 use marble_proto::handshake::MAGIC;
 use marble_proto::{
-    Attribution, BusyState, ClientFrame, Decision, ErrorKind, Event, Hello, LockTarget,
-    PROTO_MAJOR, PROTO_MINOR, PendingRequest, PowerState, Reply, Request, Response, ServerFrame,
-    ServerHello, SlotGrant, StatusReport, Team, UnlockTarget, VmInfo, Welcome, WireError, codec,
+    Attribution, BusyState, ClientFrame, Decision, ErrorKind, Event, Hello, ImageEntry, LockTarget,
+    PROTO_MAJOR, PROTO_MINOR, PendingRequest, PowerState, PullResult, PushResult, Reply, Request,
+    Response, ServerFrame, ServerHello, SlotGrant, StatusReport, Team, TransferInfo, UnlockTarget,
+    VerifyResult, VmInfo, Welcome, WireError, codec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -128,6 +129,12 @@ impl Sampled for Request {
             Request::Lock { .. } => "Lock",
             Request::Unlock { .. } => "Unlock",
             Request::Drain { .. } => "Drain",
+            Request::ImagePush { .. } => "ImagePush",
+            Request::ImagePull { .. } => "ImagePull",
+            Request::ImageList { .. } => "ImageList",
+            Request::ImageRemove { .. } => "ImageRemove",
+            Request::ImageVerify { .. } => "ImageVerify",
+            Request::Transfers => "Transfers",
         }
     }
     fn samples() -> Vec<Self> {
@@ -164,6 +171,27 @@ impl Sampled for Request {
                 reason: "disk swap".into(),
                 wait_ms: 300,
             },
+            Request::ImagePush {
+                vm: "macphsft01-ROOT-VM-macOS-14".into(),
+                name: Some("2026-11-28-ROOT-VM-macOS-14".into()),
+                detach: true,
+            },
+            Request::ImagePull {
+                name: "2026-11-28-ROOT-VM-macOS-14".into(),
+                as_name: None,
+                detach: false,
+            },
+            Request::ImageList {
+                team: Some("ROOT".into()),
+            },
+            Request::ImageRemove {
+                name: "2025-01-02-SPI-VM-macOS-13".into(),
+            },
+            Request::ImageVerify {
+                name: "2026-11-28-ROOT-VM-macOS-14".into(),
+                detach: false,
+            },
+            Request::Transfers,
         ]
     }
 }
@@ -177,6 +205,13 @@ impl Sampled for Response {
             Response::Vm(_) => "Vm",
             Response::Done { .. } => "Done",
             Response::SlotGranted(_) => "SlotGranted",
+            Response::Images(_) => "Images",
+            Response::ImageRemoved { .. } => "ImageRemoved",
+            Response::TransferStarted(_) => "TransferStarted",
+            Response::ImagePushed(_) => "ImagePushed",
+            Response::ImagePulled(_) => "ImagePulled",
+            Response::ImageVerified(_) => "ImageVerified",
+            Response::Transfers(_) => "Transfers",
         }
     }
     fn samples() -> Vec<Self> {
@@ -193,7 +228,91 @@ impl Sampled for Response {
                 preempted: Some("root-mac-02".into()),
                 protected_until_ms: 1_700_000_600_000,
             }),
+            Response::Images(vec![
+                ImageEntry {
+                    name: "2026-11-28-ROOT-VM-macOS-14".into(),
+                    team: "ROOT".into(),
+                    format: "marble".into(),
+                    size: 21_474_836_480,
+                    modified_ms: 1_700_000_010_000,
+                },
+                ImageEntry {
+                    name: "2024-05-01-SPI-VM-macOS-13".into(),
+                    team: "SPI".into(),
+                    format: "zip".into(),
+                    size: 300,
+                    modified_ms: 0,
+                },
+            ]),
+            Response::ImageRemoved {
+                name: "2025-01-02-SPI-VM-macOS-13".into(),
+                keys: vec![
+                    "SPI/2025-01-02-SPI-VM-macOS-13.marble.json".into(),
+                    "SPI/2025-01-02-SPI-VM-macOS-13.marble".into(),
+                ],
+            },
+            Response::TransferStarted(transfer_info()),
+            Response::ImagePushed(PushResult {
+                transfer: 7,
+                image: "2026-11-28-ROOT-VM-macOS-14".into(),
+                vm: "macphsft01-ROOT-VM-macOS-14".into(),
+                data_key: "ROOT/2026-11-28-ROOT-VM-macOS-14.marble".into(),
+                apparent_bytes: 68_719_476_736,
+                payload_bytes: 21_474_836_480,
+                object_bytes: 9_663_676_416,
+                parts: 576,
+                parts_resumed: 300,
+                elapsed_ms: 95_000,
+                scrubbed: vec!["removed /Users/admin/.PAT".into()],
+            }),
+            Response::ImagePulled(PullResult {
+                transfer: 8,
+                image: "2026-11-28-ROOT-VM-macOS-14".into(),
+                vm: "macphsft02-ROOT-VM-macOS-14".into(),
+                bundle: "/Users/ci/Parallels/2026-11-28-ROOT-VM-macOS-14.macvm".into(),
+                format: "marble-image/1".into(),
+                downloaded_bytes: 9_663_676_416,
+                apparent_bytes: 68_719_476_736,
+                chunks_resumed: 0,
+                elapsed_ms: 61_000,
+                mac: Some("001C42A1B2C3".into()),
+                build_disk_fetched: true,
+                operator_steps: "register in LANDB".into(),
+            }),
+            Response::ImageVerified(VerifyResult {
+                transfer: 9,
+                image: "2026-11-28-ROOT-VM-macOS-14".into(),
+                format: "marble-image/1".into(),
+                chunks: 1280,
+                bytes: 9_663_676_416,
+                elapsed_ms: 30_000,
+            }),
+            Response::Transfers(vec![
+                transfer_info(),
+                TransferInfo {
+                    finished_ms: 1_700_000_020_000,
+                    phase: "failed".into(),
+                    error: Some("checksum mismatch for chunk 3".into()),
+                    ..transfer_info()
+                },
+            ]),
         ]
+    }
+}
+
+fn transfer_info() -> TransferInfo {
+    TransferInfo {
+        id: 7,
+        kind: "push".into(),
+        subject: "macphsft01-ROOT-VM-macOS-14".into(),
+        image: "2026-11-28-ROOT-VM-macOS-14".into(),
+        by: "alice".into(),
+        started_ms: 1_700_000_011_000,
+        phase: "upload".into(),
+        done: 1_048_576,
+        total: 21_474_836_480,
+        finished_ms: 0,
+        error: None,
     }
 }
 

@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use marble_proto::{
-    Attribution, BusyState, ClientFrame, Decision, ErrorKind, Event, FramedConn, Hello, LockTarget,
-    PendingRequest, PowerState, Reply, Request, Response, ServerFrame, ServerHello, SlotGrant,
-    StatusReport, Team, UnlockTarget, VmInfo, Welcome, WireError, codec,
+    Attribution, BusyState, ClientFrame, Decision, ErrorKind, Event, FramedConn, Hello, ImageEntry,
+    LockTarget, PendingRequest, PowerState, PullResult, PushResult, Reply, Request, Response,
+    ServerFrame, ServerHello, SlotGrant, StatusReport, Team, TransferInfo, UnlockTarget,
+    VerifyResult, VmInfo, Welcome, WireError, codec,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -162,7 +163,47 @@ fn request() -> impl Strategy<Value = Request> {
         (lock_target(), text()).prop_map(|(target, reason)| Request::Lock { target, reason }),
         unlock_target().prop_map(|target| Request::Unlock { target }),
         (text(), ms()).prop_map(|(reason, wait_ms)| Request::Drain { reason, wait_ms }),
+        (text(), option::of(text()), any::<bool>())
+            .prop_map(|(vm, name, detach)| Request::ImagePush { vm, name, detach }),
+        (text(), option::of(text()), any::<bool>()).prop_map(|(name, as_name, detach)| {
+            Request::ImagePull {
+                name,
+                as_name,
+                detach,
+            }
+        }),
+        option::of(text()).prop_map(|team| Request::ImageList { team }),
+        text().prop_map(|name| Request::ImageRemove { name }),
+        (text(), any::<bool>()).prop_map(|(name, detach)| Request::ImageVerify { name, detach }),
+        Just(Request::Transfers),
     ]
+}
+
+fn transfer_info() -> impl Strategy<Value = TransferInfo> {
+    (
+        (any::<u64>(), text(), text(), text(), text(), ms()),
+        (text(), ms(), ms(), ms(), option::of(text())),
+    )
+        .prop_map(
+            |(
+                (id, kind, subject, image, by, started_ms),
+                (phase, done, total, finished_ms, error),
+            )| {
+                TransferInfo {
+                    id,
+                    kind,
+                    subject,
+                    image,
+                    by,
+                    started_ms,
+                    phase,
+                    done,
+                    total,
+                    finished_ms,
+                    error,
+                }
+            },
+        )
 }
 
 fn response() -> impl Strategy<Value = Response> {
@@ -181,6 +222,97 @@ fn response() -> impl Strategy<Value = Response> {
                 })
             }
         ),
+        vec(
+            (text(), text(), text(), ms(), ms()).prop_map(
+                |(name, team, format, size, modified_ms)| ImageEntry {
+                    name,
+                    team,
+                    format,
+                    size,
+                    modified_ms,
+                }
+            ),
+            0..3
+        )
+        .prop_map(Response::Images),
+        (text(), vec(text(), 0..3)).prop_map(|(name, keys)| Response::ImageRemoved { name, keys }),
+        transfer_info().prop_map(Response::TransferStarted),
+        (
+            (any::<u64>(), text(), text(), text(), ms(), ms()),
+            (ms(), any::<u32>(), any::<u32>(), ms(), vec(text(), 0..3)),
+        )
+            .prop_map(
+                |(
+                    (transfer, image, vm, data_key, apparent_bytes, payload_bytes),
+                    (object_bytes, parts, parts_resumed, elapsed_ms, scrubbed),
+                )| {
+                    Response::ImagePushed(PushResult {
+                        transfer,
+                        image,
+                        vm,
+                        data_key,
+                        apparent_bytes,
+                        payload_bytes,
+                        object_bytes,
+                        parts,
+                        parts_resumed,
+                        elapsed_ms,
+                        scrubbed,
+                    })
+                }
+            ),
+        (
+            (any::<u64>(), text(), text(), text(), text(), ms()),
+            (
+                ms(),
+                any::<u32>(),
+                ms(),
+                option::of(text()),
+                any::<bool>(),
+                text()
+            ),
+        )
+            .prop_map(
+                |(
+                    (transfer, image, vm, bundle, format, downloaded_bytes),
+                    (
+                        apparent_bytes,
+                        chunks_resumed,
+                        elapsed_ms,
+                        mac,
+                        build_disk_fetched,
+                        operator_steps,
+                    ),
+                )| {
+                    Response::ImagePulled(PullResult {
+                        transfer,
+                        image,
+                        vm,
+                        bundle,
+                        format,
+                        downloaded_bytes,
+                        apparent_bytes,
+                        chunks_resumed,
+                        elapsed_ms,
+                        mac,
+                        build_disk_fetched,
+                        operator_steps,
+                    })
+                }
+            ),
+        (any::<u64>(), text(), text(), any::<u32>(), ms(), ms()).prop_map(
+            |(transfer, image, format, chunks, bytes, elapsed_ms)| {
+                Response::ImageVerified(VerifyResult {
+                    transfer,
+                    image,
+                    format,
+                    chunks,
+                    bytes,
+                    elapsed_ms,
+                })
+            }
+        ),
+        vec(transfer_info(), 0..3).prop_map(Response::Transfers),
     ]
 }
 
