@@ -8,11 +8,16 @@
 //! to a persister task through a `watch` channel (latest state wins, so a burst of changes
 //! costs one write).
 //!
+//! A mutation is acknowledged only once it is on disk: every state sent to the persister
+//! carries a generation number, the persister reports the generation it has written, and a
+//! reply waits (in `held`) until the state it acknowledges is durable. Otherwise `kill -9`
+//! right after `marblectl lock` returned 0 could lose the lock the operator was told about.
+//!
 //! The `select!` is `biased` with shutdown first (a stop request must win over a busy
 //! stream of commands) and completions before commands (finishing work frees capacity and
 //! unblocks waiting clients; a flood of new commands must not starve it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -195,6 +200,13 @@ pub struct Identity {
     pub host: String,
 }
 
+/// A terminal answer waiting for the state file to catch up with it.
+type HeldReply = (
+    u64,
+    oneshot::Sender<Result<Response, WireError>>,
+    Result<Response, WireError>,
+);
+
 /// The state owner.
 pub struct Supervisor {
     world: World,
@@ -208,7 +220,14 @@ pub struct Supervisor {
     watchers: Vec<mpsc::Sender<Event>>,
     /// Events dropped because a watcher was too slow (it is disconnected).
     dropped_watchers: u64,
-    persist: watch::Sender<Persisted>,
+    /// States for the persister, with their generation.
+    persist: watch::Sender<(u64, Persisted)>,
+    /// Generation of the last state handed to the persister.
+    persisted_gen: u64,
+    /// Generation the persister has written (or failed to write, logged there).
+    written: watch::Receiver<u64>,
+    /// Replies waiting for their state to be written: (generation, reply, answer).
+    held: VecDeque<HeldReply>,
     teams: HashMap<String, Team>,
     refresh_in_flight: bool,
     refresh_again: bool,
@@ -218,12 +237,14 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Build the actor and its handle. `persist` receives every state to write.
+    /// Build the actor and its handle. `persist` receives every state to write with its
+    /// generation (starting at 1); `written` reports the last generation written.
     pub fn new(
         world: World,
         ctx: JobContext,
         identity: Identity,
-        persist: watch::Sender<Persisted>,
+        persist: watch::Sender<(u64, Persisted)>,
+        written: watch::Receiver<u64>,
         shutdown: CancellationToken,
     ) -> (Self, DaemonHandle) {
         let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
@@ -240,6 +261,9 @@ impl Supervisor {
             watchers: Vec::new(),
             dropped_watchers: 0,
             persist,
+            persisted_gen: 0,
+            written,
+            held: VecDeque::new(),
             teams: HashMap::new(),
             refresh_in_flight: false,
             refresh_again: false,
@@ -266,11 +290,21 @@ impl Supervisor {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 Some(done) = self.completions.recv() => self.on_completion(done),
+                Ok(()) = self.written.changed(), if !self.held.is_empty() => self.release_held(),
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
                 () = tokio::time::sleep_until(deadline) => self.on_timer(),
             }
         }
-        tracing::info!(waiting = self.waiting.len(), "actor stopping");
+        tracing::info!(
+            waiting = self.waiting.len(),
+            held = self.held.len(),
+            "actor stopping"
+        );
+        // The daemon writes the final state right after the actor returns; these answers
+        // are already decided.
+        for (_, done, result) in self.held.drain(..) {
+            let _ = done.send(result);
+        }
         for (_, waiter) in self.waiting.drain() {
             let _ = waiter.done.send(Err(gone()));
         }
@@ -476,12 +510,24 @@ impl Supervisor {
     }
 
     fn apply(&mut self, effects: Vec<Effect>) {
+        // Hand the state to the persister before any reply of this batch is considered,
+        // wherever `Persist` sits in the batch: the replies acknowledge this state.
+        if effects.iter().any(|e| matches!(e, Effect::Persist)) {
+            self.persisted_gen += 1;
+            self.persist
+                .send_replace((self.persisted_gen, self.world.persisted()));
+        }
         for effect in effects {
             match effect {
                 Effect::Run { op, vm, action } => self.spawn_op(op, vm, action),
                 Effect::Reply { req, result } => {
                     if let Some(waiter) = self.waiting.remove(&req) {
-                        let _ = waiter.done.send(result);
+                        if *self.written.borrow() >= self.persisted_gen {
+                            let _ = waiter.done.send(result);
+                        } else {
+                            self.held
+                                .push_back((self.persisted_gen, waiter.done, result));
+                        }
                     }
                 }
                 Effect::Progress { req, message } => {
@@ -491,10 +537,22 @@ impl Supervisor {
                     }
                 }
                 Effect::Emit(event) => self.broadcast(&event),
-                Effect::Persist => {
-                    self.persist.send_replace(self.world.persisted());
-                }
+                Effect::Persist => {} // sent above
                 Effect::RefreshInventory => self.refresh_inventory(),
+            }
+        }
+    }
+
+    /// Send the held replies whose state has been written.
+    fn release_held(&mut self) {
+        let written = *self.written.borrow_and_update();
+        while self
+            .held
+            .front()
+            .is_some_and(|(gen_, _, _)| *gen_ <= written)
+        {
+            if let Some((_, done, result)) = self.held.pop_front() {
+                let _ = done.send(result);
             }
         }
     }

@@ -93,14 +93,22 @@ pub async fn run(
     };
     let budget = config.daemon.shutdown_budget;
 
-    let (persist_tx, persist_rx) = watch::channel(world.persisted());
+    let (persist_tx, persist_rx) = watch::channel((0, world.persisted()));
+    let (written_tx, written_rx) = watch::channel(0);
     let persister = tokio::spawn(
-        persist_loop(store.clone(), persist_rx).instrument(tracing::debug_span!("persister")),
+        persist_loop(store.clone(), persist_rx, written_tx)
+            .instrument(tracing::debug_span!("persister")),
     );
 
     let actor_stop = CancellationToken::new();
-    let (supervisor, handle) =
-        Supervisor::new(world, ctx, identity.clone(), persist_tx, actor_stop.clone());
+    let (supervisor, handle) = Supervisor::new(
+        world,
+        ctx,
+        identity.clone(),
+        persist_tx,
+        written_rx,
+        actor_stop.clone(),
+    );
     // The actor gets most of the budget for its jobs; the rest is for flushing.
     let actor = tokio::spawn(
         supervisor
@@ -167,15 +175,22 @@ pub async fn run(
     Ok(())
 }
 
-/// Write each new state; ends when the actor drops its sender.
-async fn persist_loop(store: Store, mut rx: watch::Receiver<Persisted>) {
+/// Write each new state, then report its generation on `written` (the actor holds replies
+/// until then); ends when the actor drops its sender. A failed write is reported too, so
+/// clients are not held forever: the change stands in memory and the error is logged.
+async fn persist_loop(
+    store: Store,
+    mut rx: watch::Receiver<(u64, Persisted)>,
+    written: watch::Sender<u64>,
+) {
     while rx.changed().await.is_ok() {
-        let state = rx.borrow_and_update().clone();
+        let (generation, state) = rx.borrow_and_update().clone();
         let store = store.clone();
         match tokio::task::spawn_blocking(move || store.save(&state)).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(error = %err, "cannot persist state"),
             Err(err) => tracing::error!(error = %err, "state writer panicked"),
         }
+        written.send_replace(generation);
     }
 }
