@@ -653,6 +653,9 @@ pub enum ErrorKind {
     Locked,
     /// The operation did not finish within its deadline.
     Timeout,
+    /// Stored data failed a check: checksum mismatch, corrupt or truncated object, unsafe
+    /// archive entry. Since 1.1; returned only by the image requests.
+    DataError,
 }
 
 /// A failure as it crosses the wire.

@@ -407,6 +407,7 @@ impl Sampled for ErrorKind {
             ErrorKind::Internal => "Internal",
             ErrorKind::Locked => "Locked",
             ErrorKind::Timeout => "Timeout",
+            ErrorKind::DataError => "DataError",
         }
     }
     fn samples() -> Vec<Self> {
@@ -421,6 +422,7 @@ impl Sampled for ErrorKind {
             ErrorKind::Internal,
             ErrorKind::Locked,
             ErrorKind::Timeout,
+            ErrorKind::DataError,
         ]
     }
 }

@@ -328,6 +328,7 @@ fn error_kind() -> impl Strategy<Value = ErrorKind> {
         Just(ErrorKind::Internal),
         Just(ErrorKind::Locked),
         Just(ErrorKind::Timeout),
+        Just(ErrorKind::DataError),
     ]
 }
 

@@ -17,6 +17,9 @@ pub enum Exit {
     NotFound = 2,
     /// Bad command line or request.
     Usage = 64,
+    /// Stored data failed a check: checksum, corrupt object, unsafe archive entry
+    /// (EX_DATAERR).
+    DataErr = 65,
     /// marbled unreachable or a dependency unavailable.
     Unavailable = 69,
     /// Internal error.
@@ -43,6 +46,7 @@ pub fn for_kind(kind: ErrorKind) -> Exit {
         ErrorKind::PermissionDenied | ErrorKind::Locked => Exit::NoPerm,
         ErrorKind::Unavailable | ErrorKind::Unsupported => Exit::Unavailable,
         ErrorKind::Internal => Exit::Software,
+        ErrorKind::DataError => Exit::DataErr,
     }
 }
 
@@ -56,5 +60,6 @@ mod tests {
         assert_eq!(for_kind(ErrorKind::Locked) as u8, 77);
         assert_eq!(for_kind(ErrorKind::NotFound) as u8, 2);
         assert_eq!(for_kind(ErrorKind::Unavailable) as u8, 69);
+        assert_eq!(for_kind(ErrorKind::DataError) as u8, 65);
     }
 }
