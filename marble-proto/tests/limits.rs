@@ -315,14 +315,15 @@ fn unknown_variant_index_is_a_decode_error() {
     })
     .expect("encodes");
     assert_eq!(known, [1, 0]);
-    // 12 is the first index past `Drain`; 200 and 250 are far out; 251 starts a u16 varint.
-    for variant in [12u8, 200, 250] {
+    // 18 is the first index past `Transfers` (the last request, 1.1); 200 and 250 are far
+    // out; 251 starts a u16 varint.
+    for variant in [18u8, 200, 250] {
         assert_decode_error::<ClientFrame>(&[1, variant]);
     }
     assert_decode_error::<ClientFrame>(&[1, 251, 0xFF, 0xFF]);
-    // Reply has four variants; ErrorKind ten.
+    // Reply has four variants; ErrorKind eleven.
     assert_decode_error::<ServerFrame>(&[1, 4]);
-    assert_decode_error::<ServerFrame>(&[1, 1, 10, 0, 0]);
+    assert_decode_error::<ServerFrame>(&[1, 1, 11, 0, 0]);
 }
 
 #[test]

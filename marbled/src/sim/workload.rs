@@ -90,6 +90,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Internal => "internal",
         ErrorKind::Locked => "locked",
         ErrorKind::Timeout => "timeout",
+        ErrorKind::DataError => "data_error",
     }
 }
 
