@@ -9,6 +9,9 @@
 //! - every `Effect::Run { op, .. }` is eventually answered by exactly one
 //!   `Input::Finished { op, .. }` (the actor never drops one; after a daemon restart in-flight
 //!   ops are gone and the restored world marks them "needs reconcile");
+//! - a `Stop` job may answer `Outcome::Probe(Busy | Unknown)` instead of stopping when a
+//!   last-moment gate finds the VM busy (GitHub refusing to delete a runner that was just
+//!   given a job); the scheduler treats it exactly like a busy probe;
 //! - every `Input::Command { req, .. }` is eventually answered by exactly one
 //!   `Effect::Reply { req, .. }` unless an `Input::Cancelled { req }` arrives first;
 //! - `Effect::RefreshInventory` makes the actor list VMs and send `Input::Inventory`;

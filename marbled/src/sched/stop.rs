@@ -239,6 +239,15 @@ impl World {
                 // prlctl returned; the VM may still be shutting down (or may ignore the
                 // request). The next inventory decides; `drive_stops` kills at the timeout.
             }
+            (_, Outcome::Probe(result)) => {
+                // The stop job's last-moment gate (e.g. deleting the GitHub runner
+                // registration, refused with 422 because a job was just assigned) found the
+                // VM busy and did not stop it: exactly as if the probe had said so.
+                if let Some(plan) = self.vms.get_mut(name).and_then(|vm| vm.stop.as_mut()) {
+                    plan.phase = StopPhase::Probe { not_before: now };
+                }
+                self.on_probe(now, name, &result, fx);
+            }
             (_, failed) => {
                 let err = match failed {
                     Outcome::Failed(err) => err,

@@ -576,3 +576,44 @@ fn unknown_state_before_first_inventory_starts_nothing() {
         "{fx:?}"
     );
 }
+
+#[test]
+fn stop_gate_finding_the_vm_busy_keeps_it_running() {
+    let mut host = four(Policy::Manual);
+    let start = host.command("admin", Command::StartVm { vm: R1.into() });
+    host.settle();
+    assert!(host.reply(start).is_ok());
+    let stop = host.command(
+        "admin",
+        Command::StopVm {
+            vm: R1.into(),
+            force: false,
+        },
+    );
+    assert!(host.complete_one()); // probe: idle
+    let (op, vm, action) = host.ops.remove(0);
+    assert_eq!(
+        (vm.as_str(), &action),
+        (R1, &Action::Stop(StopKind::Graceful))
+    );
+    // GitHub refused to delete the runner (422): a job was just assigned.
+    host.feed(Input::Finished {
+        op,
+        outcome: Outcome::Probe(ProbeResult::Busy("GitHub: runner is running a job".into())),
+    });
+    host.settle();
+    assert_eq!(host.err_kind(stop), ErrorKind::Busy);
+    let Err(err) = host.reply(stop) else {
+        unreachable!()
+    };
+    assert!(err.message.contains("GitHub"), "{}", err.message);
+    assert_eq!(host.running(), vec![R1.to_owned()]);
+    let info = host.world.vms(host.now);
+    let r1 = info.iter().find(|v| v.name == R1).unwrap();
+    assert!(matches!(r1.busy, BusyState::Busy { .. }), "{:?}", r1.busy);
+    assert!(
+        r1.operation.is_none(),
+        "no stop left pending: {:?}",
+        r1.operation
+    );
+}

@@ -636,7 +636,13 @@ impl World {
 
     // ---- operation outcomes -------------------------------------------------------------
 
-    fn on_probe(&mut self, now: Millis, name: &str, result: &ProbeResult, fx: &mut Vec<Effect>) {
+    pub(super) fn on_probe(
+        &mut self,
+        now: Millis,
+        name: &str,
+        result: &ProbeResult,
+        fx: &mut Vec<Effect>,
+    ) {
         let recheck = self.config.busy_recheck_ms;
         let Some(vm) = self.vms.get_mut(name) else {
             return;
