@@ -60,6 +60,10 @@ pub enum Command {
     Drain(DrainArgs),
     /// Lifecycle events and scheduler decisions.
     Events(EventsArgs),
+    /// VM images in the S3 bucket: push, pull, list, remove, verify (transfers run in the
+    /// daemon and survive this command's session ending).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
 }
@@ -76,6 +80,76 @@ pub enum VmCommand {
     /// Stop a VM: graceful first, then forced after a timeout. Refuses a busy VM or one whose
     /// busy state cannot be determined unless --force.
     Stop(StopArgs),
+}
+
+/// `image …` commands.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Push a stopped VM: clone, scrub secrets in the clone, stream to S3, verify, delete the
+    /// clone. The VM is held (nothing starts it) for the whole push.
+    Push(ImagePushArgs),
+    /// Pull an image (or a legacy .zip), verify it, register it as `<host>-<name without
+    /// date>` with a new MAC, and print what to register in LANDB.
+    Pull(ImagePullArgs),
+    /// List images in the bucket.
+    Ls(ImageLsArgs),
+    /// Delete an image from the bucket.
+    Rm(ImageNameArg),
+    /// Re-download an image and check every chunk against its manifest.
+    Verify(ImageVerifyArgs),
+    /// Running and recently finished transfers.
+    Transfers,
+}
+
+/// `image push`.
+#[derive(Debug, Args)]
+pub struct ImagePushArgs {
+    /// VM name or UUID (must be stopped).
+    pub vm: String,
+    /// Image name (default: today's date + the VM name without the host prefix).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Return once the transfer has started; follow it with `marblectl image transfers`.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// `image pull`.
+#[derive(Debug, Args)]
+pub struct ImagePullArgs {
+    /// Image name, e.g. 2026-11-28-ROOT-VM-macOS-14.
+    pub name: String,
+    /// Register under this VM name instead of `<host>-<name without date>`.
+    #[arg(long = "as", value_name = "VM")]
+    pub as_name: Option<String>,
+    /// Return once the transfer has started.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// `image ls`.
+#[derive(Debug, Args)]
+pub struct ImageLsArgs {
+    /// Only this team's images (root, spi; the bucket folder is upper case).
+    #[arg(long)]
+    pub team: Option<String>,
+}
+
+/// An image name.
+#[derive(Debug, Args)]
+pub struct ImageNameArg {
+    /// Image name.
+    pub name: String,
+}
+
+/// `image verify`.
+#[derive(Debug, Args)]
+pub struct ImageVerifyArgs {
+    /// Image name.
+    pub name: String,
+    /// Return once the transfer has started.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// A VM name or UUID.

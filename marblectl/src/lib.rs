@@ -66,6 +66,7 @@ pub async fn run(cli: Cli) -> Result<Exit, ClientError> {
         Command::Unlock(args) => cmd::admin::unlock(&ctx, args).await,
         Command::Drain(args) => cmd::admin::drain(&ctx, args).await,
         Command::Events(args) => cmd::status::events(&ctx, &args).await,
+        Command::Image(image) => cmd::image::run(&ctx, image).await,
         Command::Completions(args) => {
             let mut buf = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "marblectl", &mut buf);

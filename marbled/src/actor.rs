@@ -36,6 +36,7 @@ use crate::jobs::JobContext;
 use crate::sched::{
     Action, Command, Effect, Input, ObservedVm, OpId, Outcome, Persisted, ReqId, SchedConfig, World,
 };
+use crate::transfers::{SubmitEnv, TransferEvent, Transfers};
 
 /// Commands queued from connections to the actor. Bounded so a flood of clients applies
 /// back-pressure instead of growing memory.
@@ -56,7 +57,7 @@ pub fn now_ms() -> u64 {
 
 /// A request waiting for the scheduler's answer.
 struct Waiter {
-    progress: mpsc::Sender<String>,
+    progress: mpsc::Sender<Event>,
     done: oneshot::Sender<Result<Response, WireError>>,
 }
 
@@ -65,8 +66,8 @@ struct Waiter {
 pub struct Submitted {
     /// Id to cancel with.
     pub req: ReqId,
-    /// Non-terminal progress messages.
-    pub progress: mpsc::Receiver<String>,
+    /// Non-terminal progress events (`Event::Progress`).
+    pub progress: mpsc::Receiver<Event>,
     /// The terminal answer.
     pub done: oneshot::Receiver<Result<Response, WireError>>,
 }
@@ -189,6 +190,8 @@ enum Completion {
         outcome: Outcome,
     },
     Inventory(Result<Vec<ObservedVm>, String>),
+    /// An image transfer job reports (`crate::transfers`).
+    Transfer(TransferEvent),
 }
 
 /// Static facts the actor reports in `status`.
@@ -233,6 +236,8 @@ pub struct Supervisor {
     refresh_again: bool,
     next_refresh: Instant,
     inventory_ms: u64,
+    /// Image transfers and the VMs they hold.
+    transfers: Transfers,
     shutdown: CancellationToken,
 }
 
@@ -269,6 +274,9 @@ impl Supervisor {
             refresh_again: false,
             next_refresh: Instant::now(),
             inventory_ms: 0,
+            // Interrupted at shutdown rather than holding it for the whole budget: pushes
+            // and pulls resume without resending finished parts.
+            transfers: Transfers::new(shutdown.child_token()),
             shutdown,
         };
         (
@@ -347,6 +355,13 @@ impl Supervisor {
                 tracing::debug!(vm = %vm, op = op.0, ?outcome, "operation finished");
                 Input::Finished { op, outcome }
             }
+            Completion::Transfer(event) => {
+                // Pushes create and delete a clone, pulls register a VM.
+                if self.transfers.on_event(event) {
+                    self.refresh_inventory();
+                }
+                return;
+            }
             Completion::Inventory(result) => {
                 self.refresh_in_flight = false;
                 if std::mem::take(&mut self.refresh_again) {
@@ -379,7 +394,32 @@ impl Supervisor {
                 caller,
                 request,
                 waiter,
+            } if Transfers::handles(&request) => {
+                tracing::info!(req = req.0, user = %caller, kind = request.kind(), "request");
+                let world = &self.world;
+                let resolve = |vm: &str| world.resolve(vm);
+                let env = SubmitEnv {
+                    jobs: &self.jobs,
+                    ctx: &self.ctx,
+                    host: &self.identity.host,
+                    vms: world.vms(now_ms()),
+                    resolve: &resolve,
+                    report: self.completions_tx.clone(),
+                    wrap: Completion::Transfer,
+                };
+                self.transfers
+                    .submit(env, caller, &request, waiter.progress, waiter.done);
+            }
+            ActorCommand::Submit {
+                req,
+                caller,
+                request,
+                waiter,
             } => match self.to_command(&request) {
+                Ok(cmd) if let Some(err) = self.transfers.refuse_command(&cmd) => {
+                    tracing::info!(req = req.0, user = %caller, kind = request.kind(), error = %err, "refused: image transfer");
+                    let _ = waiter.done.send(Err(err));
+                }
                 Ok(cmd) => {
                     tracing::info!(req = req.0, user = %caller, kind = request.kind(), "request");
                     self.waiting.insert(req, waiter);
@@ -533,7 +573,11 @@ impl Supervisor {
                 Effect::Progress { req, message } => {
                     if let Some(waiter) = self.waiting.get(&req) {
                         // Progress is advisory: drop it rather than block the actor.
-                        let _ = waiter.progress.try_send(message);
+                        let _ = waiter.progress.try_send(Event::Progress {
+                            done: 0,
+                            total: 0,
+                            message,
+                        });
                     }
                 }
                 Effect::Emit(event) => self.broadcast(&event),
@@ -572,8 +616,17 @@ impl Supervisor {
     }
 
     fn spawn_op(&mut self, op: OpId, vm: String, action: Action) {
-        let ctx = self.ctx.clone();
         let tx = self.completions_tx.clone();
+        if let Some(why) = self.transfers.blocks_action(&vm, &action) {
+            // Reported back through the channel like any job, never re-entering the world.
+            tracing::info!(vm = %vm, op = op.0, ?action, %why, "operation refused");
+            self.jobs.spawn(async move {
+                let outcome = Outcome::Failed(format!("not run: {why}"));
+                let _ = tx.send(Completion::Op { op, vm, outcome }).await;
+            });
+            return;
+        }
+        let ctx = self.ctx.clone();
         let team = self.teams.get(&vm).copied().unwrap_or(Team::Unassigned);
         let span = tracing::info_span!("op", op = op.0, vm = %vm, action = ?action);
         tracing::debug!(parent: &span, "operation started");
@@ -611,10 +664,6 @@ impl Supervisor {
 }
 
 /// Map a streamed reply body for a connection.
-pub fn progress_event(message: String) -> Reply {
-    Reply::Event(Event::Progress {
-        done: 0,
-        total: 0,
-        message,
-    })
+pub fn progress_event(event: Event) -> Reply {
+    Reply::Event(event)
 }

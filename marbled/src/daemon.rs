@@ -52,6 +52,8 @@ pub fn job_context(config: &Config, hv: Arc<dyn Hypervisor>) -> JobContext {
         hv,
         probe: Arc::new(config.probe.clone()),
         teams: Arc::new(TeamMap::new(&config.teams)),
+        #[cfg(feature = "s3")]
+        images: Arc::new(config.images.clone()),
     }
 }
 

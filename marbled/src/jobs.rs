@@ -27,6 +27,9 @@ pub struct JobContext {
     pub probe: Arc<ProbeSection>,
     /// Team mapping for inventory results.
     pub teams: Arc<TeamMap>,
+    /// `[images]`: S3 store and image pipeline settings for transfer jobs.
+    #[cfg(feature = "s3")]
+    pub images: Arc<crate::images::ImageStoreConfig>,
 }
 
 impl std::fmt::Debug for JobContext {

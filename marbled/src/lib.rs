@@ -13,7 +13,8 @@
 //! [`peer`] (credentials and access), [`server`] (accept loop, handler), [`actor`] (state
 //! owner), [`jobs`] (slow work), [`sched`] (sans-I/O scheduler), [`hypervisor`] (prlctl),
 //! [`inventory`] (teams), [`store`] (state file), [`logging`] (subscriber for `main`),
-//! [`daemon`] (wiring: `run`).
+//! [`daemon`] (wiring: `run`), [`transfers`] (image push/pull/verify jobs and the VM holds
+//! they take; the S3 code is [`images`]).
 
 pub mod actor;
 #[cfg(feature = "ci")]
@@ -35,6 +36,7 @@ pub mod server;
 pub mod sim;
 pub mod socket;
 pub mod store;
+pub mod transfers;
 
 pub use config::Config;
 pub use daemon::run;

@@ -1,6 +1,7 @@
 //! One module per noun group; each exposes `run(args, &Context) -> Result<Exit, ClientError>`.
 
 pub mod admin;
+pub mod image;
 pub mod slot;
 pub mod status;
 pub mod vm;

@@ -17,9 +17,31 @@ pub async fn status(ctx: &Context) -> Result<Exit, ClientError> {
             } else {
                 render::status(&report)
             });
+            if !ctx.json {
+                running_transfers(ctx).await;
+            }
             Ok(Exit::Ok)
         }
         other => Err(unexpected(&other)),
+    }
+}
+
+/// Running image transfers under the status (protocol 1.1; an older daemon has none).
+async fn running_transfers(ctx: &Context) {
+    let Ok(mut client) = Client::connect(&ctx.socket).await else {
+        return;
+    };
+    if client.welcome().minor < Request::Transfers.since_minor() {
+        return;
+    }
+    if let Ok(Response::Transfers(list)) = client.call(Request::Transfers, |_| {}).await {
+        let running: Vec<_> = list.into_iter().filter(|t| t.finished_ms == 0).collect();
+        if !running.is_empty() {
+            out(&format!(
+                "image transfers:\n{}",
+                crate::cmd::image::transfer_table(&running)
+            ));
+        }
     }
 }
 

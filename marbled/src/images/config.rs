@@ -2,6 +2,7 @@
 //! credentials order, transfer tuning, scrub list, pull-time VM settings).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +112,14 @@ pub struct ImageStoreConfig {
     pub build_disk: Option<PathBuf>,
     /// Object key of the build disk image (a marble image or a `.zip`).
     pub build_disk_key: String,
+    /// Directory pulled VM bundles go to. Unset: `$HOME/Parallels` of the daemon's user.
+    pub bundles_dir: Option<PathBuf>,
+    /// How long `image push` waits for the scrubbing clone's guest to answer `prlctl exec`.
+    #[serde(with = "humantime_serde")]
+    pub boot_timeout: Duration,
+    /// Timeout of each guest command of the scrub.
+    #[serde(with = "humantime_serde")]
+    pub exec_timeout: Duration,
 }
 
 impl Default for ImageStoreConfig {
@@ -140,6 +149,9 @@ impl Default for ImageStoreConfig {
             host_memory_reserve_mib: 4096,
             build_disk: None,
             build_disk_key: "build_drive.hdd.zip".into(),
+            bundles_dir: None,
+            boot_timeout: Duration::from_secs(300),
+            exec_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -178,6 +190,9 @@ impl ImageStoreConfig {
                 self.compression_level
             ));
         }
+        if self.boot_timeout.is_zero() || self.exec_timeout.is_zero() {
+            problems.push("boot_timeout and exec_timeout must be greater than zero".to_string());
+        }
         if self.credentials.is_empty() {
             problems.push("credentials order is empty".to_string());
         }
@@ -201,6 +216,15 @@ impl ImageStoreConfig {
 
     pub(crate) fn chunk_size(&self) -> u64 {
         self.chunk_size_mib * 1024 * 1024
+    }
+
+    /// Where pulled bundles go: `bundles_dir`, else `$HOME/Parallels`.
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.bundles_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("/var/empty"), PathBuf::from)
+                .join("Parallels")
+        })
     }
 
     pub(crate) fn state_dir(&self) -> PathBuf {

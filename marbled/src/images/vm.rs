@@ -31,6 +31,8 @@ pub struct PushVmOptions {
     pub boot_timeout: Duration,
     /// Timeout of each guest command.
     pub exec_timeout: Duration,
+    /// Image name to use instead of `<date>-<pure name>`.
+    pub image: Option<ImageName>,
 }
 
 /// What [`push_vm`] did.
@@ -55,6 +57,8 @@ pub struct PullVmOptions {
     pub host_cpus: u32,
     /// Host memory in MiB; the VM gets this minus `host_memory_reserve_mib`.
     pub host_memory_mib: u64,
+    /// VM name to register instead of `<host>-<name without date>`.
+    pub vm_name: Option<String>,
 }
 
 /// What [`pull_vm`] did, including what the operator must register in LANDB.
@@ -107,6 +111,11 @@ async fn guest_sh(
 
 /// Removes the scrub list in the running clone, resets host names, then checks nothing
 /// on the list remains. Returns what was done.
+///
+/// Only `rm -rfv` and `ls -d` over the globs: the guest shell expands them, an unmatched glob
+/// stays literal (ignored by `rm -f`, an error on stderr for `ls`), and stdout lists exactly
+/// what was removed / what remains. No loops or variables, so the same script runs in the
+/// prlctl simulator's guest shell.
 async fn scrub(
     store: &ImageStore,
     hv: &dyn Hypervisor,
@@ -116,10 +125,10 @@ async fn scrub(
 ) -> Result<Vec<String>, ImageError> {
     let cfg = &store.config().scrub;
     let mut done = Vec::new();
-    // Globs are left unquoted so the guest shell expands them; each match is echoed back.
+    // Globs are left unquoted so the guest shell expands them.
     let globs = cfg.files.join(" ");
     if !globs.is_empty() {
-        let (_, out) = guest_sh(hv, clone, &format!("for f in {globs}; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then rm -rf \"$f\" && echo \"$f\"; fi; done; true"), timeout).await?;
+        let (_, out) = guest_sh(hv, clone, &format!("rm -rfv {globs}; true"), timeout).await?;
         done.extend(
             out.lines()
                 .filter(|l| !l.is_empty())
@@ -140,7 +149,7 @@ async fn scrub(
         ));
     }
     if !globs.is_empty() {
-        let (_, out) = guest_sh(hv, clone, &format!("for f in {globs}; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then echo \"$f\"; fi; done; true"), timeout).await?;
+        let (_, out) = guest_sh(hv, clone, &format!("ls -d {globs}; true"), timeout).await?;
         let remaining: Vec<String> = out
             .lines()
             .filter(|l| !l.is_empty())
@@ -218,7 +227,10 @@ pub async fn push_vm(
             reason: format!("is {}; only a stopped VM can be pushed", info.state),
         });
     }
-    let image = ImageName::for_vm(&opts.date, pure_name(vm, &opts.host_name))?;
+    let image = match &opts.image {
+        Some(image) => image.clone(),
+        None => ImageName::for_vm(&opts.date, pure_name(vm, &opts.host_name))?,
+    };
     let clone = image.as_str().to_string();
     progress(Progress {
         phase: Phase::Prepare,
@@ -280,7 +292,10 @@ pub async fn pull_vm(
     opts: &PullVmOptions,
     progress: ProgressSink<'_>,
 ) -> Result<PullVmReport, ImageError> {
-    let vm_name = format!("{}-{}", opts.host_name, name.without_date());
+    let vm_name = opts
+        .vm_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", opts.host_name, name.without_date()));
     let existing = hv.list_all().await.map_err(hv_err("list", &vm_name))?;
     if let Some(v) = existing
         .iter()

@@ -106,6 +106,9 @@ pub fn run(s: &mut Session<'_>, name: &str, args: &[String], input: Option<Vec<u
         }
         "rm" => {
             let force = args.iter().any(|a| a.starts_with('-') && a.contains('f'));
+            // `-v` prints each path as it is removed (BSD rm prints a directory's contents
+            // too; the simulator prints the operand).
+            let verbose = args.iter().any(|a| a.starts_with('-') && a.contains('v'));
             let mut r = Ran::default();
             for f in args.iter().filter(|a| !a.starts_with('-')) {
                 let p = s.host_path(f);
@@ -114,6 +117,9 @@ pub fn run(s: &mut Session<'_>, name: &str, args: &[String], input: Option<Vec<u
                 } else {
                     std::fs::remove_file(&p)
                 };
+                if res.is_ok() && verbose {
+                    r.stdout.extend(format!("{f}\n").into_bytes());
+                }
                 if res.is_err() && !force {
                     r.stderr
                         .extend(format!("rm: {f}: No such file or directory\n").into_bytes());
@@ -155,6 +161,20 @@ pub fn run(s: &mut Session<'_>, name: &str, args: &[String], input: Option<Vec<u
                 Some(f) => err_ran(&format!("chown: {f}: No such file or directory\n"), 1),
                 None => Ran::default(),
             }
+        }
+        "ls" if args.iter().any(|a| a.starts_with('-') && a.contains('d')) => {
+            // `ls -d OPERAND…`: each existing operand on its own line, errors for the others.
+            let mut r = Ran::default();
+            for f in args.iter().filter(|a| !a.starts_with('-')) {
+                if std::fs::symlink_metadata(s.host_path(f)).is_ok() {
+                    r.stdout.extend(format!("{f}\n").into_bytes());
+                } else {
+                    r.stderr
+                        .extend(format!("ls: {f}: No such file or directory\n").into_bytes());
+                    r.exit = 1;
+                }
+            }
+            r
         }
         "ls" => {
             let dir = args
