@@ -1,0 +1,274 @@
+//! `marblectl image …` end to end: the real daemon binary on a simulated Parallels host
+//! (prlsim) and a real S3 server on loopback (s3s-fs, `LocalS3`), driven by the real CLI.
+//!
+//! One scenario, because each step needs the previous one's image: push a stopped VM (its
+//! clone is scrubbed: a planted token file never reaches the bucket), pull it back as another
+//! VM (byte-identical disk, holes preserved, new MAC, registered), list / verify / transfers,
+//! then a detached push whose stored object is corrupted: verify and pull fail with exit 65,
+//! nothing is registered and no partial bundle is left. The daemon logs at TRACE throughout
+//! (the AWS SDK included) and its log must never contain the S3 secret key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use marble_tests::harness::{
+    DaemonProcess, bin_path, marblectl, short_tempdir, test_config, wait_until_blocking,
+};
+use marble_tests::prlsim::SimHost;
+use marble_tests::s3::{LocalS3, SECRET_KEY};
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1024 * 1024;
+const VM: &str = "macphsft-test-ROOT-VM-macOS-14";
+const IMAGE: &str = "2026-11-28-ROOT-VM-macOS-14";
+const IMAGE2: &str = "2026-11-29-ROOT-VM-macOS-14";
+const TOKEN: &[u8] = b"ghp_plantedTokenThatMustNeverLeaveTheHost0123";
+
+fn sha(path: &Path) -> String {
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).expect("read");
+    hex::encode(h.finalize())
+}
+
+/// Deterministic incompressible bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// The VM's disk: 96 MiB apparent with 3 data regions and holes between them.
+fn make_sparse_disk(path: &Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::create(path).expect("create disk");
+    f.set_len(96 * MIB).expect("set_len");
+    f.write_all_at(&noise(1, 2 * MIB as usize), 0)
+        .expect("write");
+    f.write_all_at(&noise(2, MIB as usize + 17), 40 * MIB)
+        .expect("write");
+    f.write_all_at(b"tail", 96 * MIB - 4).expect("write");
+}
+
+fn disk_of(bundle: &Path) -> PathBuf {
+    let hdd = bundle.join("harddisk.hdd");
+    std::fs::read_dir(&hdd)
+        .expect("harddisk.hdd")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "hds"))
+        .expect("an .hds in harddisk.hdd")
+}
+
+/// The daemon binary with the whole tracing output (every crate, TRACE) in `log`.
+fn spawn_daemon_trace(dir: &Path, config: &marbled::Config) -> DaemonProcess {
+    let path = dir.join("marbled.toml");
+    std::fs::write(&path, toml::to_string(config).expect("config toml")).expect("write config");
+    let log = dir.join("marbled.log");
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(bin_path("marbled-under-test"))
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env("MARBLE_LOG", "trace")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn marbled-under-test");
+    let socket = config.daemon.socket.clone();
+    let mut daemon = DaemonProcess { child, socket, log };
+    let up = wait_until_blocking(Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&daemon.socket).is_ok()
+            || daemon.child.try_wait().ok().flatten().is_some()
+    });
+    assert!(
+        up && daemon.child.try_wait().ok().flatten().is_none(),
+        "marbled did not come up:\n{}",
+        daemon.log_text()
+    );
+    daemon
+}
+
+#[track_caller]
+fn ok(socket: &Path, args: &[&str]) -> String {
+    let (code, stdout, stderr) = marblectl(socket, args);
+    assert_eq!(
+        code, 0,
+        "marblectl {args:?}: stdout={stdout} stderr={stderr}"
+    );
+    stdout
+}
+
+fn transfers(socket: &Path) -> Vec<serde_json::Value> {
+    let out = ok(socket, &["--json", "image", "transfers"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    v["Transfers"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn push_pull_scrub_corruption_and_no_secret_in_logs() {
+    let Some(s3) = LocalS3::start() else { return };
+    let dir = short_tempdir();
+    let sim = SimHost::create(dir.path().join("sim")).expect("sim host");
+    sim.add_vm(VM).expect("add vm");
+    let src = sim.vm(VM).expect("vm");
+    make_sparse_disk(&disk_of(&src.home));
+    sim.write_guest_file(VM, "/Users/admin/.PAT", TOKEN, 0o600)
+        .expect("plant token");
+    sim.write_guest_file(VM, "/Users/admin/notes.txt", b"keep me\n", 0o644)
+        .expect("guest file");
+
+    let mut config = test_config(dir.path(), sim.dir());
+    let mut images = s3.config();
+    // Literal paths: the simulator's guest shell has no globs (the real guest expands them).
+    images.scrub.files = vec![
+        "/Users/admin/.PAT".into(),
+        "/Users/admin/.zsh_history".into(),
+    ];
+    images.bundles_dir = Some(sim.dir().join("pulled"));
+    images.boot_timeout = Duration::from_secs(20);
+    images.exec_timeout = Duration::from_secs(10);
+    images.host_memory_reserve_mib = 256;
+    config.images = images;
+    let daemon = spawn_daemon_trace(dir.path(), &config);
+    let sock = daemon.socket.clone();
+
+    // Push: scrubbed clone, original untouched, clone removed.
+    let out = ok(&sock, &["image", "push", VM, "--name", IMAGE]);
+    assert!(
+        out.contains("scrub: removed /Users/admin/.PAT"),
+        "push report: {out}"
+    );
+    assert_eq!(
+        sim.read_guest_file(VM, "/Users/admin/.PAT").expect("read"),
+        Some(TOKEN.to_vec()),
+        "the original VM keeps its files"
+    );
+    let names: Vec<String> = sim
+        .state()
+        .expect("state")
+        .vms
+        .iter()
+        .map(|v| v.name.clone())
+        .collect();
+    assert_eq!(names, [VM], "the push clone is deleted");
+
+    // Listed and verified.
+    let ls = ok(&sock, &["--json", "image", "ls", "--team", "root"]);
+    assert!(ls.contains(IMAGE) && ls.contains("\"marble\""), "{ls}");
+    let verify = ok(&sock, &["image", "verify", IMAGE]);
+    assert!(verify.contains("OK"), "{verify}");
+
+    // Pull as another VM: registered, renamed, new MAC, disk byte-identical with holes.
+    let copy = "macphsft-test-ROOT-VM-macOS-14-copy";
+    let out = ok(&sock, &["image", "pull", IMAGE, "--as", copy]);
+    assert!(out.contains(copy) && out.contains("MAC"), "{out}");
+    let pulled = sim.vm(copy).expect("pulled VM registered under --as name");
+    assert_ne!(pulled.uuid, src.uuid);
+    assert_ne!(
+        pulled.nets.first().map(|n| &n.mac),
+        src.nets.first().map(|n| &n.mac),
+        "a pulled VM gets a new MAC"
+    );
+    assert!(pulled.home.starts_with(sim.dir().join("pulled")));
+    let (a, b) = (disk_of(&src.home), disk_of(&pulled.home));
+    assert_eq!(std::fs::metadata(&b).expect("stat").len(), 96 * MIB);
+    assert_eq!(sha(&a), sha(&b), "disk content survives push + pull");
+    let allocated = std::fs::metadata(&b).expect("stat").blocks() * 512;
+    assert!(
+        allocated < 8 * MIB,
+        "holes come back as holes: {allocated} bytes allocated for 3 MiB of data"
+    );
+    assert_eq!(
+        sim.read_guest_file(copy, "/Users/admin/notes.txt")
+            .expect("read"),
+        Some(b"keep me\n".to_vec())
+    );
+    assert_eq!(
+        sim.read_guest_file(copy, "/Users/admin/.PAT")
+            .expect("read"),
+        None,
+        "scrubbed file absent from the image"
+    );
+    // Anywhere on the simulated host, the token is only in the original VM's guest.
+    let holders = sim.files_containing(TOKEN).expect("scan");
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert!(holders[0].starts_with(&src.home), "{holders:?}");
+
+    // A detached push returns at once; the transfer finishes in the daemon.
+    let out = ok(&sock, &["image", "push", VM, "--name", IMAGE2, "--detach"]);
+    assert!(out.contains("started"), "{out}");
+    let done = wait_until_blocking(Duration::from_secs(60), || {
+        transfers(&sock)
+            .iter()
+            .any(|t| t["image"] == IMAGE2 && t["finished_ms"].as_u64() != Some(0))
+    });
+    assert!(done, "detached push finished: {:?}", transfers(&sock));
+    let t = transfers(&sock);
+    let t2 = t.iter().find(|t| t["image"] == IMAGE2).expect("listed");
+    assert_eq!(t2["phase"], "done", "{t2}");
+    assert!(t2["error"].is_null(), "{t2}");
+
+    // Corrupt the stored object: verify and pull fail cleanly (65), nothing registered, no
+    // bundle, no partial download left.
+    let key = format!("ROOT/{IMAGE2}.marble");
+    let obj = s3.object_path(&key);
+    let mut data = std::fs::read(&obj).expect("stored object");
+    let mid = data.len() / 2;
+    for b in &mut data[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&obj, &data).expect("corrupt");
+    let (code, _, err) = marblectl(&sock, &["image", "verify", IMAGE2]);
+    assert_eq!(code, 65, "verify of a corrupt object: {err}");
+    let before: Vec<PathBuf> = std::fs::read_dir(sim.dir().join("pulled"))
+        .expect("pulled dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let bad = "macphsft-test-ROOT-VM-macOS-14-bad";
+    let (code, _, err) = marblectl(&sock, &["image", "pull", IMAGE2, "--as", bad]);
+    assert_eq!(code, 65, "pull of a corrupt object: {err}");
+    assert!(err.contains("checksum") || err.contains("corrupt"), "{err}");
+    assert!(sim.vm(bad).is_err(), "nothing registered");
+    let after: Vec<PathBuf> = std::fs::read_dir(sim.dir().join("pulled"))
+        .expect("pulled dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(before, after, "no bundle or partial download left");
+
+    // rm, and the transfer history names the failure.
+    ok(&sock, &["image", "rm", IMAGE2]);
+    let ls = ok(&sock, &["--json", "image", "ls"]);
+    assert!(!ls.contains(IMAGE2) && ls.contains(IMAGE), "{ls}");
+    let t = transfers(&sock);
+    assert!(
+        t.iter()
+            .any(|t| t["kind"] == "pull" && t["phase"] == "failed" && t["image"] == IMAGE2),
+        "{t:?}"
+    );
+
+    // The log saw the S3 traffic at TRACE, and never the secret key.
+    let log = daemon.log_text();
+    assert!(
+        log.contains("transfer started"),
+        "log captured the transfers"
+    );
+    assert!(
+        log.contains("aws_smithy") || log.contains("aws_sdk_s3"),
+        "SDK trace output captured"
+    );
+    assert!(
+        !log.contains(SECRET_KEY),
+        "the S3 secret key appeared in the daemon log"
+    );
+}
