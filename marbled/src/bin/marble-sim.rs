@@ -35,6 +35,9 @@ enum Cmd {
         /// Override the trace's seed (`sim.seed`).
         #[arg(long)]
         seed: Option<u64>,
+        /// Log every scheduler input and effect, with its virtual time, to stderr.
+        #[arg(long)]
+        log: bool,
     },
 }
 
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         json,
         policy,
         seed,
+        log,
     } = cli.command;
     let loaded = match Trace::load(&trace) {
         Ok(t) => t,
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
             PolicyArg::Manual => Policy::Manual,
         }),
         seed,
+        log,
     };
     let report = simulate(&loaded, opts);
     if json {

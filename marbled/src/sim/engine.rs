@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub policy: Option<Policy>,
     /// Replace the trace's `sim.seed`.
     pub seed: Option<u64>,
+    /// Write every scheduler input and effect, with its virtual time, to stderr.
+    pub log: bool,
 }
 
 /// Things that happen at a virtual time.
@@ -96,7 +98,10 @@ pub struct Engine {
     stuck_reported: bool,
     over_capacity: bool,
     idle_ms: u64,
-    steps: u64,
+    starved_since: [Option<Millis>; 2],
+    longest_starved: [u64; 2],
+    pub(super) steps: u64,
+    log: bool,
     policy: Policy,
     seed: u64,
     // Counters for the report.
@@ -110,6 +115,7 @@ pub struct Engine {
     pub(super) grants: u64,
     pub(super) refusals: BTreeMap<String, u64>,
     pub(super) unanswered: u64,
+    pub(super) unanswered_under_hang: u64,
     pub(super) late_replies: u64,
     pub(super) race_interruptions: u64,
     pub(super) violations: Violations,
@@ -196,7 +202,10 @@ impl Engine {
             stuck_reported: false,
             over_capacity: false,
             idle_ms: 0,
+            starved_since: [None; 2],
+            longest_starved: [0; 2],
             steps: 0,
+            log: opts.log,
             policy,
             seed,
             stats_root: TeamStats::default(),
@@ -209,6 +218,7 @@ impl Engine {
             grants: 0,
             refusals: BTreeMap::new(),
             unanswered: 0,
+            unanswered_under_hang: 0,
             late_replies: 0,
             race_interruptions: 0,
             violations: Violations::default(),
@@ -283,6 +293,20 @@ impl Engine {
     /// Move the clock forward, accounting idle VM time.
     fn advance(&mut self, at: Millis) {
         if at > self.now {
+            for (k, team) in [Team::Root, Team::Spi].into_iter().enumerate() {
+                // Starved: the team has waiting jobs and none of its VMs is on the host.
+                let waiting = match team {
+                    Team::Root => !self.root_queue.is_empty(),
+                    _ => self.builds.iter().any(|b| b.state.is_waiting()),
+                };
+                let on_host = self.vms.iter().any(|v| v.team == team && v.occupies_host());
+                if waiting && !on_host {
+                    let since = *self.starved_since[k].get_or_insert(self.now);
+                    self.longest_starved[k] = self.longest_starved[k].max(at - since);
+                } else {
+                    self.starved_since[k] = None;
+                }
+            }
             let idle = self.vms.iter().filter(|v| v.idle_running()).count() as u64;
             self.idle_ms += (at - self.now) * idle;
             self.now = at;
@@ -318,8 +342,20 @@ impl Engine {
     /// Hand one input to the world and carry out its effects.
     pub(super) fn feed(&mut self, input: Input) {
         self.steps += 1;
+        if self.log {
+            eprintln!(
+                "+{:<10} <- {input:?}",
+                super::metrics::fmt_ms(self.offset())
+            );
+        }
         let effects = self.world.handle(self.now, input);
         for effect in effects {
+            if self.log && !matches!(effect, Effect::Persist) {
+                eprintln!(
+                    "+{:<10} -> {effect:?}",
+                    super::metrics::fmt_ms(self.offset())
+                );
+            }
             match effect {
                 Effect::Run { op, vm, action } => self.start_op(op, &vm, &action),
                 Effect::Reply { req, result } => self.on_reply(req, result),
@@ -376,7 +412,7 @@ impl Engine {
         self.schedule_in(ms(self.cfg.inventory_latency), Ev::InventoryDone(listing));
     }
 
-    fn check_capacity(&mut self) {
+    pub(super) fn check_capacity(&mut self) {
         let occupying: Vec<String> = self
             .vms
             .iter()
@@ -428,11 +464,21 @@ impl Engine {
         let mut teams = BTreeMap::new();
         teams.insert(
             "root",
-            TeamReport::new(&self.stats_root, root_running, &root_unstarted),
+            TeamReport::new(
+                &self.stats_root,
+                root_running,
+                &root_unstarted,
+                self.longest_starved[0],
+            ),
         );
         teams.insert(
             "spi",
-            TeamReport::new(&self.stats_spi, spi_running, &spi_unstarted),
+            TeamReport::new(
+                &self.stats_spi,
+                spi_running,
+                &spi_unstarted,
+                self.longest_starved[1],
+            ),
         );
         Report {
             policy: match self.policy {
@@ -454,6 +500,7 @@ impl Engine {
             grants: self.grants,
             refusals: self.refusals.clone(),
             unanswered_requests: self.unanswered,
+            unanswered_under_hang: self.unanswered_under_hang,
             pending_requests_at_end: self
                 .requests
                 .values()

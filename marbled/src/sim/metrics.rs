@@ -47,11 +47,19 @@ pub struct TeamReport {
     pub wait_max_ms: Option<u64>,
     /// Longest wait of a job that never started (until the end), ms.
     pub longest_unstarted_ms: Option<u64>,
+    /// Longest time the team had waiting jobs while none of its VMs was on the host, ms
+    /// (compare with `scheduler.fairness_bound`).
+    pub longest_starved_ms: u64,
 }
 
 impl TeamReport {
     /// Summarise `stats`; `unstarted` holds the waits so far of jobs that never started.
-    pub fn new(stats: &TeamStats, running_at_end: u64, unstarted: &[u64]) -> Self {
+    pub fn new(
+        stats: &TeamStats,
+        running_at_end: u64,
+        unstarted: &[u64],
+        longest_starved_ms: u64,
+    ) -> Self {
         let mut waits = stats.waits.clone();
         waits.sort_unstable();
         Self {
@@ -65,6 +73,7 @@ impl TeamReport {
             wait_p95_ms: percentile(&waits, 95),
             wait_max_ms: waits.last().copied(),
             longest_unstarted_ms: unstarted.iter().copied().max(),
+            longest_starved_ms,
         }
     }
 }
@@ -110,8 +119,11 @@ pub struct Report {
     pub grants: u64,
     /// Refusals by error kind.
     pub refusals: BTreeMap<String, u64>,
-    /// Requests not answered within wait + slack (also counted as violations).
+    /// Requests not answered within their bound (the client gave up).
     pub unanswered_requests: u64,
+    /// Of those, requests that waited while an operation with an injected hang was in
+    /// flight (not violations: the daemon bounds operations with the prlctl timeouts).
+    pub unanswered_under_hang: u64,
     /// Requests still waiting when the simulation ended (within their bound).
     pub pending_requests_at_end: u64,
     /// Replies that came after the client gave up.
@@ -150,7 +162,7 @@ impl Report {
         }
         let _ = writeln!(out);
         let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), fmt_ms);
-        let rows: [(&str, Cell<'_>); 10] = [
+        let rows: [(&str, Cell<'_>); 11] = [
             ("jobs arrived", &|t| t.arrived.to_string()),
             ("jobs started", &|t| t.started.to_string()),
             ("jobs completed", &|t| t.completed.to_string()),
@@ -161,6 +173,7 @@ impl Report {
             ("wait p95", &|t| opt(t.wait_p95_ms)),
             ("wait max", &|t| opt(t.wait_max_ms)),
             ("longest unstarted", &|t| opt(t.longest_unstarted_ms)),
+            ("longest starved", &|t| fmt_ms(t.longest_starved_ms)),
         ];
         for (label, cell) in rows {
             let _ = write!(out, "{label:<22}");
@@ -188,7 +201,10 @@ impl Report {
         kv(
             &mut out,
             "unanswered requests",
-            self.unanswered_requests.to_string(),
+            format!(
+                "{} ({} behind a hung operation)",
+                self.unanswered_requests, self.unanswered_under_hang
+            ),
         );
         kv(
             &mut out,

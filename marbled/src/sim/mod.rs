@@ -19,6 +19,8 @@ pub mod invariants;
 pub mod metrics;
 mod ops;
 pub mod rng;
+#[cfg(test)]
+mod tests;
 pub mod trace;
 mod workload;
 

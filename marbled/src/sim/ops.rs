@@ -82,6 +82,11 @@ fn describe(result: &ProbeResult) -> String {
 }
 
 impl Engine {
+    /// An operation with an injected hang is in flight.
+    pub(super) fn hung_op_in_flight(&self) -> bool {
+        self.ops.values().any(|o| o.hang > Duration::ZERO)
+    }
+
     /// `Effect::Run`: check, decide the plan, schedule the completion.
     pub(super) fn start_op(&mut self, op: OpId, vm: &str, action: &Action) {
         *self.op_counts.entry(action_name(action)).or_insert(0) += 1;
@@ -135,6 +140,9 @@ impl Engine {
             .faults
             .hits(FaultKind::Hang, vm, offset, Some(hang_action(action)))
             .unwrap_or(Duration::ZERO);
+        if hang > Duration::ZERO {
+            self.mark_requests_hung();
+        }
         let (plan, after) = match action {
             Action::Start | Action::Resume => self.plan_power_on(vi, action),
             Action::Stop(kind) => self.plan_stop(vi, *kind),

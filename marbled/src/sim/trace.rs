@@ -73,7 +73,8 @@ pub struct SimSection {
     /// How long `prlctl list` takes.
     #[serde(with = "humantime_serde")]
     pub inventory_latency: Duration,
-    /// A slot request must be answered within its `wait` plus this, or it is a violation.
+    /// A slot request must be answered within its `wait` plus the scheduler's graceful
+    /// stop and readiness timeouts plus this, or it is a violation.
     #[serde(with = "humantime_serde")]
     pub reply_slack: Duration,
 }

@@ -75,23 +75,30 @@ pub(super) struct PendingReq {
     pub(super) vm: usize,
     pub(super) answered: bool,
     pub(super) cancelled: bool,
+    /// An operation with an injected hang was in flight while this request waited.
+    pub(super) saw_hang: bool,
 }
 
-/// Stable snake_case name of an error kind, for the refusal counts.
-pub fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidRequest => "invalid_request",
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::InvalidState => "invalid_state",
-        ErrorKind::Busy => "busy",
-        ErrorKind::PermissionDenied => "permission_denied",
-        ErrorKind::Unavailable => "unavailable",
-        ErrorKind::Unsupported => "unsupported",
-        ErrorKind::Internal => "internal",
-        ErrorKind::Locked => "locked",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::DataError => "data_error",
+/// Stable snake_case name of an error kind, for the refusal counts (`Busy` → `busy`,
+/// `InvalidState` → `invalid_state`). Derived from the wire name so kinds appended to the
+/// protocol later are named without a change here.
+pub fn kind_name(kind: ErrorKind) -> String {
+    let wire = serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{kind:?}"));
+    let mut out = String::new();
+    for (i, c) in wire.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 impl Engine {
@@ -114,7 +121,10 @@ impl Engine {
 
     /// Start whatever can start now, until nothing changes.
     pub(super) fn pump(&mut self) {
-        while self.start_root_jobs() || self.dispatch_builds() {}
+        // The step budget also bounds this loop, should a client and the scheduler livelock.
+        while self.steps < super::engine::MAX_STEPS
+            && (self.start_root_jobs() || self.dispatch_builds())
+        {}
     }
 
     fn start_root_jobs(&mut self) -> bool {
@@ -165,11 +175,14 @@ impl Engine {
                 changed = true;
                 continue;
             }
+            // A node whose agent is connected is busy with another build: Jenkins queues
+            // the build for it rather than running the start script again.
             let n = candidates.len();
             let start = self.builds[b].cursor;
-            let target = (0..n)
-                .map(|k| (start + k) % n.max(1))
-                .find(|&k| self.request_for_vm[candidates[k]].is_none());
+            let target = (0..n).map(|k| (start + k) % n).find(|&k| {
+                let vi = candidates[k];
+                self.request_for_vm[vi].is_none() && !self.vms[vi].agent_connected
+            });
             if let Some(k) = target {
                 self.builds[b].cursor = (k + 1) % n;
                 self.send_request(b, candidates[k]);
@@ -190,12 +203,13 @@ impl Engine {
                 vm: vi,
                 answered: false,
                 cancelled: false,
+                saw_hang: self.hung_op_in_flight(),
             },
         );
         self.request_for_vm[vi] = Some(req);
         self.builds[b].state = BuildState::Requesting(req);
         let wait_ms = self.builds[b].arrival.wait_ms;
-        let bound = wait_ms.saturating_add(super::engine::ms(self.cfg.reply_slack));
+        let bound = wait_ms.saturating_add(self.reply_bound());
         self.schedule_in(bound, Ev::ReplyDeadline(req));
         let vm = self.vms[vi].name.clone();
         self.feed(Input::Command {
@@ -203,6 +217,16 @@ impl Engine {
             caller: "jenkins".into(),
             cmd: Command::RequestSlot { vm, wait_ms },
         });
+    }
+
+    /// How long past its `wait` a request may take: the scheduler may use the wait to get
+    /// the host, then stop the VM holding it (graceful timeout) and wait for the new one's
+    /// guest (readiness timeout); `sim.reply_slack` covers the operations' own latencies.
+    pub(super) fn reply_bound(&self) -> u64 {
+        let c = self.world.config();
+        c.graceful_stop_timeout_ms
+            .saturating_add(c.ready_timeout_ms)
+            .saturating_add(super::engine::ms(self.cfg.reply_slack))
     }
 
     fn retry_later(&mut self, b: usize) {
@@ -279,16 +303,24 @@ impl Engine {
                 self.retry_later(b);
             }
             Err(err) => {
-                *self
-                    .refusals
-                    .entry(kind_name(err.kind).to_owned())
-                    .or_insert(0) += 1;
+                *self.refusals.entry(kind_name(err.kind)).or_insert(0) += 1;
                 self.retry_later(b);
             }
         }
     }
 
-    /// A request's bound passed: a violation if unanswered; the client gives up and retries.
+    /// Every waiting request may now depend on a hung operation.
+    pub(super) fn mark_requests_hung(&mut self) {
+        for p in self.requests.values_mut() {
+            if !p.answered && !p.cancelled {
+                p.saw_hang = true;
+            }
+        }
+    }
+
+    /// A request's bound passed: the client gives up and retries. A violation, unless an
+    /// operation with an injected hang was in flight meanwhile: the scheduler waits for its
+    /// operations, which the daemon bounds with the prlctl timeouts; those are counted apart.
     pub(super) fn reply_overdue(&mut self, req: ReqId) {
         let Some(p) = self.requests.get_mut(&req) else {
             return;
@@ -297,20 +329,25 @@ impl Engine {
             return;
         }
         p.cancelled = true;
-        let (b, vi) = (p.build, p.vm);
+        let (b, vi, saw_hang) = (p.build, p.vm, p.saw_hang);
         self.unanswered += 1;
         if self.request_for_vm[vi] == Some(req) {
             self.request_for_vm[vi] = None;
         }
         let wait = self.builds[b].arrival.wait_ms;
         let text = format!(
-            "RequestSlot {} (request {}, wait {}) unanswered after wait + {}",
+            "RequestSlot {} (request {}, wait {}) unanswered after wait + {} \
+             (graceful stop timeout + ready timeout + reply slack)",
             self.vms[vi].name,
             req.0,
             fmt_ms(wait),
-            fmt_ms(super::engine::ms(self.cfg.reply_slack))
+            fmt_ms(self.reply_bound())
         );
-        self.violation(ViolationKind::Unanswered, text);
+        if saw_hang {
+            self.unanswered_under_hang += 1;
+        } else {
+            self.violation(ViolationKind::Unanswered, text);
+        }
         self.feed(Input::Cancelled { req });
         self.retry_later(b);
     }
