@@ -7,10 +7,11 @@
 //! every step it checks the scheduler's rules ([`invariants`]) and at the end reports
 //! per-team waits, boots, idle time, grants and refusals ([`metrics`]).
 //!
-//! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`), [`generate`]
-//! (Poisson arrivals, random traces for property tests), [`rng`] (seeded streams),
-//! [`engine`] (event loop), [`ops`] (the simulated hypervisor), [`workload`] (CI clients),
-//! [`host`] (VM ground truth, faults), [`invariants`], [`metrics`].
+//! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; checked in
+//! `validate`), [`generate`] (Poisson arrivals, random traces for property tests), [`rng`]
+//! (seeded streams), [`engine`] (event loop), [`ops`] (the simulated hypervisor),
+//! [`workload`] (CI clients), [`host`] (VM ground truth, faults), [`invariants`],
+//! [`metrics`].
 
 pub mod engine;
 pub mod generate;
@@ -22,6 +23,7 @@ pub mod rng;
 #[cfg(test)]
 mod tests;
 pub mod trace;
+mod validate;
 mod workload;
 
 pub use engine::{RunOptions, simulate};

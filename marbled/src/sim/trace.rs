@@ -472,9 +472,17 @@ impl Trace {
                 message: "unknown key".into(),
             });
         })
-        .map_err(|err| TraceError::Syntax {
-            path: path.to_owned(),
-            message: err.to_string().trim().to_owned(),
+        .map_err(|err| {
+            // toml's message shows the line but not always the key's full path: name it.
+            let key = err
+                .span()
+                .and_then(|span| key_at(text, span.start))
+                .map(|k| format!("{k}: "))
+                .unwrap_or_default();
+            TraceError::Syntax {
+                path: path.to_owned(),
+                message: format!("{key}{}", err.to_string().trim()),
+            }
         })?;
         let mut problems = unknown;
         problems.extend(trace.problems());
@@ -540,185 +548,29 @@ impl Trace {
         }
         sched
     }
-
-    /// Semantic checks, all at once.
-    pub fn problems(&self) -> Vec<TraceProblem> {
-        let mut out = Vec::new();
-        let mut bad = |key: String, message: String| out.push(TraceProblem { key, message });
-        // The daemon's own checks of [scheduler].
-        let daemon = Config {
-            scheduler: self.scheduler.clone(),
-            ..Config::default()
-        };
-        for p in daemon.problems() {
-            if p.key.starts_with("scheduler.") {
-                bad(p.key, p.message);
-            }
-        }
-        if self.sim.duration.is_zero() {
-            bad("sim.duration".into(), "must be greater than zero".into());
-        }
-        if self.host.capacity == 0 {
-            bad("host.capacity".into(), "must be at least 1".into());
-        }
-        let vms = self.host_vms();
-        if vms.is_empty() {
-            bad("host".into(), "the host has no VMs".into());
-        }
-        let mut names = BTreeSet::new();
-        for (i, vm) in vms.iter().enumerate() {
-            if vm.name.trim().is_empty() {
-                bad(format!("host.vms[{i}].name"), "must not be empty".into());
-            } else if !names.insert(vm.name.as_str()) {
-                bad(
-                    "host.vms".into(),
-                    format!("VM {:?} is defined twice", vm.name),
-                );
-            }
-        }
-        let running = vms
-            .iter()
-            .filter(|v| v.power == InitialPower::Running)
-            .count();
-        if running > self.host.capacity as usize {
-            bad(
-                "host.vms".into(),
-                format!(
-                    "{running} VMs start running but host.capacity is {}",
-                    self.host.capacity
-                ),
-            );
-        }
-        let spi: BTreeSet<&str> = vms
-            .iter()
-            .filter(|v| v.team == Team::Spi)
-            .map(|v| v.name.as_str())
-            .collect();
-        if self.boot.min > self.boot.max {
-            bad("boot.min".into(), "must not exceed boot.max".into());
-        }
-        for (i, job) in self.root_jobs.iter().enumerate() {
-            if job.labels.is_empty() {
-                bad(format!("root_jobs[{i}].labels"), "must not be empty".into());
-            }
-        }
-        for (i, b) in self.jenkins.iter().enumerate() {
-            if b.vm != "any" && !spi.contains(b.vm.as_str()) {
-                bad(format!("jenkins[{i}].vm"), not_spi(&b.vm, &spi));
-            }
-            if b.retry.is_zero() {
-                bad(
-                    format!("jenkins[{i}].retry"),
-                    "must be greater than zero".into(),
-                );
-            }
-        }
-        let needs_spi = self.jenkins.iter().any(|b| b.vm == "any")
-            || self.generate.as_ref().is_some_and(|g| g.spi.is_some());
-        if needs_spi && spi.is_empty() {
-            bad(
-                "host.spi_vms".into(),
-                "Jenkins builds are configured but the host has no SPI VM".into(),
-            );
-        }
-        if let Some(g) = &self.generate {
-            if let Some(r) = &g.root {
-                rate_problems(&mut bad, "generate.root", r.per_hour);
-                if r.duration_min > r.duration_max {
-                    bad(
-                        "generate.root.duration_min".into(),
-                        "must not exceed duration_max".into(),
-                    );
-                }
-                if r.label_sets.is_empty() || r.label_sets.iter().any(Vec::is_empty) {
-                    bad(
-                        "generate.root.label_sets".into(),
-                        "needs at least one non-empty label set".into(),
-                    );
-                }
-            }
-            if let Some(s) = &g.spi {
-                rate_problems(&mut bad, "generate.spi", s.per_hour);
-                if s.duration_min > s.duration_max {
-                    bad(
-                        "generate.spi.duration_min".into(),
-                        "must not exceed duration_max".into(),
-                    );
-                }
-                if s.vms.is_empty() {
-                    bad("generate.spi.vms".into(), "must not be empty".into());
-                }
-                for vm in &s.vms {
-                    if vm != "any" && !spi.contains(vm.as_str()) {
-                        bad("generate.spi.vms".into(), not_spi(vm, &spi));
-                    }
-                }
-                if s.retry.is_zero() {
-                    bad(
-                        "generate.spi.retry".into(),
-                        "must be greater than zero".into(),
-                    );
-                }
-            }
-        }
-        for (i, f) in self.faults.iter().enumerate() {
-            if let Some(vm) = &f.vm
-                && !names.contains(vm.as_str())
-            {
-                bad(
-                    format!("faults[{i}].vm"),
-                    format!("unknown VM {vm:?}; the host has {}", join(&names)),
-                );
-            }
-            if !(0.0..=1.0).contains(&f.rate) {
-                bad(format!("faults[{i}].rate"), "must be within 0..=1".into());
-            }
-            if let (Some(from), Some(until)) = (f.from, f.until)
-                && from >= until
-            {
-                bad(format!("faults[{i}].from"), "must be before until".into());
-            }
-            if f.kind != FaultKind::Hang {
-                if f.action.is_some() {
-                    bad(
-                        format!("faults[{i}].action"),
-                        "only valid for kind = \"hang\"".into(),
-                    );
-                }
-                if f.delay.is_some() {
-                    bad(
-                        format!("faults[{i}].delay"),
-                        "only valid for kind = \"hang\"".into(),
-                    );
-                }
-            }
-        }
-        out
-    }
 }
 
-fn rate_problems(bad: &mut impl FnMut(String, String), key: &str, per_hour: f64) {
-    if !per_hour.is_finite() || per_hour < 0.0 {
-        bad(
-            format!("{key}.per_hour"),
-            "must be a non-negative number".into(),
-        );
+/// The dotted key whose value starts at byte `offset`: the `key =` on that line under the
+/// nearest `[table]` or `[[array]]` header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
     }
-}
-
-fn not_spi(vm: &str, spi: &BTreeSet<&str>) -> String {
-    format!(
-        "{vm:?} is not an SPI VM of the host; expected \"any\" or one of {}",
-        join(spi)
-    )
-}
-
-fn join(names: &BTreeSet<&str>) -> String {
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.iter().copied().collect::<Vec<_>>().join(", ")
-    }
+    let header = before
+        .get(..line_start)?
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    Some(match header {
+        Some(h) if !h.is_empty() => format!("{h}.{key}"),
+        _ => key.to_owned(),
+    })
 }
 
 /// `cycle` or `manual`, as in `marbled.toml`.
@@ -770,10 +622,12 @@ mod tests {
     fn bad_duration_names_its_key() {
         let err = parse("[sim]\nduration = \"4 fortnights\"\n").expect_err("bad duration");
         let text = err.to_string();
-        assert!(text.contains("duration"), "{text}");
+        assert!(text.contains("sim.duration: "), "{text}");
         assert!(text.contains("line 2"), "{text}");
         let err = parse("[boot]\nmin = \"60\"\n").expect_err("no unit");
-        assert!(err.to_string().contains("min"), "{err}");
+        assert!(err.to_string().contains("boot.min: "), "{err}");
+        let err = parse("[[faults]]\nkind = \"hang\"\ndelay = \"soon\"\n").expect_err("bad");
+        assert!(err.to_string().contains("faults.delay: "), "{err}");
     }
 
     #[test]
