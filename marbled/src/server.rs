@@ -1,4 +1,4 @@
-//! The accept loop and the per-connection [`Handler`].
+//! The accept loop and the per-connection `Handler`.
 //!
 //! A handler owns one connection: it reads the peer's kernel credentials, runs the
 //! handshake (with a timeout, so a silent peer cannot hold a slot), then serves one request

@@ -60,7 +60,7 @@ pub struct S3cfg {
     pub secret_key: Option<SecretString>,
     /// `access_token`.
     pub access_token: Option<SecretString>,
-    /// `host_base` (host[:port]).
+    /// `host_base` (`host[:port]`).
     pub host_base: Option<String>,
     /// `host_bucket`.
     pub host_bucket: Option<String>,

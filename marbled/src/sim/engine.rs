@@ -6,8 +6,8 @@
 //! coalescing a refresh requested while one is in flight; it calls `handle(now, Tick)` at
 //! `next_deadline()`; at equal times, completions and arrivals go before the tick (the
 //! actor's `select!` is biased the same way). Every `Effect::Run` is answered by exactly one
-//! `Input::Finished` after a simulated duration ([`super::ops`]); the simulated CI clients
-//! live in [`super::workload`].
+//! `Input::Finished` after a simulated duration (`super::ops`); the simulated CI clients
+//! live in `super::workload`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -3,14 +3,14 @@
 //!
 //! The engine drives `World` exactly as the daemon's actor does (see [`engine`]) against a
 //! simulated host whose ground truth — power states, boots, guests, running jobs — it owns
-//! ([`host`], [`ops`]), with GitHub and Jenkins as simulated clients ([`workload`]). After
+//! ([`host`], `ops`), with GitHub and Jenkins as simulated clients (`workload`). After
 //! every step it checks the scheduler's rules ([`invariants`]) and at the end reports
 //! per-team waits, boots, idle time, grants and refusals ([`metrics`]).
 //!
 //! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; checked in
 //! `validate`), [`generate`] (Poisson arrivals, random traces for property tests), [`rng`]
-//! (seeded streams), [`engine`] (event loop), [`ops`] (the simulated hypervisor),
-//! [`workload`] (CI clients), [`host`] (VM ground truth, faults), [`invariants`],
+//! (seeded streams), [`engine`] (event loop), `ops` (the simulated hypervisor),
+//! `workload` (CI clients), [`host`] (VM ground truth, faults), [`invariants`],
 //! [`metrics`].
 
 pub mod engine;
