@@ -29,7 +29,7 @@ truncate -s "${apparent_gib}G" "$disk"
 q=$((data_mib / 4))
 # 40 % random (incompressible), 40 % text-like (base64), 20 % written zeros, in separate regions.
 head -c $((q * 2 * 1048576 * 8 / 10)) /dev/urandom | dd of="$disk" bs=1M conv=notrunc status=none
-base64 -w 100 /dev/urandom | head -c $((q * 2 * 1048576 * 8 / 10)) | dd of="$disk" bs=1M seek=$((apparent_gib * 1024 / 3)) conv=notrunc status=none
+{ base64 -w 100 /dev/urandom || true; } | head -c $((q * 2 * 1048576 * 8 / 10)) | dd of="$disk" bs=1M seek=$((apparent_gib * 1024 / 3)) conv=notrunc status=none
 head -c $((q * 1048576 * 8 / 10)) /dev/zero | dd of="$disk" bs=1M seek=$((apparent_gib * 1024 * 2 / 3)) conv=notrunc status=none
 for i in $(seq 200); do head -c $((RANDOM * 4)) /dev/urandom | base64 > "$b/logs/log$i.txt"; done
 printf '<ParallelsVirtualMachine/>\n' > "$b/config.pvs"
