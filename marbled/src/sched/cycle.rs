@@ -44,6 +44,7 @@ impl World {
                     && vm.stop.is_none()
                     && vm.start.is_none()
                     && vm.ready_checked
+                    && !vm.power_stale
                     && self.leases.get(&vm.name).is_none_or(|l| l.until_ms <= now)
             })
             .map(|vm| vm.name.clone())

@@ -127,7 +127,12 @@ impl World {
             return;
         };
         // Its VM answers: grant (also when it was already running: idempotent).
-        if vm.ready && vm.power.occupies_host() && vm.stop.is_none() && vm.start.is_none() {
+        if vm.ready
+            && !vm.power_stale
+            && vm.power.occupies_host()
+            && vm.stop.is_none()
+            && vm.start.is_none()
+        {
             self.grant(now, &slot, fx);
             return;
         }

@@ -159,6 +159,23 @@ impl World {
         }
         // A lease granted after the stop was planned (a slot request won the race) wins.
         let leased = self.leases.get(name).is_some_and(|l| l.until_ms > now);
+        // A VM MARBLE booted whose guest has not answered a single exec since cannot have
+        // been given work: its slot was never granted and no runner config was delivered.
+        // Stopping it after failed readiness is what keeps one broken VM from holding the
+        // host forever (quarantine then keeps it from being booted again at once).
+        let never_answered = plan.why == StopWhy::NotReady && vm.started_here && !vm.answered;
+        if never_answered && matches!(result, ProbeResult::Unknown(_)) {
+            self.decide(
+                now,
+                Some(name),
+                "guest never answered since MARBLE booted it (no job can have been handed to \
+                 it); stopping it"
+                    .into(),
+                fx,
+            );
+            self.graceful(now, name, fx);
+            return;
+        }
         if matches!(result, ProbeResult::Idle)
             && (!leased || matches!(plan.why, StopWhy::Admin { .. }))
         {
@@ -253,7 +270,14 @@ impl World {
                     Outcome::Failed(err) => err,
                     other => format!("{other:?}"),
                 };
-                let plan = self.vms.get_mut(name).and_then(|vm| vm.stop.take());
+                // prlctl refused or failed: whether the VM still runs is unknown until the
+                // next inventory (a kill of an already stopped VM fails too), so it is
+                // neither granted nor cycled on the strength of the old state.
+                let plan = self.vms.get_mut(name).and_then(|vm| {
+                    vm.power_stale = true;
+                    vm.ready = false;
+                    vm.stop.take()
+                });
                 self.decide(now, Some(name), format!("stop failed: {err}"), fx);
                 if let Some(plan) = plan {
                     match plan.why {

@@ -96,6 +96,7 @@ impl Host {
                         assert!(
                             forced
                                 || matches!(busy, Some(BusyState::Idle { .. }))
+                                || self.never_ready.contains_key(&vm)
                                 || !self.jobs.contains_key(&vm)
                                     && !self.probe_fails.contains_key(&vm),
                             "stop of {vm} whose last probe was {busy:?}"
@@ -616,4 +617,82 @@ fn stop_gate_finding_the_vm_busy_keeps_it_running() {
         "no stop left pending: {:?}",
         r1.operation
     );
+}
+
+#[test]
+fn a_vm_whose_guest_never_answers_is_stopped_and_quarantined() {
+    let mut host = Host::new(
+        Policy::Cycle,
+        &[
+            (R1, Team::Root, PowerState::Stopped),
+            (R2, Team::Root, PowerState::Stopped),
+        ],
+    );
+    host.never_ready.insert(R1.into(), "Unable to open new session".into());
+    host.probe_fails.insert(R1.into(), "Unable to open new session".into());
+    host.advance(3_600_000);
+    // R1 never holds the host for long: it is stopped after each failed boot and
+    // quarantined, and R2 gets cycled meanwhile.
+    let r2_starts = host
+        .log
+        .iter()
+        .filter(|(v, a)| v == R2 && *a == Action::Start)
+        .count();
+    assert!(r2_starts >= 5, "R2 started {r2_starts} times in an hour");
+    let status = host.world.status(host.now);
+    let r1 = status.vms.iter().find(|v| v.name == R1).unwrap();
+    assert!(r1.note.contains("quarantined") || r1.power == PowerState::Stopped, "{r1:?}");
+}
+
+#[test]
+fn a_vm_found_running_with_a_silent_guest_is_never_stopped_on_a_guess() {
+    let mut host = Host::new(Policy::Cycle, &[(R1, Team::Root, PowerState::Running)]);
+    host.never_ready.insert(R1.into(), "Unable to open new session".into());
+    host.probe_fails.insert(R1.into(), "Unable to open new session".into());
+    host.advance(3_600_000);
+    assert_eq!(host.running(), vec![R1.to_owned()]);
+    assert!(!host.log.iter().any(|(_, a)| matches!(a, Action::Stop(_))));
+}
+
+#[test]
+fn a_failed_kill_does_not_make_a_stopped_vm_grantable() {
+    let mut host = four(Policy::Manual);
+    let start = host.command("admin", Command::StartVm { vm: S1.into() });
+    host.settle();
+    assert!(host.reply(start).is_ok());
+    host.advance(200_000); // past the operator-start grace
+    let stop = host.command("admin", Command::StopVm {
+        vm: S1.into(),
+        force: false,
+    });
+    assert!(host.complete_one()); // probe: idle
+    // The graceful stop takes exactly the timeout: the VM is in fact stopped when the
+    // scheduler kills, and the kill fails ("not running").
+    let (op, _, action) = host.ops.remove(0);
+    assert_eq!(action, Action::Stop(StopKind::Graceful));
+    host.power.insert(S1.into(), PowerState::Stopped);
+    host.now += 20_000;
+    host.feed(Input::Finished {
+        op,
+        outcome: Outcome::Done,
+    });
+    let (op, _, action) = host.ops.remove(0);
+    assert_eq!(action, Action::Stop(StopKind::Kill));
+    let req = host.command("jenkins", slot(S1, 60_000));
+    host.feed(Input::Finished {
+        op,
+        outcome: Outcome::Failed("The VM is not running".into()),
+    });
+    assert!(
+        !matches!(host.replies.get(&req), Some(Ok(Response::SlotGranted(g))) if g.already_running),
+        "granted a stopped VM as already running"
+    );
+    host.settle();
+    assert!(host.replies.contains_key(&stop));
+    // After the inventory shows it stopped, the request boots it and is granted properly.
+    match host.reply(req) {
+        Ok(Response::SlotGranted(g)) => assert!(!g.already_running),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(host.running(), vec![S1.to_owned()]);
 }

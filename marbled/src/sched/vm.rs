@@ -95,6 +95,13 @@ pub(super) struct VmState {
     pub running_because: Option<String>,
     /// The state file said an operation was in flight; cleared by the first inventory.
     pub reconcile: Option<String>,
+    /// A stop failed: the power state is not known until the next inventory, so the VM is
+    /// neither granted nor checked for readiness (it still counts as holding the host).
+    pub power_stale: bool,
+    /// MARBLE started this boot of the VM.
+    pub started_here: bool,
+    /// The guest answered an exec (readiness or probe) during this boot.
+    pub answered: bool,
 }
 
 impl VmState {
@@ -115,6 +122,9 @@ impl VmState {
             on_until: None,
             running_because: None,
             reconcile: None,
+            power_stale: false,
+            started_here: false,
+            answered: false,
         }
     }
 
@@ -149,5 +159,7 @@ impl VmState {
         self.ready_checked = false;
         self.on_until = None;
         self.running_because = None;
+        self.started_here = false;
+        self.answered = false;
     }
 }

@@ -279,6 +279,7 @@ impl World {
             });
             vm.uuid = obs.uuid;
             vm.team = obs.team;
+            vm.power_stale = false;
             // A listing that started before our own start finished may still say
             // "stopped": while a start is in flight only an occupying state is believed.
             let starting = matches!(
@@ -601,6 +602,7 @@ impl World {
             .filter(|vm| {
                 vm.power == PowerState::Running
                     && !vm.ready_checked
+                    && !vm.power_stale
                     && vm.op.is_none()
                     && vm.stop.is_none()
                     && vm.start.is_none()
@@ -661,6 +663,9 @@ impl World {
                 checked_ms: now,
             },
         };
+        if !matches!(result, ProbeResult::Unknown(_)) {
+            vm.answered = true;
+        }
         let changed = std::mem::discriminant(&vm.busy) != std::mem::discriminant(&busy);
         vm.busy = busy.clone();
         vm.probe_ms = Some(now);
@@ -731,6 +736,7 @@ impl World {
         };
         vm.ready = true;
         vm.ready_checked = true;
+        vm.answered = true;
         if vm.power != PowerState::Running && !vm.power.occupies_host() {
             vm.power = PowerState::Running;
         }
@@ -953,6 +959,7 @@ impl World {
         vm.start = Some(starter);
         vm.reset_running_state();
         vm.ready_checked = true;
+        vm.started_here = true;
         self.run(now, name, action, fx);
         Ok(())
     }
