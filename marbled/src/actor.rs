@@ -621,7 +621,7 @@ impl Supervisor {
             // Reported back through the channel like any job, never re-entering the world.
             tracing::info!(vm = %vm, op = op.0, ?action, %why, "operation refused");
             self.jobs.spawn(async move {
-                let outcome = Outcome::Failed(format!("not run: {why}"));
+                let outcome = Outcome::NotRun(format!("not run: {why}"));
                 let _ = tx.send(Completion::Op { op, vm, outcome }).await;
             });
             return;

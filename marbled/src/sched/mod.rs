@@ -95,6 +95,9 @@ pub enum Outcome {
     Failed(String),
     /// A probe's answer.
     Probe(ProbeResult),
+    /// The actor did not run the operation (the VM is held by another subsystem, e.g. an
+    /// image transfer); nothing changed on the host. Not counted as a VM failure.
+    NotRun(String),
 }
 
 /// A client command that goes through the scheduler (queries do not).

@@ -266,16 +266,19 @@ impl World {
                 self.on_probe(now, name, &result, fx);
             }
             (_, failed) => {
+                let not_run = matches!(failed, Outcome::NotRun(_));
                 let err = match failed {
-                    Outcome::Failed(err) => err,
+                    Outcome::Failed(err) | Outcome::NotRun(err) => err,
                     other => format!("{other:?}"),
                 };
                 // prlctl refused or failed: whether the VM still runs is unknown until the
                 // next inventory (a kill of an already stopped VM fails too), so it is
                 // neither granted nor cycled on the strength of the old state.
                 let plan = self.vms.get_mut(name).and_then(|vm| {
-                    vm.power_stale = true;
-                    vm.ready = false;
+                    if !not_run {
+                        vm.power_stale = true;
+                        vm.ready = false;
+                    }
                     vm.stop.take()
                 });
                 self.decide(now, Some(name), format!("stop failed: {err}"), fx);

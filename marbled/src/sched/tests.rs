@@ -628,8 +628,10 @@ fn a_vm_whose_guest_never_answers_is_stopped_and_quarantined() {
             (R2, Team::Root, PowerState::Stopped),
         ],
     );
-    host.never_ready.insert(R1.into(), "Unable to open new session".into());
-    host.probe_fails.insert(R1.into(), "Unable to open new session".into());
+    host.never_ready
+        .insert(R1.into(), "Unable to open new session".into());
+    host.probe_fails
+        .insert(R1.into(), "Unable to open new session".into());
     host.advance(3_600_000);
     // R1 never holds the host for long: it is stopped after each failed boot and
     // quarantined, and R2 gets cycled meanwhile.
@@ -641,14 +643,19 @@ fn a_vm_whose_guest_never_answers_is_stopped_and_quarantined() {
     assert!(r2_starts >= 5, "R2 started {r2_starts} times in an hour");
     let status = host.world.status(host.now);
     let r1 = status.vms.iter().find(|v| v.name == R1).unwrap();
-    assert!(r1.note.contains("quarantined") || r1.power == PowerState::Stopped, "{r1:?}");
+    assert!(
+        r1.note.contains("quarantined") || r1.power == PowerState::Stopped,
+        "{r1:?}"
+    );
 }
 
 #[test]
 fn a_vm_found_running_with_a_silent_guest_is_never_stopped_on_a_guess() {
     let mut host = Host::new(Policy::Cycle, &[(R1, Team::Root, PowerState::Running)]);
-    host.never_ready.insert(R1.into(), "Unable to open new session".into());
-    host.probe_fails.insert(R1.into(), "Unable to open new session".into());
+    host.never_ready
+        .insert(R1.into(), "Unable to open new session".into());
+    host.probe_fails
+        .insert(R1.into(), "Unable to open new session".into());
     host.advance(3_600_000);
     assert_eq!(host.running(), vec![R1.to_owned()]);
     assert!(!host.log.iter().any(|(_, a)| matches!(a, Action::Stop(_))));
@@ -661,10 +668,13 @@ fn a_failed_kill_does_not_make_a_stopped_vm_grantable() {
     host.settle();
     assert!(host.reply(start).is_ok());
     host.advance(200_000); // past the operator-start grace
-    let stop = host.command("admin", Command::StopVm {
-        vm: S1.into(),
-        force: false,
-    });
+    let stop = host.command(
+        "admin",
+        Command::StopVm {
+            vm: S1.into(),
+            force: false,
+        },
+    );
     assert!(host.complete_one()); // probe: idle
     // The graceful stop takes exactly the timeout: the VM is in fact stopped when the
     // scheduler kills, and the kill fails ("not running").
@@ -695,4 +705,35 @@ fn a_failed_kill_does_not_make_a_stopped_vm_grantable() {
         other => panic!("{other:?}"),
     }
     assert_eq!(host.running(), vec![S1.to_owned()]);
+}
+
+#[test]
+fn operations_the_actor_did_not_run_are_not_failures_and_do_not_spin() {
+    let mut host = four(Policy::Cycle);
+    // The actor refuses every start (an image transfer holds the host).
+    let mut refused = 0;
+    for _ in 0..50 {
+        let Some(pos) = host.ops.iter().position(|(_, _, a)| *a == Action::Start) else {
+            host.now += 1_000;
+            host.feed(Input::Tick);
+            continue;
+        };
+        let (op, _, _) = host.ops.remove(pos);
+        host.feed(Input::Finished {
+            op,
+            outcome: Outcome::NotRun("not run: host held by an image push".into()),
+        });
+        refused += 1;
+        host.now += 1_000;
+        host.feed(Input::Tick);
+    }
+    // One attempt per re-check interval (60 s), not one per tick.
+    assert!(
+        (1..=2).contains(&refused),
+        "start attempts in 50 s: {refused}"
+    );
+    assert!(
+        host.world.persisted().quarantine.is_empty(),
+        "not counted as failures"
+    );
 }

@@ -406,12 +406,14 @@ impl World {
             (Action::Start | Action::Resume, Outcome::Done) => self.on_started(now, &name, fx),
             (Action::Start | Action::Resume, failed) => {
                 let err = outcome_text(&failed);
-                self.on_start_failed(now, &name, &err, fx);
+                let counts = !matches!(failed, Outcome::NotRun(_));
+                self.on_start_failed(now, &name, &err, counts, fx);
             }
             (Action::WaitReady { .. }, Outcome::Done) => self.on_ready(now, &name, fx),
             (Action::WaitReady { .. }, failed) => {
                 let err = outcome_text(&failed);
-                self.on_not_ready(now, &name, &err, fx);
+                let counts = !matches!(failed, Outcome::NotRun(_));
+                self.on_not_ready(now, &name, &err, counts, fx);
             }
             (Action::Stop(kind), outcome) => self.on_stop_finished(now, &name, kind, outcome, fx),
         }
@@ -709,7 +711,14 @@ impl World {
         fx.push(Effect::RefreshInventory);
     }
 
-    fn on_start_failed(&mut self, now: Millis, name: &str, err: &str, fx: &mut Vec<Effect>) {
+    fn on_start_failed(
+        &mut self,
+        now: Millis,
+        name: &str,
+        err: &str,
+        counts: bool,
+        fx: &mut Vec<Effect>,
+    ) {
         let starter = self.vms.get_mut(name).and_then(|vm| vm.start.take());
         if let Some(Starter::Admin { req: Some(req) }) = starter {
             fx.push(Effect::Reply {
@@ -721,7 +730,15 @@ impl World {
             });
         }
         self.fail_slots_for(name, &format!("could not start {name}: {err}"), fx);
-        self.count_failure(now, name, &format!("start failed: {err}"), fx);
+        if counts {
+            self.count_failure(now, name, &format!("start failed: {err}"), fx);
+        } else {
+            // Held by another subsystem: the cycle waits a re-check interval instead of
+            // asking again at once.
+            let retry = now.saturating_add(self.config.busy_recheck_ms.max(1));
+            self.cycle_off_until = self.cycle_off_until.max(retry);
+            self.decide(now, Some(name), format!("start not run: {err}"), fx);
+        }
         fx.push(Effect::RefreshInventory);
     }
 
@@ -772,12 +789,23 @@ impl World {
         self.decide(now, Some(name), text, fx);
     }
 
-    fn on_not_ready(&mut self, now: Millis, name: &str, err: &str, fx: &mut Vec<Effect>) {
+    fn on_not_ready(
+        &mut self,
+        now: Millis,
+        name: &str,
+        err: &str,
+        counts: bool,
+        fx: &mut Vec<Effect>,
+    ) {
         if let Some(vm) = self.vms.get_mut(name) {
             vm.start = None;
             vm.ready = false;
         }
         self.fail_slots_for(name, &format!("{name} did not become ready: {err}"), fx);
+        if !counts {
+            // Held by another subsystem: not checked, not counted, not retried in a loop.
+            return;
+        }
         self.count_failure(now, name, &format!("not ready: {err}"), fx);
         // A VM whose guest does not answer is stopped only if a probe says idle; an
         // unanswered probe keeps it running (unknown counts as busy) and is retried.
@@ -1003,7 +1031,7 @@ pub(super) fn reply_done(req: ReqId, message: String, fx: &mut Vec<Effect>) {
 
 fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Failed(err) => err.clone(),
+        Outcome::Failed(err) | Outcome::NotRun(err) => err.clone(),
         Outcome::Done => "no error".to_owned(),
         Outcome::Probe(result) => format!("unexpected probe answer {result:?}"),
     }
