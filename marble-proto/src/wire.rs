@@ -171,6 +171,47 @@ pub enum Request {
     /// Running and recently finished image transfers. Answer: `Response::Transfers`.
     /// Since 1.1. Read-only.
     Transfers,
+    /// Create a macOS VM from an IPSW restore image (`prlctl create NAME -o macos
+    /// --restore-image FILE`), then apply the uniform settings: CPUs and memory, headless
+    /// startup view, `net0` bridged to the default adapter, the shared build disk attached, no
+    /// sharing of the host's folders. The new VM is locked against scheduler starts (first
+    /// boot and setup are manual); `Response::VmCreated` lists the manual steps. A failure
+    /// after `create` deletes the half-configured VM. Since 1.2. Mutating.
+    /// Errors: `InvalidRequest` (bad name, name does not match the team's pattern, IPSW not
+    /// an absolute path to a readable `.ipsw` file, build disk missing), `InvalidState` (a VM
+    /// of that name exists), `Unavailable` (prlctl failed), `Internal`.
+    CreateVm {
+        /// VM name: `[A-Za-z0-9._-]`, matching the team's name pattern.
+        name: String,
+        /// Absolute path of the `.ipsw` on the host (read by the daemon's user).
+        ipsw: String,
+        /// `Root` or `Spi`.
+        team: Team,
+        /// CPUs; `None`: all host CPUs.
+        cpus: Option<u32>,
+        /// Memory in MiB; `None`: host memory minus the configured reserve.
+        memory_mib: Option<u64>,
+    },
+    /// Run a provisioning profile in a VM's guest through `prlctl exec`, as a daemon job
+    /// bound to this connection. A stopped VM is started first when the host is free. For
+    /// the whole run the VM is held: its busy probe answers busy (so the scheduler never
+    /// stops it), stops and starts of it are refused with `Locked`, and no other VM starts.
+    /// Steps already done (guest markers) are skipped. Streams `Event::Progress` (step n of
+    /// total, step output); ends with `Response::Provisioned`. Since 1.2. Mutating.
+    /// Errors: `NotFound`, `InvalidRequest` (invalid profile, listing every problem),
+    /// `InvalidState` (a step failed — the message names it; VM suspended or in an
+    /// operation; already provisioning), `Busy` (another VM occupies the host), `Locked`
+    /// (held by an image transfer), `Unavailable` (the guest does not answer `prlctl exec`).
+    ProvisionVm {
+        /// VM name or UUID.
+        vm: String,
+        /// The profile as the client read it (the daemon never opens operator paths).
+        profile: ProfileUpload,
+    },
+    /// The daemon's half of `marblectl host check`: Parallels, prlctl, host name, build
+    /// disk, free disk, S3, GitHub, checked as the daemon's user (the VM owner). Answer:
+    /// `Response::HostReport`. Since 1.2. Read-only.
+    HostCheck,
 }
 
 impl Request {
@@ -196,6 +237,7 @@ impl Request {
             | Request::ImageRemove { .. }
             | Request::ImageVerify { .. }
             | Request::Transfers => 1,
+            Request::CreateVm { .. } | Request::ProvisionVm { .. } | Request::HostCheck => 2,
         }
     }
 
@@ -208,7 +250,8 @@ impl Request {
             | Request::WatchEvents
             | Request::ImageList { .. }
             | Request::ImageVerify { .. }
-            | Request::Transfers => false,
+            | Request::Transfers
+            | Request::HostCheck => false,
             Request::StartVm { .. }
             | Request::StopVm { .. }
             | Request::RequestSlot { .. }
@@ -219,7 +262,9 @@ impl Request {
             | Request::Drain { .. }
             | Request::ImagePush { .. }
             | Request::ImagePull { .. }
-            | Request::ImageRemove { .. } => true,
+            | Request::ImageRemove { .. }
+            | Request::CreateVm { .. }
+            | Request::ProvisionVm { .. } => true,
         }
     }
 
@@ -244,6 +289,9 @@ impl Request {
             Request::ImageRemove { .. } => "image_remove",
             Request::ImageVerify { .. } => "image_verify",
             Request::Transfers => "transfers",
+            Request::CreateVm { .. } => "create_vm",
+            Request::ProvisionVm { .. } => "provision_vm",
+            Request::HostCheck => "host_check",
         }
     }
 }
@@ -302,6 +350,12 @@ pub enum Response {
     ImageVerified(VerifyResult),
     /// Answer to `Transfers`: running transfers first, then recently finished ones. Since 1.1.
     Transfers(Vec<TransferInfo>),
+    /// Answer to `CreateVm`: the VM exists, configured and locked. Since 1.2.
+    VmCreated(CreateResult),
+    /// Answer to `ProvisionVm`: every step ran or was skipped. Since 1.2.
+    Provisioned(ProvisionResult),
+    /// Answer to `HostCheck`: one line per check, in a stable order. Since 1.2.
+    HostReport(Vec<CheckResult>),
 }
 
 /// A VM's team, derived from its name by configurable patterns or set per VM.
@@ -628,6 +682,108 @@ pub struct VerifyResult {
     pub bytes: u64,
     /// Wall time, ms.
     pub elapsed_ms: u64,
+}
+
+/// A provisioning profile as `marblectl vm provision` read it: the TOML text and the files
+/// its steps reference (`script`, `input`), keyed by the path written in the profile. The
+/// client reads them with the operator's permissions, so the daemon never opens a path an
+/// operator names. Since 1.2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileUpload {
+    /// Where the profile came from (for messages).
+    pub origin: String,
+    /// The TOML text.
+    pub text: String,
+    /// Referenced files.
+    pub files: Vec<ProfileFile>,
+}
+
+/// One file referenced by a profile. Since 1.2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileFile {
+    /// The path as written in the profile (relative to the profile's directory).
+    pub path: String,
+    /// Its content.
+    pub content: Vec<u8>,
+}
+
+/// What `CreateVm` did. Since 1.2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateResult {
+    /// The VM name.
+    pub vm: String,
+    /// Its UUID (lower case, no braces), when `prlctl list -i` reported it.
+    pub uuid: Option<String>,
+    /// Bundle directory, when reported.
+    pub bundle: Option<String>,
+    /// MAC of `net0` (to register in LANDB), when reported.
+    pub mac: Option<String>,
+    /// CPUs set.
+    pub cpus: u32,
+    /// Memory set, MiB.
+    pub memory_mib: u64,
+    /// The build disk attached.
+    pub build_disk: String,
+    /// Every prlctl command line run, in order (without the prlctl path).
+    pub commands: Vec<String>,
+    /// Whether the VM was locked against scheduler starts.
+    pub locked: bool,
+    /// What the operator must do by hand, in order.
+    pub manual_steps: Vec<String>,
+}
+
+/// One step of a provisioning run. Since 1.2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// Step name.
+    pub name: String,
+    /// `ran` or `skipped`.
+    pub outcome: String,
+    /// Why it was skipped (empty when it ran).
+    pub detail: String,
+    /// Wall time, ms (0 when skipped).
+    pub duration_ms: u64,
+}
+
+/// What `ProvisionVm` did. Since 1.2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionResult {
+    /// The VM.
+    pub vm: String,
+    /// The guest's macOS major version the `macos` selectors were evaluated against.
+    pub macos_major: u32,
+    /// Every step in profile order.
+    pub steps: Vec<StepResult>,
+    /// Whether the daemon started the VM for this run (it is left running).
+    pub started_vm: bool,
+    /// Wall time, ms.
+    pub elapsed_ms: u64,
+}
+
+/// Result of one host check. Since 1.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckStatus {
+    /// Fine.
+    Pass,
+    /// Works, but should be looked at.
+    Warn,
+    /// Broken; `marblectl host check` exits non-zero.
+    Fail,
+    /// Not applicable here (macOS only, or not configured); the detail says which.
+    Skip,
+}
+
+/// One line of the host report. Since 1.2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Stable check name (`parallels`, `prlctl`, `build-disk`…).
+    pub name: String,
+    /// Outcome.
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it (empty when nothing to do).
+    pub fix: String,
 }
 
 /// Stable error categories. Append only; clients map them to exit codes.

@@ -21,10 +21,11 @@ use std::path::{Path, PathBuf};
 
 use marble_proto::handshake::MAGIC;
 use marble_proto::{
-    Attribution, BusyState, ClientFrame, Decision, ErrorKind, Event, Hello, ImageEntry, LockTarget,
-    PROTO_MAJOR, PROTO_MINOR, PendingRequest, PowerState, PullResult, PushResult, Reply, Request,
-    Response, ServerFrame, ServerHello, SlotGrant, StatusReport, Team, TransferInfo, UnlockTarget,
-    VerifyResult, VmInfo, Welcome, WireError, codec,
+    Attribution, BusyState, CheckResult, CheckStatus, ClientFrame, CreateResult, Decision,
+    ErrorKind, Event, Hello, ImageEntry, LockTarget, PROTO_MAJOR, PROTO_MINOR, PendingRequest,
+    PowerState, ProfileFile, ProfileUpload, ProvisionResult, PullResult, PushResult, Reply,
+    Request, Response, ServerFrame, ServerHello, SlotGrant, StatusReport, StepResult, Team,
+    TransferInfo, UnlockTarget, VerifyResult, VmInfo, Welcome, WireError, codec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -135,6 +136,9 @@ impl Sampled for Request {
             Request::ImageRemove { .. } => "ImageRemove",
             Request::ImageVerify { .. } => "ImageVerify",
             Request::Transfers => "Transfers",
+            Request::CreateVm { .. } => "CreateVm",
+            Request::ProvisionVm { .. } => "ProvisionVm",
+            Request::HostCheck => "HostCheck",
         }
     }
     fn samples() -> Vec<Self> {
@@ -192,6 +196,25 @@ impl Sampled for Request {
                 detach: false,
             },
             Request::Transfers,
+            Request::CreateVm {
+                name: "macphsft01-ROOT-VM-macOS-15".into(),
+                ipsw: "/Users/ci/ipsw/UniversalMac_15.2_24C101_Restore.ipsw".into(),
+                team: Team::Root,
+                cpus: Some(8),
+                memory_mib: None,
+            },
+            Request::ProvisionVm {
+                vm: "macphsft01-ROOT-VM-macOS-15".into(),
+                profile: ProfileUpload {
+                    origin: "docs/profiles/root.toml".into(),
+                    text: "[[step]]\nname = \"a\"\nscript = \"s.sh\"\n".into(),
+                    files: vec![ProfileFile {
+                        path: "s.sh".into(),
+                        content: vec![b'e', b'c', b'h', b'o', 0, 255],
+                    }],
+                },
+            },
+            Request::HostCheck,
         ]
     }
 }
@@ -212,6 +235,9 @@ impl Sampled for Response {
             Response::ImagePulled(_) => "ImagePulled",
             Response::ImageVerified(_) => "ImageVerified",
             Response::Transfers(_) => "Transfers",
+            Response::VmCreated(_) => "VmCreated",
+            Response::Provisioned(_) => "Provisioned",
+            Response::HostReport(_) => "HostReport",
         }
     }
     fn samples() -> Vec<Self> {
@@ -294,6 +320,64 @@ impl Sampled for Response {
                     phase: "failed".into(),
                     error: Some("checksum mismatch for chunk 3".into()),
                     ..transfer_info()
+                },
+            ]),
+            Response::VmCreated(CreateResult {
+                vm: "macphsft01-ROOT-VM-macOS-15".into(),
+                uuid: Some("0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d".into()),
+                bundle: Some("/Users/ci/Parallels/macphsft01-ROOT-VM-macOS-15.macvm".into()),
+                mac: None,
+                cpus: 8,
+                memory_mib: 28_672,
+                build_disk: "/Users/ci/Parallels/build_drive.hdd".into(),
+                commands: vec!["set macphsft01-ROOT-VM-macOS-15 --startup-view headless".into()],
+                locked: true,
+                manual_steps: vec!["start it".into(), "run Setup Assistant".into()],
+            }),
+            Response::Provisioned(ProvisionResult {
+                vm: "macphsft01-ROOT-VM-macOS-15".into(),
+                macos_major: 15,
+                steps: vec![
+                    StepResult {
+                        name: "hostname".into(),
+                        outcome: "ran".into(),
+                        detail: String::new(),
+                        duration_ms: 1_500,
+                    },
+                    StepResult {
+                        name: "xcode-cli".into(),
+                        outcome: "skipped".into(),
+                        detail: "already done".into(),
+                        duration_ms: 0,
+                    },
+                ],
+                started_vm: true,
+                elapsed_ms: 65_536,
+            }),
+            Response::HostReport(vec![
+                CheckResult {
+                    name: "parallels".into(),
+                    status: CheckStatus::Pass,
+                    detail: "prlctl version 26.3.2 (57398)".into(),
+                    fix: String::new(),
+                },
+                CheckResult {
+                    name: "build-disk".into(),
+                    status: CheckStatus::Fail,
+                    detail: "missing".into(),
+                    fix: "marblectl image pull".into(),
+                },
+                CheckResult {
+                    name: "spotlight".into(),
+                    status: CheckStatus::Skip,
+                    detail: "macOS only".into(),
+                    fix: String::new(),
+                },
+                CheckResult {
+                    name: "free-disk".into(),
+                    status: CheckStatus::Warn,
+                    detail: "40 GiB free".into(),
+                    fix: "delete old bundles".into(),
                 },
             ]),
         ]
@@ -530,6 +614,26 @@ impl Sampled for UnlockTarget {
     }
 }
 
+impl Sampled for CheckStatus {
+    const PREFIX: &'static str = "check_status";
+    fn variant(&self) -> &'static str {
+        match self {
+            CheckStatus::Pass => "Pass",
+            CheckStatus::Warn => "Warn",
+            CheckStatus::Fail => "Fail",
+            CheckStatus::Skip => "Skip",
+        }
+    }
+    fn samples() -> Vec<Self> {
+        vec![
+            CheckStatus::Pass,
+            CheckStatus::Warn,
+            CheckStatus::Fail,
+            CheckStatus::Skip,
+        ]
+    }
+}
+
 /// The two handshake answers, hand-encoded (no serde): exhaustive match as well.
 fn server_hello_variant(hello: &ServerHello) -> &'static str {
     match hello {
@@ -636,6 +740,7 @@ fn all_fixtures() -> Vec<Fixture> {
     sampled_fixtures::<Team>(&mut out);
     sampled_fixtures::<LockTarget>(&mut out);
     sampled_fixtures::<UnlockTarget>(&mut out);
+    sampled_fixtures::<CheckStatus>(&mut out);
 
     // The envelopes, with ids above the one-byte varint range to pin the multi-byte form.
     out.push(serde_fixture(
@@ -857,6 +962,7 @@ fn samples_cover_every_variant() {
     assert_covers::<Team>();
     assert_covers::<LockTarget>();
     assert_covers::<UnlockTarget>();
+    assert_covers::<CheckStatus>();
 }
 
 #[test]

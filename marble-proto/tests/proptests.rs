@@ -8,10 +8,11 @@
 use std::time::Duration;
 
 use marble_proto::{
-    Attribution, BusyState, ClientFrame, Decision, ErrorKind, Event, FramedConn, Hello, ImageEntry,
-    LockTarget, PendingRequest, PowerState, PullResult, PushResult, Reply, Request, Response,
-    ServerFrame, ServerHello, SlotGrant, StatusReport, Team, TransferInfo, UnlockTarget,
-    VerifyResult, VmInfo, Welcome, WireError, codec,
+    Attribution, BusyState, CheckResult, CheckStatus, ClientFrame, CreateResult, Decision,
+    ErrorKind, Event, FramedConn, Hello, ImageEntry, LockTarget, PendingRequest, PowerState,
+    ProfileFile, ProfileUpload, ProvisionResult, PullResult, PushResult, Reply, Request, Response,
+    ServerFrame, ServerHello, SlotGrant, StatusReport, StepResult, Team, TransferInfo,
+    UnlockTarget, VerifyResult, VmInfo, Welcome, WireError, codec,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -176,6 +177,48 @@ fn request() -> impl Strategy<Value = Request> {
         text().prop_map(|name| Request::ImageRemove { name }),
         (text(), any::<bool>()).prop_map(|(name, detach)| Request::ImageVerify { name, detach }),
         Just(Request::Transfers),
+        (
+            text(),
+            text(),
+            team(),
+            option::of(any::<u32>()),
+            option::of(any::<u64>())
+        )
+            .prop_map(|(name, ipsw, team, cpus, memory_mib)| Request::CreateVm {
+                name,
+                ipsw,
+                team,
+                cpus,
+                memory_mib,
+            }),
+        (text(), profile_upload()).prop_map(|(vm, profile)| Request::ProvisionVm { vm, profile }),
+        Just(Request::HostCheck),
+    ]
+}
+
+fn profile_upload() -> impl Strategy<Value = ProfileUpload> {
+    (
+        text(),
+        text(),
+        vec(
+            (text(), vec(any::<u8>(), 0..64))
+                .prop_map(|(path, content)| ProfileFile { path, content }),
+            0..3,
+        ),
+    )
+        .prop_map(|(origin, text, files)| ProfileUpload {
+            origin,
+            text,
+            files,
+        })
+}
+
+fn check_status() -> impl Strategy<Value = CheckStatus> {
+    prop_oneof![
+        Just(CheckStatus::Pass),
+        Just(CheckStatus::Warn),
+        Just(CheckStatus::Fail),
+        Just(CheckStatus::Skip),
     ]
 }
 
@@ -313,6 +356,74 @@ fn response() -> impl Strategy<Value = Response> {
             }
         ),
         vec(transfer_info(), 0..3).prop_map(Response::Transfers),
+        (
+            (
+                text(),
+                option::of(text()),
+                option::of(text()),
+                option::of(text())
+            ),
+            (any::<u32>(), any::<u64>(), text(), vec(text(), 0..3)),
+            (any::<bool>(), vec(text(), 0..3)),
+        )
+            .prop_map(
+                |(
+                    (vm, uuid, bundle, mac),
+                    (cpus, memory_mib, build_disk, commands),
+                    (locked, manual_steps),
+                )| {
+                    Response::VmCreated(CreateResult {
+                        vm,
+                        uuid,
+                        bundle,
+                        mac,
+                        cpus,
+                        memory_mib,
+                        build_disk,
+                        commands,
+                        locked,
+                        manual_steps,
+                    })
+                }
+            ),
+        (
+            text(),
+            any::<u32>(),
+            vec(
+                (text(), text(), text(), ms()).prop_map(|(name, outcome, detail, duration_ms)| {
+                    StepResult {
+                        name,
+                        outcome,
+                        detail,
+                        duration_ms,
+                    }
+                }),
+                0..3
+            ),
+            any::<bool>(),
+            ms()
+        )
+            .prop_map(|(vm, macos_major, steps, started_vm, elapsed_ms)| {
+                Response::Provisioned(ProvisionResult {
+                    vm,
+                    macos_major,
+                    steps,
+                    started_vm,
+                    elapsed_ms,
+                })
+            }),
+        vec(
+            (text(), check_status(), text(), text()).prop_map(|(name, status, detail, fix)| {
+                CheckResult {
+                    name,
+                    status,
+                    detail,
+                    fix,
+                }
+            }),
+            0..4
+        )
+        .prop_map(Response::HostReport),
     ]
 }
 

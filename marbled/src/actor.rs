@@ -540,7 +540,10 @@ impl Supervisor {
             | Request::ImageList { .. }
             | Request::ImageRemove { .. }
             | Request::ImageVerify { .. }
-            | Request::Transfers => {
+            | Request::Transfers
+            | Request::CreateVm { .. }
+            | Request::ProvisionVm { .. }
+            | Request::HostCheck => {
                 return Err(WireError::new(
                     ErrorKind::Internal,
                     format!("{} is not a scheduler command", request.kind()),
