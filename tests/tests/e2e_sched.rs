@@ -254,3 +254,39 @@ fn fifty_simultaneous_requests_grant_exactly_one() {
     assert_eq!(max_running(&host).0, 1);
     wait_power(&daemon, running_now[0], "Running");
 }
+
+#[test]
+fn events_follow_json_streams_typed_lifecycle_events() {
+    let env = SimEnv::new();
+    let daemon = env.spawn();
+    let follower = Running::spawn(ctl_command(
+        &daemon.socket,
+        &["events", "--follow", "--json"],
+    ));
+    // The subscription is in place once a decision made after it shows up.
+    let mut n = 0;
+    let subscribed = wait_until_blocking(T, || {
+        n += 1;
+        let reason = format!("probe {n}");
+        assert_eq!(ctl(&daemon.socket, &["pause", "--reason", &reason]).code, 0);
+        follower.stdout_so_far().contains("probe ")
+    });
+    assert!(subscribed, "no event reached the follower");
+    assert_eq!(ctl(&daemon.socket, &["vm", "start", SPI1]).code, 0);
+    let mut lines = Vec::new();
+    let seen = wait_until_blocking(T, || {
+        lines = follower
+            .stdout_so_far()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("one JSON event per line"))
+            .collect();
+        let has = |kind: &str| lines.iter().any(|e| e.get(kind).is_some());
+        has("OperationStarted") && has("OperationFinished") && has("VmPower") && has("Decision")
+    });
+    assert!(seen, "events so far: {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["VmPower"]["vm"] == SPI1 && e["VmPower"]["to"] == "Running")
+    );
+}

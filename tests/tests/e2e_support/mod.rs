@@ -172,6 +172,11 @@ impl Running {
         }
     }
 
+    /// What it has written to stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
     /// Whether it has exited.
     pub fn finished(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_some()
