@@ -44,6 +44,12 @@ pub struct Config {
     /// scrub list. See docs/IMAGES.md.
     #[cfg(feature = "s3")]
     pub images: crate::images::ImageStoreConfig,
+    /// GitHub JIT runners for ROOT VMs (absent: no runner lifecycle). See docs/CI.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github: Option<GithubSection>,
+    /// Jenkins node state for SPI VMs (absent: the guest probe alone). See docs/CI.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jenkins: Option<JenkinsSection>,
 }
 
 /// `[daemon]`.
@@ -186,7 +192,7 @@ impl Default for ProbeSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SchedulerSection {
-    /// `cycle` (the seed's round robin) or `manual`.
+    /// `cycle` (the seed's round robin), `demand` (boot for queued jobs) or `manual`.
     pub policy: String,
     /// VMs allowed to run at once (1: the shared build disk).
     pub capacity: u32,
@@ -249,6 +255,297 @@ impl Default for SchedulerSection {
             fairness_bound: ms(s.fairness_bound_ms),
             inventory_interval: ms(s.inventory_interval_ms),
             decision_log_len: s.decision_log_len,
+        }
+    }
+}
+
+/// A Keychain generic password (`security find-generic-password -s SERVICE -a ACCOUNT`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeychainItem {
+    /// Service name (`-s`).
+    pub service: String,
+    /// Account name (`-a`).
+    pub account: String,
+}
+
+/// `[github]`: mint a JIT runner config at each ROOT boot and delete the registration
+/// before each stop. The token is read from `token_file` (mode 0600) or `token_keychain`,
+/// never from this file; exactly one of them, and exactly one of `repo`/`org`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GithubSection {
+    /// API base URL (GitHub Enterprise or a test server).
+    pub api_url: String,
+    /// Repository runners: `"owner/repo"` (token needs "Administration: write").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// Organisation runners: `"org"` (token needs "Self-hosted runners: write").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// File holding the token; must not be readable by group or others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Keychain item holding the token (macOS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_keychain: Option<KeychainItem>,
+    /// Runner group id (1: the Default group).
+    pub runner_group_id: u64,
+    /// First word of runner names: `<prefix>-<host>-<vm>-<boot>`.
+    pub name_prefix: String,
+    /// Labels added to `self-hosted, macOS, ARM64, macNN`.
+    pub labels_extra: Vec<String>,
+    /// Guest path the JIT config is written to (must match `launchd/guest/marble-runner.sh`).
+    pub jit_path: String,
+    /// Runner work folder, relative to the runner's install directory.
+    pub work_folder: String,
+    /// Timeout of one API request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Registration watchdog: a runner that took no job within this time while matching
+    /// jobs are queued gets its VM recycled.
+    #[serde(with = "humantime_serde")]
+    pub registration_timeout: Duration,
+}
+
+impl Default for GithubSection {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.github.com".into(),
+            repo: None,
+            org: None,
+            token_file: None,
+            token_keychain: None,
+            runner_group_id: 1,
+            name_prefix: "marble".into(),
+            labels_extra: Vec::new(),
+            jit_path: "/var/run/marble/jitconfig".into(),
+            work_folder: "_work".into(),
+            request_timeout: Duration::from_secs(30),
+            registration_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// `[jenkins]`: the controller's node API, used as the SPI busy signal and to take a node
+/// offline during a drain. The API token comes from `token_file` (0600) or `token_keychain`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JenkinsSection {
+    /// Controller base URL (with the context path, if any).
+    pub url: String,
+    /// User the API token belongs to.
+    pub user: String,
+    /// File holding the API token; must not be readable by group or others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Keychain item holding the API token (macOS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_keychain: Option<KeychainItem>,
+    /// Timeout of one API request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Jenkins node name per VM name, where they differ (default: the node is the VM name).
+    pub nodes: BTreeMap<String, String>,
+}
+
+impl Default for JenkinsSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            user: String::new(),
+            token_file: None,
+            token_keychain: None,
+            request_timeout: Duration::from_secs(20),
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+impl JenkinsSection {
+    /// The Jenkins node name of `vm`.
+    pub fn node_for<'a>(&'a self, vm: &'a str) -> &'a str {
+        self.nodes.get(vm).map_or(vm, String::as_str)
+    }
+}
+
+/// Characters allowed in runner labels and the name prefix (GitHub's own label charset is
+/// wider; these never need quoting anywhere).
+fn safe_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Check a secret's source: exactly one of file/keychain; the file absolute, present and
+/// not readable by group or others (mode 0600 or stricter).
+fn secret_source_problems(
+    section: &str,
+    file: Option<&Path>,
+    keychain: Option<&KeychainItem>,
+    bad: &mut dyn FnMut(&str, String),
+) {
+    let file_key = format!("{section}.token_file");
+    let kc_key = format!("{section}.token_keychain");
+    match (file, keychain) {
+        (None, None) => bad(
+            &file_key,
+            format!("set {file_key} (a mode-0600 file) or {kc_key}; secrets never go in this file"),
+        ),
+        (Some(_), Some(_)) => bad(
+            &file_key,
+            format!("set only one of {file_key} and {kc_key}"),
+        ),
+        (Some(path), None) => {
+            use std::os::unix::fs::PermissionsExt;
+            if !path.is_absolute() {
+                bad(&file_key, "must be an absolute path".into());
+            } else {
+                match std::fs::metadata(path) {
+                    Ok(meta) if meta.permissions().mode() & 0o077 != 0 => bad(
+                        &file_key,
+                        format!(
+                            "{} has mode {:04o}, readable by other users; fix with `chmod 600 {}`",
+                            path.display(),
+                            meta.permissions().mode() & 0o7777,
+                            path.display()
+                        ),
+                    ),
+                    Ok(meta) if !meta.is_file() => {
+                        bad(&file_key, format!("{} is not a file", path.display()));
+                    }
+                    Ok(_) => {}
+                    Err(err) => bad(&file_key, format!("cannot read {}: {err}", path.display())),
+                }
+            }
+        }
+        (None, Some(item)) => {
+            if item.service.is_empty() || item.account.is_empty() {
+                bad(&kc_key, "needs a service and an account".into());
+            }
+            if !cfg!(target_os = "macos") {
+                bad(&kc_key, "the Keychain is only available on macOS".into());
+            }
+        }
+    }
+}
+
+impl GithubSection {
+    fn problems(&self, bad: &mut dyn FnMut(&str, String)) {
+        if !cfg!(feature = "ci") {
+            bad(
+                "github",
+                "this marbled was built without the `ci` feature".into(),
+            );
+        }
+        if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
+            bad(
+                "github.api_url",
+                format!("{:?} is not an http(s) URL", self.api_url),
+            );
+        }
+        match (&self.repo, &self.org) {
+            (None, None) => bad(
+                "github.repo",
+                "set github.repo (\"owner/repo\") or github.org".into(),
+            ),
+            (Some(_), Some(_)) => bad(
+                "github.repo",
+                "set only one of github.repo and github.org".into(),
+            ),
+            (Some(r), None) => {
+                if !r
+                    .split_once('/')
+                    .is_some_and(|(o, n)| safe_word(o) && safe_word(n))
+                {
+                    bad("github.repo", format!("must be \"owner/repo\", got {r:?}"));
+                }
+            }
+            (None, Some(o)) => {
+                if !safe_word(o) {
+                    bad("github.org", format!("{o:?} is not an organisation name"));
+                }
+            }
+        }
+        secret_source_problems(
+            "github",
+            self.token_file.as_deref(),
+            self.token_keychain.as_ref(),
+            bad,
+        );
+        if !safe_word(&self.name_prefix) || self.name_prefix.len() > 20 {
+            bad(
+                "github.name_prefix",
+                format!("{:?}: 1 to 20 of A-Z a-z 0-9 . _ -", self.name_prefix),
+            );
+        }
+        for label in &self.labels_extra {
+            if !safe_word(label) {
+                bad(
+                    "github.labels_extra",
+                    format!("{label:?} is not a label (A-Z a-z 0-9 . _ -)"),
+                );
+            }
+        }
+        let jit_ok = self.jit_path.starts_with('/')
+            && !self.jit_path.contains("..")
+            && !self.jit_path.ends_with('/')
+            && self
+                .jit_path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
+        if !jit_ok {
+            bad(
+                "github.jit_path",
+                format!(
+                    "{:?}: an absolute guest path of A-Z a-z 0-9 / . _ -",
+                    self.jit_path
+                ),
+            );
+        }
+        if self.runner_group_id == 0 {
+            bad("github.runner_group_id", "must be at least 1".into());
+        }
+        for (key, d) in [
+            ("github.request_timeout", self.request_timeout),
+            ("github.registration_timeout", self.registration_timeout),
+        ] {
+            if d.is_zero() {
+                bad(key, "must be greater than zero".into());
+            }
+        }
+    }
+}
+
+impl JenkinsSection {
+    fn problems(&self, bad: &mut dyn FnMut(&str, String)) {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            bad(
+                "jenkins.url",
+                format!("{:?} is not an http(s) URL", self.url),
+            );
+        }
+        if self.user.is_empty() {
+            bad(
+                "jenkins.user",
+                "must name the user the API token belongs to".into(),
+            );
+        }
+        secret_source_problems(
+            "jenkins",
+            self.token_file.as_deref(),
+            self.token_keychain.as_ref(),
+            bad,
+        );
+        if self.request_timeout.is_zero() {
+            bad(
+                "jenkins.request_timeout",
+                "must be greater than zero".into(),
+            );
+        }
+        for (vm, node) in &self.nodes {
+            if node.is_empty() {
+                bad(&format!("jenkins.nodes.{vm}"), "empty node name".into());
+            }
         }
     }
 }
@@ -318,8 +615,12 @@ impl Config {
         let mut unknown = Vec::new();
         let deserializer = toml::Deserializer::new(text);
         let config: Config = serde_ignored::deserialize(deserializer, |key| {
+            // serde_ignored writes an `Option` layer (the optional sections) as a `?`
+            // segment; the key a user must fix has none.
+            let key = key.to_string();
+            let key: Vec<&str> = key.split('.').filter(|s| *s != "?").collect();
             unknown.push(ConfigProblem {
-                key: key.to_string(),
+                key: key.join("."),
                 message: "unknown key".into(),
             });
         })
@@ -425,7 +726,7 @@ impl Config {
             bad(
                 "scheduler.policy",
                 format!(
-                    "unknown policy {:?}; expected cycle or manual",
+                    "unknown policy {:?}; expected cycle, demand or manual",
                     self.scheduler.policy
                 ),
             );
@@ -442,6 +743,12 @@ impl Config {
                 "scheduler.quarantine_base",
                 "must not exceed scheduler.quarantine_max".into(),
             );
+        }
+        if let Some(github) = &self.github {
+            github.problems(&mut bad);
+        }
+        if let Some(jenkins) = &self.jenkins {
+            jenkins.problems(&mut bad);
         }
         out
     }
@@ -482,7 +789,27 @@ impl Config {
              # images.endpoint = \"https://s3.cern.ch\" (default: the s3cfg's host_base),\n\
              # images.secret_file = \"/Users/ci/.marble/s3.secret\" (mode 0600), images.s3cfg,\n\
              # images.state_dir, images.build_disk, images.bundles_dir (default ~/Parallels).\n\
-             # See docs/IMAGES.md.\n\n{body}"
+             # See docs/IMAGES.md.\n\
+             #\n\
+             # Optional sections (absent = feature off; see docs/CI.md):\n\
+             # [github]      # JIT runners for ROOT VMs; delete-before-stop gate\n\
+             # repo = \"root-project/root\"      # or org = \"root-project\"\n\
+             # token_file = \"/usr/local/etc/marble/github-token\"   # mode 0600; or\n\
+             # # token_keychain = {{ service = \"marble-github\", account = \"marbled\" }}\n\
+             # api_url = \"https://api.github.com\"\n\
+             # runner_group_id = 1\n\
+             # name_prefix = \"marble\"\n\
+             # labels_extra = []\n\
+             # jit_path = \"/var/run/marble/jitconfig\"\n\
+             # work_folder = \"_work\"\n\
+             # request_timeout = \"30s\"\n\
+             # registration_timeout = \"15m\"\n\
+             # [jenkins]     # SPI node state\n\
+             # url = \"https://lcgapp-services.cern.ch/spi-jenkins\"\n\
+             # user = \"marble-bot\"\n\
+             # token_file = \"/usr/local/etc/marble/jenkins-token\"  # mode 0600; or token_keychain\n\
+             # request_timeout = \"20s\"\n\
+             # nodes = {{ \"macphsft01-SPI-VM-macOS-14\" = \"macphsft01-spi-14\" }}  # default: node = VM name\n\n{body}"
         )
     }
 }
@@ -501,6 +828,7 @@ fn parse_policy(name: &str) -> Option<Policy> {
     match name {
         "cycle" => Some(Policy::Cycle),
         "manual" => Some(Policy::Manual),
+        "demand" => Some(Policy::Demand),
         _ => None,
     }
 }
@@ -552,6 +880,79 @@ mod tests {
     fn type_errors_name_the_key() {
         let err = parse("[scheduler]\ncapacity = \"one\"\n").expect_err("type error");
         assert!(err.to_string().contains("capacity"), "{err}");
+    }
+
+    fn secret_file(dir: &Path, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("token");
+        std::fs::write(&p, "ghp_x\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn github_and_jenkins_sections_are_optional_and_parse() {
+        let none = parse("").unwrap();
+        assert_eq!((none.github, none.jenkins), (None, None));
+        let dir = tempfile::tempdir().unwrap();
+        let token = secret_file(dir.path(), 0o600);
+        let text = format!(
+            "[github]\nrepo = \"root-project/root\"\ntoken_file = \"{t}\"\nlabels_extra = [\"xl\"]\n\
+             request_timeout = \"5s\"\n[jenkins]\nurl = \"https://j.example\"\nuser = \"bot\"\n\
+             token_file = \"{t}\"\n[jenkins.nodes]\n\"h-SPI-VM-macOS-14\" = \"spi14\"\n",
+            t = token.display()
+        );
+        let c = parse(&text).unwrap();
+        let g = c.github.clone().unwrap();
+        assert_eq!(g.repo.as_deref(), Some("root-project/root"));
+        assert_eq!(g.labels_extra, ["xl"]);
+        assert_eq!(g.request_timeout, Duration::from_secs(5));
+        assert_eq!(g.jit_path, "/var/run/marble/jitconfig");
+        let j = c.jenkins.clone().unwrap();
+        assert_eq!(j.node_for("h-SPI-VM-macOS-14"), "spi14");
+        assert_eq!(j.node_for("other"), "other");
+        // What the test harness writes (toml::to_string of the config) parses back the same.
+        assert_eq!(parse(&toml::to_string(&c).unwrap()).unwrap(), c);
+    }
+
+    #[test]
+    fn github_validation_names_each_key_and_never_takes_a_secret_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = secret_file(dir.path(), 0o644);
+        let err = parse(&format!(
+            "[github]\nrepo = \"root\"\ntoken_file = \"{}\"\nname_prefix = \"a b\"\n\
+             labels_extra = [\"ok\", \"no;\"]\njit_path = \"tmp/x\"\ntoken = \"ghp_inline\"\n",
+            open.display()
+        ))
+        .expect_err("invalid");
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("wrong error {err:?}")
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "github.token",
+                "github.repo",
+                "github.token_file",
+                "github.name_prefix",
+                "github.labels_extra",
+                "github.jit_path"
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[2].message.contains("chmod 600"), "{problems:?}");
+        let err = parse("[github]\norg = \"x\"\n").expect_err("no token");
+        assert!(
+            err.to_string()
+                .contains("github.token_file: set github.token_file"),
+            "{err}"
+        );
+        let err = parse("[jenkins]\nurl = \"ftp://x\"\n").expect_err("bad jenkins");
+        let msg = err.to_string();
+        for key in ["jenkins.url", "jenkins.user", "jenkins.token_file"] {
+            assert!(msg.contains(key), "{key} missing: {msg}");
+        }
     }
 
     #[test]
