@@ -61,12 +61,35 @@ impl TeamMap {
             .into_iter()
             .map(|vm| ObservedVm {
                 team: self.team_of(&vm.name),
+                labels: runner_labels(&vm.name),
                 name: vm.name,
                 uuid: vm.uuid,
                 power: vm.power,
             })
             .collect()
     }
+}
+
+/// The runner labels a ROOT VM offers, from the `macOS-NN` in its name (the seed's naming):
+/// `self-hosted`, `macOS`, `ARM64`, `macNN`. Empty when the name carries no version.
+pub fn runner_labels(name: &str) -> Vec<String> {
+    let lower = name.to_ascii_lowercase();
+    let Some(pos) = lower.find("macos-") else {
+        return Vec::new();
+    };
+    let digits: String = lower[pos + 6..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    if digits.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        "self-hosted".to_owned(),
+        "macOS".to_owned(),
+        "ARM64".to_owned(),
+        format!("mac{digits}"),
+    ]
 }
 
 #[cfg(test)]
@@ -84,5 +107,16 @@ mod tests {
         assert_eq!(map.team_of("macphsft01-SPI-VM-macOS-13"), Team::Spi);
         assert_eq!(map.team_of("macphsft01-SPI-VM-macOS-9"), Team::Root);
         assert_eq!(map.team_of("scratch"), Team::Unassigned);
+    }
+
+    #[test]
+    fn labels_come_from_the_macos_version_in_the_name() {
+        assert_eq!(
+            runner_labels("macphsft01-ROOT-VM-macOS-15"),
+            ["self-hosted", "macOS", "ARM64", "mac15"]
+        );
+        assert_eq!(runner_labels("macphsft01-ROOT-VM-macOS-14-2")[3], "mac14");
+        assert!(runner_labels("scratch").is_empty());
+        assert!(runner_labels("x-macOS-beta").is_empty());
     }
 }

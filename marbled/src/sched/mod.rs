@@ -43,6 +43,47 @@ pub struct ObservedVm {
     pub power: PowerState,
     /// Team from the configured name patterns and overrides.
     pub team: Team,
+    /// Runner labels a job must be covered by to run in this VM (ROOT: `self-hosted`,
+    /// `macOS`, `ARM64`, `macNN` from the name's `macOS-NN`); empty when not known.
+    pub labels: Vec<String>,
+}
+
+/// One queued CI job (GitHub) as a demand source last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    /// Job id (stable across snapshots).
+    pub id: u64,
+    /// Queued since, unix ms.
+    pub since_ms: Millis,
+    /// `runs-on` labels.
+    pub labels: Vec<String>,
+}
+
+/// A runner registered anywhere in the fleet that has not taken a job yet (idle or still
+/// booting): it will take a matching queued job, so nobody else boots for that job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRunner {
+    /// Runner name (for messages).
+    pub name: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+}
+
+/// What the demand sources last saw (policy `demand`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DemandSnapshot {
+    /// Queued ROOT jobs, any order.
+    pub root_jobs: Vec<QueuedJob>,
+    /// Registered runners without a job, fleet-wide (GitHub's runner list).
+    pub free_runners: Vec<FleetRunner>,
+}
+
+/// Whether a job's labels are all among a runner's (case-insensitive; GitHub's rule).
+pub fn labels_cover(runner: &[String], job: &[String]) -> bool {
+    !job.is_empty()
+        && job
+            .iter()
+            .all(|j| runner.iter().any(|r| r.eq_ignore_ascii_case(j)))
 }
 
 /// How to stop a VM.
@@ -178,6 +219,8 @@ pub enum Input {
     },
     /// Time passed (a deadline from `next_deadline` was reached, or a periodic tick).
     Tick,
+    /// A fresh demand snapshot (policy `demand`; ignored by the others except for `status`).
+    Demand(DemandSnapshot),
 }
 
 /// What the scheduler wants done.
@@ -221,6 +264,19 @@ pub enum Policy {
     Manual,
     /// The seed's round robin over ROOT VMs.
     Cycle,
+    /// Boot a ROOT VM only for a queued job no free runner in the fleet will take.
+    Demand,
+}
+
+impl Policy {
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Manual => "manual",
+            Policy::Cycle => "cycle",
+            Policy::Demand => "demand",
+        }
+    }
 }
 
 /// Timings and limits. All durations in milliseconds.
@@ -285,6 +341,7 @@ impl Default for SchedConfig {
 }
 
 mod cycle;
+mod demand;
 mod persist;
 mod report;
 mod rng;
@@ -297,6 +354,7 @@ mod world;
 mod tests;
 
 pub use persist::{Lease, Persisted, Quarantine};
+pub use report::Counters;
 pub use world::World;
 
 /// The operation kind as shown in events and `status` (`start`, `stop`, `kill`, `probe`…).

@@ -5,7 +5,7 @@ use marble_proto::{PendingRequest, StatusReport, VmInfo};
 
 use super::vm::StopPhase;
 use super::world::World;
-use super::{Millis, Policy, action_kind, format_ms};
+use super::{Millis, action_kind, format_ms};
 
 impl World {
     /// All VMs for `ListVms`.
@@ -77,10 +77,7 @@ impl World {
         StatusReport {
             daemon_version: String::new(),
             host: String::new(),
-            policy: match self.config.policy {
-                Policy::Manual => "manual".into(),
-                Policy::Cycle => "cycle".into(),
-            },
+            policy: self.config.policy.as_str().into(),
             capacity: self.config.capacity,
             paused: self.paused.clone(),
             draining: self.draining.clone(),
@@ -98,4 +95,31 @@ impl World {
             inventory_ms: self.inventory_ms,
         }
     }
+}
+
+/// Monotonic counters since the daemon started (for metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// Starts and resumes issued.
+    pub boots: u64,
+    /// Boots that failed to start or to become ready.
+    pub boot_failures: u64,
+    /// Slot requests granted.
+    pub grants: u64,
+    /// Slot requests refused because the host was busy (75).
+    pub refusals_busy: u64,
+    /// Slot requests refused because of a lock, drain or quarantine (77).
+    pub refusals_locked: u64,
+    /// VMs stopped by the scheduler or an operator.
+    pub stops: u64,
+    /// Stops that needed `--kill` after the graceful timeout.
+    pub kills: u64,
+    /// Busy probes answered busy / idle / unknown.
+    pub probes_busy: u64,
+    /// Idle answers.
+    pub probes_idle: u64,
+    /// Unknown answers.
+    pub probes_unknown: u64,
+    /// Sum of slot-grant latencies (request to grant), ms.
+    pub grant_latency_ms_sum: u64,
 }

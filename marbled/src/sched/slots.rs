@@ -151,6 +151,7 @@ impl World {
             SlotPhase::Queued => {}
         }
         if let Some(err) = self.start_blocker(now, &name) {
+            self.counters.refusals_locked += 1;
             self.finish_slot(req, Err(err), fx);
             return;
         }
@@ -267,6 +268,7 @@ impl World {
                 Starter::Cycle => "the cycle",
                 Starter::Slot => "a slot request",
                 Starter::Admin { .. } => "an operator",
+                Starter::Demand { .. } => "the demand policy",
             };
             return Err(format!(
                 "host busy: {holder} (team {team}) is being started by {who}"
@@ -338,6 +340,7 @@ impl World {
                 format!("slot refused for {}: {msg}", slot.by),
                 fx,
             );
+            self.counters.refusals_busy += 1;
             self.finish_slot(
                 slot.req,
                 Err(WireError::new(ErrorKind::Busy, format!("{msg}{waited}"))),
@@ -378,6 +381,8 @@ impl World {
             vm.running_because = Some(format!("granted to {} at {}", slot.by, format_ms(now)));
         }
         self.slot_demand = None;
+        self.counters.grants += 1;
+        self.counters.grant_latency_ms_sum += now.saturating_sub(slot.since);
         self.decide(
             now,
             Some(&slot.vm),

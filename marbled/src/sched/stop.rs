@@ -123,6 +123,7 @@ impl World {
                         "still running after the graceful stop timeout; killing it".into(),
                         fx,
                     );
+                    self.counters.kills += 1;
                     self.run(now, &name, Action::Stop(StopKind::Kill), fx);
                 }
                 _ => {}
@@ -298,7 +299,7 @@ impl World {
                             fx,
                         ),
                         // Retried by the rule that planned it, after the recheck interval.
-                        StopWhy::Cycle | StopWhy::Drain | StopWhy::NotReady => {
+                        StopWhy::Cycle | StopWhy::Drain | StopWhy::NotReady | StopWhy::Demand => {
                             if let Some(vm) = self.vms.get_mut(name) {
                                 vm.on_until = Some(now.saturating_add(self.config.busy_recheck_ms));
                             }
@@ -315,6 +316,7 @@ impl World {
             return;
         };
         self.leases.remove(name);
+        self.counters.stops += 1;
         self.decide(
             now,
             Some(name),
@@ -325,6 +327,12 @@ impl World {
             StopWhy::Admin { req } => reply_done(req, format!("stopped {name}"), fx),
             StopWhy::Cycle => {
                 self.cycle_off_until = now.saturating_add(self.config.cycle_off_window_ms);
+            }
+            // Under `demand` the window for Jenkins is left only while Jenkins asks.
+            StopWhy::Demand => {
+                if self.live_demand(now).is_some() {
+                    self.cycle_off_until = now.saturating_add(self.config.cycle_off_window_ms);
+                }
             }
             StopWhy::Preempt { .. } | StopWhy::Drain | StopWhy::NotReady => {}
         }

@@ -10,6 +10,7 @@ use marble_proto::{
 };
 
 use super::*;
+use super::{DemandSnapshot, FleetRunner, QueuedJob};
 
 /// A host the tests control: power per VM, which VMs run a job, which probes fail.
 struct Host {
@@ -125,6 +126,7 @@ impl Host {
                 uuid: format!("uuid-{name}"),
                 power: power.clone(),
                 team: self.teams[name],
+                labels: crate::inventory::runner_labels(name),
             })
             .collect();
         self.feed(Input::Inventory(vms));
@@ -735,5 +737,101 @@ fn operations_the_actor_did_not_run_are_not_failures_and_do_not_spin() {
     assert!(
         host.world.persisted().quarantine.is_empty(),
         "not counted as failures"
+    );
+}
+
+const M14: &str = "h-ROOT-VM-macOS-14";
+const M15: &str = "h-ROOT-VM-macOS-15";
+
+fn job(id: u64, since_ms: Millis, mac: &str) -> QueuedJob {
+    QueuedJob {
+        id,
+        since_ms,
+        labels: vec!["self-hosted".into(), "macOS".into(), mac.into()],
+    }
+}
+
+fn demand_host() -> Host {
+    Host::new(
+        Policy::Demand,
+        &[
+            (M14, Team::Root, PowerState::Stopped),
+            (M15, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+        ],
+    )
+}
+
+#[test]
+fn demand_boots_nothing_when_nothing_waits() {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(600_000);
+    assert!(host.log.is_empty(), "{:?}", host.log);
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions.iter().any(|d| d.text.contains("no queued job")),
+        "{decisions:?}"
+    );
+}
+
+#[test]
+fn demand_boots_the_vm_whose_labels_cover_the_job_and_stops_it_after_its_job() {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now - 5_000, "mac15")],
+        free_runners: vec![],
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    // Its runner takes the job: busy; the job leaves the queue.
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "kept while busy");
+    host.jobs.remove(M15);
+    host.advance(120_000);
+    assert!(host.running().is_empty(), "stopped after its one job");
+    let boots = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    assert_eq!(boots, 1, "nothing boots when nothing waits");
+}
+
+#[test]
+fn demand_does_not_boot_for_a_job_a_free_fleet_runner_will_take() {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(1, host.now, "mac14"), job(2, host.now + 1, "mac14")],
+        free_runners: vec![FleetRunner {
+            name: "other-host-ROOT-VM-macOS-14".into(),
+            labels: crate::inventory::runner_labels("x-macOS-14"),
+        }],
+    }));
+    host.settle();
+    // One of the two jobs is covered by the other host's runner: boot exactly one VM.
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+    assert_eq!(host.world.unmet_jobs().len(), 1);
+}
+
+#[test]
+fn demand_lets_an_idle_spi_vm_go_for_an_unmet_root_job_after_its_grace() {
+    let mut host = demand_host();
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    assert!(matches!(host.reply(req), Ok(Response::SlotGranted(_))));
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(3, host.now, "mac14")],
+        free_runners: vec![],
+    }));
+    host.advance(60_000);
+    assert_eq!(
+        host.running(),
+        vec![S1.to_owned()],
+        "protected during the grace"
+    );
+    host.advance(200_000);
+    assert_eq!(
+        host.running(),
+        vec![M14.to_owned()],
+        "idle SPI VM gave way to ROOT"
     );
 }

@@ -14,6 +14,8 @@ pub(super) enum Starter {
     Slot,
     /// An operator's `vm start`; the reply goes out when `prlctl start` returns.
     Admin { req: Option<ReqId> },
+    /// Policy `demand`, for the queued job with this id.
+    Demand { job: u64 },
 }
 
 /// Why a VM is being stopped.
@@ -29,6 +31,8 @@ pub(super) enum StopWhy {
     Drain,
     /// The VM failed readiness.
     NotReady,
+    /// Policy `demand`: its runner's one job is done, or nothing it could take waits.
+    Demand,
 }
 
 impl StopWhy {
@@ -44,6 +48,7 @@ impl StopWhy {
             StopWhy::Cycle => "cycle on-time over",
             StopWhy::Drain => "drain",
             StopWhy::NotReady => "failed readiness",
+            StopWhy::Demand => "no queued job for it",
         }
     }
 }
@@ -102,6 +107,10 @@ pub(super) struct VmState {
     pub started_here: bool,
     /// The guest answered an exec (readiness or probe) during this boot.
     pub answered: bool,
+    /// Runner labels (from the inventory).
+    pub labels: Vec<String>,
+    /// A probe saw it busy during this boot (an ephemeral runner has done its one job).
+    pub was_busy: bool,
 }
 
 impl VmState {
@@ -125,6 +134,8 @@ impl VmState {
             power_stale: false,
             started_here: false,
             answered: false,
+            labels: Vec::new(),
+            was_busy: false,
         }
     }
 
@@ -161,5 +172,6 @@ impl VmState {
         self.running_because = None;
         self.started_here = false;
         self.answered = false;
+        self.was_busy = false;
     }
 }

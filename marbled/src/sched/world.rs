@@ -14,11 +14,12 @@ use marble_proto::{
 };
 
 use super::persist::{InFlightOp, Lease, Persisted, Quarantine};
+use super::report::Counters;
 use super::rng::SplitMix;
 use super::vm::{Starter, StopPhase, StopPlan, StopWhy, VmState};
 use super::{
-    Action, Command, Effect, Input, Millis, ObservedVm, OpId, Outcome, Policy, ProbeResult, ReqId,
-    SchedConfig, action_kind, format_ms,
+    Action, Command, DemandSnapshot, Effect, Input, Millis, ObservedVm, OpId, Outcome, Policy,
+    ProbeResult, ReqId, SchedConfig, action_kind, format_ms,
 };
 
 /// A Jenkins slot request waiting for its answer.
@@ -79,6 +80,10 @@ pub struct World {
     pub(super) rng: SplitMix,
     /// The latest `now` seen; deadlines at or before it are acted on by `step`.
     pub(super) last_now: Millis,
+    /// The last demand snapshot (policy `demand`).
+    pub(super) demand: DemandSnapshot,
+    /// Counters for metrics.
+    pub(super) counters: Counters,
 }
 
 impl World {
@@ -106,7 +111,19 @@ impl World {
             decisions: VecDeque::new(),
             rng,
             last_now: now,
+            demand: DemandSnapshot::default(),
+            counters: Counters::default(),
         }
+    }
+
+    /// Counters since start (metrics).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The last demand snapshot.
+    pub fn demand(&self) -> &DemandSnapshot {
+        &self.demand
     }
 
     /// A world restored from the state file; in-flight operations become "needs reconcile".
@@ -180,6 +197,7 @@ impl World {
             Input::Command { req, caller, cmd } => self.on_command(now, req, caller, cmd, &mut fx),
             Input::Cancelled { req } => self.on_cancelled(req),
             Input::Tick => {}
+            Input::Demand(snapshot) => self.demand = snapshot,
         }
         self.step(now, &mut fx);
         if self.persisted() != before {
@@ -279,6 +297,7 @@ impl World {
             });
             vm.uuid = obs.uuid;
             vm.team = obs.team;
+            vm.labels = obs.labels;
             vm.power_stale = false;
             // A listing that started before our own start finished may still say
             // "stopped": while a start is in flight only an occupying state is believed.
@@ -556,6 +575,7 @@ impl World {
         self.serve_slots(now, fx);
         self.drive_drain(now, fx);
         self.drive_cycle(now, fx);
+        self.drive_demand(now, fx);
         self.check_readiness(now, fx);
         self.background_probes(now, fx);
     }
@@ -668,6 +688,14 @@ impl World {
         if !matches!(result, ProbeResult::Unknown(_)) {
             vm.answered = true;
         }
+        if matches!(result, ProbeResult::Busy(_)) {
+            vm.was_busy = true;
+        }
+        match result {
+            ProbeResult::Idle => self.counters.probes_idle += 1,
+            ProbeResult::Busy(_) => self.counters.probes_busy += 1,
+            ProbeResult::Unknown(_) => self.counters.probes_unknown += 1,
+        }
         let changed = std::mem::discriminant(&vm.busy) != std::mem::discriminant(&busy);
         vm.busy = busy.clone();
         vm.probe_ms = Some(now);
@@ -778,6 +806,19 @@ impl World {
                 );
                 "ready (operator start; protected for the grace period)".to_owned()
             }
+            Some(Starter::Demand { job }) => {
+                // Warm limit: the runner has this long to be given a job.
+                let until = now.saturating_add(on_min);
+                vm.on_until = Some(until);
+                vm.running_because = Some(format!(
+                    "booted at {} for queued job #{job}",
+                    format_ms(now)
+                ));
+                format!(
+                    "ready; its runner waits for a job until {}",
+                    format_ms(until)
+                )
+            }
             Some(Starter::Slot) => "ready for the slot request".to_owned(),
             None => {
                 // Found running (daemon restart, manual start): learn at once whether it
@@ -833,6 +874,7 @@ impl World {
                 last_error: String::new(),
             });
         entry.failures = entry.failures.saturating_add(1);
+        self.counters.boot_failures += 1;
         entry.last_error = err.to_owned();
         let text = if entry.failures >= after {
             let doublings = (entry.failures - after).min(20);
@@ -988,6 +1030,7 @@ impl World {
         vm.reset_running_state();
         vm.ready_checked = true;
         vm.started_here = true;
+        self.counters.boots += 1;
         self.run(now, name, action, fx);
         Ok(())
     }

@@ -484,6 +484,7 @@ impl Engine {
             policy: match self.policy {
                 Policy::Cycle => "cycle".into(),
                 Policy::Manual => "manual".into(),
+                Policy::Demand => "demand".into(),
             },
             seed: self.seed,
             simulated_ms: self.offset(),

@@ -121,6 +121,7 @@ impl SimVm {
             uuid: self.uuid.clone(),
             power: self.power.clone(),
             team: self.team,
+            labels: self.labels.iter().cloned().collect(),
         }
     }
 

@@ -1,0 +1,213 @@
+//! Policy `demand`: boot a ROOT VM only for a queued GitHub job that no free runner in the
+//! fleet will take, and stop it once its ephemeral runner has done its one job.
+//!
+//! Input: the last [`DemandSnapshot`] (queued ROOT jobs with their `runs-on` labels, and the
+//! fleet's registered runners that have no job yet). A job is *unmet* when, matching jobs
+//! oldest first against free runners (a runner takes the first job its labels cover), no
+//! runner is left for it — so a job another host is already booting a runner for (registered
+//! before its VM boots) does not make this host boot too.
+//!
+//! Rules, in order:
+//! - Jenkins first: queued slot requests are served before anything boots, and while slot
+//!   requests keep being refused for `fairness_bound`, nothing boots for ROOT either.
+//! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
+//!   (round robin among the eligible ones, skipping locked and quarantined VMs).
+//! - A booted ROOT VM whose probe has seen a job (its runner is single-use) is stopped once
+//!   idle; one that has not had a job is kept while a job it could take is queued, at most
+//!   `cycle_on_min` after it became ready when nothing is queued for it.
+//! - Another team's idle, unprotected VM gives the host up when an unmet ROOT job could run
+//!   here.
+//! - Nothing waits → nothing boots. Every choice is recorded as a decision with its reason.
+
+use marble_proto::{PowerState, Team};
+
+use super::vm::{Starter, StopPhase, StopPlan, StopWhy};
+use super::world::World;
+use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
+
+impl World {
+    /// Queued jobs no free runner will take, oldest first.
+    pub(super) fn unmet_jobs(&self) -> Vec<QueuedJob> {
+        let mut jobs = self.demand.root_jobs.clone();
+        jobs.sort_by_key(|j| (j.since_ms, j.id));
+        let mut free: Vec<&[String]> = self
+            .demand
+            .free_runners
+            .iter()
+            .map(|r| r.labels.as_slice())
+            .collect();
+        let mut unmet = Vec::new();
+        for job in jobs {
+            match free.iter().position(|r| labels_cover(r, &job.labels)) {
+                Some(i) => {
+                    free.swap_remove(i);
+                }
+                None => unmet.push(job),
+            }
+        }
+        unmet
+    }
+
+    pub(super) fn drive_demand(&mut self, now: Millis, fx: &mut Vec<Effect>) {
+        if self.config.policy != Policy::Demand
+            || self.paused.is_some()
+            || self.draining.is_some()
+            || !self.inventory_seen
+        {
+            return;
+        }
+        let unmet = self.unmet_jobs();
+        let queued = self.demand.root_jobs.clone();
+        let servable_here = |world: &World, job: &QueuedJob| {
+            world
+                .vms
+                .values()
+                .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels))
+        };
+        let root_waits_here = unmet.iter().any(|job| servable_here(self, job));
+
+        // Running VMs: keep or let go.
+        let running: Vec<String> = self
+            .vms
+            .values()
+            .filter(|vm| {
+                vm.power == PowerState::Running
+                    && vm.op.is_none()
+                    && vm.stop.is_none()
+                    && vm.start.is_none()
+                    && vm.ready_checked
+                    && !vm.power_stale
+                    && self.leases.get(&vm.name).is_none_or(|l| l.until_ms <= now)
+            })
+            .map(|vm| vm.name.clone())
+            .collect();
+        for name in running {
+            let Some(vm) = self.vms.get(&name) else {
+                continue;
+            };
+            let reason = if vm.team == Team::Root {
+                let job_for_it = queued.iter().any(|j| labels_cover(&vm.labels, &j.labels));
+                let warm_over = vm.on_until.is_some_and(|t| now >= t);
+                if vm.was_busy && !matches!(vm.busy, marble_proto::BusyState::Busy { .. }) {
+                    Some("its runner has done its job (single-use)".to_owned())
+                } else if !vm.was_busy && !job_for_it && (warm_over || vm.on_until.is_none()) {
+                    Some("no queued job it could take".to_owned())
+                } else {
+                    None
+                }
+            } else if root_waits_here {
+                Some("an unmet ROOT job could run on this host".to_owned())
+            } else {
+                None
+            };
+            if let Some(reason) = reason
+                && let Some(vm) = self.vms.get_mut(&name)
+            {
+                vm.stop = Some(StopPlan {
+                    why: StopWhy::Demand,
+                    phase: StopPhase::Probe { not_before: now },
+                    force: false,
+                });
+                vm.on_until = None;
+                self.decide(
+                    now,
+                    Some(&name),
+                    format!("demand: stopping once idle: {reason}"),
+                    fx,
+                );
+                self.drive_stops(now, fx);
+            }
+        }
+
+        // A free host boots for the oldest unmet job it can serve.
+        if !self.occupying_names().is_empty() || !self.slots.is_empty() {
+            return;
+        }
+        if now < self.cycle_off_until {
+            return;
+        }
+        if let Some(demand) = self.live_demand(now)
+            && now.saturating_sub(demand.since) >= self.config.fairness_bound_ms
+        {
+            self.decide(
+                now,
+                None,
+                format!(
+                    "demand: holding the host for Jenkins (slot requests refused since {})",
+                    format_ms(demand.since)
+                ),
+                fx,
+            );
+            return;
+        }
+        if unmet.is_empty() {
+            let text = if queued.is_empty() {
+                "demand: no queued job; nothing boots".to_owned()
+            } else {
+                format!(
+                    "demand: {} queued job(s), all covered by free runners in the fleet",
+                    queued.len()
+                )
+            };
+            self.decide(now, None, text, fx);
+            return;
+        }
+        for job in &unmet {
+            if let Some(vm) = self.demand_candidate(now, job) {
+                match self.start_vm(now, &vm, Starter::Demand { job: job.id }, fx) {
+                    Ok(()) => {
+                        self.last_cycled = Some(vm.clone());
+                        self.decide(
+                            now,
+                            Some(&vm),
+                            format!(
+                                "demand: booting for job #{} queued since {} (runs-on {})",
+                                job.id,
+                                format_ms(job.since_ms),
+                                job.labels.join(",")
+                            ),
+                            fx,
+                        );
+                    }
+                    Err(why) => {
+                        self.decide(now, Some(&vm), format!("demand: not booting: {why}"), fx)
+                    }
+                }
+                return;
+            }
+        }
+        let labels: Vec<String> = unmet.iter().map(|j| j.labels.join(",")).collect();
+        self.decide(
+            now,
+            None,
+            format!(
+                "demand: {} unmet job(s) but no eligible VM here covers runs-on [{}]",
+                unmet.len(),
+                labels.join("] [")
+            ),
+            fx,
+        );
+    }
+
+    /// The next eligible ROOT VM (round robin after the last one booted) covering `job`.
+    fn demand_candidate(&self, now: Millis, job: &QueuedJob) -> Option<String> {
+        let eligible: Vec<&String> = self
+            .vms
+            .values()
+            .filter(|vm| {
+                vm.team == Team::Root
+                    && labels_cover(&vm.labels, &job.labels)
+                    && vm.op.is_none()
+                    && matches!(vm.power, PowerState::Stopped | PowerState::Suspended)
+                    && self.start_blocker(now, &vm.name).is_none()
+            })
+            .map(|vm| &vm.name)
+            .collect();
+        let after = self.last_cycled.as_ref();
+        eligible
+            .iter()
+            .find(|name| after.is_some_and(|last| **name > last))
+            .or_else(|| eligible.first())
+            .map(|name| (*name).clone())
+    }
+}
