@@ -54,6 +54,34 @@ pub fn job_context(config: &Config, hv: Arc<dyn Hypervisor>) -> JobContext {
         teams: Arc::new(TeamMap::new(&config.teams)),
         #[cfg(feature = "s3")]
         images: Arc::new(config.images.clone()),
+        // Needs the token and the shared records: `run` adds it with `runner_lifecycle`.
+        #[cfg(feature = "ci")]
+        runners: None,
+    }
+}
+
+/// The ROOT runner lifecycle for `[github]` (None when the section is absent), loading the
+/// token now. `records` are shared with the previous lifecycle across config reloads.
+#[cfg(feature = "ci")]
+pub fn runner_lifecycle(
+    config: &Config,
+    host: &str,
+    records: &crate::runners::RunnerRecords,
+) -> Result<Option<Arc<crate::runners::RunnerLifecycle>>, DaemonError> {
+    let Some(section) = &config.github else {
+        return Ok(None);
+    };
+    match crate::runners::RunnerLifecycle::from_config(section, host, records.clone()) {
+        Ok(lifecycle) => Ok(Some(Arc::new(lifecycle))),
+        // Validation checked the token file already; this is a file that changed since, or
+        // an unreadable Keychain item: a config problem named by its key.
+        Err(err) => Err(DaemonError::Config(crate::config::ConfigError::Invalid {
+            path: "[github]".into(),
+            problems: vec![crate::config::ConfigProblem {
+                key: "github".into(),
+                message: crate::error::error_chain(&err).join(": "),
+            }],
+        })),
     }
 }
 
@@ -88,11 +116,23 @@ pub async fn run(
         None => World::new(config.sched_config(), now),
     };
     let hv = hypervisor(&config);
-    let ctx = job_context(&config, hv);
+    #[cfg_attr(not(feature = "ci"), allow(unused_mut))]
+    let mut ctx = job_context(&config, hv);
     let identity = Identity {
         version: crate::server::VERSION.to_owned(),
         host: host_name(&config),
     };
+    #[cfg(feature = "ci")]
+    let runner_records = crate::runners::RunnerRecords::default();
+    #[cfg(feature = "ci")]
+    {
+        ctx.runners = runner_lifecycle(&config, &identity.host, &runner_records)?;
+        if let Some(github) = &config.github {
+            tracing::info!(api = %github.api_url, repo = ?github.repo, org = ?github.org, "github runner lifecycle enabled for ROOT VMs");
+        }
+    }
+    #[cfg(feature = "ci")]
+    let mut current_runners = ctx.runners.clone();
     let budget = config.daemon.shutdown_budget;
 
     let (persist_tx, persist_rx) = watch::channel((0, world.persisted()));
@@ -136,7 +176,22 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             Some(new) = reload.recv() => {
                 let hv = hypervisor(&new);
-                handle.reconfigure(new.sched_config(), job_context(&new, hv)).await;
+                #[cfg_attr(not(feature = "ci"), allow(unused_mut))]
+                let mut next = job_context(&new, hv);
+                #[cfg(feature = "ci")]
+                {
+                    next.runners = match runner_lifecycle(&new, &identity.host, &runner_records) {
+                        Ok(runners) => runners,
+                        Err(err) => {
+                            // Keep minting with the old settings rather than leave ROOT VMs
+                            // without runners (or their stops without the gate).
+                            tracing::error!(error = %crate::error::error_chain(&err).join(": "), "[github] of the new config unusable; keeping the previous one");
+                            current_runners.clone()
+                        }
+                    };
+                    current_runners = next.runners.clone();
+                }
+                handle.reconfigure(new.sched_config(), next).await;
                 if let Ok(mut p) = policy.write() {
                     *p = AccessPolicy::new(gid, new.daemon.admin_users.clone());
                 }

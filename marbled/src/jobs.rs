@@ -7,6 +7,13 @@
 //! status, an exec failure, a timeout, a VM that is not running — is `Unknown`, which the
 //! scheduler treats as busy. This is the seed's worst bug inverted: an unreachable guest is
 //! never mistaken for an idle one.
+//!
+//! With `[github]` configured, ROOT VMs also run the runner lifecycle here
+//! ([`crate::runners`]): readiness mints and delivers a JIT runner config once the guest
+//! answers, then waits for the runner listener; every stop of a ROOT VM first deletes its
+//! runner registration, and answers a busy (422) or unknown (GitHub unreachable) probe
+//! result instead of stopping. There is no separate signal for a forced operator stop, so
+//! the gate applies to every stop of a ROOT VM, `--force` included.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +37,9 @@ pub struct JobContext {
     /// `[images]`: S3 store and image pipeline settings for transfer jobs.
     #[cfg(feature = "s3")]
     pub images: Arc<crate::images::ImageStoreConfig>,
+    /// `[github]`: the ROOT runner lifecycle (None: not configured).
+    #[cfg(feature = "ci")]
+    pub runners: Option<Arc<crate::runners::RunnerLifecycle>>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -45,6 +55,12 @@ impl JobContext {
             Action::Start => self.hv.start(vm).await,
             Action::Resume => self.hv.resume(vm).await,
             Action::Stop(kind) => {
+                #[cfg(feature = "ci")]
+                if team == Team::Root
+                    && let Some(gate) = self.runner_gate(vm).await
+                {
+                    return gate;
+                }
                 let mode = match kind {
                     StopKind::Graceful => StopMode::Graceful,
                     StopKind::Kill => StopMode::Kill,
@@ -54,9 +70,14 @@ impl JobContext {
             }
             Action::Probe(team) => return Outcome::Probe(self.probe(vm, *team).await),
             Action::WaitReady { timeout_ms } => {
-                return self
-                    .wait_ready(vm, team, Duration::from_millis(*timeout_ms))
-                    .await;
+                let timeout = Duration::from_millis(*timeout_ms);
+                #[cfg(feature = "ci")]
+                if team == Team::Root
+                    && let Some(runners) = &self.runners
+                {
+                    return self.wait_ready_jit(vm, runners, timeout).await;
+                }
+                return self.wait_ready(vm, team, timeout).await;
             }
         };
         match result {
@@ -98,28 +119,99 @@ impl JobContext {
     /// Poll until the guest answers (and for ROOT the runner listener runs) or time runs out.
     async fn wait_ready(&self, vm: &str, team: Team, timeout: Duration) -> Outcome {
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let last_error = match self.ready_once(vm, team).await {
-                Ok(()) => return Outcome::Done,
-                Err(why) => why,
-            };
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Outcome::Failed(format!(
-                    "not ready after {}: {last_error}",
-                    humantime::format_duration(timeout)
-                ));
-            }
-            tokio::time::sleep_until(deadline.min(now + self.probe.ready_poll)).await;
-        }
-    }
-
-    async fn ready_once(&self, vm: &str, team: Team) -> Result<(), String> {
         let checks: &[&Vec<String>] = if team == Team::Root && !self.probe.ready_root.is_empty() {
             &[&self.probe.ready, &self.probe.ready_root]
         } else {
             &[&self.probe.ready]
         };
+        match self.poll(vm, checks, deadline).await {
+            Ok(()) => Outcome::Done,
+            Err(last_error) => Outcome::Failed(format!(
+                "not ready after {}: {last_error}",
+                humantime::format_duration(timeout)
+            )),
+        }
+    }
+
+    /// ROOT readiness with `[github]`: wait for the guest, give it a runner config unless
+    /// its runner already listens (a resumed VM), then wait for the listener.
+    #[cfg(feature = "ci")]
+    async fn wait_ready_jit(
+        &self,
+        vm: &str,
+        runners: &crate::runners::RunnerLifecycle,
+        timeout: Duration,
+    ) -> Outcome {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let not_ready = |what: &str, why: String| {
+            Outcome::Failed(format!(
+                "not ready after {} ({what}): {why}",
+                humantime::format_duration(timeout)
+            ))
+        };
+        if let Err(why) = self.poll(vm, &[&self.probe.ready], deadline).await {
+            return not_ready("guest did not answer", why);
+        }
+        let listening = !self.probe.ready_root.is_empty()
+            && self
+                .ready_checks(vm, &[&self.probe.ready_root])
+                .await
+                .is_ok();
+        if !listening {
+            let registered = async {
+                let major =
+                    crate::runners::macos_version(self.hv.as_ref(), vm, self.probe.timeout).await?;
+                runners
+                    .register(self.hv.as_ref(), vm, major, deadline)
+                    .await
+            };
+            if let Err(err) = registered.await {
+                return Outcome::Failed(crate::error::error_chain(&err).join(": "));
+            }
+        }
+        if !self.probe.ready_root.is_empty()
+            && let Err(why) = self.poll(vm, &[&self.probe.ready_root], deadline).await
+        {
+            return not_ready("runner listener not up after the config was delivered", why);
+        }
+        Outcome::Done
+    }
+
+    /// The delete-before-stop gate of a ROOT VM; `None`: go on and stop.
+    #[cfg(feature = "ci")]
+    async fn runner_gate(&self, vm: &str) -> Option<Outcome> {
+        let runners = self.runners.as_ref()?;
+        match runners.before_stop(vm).await {
+            Ok(crate::ci::StopGate::Proceed) => None,
+            Ok(crate::ci::StopGate::Busy(why)) => Some(Outcome::Probe(ProbeResult::Busy(why))),
+            Err(err) => Some(Outcome::Probe(ProbeResult::Unknown(format!(
+                "GitHub: cannot remove the runner registration before stopping: {}",
+                crate::error::error_chain(&err).join(": ")
+            )))),
+        }
+    }
+
+    /// Run `checks` until they all pass or `deadline`; the error is the last failure.
+    async fn poll(
+        &self,
+        vm: &str,
+        checks: &[&Vec<String>],
+        deadline: tokio::time::Instant,
+    ) -> Result<(), String> {
+        loop {
+            let last_error = match self.ready_checks(vm, checks).await {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(last_error);
+            }
+            tokio::time::sleep_until(deadline.min(now + self.probe.ready_poll)).await;
+        }
+    }
+
+    async fn ready_checks(&self, vm: &str, checks: &[&Vec<String>]) -> Result<(), String> {
         for argv in checks {
             match self.hv.exec(vm, argv, None, self.probe.timeout).await {
                 Ok(out) if out.status == 0 => {}

@@ -13,7 +13,8 @@
 //! [`peer`] (credentials and access), [`server`] (accept loop, handler), [`actor`] (state
 //! owner), [`jobs`] (slow work), [`sched`] (sans-I/O scheduler), [`hypervisor`] (prlctl),
 //! [`inventory`] (teams), [`store`] (state file), [`logging`] (subscriber for `main`),
-//! [`daemon`] (wiring: `run`), [`transfers`] (image push/pull/verify jobs and the VM holds
+//! [`daemon`] (wiring: `run`), [`runners`] (GitHub JIT runners per ROOT boot and the
+//! delete-before-stop gate), [`transfers`] (image push/pull/verify jobs and the VM holds
 //! they take; the S3 code is [`images`]).
 
 pub mod actor;
@@ -31,6 +32,8 @@ pub mod jobs;
 pub mod logging;
 pub mod peer;
 pub mod provision;
+#[cfg(feature = "ci")]
+pub mod runners;
 pub mod sched;
 pub mod server;
 pub mod sim;

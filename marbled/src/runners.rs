@@ -1,0 +1,517 @@
+//! The ROOT runner lifecycle as the daemon's jobs run it (feature `ci`, `[github]`
+//! configured): at each boot mint a JIT runner config and deliver it into the guest; before
+//! each stop delete the runner registration, and keep the VM up if GitHub refuses because a
+//! job is running. See docs/CI.md.
+//!
+//! Owns the per-VM runner records (which registration belongs to which VM). They live in
+//! memory only, shared by every job and kept across config reloads; after a daemon restart
+//! a VM's registrations are found again by name (`<prefix>-<host>-<vm>-<boot>`). It does not
+//! decide when a VM starts or stops (the scheduler does) and holds no scheduler state. The
+//! GitHub calls and the guest delivery are [`crate::ci`]'s; nothing here logs a secret.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::ci::{
+    DeliverError, GitHubClient, GitHubConfig, GitHubError, JitConfig, RunnerScope, StopGate,
+    TokenSource,
+};
+use crate::config::GithubSection;
+use crate::hypervisor::{Hypervisor, PrlctlError};
+
+/// The registration MARBLE made for a VM's current boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerRecord {
+    /// GitHub's runner id.
+    pub id: u64,
+    /// Runner name.
+    pub name: String,
+}
+
+/// What the daemon knows about a VM's registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Known {
+    /// Registered by this daemon for the VM's current boot.
+    Registered(RunnerRecord),
+    /// Checked: no registration of ours exists (deleted before a stop, or none found).
+    Cleared,
+}
+
+/// Per-VM runner records, shared by all jobs and kept across config reloads. A std mutex:
+/// it is held only for a map operation, never across an `.await`.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerRecords(Arc<Mutex<HashMap<String, Known>>>);
+
+impl RunnerRecords {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Known>> {
+        // Plain data: a panic elsewhere mid-insert leaves nothing half-updated.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The registration recorded for `vm`, if any.
+    pub fn get(&self, vm: &str) -> Option<RunnerRecord> {
+        match self.lock().get(vm) {
+            Some(Known::Registered(r)) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    fn known(&self, vm: &str) -> Option<Known> {
+        self.lock().get(vm).cloned()
+    }
+
+    fn set(&self, vm: &str, known: Known) {
+        self.lock().insert(vm.to_owned(), known);
+    }
+}
+
+/// Why a ROOT VM could not be given its runner config.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The macOS version (for the `macNN` label) could not be found.
+    #[error(
+        "cannot tell the macOS version of vm {vm} for its runner labels: the name has no \
+         `macOS-NN` and {why}"
+    )]
+    MacosVersion {
+        /// VM.
+        vm: String,
+        /// What the other sources said.
+        why: String,
+    },
+    /// GitHub refused or could not be reached.
+    #[error("GitHub: {what} for vm {vm} failed")]
+    GitHub {
+        /// VM.
+        vm: String,
+        /// What was attempted.
+        what: &'static str,
+        /// Cause.
+        #[source]
+        source: GitHubError,
+    },
+    /// A GitHub call did not answer in time.
+    #[error("GitHub: {what} for vm {vm} did not answer within {after:?}")]
+    Timeout {
+        /// VM.
+        vm: String,
+        /// What was attempted.
+        what: &'static str,
+        /// The time left.
+        after: Duration,
+    },
+    /// A previous registration of this VM is running a job although its runner is not up.
+    #[error("GitHub: runner {name} of vm {vm} from an earlier boot is still running a job")]
+    StaleBusy {
+        /// VM.
+        vm: String,
+        /// The runner's name.
+        name: String,
+    },
+    /// The config could not be written into the guest.
+    #[error("delivering the runner config into vm {vm} failed")]
+    Deliver {
+        /// VM.
+        vm: String,
+        /// Cause.
+        #[source]
+        source: DeliverError,
+    },
+}
+
+/// The GitHub side of the ROOT lifecycle: client, naming and label settings, and records.
+#[derive(Debug)]
+pub struct RunnerLifecycle {
+    github: GitHubClient,
+    host: String,
+    prefix: String,
+    labels_extra: Vec<String>,
+    runner_group_id: u64,
+    work_folder: String,
+    jit_path: String,
+    records: RunnerRecords,
+}
+
+/// The client config of a `[github]` section (scope and token source mapped).
+pub fn client_config(section: &GithubSection) -> Result<GitHubConfig, GitHubError> {
+    let scope = match (&section.repo, &section.org) {
+        (Some(r), None) => RunnerScope::Repo(r.clone()),
+        (None, Some(o)) => RunnerScope::Org(o.clone()),
+        _ => {
+            return Err(GitHubError::Config(
+                "set exactly one of github.repo and github.org".into(),
+            ));
+        }
+    };
+    let token = match (&section.token_file, &section.token_keychain) {
+        (Some(f), None) => TokenSource::File(f.clone()),
+        (None, Some(k)) => TokenSource::Keychain {
+            service: k.service.clone(),
+            account: k.account.clone(),
+        },
+        _ => {
+            return Err(GitHubError::Config(
+                "set exactly one of github.token_file and github.token_keychain".into(),
+            ));
+        }
+    };
+    Ok(GitHubConfig {
+        api_url: section.api_url.clone(),
+        scope,
+        token,
+        runner_group_id: section.runner_group_id,
+        work_folder: section.work_folder.clone(),
+        request_timeout: section.request_timeout,
+        registration_timeout: section.registration_timeout,
+        jit_path: section.jit_path.clone(),
+    })
+}
+
+impl RunnerLifecycle {
+    /// Build from `[github]`, loading the token now (a config reload re-reads it). `records`
+    /// carries the runner records over from the previous config.
+    pub fn from_config(
+        section: &GithubSection,
+        host: &str,
+        records: RunnerRecords,
+    ) -> Result<Self, GitHubError> {
+        let cfg = client_config(section)?;
+        Ok(Self::with_client(
+            GitHubClient::from_config(&cfg)?,
+            section,
+            host,
+            records,
+        ))
+    }
+
+    /// Build around an existing client (tests).
+    pub fn with_client(
+        github: GitHubClient,
+        section: &GithubSection,
+        host: &str,
+        records: RunnerRecords,
+    ) -> Self {
+        Self {
+            github,
+            host: host.to_owned(),
+            prefix: section.name_prefix.clone(),
+            labels_extra: section.labels_extra.clone(),
+            runner_group_id: section.runner_group_id,
+            work_folder: section.work_folder.clone(),
+            jit_path: section.jit_path.clone(),
+            records,
+        }
+    }
+
+    /// The records (shared).
+    pub fn records(&self) -> &RunnerRecords {
+        &self.records
+    }
+
+    /// The runner name of `vm`'s boot `boot`: [`crate::ci::runner_name`] with the configured
+    /// prefix in place of `marble`, at most [`crate::ci::runner::MAX_RUNNER_NAME`] long.
+    pub fn name_for(&self, vm: &str, boot: u64) -> String {
+        let base = crate::ci::runner_name(&self.host, vm, boot);
+        let rest = base.strip_prefix("marble-").unwrap_or(&base);
+        let room = crate::ci::runner::MAX_RUNNER_NAME.saturating_sub(self.prefix.len() + 1);
+        // `rest` is ASCII (runner_name replaces everything else), so byte slicing is safe;
+        // like runner_name, keep the distinguishing tail.
+        let rest = &rest[rest.len().saturating_sub(room)..];
+        format!("{}-{rest}", self.prefix)
+    }
+
+    /// Whether `name` is a runner name this host gave `vm` (any boot).
+    fn is_ours(&self, vm: &str, name: &str) -> bool {
+        name.rsplit_once('-')
+            .and_then(|(_, boot)| boot.parse::<u64>().ok())
+            .is_some_and(|boot| self.name_for(vm, boot) == name)
+    }
+
+    /// Labels for a runner on macOS `major`.
+    pub fn labels(&self, major: u32) -> Vec<String> {
+        let mut labels = crate::ci::labels_for(major);
+        for extra in &self.labels_extra {
+            if !labels.iter().any(|l| l.eq_ignore_ascii_case(extra)) {
+                labels.push(extra.clone());
+            }
+        }
+        labels
+    }
+
+    /// Mint a JIT config for `vm` (on macOS `major`), record the registration, and deliver
+    /// the config into the guest's root-only file. A registration left from an earlier boot
+    /// is deleted first. Every GitHub call is bounded by `deadline`.
+    pub async fn register(
+        &self,
+        hv: &dyn Hypervisor,
+        vm: &str,
+        major: u32,
+        deadline: tokio::time::Instant,
+    ) -> Result<RunnerRecord, RunnerError> {
+        if let Some(stale) = self.records.get(vm) {
+            // The guest's runner is not up, so this registration's config was never used
+            // or its boot is over: remove it so it cannot linger as an offline runner.
+            let gate = bounded(vm, "deleting the previous runner", deadline, async {
+                crate::ci::before_stop(&self.github, stale.id).await
+            })
+            .await?;
+            if let StopGate::Busy(_) = gate {
+                return Err(RunnerError::StaleBusy {
+                    vm: vm.to_owned(),
+                    name: stale.name,
+                });
+            }
+            self.records.set(vm, Known::Cleared);
+        }
+        let name = self.name_for(vm, boot_counter());
+        let labels = self.labels(major);
+        let jit: JitConfig = bounded(vm, "minting a JIT runner config", deadline, async {
+            crate::ci::mint_jit(
+                &self.github,
+                &name,
+                &labels,
+                self.runner_group_id,
+                Some(&self.work_folder),
+            )
+            .await
+        })
+        .await?;
+        let record = RunnerRecord {
+            id: jit.runner_id,
+            name: jit.runner_name.clone(),
+        };
+        // Recorded before delivery: if delivery fails, the stop that follows failed
+        // readiness still deletes this registration.
+        self.records.set(vm, Known::Registered(record.clone()));
+        tracing::info!(vm, runner_id = record.id, runner = %record.name, labels = ?labels, "registered jit runner");
+        crate::ci::deliver_jit(hv, vm, &jit, &self.jit_path)
+            .await
+            .map_err(|source| RunnerError::Deliver {
+                vm: vm.to_owned(),
+                source,
+            })?;
+        Ok(record)
+    }
+
+    /// The gate before stopping `vm`: delete its registration (the recorded one, or after a
+    /// restart every registration of ours found by name). `Err` means "don't know": the
+    /// caller keeps the VM up.
+    pub async fn before_stop(&self, vm: &str) -> Result<StopGate, GitHubError> {
+        match self.records.known(vm) {
+            Some(Known::Cleared) => Ok(StopGate::Proceed),
+            Some(Known::Registered(record)) => {
+                let gate = crate::ci::before_stop(&self.github, record.id).await?;
+                match &gate {
+                    StopGate::Proceed => self.records.set(vm, Known::Cleared),
+                    StopGate::Busy(_) => {}
+                }
+                Ok(gate.map_busy(&record.name))
+            }
+            None => {
+                // Not seen since this daemon started: look for registrations by name.
+                let ours: Vec<_> = self
+                    .github
+                    .list_runners()
+                    .await?
+                    .into_iter()
+                    .filter(|r| self.is_ours(vm, &r.name))
+                    .collect();
+                for runner in &ours {
+                    let gate = crate::ci::before_stop(&self.github, runner.id).await?;
+                    if let StopGate::Busy(_) = gate {
+                        self.records.set(
+                            vm,
+                            Known::Registered(RunnerRecord {
+                                id: runner.id,
+                                name: runner.name.clone(),
+                            }),
+                        );
+                        return Ok(gate.map_busy(&runner.name));
+                    }
+                }
+                if !ours.is_empty() {
+                    tracing::info!(
+                        vm,
+                        count = ours.len(),
+                        "deleted runner registrations found by name"
+                    );
+                }
+                self.records.set(vm, Known::Cleared);
+                Ok(StopGate::Proceed)
+            }
+        }
+    }
+}
+
+trait MapBusy {
+    fn map_busy(self, name: &str) -> Self;
+}
+
+impl MapBusy for StopGate {
+    /// The busy reason as the scheduler shows it: which runner, and that GitHub said so.
+    fn map_busy(self, name: &str) -> Self {
+        match self {
+            StopGate::Busy(_) => StopGate::Busy(format!("GitHub: runner {name} is running a job")),
+            other => other,
+        }
+    }
+}
+
+/// Run a GitHub call with what is left until `deadline`.
+async fn bounded<T>(
+    vm: &str,
+    what: &'static str,
+    deadline: tokio::time::Instant,
+    call: impl std::future::Future<Output = Result<T, GitHubError>>,
+) -> Result<T, RunnerError> {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    match tokio::time::timeout(left, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(RunnerError::GitHub {
+            vm: vm.to_owned(),
+            what,
+            source,
+        }),
+        Err(_) => Err(RunnerError::Timeout {
+            vm: vm.to_owned(),
+            what,
+            after: left,
+        }),
+    }
+}
+
+/// A per-boot counter that needs no persistence: unix seconds (boots of one VM are far
+/// more than a second apart; a clash would answer 409, which `mint_jit` recovers from).
+fn boot_counter() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The macOS major version in a VM name (`…-macOS-14`, `…-macos15`, `…_macOS_26`).
+pub fn macos_from_name(vm: &str) -> Option<u32> {
+    let lower = vm.to_ascii_lowercase();
+    lower.match_indices("macos").find_map(|(i, m)| {
+        let rest = lower[i + m.len()..].trim_start_matches(['-', '_', ' ']);
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u32>().ok().filter(|n| (11..=99).contains(n))
+    })
+}
+
+/// The major version of a `sw_vers -productVersion` answer (`14.6.1` → 14).
+fn macos_from_product_version(text: &str) -> Option<u32> {
+    text.trim()
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .filter(|n| (11..=99).contains(n))
+}
+
+/// The macOS major version of `vm`: from its name, else from `prlctl list -i` (`OS`), else
+/// from the guest itself (`sw_vers -productVersion`; the guest answers by now).
+pub async fn macos_version(
+    hv: &dyn Hypervisor,
+    vm: &str,
+    timeout: Duration,
+) -> Result<u32, RunnerError> {
+    if let Some(n) = macos_from_name(vm) {
+        return Ok(n);
+    }
+    let info = hv.info(vm).await;
+    if let Ok(details) = &info
+        && let Some(n) = details.os.as_deref().and_then(macos_from_name)
+    {
+        return Ok(n);
+    }
+    let argv = vec!["/usr/bin/sw_vers".to_owned(), "-productVersion".to_owned()];
+    let guest: Result<_, PrlctlError> = hv.exec(vm, &argv, None, timeout).await;
+    match guest {
+        Ok(out) if out.status == 0 => match macos_from_product_version(&out.stdout) {
+            Some(n) => Ok(n),
+            None => Err(RunnerError::MacosVersion {
+                vm: vm.to_owned(),
+                why: format!("sw_vers printed {:?}", out.stdout.trim()),
+            }),
+        },
+        Ok(out) => Err(RunnerError::MacosVersion {
+            vm: vm.to_owned(),
+            why: format!("sw_vers exited {}", out.status),
+        }),
+        Err(err) => Err(RunnerError::MacosVersion {
+            vm: vm.to_owned(),
+            why: format!(
+                "prlctl list -i said OS {:?}; sw_vers failed: {}",
+                info.ok().and_then(|d| d.os).unwrap_or_default(),
+                crate::error::error_chain(&err).join(": ")
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ci::Secret;
+
+    fn lifecycle(prefix: &str) -> RunnerLifecycle {
+        let section = GithubSection {
+            name_prefix: prefix.into(),
+            labels_extra: vec!["mac14-xl".into(), "macos".into()],
+            ..GithubSection::default()
+        };
+        let client = GitHubClient::new(
+            "http://127.0.0.1:9",
+            RunnerScope::Repo("o/r".into()),
+            Secret::new("ghp_TOKEN"),
+            Duration::from_secs(1),
+        );
+        RunnerLifecycle::with_client(
+            client,
+            &section,
+            "macphsft01.cern.ch",
+            RunnerRecords::default(),
+        )
+    }
+
+    #[test]
+    fn macos_version_from_names() {
+        assert_eq!(macos_from_name("macphsft01-ROOT-VM-macOS-14"), Some(14));
+        assert_eq!(macos_from_name("h-ROOT-VM-macos15"), Some(15));
+        assert_eq!(macos_from_name("h_macOS_26_beta"), Some(26));
+        assert_eq!(macos_from_name("macphsft01-ROOT-VM-1"), None);
+        assert_eq!(macos_from_name("macosx"), None);
+        assert_eq!(macos_from_product_version("14.6.1\n"), Some(14));
+        assert_eq!(macos_from_product_version("garbage"), None);
+    }
+
+    #[test]
+    fn names_carry_the_prefix_stay_bounded_and_are_recognised_after_a_restart() {
+        let l = lifecycle("marble");
+        let vm = "macphsft01-ROOT-VM-macOS-14";
+        let name = l.name_for(vm, 1_764_000_000);
+        assert_eq!(
+            name,
+            crate::ci::runner_name("macphsft01.cern.ch", vm, 1_764_000_000)
+        );
+        assert!(l.is_ours(vm, &name));
+        assert!(!l.is_ours("macphsft01-ROOT-VM-macOS-15", &name));
+        assert!(!l.is_ours(vm, "marble-macphsft01-macphsft01-ROOT-VM-macOS-14-x"));
+        let long = lifecycle("ci-runner-of-cern-xx");
+        let name = long.name_for(&"v".repeat(100), 1_764_000_000);
+        assert!(name.len() <= crate::ci::runner::MAX_RUNNER_NAME, "{name}");
+        assert!(name.starts_with("ci-runner-of-cern-xx-"), "{name}");
+        assert!(name.ends_with("-1764000000"), "{name}");
+        assert!(long.is_ours(&"v".repeat(100), &name));
+    }
+
+    #[test]
+    fn labels_add_extras_once_and_debug_hides_the_token() {
+        let l = lifecycle("marble");
+        assert_eq!(
+            l.labels(14),
+            ["self-hosted", "macOS", "ARM64", "mac14", "mac14-xl"]
+        );
+        assert!(!format!("{l:?}").contains("ghp_TOKEN"));
+    }
+}
