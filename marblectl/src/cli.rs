@@ -64,6 +64,9 @@ pub enum Command {
     /// daemon and survive this command's session ending).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Host doctor (`host check`) and setup (`host setup`, macOS only).
+    #[command(subcommand)]
+    Host(HostCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
 }
@@ -80,6 +83,67 @@ pub enum VmCommand {
     /// Stop a VM: graceful first, then forced after a timeout. Refuses a busy VM or one whose
     /// busy state cannot be determined unless --force.
     Stop(StopArgs),
+    /// Create a macOS VM from an IPSW restore image with the uniform settings (headless,
+    /// bridged net0, build disk attached, no host folder sharing), locked against scheduler
+    /// starts, and print the steps that must be done by hand.
+    Create(CreateArgs),
+    /// Run a provisioning profile's steps in the VM's guest (prlctl exec). Completed steps
+    /// are skipped, so it is safe to run again; the first failing step stops the run. A
+    /// stopped VM is started when the host is free; the VM is held busy for the whole run.
+    Provision(ProvisionArgs),
+}
+
+/// `vm create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// VM name, e.g. macphsft01-ROOT-VM-macOS-15 (letters, digits, '.', '_', '-'; must match
+    /// the team's name pattern).
+    pub name: String,
+    /// The .ipsw restore image (made absolute; read by marbled's user).
+    #[arg(long)]
+    pub ipsw: PathBuf,
+    /// Team: root or spi.
+    #[arg(long, value_parser = ["root", "spi"])]
+    pub team: String,
+    /// CPUs (default: all host CPUs).
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Memory in MiB (default: host memory minus host.memory_reserve_mib).
+    #[arg(long, value_name = "MB")]
+    pub memory: Option<u64>,
+}
+
+/// `vm provision`.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// VM name or UUID.
+    pub vm: String,
+    /// Profile (TOML); see docs/profiles/root.toml and docs/profiles/spi.toml.
+    #[arg(long)]
+    pub profile: PathBuf,
+}
+
+/// `host …` commands.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Check this host: Parallels, prlctl, host name, build disk, free disk, S3, GitHub
+    /// (checked by marbled as the VM owner), socket, launchd job and Spotlight (checked
+    /// here). One PASS/WARN/FAIL/SKIP line per check with the fix; exits 1 on any FAIL.
+    Check,
+    /// Apply the host settings that can be automated (macOS only, as root): computer, host
+    /// and local host name, and Spotlight indexing off on /.
+    Setup(HostSetupArgs),
+}
+
+/// `host setup`.
+#[derive(Debug, Args)]
+pub struct HostSetupArgs {
+    /// The host name, e.g. macphsft32.
+    #[arg(long)]
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 /// `image …` commands.

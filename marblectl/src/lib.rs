@@ -67,6 +67,7 @@ pub async fn run(cli: Cli) -> Result<Exit, ClientError> {
         Command::Drain(args) => cmd::admin::drain(&ctx, args).await,
         Command::Events(args) => cmd::status::events(&ctx, &args).await,
         Command::Image(image) => cmd::image::run(&ctx, image).await,
+        Command::Host(host) => cmd::host::run(&ctx, host).await,
         Command::Completions(args) => {
             let mut buf = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "marblectl", &mut buf);

@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::jobs::JobContext;
+use crate::lifecycle::{HostSection, Lifecycle, LifecycleEvent};
 use crate::sched::{
     Action, Command, Effect, Input, ObservedVm, OpId, Outcome, Persisted, ReqId, SchedConfig, World,
 };
@@ -192,7 +193,14 @@ enum Completion {
     Inventory(Result<Vec<ObservedVm>, String>),
     /// An image transfer job reports (`crate::transfers`).
     Transfer(TransferEvent),
+    /// A create, provision or host-check job reports (`crate::lifecycle`).
+    Lifecycle(LifecycleEvent),
 }
+
+/// `vm create`, `vm provision`, `host check` (`crate::lifecycle`), with access to the
+/// supervisor's state.
+#[path = "lifecycle/actor_glue.rs"]
+mod lifecycle_glue;
 
 /// Static facts the actor reports in `status`.
 #[derive(Debug, Clone)]
@@ -238,6 +246,10 @@ pub struct Supervisor {
     inventory_ms: u64,
     /// Image transfers and the VMs they hold.
     transfers: Transfers,
+    /// VMs being created and the provisioning hold.
+    lifecycle: Lifecycle,
+    /// `[host]` (create and provision settings).
+    host_cfg: Arc<HostSection>,
     shutdown: CancellationToken,
 }
 
@@ -277,6 +289,8 @@ impl Supervisor {
             // Interrupted at shutdown rather than holding it for the whole budget: pushes
             // and pulls resume without resending finished parts.
             transfers: Transfers::new(shutdown.child_token()),
+            lifecycle: Lifecycle::default(),
+            host_cfg: Arc::new(HostSection::default()),
             shutdown,
         };
         (
@@ -286,6 +300,13 @@ impl Supervisor {
                 next_req: Arc::new(AtomicU64::new(1)),
             },
         )
+    }
+
+    /// Use `[host]` settings for `vm create` / `vm provision` (default: built-in defaults).
+    #[must_use]
+    pub fn with_host_config(mut self, host: HostSection) -> Self {
+        self.host_cfg = Arc::new(host);
+        self
     }
 
     /// Run until shutdown; then answer waiting clients, wait for jobs up to `budget`, and
@@ -355,6 +376,10 @@ impl Supervisor {
                 tracing::debug!(vm = %vm, op = op.0, ?outcome, "operation finished");
                 Input::Finished { op, outcome }
             }
+            Completion::Lifecycle(event) => {
+                self.on_lifecycle_event(&event);
+                return;
+            }
             Completion::Transfer(event) => {
                 // Pushes create and delete a clone, pulls register a VM.
                 if self.transfers.on_event(event) {
@@ -415,7 +440,19 @@ impl Supervisor {
                 caller,
                 request,
                 waiter,
+            } if lifecycle_glue::handles(&request) => {
+                self.submit_lifecycle(req, &caller, request, waiter);
+            }
+            ActorCommand::Submit {
+                req,
+                caller,
+                request,
+                waiter,
             } => match self.to_command(&request) {
+                Ok(cmd) if let Some(err) = self.lifecycle.refuse_command(&cmd) => {
+                    tracing::info!(req = req.0, user = %caller, kind = request.kind(), error = %err, "refused: provisioning");
+                    let _ = waiter.done.send(Err(err));
+                }
                 Ok(cmd) if let Some(err) = self.transfers.refuse_command(&cmd) => {
                     tracing::info!(req = req.0, user = %caller, kind = request.kind(), error = %err, "refused: image transfer");
                     let _ = waiter.done.send(Err(err));
@@ -620,6 +657,14 @@ impl Supervisor {
 
     fn spawn_op(&mut self, op: OpId, vm: String, action: Action) {
         let tx = self.completions_tx.clone();
+        if let Some(outcome) = self.lifecycle.intercept(&vm, &action) {
+            // Reported back like any job: the world sees a busy probe or a refused action.
+            tracing::info!(vm = %vm, op = op.0, ?action, ?outcome, "operation answered by the provisioning hold");
+            self.jobs.spawn(async move {
+                let _ = tx.send(Completion::Op { op, vm, outcome }).await;
+            });
+            return;
+        }
         if let Some(why) = self.transfers.blocks_action(&vm, &action) {
             // Reported back through the channel like any job, never re-entering the world.
             tracing::info!(vm = %vm, op = op.0, ?action, %why, "operation refused");

@@ -40,6 +40,8 @@ pub struct Config {
     pub probe: ProbeSection,
     /// Scheduler policy and timings.
     pub scheduler: SchedulerSection,
+    /// This host: name pattern, build disk, VM sizing, `vm create`/`vm provision` timeouts.
+    pub host: crate::lifecycle::HostSection,
     /// VM images in S3 (`marblectl image …`): endpoint, bucket, credentials, transfer tuning,
     /// scrub list. See docs/IMAGES.md.
     #[cfg(feature = "s3")]
@@ -750,6 +752,7 @@ impl Config {
         if let Some(jenkins) = &self.jenkins {
             jenkins.problems(&mut bad);
         }
+        out.extend(self.host.problems());
         out
     }
 
@@ -788,7 +791,8 @@ impl Config {
              # Optional keys not shown: daemon.log_file = \"/path/to/marbled.log\";\n\
              # images.endpoint = \"https://s3.cern.ch\" (default: the s3cfg's host_base),\n\
              # images.secret_file = \"/Users/ci/.marble/s3.secret\" (mode 0600), images.s3cfg,\n\
-             # images.state_dir, images.build_disk, images.bundles_dir (default ~/Parallels).\n\
+             # images.state_dir, images.build_disk, images.bundles_dir (default ~/Parallels);\n\
+             # host.build_disk (default images.build_disk, else ~/Parallels/build_drive.hdd).\n\
              # See docs/IMAGES.md.\n\
              #\n\
              # Optional sections (absent = feature off; see docs/CI.md):\n\

@@ -151,6 +151,7 @@ pub async fn run(
         written_rx,
         actor_stop.clone(),
     );
+    let supervisor = supervisor.with_host_config(config.host.clone());
     // The actor gets most of the budget for its jobs; the rest is for flushing.
     let actor = tokio::spawn(
         supervisor

@@ -13,9 +13,10 @@
 //! [`peer`] (credentials and access), [`server`] (accept loop, handler), [`actor`] (state
 //! owner), [`jobs`] (slow work), [`sched`] (sans-I/O scheduler), [`hypervisor`] (prlctl),
 //! [`inventory`] (teams), [`store`] (state file), [`logging`] (subscriber for `main`),
-//! [`daemon`] (wiring: `run`), [`runners`] (GitHub JIT runners per ROOT boot and the
-//! delete-before-stop gate), [`transfers`] (image push/pull/verify jobs and the VM holds
-//! they take; the S3 code is [`images`]).
+//! [`daemon`] (wiring: `run`), [`transfers`] (image push/pull/verify jobs and the VM holds
+//! they take; the S3 code is [`images`]), [`lifecycle`] (`vm create`, `vm provision`, `host
+//! check`: jobs and the provisioning hold), [`provision`] (the profile engine), [`runners`]
+//! (GitHub JIT runners per ROOT boot and the delete-before-stop gate).
 
 pub mod actor;
 #[cfg(feature = "ci")]
@@ -29,6 +30,7 @@ pub mod hypervisor;
 pub mod images;
 pub mod inventory;
 pub mod jobs;
+pub mod lifecycle;
 pub mod logging;
 pub mod peer;
 pub mod provision;

@@ -1,10 +1,12 @@
 //! One module per noun group; each exposes `run(args, &Context) -> Result<Exit, ClientError>`.
 
 pub mod admin;
+pub mod host;
 pub mod image;
 pub mod slot;
 pub mod status;
 pub mod vm;
+pub mod vm_setup;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! `vm list|show|start|stop`.
+//! `vm list|show|start|stop`; `vm create|provision` are in [`super::vm_setup`].
 
 use marble_proto::{Request, Response};
 
@@ -12,6 +12,8 @@ use crate::render;
 /// Run a `vm` subcommand.
 pub async fn run(ctx: &Context, cmd: VmCommand) -> Result<Exit, ClientError> {
     let request = match cmd {
+        VmCommand::Create(a) => return crate::cmd::vm_setup::create(ctx, a).await,
+        VmCommand::Provision(a) => return crate::cmd::vm_setup::provision(ctx, a).await,
         VmCommand::List => Request::ListVms,
         VmCommand::Show(a) => Request::ShowVm { vm: a.vm },
         VmCommand::Start(a) => Request::StartVm { vm: a.vm },

@@ -130,4 +130,15 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn snapshot_list<'a>(&'a self, vm: &'a str) -> HvFuture<'a, Vec<Snapshot>>;
     /// `prlctl snapshot-delete VM --id ID`.
     fn snapshot_delete<'a>(&'a self, vm: &'a str, id: &'a str) -> HvFuture<'a, ()>;
+    /// `prlctl create NAME -o macos --restore-image IPSW`: a stopped macOS VM whose OS is
+    /// installed from the IPSW on its first start. `timeout` because reading a 15 GB IPSW
+    /// can take much longer than an ordinary call.
+    fn create_macos<'a>(
+        &'a self,
+        name: &'a str,
+        ipsw: &'a str,
+        timeout: Duration,
+    ) -> HvFuture<'a, ()>;
+    /// `prlctl --version`, parsed.
+    fn version(&self) -> HvFuture<'_, parse::PrlctlVersion>;
 }

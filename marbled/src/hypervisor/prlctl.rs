@@ -561,6 +561,22 @@ impl Hypervisor for Prlctl {
             self.config.default_timeout,
         ))
     }
+
+    fn create_macos<'a>(
+        &'a self,
+        name: &'a str,
+        ipsw: &'a str,
+        timeout: Duration,
+    ) -> HvFuture<'a, ()> {
+        Box::pin(self.simple(
+            strings(&["create", name, "-o", "macos", "--restore-image", ipsw]),
+            timeout,
+        ))
+    }
+
+    fn version(&self) -> HvFuture<'_, PrlctlVersion> {
+        Box::pin(Prlctl::version(self))
+    }
 }
 
 #[cfg(test)]

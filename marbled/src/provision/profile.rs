@@ -246,6 +246,35 @@ impl Profile {
     /// Parse profile text; `base` resolves relative file paths, `origin` names the profile
     /// in errors.
     pub fn parse(text: &str, base: &Path, origin: &Path) -> Result<Self, ProfileError> {
+        let read = |p: &Path| {
+            let full = base.join(p);
+            std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))
+        };
+        Self::parse_with(text, origin, &read)
+    }
+
+    /// Parse a profile uploaded by a client (`marblectl vm provision`): `script`/`input`
+    /// files come from the upload, keyed by the path as written in the profile, so the
+    /// daemon never opens a path an operator names.
+    pub fn from_upload(upload: &marble_proto::ProfileUpload) -> Result<Self, ProfileError> {
+        let read = |p: &Path| {
+            upload
+                .files
+                .iter()
+                .find(|f| Path::new(&f.path) == p)
+                .map(|f| f.content.clone())
+                .ok_or_else(|| format!("{} was not sent with the profile", p.display()))
+        };
+        Self::parse_with(&upload.text, Path::new(&upload.origin), &read)
+    }
+
+    /// Parse profile text, reading referenced files with `read` (its error is the problem
+    /// text).
+    pub fn parse_with(
+        text: &str,
+        origin: &Path,
+        read_file: &dyn Fn(&Path) -> Result<Vec<u8>, String>,
+    ) -> Result<Self, ProfileError> {
         let raw: RawProfile = toml::from_str(text).map_err(|source| ProfileError::Parse {
             path: origin.to_owned(),
             source,
@@ -276,11 +305,10 @@ impl Profile {
                 problems.push(format!("{label}: timeout must be positive"));
             }
             let read = |p: &Path, problems: &mut Vec<String>| -> Option<Vec<u8>> {
-                let full = base.join(p);
-                match std::fs::read(&full) {
+                match read_file(p) {
                     Ok(b) => Some(b),
                     Err(e) => {
-                        problems.push(format!("{label}: cannot read {}: {e}", full.display()));
+                        problems.push(format!("{label}: {e}"));
                         None
                     }
                 }
