@@ -1,12 +1,14 @@
-//! `marble-sim`: replay a trace through the scheduler in virtual time (see
-//! `docs/SIMULATOR.md`). Exit 0, 1 when an invariant was violated, 2 for a bad trace or
-//! arguments.
+//! `marble-sim`: replay a trace through the scheduler in virtual time, compare policies on
+//! it, or generate the standard trace (see `docs/SIMULATOR.md`). Exit 0, 1 when an invariant
+//! was violated, 2 for a bad trace or arguments.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use marbled::sched::Policy;
+use marbled::sim::compare::compare;
+use marbled::sim::standard::{explicit, standard_trace};
 use marbled::sim::{RunOptions, Trace, simulate};
 
 #[derive(Parser)]
@@ -39,47 +41,127 @@ enum Cmd {
         #[arg(long)]
         log: bool,
     },
+    /// Run a trace under policies `cycle` and `demand` and print them side by side.
+    Compare {
+        /// The trace file (TOML).
+        trace: PathBuf,
+        /// Print both reports and the targets as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Override the trace's seed (`sim.seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Print the standard fleet trace (hosts, boot times, daily workload) as TOML.
+    Generate {
+        /// Days simulated (day 0 is a Monday).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Seed of the arrivals and of the run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Hosts in the fleet.
+        #[arg(long, default_value_t = 4)]
+        hosts: u32,
+        /// Write every arrival out as [[root_jobs]] / [[jenkins]] instead of the generator
+        /// section.
+        #[arg(long)]
+        explicit: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum PolicyArg {
     Cycle,
+    Demand,
     Manual,
+}
+
+fn load(path: &std::path::Path) -> Result<Trace, ExitCode> {
+    Trace::load(path).map_err(|err| {
+        eprintln!("marble-sim: {err}");
+        ExitCode::from(2)
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Cmd::Run {
-        trace,
-        json,
-        policy,
-        seed,
-        log,
-    } = cli.command;
-    let loaded = match Trace::load(&trace) {
-        Ok(t) => t,
-        Err(err) => {
-            eprintln!("marble-sim: {err}");
-            return ExitCode::from(2);
+    match cli.command {
+        Cmd::Run {
+            trace,
+            json,
+            policy,
+            seed,
+            log,
+        } => {
+            let loaded = match load(&trace) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let opts = RunOptions {
+                policy: policy.map(|p| match p {
+                    PolicyArg::Cycle => Policy::Cycle,
+                    PolicyArg::Demand => Policy::Demand,
+                    PolicyArg::Manual => Policy::Manual,
+                }),
+                seed,
+                log,
+            };
+            let report = simulate(&loaded, opts);
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_table());
+            }
+            if report.violations.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
-    };
-    let opts = RunOptions {
-        policy: policy.map(|p| match p {
-            PolicyArg::Cycle => Policy::Cycle,
-            PolicyArg::Manual => Policy::Manual,
-        }),
-        seed,
-        log,
-    };
-    let report = simulate(&loaded, opts);
-    if json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{}", report.to_table());
-    }
-    if report.violations.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+        Cmd::Compare { trace, json, seed } => {
+            let loaded = match load(&trace) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let result = compare(&loaded, seed);
+            if json {
+                println!("{}", result.to_json());
+            } else {
+                print!("{}", result.to_table(&trace.display().to_string()));
+            }
+            if result.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Cmd::Generate {
+            days,
+            seed,
+            hosts,
+            explicit: expand,
+        } => {
+            let mut trace = standard_trace(days, seed, hosts);
+            if expand {
+                trace = explicit(&trace);
+            }
+            match trace.to_toml() {
+                Ok(text) => {
+                    println!(
+                        "# Standard MARBLE fleet trace: marble-sim generate --days {days} \
+                         --seed {seed} --hosts {hosts}{}\n# See docs/SIMULATOR.md \
+                         (\"Trace generator\").\n",
+                        if expand { " --explicit" } else { "" }
+                    );
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("marble-sim: cannot write the trace: {err}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,11 @@
 //! The discrete-event engine: a virtual clock, an ordered event queue, and the loop that
-//! drives `sched::World` exactly as the daemon's actor does.
+//! drives one `sched::World` per simulated host exactly as each host's daemon actor does.
+//!
+//! Several hosts share one GitHub queue, one runner list and one Jenkins; their events and
+//! deadlines interleave in virtual time deterministically (at equal times: events in the
+//! order they were scheduled, then the lowest host index's deadline). Under policy `demand`
+//! each host's demand source polls the shared queue and runner list (`sim.demand_poll`, out
+//! of phase between hosts) and feeds `Input::Demand`.
 //!
 //! Like `actor::Supervisor`, the engine lists the VMs first, refreshes the inventory every
 //! `inventory_interval` (ticking the world at the same time) and whenever the world asks,
@@ -17,12 +23,15 @@ use marble_proto::Team;
 use super::generate::{JenkinsArrival, RootArrival, arrivals};
 use super::host::{Faults, SimVm};
 use super::invariants::{ViolationKind, Violations};
-use super::metrics::{Report, TeamReport, TeamStats};
+use super::metrics::{HostReport, Latency, Report, TeamReport, TeamStats, ratio};
 use super::ops::OpState;
 use super::rng::SimRng;
 use super::trace::{BootSection, SimSection, Trace};
 use super::workload::{Build, BuildState, PendingReq, RootJob, RootState};
-use crate::sched::{Effect, Input, Millis, ObservedVm, OpId, Policy, ReqId, World};
+use crate::sched::{
+    DemandSnapshot, Effect, FleetRunner, Input, Millis, ObservedVm, OpId, Policy, QueuedJob, ReqId,
+    World,
+};
 
 /// Virtual time zero, as unix ms (the scheduler sees realistic timestamps).
 pub const EPOCH_MS: Millis = 1_700_000_000_000;
@@ -51,35 +60,56 @@ pub(super) enum Ev {
     JenkinsArrival(usize),
     /// Jenkins retries a build after a refusal.
     JenkinsRetry(usize),
-    /// An operation's work is done (or a readiness wait checks again).
-    OpDue(OpId),
+    /// An operation of a host's scheduler is done (or a readiness wait checks again).
+    OpDue(usize, OpId),
     /// A hung operation finally reports.
-    OpReport(OpId),
+    OpReport(usize, OpId),
     /// A guest finished booting.
     GuestReady,
     /// A job reaches its end.
     JobEnd { vm: usize, id: u64 },
-    /// `prlctl list` returned.
-    InventoryDone(Vec<ObservedVm>),
-    /// The actor's periodic refresh timer (generation-tagged: re-arming supersedes it).
-    InventoryTimer(u64),
+    /// A host's `prlctl list` returned.
+    InventoryDone(usize, Vec<ObservedVm>),
+    /// A host actor's periodic refresh timer (generation-tagged: re-arming supersedes it).
+    InventoryTimer(usize, u64),
     /// A slot request's answer is overdue.
     ReplyDeadline(ReqId),
+    /// A host's demand source polls GitHub (policy `demand`).
+    DemandPoll(usize),
+}
+
+/// One simulated host: its scheduler and what its actor keeps.
+pub(super) struct SimHost {
+    /// Host name (the prefix of its VMs).
+    pub(super) name: String,
+    pub(super) world: World,
+    capacity: u32,
+    refresh_in_flight: bool,
+    refresh_again: bool,
+    refresh_gen: u64,
+    ticks_here: u32,
+    deadline_ignored: bool,
+    stuck_reported: bool,
+    over_capacity: bool,
+    /// The demand snapshot last fed (instant feed: only changes are sent).
+    demand_seen: Option<DemandSnapshot>,
+    /// Starts that powered a stopped VM of this host on.
+    pub(super) boots: u64,
 }
 
 /// One simulation run.
 pub struct Engine {
-    pub(super) world: World,
+    pub(super) hosts: Vec<SimHost>,
     pub(super) now: Millis,
     end: Millis,
     seq: u64,
     queue: BTreeMap<(Millis, u64), Ev>,
     pub(super) cfg: SimSection,
     pub(super) boot_dist: BootSection,
-    capacity: u32,
     pub(super) vms: Vec<SimVm>,
     pub(super) by_name: HashMap<String, usize>,
-    pub(super) ops: BTreeMap<OpId, OpState>,
+    /// Operations in flight, by host and op id (each host's scheduler numbers its own).
+    pub(super) ops: BTreeMap<(usize, OpId), OpState>,
     pub(super) ops_per_vm: Vec<u32>,
     pub(super) faults: Faults,
     pub(super) boot_rng: SimRng,
@@ -90,13 +120,6 @@ pub struct Engine {
     pub(super) request_for_vm: Vec<Option<ReqId>>,
     pub(super) next_req: u64,
     pub(super) next_job_id: u64,
-    refresh_in_flight: bool,
-    refresh_again: bool,
-    refresh_gen: u64,
-    ticks_here: u32,
-    deadline_ignored: bool,
-    stuck_reported: bool,
-    over_capacity: bool,
     idle_ms: u64,
     starved_since: [Option<Millis>; 2],
     longest_starved: [u64; 2],
@@ -108,11 +131,14 @@ pub struct Engine {
     pub(super) stats_root: TeamStats,
     pub(super) stats_spi: TeamStats,
     pub(super) boots: u64,
+    pub(super) root_boots: u64,
     pub(super) boot_failures: u64,
     pub(super) resumes: u64,
     pub(super) op_counts: BTreeMap<&'static str, u64>,
     pub(super) slot_requests: u64,
     pub(super) grants: u64,
+    /// Per granted build: its first slot request until the grant, ms.
+    pub(super) grant_latencies: Vec<u64>,
     pub(super) refusals: BTreeMap<String, u64>,
     pub(super) unanswered: u64,
     pub(super) unanswered_under_hang: u64,
@@ -124,6 +150,7 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
+            .field("hosts", &self.hosts.len())
             .field("now", &self.now)
             .field("steps", &self.steps)
             .finish_non_exhaustive()
@@ -142,6 +169,31 @@ impl Engine {
         let sched = trace.sched_config(opts.policy, seed);
         let policy = sched.policy;
         let now = EPOCH_MS;
+        let hosts = trace
+            .host_sections()
+            .into_iter()
+            .enumerate()
+            .map(|(h, section)| {
+                // Host 0 keeps the trace's seed (single-host runs replay as before); the
+                // others get their own cycle jitter.
+                let mut config = sched.clone();
+                config.seed = seed ^ (h as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                SimHost {
+                    name: section.prefix.clone(),
+                    world: World::new(config, now),
+                    capacity: section.capacity,
+                    refresh_in_flight: false,
+                    refresh_again: false,
+                    refresh_gen: 0,
+                    ticks_here: 0,
+                    deadline_ignored: false,
+                    stuck_reported: false,
+                    over_capacity: false,
+                    demand_seen: None,
+                    boots: 0,
+                }
+            })
+            .collect();
         let vms: Vec<SimVm> = trace
             .host_vms()
             .iter()
@@ -162,6 +214,8 @@ impl Engine {
                 cursor: pick_rng.below(spi_count),
                 arrival,
                 state: BuildState::NotArrived,
+                first_request: None,
+                granted: false,
             })
             .collect();
         let root_jobs = root
@@ -173,14 +227,13 @@ impl Engine {
             .collect();
         let n = vms.len();
         Self {
-            world: World::new(sched, now),
+            hosts,
             now,
             end: now.saturating_add(ms(trace.sim.duration)),
             seq: 0,
             queue: BTreeMap::new(),
             cfg: trace.sim.clone(),
             boot_dist: trace.boot.clone(),
-            capacity: trace.host.capacity,
             vms,
             by_name,
             ops: BTreeMap::new(),
@@ -194,13 +247,6 @@ impl Engine {
             request_for_vm: vec![None; n],
             next_req: 1,
             next_job_id: 1,
-            refresh_in_flight: false,
-            refresh_again: false,
-            refresh_gen: 0,
-            ticks_here: 0,
-            deadline_ignored: false,
-            stuck_reported: false,
-            over_capacity: false,
             idle_ms: 0,
             starved_since: [None; 2],
             longest_starved: [0; 2],
@@ -211,11 +257,13 @@ impl Engine {
             stats_root: TeamStats::default(),
             stats_spi: TeamStats::default(),
             boots: 0,
+            root_boots: 0,
             boot_failures: 0,
             resumes: 0,
             op_counts: BTreeMap::new(),
             slot_requests: 0,
             grants: 0,
+            grant_latencies: Vec::new(),
             refusals: BTreeMap::new(),
             unanswered: 0,
             unanswered_under_hang: 0,
@@ -235,8 +283,21 @@ impl Engine {
             let at = self.builds[i].arrival.at_ms;
             self.schedule_at(EPOCH_MS.saturating_add(at), Ev::JenkinsArrival(i));
         }
-        // The actor's first act: list the VMs.
-        self.refresh_inventory();
+        // Each actor's first act: list the VMs.
+        for h in 0..self.hosts.len() {
+            self.refresh_inventory(h);
+        }
+        if self.policy == Policy::Demand {
+            let poll = ms(self.cfg.demand_poll);
+            if poll > 0 {
+                // Hosts poll out of phase, as independent daemons do.
+                let n = self.hosts.len() as u64;
+                for h in 0..self.hosts.len() {
+                    let phase = poll.saturating_mul(h as u64) / n.max(1);
+                    self.schedule_at(EPOCH_MS.saturating_add(phase), Ev::DemandPoll(h));
+                }
+            }
+        }
         self.check_capacity();
         loop {
             if self.steps >= MAX_STEPS {
@@ -247,47 +308,115 @@ impl Engine {
                 break;
             }
             let event_at = self.queue.first_key_value().map(|(k, _)| k.0);
-            let deadline = if self.deadline_ignored {
-                None
-            } else {
-                self.world.next_deadline().map(|d| d.max(self.now))
-            };
+            // The earliest deadline of any host; at equal times the lowest host index.
+            let deadline = self
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(_, host)| !host.deadline_ignored)
+                .filter_map(|(h, host)| host.world.next_deadline().map(|d| (d.max(self.now), h)))
+                .min();
             let (at, tick) = match (event_at, deadline) {
-                (Some(e), Some(d)) if d < e => (d, true),
-                (Some(e), _) => (e, false),
-                (None, Some(d)) => (d, true),
+                (Some(e), Some((d, h))) if d < e => (d, Some(h)),
+                (Some(e), _) => (e, None),
+                (None, Some((d, h))) => (d, Some(h)),
                 (None, None) => break,
             };
             if at > self.end {
                 break;
             }
             self.advance(at);
-            if tick {
-                self.ticks_here += 1;
-                if self.ticks_here > MAX_TICKS_AT_ONE_INSTANT {
+            if let Some(h) = tick {
+                self.hosts[h].ticks_here += 1;
+                if self.hosts[h].ticks_here > MAX_TICKS_AT_ONE_INSTANT {
                     // A deadline that stays in the past would spin the actor at 100% CPU.
-                    self.deadline_ignored = true;
-                    if !self.stuck_reported {
-                        self.stuck_reported = true;
+                    self.hosts[h].deadline_ignored = true;
+                    if !self.hosts[h].stuck_reported {
+                        self.hosts[h].stuck_reported = true;
+                        let name = self.hosts[h].name.clone();
                         self.violation(
                             ViolationKind::StuckDeadline,
                             format!(
-                                "next_deadline() still at or before now after \
+                                "host {name}: next_deadline() still at or before now after \
                                  {MAX_TICKS_AT_ONE_INSTANT} ticks at one instant"
                             ),
                         );
                     }
                     continue;
                 }
-                self.feed(Input::Tick);
+                self.feed(h, Input::Tick);
             } else if let Some((_, ev)) = self.queue.pop_first() {
                 self.on_event(ev);
             }
             self.pump();
+            self.push_demand();
             self.check_capacity();
         }
         self.advance(self.end);
         self.report()
+    }
+
+    /// What GitHub shows now: queued ROOT jobs and the fleet's runners without a job.
+    pub(super) fn demand_snapshot(&self) -> DemandSnapshot {
+        let root_jobs = self
+            .root_queue
+            .iter()
+            .map(|&j| {
+                let a = &self.root_jobs[j].arrival;
+                QueuedJob {
+                    id: j as u64 + 1,
+                    since_ms: EPOCH_MS.saturating_add(a.at_ms),
+                    labels: a.labels.iter().cloned().collect(),
+                }
+            })
+            .collect();
+        let free_runners = self
+            .vms
+            .iter()
+            .filter(|v| v.free_runner())
+            .map(|v| FleetRunner {
+                name: v.name.clone(),
+                labels: v.labels.iter().cloned().collect(),
+            })
+            .collect();
+        DemandSnapshot {
+            root_jobs,
+            free_runners,
+        }
+    }
+
+    /// A host's demand source polls: feed what GitHub shows now, poll again later.
+    fn demand_poll(&mut self, h: usize) {
+        let snapshot = self.demand_snapshot();
+        self.hosts[h].demand_seen = Some(snapshot.clone());
+        self.feed(h, Input::Demand(snapshot));
+        self.schedule_in(ms(self.cfg.demand_poll).max(1), Ev::DemandPoll(h));
+    }
+
+    /// Instant feed (`sim.demand_poll = 0`): every host whose view is out of date gets a fresh
+    /// snapshot, one host at a time, so a boot by one host is seen by the next.
+    fn push_demand(&mut self) {
+        if self.policy != Policy::Demand || ms(self.cfg.demand_poll) > 0 {
+            return;
+        }
+        loop {
+            let mut fed = false;
+            for h in 0..self.hosts.len() {
+                if self.steps >= MAX_STEPS {
+                    return;
+                }
+                let snapshot = self.demand_snapshot();
+                if self.hosts[h].demand_seen.as_ref() != Some(&snapshot) {
+                    self.hosts[h].demand_seen = Some(snapshot.clone());
+                    self.feed(h, Input::Demand(snapshot));
+                    self.pump();
+                    fed = true;
+                }
+            }
+            if !fed {
+                return;
+            }
+        }
     }
 
     /// Move the clock forward, accounting idle VM time.
@@ -310,8 +439,10 @@ impl Engine {
             let idle = self.vms.iter().filter(|v| v.idle_running()).count() as u64;
             self.idle_ms += (at - self.now) * idle;
             self.now = at;
-            self.ticks_here = 0;
-            self.deadline_ignored = false;
+            for host in &mut self.hosts {
+                host.ticks_here = 0;
+                host.deadline_ignored = false;
+            }
         }
     }
 
@@ -339,33 +470,38 @@ impl Engine {
         self.violations.record(offset, kind, description);
     }
 
-    /// Hand one input to the world and carry out its effects.
-    pub(super) fn feed(&mut self, input: Input) {
+    /// Hand one input to host `h`'s world and carry out its effects.
+    pub(super) fn feed(&mut self, h: usize, input: Input) {
         self.steps += 1;
+        let who = if self.hosts.len() > 1 {
+            format!("{} ", self.hosts[h].name)
+        } else {
+            String::new()
+        };
         if self.log {
             eprintln!(
-                "+{:<10} <- {input:?}",
+                "+{:<10} {who}<- {input:?}",
                 super::metrics::fmt_ms(self.offset())
             );
         }
-        let effects = self.world.handle(self.now, input);
+        let effects = self.hosts[h].world.handle(self.now, input);
         for effect in effects {
             if self.log && !matches!(effect, Effect::Persist) {
                 eprintln!(
-                    "+{:<10} -> {effect:?}",
+                    "+{:<10} {who}-> {effect:?}",
                     super::metrics::fmt_ms(self.offset())
                 );
             }
             match effect {
-                Effect::Run { op, vm, action } => self.start_op(op, &vm, &action),
+                Effect::Run { op, vm, action } => self.start_op(h, op, &vm, &action),
                 Effect::Reply { req, result } => self.on_reply(req, result),
                 Effect::Progress { .. } | Effect::Emit(_) => {}
                 Effect::Persist => {
                     // The actor snapshots the state at once; do the same so the cost and any
                     // panic in `persisted()` show up here too.
-                    let _ = self.world.persisted();
+                    let _ = self.hosts[h].world.persisted();
                 }
-                Effect::RefreshInventory => self.refresh_inventory(),
+                Effect::RefreshInventory => self.refresh_inventory(h),
             }
         }
     }
@@ -375,65 +511,77 @@ impl Engine {
             Ev::RootArrival(i) => self.root_arrived(i),
             Ev::JenkinsArrival(i) => self.build_arrived(i),
             Ev::JenkinsRetry(i) => self.build_retry(i),
-            Ev::OpDue(op) => self.op_due(op),
-            Ev::OpReport(op) => self.op_report(op),
+            Ev::OpDue(h, op) => self.op_due(h, op),
+            Ev::OpReport(h, op) => self.op_report(h, op),
             Ev::GuestReady => {}
             Ev::JobEnd { vm, id } => self.job_end(vm, id),
-            Ev::InventoryDone(list) => {
-                self.refresh_in_flight = false;
-                if std::mem::take(&mut self.refresh_again) {
-                    self.refresh_inventory();
+            Ev::InventoryDone(h, list) => {
+                self.hosts[h].refresh_in_flight = false;
+                if std::mem::take(&mut self.hosts[h].refresh_again) {
+                    self.refresh_inventory(h);
                 }
-                self.feed(Input::Inventory(list));
+                self.feed(h, Input::Inventory(list));
             }
-            Ev::InventoryTimer(generation) => {
-                if generation == self.refresh_gen {
-                    self.refresh_inventory();
-                    self.feed(Input::Tick);
+            Ev::InventoryTimer(h, generation) => {
+                if generation == self.hosts[h].refresh_gen {
+                    self.refresh_inventory(h);
+                    self.feed(h, Input::Tick);
                 }
             }
             Ev::ReplyDeadline(req) => self.reply_overdue(req),
+            Ev::DemandPoll(h) => self.demand_poll(h),
         }
     }
 
-    /// The actor's `refresh_inventory`: re-arm the periodic timer; list unless a listing is
-    /// in flight, in which case list again when it returns.
-    pub(super) fn refresh_inventory(&mut self) {
-        self.refresh_gen += 1;
-        let interval = self.world.config().inventory_interval_ms.max(1000);
-        let generation = self.refresh_gen;
-        self.schedule_in(interval, Ev::InventoryTimer(generation));
-        if self.refresh_in_flight {
-            self.refresh_again = true;
+    /// Host `h`'s actor `refresh_inventory`: re-arm the periodic timer; list unless a listing
+    /// is in flight, in which case list again when it returns.
+    pub(super) fn refresh_inventory(&mut self, h: usize) {
+        self.hosts[h].refresh_gen += 1;
+        let interval = self.hosts[h].world.config().inventory_interval_ms.max(1000);
+        let generation = self.hosts[h].refresh_gen;
+        self.schedule_in(interval, Ev::InventoryTimer(h, generation));
+        if self.hosts[h].refresh_in_flight {
+            self.hosts[h].refresh_again = true;
             return;
         }
-        self.refresh_in_flight = true;
-        let listing: Vec<ObservedVm> = self.vms.iter().map(SimVm::observed).collect();
-        self.schedule_in(ms(self.cfg.inventory_latency), Ev::InventoryDone(listing));
+        self.hosts[h].refresh_in_flight = true;
+        let listing: Vec<ObservedVm> = self
+            .vms
+            .iter()
+            .filter(|v| v.host == h)
+            .map(SimVm::observed)
+            .collect();
+        self.schedule_in(
+            ms(self.cfg.inventory_latency),
+            Ev::InventoryDone(h, listing),
+        );
     }
 
     pub(super) fn check_capacity(&mut self) {
-        let occupying: Vec<String> = self
-            .vms
-            .iter()
-            .filter(|v| v.occupies_host())
-            .map(|v| format!("{} ({:?})", v.name, v.power))
-            .collect();
-        if occupying.len() > self.capacity as usize {
-            if !self.over_capacity {
-                self.over_capacity = true;
-                let capacity = self.capacity;
-                self.violation(
-                    ViolationKind::OverCapacity,
-                    format!(
-                        "{} VMs occupy a host of capacity {capacity}: {}",
-                        occupying.len(),
-                        occupying.join(", ")
-                    ),
-                );
+        for h in 0..self.hosts.len() {
+            let occupying: Vec<String> = self
+                .vms
+                .iter()
+                .filter(|v| v.host == h && v.occupies_host())
+                .map(|v| format!("{} ({:?})", v.name, v.power))
+                .collect();
+            let capacity = self.hosts[h].capacity;
+            if occupying.len() > capacity as usize {
+                if !self.hosts[h].over_capacity {
+                    self.hosts[h].over_capacity = true;
+                    self.violation(
+                        ViolationKind::OverCapacity,
+                        format!(
+                            "{} VMs occupy host {} of capacity {capacity}: {}",
+                            occupying.len(),
+                            self.hosts[h].name,
+                            occupying.join(", ")
+                        ),
+                    );
+                }
+            } else {
+                self.hosts[h].over_capacity = false;
             }
-        } else {
-            self.over_capacity = false;
         }
     }
 
@@ -489,9 +637,24 @@ impl Engine {
             seed: self.seed,
             simulated_ms: self.offset(),
             vms: self.vms.len(),
-            capacity: self.capacity,
+            capacity: self.hosts.iter().map(|h| h.capacity).sum(),
+            hosts: self
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(h, host)| HostReport {
+                    name: host.name.clone(),
+                    vms: self.vms.iter().filter(|v| v.host == h).count(),
+                    capacity: host.capacity,
+                    vm_boots: host.boots,
+                })
+                .collect(),
+            root_boots_per_job: ratio(self.root_boots, self.stats_root.arrived),
+            boots_per_job: ratio(self.boots, self.stats_root.arrived + self.stats_spi.arrived),
+            spi_grant_latency: Latency::of(&self.grant_latencies),
             teams,
             vm_boots: self.boots,
+            root_boots: self.root_boots,
             boot_failures: self.boot_failures,
             resumes: self.resumes,
             // Whole ms / 60 000, so the JSON is identical between runs.

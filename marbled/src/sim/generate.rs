@@ -97,6 +97,11 @@ fn generated(
             at = at.saturating_add(rng.exponential_ms(mean));
         }
     }
+    if let Some(daily) = &g.daily {
+        let (r, b) = daily.arrivals(seed, until);
+        root.extend(r);
+        spi.extend(b);
+    }
     if let Some(s) = g.spi.as_ref().filter(|s| s.per_hour > 0.0) {
         let mut rng = SimRng::stream(seed, "generate.spi");
         let mean = 3_600_000.0 / s.per_hour;
@@ -159,7 +164,7 @@ pub fn random_trace(seed: u64) -> Trace {
     t.boot.max = t.boot.min + secs(r.range(0, 30));
 
     let s = &mut t.scheduler;
-    s.policy = if r.chance(0.8) { "cycle" } else { "manual" }.into();
+    s.policy = ["cycle", "cycle", "cycle", "demand", "demand", "manual"][r.below(6)].into();
     s.capacity = capacity;
     s.cycle_on_min = secs(r.range(5, 60));
     s.cycle_on_jitter = secs(r.range(0, 30));
@@ -174,15 +179,23 @@ pub fn random_trace(seed: u64) -> Trace {
     s.fairness_bound = secs(r.range(60, 600));
     s.inventory_interval = secs(r.range(5, 30));
 
+    t.sim.demand_poll = secs([0, 5, 30][r.below(3)]);
     let span = t.sim.duration.as_secs();
+    // Under `demand`, some jobs ask for a label no VM has (`mac99`): a job nobody can serve
+    // must not make the scheduler boot or livelock.
+    let versioned = t.scheduler.policy == "demand" && r.chance(0.3);
     for _ in 0..r.range(0, 15) {
+        let mut labels: Vec<String> = super::trace::DEFAULT_ROOT_LABELS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        if versioned && r.chance(0.3) {
+            labels.push("mac99".into());
+        }
         t.root_jobs.push(RootJobSpec {
             at: secs(r.range(0, span)),
             duration: secs(r.range(10, 600)),
-            labels: super::trace::DEFAULT_ROOT_LABELS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            labels,
         });
     }
     let spi_names: Vec<String> = t
@@ -260,6 +273,7 @@ mod tests {
                     ..GenRoot::default()
                 }),
                 spi: None,
+                daily: None,
             }),
             ..Trace::default()
         };

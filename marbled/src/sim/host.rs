@@ -43,6 +43,8 @@ pub struct ProbeSeen {
 /// One simulated VM.
 #[derive(Debug, Clone)]
 pub struct SimVm {
+    /// Index of its host.
+    pub host: usize,
     /// Name.
     pub name: String,
     /// UUID (stable per index).
@@ -78,6 +80,7 @@ impl SimVm {
             InitialPower::Suspended => (PowerState::Suspended, None),
         };
         Self {
+            host: spec.host,
             name: spec.name.clone(),
             uuid: format!("5173d000-0000-4000-8000-{:012x}", index + 1),
             team: spec.team,
@@ -112,6 +115,18 @@ impl SimVm {
     /// Running and not running a job (idle VM time).
     pub fn idle_running(&self) -> bool {
         self.power == PowerState::Running && self.job.is_none()
+    }
+
+    /// ROOT: its ephemeral runner is registered with GitHub and has not taken a job. The
+    /// daemon mints the JIT config before it starts the VM, so the runner counts from the
+    /// moment the boot starts until it takes its job or the VM stops.
+    pub fn free_runner(&self) -> bool {
+        self.team == Team::Root
+            && matches!(
+                self.power,
+                PowerState::Starting | PowerState::Running | PowerState::Resuming
+            )
+            && !self.runner_used
     }
 
     /// What `prlctl list` shows.

@@ -88,6 +88,52 @@ pub fn percentile(sorted: &[u64], p: u32) -> Option<u64> {
     sorted.get(rank - 1).copied()
 }
 
+/// A ratio rounded to three decimals (so the JSON is identical between runs); `None` when
+/// the denominator is zero.
+pub fn ratio(num: u64, den: u64) -> Option<f64> {
+    (den > 0).then(|| ((num as f64 / den as f64) * 1000.0).round() / 1000.0)
+}
+
+/// Percentiles of a latency sample.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Latency {
+    /// Sample size.
+    pub count: u64,
+    /// Median, ms.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile, ms.
+    pub p95_ms: Option<u64>,
+    /// Largest, ms.
+    pub max_ms: Option<u64>,
+}
+
+impl Latency {
+    /// Summarise a sample.
+    pub fn of(sample: &[u64]) -> Self {
+        let mut v = sample.to_vec();
+        v.sort_unstable();
+        Self {
+            count: v.len() as u64,
+            p50_ms: percentile(&v, 50),
+            p95_ms: percentile(&v, 95),
+            max_ms: v.last().copied(),
+        }
+    }
+}
+
+/// One host of the run.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HostReport {
+    /// Host name (its VMs' prefix).
+    pub name: String,
+    /// Its VMs.
+    pub vms: usize,
+    /// Its capacity.
+    pub capacity: u32,
+    /// Starts that powered one of its stopped VMs on.
+    pub vm_boots: u64,
+}
+
 /// Everything a run measured. Serialised as the `--json` output.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
@@ -97,14 +143,25 @@ pub struct Report {
     pub seed: u64,
     /// Virtual time simulated, ms.
     pub simulated_ms: u64,
-    /// VMs on the host.
+    /// VMs on all hosts.
     pub vms: usize,
-    /// Host capacity.
+    /// Capacity of all hosts together.
     pub capacity: u32,
+    /// Per host.
+    pub hosts: Vec<HostReport>,
+    /// ROOT VM boots per ROOT job that arrived.
+    pub root_boots_per_job: Option<f64>,
+    /// VM boots (both teams) per job (both teams) that arrived.
+    pub boots_per_job: Option<f64>,
+    /// SPI grant latency: per build that was granted a slot, from its first `request-slot`
+    /// to the grant (refusals and retries in between count).
+    pub spi_grant_latency: Latency,
     /// Per team: `root`, `spi`.
     pub teams: BTreeMap<&'static str, TeamReport>,
     /// Starts that powered a stopped VM on.
     pub vm_boots: u64,
+    /// Of those, ROOT VMs.
+    pub root_boots: u64,
     /// Boots whose guest never became ready (injected).
     pub boot_failures: u64,
     /// Resumes of suspended VMs.
@@ -147,10 +204,11 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "marble-sim: policy {}, seed {}, {} simulated, {} VMs, capacity {}",
+            "marble-sim: policy {}, seed {}, {} simulated, {} host(s), {} VMs, capacity {}",
             self.policy,
             self.seed,
             fmt_ms(self.simulated_ms),
+            self.hosts.len(),
             self.vms,
             self.capacity
         );
@@ -186,7 +244,29 @@ impl Report {
         let kv = |map: &mut String, label: &str, value: String| {
             let _ = writeln!(map, "{label:<22}{value}");
         };
-        kv(&mut out, "VM boots", self.vm_boots.to_string());
+        let per_job = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.3}"));
+        kv(
+            &mut out,
+            "VM boots",
+            format!("{} ({} ROOT)", self.vm_boots, self.root_boots),
+        );
+        kv(
+            &mut out,
+            "boots per job",
+            format!(
+                "ROOT {}, all {}",
+                per_job(self.root_boots_per_job),
+                per_job(self.boots_per_job)
+            ),
+        );
+        if self.hosts.len() > 1 {
+            let per_host: Vec<String> = self
+                .hosts
+                .iter()
+                .map(|h| format!("{} {}", h.name, h.vm_boots))
+                .collect();
+            kv(&mut out, "boots per host", per_host.join(", "));
+        }
         kv(&mut out, "boot failures", self.boot_failures.to_string());
         kv(&mut out, "resumes", self.resumes.to_string());
         kv(
@@ -197,6 +277,19 @@ impl Report {
         kv(&mut out, "operations", join_counts(&self.ops));
         kv(&mut out, "slot requests", self.slot_requests.to_string());
         kv(&mut out, "grants", self.grants.to_string());
+        let l = &self.spi_grant_latency;
+        let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), fmt_ms);
+        kv(
+            &mut out,
+            "SPI grant latency",
+            format!(
+                "p50 {}, p95 {}, max {} ({} builds)",
+                opt(l.p50_ms),
+                opt(l.p95_ms),
+                opt(l.max_ms),
+                l.count
+            ),
+        );
         kv(&mut out, "refusals", join_counts(&self.refusals));
         kv(
             &mut out,

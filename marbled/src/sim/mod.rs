@@ -8,11 +8,14 @@
 //! per-team waits, boots, idle time, grants and refusals ([`metrics`]).
 //!
 //! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; checked in
-//! `validate`), [`generate`] (Poisson arrivals, random traces for property tests), [`rng`]
+//! `validate`), [`generate`] (Poisson arrivals, random traces for property tests),
+//! [`daily`] (the standard workload model), [`standard`] (the standard fleet trace), [`rng`]
 //! (seeded streams), [`engine`] (event loop), `ops` (the simulated hypervisor),
 //! `workload` (CI clients), [`host`] (VM ground truth, faults), [`invariants`],
 //! [`metrics`].
 
+pub mod compare;
+pub mod daily;
 pub mod engine;
 pub mod generate;
 pub mod host;
@@ -20,6 +23,7 @@ pub mod invariants;
 pub mod metrics;
 mod ops;
 pub mod rng;
+pub mod standard;
 #[cfg(test)]
 mod tests;
 pub mod trace;

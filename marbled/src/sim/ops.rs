@@ -88,9 +88,9 @@ impl Engine {
     }
 
     /// `Effect::Run`: check, decide the plan, schedule the completion.
-    pub(super) fn start_op(&mut self, op: OpId, vm: &str, action: &Action) {
+    pub(super) fn start_op(&mut self, h: usize, op: OpId, vm: &str, action: &Action) {
         *self.op_counts.entry(action_name(action)).or_insert(0) += 1;
-        if self.ops.contains_key(&op) {
+        if self.ops.contains_key(&(h, op)) {
             self.violation(
                 ViolationKind::DuplicateOp,
                 format!(
@@ -100,13 +100,17 @@ impl Engine {
             );
             return;
         }
-        let Some(&vi) = self.by_name.get(vm) else {
+        // A host's scheduler can only act on its own VMs.
+        let Some(&vi) = self.by_name.get(vm).filter(|&&vi| self.vms[vi].host == h) else {
             self.violation(
                 ViolationKind::UnknownVm,
-                format!("Run op {} ({action:?}) for unknown VM {vm:?}", op.0),
+                format!(
+                    "Run op {} ({action:?}) for unknown VM {vm:?} on host {}",
+                    op.0, self.hosts[h].name
+                ),
             );
             self.ops.insert(
-                op,
+                (h, op),
                 OpState {
                     vm: None,
                     boot: 0,
@@ -115,7 +119,7 @@ impl Engine {
                     outcome: None,
                 },
             );
-            self.schedule_in(0, Ev::OpDue(op));
+            self.schedule_in(0, Ev::OpDue(h, op));
             return;
         };
         if self.ops_per_vm[vi] > 0 {
@@ -123,7 +127,7 @@ impl Engine {
                 .ops
                 .iter()
                 .filter(|(_, s)| s.vm == Some(vi))
-                .map(|(id, s)| format!("op {} {:?}", id.0, s.plan))
+                .map(|((_, id), s)| format!("op {} {:?}", id.0, s.plan))
                 .collect();
             self.violation(
                 ViolationKind::OpInFlight,
@@ -165,7 +169,7 @@ impl Engine {
             }
         };
         self.ops.insert(
-            op,
+            (h, op),
             OpState {
                 vm: Some(vi),
                 boot: self.vms[vi].boot,
@@ -174,7 +178,7 @@ impl Engine {
                 outcome: None,
             },
         );
-        self.schedule_in(after, Ev::OpDue(op));
+        self.schedule_in(after, Ev::OpDue(h, op));
     }
 
     fn plan_power_on(&mut self, vi: usize, action: &Action) -> (Plan, u64) {
@@ -196,10 +200,8 @@ impl Engine {
             return (Plan::Reject(why), ms(self.cfg.kill_latency));
         }
         let latency = ms(self.cfg.start_latency);
-        let boot = self
-            .boot_rng
-            .range(ms(self.boot_dist.min), ms(self.boot_dist.max));
         let name = v.name.clone();
+        let boot = self.draw_boot_time();
         let failed = self
             .faults
             .hits(FaultKind::Boot, &name, offset, None)
@@ -208,7 +210,12 @@ impl Engine {
         let v = &mut self.vms[vi];
         v.power = PowerState::Starting;
         v.begin_boot(ready_at);
+        let (host, team) = (v.host, v.team);
         self.boots += 1;
+        self.hosts[host].boots += 1;
+        if team == Team::Root {
+            self.root_boots += 1;
+        }
         if failed {
             self.boot_failures += 1;
         }
@@ -302,6 +309,19 @@ impl Engine {
         }
     }
 
+    /// A boot time from `[boot]`: uniform in [min, max], or a slow boot in [max, slow_max]
+    /// with probability `slow_rate` (no draw for it when the rate is zero, so traces without
+    /// slow boots replay as before).
+    fn draw_boot_time(&mut self) -> u64 {
+        let d = &self.boot_dist;
+        let (min, max) = (ms(d.min), ms(d.max));
+        if d.slow_rate > 0.0 && self.boot_rng.chance(d.slow_rate) {
+            let slow_max = d.slow_max.map_or(max, ms);
+            return self.boot_rng.range(max, slow_max);
+        }
+        self.boot_rng.range(min, max)
+    }
+
     /// When a readiness wait should look again.
     fn next_ready_check(&self, vi: usize, deadline: Millis) -> Millis {
         match self.vms[vi].ready_at {
@@ -313,8 +333,8 @@ impl Engine {
     }
 
     /// The operation's work is done: change the host, compute the outcome, report.
-    pub(super) fn op_due(&mut self, op: OpId) {
-        let Some(state) = self.ops.get(&op).cloned() else {
+    pub(super) fn op_due(&mut self, h: usize, op: OpId) {
+        let Some(state) = self.ops.get(&(h, op)).cloned() else {
             return;
         };
         let outcome = match (&state.plan, state.vm) {
@@ -358,7 +378,7 @@ impl Engine {
                     Outcome::Done
                 } else if self.now < *deadline {
                     let at = self.next_ready_check(vi, *deadline);
-                    self.schedule_at(at, Ev::OpDue(op));
+                    self.schedule_at(at, Ev::OpDue(h, op));
                     return;
                 } else {
                     Outcome::Failed(format!(
@@ -369,20 +389,20 @@ impl Engine {
             }
         };
         if state.hang > Duration::ZERO {
-            if let Some(s) = self.ops.get_mut(&op) {
+            if let Some(s) = self.ops.get_mut(&(h, op)) {
                 s.outcome = Some(outcome);
             }
-            self.schedule_in(ms(state.hang), Ev::OpReport(op));
+            self.schedule_in(ms(state.hang), Ev::OpReport(h, op));
         } else {
-            self.deliver(op, outcome);
+            self.deliver(h, op, outcome);
         }
     }
 
     /// A hung operation reports.
-    pub(super) fn op_report(&mut self, op: OpId) {
-        let outcome = self.ops.get_mut(&op).and_then(|s| s.outcome.take());
+    pub(super) fn op_report(&mut self, h: usize, op: OpId) {
+        let outcome = self.ops.get_mut(&(h, op)).and_then(|s| s.outcome.take());
         if let Some(outcome) = outcome {
-            self.deliver(op, outcome);
+            self.deliver(h, op, outcome);
         }
     }
 
@@ -419,8 +439,8 @@ impl Engine {
     }
 
     /// Report an operation's end to the world, recording what the scheduler learns.
-    fn deliver(&mut self, op: OpId, outcome: Outcome) {
-        let Some(state) = self.ops.remove(&op) else {
+    fn deliver(&mut self, h: usize, op: OpId, outcome: Outcome) {
+        let Some(state) = self.ops.remove(&(h, op)) else {
             return;
         };
         if let Some(vi) = state.vm {
@@ -441,6 +461,6 @@ impl Engine {
                 }
             }
         }
-        self.feed(Input::Finished { op, outcome });
+        self.feed(h, Input::Finished { op, outcome });
     }
 }

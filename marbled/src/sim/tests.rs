@@ -85,11 +85,11 @@ fn two_vms_on_a_host_of_one_is_a_violation() {
 #[test]
 fn an_op_for_a_vm_with_one_in_flight_is_a_violation() {
     let mut e = engine();
-    e.start_op(OpId(1), "sim-ROOT-VM-1", &Action::Start);
+    e.start_op(0, OpId(1), "sim-ROOT-VM-1", &Action::Start);
     assert!(e.violations.is_empty());
-    e.start_op(OpId(2), "sim-ROOT-VM-1", &Action::Stop(StopKind::Kill));
+    e.start_op(0, OpId(2), "sim-ROOT-VM-1", &Action::Stop(StopKind::Kill));
     assert_eq!(e.violations.by_kind.get("op_in_flight"), Some(&1));
-    e.start_op(OpId(2), "sim-ROOT-VM-2", &Action::Start);
+    e.start_op(0, OpId(2), "sim-ROOT-VM-2", &Action::Start);
     assert_eq!(e.violations.by_kind.get("duplicate_op"), Some(&1));
 }
 
@@ -105,7 +105,12 @@ fn stopping_a_vm_whose_probe_said_busy_or_unknown_is_a_violation() {
             at: e.now,
             result: result.clone(),
         });
-        e.start_op(OpId(1), "sim-ROOT-VM-1", &Action::Stop(StopKind::Graceful));
+        e.start_op(
+            0,
+            OpId(1),
+            "sim-ROOT-VM-1",
+            &Action::Stop(StopKind::Graceful),
+        );
         assert_eq!(
             e.violations.by_kind.get("stop_busy_or_unknown"),
             Some(&1),
@@ -118,7 +123,7 @@ fn stopping_a_vm_whose_probe_said_busy_or_unknown_is_a_violation() {
 fn stopping_a_vm_with_a_job_never_probed_is_a_violation_but_an_idle_one_is_a_race() {
     let mut e = engine();
     run_job(&mut e, 0);
-    e.start_op(OpId(1), "sim-ROOT-VM-1", &Action::Stop(StopKind::Kill));
+    e.start_op(0, OpId(1), "sim-ROOT-VM-1", &Action::Stop(StopKind::Kill));
     assert_eq!(e.violations.by_kind.get("stop_unprobed_job"), Some(&1));
 
     // Probe said idle, then a job started: the race, counted when the stop kills the job.
@@ -128,9 +133,9 @@ fn stopping_a_vm_with_a_job_never_probed_is_a_violation_but_an_idle_one_is_a_rac
         result: ProbeResult::Idle,
     });
     run_job(&mut e, 0);
-    e.start_op(OpId(1), "sim-ROOT-VM-1", &Action::Stop(StopKind::Kill));
+    e.start_op(0, OpId(1), "sim-ROOT-VM-1", &Action::Stop(StopKind::Kill));
     assert!(e.violations.is_empty(), "{:?}", e.violations);
-    e.op_due(OpId(1));
+    e.op_due(0, OpId(1));
     assert_eq!(e.race_interruptions, 1);
     assert_eq!(e.stats_root.interrupted, 1);
     assert_eq!(e.vms[0].power, PowerState::Stopped);

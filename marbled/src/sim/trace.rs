@@ -16,7 +16,7 @@ use marble_proto::Team;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, SchedulerSection, TeamsSection};
-use crate::inventory::TeamMap;
+use crate::inventory::{TeamMap, runner_labels};
 use crate::sched::{Policy, SchedConfig};
 
 /// Labels every simulated ROOT VM and job carries unless the trace says otherwise.
@@ -28,8 +28,14 @@ pub const DEFAULT_ROOT_LABELS: [&str; 3] = ["self-hosted", "macOS", "ARM64"];
 pub struct Trace {
     /// Run length, seed and the simulated hypervisor's latencies.
     pub sim: SimSection,
-    /// The simulated host.
+    /// The simulated host (a single-host trace).
+    #[serde(skip_serializing_if = "HostSection::is_default")]
     pub host: HostSection,
+    /// Several hosts sharing one GitHub queue, one runner list and one Jenkins; when given,
+    /// `[host]` must be left out. Each entry has the keys of `[host]`; its `prefix` is the
+    /// host's name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostSection>,
     /// Boot-time distribution.
     pub boot: BootSection,
     /// Scheduler overrides: the same keys as `[scheduler]` in `marbled.toml`.
@@ -77,6 +83,11 @@ pub struct SimSection {
     /// stop and readiness timeouts plus this, or it is a violation.
     #[serde(with = "humantime_serde")]
     pub reply_slack: Duration,
+    /// Policy `demand`: how often each host's demand source polls GitHub (hosts poll out of
+    /// phase); zero feeds every host a fresh snapshot whenever the queue or the runner list
+    /// changes (no polling latency).
+    #[serde(with = "humantime_serde")]
+    pub demand_poll: Duration,
 }
 
 impl Default for SimSection {
@@ -91,6 +102,7 @@ impl Default for SimSection {
             probe_latency: Duration::from_secs(2),
             inventory_latency: Duration::from_millis(500),
             reply_slack: Duration::from_secs(60),
+            demand_poll: Duration::from_secs(30),
         }
     }
 }
@@ -123,6 +135,13 @@ impl Default for HostSection {
             root_labels: default_labels(),
             vms: Vec::new(),
         }
+    }
+}
+
+impl HostSection {
+    /// Every key at its default (left out when a trace is written).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -161,16 +180,32 @@ pub enum InitialPower {
     Suspended,
 }
 
-/// `[boot]`: boot time (start until the guest answers) is uniform in [min, max].
+/// `[boot]`: boot time (start until the guest answers) is uniform in [min, max]; with
+/// probability `slow_rate` it is a slow boot instead, uniform in [max, slow_max] (cold
+/// caches, a macOS update check: the long tail seen on real hosts).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BootSection {
     /// Shortest boot.
     #[serde(with = "humantime_serde")]
     pub min: Duration,
-    /// Longest boot.
+    /// Longest ordinary boot.
     #[serde(with = "humantime_serde")]
     pub max: Duration,
+    /// Share of slow boots (0 = none).
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub slow_rate: f64,
+    /// Longest slow boot (default `max`).
+    #[serde(
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub slow_max: Option<Duration>,
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for BootSection {
@@ -178,6 +213,8 @@ impl Default for BootSection {
         Self {
             min: Duration::from_secs(45),
             max: Duration::from_secs(90),
+            slow_rate: 0.0,
+            slow_max: None,
         }
     }
 }
@@ -236,6 +273,10 @@ pub struct GenerateSection {
     /// Jenkins builds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spi: Option<GenSpi>,
+    /// The standard workload model: ROOT pushes by weekday hour, SPI nightly batches and
+    /// daytime requests (`super::daily`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily: Option<super::daily::GenDaily>,
 }
 
 /// `[generate.root]`.
@@ -389,9 +430,11 @@ fn one() -> f64 {
     1.0
 }
 
-/// One VM of the simulated host, resolved from `[host]`.
+/// One VM of a simulated host, resolved from `[host]` or `[[hosts]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostVm {
+    /// Index of its host (into [`Trace::host_sections`]).
+    pub host: usize,
     /// Name.
     pub name: String,
     /// Team, from the name by the daemon's default patterns.
@@ -501,33 +544,64 @@ impl Trace {
         toml::to_string_pretty(self)
     }
 
-    /// The simulated host's VMs: generated ones first, then `host.vms`.
+    /// The simulated hosts: `[[hosts]]` when given, else `[host]`.
+    pub fn host_sections(&self) -> Vec<&HostSection> {
+        if self.hosts.is_empty() {
+            vec![&self.host]
+        } else {
+            self.hosts.iter().collect()
+        }
+    }
+
+    /// The TOML key of host `i` in messages (`host` or `hosts[i]`).
+    pub fn host_key(&self, i: usize) -> String {
+        if self.hosts.is_empty() {
+            "host".into()
+        } else {
+            format!("hosts[{i}]")
+        }
+    }
+
+    /// Every simulated VM, host by host: generated ones first, then the host's `vms`. A VM
+    /// without explicit labels gets the daemon's labels from a `macOS-NN` in its name, else
+    /// the host's `root_labels`.
     pub fn host_vms(&self) -> Vec<HostVm> {
         let teams = TeamMap::new(&TeamsSection::default());
-        let h = &self.host;
-        let root_labels: BTreeSet<String> = h.root_labels.iter().cloned().collect();
         let mut out = Vec::new();
-        for (count, word) in [(h.root_vms, "ROOT"), (h.spi_vms, "SPI")] {
-            for n in 1..=count {
-                let name = format!("{}-{word}-VM-{n}", h.prefix);
+        for (host, h) in self.host_sections().into_iter().enumerate() {
+            let root_labels: BTreeSet<String> = h.root_labels.iter().cloned().collect();
+            let labels_of = |name: &str| {
+                let from_name = runner_labels(name);
+                if from_name.is_empty() {
+                    root_labels.clone()
+                } else {
+                    from_name.into_iter().collect()
+                }
+            };
+            for (count, word) in [(h.root_vms, "ROOT"), (h.spi_vms, "SPI")] {
+                for n in 1..=count {
+                    let name = format!("{}-{word}-VM-{n}", h.prefix);
+                    out.push(HostVm {
+                        host,
+                        team: teams.team_of(&name),
+                        labels: labels_of(&name),
+                        name,
+                        power: InitialPower::Stopped,
+                    });
+                }
+            }
+            for vm in &h.vms {
                 out.push(HostVm {
-                    team: teams.team_of(&name),
-                    name,
-                    labels: root_labels.clone(),
-                    power: InitialPower::Stopped,
+                    host,
+                    team: teams.team_of(&vm.name),
+                    name: vm.name.clone(),
+                    labels: vm
+                        .labels
+                        .as_ref()
+                        .map_or_else(|| labels_of(&vm.name), |l| l.iter().cloned().collect()),
+                    power: vm.power,
                 });
             }
-        }
-        for vm in &h.vms {
-            out.push(HostVm {
-                team: teams.team_of(&vm.name),
-                name: vm.name.clone(),
-                labels: vm
-                    .labels
-                    .as_ref()
-                    .map_or_else(|| root_labels.clone(), |l| l.iter().cloned().collect()),
-                power: vm.power,
-            });
         }
         out
     }
@@ -573,10 +647,11 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
-/// `cycle` or `manual`, as in `marbled.toml`.
+/// `cycle`, `demand` or `manual`, as in `marbled.toml`.
 pub fn parse_policy(name: &str) -> Option<Policy> {
     match name {
         "cycle" => Some(Policy::Cycle),
+        "demand" => Some(Policy::Demand),
         "manual" => Some(Policy::Manual),
         _ => None,
     }
@@ -633,7 +708,7 @@ mod tests {
     #[test]
     fn semantic_problems_name_their_keys() {
         let err = parse(
-            "[boot]\nmin = \"2m\"\nmax = \"1m\"\n[scheduler]\npolicy = \"demand\"\n\
+            "[boot]\nmin = \"2m\"\nmax = \"1m\"\n[scheduler]\npolicy = \"random\"\n\
              [[jenkins]]\nat = \"0s\"\nvm = \"sim-ROOT-VM-1\"\nduration = \"1m\"\n\
              [[faults]]\nkind = \"probe\"\nvm = \"nope\"\nrate = 2.0\n",
         )
@@ -686,6 +761,7 @@ mod tests {
             until: None,
             root: Some(GenRoot::default()),
             spi: None,
+            daily: None,
         });
         let text = t.to_toml().expect("serialises");
         assert_eq!(parse(&text).expect("parses back"), t);

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use marble_proto::Team;
 
-use super::trace::{FaultKind, InitialPower, Trace, TraceProblem};
+use super::trace::{FaultKind, HostSection, InitialPower, Trace, TraceProblem};
 use crate::config::Config;
 
 impl Trace {
@@ -27,36 +27,54 @@ impl Trace {
         if self.sim.duration.is_zero() {
             bad("sim.duration".into(), "must be greater than zero".into());
         }
-        if self.host.capacity == 0 {
-            bad("host.capacity".into(), "must be at least 1".into());
+        if !self.hosts.is_empty() && self.host != HostSection::default() {
+            bad(
+                "host".into(),
+                "give either [host] or [[hosts]], not both".into(),
+            );
         }
         let vms = self.host_vms();
-        if vms.is_empty() {
-            bad("host".into(), "the host has no VMs".into());
+        for (h, host) in self.host_sections().into_iter().enumerate() {
+            let key = self.host_key(h);
+            if host.capacity == 0 {
+                bad(format!("{key}.capacity"), "must be at least 1".into());
+            }
+            if !vms.iter().any(|v| v.host == h) {
+                bad(key.clone(), "the host has no VMs".into());
+            }
+            let running = vms
+                .iter()
+                .filter(|v| v.host == h && v.power == InitialPower::Running)
+                .count();
+            if running > host.capacity as usize {
+                bad(
+                    format!("{key}.vms"),
+                    format!(
+                        "{running} VMs start running but {key}.capacity is {}",
+                        host.capacity
+                    ),
+                );
+            }
         }
         let mut names = BTreeSet::new();
         for (i, vm) in vms.iter().enumerate() {
             if vm.name.trim().is_empty() {
-                bad(format!("host.vms[{i}].name"), "must not be empty".into());
+                bad(
+                    format!("{}.vms[{i}].name", self.host_key(vm.host)),
+                    "must not be empty".into(),
+                );
             } else if !names.insert(vm.name.as_str()) {
                 bad(
-                    "host.vms".into(),
+                    format!("{}.vms", self.host_key(vm.host)),
                     format!("VM {:?} is defined twice", vm.name),
                 );
             }
         }
-        let running = vms
-            .iter()
-            .filter(|v| v.power == InitialPower::Running)
-            .count();
-        if running > self.host.capacity as usize {
-            bad(
-                "host.vms".into(),
-                format!(
-                    "{running} VMs start running but host.capacity is {}",
-                    self.host.capacity
-                ),
-            );
+        if self.boot.slow_rate.is_nan() || !(0.0..=1.0).contains(&self.boot.slow_rate) {
+            bad("boot.slow_rate".into(), "must be within 0..=1".into());
+        }
+        if self.boot.slow_max.is_some_and(|m| m < self.boot.max) {
+            bad("boot.slow_max".into(), "must not be below boot.max".into());
         }
         let spi: BTreeSet<&str> = vms
             .iter()
@@ -83,7 +101,10 @@ impl Trace {
             }
         }
         let needs_spi = self.jenkins.iter().any(|b| b.vm == "any")
-            || self.generate.as_ref().is_some_and(|g| g.spi.is_some());
+            || self
+                .generate
+                .as_ref()
+                .is_some_and(|g| g.spi.is_some() || g.daily.is_some());
         if needs_spi && spi.is_empty() {
             bad(
                 "host.spi_vms".into(),
@@ -91,6 +112,11 @@ impl Trace {
             );
         }
         if let Some(g) = &self.generate {
+            if let Some(d) = &g.daily {
+                for (key, message) in d.problems() {
+                    bad(format!("generate.daily.{key}"), message);
+                }
+            }
             if let Some(r) = &g.root {
                 rate_problems(&mut bad, "generate.root", r.per_hour);
                 if r.duration_min > r.duration_max {

@@ -15,7 +15,7 @@ use super::generate::{JenkinsArrival, RootArrival};
 use super::host::{JobRef, RunningJob};
 use super::invariants::ViolationKind;
 use super::metrics::fmt_ms;
-use crate::sched::{Command, Input, ReqId};
+use crate::sched::{Command, Input, Millis, ReqId};
 
 /// Where a ROOT job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,10 @@ pub(super) struct Build {
     pub(super) state: BuildState,
     /// "any": the SPI VM (index among SPI VMs) to ask next.
     pub(super) cursor: usize,
+    /// When its first `request-slot` was sent.
+    pub(super) first_request: Option<Millis>,
+    /// It has been granted a slot (its grant latency is recorded).
+    pub(super) granted: bool,
 }
 
 /// A `request-slot` in flight (kept after its answer, to catch a second reply).
@@ -208,22 +212,28 @@ impl Engine {
         );
         self.request_for_vm[vi] = Some(req);
         self.builds[b].state = BuildState::Requesting(req);
+        let now = self.now;
+        self.builds[b].first_request.get_or_insert(now);
         let wait_ms = self.builds[b].arrival.wait_ms;
         let bound = wait_ms.saturating_add(self.reply_bound());
         self.schedule_in(bound, Ev::ReplyDeadline(req));
         let vm = self.vms[vi].name.clone();
-        self.feed(Input::Command {
-            req,
-            caller: "jenkins".into(),
-            cmd: Command::RequestSlot { vm, wait_ms },
-        });
+        let host = self.vms[vi].host;
+        self.feed(
+            host,
+            Input::Command {
+                req,
+                caller: "jenkins".into(),
+                cmd: Command::RequestSlot { vm, wait_ms },
+            },
+        );
     }
 
     /// How long past its `wait` a request may take: the scheduler may use the wait to get
     /// the host, then stop the VM holding it (graceful timeout) and wait for the new one's
     /// guest (readiness timeout); `sim.reply_slack` covers the operations' own latencies.
     pub(super) fn reply_bound(&self) -> u64 {
-        let c = self.world.config();
+        let c = self.hosts[0].world.config();
         c.graceful_stop_timeout_ms
             .saturating_add(c.ready_timeout_ms)
             .saturating_add(super::engine::ms(self.cfg.reply_slack))
@@ -290,6 +300,11 @@ impl Engine {
                     self.retry_later(b);
                     return;
                 }
+                if !self.builds[b].granted {
+                    self.builds[b].granted = true;
+                    let first = self.builds[b].first_request.unwrap_or(now);
+                    self.grant_latencies.push(now.saturating_sub(first));
+                }
                 self.vms[vi].agent_connected = true;
                 if self.vms[vi].job.is_none() {
                     self.start_job(vi, JobRef::Spi(b));
@@ -348,7 +363,8 @@ impl Engine {
         } else {
             self.violation(ViolationKind::Unanswered, text);
         }
-        self.feed(Input::Cancelled { req });
+        let host = self.vms[vi].host;
+        self.feed(host, Input::Cancelled { req });
         self.retry_later(b);
     }
 
