@@ -250,6 +250,8 @@ pub struct Supervisor {
     lifecycle: Lifecycle,
     /// `[host]` (create and provision settings).
     host_cfg: Arc<HostSection>,
+    /// Environment for Parallels tools other than prlctl (`prlsrvctl`): prlctl's.
+    tool_env: Arc<Vec<(String, String)>>,
     shutdown: CancellationToken,
 }
 
@@ -291,6 +293,7 @@ impl Supervisor {
             transfers: Transfers::new(shutdown.child_token()),
             lifecycle: Lifecycle::default(),
             host_cfg: Arc::new(HostSection::default()),
+            tool_env: Arc::new(Vec::new()),
             shutdown,
         };
         (
@@ -302,10 +305,12 @@ impl Supervisor {
         )
     }
 
-    /// Use `[host]` settings for `vm create` / `vm provision` (default: built-in defaults).
+    /// Use `[host]` settings for `vm create` / `vm provision` (default: built-in defaults),
+    /// and `tool_env` (prlctl's cleared-and-set environment) for `prlsrvctl`.
     #[must_use]
-    pub fn with_host_config(mut self, host: HostSection) -> Self {
+    pub fn with_host_config(mut self, host: HostSection, tool_env: Vec<(String, String)>) -> Self {
         self.host_cfg = Arc::new(host);
+        self.tool_env = Arc::new(tool_env);
         self
     }
 

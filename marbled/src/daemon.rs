@@ -46,6 +46,20 @@ pub fn hypervisor(config: &Config) -> Arc<dyn Hypervisor> {
     }))
 }
 
+/// The environment of Parallels' helper tools (`prlsrvctl`): cleared like prlctl's, then
+/// prlctl's defaults and `prlctl.env`.
+pub fn tool_env(config: &Config) -> Vec<(String, String)> {
+    let mut env = PrlctlConfig::default_env();
+    env.extend(
+        config
+            .prlctl
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    env
+}
+
 /// The job context for a config.
 pub fn job_context(config: &Config, hv: Arc<dyn Hypervisor>) -> JobContext {
     JobContext {
@@ -151,7 +165,7 @@ pub async fn run(
         written_rx,
         actor_stop.clone(),
     );
-    let supervisor = supervisor.with_host_config(config.host.clone());
+    let supervisor = supervisor.with_host_config(config.host.clone(), tool_env(&config));
     // The actor gets most of the budget for its jobs; the rest is for flushing.
     let actor = tokio::spawn(
         supervisor

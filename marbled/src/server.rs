@@ -182,10 +182,16 @@ impl Handler {
     /// Forward progress until the terminal answer; a client that disconnects cancels.
     async fn wait(&self, conn: &mut Conn, id: u32, mut sub: Submitted) -> Result<(), ConnError> {
         loop {
+            // Biased, progress before the answer: a job sends its last progress and then its
+            // answer; an unbiased select could pick the answer first and drop the rest.
             tokio::select! {
+                biased;
                 () = self.shutdown.cancelled() => {
                     let err = WireError::new(ErrorKind::Unavailable, "marbled is shutting down");
                     return send(conn, id, Reply::Err(err)).await;
+                }
+                Some(message) = sub.progress.recv() => {
+                    send(conn, id, crate::actor::progress_event(message)).await?;
                 }
                 done = &mut sub.done => {
                     let reply = match done {
@@ -197,9 +203,6 @@ impl Handler {
                         )),
                     };
                     return send(conn, id, reply).await;
-                }
-                Some(message) = sub.progress.recv() => {
-                    send(conn, id, crate::actor::progress_event(message)).await?;
                 }
                 frame = conn.recv_frame() => {
                     match frame {

@@ -288,6 +288,7 @@ impl Supervisor {
         let env = check::CheckEnv {
             hv: self.ctx.hv.clone(),
             host_cfg: self.host_cfg.clone(),
+            tool_env: self.tool_env.clone(),
             host: self.identity.host.clone(),
             images_build_disk: images_disk,
             bundles_dir,

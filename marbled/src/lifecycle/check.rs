@@ -28,6 +28,8 @@ pub struct CheckEnv {
     pub hv: Arc<dyn Hypervisor>,
     /// `[host]`.
     pub host_cfg: Arc<HostSection>,
+    /// Environment of `prlsrvctl` (cleared, then this, like prlctl's).
+    pub tool_env: Arc<Vec<(String, String)>>,
     /// The host name the daemon reports.
     pub host: String,
     /// `images.build_disk`, when set.
@@ -52,7 +54,7 @@ fn line(name: &str, status: CheckStatus, detail: String, fix: &str) -> CheckResu
 pub async fn run(env: CheckEnv) -> Vec<CheckResult> {
     let mut out = Vec::new();
     out.push(parallels_version(env.hv.as_ref()).await);
-    out.push(edition(&env.host_cfg.prlsrvctl).await);
+    out.push(edition(&env.host_cfg.prlsrvctl, &env.tool_env).await);
     out.push(prlctl_list(env.hv.as_ref()).await);
     out.push(host_name(&env.host_cfg, &env.host));
     out.extend(build_disk(&env.host_cfg, env.images_build_disk.as_ref()));
@@ -104,11 +106,13 @@ async fn parallels_version(hv: &dyn Hypervisor) -> CheckResult {
 }
 
 /// `prlsrvctl info --license --json` → `{"edition": "pro", "status": "ACTIVE", …}`.
-async fn edition(prlsrvctl: &Path) -> CheckResult {
+async fn edition(prlsrvctl: &Path, tool_env: &[(String, String)]) -> CheckResult {
     let fix_missing =
         "prlsrvctl ships with Parallels Desktop; check host.prlsrvctl in marbled.toml";
     let mut cmd = Command::new(prlsrvctl);
     cmd.args(["info", "--license", "--json"])
+        .env_clear()
+        .envs(tool_env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let out = match tokio::time::timeout(CHECK_TIMEOUT, cmd.output()).await {
@@ -187,7 +191,7 @@ async fn edition(prlsrvctl: &Path) -> CheckResult {
 }
 
 async fn prlctl_list(hv: &dyn Hypervisor) -> CheckResult {
-    let user = std::env::var("USER").unwrap_or_else(|_| nix::unistd::getuid().to_string());
+    let user = std::env::var("USER").unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()));
     match tokio::time::timeout(CHECK_TIMEOUT, hv.list_all()).await {
         Ok(Ok(vms)) => line(
             "prlctl",

@@ -260,6 +260,7 @@ pub fn manual_steps(
         format!("System Settings: automatic login as {ci_user}; Lock Screen: never start the screen saver, never turn the display off, never require a password."),
         "System Settings > General > Sharing: Remote Login on (SSH); update macOS before installing Xcode.".to_owned(),
         format!("Parallels Tools: `prlctl installtools {n}`, accept the installer in the guest, restart; `prlctl exec {n} /usr/bin/true` must then exit 0."),
+        format!("Guest host name: `prlctl exec {n} scutil --set ComputerName {n}`, then the same with HostName and LocalHostName."),
         format!("Provision: `marblectl vm provision {n} --profile docs/profiles/{profile}.toml` (safe to re-run; completed steps are skipped)."),
         format!("When done: `marblectl unlock {n}` and `marblectl resume`."),
     ]

@@ -8,7 +8,8 @@
 //! [`prlctl::fake_main`] and [`ctl::main`].
 //!
 //! Layout: [`model`] (state), [`store`] (locking, persistence, bundles, log), [`faults`],
-//! [`prlctl`] (the command surface: power, list, manage), [`exec`] and [`guest`] (the scripted
+//! [`prlctl`] (the command surface: power, list, manage), [`prlsrvctl`] (`info`, same binary
+//! under that name), [`exec`] and [`guest`] (the scripted
 //! guest), [`host`] ([`SimHost`]), [`ctl`] (the `prlsim` CLI).
 
 use std::fmt;
@@ -21,6 +22,7 @@ pub mod guest;
 pub mod host;
 pub mod model;
 pub mod prlctl;
+pub mod prlsrvctl;
 pub mod store;
 
 pub use faults::{FaultEntry, FaultKind};

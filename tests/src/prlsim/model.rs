@@ -389,6 +389,13 @@ pub struct Settings {
     pub exec_argv_hang_bytes: Option<usize>,
     /// Default VM home for `create`/`clone` without `--dst`.
     pub vm_home: Option<PathBuf>,
+    /// Licence edition `prlsrvctl info --license` reports (`pro`, `business`, `standard`…).
+    #[serde(default = "default_edition")]
+    pub edition: String,
+}
+
+fn default_edition() -> String {
+    "pro".to_owned()
 }
 
 impl Default for Settings {
@@ -397,6 +404,7 @@ impl Default for Settings {
             version_line: "prlctl version 26.3.2 (57398)".to_owned(),
             exec_argv_hang_bytes: Some(3900),
             vm_home: None,
+            edition: default_edition(),
         }
     }
 }

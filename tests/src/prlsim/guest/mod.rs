@@ -1,7 +1,7 @@
 //! The scripted guest's shell: a small POSIX-ish interpreter over the VM's guest filesystem
 //! (a host directory, see [`Vm::guest_root`]) and its scripted processes.
 //!
-//! Supported syntax: words with `'…'`, `"…"` and `\` quoting; `;`, `&&`, `||`, `|`; redirects
+//! Supported syntax: words with `'…'`, `"…"` and `\` quoting; `;` or a newline, `&&`, `||`, `|`; redirects
 //! `>`, `>>`, `<`, `2>`, `2>>`, `2>&1`; `~` for the user's home. No variables, globs or
 //! subshells: commands outside [`builtins`] exit 127 with `command not found`.
 
@@ -155,7 +155,18 @@ pub fn tokenize(line: &str) -> Vec<Token> {
     };
     while let Some(c) = chars.next() {
         match c {
-            ' ' | '\t' | '\n' => flush(&mut cur, &mut in_word, &mut out),
+            ' ' | '\t' => flush(&mut cur, &mut in_word, &mut out),
+            // A newline ends a command like `;` (scripts sent to `sh -s`), except after an
+            // operator (`a &&` newline `b` continues the list).
+            '\n' => {
+                flush(&mut cur, &mut in_word, &mut out);
+                if out.last().is_some_and(|t| !t.op) {
+                    out.push(Token {
+                        text: ";".to_owned(),
+                        op: true,
+                    });
+                }
+            }
             '\'' => {
                 in_word = true;
                 for d in chars.by_ref() {
@@ -348,6 +359,9 @@ pub fn run_argv(s: &mut Session<'_>, words: &[String], input: Option<Vec<u8>>) -
         return Ran::default();
     };
     let base = first.rsplit('/').next().unwrap_or(first);
+    if base == "sudo" {
+        return sudo(s, &words[1..], input);
+    }
     if matches!(base, "sh" | "bash" | "zsh") {
         let mut rest = words[1..]
             .iter()
@@ -364,6 +378,49 @@ pub fn run_argv(s: &mut Session<'_>, words: &[String], input: Option<Vec<u8>>) -
         };
     }
     builtins::run(s, base, &words[1..], input)
+}
+
+/// `sudo [-u USER] [-H] [-n] [--] CMD…`: run `CMD` as `USER` (default root) with that
+/// user's home as the working directory. Only root may switch users without a password in
+/// the simulated guest (the provisioning path: `prlctl exec` runs as root).
+fn sudo(s: &mut Session<'_>, args: &[String], input: Option<Vec<u8>>) -> Ran {
+    let mut user = "root".to_owned();
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "-u" => {
+                i += 1;
+                match args.get(i) {
+                    Some(u) => user.clone_from(u),
+                    None => return err_ran("sudo: option requires an argument -- u\n", 1),
+                }
+            }
+            "-H" | "-n" | "-E" => {}
+            "--" => {
+                i += 1;
+                break;
+            }
+            o if o.starts_with('-') => return err_ran(&format!("sudo: unknown option {o}\n"), 1),
+            _ => break,
+        }
+        i += 1;
+    }
+    let cmd = &args[i.min(args.len())..];
+    if cmd.is_empty() {
+        return err_ran("usage: sudo -u user command\n", 1);
+    }
+    if s.user.uid != 0 {
+        return err_ran("sudo: a password is required\n", 1);
+    }
+    let saved = (s.user.clone(), s.cwd.clone());
+    s.user = GuestUser {
+        uid: if user == "root" { 0 } else { 501 },
+        name: user,
+    };
+    s.cwd = s.home();
+    let ran = run_argv(s, cmd, input);
+    (s.user, s.cwd) = saved;
+    ran
 }
 
 /// A result with only stderr.

@@ -103,12 +103,33 @@ pub fn is_locked(vm: &Vm) -> bool {
 /// Entry point of the `fake-prlctl` binary; returns the exit code.
 pub fn fake_main() -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Installed as `prlsrvctl` too (a link to this binary), like Parallels' own tools.
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let as_prlsrvctl = std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "prlsrvctl");
     let Some(dir) = std::env::var_os(DIR_ENV).map(PathBuf::from) else {
         eprintln!("{NO_SERVICE}");
         eprintln!("(fake-prlctl: {DIR_ENV} is not set)");
         return 253;
     };
     let store = Store::new(dir);
+    if as_prlsrvctl {
+        let outcome = store
+            .with_state(|st| super::prlsrvctl::answer(st, &args))
+            .unwrap_or_else(|e| Outcome::err(format!("{NO_SERVICE} ({e})"), 253));
+        let _ = std::io::stdout().write_all(&outcome.stdout);
+        let _ = std::io::stderr().write_all(&outcome.stderr);
+        let mut logged = vec!["prlsrvctl".to_owned()];
+        logged.extend(args.iter().cloned());
+        let _ = store.log_invocation(&Invocation {
+            ts_ms: now_ms(),
+            argv: logged,
+            exit: Some(outcome.exit),
+            pid: std::process::id(),
+        });
+        return outcome.exit;
+    }
     let verb = args.first().cloned().unwrap_or_default();
     let pid = std::process::id();
     let log = |exit: Option<i32>| {
