@@ -212,6 +212,14 @@ pub enum Request {
     /// disk, free disk, S3, GitHub, checked as the daemon's user (the VM owner). Answer:
     /// `Response::HostReport`. Since 1.2. Read-only.
     HostCheck,
+    /// The fleet inventory: every host's heartbeat object (`fleet/<host>.json`) in the image
+    /// bucket, read by the daemon (the client has no S3 access). Answer: `Response::Fleet`.
+    /// Since 1.3. Read-only. Errors: `Unavailable` (the bucket cannot be listed),
+    /// `InvalidState` (no `[fleet]` section configured).
+    FleetList,
+    /// The daemon's metrics in the Prometheus text exposition format (the same text as the
+    /// node_exporter textfile). Answer: `Response::Metrics`. Since 1.3. Read-only.
+    Metrics,
 }
 
 impl Request {
@@ -238,6 +246,7 @@ impl Request {
             | Request::ImageVerify { .. }
             | Request::Transfers => 1,
             Request::CreateVm { .. } | Request::ProvisionVm { .. } | Request::HostCheck => 2,
+            Request::FleetList | Request::Metrics => 3,
         }
     }
 
@@ -251,7 +260,9 @@ impl Request {
             | Request::ImageList { .. }
             | Request::ImageVerify { .. }
             | Request::Transfers
-            | Request::HostCheck => false,
+            | Request::HostCheck
+            | Request::FleetList
+            | Request::Metrics => false,
             Request::StartVm { .. }
             | Request::StopVm { .. }
             | Request::RequestSlot { .. }
@@ -292,6 +303,8 @@ impl Request {
             Request::CreateVm { .. } => "create_vm",
             Request::ProvisionVm { .. } => "provision_vm",
             Request::HostCheck => "host_check",
+            Request::FleetList => "fleet_list",
+            Request::Metrics => "metrics",
         }
     }
 }
@@ -356,6 +369,13 @@ pub enum Response {
     Provisioned(ProvisionResult),
     /// Answer to `HostCheck`: one line per check, in a stable order. Since 1.2.
     HostReport(Vec<CheckResult>),
+    /// Answer to `FleetList`. Since 1.3.
+    Fleet(FleetReport),
+    /// Answer to `Metrics`: Prometheus text exposition format 0.0.4. Since 1.3.
+    Metrics {
+        /// The exposition text (`# HELP`, `# TYPE`, samples), newline-terminated.
+        text: String,
+    },
 }
 
 /// A VM's team, derived from its name by configurable patterns or set per VM.
@@ -784,6 +804,51 @@ pub struct CheckResult {
     pub detail: String,
     /// How to fix it (empty when nothing to do).
     pub fix: String,
+}
+
+/// One VM in a fleet heartbeat. Since 1.3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetVm {
+    /// VM name.
+    pub name: String,
+    /// Team.
+    pub team: Team,
+    /// Power state when the heartbeat was written.
+    pub power: PowerState,
+}
+
+/// One host's heartbeat as read from the bucket. Since 1.3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetHost {
+    /// Host name (`daemon.host_name`, else the system's).
+    pub host: String,
+    /// Daemon version that wrote the heartbeat.
+    pub daemon_version: String,
+    /// Scheduling policy.
+    pub policy: String,
+    /// When the heartbeat was written, unix ms (the writer's clock).
+    pub written_ms: u64,
+    /// The writer's heartbeat interval, ms: a heartbeat older than a few intervals is stale.
+    pub interval_ms: u64,
+    /// VMs occupying the host (running, starting, paused…), usually at most one.
+    pub running: Vec<String>,
+    /// Every VM with its power state.
+    pub vms: Vec<FleetVm>,
+    /// The scheduler's latest decision.
+    pub last_decision: Option<Decision>,
+    /// Free bytes on the volume of the daemon's state file; `None` when unknown.
+    pub free_disk_bytes: Option<u64>,
+}
+
+/// Answer to `FleetList`. Since 1.3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetReport {
+    /// Heartbeats, sorted by host name.
+    pub hosts: Vec<FleetHost>,
+    /// Heartbeat objects that could not be read or parsed: `key: error`.
+    pub unreadable: Vec<String>,
+    /// When the daemon read the bucket, unix ms (ages are relative to this).
+    pub read_ms: u64,
 }
 
 /// Stable error categories. Append only; clients map them to exit codes.

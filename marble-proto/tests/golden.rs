@@ -22,10 +22,11 @@ use std::path::{Path, PathBuf};
 use marble_proto::handshake::MAGIC;
 use marble_proto::{
     Attribution, BusyState, CheckResult, CheckStatus, ClientFrame, CreateResult, Decision,
-    ErrorKind, Event, Hello, ImageEntry, LockTarget, PROTO_MAJOR, PROTO_MINOR, PendingRequest,
-    PowerState, ProfileFile, ProfileUpload, ProvisionResult, PullResult, PushResult, Reply,
-    Request, Response, ServerFrame, ServerHello, SlotGrant, StatusReport, StepResult, Team,
-    TransferInfo, UnlockTarget, VerifyResult, VmInfo, Welcome, WireError, codec,
+    ErrorKind, Event, FleetHost, FleetReport, FleetVm, Hello, ImageEntry, LockTarget, PROTO_MAJOR,
+    PROTO_MINOR, PendingRequest, PowerState, ProfileFile, ProfileUpload, ProvisionResult,
+    PullResult, PushResult, Reply, Request, Response, ServerFrame, ServerHello, SlotGrant,
+    StatusReport, StepResult, Team, TransferInfo, UnlockTarget, VerifyResult, VmInfo, Welcome,
+    WireError, codec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -139,6 +140,8 @@ impl Sampled for Request {
             Request::CreateVm { .. } => "CreateVm",
             Request::ProvisionVm { .. } => "ProvisionVm",
             Request::HostCheck => "HostCheck",
+            Request::FleetList => "FleetList",
+            Request::Metrics => "Metrics",
         }
     }
     fn samples() -> Vec<Self> {
@@ -215,6 +218,8 @@ impl Sampled for Request {
                 },
             },
             Request::HostCheck,
+            Request::FleetList,
+            Request::Metrics,
         ]
     }
 }
@@ -238,6 +243,8 @@ impl Sampled for Response {
             Response::VmCreated(_) => "VmCreated",
             Response::Provisioned(_) => "Provisioned",
             Response::HostReport(_) => "HostReport",
+            Response::Fleet(_) => "Fleet",
+            Response::Metrics { .. } => "Metrics",
         }
     }
     fn samples() -> Vec<Self> {
@@ -380,6 +387,35 @@ impl Sampled for Response {
                     fix: "delete old bundles".into(),
                 },
             ]),
+            Response::Fleet(FleetReport {
+                hosts: vec![FleetHost {
+                    host: "macphsft01".into(),
+                    daemon_version: "0.1.0".into(),
+                    policy: "demand".into(),
+                    written_ms: 1_700_000_000_000,
+                    interval_ms: 60_000,
+                    running: vec!["macphsft01-ROOT-VM-macOS-14".into()],
+                    vms: vec![
+                        FleetVm {
+                            name: "macphsft01-ROOT-VM-macOS-14".into(),
+                            team: Team::Root,
+                            power: PowerState::Running,
+                        },
+                        FleetVm {
+                            name: "macphsft01-SPI-VM-macOS-1".into(),
+                            team: Team::Spi,
+                            power: PowerState::Other("odd".into()),
+                        },
+                    ],
+                    last_decision: Some(decision()),
+                    free_disk_bytes: Some(500_000_000_000),
+                }],
+                unreadable: vec!["fleet/x.json: not JSON".into()],
+                read_ms: 1_700_000_030_000,
+            }),
+            Response::Metrics {
+                text: "# HELP marble_boots_total VM boots.\n# TYPE marble_boots_total counter\nmarble_boots_total 3\n".into(),
+            },
         ]
     }
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use marble_proto::{
     Attribution, BusyState, CheckResult, CheckStatus, ClientFrame, CreateResult, Decision,
-    ErrorKind, Event, FramedConn, Hello, ImageEntry, LockTarget, PendingRequest, PowerState,
-    ProfileFile, ProfileUpload, ProvisionResult, PullResult, PushResult, Reply, Request, Response,
-    ServerFrame, ServerHello, SlotGrant, StatusReport, StepResult, Team, TransferInfo,
-    UnlockTarget, VerifyResult, VmInfo, Welcome, WireError, codec,
+    ErrorKind, Event, FleetHost, FleetReport, FleetVm, FramedConn, Hello, ImageEntry, LockTarget,
+    PendingRequest, PowerState, ProfileFile, ProfileUpload, ProvisionResult, PullResult,
+    PushResult, Reply, Request, Response, ServerFrame, ServerHello, SlotGrant, StatusReport,
+    StepResult, Team, TransferInfo, UnlockTarget, VerifyResult, VmInfo, Welcome, WireError, codec,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -193,6 +193,8 @@ fn request() -> impl Strategy<Value = Request> {
             }),
         (text(), profile_upload()).prop_map(|(vm, profile)| Request::ProvisionVm { vm, profile }),
         Just(Request::HostCheck),
+        Just(Request::FleetList),
+        Just(Request::Metrics),
     ]
 }
 
@@ -424,6 +426,60 @@ fn response() -> impl Strategy<Value = Response> {
             0..4
         )
         .prop_map(Response::HostReport),
+        (
+            vec(
+                (
+                    text(),
+                    text(),
+                    text(),
+                    ms(),
+                    ms(),
+                    vec(text(), 0..2),
+                    vec(
+                        (text(), team(), power_state()).prop_map(|(name, team, power)| FleetVm {
+                            name,
+                            team,
+                            power
+                        }),
+                        0..3
+                    ),
+                    option::of(decision()),
+                    option::of(any::<u64>()),
+                )
+                    .prop_map(
+                        |(
+                            host,
+                            daemon_version,
+                            policy,
+                            written_ms,
+                            interval_ms,
+                            running,
+                            vms,
+                            last_decision,
+                            free_disk_bytes,
+                        )| FleetHost {
+                            host,
+                            daemon_version,
+                            policy,
+                            written_ms,
+                            interval_ms,
+                            running,
+                            vms,
+                            last_decision,
+                            free_disk_bytes,
+                        }
+                    ),
+                0..3
+            ),
+            vec(text(), 0..2),
+            ms()
+        )
+            .prop_map(|(hosts, unreadable, read_ms)| Response::Fleet(FleetReport {
+                hosts,
+                unreadable,
+                read_ms
+            })),
+        text().prop_map(|text| Response::Metrics { text }),
     ]
 }
 

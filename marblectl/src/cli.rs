@@ -67,6 +67,13 @@ pub enum Command {
     /// Host doctor (`host check`) and setup (`host setup`, macOS only).
     #[command(subcommand)]
     Host(HostCommand),
+    /// Every MARBLE host, from the heartbeats daemons write to the image bucket (read by
+    /// this host's marblectl through its daemon). Stale hosts are marked with their age.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+    /// The daemon's metrics in Prometheus text format (the node_exporter textfile's
+    /// content).
+    Metrics,
     /// Print shell completions.
     Completions(CompletionsArgs),
 }
@@ -121,6 +128,13 @@ pub struct ProvisionArgs {
     /// Profile (TOML); see docs/profiles/root.toml and docs/profiles/spi.toml.
     #[arg(long)]
     pub profile: PathBuf,
+}
+
+/// `fleet …` commands.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// List the hosts: version, policy, last heartbeat, free disk, running VM, every VM.
+    Ls,
 }
 
 /// `host …` commands.

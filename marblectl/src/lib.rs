@@ -68,6 +68,8 @@ pub async fn run(cli: Cli) -> Result<Exit, ClientError> {
         Command::Events(args) => cmd::status::events(&ctx, &args).await,
         Command::Image(image) => cmd::image::run(&ctx, image).await,
         Command::Host(host) => cmd::host::run(&ctx, host).await,
+        Command::Fleet(fleet) => cmd::fleet::run(&ctx, fleet).await,
+        Command::Metrics => cmd::fleet::metrics(&ctx).await,
         Command::Completions(args) => {
             let mut buf = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "marblectl", &mut buf);

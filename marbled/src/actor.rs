@@ -32,10 +32,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::demand::JenkinsDemand;
 use crate::jobs::JobContext;
 use crate::lifecycle::{HostSection, Lifecycle, LifecycleEvent};
 use crate::sched::{
-    Action, Command, Effect, Input, ObservedVm, OpId, Outcome, Persisted, ReqId, SchedConfig, World,
+    Action, Command, DemandSnapshot, Effect, Input, ObservedVm, OpId, Outcome, Persisted, ReqId,
+    SchedConfig, World,
 };
 use crate::transfers::{SubmitEnv, TransferEvent, Transfers};
 
@@ -95,6 +97,11 @@ enum ActorCommand {
         sched: Box<SchedConfig>,
         ctx: JobContext,
     },
+    /// Fresh answers from the demand sources (`crate::demand`).
+    Demand {
+        github: Option<Box<DemandSnapshot>>,
+        jenkins: Option<JenkinsDemand>,
+    },
 }
 
 /// Cloneable handle to the actor.
@@ -112,6 +119,7 @@ impl std::fmt::Debug for ActorCommand {
             ActorCommand::Cancel { .. } => "Cancel",
             ActorCommand::Watch { .. } => "Watch",
             ActorCommand::Reconfigure { .. } => "Reconfigure",
+            ActorCommand::Demand { .. } => "Demand",
         })
     }
 }
@@ -169,6 +177,22 @@ impl DaemonHandle {
             .await
             .map_err(|_| gone())?;
         Ok(rx)
+    }
+
+    /// Feed a GitHub demand snapshot to the scheduler (`Input::Demand`) and/or the Jenkins
+    /// queue to the metrics.
+    pub async fn demand(
+        &self,
+        github: Option<DemandSnapshot>,
+        jenkins: Option<JenkinsDemand>,
+    ) -> Result<(), WireError> {
+        self.tx
+            .send(ActorCommand::Demand {
+                github: github.map(Box::new),
+                jenkins,
+            })
+            .await
+            .map_err(|_| gone())
     }
 
     /// Apply reloadable configuration (SIGHUP).
@@ -252,6 +276,11 @@ pub struct Supervisor {
     host_cfg: Arc<HostSection>,
     /// Environment for Parallels tools other than prlctl (`prlsrvctl`): prlctl's.
     tool_env: Arc<Vec<(String, String)>>,
+    /// The Jenkins queue as last polled (metrics only).
+    jenkins_queue: Option<JenkinsDemand>,
+    /// `[fleet]` heartbeat reader for `FleetList` (None: not configured).
+    #[cfg(feature = "s3")]
+    fleet: Option<Arc<crate::fleet::FleetReader>>,
     shutdown: CancellationToken,
 }
 
@@ -294,6 +323,9 @@ impl Supervisor {
             lifecycle: Lifecycle::default(),
             host_cfg: Arc::new(HostSection::default()),
             tool_env: Arc::new(Vec::new()),
+            jenkins_queue: None,
+            #[cfg(feature = "s3")]
+            fleet: None,
             shutdown,
         };
         (
@@ -311,6 +343,14 @@ impl Supervisor {
     pub fn with_host_config(mut self, host: HostSection, tool_env: Vec<(String, String)>) -> Self {
         self.host_cfg = Arc::new(host);
         self.tool_env = Arc::new(tool_env);
+        self
+    }
+
+    /// Answer `FleetList` from this bucket reader.
+    #[cfg(feature = "s3")]
+    #[must_use]
+    pub fn with_fleet(mut self, fleet: Option<Arc<crate::fleet::FleetReader>>) -> Self {
+        self.fleet = fleet;
         self
     }
 
@@ -422,6 +462,21 @@ impl Supervisor {
             ActorCommand::Submit {
                 req,
                 caller,
+                request: Request::FleetList,
+                waiter,
+            } => {
+                tracing::debug!(req = req.0, user = %caller, "request: fleet_list");
+                #[cfg(feature = "s3")]
+                crate::fleet::spawn_list(&self.jobs, self.fleet.clone(), waiter.done);
+                #[cfg(not(feature = "s3"))]
+                let _ = waiter.done.send(Err(WireError::new(
+                    ErrorKind::Unsupported,
+                    "this marbled was built without S3 support",
+                )));
+            }
+            ActorCommand::Submit {
+                req,
+                caller,
                 request,
                 waiter,
             } if Transfers::handles(&request) => {
@@ -481,6 +536,15 @@ impl Supervisor {
                 }
             }
             ActorCommand::Watch { events } => self.watchers.push(events),
+            ActorCommand::Demand { github, jenkins } => {
+                if jenkins.is_some() {
+                    self.jenkins_queue = jenkins;
+                }
+                if let Some(snapshot) = github {
+                    let effects = self.world.handle(now_ms(), Input::Demand(*snapshot));
+                    self.apply(effects);
+                }
+            }
             ActorCommand::Reconfigure { sched, ctx } => {
                 tracing::info!("configuration reloaded");
                 self.world.reconfigure(*sched);
@@ -495,6 +559,15 @@ impl Supervisor {
         match request {
             Request::Status => Ok(Response::Status(self.status(now))),
             Request::ListVms => Ok(Response::Vms(self.world.vms(now))),
+            Request::Metrics => Ok(Response::Metrics {
+                text: crate::metrics::render(
+                    &self.status(now),
+                    self.world.counters(),
+                    self.world.demand(),
+                    self.jenkins_queue.as_ref(),
+                    now,
+                ),
+            }),
             Request::ShowVm { vm } => {
                 let name = self.resolve(vm)?;
                 self.world
@@ -585,7 +658,9 @@ impl Supervisor {
             | Request::Transfers
             | Request::CreateVm { .. }
             | Request::ProvisionVm { .. }
-            | Request::HostCheck => {
+            | Request::HostCheck
+            | Request::FleetList
+            | Request::Metrics => {
                 return Err(WireError::new(
                     ErrorKind::Internal,
                     format!("{} is not a scheduler command", request.kind()),

@@ -52,6 +52,15 @@ pub struct Config {
     /// Jenkins node state for SPI VMs (absent: the guest probe alone). See docs/CI.md.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jenkins: Option<JenkinsSection>,
+    /// Demand sources polled for policy `demand` (absent: none). See docs/OPERATIONS.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demand: Option<crate::demand::DemandSection>,
+    /// Fleet heartbeat in the `[images]` bucket (absent: none; `fleet ls` refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetSection>,
+    /// node_exporter textfile (absent: metrics only through `marblectl metrics`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<crate::metrics::MetricsSection>,
 }
 
 /// `[daemon]`.
@@ -752,6 +761,27 @@ impl Config {
         if let Some(jenkins) = &self.jenkins {
             jenkins.problems(&mut bad);
         }
+        let mut mine = Vec::new();
+        if let Some(demand) = &self.demand {
+            mine.extend(demand.problems(self.github.as_ref().map(|g| g.repo.as_deref())));
+            let github = demand.github && self.github.is_some();
+            let jenkins = demand.jenkins && self.jenkins.is_some();
+            if !github && !jenkins {
+                mine.push((
+                    "demand".to_owned(),
+                    "needs a [github] or [jenkins] section to poll".to_owned(),
+                ));
+            }
+        }
+        if let Some(fleet) = &self.fleet {
+            mine.extend(fleet.problems());
+        }
+        if let Some(metrics) = &self.metrics {
+            mine.extend(metrics.problems());
+        }
+        for (key, message) in mine {
+            bad(&key, message);
+        }
         out.extend(self.host.problems());
         out
     }
@@ -813,7 +843,20 @@ impl Config {
              # user = \"marble-bot\"\n\
              # token_file = \"/usr/local/etc/marble/jenkins-token\"  # mode 0600; or token_keychain\n\
              # request_timeout = \"20s\"\n\
-             # nodes = {{ \"macphsft01-SPI-VM-macOS-14\" = \"macphsft01-spi-14\" }}  # default: node = VM name\n\n{body}"
+             # nodes = {{ \"macphsft01-SPI-VM-macOS-14\" = \"macphsft01-spi-14\" }}  # default: node = VM name\n\
+             # [demand]      # poll CI for policy demand (see docs/OPERATIONS.md)\n\
+             # interval = \"30s\"\n\
+             # github = true                   # queued jobs + free fleet runners via [github]\n\
+             # jenkins = true                  # buildable queue items via [jenkins] (metrics)\n\
+             # repos = []                      # default: github.repo; required with github.org\n\
+             # max_runs = 50\n\
+             # max_age = \"10m\"\n\
+             # [fleet]       # heartbeat object in the [images] bucket; marblectl fleet ls\n\
+             # interval = \"1m\"\n\
+             # prefix = \"fleet/\"\n\
+             # [metrics]     # Prometheus textfile for node_exporter\n\
+             # textfile = \"/usr/local/var/node_exporter/textfile/marble.prom\"\n\
+             # interval = \"30s\"\n\n{body}"
         )
     }
 }

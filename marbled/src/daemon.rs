@@ -166,6 +166,10 @@ pub async fn run(
         actor_stop.clone(),
     );
     let supervisor = supervisor.with_host_config(config.host.clone(), tool_env(&config));
+    #[cfg(feature = "s3")]
+    let fleet = crate::periodic::fleet_reader(&config);
+    #[cfg(feature = "s3")]
+    let supervisor = supervisor.with_fleet(fleet.clone());
     // The actor gets most of the budget for its jobs; the rest is for flushing.
     let actor = tokio::spawn(
         supervisor
@@ -184,6 +188,13 @@ pub async fn run(
         policy.clone(),
         shutdown.clone(),
     ));
+    let periodic = crate::periodic::spawn(
+        &config,
+        &handle,
+        #[cfg(feature = "s3")]
+        fleet,
+        &shutdown,
+    );
     tracing::info!(version = %identity.version, host = %identity.host, socket = %config.daemon.socket.display(), "marbled started");
 
     loop {
@@ -218,6 +229,14 @@ pub async fn run(
     let started = tokio::time::Instant::now();
     if tokio::time::timeout(budget / 4, server).await.is_err() {
         tracing::warn!("connections did not close in time; continuing shutdown");
+    }
+    // Side tasks stop on `shutdown` at their next await; a heartbeat PUT in flight gets a
+    // moment to finish so the object is not left at its previous write for no reason.
+    if tokio::time::timeout(Duration::from_secs(2), periodic.wait())
+        .await
+        .is_err()
+    {
+        tracing::debug!("side tasks still running at shutdown");
     }
     actor_stop.cancel();
     let remaining = budget

@@ -16,7 +16,10 @@
 //! [`daemon`] (wiring: `run`), [`transfers`] (image push/pull/verify jobs and the VM holds
 //! they take; the S3 code is [`images`]), [`lifecycle`] (`vm create`, `vm provision`, `host
 //! check`: jobs and the provisioning hold), [`provision`] (the profile engine), [`runners`]
-//! (GitHub JIT runners per ROOT boot and the delete-before-stop gate).
+//! (GitHub JIT runners per ROOT boot and the delete-before-stop gate), [`fleet`] (heartbeats
+//! in the bucket, `fleet ls`), [`metrics`] (Prometheus text, node_exporter textfile),
+//! [`demand`] (GitHub and Jenkins demand sources polled for policy `demand`), [`periodic`]
+//! (starts those side tasks).
 
 pub mod actor;
 #[cfg(feature = "ci")]
@@ -24,7 +27,9 @@ pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demand;
 pub mod error;
+pub mod fleet;
 pub mod hypervisor;
 #[cfg(feature = "s3")]
 pub mod images;
@@ -32,7 +37,9 @@ pub mod inventory;
 pub mod jobs;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
 pub mod peer;
+pub mod periodic;
 pub mod provision;
 #[cfg(feature = "ci")]
 pub mod runners;

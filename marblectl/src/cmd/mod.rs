@@ -1,6 +1,7 @@
 //! One module per noun group; each exposes `run(args, &Context) -> Result<Exit, ClientError>`.
 
 pub mod admin;
+pub mod fleet;
 pub mod host;
 pub mod image;
 pub mod slot;

@@ -26,6 +26,8 @@ pub const ACCEPT: &str = "application/vnd.github+json";
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// Page size of listings (GitHub's maximum).
 pub const PER_PAGE: u32 = 100;
+/// Most cached conditional-request answers kept (see [`GitHubClient::get_cached`]).
+const MAX_ETAGS: usize = 1024;
 /// Most pages followed in one listing (10 000 runners): a guard against a `Link` loop.
 const MAX_PAGES: usize = 100;
 
@@ -629,6 +631,47 @@ impl GitHubClient {
             }
         }
         Ok(out)
+    }
+
+    /// `GET {api_url}{path}` (path with its query, e.g. `/repos/o/r/actions/runs?…`) with
+    /// the ETag cache: an unchanged answer is a 304 that costs no rate-limit quota and returns
+    /// the cached body. One page; the caller bounds its own page sizes. Used by the demand
+    /// source (`crate::demand::github`).
+    pub async fn get_cached(&self, op: &'static str, path: &str) -> Result<Bytes, GitHubError> {
+        let url = format!("{}{path}", self.api_url);
+        let cached = self.lock().etags.get(&url).cloned();
+        let resp = self
+            .request(
+                op,
+                Method::GET,
+                &url,
+                None,
+                cached.as_ref().map(|c| c.0.as_str()),
+            )
+            .await?;
+        match resp.status {
+            StatusCode::NOT_MODIFIED => match cached {
+                Some((_, body)) => Ok(body),
+                None => Err(GitHubError::Unexpected {
+                    op,
+                    status: 304,
+                    message: "304 without a cached page".to_owned(),
+                }),
+            },
+            StatusCode::OK => {
+                if let Some(etag) = resp.header("etag") {
+                    let mut g = self.lock();
+                    // One entry per polled URL (a job list per workflow run): bound the
+                    // cache so days of runs do not grow it forever; a miss costs one request.
+                    if g.etags.len() >= MAX_ETAGS {
+                        g.etags.clear();
+                    }
+                    g.etags.insert(url, (etag.to_owned(), resp.body.clone()));
+                }
+                Ok(resp.body)
+            }
+            _ => Err(self.common_error(op, false, &resp)),
+        }
     }
 
     /// `GET …/actions/runners/{id}`; `None` when the runner no longer exists (404).

@@ -1,0 +1,185 @@
+//! GitHub demand: queued jobs of the polled repositories and the runners without a job.
+//!
+//! Per poll: for each repository, `GET …/actions/runs?status=queued` and `?status=in_progress`
+//! (a running workflow can still hold queued matrix legs), then `GET
+//! …/actions/runs/{id}/jobs?filter=latest` for each run (at most `max_runs`), keeping jobs
+//! with `status == "queued"` and labels (`waiting` jobs need an approval no runner can give);
+//! and the runner list, keeping runners that are not busy, online or offline (a registered
+//! JIT runner whose VM is still booting is offline, and will take a job when it comes up).
+//! Every request goes through [`GitHubClient::get_cached`] or `list_runners`: ETags make an
+//! unchanged answer a free 304.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::ci::{GitHubClient, GitHubError};
+use crate::sched::{DemandSnapshot, FleetRunner, QueuedJob};
+
+#[derive(Deserialize)]
+struct RunList {
+    #[serde(default)]
+    workflow_runs: Vec<Run>,
+}
+
+#[derive(Deserialize)]
+struct Run {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct JobList {
+    #[serde(default)]
+    jobs: Vec<Job>,
+}
+
+#[derive(Deserialize)]
+struct Job {
+    id: u64,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+/// The GitHub demand source.
+#[derive(Debug, Clone)]
+pub struct GithubDemand {
+    client: Arc<GitHubClient>,
+    repos: Vec<String>,
+    max_runs: usize,
+}
+
+/// What one poll found beyond the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollStats {
+    /// Workflow runs seen (queued + in progress, deduplicated).
+    pub runs: usize,
+    /// Runs whose jobs were not listed because of `max_runs`.
+    pub runs_skipped: usize,
+}
+
+fn parse_ms(ts: Option<&str>) -> Option<u64> {
+    let at = humantime::parse_rfc3339_weak(ts?.trim_end_matches('Z')).ok()?;
+    let d = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(d.as_millis()).ok()
+}
+
+impl GithubDemand {
+    /// A source polling `repos` with `client`.
+    pub fn new(client: Arc<GitHubClient>, repos: Vec<String>, max_runs: u32) -> Self {
+        Self {
+            client,
+            repos,
+            max_runs: usize::try_from(max_runs).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// One poll. `now_ms` stands in for a job's queue time when GitHub gives none.
+    pub async fn poll(&self, now_ms: u64) -> Result<(DemandSnapshot, PollStats), GitHubError> {
+        let mut snapshot = DemandSnapshot::default();
+        let mut stats = PollStats::default();
+        let mut budget = self.max_runs;
+        for repo in &self.repos {
+            let mut runs = BTreeSet::new();
+            for status in ["queued", "in_progress"] {
+                let body = self
+                    .client
+                    .get_cached(
+                        "list-workflow-runs",
+                        &format!("/repos/{repo}/actions/runs?status={status}&per_page=100"),
+                    )
+                    .await?;
+                let list: RunList =
+                    serde_json::from_slice(&body).map_err(|source| GitHubError::Decode {
+                        op: "list-workflow-runs",
+                        source,
+                    })?;
+                runs.extend(list.workflow_runs.into_iter().map(|r| r.id));
+            }
+            stats.runs += runs.len();
+            // Newest runs last in id order; the oldest queued jobs matter most, so take the
+            // lowest ids first.
+            for run in runs {
+                if budget == 0 {
+                    stats.runs_skipped += 1;
+                    continue;
+                }
+                budget -= 1;
+                let body = self
+                    .client
+                    .get_cached(
+                        "list-run-jobs",
+                        &format!(
+                            "/repos/{repo}/actions/runs/{run}/jobs?filter=latest&per_page=100"
+                        ),
+                    )
+                    .await?;
+                let list: JobList =
+                    serde_json::from_slice(&body).map_err(|source| GitHubError::Decode {
+                        op: "list-run-jobs",
+                        source,
+                    })?;
+                snapshot.root_jobs.extend(
+                    list.jobs
+                        .into_iter()
+                        .filter(|j| j.status == "queued" && !j.labels.is_empty())
+                        .map(|j| QueuedJob {
+                            id: j.id,
+                            since_ms: parse_ms(j.created_at.as_deref()).unwrap_or(now_ms),
+                            labels: j.labels,
+                        }),
+                );
+            }
+        }
+        snapshot.root_jobs.sort_by_key(|j| j.id);
+        snapshot.root_jobs.dedup_by_key(|j| j.id);
+        snapshot.free_runners = self
+            .client
+            .list_runners()
+            .await?
+            .into_iter()
+            .filter(|r| !r.busy)
+            .map(|r| FleetRunner {
+                name: r.name,
+                labels: r.labels.into_iter().map(|l| l.name).collect(),
+            })
+            .collect();
+        Ok((snapshot, stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn github_timestamps_parse_to_unix_ms() {
+        assert_eq!(parse_ms(Some("1970-01-01T00:00:01Z")), Some(1000));
+        assert_eq!(
+            parse_ms(Some("2026-09-01T10:00:00Z")),
+            Some(1_788_256_800_000)
+        );
+        assert_eq!(parse_ms(Some("yesterday")), None);
+        assert_eq!(parse_ms(None), None);
+    }
+
+    #[test]
+    fn job_fixture_from_the_reference_parses() {
+        let body = br#"{"total_count": 2, "jobs": [
+ {"id": 111, "run_id": 9001, "run_attempt": 1, "status": "queued", "conclusion": null,
+  "labels": ["self-hosted", "macOS", "ARM64", "mac15"], "runner_id": null,
+  "created_at": "2026-09-01T10:00:00Z", "started_at": "2026-09-01T10:00:00Z", "completed_at": null},
+ {"id": 112, "run_id": 9001, "run_attempt": 1, "status": "in_progress", "conclusion": null,
+  "labels": ["self-hosted", "macOS", "X64", "mac14"], "runner_id": 39,
+  "created_at": "2026-09-01T10:00:00Z", "started_at": "2026-09-01T10:01:10Z", "completed_at": null}]}"#;
+        let list: JobList = serde_json::from_slice(body).unwrap();
+        assert_eq!(list.jobs.len(), 2);
+        assert_eq!(list.jobs[0].status, "queued");
+        assert_eq!(list.jobs[1].labels[3], "mac14");
+    }
+}

@@ -1,0 +1,121 @@
+//! Demand sources for policy `demand`: what CI is waiting for, polled every `[demand]
+//! interval` and fed to the actor as an `Input::Demand` snapshot.
+//!
+//! - [`github`]: queued ROOT jobs (queued and in-progress workflow runs, then their jobs;
+//!   only `status == "queued"` jobs count) and the fleet's runners without a job (registered,
+//!   online or offline, not busy) — the scheduler's fleet de-duplication input. ETags make an
+//!   unchanged listing cost no quota; a rate limit backs the source off until GitHub's reset.
+//! - [`jenkins`]: buildable queue items with the label parsed from their `why` text. The
+//!   scheduler serves Jenkins through `request-slot`, so this is reported (status log and
+//!   metrics), not scheduled on.
+//!
+//! A failed poll keeps the last good snapshot (cached) instead of telling the scheduler that
+//! nothing waits; a snapshot older than `max_age` is dropped (replaced by an empty one) so a
+//! long outage does not keep VMs booting for jobs that are long gone.
+
+#[cfg(feature = "ci")]
+pub mod github;
+#[cfg(feature = "ci")]
+pub mod jenkins;
+#[cfg(feature = "ci")]
+mod poll;
+
+#[cfg(feature = "ci")]
+pub use poll::{Sources, run};
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[demand]`: polling of the CI systems (absent: no demand sources; policy `demand` then
+/// boots nothing on its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemandSection {
+    /// How often the sources are polled.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Use `[github]` for queued jobs and fleet runners.
+    pub github: bool,
+    /// Use `[jenkins]` for the build queue.
+    pub jenkins: bool,
+    /// Repositories whose workflow runs are polled (`owner/repo`). Empty: `github.repo`
+    /// (organisation runners need the list).
+    pub repos: Vec<String>,
+    /// Most workflow runs whose jobs are listed per poll (each costs one request).
+    pub max_runs: u32,
+    /// A snapshot older than this (polls failing) is replaced by an empty one.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for DemandSection {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            github: true,
+            jenkins: true,
+            repos: Vec::new(),
+            max_runs: 50,
+            max_age: Duration::from_secs(600),
+        }
+    }
+}
+
+impl DemandSection {
+    /// Every problem, as `(key, message)`; `repo` is `github.repo` when `[github]` is set.
+    pub fn problems(&self, github: Option<Option<&str>>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.interval < Duration::from_secs(5) {
+            out.push((
+                "demand.interval".into(),
+                "must be at least 5s (GitHub's rate limit)".into(),
+            ));
+        }
+        if self.max_age < self.interval {
+            out.push((
+                "demand.max_age".into(),
+                "must be at least demand.interval".into(),
+            ));
+        }
+        if self.max_runs == 0 {
+            out.push(("demand.max_runs".into(), "must be at least 1".into()));
+        }
+        for r in &self.repos {
+            let ok = r.split_once('/').is_some_and(|(o, n)| {
+                let part = |s: &str| {
+                    !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                };
+                part(o) && part(n)
+            });
+            if !ok {
+                out.push((
+                    "demand.repos".into(),
+                    format!("must be \"owner/repo\", got {r:?}"),
+                ));
+            }
+        }
+        if self.github
+            && let Some(repo) = github
+            && repo.is_none()
+            && self.repos.is_empty()
+        {
+            out.push((
+                "demand.repos".into(),
+                "organisation runners ([github] org): list the repositories whose jobs to poll"
+                    .into(),
+            ));
+        }
+        out
+    }
+}
+
+/// The Jenkins queue as last polled: buildable items per label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JenkinsDemand {
+    /// `(label, buildable items, oldest queue time in unix ms)`; label `None` when the `why`
+    /// text named none.
+    pub by_label: Vec<(Option<String>, u64, u64)>,
+}

@@ -1,0 +1,114 @@
+//! The polling task: every interval, ask each configured source, send the actor what it
+//! found, back off on rate limits, and keep the last good GitHub snapshot until `max_age`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::github::GithubDemand;
+use super::{DemandSection, JenkinsDemand};
+use crate::actor::{DaemonHandle, now_ms};
+use crate::ci::{GitHubError, JenkinsClient};
+use crate::sched::DemandSnapshot;
+
+/// The configured sources.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// Queued jobs and fleet runners.
+    pub github: Option<GithubDemand>,
+    /// The build queue.
+    pub jenkins: Option<Arc<JenkinsClient>>,
+}
+
+/// Poll until `shutdown`.
+pub async fn run(
+    handle: DaemonHandle,
+    section: DemandSection,
+    sources: Sources,
+    shutdown: CancellationToken,
+) {
+    let max_age_ms = u64::try_from(section.max_age.as_millis()).unwrap_or(u64::MAX);
+    // When the last good GitHub snapshot was taken; None once it expired (or never).
+    let mut github_at: Option<u64> = None;
+    let mut last_jenkins: Option<JenkinsDemand> = None;
+    loop {
+        let mut wait = section.interval;
+        if let Some(gh) = &sources.github {
+            let now = now_ms();
+            match gh.poll(now).await {
+                Ok((snapshot, stats)) => {
+                    tracing::debug!(
+                        queued = snapshot.root_jobs.len(),
+                        free_runners = snapshot.free_runners.len(),
+                        runs = stats.runs,
+                        runs_skipped = stats.runs_skipped,
+                        "github demand polled"
+                    );
+                    if stats.runs_skipped > 0 {
+                        tracing::warn!(
+                            skipped = stats.runs_skipped,
+                            "more workflow runs than demand.max_runs: some queued jobs are not seen"
+                        );
+                    }
+                    github_at = Some(now);
+                    if handle.demand(Some(snapshot), None).await.is_err() {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    if let GitHubError::RateLimited { retry_in, .. } = &err {
+                        // Wait out GitHub's reset rather than spending the next polls on
+                        // refusals (the client also refuses locally until then).
+                        wait = wait.max(*retry_in).min(Duration::from_secs(3600));
+                    }
+                    tracing::warn!(
+                        error = %crate::error::error_chain(&err).join(": "),
+                        retry_in = %humantime::format_duration(wait),
+                        "github demand poll failed; keeping the last snapshot"
+                    );
+                    if let Some(at) = github_at
+                        && now.saturating_sub(at) > max_age_ms
+                    {
+                        tracing::warn!("github demand snapshot expired; assuming nothing waits");
+                        github_at = None;
+                        if handle
+                            .demand(Some(DemandSnapshot::default()), None)
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(jenkins) = &sources.jenkins {
+            match jenkins.queue().await {
+                Ok(items) => {
+                    let demand = JenkinsDemand {
+                        by_label: super::jenkins::buildable_by_label(&items)
+                            .into_iter()
+                            .map(|(label, (n, oldest))| (label, n, oldest))
+                            .collect(),
+                    };
+                    if last_jenkins.as_ref() != Some(&demand) {
+                        tracing::info!(buildable = ?demand.by_label, "jenkins queue changed");
+                        last_jenkins = Some(demand.clone());
+                    }
+                    if handle.demand(None, Some(demand)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(err) => tracing::warn!(
+                    error = %crate::error::error_chain(&err).join(": "),
+                    "jenkins queue poll failed"
+                ),
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}

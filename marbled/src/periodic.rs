@@ -1,0 +1,132 @@
+//! The daemon's periodic side tasks, started next to the actor and stopped with the server:
+//! the fleet heartbeat ([`crate::fleet`]), the metrics textfile ([`crate::metrics`]) and the
+//! demand poller ([`crate::demand`]). Each talks to the actor only through its
+//! [`DaemonHandle`] (queries and the `Demand` command), so none can block it. None of them is
+//! reloadable: a changed `[fleet]`, `[metrics]` or `[demand]` needs a restart.
+
+#[cfg(feature = "s3")]
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::actor::DaemonHandle;
+use crate::config::Config;
+
+/// The bucket reader for `FleetList` and the heartbeat (None without `[fleet]`).
+#[cfg(feature = "s3")]
+pub fn fleet_reader(config: &Config) -> Option<Arc<crate::fleet::FleetReader>> {
+    config.fleet.as_ref().map(|section| {
+        Arc::new(crate::fleet::FleetReader::new(
+            config.images.clone(),
+            section.clone(),
+        ))
+    })
+}
+
+/// Start the configured tasks; they end when `shutdown` is cancelled.
+pub fn spawn(
+    config: &Config,
+    handle: &DaemonHandle,
+    #[cfg(feature = "s3")] fleet: Option<Arc<crate::fleet::FleetReader>>,
+    shutdown: &CancellationToken,
+) -> TaskTracker {
+    let tasks = TaskTracker::new();
+    #[cfg(feature = "s3")]
+    if let Some(reader) = fleet {
+        tracing::info!(
+            bucket = %config.images.bucket,
+            prefix = %reader.section().prefix,
+            interval = %humantime::format_duration(reader.section().interval),
+            "fleet heartbeat enabled"
+        );
+        tasks.spawn(
+            crate::fleet::run_heartbeat(
+                handle.clone(),
+                reader,
+                config.daemon.state_file.clone(),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("fleet")),
+        );
+    }
+    if let Some(metrics) = &config.metrics
+        && let Some(path) = &metrics.textfile
+    {
+        tracing::info!(path = %path.display(), "metrics textfile enabled");
+        tasks.spawn(
+            crate::metrics::run_textfile(
+                handle.clone(),
+                path.clone(),
+                metrics.interval,
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("metrics")),
+        );
+    }
+    #[cfg(feature = "ci")]
+    if let Some(demand) = &config.demand {
+        let sources = demand_sources(config, demand);
+        if sources.github.is_some() || sources.jenkins.is_some() {
+            tracing::info!(
+                github = sources.github.is_some(),
+                jenkins = sources.jenkins.is_some(),
+                interval = %humantime::format_duration(demand.interval),
+                "demand sources enabled"
+            );
+            tasks.spawn(
+                crate::demand::run(handle.clone(), demand.clone(), sources, shutdown.clone())
+                    .instrument(tracing::info_span!("demand")),
+            );
+        }
+    }
+    tasks.close();
+    tasks
+}
+
+/// Build the clients; a source whose client cannot be built (token unreadable) is left out
+/// and logged, so the daemon still runs its VMs.
+#[cfg(feature = "ci")]
+fn demand_sources(
+    config: &Config,
+    demand: &crate::demand::DemandSection,
+) -> crate::demand::Sources {
+    let mut sources = crate::demand::Sources::default();
+    if demand.github
+        && let Some(section) = &config.github
+    {
+        let client = crate::runners::client_config(section)
+            .and_then(|cfg| crate::ci::GitHubClient::from_config(&cfg));
+        match client {
+            Ok(client) => {
+                let repos = if demand.repos.is_empty() {
+                    section.repo.iter().cloned().collect()
+                } else {
+                    demand.repos.clone()
+                };
+                sources.github = Some(crate::demand::github::GithubDemand::new(
+                    Arc::new(client),
+                    repos,
+                    demand.max_runs,
+                ));
+            }
+            Err(err) => tracing::error!(
+                error = %crate::error::error_chain(&err).join(": "),
+                "github demand source disabled"
+            ),
+        }
+    }
+    if demand.jenkins
+        && let Some(section) = &config.jenkins
+    {
+        match crate::demand::jenkins::client(section) {
+            Ok(client) => sources.jenkins = Some(Arc::new(client)),
+            Err(err) => tracing::error!(
+                error = %crate::error::error_chain(&err).join(": "),
+                "jenkins demand source disabled"
+            ),
+        }
+    }
+    sources
+}
