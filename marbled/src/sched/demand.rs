@@ -11,7 +11,9 @@
 //! - Jenkins first: queued slot requests are served before anything boots, and while slot
 //!   requests keep being refused for `fairness_bound`, nothing boots for ROOT either.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
-//!   (round robin among the eligible ones, skipping locked and quarantined VMs).
+//!   (round robin among the eligible ones, skipping locked and quarantined VMs) — but only
+//!   on a snapshot that arrived after the host became free, so hosts freed by the same stale
+//!   picture do not all boot for one job.
 //! - A booted ROOT VM whose probe has seen a job (its runner is single-use) is stopped once
 //!   idle; one that has not had a job is kept while a job it could take is queued, at most
 //!   `cycle_on_min` after it became ready when nothing is queued for it.
@@ -120,7 +122,24 @@ impl World {
         }
 
         // A free host boots for the oldest unmet job it can serve.
-        if !self.occupying_names().is_empty() || !self.slots.is_empty() {
+        if !self.occupying_names().is_empty() {
+            self.host_free_since = None;
+            return;
+        }
+        let free_since = *self.host_free_since.get_or_insert(now);
+        if !self.slots.is_empty() {
+            return;
+        }
+        // Only on a snapshot taken after the host became free: several hosts freed by the
+        // same stale picture would otherwise all boot for the same job (marble-sim,
+        // standard trace, +8h 43m).
+        if self.demand_at < free_since {
+            self.decide(
+                now,
+                None,
+                "demand: host free; waiting for a fresh demand snapshot before booting".into(),
+                fx,
+            );
             return;
         }
         if now < self.cycle_off_until {

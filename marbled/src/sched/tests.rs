@@ -829,6 +829,24 @@ fn demand_lets_an_idle_spi_vm_go_for_an_unmet_root_job_after_its_grace() {
         "protected during the grace"
     );
     host.advance(200_000);
+    assert!(
+        host.running().is_empty(),
+        "idle SPI VM gave way: {:?}",
+        host.running()
+    );
+    // The host boots only on a snapshot taken after it became free.
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("fresh demand snapshot")),
+        "{decisions:?}"
+    );
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(3, host.now - 260_000, "mac14")],
+        free_runners: vec![],
+    }));
+    host.settle();
     assert_eq!(
         host.running(),
         vec![M14.to_owned()],

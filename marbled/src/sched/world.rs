@@ -82,6 +82,11 @@ pub struct World {
     pub(super) last_now: Millis,
     /// The last demand snapshot (policy `demand`).
     pub(super) demand: DemandSnapshot,
+    /// When it arrived.
+    pub(super) demand_at: Millis,
+    /// Since when no VM holds the host (policy `demand` boots only on a snapshot newer than
+    /// this, so a host never boots on a picture taken before another host reacted to it).
+    pub(super) host_free_since: Option<Millis>,
     /// Counters for metrics.
     pub(super) counters: Counters,
 }
@@ -112,6 +117,8 @@ impl World {
             rng,
             last_now: now,
             demand: DemandSnapshot::default(),
+            demand_at: 0,
+            host_free_since: None,
             counters: Counters::default(),
         }
     }
@@ -197,7 +204,10 @@ impl World {
             Input::Command { req, caller, cmd } => self.on_command(now, req, caller, cmd, &mut fx),
             Input::Cancelled { req } => self.on_cancelled(req),
             Input::Tick => {}
-            Input::Demand(snapshot) => self.demand = snapshot,
+            Input::Demand(snapshot) => {
+                self.demand = snapshot;
+                self.demand_at = now;
+            }
         }
         self.step(now, &mut fx);
         if self.persisted() != before {
