@@ -6,7 +6,9 @@
 //! `per_page`/`page` and a `Link: rel="next"` header, ETag/`If-None-Match` → 304, the JIT
 //! response `{runner, encoded_jit_config}` (201), 409 on a duplicate name, 204/404/422 on
 //! delete, 401/403 bodies with `documentation_url`, and `x-ratelimit-*` headers (403 with
-//! remaining 0 when exhausted; a scripted `retry-after`). Every request is recorded (method,
+//! remaining 0 when exhausted; a scripted `retry-after`). Workflow runs and their jobs
+//! (`§3.1`: `actions/runs?status=`, `actions/runs/{id}/jobs`) for the demand source, with
+//! ETags too. Every request is recorded (method,
 //! path, headers without `authorization`, body, wall-clock ms) for ordering assertions.
 
 use std::collections::BTreeMap;
@@ -172,6 +174,10 @@ struct State {
     rate_remaining: u64,
     rate_reset: u64,
     retry_after: Option<u64>,
+    /// Workflow runs: id → status (`queued`, `in_progress`, `completed`).
+    runs: BTreeMap<u64, String>,
+    /// Jobs: id → job object (with `run_id`).
+    jobs: BTreeMap<u64, Value>,
 }
 
 /// The fake server. Dropping it stops serving.
@@ -276,6 +282,12 @@ fn route(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
         );
     }
     let path = req.uri().path().to_owned();
+    if let Some(reply) = route_runs(st, req, &path) {
+        if reply.status != StatusCode::NOT_MODIFIED {
+            st.rate_remaining = st.rate_remaining.saturating_sub(1);
+        }
+        return reply;
+    }
     let Some(idx) = path.find("/actions/runners") else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
@@ -416,6 +428,74 @@ fn route(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
     reply
 }
 
+/// 200 with an ETag, or 304 when `If-None-Match` carries the same ETag.
+fn conditional_json(req: &Request<()>, value: &Value) -> Reply {
+    let payload = serde_json::to_vec(value).unwrap_or_default();
+    let etag = etag_of(&payload);
+    if req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        let mut r = Reply::empty(StatusCode::NOT_MODIFIED);
+        r.headers.push(("etag".into(), etag));
+        return r;
+    }
+    Reply {
+        status: StatusCode::OK,
+        headers: vec![
+            (
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            ),
+            ("etag".into(), etag),
+        ],
+        body: payload,
+    }
+}
+
+/// `GET /repos/{o}/{r}/actions/runs?status=…` and `GET …/actions/runs/{id}/jobs` (§3.1 of
+/// `reference/ci-apis.md`); `None` for other paths.
+fn route_runs(st: &State, req: &Request<()>, path: &str) -> Option<Reply> {
+    let idx = path.find("/actions/runs")?;
+    if !path.starts_with("/repos/") || req.method() != http::Method::GET {
+        return None;
+    }
+    let rest = &path[idx + "/actions/runs".len()..];
+    if rest.is_empty() {
+        let status = query(req, "status");
+        let runs: Vec<Value> = st
+            .runs
+            .iter()
+            .filter(|(_, s)| status.as_deref().is_none_or(|want| *s == want))
+            .map(|(id, s)| json!({"id": id, "status": s, "name": "ROOT CI", "run_attempt": 1}))
+            .collect();
+        return Some(conditional_json(
+            req,
+            &json!({"total_count": runs.len(), "workflow_runs": runs}),
+        ));
+    }
+    let run: u64 = rest
+        .strip_prefix('/')?
+        .strip_suffix("/jobs")?
+        .parse()
+        .ok()?;
+    if !st.runs.contains_key(&run) {
+        return Some(error(StatusCode::NOT_FOUND, "Not Found"));
+    }
+    let jobs: Vec<Value> = st
+        .jobs
+        .values()
+        .filter(|j| j["run_id"] == run)
+        .cloned()
+        .collect();
+    Some(conditional_json(
+        req,
+        &json!({"total_count": jobs.len(), "jobs": jobs}),
+    ))
+}
+
 impl FakeGitHub {
     /// Start a fake that accepts `Bearer <token>` (5000 requests/hour budget).
     pub async fn start(token: &str) -> Self {
@@ -505,6 +585,52 @@ impl FakeGitHub {
         let mut st = self.st();
         st.rate_remaining = remaining;
         st.rate_reset = reset_epoch;
+    }
+
+    /// Add (or update) a workflow run with `status` (`queued`, `in_progress`, `completed`).
+    pub fn set_run(&self, run_id: u64, status: &str) {
+        self.st().runs.insert(run_id, status.to_owned());
+    }
+
+    /// Add (or replace) a job of `run_id` with the documented job shape; `runner_*` are null
+    /// unless the job is `in_progress`.
+    pub fn set_job(
+        &self,
+        run_id: u64,
+        job_id: u64,
+        status: &str,
+        labels: &[&str],
+        created_at: &str,
+    ) {
+        let running = status == "in_progress";
+        let job = json!({
+            "id": job_id, "run_id": run_id, "run_attempt": 1, "status": status,
+            "conclusion": null, "name": format!("job {job_id}"), "workflow_name": "ROOT CI",
+            "head_branch": "master", "labels": labels,
+            "runner_id": if running { json!(39) } else { Value::Null },
+            "runner_name": if running { json!("mac-vm-a") } else { Value::Null },
+            "runner_group_id": if running { json!(1) } else { Value::Null },
+            "runner_group_name": if running { json!("Default") } else { Value::Null },
+            "created_at": created_at, "started_at": created_at, "completed_at": null,
+        });
+        self.st().jobs.insert(job_id, job);
+    }
+
+    /// Add a registered runner with the given labels; returns its id.
+    pub fn add_runner_with_labels(
+        &self,
+        name: &str,
+        labels: &[&str],
+        status: &str,
+        busy: bool,
+    ) -> u64 {
+        let mut st = self.st();
+        st.next_id += 1;
+        let id = st.next_id;
+        let labels: Vec<String> = labels.iter().map(|s| (*s).to_owned()).collect();
+        st.runners
+            .insert(id, runner_json(id, name, &labels, status, busy));
+        id
     }
 
     /// The next request answers 403 with `retry-after: secs` (a secondary limit).

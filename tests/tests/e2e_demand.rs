@@ -1,0 +1,136 @@
+//! Demand sources end to end (issue 6, build item 1): the real daemon binary with policy
+//! `demand`, `[github]` pointing at the fake GitHub and `[demand]` polling it. A queued mac14
+//! job makes the scheduler boot the mac14 VM (and nothing else); the poller walks queued and
+//! in-progress runs, then their jobs, ignores in-progress jobs, re-polls with `If-None-Match`,
+//! and the metrics show the queued job's label set and its wait.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod e2e_support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use e2e_support::{ROOT1, ROOT2, SimEnv, T, ctl, power, vm_list, wait_power};
+use marble_tests::fake_github::FakeGitHub;
+use marble_tests::harness::wait_until_blocking;
+use marbled::config::GithubSection;
+
+const TOKEN: &str = "ghp_e2eDemandTokenNeverLogged0123456789abcd";
+const RUNS: &str = "/repos/root-project/root/actions/runs";
+
+#[test]
+fn a_queued_mac14_job_boots_the_mac14_vm_only() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gh = rt.block_on(FakeGitHub::start(TOKEN));
+    // Run 9001 queued with a mac14 job; run 9002 in progress with one running job and one
+    // queued Windows job (no VM here covers it).
+    gh.set_run(9001, "queued");
+    gh.set_job(
+        9001,
+        111,
+        "queued",
+        &["self-hosted", "macOS", "ARM64", "mac14"],
+        "2026-01-01T10:00:00Z",
+    );
+    gh.set_run(9002, "in_progress");
+    gh.set_job(
+        9002,
+        112,
+        "in_progress",
+        &["self-hosted", "macOS", "ARM64", "mac15"],
+        "2026-01-01T10:00:00Z",
+    );
+    gh.set_job(
+        9002,
+        113,
+        "queued",
+        &["self-hosted", "windows", "x64"],
+        "2026-01-01T10:05:00Z",
+    );
+    gh.set_run(9003, "completed");
+
+    let mut env = SimEnv::new();
+    let token_file = env.dir.path().join("github-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.config.github = Some(GithubSection {
+        api_url: gh.url(),
+        repo: Some("root-project/root".into()),
+        token_file: Some(token_file),
+        request_timeout: Duration::from_secs(5),
+        ..GithubSection::default()
+    });
+    env.config.demand = Some(marbled::demand::DemandSection {
+        interval: Duration::from_secs(5),
+        ..marbled::demand::DemandSection::default()
+    });
+    env.config.scheduler.policy = "demand".into();
+    env.config.scheduler.inventory_interval = Duration::from_secs(1);
+    let daemon = env.spawn();
+
+    wait_power(&daemon, ROOT1, "Running");
+    let status = ctl(&daemon.socket, &["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let decisions = st["decisions"].to_string();
+    assert!(
+        decisions.contains("booting for job #111"),
+        "decisions: {decisions}"
+    );
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "Stopped");
+
+    // The poller's requests: both run listings, the jobs of the two live runs only, the
+    // runner list; and a later poll is conditional (ETag).
+    let mut paths = Vec::new();
+    let conditional = wait_until_blocking(T, || {
+        let reqs = gh.requests();
+        paths = reqs.iter().map(|r| r.path.clone()).collect();
+        reqs.iter()
+            .any(|r| r.path.starts_with(RUNS) && r.header("if-none-match").is_some())
+    });
+    assert!(conditional, "no conditional re-poll: {paths:#?}");
+    for want in [
+        format!("{RUNS}?status=queued&per_page=100"),
+        format!("{RUNS}?status=in_progress&per_page=100"),
+        format!("{RUNS}/9001/jobs?filter=latest&per_page=100"),
+        format!("{RUNS}/9002/jobs?filter=latest&per_page=100"),
+    ] {
+        assert!(paths.contains(&want), "missing {want}: {paths:#?}");
+    }
+    assert!(
+        !paths.iter().any(|p| p.contains("/9003/")),
+        "jobs of a completed run were listed: {paths:#?}"
+    );
+
+    // Metrics: the queued mac14 and windows jobs by label set, with their age.
+    let out = ctl(&daemon.socket, &["metrics"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout
+            .contains("marble_queued_jobs{labels=\"arm64,mac14,macos,self-hosted\"} 1\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("marble_queued_jobs{labels=\"self-hosted,windows,x64\"} 1\n"),
+        "{}",
+        out.stdout
+    );
+    let wait_line = out
+        .stdout
+        .lines()
+        .find(|l| {
+            l.starts_with("marble_job_wait_seconds{labels=\"arm64,mac14,macos,self-hosted\"}")
+        })
+        .expect("job wait line");
+    let secs: f64 = wait_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(secs > 3600.0, "{wait_line}");
+    assert!(
+        !daemon.log_text().contains(TOKEN),
+        "token in the daemon log"
+    );
+}
