@@ -32,8 +32,13 @@ pub struct RunnerRecord {
 /// What the daemon knows about a VM's registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Known {
-    /// Registered by this daemon for the VM's current boot.
+    /// Registered by this daemon for the VM's current boot, and its config delivered (or
+    /// about to be: a delivery that failed half-way may still have reached the guest).
     Registered(RunnerRecord),
+    /// This boot's runner was not listening and no config has been delivered since, so no
+    /// job can run or be assigned in the VM: stopping it needs no word from GitHub. Holds a
+    /// registration to clean up on the way (an earlier boot's, or none).
+    Undelivered(Option<RunnerRecord>),
     /// Checked: no registration of ours exists (deleted before a stop, or none found).
     Cleared,
 }
@@ -49,10 +54,10 @@ impl RunnerRecords {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The registration recorded for `vm`, if any.
+    /// The registration recorded for `vm` (its current one, or one still to clean up).
     pub fn get(&self, vm: &str) -> Option<RunnerRecord> {
         match self.lock().get(vm) {
-            Some(Known::Registered(r)) => Some(r.clone()),
+            Some(Known::Registered(r) | Known::Undelivered(Some(r))) => Some(r.clone()),
             _ => None,
         }
     }
@@ -249,9 +254,13 @@ impl RunnerLifecycle {
         major: u32,
         deadline: tokio::time::Instant,
     ) -> Result<RunnerRecord, RunnerError> {
-        if let Some(stale) = self.records.get(vm) {
-            // The guest's runner is not up, so this registration's config was never used
-            // or its boot is over: remove it so it cannot linger as an offline runner.
+        // The caller found the runner not listening: until a config goes out, nothing can
+        // run in this VM (a failed mint leaves it stoppable even while GitHub is down).
+        let stale = self.records.get(vm);
+        self.records.set(vm, Known::Undelivered(stale.clone()));
+        if let Some(stale) = stale {
+            // That registration's config was never used or its boot is over: remove it so it
+            // does not linger as an offline runner.
             let gate = bounded(vm, "deleting the previous runner", deadline, async {
                 crate::ci::before_stop(&self.github, stale.id).await
             })
@@ -262,7 +271,7 @@ impl RunnerLifecycle {
                     name: stale.name,
                 });
             }
-            self.records.set(vm, Known::Cleared);
+            self.records.set(vm, Known::Undelivered(None));
         }
         let name = self.name_for(vm, boot_counter());
         let labels = self.labels(major);
@@ -300,6 +309,23 @@ impl RunnerLifecycle {
     pub async fn before_stop(&self, vm: &str) -> Result<StopGate, GitHubError> {
         match self.records.known(vm) {
             Some(Known::Cleared) => Ok(StopGate::Proceed),
+            Some(Known::Undelivered(stale)) => {
+                if let Some(stale) = stale {
+                    // Housekeeping only: that runner is not in this boot of the VM.
+                    match crate::ci::before_stop(&self.github, stale.id).await {
+                        Ok(StopGate::Proceed) => {}
+                        Ok(StopGate::Busy(_)) | Err(_) => tracing::warn!(
+                            vm,
+                            runner_id = stale.id,
+                            runner = %stale.name,
+                            "could not delete an earlier boot's runner registration; \
+                             delete it on GitHub"
+                        ),
+                    }
+                }
+                self.records.set(vm, Known::Cleared);
+                Ok(StopGate::Proceed)
+            }
             Some(Known::Registered(record)) => {
                 let gate = crate::ci::before_stop(&self.github, record.id).await?;
                 match &gate {
@@ -503,6 +529,28 @@ mod tests {
         assert!(name.starts_with("ci-runner-of-cern-xx-"), "{name}");
         assert!(name.ends_with("-1764000000"), "{name}");
         assert!(long.is_ours(&"v".repeat(100), &name));
+    }
+
+    #[tokio::test]
+    async fn the_gate_needs_github_only_when_a_config_may_be_in_use() {
+        // Nothing listens on the discard port: every GitHub call fails at once.
+        let l = lifecycle("marble");
+        let vm = "macphsft01-ROOT-VM-macOS-14";
+        let stale = RunnerRecord {
+            id: 7,
+            name: l.name_for(vm, 1),
+        };
+        // Unknown (running before this daemon started): a failed lookup is "don't know".
+        assert!(l.before_stop(vm).await.is_err());
+        // A delivered config: the registration must go first.
+        l.records.set(vm, Known::Registered(stale.clone()));
+        assert!(l.before_stop(vm).await.is_err());
+        assert_eq!(l.records.get(vm), Some(stale.clone()), "kept for the retry");
+        // Nothing delivered this boot: stop, and forget the earlier boot's registration.
+        l.records.set(vm, Known::Undelivered(Some(stale)));
+        assert_eq!(l.before_stop(vm).await.unwrap(), StopGate::Proceed);
+        assert_eq!(l.records.known(vm), Some(Known::Cleared));
+        assert_eq!(l.before_stop(vm).await.unwrap(), StopGate::Proceed);
     }
 
     #[test]

@@ -369,3 +369,34 @@ fn after_a_daemon_restart_the_registration_is_found_by_name_and_deleted_first() 
     assert_eq!(stops.len(), 1);
     assert!(deletes[0].ts_ms <= stops[0].ts_ms);
 }
+
+#[test]
+fn a_failed_mint_fails_readiness_naming_github_and_the_vm_is_stopped_without_its_word() {
+    let g = GhEnv::new();
+    g.gh.set_deny(Some(Deny::Forbidden));
+    let daemon = g.env.spawn();
+
+    let start = ctl(&daemon.socket, &["vm", "start", ROOT1]);
+    assert_eq!(start.code, 0, "vm start powers the VM on: {start}");
+    // Readiness fails with GitHub's cause; nothing was delivered, so no job can run in the
+    // VM and the scheduler's stop after failed readiness goes through although GitHub still
+    // refuses every call.
+    let mut status = String::new();
+    let done = wait_until_blocking(T, || {
+        status = ctl(&daemon.socket, &["status"]).stdout;
+        status.contains("generate-jitconfig") && g.env.sim_state(ROOT1) == VmState::Stopped
+    });
+    assert!(
+        done,
+        "status:\n{status}\nsim: {:?}\nlog:\n{}",
+        g.env.sim_state(ROOT1),
+        daemon.log_text()
+    );
+    assert!(
+        status.contains("not ready") && status.contains("Administration: write"),
+        "the readiness failure names the missing permission:\n{status}"
+    );
+    assert!(g.gh.issued_jit().is_empty());
+    assert_eq!(g.env.host.read_guest_file(ROOT1, JIT_PATH).unwrap(), None);
+    assert_eq!(g.calls("stop").len(), 1);
+}
