@@ -185,4 +185,28 @@ mod tests {
         assert_eq!(json["hosts"][1]["stale"], true);
         assert_eq!(json["hosts"][1]["age_ms"], 200_000);
     }
+
+    #[test]
+    fn host_setup_refuses_only_a_name_a_live_other_host_reports() {
+        use crate::cmd::host::name_conflict;
+        let report = FleetReport {
+            hosts: vec![host("macphsft01", 1_000_000), host("macphsft02", 800_000)],
+            unreadable: vec![],
+            read_ms: 1_000_000,
+        };
+        assert!(name_conflict(&report, "newmac", "macphsft01").is_some());
+        assert!(
+            name_conflict(&report, "newmac", "MACPHSFT01").is_some(),
+            "case-insensitive"
+        );
+        assert!(
+            name_conflict(&report, "macphsft01", "macphsft01").is_none(),
+            "our own name"
+        );
+        assert!(
+            name_conflict(&report, "newmac", "macphsft02").is_none(),
+            "stale host"
+        );
+        assert!(name_conflict(&report, "newmac", "macphsft03").is_none());
+    }
 }

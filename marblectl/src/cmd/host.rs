@@ -24,8 +24,51 @@ use crate::render;
 pub async fn run(ctx: &Context, cmd: HostCommand) -> Result<Exit, ClientError> {
     match cmd {
         HostCommand::Check => Ok(check(ctx).await),
-        HostCommand::Setup(args) => Ok(platform::setup(&args)),
+        HostCommand::Setup(args) => {
+            if let Some(taken) = name_taken_in_fleet(ctx, &args.name).await {
+                eprintln!("marblectl: {taken}");
+                return Ok(Exit::Usage);
+            }
+            Ok(platform::setup(&args))
+        }
     }
+}
+
+/// Whether another live host of the fleet already reports `wanted` (the spreadsheet of host
+/// names this replaces). Asks the local daemon for the fleet's heartbeats; when it cannot
+/// (daemon down, no `[fleet]` configured) it says so and lets the setup go on.
+async fn name_taken_in_fleet(ctx: &Context, wanted: &str) -> Option<String> {
+    let ours = match ctx.call(Request::Status).await {
+        Ok(Response::Status(report)) => report.host,
+        _ => String::new(),
+    };
+    match ctx.call(Request::FleetList).await {
+        Ok(Response::Fleet(report)) => name_conflict(&report, &ours, wanted).map(|h| {
+            format!(
+                "host name {wanted:?} is already used by a live host of the fleet ({},                  heartbeat {} s old); pick another name",
+                h.host,
+                report.read_ms.saturating_sub(h.written_ms) / 1000
+            )
+        }),
+        Ok(_) => None,
+        Err(err) => {
+            eprintln!("marblectl: warning: could not check the fleet for {wanted:?}: {err}");
+            None
+        }
+    }
+}
+
+/// A live heartbeat (not stale) from a host other than `ours` that reports `wanted`.
+pub fn name_conflict<'a>(
+    report: &'a marble_proto::FleetReport,
+    ours: &str,
+    wanted: &str,
+) -> Option<&'a marble_proto::FleetHost> {
+    report.hosts.iter().find(|h| {
+        h.host.eq_ignore_ascii_case(wanted)
+            && !h.host.eq_ignore_ascii_case(ours)
+            && !crate::cmd::fleet::is_stale(h, report.read_ms)
+    })
 }
 
 fn line(name: &str, status: CheckStatus, detail: String, fix: &str) -> CheckResult {
