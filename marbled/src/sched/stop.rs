@@ -207,9 +207,16 @@ impl World {
                     req,
                     result: Err(WireError::new(
                         ErrorKind::Busy,
-                        format!(
-                            "refusing to stop {name}: {why_not}; use --force to stop it anyway"
-                        ),
+                        if plan.force {
+                            // Even a forced stop was refused by the stop job's last-moment
+                            // gate (GitHub would not delete the runner): --force cannot help.
+                            format!("refusing to stop {name} even with --force: {why_not}")
+                        } else {
+                            format!(
+                                "refusing to stop {name}: {why_not}; use --force to skip the \
+                                 busy probe"
+                            )
+                        },
                     )),
                 }),
                 StopWhy::Preempt { req } => {
