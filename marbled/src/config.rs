@@ -807,6 +807,11 @@ impl Config {
             inventory_interval_ms: ms(s.inventory_interval),
             decision_log_len: s.decision_log_len,
             seed: rand::random(),
+            // The watchdog needs GitHub (runners) and a demand source (queued jobs).
+            runner_watchdog_ms: match (&self.github, &self.demand) {
+                (Some(github), Some(_)) => ms(github.registration_timeout),
+                _ => 0,
+            },
         }
     }
 

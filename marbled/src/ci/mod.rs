@@ -21,9 +21,8 @@ pub use jenkins::{
     busy_signal,
 };
 pub use runner::{
-    DEFAULT_JIT_PATH, DeliverError, GitHubBusy, StopGate, WatchdogVerdict, before_stop,
-    deliver_jit, github_busy, labels_for, labels_match, mint_jit, registration_watchdog,
-    runner_name,
+    DEFAULT_JIT_PATH, DeliverError, GitHubBusy, StopGate, before_stop, deliver_jit, github_busy,
+    labels_for, labels_match, mint_jit, runner_name,
 };
 pub use secret::{Secret, SecretError, TokenSource};
 

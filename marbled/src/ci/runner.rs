@@ -1,11 +1,12 @@
 //! ROOT runner lifecycle helpers for the daemon's start/stop jobs: labels and unique names,
 //! minting a JIT config (with 409 recovery), delivering it into the guest through
-//! `prlctl exec` stdin, the delete-before-stop gate, and the registration watchdog.
+//! `prlctl exec` stdin, and the delete-before-stop gate. (The registration watchdog is a
+//! scheduler rule: `sched::World::runner_watchdog`.)
 //!
 //! Owns the ordering rules of `docs/CI.md`: the secret travels only on stdin into a
 //! root-only file, never in argv; the registration is deleted before a VM stops and a 422
 //! keeps the VM up. The functions are plain async functions over the [`Hypervisor`] seam and
-//! [`GitHubClient`]; the watchdog is pure (time is an argument).
+//! [`GitHubClient`].
 
 use std::time::Duration;
 
@@ -272,38 +273,8 @@ pub fn github_busy(runner: Option<&Runner>) -> GitHubBusy {
     }
 }
 
-/// Verdict of the registration watchdog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchdogVerdict {
-    /// Leave the VM alone.
-    Keep,
-    /// The runner has waited `waited` with matching jobs queued and took none: recycle.
-    Recycle {
-        /// Time since registration.
-        waited: Duration,
-    },
-}
-
-/// Registration watchdog (pure): recycle a VM whose runner registered at `registered_at_ms`
-/// and has not taken a job after `timeout`, while `matching_queued_jobs` jobs it could serve
-/// are queued. A runner with a job, or with nothing queued for it, is kept.
-pub fn registration_watchdog(
-    registered_at_ms: u64,
-    now_ms: u64,
-    job_assigned: bool,
-    matching_queued_jobs: u32,
-    timeout: Duration,
-) -> WatchdogVerdict {
-    let waited = Duration::from_millis(now_ms.saturating_sub(registered_at_ms));
-    if job_assigned || matching_queued_jobs == 0 || waited < timeout {
-        WatchdogVerdict::Keep
-    } else {
-        WatchdogVerdict::Recycle { waited }
-    }
-}
-
 /// Whether every label of a queued job is served by `runner_labels` (case-insensitive, as
-/// GitHub matches labels). Used to count `matching_queued_jobs` for the watchdog.
+/// GitHub matches labels).
 pub fn labels_match(job_labels: &[String], runner_labels: &[String]) -> bool {
     !job_labels.is_empty()
         && job_labels
@@ -363,35 +334,6 @@ mod tests {
         for bad in ["relative", "/a/../b", "/a b", "/a;rm", "/", "/x/"] {
             assert!(!safe_guest_path(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn watchdog_recycles_only_a_stuck_runner_with_demand() {
-        let t = Duration::from_secs(600);
-        let min = 60_000;
-        assert_eq!(
-            registration_watchdog(0, 5 * min, false, 3, t),
-            WatchdogVerdict::Keep
-        );
-        assert_eq!(
-            registration_watchdog(0, 11 * min, false, 3, t),
-            WatchdogVerdict::Recycle {
-                waited: Duration::from_secs(660)
-            }
-        );
-        assert_eq!(
-            registration_watchdog(0, 11 * min, true, 3, t),
-            WatchdogVerdict::Keep
-        );
-        assert_eq!(
-            registration_watchdog(0, 11 * min, false, 0, t),
-            WatchdogVerdict::Keep
-        );
-        // A clock that went backwards never recycles.
-        assert_eq!(
-            registration_watchdog(11 * min, 0, false, 3, t),
-            WatchdogVerdict::Keep
-        );
     }
 
     #[test]

@@ -229,4 +229,64 @@ impl World {
             .or_else(|| eligible.first())
             .map(|name| (*name).clone())
     }
+
+    /// Registration watchdog (any policy, needs a demand snapshot): a ready ROOT VM whose
+    /// runner has taken no job for `runner_watchdog_ms` while a job it could take was
+    /// queued since before it became ready is recycled (probe first, as every stop). A
+    /// runner that GitHub never hands the waiting job (wrong registration, stuck listener)
+    /// would otherwise hold the host forever.
+    pub(super) fn runner_watchdog(&mut self, now: Millis, fx: &mut Vec<Effect>) {
+        let limit = self.config.runner_watchdog_ms;
+        if limit == 0 || self.draining.is_some() {
+            return;
+        }
+        let stale: Vec<(String, QueuedJob)> = self
+            .vms
+            .values()
+            .filter(|vm| {
+                vm.team == Team::Root
+                    && vm.power == PowerState::Running
+                    && vm.ready
+                    && !vm.was_busy
+                    && vm.op.is_none()
+                    && vm.stop.is_none()
+                    && vm.start.is_none()
+                    && vm.ready_at.is_some_and(|t| now.saturating_sub(t) >= limit)
+                    && self.leases.get(&vm.name).is_none_or(|l| l.until_ms <= now)
+            })
+            .filter_map(|vm| {
+                let ready_at = vm.ready_at?;
+                self.demand
+                    .root_jobs
+                    .iter()
+                    .filter(|j| j.since_ms <= ready_at && labels_cover(&vm.labels, &j.labels))
+                    .min_by_key(|j| j.since_ms)
+                    .map(|j| (vm.name.clone(), j.clone()))
+            })
+            .collect();
+        for (name, job) in stale {
+            if let Some(vm) = self.vms.get_mut(&name) {
+                vm.stop = Some(StopPlan {
+                    why: StopWhy::Watchdog,
+                    phase: StopPhase::Probe { not_before: now },
+                    force: false,
+                });
+                vm.on_until = None;
+            }
+            self.decide(
+                now,
+                Some(&name),
+                format!(
+                    "watchdog: its runner took no job in {} s while job #{} (runs-on {}) waited \
+                     since {}; recycling",
+                    limit / 1000,
+                    job.id,
+                    job.labels.join(","),
+                    format_ms(job.since_ms)
+                ),
+                fx,
+            );
+            self.drive_stops(now, fx);
+        }
+    }
 }

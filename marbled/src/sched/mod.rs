@@ -315,6 +315,9 @@ pub struct SchedConfig {
     pub decision_log_len: u32,
     /// Seed for the cycle's jitter, so simulations replay exactly.
     pub seed: u64,
+    /// Registration watchdog: a ready ROOT VM whose runner has taken no job this long while
+    /// a job it could take was queued (per the demand snapshot) is recycled. 0 = off.
+    pub runner_watchdog_ms: u64,
 }
 
 impl Default for SchedConfig {
@@ -336,6 +339,7 @@ impl Default for SchedConfig {
             inventory_interval_ms: 30_000,
             decision_log_len: 50,
             seed: 0,
+            runner_watchdog_ms: 0,
         }
     }
 }

@@ -306,7 +306,11 @@ impl World {
                             fx,
                         ),
                         // Retried by the rule that planned it, after the recheck interval.
-                        StopWhy::Cycle | StopWhy::Drain | StopWhy::NotReady | StopWhy::Demand => {
+                        StopWhy::Cycle
+                        | StopWhy::Drain
+                        | StopWhy::NotReady
+                        | StopWhy::Demand
+                        | StopWhy::Watchdog => {
                             if let Some(vm) = self.vms.get_mut(name) {
                                 vm.on_until = Some(now.saturating_add(self.config.busy_recheck_ms));
                             }
@@ -341,7 +345,7 @@ impl World {
                     self.cycle_off_until = now.saturating_add(self.config.cycle_off_window_ms);
                 }
             }
-            StopWhy::Preempt { .. } | StopWhy::Drain | StopWhy::NotReady => {}
+            StopWhy::Preempt { .. } | StopWhy::Drain | StopWhy::NotReady | StopWhy::Watchdog => {}
         }
     }
 

@@ -47,6 +47,7 @@ fn config(policy: Policy) -> SchedConfig {
         inventory_interval_ms: 30_000,
         decision_log_len: 50,
         seed: 42,
+        runner_watchdog_ms: 0,
     }
 }
 
@@ -852,4 +853,45 @@ fn demand_lets_an_idle_spi_vm_go_for_an_unmet_root_job_after_its_grace() {
         vec![M14.to_owned()],
         "idle SPI VM gave way to ROOT"
     );
+}
+
+#[test]
+fn registration_watchdog_recycles_a_runner_that_takes_no_waiting_job() {
+    let mut cfg = config(Policy::Manual);
+    cfg.runner_watchdog_ms = 600_000;
+    let world = World::new(cfg, 1_000_000);
+    let mut host = Host::with_world(world, &[(M15, Team::Root, PowerState::Stopped)]);
+    let start = host.command("admin", Command::StartVm { vm: M15.into() });
+    host.settle();
+    assert!(host.reply(start).is_ok());
+    // A mac15 job waits, but the runner never gets it.
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(9, host.now - 1_000, "mac15")],
+        free_runners: vec![],
+    }));
+    host.advance(500_000);
+    assert_eq!(
+        host.running(),
+        vec![M15.to_owned()],
+        "not before the timeout"
+    );
+    host.advance(200_000);
+    assert!(host.running().is_empty(), "recycled after the timeout");
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions.iter().any(|d| d.text.starts_with("watchdog:")),
+        "{decisions:?}"
+    );
+
+    // A runner that takes the job is left alone.
+    let start = host.command("admin", Command::StartVm { vm: M15.into() });
+    host.settle();
+    assert!(host.reply(start).is_ok());
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(10, host.now - 1_000, "mac15")],
+        free_runners: vec![],
+    }));
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.advance(900_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "busy runner kept");
 }

@@ -33,12 +33,17 @@ pub(super) enum StopWhy {
     NotReady,
     /// Policy `demand`: its runner's one job is done, or nothing it could take waits.
     Demand,
+    /// Registration watchdog: its runner took no job while one it could take waited.
+    Watchdog,
 }
 
 impl StopWhy {
     /// Whether a busy or unknown probe ends the plan (true) or only postpones it.
     pub(super) fn gives_up_when_busy(&self) -> bool {
-        matches!(self, StopWhy::Admin { .. } | StopWhy::Preempt { .. })
+        matches!(
+            self,
+            StopWhy::Admin { .. } | StopWhy::Preempt { .. } | StopWhy::Watchdog
+        )
     }
 
     pub(super) fn describe(&self) -> &'static str {
@@ -49,6 +54,7 @@ impl StopWhy {
             StopWhy::Drain => "drain",
             StopWhy::NotReady => "failed readiness",
             StopWhy::Demand => "no queued job for it",
+            StopWhy::Watchdog => "runner took no job while one waited (watchdog)",
         }
     }
 }
@@ -111,6 +117,8 @@ pub(super) struct VmState {
     pub labels: Vec<String>,
     /// A probe saw it busy during this boot (an ephemeral runner has done its one job).
     pub was_busy: bool,
+    /// When its guest became ready this boot.
+    pub ready_at: Option<Millis>,
 }
 
 impl VmState {
@@ -136,6 +144,7 @@ impl VmState {
             answered: false,
             labels: Vec::new(),
             was_busy: false,
+            ready_at: None,
         }
     }
 
@@ -173,5 +182,6 @@ impl VmState {
         self.started_here = false;
         self.answered = false;
         self.was_busy = false;
+        self.ready_at = None;
     }
 }

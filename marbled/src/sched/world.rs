@@ -586,6 +586,7 @@ impl World {
         self.drive_drain(now, fx);
         self.drive_cycle(now, fx);
         self.drive_demand(now, fx);
+        self.runner_watchdog(now, fx);
         self.check_readiness(now, fx);
         self.background_probes(now, fx);
     }
@@ -792,6 +793,7 @@ impl World {
         vm.ready = true;
         vm.ready_checked = true;
         vm.answered = true;
+        vm.ready_at = Some(now);
         if vm.power != PowerState::Running && !vm.power.occupies_host() {
             vm.power = PowerState::Running;
         }
