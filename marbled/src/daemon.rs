@@ -71,6 +71,17 @@ pub fn job_context(config: &Config, hv: Arc<dyn Hypervisor>) -> JobContext {
         // Needs the token and the shared records: `run` adds it with `runner_lifecycle`.
         #[cfg(feature = "ci")]
         runners: None,
+        #[cfg(feature = "ci")]
+        jenkins: config.jenkins.as_ref().and_then(|section| {
+            crate::spi_signal::JenkinsNodes::new(section)
+                .map_err(|err| {
+                    tracing::error!(
+                        error = %crate::error::error_chain(&err).join(": "),
+                        "[jenkins] unusable; SPI busy probes use the guest alone"
+                    );
+                })
+                .ok()
+        }),
     }
 }
 

@@ -14,6 +14,9 @@
 //! runner registration, and answers a busy (422) or unknown (GitHub unreachable) probe
 //! result instead of stopping. There is no separate signal for a forced operator stop, so
 //! the gate applies to every stop of a ROOT VM, `--force` included.
+//!
+//! With `[jenkins]`, an SPI VM's busy probe also asks the controller about its node
+//! ([`crate::spi_signal`]): busy if either says so.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,9 @@ pub struct JobContext {
     /// `[github]`: the ROOT runner lifecycle (None: not configured).
     #[cfg(feature = "ci")]
     pub runners: Option<Arc<crate::runners::RunnerLifecycle>>,
+    /// `[jenkins]`: the controller's node view, combined with the SPI guest probe.
+    #[cfg(feature = "ci")]
+    pub jenkins: Option<Arc<crate::spi_signal::JenkinsNodes>>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -68,7 +74,16 @@ impl JobContext {
                 };
                 self.hv.stop(vm, mode).await
             }
-            Action::Probe(team) => return Outcome::Probe(self.probe(vm, *team).await),
+            Action::Probe(team) => {
+                let guest = self.probe(vm, *team).await;
+                #[cfg(feature = "ci")]
+                if *team == Team::Spi
+                    && let Some(jenkins) = &self.jenkins
+                {
+                    return Outcome::Probe(jenkins.refine(vm, guest).await);
+                }
+                return Outcome::Probe(guest);
+            }
             Action::WaitReady { timeout_ms } => {
                 let timeout = Duration::from_millis(*timeout_ms);
                 #[cfg(feature = "ci")]

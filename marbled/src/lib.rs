@@ -47,6 +47,8 @@ pub mod sched;
 pub mod server;
 pub mod sim;
 pub mod socket;
+#[cfg(feature = "ci")]
+pub mod spi_signal;
 pub mod store;
 pub mod transfers;
 
