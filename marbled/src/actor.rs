@@ -519,6 +519,8 @@ impl Supervisor {
                 }
                 Ok(cmd) => {
                     tracing::info!(req = req.0, user = %caller, kind = request.kind(), "request");
+                    #[cfg(feature = "ci")]
+                    self.mirror_drain_to_jenkins(&cmd, &caller);
                     self.waiting.insert(req, waiter);
                     let effects = self
                         .world
@@ -667,6 +669,31 @@ impl Supervisor {
                 ));
             }
         })
+    }
+
+    /// `drain` marks the SPI VMs' Jenkins nodes temporarily offline, `resume` clears the
+    /// mark (a job: the actor never waits on Jenkins).
+    #[cfg(feature = "ci")]
+    fn mirror_drain_to_jenkins(&mut self, cmd: &Command, caller: &str) {
+        let Some(jenkins) = self.ctx.jenkins.clone() else {
+            return;
+        };
+        let (offline, message) = match cmd {
+            Command::Drain { reason, .. } => (true, format!("MARBLE drain by {caller}: {reason}")),
+            Command::Resume => (false, String::new()),
+            _ => return,
+        };
+        let vms: Vec<String> = self
+            .world
+            .vms(now_ms())
+            .into_iter()
+            .filter(|vm| vm.team == Team::Spi)
+            .map(|vm| vm.name)
+            .collect();
+        self.jobs.spawn(
+            async move { jenkins.set_nodes_offline(&vms, offline, &message).await }
+                .instrument(tracing::info_span!("jenkins-drain")),
+        );
     }
 
     fn apply(&mut self, effects: Vec<Effect>) {

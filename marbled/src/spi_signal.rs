@@ -6,6 +6,9 @@
 //! cannot be asked makes an otherwise idle VM unknown — never stopped on a guess — except
 //! when Jenkins has no node of that name (a VM that is not a Jenkins node: the guest probe
 //! alone decides).
+//!
+//! During a drain the SPI VMs' nodes are marked temporarily offline (and cleared again on
+//! `resume`), so Jenkins stops sending builds to a host that will not take them.
 
 use std::sync::Arc;
 
@@ -44,6 +47,32 @@ impl JenkinsNodes {
         }
         let node = self.section.node_for(vm);
         combine(guest, node, &self.client.node(node).await)
+    }
+}
+
+impl JenkinsNodes {
+    /// Mark (`offline = true`) or clear the temporary-offline mark of the nodes of `vms`, so
+    /// Jenkins sends no new build to a host being drained. Failures are logged: a drain
+    /// still holds on MARBLE's side (no slot is granted), Jenkins then only sees refusals.
+    pub async fn set_nodes_offline(&self, vms: &[String], offline: bool, message: &str) {
+        for vm in vms {
+            let node = self.section.node_for(vm);
+            let result = if offline {
+                self.client.set_offline(node, message).await
+            } else {
+                self.client.set_online(node).await
+            };
+            match result {
+                Ok(outcome) => tracing::info!(vm = %vm, node, offline, ?outcome, "jenkins node"),
+                Err(JenkinsError::NoSuchNode { .. }) => {}
+                Err(err) => tracing::warn!(
+                    vm = %vm,
+                    node,
+                    error = %crate::error::error_chain(&err).join(": "),
+                    "could not change the jenkins node's offline mark"
+                ),
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! MARBLE test support: the prlctl simulator, a loopback S3 server, fake CI servers and the
 //! daemon harness shared by the end-to-end tests.
 pub mod fake_github;
+pub mod fake_jenkins;
 pub mod harness;
 pub mod prlsim;
 pub mod s3;

@@ -1,0 +1,162 @@
+//! A fake Jenkins controller for the node endpoints MARBLE uses (`reference/ci-apis.md` §5):
+//! `GET /computer/<node>/api/json` (the computer object: `offline`, `idle`,
+//! `temporarilyOffline`, `numExecutors`, `executors[idle,currentExecutable{url}]`…), 404 for
+//! an unknown node, and `POST /computer/<node>/toggleOffline?offlineMessage=…` answered with
+//! the 302 Jenkins sends after a form POST. Served over real HTTP on 127.0.0.1 through the
+//! same server loop as the fake GitHub, so the production client is what tests exercise.
+//! Every request is recorded (without the `authorization` header).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::fake_github::{RecordedRequest, Reply, record, serve};
+
+#[derive(Debug, Default, Clone)]
+struct Node {
+    temporarily_offline: bool,
+    offline_message: String,
+    build: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    nodes: BTreeMap<String, Node>,
+    requests: Vec<RecordedRequest>,
+}
+
+/// The running fake.
+#[derive(Debug)]
+pub struct FakeJenkins {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeJenkins {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn decode(segment: &str) -> String {
+    percent_decode(segment)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(s.get(i + 1..i + 3).unwrap_or(""), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl FakeJenkins {
+    /// Start with the given nodes (all online, idle).
+    pub async fn start(nodes: &[&str]) -> FakeJenkins {
+        let state = Arc::new(Mutex::new(State {
+            nodes: nodes
+                .iter()
+                .map(|n| ((*n).to_owned(), Node::default()))
+                .collect(),
+            requests: Vec::new(),
+        }));
+        let shared = state.clone();
+        let (addr, task) = serve(move |req, body| {
+            let mut st = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            st.requests.push(record(req, body));
+            let path = req.uri().path().to_owned();
+            let query = req.uri().query().unwrap_or("").to_owned();
+            let rest = path.strip_prefix("/computer/").unwrap_or("");
+            let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+            let name = decode(name);
+            let Some(node) = st.nodes.get_mut(&name) else {
+                return Reply::empty(StatusCode::NOT_FOUND);
+            };
+            match (req.method().as_str(), tail) {
+                ("GET", "api/json") => {
+                    let busy = node.build.is_some();
+                    Reply::json(
+                        StatusCode::OK,
+                        &json!({
+                            "_class": "hudson.slaves.SlaveComputer",
+                            "displayName": name,
+                            "offline": node.temporarily_offline,
+                            "idle": !busy,
+                            "temporarilyOffline": node.temporarily_offline,
+                            "numExecutors": 1,
+                            "offlineCauseReason": if node.temporarily_offline { json!(node.offline_message) } else { json!(null) },
+                            "assignedLabels": [{"name": name}, {"name": "macos"}],
+                            "executors": [{
+                                "idle": !busy,
+                                "currentExecutable": node.build.as_ref().map(|u| json!({"url": u}))
+                            }]
+                        }),
+                    )
+                }
+                ("POST", "toggleOffline") => {
+                    node.temporarily_offline = !node.temporarily_offline;
+                    node.offline_message = query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("offlineMessage="))
+                        .map(percent_decode)
+                        .unwrap_or_default();
+                    let mut reply = Reply::empty(StatusCode::FOUND);
+                    reply.headers.push(("location".into(), format!("/computer/{name}/")));
+                    reply
+                }
+                _ => Reply::empty(StatusCode::NOT_FOUND),
+            }
+        })
+        .await;
+        FakeJenkins {
+            url: format!("http://{addr}"),
+            state,
+            task,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// A build starts (`Some(url)`) or ends (`None`) on `node`.
+    pub fn set_build(&self, node: &str, build: Option<&str>) {
+        self.with(|st| {
+            if let Some(n) = st.nodes.get_mut(node) {
+                n.build = build.map(str::to_owned);
+            }
+        });
+    }
+
+    /// Whether `node` is marked temporarily offline, and the message.
+    pub fn offline(&self, node: &str) -> Option<(bool, String)> {
+        self.with(|st| {
+            st.nodes
+                .get(node)
+                .map(|n| (n.temporarily_offline, n.offline_message.clone()))
+        })
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.with(|st| st.requests.clone())
+    }
+}
