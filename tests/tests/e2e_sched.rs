@@ -129,12 +129,21 @@ fn cycle_alternates_root_vms_and_never_runs_two() {
 fn the_cycler_does_not_stop_a_vm_whose_busy_probe_fails() {
     let mut env = SimEnv::new();
     cycle_config(&mut env);
+    // Long enough that the fault below is in place before the on-time ends, even on a
+    // loaded machine (the guest must have answered once: a VM whose guest never answered
+    // since MARBLE booted it is stopped after failed readiness by design).
+    env.config.scheduler.cycle_on_min = Duration::from_secs(8);
     let daemon = env.spawn();
     wait_busy(&daemon, ROOT1, "Idle");
     env.host
         .set_fault(Some(ROOT1), FaultKind::ExecSessionError, None)
         .unwrap();
-    // Its on-time ends within 1.5 s; the daemon must keep it because the probe fails.
+    assert!(
+        !env.power_calls().iter().any(|a| a[0] == "stop"),
+        "the on-time ended before the fault was injected; the test cannot judge: {:?}",
+        env.power_calls()
+    );
+    // Its on-time ends within 8.5 s; the daemon must keep it because the probe fails.
     let mut decisions = String::new();
     let held = wait_until_blocking(T, || {
         decisions = status(&daemon)["decisions"].to_string();
