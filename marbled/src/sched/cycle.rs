@@ -19,7 +19,7 @@
 
 use marble_proto::{ErrorKind, PowerState, Team, WireError};
 
-use super::vm::{Starter, StopPhase, StopPlan, StopWhy};
+use super::vm::{Starter, StopWhy};
 use super::world::{World, reply_done};
 use super::{Effect, Millis, Policy};
 
@@ -35,20 +35,7 @@ impl World {
         let on_min = self.config.cycle_on_min_ms;
         let candidate = self.next_root(now);
         // Schedule the end of on-time for running VMs, and stop them when it is reached.
-        let running: Vec<String> = self
-            .vms
-            .values()
-            .filter(|vm| {
-                vm.power == PowerState::Running
-                    && vm.op.is_none()
-                    && vm.stop.is_none()
-                    && vm.start.is_none()
-                    && vm.ready_checked
-                    && !vm.power_stale
-                    && self.leases.get(&vm.name).is_none_or(|l| l.until_ms <= now)
-            })
-            .map(|vm| vm.name.clone())
-            .collect();
+        let running = self.settled_running(now);
         for name in running {
             let team = self.vms.get(&name).map(|vm| vm.team);
             let others_to_run = candidate.as_ref().is_some_and(|c| *c != name);
@@ -62,14 +49,7 @@ impl World {
             };
             let due = *vm.on_until.get_or_insert(now.saturating_add(on_min));
             if now >= due {
-                vm.stop = Some(StopPlan {
-                    why: StopWhy::Cycle,
-                    phase: StopPhase::Probe { not_before: now },
-                    force: false,
-                });
-                vm.on_until = None;
-                // Probed right away by the next rule pass.
-                self.drive_stops(now, fx);
+                self.plan_stop(now, &name, StopWhy::Cycle, fx);
             }
         }
         if !self.occupying_names().is_empty() || !self.slots.is_empty() {
@@ -164,14 +144,7 @@ impl World {
             .map(|vm| vm.name.clone())
             .collect();
         for name in to_stop {
-            if let Some(vm) = self.vms.get_mut(&name) {
-                vm.stop = Some(StopPlan {
-                    why: StopWhy::Drain,
-                    phase: StopPhase::Probe { not_before: now },
-                    force: false,
-                });
-            }
-            self.drive_stops(now, fx);
+            self.plan_stop(now, &name, StopWhy::Drain, fx);
         }
         let running = self.occupying_names();
         let waiters = std::mem::take(&mut self.drain_waiters);

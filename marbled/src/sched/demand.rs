@@ -23,7 +23,7 @@
 
 use marble_proto::{PowerState, Team};
 
-use super::vm::{Starter, StopPhase, StopPlan, StopWhy};
+use super::vm::{Starter, StopWhy};
 use super::world::World;
 use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
 
@@ -69,20 +69,7 @@ impl World {
         let root_waits_here = unmet.iter().any(|job| servable_here(self, job));
 
         // Running VMs: keep or let go.
-        let running: Vec<String> = self
-            .vms
-            .values()
-            .filter(|vm| {
-                vm.power == PowerState::Running
-                    && vm.op.is_none()
-                    && vm.stop.is_none()
-                    && vm.start.is_none()
-                    && vm.ready_checked
-                    && !vm.power_stale
-                    && self.leases.get(&vm.name).is_none_or(|l| l.until_ms <= now)
-            })
-            .map(|vm| vm.name.clone())
-            .collect();
+        let running = self.settled_running(now);
         for name in running {
             let Some(vm) = self.vms.get(&name) else {
                 continue;
@@ -102,22 +89,14 @@ impl World {
             } else {
                 None
             };
-            if let Some(reason) = reason
-                && let Some(vm) = self.vms.get_mut(&name)
-            {
-                vm.stop = Some(StopPlan {
-                    why: StopWhy::Demand,
-                    phase: StopPhase::Probe { not_before: now },
-                    force: false,
-                });
-                vm.on_until = None;
+            if let Some(reason) = reason {
                 self.decide(
                     now,
                     Some(&name),
                     format!("demand: stopping once idle: {reason}"),
                     fx,
                 );
-                self.drive_stops(now, fx);
+                self.plan_stop(now, &name, StopWhy::Demand, fx);
             }
         }
 
@@ -265,14 +244,6 @@ impl World {
             })
             .collect();
         for (name, job) in stale {
-            if let Some(vm) = self.vms.get_mut(&name) {
-                vm.stop = Some(StopPlan {
-                    why: StopWhy::Watchdog,
-                    phase: StopPhase::Probe { not_before: now },
-                    force: false,
-                });
-                vm.on_until = None;
-            }
             self.decide(
                 now,
                 Some(&name),
@@ -286,7 +257,7 @@ impl World {
                 ),
                 fx,
             );
-            self.drive_stops(now, fx);
+            self.plan_stop(now, &name, StopWhy::Watchdog, fx);
         }
     }
 }

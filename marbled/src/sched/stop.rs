@@ -83,6 +83,26 @@ impl World {
         self.decide(now, Some(name), text, fx);
     }
 
+    /// Plan a stop of `name` for `why`: probe first (at once), then graceful, then kill.
+    /// Policy rules use this; `drive_stops` issues the probe in the same pass.
+    pub(super) fn plan_stop(
+        &mut self,
+        now: Millis,
+        name: &str,
+        why: StopWhy,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(vm) = self.vms.get_mut(name) {
+            vm.stop = Some(StopPlan {
+                why,
+                phase: StopPhase::Probe { not_before: now },
+                force: false,
+            });
+            vm.on_until = None;
+        }
+        self.drive_stops(now, fx);
+    }
+
     /// Advance every stop plan whose VM has no operation in flight.
     pub(super) fn drive_stops(&mut self, now: Millis, fx: &mut Vec<Effect>) {
         let names: Vec<String> = self

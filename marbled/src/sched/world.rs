@@ -961,6 +961,24 @@ impl World {
         fx.push(Effect::Emit(Event::Decision(decision)));
     }
 
+    /// Running VMs a policy may act on now: readiness known, no operation, start or stop
+    /// under way, power state not in doubt, no slot grace protecting them.
+    pub(super) fn settled_running(&self, now: Millis) -> Vec<String> {
+        self.vms
+            .values()
+            .filter(|vm| {
+                vm.power == PowerState::Running
+                    && vm.op.is_none()
+                    && vm.stop.is_none()
+                    && vm.start.is_none()
+                    && vm.ready_checked
+                    && !vm.power_stale
+                    && self.leases.get(&vm.name).is_none_or(|l| l.until_ms <= now)
+            })
+            .map(|vm| vm.name.clone())
+            .collect()
+    }
+
     /// Names of the VMs that hold the host.
     pub(super) fn occupying_names(&self) -> Vec<String> {
         self.vms
