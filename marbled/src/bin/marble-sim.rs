@@ -63,7 +63,7 @@ enum Cmd {
         /// Hosts in the fleet.
         #[arg(long, default_value_t = 4)]
         hosts: u32,
-        /// Write every arrival out as [[root_jobs]] / [[jenkins]] instead of the generator
+        /// Write every arrival out as `[[root_jobs]]` / `[[jenkins]]` instead of the generator
         /// section.
         #[arg(long)]
         explicit: bool,
