@@ -174,6 +174,21 @@ pub fn client_config(section: &GithubSection) -> Result<GitHubConfig, GitHubErro
 }
 
 impl RunnerLifecycle {
+    /// `host check`: the token works for the runner scope (lists the runners; a 401/403
+    /// error names the permission the token lacks). Ok: how many runners are registered.
+    pub async fn check_token(&self) -> Result<String, GitHubError> {
+        let runners = self.github.list_runners().await?;
+        let scope = match self.github.scope() {
+            RunnerScope::Repo(r) => format!("repository {r}"),
+            RunnerScope::Org(o) => format!("organization {o}"),
+        };
+        Ok(format!(
+            "token valid for {scope}; {} runner(s) registered; minting needs {}",
+            runners.len(),
+            self.github.scope().permission(true)
+        ))
+    }
+
     /// Build from `[github]`, loading the token now (a config reload re-reads it). `records`
     /// carries the runner records over from the previous config.
     pub fn from_config(

@@ -400,3 +400,37 @@ fn a_failed_mint_fails_readiness_naming_github_and_the_vm_is_stopped_without_its
     assert_eq!(g.env.host.read_guest_file(ROOT1, JIT_PATH).unwrap(), None);
     assert_eq!(g.calls("stop").len(), 1);
 }
+
+#[test]
+fn host_check_validates_the_github_token_and_names_a_missing_permission() {
+    let g = GhEnv::new();
+    let daemon = g.env.spawn();
+    let line_of = |daemon: &DaemonProcess| {
+        let out = ctl(&daemon.socket, &["host", "check", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("host check --json: {e}: {out}"));
+        let lines = v
+            .as_array()
+            .cloned()
+            .or_else(|| v["checks"].as_array().cloned());
+        lines
+            .unwrap_or_default()
+            .into_iter()
+            .find(|l| l["name"] == "github")
+            .unwrap_or_else(|| panic!("no github line: {out}"))
+    };
+    let ok = line_of(&daemon);
+    assert_eq!(ok["status"], "Pass", "{ok}");
+    assert!(
+        ok["detail"].as_str().unwrap().contains("root-project/root"),
+        "{ok}"
+    );
+    g.gh.set_deny(Some(Deny::Forbidden));
+    let bad = line_of(&daemon);
+    assert_eq!(bad["status"], "Fail", "{bad}");
+    assert!(
+        bad["detail"].as_str().unwrap().contains("Administration"),
+        "{bad}"
+    );
+    assert!(!daemon.log_text().contains(TOKEN));
+}

@@ -294,6 +294,8 @@ impl Supervisor {
             bundles_dir,
             #[cfg(feature = "s3")]
             images: self.ctx.images.clone(),
+            #[cfg(feature = "ci")]
+            github: self.ctx.runners.clone(),
         };
         self.jobs.spawn(
             async move {

@@ -39,6 +39,9 @@ pub struct CheckEnv {
     /// `[images]`, for the S3 check.
     #[cfg(feature = "s3")]
     pub images: Arc<crate::images::ImageStoreConfig>,
+    /// `[github]`'s runner lifecycle, for the token check (None: not configured).
+    #[cfg(feature = "ci")]
+    pub github: Option<Arc<crate::runners::RunnerLifecycle>>,
 }
 
 fn line(name: &str, status: CheckStatus, detail: String, fix: &str) -> CheckResult {
@@ -68,15 +71,37 @@ pub async fn run(env: CheckEnv) -> Vec<CheckResult> {
         "not configured: this marbled was built without image support".into(),
         "",
     ));
-    // The GitHub client's configuration ([github]) is wired by the runner work; until a
-    // token source is configured there is nothing to validate.
-    out.push(line(
+    out.push(github(&env).await);
+    out
+}
+
+/// The GitHub token works for the runner scope (`[github]` configured) — else SKIP.
+async fn github(env: &CheckEnv) -> CheckResult {
+    #[cfg(feature = "ci")]
+    if let Some(runners) = &env.github {
+        return match tokio::time::timeout(CHECK_TIMEOUT, runners.check_token()).await {
+            Ok(Ok(detail)) => line("github", CheckStatus::Pass, detail, ""),
+            Ok(Err(err)) => line(
+                "github",
+                CheckStatus::Fail,
+                crate::error::error_chain(&err).join(": "),
+                "give the token the permission named above, or fix github.token_file",
+            ),
+            Err(_) => line(
+                "github",
+                CheckStatus::Fail,
+                format!("no answer from the GitHub API within {CHECK_TIMEOUT:?}"),
+                "check the network path to github.api_url",
+            ),
+        };
+    }
+    let _ = env;
+    line(
         "github",
         CheckStatus::Skip,
-        "not configured: no [github] token source in this daemon's config".into(),
+        "not configured: no [github] section in this daemon's config".into(),
         "",
-    ));
-    out
+    )
 }
 
 async fn parallels_version(hv: &dyn Hypervisor) -> CheckResult {
