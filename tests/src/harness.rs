@@ -165,6 +165,12 @@ impl DaemonProcess {
     /// Write `config` to `dir/marbled.toml` and start the daemon; waits until the socket
     /// accepts connections (or panics after 20 s with the daemon's log).
     pub fn spawn(dir: &Path, config: &Config) -> DaemonProcess {
+        Self::spawn_with_log(dir, config, "debug")
+    }
+
+    /// [`DaemonProcess::spawn`] with `MARBLE_LOG` set to `filter` (e.g. `trace` for tests
+    /// that prove a secret appears in no log line at any level).
+    pub fn spawn_with_log(dir: &Path, config: &Config, filter: &str) -> DaemonProcess {
         let path = dir.join("marbled.toml");
         std::fs::write(&path, toml::to_string(config).expect("serialise config"))
             .expect("write config");
@@ -178,7 +184,7 @@ impl DaemonProcess {
             .arg("--config")
             .arg(&path)
             .arg("run")
-            .env("MARBLE_LOG", "debug")
+            .env("MARBLE_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)

@@ -11,11 +11,10 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use marble_tests::harness::{
-    DaemonProcess, bin_path, marblectl, short_tempdir, test_config, wait_until_blocking,
+    DaemonProcess, marblectl, short_tempdir, test_config, wait_until_blocking,
 };
 use marble_tests::prlsim::SimHost;
 use marble_tests::s3::{LocalS3, SECRET_KEY};
@@ -69,36 +68,6 @@ fn disk_of(bundle: &Path) -> PathBuf {
         .expect("an .hds in harddisk.hdd")
 }
 
-/// The daemon binary with the whole tracing output (every crate, TRACE) in `log`.
-fn spawn_daemon_trace(dir: &Path, config: &marbled::Config) -> DaemonProcess {
-    let path = dir.join("marbled.toml");
-    std::fs::write(&path, toml::to_string(config).expect("config toml")).expect("write config");
-    let log = dir.join("marbled.log");
-    let log_file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(bin_path("marbled-under-test"))
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .env("MARBLE_LOG", "trace")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn marbled-under-test");
-    let socket = config.daemon.socket.clone();
-    let mut daemon = DaemonProcess { child, socket, log };
-    let up = wait_until_blocking(Duration::from_secs(20), || {
-        std::os::unix::net::UnixStream::connect(&daemon.socket).is_ok()
-            || daemon.child.try_wait().ok().flatten().is_some()
-    });
-    assert!(
-        up && daemon.child.try_wait().ok().flatten().is_none(),
-        "marbled did not come up:\n{}",
-        daemon.log_text()
-    );
-    daemon
-}
-
 #[track_caller]
 fn ok(socket: &Path, args: &[&str]) -> String {
     let (code, stdout, stderr) = marblectl(socket, args);
@@ -140,7 +109,7 @@ fn push_pull_scrub_corruption_and_no_secret_in_logs() {
     images.exec_timeout = Duration::from_secs(10);
     images.host_memory_reserve_mib = 256;
     config.images = images;
-    let daemon = spawn_daemon_trace(dir.path(), &config);
+    let daemon = DaemonProcess::spawn_with_log(dir.path(), &config, "trace");
     let sock = daemon.socket.clone();
 
     // Push: scrubbed clone, original untouched, clone removed.
