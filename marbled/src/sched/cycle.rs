@@ -17,10 +17,10 @@
 //! over; busy ones are re-checked until they finish; `drain --wait` answers when the host
 //! is empty or its wait ends.
 
-use marble_proto::{ErrorKind, PowerState, Team, WireError};
+use marble_proto::{ErrorKind, PowerState, Team};
 
 use super::vm::{Starter, StopWhy};
-use super::world::{World, reply_done};
+use super::world::{World, reply_done, reply_err};
 use super::{Effect, Millis, Policy};
 
 impl World {
@@ -153,16 +153,15 @@ impl World {
                 reply_done(req, "host drained: no VM runs".into(), fx);
             } else if now >= deadline {
                 let detail: Vec<String> = running.iter().map(|n| self.busy_message(n)).collect();
-                fx.push(Effect::Reply {
+                reply_err(
                     req,
-                    result: Err(WireError::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "drain wait ended with VMs still running (they stop once idle): {}",
-                            detail.join("; ")
-                        ),
-                    )),
-                });
+                    ErrorKind::Timeout,
+                    format!(
+                        "drain wait ended with VMs still running (they stop once idle): {}",
+                        detail.join("; ")
+                    ),
+                    fx,
+                );
             } else {
                 self.drain_waiters.push((req, deadline));
             }

@@ -10,7 +10,7 @@ use marble_proto::{ErrorKind, Response, SlotGrant, WireError};
 
 use super::persist::Lease;
 use super::vm::{Starter, StopPhase, StopPlan, StopWhy};
-use super::world::{SlotPhase, SlotRequest, World, reply_done};
+use super::world::{SlotPhase, SlotRequest, World, reply_done, reply_err};
 use super::{Action, Effect, Millis, ReqId, format_ms};
 
 impl World {
@@ -24,13 +24,7 @@ impl World {
         fx: &mut Vec<Effect>,
     ) {
         let Some(vm) = self.vms.get(name) else {
-            fx.push(Effect::Reply {
-                req,
-                result: Err(WireError::new(
-                    ErrorKind::NotFound,
-                    format!("unknown VM {name}"),
-                )),
-            });
+            reply_err(req, ErrorKind::NotFound, format!("unknown VM {name}"), fx);
             return;
         };
         if vm.start.is_some() {
@@ -57,10 +51,7 @@ impl World {
                 "{}; stop it first (`marblectl vm stop {holder}`)",
                 self.busy_message(holder)
             );
-            fx.push(Effect::Reply {
-                req,
-                result: Err(WireError::new(ErrorKind::Busy, msg)),
-            });
+            reply_err(req, ErrorKind::Busy, msg, fx);
             return;
         }
         match self.start_vm(now, name, Starter::Admin { req: Some(req) }, fx) {
@@ -70,10 +61,7 @@ impl World {
                 format!("starting for {caller} (vm start)"),
                 fx,
             ),
-            Err(why) => fx.push(Effect::Reply {
-                req,
-                result: Err(WireError::new(ErrorKind::Busy, why)),
-            }),
+            Err(why) => reply_err(req, ErrorKind::Busy, why, fx),
         }
     }
 
@@ -88,13 +76,7 @@ impl World {
         fx: &mut Vec<Effect>,
     ) {
         if !self.vms.contains_key(&vm) {
-            fx.push(Effect::Reply {
-                req,
-                result: Err(WireError::new(
-                    ErrorKind::NotFound,
-                    format!("unknown VM {vm}"),
-                )),
-            });
+            reply_err(req, ErrorKind::NotFound, format!("unknown VM {vm}"), fx);
             return;
         }
         self.slots.push(SlotRequest {

@@ -3,10 +3,10 @@
 //! if the VM still runs when the graceful timeout ends. Operator `vm stop` goes through
 //! the same path; `--force` skips the probe but still tries the graceful stop first.
 
-use marble_proto::{BusyState, ErrorKind, PowerState, WireError};
+use marble_proto::{BusyState, ErrorKind, PowerState};
 
 use super::vm::{StopPhase, StopPlan, StopWhy};
-use super::world::{World, reply_done};
+use super::world::{World, reply_done, reply_err};
 use super::{Action, Effect, Millis, Outcome, ProbeResult, ReqId, StopKind, format_ms};
 
 impl World {
@@ -20,13 +20,7 @@ impl World {
         fx: &mut Vec<Effect>,
     ) {
         let Some(vm) = self.vms.get_mut(name) else {
-            fx.push(Effect::Reply {
-                req,
-                result: Err(WireError::new(
-                    ErrorKind::NotFound,
-                    format!("unknown VM {name}"),
-                )),
-            });
+            reply_err(req, ErrorKind::NotFound, format!("unknown VM {name}"), fx);
             return;
         };
         if !vm.occupies() {
@@ -34,25 +28,23 @@ impl World {
             return;
         }
         if vm.start.is_some() {
-            fx.push(Effect::Reply {
+            reply_err(
                 req,
-                result: Err(WireError::new(
-                    ErrorKind::InvalidState,
-                    format!("{name} is starting; stop it once the start has finished"),
-                )),
-            });
+                ErrorKind::InvalidState,
+                format!("{name} is starting; stop it once the start has finished"),
+                fx,
+            );
             return;
         }
         if let Some(plan) = &vm.stop
             && !matches!(plan.phase, StopPhase::Probe { .. })
         {
-            fx.push(Effect::Reply {
+            reply_err(
                 req,
-                result: Err(WireError::new(
-                    ErrorKind::InvalidState,
-                    format!("{name} is already being stopped ({})", plan.why.describe()),
-                )),
-            });
+                ErrorKind::InvalidState,
+                format!("{name} is already being stopped ({})", plan.why.describe()),
+                fx,
+            );
             return;
         }
         // An operator's stop replaces a stop the scheduler had only planned.
@@ -223,22 +215,21 @@ impl World {
             }
             self.decide(now, Some(name), format!("not stopped: {why_not}"), fx);
             match plan.why {
-                StopWhy::Admin { req } => fx.push(Effect::Reply {
+                StopWhy::Admin { req } => reply_err(
                     req,
-                    result: Err(WireError::new(
-                        ErrorKind::Busy,
-                        if plan.force {
-                            // Even a forced stop was refused by the stop job's last-moment
-                            // gate (GitHub would not delete the runner): --force cannot help.
-                            format!("refusing to stop {name} even with --force: {why_not}")
-                        } else {
-                            format!(
-                                "refusing to stop {name}: {why_not}; use --force to skip the \
+                    ErrorKind::Busy,
+                    if plan.force {
+                        // Even a forced stop was refused by the stop job's last-moment
+                        // gate (GitHub would not delete the runner): --force cannot help.
+                        format!("refusing to stop {name} even with --force: {why_not}")
+                    } else {
+                        format!(
+                            "refusing to stop {name}: {why_not}; use --force to skip the \
                                  busy probe"
-                            )
-                        },
-                    )),
-                }),
+                        )
+                    },
+                    fx,
+                ),
                 StopWhy::Preempt { req } => {
                     let msg = self.busy_message(name);
                     self.preempt_failed(now, req, &msg, fx);
@@ -312,13 +303,12 @@ impl World {
                 self.decide(now, Some(name), format!("stop failed: {err}"), fx);
                 if let Some(plan) = plan {
                     match plan.why {
-                        StopWhy::Admin { req } => fx.push(Effect::Reply {
+                        StopWhy::Admin { req } => reply_err(
                             req,
-                            result: Err(WireError::new(
-                                ErrorKind::InvalidState,
-                                format!("could not stop {name}: {err}"),
-                            )),
-                        }),
+                            ErrorKind::InvalidState,
+                            format!("could not stop {name}: {err}"),
+                            fx,
+                        ),
                         StopWhy::Preempt { req } => self.preempt_failed(
                             now,
                             req,

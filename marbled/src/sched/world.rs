@@ -472,13 +472,12 @@ impl World {
                 let was_draining = self.draining.take().is_some();
                 let was_paused = self.paused.take().is_some();
                 for (waiter, _) in std::mem::take(&mut self.drain_waiters) {
-                    fx.push(Effect::Reply {
-                        req: waiter,
-                        result: Err(WireError::new(
-                            ErrorKind::InvalidState,
-                            format!("drain ended by {caller} (resume)"),
-                        )),
-                    });
+                    reply_err(
+                        waiter,
+                        ErrorKind::InvalidState,
+                        format!("drain ended by {caller} (resume)"),
+                        fx,
+                    );
                 }
                 let text = match (was_paused, was_draining) {
                     (false, false) => "nothing to resume: not paused, not draining".to_owned(),
@@ -760,13 +759,12 @@ impl World {
     ) {
         let starter = self.vms.get_mut(name).and_then(|vm| vm.start.take());
         if let Some(Starter::Admin { req: Some(req) }) = starter {
-            fx.push(Effect::Reply {
+            reply_err(
                 req,
-                result: Err(WireError::new(
-                    ErrorKind::InvalidState,
-                    format!("could not start {name}: {err}"),
-                )),
-            });
+                ErrorKind::InvalidState,
+                format!("could not start {name}: {err}"),
+                fx,
+            );
         }
         self.fail_slots_for(name, &format!("could not start {name}: {err}"), fx);
         if counts {
@@ -1099,6 +1097,19 @@ pub(super) fn reply_done(req: ReqId, message: String, fx: &mut Vec<Effect>) {
     fx.push(Effect::Reply {
         req,
         result: Ok(Response::Done { message }),
+    });
+}
+
+/// Answer a waiting client with an error.
+pub(super) fn reply_err(
+    req: ReqId,
+    kind: ErrorKind,
+    message: impl Into<String>,
+    fx: &mut Vec<Effect>,
+) {
+    fx.push(Effect::Reply {
+        req,
+        result: Err(WireError::new(kind, message)),
     });
 }
 
