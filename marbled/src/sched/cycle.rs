@@ -55,22 +55,7 @@ impl World {
         if !self.occupying_names().is_empty() || !self.slots.is_empty() {
             return;
         }
-        if now < self.cycle_off_until {
-            return;
-        }
-        if let Some(demand) = self.live_demand(now)
-            && now.saturating_sub(demand.since) >= self.config.fairness_bound_ms
-        {
-            self.decide(
-                now,
-                None,
-                format!(
-                    "cycle holds back: slot requests refused since {}; the host stays free for \
-                     them",
-                    super::format_ms(demand.since)
-                ),
-                fx,
-            );
+        if self.host_kept_for_jenkins(now, "cycle", fx) {
             return;
         }
         let Some(next) = candidate else {
@@ -85,6 +70,36 @@ impl World {
             }
             Err(why) => self.decide(now, Some(&next), format!("cycle: not starting: {why}"), fx),
         }
+    }
+
+    /// Whether a policy must leave a free host to Jenkins now: inside the off window after
+    /// a stop, or while slot requests have been refused for longer than `fairness_bound`
+    /// (recorded as a decision naming `policy`).
+    pub(super) fn host_kept_for_jenkins(
+        &mut self,
+        now: Millis,
+        policy: &str,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        if now < self.cycle_off_until {
+            return true;
+        }
+        let Some(demand) = self.live_demand(now) else {
+            return false;
+        };
+        if now.saturating_sub(demand.since) < self.config.fairness_bound_ms {
+            return false;
+        }
+        self.decide(
+            now,
+            None,
+            format!(
+                "{policy}: holding the host for Jenkins (slot requests refused since {})",
+                super::format_ms(demand.since)
+            ),
+            fx,
+        );
+        true
     }
 
     /// The ROOT VM after `last_cycled` in name order that may be started now.

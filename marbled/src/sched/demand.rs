@@ -121,21 +121,7 @@ impl World {
             );
             return;
         }
-        if now < self.cycle_off_until {
-            return;
-        }
-        if let Some(demand) = self.live_demand(now)
-            && now.saturating_sub(demand.since) >= self.config.fairness_bound_ms
-        {
-            self.decide(
-                now,
-                None,
-                format!(
-                    "demand: holding the host for Jenkins (slot requests refused since {})",
-                    format_ms(demand.since)
-                ),
-                fx,
-            );
+        if self.host_kept_for_jenkins(now, "demand", fx) {
             return;
         }
         if unmet.is_empty() {
