@@ -7,7 +7,6 @@
 
 mod e2e_support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use e2e_support::{ROOT1, ROOT2, SimEnv, T, ctl, power, vm_list, wait_power};
@@ -54,9 +53,7 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
     gh.set_run(9003, "completed");
 
     let mut env = SimEnv::new();
-    let token_file = env.dir.path().join("github-token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_file = e2e_support::token_file(env.dir.path(), "github-token", TOKEN);
     env.config.github = Some(GithubSection {
         api_url: gh.url(),
         repo: Some("root-project/root".into()),

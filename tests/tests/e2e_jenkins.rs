@@ -7,8 +7,6 @@
 
 mod e2e_support;
 
-use std::os::unix::fs::PermissionsExt;
-
 use e2e_support::{SPI1, SimEnv, T, ctl, wait_power};
 use marble_tests::fake_jenkins::FakeJenkins;
 use marble_tests::harness::wait_until_blocking;
@@ -21,9 +19,7 @@ const TOKEN: &str = "11jenkinsapitoken00ff";
 async fn jenkins_node_state_holds_stops_and_drain_takes_nodes_offline() {
     let jenkins = FakeJenkins::start(&["spi14"]).await;
     let mut env = SimEnv::new();
-    let token_file = env.dir.path().join("jenkins-token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_file = e2e_support::token_file(env.dir.path(), "jenkins-token", TOKEN);
     let mut section = JenkinsSection {
         url: jenkins.url.clone(),
         user: "marble-bot".into(),

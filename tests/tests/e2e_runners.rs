@@ -19,7 +19,6 @@
 
 mod e2e_support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,9 +65,7 @@ impl GhEnv {
                     .spawns(LISTENER),
             )
             .unwrap();
-        let token_file = env.dir.path().join("github-token");
-        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let token_file = e2e_support::token_file(env.dir.path(), "github-token", TOKEN);
         env.config.github = Some(GithubSection {
             api_url: gh.url(),
             repo: Some("root-project/root".into()),

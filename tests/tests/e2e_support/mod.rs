@@ -117,6 +117,16 @@ impl SimEnv {
     }
 }
 
+/// A token file the daemon accepts (`dir/name`, mode 0600, `token` plus a newline).
+pub fn token_file(dir: &Path, name: &str, token: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{token}\n")).expect("write token file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod 600 token file");
+    path
+}
+
 /// What one `marblectl` run produced.
 #[derive(Debug, Clone)]
 pub struct Out {
