@@ -27,6 +27,24 @@ pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut cond: F) -> b
     }
 }
 
+/// [`wait_until`] for a condition that must await (e.g. a query to the actor).
+pub async fn wait_until_async<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Blocking variant of [`wait_until`] for synchronous tests.
 pub fn wait_until_blocking<F: FnMut() -> bool>(timeout: Duration, mut cond: F) -> bool {
     let deadline = Instant::now() + timeout;

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use marble_proto::{LockTarget, Request, Response};
-use marble_tests::harness::{short_tempdir, test_config, wait_until};
+use marble_tests::harness::{short_tempdir, test_config, wait_until, wait_until_async};
 use marble_tests::prlsim::SimHost;
 use marbled::actor::{Identity, Supervisor, now_ms};
 use marbled::sched::World;
@@ -41,19 +41,14 @@ async fn a_lock_is_acknowledged_only_after_its_state_is_written() {
     let actor = tokio::spawn(supervisor.run(Duration::from_secs(1)));
 
     // Wait for the first inventory, so the lock can name the VM.
-    let listed = tokio::time::timeout(T, async {
-        loop {
-            if let Ok(Response::Vms(vms)) = handle.query(Request::ListVms).await
-                && vms.iter().any(|v| v.name == VM)
-            {
-                return;
-            }
-            // Poll interval of `wait_until`, which cannot await a query.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let listed = wait_until_async(T, || async {
+        matches!(
+            handle.query(Request::ListVms).await,
+            Ok(Response::Vms(vms)) if vms.iter().any(|v| v.name == VM)
+        )
     })
     .await;
-    assert!(listed.is_ok(), "the actor never listed {VM}");
+    assert!(listed, "the actor never listed {VM}");
     // Everything handed over so far counts as written.
     let before = persist_rx.borrow().0;
     written_tx.send_replace(before);
