@@ -9,11 +9,15 @@
 //! never mistaken for an idle one.
 //!
 //! With `[github]` configured, ROOT VMs also run the runner lifecycle here
-//! ([`crate::runners`]): readiness mints and delivers a JIT runner config once the guest
-//! answers, then waits for the runner listener; every stop of a ROOT VM first deletes its
-//! runner registration, and answers a busy (422) or unknown (GitHub unreachable) probe
-//! result instead of stopping. There is no separate signal for a forced operator stop, so
-//! the gate applies to every stop of a ROOT VM, `--force` included.
+//! ([`crate::runners`]): the start job mints the JIT runner config *before* `prlctl start`
+//! when the macOS version is known without the guest, so the booting runner is already in
+//! GitHub's runner list and other hosts' demand does not boot for the same job (a failed
+//! start deletes that registration again); readiness delivers the config once the guest
+//! answers (minting it there instead when nothing was minted before the boot), then waits
+//! for the runner listener; every stop of a ROOT VM first deletes its runner registration,
+//! and answers a busy (422) or unknown (GitHub unreachable) probe result instead of
+//! stopping. There is no separate signal for a forced operator stop, so the gate applies to
+//! every stop of a ROOT VM, `--force` included.
 //!
 //! With `[jenkins]`, an SPI VM's busy probe also asks the controller about its node
 //! ([`crate::spi_signal`]): busy if either says so.
@@ -58,7 +62,15 @@ impl JobContext {
     /// Run one scheduler action on `vm` (whose team is `team`).
     pub async fn run(&self, vm: &str, team: Team, action: &Action) -> Outcome {
         let result = match action {
-            Action::Start => self.hv.start(vm).await,
+            Action::Start => {
+                #[cfg(feature = "ci")]
+                if team == Team::Root
+                    && let Some(runners) = &self.runners
+                {
+                    return self.start_root_jit(vm, runners).await;
+                }
+                self.hv.start(vm).await
+            }
             Action::Resume => self.hv.resume(vm).await,
             Action::Stop(kind) => {
                 #[cfg(feature = "ci")]
@@ -172,17 +184,15 @@ impl JobContext {
                 .ready_checks(vm, &[&self.probe.ready_root])
                 .await
                 .is_ok();
-        if !listening {
-            let registered = async {
-                let major =
-                    crate::runners::macos_version(self.hv.as_ref(), vm, self.probe.timeout).await?;
-                runners
-                    .register(self.hv.as_ref(), vm, major, deadline)
-                    .await
-            };
-            if let Err(err) = registered.await {
-                return Outcome::Failed(crate::error::error_chain(&err).join(": "));
-            }
+        if listening {
+            // A runner we did not configure (a resumed VM's, or a guest without the JIT
+            // LaunchDaemon): a config minted before this boot would never be used.
+            runners.discard_minted(vm).await;
+        } else if let Err(err) = runners
+            .give_config(self.hv.as_ref(), vm, self.probe.timeout, deadline)
+            .await
+        {
+            return Outcome::Failed(crate::error::error_chain(&err).join(": "));
         }
         if !self.probe.ready_root.is_empty()
             && let Err(why) = self.poll(vm, &[&self.probe.ready_root], deadline).await
@@ -190,6 +200,41 @@ impl JobContext {
             return not_ready("runner listener not up after the config was delivered", why);
         }
         Outcome::Done
+    }
+
+    /// Start a ROOT VM with `[github]`: register its runner first when the macOS version is
+    /// known without the guest, so the runner is in GitHub's list (and counted by other
+    /// hosts' demand) for the whole boot. A mint that fails does not hold the start back:
+    /// readiness mints instead (GitHub being down must not keep CI capacity off, and the VM
+    /// stays stoppable because nothing reached it). A failed start deletes the registration
+    /// again: no stop follows a failed start, and an unused registration would stand in the
+    /// fleet's list as a free runner.
+    #[cfg(feature = "ci")]
+    async fn start_root_jit(&self, vm: &str, runners: &crate::runners::RunnerLifecycle) -> Outcome {
+        match crate::runners::macos_without_guest(self.hv.as_ref(), vm).await {
+            Some(major) => {
+                if let Err(err) = runners.mint_before_start(vm, major).await {
+                    tracing::warn!(
+                        vm,
+                        error = %crate::error::error_chain(&err).join(": "),
+                        "could not register the runner before the boot; registering it at \
+                         readiness instead (other hosts do not see it while the VM boots)"
+                    );
+                }
+            }
+            None => tracing::info!(
+                vm,
+                "macOS version unknown until the guest answers: the runner is registered at \
+                 readiness (other hosts do not see it while the VM boots)"
+            ),
+        }
+        match self.hv.start(vm).await {
+            Ok(()) => Outcome::Done,
+            Err(err) => {
+                runners.discard_minted(vm).await;
+                Outcome::Failed(crate::error::error_chain(&err).join(": "))
+            }
+        }
     }
 
     /// The delete-before-stop gate of a ROOT VM; `None`: go on and stop.

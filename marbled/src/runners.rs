@@ -1,7 +1,9 @@
 //! The ROOT runner lifecycle as the daemon's jobs run it (feature `ci`, `[github]`
-//! configured): at each boot mint a JIT runner config and deliver it into the guest; before
-//! each stop delete the runner registration, and keep the VM up if GitHub refuses because a
-//! job is running. See docs/CI.md.
+//! configured): at each boot mint a JIT runner config — before `prlctl start` when the VM's
+//! macOS version is known without the guest, so the booting runner is already in GitHub's
+//! runner list for the fleet's demand de-duplication, else at readiness — and deliver it into
+//! the guest once it answers; before each stop delete the runner registration, and keep the
+//! VM up if GitHub refuses because a job is running. See docs/CI.md.
 //!
 //! Owns the per-VM runner records (which registration belongs to which VM). They live in
 //! memory only, shared by every job and kept across config reloads; after a daemon restart
@@ -32,6 +34,16 @@ pub struct RunnerRecord {
 /// What the daemon knows about a VM's registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Known {
+    /// Registered with GitHub before the VM was started, the config held here (in memory
+    /// only: `JitConfig`'s secret redacts itself in `Debug`) until readiness delivers it.
+    /// The config has not reached the guest, so no job can run or be assigned in the VM: it
+    /// may be stopped without GitHub's word, and the registration is deleted on the way.
+    Minted {
+        /// The registration.
+        record: RunnerRecord,
+        /// Its config, delivered at readiness.
+        jit: JitConfig,
+    },
     /// Registered by this daemon for the VM's current boot, and its config delivered (or
     /// about to be: a delivery that failed half-way may still have reached the guest).
     Registered(RunnerRecord),
@@ -54,10 +66,30 @@ impl RunnerRecords {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The registration recorded for `vm` (its current one, or one still to clean up).
+    /// The registration recorded for `vm` (its current one, minted or delivered, or one
+    /// still to clean up).
     pub fn get(&self, vm: &str) -> Option<RunnerRecord> {
         match self.lock().get(vm) {
-            Some(Known::Registered(r) | Known::Undelivered(Some(r))) => Some(r.clone()),
+            Some(
+                Known::Minted { record: r, .. }
+                | Known::Registered(r)
+                | Known::Undelivered(Some(r)),
+            ) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    /// Take the config minted before `vm` booted, marking its registration delivered (in one
+    /// step, so the config can go out only once). `None`: nothing was minted for this boot.
+    fn take_minted(&self, vm: &str) -> Option<(RunnerRecord, JitConfig)> {
+        let mut map = self.lock();
+        let entry = map.get_mut(vm)?;
+        let Known::Minted { record, .. } = entry else {
+            return None;
+        };
+        let delivered = Known::Registered(record.clone());
+        match std::mem::replace(entry, delivered) {
+            Known::Minted { record, jit } => Some((record, jit)),
             _ => None,
         }
     }
@@ -135,6 +167,9 @@ pub struct RunnerLifecycle {
     runner_group_id: u64,
     work_folder: String,
     jit_path: String,
+    /// Budget of the mint before `prlctl start` (GitHub slower than this delays the boot
+    /// no further: the VM starts and readiness mints).
+    pre_start_budget: Duration,
     records: RunnerRecords,
 }
 
@@ -220,6 +255,9 @@ impl RunnerLifecycle {
             runner_group_id: section.runner_group_id,
             work_folder: section.work_folder.clone(),
             jit_path: section.jit_path.clone(),
+            // A stale registration's delete plus the mint, each bounded by the client's
+            // own per-call timeout.
+            pre_start_budget: section.request_timeout.saturating_mul(2),
             records,
         }
     }
@@ -259,17 +297,83 @@ impl RunnerLifecycle {
         labels
     }
 
-    /// Mint a JIT config for `vm` (on macOS `major`), record the registration, and deliver
-    /// the config into the guest's root-only file. A registration left from an earlier boot
-    /// is deleted first. Every GitHub call is bounded by `deadline`.
-    pub async fn register(
+    /// Before `prlctl start` of `vm` (on macOS `major`): mint its JIT config now, so the
+    /// booting runner is in GitHub's runner list (where other hosts' demand counts it as a
+    /// free runner and does not boot for the same job), and keep the config in memory for
+    /// readiness to deliver ([`Self::give_config`]). A registration left from an earlier boot
+    /// is deleted first. `Err` leaves nothing registered for this boot: the caller starts
+    /// the VM anyway and readiness mints (the VM stays stoppable without GitHub's word).
+    pub async fn mint_before_start(
+        &self,
+        vm: &str,
+        major: u32,
+    ) -> Result<RunnerRecord, RunnerError> {
+        let deadline = tokio::time::Instant::now() + self.pre_start_budget;
+        let (record, jit) = self.mint(vm, major, deadline, "before boot").await?;
+        self.records.set(
+            vm,
+            Known::Minted {
+                record: record.clone(),
+                jit,
+            },
+        );
+        Ok(record)
+    }
+
+    /// Readiness of a ROOT VM whose runner is not listening: deliver the config minted before
+    /// the boot, or (none minted: the macOS version needed the guest, or the mint before the
+    /// boot failed) mint one now and deliver it. The config goes out once.
+    pub async fn give_config(
         &self,
         hv: &dyn Hypervisor,
         vm: &str,
-        major: u32,
+        probe_timeout: Duration,
         deadline: tokio::time::Instant,
     ) -> Result<RunnerRecord, RunnerError> {
-        // The caller found the runner not listening: until a config goes out, nothing can
+        let (record, jit) = match self.records.take_minted(vm) {
+            // Now `Registered`: from here a delivery failing half-way may have reached the
+            // guest, so the stop that follows failed readiness asks GitHub first.
+            Some(minted) => minted,
+            None => {
+                let major = macos_version(hv, vm, probe_timeout).await?;
+                let (record, jit) = self.mint(vm, major, deadline, "at readiness").await?;
+                // Recorded before delivery, for the same reason.
+                self.records.set(vm, Known::Registered(record.clone()));
+                (record, jit)
+            }
+        };
+        crate::ci::deliver_jit(hv, vm, &jit, &self.jit_path)
+            .await
+            .map_err(|source| RunnerError::Deliver {
+                vm: vm.to_owned(),
+                source,
+            })?;
+        Ok(record)
+    }
+
+    /// Give up the config minted before `vm`'s boot without delivering it: its start failed,
+    /// or its runner listens without it. Deletes the registration so it does not stand in
+    /// GitHub's list as a free runner for a VM that will never run it; if GitHub does not
+    /// answer, it is kept as one to delete at the VM's next stop or boot. No-op unless a
+    /// config is held for `vm`.
+    pub async fn discard_minted(&self, vm: &str) {
+        if let Some(Known::Minted { record, .. }) = self.records.known(vm) {
+            self.clean_up(vm, record).await;
+        }
+    }
+
+    /// Mint a JIT config for `vm` (on macOS `major`), deleting a registration left from an
+    /// earlier boot first. Every GitHub call is bounded by `deadline`. Leaves the VM marked
+    /// `Undelivered` (so a failure leaves it stoppable without GitHub); the caller records
+    /// the new registration.
+    async fn mint(
+        &self,
+        vm: &str,
+        major: u32,
+        deadline: tokio::time::Instant,
+        when: &'static str,
+    ) -> Result<(RunnerRecord, JitConfig), RunnerError> {
+        // Nothing of this boot has reached the guest: until a config goes out, nothing can
         // run in this VM (a failed mint leaves it stoppable even while GitHub is down).
         let stale = self.records.get(vm);
         self.records.set(vm, Known::Undelivered(stale.clone()));
@@ -305,40 +409,43 @@ impl RunnerLifecycle {
             id: jit.runner_id,
             name: jit.runner_name.clone(),
         };
-        // Recorded before delivery: if delivery fails, the stop that follows failed
-        // readiness still deletes this registration.
-        self.records.set(vm, Known::Registered(record.clone()));
-        tracing::info!(vm, runner_id = record.id, runner = %record.name, labels = ?labels, "registered jit runner");
-        crate::ci::deliver_jit(hv, vm, &jit, &self.jit_path)
-            .await
-            .map_err(|source| RunnerError::Deliver {
-                vm: vm.to_owned(),
-                source,
-            })?;
-        Ok(record)
+        tracing::info!(vm, runner_id = record.id, runner = %record.name, labels = ?labels, when, "registered jit runner");
+        Ok((record, jit))
+    }
+
+    /// Delete a registration whose config never reached `vm`'s guest (nothing can run in the
+    /// VM under it, so this is housekeeping, not a stop gate). Deleted or gone: `Cleared`;
+    /// GitHub unreachable or refusing: kept (`Undelivered`) to delete at the next stop or
+    /// boot, and logged — the held config, if any, is dropped either way.
+    async fn clean_up(&self, vm: &str, record: RunnerRecord) {
+        self.records
+            .set(vm, Known::Undelivered(Some(record.clone())));
+        match crate::ci::before_stop(&self.github, record.id).await {
+            Ok(StopGate::Proceed) => self.records.set(vm, Known::Cleared),
+            Ok(StopGate::Busy(_)) | Err(_) => tracing::warn!(
+                vm,
+                runner_id = record.id,
+                runner = %record.name,
+                "could not delete a runner registration whose config never reached the vm; \
+                 retrying at its next stop or boot"
+            ),
+        }
     }
 
     /// The gate before stopping `vm`: delete its registration (the recorded one, or after a
     /// restart every registration of ours found by name). `Err` means "don't know": the
-    /// caller keeps the VM up.
+    /// caller keeps the VM up. A registration whose config never reached the guest (minted
+    /// before the boot, or an earlier boot's) is deleted on the way without holding the stop.
     pub async fn before_stop(&self, vm: &str) -> Result<StopGate, GitHubError> {
         match self.records.known(vm) {
-            Some(Known::Cleared) => Ok(StopGate::Proceed),
-            Some(Known::Undelivered(stale)) => {
-                if let Some(stale) = stale {
-                    // Housekeeping only: that runner is not in this boot of the VM.
-                    match crate::ci::before_stop(&self.github, stale.id).await {
-                        Ok(StopGate::Proceed) => {}
-                        Ok(StopGate::Busy(_)) | Err(_) => tracing::warn!(
-                            vm,
-                            runner_id = stale.id,
-                            runner = %stale.name,
-                            "could not delete an earlier boot's runner registration; \
-                             delete it on GitHub"
-                        ),
-                    }
-                }
+            Some(Known::Cleared | Known::Undelivered(None)) => {
                 self.records.set(vm, Known::Cleared);
+                Ok(StopGate::Proceed)
+            }
+            Some(Known::Minted { record, .. } | Known::Undelivered(Some(record))) => {
+                // Housekeeping only: that registration's config is not in this boot of the
+                // VM (minted for it but not delivered yet, or an earlier boot's).
+                self.clean_up(vm, record).await;
                 Ok(StopGate::Proceed)
             }
             Some(Known::Registered(record)) => {
@@ -449,6 +556,16 @@ fn macos_from_product_version(text: &str) -> Option<u32> {
         .filter(|n| (11..=99).contains(n))
 }
 
+/// The macOS major version of `vm` as far as it is known without the guest (which need not
+/// be running): from its name, else from `prlctl list -i` (`OS`).
+pub async fn macos_without_guest(hv: &dyn Hypervisor, vm: &str) -> Option<u32> {
+    if let Some(n) = macos_from_name(vm) {
+        return Some(n);
+    }
+    let details = hv.info(vm).await.ok()?;
+    details.os.as_deref().and_then(macos_from_name)
+}
+
 /// The macOS major version of `vm`: from its name, else from `prlctl list -i` (`OS`), else
 /// from the guest itself (`sw_vers -productVersion`; the guest answers by now).
 pub async fn macos_version(
@@ -495,17 +612,25 @@ mod tests {
     use super::*;
     use crate::ci::Secret;
 
+    const VM: &str = "macphsft01-ROOT-VM-macOS-14";
+    const JIT: &str = "JIT-CONFIG-SECRET-0123456789";
+
     fn lifecycle(prefix: &str) -> RunnerLifecycle {
+        lifecycle_at("http://127.0.0.1:9", prefix)
+    }
+
+    fn lifecycle_at(api_url: &str, prefix: &str) -> RunnerLifecycle {
         let section = GithubSection {
             name_prefix: prefix.into(),
             labels_extra: vec!["mac14-xl".into(), "macos".into()],
+            request_timeout: Duration::from_secs(5),
             ..GithubSection::default()
         };
         let client = GitHubClient::new(
-            "http://127.0.0.1:9",
+            api_url,
             RunnerScope::Repo("o/r".into()),
             Secret::new("ghp_TOKEN"),
-            Duration::from_secs(1),
+            Duration::from_secs(5),
         );
         RunnerLifecycle::with_client(
             client,
@@ -513,6 +638,72 @@ mod tests {
             "macphsft01.cern.ch",
             RunnerRecords::default(),
         )
+    }
+
+    /// A GitHub on loopback that answers a mint with runner 42 and every DELETE with 204,
+    /// one request per connection, and records `METHOD path` of each request.
+    async fn github_answering() -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The head, then the body its content-length announces.
+                let complete = |buf: &[u8]| {
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    (buf.len() >= end + 4 + len).then_some(end)
+                };
+                while complete(&buf).is_none() {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "request cut short");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf).into_owned();
+                let mut words = head.split_whitespace();
+                let (method, path) = (words.next().unwrap(), words.next().unwrap());
+                log.lock().unwrap().push(format!("{method} {path}"));
+                let (status, body) = match method {
+                    "POST" => (
+                        "201 Created",
+                        format!(
+                            r#"{{"runner":{{"id":42,"name":"r42"}},"encoded_jit_config":"{JIT}"}}"#
+                        ),
+                    ),
+                    "DELETE" => ("204 No Content", String::new()),
+                    _ => ("200 OK", r#"{"total_count":0,"runners":[]}"#.to_owned()),
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    fn minted(id: u64) -> Known {
+        Known::Minted {
+            record: RunnerRecord {
+                id,
+                name: format!("r{id}"),
+            },
+            jit: JitConfig {
+                runner_id: id,
+                runner_name: format!("r{id}"),
+                encoded_jit_config: Secret::new(JIT),
+            },
+        }
     }
 
     #[test]
@@ -561,11 +752,119 @@ mod tests {
         l.records.set(vm, Known::Registered(stale.clone()));
         assert!(l.before_stop(vm).await.is_err());
         assert_eq!(l.records.get(vm), Some(stale.clone()), "kept for the retry");
-        // Nothing delivered this boot: stop, and forget the earlier boot's registration.
-        l.records.set(vm, Known::Undelivered(Some(stale)));
+        // Nothing delivered this boot: stop; the earlier boot's registration GitHub did not
+        // let us delete is kept, to be deleted at the next stop or boot.
+        l.records.set(vm, Known::Undelivered(Some(stale.clone())));
+        assert_eq!(l.before_stop(vm).await.unwrap(), StopGate::Proceed);
+        assert_eq!(l.records.known(vm), Some(Known::Undelivered(Some(stale))));
+        assert_eq!(l.before_stop(vm).await.unwrap(), StopGate::Proceed);
+        l.records.set(vm, Known::Undelivered(None));
         assert_eq!(l.before_stop(vm).await.unwrap(), StopGate::Proceed);
         assert_eq!(l.records.known(vm), Some(Known::Cleared));
-        assert_eq!(l.before_stop(vm).await.unwrap(), StopGate::Proceed);
+    }
+
+    #[tokio::test]
+    async fn a_config_minted_before_the_boot_is_held_and_taken_once() {
+        let (url, seen) = github_answering().await;
+        let l = lifecycle_at(&url, "marble");
+        let record = l.mint_before_start(VM, 14).await.unwrap();
+        assert_eq!(record.id, 42);
+        assert_eq!(seen.lock().unwrap().len(), 1, "{seen:?}");
+        assert!(seen.lock().unwrap()[0].starts_with("POST /repos/o/r/actions/runners/generate"));
+        assert!(
+            matches!(l.records.known(VM), Some(Known::Minted { ref record, .. }) if record.id == 42)
+        );
+        assert_eq!(l.records.get(VM).map(|r| r.id), Some(42));
+        // Held in memory only, and never printed.
+        assert!(!format!("{:?}", l.records).contains(JIT));
+        assert!(!format!("{l:?}").contains(JIT));
+        // Readiness takes it once: from then on it may be in the guest.
+        let (taken, jit) = l.records.take_minted(VM).unwrap();
+        assert_eq!(taken.id, 42);
+        assert_eq!(jit.encoded_jit_config.expose(), JIT);
+        assert_eq!(l.records.known(VM), Some(Known::Registered(taken)));
+        assert!(l.records.take_minted(VM).is_none(), "delivered only once");
+    }
+
+    #[tokio::test]
+    async fn a_minted_vm_stops_without_a_gate_and_its_registration_is_deleted() {
+        let (url, seen) = github_answering().await;
+        let l = lifecycle_at(&url, "marble");
+        l.records.set(VM, minted(42));
+        assert_eq!(l.before_stop(VM).await.unwrap(), StopGate::Proceed);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["DELETE /repos/o/r/actions/runners/42"]
+        );
+        assert_eq!(l.records.known(VM), Some(Known::Cleared));
+        assert!(l.records.take_minted(VM).is_none());
+
+        // GitHub down: the stop still goes ahead (nothing reached the guest); the config is
+        // dropped and the registration kept to be deleted later.
+        let down = lifecycle("marble");
+        down.records.set(VM, minted(42));
+        assert_eq!(down.before_stop(VM).await.unwrap(), StopGate::Proceed);
+        let kept = down.records.known(VM);
+        assert!(
+            matches!(kept, Some(Known::Undelivered(Some(ref r))) if r.id == 42),
+            "{kept:?}"
+        );
+        assert!(down.records.take_minted(VM).is_none(), "config dropped");
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_deletes_the_minted_registration_and_nothing_else() {
+        let (url, seen) = github_answering().await;
+        let l = lifecycle_at(&url, "marble");
+        l.mint_before_start(VM, 14).await.unwrap();
+        l.discard_minted(VM).await;
+        let calls = seen.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[1], "DELETE /repos/o/r/actions/runners/42");
+        assert_eq!(l.records.known(VM), Some(Known::Cleared));
+        // Not minted (delivered, or none): nothing to discard, GitHub not asked.
+        let delivered = Known::Registered(RunnerRecord {
+            id: 7,
+            name: "r7".into(),
+        });
+        l.records.set(VM, delivered.clone());
+        l.discard_minted(VM).await;
+        assert_eq!(l.records.known(VM), Some(delivered));
+        assert_eq!(seen.lock().unwrap().len(), 2);
+
+        // GitHub down after the mint: kept as a registration to delete later.
+        let down = lifecycle("marble");
+        down.records.set(VM, minted(42));
+        down.discard_minted(VM).await;
+        assert_eq!(down.records.get(VM).map(|r| r.id), Some(42));
+        assert!(down.records.take_minted(VM).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_next_mint_deletes_a_registration_left_by_an_earlier_start() {
+        let (url, seen) = github_answering().await;
+        let l = lifecycle_at(&url, "marble");
+        l.records.set(VM, minted(41));
+        l.mint_before_start(VM, 14).await.unwrap();
+        let calls = seen.lock().unwrap().clone();
+        assert_eq!(
+            calls[0], "DELETE /repos/o/r/actions/runners/41",
+            "{calls:?}"
+        );
+        assert!(calls[1].starts_with("POST "), "{calls:?}");
+        assert_eq!(l.records.get(VM).map(|r| r.id), Some(42));
+    }
+
+    #[tokio::test]
+    async fn a_failed_mint_before_the_boot_leaves_the_vm_stoppable() {
+        let l = lifecycle("marble");
+        assert!(l.mint_before_start(VM, 14).await.is_err());
+        assert_eq!(l.records.known(VM), Some(Known::Undelivered(None)));
+        assert!(
+            l.records.take_minted(VM).is_none(),
+            "readiness mints instead"
+        );
+        assert_eq!(l.before_stop(VM).await.unwrap(), StopGate::Proceed);
     }
 
     #[test]

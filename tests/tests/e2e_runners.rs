@@ -6,10 +6,13 @@
 //!
 //! Shown: starting a ROOT VM mints a JIT config with the VM's labels and delivers it into a
 //! root-only guest file, and neither the token nor the config appears in a daemon log line
-//! (debug level), a prlctl command line or any other file of the simulated host; stopping the
-//! idle VM deletes the runner registration before prlctl stops it; a 422 (job running) keeps
-//! the VM up with exit 75 naming GitHub, and so does a GitHub error; after a daemon restart
-//! the registration is found by name and still deleted first.
+//! (debug level), a prlctl command line or any other file of the simulated host; the
+//! registration is made before `prlctl start` (so other hosts' demand sees the booting
+//! runner) and its config delivered once, at readiness; a start that fails, or a boot slower
+//! than readiness, leaves no registration behind; stopping the idle VM deletes the runner
+//! registration before prlctl stops it; a 422 (job running) keeps the VM up with exit 75
+//! naming GitHub, and so does a GitHub error; after a daemon restart the registration is
+//! found by name and still deleted first.
 //!
 //! The simulated guest plays the in-guest LaunchDaemon with one exec rule: the daemon's
 //! check of the delivered file (`stat`) answers for the file and starts `Runner.Listener`,
@@ -34,6 +37,8 @@ const RUNNERS: &str = "/repos/root-project/root/actions/runners";
 /// How long the simulated `prlctl stop` takes before it answers: a DELETE that arrived this
 /// much before the stop's log line was sent before prlctl was even started.
 const STOP_DELAY_MS: u64 = 400;
+/// The same for `prlctl start` and the registration's POST.
+const START_DELAY_MS: u64 = 400;
 
 /// A simulated host plus a fake GitHub, with `[github]` pointing at it.
 struct GhEnv {
@@ -81,6 +86,24 @@ impl GhEnv {
             .requests()
             .into_iter()
             .filter(|r| r.method == "POST" && r.path == format!("{RUNNERS}/generate-jitconfig"))
+            .collect()
+    }
+
+    /// Every `DELETE …/runners/{id}`, of any runner.
+    fn all_deletes(&self) -> Vec<RecordedRequest> {
+        let prefix = format!("{RUNNERS}/");
+        self.gh
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE" && r.path.starts_with(&prefix))
+            .collect()
+    }
+
+    /// `prlctl exec` calls that wrote the config into the guest.
+    fn deliveries(&self) -> Vec<marble_tests::prlsim::Invocation> {
+        self.calls("exec")
+            .into_iter()
+            .filter(|i| i.argv.join(" ").contains(&format!("cat > {JIT_PATH}")))
             .collect()
     }
 
@@ -230,6 +253,147 @@ fn starting_a_root_vm_delivers_a_jit_config_and_no_secret_leaks() {
     assert!(log.contains("registered jit runner"), "{log}");
     assert!(!log.contains(TOKEN), "token in the daemon log");
     assert!(!log.contains(jit.as_str()), "jit config in the daemon log");
+}
+
+#[test]
+fn the_runner_is_registered_before_prlctl_start_and_its_config_delivered_once() {
+    let g = GhEnv::new();
+    let daemon = g.env.spawn();
+    g.env
+        .host
+        .set_fault(
+            Some(ROOT1),
+            FaultKind::Slow {
+                verb: "start".into(),
+                ms: START_DELAY_MS,
+            },
+            None,
+        )
+        .unwrap();
+    let id = g.start_root1(&daemon);
+
+    let posts = g.jit_posts();
+    assert_eq!(posts.len(), 1, "one registration per boot: {posts:#?}");
+    let starts = g.calls("start");
+    assert_eq!(starts.len(), 1, "{starts:#?}");
+    // The start's log line is written when prlctl answers, at least START_DELAY_MS after it
+    // began; the POST came before that beginning, so the runner was in GitHub's list (where
+    // other hosts' demand counts it) for the whole boot.
+    assert!(
+        posts[0].ts_ms + START_DELAY_MS <= starts[0].ts_ms,
+        "POST generate-jitconfig at {} ms, prlctl start answered at {} ms (began no earlier \
+         than {} ms)",
+        posts[0].ts_ms,
+        starts[0].ts_ms,
+        starts[0].ts_ms - START_DELAY_MS
+    );
+    // Delivered once, at readiness (the guest cannot take it before it answers), and it is
+    // the config minted before the boot.
+    let deliveries = g.deliveries();
+    assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
+    assert!(deliveries[0].ts_ms >= starts[0].ts_ms);
+    let issued = g.gh.issued_jit();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(
+        g.env
+            .host
+            .read_guest_file(ROOT1, JIT_PATH)
+            .unwrap()
+            .as_deref(),
+        Some(issued[0].as_bytes())
+    );
+    assert!(g.gh.runner(id).is_some());
+    assert!(g.all_deletes().is_empty(), "{:#?}", g.all_deletes());
+    // Held in the daemon's memory for the boot: never in a file, log line or command line.
+    let log = daemon.log_text();
+    assert!(
+        !log.contains(issued[0].as_str()),
+        "jit config in the daemon log"
+    );
+    assert_eq!(
+        g.env.host.files_containing(issued[0].as_bytes()).unwrap(),
+        vec![g.env.host.guest_path(ROOT1, JIT_PATH).unwrap()]
+    );
+    for inv in g.env.host.invocations().unwrap() {
+        assert!(!inv.argv.join(" ").contains(issued[0].as_str()));
+    }
+}
+
+#[test]
+fn a_failed_start_leaves_no_registration_behind() {
+    let g = GhEnv::new();
+    let daemon = g.env.spawn();
+    // The bundle is immutable (`chflags uchg`): prlctl start fails, the VM stays off.
+    g.env.host.set_locked(ROOT1, true).unwrap();
+
+    let start = ctl(&daemon.socket, &["vm", "start", ROOT1]);
+    assert_ne!(
+        start.code, 0,
+        "vm start of a VM prlctl cannot start: {start}"
+    );
+    assert_eq!(g.env.sim_state(ROOT1), VmState::Stopped);
+    let starts = g.calls("start");
+    assert_eq!(starts.len(), 1, "{starts:#?}");
+    assert_ne!(starts[0].exit, Some(0));
+
+    // Registered before the start, deleted once it failed: nothing is left on GitHub that
+    // the fleet would count as a free runner.
+    let posts = g.jit_posts();
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    let gone = wait_until_blocking(T, || g.gh.runner_ids().is_empty());
+    assert!(
+        gone,
+        "registrations left: {:?}\nrequests: {:#?}\nlog:\n{}",
+        g.gh.runner_ids(),
+        g.gh.requests(),
+        daemon.log_text()
+    );
+    let deletes = g.all_deletes();
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    assert!(posts[0].ts_ms <= starts[0].ts_ms && starts[0].ts_ms <= deletes[0].ts_ms);
+    assert!(g.deliveries().is_empty(), "nothing delivered");
+    assert!(g.gh.issued_jit().len() == 1 && !daemon.log_text().contains(&g.gh.issued_jit()[0]));
+}
+
+#[test]
+fn a_boot_slower_than_readiness_is_stopped_without_github_and_its_runner_deleted() {
+    let mut g = GhEnv::new();
+    g.env.config.scheduler.ready_timeout = Duration::from_secs(1);
+    // The guest answers only after readiness has given up: the config minted before the
+    // boot never goes out, and the stop after failed readiness (the scheduler stops a VM
+    // whose guest never answered since it booted it) deletes the registration on the way,
+    // not as a gate.
+    g.env
+        .host
+        .set_boot_delay(ROOT1, Duration::from_secs(3))
+        .unwrap();
+    let daemon = g.env.spawn();
+
+    let start = ctl(&daemon.socket, &["vm", "start", ROOT1]);
+    assert_eq!(start.code, 0, "vm start: {start}");
+    let posts = g.jit_posts();
+    assert_eq!(posts.len(), 1, "registered before the start: {posts:#?}");
+    // The simulator logs a `stop` once it has answered, after the VM is already off.
+    let stopped = wait_until_blocking(T, || {
+        g.env.sim_state(ROOT1) == VmState::Stopped
+            && g.gh.runner_ids().is_empty()
+            && !g.calls("stop").is_empty()
+    });
+    assert!(
+        stopped,
+        "sim {:?}, registrations {:?}\nlog:\n{}",
+        g.env.sim_state(ROOT1),
+        g.gh.runner_ids(),
+        daemon.log_text()
+    );
+    assert!(g.deliveries().is_empty(), "the config never went out");
+    assert_eq!(g.env.host.read_guest_file(ROOT1, JIT_PATH).unwrap(), None);
+    let deletes = g.all_deletes();
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    let stops = g.calls("stop");
+    assert_eq!(stops.len(), 1, "{stops:#?}");
+    assert!(deletes[0].ts_ms <= stops[0].ts_ms);
+    assert_eq!(g.jit_posts().len(), 1, "no second registration");
 }
 
 #[test]
