@@ -5,7 +5,9 @@
 //! simulated host whose ground truth — power states, boots, guests, running jobs — it owns
 //! ([`host`], `ops`), with GitHub and Jenkins as simulated clients (`workload`). After
 //! every step it checks the scheduler's rules ([`invariants`]) and at the end reports
-//! per-team waits, boots, idle time, grants and refusals ([`metrics`]).
+//! per-team waits, boots, idle time, grants and refusals ([`metrics`]). [`compare`] runs
+//! two policies side by side against [`ideal`], the waits an overhead-free FIFO scheduler
+//! would get from the same arrivals.
 //!
 //! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; checked in
 //! `validate`), [`generate`] (Poisson arrivals, random traces for property tests),
@@ -19,6 +21,7 @@ pub mod daily;
 pub mod engine;
 pub mod generate;
 pub mod host;
+pub mod ideal;
 pub mod invariants;
 pub mod metrics;
 mod ops;

@@ -1,0 +1,472 @@
+//! The ideal-scheduler reference of `marble-sim compare`: the job waits a clairvoyant,
+//! overhead-free FIFO scheduler would get from the same arrivals on the same fleet.
+//!
+//! The model: no boot, stop, poll or probe time; a host of capacity `c` runs up to `c` jobs
+//! at once, each on its own VM (a VM runs one job at a time: one ephemeral runner, one
+//! Jenkins build); a ROOT job may run on a ROOT VM whose labels cover its own
+//! ([`crate::sched::labels_cover`]), an SPI build on the SPI VM it names, or on any SPI VM
+//! for `any`. Jobs are placed one by one in arrival order (FIFO list scheduling), each on the
+//! host where it can start earliest (ties: the first host), starting at
+//! `max(arrival, a slot of the host frees, an eligible VM of the host frees)`. A job is never
+//! delayed for a later one and a later one never fills a gap left before an earlier one's
+//! start (no backfilling; at capacity 1 there are no such gaps).
+//!
+//! Two variants: ROOT alone (SPI ignored: the best ROOT can get on this fleet with this
+//! discipline) and both teams in one FIFO order (ROOT before SPI at equal arrival times).
+//!
+//! This is a reference point — "what a perfect, overhead-free FIFO scheduler gets" — not a
+//! proven lower bound on any percentile: a scheduler that reorders jobs (shortest first,
+//! backfilling, choosing hosts with foresight) can beat FIFO on p95 in some traces. Like the
+//! engine's metrics, waits are arrival → start of jobs that start before the end of the
+//! simulated time; a job that would start later, or that no VM can run, has no wait.
+
+use marble_proto::Team;
+use serde::Serialize;
+
+use super::generate::{JenkinsArrival, RootArrival, arrivals};
+use super::metrics::percentile;
+use super::trace::Trace;
+use crate::sched::labels_cover;
+
+/// One VM of the ideal fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdealVm {
+    /// Its name (what a named SPI build asks for).
+    pub name: String,
+    /// Its team.
+    pub team: Team,
+    /// Runner labels (ROOT VMs).
+    pub labels: Vec<String>,
+}
+
+/// One host of the ideal fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdealHost {
+    /// Jobs (VMs) it runs at once.
+    pub capacity: u32,
+    /// Its VMs.
+    pub vms: Vec<IdealVm>,
+}
+
+/// What a job needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// A ROOT VM whose labels cover these.
+    Root(Vec<String>),
+    /// The SPI VM of this name, or any SPI VM for `None`.
+    Spi(Option<String>),
+}
+
+/// One job to place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdealJob {
+    /// Arrival, ms.
+    pub at_ms: u64,
+    /// Run time, ms.
+    pub duration_ms: u64,
+    /// Where it may run.
+    pub need: Need,
+}
+
+impl IdealJob {
+    fn from_root(a: &RootArrival) -> Self {
+        Self {
+            at_ms: a.at_ms,
+            duration_ms: a.duration_ms,
+            need: Need::Root(a.labels.iter().cloned().collect()),
+        }
+    }
+
+    fn from_spi(a: &JenkinsArrival) -> Self {
+        Self {
+            at_ms: a.at_ms,
+            duration_ms: a.duration_ms,
+            need: Need::Spi(a.vm.clone()),
+        }
+    }
+
+    fn is_root(&self) -> bool {
+        matches!(self.need, Need::Root(_))
+    }
+
+    fn fits(&self, vm: &IdealVm) -> bool {
+        match &self.need {
+            Need::Root(labels) => vm.team == Team::Root && labels_cover(&vm.labels, labels),
+            Need::Spi(name) => vm.team == Team::Spi && name.as_ref().is_none_or(|n| *n == vm.name),
+        }
+    }
+}
+
+/// The fleet of `trace`: its hosts, their capacities (`capacity` of `[host]`/`[[hosts]]`,
+/// the ground truth of how many VMs may run) and VMs.
+pub fn fleet(trace: &Trace) -> Vec<IdealHost> {
+    let mut hosts: Vec<IdealHost> = trace
+        .host_sections()
+        .into_iter()
+        .map(|h| IdealHost {
+            capacity: h.capacity,
+            vms: Vec::new(),
+        })
+        .collect();
+    for vm in trace.host_vms() {
+        if let Some(h) = hosts.get_mut(vm.host) {
+            h.vms.push(IdealVm {
+                name: vm.name,
+                team: vm.team,
+                labels: vm.labels.into_iter().collect(),
+            });
+        }
+    }
+    hosts
+}
+
+/// Start time of each job under FIFO list scheduling on `hosts` (see the module doc), in the
+/// order of `jobs`, which are placed in that order; `None` for a job no VM can run.
+pub fn schedule(hosts: &[IdealHost], jobs: &[IdealJob]) -> Vec<Option<u64>> {
+    // When each slot of each host, and each VM, is next free.
+    let mut slots: Vec<Vec<u64>> = hosts.iter().map(|h| vec![0; h.capacity as usize]).collect();
+    let mut vm_free: Vec<Vec<u64>> = hosts.iter().map(|h| vec![0; h.vms.len()]).collect();
+    let mut starts = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        // (start, host, slot, vm) of the earliest placement; the first host wins ties.
+        let mut best: Option<(u64, usize, usize, usize)> = None;
+        for (h, host) in hosts.iter().enumerate() {
+            let vm = host
+                .vms
+                .iter()
+                .enumerate()
+                .filter(|(_, vm)| job.fits(vm))
+                .map(|(v, _)| (vm_free[h][v], v))
+                .min();
+            let slot = slots[h]
+                .iter()
+                .enumerate()
+                .map(|(s, &free)| (free, s))
+                .min();
+            let (Some((vm_at, v)), Some((slot_at, s))) = (vm, slot) else {
+                continue;
+            };
+            let start = job.at_ms.max(vm_at).max(slot_at);
+            if best.is_none_or(|(b, ..)| start < b) {
+                best = Some((start, h, s, v));
+            }
+        }
+        starts.push(best.map(|(start, h, s, v)| {
+            let end = start.saturating_add(job.duration_ms);
+            slots[h][s] = end;
+            vm_free[h][v] = end;
+            start
+        }));
+    }
+    starts
+}
+
+/// One team's jobs under the ideal reference.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct IdealTeam {
+    /// Jobs that arrived.
+    pub arrived: u64,
+    /// Jobs that start before the end of the simulated time.
+    pub started: u64,
+    /// Jobs that would start only after the end.
+    pub started_after_end: u64,
+    /// Jobs no VM of the fleet can run (labels no VM covers, an SPI VM that does not exist).
+    pub unservable: u64,
+    /// Median wait of started jobs, ms.
+    pub wait_p50_ms: Option<u64>,
+    /// 95th percentile wait of started jobs, ms (nearest rank, as the engine's).
+    pub wait_p95_ms: Option<u64>,
+    /// Longest wait of a started job, ms.
+    pub wait_max_ms: Option<u64>,
+}
+
+impl IdealTeam {
+    /// Summarise the `starts` of `jobs` (as [`schedule`] returned them) of one team: `pick`
+    /// says which jobs belong to it; only starts before `end_ms` count as started.
+    fn of(
+        jobs: &[IdealJob],
+        starts: &[Option<u64>],
+        end_ms: u64,
+        pick: impl Fn(&IdealJob) -> bool,
+    ) -> Self {
+        let mut team = Self::default();
+        let mut waits = Vec::new();
+        for (job, start) in jobs.iter().zip(starts).filter(|(j, _)| pick(j)) {
+            team.arrived += 1;
+            match *start {
+                None => team.unservable += 1,
+                Some(s) if s >= end_ms => team.started_after_end += 1,
+                Some(s) => {
+                    team.started += 1;
+                    waits.push(s - job.at_ms);
+                }
+            }
+        }
+        waits.sort_unstable();
+        team.wait_p50_ms = percentile(&waits, 50);
+        team.wait_p95_ms = percentile(&waits, 95);
+        team.wait_max_ms = waits.last().copied();
+        team
+    }
+}
+
+/// ROOT and SPI placed together in one FIFO order.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct IdealBoth {
+    /// ROOT jobs.
+    pub root: IdealTeam,
+    /// SPI builds.
+    pub spi: IdealTeam,
+}
+
+/// The ideal reference for a trace: both variants.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Ideal {
+    /// ROOT alone, SPI ignored: the best ROOT gets on this fleet under overhead-free FIFO.
+    pub root_only: IdealTeam,
+    /// Both teams in one FIFO order (ROOT first at equal arrival times).
+    pub both: IdealBoth,
+}
+
+/// The reference for `hosts` and these arrivals, over `end_ms` of simulated time.
+pub fn reference(
+    hosts: &[IdealHost],
+    root: &[RootArrival],
+    spi: &[JenkinsArrival],
+    end_ms: u64,
+) -> Ideal {
+    let root_jobs: Vec<IdealJob> = root.iter().map(IdealJob::from_root).collect();
+    let root_starts = schedule(hosts, &root_jobs);
+    let root_only = IdealTeam::of(&root_jobs, &root_starts, end_ms, |_| true);
+
+    let mut all = root_jobs;
+    all.extend(spi.iter().map(IdealJob::from_spi));
+    // Stable: arrival order within each team is kept, and ROOT (first in `all`) goes first
+    // at equal times.
+    all.sort_by_key(|j| j.at_ms);
+    let starts = schedule(hosts, &all);
+    Ideal {
+        root_only,
+        both: IdealBoth {
+            root: IdealTeam::of(&all, &starts, end_ms, IdealJob::is_root),
+            spi: IdealTeam::of(&all, &starts, end_ms, |j| !j.is_root()),
+        },
+    }
+}
+
+/// The reference for `trace` run with `seed` (the seed in force: `--seed` or `sim.seed`),
+/// from the same arrivals the engine replays.
+pub fn ideal(trace: &Trace, seed: u64) -> Ideal {
+    let (root, spi) = arrivals(trace, seed);
+    let end_ms = u64::try_from(trace.sim.duration.as_millis()).unwrap_or(u64::MAX);
+    reference(&fleet(trace), &root, &spi, end_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn labels(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn root_vm(name: &str, l: &[&str]) -> IdealVm {
+        IdealVm {
+            name: name.into(),
+            team: Team::Root,
+            labels: labels(l),
+        }
+    }
+
+    fn spi_vm(name: &str) -> IdealVm {
+        IdealVm {
+            name: name.into(),
+            team: Team::Spi,
+            labels: Vec::new(),
+        }
+    }
+
+    fn host(capacity: u32, vms: Vec<IdealVm>) -> IdealHost {
+        IdealHost { capacity, vms }
+    }
+
+    fn root(at_ms: u64, duration_ms: u64, l: &[&str]) -> IdealJob {
+        IdealJob {
+            at_ms,
+            duration_ms,
+            need: Need::Root(labels(l)),
+        }
+    }
+
+    fn spi(at_ms: u64, duration_ms: u64, vm: Option<&str>) -> IdealJob {
+        IdealJob {
+            at_ms,
+            duration_ms,
+            need: Need::Spi(vm.map(str::to_owned)),
+        }
+    }
+
+    #[test]
+    fn two_hosts_three_jobs_at_once() {
+        let hosts = [
+            host(1, vec![root_vm("a-ROOT", &["macOS"])]),
+            host(1, vec![root_vm("b-ROOT", &["macOS"])]),
+        ];
+        // Jobs 1 and 2 start at once on hosts a and b; job 3 waits for the host that frees
+        // first: b at 30 s.
+        let jobs = [
+            root(0, 60_000, &["macOS"]),
+            root(0, 30_000, &["macOS"]),
+            root(0, 10_000, &["macOS"]),
+        ];
+        assert_eq!(
+            schedule(&hosts, &jobs),
+            vec![Some(0), Some(0), Some(30_000)]
+        );
+        let team = IdealTeam::of(&jobs, &schedule(&hosts, &jobs), u64::MAX, |_| true);
+        assert_eq!(team.started, 3);
+        assert_eq!(team.wait_p50_ms, Some(0));
+        assert_eq!(team.wait_p95_ms, Some(30_000));
+        assert_eq!(team.wait_max_ms, Some(30_000));
+    }
+
+    #[test]
+    fn fifo_does_not_let_a_later_job_jump_the_queue() {
+        let hosts = [host(1, vec![root_vm("a-ROOT", &["macOS"])])];
+        // The second job arrives before the first ends and starts when it does; the third,
+        // though shorter, queues behind the second.
+        let jobs = [
+            root(0, 100, &["macOS"]),
+            root(50, 100, &["macOS"]),
+            root(60, 1, &["macOS"]),
+        ];
+        assert_eq!(schedule(&hosts, &jobs), vec![Some(0), Some(100), Some(200)]);
+    }
+
+    #[test]
+    fn labels_restrict_the_hosts_a_job_may_use() {
+        // Only host b has a mac14 VM (labels are matched case-insensitively, as GitHub does).
+        let hosts = [
+            host(1, vec![root_vm("a-13", &["macOS", "mac13"])]),
+            host(1, vec![root_vm("b-14", &["macOS", "MAC14"])]),
+        ];
+        let jobs = [
+            root(0, 1_000, &["macOS", "mac14"]),
+            root(0, 1_000, &["macOS", "mac14"]),
+            root(0, 1_000, &["macOS", "mac15"]),
+            root(0, 1_000, &["macOS"]),
+        ];
+        // The second mac14 job waits for b although a is free; no VM runs mac15; the plain
+        // macOS job takes the free host a.
+        assert_eq!(
+            schedule(&hosts, &jobs),
+            vec![Some(0), Some(1_000), None, Some(0)]
+        );
+        let team = IdealTeam::of(&jobs, &schedule(&hosts, &jobs), u64::MAX, |_| true);
+        assert_eq!((team.arrived, team.started, team.unservable), (4, 3, 1));
+    }
+
+    #[test]
+    fn spi_any_takes_any_spi_vm_and_a_named_build_only_its_own() {
+        let hosts = [
+            host(1, vec![root_vm("a-ROOT", &["macOS"]), spi_vm("a-SPI")]),
+            host(1, vec![spi_vm("b-SPI")]),
+        ];
+        let jobs = [
+            spi(0, 500, Some("a-SPI")),
+            spi(0, 500, Some("a-SPI")),
+            spi(0, 500, None),
+            spi(0, 500, Some("c-SPI")),
+            root(0, 500, &["macOS"]),
+        ];
+        // The named builds queue on a-SPI; `any` runs at once on b; c-SPI does not exist; the
+        // ROOT job needs host a, busy with SPI until 1 s.
+        assert_eq!(
+            schedule(&hosts, &jobs),
+            vec![Some(0), Some(500), Some(0), None, Some(1_000)]
+        );
+    }
+
+    #[test]
+    fn capacity_two_runs_two_jobs_but_one_per_vm() {
+        let two_vms = [host(
+            2,
+            vec![root_vm("a-1", &["macOS"]), root_vm("a-2", &["macOS"])],
+        )];
+        let one_vm = [host(2, vec![root_vm("a-1", &["macOS"])])];
+        let jobs = [
+            root(0, 100, &["macOS"]),
+            root(0, 100, &["macOS"]),
+            root(0, 100, &["macOS"]),
+        ];
+        assert_eq!(schedule(&two_vms, &jobs), vec![Some(0), Some(0), Some(100)]);
+        assert_eq!(
+            schedule(&one_vm, &jobs),
+            vec![Some(0), Some(100), Some(200)]
+        );
+    }
+
+    #[test]
+    fn root_only_ignores_spi_and_both_share_the_hosts_fifo() {
+        let hosts = [host(
+            1,
+            vec![root_vm("a-ROOT", &["macOS"]), spi_vm("a-SPI")],
+        )];
+        let root_arrivals = [
+            RootArrival {
+                at_ms: 0,
+                duration_ms: 1_000,
+                labels: BTreeSet::from(["macOS".to_owned()]),
+            },
+            RootArrival {
+                at_ms: 100,
+                duration_ms: 1_000,
+                labels: BTreeSet::from(["macOS".to_owned()]),
+            },
+        ];
+        let spi_arrivals = [JenkinsArrival {
+            at_ms: 50,
+            vm: None,
+            duration_ms: 2_000,
+            wait_ms: 0,
+            retry_ms: 0,
+        }];
+        let r = reference(&hosts, &root_arrivals, &spi_arrivals, u64::MAX);
+        // ROOT alone: 0 → 0, 100 → 1 000 (wait 900).
+        assert_eq!(r.root_only.wait_max_ms, Some(900));
+        // FIFO with SPI: ROOT 0 at 0; SPI (50) at 1 000; ROOT (100) at 3 000 (wait 2 900).
+        assert_eq!(r.both.root.wait_p50_ms, Some(0));
+        assert_eq!(r.both.root.wait_max_ms, Some(2_900));
+        assert_eq!(r.both.spi.wait_max_ms, Some(950));
+        assert_eq!((r.both.root.arrived, r.both.spi.arrived), (2, 1));
+    }
+
+    #[test]
+    fn jobs_starting_after_the_end_have_no_wait() {
+        let hosts = [host(1, vec![root_vm("a", &["macOS"])])];
+        let jobs = [root(0, 1_000, &["macOS"]), root(10, 1_000, &["macOS"])];
+        let starts = schedule(&hosts, &jobs);
+        let team = IdealTeam::of(&jobs, &starts, 1_000, |_| true);
+        assert_eq!((team.started, team.started_after_end), (1, 1));
+        assert_eq!(team.wait_max_ms, Some(0));
+    }
+
+    #[test]
+    fn the_fleet_of_a_trace_has_its_hosts_capacities_and_vms() {
+        let t = crate::sim::standard::standard_trace(1, 1, 2);
+        let f = fleet(&t);
+        assert_eq!(f.len(), 2);
+        for h in &f {
+            assert_eq!(h.capacity, 1);
+            assert_eq!(h.vms.iter().filter(|v| v.team == Team::Spi).count(), 1);
+            assert!(h.vms.iter().any(|v| v.labels.iter().any(|l| l == "mac14")));
+        }
+        // Same arrivals as the engine: every ROOT job of a day of standard load is counted.
+        let (root, _) = arrivals(&t, 1);
+        let r = ideal(&t, 1);
+        assert_eq!(r.root_only.arrived, root.len() as u64);
+        assert!(r.root_only.started > 0);
+    }
+}
