@@ -1,5 +1,6 @@
 //! Prometheus metrics: [`render`] turns the scheduler's status, counters and last demand
-//! snapshot into the text exposition format (0.0.4); the `Metrics` request answers with it
+//! snapshot, and the image transfers' counters ([`crate::transfers::Transfers::metrics`]),
+//! into the text exposition format (0.0.4); the `Metrics` request answers with it
 //! and, with `[metrics] textfile = path`, [`run_textfile`] writes it atomically for
 //! node_exporter's textfile collector every interval.
 //!
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::demand::JenkinsDemand;
 use crate::sched::{Counters, DemandSnapshot};
+use crate::transfers::TransferMetrics;
 
 /// `[metrics]`: the node_exporter textfile (absent: only `marblectl metrics`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +137,7 @@ fn f(v: u64) -> f64 {
 pub fn render(
     status: &StatusReport,
     counters: &Counters,
+    transfers: &TransferMetrics,
     demand: &DemandSnapshot,
     jenkins: Option<&JenkinsDemand>,
     now_ms: u64,
@@ -333,6 +336,7 @@ pub fn render(
     ] {
         o.sample("marble_probes_total", &[("result", result)], f(n));
     }
+    render_transfers(&mut o, transfers);
 
     // Demand: queued jobs and the oldest one's age per label set.
     let mut by_labels: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -397,6 +401,52 @@ pub fn render(
         }
     }
     o.text
+}
+
+/// Image transfers. Always rendered (zeros in a build without feature `s3`, where no transfer
+/// can start), so a dashboard's series exist before the first transfer.
+fn render_transfers(o: &mut Out, t: &TransferMetrics) {
+    o.family(
+        "marble_transfer_bytes_total",
+        "counter",
+        "Object bytes image transfers moved over the wire since marbled started, added as each S3 request succeeds (so a running transfer counts): push = sent to S3 (parts, manifests), pull = received from S3 (pull, verify, a push's read-back). A resumed transfer counts only what it sends or fetches again; HTTP headers, XML and failed attempts are not counted.",
+    );
+    o.sample(
+        "marble_transfer_bytes_total",
+        &[("direction", "push")],
+        f(t.bytes_sent),
+    );
+    o.sample(
+        "marble_transfer_bytes_total",
+        &[("direction", "pull")],
+        f(t.bytes_received),
+    );
+    o.family(
+        "marble_transfers_total",
+        "counter",
+        "Image transfers (push, pull, verify) ended since marbled started, by result (failed includes those interrupted by a shutdown).",
+    );
+    for k in &t.kinds {
+        for (result, n) in [("ok", k.ok), ("failed", k.failed)] {
+            o.sample(
+                "marble_transfers_total",
+                &[("kind", &k.kind), ("result", result)],
+                f(n),
+            );
+        }
+    }
+    o.family(
+        "marble_transfers_running",
+        "gauge",
+        "Image transfers running now, by kind.",
+    );
+    for k in &t.kinds {
+        o.sample(
+            "marble_transfers_running",
+            &[("kind", &k.kind)],
+            f(k.running),
+        );
+    }
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -492,6 +542,7 @@ mod tests {
             decisions: vec![],
             inventory_ms: 0,
         };
+        // Only the field this test is about: the snapshot grows others.
         let demand = DemandSnapshot {
             root_jobs: vec![
                 QueuedJob {
@@ -505,7 +556,7 @@ mod tests {
                     labels: vec!["self-hosted".into(), "macos".into()],
                 },
             ],
-            free_runners: vec![],
+            ..DemandSnapshot::default()
         };
         let jenkins = JenkinsDemand {
             by_label: vec![(Some("macos".into()), 2, 10_000)],
@@ -513,6 +564,7 @@ mod tests {
         let text = render(
             &status,
             &Counters::default(),
+            &TransferMetrics::default(),
             &demand,
             Some(&jenkins),
             70_000,
@@ -525,6 +577,83 @@ mod tests {
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(types, helps);
+    }
+
+    #[test]
+    fn transfer_families() {
+        use crate::transfers::KindCounts;
+        let status = StatusReport {
+            daemon_version: "0.1".into(),
+            host: "h".into(),
+            policy: "manual".into(),
+            capacity: 1,
+            paused: None,
+            draining: None,
+            vms: vec![],
+            pending: vec![],
+            decisions: vec![],
+            inventory_ms: 0,
+        };
+        let transfers = TransferMetrics {
+            bytes_sent: 5_000_000_017,
+            bytes_received: 42,
+            kinds: vec![
+                KindCounts {
+                    kind: "push".into(),
+                    running: 1,
+                    ok: 2,
+                    failed: 3,
+                },
+                KindCounts {
+                    kind: "pull".into(),
+                    running: 0,
+                    ok: 0,
+                    failed: 1,
+                },
+            ],
+        };
+        let text = render(
+            &status,
+            &Counters::default(),
+            &transfers,
+            &DemandSnapshot::default(),
+            None,
+            1,
+        );
+        // Each family announced once, its samples right after its TYPE line, in this order.
+        let expected = "# TYPE marble_transfer_bytes_total counter\n\
+            marble_transfer_bytes_total{direction=\"push\"} 5000000017\n\
+            marble_transfer_bytes_total{direction=\"pull\"} 42\n\
+            # HELP marble_transfers_total ";
+        assert!(text.contains(expected), "{text}");
+        let expected = "# TYPE marble_transfers_total counter\n\
+            marble_transfers_total{kind=\"push\",result=\"ok\"} 2\n\
+            marble_transfers_total{kind=\"push\",result=\"failed\"} 3\n\
+            marble_transfers_total{kind=\"pull\",result=\"ok\"} 0\n\
+            marble_transfers_total{kind=\"pull\",result=\"failed\"} 1\n\
+            # HELP marble_transfers_running ";
+        assert!(text.contains(expected), "{text}");
+        let expected = "# TYPE marble_transfers_running gauge\n\
+            marble_transfers_running{kind=\"push\"} 1\n\
+            marble_transfers_running{kind=\"pull\"} 0\n";
+        assert!(text.contains(expected), "{text}");
+        for family in [
+            "marble_transfer_bytes_total",
+            "marble_transfers_total",
+            "marble_transfers_running",
+        ] {
+            let help = format!("# HELP {family} ");
+            assert_eq!(text.matches(&help).count(), 1, "{family}");
+        }
+        // The HELP says what is counted, as one line (no raw newline in it).
+        let help = text
+            .lines()
+            .find(|l| l.starts_with("# HELP marble_transfer_bytes_total "))
+            .unwrap();
+        assert!(
+            help.contains("push = sent to S3") && help.contains("resumed"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //! refused with `Busy` while any VM occupies the host). A pull holds the name it registers.
 //! S3 access only happens in the jobs (module `crate::images`, feature `s3`); secrets never
 //! reach this module.
+//!
+//! Metrics ([`Transfers::metrics`]): transfers running and ended per kind, and the object
+//! bytes every job's S3 client moved (an `images::WireBytes` shared by all jobs, added to per
+//! request as it completes, so a long push counts while it runs and a resumed one counts only
+//! what it sends again). Without feature `s3` no transfer can start and all of them are 0.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -38,6 +43,32 @@ use crate::sched::{Action, Command};
 pub const FINISHED_KEPT: usize = 16;
 /// Most frequent progress forwarded to a following client (phase changes always go out).
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// Transfer kinds, each exported by the metrics even before its first transfer.
+pub const KINDS: [&str; 3] = ["push", "pull", "verify"];
+
+/// What the metrics export about transfers (since the daemon started).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferMetrics {
+    /// Object bytes sent to S3 (part uploads, manifests), per successful request.
+    pub bytes_sent: u64,
+    /// Object bytes received from S3 (ranges, manifests), per successful request.
+    pub bytes_received: u64,
+    /// One row per kind: every one of [`KINDS`], then any other kind seen.
+    pub kinds: Vec<KindCounts>,
+}
+
+/// Transfers of one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindCounts {
+    /// `push`, `pull` or `verify`.
+    pub kind: String,
+    /// Running now.
+    pub running: u64,
+    /// Ended without error.
+    pub ok: u64,
+    /// Ended with an error (including those interrupted by a daemon shutdown).
+    pub failed: u64,
+}
 
 /// Latest progress of one transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +132,11 @@ pub struct Transfers {
     running: BTreeMap<u64, Running>,
     finished: VecDeque<TransferInfo>,
     cancel: CancellationToken,
+    /// Ended transfers by kind: (ok, failed) (one entry per kind, so bounded).
+    ended: BTreeMap<String, (u64, u64)>,
+    /// Object bytes moved by every job's S3 client.
+    #[cfg(feature = "s3")]
+    wire: std::sync::Arc<crate::images::WireBytes>,
 }
 
 impl std::fmt::Debug for Transfers {
@@ -231,6 +267,12 @@ impl Transfers {
                     return false;
                 };
                 let p = *r.progress.borrow();
+                let ended = self.ended.entry(r.info.kind.clone()).or_default();
+                if error.is_some() {
+                    ended.1 += 1;
+                } else {
+                    ended.0 += 1;
+                }
                 let info = TransferInfo {
                     phase: if error.is_some() { "failed" } else { "done" }.to_owned(),
                     done: p.done,
@@ -251,6 +293,43 @@ impl Transfers {
                 self.finished.truncate(FINISHED_KEPT);
                 true
             }
+        }
+    }
+
+    /// The counters and gauges [`crate::metrics`] exports.
+    pub fn metrics(&self) -> TransferMetrics {
+        let mut kinds: Vec<KindCounts> = KINDS
+            .iter()
+            .map(|k| KindCounts {
+                kind: (*k).to_owned(),
+                ..KindCounts::default()
+            })
+            .collect();
+        let seen = self.running.values().map(|r| r.info.kind.as_str());
+        for kind in seen.chain(self.ended.keys().map(String::as_str)) {
+            if !kinds.iter().any(|k| k.kind == kind) {
+                kinds.push(KindCounts {
+                    kind: kind.to_owned(),
+                    ..KindCounts::default()
+                });
+            }
+        }
+        for k in &mut kinds {
+            k.running = self
+                .running
+                .values()
+                .filter(|r| r.info.kind == k.kind)
+                .count() as u64;
+            (k.ok, k.failed) = self.ended.get(&k.kind).copied().unwrap_or_default();
+        }
+        #[cfg(feature = "s3")]
+        let (bytes_sent, bytes_received) = (self.wire.sent(), self.wire.received());
+        #[cfg(not(feature = "s3"))]
+        let (bytes_sent, bytes_received) = (0, 0);
+        TransferMetrics {
+            bytes_sent,
+            bytes_received,
+            kinds,
         }
     }
 
@@ -462,6 +541,7 @@ impl Transfers {
             hv: env.ctx.hv.clone(),
             images: env.ctx.images.clone(),
             host: env.host.to_owned(),
+            wire: self.wire.clone(),
         };
         let Some((kind, subject, image, holds, host_hold, detach)) = plan.transfer() else {
             // List and remove: one S3 call or a few, answered by a plain job.
@@ -597,6 +677,47 @@ mod tests {
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].phase, "done");
         assert!(list[0].finished_ms > 0);
+    }
+
+    #[test]
+    fn metrics_count_running_and_ended_per_kind() {
+        let mut t = Transfers::new(CancellationToken::new());
+        // Before any transfer: every kind listed, all zero.
+        let m = t.metrics();
+        assert_eq!(
+            m.kinds.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>(),
+            KINDS
+        );
+        assert!(
+            m.kinds
+                .iter()
+                .all(|k| k.running == 0 && k.ok == 0 && k.failed == 0)
+        );
+        assert_eq!((m.bytes_sent, m.bytes_received), (0, 0));
+
+        t.running.insert(1, running(1, &["a"], false));
+        t.running.insert(2, running(2, &["b"], false));
+        let mut pull = running(3, &[], false);
+        pull.info.kind = "pull".into();
+        t.running.insert(3, pull);
+        let m = t.metrics();
+        assert_eq!(m.kinds[0].running, 2, "{m:?}");
+        assert_eq!(m.kinds[1].running, 1, "{m:?}");
+
+        t.on_event(TransferEvent::Finished { id: 1, error: None });
+        t.on_event(TransferEvent::Finished {
+            id: 2,
+            error: Some("boom".into()),
+        });
+        t.on_event(TransferEvent::Finished { id: 3, error: None });
+        // A second report for the same id changes nothing.
+        t.on_event(TransferEvent::Finished { id: 3, error: None });
+        let m = t.metrics();
+        let push = &m.kinds[0];
+        assert_eq!((push.running, push.ok, push.failed), (0, 1, 1), "{m:?}");
+        let pull = &m.kinds[1];
+        assert_eq!((pull.running, pull.ok, pull.failed), (0, 1, 0), "{m:?}");
+        assert_eq!(m.kinds.len(), KINDS.len());
     }
 
     #[test]

@@ -192,6 +192,9 @@ fn metrics_and_textfile_are_valid_exposition_text() {
         ("marble_vm_busy", "gauge"),
         ("marble_job_wait_seconds", "gauge"),
         ("marble_slot_grant_latency_seconds", "summary"),
+        ("marble_transfer_bytes_total", "counter"),
+        ("marble_transfers_total", "counter"),
+        ("marble_transfers_running", "gauge"),
     ] {
         assert_eq!(families.get(name).map(String::as_str), Some(kind), "{name}");
     }

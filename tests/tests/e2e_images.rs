@@ -6,11 +6,18 @@
 //! VM (byte-identical disk, holes preserved, new MAC, registered), list / verify / transfers,
 //! then a detached push whose stored object is corrupted: verify and pull fail with exit 65,
 //! nothing is registered and no partial bundle is left. The daemon logs at TRACE throughout
-//! (the AWS SDK included) and its log must never contain the S3 secret key.
+//! (the AWS SDK included) and its log must never contain the S3 secret key. Along the way,
+//! `marblectl metrics` must count exactly the object bytes each transfer moved (compared with
+//! the objects' sizes on the S3 server's disk) and every transfer's outcome.
+//!
+//! A second test checks the counter behind those metrics on the image store itself, where a
+//! push can be interrupted at a known point: it grows while the push runs, and a resumed push
+//! adds exactly the bytes it sends again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use marble_tests::harness::{
@@ -18,6 +25,7 @@ use marble_tests::harness::{
 };
 use marble_tests::prlsim::SimHost;
 use marble_tests::s3::{LocalS3, SECRET_KEY};
+use marbled::images::{ImageName, ImageStore, Phase, Progress, WireBytes};
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1024 * 1024;
@@ -78,6 +86,44 @@ fn ok(socket: &Path, args: &[&str]) -> String {
     stdout
 }
 
+/// The value of one series of `marblectl metrics`, `series` spelled as rendered
+/// (`name{label="value",...}`).
+#[track_caller]
+fn metric(socket: &Path, series: &str) -> u64 {
+    let text = ok(socket, &["metrics"]);
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"));
+    value
+        .parse()
+        .unwrap_or_else(|e| panic!("{series} {value:?}: {e}"))
+}
+
+const PUSHED: &str = "marble_transfer_bytes_total{direction=\"push\"}";
+const PULLED: &str = "marble_transfer_bytes_total{direction=\"pull\"}";
+
+fn ended(socket: &Path, kind: &str, result: &str) -> u64 {
+    metric(
+        socket,
+        &format!("marble_transfers_total{{kind=\"{kind}\",result=\"{result}\"}}"),
+    )
+}
+
+/// Bytes of the image's data object and manifest as stored by the S3 server: what a push
+/// sends, and what a verify or pull of it receives.
+fn stored_bytes(s3: &LocalS3, image: &str) -> u64 {
+    [".marble", ".marble.json"]
+        .iter()
+        .map(|suffix| {
+            let path = s3.object_path(&format!("ROOT/{image}{suffix}"));
+            std::fs::metadata(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .len()
+        })
+        .sum()
+}
+
 fn transfers(socket: &Path) -> Vec<serde_json::Value> {
     let out = ok(socket, &["--json", "image", "transfers"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -111,6 +157,11 @@ fn push_pull_scrub_corruption_and_no_secret_in_logs() {
     config.images = images;
     let daemon = DaemonProcess::spawn_with_log(dir.path(), &config, "trace");
     let sock = daemon.socket.clone();
+    // Exported from the start, at 0.
+    assert_eq!(metric(&sock, PUSHED), 0);
+    assert_eq!(metric(&sock, PULLED), 0);
+    assert_eq!(ended(&sock, "push", "ok"), 0);
+    assert_eq!(metric(&sock, "marble_transfers_running{kind=\"push\"}"), 0);
 
     // Push: scrubbed clone, original untouched, clone removed.
     let out = ok(&sock, &["image", "push", VM, "--name", IMAGE]);
@@ -132,16 +183,36 @@ fn push_pull_scrub_corruption_and_no_secret_in_logs() {
         .collect();
     assert_eq!(names, [VM], "the push clone is deleted");
 
+    // Metrics: exactly the stored bytes went up (every part once, then the manifest), none
+    // came back (the default verify_after_push = "etag" only HEADs the object).
+    let image_bytes = stored_bytes(&s3, IMAGE);
+    assert!(image_bytes > 2 * MIB, "{image_bytes}");
+    assert_eq!(metric(&sock, PUSHED), image_bytes);
+    assert_eq!(metric(&sock, PULLED), 0);
+    assert_eq!(ended(&sock, "push", "ok"), 1);
+    assert_eq!(ended(&sock, "push", "failed"), 0);
+    assert_eq!(metric(&sock, "marble_transfers_running{kind=\"push\"}"), 0);
+
     // Listed and verified.
     let ls = ok(&sock, &["--json", "image", "ls", "--team", "root"]);
     assert!(ls.contains(IMAGE) && ls.contains("\"marble\""), "{ls}");
     let verify = ok(&sock, &["image", "verify", IMAGE]);
     assert!(verify.contains("OK"), "{verify}");
+    // Verify reads the manifest and every chunk once.
+    assert_eq!(metric(&sock, PULLED), image_bytes);
+    assert_eq!(ended(&sock, "verify", "ok"), 1);
 
     // Pull as another VM: registered, renamed, new MAC, disk byte-identical with holes.
     let copy = "macphsft-test-ROOT-VM-macOS-14-copy";
     let out = ok(&sock, &["image", "pull", IMAGE, "--as", copy]);
     assert!(out.contains(copy) && out.contains("MAC"), "{out}");
+    assert_eq!(
+        metric(&sock, PULLED),
+        2 * image_bytes,
+        "pull reads it once more"
+    );
+    assert_eq!(ended(&sock, "pull", "ok"), 1);
+    assert_eq!(metric(&sock, PUSHED), image_bytes, "a pull sends nothing");
     let pulled = sim.vm(copy).expect("pulled VM registered under --as name");
     assert_ne!(pulled.uuid, src.uuid);
     assert_ne!(
@@ -187,6 +258,12 @@ fn push_pull_scrub_corruption_and_no_secret_in_logs() {
     let t2 = t.iter().find(|t| t["image"] == IMAGE2).expect("listed");
     assert_eq!(t2["phase"], "done", "{t2}");
     assert!(t2["error"].is_null(), "{t2}");
+    assert_eq!(
+        metric(&sock, PUSHED),
+        image_bytes + stored_bytes(&s3, IMAGE2),
+        "the detached push counted too"
+    );
+    assert_eq!(ended(&sock, "push", "ok"), 2);
 
     // Corrupt the stored object: verify and pull fail cleanly (65), nothing registered, no
     // bundle, no partial download left.
@@ -214,6 +291,13 @@ fn push_pull_scrub_corruption_and_no_secret_in_logs() {
         .map(|e| e.expect("entry").path())
         .collect();
     assert_eq!(before, after, "no bundle or partial download left");
+    assert_eq!(ended(&sock, "verify", "failed"), 1);
+    assert_eq!(ended(&sock, "pull", "failed"), 1);
+    assert_eq!(ended(&sock, "pull", "ok"), 1);
+    for kind in ["push", "pull", "verify"] {
+        let running = format!("marble_transfers_running{{kind=\"{kind}\"}}");
+        assert_eq!(metric(&sock, &running), 0, "{kind}");
+    }
 
     // rm, and the transfer history names the failure.
     ok(&sock, &["image", "rm", IMAGE2]);
@@ -239,5 +323,80 @@ fn push_pull_scrub_corruption_and_no_secret_in_logs() {
     assert!(
         !log.contains(SECRET_KEY),
         "the S3 secret key appeared in the daemon log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_bytes_grow_during_a_push_and_a_resumed_push_adds_only_what_it_resends() {
+    let Some(s3) = LocalS3::start() else { return };
+    let mut cfg = s3.config();
+    // One part in flight: at each upload progress report the parts sent are exactly the
+    // parts journaled, which are the ones a resumed push skips.
+    cfg.concurrency = 1;
+    let wire = Arc::new(WireBytes::default());
+    let store = ImageStore::new(cfg)
+        .await
+        .expect("store")
+        .counting_into(wire.clone());
+    let work = tempfile::tempdir().expect("tmp");
+    let name = ImageName::parse("2026-03-04-ROOT-VM-macOS-26").expect("name");
+    let bundle = work.path().join(format!("{name}.macvm"));
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    // Incompressible: about five 5 MiB parts.
+    std::fs::write(bundle.join("disk.hds"), noise(7, 24 * MIB as usize)).expect("write");
+
+    // First attempt, dropped once 10 MiB of payload are uploaded; every upload report
+    // records (payload done, object bytes counted so far).
+    let seen: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let (seen2, notify2, wire2) = (seen.clone(), notify.clone(), wire.clone());
+    let progress = move |p: Progress| {
+        if p.phase == Phase::Upload && p.done > 0 {
+            seen2.lock().expect("seen").push((p.done, wire2.sent()));
+            if p.done >= 10 * MIB {
+                notify2.notify_one();
+            }
+        }
+    };
+    tokio::select! {
+        r = store.push_dir(&bundle, &name, &progress) => panic!("push finished before the interruption: {r:?}"),
+        () = notify.notified() => {}
+        () = tokio::time::sleep(Duration::from_secs(120)) => panic!("no upload progress"),
+    }
+    let seen = seen.lock().expect("seen").clone();
+    assert!(seen.len() >= 2, "{seen:?}");
+    // Counted as the parts went, not at the end: every report already saw its part's bytes,
+    // and the count grew with the payload.
+    assert!(seen[0].1 > 0, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[1].1 > w[0].1), "{seen:?}");
+    let journaled = seen.last().expect("a report").1;
+    let first = wire.sent();
+    // At most the one part in flight when the push was dropped went out unjournaled.
+    assert!(first >= journaled, "{first} < {journaled}");
+
+    let r = tokio::time::timeout(
+        Duration::from_secs(120),
+        store.push_dir(&bundle, &name, &|_| {}),
+    )
+    .await
+    .expect("timeout")
+    .expect("resumed push");
+    assert!(
+        r.parts_resumed >= 2,
+        "resumed {} of {}",
+        r.parts_resumed,
+        r.parts
+    );
+    assert_eq!(
+        wire.sent() - first,
+        stored_bytes(&s3, name.as_str()) - journaled,
+        "the resumed push sent everything but the journaled parts, once ({} parts, {} resumed)",
+        r.parts,
+        r.parts_resumed
+    );
+    assert_eq!(
+        wire.received(),
+        0,
+        "a push with verify_after_push = \"etag\" reads nothing back"
     );
 }

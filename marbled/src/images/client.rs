@@ -1,6 +1,10 @@
 //! The S3 access layer: builds the aws-sdk-s3 client for S3-compatible servers (Ceph RGW,
 //! Garage, s3s-fs) and wraps the handful of calls MARBLE makes, mapping SDK errors to
-//! [`ImageError::S3`] and "not found" to `None`.
+//! [`ImageError::S3`] and "not found" to `None`. With [`Bucket::count_into`] it also adds the
+//! object bytes it moves to a [`WireBytes`] (the daemon's transfer metrics).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_s3::config::{
     BehaviorVersion, Builder, Credentials, Region, RequestChecksumCalculation,
@@ -35,11 +39,38 @@ pub struct ObjectHead {
     pub etag: Option<String>,
 }
 
+/// Object bytes moved by the buckets that count into it, since it was created.
+///
+/// Counted per request that succeeded, so they are the bytes S3 acknowledged (request bodies
+/// of part uploads and puts) or that arrived in full (response bodies of gets): a part that
+/// is not sent again because a resumed push found it already stored adds nothing. HTTP
+/// headers, XML bodies (listings, multipart completion) and the SDK's own retries of a failed
+/// request are not counted.
+#[derive(Debug, Default)]
+pub struct WireBytes {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl WireBytes {
+    /// Bytes of object data sent to S3.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of object data received from S3.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
 /// A bucket on an S3-compatible server.
 #[derive(Clone, Debug)]
 pub struct Bucket {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// Where moved object bytes are added (None: not counted).
+    wire: Option<Arc<WireBytes>>,
 }
 
 fn s3_err<E, R>(op: &'static str, key: &str, e: &SdkError<E, R>) -> ImageError
@@ -138,7 +169,26 @@ impl Bucket {
         Ok(Self {
             client: aws_sdk_s3::Client::from_conf(b.build()),
             bucket: cfg.bucket.clone(),
+            wire: None,
         })
+    }
+
+    /// From now on, add the object bytes this bucket (and its clones made afterwards) sends
+    /// and receives to `wire`.
+    pub fn count_into(&mut self, wire: Arc<WireBytes>) {
+        self.wire = Some(wire);
+    }
+
+    fn count_sent(&self, n: usize) {
+        if let Some(w) = &self.wire {
+            w.sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn count_received(&self, n: usize) {
+        if let Some(w) = &self.wire {
+            w.received.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 
     /// The bucket name.
@@ -181,7 +231,9 @@ impl Bucket {
                     key: key.to_string(),
                     detail: e.to_string(),
                 })?;
-                Ok(Some(data.into_bytes()))
+                let data = data.into_bytes();
+                self.count_received(data.len());
+                Ok(Some(data))
             }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(s3_err("get", key, &e)),
@@ -220,6 +272,8 @@ impl Bucket {
                 detail: e.to_string(),
             })?
             .into_bytes();
+        // Received even when short (the check below then fails the transfer).
+        self.count_received(data.len());
         if data.len() as u64 != len {
             return Err(ImageError::Corrupt {
                 name: key.to_string(),
@@ -237,6 +291,7 @@ impl Bucket {
         content_type: &str,
     ) -> Result<(), ImageError> {
         let md5 = super::md5_base64(&body);
+        let len = body.len();
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -247,6 +302,7 @@ impl Bucket {
             .send()
             .await
             .map_err(|e| s3_err("put", key, &e))?;
+        self.count_sent(len);
         Ok(())
     }
 
@@ -280,6 +336,7 @@ impl Bucket {
         body: Bytes,
         md5_b64: &str,
     ) -> Result<String, ImageError> {
+        let len = body.len();
         let o = self
             .client
             .upload_part()
@@ -292,6 +349,7 @@ impl Bucket {
             .send()
             .await
             .map_err(|e| s3_err("upload part", key, &e))?;
+        self.count_sent(len);
         Ok(o.e_tag().map(unquote).unwrap_or_default())
     }
 

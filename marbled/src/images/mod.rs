@@ -30,7 +30,7 @@ mod push;
 pub mod sparse;
 pub mod vm;
 
-pub use client::{Bucket, ObjectInfo};
+pub use client::{Bucket, ObjectInfo, WireBytes};
 pub use config::{ChecksumMode, CredentialSource, ImageStoreConfig, ScrubConfig, VerifyAfterPush};
 pub use error::ImageError;
 pub use manifest::Manifest;
@@ -200,6 +200,13 @@ impl ImageStore {
     /// The bucket (raw object access, e.g. for tools and tests).
     pub fn bucket(&self) -> &Bucket {
         &self.bucket
+    }
+
+    /// Add the object bytes this store moves from now on to `wire` (see [`WireBytes`]).
+    #[must_use]
+    pub fn counting_into(mut self, wire: std::sync::Arc<WireBytes>) -> Self {
+        self.bucket.count_into(wire);
+        self
     }
 
     /// Pushes the bundle directory `dir` as image `name`. Resumes an interrupted push of the

@@ -19,7 +19,7 @@ use crate::error::to_wire;
 use crate::hypervisor::{Hypervisor, StopMode};
 use crate::images::{
     ImageError, ImageName, ImageStore, ImageStoreConfig, Phase, Progress, PullVmOptions,
-    PushVmOptions,
+    PushVmOptions, WireBytes,
 };
 
 /// What a validated image request will do.
@@ -106,6 +106,8 @@ pub struct Job {
     pub images: Arc<ImageStoreConfig>,
     /// This host's name.
     pub host: String,
+    /// Where the store adds the object bytes it moves (the daemon's metrics).
+    pub wire: Arc<WireBytes>,
 }
 
 /// How a transfer talks back to the actor.
@@ -200,6 +202,7 @@ impl Job {
     async fn store(&self) -> Result<ImageStore, WireError> {
         ImageStore::new((*self.images).clone())
             .await
+            .map(|store| store.counting_into(self.wire.clone()))
             .map_err(|e| wire(&e))
     }
 
