@@ -109,6 +109,8 @@ enum ActorCommand {
 pub struct DaemonHandle {
     tx: mpsc::Sender<ActorCommand>,
     next_req: Arc<AtomicU64>,
+    /// Rung when the scheduler asks for a fresh demand snapshot (`Effect::RefreshDemand`).
+    demand_nudge: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for ActorCommand {
@@ -129,6 +131,12 @@ fn gone() -> WireError {
 }
 
 impl DaemonHandle {
+    /// Notified when the scheduler wants a fresh demand snapshot before the next poll (a
+    /// host just became free): the demand poller listens on it.
+    pub fn demand_nudge(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.demand_nudge)
+    }
+
     /// Answer a read-only request (`Status`, `ListVms`, `ShowVm`).
     pub async fn query(&self, request: Request) -> Result<Response, WireError> {
         let (reply, rx) = oneshot::channel();
@@ -278,6 +286,8 @@ pub struct Supervisor {
     tool_env: Arc<Vec<(String, String)>>,
     /// The Jenkins queue as last polled (metrics only).
     jenkins_queue: Option<JenkinsDemand>,
+    /// Shared with the demand poller (see [`DaemonHandle::demand_nudge`]).
+    demand_nudge: Arc<tokio::sync::Notify>,
     /// `[fleet]` heartbeat reader for `FleetList` (None: not configured).
     #[cfg(feature = "s3")]
     fleet: Option<Arc<crate::fleet::FleetReader>>,
@@ -297,6 +307,7 @@ impl Supervisor {
     ) -> (Self, DaemonHandle) {
         let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
         let (completions_tx, completions) = mpsc::channel(COMPLETION_CAPACITY);
+        let demand_nudge = Arc::new(tokio::sync::Notify::new());
         let supervisor = Self {
             world,
             ctx,
@@ -324,6 +335,7 @@ impl Supervisor {
             host_cfg: Arc::new(HostSection::default()),
             tool_env: Arc::new(Vec::new()),
             jenkins_queue: None,
+            demand_nudge: Arc::clone(&demand_nudge),
             #[cfg(feature = "s3")]
             fleet: None,
             shutdown,
@@ -333,6 +345,7 @@ impl Supervisor {
             DaemonHandle {
                 tx,
                 next_req: Arc::new(AtomicU64::new(1)),
+                demand_nudge,
             },
         )
     }
@@ -731,6 +744,8 @@ impl Supervisor {
                 Effect::Emit(event) => self.broadcast(&event),
                 Effect::Persist => {} // sent above
                 Effect::RefreshInventory => self.refresh_inventory(),
+                // A stored permit if the poller is mid-poll: it polls once more, no more.
+                Effect::RefreshDemand => self.demand_nudge.notify_one(),
             }
         }
     }

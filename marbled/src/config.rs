@@ -244,6 +244,23 @@ pub struct SchedulerSection {
     pub inventory_interval: Duration,
     /// Decisions kept for `status`.
     pub decision_log_len: u32,
+    /// Policy `demand`: warm runners always kept idle across the fleet, per label set
+    /// (`[[scheduler.warm]]` with `labels` and `count`).
+    pub warm: Vec<crate::sched::WarmTarget>,
+    /// Policy `demand`: a label set with at least `warm_min_jobs` jobs queued within this
+    /// window gets one warm runner in the fleet ("0s": no prediction).
+    #[serde(with = "humantime_serde")]
+    pub warm_window: Duration,
+    /// See `warm_window`.
+    pub warm_min_jobs: u32,
+    /// A warm runner gives its host up to an unmet job it cannot take after the job has
+    /// waited this long.
+    #[serde(with = "humantime_serde")]
+    pub warm_yield: Duration,
+    /// A warm runner no longer wanted stays up this long after it became ready (unless its
+    /// host is wanted), so its boot is not thrown away.
+    #[serde(with = "humantime_serde")]
+    pub warm_linger: Duration,
 }
 
 impl Default for SchedulerSection {
@@ -266,6 +283,11 @@ impl Default for SchedulerSection {
             fairness_bound: ms(s.fairness_bound_ms),
             inventory_interval: ms(s.inventory_interval_ms),
             decision_log_len: s.decision_log_len,
+            warm: s.warm,
+            warm_window: ms(s.warm_window_ms),
+            warm_min_jobs: s.warm_min_jobs,
+            warm_yield: ms(s.warm_yield_ms),
+            warm_linger: ms(s.warm_linger_ms),
         }
     }
 }
@@ -742,6 +764,17 @@ impl Config {
                 ),
             );
         }
+        for (i, target) in self.scheduler.warm.iter().enumerate() {
+            if target.labels.is_empty() || target.labels.iter().any(|l| l.trim().is_empty()) {
+                bad(
+                    &format!("scheduler.warm[{i}].labels"),
+                    "must list the runs-on labels, none empty".into(),
+                );
+            }
+        }
+        if self.scheduler.warm_min_jobs == 0 {
+            bad("scheduler.warm_min_jobs", "must be at least 1".into());
+        }
         if self.scheduler.capacity == 0 {
             bad("scheduler.capacity", "must be at least 1".into());
         }
@@ -812,6 +845,11 @@ impl Config {
                 (Some(github), Some(_)) => ms(github.registration_timeout),
                 _ => 0,
             },
+            warm: s.warm.clone(),
+            warm_window_ms: ms(s.warm_window),
+            warm_min_jobs: s.warm_min_jobs,
+            warm_yield_ms: ms(s.warm_yield),
+            warm_linger_ms: ms(s.warm_linger),
         }
     }
 

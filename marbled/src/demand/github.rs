@@ -3,7 +3,8 @@
 //! Per poll: for each repository, `GET …/actions/runs?status=queued` and `?status=in_progress`
 //! (a running workflow can still hold queued matrix legs), then `GET
 //! …/actions/runs/{id}/jobs?filter=latest` for each run (at most `max_runs`), keeping jobs
-//! with `status == "queued"` and labels (`waiting` jobs need an approval no runner can give);
+//! with `status == "queued"` and labels (`waiting` jobs need an approval no runner can give)
+//! — `in_progress` ones go to `running_jobs`, the warm-runner prediction's history —
 //! and the runner list, keeping runners that are not busy, online or offline (a registered
 //! JIT runner whose VM is still booting is offline, and will take a job when it comes up).
 //! Every request goes through [`GitHubClient::get_cached`] or `list_runners`: ETags make an
@@ -123,20 +124,25 @@ impl GithubDemand {
                         op: "list-run-jobs",
                         source,
                     })?;
-                snapshot.root_jobs.extend(
-                    list.jobs
-                        .into_iter()
-                        .filter(|j| j.status == "queued" && !j.labels.is_empty())
-                        .map(|j| QueuedJob {
-                            id: j.id,
-                            since_ms: parse_ms(j.created_at.as_deref()).unwrap_or(now_ms),
-                            labels: j.labels,
-                        }),
-                );
+                for job in list.jobs.into_iter().filter(|j| !j.labels.is_empty()) {
+                    let into = match job.status.as_str() {
+                        "queued" => &mut snapshot.root_jobs,
+                        // Seen running: history for the warm-runner prediction.
+                        "in_progress" => &mut snapshot.running_jobs,
+                        _ => continue,
+                    };
+                    into.push(QueuedJob {
+                        id: job.id,
+                        since_ms: parse_ms(job.created_at.as_deref()).unwrap_or(now_ms),
+                        labels: job.labels,
+                    });
+                }
             }
         }
-        snapshot.root_jobs.sort_by_key(|j| j.id);
-        snapshot.root_jobs.dedup_by_key(|j| j.id);
+        for jobs in [&mut snapshot.root_jobs, &mut snapshot.running_jobs] {
+            jobs.sort_by_key(|j| j.id);
+            jobs.dedup_by_key(|j| j.id);
+        }
         snapshot.free_runners = self
             .client
             .list_runners()

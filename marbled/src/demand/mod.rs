@@ -27,6 +27,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// Shortest time between two polls when the scheduler asks for one early (a host became
+/// free): bounds what a flapping host can cost in GitHub quota.
+pub const MIN_NUDGE_GAP: Duration = Duration::from_secs(5);
+
 /// `[demand]`: polling of the CI systems (absent: no demand sources; policy `demand` then
 /// boots nothing on its own).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

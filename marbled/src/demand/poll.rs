@@ -1,5 +1,8 @@
 //! The polling task: every interval, ask each configured source, send the actor what it
 //! found, back off on rate limits, and keep the last good GitHub snapshot until `max_age`.
+//! The scheduler may ask for a poll sooner (a host became free and waits for a fresh
+//! picture before it boots); such asks are honoured at most every [`MIN_NUDGE_GAP`] and
+//! never while backing off from a rate limit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::github::GithubDemand;
-use super::{DemandSection, JenkinsDemand};
+use super::{DemandSection, JenkinsDemand, MIN_NUDGE_GAP};
 use crate::actor::{DaemonHandle, now_ms};
 use crate::ci::{GitHubError, JenkinsClient};
 use crate::sched::DemandSnapshot;
@@ -32,7 +35,9 @@ pub async fn run(
     // When the last good GitHub snapshot was taken; None once it expired (or never).
     let mut github_at: Option<u64> = None;
     let mut last_jenkins: Option<JenkinsDemand> = None;
+    let nudge = handle.demand_nudge();
     loop {
+        let polled_at = tokio::time::Instant::now();
         let mut wait = section.interval;
         if let Some(gh) = &sources.github {
             let now = now_ms();
@@ -106,9 +111,19 @@ pub async fn run(
                 ),
             }
         }
+        let next = polled_at + wait;
+        let backing_off = wait > section.interval;
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep_until(next) => {}
+            () = nudge.notified(), if !backing_off => {
+                tracing::debug!("demand poll asked for early by the scheduler");
+                let earliest = polled_at + MIN_NUDGE_GAP;
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep_until(earliest.min(next)) => {}
+                }
+            }
         }
     }
 }

@@ -24,30 +24,14 @@
 use marble_proto::{PowerState, Team};
 
 use super::vm::{Starter, StopWhy};
+use super::warm::{WarmNeed, wanted_warm};
 use super::world::World;
 use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
 
 impl World {
     /// Queued jobs no free runner will take, oldest first.
     pub(super) fn unmet_jobs(&self) -> Vec<QueuedJob> {
-        let mut jobs = self.demand.root_jobs.clone();
-        jobs.sort_by_key(|j| (j.since_ms, j.id));
-        let mut free: Vec<&[String]> = self
-            .demand
-            .free_runners
-            .iter()
-            .map(|r| r.labels.as_slice())
-            .collect();
-        let mut unmet = Vec::new();
-        for job in jobs {
-            match free.iter().position(|r| labels_cover(r, &job.labels)) {
-                Some(i) => {
-                    free.swap_remove(i);
-                }
-                None => unmet.push(job),
-            }
-        }
-        unmet
+        self.match_queued().0
     }
 
     pub(super) fn drive_demand(&mut self, now: Millis, fx: &mut Vec<Effect>) {
@@ -67,6 +51,16 @@ impl World {
                 .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels))
         };
         let root_waits_here = unmet.iter().any(|job| servable_here(self, job));
+        let needs = self.warm_needs();
+        // An unmet job that has waited `warm_yield` has not been taken by a free host
+        // elsewhere: a warm runner here gives way to it.
+        let yield_to = unmet
+            .iter()
+            .find(|job| {
+                servable_here(self, job)
+                    && now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms
+            })
+            .cloned();
 
         // Running VMs: keep or let go.
         let running = self.settled_running(now);
@@ -79,8 +73,19 @@ impl World {
                 let warm_over = vm.on_until.is_some_and(|t| now >= t);
                 if vm.was_busy && !matches!(vm.busy, marble_proto::BusyState::Busy { .. }) {
                     Some("its runner has done its job (single-use)".to_owned())
-                } else if !vm.was_busy && !job_for_it && (warm_over || vm.on_until.is_none()) {
-                    Some("no queued job it could take".to_owned())
+                } else if vm.was_busy || job_for_it {
+                    None
+                } else if let Some(job) = yield_to.as_ref() {
+                    Some(format!(
+                        "job #{} (runs-on {}) it cannot take has waited since {} for a host",
+                        job.id,
+                        job.labels.join(","),
+                        format_ms(job.since_ms)
+                    ))
+                } else if wanted_warm(&vm.labels, &needs).is_some() {
+                    None
+                } else if warm_over || vm.on_until.is_none() {
+                    Some("no queued job it could take, and no warm runner wanted".to_owned())
                 } else {
                     None
                 }
@@ -113,6 +118,11 @@ impl World {
         // same stale picture would otherwise all boot for the same job (marble-sim,
         // standard trace, +8h 43m).
         if self.demand_at < free_since {
+            if self.demand_asked_for != Some(free_since) {
+                // Rather than wait up to a poll interval for the next one.
+                self.demand_asked_for = Some(free_since);
+                fx.push(Effect::RefreshDemand);
+            }
             self.decide(
                 now,
                 None,
@@ -125,6 +135,9 @@ impl World {
             return;
         }
         if unmet.is_empty() {
+            if self.boot_warm(now, &needs, fx) {
+                return;
+            }
             let text = if queued.is_empty() {
                 "demand: no queued job; nothing boots".to_owned()
             } else {
@@ -137,7 +150,7 @@ impl World {
             return;
         }
         for job in &unmet {
-            if let Some(vm) = self.demand_candidate(now, job) {
+            if let Some(vm) = self.demand_candidate(now, &job.labels) {
                 match self.start_vm(now, &vm, Starter::Demand { job: job.id }, fx) {
                     Ok(()) => {
                         self.last_cycled = Some(vm.clone());
@@ -173,14 +186,41 @@ impl World {
         );
     }
 
-    /// The next eligible ROOT VM (round robin after the last one booted) covering `job`.
-    fn demand_candidate(&self, now: Millis, job: &QueuedJob) -> Option<String> {
+    /// Boot a warm runner for the first target the fleet is short of that a VM here covers.
+    fn boot_warm(&mut self, now: Millis, needs: &[WarmNeed], fx: &mut Vec<Effect>) -> bool {
+        for need in needs.iter().filter(|n| n.missing() > 0) {
+            let Some(vm) = self.demand_candidate(now, &need.labels) else {
+                continue;
+            };
+            let why = format!(
+                "{}; {} of {} idle in the fleet",
+                need.why, need.have, need.count
+            );
+            match self.start_vm(now, &vm, Starter::Warm { why: why.clone() }, fx) {
+                Ok(()) => {
+                    self.last_cycled = Some(vm.clone());
+                    self.decide(
+                        now,
+                        Some(&vm),
+                        format!("demand: booting a warm runner ({why})"),
+                        fx,
+                    );
+                }
+                Err(err) => self.decide(now, Some(&vm), format!("demand: not booting: {err}"), fx),
+            }
+            return true;
+        }
+        false
+    }
+
+    /// The next eligible ROOT VM (round robin after the last one booted) covering `labels`.
+    fn demand_candidate(&self, now: Millis, labels: &[String]) -> Option<String> {
         let eligible: Vec<&String> = self
             .vms
             .values()
             .filter(|vm| {
                 vm.team == Team::Root
-                    && labels_cover(&vm.labels, &job.labels)
+                    && labels_cover(&vm.labels, labels)
                     && vm.op.is_none()
                     && matches!(vm.power, PowerState::Stopped | PowerState::Suspended)
                     && self.start_blocker(now, &vm.name).is_none()

@@ -15,6 +15,8 @@
 //! - every `Input::Command { req, .. }` is eventually answered by exactly one
 //!   `Effect::Reply { req, .. }` unless an `Input::Cancelled { req }` arrives first;
 //! - `Effect::RefreshInventory` makes the actor list VMs and send `Input::Inventory`;
+//! - `Effect::RefreshDemand` asks the demand sources for a fresh `Input::Demand` soon (a
+//!   hint: the sources may ignore it, e.g. while rate-limited; the next poll comes anyway);
 //! - `Effect::Persist` makes the actor write `World::persisted()` atomically;
 //! - the actor calls `handle(now, Input::Tick)` no later than `next_deadline()`.
 
@@ -76,6 +78,21 @@ pub struct DemandSnapshot {
     pub root_jobs: Vec<QueuedJob>,
     /// Registered runners without a job, fleet-wide (GitHub's runner list).
     pub free_runners: Vec<FleetRunner>,
+    /// Jobs already running (`since_ms` = when they were queued): with the queued ones, the
+    /// history the warm-runner prediction learns from. A job a warm runner took between two
+    /// polls is never seen queued, but it is seen here.
+    pub running_jobs: Vec<QueuedJob>,
+}
+
+/// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering
+/// `labels` registered and idle across the fleet, whether or not a job waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmTarget {
+    /// The `runs-on` labels the warm runners must cover.
+    pub labels: Vec<String>,
+    /// How many, fleet-wide.
+    pub count: u32,
 }
 
 /// Whether a job's labels are all among a runner's (case-insensitive; GitHub's rule).
@@ -255,6 +272,8 @@ pub enum Effect {
     Persist,
     /// List VMs and feed back `Input::Inventory`.
     RefreshInventory,
+    /// Poll the demand sources now rather than at the next interval (a hint).
+    RefreshDemand,
 }
 
 /// Scheduling policy.
@@ -318,6 +337,21 @@ pub struct SchedConfig {
     /// Registration watchdog: a ready ROOT VM whose runner has taken no job this long while
     /// a job it could take was queued (per the demand snapshot) is recycled. 0 = off.
     pub runner_watchdog_ms: u64,
+    /// Policy `demand`: configured warm-runner targets (fleet-wide idle runners per label set).
+    pub warm: Vec<WarmTarget>,
+    /// Policy `demand`: warm-runner prediction — a label set with at least `warm_min_jobs`
+    /// jobs queued within this window gets one warm runner. 0 = prediction off.
+    pub warm_window_ms: u64,
+    /// See `warm_window_ms`.
+    pub warm_min_jobs: u32,
+    /// A warm runner (one booted for no particular job) gives its host up to an unmet job
+    /// it cannot take once that job has been queued this long (time for a free host
+    /// elsewhere in the fleet to take it first).
+    pub warm_yield_ms: u64,
+    /// A warm runner whose target lapsed (no job came) stays up this long after it became
+    /// ready, unless its host is wanted: stopping it unused would throw its boot away, and
+    /// the next day's first job takes it.
+    pub warm_linger_ms: u64,
 }
 
 impl Default for SchedConfig {
@@ -329,7 +363,10 @@ impl Default for SchedConfig {
             cycle_on_jitter_ms: 60_000,
             cycle_off_window_ms: 60_000,
             busy_recheck_ms: 60_000,
-            ready_timeout_ms: 180_000,
+            // Above the slowest normal boot: a cold host's first boot can take minutes
+            // (marble-sim's standard boot model has a tail to 4 min), and a timeout there
+            // throws the boot away and makes the job wait for another.
+            ready_timeout_ms: 300_000,
             graceful_stop_timeout_ms: 60_000,
             quarantine_after_failures: 3,
             quarantine_base_ms: 300_000,
@@ -340,6 +377,11 @@ impl Default for SchedConfig {
             decision_log_len: 50,
             seed: 0,
             runner_watchdog_ms: 0,
+            warm: Vec::new(),
+            warm_window_ms: 2 * 3_600_000,
+            warm_min_jobs: 2,
+            warm_yield_ms: 60_000,
+            warm_linger_ms: 12 * 3_600_000,
         }
     }
 }
@@ -352,6 +394,7 @@ mod rng;
 mod slots;
 mod stop;
 mod vm;
+mod warm;
 mod world;
 
 #[cfg(test)]

@@ -250,7 +250,7 @@ impl World {
                 Starter::Cycle => "the cycle",
                 Starter::Slot => "a slot request",
                 Starter::Admin { .. } => "an operator",
-                Starter::Demand { .. } => "the demand policy",
+                Starter::Demand { .. } | Starter::Warm { .. } => "the demand policy",
             };
             return Err(format!(
                 "host busy: {holder} (team {team}) is being started by {who}"

@@ -27,6 +27,8 @@ struct Host {
     /// Every Run effect, in order: (vm, action).
     log: Vec<(String, Action)>,
     max_running: usize,
+    /// `Effect::RefreshDemand` seen.
+    demand_asks: u32,
 }
 
 fn config(policy: Policy) -> SchedConfig {
@@ -48,6 +50,12 @@ fn config(policy: Policy) -> SchedConfig {
         decision_log_len: 50,
         seed: 42,
         runner_watchdog_ms: 0,
+        // Off unless a test is about warm runners.
+        warm: Vec::new(),
+        warm_window_ms: 0,
+        warm_min_jobs: 2,
+        warm_yield_ms: 60_000,
+        warm_linger_ms: 3_600_000,
     }
 }
 
@@ -73,6 +81,7 @@ impl Host {
             next_req: 1,
             log: Vec::new(),
             max_running: 0,
+            demand_asks: 0,
         };
         host.inventory();
         host
@@ -110,6 +119,7 @@ impl Host {
                 Effect::Reply { req, result } => {
                     assert!(self.replies.insert(req, result).is_none(), "second reply");
                 }
+                Effect::RefreshDemand => self.demand_asks += 1,
                 Effect::RefreshInventory
                 | Effect::Persist
                 | Effect::Emit(_)
@@ -782,6 +792,7 @@ fn demand_boots_the_vm_whose_labels_cover_the_job_and_stops_it_after_its_job() {
     host.feed(Input::Demand(DemandSnapshot {
         root_jobs: vec![job(7, host.now - 5_000, "mac15")],
         free_runners: vec![],
+        ..Default::default()
     }));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
@@ -806,6 +817,7 @@ fn demand_does_not_boot_for_a_job_a_free_fleet_runner_will_take() {
             name: "other-host-ROOT-VM-macOS-14".into(),
             labels: crate::inventory::runner_labels("x-macOS-14"),
         }],
+        ..Default::default()
     }));
     host.settle();
     // One of the two jobs is covered by the other host's runner: boot exactly one VM.
@@ -822,6 +834,7 @@ fn demand_lets_an_idle_spi_vm_go_for_an_unmet_root_job_after_its_grace() {
     host.feed(Input::Demand(DemandSnapshot {
         root_jobs: vec![job(3, host.now, "mac14")],
         free_runners: vec![],
+        ..Default::default()
     }));
     host.advance(60_000);
     assert_eq!(
@@ -829,11 +842,17 @@ fn demand_lets_an_idle_spi_vm_go_for_an_unmet_root_job_after_its_grace() {
         vec![S1.to_owned()],
         "protected during the grace"
     );
+    let asks_before = host.demand_asks;
     host.advance(200_000);
     assert!(
         host.running().is_empty(),
         "idle SPI VM gave way: {:?}",
         host.running()
+    );
+    assert_eq!(
+        host.demand_asks,
+        asks_before + 1,
+        "the freed host asks once for a fresh snapshot instead of waiting for the next poll"
     );
     // The host boots only on a snapshot taken after it became free.
     let decisions = host.world.status(host.now).decisions;
@@ -846,6 +865,7 @@ fn demand_lets_an_idle_spi_vm_go_for_an_unmet_root_job_after_its_grace() {
     host.feed(Input::Demand(DemandSnapshot {
         root_jobs: vec![job(3, host.now - 260_000, "mac14")],
         free_runners: vec![],
+        ..Default::default()
     }));
     host.settle();
     assert_eq!(
@@ -868,6 +888,7 @@ fn registration_watchdog_recycles_a_runner_that_takes_no_waiting_job() {
     host.feed(Input::Demand(DemandSnapshot {
         root_jobs: vec![job(9, host.now - 1_000, "mac15")],
         free_runners: vec![],
+        ..Default::default()
     }));
     host.advance(500_000);
     assert_eq!(
@@ -890,8 +911,169 @@ fn registration_watchdog_recycles_a_runner_that_takes_no_waiting_job() {
     host.feed(Input::Demand(DemandSnapshot {
         root_jobs: vec![job(10, host.now - 1_000, "mac15")],
         free_runners: vec![],
+        ..Default::default()
     }));
     host.jobs.insert(M15.into(), "Runner.Worker".into());
     host.advance(900_000);
     assert_eq!(host.running(), vec![M15.to_owned()], "busy runner kept");
+}
+
+fn warm_host(configure: impl FnOnce(&mut SchedConfig)) -> Host {
+    let mut config = config(Policy::Demand);
+    configure(&mut config);
+    Host::with_world(
+        World::new(config, 1_000_000),
+        &[
+            (M14, Team::Root, PowerState::Stopped),
+            (M15, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+        ],
+    )
+}
+
+fn mac_labels(mac: &str) -> Vec<String> {
+    job(0, 0, mac).labels
+}
+
+#[test]
+fn prediction_keeps_a_warm_runner_for_a_label_set_with_recent_jobs_and_only_then() {
+    let mut host = warm_host(|c| {
+        c.warm_window_ms = 3_600_000;
+        c.warm_min_jobs = 2;
+    });
+    // One mac15 job seen in the window: below `warm_min_jobs`, nothing boots.
+    host.feed(Input::Demand(DemandSnapshot {
+        running_jobs: vec![job(1, host.now - 600_000, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(60_000);
+    assert!(host.running().is_empty(), "{:?}", host.log);
+    // A second one (seen running: a warm runner elsewhere took it between polls).
+    host.feed(Input::Demand(DemandSnapshot {
+        running_jobs: vec![job(2, host.now - 1_000, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("warm runner") && d.text.contains("predicted: 2 job(s)")),
+        "{decisions:?}"
+    );
+    // No job comes: it stays warm past the on-time (a job-booted VM would be stopped).
+    host.advance(30 * 60_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "kept warm");
+    // Its runner is now in the fleet list: the target is filled, nothing else boots.
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![FleetRunner {
+            name: M15.into(),
+            labels: mac_labels("mac15"),
+        }],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    let boots = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    assert_eq!(boots, 1);
+}
+
+#[test]
+fn a_free_runner_elsewhere_fills_the_warm_target_so_this_host_boots_nothing() {
+    let mut host = warm_host(|c| {
+        c.warm = vec![super::WarmTarget {
+            labels: mac_labels("mac14"),
+            count: 1,
+        }];
+    });
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![FleetRunner {
+            name: "other-ROOT-VM-macOS-14".into(),
+            labels: crate::inventory::runner_labels("x-macOS-14"),
+        }],
+        ..Default::default()
+    }));
+    host.advance(60_000);
+    assert!(host.running().is_empty(), "{:?}", host.log);
+    // That runner takes a queued job: the fleet is one short, this host boots one.
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.settle();
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("configured: 1 warm") && d.text.contains("0 of 1 idle")),
+        "{decisions:?}"
+    );
+}
+
+#[test]
+fn a_warm_runner_gives_way_to_an_unmet_job_it_cannot_take_after_the_yield_time() {
+    let mut host = warm_host(|c| {
+        c.warm = vec![super::WarmTarget {
+            labels: mac_labels("mac15"),
+            count: 1,
+        }];
+        c.warm_yield_ms = 60_000;
+    });
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    // A mac14 job: a free host elsewhere may take it first, so the warm runner waits.
+    let since = host.now;
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(9, since, "mac14")],
+        ..Default::default()
+    }));
+    host.advance(30_000);
+    assert_eq!(
+        host.running(),
+        vec![M15.to_owned()],
+        "not before the yield time"
+    );
+    host.advance(60_000);
+    assert!(
+        host.running().is_empty(),
+        "warm runner gave way: {:?}",
+        host.running()
+    );
+    // Probe first, as every stop.
+    let probed = host
+        .log
+        .iter()
+        .rposition(|(v, a)| v == M15 && matches!(a, Action::Probe(_)));
+    let stopped = host
+        .log
+        .iter()
+        .rposition(|(v, a)| v == M15 && matches!(a, Action::Stop(_)));
+    assert!(probed < stopped, "{:?}", host.log);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(9, since, "mac14")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+}
+
+#[test]
+fn a_slot_request_takes_the_host_from_an_idle_warm_runner() {
+    let mut host = warm_host(|c| {
+        c.warm = vec![super::WarmTarget {
+            labels: mac_labels("mac15"),
+            count: 1,
+        }];
+    });
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    assert!(
+        matches!(host.reply(req), Ok(Response::SlotGranted(_))),
+        "{:?}",
+        host.reply(req)
+    );
+    assert_eq!(host.running(), vec![S1.to_owned()]);
 }

@@ -16,6 +16,8 @@ pub(super) enum Starter {
     Admin { req: Option<ReqId> },
     /// Policy `demand`, for the queued job with this id.
     Demand { job: u64 },
+    /// Policy `demand`, a warm runner for no job yet; `why` names the target it fills.
+    Warm { why: String },
 }
 
 /// Why a VM is being stopped.

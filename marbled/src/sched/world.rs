@@ -87,6 +87,12 @@ pub struct World {
     /// Since when no VM holds the host (policy `demand` boots only on a snapshot newer than
     /// this, so a host never boots on a picture taken before another host reacted to it).
     pub(super) host_free_since: Option<Millis>,
+    /// The free moment a fresh demand snapshot was already asked for (one ask per free
+    /// episode).
+    pub(super) demand_asked_for: Option<Millis>,
+    /// Jobs seen queued or running within `warm_window` (id → queued since, labels): what
+    /// the warm-runner prediction learns from. Memory only: a restart forgets it.
+    pub(super) recent_jobs: BTreeMap<u64, (Millis, Vec<String>)>,
     /// Counters for metrics.
     pub(super) counters: Counters,
 }
@@ -119,6 +125,8 @@ impl World {
             demand: DemandSnapshot::default(),
             demand_at: 0,
             host_free_since: None,
+            demand_asked_for: None,
+            recent_jobs: BTreeMap::new(),
             counters: Counters::default(),
         }
     }
@@ -205,6 +213,7 @@ impl World {
             Input::Cancelled { req } => self.on_cancelled(req),
             Input::Tick => {}
             Input::Demand(snapshot) => {
+                self.remember_jobs(now, &snapshot);
                 self.demand = snapshot;
                 self.demand_at = now;
             }
@@ -828,6 +837,13 @@ impl World {
                     "ready; its runner waits for a job until {}",
                     format_ms(until)
                 )
+            }
+            Some(Starter::Warm { why }) => {
+                // Kept this long even once no longer wanted, unless its host is.
+                let until = now.saturating_add(on_min.max(self.config.warm_linger_ms));
+                vm.on_until = Some(until);
+                vm.running_because = Some(format!("booted warm at {}: {why}", format_ms(now)));
+                format!("ready; warm runner ({why})")
             }
             Some(Starter::Slot) => "ready for the slot request".to_owned(),
             None => {

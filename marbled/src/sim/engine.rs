@@ -21,7 +21,7 @@ use std::time::Duration;
 use marble_proto::Team;
 
 use super::generate::{JenkinsArrival, RootArrival, arrivals};
-use super::host::{Faults, SimVm};
+use super::host::{Faults, JobRef, RunningJob, SimVm};
 use super::invariants::{ViolationKind, Violations};
 use super::metrics::{HostReport, Latency, Report, TeamReport, TeamStats, ratio};
 use super::ops::OpState;
@@ -35,6 +35,8 @@ use crate::sched::{
 
 /// Virtual time zero, as unix ms (the scheduler sees realistic timestamps).
 pub const EPOCH_MS: Millis = 1_700_000_000_000;
+/// How long an early demand poll takes to answer (a few GitHub requests).
+const POLL_ROUND_TRIP_MS: Millis = 1_000;
 /// Scheduler inputs per run before the engine gives up (a livelock guard).
 pub const MAX_STEPS: u64 = 5_000_000;
 /// Ticks at one instant before `next_deadline()` counts as stuck in the past.
@@ -76,6 +78,9 @@ pub(super) enum Ev {
     ReplyDeadline(ReqId),
     /// A host's demand source polls GitHub (policy `demand`).
     DemandPoll(usize),
+    /// An early poll the host's scheduler asked for (`Effect::RefreshDemand`); the regular
+    /// polls keep their rhythm.
+    DemandNudge(usize),
 }
 
 /// One simulated host: its scheduler and what its actor keeps.
@@ -93,6 +98,10 @@ pub(super) struct SimHost {
     over_capacity: bool,
     /// The demand snapshot last fed (instant feed: only changes are sent).
     demand_seen: Option<DemandSnapshot>,
+    /// When its demand source last polled (early polls keep the daemon's minimum gap).
+    demand_polled_at: Millis,
+    /// An early poll is already scheduled.
+    demand_nudged: bool,
     /// Starts that powered a stopped VM of this host on.
     pub(super) boots: u64,
 }
@@ -132,6 +141,8 @@ pub struct Engine {
     pub(super) stats_spi: TeamStats,
     pub(super) boots: u64,
     pub(super) root_boots: u64,
+    /// ROOT boots whose runner had taken no job when the VM went off.
+    pub(super) root_boots_unused: u64,
     pub(super) boot_failures: u64,
     pub(super) resumes: u64,
     pub(super) op_counts: BTreeMap<&'static str, u64>,
@@ -190,6 +201,8 @@ impl Engine {
                     stuck_reported: false,
                     over_capacity: false,
                     demand_seen: None,
+                    demand_polled_at: 0,
+                    demand_nudged: false,
                     boots: 0,
                 }
             })
@@ -258,6 +271,7 @@ impl Engine {
             stats_spi: TeamStats::default(),
             boots: 0,
             root_boots: 0,
+            root_boots_unused: 0,
             boot_failures: 0,
             resumes: 0,
             op_counts: BTreeMap::new(),
@@ -379,18 +393,59 @@ impl Engine {
                 labels: v.labels.iter().cloned().collect(),
             })
             .collect();
+        // GitHub lists in-progress jobs too (the warm-runner prediction learns from them).
+        let running_jobs = self
+            .vms
+            .iter()
+            .filter_map(|v| match v.job {
+                Some(RunningJob {
+                    job: JobRef::Root(j),
+                    ..
+                }) => {
+                    let a = &self.root_jobs[j].arrival;
+                    Some(QueuedJob {
+                        id: j as u64 + 1,
+                        since_ms: EPOCH_MS.saturating_add(a.at_ms),
+                        labels: a.labels.iter().cloned().collect(),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
         DemandSnapshot {
             root_jobs,
             free_runners,
+            running_jobs,
         }
     }
 
     /// A host's demand source polls: feed what GitHub shows now, poll again later.
     fn demand_poll(&mut self, h: usize) {
+        self.feed_demand(h);
+        self.schedule_in(ms(self.cfg.demand_poll).max(1), Ev::DemandPoll(h));
+    }
+
+    fn feed_demand(&mut self, h: usize) {
         let snapshot = self.demand_snapshot();
         self.hosts[h].demand_seen = Some(snapshot.clone());
+        self.hosts[h].demand_polled_at = self.now;
         self.feed(h, Input::Demand(snapshot));
-        self.schedule_in(ms(self.cfg.demand_poll).max(1), Ev::DemandPoll(h));
+    }
+
+    /// The scheduler asked for a fresh snapshot: poll early, as `demand::poll` does — no
+    /// sooner than `MIN_NUDGE_GAP` after the last poll, and a poll's round trip later.
+    fn nudge_demand(&mut self, h: usize) {
+        let poll = ms(self.cfg.demand_poll);
+        if self.policy != Policy::Demand || poll == 0 || self.hosts[h].demand_nudged {
+            return;
+        }
+        let gap = ms(crate::demand::MIN_NUDGE_GAP);
+        let at = self
+            .now
+            .saturating_add(POLL_ROUND_TRIP_MS)
+            .max(self.hosts[h].demand_polled_at.saturating_add(gap));
+        self.hosts[h].demand_nudged = true;
+        self.schedule_at(at, Ev::DemandNudge(h));
     }
 
     /// Instant feed (`sim.demand_poll = 0`): every host whose view is out of date gets a fresh
@@ -502,6 +557,7 @@ impl Engine {
                     let _ = self.hosts[h].world.persisted();
                 }
                 Effect::RefreshInventory => self.refresh_inventory(h),
+                Effect::RefreshDemand => self.nudge_demand(h),
             }
         }
     }
@@ -530,6 +586,10 @@ impl Engine {
             }
             Ev::ReplyDeadline(req) => self.reply_overdue(req),
             Ev::DemandPoll(h) => self.demand_poll(h),
+            Ev::DemandNudge(h) => {
+                self.hosts[h].demand_nudged = false;
+                self.feed_demand(h);
+            }
         }
     }
 
@@ -655,6 +715,13 @@ impl Engine {
             teams,
             vm_boots: self.boots,
             root_boots: self.root_boots,
+            // Still up without a job at the end count too: their boot served nothing yet.
+            root_boots_unused: self.root_boots_unused
+                + self
+                    .vms
+                    .iter()
+                    .filter(|v| v.team == Team::Root && v.power.occupies_host() && !v.runner_used)
+                    .count() as u64,
             boot_failures: self.boot_failures,
             resumes: self.resumes,
             // Whole ms / 60 000, so the JSON is identical between runs.

@@ -162,6 +162,9 @@ pub struct Report {
     pub vm_boots: u64,
     /// Of those, ROOT VMs.
     pub root_boots: u64,
+    /// ROOT boots whose runner took no job (stopped unused, or still waiting at the end):
+    /// the cost of warm runners and of boots another host's runner beat to the job.
+    pub root_boots_unused: u64,
     /// Boots whose guest never became ready (injected).
     pub boot_failures: u64,
     /// Resumes of suspended VMs.

@@ -350,7 +350,13 @@ impl Engine {
             (Plan::Stop { ignored, race_job }, Some(vi)) => {
                 if *ignored {
                     self.vms[vi].power = PowerState::Running;
-                } else if let Some(job) = self.vms[vi].power_off() {
+                } else if let Some(job) = {
+                    let v = &self.vms[vi];
+                    if v.team == Team::Root && !v.runner_used {
+                        self.root_boots_unused += 1;
+                    }
+                    self.vms[vi].power_off()
+                } {
                     if *race_job == Some(job.id) {
                         self.race_interruptions += 1;
                     }

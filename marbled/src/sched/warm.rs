@@ -1,0 +1,164 @@
+//! Warm runners for policy `demand`: ROOT runners registered and idle ahead of the jobs, so a
+//! job starts as soon as GitHub hands it out instead of waiting for a poll and a boot.
+//!
+//! Targets are fleet-wide counts of idle runners per `runs-on` label set, from two places:
+//! - configured `[[scheduler.warm]]` entries (always kept);
+//! - the prediction: a label set with at least `warm_min_jobs` jobs queued within
+//!   `warm_window` (seen queued or running in the demand snapshots) gets one warm runner. The
+//!   history is what GitHub shows of the recent past, so it follows the working day: the
+//!   morning's first jobs switch it on, a quiet evening switches it off.
+//!
+//! The fleet's idle runners count against the targets after the queued jobs have taken theirs
+//! (GitHub gives a queued job to an idle runner whose labels cover it), so a host boots a warm
+//! runner only when the whole fleet is short of one. Queued jobs always come first: a warm
+//! runner gives its host up to an unmet job it cannot take once that job has waited
+//! `warm_yield` (time for a free host elsewhere to take it).
+//!
+//! The price is boots that never serve a job (a warm runner preempted by a Jenkins slot
+//! request, or stopped as surplus); `docs/SCHEDULER.md` shows the measured trade.
+
+use std::collections::BTreeMap;
+
+use super::world::World;
+use super::{DemandSnapshot, Millis, QueuedJob, labels_cover};
+
+/// One warm-runner target and why it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct WarmNeed {
+    /// The labels the runners must cover.
+    pub(super) labels: Vec<String>,
+    /// Runners wanted, fleet-wide.
+    pub(super) count: u32,
+    /// Idle runners in the fleet covering it, after the queued jobs took theirs.
+    pub(super) have: u32,
+    /// Why (configured, or the prediction's evidence), for decisions.
+    pub(super) why: String,
+}
+
+impl WarmNeed {
+    /// Runners still missing.
+    pub(super) fn missing(&self) -> u32 {
+        self.count.saturating_sub(self.have)
+    }
+}
+
+/// Labels compared as GitHub does (case-insensitively), in a canonical order for grouping.
+fn canonical(labels: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = labels.iter().map(|l| l.to_ascii_lowercase()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl World {
+    /// Learn from a demand snapshot: every job seen queued or running, kept for the window.
+    pub(super) fn remember_jobs(&mut self, now: Millis, snapshot: &DemandSnapshot) {
+        let window = self.config.warm_window_ms;
+        if window == 0 {
+            self.recent_jobs.clear();
+            return;
+        }
+        for job in snapshot.root_jobs.iter().chain(&snapshot.running_jobs) {
+            self.recent_jobs
+                .entry(job.id)
+                .or_insert_with(|| (job.since_ms, canonical(&job.labels)));
+        }
+        let horizon = now.saturating_sub(window);
+        self.recent_jobs.retain(|_, (since, _)| *since >= horizon);
+    }
+
+    /// Queued jobs no idle runner will take (oldest first), and the labels of the idle
+    /// runners left over once the queued jobs have taken theirs.
+    pub(super) fn match_queued(&self) -> (Vec<QueuedJob>, Vec<Vec<String>>) {
+        let mut jobs = self.demand.root_jobs.clone();
+        jobs.sort_by_key(|j| (j.since_ms, j.id));
+        let mut free: Vec<Vec<String>> = self
+            .demand
+            .free_runners
+            .iter()
+            .map(|r| r.labels.clone())
+            .collect();
+        let mut unmet = Vec::new();
+        for job in jobs {
+            match free.iter().position(|r| labels_cover(r, &job.labels)) {
+                Some(i) => {
+                    free.swap_remove(i);
+                }
+                None => unmet.push(job),
+            }
+        }
+        (unmet, free)
+    }
+
+    /// Every warm target (configured first, then predicted, busiest first) with how many idle
+    /// runners in the fleet already fill it. An idle runner fills at most one target.
+    pub(super) fn warm_needs(&self) -> Vec<WarmNeed> {
+        let mut needs: Vec<WarmNeed> = self
+            .config
+            .warm
+            .iter()
+            .filter(|t| t.count > 0 && !t.labels.is_empty())
+            .map(|t| WarmNeed {
+                labels: canonical(&t.labels),
+                count: t.count,
+                have: 0,
+                why: format!(
+                    "configured: {} warm for runs-on {}",
+                    t.count,
+                    t.labels.join(",")
+                ),
+            })
+            .collect();
+        if self.config.warm_window_ms > 0 {
+            let mut seen: BTreeMap<&Vec<String>, u32> = BTreeMap::new();
+            for (_, labels) in self.recent_jobs.values() {
+                *seen.entry(labels).or_default() += 1;
+            }
+            let mut predicted: Vec<(&Vec<String>, u32)> = seen
+                .into_iter()
+                .filter(|(_, n)| *n >= self.config.warm_min_jobs.max(1))
+                .collect();
+            predicted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            for (labels, n) in predicted {
+                if needs.iter().any(|t| &t.labels == labels) {
+                    continue;
+                }
+                needs.push(WarmNeed {
+                    labels: labels.clone(),
+                    count: 1,
+                    have: 0,
+                    why: format!(
+                        "predicted: {n} job(s) for runs-on {} in the last {}",
+                        labels.join(","),
+                        humantime::format_duration(std::time::Duration::from_millis(
+                            self.config.warm_window_ms
+                        ))
+                    ),
+                });
+            }
+        }
+        let (_, mut free) = self.match_queued();
+        for need in &mut needs {
+            while need.have < need.count {
+                match free.iter().position(|r| labels_cover(r, &need.labels)) {
+                    Some(i) => {
+                        free.swap_remove(i);
+                        need.have += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+        needs
+    }
+}
+
+/// Why an idle ROOT VM with `labels` is still wanted warm: a target it could fill exists.
+/// A surplus (two hosts booted for one target) is kept too: stopping it would throw its
+/// boot away, and it takes the next matching job; no new warm boot happens meanwhile.
+pub(super) fn wanted_warm(labels: &[String], needs: &[WarmNeed]) -> Option<String> {
+    needs
+        .iter()
+        .find(|need| labels_cover(labels, &need.labels))
+        .map(|need| need.why.clone())
+}
