@@ -28,6 +28,9 @@ use super::warm::{WarmNeed, wanted_warm};
 use super::world::World;
 use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
 
+/// No warm boots this long after the fleet was last seen full (a job waited `warm_yield`).
+const WARM_AFTER_CONGESTION_MS: Millis = 30 * 60_000;
+
 impl World {
     /// Queued jobs no free runner will take, oldest first.
     pub(super) fn unmet_jobs(&self) -> Vec<QueuedJob> {
@@ -61,6 +64,12 @@ impl World {
                     && now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms
             })
             .cloned();
+        if unmet
+            .iter()
+            .any(|job| now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms)
+        {
+            self.congested_at = Some(now);
+        }
 
         // Running VMs: keep or let go.
         let running = self.settled_running(now);
@@ -188,6 +197,14 @@ impl World {
 
     /// Boot a warm runner for the first target the fleet is short of that a VM here covers.
     fn boot_warm(&mut self, now: Millis, needs: &[WarmNeed], fx: &mut Vec<Effect>) -> bool {
+        if self
+            .congested_at
+            .is_some_and(|at| now.saturating_sub(at) < WARM_AFTER_CONGESTION_MS)
+        {
+            // marble-sim, 4-host standard trace: warm runners booted between peaks were
+            // mostly given up unused to the next job that found the fleet full.
+            return false;
+        }
         for need in needs.iter().filter(|n| n.missing() > 0) {
             let Some(vm) = self.demand_candidate(now, &need.labels) else {
                 continue;

@@ -93,6 +93,9 @@ pub struct World {
     /// Jobs seen queued or running within `warm_window` (id → queued since, labels): what
     /// the warm-runner prediction learns from. Memory only: a restart forgets it.
     pub(super) recent_jobs: BTreeMap<u64, (Millis, Vec<String>)>,
+    /// Last time a queued job had waited `warm_yield` without a host: the fleet is full,
+    /// and a warm runner booted now would soon give its host up unused.
+    pub(super) congested_at: Option<Millis>,
     /// Counters for metrics.
     pub(super) counters: Counters,
 }
@@ -127,6 +130,7 @@ impl World {
             host_free_since: None,
             demand_asked_for: None,
             recent_jobs: BTreeMap::new(),
+            congested_at: None,
             counters: Counters::default(),
         }
     }
