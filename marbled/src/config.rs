@@ -261,6 +261,12 @@ pub struct SchedulerSection {
     /// host is wanted), so its boot is not thrown away.
     #[serde(with = "humantime_serde")]
     pub warm_linger: Duration,
+    /// Policy `demand`, fair share when both teams wait for a host: weight of ROOT's wait.
+    pub share_root: u32,
+    /// Weight of Jenkins' wait (the larger `wait × weight` goes first).
+    pub share_spi: u32,
+    /// Turns one team may take in a row while the other waits (0: no limit).
+    pub max_consecutive: u32,
 }
 
 impl Default for SchedulerSection {
@@ -288,6 +294,9 @@ impl Default for SchedulerSection {
             warm_min_jobs: s.warm_min_jobs,
             warm_yield: ms(s.warm_yield_ms),
             warm_linger: ms(s.warm_linger_ms),
+            share_root: s.share_root,
+            share_spi: s.share_spi,
+            max_consecutive: s.max_consecutive,
         }
     }
 }
@@ -772,6 +781,12 @@ impl Config {
                 );
             }
         }
+        if self.scheduler.share_root == 0 && self.scheduler.share_spi == 0 {
+            bad(
+                "scheduler.share_root",
+                "share_root and share_spi cannot both be 0".into(),
+            );
+        }
         if self.scheduler.warm_min_jobs == 0 {
             bad("scheduler.warm_min_jobs", "must be at least 1".into());
         }
@@ -850,6 +865,9 @@ impl Config {
             warm_min_jobs: s.warm_min_jobs,
             warm_yield_ms: ms(s.warm_yield),
             warm_linger_ms: ms(s.warm_linger),
+            share_root: s.share_root,
+            share_spi: s.share_spi,
+            max_consecutive: s.max_consecutive,
         }
     }
 

@@ -25,7 +25,7 @@ use marble_proto::{PowerState, Team};
 
 use super::vm::{Starter, StopWhy};
 use super::warm::{WarmNeed, wanted_warm};
-use super::world::World;
+use super::world::{SlotPhase, World};
 use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
 
 /// No warm boots this long after the fleet was last seen full (a job waited `warm_yield`).
@@ -120,7 +120,12 @@ impl World {
             return;
         }
         let free_since = *self.host_free_since.get_or_insert(now);
-        if !self.slots.is_empty() {
+        // A slot request taking the host goes on; queued ones wait only when it is ROOT's
+        // turn (fair share).
+        let turn = self.share_turn(now);
+        if self.slots.iter().any(|s| s.phase != SlotPhase::Queued)
+            || !self.slots.is_empty() && turn.as_ref().is_none_or(|t| t.team != Team::Root)
+        {
             return;
         }
         // Only on a snapshot taken after the host became free: several hosts freed by the
@@ -140,9 +145,24 @@ impl World {
             );
             return;
         }
-        if self.host_kept_for_jenkins(now, "demand", fx) {
-            return;
+        match turn {
+            Some(turn) if turn.team == Team::Spi => {
+                self.decide(
+                    now,
+                    None,
+                    format!("demand: holding the host: {}", turn.why),
+                    fx,
+                );
+                return;
+            }
+            Some(turn) => self.decide(now, None, format!("demand: {}", turn.why), fx),
+            None => {
+                if self.host_kept_for_jenkins(now, "demand", fx) {
+                    return;
+                }
+            }
         }
+        let contested = self.other_team_waits(now, Team::Root);
         if unmet.is_empty() {
             if self.boot_warm(now, &needs, fx) {
                 return;
@@ -162,6 +182,7 @@ impl World {
             if let Some(vm) = self.demand_candidate(now, &job.labels) {
                 match self.start_vm(now, &vm, Starter::Demand { job: job.id }, fx) {
                     Ok(()) => {
+                        self.note_turn(Team::Root, contested);
                         self.last_cycled = Some(vm.clone());
                         self.decide(
                             now,

@@ -352,6 +352,13 @@ pub struct SchedConfig {
     /// ready, unless its host is wanted: stopping it unused would throw its boot away, and
     /// the next day's first job takes it.
     pub warm_linger_ms: u64,
+    /// Policy `demand`, fair share: weight of ROOT's wait when both teams wait for a host.
+    pub share_root: u32,
+    /// Policy `demand`, fair share: weight of Jenkins' wait.
+    pub share_spi: u32,
+    /// Policy `demand`, fair share: turns one team may take in a row while the other
+    /// waits. 0 = no limit.
+    pub max_consecutive: u32,
 }
 
 impl Default for SchedConfig {
@@ -382,6 +389,10 @@ impl Default for SchedConfig {
             warm_min_jobs: 2,
             warm_yield_ms: 60_000,
             warm_linger_ms: 12 * 3_600_000,
+            // Jenkins' start script holds an executor while it waits: its wait counts double.
+            share_root: 1,
+            share_spi: 2,
+            max_consecutive: 3,
         }
     }
 }
@@ -391,6 +402,7 @@ mod demand;
 mod persist;
 mod report;
 mod rng;
+mod share;
 mod slots;
 mod stop;
 mod vm;

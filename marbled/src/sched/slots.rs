@@ -6,7 +6,7 @@
 //! request at a time takes the host (probe → stop → start → ready); concurrent ones are
 //! refused at once or, with `--wait`, queued in arrival order until their deadline.
 
-use marble_proto::{ErrorKind, Response, SlotGrant, WireError};
+use marble_proto::{ErrorKind, Response, SlotGrant, Team, WireError};
 
 use super::persist::Lease;
 use super::vm::{Starter, StopPhase, StopPlan, StopWhy};
@@ -181,6 +181,13 @@ impl World {
             }
             return;
         }
+        if let Some(turn) = self.share_turn(now)
+            && turn.team == Team::Root
+        {
+            self.decide(now, Some(&name), turn.why.clone(), fx);
+            self.refuse_or_wait(now, &slot, &turn.why, fx);
+            return;
+        }
         let holders: Vec<String> = self
             .occupying_names()
             .into_iter()
@@ -290,8 +297,10 @@ impl World {
         preempted: Option<String>,
         fx: &mut Vec<Effect>,
     ) {
+        let contested = self.other_team_waits(now, Team::Spi);
         match self.start_vm(now, &slot.vm, Starter::Slot, fx) {
             Ok(()) => {
+                self.note_turn(Team::Spi, contested);
                 self.set_phase_and_tell(slot.req, SlotPhase::Starting { preempted }, fx);
                 self.decide(
                     now,

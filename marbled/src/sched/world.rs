@@ -96,6 +96,8 @@ pub struct World {
     /// Last time a queued job had waited `warm_yield` without a host: the fleet is full,
     /// and a warm runner booted now would soon give its host up unused.
     pub(super) congested_at: Option<Millis>,
+    /// Fair share: turns one team took in a row while the other waited.
+    pub(super) streak: Option<super::share::Streak>,
     /// Counters for metrics.
     pub(super) counters: Counters,
 }
@@ -131,6 +133,7 @@ impl World {
             demand_asked_for: None,
             recent_jobs: BTreeMap::new(),
             congested_at: None,
+            streak: None,
             counters: Counters::default(),
         }
     }
