@@ -131,3 +131,104 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
         "token in the daemon log"
     );
 }
+
+/// A daemon with policy `demand` polling `gh` every `interval`, changed by `configure`.
+fn demand_daemon(
+    gh: &FakeGitHub,
+    interval: Duration,
+    configure: impl FnOnce(&mut marbled::config::Config),
+) -> (SimEnv, marble_tests::harness::DaemonProcess) {
+    let mut env = SimEnv::new();
+    let token_file = e2e_support::token_file(env.dir.path(), "github-token", TOKEN);
+    env.config.github = Some(GithubSection {
+        api_url: gh.url(),
+        repo: Some("root-project/root".into()),
+        token_file: Some(token_file),
+        request_timeout: Duration::from_secs(5),
+        ..GithubSection::default()
+    });
+    env.config.demand = Some(marbled::demand::DemandSection {
+        interval,
+        ..marbled::demand::DemandSection::default()
+    });
+    env.config.scheduler.policy = "demand".into();
+    env.config.scheduler.inventory_interval = Duration::from_secs(1);
+    configure(&mut env.config);
+    let daemon = env.spawn();
+    (env, daemon)
+}
+
+fn decisions(daemon: &marble_tests::harness::DaemonProcess) -> String {
+    let status = ctl(&daemon.socket, &["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    st["decisions"].to_string()
+}
+
+#[test]
+fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gh = rt.block_on(FakeGitHub::start(TOKEN));
+    // Polls every 5 minutes: any poll within seconds of the host freeing was asked for.
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(300), |_| {});
+    let polls = || {
+        gh.requests()
+            .iter()
+            .filter(|r| r.path == format!("{RUNS}?status=queued&per_page=100"))
+            .count()
+    };
+    // Settled: the free host has seen a snapshot taken after it became free.
+    assert!(
+        wait_until_blocking(T, || decisions(&daemon)
+            .contains("no queued job; nothing boots")),
+        "{}",
+        decisions(&daemon)
+    );
+    let out = ctl(&daemon.socket, &["vm", "start", ROOT1]);
+    assert_eq!(out.code, 0, "{out}");
+    wait_power(&daemon, ROOT1, "Running");
+    let before = polls();
+    let out = ctl(&daemon.socket, &["vm", "stop", ROOT1]);
+    assert_eq!(out.code, 0, "{out}");
+    wait_power(&daemon, ROOT1, "Stopped");
+    assert!(
+        wait_until_blocking(Duration::from_secs(20), || polls() > before),
+        "no early poll after the host became free ({before} polls so far); decisions: {}",
+        decisions(&daemon)
+    );
+}
+
+#[test]
+fn a_configured_warm_target_boots_a_runner_with_no_job_queued() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gh = rt.block_on(FakeGitHub::start(TOKEN));
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |config| {
+        config.scheduler.warm = vec![marbled::sched::WarmTarget {
+            labels: vec!["self-hosted".into(), "macOS".into(), "mac15".into()],
+            count: 1,
+        }];
+    });
+    wait_power(&daemon, ROOT2, "Running");
+    let text = decisions(&daemon);
+    assert!(
+        text.contains("booting a warm runner (configured: 1 warm for runs-on self-hosted,macOS,mac15; 0 of 1 idle"),
+        "{text}"
+    );
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "Stopped");
+    // Its runner was registered (JIT) for the warm VM.
+    assert!(
+        wait_until_blocking(T, || !gh.issued_jit().is_empty()),
+        "no JIT runner minted"
+    );
+    assert!(
+        !daemon.log_text().contains(TOKEN),
+        "token in the daemon log"
+    );
+}
