@@ -215,6 +215,16 @@ impl Comparison {
             String::new(),
         );
         row(
+            "ROOT boots that served no job",
+            c.root_boots_unused.to_string(),
+            d.root_boots_unused.to_string(),
+            ratio(
+                Some(d.root_boots_unused as f64),
+                Some(c.root_boots_unused as f64),
+            ),
+            String::new(),
+        );
+        row(
             "idle VM-minutes",
             format!("{:.1}", c.idle_vm_minutes),
             format!("{:.1}", d.idle_vm_minutes),

@@ -251,7 +251,10 @@ impl Report {
         kv(
             &mut out,
             "VM boots",
-            format!("{} ({} ROOT)", self.vm_boots, self.root_boots),
+            format!(
+                "{} ({} ROOT, {} of them served no job)",
+                self.vm_boots, self.root_boots, self.root_boots_unused
+            ),
         );
         kv(
             &mut out,
