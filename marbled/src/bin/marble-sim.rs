@@ -61,7 +61,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Hosts in the fleet.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 8)]
         hosts: u32,
         /// Write every arrival out as `[[root_jobs]]` / `[[jenkins]]` instead of the generator
         /// section.
