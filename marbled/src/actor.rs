@@ -97,6 +97,9 @@ enum ActorCommand {
         sched: Box<SchedConfig>,
         ctx: JobContext,
     },
+    /// A new `[fleet]` bucket reader after a reload (None: `[fleet]` removed).
+    #[cfg(feature = "s3")]
+    SetFleet(Option<Arc<crate::fleet::FleetReader>>),
     /// Fresh answers from the demand sources (`crate::demand`).
     Demand {
         github: Option<Box<DemandSnapshot>>,
@@ -121,6 +124,8 @@ impl std::fmt::Debug for ActorCommand {
             ActorCommand::Cancel { .. } => "Cancel",
             ActorCommand::Watch { .. } => "Watch",
             ActorCommand::Reconfigure { .. } => "Reconfigure",
+            #[cfg(feature = "s3")]
+            ActorCommand::SetFleet(_) => "SetFleet",
             ActorCommand::Demand { .. } => "Demand",
         })
     }
@@ -201,6 +206,12 @@ impl DaemonHandle {
             })
             .await
             .map_err(|_| gone())
+    }
+
+    /// Answer `FleetList` from this bucket reader from now on (a reload changed `[fleet]`).
+    #[cfg(feature = "s3")]
+    pub async fn set_fleet(&self, fleet: Option<Arc<crate::fleet::FleetReader>>) {
+        let _ = self.tx.send(ActorCommand::SetFleet(fleet)).await;
     }
 
     /// Apply reloadable configuration (SIGHUP).
@@ -560,6 +571,8 @@ impl Supervisor {
                     self.apply(effects);
                 }
             }
+            #[cfg(feature = "s3")]
+            ActorCommand::SetFleet(fleet) => self.fleet = fleet,
             ActorCommand::Reconfigure { sched, ctx } => {
                 tracing::info!("configuration reloaded");
                 self.world.reconfigure(*sched);

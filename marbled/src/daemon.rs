@@ -123,7 +123,8 @@ pub fn host_name(config: &Config) -> String {
 
 /// Run the daemon on `listener` until `shutdown` is cancelled. New configs arriving on
 /// `reload` (SIGHUP) update the reloadable fields: scheduler timings and policy, probes,
-/// teams, admin users and prlctl settings. The socket, state file and log file are not
+/// teams, admin users and prlctl settings; a changed `[demand]`, `[fleet]` or `[metrics]`
+/// restarts the side tasks with it. The socket, state file and log file are not
 /// reloadable (restart for those).
 pub async fn run(
     config: Config,
@@ -199,14 +200,16 @@ pub async fn run(
         policy.clone(),
         shutdown.clone(),
     ));
-    let periodic = crate::periodic::spawn(
+    let mut periodic_stop = shutdown.child_token();
+    let mut periodic = crate::periodic::spawn(
         &config,
         &handle,
         #[cfg(feature = "s3")]
         fleet,
-        &shutdown,
+        &periodic_stop,
     );
     tracing::info!(version = %identity.version, host = %identity.host, socket = %config.daemon.socket.display(), "marbled started");
+    let mut current = config;
 
     loop {
         tokio::select! {
@@ -232,6 +235,26 @@ pub async fn run(
                 if let Ok(mut p) = policy.write() {
                     *p = AccessPolicy::new(gid, new.daemon.admin_users.clone());
                 }
+                if crate::periodic::inputs_changed(&current, &new) {
+                    periodic_stop.cancel();
+                    if tokio::time::timeout(Duration::from_secs(5), periodic.wait()).await.is_err() {
+                        tracing::warn!("side tasks slow to stop for the reload; starting the new ones anyway");
+                    }
+                    periodic_stop = shutdown.child_token();
+                    #[cfg(feature = "s3")]
+                    let fleet = crate::periodic::fleet_reader(&new);
+                    #[cfg(feature = "s3")]
+                    handle.set_fleet(fleet.clone()).await;
+                    periodic = crate::periodic::spawn(
+                        &new,
+                        &handle,
+                        #[cfg(feature = "s3")]
+                        fleet,
+                        &periodic_stop,
+                    );
+                    tracing::info!("side tasks ([demand], [fleet], [metrics]) restarted with the new config");
+                }
+                current = new;
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The daemon's periodic side tasks, started next to the actor and stopped with the server:
 //! the fleet heartbeat ([`crate::fleet`]), the metrics textfile ([`crate::metrics`]) and the
 //! demand poller ([`crate::demand`]). Each talks to the actor only through its
-//! [`DaemonHandle`] (queries and the `Demand` command), so none can block it. None of them is
-//! reloadable: a changed `[fleet]`, `[metrics]` or `[demand]` needs a restart.
+//! [`DaemonHandle`] (queries and the `Demand` command), so none can block it. A reload
+//! (SIGHUP) that changes what they are built from ([`inputs_changed`]) stops them and starts
+//! them again with the new config; otherwise they keep running undisturbed.
 
 #[cfg(feature = "s3")]
 use std::sync::Arc;
@@ -23,6 +24,19 @@ pub fn fleet_reader(config: &Config) -> Option<Arc<crate::fleet::FleetReader>> {
             section.clone(),
         ))
     })
+}
+
+/// Whether the side tasks must be restarted to apply `new`: a section they are built from
+/// changed (`[demand]` with the `[github]`/`[jenkins]` clients it polls through, `[fleet]`
+/// with the `[images]` bucket it writes to and the state file it reads, `[metrics]`).
+pub fn inputs_changed(old: &Config, new: &Config) -> bool {
+    let fleet = old.fleet.is_some() || new.fleet.is_some();
+    let demand = old.demand.is_some() || new.demand.is_some();
+    old.fleet != new.fleet
+        || old.metrics != new.metrics
+        || old.demand != new.demand
+        || fleet && (old.images != new.images || old.daemon.state_file != new.daemon.state_file)
+        || demand && (old.github != new.github || old.jenkins != new.jenkins)
 }
 
 /// Start the configured tasks; they end when `shutdown` is cancelled.
