@@ -52,22 +52,7 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
     );
     gh.set_run(9003, "completed");
 
-    let mut env = SimEnv::new();
-    let token_file = e2e_support::token_file(env.dir.path(), "github-token", TOKEN);
-    env.config.github = Some(GithubSection {
-        api_url: gh.url(),
-        repo: Some("root-project/root".into()),
-        token_file: Some(token_file),
-        request_timeout: Duration::from_secs(5),
-        ..GithubSection::default()
-    });
-    env.config.demand = Some(marbled::demand::DemandSection {
-        interval: Duration::from_secs(5),
-        ..marbled::demand::DemandSection::default()
-    });
-    env.config.scheduler.policy = "demand".into();
-    env.config.scheduler.inventory_interval = Duration::from_secs(1);
-    let daemon = env.spawn();
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
 
     wait_power(&daemon, ROOT1, "Running");
     let status = ctl(&daemon.socket, &["status", "--json"]);

@@ -921,11 +921,19 @@ fn registration_watchdog_recycles_a_runner_that_takes_no_waiting_job() {
     assert_eq!(host.running(), vec![M15.to_owned()], "busy runner kept");
 }
 
-fn warm_host(configure: impl FnOnce(&mut SchedConfig)) -> Host {
+/// A `demand` host with `vms`, its config changed by `configure`.
+fn demand_host_with(
+    configure: impl FnOnce(&mut SchedConfig),
+    vms: &[(&str, Team, PowerState)],
+) -> Host {
     let mut config = config(Policy::Demand);
     configure(&mut config);
-    Host::with_world(
-        World::new(config, 1_000_000),
+    Host::with_world(World::new(config, 1_000_000), vms)
+}
+
+fn warm_host(configure: impl FnOnce(&mut SchedConfig)) -> Host {
+    demand_host_with(
+        configure,
         &[
             (M14, Team::Root, PowerState::Stopped),
             (M15, Team::Root, PowerState::Stopped),
@@ -1082,10 +1090,8 @@ fn a_slot_request_takes_the_host_from_an_idle_warm_runner() {
 }
 
 fn share_host(configure: impl FnOnce(&mut SchedConfig)) -> Host {
-    let mut config = config(Policy::Demand);
-    configure(&mut config);
-    Host::with_world(
-        World::new(config, 1_000_000),
+    demand_host_with(
+        configure,
         &[
             (M14, Team::Root, PowerState::Stopped),
             (S1, Team::Spi, PowerState::Stopped),
