@@ -12,19 +12,13 @@ use std::time::Duration;
 use e2e_support::{ROOT1, ROOT2, SimEnv, T, ctl, power, vm_list, wait_power};
 use marble_tests::fake_github::FakeGitHub;
 use marble_tests::harness::wait_until_blocking;
-use marbled::config::GithubSection;
 
 const TOKEN: &str = "ghp_e2eDemandTokenNeverLogged0123456789abcd";
 const RUNS: &str = "/repos/root-project/root/actions/runs";
 
 #[test]
 fn a_queued_mac14_job_boots_the_mac14_vm_only() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let gh = rt.block_on(FakeGitHub::start(TOKEN));
+    let (_rt, gh) = fake_github();
     // Run 9001 queued with a mac14 job; run 9002 in progress with one running job and one
     // queued Windows job (no VM here covers it).
     gh.set_run(9001, "queued");
@@ -124,14 +118,7 @@ fn demand_daemon(
     configure: impl FnOnce(&mut marbled::config::Config),
 ) -> (SimEnv, marble_tests::harness::DaemonProcess) {
     let mut env = SimEnv::new();
-    let token_file = e2e_support::token_file(env.dir.path(), "github-token", TOKEN);
-    env.config.github = Some(GithubSection {
-        api_url: gh.url(),
-        repo: Some("root-project/root".into()),
-        token_file: Some(token_file),
-        request_timeout: Duration::from_secs(5),
-        ..GithubSection::default()
-    });
+    env.use_github(gh.url(), TOKEN);
     env.config.demand = Some(marbled::demand::DemandSection {
         interval,
         ..marbled::demand::DemandSection::default()
@@ -143,6 +130,17 @@ fn demand_daemon(
     (env, daemon)
 }
 
+/// A fake GitHub on its own runtime (kept alive by the caller).
+fn fake_github() -> (tokio::runtime::Runtime, FakeGitHub) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gh = rt.block_on(FakeGitHub::start(TOKEN));
+    (rt, gh)
+}
+
 fn decisions(daemon: &marble_tests::harness::DaemonProcess) -> String {
     let status = ctl(&daemon.socket, &["status", "--json"]);
     let st: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
@@ -151,12 +149,7 @@ fn decisions(daemon: &marble_tests::harness::DaemonProcess) -> String {
 
 #[test]
 fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let gh = rt.block_on(FakeGitHub::start(TOKEN));
+    let (_rt, gh) = fake_github();
     // Polls every 5 minutes: any poll within seconds of the host freeing was asked for.
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(300), |_| {});
     let polls = || {
@@ -188,12 +181,7 @@ fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval()
 
 #[test]
 fn a_configured_warm_target_boots_a_runner_with_no_job_queued() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let gh = rt.block_on(FakeGitHub::start(TOKEN));
+    let (_rt, gh) = fake_github();
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |config| {
         config.scheduler.warm = vec![marbled::sched::WarmTarget {
             labels: vec!["self-hosted".into(), "macOS".into(), "mac15".into()],

@@ -29,7 +29,6 @@ use e2e_support::{LISTENER, ROOT1, SimEnv, T, ctl, wait_power};
 use marble_tests::fake_github::{Deny, FakeGitHub, RecordedRequest};
 use marble_tests::harness::{DaemonProcess, wait_until_blocking};
 use marble_tests::prlsim::{ExecRule, FaultKind, VmState};
-use marbled::config::GithubSection;
 
 const TOKEN: &str = "ghp_e2eRunnersTokenNeverInTheVm0123456789";
 const JIT_PATH: &str = "/var/run/marble/jitconfig";
@@ -70,14 +69,7 @@ impl GhEnv {
                     .spawns(LISTENER),
             )
             .unwrap();
-        let token_file = e2e_support::token_file(env.dir.path(), "github-token", TOKEN);
-        env.config.github = Some(GithubSection {
-            api_url: gh.url(),
-            repo: Some("root-project/root".into()),
-            token_file: Some(token_file),
-            request_timeout: Duration::from_secs(5),
-            ..GithubSection::default()
-        });
+        env.use_github(gh.url(), TOKEN);
         GhEnv { gh, env, _rt: rt }
     }
 

@@ -69,6 +69,19 @@ impl SimEnv {
             .expect("set running");
     }
 
+    /// Point `[github]` at `api_url` (repository runners of `root-project/root`) with `token`
+    /// in a 0600 file, short request timeout.
+    pub fn use_github(&mut self, api_url: String, token: &str) {
+        let token_file = token_file(self.dir.path(), "github-token", token);
+        self.config.github = Some(marbled::config::GithubSection {
+            api_url,
+            repo: Some("root-project/root".into()),
+            token_file: Some(token_file),
+            request_timeout: Duration::from_secs(5),
+            ..marbled::config::GithubSection::default()
+        });
+    }
+
     /// Start the daemon on this host and wait until its inventory shows every VM.
     pub fn spawn(&self) -> DaemonProcess {
         let daemon = DaemonProcess::spawn(self.dir.path(), &self.config);
