@@ -1,25 +1,30 @@
 //! Policy `demand`: boot a ROOT VM only for a queued GitHub job that no free runner in the
-//! fleet will take, and stop it once its ephemeral runner has done its one job.
+//! fleet will take, or to fill a warm-runner target ([`super::warm`]); stop it once its
+//! ephemeral runner has done its one job.
 //!
-//! Input: the last [`DemandSnapshot`] (queued ROOT jobs with their `runs-on` labels, and the
-//! fleet's registered runners that have no job yet). A job is *unmet* when, matching jobs
-//! oldest first against free runners (a runner takes the first job its labels cover), no
-//! runner is left for it — so a job another host is already booting a runner for (registered
-//! before its VM boots) does not make this host boot too.
+//! Input: the last [`DemandSnapshot`] (queued ROOT jobs with their `runs-on` labels, running
+//! jobs as the prediction's history, and the fleet's registered runners that have no job
+//! yet). A job is *unmet* when, matching jobs oldest first against free runners (a runner
+//! takes the first job its labels cover), no runner is left for it — so a job another host is
+//! already booting a runner for (registered before its VM boots) does not make this host boot
+//! too.
 //!
 //! Rules, in order:
-//! - Jenkins first: queued slot requests are served before anything boots, and while slot
-//!   requests keep being refused for `fairness_bound`, nothing boots for ROOT either.
+//! - Running VMs: a ROOT VM whose runner has done its job is stopped once idle; one without a
+//!   job stays while a job it could take is queued or a warm target wants it (then gives way
+//!   to an unmet job it cannot take after `warm_yield`), else until `cycle_on_min` (a warm
+//!   boot: `warm_linger`) after readiness. Another team's idle, unprotected VM gives the host
+//!   up when an unmet ROOT job could run here.
+//! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
+//!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
-//!   (round robin among the eligible ones, skipping locked and quarantined VMs) — but only
-//!   on a snapshot that arrived after the host became free, so hosts freed by the same stale
-//!   picture do not all boot for one job.
-//! - A booted ROOT VM whose probe has seen a job (its runner is single-use) is stopped once
-//!   idle; one that has not had a job is kept while a job it could take is queued, at most
-//!   `cycle_on_min` after it became ready when nothing is queued for it.
-//! - Another team's idle, unprotected VM gives the host up when an unmet ROOT job could run
-//!   here.
-//! - Nothing waits → nothing boots. Every choice is recorded as a decision with its reason.
+//!   (round robin among the eligible ones, skipping locked and quarantined VMs) — but only on
+//!   a snapshot that arrived after the host became free, so hosts freed by the same stale
+//!   picture do not all boot for one job; it asks for such a snapshot at once
+//!   (`Effect::RefreshDemand`).
+//! - Nothing unmet: boot a warm runner for a target the fleet is short of (not within 30 min
+//!   of the fleet being seen full); else nothing boots. Every choice is recorded as a
+//!   decision with its reason.
 
 use marble_proto::{PowerState, Team};
 
