@@ -32,10 +32,14 @@ pub fn fleet_reader(config: &Config) -> Option<Arc<crate::fleet::FleetReader>> {
 pub fn inputs_changed(old: &Config, new: &Config) -> bool {
     let fleet = old.fleet.is_some() || new.fleet.is_some();
     let demand = old.demand.is_some() || new.demand.is_some();
+    let fleet_inputs = old.daemon.state_file != new.daemon.state_file;
+    // The bucket exists only with feature `s3` (without it there is no heartbeat either).
+    #[cfg(feature = "s3")]
+    let fleet_inputs = fleet_inputs || old.images != new.images;
     old.fleet != new.fleet
         || old.metrics != new.metrics
         || old.demand != new.demand
-        || fleet && (old.images != new.images || old.daemon.state_file != new.daemon.state_file)
+        || fleet && fleet_inputs
         || demand && (old.github != new.github || old.jenkins != new.jenkins)
 }
 

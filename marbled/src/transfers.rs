@@ -33,6 +33,7 @@ use marble_proto::{ErrorKind, Event, Request, Response, TransferInfo, VmInfo, Wi
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+#[cfg(feature = "s3")]
 use tracing::Instrument;
 
 use crate::actor::now_ms;
@@ -128,9 +129,12 @@ pub struct SubmitEnv<'a, C> {
 /// Running and finished transfers plus the holds they put on VMs.
 #[derive(Default)]
 pub struct Transfers {
+    // Used only by `submit`, which exists with feature `s3`.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     next_id: u64,
     running: BTreeMap<u64, Running>,
     finished: VecDeque<TransferInfo>,
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     cancel: CancellationToken,
     /// Ended transfers by kind: (ok, failed) (one entry per kind, so bounded).
     ended: BTreeMap<String, (u64, u64)>,
