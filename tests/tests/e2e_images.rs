@@ -15,6 +15,7 @@
 //! adds exactly the bytes it sends again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use marble_tests::data::noise;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -39,20 +40,6 @@ fn sha(path: &Path) -> String {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).expect("read");
     hex::encode(h.finalize())
-}
-
-/// Deterministic incompressible bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 /// The VM's disk: 96 MiB apparent with 3 data regions and holes between them.

@@ -1,25 +1,13 @@
 //! Legacy `zip -r` objects pull with their structure; zip-slip entries, corrupt and truncated
 //! images are rejected and leave nothing behind.
 
+use marble_tests::data::noise;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use marble_tests::s3::LocalS3;
 use marbled::images::{ImageError, ImageName, ImageStore};
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
 
 #[track_caller]
 fn assert_empty_dir(p: &Path) {

@@ -1,25 +1,13 @@
 //! An interrupted push resumes without re-sending finished parts, counted on the wire by a
 //! proxy in front of the server; the resumed image pulls back byte-identical.
 
+use marble_tests::data::noise;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use marble_tests::s3::{CountingProxy, LocalS3};
 use marbled::images::{ImageName, ImageStore, Phase, Progress};
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_push_resumes_without_resending_parts() {

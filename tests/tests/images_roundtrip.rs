@@ -1,6 +1,7 @@
 //! Push then pull through a real s3s-fs: byte-identical files, holes stay holes, modes and
 //! symlinks kept, ls/verify/rm, and the secret key never reaches the logs.
 
+use marble_tests::data::noise;
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -12,20 +13,6 @@ use marbled::images::{ImageName, ImageStore, Progress};
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1024 * 1024;
-
-/// Deterministic incompressible bytes (xorshift).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
 
 /// A bundle like Parallels': a config, a sparse disk with data, zero-filled and hole regions,
 /// an empty file, a private file and an internal symlink.
