@@ -291,7 +291,6 @@ fn route(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
     let Some(idx) = path.find("/actions/runners") else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
-    let conditional = req.headers().contains_key("if-none-match");
     let write = req.method() != http::Method::GET;
     if st.deny == Some(Deny::Forbidden) {
         let mut r = error(
@@ -367,31 +366,11 @@ fn route(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
                 .skip((page - 1) * per_page)
                 .take(per_page)
                 .collect();
-            let payload = serde_json::to_vec(&json!({"total_count": total, "runners": items}))
-                .unwrap_or_default();
-            let etag = etag_of(&payload);
-            if conditional
-                && req
-                    .headers()
-                    .get("if-none-match")
-                    .and_then(|v| v.to_str().ok())
-                    == Some(etag.as_str())
-            {
-                let mut r = Reply::empty(StatusCode::NOT_MODIFIED);
-                r.headers.push(("etag".into(), etag));
+            let body = json!({"total_count": total, "runners": items});
+            let mut r = conditional_json(req, &body);
+            if r.status == StatusCode::NOT_MODIFIED {
                 return r;
             }
-            let mut r = Reply {
-                status: StatusCode::OK,
-                headers: vec![
-                    (
-                        "content-type".into(),
-                        "application/json; charset=utf-8".into(),
-                    ),
-                    ("etag".into(), etag),
-                ],
-                body: payload,
-            };
             if page * per_page < total {
                 let mut next = format!("{base}{path}?per_page={per_page}&page={}", page + 1);
                 if let Some(n) = name {
