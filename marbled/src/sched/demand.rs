@@ -50,7 +50,7 @@ impl World {
         {
             return;
         }
-        let unmet = self.unmet_jobs();
+        let (unmet, free_left) = self.match_queued();
         let queued = self.demand.root_jobs.clone();
         let servable_here = |world: &World, job: &QueuedJob| {
             world
@@ -59,7 +59,7 @@ impl World {
                 .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels))
         };
         let root_waits_here = unmet.iter().any(|job| servable_here(self, job));
-        let needs = self.warm_needs();
+        let needs = self.warm_needs(free_left);
         // An unmet job that has waited `warm_yield` has not been taken by a free host
         // elsewhere: a warm runner here gives way to it.
         let yield_to = unmet

@@ -90,9 +90,10 @@ impl World {
         (unmet, free)
     }
 
-    /// Every warm target (configured first, then predicted, busiest first) with how many idle
-    /// runners in the fleet already fill it. An idle runner fills at most one target.
-    pub(super) fn warm_needs(&self) -> Vec<WarmNeed> {
+    /// Every warm target (configured first, then predicted, busiest first) with how many of
+    /// `free` (the idle runners left once queued jobs took theirs: [`World::match_queued`])
+    /// already fill it. An idle runner fills at most one target.
+    pub(super) fn warm_needs(&self, mut free: Vec<Vec<String>>) -> Vec<WarmNeed> {
         let mut needs: Vec<WarmNeed> = self
             .config
             .warm
@@ -137,7 +138,6 @@ impl World {
                 });
             }
         }
-        let (_, mut free) = self.match_queued();
         for need in &mut needs {
             while need.have < need.count {
                 match free.iter().position(|r| labels_cover(r, &need.labels)) {
