@@ -184,18 +184,12 @@ pub fn client_config(section: &GithubSection) -> Result<GitHubConfig, GitHubErro
             ));
         }
     };
-    let token = match (&section.token_file, &section.token_keychain) {
-        (Some(f), None) => TokenSource::File(f.clone()),
-        (None, Some(k)) => TokenSource::Keychain {
-            service: k.service.clone(),
-            account: k.account.clone(),
-        },
-        _ => {
-            return Err(GitHubError::Config(
-                "set exactly one of github.token_file and github.token_keychain".into(),
-            ));
-        }
-    };
+    let token = TokenSource::from_section(
+        "github",
+        section.token_file.as_ref(),
+        section.token_keychain.as_ref(),
+    )
+    .map_err(GitHubError::Config)?;
     Ok(GitHubConfig {
         api_url: section.api_url.clone(),
         scope,

@@ -244,6 +244,9 @@ pub enum ToggleOutcome {
 /// Jenkins client errors; none carries the API token.
 #[derive(Debug, thiserror::Error)]
 pub enum JenkinsError {
+    /// The `[jenkins]` section cannot make a client.
+    #[error("[jenkins]: {0}")]
+    Config(String),
     /// The token could not be loaded.
     #[error("jenkins token unavailable")]
     Token(#[source] SecretError),

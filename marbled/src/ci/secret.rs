@@ -162,6 +162,25 @@ pub enum TokenSource {
 }
 
 impl TokenSource {
+    /// The source a config section names with its `token_file` / `token_keychain` pair
+    /// (exactly one must be set; `marbled check-config` reports that too, naming the key).
+    pub fn from_section(
+        section: &str,
+        file: Option<&PathBuf>,
+        keychain: Option<&crate::config::KeychainItem>,
+    ) -> Result<Self, String> {
+        match (file, keychain) {
+            (Some(f), None) => Ok(TokenSource::File(f.clone())),
+            (None, Some(k)) => Ok(TokenSource::Keychain {
+                service: k.service.clone(),
+                account: k.account.clone(),
+            }),
+            _ => Err(format!(
+                "set exactly one of {section}.token_file and {section}.token_keychain"
+            )),
+        }
+    }
+
     /// Load the secret.
     pub fn load(&self) -> Result<Secret, SecretError> {
         match self {

@@ -9,14 +9,12 @@ use crate::config::JenkinsSection;
 
 /// Build the client from `[jenkins]`.
 pub fn client(section: &JenkinsSection) -> Result<JenkinsClient, JenkinsError> {
-    let token = match (&section.token_file, &section.token_keychain) {
-        (Some(f), _) => TokenSource::File(f.clone()),
-        (None, Some(k)) => TokenSource::Keychain {
-            service: k.service.clone(),
-            account: k.account.clone(),
-        },
-        (None, None) => TokenSource::File(std::path::PathBuf::new()),
-    };
+    let token = TokenSource::from_section(
+        "jenkins",
+        section.token_file.as_ref(),
+        section.token_keychain.as_ref(),
+    )
+    .map_err(JenkinsError::Config)?;
     JenkinsClient::from_config(&JenkinsConfig {
         url: section.url.trim_end_matches('/').to_owned(),
         user: section.user.clone(),
