@@ -96,7 +96,7 @@ impl World {
                         job.labels.join(","),
                         format_ms(job.since_ms)
                     ))
-                } else if wanted_warm(&vm.labels, &needs).is_some() {
+                } else if wanted_warm(&vm.labels, &needs) {
                     None
                 } else if warm_over || vm.on_until.is_none() {
                     Some("no queued job it could take, and no warm runner wanted".to_owned())

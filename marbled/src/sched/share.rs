@@ -83,7 +83,6 @@ impl World {
         if let Some(streak) = self.streak
             && max > 0
             && streak.count >= max
-            && matches!(streak.team, Team::Root | Team::Spi)
         {
             return Some(Turn {
                 team: other(streak.team),

@@ -153,12 +153,9 @@ impl World {
     }
 }
 
-/// Why an idle ROOT VM with `labels` is still wanted warm: a target it could fill exists.
-/// A surplus (two hosts booted for one target) is kept too: stopping it would throw its
-/// boot away, and it takes the next matching job; no new warm boot happens meanwhile.
-pub(super) fn wanted_warm(labels: &[String], needs: &[WarmNeed]) -> Option<String> {
-    needs
-        .iter()
-        .find(|need| labels_cover(labels, &need.labels))
-        .map(|need| need.why.clone())
+/// Whether an idle ROOT VM with `labels` is still wanted warm: a target it could fill
+/// exists. A surplus (two hosts booted for one target) is kept too: stopping it would throw
+/// its boot away, and it takes the next matching job; no new warm boot happens meanwhile.
+pub(super) fn wanted_warm(labels: &[String], needs: &[WarmNeed]) -> bool {
+    needs.iter().any(|need| labels_cover(labels, &need.labels))
 }
