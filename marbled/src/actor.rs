@@ -114,6 +114,8 @@ pub struct DaemonHandle {
     next_req: Arc<AtomicU64>,
     /// Rung when the scheduler asks for a fresh demand snapshot (`Effect::RefreshDemand`).
     demand_nudge: Arc<tokio::sync::Notify>,
+    /// Whether the scheduler wants new queued runs seen at once (`World::watches_demand`).
+    demand_watching: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for ActorCommand {
@@ -140,6 +142,12 @@ impl DaemonHandle {
     /// host just became free): the demand poller listens on it.
     pub fn demand_nudge(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.demand_nudge)
+    }
+
+    /// Follows whether the scheduler wants new queued runs seen at once (the host is free:
+    /// `World::watches_demand`); the demand poller watches GitHub only while it is true.
+    pub fn demand_watching(&self) -> watch::Receiver<bool> {
+        self.demand_watching.clone()
     }
 
     /// Answer a read-only request (`Status`, `ListVms`, `ShowVm`).
@@ -299,6 +307,8 @@ pub struct Supervisor {
     jenkins_queue: Option<JenkinsDemand>,
     /// Shared with the demand poller (see [`DaemonHandle::demand_nudge`]).
     demand_nudge: Arc<tokio::sync::Notify>,
+    /// See [`DaemonHandle::demand_watching`].
+    demand_watching: watch::Sender<bool>,
     /// `[fleet]` heartbeat reader for `FleetList` (None: not configured).
     #[cfg(feature = "s3")]
     fleet: Option<Arc<crate::fleet::FleetReader>>,
@@ -319,6 +329,7 @@ impl Supervisor {
         let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
         let (completions_tx, completions) = mpsc::channel(COMPLETION_CAPACITY);
         let demand_nudge = Arc::new(tokio::sync::Notify::new());
+        let (demand_watching, demand_watching_rx) = watch::channel(world.watches_demand());
         let supervisor = Self {
             world,
             ctx,
@@ -347,6 +358,7 @@ impl Supervisor {
             tool_env: Arc::new(Vec::new()),
             jenkins_queue: None,
             demand_nudge: Arc::clone(&demand_nudge),
+            demand_watching,
             #[cfg(feature = "s3")]
             fleet: None,
             shutdown,
@@ -357,6 +369,7 @@ impl Supervisor {
                 tx,
                 next_req: Arc::new(AtomicU64::new(1)),
                 demand_nudge,
+                demand_watching: demand_watching_rx,
             },
         )
     }
@@ -761,6 +774,12 @@ impl Supervisor {
                 Effect::RefreshDemand => self.demand_nudge.notify_one(),
             }
         }
+        let watching = self.world.watches_demand();
+        self.demand_watching.send_if_modified(|w| {
+            let changed = *w != watching;
+            *w = watching;
+            changed
+        });
     }
 
     /// Send the held replies whose state has been written.

@@ -257,8 +257,9 @@ pub struct SchedulerSection {
     /// waited this long.
     #[serde(with = "humantime_serde")]
     pub warm_yield: Duration,
-    /// A warm runner no longer wanted stays up this long after it became ready (unless its
-    /// host is wanted), so its boot is not thrown away.
+    /// A warm runner no longer wanted, or a runner whose job another runner took, stays up
+    /// this long after it became ready (unless its host is wanted), so its boot is not
+    /// thrown away.
     #[serde(with = "humantime_serde")]
     pub warm_linger: Duration,
     /// Policy `demand`, fair share when both teams wait for a host: weight of ROOT's wait.
@@ -907,6 +908,7 @@ impl Config {
              # nodes = {{ \"macphsft01-SPI-VM-macOS-14\" = \"macphsft01-spi-14\" }}  # default: node = VM name\n\
              # [demand]      # poll CI for policy demand (see docs/OPERATIONS.md)\n\
              # interval = \"30s\"\n\
+             # watch = \"5s\"                    # while the host is free: new queued runs (304s cost no quota)\n\
              # github = true                   # queued jobs + free fleet runners via [github]\n\
              # jenkins = true                  # buildable queue items via [jenkins] (metrics)\n\
              # repos = []                      # default: github.repo; required with github.org\n\

@@ -7,7 +7,7 @@
 
 use marbled::sched::Policy;
 use marbled::sim::standard::standard_trace;
-use marbled::sim::{RunOptions, simulate};
+use marbled::sim::{RunOptions, Trace, simulate};
 
 #[test]
 fn a_multi_host_demand_run_boots_about_one_vm_per_queued_job() {
@@ -45,6 +45,49 @@ fn a_multi_host_demand_run_boots_about_one_vm_per_queued_job() {
     let cycle_per_job = cycle.root_boots_per_job.expect("jobs arrived");
     eprintln!("ROOT boots per job: demand {per_job}, cycle {cycle_per_job}");
     assert!(cycle_per_job > 5.0 * per_job, "{}", cycle.to_table());
+}
+
+/// ROOT wait of the single job of a one-host trace polling every 5 minutes, with the
+/// `[demand] watch` of a free host set to `watch`.
+fn single_job_wait_ms(watch: &str) -> u64 {
+    let text = format!(
+        r#"
+[sim]
+duration = "1h"
+demand_poll = "5m"
+demand_watch = "{watch}"
+
+[host]
+root_vms = 1
+spi_vms = 0
+
+[boot]
+min = "1m"
+max = "1m"
+
+[scheduler]
+policy = "demand"
+
+[[root_jobs]]
+at = "10m 10s"
+duration = "10m"
+"#
+    );
+    let trace = Trace::parse(&text, std::path::Path::new("watch.toml")).unwrap();
+    let report = simulate(&trace, RunOptions::default());
+    assert!(report.violations.is_empty(), "{}", report.to_table());
+    assert_eq!(report.teams["root"].started, 1, "{}", report.to_table());
+    report.teams["root"].wait_max_ms.unwrap()
+}
+
+#[test]
+fn a_free_host_watching_the_queue_boots_for_a_new_run_in_seconds() {
+    // Polls at 0, 5m, 10m, 15m: the job queued at 10m 10s waits for the 15m poll, then a
+    // one-minute boot. Watching every 5 s, the host polls within 5 s (+1 s round trip).
+    let polled = single_job_wait_ms("0s");
+    let watched = single_job_wait_ms("5s");
+    assert!(polled >= 5 * 60_000, "without the watch: {polled} ms");
+    assert!(watched <= 67_000, "with the watch: {watched} ms");
 }
 
 #[test]

@@ -566,6 +566,11 @@ impl FakeGitHub {
         st.rate_reset = reset_epoch;
     }
 
+    /// The rate-limit budget left (304 answers do not spend it, as on GitHub).
+    pub fn rate_remaining(&self) -> u64 {
+        self.st().rate_remaining
+    }
+
     /// Add (or update) a workflow run with `status` (`queued`, `in_progress`, `completed`).
     pub fn set_run(&self, run_id: u64, status: &str) {
         self.st().runs.insert(run_id, status.to_owned());

@@ -152,10 +152,11 @@ fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval()
     let (_rt, gh) = fake_github();
     // Polls every 5 minutes: any poll within seconds of the host freeing was asked for.
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(300), |_| {});
+    // Full polls only: the watch lists the queued runs too.
     let polls = || {
         gh.requests()
             .iter()
-            .filter(|r| r.path == format!("{RUNS}?status=queued&per_page=100"))
+            .filter(|r| r.path == format!("{RUNS}?status=in_progress&per_page=100"))
             .count()
     };
     // Settled: the free host has seen a snapshot taken after it became free.
@@ -177,6 +178,61 @@ fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval()
         "no early poll after the host became free ({before} polls so far); decisions: {}",
         decisions(&daemon)
     );
+}
+
+#[test]
+fn a_free_host_sees_a_newly_queued_run_within_seconds_at_no_quota() {
+    let (_rt, gh) = fake_github();
+    // Polls every 5 minutes: a boot within seconds of the push came from the watch.
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(300), |config| {
+        if let Some(demand) = config.demand.as_mut() {
+            demand.watch = Duration::from_secs(1);
+        }
+    });
+    let queued_listing = format!("{RUNS}?status=queued&per_page=100");
+    let listings = || {
+        gh.requests()
+            .into_iter()
+            .filter(|r| r.path == queued_listing)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until_blocking(T, || decisions(&daemon)
+            .contains("no queued job; nothing boots")),
+        "{}",
+        decisions(&daemon)
+    );
+    // Watching an unchanged queue: conditional requests, answered 304, spend no quota.
+    let quota = gh.rate_remaining();
+    let before = listings().len();
+    assert!(
+        wait_until_blocking(T, || listings().len() >= before + 3),
+        "the free host does not watch the queued runs: {} listings",
+        listings().len()
+    );
+    assert_eq!(gh.rate_remaining(), quota, "idle watching spent quota");
+    assert!(
+        listings()[before..]
+            .iter()
+            .all(|r| r.header("if-none-match").is_some()),
+        "a watch request was not conditional"
+    );
+    // A push: the mac14 VM boots in seconds, not at the next poll 5 minutes away.
+    gh.set_run(9001, "queued");
+    gh.set_job(
+        9001,
+        111,
+        "queued",
+        &["self-hosted", "macOS", "ARM64", "mac14"],
+        "2026-01-01T10:00:00Z",
+    );
+    let booted = wait_until_blocking(Duration::from_secs(30), || {
+        power(&vm_list(&daemon.socket), ROOT1) == "Running"
+    });
+    assert!(booted, "not booted; decisions: {}", decisions(&daemon));
+    let text = decisions(&daemon);
+    assert!(text.contains("booting for job #111"), "{text}");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "Stopped");
 }
 
 #[test]

@@ -156,6 +156,15 @@ pub struct RunnerLabel {
     pub kind: String,
 }
 
+/// A page from [`GitHubClient::get_cached_page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedPage {
+    /// The page (from the cache when GitHub answered 304).
+    pub body: Bytes,
+    /// GitHub sent a new page (200) rather than confirming the cached one (304).
+    pub changed: bool,
+}
+
 /// A runner object (§1.5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Runner {
@@ -638,6 +647,16 @@ impl GitHubClient {
     /// the cached body. One page; the caller bounds its own page sizes. Used by the demand
     /// source (`crate::demand::github`).
     pub async fn get_cached(&self, op: &'static str, path: &str) -> Result<Bytes, GitHubError> {
+        Ok(self.get_cached_page(op, path).await?.body)
+    }
+
+    /// [`GitHubClient::get_cached`], also telling whether GitHub sent a new page (200) or
+    /// confirmed the cached one (304).
+    pub async fn get_cached_page(
+        &self,
+        op: &'static str,
+        path: &str,
+    ) -> Result<CachedPage, GitHubError> {
         let url = format!("{}{path}", self.api_url);
         let cached = self.lock().etags.get(&url).cloned();
         let resp = self
@@ -651,7 +670,10 @@ impl GitHubClient {
             .await?;
         match resp.status {
             StatusCode::NOT_MODIFIED => match cached {
-                Some((_, body)) => Ok(body),
+                Some((_, body)) => Ok(CachedPage {
+                    body,
+                    changed: false,
+                }),
                 None => Err(GitHubError::Unexpected {
                     op,
                     status: 304,
@@ -668,7 +690,10 @@ impl GitHubClient {
                     }
                     g.etags.insert(url, (etag.to_owned(), resp.body.clone()));
                 }
-                Ok(resp.body)
+                Ok(CachedPage {
+                    body: resp.body,
+                    changed: true,
+                })
             }
             _ => Err(self.common_error(op, false, &resp)),
         }

@@ -9,9 +9,13 @@
 //! JIT runner whose VM is still booting is offline, and will take a job when it comes up).
 //! Every request goes through [`GitHubClient::get_cached`] or `list_runners`: ETags make an
 //! unchanged answer a free 304.
+//!
+//! Between polls, [`GithubDemand::new_queued_run`] (the `[demand] watch`) lists only the
+//! queued runs: a 304 costs nothing, and a run id not seen by the last poll or watch means a
+//! new push is waiting.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Deserialize;
 
@@ -52,6 +56,20 @@ pub struct GithubDemand {
     client: Arc<GitHubClient>,
     repos: Vec<String>,
     max_runs: usize,
+    /// Per repository, the queued run ids last listed (by a poll or the watch).
+    queued_seen: Arc<Mutex<BTreeMap<String, BTreeSet<u64>>>>,
+}
+
+fn queued_runs_path(repo: &str) -> String {
+    format!("/repos/{repo}/actions/runs?status=queued&per_page=100")
+}
+
+fn run_ids(body: &[u8]) -> Result<BTreeSet<u64>, GitHubError> {
+    let list: RunList = serde_json::from_slice(body).map_err(|source| GitHubError::Decode {
+        op: "list-workflow-runs",
+        source,
+    })?;
+    Ok(list.workflow_runs.into_iter().map(|r| r.id).collect())
 }
 
 /// What one poll found beyond the snapshot.
@@ -76,7 +94,37 @@ impl GithubDemand {
             client,
             repos,
             max_runs: usize::try_from(max_runs).unwrap_or(usize::MAX),
+            queued_seen: Arc::default(),
         }
+    }
+
+    /// Remember `ids` as the queued runs of `repo`; whether one of them is new.
+    fn note_queued(&self, repo: &str, ids: BTreeSet<u64>) -> bool {
+        let mut seen = self
+            .queued_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let known = seen.entry(repo.to_owned()).or_default();
+        let new = !ids.is_subset(known);
+        *known = ids;
+        new
+    }
+
+    /// The watch: whether a run was queued since the last poll or watch. One conditional
+    /// request per repository; an unchanged listing is a 304 (no quota), and a listing that
+    /// only lost runs (they started) is not news.
+    pub async fn new_queued_run(&self) -> Result<bool, GitHubError> {
+        let mut new = false;
+        for repo in &self.repos {
+            let page = self
+                .client
+                .get_cached_page("list-workflow-runs", &queued_runs_path(repo))
+                .await?;
+            if page.changed {
+                new |= self.note_queued(repo, run_ids(&page.body)?);
+            }
+        }
+        Ok(new)
     }
 
     /// One poll. `now_ms` stands in for a job's queue time when GitHub gives none.
@@ -85,22 +133,21 @@ impl GithubDemand {
         let mut stats = PollStats::default();
         let mut budget = self.max_runs;
         for repo in &self.repos {
-            let mut runs = BTreeSet::new();
-            for status in ["queued", "in_progress"] {
-                let body = self
-                    .client
-                    .get_cached(
-                        "list-workflow-runs",
-                        &format!("/repos/{repo}/actions/runs?status={status}&per_page=100"),
-                    )
-                    .await?;
-                let list: RunList =
-                    serde_json::from_slice(&body).map_err(|source| GitHubError::Decode {
-                        op: "list-workflow-runs",
-                        source,
-                    })?;
-                runs.extend(list.workflow_runs.into_iter().map(|r| r.id));
-            }
+            let queued = self
+                .client
+                .get_cached("list-workflow-runs", &queued_runs_path(repo))
+                .await?;
+            let queued = run_ids(&queued)?;
+            self.note_queued(repo, queued.clone());
+            let in_progress = self
+                .client
+                .get_cached(
+                    "list-workflow-runs",
+                    &format!("/repos/{repo}/actions/runs?status=in_progress&per_page=100"),
+                )
+                .await?;
+            let mut runs = queued;
+            runs.extend(run_ids(&in_progress)?);
             stats.runs += runs.len();
             // Newest runs last in id order; the oldest queued jobs matter most, so take the
             // lowest ids first.
@@ -162,6 +209,22 @@ impl GithubDemand {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn the_watch_reports_new_queued_runs_not_runs_that_left_the_queue() {
+        let client = GitHubClient::new(
+            "http://127.0.0.1:9",
+            crate::ci::RunnerScope::Repo("o/r".into()),
+            crate::ci::Secret::new(String::from("t")),
+            std::time::Duration::from_secs(1),
+        );
+        let gh = GithubDemand::new(Arc::new(client), vec!["o/r".into()], 10);
+        assert!(gh.note_queued("o/r", [1, 2].into()), "first sight");
+        assert!(!gh.note_queued("o/r", [1, 2].into()), "unchanged");
+        assert!(!gh.note_queued("o/r", [2].into()), "run 1 started");
+        assert!(gh.note_queued("o/r", [2, 3].into()), "run 3 queued");
+        assert!(gh.note_queued("o/s", [2].into()), "repositories apart");
+    }
 
     #[test]
     fn github_timestamps_parse_to_unix_ms() {

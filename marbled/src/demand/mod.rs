@@ -39,6 +39,11 @@ pub struct DemandSection {
     /// How often the sources are polled.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// While nothing runs on this host (a boot needs no stop), check GitHub's queued-runs
+    /// listing this often and poll at once when it changed; zero: off. Free of quota: an
+    /// unchanged listing is a 304, which GitHub does not count.
+    #[serde(with = "humantime_serde")]
+    pub watch: Duration,
     /// Use `[github]` for queued jobs and fleet runners.
     pub github: bool,
     /// Use `[jenkins]` for the build queue.
@@ -57,6 +62,7 @@ impl Default for DemandSection {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(30),
+            watch: Duration::from_secs(5),
             github: true,
             jenkins: true,
             repos: Vec::new(),
@@ -74,6 +80,12 @@ impl DemandSection {
             out.push((
                 "demand.interval".into(),
                 "must be at least 5s (GitHub's rate limit)".into(),
+            ));
+        }
+        if !self.watch.is_zero() && self.watch < Duration::from_secs(1) {
+            out.push((
+                "demand.watch".into(),
+                "must be 0s (off) or at least 1s".into(),
             ));
         }
         if self.max_age < self.interval {
@@ -122,4 +134,43 @@ pub struct JenkinsDemand {
     /// `(label, buildable items, oldest queue time in unix ms)`; label `None` when the `why`
     /// text named none.
     pub by_label: Vec<(Option<String>, u64, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(section: &DemandSection) -> Vec<String> {
+        section
+            .problems(Some(Some("root-project/root")))
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    #[test]
+    fn problems_name_their_key() {
+        assert!(keys(&DemandSection::default()).is_empty());
+        let bad = DemandSection {
+            interval: Duration::from_secs(2),
+            watch: Duration::from_millis(200),
+            max_runs: 0,
+            repos: vec!["no-slash".into()],
+            ..DemandSection::default()
+        };
+        assert_eq!(
+            keys(&bad),
+            [
+                "demand.interval",
+                "demand.watch",
+                "demand.max_runs",
+                "demand.repos"
+            ]
+        );
+        let off = DemandSection {
+            watch: Duration::ZERO,
+            ..DemandSection::default()
+        };
+        assert!(keys(&off).is_empty(), "watch 0s turns it off");
+    }
 }

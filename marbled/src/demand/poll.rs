@@ -2,7 +2,9 @@
 //! found, back off on rate limits, and keep the last good GitHub snapshot until `max_age`.
 //! The scheduler may ask for a poll sooner (a host became free and waits for a fresh
 //! picture before it boots); such asks are honoured at most every [`MIN_NUDGE_GAP`] and
-//! never while backing off from a rate limit.
+//! never while backing off from a rate limit. While the scheduler says the host is free
+//! ([`DaemonHandle::demand_watching`]), the `watch` lists GitHub's queued runs every
+//! `[demand] watch` and polls early (same gap) when a new run is queued.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,15 +115,69 @@ pub async fn run(
         }
         let next = polled_at + wait;
         let backing_off = wait > section.interval;
-        tokio::select! {
+        let early = tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep_until(next) => {}
+            early = wait_for_poll(&section, &sources, &handle, &nudge, next, backing_off) => early,
+        };
+        if early {
+            let earliest = polled_at + MIN_NUDGE_GAP;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep_until(earliest.min(next)) => {}
+            }
+        }
+    }
+}
+
+/// Wait until the next poll is due: `next` (false), or earlier (true) when the scheduler asks
+/// for one or, while the host is free, the watch sees a newly queued run. Neither while
+/// backing off from a rate limit.
+async fn wait_for_poll(
+    section: &DemandSection,
+    sources: &Sources,
+    handle: &DaemonHandle,
+    nudge: &tokio::sync::Notify,
+    next: tokio::time::Instant,
+    backing_off: bool,
+) -> bool {
+    let mut watching = handle.demand_watching();
+    let watch_github = sources
+        .github
+        .as_ref()
+        .filter(|_| !backing_off && !section.watch.is_zero());
+    loop {
+        let look_at = tokio::time::Instant::now() + section.watch;
+        let watch_now = watch_github.filter(|_| *watching.borrow_and_update() && look_at < next);
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => return false,
             () = nudge.notified(), if !backing_off => {
                 tracing::debug!("demand poll asked for early by the scheduler");
-                let earliest = polled_at + MIN_NUDGE_GAP;
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep_until(earliest.min(next)) => {}
+                return true;
+            }
+            changed = watching.changed() => {
+                if changed.is_err() {
+                    // The actor is gone: only the interval is left to wait for.
+                    tokio::time::sleep_until(next).await;
+                    return false;
+                }
+            }
+            () = tokio::time::sleep_until(look_at), if watch_now.is_some() => {
+                let Some(gh) = watch_now else { continue };
+                match gh.new_queued_run().await {
+                    Ok(true) => {
+                        tracing::debug!("demand watch: a new workflow run is queued; polling now");
+                        return true;
+                    }
+                    Ok(false) => {}
+                    Err(err) => {
+                        // The next poll reports (and backs off from) lasting failures.
+                        tracing::debug!(
+                            error = %crate::error::error_chain(&err).join(": "),
+                            "demand watch failed; waiting for the next poll"
+                        );
+                        tokio::time::sleep_until(next).await;
+                        return false;
+                    }
                 }
             }
         }

@@ -12,8 +12,8 @@
 //! Rules, in order:
 //! - Running VMs: a ROOT VM whose runner has done its job is stopped once idle; one without a
 //!   job stays while a job it could take is queued or a warm target wants it (then gives way
-//!   to an unmet job it cannot take after `warm_yield`), else until `cycle_on_min` (a warm
-//!   boot: `warm_linger`) after readiness. Another team's idle, unprotected VM gives the host
+//!   to an unmet job it cannot take after `warm_yield`), else until `warm_linger` after
+//!   readiness — a runner whose job another runner took is a spare like a warm one. Another team's idle, unprotected VM gives the host
 //!   up when an unmet ROOT job could run here.
 //! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
 //!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
@@ -37,6 +37,21 @@ use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
 const WARM_AFTER_CONGESTION_MS: Millis = 30 * 60_000;
 
 impl World {
+    /// Whether new queued runs should reach this host at once (`[demand] watch`): policy
+    /// `demand`, scheduling normally, and nothing occupies the host or waits for it — a boot
+    /// here stops nothing, so a fast reaction costs nothing. A host that would first have to
+    /// stop an idle VM waits for its regular poll: several hosts giving up their VMs for one
+    /// new job at once costs more than a poll's delay (marble-sim: a fleet-wide 5 s watch
+    /// made SPI grants 2.5x slower).
+    pub fn watches_demand(&self) -> bool {
+        self.config.policy == Policy::Demand
+            && self.paused.is_none()
+            && self.draining.is_none()
+            && self.inventory_seen
+            && self.slots.is_empty()
+            && self.occupying_names().is_empty()
+    }
+
     /// Queued jobs no free runner will take, oldest first.
     pub(super) fn unmet_jobs(&self) -> Vec<QueuedJob> {
         self.match_queued().0

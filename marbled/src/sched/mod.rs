@@ -348,9 +348,10 @@ pub struct SchedConfig {
     /// it cannot take once that job has been queued this long (time for a free host
     /// elsewhere in the fleet to take it first).
     pub warm_yield_ms: u64,
-    /// A warm runner whose target lapsed (no job came) stays up this long after it became
-    /// ready, unless its host is wanted: stopping it unused would throw its boot away, and
-    /// the next day's first job takes it.
+    /// A warm runner whose target lapsed (no job came), or a runner booted for a job that
+    /// another runner took, stays up this long after it became ready, unless its host is
+    /// wanted: stopping it unused would throw its boot away, and the next day's first job
+    /// takes it.
     pub warm_linger_ms: u64,
     /// Policy `demand`, fair share: weight of ROOT's wait when both teams wait for a host.
     pub share_root: u32,

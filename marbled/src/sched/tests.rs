@@ -812,6 +812,69 @@ fn demand_boots_the_vm_whose_labels_cover_the_job_and_stops_it_after_its_job() {
 }
 
 #[test]
+fn a_runner_whose_job_went_elsewhere_stays_a_spare_for_the_warm_linger() {
+    // Test config: no prediction, warm_linger 1 h, cycle_on_min 1 min.
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    // Another runner took job 7 while this one booted.
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(30 * 60_000);
+    assert_eq!(
+        host.running(),
+        vec![M15.to_owned()],
+        "kept past cycle_on_min: its boot is not thrown away"
+    );
+    host.advance(31 * 60_000);
+    assert!(host.running().is_empty(), "stopped once the linger ended");
+    let boots = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    assert_eq!(boots, 1);
+}
+
+#[test]
+fn only_a_free_host_under_demand_watches_for_new_runs() {
+    let mut host = demand_host();
+    assert!(host.world.watches_demand(), "free host");
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    assert!(
+        !host.world.watches_demand(),
+        "a VM runs: a new job would cost a stop"
+    );
+
+    let cycle = four(Policy::Cycle);
+    assert!(
+        !cycle.world.watches_demand(),
+        "policy cycle does not read demand"
+    );
+
+    let mut draining = demand_host();
+    draining.command(
+        "admin",
+        Command::Drain {
+            reason: "maintenance".into(),
+            wait_ms: 0,
+        },
+    );
+    assert!(
+        !draining.world.watches_demand(),
+        "a draining host boots nothing"
+    );
+
+    let mut asked = demand_host();
+    asked.command("jenkins", slot(S1, 60_000));
+    assert!(!asked.world.watches_demand(), "a slot request has the host");
+}
+
+#[test]
 fn demand_does_not_boot_for_a_job_a_free_fleet_runner_will_take() {
     let mut host = demand_host();
     host.feed(Input::Demand(DemandSnapshot {

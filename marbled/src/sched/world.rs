@@ -833,8 +833,12 @@ impl World {
                 "ready (operator start; protected for the grace period)".to_owned()
             }
             Some(Starter::Demand { job }) => {
-                // Warm limit: the runner has this long to be given a job.
-                let until = now.saturating_add(on_min);
+                // Its job may go to another runner first (a warm one, or one that booted
+                // faster): the runner is then a spare for the same labels, kept like a warm
+                // one rather than thrown away after `cycle_on_min` (marble-sim, standard
+                // week over six seeds: unused ROOT boots fewer on every seed, 110 -> 86 in
+                // all; ROOT p95 ratio mean 0.287 -> 0.276).
+                let until = now.saturating_add(on_min.max(self.config.warm_linger_ms));
                 vm.on_until = Some(until);
                 vm.running_because = Some(format!(
                     "booted at {} for queued job #{job}",

@@ -78,8 +78,8 @@ pub(super) enum Ev {
     ReplyDeadline(ReqId),
     /// A host's demand source polls GitHub (policy `demand`).
     DemandPoll(usize),
-    /// An early poll the host's scheduler asked for (`Effect::RefreshDemand`); the regular
-    /// polls keep their rhythm.
+    /// An early poll the host's scheduler asked for (`Effect::RefreshDemand`) or its queued-run
+    /// watch triggered; the regular polls keep their rhythm.
     DemandNudge(usize),
 }
 
@@ -121,7 +121,10 @@ pub struct Engine {
     pub(super) ops: BTreeMap<(usize, OpId), OpState>,
     pub(super) ops_per_vm: Vec<u32>,
     pub(super) faults: Faults,
-    pub(super) boot_rng: SimRng,
+    /// One boot-time stream per VM (common random numbers): the k-th boot of a VM takes the
+    /// same time whichever policy runs and whatever other VMs did, so two runs differ by
+    /// their decisions rather than by a reshuffled sequence of draws.
+    pub(super) boot_rngs: Vec<SimRng>,
     pub(super) root_jobs: Vec<RootJob>,
     pub(super) root_queue: Vec<usize>,
     pub(super) builds: Vec<Build>,
@@ -252,7 +255,9 @@ impl Engine {
             ops: BTreeMap::new(),
             ops_per_vm: vec![0; n],
             faults: Faults::new(trace.faults.clone(), SimRng::stream(seed, "faults")),
-            boot_rng: SimRng::stream(seed, "boot"),
+            boot_rngs: (0..n)
+                .map(|vi| SimRng::stream(seed, &format!("boot/{vi}")))
+                .collect(),
             root_jobs,
             root_queue: Vec::new(),
             builds,
@@ -446,6 +451,31 @@ impl Engine {
             .max(self.hosts[h].demand_polled_at.saturating_add(gap));
         self.hosts[h].demand_nudged = true;
         self.schedule_at(at, Ev::DemandNudge(h));
+    }
+
+    /// A new workflow run was queued: every host whose scheduler watches (`World::
+    /// watches_demand`) sees the queued-runs listing change at its next watch tick (hosts
+    /// tick out of phase) and polls then, keeping the minimum gap between polls.
+    pub(super) fn watch_sees_new_run(&mut self) {
+        let watch = ms(self.cfg.demand_watch);
+        if self.policy != Policy::Demand || watch == 0 || ms(self.cfg.demand_poll) == 0 {
+            return;
+        }
+        let n = self.hosts.len() as u64;
+        for h in 0..self.hosts.len() {
+            if self.hosts[h].demand_nudged || !self.hosts[h].world.watches_demand() {
+                continue;
+            }
+            let phase = watch.saturating_mul(h as u64) / n.max(1);
+            let into = (self.now.saturating_sub(EPOCH_MS) + watch - phase) % watch;
+            let tick = self.now.saturating_add(watch - into);
+            let gap = ms(crate::demand::MIN_NUDGE_GAP);
+            let at = tick
+                .saturating_add(POLL_ROUND_TRIP_MS)
+                .max(self.hosts[h].demand_polled_at.saturating_add(gap));
+            self.hosts[h].demand_nudged = true;
+            self.schedule_at(at, Ev::DemandNudge(h));
+        }
     }
 
     /// Instant feed (`sim.demand_poll = 0`): every host whose view is out of date gets a fresh

@@ -201,7 +201,7 @@ impl Engine {
         }
         let latency = ms(self.cfg.start_latency);
         let name = v.name.clone();
-        let boot = self.draw_boot_time();
+        let boot = self.draw_boot_time(vi);
         let failed = self
             .faults
             .hits(FaultKind::Boot, &name, offset, None)
@@ -309,17 +309,18 @@ impl Engine {
         }
     }
 
-    /// A boot time from `[boot]`: uniform in [min, max], or a slow boot in [max, slow_max]
-    /// with probability `slow_rate` (no draw for it when the rate is zero, so traces without
-    /// slow boots replay as before).
-    fn draw_boot_time(&mut self) -> u64 {
+    /// A boot time of VM `vi` from `[boot]`, drawn from that VM's own stream: uniform in
+    /// [min, max], or a slow boot in [max, slow_max] with probability `slow_rate` (no draw
+    /// for it when the rate is zero).
+    fn draw_boot_time(&mut self, vi: usize) -> u64 {
         let d = &self.boot_dist;
         let (min, max) = (ms(d.min), ms(d.max));
-        if d.slow_rate > 0.0 && self.boot_rng.chance(d.slow_rate) {
+        let rng = &mut self.boot_rngs[vi];
+        if d.slow_rate > 0.0 && rng.chance(d.slow_rate) {
             let slow_max = d.slow_max.map_or(max, ms);
-            return self.boot_rng.range(max, slow_max);
+            return rng.range(max, slow_max);
         }
-        self.boot_rng.range(min, max)
+        rng.range(min, max)
     }
 
     /// When a readiness wait should look again.

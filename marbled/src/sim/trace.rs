@@ -88,6 +88,10 @@ pub struct SimSection {
     /// changes (no polling latency).
     #[serde(with = "humantime_serde")]
     pub demand_poll: Duration,
+    /// Policy `demand`: `[demand] watch` — a host with nothing running checks the queued-runs
+    /// listing this often and polls at once when a new run is queued; zero: off.
+    #[serde(with = "humantime_serde")]
+    pub demand_watch: Duration,
 }
 
 impl Default for SimSection {
@@ -103,6 +107,7 @@ impl Default for SimSection {
             inventory_latency: Duration::from_millis(500),
             reply_slack: Duration::from_secs(60),
             demand_poll: Duration::from_secs(30),
+            demand_watch: crate::demand::DemandSection::default().watch,
         }
     }
 }

@@ -110,6 +110,7 @@ impl Engine {
         self.stats_root.arrived += 1;
         self.root_jobs[i].state = RootState::Queued;
         self.root_queue.push(i);
+        self.watch_sees_new_run();
     }
 
     pub(super) fn build_arrived(&mut self, i: usize) {
