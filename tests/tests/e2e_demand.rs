@@ -21,14 +21,7 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
     let (_rt, gh) = fake_github();
     // Run 9001 queued with a mac14 job; run 9002 in progress with one running job and one
     // queued Windows job (no VM here covers it).
-    gh.set_run(9001, "queued");
-    gh.set_job(
-        9001,
-        111,
-        "queued",
-        &["self-hosted", "macOS", "ARM64", "mac14"],
-        "2026-01-01T10:00:00Z",
-    );
+    queue_mac14_job(&gh);
     gh.set_run(9002, "in_progress");
     gh.set_job(
         9002,
@@ -108,6 +101,18 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
     assert!(
         !daemon.log_text().contains(TOKEN),
         "token in the daemon log"
+    );
+}
+
+/// Run 9001 queued, with mac14 job 111 (the VM `ROOT1` covers it).
+fn queue_mac14_job(gh: &FakeGitHub) {
+    gh.set_run(9001, "queued");
+    gh.set_job(
+        9001,
+        111,
+        "queued",
+        &["self-hosted", "macOS", "ARM64", "mac14"],
+        "2026-01-01T10:00:00Z",
     );
 }
 
@@ -218,14 +223,7 @@ fn a_free_host_sees_a_newly_queued_run_within_seconds_at_no_quota() {
         "a watch request was not conditional"
     );
     // A push: the mac14 VM boots in seconds, not at the next poll 5 minutes away.
-    gh.set_run(9001, "queued");
-    gh.set_job(
-        9001,
-        111,
-        "queued",
-        &["self-hosted", "macOS", "ARM64", "mac14"],
-        "2026-01-01T10:00:00Z",
-    );
+    queue_mac14_job(&gh);
     let booted = wait_until_blocking(Duration::from_secs(30), || {
         power(&vm_list(&daemon.socket), ROOT1) == "Running"
     });

@@ -389,7 +389,7 @@ impl Default for SchedConfig {
             warm_window_ms: 2 * 3_600_000,
             warm_min_jobs: 2,
             warm_yield_ms: 60_000,
-            warm_linger_ms: 12 * 3_600_000,
+            warm_linger_ms: 24 * 3_600_000,
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
             share_spi: 2,
