@@ -234,6 +234,34 @@ fn a_free_host_sees_a_newly_queued_run_within_seconds_at_no_quota() {
 }
 
 #[test]
+fn a_low_rate_limit_spreads_the_polls_instead_of_spending_the_reserve() {
+    let (_rt, gh) = fake_github();
+    let reserve = marbled::demand::github::QUOTA_RESERVE;
+    let reset = marble_tests::fake_github::now_ms() / 1000 + 3600;
+    // Enough for one poll (three requests: two run listings, the runner list), not two.
+    gh.set_rate_limit(reserve + 5, reset);
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
+    let full_polls = || {
+        gh.requests()
+            .iter()
+            .filter(|r| r.path == format!("{RUNS}?status=in_progress&per_page=100"))
+            .count()
+    };
+    assert!(
+        wait_until_blocking(T, || daemon
+            .log_text()
+            .contains("github rate limit running low")),
+        "no pacing; log:\n{}",
+        daemon.log_text()
+    );
+    assert!(gh.rate_remaining() >= reserve, "{}", gh.rate_remaining());
+    // Two intervals later: no poll, no early poll (the host is free), the reserve intact.
+    let polled_again = wait_until_blocking(Duration::from_secs(12), || full_polls() > 1);
+    assert!(!polled_again, "{} polls", full_polls());
+    assert!(gh.rate_remaining() >= reserve, "{}", gh.rate_remaining());
+}
+
+#[test]
 fn a_configured_warm_target_boots_a_runner_with_no_job_queued() {
     let (_rt, gh) = fake_github();
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |config| {

@@ -251,6 +251,9 @@ pub struct RateLimit {
     pub reset_epoch: Option<u64>,
     /// Until when (unix seconds) a `retry-after` asked us to wait.
     pub retry_after_until: Option<u64>,
+    /// Requests this client made that count against the primary limit (every answer but a
+    /// 304), since it was created.
+    pub counted: u64,
 }
 
 /// GitHub client errors. None of them carries the token or a JIT config.
@@ -448,6 +451,9 @@ impl GitHubClient {
         let reset = num("x-ratelimit-reset");
         let retry_after = num("retry-after");
         let mut g = self.lock();
+        if resp.status != StatusCode::NOT_MODIFIED {
+            g.rate.counted += 1;
+        }
         if remaining.is_some() {
             g.rate.remaining = remaining;
         }

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -79,6 +80,43 @@ pub struct PollStats {
     pub runs: usize,
     /// Runs whose jobs were not listed because of `max_runs`.
     pub runs_skipped: usize,
+    /// Rate-limit requests this poll spent (its answers that were not 304; a runner
+    /// registered meanwhile on the same client counts too), what was left then and the
+    /// seconds until GitHub's reset; `None` when GitHub's headers did not tell.
+    pub quota: Option<QuotaSeen>,
+}
+
+/// The primary rate limit as one poll saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSeen {
+    /// Requests the poll spent (304 answers are free).
+    pub spent: u64,
+    /// Requests left in the window after the poll.
+    pub remaining: u64,
+    /// Seconds until the window resets.
+    pub reset_in_secs: u64,
+}
+
+/// Requests polling never spends: kept for registering and deleting runners (a boot costs
+/// about three), which share the token's budget.
+pub const QUOTA_RESERVE: u64 = 200;
+
+/// The interval that spreads what is left of the rate-limit window over the time until its
+/// reset, at `spent` requests a poll: at least `interval`; until the reset once only the
+/// reserve is left. Every host sharing the token sees the same shrinking `remaining`, so
+/// each slows down as the fleet spends it — the budget runs low but not out, where polling
+/// at a fixed interval got the whole fleet refused (and blind) until the reset.
+pub fn paced_interval(interval: Duration, quota: QuotaSeen) -> Duration {
+    if quota.spent == 0 {
+        return interval;
+    }
+    let spendable = quota.remaining.saturating_sub(QUOTA_RESERVE);
+    let paced = if spendable < quota.spent {
+        Duration::from_secs(quota.reset_in_secs)
+    } else {
+        Duration::from_secs(quota.reset_in_secs.saturating_mul(quota.spent) / spendable)
+    };
+    interval.max(paced)
 }
 
 fn parse_ms(ts: Option<&str>) -> Option<u64> {
@@ -129,6 +167,7 @@ impl GithubDemand {
 
     /// One poll. `now_ms` stands in for a job's queue time when GitHub gives none.
     pub async fn poll(&self, now_ms: u64) -> Result<(DemandSnapshot, PollStats), GitHubError> {
+        let before = self.client.rate_limit();
         let mut snapshot = DemandSnapshot::default();
         let mut stats = PollStats::default();
         let mut budget = self.max_runs;
@@ -201,6 +240,15 @@ impl GithubDemand {
                 labels: r.labels.into_iter().map(|l| l.name).collect(),
             })
             .collect();
+        let after = self.client.rate_limit();
+        stats.quota = match (after.remaining, after.reset_epoch) {
+            (Some(remaining), Some(reset)) => Some(QuotaSeen {
+                spent: after.counted.saturating_sub(before.counted),
+                remaining,
+                reset_in_secs: reset.saturating_sub(now_ms / 1000),
+            }),
+            _ => None,
+        };
         Ok((snapshot, stats))
     }
 }
@@ -209,6 +257,32 @@ impl GithubDemand {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn polling_spreads_the_rate_limit_left_until_the_reset() {
+        let every = Duration::from_secs(30);
+        let seen = |spent, remaining, reset_in_secs| QuotaSeen {
+            spent,
+            remaining,
+            reset_in_secs,
+        };
+        // Plenty left: the configured interval.
+        assert_eq!(paced_interval(every, seen(5, 4_000, 3_600)), every);
+        // 3 800 spendable at 20 a poll over an hour: one poll every 18.9 s -> still 30 s.
+        assert_eq!(paced_interval(every, seen(20, 4_000, 3_600)), every);
+        // 1 000 spendable at 20 a poll over 50 min: 50 polls, one a minute.
+        assert_eq!(
+            paced_interval(every, seen(20, 1_200, 3_000)),
+            Duration::from_secs(60)
+        );
+        // Only the reserve left: wait for the reset.
+        assert_eq!(
+            paced_interval(every, seen(20, QUOTA_RESERVE + 5, 1_800)),
+            Duration::from_secs(1_800)
+        );
+        // A free poll (all 304) never slows down.
+        assert_eq!(paced_interval(every, seen(0, 10, 1_800)), every);
+    }
 
     #[test]
     fn the_watch_reports_new_queued_runs_not_runs_that_left_the_queue() {

@@ -1,5 +1,7 @@
 //! The polling task: every interval, ask each configured source, send the actor what it
 //! found, back off on rate limits, and keep the last good GitHub snapshot until `max_age`.
+//! When the rate-limit window runs low, the interval stretches to spread what is left until
+//! GitHub's reset ([`super::github::paced_interval`]), keeping a reserve for runners.
 //! The scheduler may ask for a poll sooner (a host became free and waits for a fresh
 //! picture before it boots); such asks are honoured at most every [`MIN_NUDGE_GAP`] and
 //! never while backing off from a rate limit. While the scheduler says the host is free
@@ -57,6 +59,20 @@ pub async fn run(
                             skipped = stats.runs_skipped,
                             "more workflow runs than demand.max_runs: some queued jobs are not seen"
                         );
+                    }
+                    if let Some(quota) = stats.quota {
+                        let paced = super::github::paced_interval(section.interval, quota);
+                        if paced > section.interval {
+                            // Also no early polls (nudges, the watch) until then.
+                            tracing::warn!(
+                                remaining = quota.remaining,
+                                spent = quota.spent,
+                                reset_in_secs = quota.reset_in_secs,
+                                next_in = %humantime::format_duration(paced),
+                                "github rate limit running low: spreading the polls left until the reset"
+                            );
+                            wait = paced;
+                        }
                     }
                     github_at = Some(now);
                     if handle.demand(Some(snapshot), None).await.is_err() {
