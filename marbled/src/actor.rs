@@ -104,6 +104,7 @@ enum ActorCommand {
     Demand {
         github: Option<Box<DemandSnapshot>>,
         jenkins: Option<JenkinsDemand>,
+        quota: Option<crate::demand::PollQuota>,
     },
 }
 
@@ -206,11 +207,13 @@ impl DaemonHandle {
         &self,
         github: Option<DemandSnapshot>,
         jenkins: Option<JenkinsDemand>,
+        quota: Option<crate::demand::PollQuota>,
     ) -> Result<(), WireError> {
         self.tx
             .send(ActorCommand::Demand {
                 github: github.map(Box::new),
                 jenkins,
+                quota,
             })
             .await
             .map_err(|_| gone())
@@ -305,6 +308,8 @@ pub struct Supervisor {
     tool_env: Arc<Vec<(String, String)>>,
     /// The Jenkins queue as last polled (metrics only).
     jenkins_queue: Option<JenkinsDemand>,
+    /// GitHub's rate limit as the last poll saw it (metrics only).
+    github_quota: Option<crate::demand::PollQuota>,
     /// Shared with the demand poller (see [`DaemonHandle::demand_nudge`]).
     demand_nudge: Arc<tokio::sync::Notify>,
     /// See [`DaemonHandle::demand_watching`].
@@ -357,6 +362,7 @@ impl Supervisor {
             host_cfg: Arc::new(HostSection::default()),
             tool_env: Arc::new(Vec::new()),
             jenkins_queue: None,
+            github_quota: None,
             demand_nudge: Arc::clone(&demand_nudge),
             demand_watching,
             #[cfg(feature = "s3")]
@@ -575,9 +581,16 @@ impl Supervisor {
                 }
             }
             ActorCommand::Watch { events } => self.watchers.push(events),
-            ActorCommand::Demand { github, jenkins } => {
+            ActorCommand::Demand {
+                github,
+                jenkins,
+                quota,
+            } => {
                 if jenkins.is_some() {
                     self.jenkins_queue = jenkins;
+                }
+                if quota.is_some() {
+                    self.github_quota = quota;
                 }
                 if let Some(snapshot) = github {
                     let effects = self.world.handle(now_ms(), Input::Demand(*snapshot));
@@ -607,6 +620,7 @@ impl Supervisor {
                     &self.transfers.metrics(),
                     self.world.demand(),
                     self.jenkins_queue.as_ref(),
+                    self.github_quota.as_ref(),
                     now,
                 ),
             }),

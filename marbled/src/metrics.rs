@@ -15,7 +15,7 @@ use std::time::Duration;
 use marble_proto::{BusyState, PowerState, StatusReport};
 use serde::{Deserialize, Serialize};
 
-use crate::demand::JenkinsDemand;
+use crate::demand::{JenkinsDemand, PollQuota};
 use crate::sched::{Counters, DemandSnapshot};
 use crate::transfers::TransferMetrics;
 
@@ -140,6 +140,7 @@ pub fn render(
     transfers: &TransferMetrics,
     demand: &DemandSnapshot,
     jenkins: Option<&JenkinsDemand>,
+    github_quota: Option<&PollQuota>,
     now_ms: u64,
 ) -> String {
     let mut o = Out {
@@ -374,6 +375,26 @@ pub fn render(
         "Registered runners without a job across the fleet (last demand snapshot).",
         f(demand.free_runners.len() as u64),
     );
+    if let Some(quota) = github_quota {
+        o.single(
+            "marble_github_rate_limit_remaining",
+            "gauge",
+            "GitHub primary rate-limit requests left in the window (last demand poll).",
+            f(quota.seen.remaining),
+        );
+        o.single(
+            "marble_github_poll_requests",
+            "gauge",
+            "Rate-limit requests the last demand poll spent (304 answers are free).",
+            f(quota.seen.spent),
+        );
+        o.single(
+            "marble_github_poll_interval_seconds",
+            "gauge",
+            "Wait before the next demand poll: [demand] interval, longer while paced.",
+            quota.next_poll.as_secs_f64(),
+        );
+    }
     if let Some(jenkins) = jenkins {
         o.family(
             "marble_jenkins_buildable_items",
@@ -567,9 +588,26 @@ mod tests {
             &TransferMetrics::default(),
             &demand,
             Some(&jenkins),
+            Some(&PollQuota {
+                seen: crate::demand::QuotaSeen {
+                    spent: 17,
+                    remaining: 1_234,
+                    reset_in_secs: 600,
+                },
+                next_poll: Duration::from_secs(90),
+            }),
             70_000,
         );
         assert!(text.contains("marble_jenkins_wait_seconds{label=\"macos\"} 60\n"));
+        assert!(
+            text.contains("marble_github_rate_limit_remaining 1234\n"),
+            "{text}"
+        );
+        assert!(text.contains("marble_github_poll_requests 17\n"), "{text}");
+        assert!(
+            text.contains("marble_github_poll_interval_seconds 90\n"),
+            "{text}"
+        );
         assert!(text.contains("marble_info{host=\"h\\\"1\""), "{text}");
         assert!(text.contains("marble_job_wait_seconds{labels=\"macos,self-hosted\"} 60\n"));
         assert!(text.contains("marble_queued_jobs{labels=\"macos,self-hosted\"} 2\n"));
@@ -617,6 +655,7 @@ mod tests {
             &Counters::default(),
             &transfers,
             &DemandSnapshot::default(),
+            None,
             None,
             1,
         );

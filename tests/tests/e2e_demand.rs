@@ -255,6 +255,24 @@ fn a_low_rate_limit_spreads_the_polls_instead_of_spending_the_reserve() {
         daemon.log_text()
     );
     assert!(gh.rate_remaining() >= reserve, "{}", gh.rate_remaining());
+    // Operators see it: the paced interval and what is left, in the metrics.
+    let out = ctl(&daemon.socket, &["metrics"]);
+    assert_eq!(out.code, 0, "{out}");
+    let gauge = |name: &str| -> f64 {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{}", out.stdout));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        gauge("marble_github_poll_interval_seconds") > 3000.0,
+        "{}",
+        out.stdout
+    );
+    assert!(gauge("marble_github_rate_limit_remaining") >= reserve as f64);
+    assert_eq!(gauge("marble_github_poll_requests"), 3.0);
     // Two intervals later: no poll, no early poll (the host is free), the reserve intact.
     let polled_again = wait_until_blocking(Duration::from_secs(12), || full_polls() > 1);
     assert!(!polled_again, "{} polls", full_polls());

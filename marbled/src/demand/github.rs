@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::QuotaSeen;
 use crate::ci::{GitHubClient, GitHubError};
 use crate::sched::{DemandSnapshot, FleetRunner, QueuedJob};
 
@@ -84,17 +85,6 @@ pub struct PollStats {
     /// registered meanwhile on the same client counts too), what was left then and the
     /// seconds until GitHub's reset; `None` when GitHub's headers did not tell.
     pub quota: Option<QuotaSeen>,
-}
-
-/// The primary rate limit as one poll saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuotaSeen {
-    /// Requests the poll spent (304 answers are free).
-    pub spent: u64,
-    /// Requests left in the window after the poll.
-    pub remaining: u64,
-    /// Seconds until the window resets.
-    pub reset_in_secs: u64,
 }
 
 /// Requests polling never spends: kept for registering and deleting runners (a boot costs

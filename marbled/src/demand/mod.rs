@@ -128,6 +128,27 @@ impl DemandSection {
     }
 }
 
+/// GitHub's primary rate limit as one poll saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSeen {
+    /// Requests the poll spent (304 answers are free).
+    pub spent: u64,
+    /// Requests left in the window after the poll.
+    pub remaining: u64,
+    /// Seconds until the window resets.
+    pub reset_in_secs: u64,
+}
+
+/// What the last GitHub poll saw of the rate limit and how long the poller then waits
+/// (metrics: operators see pacing before the budget runs out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollQuota {
+    /// The rate limit after the poll.
+    pub seen: QuotaSeen,
+    /// Until the next regular poll: `[demand] interval`, or longer when paced.
+    pub next_poll: Duration,
+}
+
 /// The Jenkins queue as last polled: buildable items per label.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JenkinsDemand {

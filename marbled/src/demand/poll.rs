@@ -75,7 +75,11 @@ pub async fn run(
                         }
                     }
                     github_at = Some(now);
-                    if handle.demand(Some(snapshot), None).await.is_err() {
+                    let quota = stats.quota.map(|seen| super::PollQuota {
+                        seen,
+                        next_poll: wait,
+                    });
+                    if handle.demand(Some(snapshot), None, quota).await.is_err() {
                         break;
                     }
                 }
@@ -96,7 +100,7 @@ pub async fn run(
                         tracing::warn!("github demand snapshot expired; assuming nothing waits");
                         github_at = None;
                         if handle
-                            .demand(Some(DemandSnapshot::default()), None)
+                            .demand(Some(DemandSnapshot::default()), None, None)
                             .await
                             .is_err()
                         {
@@ -119,7 +123,7 @@ pub async fn run(
                         tracing::info!(buildable = ?demand.by_label, "jenkins queue changed");
                         last_jenkins = Some(demand.clone());
                     }
-                    if handle.demand(None, Some(demand)).await.is_err() {
+                    if handle.demand(None, Some(demand), None).await.is_err() {
                         break;
                     }
                 }
