@@ -5,4 +5,5 @@ pub mod fake_github;
 pub mod fake_jenkins;
 pub mod harness;
 pub mod prlsim;
+pub mod prometheus;
 pub mod s3;

@@ -258,6 +258,19 @@ fn a_low_rate_limit_spreads_the_polls_instead_of_spending_the_reserve() {
     // Operators see it: the paced interval and what is left, in the metrics.
     let out = ctl(&daemon.socket, &["metrics"]);
     assert_eq!(out.code, 0, "{out}");
+    let families = marble_tests::prometheus::parse_exposition(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}\n---\n{}", out.stdout));
+    for name in [
+        "marble_github_rate_limit_remaining",
+        "marble_github_poll_requests",
+        "marble_github_poll_interval_seconds",
+    ] {
+        assert_eq!(
+            families.get(name).map(String::as_str),
+            Some("gauge"),
+            "{name}"
+        );
+    }
     let gauge = |name: &str| -> f64 {
         let line = out
             .stdout
