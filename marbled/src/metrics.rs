@@ -1,6 +1,7 @@
 //! Prometheus metrics: [`render`] turns the scheduler's status, counters and last demand
-//! snapshot, and the image transfers' counters ([`crate::transfers::Transfers::metrics`]),
-//! into the text exposition format (0.0.4); the `Metrics` request answers with it
+//! snapshot, GitHub's rate limit as the demand poller last saw it, and the image transfers'
+//! counters ([`crate::transfers::Transfers::metrics`]), into the text exposition format
+//! (0.0.4); the `Metrics` request answers with it
 //! and, with `[metrics] textfile = path`, [`run_textfile`] writes it atomically for
 //! node_exporter's textfile collector every interval.
 //!
