@@ -503,6 +503,18 @@ impl FakeGitHub {
         FakeGitHub { addr, state, task }
     }
 
+    /// [`FakeGitHub::start`] on a runtime of its own, for blocking tests; keep the runtime
+    /// alive (and drop the fake first) while the fake serves.
+    pub fn start_on_own_runtime(token: &str) -> (tokio::runtime::Runtime, Self) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("fake github: tokio runtime");
+        let gh = rt.block_on(Self::start(token));
+        (rt, gh)
+    }
+
     fn st(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("fake github: state lock")
     }

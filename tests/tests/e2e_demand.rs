@@ -137,13 +137,7 @@ fn demand_daemon(
 
 /// A fake GitHub on its own runtime (kept alive by the caller).
 fn fake_github() -> (tokio::runtime::Runtime, FakeGitHub) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let gh = rt.block_on(FakeGitHub::start(TOKEN));
-    (rt, gh)
+    FakeGitHub::start_on_own_runtime(TOKEN)
 }
 
 fn decisions(daemon: &marble_tests::harness::DaemonProcess) -> String {

@@ -49,12 +49,7 @@ struct GhEnv {
 
 impl GhEnv {
     fn new() -> GhEnv {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let gh = rt.block_on(FakeGitHub::start(TOKEN));
+        let (rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
         let mut env = SimEnv::new();
         // The runner listens only once its config has arrived (not at boot, as the shared
         // setup has it for daemons without [github]).
