@@ -13,8 +13,9 @@
 //! - Running VMs: a ROOT VM whose runner has done its job is stopped once idle; one without a
 //!   job stays while a job it could take is queued or a warm target wants it (then gives way
 //!   to an unmet job it cannot take after `warm_yield`), else until `warm_linger` after
-//!   readiness — a runner whose job another runner took is a spare like a warm one. Another team's idle, unprotected VM gives the host
-//!   up when an unmet ROOT job could run here.
+//!   readiness — a runner whose job another runner took is a spare like a warm one.
+//!   Another team's idle, unprotected VM gives the host up when an unmet ROOT job could run
+//!   here.
 //! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
 //!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's

@@ -437,25 +437,16 @@ impl Engine {
         self.feed(h, Input::Demand(snapshot));
     }
 
-    /// The scheduler asked for a fresh snapshot: poll early, as `demand::poll` does — no
-    /// sooner than `MIN_NUDGE_GAP` after the last poll, and a poll's round trip later.
+    /// The scheduler asked for a fresh snapshot: poll early, as `demand::poll` does.
     fn nudge_demand(&mut self, h: usize) {
-        let poll = ms(self.cfg.demand_poll);
-        if self.policy != Policy::Demand || poll == 0 || self.hosts[h].demand_nudged {
-            return;
+        if self.policy == Policy::Demand && ms(self.cfg.demand_poll) > 0 {
+            self.early_poll(h, self.now);
         }
-        let gap = ms(crate::demand::MIN_NUDGE_GAP);
-        let at = self
-            .now
-            .saturating_add(POLL_ROUND_TRIP_MS)
-            .max(self.hosts[h].demand_polled_at.saturating_add(gap));
-        self.hosts[h].demand_nudged = true;
-        self.schedule_at(at, Ev::DemandNudge(h));
     }
 
     /// A new workflow run was queued: every host whose scheduler watches (`World::
     /// watches_demand`) sees the queued-runs listing change at its next watch tick (hosts
-    /// tick out of phase) and polls then, keeping the minimum gap between polls.
+    /// tick out of phase) and polls then.
     pub(super) fn watch_sees_new_run(&mut self) {
         let watch = ms(self.cfg.demand_watch);
         if self.policy != Policy::Demand || watch == 0 || ms(self.cfg.demand_poll) == 0 {
@@ -463,19 +454,27 @@ impl Engine {
         }
         let n = self.hosts.len() as u64;
         for h in 0..self.hosts.len() {
-            if self.hosts[h].demand_nudged || !self.hosts[h].world.watches_demand() {
+            if !self.hosts[h].world.watches_demand() {
                 continue;
             }
             let phase = watch.saturating_mul(h as u64) / n.max(1);
             let into = (self.now.saturating_sub(EPOCH_MS) + watch - phase) % watch;
-            let tick = self.now.saturating_add(watch - into);
-            let gap = ms(crate::demand::MIN_NUDGE_GAP);
-            let at = tick
-                .saturating_add(POLL_ROUND_TRIP_MS)
-                .max(self.hosts[h].demand_polled_at.saturating_add(gap));
-            self.hosts[h].demand_nudged = true;
-            self.schedule_at(at, Ev::DemandNudge(h));
+            self.early_poll(h, self.now.saturating_add(watch - into));
         }
+    }
+
+    /// Host `h` polls early, as `demand::poll` does when asked at `from`: a poll's round trip
+    /// later, no sooner than `MIN_NUDGE_GAP` after its last poll, once however often asked.
+    fn early_poll(&mut self, h: usize, from: Millis) {
+        if self.hosts[h].demand_nudged {
+            return;
+        }
+        let gap = ms(crate::demand::MIN_NUDGE_GAP);
+        let at = from
+            .saturating_add(POLL_ROUND_TRIP_MS)
+            .max(self.hosts[h].demand_polled_at.saturating_add(gap));
+        self.hosts[h].demand_nudged = true;
+        self.schedule_at(at, Ev::DemandNudge(h));
     }
 
     /// Instant feed (`sim.demand_poll = 0`): every host whose view is out of date gets a fresh
