@@ -1,11 +1,13 @@
 //! The state file: what must survive a restart (locks, pause/drain, leases, cycle position,
-//! in-flight operations), written atomically.
+//! in-flight operations, what policy `demand` has learnt), written atomically.
 //!
 //! Layout: `MRBS` | format major u16 BE | format minor u16 BE | payload length u32 BE |
 //! CRC-32 of the payload u32 BE | payload (JSON of [`Persisted`]). JSON keeps the file
 //! readable by an operator with `tail -c +17`; the header catches truncation and bit rot.
 //! Writes go to a temp file in the same directory, are fsynced, renamed over the old file, and
 //! the directory is fsynced, so a crash leaves either the old or the new state, never a mix.
+//! A minor format change only adds fields with defaults: a file of an older minor loads, and
+//! an older daemon reading a newer file ignores what it does not know.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,8 @@ use crate::sched::Persisted;
 
 const MAGIC: [u8; 4] = *b"MRBS";
 const FORMAT_MAJOR: u16 = 1;
-const FORMAT_MINOR: u16 = 0;
+/// 1: the demand policy's prediction history, fair-share streak and runner standing.
+const FORMAT_MINOR: u16 = 1;
 const HEADER_LEN: usize = 16;
 /// A state file larger than this is refused before decoding (it holds a few KiB normally).
 pub const MAX_STATE_LEN: usize = 16 * 1024 * 1024;
@@ -143,6 +146,11 @@ fn tempfile_in(dir: &Path, target: &Path) -> std::io::Result<(PathBuf, std::fs::
 
 fn encode(state: &Persisted) -> std::io::Result<Vec<u8>> {
     let payload = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    frame(&payload)
+}
+
+/// The header in front of a JSON payload.
+fn frame(payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|_| payload.len() <= MAX_STATE_LEN)
@@ -152,8 +160,8 @@ fn encode(state: &Persisted) -> std::io::Result<Vec<u8>> {
     out.extend_from_slice(&FORMAT_MAJOR.to_be_bytes());
     out.extend_from_slice(&FORMAT_MINOR.to_be_bytes());
     out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    out.extend_from_slice(payload);
     Ok(out)
 }
 
@@ -211,6 +219,50 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
             .collect();
         assert!(leftovers.is_empty(), "temp files left behind");
+    }
+
+    #[test]
+    fn what_demand_learnt_round_trips() {
+        use crate::sched::{RunnerStanding, SeenJob, Streak};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path().join("state.bin"));
+        let mut state = Persisted::default();
+        state.seen_jobs.insert(
+            u64::MAX,
+            SeenJob {
+                since_ms: 1_700_000_000_000,
+                labels: vec!["mac15".into(), "self-hosted".into()],
+            },
+        );
+        state.streak = Some(Streak {
+            team: marble_proto::Team::Spi,
+            count: 2,
+        });
+        state.runners.insert(
+            "mac-ROOT-VM-macOS-15".into(),
+            RunnerStanding {
+                on_until_ms: Some(1_700_000_100_000),
+                because: Some("booted warm at …".into()),
+                used: true,
+            },
+        );
+        store.save(&state).expect("save");
+        assert_eq!(store.load().expect("load"), Some(state));
+    }
+
+    #[test]
+    fn a_file_of_the_first_format_loads_with_nothing_learnt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path().join("state.bin"));
+        // Written by a daemon of format 1.0: no prediction history, streak or standing.
+        let payload = br#"{"locks":{},"paused":null,"draining":null,"leases":{},"quarantine":{},
+            "last_cycled":"mac-ROOT-VM-macOS-14","cycle_off_until_ms":5,"in_flight":{}}"#;
+        let mut bytes = frame(payload).expect("frame");
+        bytes[6..8].copy_from_slice(&0u16.to_be_bytes());
+        std::fs::write(store.path(), bytes).expect("write");
+        let state = store.load().expect("load").expect("present");
+        assert_eq!(state.last_cycled.as_deref(), Some("mac-ROOT-VM-macOS-14"));
+        assert!(state.seen_jobs.is_empty() && state.streak.is_none() && state.runners.is_empty());
     }
 
     #[test]

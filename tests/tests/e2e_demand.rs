@@ -312,3 +312,61 @@ fn a_configured_warm_target_boots_a_runner_with_no_job_queued() {
         "token in the daemon log"
     );
 }
+
+#[test]
+fn a_runner_whose_job_went_elsewhere_is_still_kept_after_a_daemon_restart() {
+    let (_rt, gh) = fake_github();
+    queue_mac14_job(&gh);
+    let (env, mut daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
+    wait_power(&daemon, ROOT1, "Running");
+    // Another runner takes job 111 while ROOT1 boots: ROOT1 is a spare, kept for
+    // `warm_linger` (a day by default) so its boot is not thrown away.
+    gh.set_run(9001, "in_progress");
+    gh.set_job(
+        9001,
+        111,
+        "in_progress",
+        &["self-hosted", "macOS", "ARM64", "mac14"],
+        "2026-01-01T10:00:00Z",
+    );
+    assert!(
+        wait_until_blocking(T, || decisions(&daemon)
+            .contains("ready; its runner waits for a job until")),
+        "{}",
+        decisions(&daemon)
+    );
+    // The state file (JSON after a 16-byte header) says why ROOT1 runs.
+    let state_file = env.config.daemon.state_file.clone();
+    let written = wait_until_blocking(T, || {
+        std::fs::read(&state_file).is_ok_and(|bytes| {
+            let text = String::from_utf8_lossy(bytes.get(16..).unwrap_or_default()).into_owned();
+            text.contains("\"runners\"") && text.contains(ROOT1) && text.contains("job #111")
+        })
+    });
+    assert!(written, "ROOT1's standing never reached {state_file:?}");
+
+    daemon.kill9();
+    let daemon = marble_tests::harness::DaemonProcess::spawn(env.dir.path(), &env.config);
+    env.wait_inventory(&daemon);
+    // Found running, with the reason it was booted; probed idle; not stopped.
+    assert!(
+        wait_until_blocking(T, || decisions(&daemon)
+            .contains("guest answers (found running; booted at")),
+        "{}",
+        decisions(&daemon)
+    );
+    let probed = wait_until_blocking(T, || {
+        let show = ctl(&daemon.socket, &["vm", "show", "--json", ROOT1]);
+        serde_json::from_str::<serde_json::Value>(&show.stdout)
+            .is_ok_and(|vm| vm["busy"].get("Idle").is_some())
+    });
+    assert!(probed, "ROOT1 never probed after the restart");
+    let text = decisions(&daemon);
+    assert!(!text.contains("stopping once idle"), "{text}");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "Running");
+    assert!(
+        env.power_calls().iter().all(|call| call[0] != "stop"),
+        "{:?}",
+        env.power_calls()
+    );
+}

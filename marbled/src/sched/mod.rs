@@ -413,7 +413,7 @@ mod world;
 #[cfg(test)]
 mod tests;
 
-pub use persist::{Lease, Persisted, Quarantine};
+pub use persist::{Lease, Persisted, Quarantine, RunnerStanding, SeenJob, Streak};
 pub use report::Counters;
 pub use world::World;
 

@@ -1,10 +1,12 @@
 //! What survives a restart: locks, pause and drain (with who/why/since), slot leases,
-//! quarantines, the cycle's position and the operations that were in flight. Kept by VM
-//! name, so a lock on a VM that is temporarily unregistered is not lost.
+//! quarantines, the cycle's position, the operations that were in flight, and what policy
+//! `demand` has learnt — the warm-runner prediction's history, the fair-share streak and why
+//! each running runner is up. Kept by VM name, so a lock on a VM that is temporarily
+//! unregistered is not lost.
 
 use std::collections::BTreeMap;
 
-use marble_proto::Attribution;
+use marble_proto::{Attribution, Team};
 use serde::{Deserialize, Serialize};
 
 use super::Millis;
@@ -40,6 +42,37 @@ pub struct InFlightOp {
     pub since_ms: Millis,
 }
 
+/// A ROOT job the warm-runner prediction saw queued or running (kept for `warm_window`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenJob {
+    /// Queued since, unix ms.
+    pub since_ms: Millis,
+    /// Its `runs-on` labels, lower-case and sorted (the prediction's grouping key).
+    pub labels: Vec<String>,
+}
+
+/// Fair share: consecutive turns one team took while the other waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Streak {
+    /// The team that took them.
+    pub team: Team,
+    /// How many in a row.
+    pub count: u32,
+}
+
+/// Why a running ROOT VM is up. Without it a restart would stop a warm runner or a spare
+/// before its linger ends (its boot thrown away), and keep a used single-use runner for a
+/// job GitHub will never give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerStanding {
+    /// Kept at least until this unix ms (warm linger, cycle on-time).
+    pub on_until_ms: Option<Millis>,
+    /// Why it runs, as `status` shows it.
+    pub because: Option<String>,
+    /// Its single-use runner has run its job (a probe saw it busy).
+    pub used: bool,
+}
+
 /// The state file's content (JSON inside the store's versioned header).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -60,4 +93,11 @@ pub struct Persisted {
     pub cycle_off_until_ms: Millis,
     /// Operations in flight by VM name; after a restart they become "needs reconcile".
     pub in_flight: BTreeMap<String, InFlightOp>,
+    /// The warm-runner prediction's history by GitHub job id.
+    pub seen_jobs: BTreeMap<u64, SeenJob>,
+    /// Fair share: the streak in progress.
+    pub streak: Option<Streak>,
+    /// Running ROOT VMs' standing by VM name; applied if the first inventory after a
+    /// restart still finds the VM running.
+    pub runners: BTreeMap<String, RunnerStanding>,
 }

@@ -10,23 +10,15 @@
 //!    Jenkins (its start script holds an executor while it waits).
 //!
 //! Only turns taken while the other team waited count towards a streak; a turn nobody
-//! contested ends it. Memory only: a restart starts with no streak. A running VM is never
+//! contested ends it; the streak is kept in the state file across restarts. A running VM is never
 //! stopped for a turn — busy VMs keep the host as always; the turn decides who gets the host
 //! when it is free (or held by an idle, unprotected VM).
 
 use marble_proto::Team;
 
+use super::persist::Streak;
 use super::world::{SlotPhase, World};
 use super::{Millis, format_ms, labels_cover};
-
-/// Consecutive turns one team took while the other waited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Streak {
-    /// The team that took them.
-    pub(super) team: Team,
-    /// How many in a row.
-    pub(super) count: u32,
-}
 
 /// Whose turn it is, and why (for decisions and the waiting side's progress message).
 #[derive(Debug, Clone, PartialEq, Eq)]

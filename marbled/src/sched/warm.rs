@@ -6,7 +6,8 @@
 //! - the prediction: a label set with at least `warm_min_jobs` jobs queued within
 //!   `warm_window` (seen queued or running in the demand snapshots) gets one warm runner. The
 //!   history is what GitHub shows of the recent past, so it follows the working day: the
-//!   morning's first jobs switch it on, a quiet evening switches it off.
+//!   morning's first jobs switch it on, a quiet evening switches it off. It is kept in the
+//!   state file, so a daemon restart does not switch the prediction off.
 //!
 //! The fleet's idle runners count against the targets after the queued jobs have taken theirs
 //! (GitHub gives a queued job to an idle runner whose labels cover it), so a host boots a warm
@@ -19,6 +20,7 @@
 
 use std::collections::BTreeMap;
 
+use super::persist::SeenJob;
 use super::world::World;
 use super::{DemandSnapshot, Millis, QueuedJob, labels_cover};
 
@@ -59,12 +61,13 @@ impl World {
             return;
         }
         for job in snapshot.root_jobs.iter().chain(&snapshot.running_jobs) {
-            self.recent_jobs
-                .entry(job.id)
-                .or_insert_with(|| (job.since_ms, canonical(&job.labels)));
+            self.recent_jobs.entry(job.id).or_insert_with(|| SeenJob {
+                since_ms: job.since_ms,
+                labels: canonical(&job.labels),
+            });
         }
         let horizon = now.saturating_sub(window);
-        self.recent_jobs.retain(|_, (since, _)| *since >= horizon);
+        self.recent_jobs.retain(|_, seen| seen.since_ms >= horizon);
     }
 
     /// Queued jobs no idle runner will take (oldest first), and the labels of the idle
@@ -112,8 +115,8 @@ impl World {
             .collect();
         if self.config.warm_window_ms > 0 {
             let mut seen: BTreeMap<&Vec<String>, u32> = BTreeMap::new();
-            for (_, labels) in self.recent_jobs.values() {
-                *seen.entry(labels).or_default() += 1;
+            for job in self.recent_jobs.values() {
+                *seen.entry(&job.labels).or_default() += 1;
             }
             let mut predicted: Vec<(&Vec<String>, u32)> = seen
                 .into_iter()

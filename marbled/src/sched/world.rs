@@ -9,11 +9,11 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use marble_proto::{
-    Attribution, BusyState, Decision, ErrorKind, Event, LockTarget, PowerState, Response,
+    Attribution, BusyState, Decision, ErrorKind, Event, LockTarget, PowerState, Response, Team,
     UnlockTarget, WireError,
 };
 
-use super::persist::{InFlightOp, Lease, Persisted, Quarantine};
+use super::persist::{InFlightOp, Lease, Persisted, Quarantine, RunnerStanding, SeenJob, Streak};
 use super::report::Counters;
 use super::rng::SplitMix;
 use super::vm::{Starter, StopPhase, StopPlan, StopWhy, VmState};
@@ -90,14 +90,16 @@ pub struct World {
     /// The free moment a fresh demand snapshot was already asked for (one ask per free
     /// episode).
     pub(super) demand_asked_for: Option<Millis>,
-    /// Jobs seen queued or running within `warm_window` (id → queued since, labels): what
-    /// the warm-runner prediction learns from. Memory only: a restart forgets it.
-    pub(super) recent_jobs: BTreeMap<u64, (Millis, Vec<String>)>,
+    /// Jobs seen queued or running within `warm_window`, by job id: what the warm-runner
+    /// prediction learns from (kept in the state file).
+    pub(super) recent_jobs: BTreeMap<u64, SeenJob>,
+    /// Running runners' standing from the state file, applied at the first inventory.
+    pub(super) restored_runners: BTreeMap<String, RunnerStanding>,
     /// Last time a queued job had waited `warm_yield` without a host: the fleet is full,
     /// and a warm runner booted now would soon give its host up unused.
     pub(super) congested_at: Option<Millis>,
     /// Fair share: turns one team took in a row while the other waited.
-    pub(super) streak: Option<super::share::Streak>,
+    pub(super) streak: Option<Streak>,
     /// Counters for metrics.
     pub(super) counters: Counters,
 }
@@ -132,6 +134,7 @@ impl World {
             host_free_since: None,
             demand_asked_for: None,
             recent_jobs: BTreeMap::new(),
+            restored_runners: BTreeMap::new(),
             congested_at: None,
             streak: None,
             counters: Counters::default(),
@@ -160,6 +163,14 @@ impl World {
         world.last_cycled = persisted.last_cycled;
         world.cycle_off_until = persisted.cycle_off_until_ms;
         world.pending_reconcile = persisted.in_flight;
+        // Jobs that left the window while the daemon was down no longer count.
+        let horizon = now.saturating_sub(world.config.warm_window_ms);
+        world.recent_jobs = persisted.seen_jobs;
+        world
+            .recent_jobs
+            .retain(|_, seen| world.config.warm_window_ms > 0 && seen.since_ms >= horizon);
+        world.streak = persisted.streak;
+        world.restored_runners = persisted.runners;
         world
     }
 
@@ -183,6 +194,28 @@ impl World {
         for (vm, op) in &self.pending_reconcile {
             in_flight.entry(vm.clone()).or_insert_with(|| op.clone());
         }
+        let mut runners: BTreeMap<String, RunnerStanding> = self
+            .vms
+            .values()
+            .filter(|vm| vm.team == Team::Root && vm.power.occupies_host())
+            .filter(|vm| vm.on_until.is_some() || vm.running_because.is_some() || vm.was_busy)
+            .map(|vm| {
+                (
+                    vm.name.clone(),
+                    RunnerStanding {
+                        on_until_ms: vm.on_until,
+                        because: vm.running_because.clone(),
+                        used: vm.was_busy,
+                    },
+                )
+            })
+            .collect();
+        // Not yet applied (no inventory since the restart): kept for the next one.
+        for (vm, standing) in &self.restored_runners {
+            runners
+                .entry(vm.clone())
+                .or_insert_with(|| standing.clone());
+        }
         Persisted {
             locks: self.locks.clone(),
             paused: self.paused.clone(),
@@ -192,6 +225,9 @@ impl World {
             last_cycled: self.last_cycled.clone(),
             cycle_off_until_ms: self.cycle_off_until,
             in_flight,
+            seen_jobs: self.recent_jobs.clone(),
+            streak: self.streak,
+            runners,
         }
     }
 
@@ -345,6 +381,17 @@ impl World {
                     from,
                     to: obs.power,
                 }));
+            }
+        }
+        // The first inventory after a restart: a runner still running keeps its standing.
+        for (name, standing) in std::mem::take(&mut self.restored_runners) {
+            if let Some(vm) = self.vms.get_mut(&name)
+                && vm.team == Team::Root
+                && vm.power.occupies_host()
+            {
+                vm.on_until = standing.on_until_ms;
+                vm.running_because = standing.because;
+                vm.was_busy = standing.used;
             }
         }
         // VMs gone from the hypervisor (unregistered): forget them unless an op still runs.
@@ -667,7 +714,7 @@ impl World {
     }
 
     fn background_probes(&mut self, now: Millis, fx: &mut Vec<Effect>) {
-        let due: Vec<(String, marble_proto::Team)> = self
+        let due: Vec<(String, Team)> = self
             .vms
             .values()
             .filter(|vm| {
@@ -861,7 +908,10 @@ impl World {
                 // Found running (daemon restart, manual start): learn at once whether it
                 // runs a job, so `status` and slot refusals can say so.
                 vm.next_probe_ms = now;
-                "guest answers (found running)".to_owned()
+                match &vm.running_because {
+                    Some(why) => format!("guest answers (found running; {why})"),
+                    None => "guest answers (found running)".to_owned(),
+                }
             }
         };
         self.decide(now, Some(name), text, fx);
