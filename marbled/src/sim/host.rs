@@ -59,6 +59,8 @@ pub struct SimVm {
     pub boot: u64,
     /// When the guest of this boot answers; `None` while stopped or when the boot failed.
     pub ready_at: Option<Millis>,
+    /// When this boot (start or resume) began; `None` for a VM running since the start.
+    pub boot_began: Option<Millis>,
     /// The job running in the guest.
     pub job: Option<RunningJob>,
     /// ROOT: the ephemeral runner of this boot has taken its one job.
@@ -88,6 +90,7 @@ impl SimVm {
             power,
             boot: 0,
             ready_at,
+            boot_began: None,
             job: None,
             runner_used: false,
             agent_connected: false,
@@ -141,9 +144,10 @@ impl SimVm {
     }
 
     /// A new boot begins: the guest, runner and agent of the previous one are gone.
-    pub fn begin_boot(&mut self, ready_at: Option<Millis>) {
+    pub fn begin_boot(&mut self, now: Millis, ready_at: Option<Millis>) {
         self.boot += 1;
         self.ready_at = ready_at;
+        self.boot_began = Some(now);
         self.runner_used = false;
         self.agent_connected = false;
         self.last_probe = None;

@@ -178,6 +178,9 @@ pub struct IdealTeam {
     pub wait_p95_ms: Option<u64>,
     /// Longest wait of a started job, ms.
     pub wait_max_ms: Option<u64>,
+    /// Every started job's wait, ascending, ms (for `compare`'s budget; not in the JSON).
+    #[serde(skip)]
+    pub waits_ms: Vec<u64>,
 }
 
 impl IdealTeam {
@@ -206,6 +209,7 @@ impl IdealTeam {
         team.wait_p50_ms = percentile(&waits, 50);
         team.wait_p95_ms = percentile(&waits, 95);
         team.wait_max_ms = waits.last().copied();
+        team.waits_ms = waits;
         team
     }
 }

@@ -22,6 +22,9 @@ pub struct TeamStats {
     pub interrupted: u64,
     /// Wait (arrival to start) of every started job, ms.
     pub waits: Vec<u64>,
+    /// Started jobs whose VM began booting only after they arrived (the whole boot is in
+    /// their wait).
+    pub cold_starts: u64,
 }
 
 /// Per-team results.
@@ -50,6 +53,11 @@ pub struct TeamReport {
     /// Longest time the team had waiting jobs while none of its VMs was on the host, ms
     /// (compare with `scheduler.fairness_bound`).
     pub longest_starved_ms: u64,
+    /// Started jobs whose VM began booting only after they arrived.
+    pub cold_starts: u64,
+    /// Every started job's wait, ascending, ms (for `compare`'s budget; not in the JSON).
+    #[serde(skip)]
+    pub waits_ms: Vec<u64>,
 }
 
 impl TeamReport {
@@ -74,8 +82,15 @@ impl TeamReport {
             wait_max_ms: waits.last().copied(),
             longest_unstarted_ms: unstarted.iter().copied().max(),
             longest_starved_ms,
+            cold_starts: stats.cold_starts,
+            waits_ms: waits,
         }
     }
+}
+
+/// How many of the ascending `waits` exceed `bar_ms`.
+pub fn count_above(waits: &[u64], bar_ms: u64) -> u64 {
+    (waits.len() - waits.partition_point(|w| *w <= bar_ms)) as u64
 }
 
 /// Nearest-rank percentile of sorted values.

@@ -191,7 +191,7 @@ impl Engine {
             let ready = self.now + latency;
             let v = &mut self.vms[vi];
             v.power = PowerState::Resuming;
-            v.begin_boot(Some(ready));
+            v.begin_boot(self.now, Some(ready));
             self.resumes += 1;
             return (Plan::PowerOn, latency);
         }
@@ -209,7 +209,7 @@ impl Engine {
         let ready_at = (!failed).then(|| self.now + boot.max(latency));
         let v = &mut self.vms[vi];
         v.power = PowerState::Starting;
-        v.begin_boot(ready_at);
+        v.begin_boot(self.now, ready_at);
         let (host, team) = (v.host, v.team);
         self.boots += 1;
         self.hosts[host].boots += 1;

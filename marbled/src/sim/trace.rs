@@ -209,6 +209,27 @@ pub struct BootSection {
     pub slow_max: Option<Duration>,
 }
 
+impl BootSection {
+    /// The share of boots this model draws longer than `bar_ms` (a cold start waits at least
+    /// its boot).
+    pub fn share_longer_than(&self, bar_ms: u64) -> f64 {
+        let ms = |d: Duration| d.as_millis() as f64;
+        let bar = bar_ms as f64;
+        // Uniform in [lo, hi]: the part above the bar.
+        let above = |lo: f64, hi: f64| {
+            if hi <= lo {
+                f64::from(u8::from(lo > bar))
+            } else {
+                ((hi - bar) / (hi - lo)).clamp(0.0, 1.0)
+            }
+        };
+        let (min, max) = (ms(self.min), ms(self.max));
+        let slow_max = self.slow_max.map_or(max, ms);
+        let slow = self.slow_rate.clamp(0.0, 1.0);
+        (1.0 - slow) * above(min, max) + slow * above(max, slow_max)
+    }
+}
+
 fn is_zero_f64(x: &f64) -> bool {
     *x == 0.0
 }

@@ -369,6 +369,14 @@ impl Engine {
         self.retry_later(b);
     }
 
+    /// VM `vi`'s current boot began at or after the arrival at offset `at_ms`: a cold start.
+    fn booted_after(&self, vi: usize, at_ms: u64) -> bool {
+        let arrived = super::engine::EPOCH_MS.saturating_add(at_ms);
+        self.vms[vi]
+            .boot_began
+            .is_some_and(|began| began >= arrived)
+    }
+
     fn start_job(&mut self, vi: usize, job: JobRef) {
         let id = self.next_job_id;
         self.next_job_id += 1;
@@ -387,6 +395,9 @@ impl Engine {
                 };
                 self.stats_root.started += 1;
                 self.stats_root.waits.push(offset.saturating_sub(at));
+                if self.booted_after(vi, at) {
+                    self.stats_root.cold_starts += 1;
+                }
                 self.root_jobs[j].state = RootState::Running;
                 duration
             }
@@ -397,6 +408,9 @@ impl Engine {
                 };
                 self.stats_spi.started += 1;
                 self.stats_spi.waits.push(offset.saturating_sub(at));
+                if self.booted_after(vi, at) {
+                    self.stats_spi.cold_starts += 1;
+                }
                 self.builds[b].state = BuildState::Running;
                 duration
             }
