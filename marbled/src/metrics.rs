@@ -7,6 +7,9 @@
 //!
 //! Families are fixed (each `# HELP`/`# TYPE` once, samples right after); per-VM state uses
 //! one 0/1 gauge per possible value so a state change never leaves a stale series behind.
+//! Boot times are a histogram (`marble_vm_boot_seconds`, buckets
+//! [`crate::sched::BOOT_BUCKETS_SECS`]): their tail, not their mean, is what a cold start
+//! costs a job.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,7 +20,7 @@ use marble_proto::{BusyState, PowerState, StatusReport};
 use serde::{Deserialize, Serialize};
 
 use crate::demand::{JenkinsDemand, PollQuota};
-use crate::sched::{Counters, DemandSnapshot};
+use crate::sched::{BOOT_BUCKETS_SECS, Counters, DemandSnapshot};
 use crate::transfers::TransferMetrics;
 
 /// `[metrics]`: the node_exporter textfile (absent: only `marblectl metrics`).
@@ -282,6 +285,26 @@ pub fn render(
         "Boots that failed to start or to become ready.",
         f(counters.boot_failures),
     );
+    o.family(
+        "marble_vm_boot_seconds",
+        "histogram",
+        "Time from prlctl start to the guest answering, per boot MARBLE started (resumes not counted).",
+    );
+    let boots = &counters.boot_times;
+    for (bound, n) in BOOT_BUCKETS_SECS.iter().zip(boots.at_or_under) {
+        o.sample(
+            "marble_vm_boot_seconds_bucket",
+            &[("le", &bound.to_string())],
+            f(n),
+        );
+    }
+    o.sample(
+        "marble_vm_boot_seconds_bucket",
+        &[("le", "+Inf")],
+        f(boots.count),
+    );
+    o.sample("marble_vm_boot_seconds_sum", &[], secs(boots.sum_ms));
+    o.sample("marble_vm_boot_seconds_count", &[], f(boots.count));
     o.single(
         "marble_slot_grants_total",
         "counter",

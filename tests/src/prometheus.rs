@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 /// [timestamp]`; names match `[a-zA-Z_:][a-zA-Z0-9_:]*`, label names `[a-zA-Z_][a-zA-Z0-9_]*`;
 /// label values escape only `\\`, `\"` and `\n`; each family is TYPE'd once, before its
 /// samples, and its samples are contiguous; HELP at most once and before the samples; no
-/// series twice; counters non-negative; summary samples are `name`, `name_sum`, `name_count`.
+/// series twice; counters non-negative; summary samples are `name`, `name_sum`, `name_count`;
+/// histogram samples are `name_bucket` (with an `le` label, a number or `+Inf`),
+/// `name_sum` and `name_count`, and each histogram series has cumulative buckets (counts not
+/// decreasing as `le` grows), a `+Inf` bucket, and a `_count` equal to it.
 pub fn parse_exposition(text: &str) -> Result<BTreeMap<String, String>, String> {
     if !text.ends_with('\n') {
         return Err("text must end with a newline".into());
@@ -20,6 +23,7 @@ pub fn parse_exposition(text: &str) -> Result<BTreeMap<String, String>, String> 
     let mut closed: BTreeSet<String> = BTreeSet::new();
     let mut current: Option<String> = None;
     let mut series: BTreeSet<String> = BTreeSet::new();
+    let mut histograms = Histograms::default();
     for (n, line) in text.lines().enumerate() {
         let at = |m: String| format!("line {}: {m}: {line:?}", n + 1);
         if line.is_empty() {
@@ -113,8 +117,69 @@ pub fn parse_exposition(text: &str) -> Result<BTreeMap<String, String>, String> 
         if !series.insert(key) {
             return Err(at("duplicate series".into()));
         }
+        if family.1 == "histogram" {
+            histograms.sample(&family.0, &name, labels, v).map_err(at)?;
+        }
     }
+    histograms.check()?;
     Ok(types)
+}
+
+/// Per histogram series (family and labels other than `le`): its buckets and its count.
+#[derive(Default)]
+struct Histograms {
+    buckets: BTreeMap<String, Vec<(f64, f64)>>,
+    counts: BTreeMap<String, f64>,
+}
+
+impl Histograms {
+    fn sample(
+        &mut self,
+        family: &str,
+        name: &str,
+        mut labels: BTreeMap<String, String>,
+        value: f64,
+    ) -> Result<(), String> {
+        let le = labels.remove("le");
+        let series = format!("{family}{labels:?}");
+        if name.ends_with("_bucket") {
+            let le = le.ok_or("a bucket without an le label")?;
+            let bound = match le.as_str() {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().map_err(|_| format!("bad le {v:?}"))?,
+            };
+            self.buckets.entry(series).or_default().push((bound, value));
+        } else if le.is_some() {
+            return Err(format!("le label on {name}"));
+        } else if name.ends_with("_count") {
+            self.counts.insert(series, value);
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (series, buckets) in &self.buckets {
+            let mut sorted = buckets.clone();
+            sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if sorted.windows(2).any(|w| w[1].1 < w[0].1) {
+                return Err(format!("{series}: buckets not cumulative: {sorted:?}"));
+            }
+            let inf = sorted
+                .last()
+                .filter(|(bound, _)| bound.is_infinite())
+                .ok_or_else(|| format!("{series}: no +Inf bucket"))?;
+            match self.counts.get(series) {
+                Some(count) if *count == inf.1 => {}
+                other => {
+                    return Err(format!(
+                        "{series}: _count {other:?} is not the +Inf bucket {}",
+                        inf.1
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn metric_name(s: &str) -> bool {
@@ -210,6 +275,13 @@ mod tests {
             "{:?}",
             parse_exposition(good)
         );
+        let histogram = "# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"1\"} 3\n\
+                         h_bucket{le=\"+Inf\"} 4\nh_sum 2.5\nh_count 4\n";
+        assert!(
+            parse_exposition(histogram).is_ok(),
+            "{:?}",
+            parse_exposition(histogram)
+        );
         for bad in [
             "a_total 1\n",                                          // no TYPE
             "# TYPE a counter\n# TYPE a counter\na 1\n",            // TYPE twice
@@ -225,6 +297,12 @@ mod tests {
             "# TYPE a gauge\n# HELP a late\na 1\n# HELP a again\n", // HELP twice
             "# TYPE a gauge\na 1\n# HELP a after samples\n",        // HELP after samples
             "# TYPE a wibble\na 1\n",                               // unknown type
+            // histograms: no le, not cumulative, no +Inf, _count not the +Inf bucket
+            "# TYPE h histogram\nh_bucket 1\nh_sum 1\nh_count 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"x\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n",
         ] {
             assert!(parse_exposition(bad).is_err(), "accepted: {bad:?}");
         }

@@ -77,6 +77,21 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
     // Metrics: the queued mac14 and windows jobs by label set, with their age.
     let out = ctl(&daemon.socket, &["metrics"]);
     assert_eq!(out.code, 0, "{out}");
+    let families = marble_tests::prometheus::parse_exposition(&out.stdout)
+        .unwrap_or_else(|err| panic!("{err}\n{}", out.stdout));
+    // The mac14 boot's time, from `prlctl start` to the guest answering (the simulated
+    // guest answers at once: every bucket holds it).
+    assert_eq!(
+        families.get("marble_vm_boot_seconds").map(String::as_str),
+        Some("histogram")
+    );
+    for line in [
+        "marble_vm_boot_seconds_bucket{le=\"15\"} 1\n",
+        "marble_vm_boot_seconds_bucket{le=\"+Inf\"} 1\n",
+        "marble_vm_boot_seconds_count 1\n",
+    ] {
+        assert!(out.stdout.contains(line), "{line}{}", out.stdout);
+    }
     assert!(
         out.stdout
             .contains("marble_queued_jobs{labels=\"arm64,mac14,macos,self-hosted\"} 1\n"),

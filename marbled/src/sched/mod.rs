@@ -414,7 +414,7 @@ mod world;
 mod tests;
 
 pub use persist::{Lease, Persisted, Quarantine, RunnerStanding, SeenJob, Streak};
-pub use report::Counters;
+pub use report::{BOOT_BUCKETS_SECS, BootTimes, Counters};
 pub use world::World;
 
 /// The operation kind as shown in events and `status` (`start`, `stop`, `kill`, `probe`…).

@@ -97,6 +97,36 @@ impl World {
     }
 }
 
+/// Upper bounds, in seconds, of the boot-time histogram's buckets: from a fast guest to the
+/// five-minute readiness timeout, dense where macOS guests usually land (a minute or two) so
+/// that the slow tail — what decides whether a cold start keeps a job's wait short — shows.
+pub const BOOT_BUCKETS_SECS: [u64; 9] = [15, 30, 45, 60, 90, 120, 180, 240, 300];
+
+/// Boot times (`prlctl start` issued → the guest answers) of the boots MARBLE started, as a
+/// cumulative histogram over [`BOOT_BUCKETS_SECS`]. Resumes are not boots and not counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BootTimes {
+    /// Boots at or under each bound (cumulative, as Prometheus' `le` buckets).
+    pub at_or_under: [u64; BOOT_BUCKETS_SECS.len()],
+    /// Boots measured.
+    pub count: u64,
+    /// Their sum, ms.
+    pub sum_ms: u64,
+}
+
+impl BootTimes {
+    /// Count one boot of `ms`.
+    pub fn record(&mut self, ms: u64) {
+        for (bound, n) in BOOT_BUCKETS_SECS.iter().zip(&mut self.at_or_under) {
+            if ms <= bound * 1000 {
+                *n += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+}
+
 /// Monotonic counters since the daemon started (for metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
@@ -122,4 +152,23 @@ pub struct Counters {
     pub probes_unknown: u64,
     /// Sum of slot-grant latencies (request to grant), ms.
     pub grant_latency_ms_sum: u64,
+    /// How long the boots MARBLE started took to answer.
+    pub boot_times: BootTimes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_times_fill_cumulative_buckets_bounds_included() {
+        let mut boots = BootTimes::default();
+        boots.record(15_000);
+        boots.record(15_001);
+        boots.record(301_000);
+        assert_eq!(boots.at_or_under[0], 1, "15 s is in le=15");
+        assert_eq!(boots.at_or_under[1], 2, "cumulative: le=30 holds both");
+        assert_eq!(boots.at_or_under[BOOT_BUCKETS_SECS.len() - 1], 2);
+        assert_eq!((boots.count, boots.sum_ms), (3, 331_001));
+    }
 }

@@ -1455,3 +1455,50 @@ fn a_restart_keeps_the_fair_share_streak() {
         Some(Team::Spi)
     );
 }
+
+#[test]
+fn boot_times_are_measured_from_the_start_to_the_guest_answering() {
+    let mut host = four(Policy::Manual);
+    host.command("admin", Command::StartVm { vm: R1.into() });
+    assert!(host.complete_one(), "the start runs");
+    // The guest answers 70 s after the start was issued.
+    host.now += 70_000;
+    assert!(host.complete_one(), "the readiness wait ends");
+    assert_eq!(host.running(), vec![R1.to_owned()]);
+    let boots = &host.world.counters().boot_times;
+    assert_eq!((boots.count, boots.sum_ms), (1, 70_000));
+    let le = |secs: u64| {
+        let i = BOOT_BUCKETS_SECS
+            .iter()
+            .position(|b| *b == secs)
+            .expect("a bucket bound");
+        boots.at_or_under[i]
+    };
+    assert_eq!((le(60), le(90), le(300)), (0, 1, 1));
+
+    // A boot whose guest never answers has no boot time; it is a failure.
+    host.never_ready.insert(R2.into(), "guest silent".into());
+    host.command(
+        "admin",
+        Command::StopVm {
+            vm: R1.into(),
+            force: false,
+        },
+    );
+    host.settle();
+    host.command("admin", Command::StartVm { vm: R2.into() });
+    host.settle();
+    let counters = host.world.counters();
+    assert_eq!(counters.boot_times.count, 1, "{:?}", counters.boot_times);
+    assert!(counters.boot_failures >= 1);
+}
+
+#[test]
+fn a_resume_is_not_a_boot_time() {
+    let mut host = Host::new(Policy::Manual, &[(R1, Team::Root, PowerState::Suspended)]);
+    host.command("admin", Command::StartVm { vm: R1.into() });
+    host.settle();
+    assert_eq!(host.running(), vec![R1.to_owned()]);
+    assert!(host.log.iter().any(|(_, a)| *a == Action::Resume));
+    assert_eq!(host.world.counters().boot_times, BootTimes::default());
+}

@@ -121,6 +121,9 @@ pub(super) struct VmState {
     pub was_busy: bool,
     /// When its guest became ready this boot.
     pub ready_at: Option<Millis>,
+    /// When MARBLE issued this boot's `prlctl start` (not a resume); taken when the guest
+    /// answers, for the boot-time histogram.
+    pub boot_issued_ms: Option<Millis>,
 }
 
 impl VmState {
@@ -147,6 +150,7 @@ impl VmState {
             labels: Vec::new(),
             was_busy: false,
             ready_at: None,
+            boot_issued_ms: None,
         }
     }
 
@@ -185,5 +189,6 @@ impl VmState {
         self.answered = false;
         self.was_busy = false;
         self.ready_at = None;
+        self.boot_issued_ms = None;
     }
 }

@@ -848,6 +848,13 @@ impl World {
         let grace = self.config.slot_grace_ms;
         let recheck = self.config.busy_recheck_ms;
         self.quarantine.remove(name);
+        let issued = self
+            .vms
+            .get_mut(name)
+            .and_then(|vm| vm.boot_issued_ms.take());
+        if let Some(issued) = issued {
+            self.counters.boot_times.record(now.saturating_sub(issued));
+        }
         let Some(vm) = self.vms.get_mut(name) else {
             return;
         };
@@ -928,6 +935,8 @@ impl World {
         if let Some(vm) = self.vms.get_mut(name) {
             vm.start = None;
             vm.ready = false;
+            // A boot that never answered has no boot time (it counts as a failure).
+            vm.boot_issued_ms = None;
         }
         self.fail_slots_for(name, &format!("{name} did not become ready: {err}"), fx);
         if !counts {
@@ -1135,6 +1144,9 @@ impl World {
         vm.reset_running_state();
         vm.ready_checked = true;
         vm.started_here = true;
+        if action == Action::Start {
+            vm.boot_issued_ms = Some(now);
+        }
         self.counters.boots += 1;
         self.run(now, name, action, fx);
         Ok(())
