@@ -592,7 +592,8 @@ impl Supervisor {
                 if quota.is_some() {
                     self.github_quota = quota;
                 }
-                if let Some(snapshot) = github {
+                if let Some(mut snapshot) = github {
+                    self.keep_jobs_started_here(&mut snapshot);
                     let effects = self.world.handle(now_ms(), Input::Demand(*snapshot));
                     self.apply(effects);
                 }
@@ -606,6 +607,28 @@ impl Supervisor {
                 self.refresh_inventory();
             }
         }
+    }
+
+    /// Narrow the snapshot's running jobs with a runner to those whose runner is the current
+    /// registration of one of this host's VMs (the job waits the metrics count).
+    fn keep_jobs_started_here(&self, snapshot: &mut DemandSnapshot) {
+        #[cfg(feature = "ci")]
+        if let Some(runners) = &self.ctx.runners {
+            let ours: std::collections::HashSet<String> = self
+                .world
+                .vms(now_ms())
+                .into_iter()
+                .filter(|vm| vm.team == Team::Root)
+                .filter_map(|vm| runners.records().get(&vm.name))
+                .map(|record| record.name)
+                .collect();
+            snapshot
+                .started_here
+                .retain(|job| ours.contains(&job.runner));
+            return;
+        }
+        // No runner registrations of our own: no job is known to be this host's.
+        snapshot.started_here.clear();
     }
 
     fn query(&self, request: &Request) -> Result<Response, WireError> {

@@ -20,7 +20,7 @@ use marble_proto::{BusyState, PowerState, StatusReport};
 use serde::{Deserialize, Serialize};
 
 use crate::demand::{JenkinsDemand, PollQuota};
-use crate::sched::{BOOT_BUCKETS_SECS, Counters, DemandSnapshot};
+use crate::sched::{BOOT_BUCKETS_SECS, Counters, DemandSnapshot, Histogram, JOB_WAIT_BUCKETS_SECS};
 use crate::transfers::TransferMetrics;
 
 /// `[metrics]`: the node_exporter textfile (absent: only `marblectl metrics`).
@@ -116,6 +116,22 @@ impl Out {
             self.text.push('}');
         }
         let _ = writeln!(self.text, " {}", fmt_value(value));
+    }
+
+    /// A histogram family: cumulative `le` buckets, `+Inf`, `_sum` (seconds), `_count`.
+    fn histogram(&mut self, name: &str, help: &str, bounds_secs: &[u64], h: &Histogram) {
+        self.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        for (i, bound) in bounds_secs.iter().enumerate() {
+            self.sample(
+                &bucket,
+                &[("le", &bound.to_string())],
+                h.at_or_under(i) as f64,
+            );
+        }
+        self.sample(&bucket, &[("le", "+Inf")], h.count as f64);
+        self.sample(&format!("{name}_sum"), &[], h.sum_ms as f64 / 1000.0);
+        self.sample(&format!("{name}_count"), &[], h.count as f64);
     }
 
     fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
@@ -285,26 +301,18 @@ pub fn render(
         "Boots that failed to start or to become ready.",
         f(counters.boot_failures),
     );
-    o.family(
+    o.histogram(
         "marble_vm_boot_seconds",
-        "histogram",
         "Time from prlctl start to the guest answering, per boot MARBLE started (resumes not counted).",
+        &BOOT_BUCKETS_SECS,
+        &counters.boot_times,
     );
-    let boots = &counters.boot_times;
-    for (bound, n) in BOOT_BUCKETS_SECS.iter().zip(boots.at_or_under) {
-        o.sample(
-            "marble_vm_boot_seconds_bucket",
-            &[("le", &bound.to_string())],
-            f(n),
-        );
-    }
-    o.sample(
-        "marble_vm_boot_seconds_bucket",
-        &[("le", "+Inf")],
-        f(boots.count),
+    o.histogram(
+        "marble_root_job_wait_seconds",
+        "Time from queued to started (GitHub's created_at and started_at), per ROOT job a runner of this host took.",
+        &JOB_WAIT_BUCKETS_SECS,
+        &counters.root_job_waits,
     );
-    o.sample("marble_vm_boot_seconds_sum", &[], secs(boots.sum_ms));
-    o.sample("marble_vm_boot_seconds_count", &[], f(boots.count));
     o.single(
         "marble_slot_grants_total",
         "counter",

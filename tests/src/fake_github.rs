@@ -589,7 +589,7 @@ impl FakeGitHub {
     }
 
     /// Add (or replace) a job of `run_id` with the documented job shape; `runner_*` are null
-    /// unless the job is `in_progress`.
+    /// unless the job is `in_progress` (then runner `mac-vm-a`, started when created).
     pub fn set_job(
         &self,
         run_id: u64,
@@ -598,16 +598,50 @@ impl FakeGitHub {
         labels: &[&str],
         created_at: &str,
     ) {
-        let running = status == "in_progress";
+        let runner = (status == "in_progress").then_some("mac-vm-a");
+        self.put_job(
+            run_id,
+            job_id,
+            status,
+            labels,
+            (created_at, created_at),
+            runner,
+        );
+    }
+
+    /// Job `job_id` of `run_id`, queued at `created_at`, taken by `runner` at `started_at`.
+    pub fn start_job(
+        &self,
+        run_id: u64,
+        job_id: u64,
+        labels: &[&str],
+        created_at: &str,
+        started_at: &str,
+        runner: &str,
+    ) {
+        let times = (created_at, started_at);
+        self.put_job(run_id, job_id, "in_progress", labels, times, Some(runner));
+    }
+
+    fn put_job(
+        &self,
+        run_id: u64,
+        job_id: u64,
+        status: &str,
+        labels: &[&str],
+        (created_at, started_at): (&str, &str),
+        runner: Option<&str>,
+    ) {
+        let on_runner = |v: Value| if runner.is_some() { v } else { Value::Null };
         let job = json!({
             "id": job_id, "run_id": run_id, "run_attempt": 1, "status": status,
             "conclusion": null, "name": format!("job {job_id}"), "workflow_name": "ROOT CI",
             "head_branch": "master", "labels": labels,
-            "runner_id": if running { json!(39) } else { Value::Null },
-            "runner_name": if running { json!("mac-vm-a") } else { Value::Null },
-            "runner_group_id": if running { json!(1) } else { Value::Null },
-            "runner_group_name": if running { json!("Default") } else { Value::Null },
-            "created_at": created_at, "started_at": created_at, "completed_at": null,
+            "runner_id": on_runner(json!(39)),
+            "runner_name": runner.map_or(Value::Null, |r| json!(r)),
+            "runner_group_id": on_runner(json!(1)),
+            "runner_group_name": on_runner(json!("Default")),
+            "created_at": created_at, "started_at": started_at, "completed_at": null,
         });
         self.st().jobs.insert(job_id, job);
     }

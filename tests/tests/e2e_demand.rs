@@ -113,6 +113,14 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
         .expect("job wait line");
     let secs: f64 = wait_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(secs > 3600.0, "{wait_line}");
+    // Job 112 runs on another host's runner: not a wait of this host's.
+    assert!(
+        out.stdout
+            .contains("marble_root_job_wait_seconds_count 0\n"),
+        "{}",
+        out.stdout
+    );
+
     assert!(
         !daemon.log_text().contains(TOKEN),
         "token in the daemon log"
@@ -131,11 +139,12 @@ fn queue_mac14_job(gh: &FakeGitHub) {
     );
 }
 
-/// A daemon with policy `demand` polling `gh` every `interval`, changed by `configure`.
+/// A daemon with policy `demand` polling `gh` every `interval`, its host and config changed
+/// by `prepare`.
 fn demand_daemon(
     gh: &FakeGitHub,
     interval: Duration,
-    configure: impl FnOnce(&mut marbled::config::Config),
+    prepare: impl FnOnce(&mut SimEnv),
 ) -> (SimEnv, marble_tests::harness::DaemonProcess) {
     let mut env = SimEnv::new();
     env.use_github(gh.url(), TOKEN);
@@ -145,7 +154,7 @@ fn demand_daemon(
     });
     env.config.scheduler.policy = "demand".into();
     env.config.scheduler.inventory_interval = Duration::from_secs(1);
-    configure(&mut env.config);
+    prepare(&mut env);
     let daemon = env.spawn();
     (env, daemon)
 }
@@ -198,8 +207,8 @@ fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval()
 fn a_free_host_sees_a_newly_queued_run_within_seconds_at_no_quota() {
     let (_rt, gh) = fake_github();
     // Polls every 5 minutes: a boot within seconds of the push came from the watch.
-    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(300), |config| {
-        if let Some(demand) = config.demand.as_mut() {
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(300), |env| {
+        if let Some(demand) = env.config.demand.as_mut() {
             demand.watch = Duration::from_secs(1);
         }
     });
@@ -304,8 +313,8 @@ fn a_low_rate_limit_spreads_the_polls_instead_of_spending_the_reserve() {
 #[test]
 fn a_configured_warm_target_boots_a_runner_with_no_job_queued() {
     let (_rt, gh) = fake_github();
-    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |config| {
-        config.scheduler.warm = vec![marbled::sched::WarmTarget {
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
+        env.config.scheduler.warm = vec![marbled::sched::WarmTarget {
             labels: vec!["self-hosted".into(), "macOS".into(), "mac15".into()],
             count: 1,
         }];
@@ -384,4 +393,73 @@ fn a_runner_whose_job_went_elsewhere_is_still_kept_after_a_daemon_restart() {
         "{:?}",
         env.power_calls()
     );
+}
+
+#[test]
+fn a_job_a_runner_of_this_host_took_counts_its_wait_once() {
+    let (_rt, gh) = fake_github();
+    queue_mac14_job(&gh);
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
+        env.runner_listens_after_jit(ROOT1);
+    });
+    wait_power(&daemon, ROOT1, "Running");
+    // The runner the daemon registered for ROOT1 (its config delivered, so it is kept).
+    let mut runner = None;
+    let registered = wait_until_blocking(T, || {
+        runner = gh
+            .runner_ids()
+            .into_iter()
+            .filter_map(|id| gh.runner(id))
+            .filter_map(|r| r["name"].as_str().map(str::to_owned))
+            .find(|name| name.contains(ROOT1));
+        runner.is_some()
+    });
+    assert!(registered, "no runner for {ROOT1}: {}", daemon.log_text());
+    let runner = runner.unwrap_or_default();
+    // It takes job 111, 95 s after the job was queued; another host's runner takes job 112.
+    gh.set_run(9001, "in_progress");
+    gh.start_job(
+        9001,
+        111,
+        &["self-hosted", "macOS", "ARM64", "mac14"],
+        "2026-01-01T10:00:00Z",
+        "2026-01-01T10:01:35Z",
+        &runner,
+    );
+    gh.start_job(
+        9001,
+        112,
+        &["self-hosted", "macOS", "ARM64", "mac15"],
+        "2026-01-01T10:00:00Z",
+        "2026-01-01T10:00:03Z",
+        "marble-macphsft02-ROOT-VM-macOS-15-0001",
+    );
+    let polls = || {
+        gh.requests()
+            .iter()
+            .filter(|r| r.path == format!("{RUNS}/9001/jobs?filter=latest&per_page=100"))
+            .count()
+    };
+    let mut text = String::new();
+    let counted = wait_until_blocking(T, || {
+        text = ctl(&daemon.socket, &["metrics"]).stdout;
+        text.contains("marble_root_job_wait_seconds_count 1\n")
+    });
+    assert!(counted, "{text}");
+    // Seen running by more polls, still counted once.
+    let seen = polls();
+    assert!(
+        wait_until_blocking(T, || polls() > seen),
+        "no further polls"
+    );
+    let text = ctl(&daemon.socket, &["metrics"]).stdout;
+    marble_tests::prometheus::parse_exposition(&text).unwrap_or_else(|err| panic!("{err}"));
+    for line in [
+        "marble_root_job_wait_seconds_bucket{le=\"90\"} 0\n",
+        "marble_root_job_wait_seconds_bucket{le=\"120\"} 1\n",
+        "marble_root_job_wait_seconds_sum 95\n",
+        "marble_root_job_wait_seconds_count 1\n",
+    ] {
+        assert!(text.contains(line), "{line}{text}");
+    }
 }

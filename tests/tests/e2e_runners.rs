@@ -25,13 +25,12 @@ mod e2e_support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use e2e_support::{LISTENER, ROOT1, SimEnv, T, ctl, wait_power};
+use e2e_support::{JIT_PATH, ROOT1, SimEnv, T, ctl, wait_power};
 use marble_tests::fake_github::{Deny, FakeGitHub, RecordedRequest};
 use marble_tests::harness::{DaemonProcess, wait_until_blocking};
-use marble_tests::prlsim::{ExecRule, FaultKind, VmState};
+use marble_tests::prlsim::{FaultKind, VmState};
 
 const TOKEN: &str = "ghp_e2eRunnersTokenNeverInTheVm0123456789";
-const JIT_PATH: &str = "/var/run/marble/jitconfig";
 const RUNNERS: &str = "/repos/root-project/root/actions/runners";
 /// How long the simulated `prlctl stop` takes before it answers: a DELETE that arrived this
 /// much before the stop's log line was sent before prlctl was even started.
@@ -51,19 +50,7 @@ impl GhEnv {
     fn new() -> GhEnv {
         let (rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
         let mut env = SimEnv::new();
-        // The runner listens only once its config has arrived (not at boot, as the shared
-        // setup has it for daemons without [github]).
-        env.host
-            .remove_boot_processes(ROOT1, "Runner.Listener")
-            .unwrap();
-        env.host
-            .add_exec_rule(
-                ROOT1,
-                ExecRule::contains(&format!("/usr/bin/stat -f %Lp %Su {JIT_PATH}"))
-                    .stdout("600 root\n")
-                    .spawns(LISTENER),
-            )
-            .unwrap();
+        env.runner_listens_after_jit(ROOT1);
         env.use_github(gh.url(), TOKEN);
         GhEnv { gh, env, _rt: rt }
     }

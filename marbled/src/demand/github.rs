@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::QuotaSeen;
 use crate::ci::{GitHubClient, GitHubError};
-use crate::sched::{DemandSnapshot, FleetRunner, QueuedJob};
+use crate::sched::{DemandSnapshot, FleetRunner, QueuedJob, StartedJob};
 
 #[derive(Deserialize)]
 struct RunList {
@@ -50,6 +50,10 @@ struct Job {
     labels: Vec<String>,
     #[serde(default)]
     created_at: Option<String>,
+    #[serde(default)]
+    started_at: Option<String>,
+    #[serde(default)]
+    runner_name: Option<String>,
 }
 
 /// The GitHub demand source.
@@ -201,6 +205,19 @@ impl GithubDemand {
                         source,
                     })?;
                 for job in list.jobs.into_iter().filter(|j| !j.labels.is_empty()) {
+                    let queued_ms = parse_ms(job.created_at.as_deref()).unwrap_or(now_ms);
+                    if job.status == "in_progress"
+                        && let (Some(runner), Some(started_ms)) =
+                            (&job.runner_name, parse_ms(job.started_at.as_deref()))
+                    {
+                        // Every running job; the actor keeps this host's.
+                        snapshot.started_here.push(StartedJob {
+                            id: job.id,
+                            queued_ms,
+                            started_ms,
+                            runner: runner.clone(),
+                        });
+                    }
                     let into = match job.status.as_str() {
                         "queued" => &mut snapshot.root_jobs,
                         // Seen running: history for the warm-runner prediction.
@@ -209,7 +226,7 @@ impl GithubDemand {
                     };
                     into.push(QueuedJob {
                         id: job.id,
-                        since_ms: parse_ms(job.created_at.as_deref()).unwrap_or(now_ms),
+                        since_ms: queued_ms,
                         labels: job.labels,
                     });
                 }
@@ -219,6 +236,8 @@ impl GithubDemand {
             jobs.sort_by_key(|j| j.id);
             jobs.dedup_by_key(|j| j.id);
         }
+        snapshot.started_here.sort_by_key(|j| j.id);
+        snapshot.started_here.dedup_by_key(|j| j.id);
         snapshot.free_runners = self
             .client
             .list_runners()
@@ -309,10 +328,21 @@ mod tests {
   "created_at": "2026-09-01T10:00:00Z", "started_at": "2026-09-01T10:00:00Z", "completed_at": null},
  {"id": 112, "run_id": 9001, "run_attempt": 1, "status": "in_progress", "conclusion": null,
   "labels": ["self-hosted", "macOS", "X64", "mac14"], "runner_id": 39,
+  "runner_name": "marble-mac-01-ROOT-VM-macOS-14-0007",
   "created_at": "2026-09-01T10:00:00Z", "started_at": "2026-09-01T10:01:10Z", "completed_at": null}]}"#;
         let list: JobList = serde_json::from_slice(body).unwrap();
         assert_eq!(list.jobs.len(), 2);
         assert_eq!(list.jobs[0].status, "queued");
-        assert_eq!(list.jobs[1].labels[3], "mac14");
+        assert_eq!(list.jobs[0].runner_name, None);
+        let running = &list.jobs[1];
+        assert_eq!(running.labels[3], "mac14");
+        assert_eq!(
+            running.runner_name.as_deref(),
+            Some("marble-mac-01-ROOT-VM-macOS-14-0007")
+        );
+        // Queued 10:00:00, started 10:01:10: a 70 s wait.
+        let wait = parse_ms(running.started_at.as_deref()).unwrap()
+            - parse_ms(running.created_at.as_deref()).unwrap();
+        assert_eq!(wait, 70_000);
     }
 }

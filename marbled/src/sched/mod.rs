@@ -82,6 +82,23 @@ pub struct DemandSnapshot {
     /// history the warm-runner prediction learns from. A job a warm runner took between two
     /// polls is never seen queued, but it is seen here.
     pub running_jobs: Vec<QueuedJob>,
+    /// Running jobs taken by one of this host's runners, with when they started: the job
+    /// waits the metrics count. The poller lists every running job with its runner; the
+    /// actor keeps those whose runner is a registration this host made.
+    pub started_here: Vec<StartedJob>,
+}
+
+/// A job a runner took, as GitHub's jobs API shows it while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedJob {
+    /// Job id.
+    pub id: u64,
+    /// Queued since (`created_at`), unix ms.
+    pub queued_ms: Millis,
+    /// Started (`started_at`), unix ms.
+    pub started_ms: Millis,
+    /// The runner that took it (`runner_name`).
+    pub runner: String,
 }
 
 /// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering
@@ -414,7 +431,7 @@ mod world;
 mod tests;
 
 pub use persist::{Lease, Persisted, Quarantine, RunnerStanding, SeenJob, Streak};
-pub use report::{BOOT_BUCKETS_SECS, BootTimes, Counters};
+pub use report::{BOOT_BUCKETS_SECS, Counters, Histogram, JOB_WAIT_BUCKETS_SECS};
 pub use world::World;
 
 /// The operation kind as shown in events and `status` (`start`, `stop`, `kill`, `probe`…).

@@ -102,28 +102,39 @@ impl World {
 /// that the slow tail — what decides whether a cold start keeps a job's wait short — shows.
 pub const BOOT_BUCKETS_SECS: [u64; 9] = [15, 30, 45, 60, 90, 120, 180, 240, 300];
 
-/// Boot times (`prlctl start` issued → the guest answers) of the boots MARBLE started, as a
-/// cumulative histogram over [`BOOT_BUCKETS_SECS`]. Resumes are not boots and not counted.
+/// Upper bounds, in seconds, of the ROOT job-wait histogram's buckets: a warm runner's few
+/// seconds, a cold boot's minute or two (90 and 120 s bracket the policy target's bar on the
+/// standard trace), and an hour for a full fleet.
+pub const JOB_WAIT_BUCKETS_SECS: [u64; 10] = [5, 15, 30, 60, 90, 120, 300, 600, 1800, 3600];
+
+/// Durations as a cumulative histogram over bounds the caller keeps (one of the
+/// `*_BUCKETS_SECS`), ready for Prometheus' `le` buckets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BootTimes {
-    /// Boots at or under each bound (cumulative, as Prometheus' `le` buckets).
-    pub at_or_under: [u64; BOOT_BUCKETS_SECS.len()],
-    /// Boots measured.
+pub struct Histogram {
+    /// Observations at or under each bound (empty until the first).
+    pub at_or_under: Vec<u64>,
+    /// Observations.
     pub count: u64,
     /// Their sum, ms.
     pub sum_ms: u64,
 }
 
-impl BootTimes {
-    /// Count one boot of `ms`.
-    pub fn record(&mut self, ms: u64) {
-        for (bound, n) in BOOT_BUCKETS_SECS.iter().zip(&mut self.at_or_under) {
-            if ms <= bound * 1000 {
+impl Histogram {
+    /// Count one observation of `ms`.
+    pub fn record(&mut self, bounds_secs: &[u64], ms: u64) {
+        self.at_or_under.resize(bounds_secs.len(), 0);
+        for (bound, n) in bounds_secs.iter().zip(&mut self.at_or_under) {
+            if ms <= bound.saturating_mul(1000) {
                 *n += 1;
             }
         }
         self.count += 1;
         self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+
+    /// Observations at or under the `i`-th bound.
+    pub fn at_or_under(&self, i: usize) -> u64 {
+        self.at_or_under.get(i).copied().unwrap_or(0)
     }
 }
 
@@ -152,8 +163,11 @@ pub struct Counters {
     pub probes_unknown: u64,
     /// Sum of slot-grant latencies (request to grant), ms.
     pub grant_latency_ms_sum: u64,
-    /// How long the boots MARBLE started took to answer.
-    pub boot_times: BootTimes,
+    /// How long the boots MARBLE started took to answer ([`BOOT_BUCKETS_SECS`]).
+    pub boot_times: Histogram,
+    /// How long the ROOT jobs this host's runners took had been queued
+    /// ([`JOB_WAIT_BUCKETS_SECS`]).
+    pub root_job_waits: Histogram,
 }
 
 #[cfg(test)]
@@ -161,14 +175,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn boot_times_fill_cumulative_buckets_bounds_included() {
-        let mut boots = BootTimes::default();
-        boots.record(15_000);
-        boots.record(15_001);
-        boots.record(301_000);
-        assert_eq!(boots.at_or_under[0], 1, "15 s is in le=15");
-        assert_eq!(boots.at_or_under[1], 2, "cumulative: le=30 holds both");
-        assert_eq!(boots.at_or_under[BOOT_BUCKETS_SECS.len() - 1], 2);
+    fn a_histogram_fills_cumulative_buckets_bounds_included() {
+        let mut boots = Histogram::default();
+        assert_eq!(boots.at_or_under(0), 0, "no observation yet");
+        boots.record(&BOOT_BUCKETS_SECS, 15_000);
+        boots.record(&BOOT_BUCKETS_SECS, 15_001);
+        boots.record(&BOOT_BUCKETS_SECS, 301_000);
+        assert_eq!(boots.at_or_under(0), 1, "15 s is in le=15");
+        assert_eq!(boots.at_or_under(1), 2, "cumulative: le=30 holds both");
+        assert_eq!(boots.at_or_under(BOOT_BUCKETS_SECS.len() - 1), 2);
         assert_eq!((boots.count, boots.sum_ms), (3, 331_001));
     }
 }

@@ -10,7 +10,7 @@ use marble_proto::{
 };
 
 use super::*;
-use super::{DemandSnapshot, FleetRunner, QueuedJob};
+use super::{DemandSnapshot, FleetRunner, QueuedJob, StartedJob};
 
 /// A host the tests control: power per VM, which VMs run a job, which probes fail.
 struct Host {
@@ -1472,7 +1472,7 @@ fn boot_times_are_measured_from_the_start_to_the_guest_answering() {
             .iter()
             .position(|b| *b == secs)
             .expect("a bucket bound");
-        boots.at_or_under[i]
+        boots.at_or_under(i)
     };
     assert_eq!((le(60), le(90), le(300)), (0, 1, 1));
 
@@ -1500,5 +1500,41 @@ fn a_resume_is_not_a_boot_time() {
     host.settle();
     assert_eq!(host.running(), vec![R1.to_owned()]);
     assert!(host.log.iter().any(|(_, a)| *a == Action::Resume));
-    assert_eq!(host.world.counters().boot_times, BootTimes::default());
+    assert_eq!(host.world.counters().boot_times, Histogram::default());
+}
+
+#[test]
+fn each_job_a_runner_here_took_counts_its_wait_once() {
+    let mut host = demand_host();
+    let started = |id: u64, queued_ms: Millis, started_ms: Millis| StartedJob {
+        id,
+        queued_ms,
+        started_ms,
+        runner: format!("runner-{id}"),
+    };
+    let snapshot = DemandSnapshot {
+        started_here: vec![
+            started(7, 1_000_000, 1_070_000),
+            started(8, 1_000_000, 1_005_000),
+        ],
+        ..Default::default()
+    };
+    // Seen running by several polls: counted once each.
+    host.feed(Input::Demand(snapshot.clone()));
+    host.feed(Input::Demand(snapshot));
+    host.feed(Input::Demand(DemandSnapshot {
+        started_here: vec![started(9, 1_000_000, 1_000_000 + 3_600_000 + 1)],
+        ..Default::default()
+    }));
+    let waits = &host.world.counters().root_job_waits;
+    assert_eq!(waits.count, 3, "{waits:?}");
+    assert_eq!(waits.sum_ms, 70_000 + 5_000 + 3_600_001);
+    let le = |secs: u64| {
+        let i = JOB_WAIT_BUCKETS_SECS
+            .iter()
+            .position(|b| *b == secs)
+            .expect("a bucket bound");
+        waits.at_or_under(i)
+    };
+    assert_eq!((le(5), le(60), le(90), le(3600)), (1, 1, 2, 2));
 }

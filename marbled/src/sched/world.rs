@@ -98,6 +98,9 @@ pub struct World {
     /// Last time a queued job had waited `warm_yield` without a host: the fleet is full,
     /// and a warm runner booted now would soon give its host up unused.
     pub(super) congested_at: Option<Millis>,
+    /// Jobs whose wait is already in `counters.root_job_waits` (newest last, bounded): a job
+    /// runs for many polls and is counted once.
+    pub(super) waits_counted: VecDeque<u64>,
     /// Fair share: turns one team took in a row while the other waited.
     pub(super) streak: Option<Streak>,
     /// Counters for metrics.
@@ -135,6 +138,7 @@ impl World {
             demand_asked_for: None,
             recent_jobs: BTreeMap::new(),
             restored_runners: BTreeMap::new(),
+            waits_counted: VecDeque::new(),
             congested_at: None,
             streak: None,
             counters: Counters::default(),
@@ -257,6 +261,7 @@ impl World {
             Input::Tick => {}
             Input::Demand(snapshot) => {
                 self.remember_jobs(now, &snapshot);
+                self.count_job_waits(&snapshot);
                 self.demand = snapshot;
                 self.demand_at = now;
             }
@@ -853,7 +858,10 @@ impl World {
             .get_mut(name)
             .and_then(|vm| vm.boot_issued_ms.take());
         if let Some(issued) = issued {
-            self.counters.boot_times.record(now.saturating_sub(issued));
+            self.counters.boot_times.record(
+                &super::report::BOOT_BUCKETS_SECS,
+                now.saturating_sub(issued),
+            );
         }
         let Some(vm) = self.vms.get_mut(name) else {
             return;
@@ -1014,6 +1022,25 @@ impl World {
             vm: name.to_owned(),
             action,
         });
+    }
+
+    /// Count the wait of each job this host's runners took that is not counted yet.
+    fn count_job_waits(&mut self, snapshot: &DemandSnapshot) {
+        // Far more than the jobs one host runs at once, or starts between two polls.
+        const REMEMBERED: usize = 256;
+        for job in &snapshot.started_here {
+            if self.waits_counted.contains(&job.id) {
+                continue;
+            }
+            self.counters.root_job_waits.record(
+                &super::report::JOB_WAIT_BUCKETS_SECS,
+                job.started_ms.saturating_sub(job.queued_ms),
+            );
+            self.waits_counted.push_back(job.id);
+            if self.waits_counted.len() > REMEMBERED {
+                self.waits_counted.pop_front();
+            }
+        }
     }
 
     /// Record a decision (deduplicated against the previous one for the same VM).

@@ -421,6 +421,8 @@ impl Engine {
             root_jobs,
             free_runners,
             running_jobs,
+            // One snapshot feeds every host; the job waits are the report's, not metrics'.
+            started_here: Vec::new(),
         }
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use marble_tests::harness::{
     DaemonProcess, bin_path, short_tempdir, test_config, wait_until_blocking,
 };
-use marble_tests::prlsim::{SimHost, VmState};
+use marble_tests::prlsim::{ExecRule, SimHost, VmState};
 use marbled::Config;
 
 /// ROOT VMs (GitHub runners): ready once `Runner.Listener` runs in the guest.
@@ -39,6 +39,8 @@ pub const T: Duration = Duration::from_secs(30);
 pub const LISTENER: &str = "/Users/runner/actions-runner/bin/Runner.Listener run";
 /// A CI job running in a ROOT guest.
 pub const WORKER: &str = "/Users/runner/actions-runner/bin/Runner.Worker spawnclient";
+/// Where the daemon delivers a ROOT VM's JIT runner config in the guest.
+pub const JIT_PATH: &str = "/var/run/marble/jitconfig";
 
 /// A short temp dir with a simulated host (`dir/sim`) holding the four VMs, all stopped,
 /// and a manual-policy test config pointing at it.
@@ -67,6 +69,23 @@ impl SimEnv {
         self.host
             .set_vm_state(vm, VmState::Running)
             .expect("set running");
+    }
+
+    /// `vm`'s runner listens only once its JIT config has arrived (the daemon's check of the
+    /// delivered file starts it), not at boot as the shared setup has it for daemons without
+    /// `[github]`: so the registration the daemon minted is the one the runner uses.
+    pub fn runner_listens_after_jit(&self, vm: &str) {
+        self.host
+            .remove_boot_processes(vm, "Runner.Listener")
+            .unwrap();
+        self.host
+            .add_exec_rule(
+                vm,
+                ExecRule::contains(&format!("/usr/bin/stat -f %Lp %Su {JIT_PATH}"))
+                    .stdout("600 root\n")
+                    .spawns(LISTENER),
+            )
+            .unwrap();
     }
 
     /// Point `[github]` at `api_url` (repository runners of `root-project/root`) with `token`
