@@ -776,6 +776,18 @@ fn demand_host() -> Host {
     )
 }
 
+/// A demand host that has booted the mac15 VM for queued job 7 (mac15).
+fn booted_for_job_7() -> Host {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    host
+}
+
 #[test]
 fn demand_boots_nothing_when_nothing_waits() {
     let mut host = demand_host();
@@ -814,13 +826,7 @@ fn demand_boots_the_vm_whose_labels_cover_the_job_and_stops_it_after_its_job() {
 #[test]
 fn a_runner_whose_job_went_elsewhere_stays_a_spare_for_the_warm_linger() {
     // Test config: no prediction, warm_linger 1 h, cycle_on_min 1 min.
-    let mut host = demand_host();
-    host.feed(Input::Demand(DemandSnapshot {
-        root_jobs: vec![job(7, host.now, "mac15")],
-        ..Default::default()
-    }));
-    host.settle();
-    assert_eq!(host.running(), vec![M15.to_owned()]);
+    let mut host = booted_for_job_7();
     // Another runner took job 7 while this one booted.
     host.feed(Input::Demand(DemandSnapshot::default()));
     host.advance(30 * 60_000);
@@ -1346,13 +1352,7 @@ fn a_restart_keeps_the_warm_runner_prediction() {
 #[test]
 fn a_restart_keeps_a_spare_runner_for_the_rest_of_its_linger() {
     // Test config: no prediction, warm_linger 1 h.
-    let mut host = demand_host();
-    host.feed(Input::Demand(DemandSnapshot {
-        root_jobs: vec![job(7, host.now, "mac15")],
-        ..Default::default()
-    }));
-    host.settle();
-    assert_eq!(host.running(), vec![M15.to_owned()]);
+    let mut host = booted_for_job_7();
     // Another runner took job 7; ten minutes later the daemon restarts.
     host.feed(Input::Demand(DemandSnapshot::default()));
     host.advance(10 * 60_000);
@@ -1384,12 +1384,7 @@ fn a_restart_keeps_a_spare_runner_for_the_rest_of_its_linger() {
 
 #[test]
 fn a_restart_does_not_keep_a_used_runner_for_another_job() {
-    let mut host = demand_host();
-    host.feed(Input::Demand(DemandSnapshot {
-        root_jobs: vec![job(7, host.now, "mac15")],
-        ..Default::default()
-    }));
-    host.settle();
+    let mut host = booted_for_job_7();
     // Its runner takes job 7; a probe sees it busy; then the daemon restarts.
     host.jobs.insert(M15.into(), "Runner.Worker".into());
     host.feed(Input::Demand(DemandSnapshot::default()));
