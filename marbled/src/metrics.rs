@@ -623,6 +623,7 @@ mod tests {
             Some(&PollQuota {
                 seen: crate::demand::QuotaSeen {
                     spent: 17,
+                    drained: 17,
                     remaining: 1_234,
                     reset_in_secs: 600,
                 },

@@ -64,6 +64,8 @@ pub struct GithubDemand {
     max_runs: usize,
     /// Per repository, the queued run ids last listed (by a poll or the watch).
     queued_seen: Arc<Mutex<BTreeMap<String, BTreeSet<u64>>>>,
+    /// The rate limit after the previous poll: (remaining, reset epoch seconds).
+    last_quota: Arc<Mutex<Option<(u64, u64)>>>,
 }
 
 fn queued_runs_path(repo: &str) -> String {
@@ -95,20 +97,34 @@ pub struct PollStats {
 /// about three), which share the token's budget.
 pub const QUOTA_RESERVE: u64 = 200;
 
+/// What the token lost between the previous poll (`previous`: remaining and reset epoch
+/// then) and this one: everyone's spending, not only this poll's `spent`. A new window (or a
+/// first poll) knows only its own.
+pub fn drained_since(previous: Option<(u64, u64)>, remaining: u64, reset: u64, spent: u64) -> u64 {
+    match previous {
+        Some((before, window)) if window == reset => before.saturating_sub(remaining).max(spent),
+        _ => spent,
+    }
+}
+
 /// The interval that spreads what is left of the rate-limit window over the time until its
-/// reset, at `spent` requests a poll: at least `interval`; until the reset once only the
-/// reserve is left. Every host sharing the token sees the same shrinking `remaining`, so
-/// each slows down as the fleet spends it — the budget runs low but not out, where polling
-/// at a fixed interval got the whole fleet refused (and blind) until the reset.
+/// reset: at least `interval`; until the reset once only the reserve is left. The pace is
+/// set by what the token lost over the last interval (`drained`), not by this host's own
+/// spending: with N hosts on one token each one's interval grows N-fold, so together they
+/// spend the budget evenly until the reset (alone, `drained` is what it spent). Before, each
+/// host paced as if alone and the fleet spent N times faster, slowing down only as the
+/// budget shrank. A poll that spent nothing (all 304) never slows down: pacing it saves
+/// nothing.
 pub fn paced_interval(interval: Duration, quota: QuotaSeen) -> Duration {
     if quota.spent == 0 {
         return interval;
     }
+    let lost = quota.drained.max(quota.spent);
     let spendable = quota.remaining.saturating_sub(QUOTA_RESERVE);
-    let paced = if spendable < quota.spent {
+    let paced = if spendable < lost {
         Duration::from_secs(quota.reset_in_secs)
     } else {
-        Duration::from_secs(quota.reset_in_secs.saturating_mul(quota.spent) / spendable)
+        Duration::from_secs(quota.reset_in_secs.saturating_mul(lost) / spendable)
     };
     interval.max(paced)
 }
@@ -127,6 +143,7 @@ impl GithubDemand {
             repos,
             max_runs: usize::try_from(max_runs).unwrap_or(usize::MAX),
             queued_seen: Arc::default(),
+            last_quota: Arc::default(),
         }
     }
 
@@ -251,11 +268,20 @@ impl GithubDemand {
             .collect();
         let after = self.client.rate_limit();
         stats.quota = match (after.remaining, after.reset_epoch) {
-            (Some(remaining), Some(reset)) => Some(QuotaSeen {
-                spent: after.counted.saturating_sub(before.counted),
-                remaining,
-                reset_in_secs: reset.saturating_sub(now_ms / 1000),
-            }),
+            (Some(remaining), Some(reset)) => {
+                let spent = after.counted.saturating_sub(before.counted);
+                let previous = self
+                    .last_quota
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .replace((remaining, reset));
+                Some(QuotaSeen {
+                    spent,
+                    drained: drained_since(previous, remaining, reset, spent),
+                    remaining,
+                    reset_in_secs: reset.saturating_sub(now_ms / 1000),
+                })
+            }
             _ => None,
         };
         Ok((snapshot, stats))
@@ -272,6 +298,7 @@ mod tests {
         let every = Duration::from_secs(30);
         let seen = |spent, remaining, reset_in_secs| QuotaSeen {
             spent,
+            drained: spent,
             remaining,
             reset_in_secs,
         };
@@ -291,6 +318,27 @@ mod tests {
         );
         // A free poll (all 304) never slows down.
         assert_eq!(paced_interval(every, seen(0, 10, 1_800)), every);
+        // Four hosts on the token: it lost 80 over the last interval, four times this poll's
+        // 20, so this host waits four times as long and the four together spread the 1 000
+        // spendable over the 50 minutes left.
+        let shared = QuotaSeen {
+            drained: 80,
+            ..seen(20, 1_200, 3_000)
+        };
+        assert_eq!(paced_interval(every, shared), Duration::from_secs(240));
+    }
+
+    #[test]
+    fn the_drain_counts_every_spender_of_the_window() {
+        // Same window: 5 000 -> 4 900 while this poll spent 20: others spent 80.
+        assert_eq!(drained_since(Some((5_000, 99)), 4_900, 99, 20), 100);
+        // A new window (the reset moved): only this poll's spending is known.
+        assert_eq!(drained_since(Some((300, 99)), 4_980, 3_699, 20), 20);
+        // First poll.
+        assert_eq!(drained_since(None, 4_980, 99, 20), 20);
+        // Never less than what this poll spent (headers of parallel requests can arrive out
+        // of order).
+        assert_eq!(drained_since(Some((4_990, 99)), 4_985, 99, 20), 20);
     }
 
     #[test]

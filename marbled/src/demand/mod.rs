@@ -133,6 +133,9 @@ impl DemandSection {
 pub struct QuotaSeen {
     /// Requests the poll spent (304 answers are free).
     pub spent: u64,
+    /// Requests the token lost since this host's previous poll in the same window: its own
+    /// and those of every other host (or tool) sharing the token; at least `spent`.
+    pub drained: u64,
     /// Requests left in the window after the poll.
     pub remaining: u64,
     /// Seconds until the window resets.

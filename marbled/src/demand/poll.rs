@@ -67,6 +67,7 @@ pub async fn run(
                             tracing::warn!(
                                 remaining = quota.remaining,
                                 spent = quota.spent,
+                                drained = quota.drained,
                                 reset_in_secs = quota.reset_in_secs,
                                 next_in = %humantime::format_duration(paced),
                                 "github rate limit running low: spreading the polls left until the reset"
