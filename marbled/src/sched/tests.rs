@@ -1533,3 +1533,21 @@ fn each_job_a_runner_here_took_counts_its_wait_once() {
     };
     assert_eq!((le(5), le(60), le(90), le(3600)), (1, 1, 2, 2));
 }
+
+#[test]
+fn the_prediction_remembers_only_jobs_a_vm_here_could_run() {
+    let mut host = warm_host(|c| c.warm_window_ms = 3_600_000);
+    host.feed(Input::Demand(DemandSnapshot {
+        running_jobs: vec![
+            job(1, host.now, "mac15"),
+            QueuedJob {
+                id: 2,
+                since_ms: host.now,
+                labels: vec!["ubuntu-latest".into()],
+            },
+        ],
+        ..Default::default()
+    }));
+    let seen = host.world.persisted().seen_jobs;
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec![1]);
+}

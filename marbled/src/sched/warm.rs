@@ -20,6 +20,8 @@
 
 use std::collections::BTreeMap;
 
+use marble_proto::Team;
+
 use super::persist::SeenJob;
 use super::world::World;
 use super::{DemandSnapshot, Millis, QueuedJob, labels_cover};
@@ -53,19 +55,37 @@ fn canonical(labels: &[String]) -> Vec<String> {
 }
 
 impl World {
-    /// Learn from a demand snapshot: every job seen queued or running, kept for the window.
+    /// Learn from a demand snapshot: every job seen queued or running that a ROOT VM of this
+    /// host could run, kept for the window. The others (a repository's Linux and Windows
+    /// jobs, hundreds an hour) could never make this host boot a warm runner, and would only
+    /// swell the state file.
     pub(super) fn remember_jobs(&mut self, now: Millis, snapshot: &DemandSnapshot) {
         let window = self.config.warm_window_ms;
         if window == 0 {
             self.recent_jobs.clear();
             return;
         }
-        for job in snapshot.root_jobs.iter().chain(&snapshot.running_jobs) {
-            self.recent_jobs.entry(job.id).or_insert_with(|| SeenJob {
-                since_ms: job.since_ms,
-                labels: canonical(&job.labels),
-            });
-        }
+        let servable = |labels: &[String]| {
+            self.vms
+                .values()
+                .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, labels))
+        };
+        let new: Vec<(u64, SeenJob)> = snapshot
+            .root_jobs
+            .iter()
+            .chain(&snapshot.running_jobs)
+            .filter(|job| !self.recent_jobs.contains_key(&job.id) && servable(&job.labels))
+            .map(|job| {
+                (
+                    job.id,
+                    SeenJob {
+                        since_ms: job.since_ms,
+                        labels: canonical(&job.labels),
+                    },
+                )
+            })
+            .collect();
+        self.recent_jobs.extend(new);
         let horizon = now.saturating_sub(window);
         self.recent_jobs.retain(|_, seen| seen.since_ms >= horizon);
     }
