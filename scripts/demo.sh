@@ -6,24 +6,34 @@
 # the simulator, prints how to point marblectl at it, then runs marbled in the foreground
 # (Ctrl-C: graceful stop; a second Ctrl-C exits at once).
 #
-# usage: scripts/demo.sh [--dir DIR] [--policy cycle|manual]
+# usage: scripts/demo.sh [--dir DIR] [--policy cycle|manual] [--host NAME]
+#                        [--s3 ENDPOINT --s3-secret FILE]
 #   --dir DIR      use (or reuse) DIR instead of a new temp dir; an existing simulated host
 #                  in DIR/sim is kept as it is (VM states, faults, scripted guests)
 #   --policy P     `cycle` (default: the seed's round robin on shortened timings) or `manual`
 #                  (only marblectl starts and stops VMs)
+#   --host NAME    the host's name (default macphsft01; its VMs are NAME-ROOT-VM-macOS-14, …)
+#   --s3 URL       an S3 server for [images] (bucket macvmstorage) and a [fleet] heartbeat
+#                  every 5 s; --s3-secret is its 0600 key file (scripts/demo-fleet.sh)
 set -euo pipefail
 
 usage() {
-    sed -n '9,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '9,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 64
 }
 
 dir=""
 policy="cycle"
+host="macphsft01"
+s3=""
+s3_secret=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --dir) [ $# -ge 2 ] || usage; dir="$2"; shift 2 ;;
         --policy) [ $# -ge 2 ] || usage; policy="$2"; shift 2 ;;
+        --host) [ $# -ge 2 ] || usage; host="$2"; shift 2 ;;
+        --s3) [ $# -ge 2 ] || usage; s3="$2"; shift 2 ;;
+        --s3-secret) [ $# -ge 2 ] || usage; s3_secret="$2"; shift 2 ;;
         -h|--help) usage ;;
         *) echo "demo.sh: unknown argument $1" >&2; usage ;;
     esac
@@ -32,6 +42,13 @@ case "$policy" in
     cycle|manual) ;;
     *) echo "demo.sh: --policy must be cycle or manual, not $policy" >&2; exit 64 ;;
 esac
+case "$host" in
+    ''|*[!A-Za-z0-9._-]*) echo "demo.sh: --host must be letters, digits, '.', '-', '_'" >&2; exit 64 ;;
+esac
+if [ -n "$s3" ] && [ -z "$s3_secret" ]; then
+    echo "demo.sh: --s3 needs --s3-secret" >&2
+    exit 64
+fi
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -53,7 +70,6 @@ sim="$dir/sim"
 socket="$dir/marbled.sock"
 config="$dir/marbled.toml"
 
-host="macphsft01"
 root_vms=("$host-ROOT-VM-macOS-14" "$host-ROOT-VM-macOS-15")
 spi_vms=("$host-SPI-VM-macOS-14" "$host-SPI-VM-macOS-15")
 listener="/Users/runner/actions-runner/bin/Runner.Listener run"
@@ -119,6 +135,21 @@ ready_timeout = "30s"
 graceful_stop_timeout = "10s"
 inventory_interval = "5s"
 EOF
+if [ -n "$s3" ]; then
+    cat >>"$config" <<EOF
+
+[images]
+endpoint = $(q "$s3")
+bucket = "macvmstorage"
+path_style = true
+credentials = ["secret-file"]
+secret_file = $(q "$s3_secret")
+state_dir = $(q "$dir/images")
+
+[fleet]
+interval = "5s"
+EOF
+fi
 "$bin/marbled" --config "$config" check-config
 
 if [ "$policy" = cycle ]; then
