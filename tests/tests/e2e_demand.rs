@@ -164,6 +164,11 @@ fn fake_github() -> (tokio::runtime::Runtime, FakeGitHub) {
     FakeGitHub::start_on_own_runtime(TOKEN)
 }
 
+/// Requests the fake GitHub has answered for exactly `path`.
+fn requests_to(gh: &FakeGitHub, path: &str) -> usize {
+    gh.requests().iter().filter(|r| r.path == path).count()
+}
+
 fn decisions(daemon: &marble_tests::harness::DaemonProcess) -> String {
     let status = ctl(&daemon.socket, &["status", "--json"]);
     let st: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
@@ -176,12 +181,7 @@ fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval()
     // Polls every 5 minutes: any poll within seconds of the host freeing was asked for.
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(300), |_| {});
     // Full polls only: the watch lists the queued runs too.
-    let polls = || {
-        gh.requests()
-            .iter()
-            .filter(|r| r.path == format!("{RUNS}?status=in_progress&per_page=100"))
-            .count()
-    };
+    let polls = || requests_to(&gh, &format!("{RUNS}?status=in_progress&per_page=100"));
     // Settled: the free host has seen a snapshot taken after it became free.
     assert!(
         wait_until_blocking(T, || decisions(&daemon)
@@ -259,12 +259,7 @@ fn a_low_rate_limit_spreads_the_polls_instead_of_spending_the_reserve() {
     // Enough for one poll (three requests: two run listings, the runner list), not two.
     gh.set_rate_limit(reserve + 5, reset);
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
-    let full_polls = || {
-        gh.requests()
-            .iter()
-            .filter(|r| r.path == format!("{RUNS}?status=in_progress&per_page=100"))
-            .count()
-    };
+    let full_polls = || requests_to(&gh, &format!("{RUNS}?status=in_progress&per_page=100"));
     assert!(
         wait_until_blocking(T, || daemon
             .log_text()
@@ -434,12 +429,7 @@ fn a_job_a_runner_of_this_host_took_counts_its_wait_once() {
         "2026-01-01T10:00:03Z",
         "marble-macphsft02-ROOT-VM-macOS-15-0001",
     );
-    let polls = || {
-        gh.requests()
-            .iter()
-            .filter(|r| r.path == format!("{RUNS}/9001/jobs?filter=latest&per_page=100"))
-            .count()
-    };
+    let polls = || requests_to(&gh, &format!("{RUNS}/9001/jobs?filter=latest&per_page=100"));
     let mut text = String::new();
     let counted = wait_until_blocking(T, || {
         text = ctl(&daemon.socket, &["metrics"]).stdout;
