@@ -614,12 +614,12 @@ impl Supervisor {
     fn keep_jobs_started_here(&self, snapshot: &mut DemandSnapshot) {
         #[cfg(feature = "ci")]
         if let Some(runners) = &self.ctx.runners {
+            // The last inventory's teams: no status report built for every snapshot.
             let ours: std::collections::HashSet<String> = self
-                .world
-                .vms(now_ms())
-                .into_iter()
-                .filter(|vm| vm.team == Team::Root)
-                .filter_map(|vm| runners.records().get(&vm.name))
+                .teams
+                .iter()
+                .filter(|(_, team)| **team == Team::Root)
+                .filter_map(|(vm, _)| runners.records().get(vm))
                 .map(|record| record.name)
                 .collect();
             snapshot
