@@ -309,18 +309,9 @@ impl Engine {
         }
     }
 
-    /// A boot time of VM `vi` from `[boot]`, drawn from that VM's own stream: uniform in
-    /// [min, max], or a slow boot in [max, slow_max] with probability `slow_rate` (no draw
-    /// for it when the rate is zero).
+    /// A boot time of VM `vi` from `[boot]`, drawn from that VM's own stream.
     fn draw_boot_time(&mut self, vi: usize) -> u64 {
-        let d = &self.boot_dist;
-        let (min, max) = (ms(d.min), ms(d.max));
-        let rng = &mut self.boot_rngs[vi];
-        if d.slow_rate > 0.0 && rng.chance(d.slow_rate) {
-            let slow_max = d.slow_max.map_or(max, ms);
-            return rng.range(max, slow_max);
-        }
-        rng.range(min, max)
+        self.boot_dist.draw(&mut self.boot_rngs[vi])
     }
 
     /// When a readiness wait should look again.

@@ -210,8 +210,19 @@ pub struct BootSection {
 }
 
 impl BootSection {
-    /// The share of boots this model draws longer than `bar_ms` (a cold start waits at least
-    /// its boot).
+    /// One boot time, ms: uniform in [min, max], or a slow boot in [max, slow_max] with
+    /// probability `slow_rate` (no draw for it when the rate is zero).
+    pub fn draw(&self, rng: &mut super::rng::SimRng) -> u64 {
+        let ms = super::engine::ms;
+        let (min, max) = (ms(self.min), ms(self.max));
+        if self.slow_rate > 0.0 && rng.chance(self.slow_rate) {
+            return rng.range(max, self.slow_max.map_or(max, ms));
+        }
+        rng.range(min, max)
+    }
+
+    /// The share of boots [`BootSection::draw`] makes longer than `bar_ms` (a cold start
+    /// waits at least its boot).
     pub fn share_longer_than(&self, bar_ms: u64) -> f64 {
         let ms = |d: Duration| d.as_millis() as f64;
         let bar = bar_ms as f64;
