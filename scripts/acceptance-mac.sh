@@ -55,13 +55,19 @@ while [ $# -gt 0 ]; do
   case "$opt" in
     -h|--help) usage; exit 0 ;;
     --simulator) simulator=1; shift; continue ;;
+    --source|--clone-name|--only|--out|--prlctl|--prlsrvctl|--ssh-host|--github-*|--jenkins-*|--s3-config) ;;
+    *) die "unknown option $opt (see --help)" ;;
   esac
   [ $# -ge 2 ] || die "$opt needs a value (see --help)"
   val="$2"; shift 2
   case "$opt" in
     --source) envs+=("MARBLE_ACCEPT_SOURCE=$val") ;;
     --clone-name) envs+=("MARBLE_ACCEPT_CLONE_NAME=$val") ;;
-    --only) envs+=("MARBLE_ACCEPT_ONLY=$val") ;;
+    --only)
+      for g in ${val//,/ }; do
+        case "$g" in parse|exec|guest|lifecycle|launchd|apis) ;; *) die "unknown group $g in --only (see --help)" ;; esac
+      done
+      envs+=("MARBLE_ACCEPT_ONLY=$val") ;;
     --out) out="$val" ;;
     --prlctl) envs+=("MARBLE_ACCEPT_PRLCTL=$val") ;;
     --prlsrvctl) envs+=("MARBLE_ACCEPT_PRLSRVCTL=$val") ;;
@@ -140,8 +146,18 @@ cleanup() {
     esac
   done < "$log"
 }
+runner=""
+stop_runner() {
+  # The suite runs as its own process group (job control below): take all of it down, so no
+  # test binary keeps driving prlctl after the script is gone, then clean up.
+  if [ -n "$runner" ] && kill -0 "$runner" 2>/dev/null; then
+    kill -TERM -- "-$runner" 2>/dev/null || true
+    wait "$runner" 2>/dev/null || true
+  fi
+  exit 130
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap stop_runner INT TERM
 
 started=$SECONDS
 export RUST_BACKTRACE=0
@@ -151,12 +167,19 @@ if ! cargo test -p marble-tests --test real_host --locked --no-run >"$out/build.
   die "the suite does not build (full log: $out/build.log)"
 fi
 echo "::: running the acceptance suite ($([ "$simulator" = 1 ] && echo simulator || echo "this Mac")); output in $out"
-set +e
-env "${envs[@]}" cargo test -p marble-tests --test real_host --locked -q -- \
-  --ignored --exact acceptance_suite --nocapture --test-threads=1 2>&1 | tee "$out/run.log" \
-  | grep -Ev '^(running [0-9]+ tests?|test result:|$)'
-status=${PIPESTATUS[0]}
-set -e
+set -m
+(
+  set +e
+  env "${envs[@]}" cargo test -p marble-tests --test real_host --locked -q -- \
+    --ignored --exact acceptance_suite --nocapture --test-threads=1 2>&1 | tee "$out/run.log" \
+    | grep --line-buffered -Ev '^(running [0-9]+ tests?|test result:|$)'
+  exit "${PIPESTATUS[0]}"
+) &
+runner=$!
+set +m
+status=0
+wait "$runner" || status=$?
+runner=""
 echo "::: $(cat "$out/summary.txt" 2>/dev/null || echo "no summary: the suite did not finish (see $out/run.log)")"
 echo "::: wall time $((SECONDS - started)) s"
 if [ "$status" = 0 ]; then exit 0; fi

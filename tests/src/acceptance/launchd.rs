@@ -831,5 +831,14 @@ mod tests {
         assert_eq!(c.scheduler.policy, "manual");
         assert!(c.teams.root.is_empty());
         assert_eq!(c.teams.spi, vec!["marble-acceptance-1".to_owned()]);
+        // What the install writes loads as `marbled check-config` loads it, with or without
+        // a throw-away VM.
+        let dir = tempfile::tempdir().unwrap();
+        for vm in [Some("marble-acceptance-1"), None] {
+            let path = dir.path().join("marbled.toml");
+            std::fs::write(&path, toml::to_string(&acceptance_config(vm)).unwrap()).unwrap();
+            let loaded = marbled::Config::load(&path).unwrap();
+            assert_eq!(loaded.scheduler.policy, "manual");
+        }
     }
 }

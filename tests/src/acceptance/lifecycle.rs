@@ -298,12 +298,8 @@ pub async fn delete_keeps_build_disk(env: &Env, vm: &Throwaway) {
             let started = Instant::now();
             env.prl.clone_vm(&vm.name, &second, None).await.context("clone")?;
             env.rec.timing("clone_second_s", started.elapsed());
-            let info = env
-                .prlctl_ok(obs, &["list", "-i", "--json", &second], t(env))
-                .await?
-                .stdout_text();
             let decoy = vm.decoy.display().to_string();
-            let attached = info.contains(&decoy);
+            let attached = vm::has_disk(env, obs, &second, &vm.decoy).await?;
             let started = Instant::now();
             vm::destroy(env, obs, &second).await?;
             env.rec.timing("delete_s", started.elapsed());

@@ -273,7 +273,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<RunSummary> {
         .tempdir_in("/tmp")
         .context("scratch directory")?;
     rec.cleanup_log(&format!("create dir {}", work.path().display()));
-    let env = Env::new(settings, rec, work.path().to_owned())?;
+    // Canonical (macOS: /private/tmp/…), as Parallels reports disk paths.
+    let work_dir = work
+        .path()
+        .canonicalize()
+        .context("resolve the scratch directory")?;
+    let env = Env::new(settings, rec, work_dir)?;
     env.rec.meta(
         "target",
         if env.is_sim() { "simulator" } else { "real" }.into(),
@@ -352,6 +357,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<RunSummary> {
             hung_stop(&env, t).await;
         }
         cleanup(&env, t).await;
+    }
+    if needs_vm {
+        let obs = Obs::default();
+        match vm::destroy_leftovers(&env, &obs).await {
+            Ok(left) if !left.is_empty() => eprintln!("acceptance: deleted left-over VMs {left:?}"),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("acceptance: deleting left-over VMs failed: {e:#}; see cleanup.log")
+            }
+        }
     }
     if s.runs(Group::Apis) {
         apis::checks(&env).await;

@@ -104,7 +104,7 @@ pub struct Obs {
 /// Most bytes of one output kept in `results.json` (fixtures keep everything).
 const OUTPUT_KEEP: usize = 64 * 1024;
 
-/// `s` cut to [`OUTPUT_KEEP`] bytes at a character boundary, with a marker when cut.
+/// `s` cut to 64 KiB at a character boundary, with a marker when cut.
 pub fn keep(s: &str) -> String {
     if s.len() <= OUTPUT_KEEP {
         return s.to_owned();

@@ -33,6 +33,9 @@ pub const BUSY_AGENT: &str = "/bin/sh -c sleep 900; : /tmp/marble-acceptance/rem
 /// (`[r]emoting` matches `remoting`, but the literal text `[r]emoting` does not).
 const AGENT_PATTERN: &str = "/tmp/marble-acceptance/[r]emoting.jar";
 
+/// launchd label prefix of the fake agents when started as launchd jobs.
+const AGENT_LABEL: &str = "ch.cern.sft.marble-acceptance.agent";
+
 /// The host the suite talks to.
 #[derive(Debug)]
 pub enum Target {
@@ -258,7 +261,9 @@ impl Env {
             obs.note("fake agent (simulator processes)", busy.into());
             return Ok(());
         }
-        let line = if busy {
+        // First a detached background process; if the exec session takes it down with it
+        // (Parallels may end the session's processes), a launchd job instead.
+        let nohup = if busy {
             format!(
                 "mkdir -p {GUEST_DIR} && nohup /bin/sh -c 'sleep 900; :' {GUEST_DIR}/remoting.jar </dev/null >/dev/null 2>&1 &"
             )
@@ -267,17 +272,25 @@ impl Env {
                 "mkdir -p {GUEST_DIR} && cp /bin/sleep {GUEST_DIR}/remoting.jar && nohup {IDLE_AGENT} </dev/null >/dev/null 2>&1 &"
             )
         };
-        let out = self
-            .prlctl(obs, &["exec", vm, &line], None, Duration::from_secs(60))
-            .await?;
-        if out.status != Some(0) {
-            anyhow::bail!(
-                "starting the fake agent exited {:?}: {}",
-                out.status,
-                out.stderr_text().trim()
-            );
+        let submit = if busy {
+            format!(
+                "launchctl submit -l {AGENT_LABEL}-busy -- /bin/sh -c 'sleep 900; :' {GUEST_DIR}/remoting.jar"
+            )
+        } else {
+            format!(
+                "mkdir -p {GUEST_DIR} && cp /bin/sleep {GUEST_DIR}/remoting.jar && launchctl submit -l {AGENT_LABEL}-idle -- {IDLE_AGENT}"
+            )
+        };
+        for (how, line) in [("nohup", nohup), ("launchctl submit", submit)] {
+            let out = self
+                .prlctl(obs, &["exec", vm, &line], None, Duration::from_secs(60))
+                .await?;
+            if out.status == Some(0) && !self.fake_agents(obs, vm).await?.is_empty() {
+                obs.note("fake agent started with", how.into());
+                return Ok(());
+            }
         }
-        Ok(())
+        anyhow::bail!("the fake agent did not stay up in the guest (nohup nor launchctl submit)")
     }
 
     /// Kill the fake agents and their children.
@@ -294,7 +307,8 @@ impl Env {
             return Ok(());
         }
         let line = format!(
-            "for p in $(pgrep -f '{AGENT_PATTERN}'); do pkill -P \"$p\"; kill \"$p\"; done; true"
+            "launchctl remove {AGENT_LABEL}-idle 2>/dev/null; launchctl remove {AGENT_LABEL}-busy 2>/dev/null; \
+             for p in $(pgrep -f '{AGENT_PATTERN}'); do pkill -P \"$p\"; kill \"$p\"; done; true"
         );
         self.prlctl(obs, &["exec", vm, &line], None, Duration::from_secs(60))
             .await?;

@@ -197,6 +197,7 @@ async fn detach_external_disks(env: &Env, obs: &Obs, vm: &str) -> anyhow::Result
         .trim_end_matches('/')
         .to_owned();
     let external = external_disks(&obj, &home);
+    obs.note("disks of the clone", disk_images(&obj).into());
     obs.note("external disks detached", external.clone().into());
     for dev in external {
         env.prlctl_ok(
@@ -226,6 +227,43 @@ pub fn external_disks(info: &Value, home: &str) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// `DEV image` of every `hddN` of a `list -i --json` object.
+pub fn disk_images(info: &Value) -> Vec<String> {
+    let Some(hw) = info.get("Hardware").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    hw.iter()
+        .filter(|(k, _)| k.starts_with("hdd"))
+        .filter_map(|(k, d)| {
+            d.get("image")
+                .and_then(Value::as_str)
+                .map(|i| format!("{k} {i}"))
+        })
+        .collect()
+}
+
+/// Whether `vm` (by `list -i --json`) has a disk whose image is `path`.
+pub async fn has_disk(env: &Env, obs: &Obs, vm: &str, path: &Path) -> anyhow::Result<bool> {
+    let raw = env
+        .prlctl_ok(
+            obs,
+            &["list", "-i", "--json", vm],
+            env.pick(Duration::from_secs(60), Duration::from_secs(10)),
+        )
+        .await?
+        .stdout_text();
+    let v = marbled::hypervisor::parse::lenient_json(&raw).context("list -i --json")?;
+    let obj = match &v {
+        Value::Array(a) => a.first().cloned().unwrap_or(Value::Null),
+        o => o.clone(),
+    };
+    let want = path.display().to_string();
+    Ok(disk_images(&obj).iter().any(|d| {
+        d.split_once(' ')
+            .is_some_and(|(_, i)| i.trim_end_matches('/') == want)
+    }))
 }
 
 /// Stop (killing) and delete a VM the suite created. Refuses names without
@@ -268,6 +306,36 @@ pub async fn destroy(env: &Env, obs: &Obs, name: &str) -> anyhow::Result<()> {
     obs.note("deleted", name.into());
     env.rec.cleanup_log(&format!("removed vm {name}"));
     Ok(())
+}
+
+/// VMs this run logged as created but not as removed (`cleanup.log`): a clone whose setup
+/// failed half-way, a second clone or a push clone left by a failed check.
+pub fn leftovers(log: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in log.lines() {
+        if let Some(name) = line.strip_prefix("create vm ") {
+            out.push(name.to_owned());
+        } else if let Some(name) = line.strip_prefix("removed vm ") {
+            out.retain(|n| n != name);
+        }
+    }
+    out.retain(|n| n.contains("marble-acceptance"));
+    out
+}
+
+/// Delete every VM of [`leftovers`] that is still registered.
+pub async fn destroy_leftovers(env: &Env, obs: &Obs) -> anyhow::Result<Vec<String>> {
+    let log = std::fs::read_to_string(env.rec.dir().join("cleanup.log")).unwrap_or_default();
+    let mut deleted = Vec::new();
+    for name in leftovers(&log) {
+        if power(env, &name).await?.is_some() {
+            destroy(env, obs, &name).await?;
+            deleted.push(name);
+        } else {
+            env.rec.cleanup_log(&format!("removed vm {name}"));
+        }
+    }
+    Ok(deleted)
 }
 
 /// Power state of `vm` now (`None`: not registered).
@@ -334,6 +402,12 @@ pub async fn wait_exec(env: &Env, vm: &str, timeout: Duration) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftovers_are_created_and_not_removed() {
+        let log = "create dir /tmp/x\ncreate vm marble-acceptance-1\ncreate vm marble-acceptance-1-2\nremoved vm marble-acceptance-1-2\ncreate vm other\n";
+        assert_eq!(leftovers(log), vec!["marble-acceptance-1".to_owned()]);
+    }
 
     #[test]
     fn only_disks_outside_the_bundle_are_external() {
