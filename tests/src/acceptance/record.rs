@@ -368,13 +368,19 @@ impl Recorder {
             .get("prlctl_version")
             .and_then(Value::as_str)
             .unwrap_or("unknown version");
+        let simulated = meta.get("target").and_then(Value::as_str) == Some("simulator");
         let mut text = format!(
-            "# Real prlctl outputs ({version})\n\n\
+            "# {} ({version})\n\n\
              Captured by `scripts/acceptance-mac.sh` on {} ({}). Licence serials, keys and\n\
              account fields are replaced by `REDACTED`; everything else is byte for byte what\n\
              the tool printed. Copy this directory to `tests/fixtures/prlctl-real/<PD version>/`\n\
              (docs/ACCEPTANCE.md, \"Turning results into fixtures\").\n\n\
              | File | Command |\n|---|---|\n",
+            if simulated {
+                "prlctl SIMULATOR outputs (not fixtures of real behaviour)"
+            } else {
+                "Real prlctl outputs"
+            },
             meta.get("host").and_then(Value::as_str).unwrap_or("?"),
             meta.get("started_utc")
                 .and_then(Value::as_str)
