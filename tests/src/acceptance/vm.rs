@@ -142,7 +142,17 @@ pub async fn create(env: &Env, obs: &Obs) -> anyhow::Result<Throwaway> {
         .await
         .with_context(|| format!("prlctl clone {} --name {name}", src.name))?;
     env.rec.timing("clone_s", started.elapsed());
-    let info = env.prl.info(&name).await.context("info of the clone")?;
+    // From the listing, not `list -i`: a parser failure on the details is a parse check's
+    // finding and must not take every VM check down with it.
+    let uuid = env
+        .prl
+        .list_all()
+        .await
+        .context("list after the clone")?
+        .into_iter()
+        .find(|v| v.name == name)
+        .map(|v| v.uuid)
+        .with_context(|| format!("the clone {name} is not listed after `prlctl clone`"))?;
 
     detach_external_disks(env, obs, &name).await?;
     // Keep the guest off the network: exec goes through Parallels Tools, not the network.
@@ -169,7 +179,7 @@ pub async fn create(env: &Env, obs: &Obs) -> anyhow::Result<Throwaway> {
     .context("attach the decoy build disk")?;
     Ok(Throwaway {
         name,
-        uuid: info.uuid,
+        uuid,
         decoy,
         source: src.name.clone(),
     })
