@@ -1,5 +1,6 @@
 //! MARBLE test support: the prlctl simulator, a loopback S3 server, fake CI servers and the
 //! daemon harness shared by the end-to-end tests.
+pub mod acceptance;
 pub mod data;
 pub mod fake_github;
 pub mod fake_jenkins;
