@@ -3,6 +3,7 @@
 pub mod data;
 pub mod fake_github;
 pub mod fake_jenkins;
+pub mod fake_keychain;
 pub mod harness;
 pub mod prlsim;
 pub mod prometheus;
