@@ -925,8 +925,8 @@ impl Config {
              # Optional sections (absent = feature off; see docs/CI.md):\n\
              # [github]      # JIT runners for ROOT VMs; delete-before-stop gate\n\
              # repo = \"root-project/root\"      # or org = \"root-project\"\n\
-             # token_file = \"/usr/local/etc/marble/github-token\"   # mode 0600; or\n\
-             # # token_keychain = {{ service = \"marble-github\", account = \"marbled\" }}\n\
+             # token_file = \"/usr/local/etc/marble/github-token\"   # mode 0600 (preferred); or\n\
+             # # token_keychain = {{ service = \"marble-github\", account = \"marbled\" }}  # locked under launchd until a console login\n\
              # api_url = \"https://api.github.com\"\n\
              # runner_group_id = 1\n\
              # name_prefix = \"marble\"\n\
