@@ -12,7 +12,7 @@
 //! - this host's registration (`<prefix>-<host>-<vm>-<unix seconds>`, checked per VM with
 //!   [`crate::runners::RunnerLifecycle::is_ours`]) while its VM is starting or running and
 //!   the registration is younger than a boot ([`boot_window`]); with the VM stopped and no
-//!   operation on it, the registration is stale and the poller deletes it;
+//!   operation on it, a registration older than a boot is stale and the poller deletes it;
 //! - another host's MARBLE registration (the prefix, and a unix-seconds tail) younger than a
 //!   boot: this host cannot see that VM, but a registration older than a boot is not one
 //!   whose runner is still coming up.
@@ -51,8 +51,8 @@ pub enum Standing {
     Booting,
     /// Online and running a job.
     Busy,
-    /// This host's registration for VM `vm`, offline while the VM is stopped with no
-    /// operation on it: no boot will use it; delete it.
+    /// This host's registration for VM `vm`, older than a boot and offline while the VM is
+    /// stopped with no operation on it: no boot will use it; delete it.
     Stale {
         /// The VM.
         vm: String,
@@ -110,11 +110,18 @@ pub fn classify(
     let young = registered_at(prefix, &runner.name)
         .is_some_and(|at| now_s.saturating_sub(at) < window && at <= now_s.saturating_add(window));
     match own {
-        // GitHub refuses to delete a runner it shows busy (one that died mid-job, released
-        // after some minutes): listed, deleted at a later poll.
+        // Stopped, nothing under way, and registered longer ago than a boot takes. A younger
+        // one may be a start that began while this poll ran (the VM list is read before the
+        // runner list, and a start mints before `prlctl start`): counted, as booting, and
+        // judged again at the next poll. GitHub refuses to delete a runner it shows busy
+        // (one that died mid-job, released after some minutes): listed, deleted later.
         Some(vm) if !runner.busy && !vm.power.occupies_host() && vm.operation.is_none() => {
-            Standing::Stale {
-                vm: vm.name.clone(),
+            if young {
+                Standing::Booting
+            } else {
+                Standing::Stale {
+                    vm: vm.name.clone(),
+                }
             }
         }
         Some(vm) if !runner.busy && young && coming_up(vm) => Standing::Booting,
@@ -281,9 +288,8 @@ mod tests {
         let stale = Standing::Stale {
             vm: stopped.name.clone(),
         };
-        // However young: no boot is under way to use it.
         assert_eq!(
-            standing(&runner(&at(5), "offline", false), Some(&stopped)),
+            standing(&runner(&at(661), "offline", false), Some(&stopped)),
             stale
         );
         assert_eq!(
@@ -292,9 +298,15 @@ mod tests {
         );
         let suspended = vm(PowerState::Suspended, None);
         assert!(matches!(
-            standing(&runner(&at(5), "offline", false), Some(&suspended)),
+            standing(&runner(&at(3_600), "offline", false), Some(&suspended)),
             Standing::Stale { .. }
         ));
+        // Younger than a boot: perhaps a start that began while the poll ran (it mints
+        // before `prlctl start`; the VM list is read before the runner list). Not deleted.
+        assert_eq!(
+            standing(&runner(&at(5), "offline", false), Some(&stopped)),
+            Standing::Booting
+        );
         // An operation on it (a start minting right now): left alone.
         let starting = vm(PowerState::Stopped, Some("start"));
         assert_eq!(
@@ -303,7 +315,7 @@ mod tests {
         );
         // Died mid-job (offline, still busy): GitHub refuses the delete; listed instead.
         assert_eq!(
-            standing(&runner(&at(5), "offline", true), Some(&stopped)),
+            standing(&runner(&at(3_600), "offline", true), Some(&stopped)),
             Standing::Offline { kind: "this-host" }
         );
         assert_eq!(
