@@ -79,6 +79,16 @@ impl RunnerRecords {
         }
     }
 
+    /// The registration of `vm`'s current boot: `None` when these records do not know the
+    /// VM (it ran before this daemon started), `Some(None)` when it has none (cleared, or
+    /// only an earlier boot's left to clean up), `Some(Some(id))` when minted or delivered.
+    pub fn current(&self, vm: &str) -> Option<Option<u64>> {
+        match self.lock().get(vm)? {
+            Known::Minted { record, .. } | Known::Registered(record) => Some(Some(record.id)),
+            Known::Undelivered(_) | Known::Cleared => Some(None),
+        }
+    }
+
     /// Take the config minted before `vm` booted, marking its registration delivered (in one
     /// step, so the config can go out only once). `None`: nothing was minted for this boot.
     fn take_minted(&self, vm: &str) -> Option<(RunnerRecord, JitConfig)> {

@@ -499,8 +499,21 @@ fn a_stale_registration_of_this_host_whose_vm_is_stopped_is_deleted_and_not_coun
     // never deleted (the daemon did not stop the VM itself).
     let stale = marbled::ci::runner_name("macphsft-test", ROOT1, unix_now() - 3600);
     let id = gh.add_runner_with_labels(&stale, &MAC14, "offline", false);
+    // And one for ROOT2, which no job wakes: it stays stopped throughout.
+    let stale2 = marbled::ci::runner_name("macphsft-test", ROOT2, unix_now() - 7200);
+    let mac15 = ["self-hosted", "macOS", "ARM64", "mac15"];
+    let id2 = gh.add_runner_with_labels(&stale2, &mac15, "offline", false);
     queue_mac14_job(&gh);
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
+    let deleted = wait_until_blocking(T, || gh.runner(id2).is_none());
+    assert!(
+        deleted,
+        "{stale2} still registered; log:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "Stopped");
+    // ROOT1's: deleted whether the first poll saw ROOT1 stopped, or (before the daemon's
+    // first inventory) let it boot and then found the registration was not its boot's.
     let deleted = wait_until_blocking(T, || gh.runner(id).is_none());
     assert!(
         deleted,

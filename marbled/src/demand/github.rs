@@ -205,7 +205,11 @@ impl GithubDemand {
             let own = match (&self.fleet, vms) {
                 (Some(fleet), Some(vms)) => vms
                     .iter()
-                    .find(|vm| fleet.lifecycle.is_ours(&vm.name, &runner.name)),
+                    .find(|vm| fleet.lifecycle.is_ours(&vm.name, &runner.name))
+                    .map(|vm| super::runners::Own {
+                        vm,
+                        current: fleet.lifecycle.records().current(&vm.name),
+                    }),
                 _ => None,
             };
             match super::runners::classify(&runner, own, prefix, now_s, window) {

@@ -11,8 +11,9 @@
 //! booting now:
 //! - this host's registration (`<prefix>-<host>-<vm>-<unix seconds>`, checked per VM with
 //!   [`crate::runners::RunnerLifecycle::is_ours`]) while its VM is starting or running and
-//!   the registration is younger than a boot ([`boot_window`]); with the VM stopped and no
-//!   operation on it, a registration older than a boot is stale and the poller deletes it;
+//!   the registration is younger than a boot ([`boot_window`]). Older than a boot, it is
+//!   stale when its VM is stopped with no operation on it, or up with another registration
+//!   (the records say which): the poller deletes it;
 //! - another host's MARBLE registration (the prefix, and a unix-seconds tail) younger than a
 //!   boot: this host cannot see that VM, but a registration older than a boot is not one
 //!   whose runner is still coming up.
@@ -51,8 +52,9 @@ pub enum Standing {
     Booting,
     /// Online and running a job.
     Busy,
-    /// This host's registration for VM `vm`, older than a boot and offline while the VM is
-    /// stopped with no operation on it: no boot will use it; delete it.
+    /// This host's registration for VM `vm`, offline, older than a boot, and not the one of
+    /// a boot under way (the VM is stopped with no operation on it, or runs with another
+    /// registration): nothing will use it; delete it.
     Stale {
         /// The VM.
         vm: String,
@@ -88,12 +90,28 @@ fn coming_up(vm: &VmInfo) -> bool {
         ) && !matches!(op, Some("stop" | "kill" | "drop-state"))
 }
 
-/// `runner`'s standing. `own`: the VM of this host whose registration it is (None: not this
+/// This host's VM a registration was named for, and the registration of its current boot as
+/// this daemon's records have it.
+#[derive(Debug, Clone, Copy)]
+pub struct Own<'a> {
+    /// The VM.
+    pub vm: &'a VmInfo,
+    /// `None`: the records do not know (the VM ran before this daemon started);
+    /// `Some(None)`: they know it has none; `Some(Some(id))`: that one.
+    pub current: Option<Option<u64>>,
+}
+
+/// `runner`'s standing. `own`: this host's VM whose registration it is (None: not this
 /// host's, or this host's VMs are not known yet); `prefix`: the runner-name prefix; `now_s`
 /// unix seconds; `window`: [`boot_window`].
+///
+/// Only a registration older than a boot is ever [`Standing::Stale`]: a younger one may be a
+/// start's that began while the poll ran (the VM list and the records are read around the
+/// runner list, and a start mints before `prlctl start`), so it counts as booting and is
+/// judged again at the next poll.
 pub fn classify(
     runner: &Runner,
-    own: Option<&VmInfo>,
+    own: Option<Own<'_>>,
     prefix: &str,
     now_s: u64,
     window: Duration,
@@ -109,28 +127,33 @@ pub fn classify(
     let window = window.as_secs();
     let young = registered_at(prefix, &runner.name)
         .is_some_and(|at| now_s.saturating_sub(at) < window && at <= now_s.saturating_add(window));
-    match own {
-        // Stopped, nothing under way, and registered longer ago than a boot takes. A younger
-        // one may be a start that began while this poll ran (the VM list is read before the
-        // runner list, and a start mints before `prlctl start`): counted, as booting, and
-        // judged again at the next poll. GitHub refuses to delete a runner it shows busy
-        // (one that died mid-job, released after some minutes): listed, deleted later.
-        Some(vm) if !runner.busy && !vm.power.occupies_host() && vm.operation.is_none() => {
-            if young {
-                Standing::Booting
-            } else {
-                Standing::Stale {
-                    vm: vm.name.clone(),
-                }
-            }
-        }
-        Some(vm) if !runner.busy && young && coming_up(vm) => Standing::Booting,
-        Some(_) => Standing::Offline { kind: "this-host" },
-        None if registered_at(prefix, &runner.name).is_none() => {
+    let Some(Own { vm, current }) = own else {
+        return if registered_at(prefix, &runner.name).is_none() {
             Standing::Offline { kind: "foreign" }
-        }
-        None if young && !runner.busy => Standing::Booting,
-        None => Standing::Offline { kind: "marble" },
+        } else if young && !runner.busy {
+            Standing::Booting
+        } else {
+            Standing::Offline { kind: "marble" }
+        };
+    };
+    let idle_stopped = !vm.power.occupies_host() && vm.operation.is_none();
+    let stale = Standing::Stale {
+        vm: vm.name.clone(),
+    };
+    match current {
+        // GitHub refuses to delete a runner it shows busy (one that died mid-job, released
+        // after some minutes): listed, deleted at a later poll.
+        _ if runner.busy => Standing::Offline { kind: "this-host" },
+        _ if young && (idle_stopped || coming_up(vm)) => Standing::Booting,
+        _ if young => Standing::Offline { kind: "this-host" },
+        // Older than a boot: no boot is under way to use it,
+        _ if idle_stopped => stale,
+        // or the VM is up with another registration (an earlier boot's, kept because GitHub
+        // did not answer then),
+        Some(Some(id)) if id != runner.id => stale,
+        Some(None) => stale,
+        // or it is the current boot's (or nobody knows) and the runner never connected.
+        Some(Some(_)) | None => Standing::Offline { kind: "this-host" },
     }
 }
 
@@ -188,7 +211,9 @@ mod tests {
         format!("marble-h-h-ROOT-VM-macOS-14-{}", NOW - secs_ago)
     }
 
+    /// `own`: this host's VM, its current registration unknown to the records.
     fn standing(r: &Runner, own: Option<&VmInfo>) -> Standing {
+        let own = own.map(|vm| Own { vm, current: None });
         classify(r, own, "marble", NOW, WINDOW)
     }
 
@@ -322,6 +347,30 @@ mod tests {
             standing(&runner(&at(5), "offline", true), None),
             Standing::Offline { kind: "marble" }
         );
+    }
+
+    #[test]
+    fn an_earlier_boots_registration_of_a_running_vm_is_stale_once_the_records_say_so() {
+        let up = vm(PowerState::Running, None);
+        let judge = |r: &Runner, current| {
+            classify(r, Some(Own { vm: &up, current }), "marble", NOW, WINDOW)
+        };
+        let old = runner(&at(3_600), "offline", false);
+        let stale = Standing::Stale {
+            vm: up.name.clone(),
+        };
+        // The records know the current boot's registration: this is another one.
+        assert_eq!(judge(&old, Some(Some(old.id + 1))), stale);
+        assert_eq!(judge(&old, Some(None)), stale);
+        // It is the current one (its runner never connected), or nobody knows (the VM ran
+        // before this daemon started): listed, not deleted.
+        let this_host = Standing::Offline { kind: "this-host" };
+        assert_eq!(judge(&old, Some(Some(old.id))), this_host);
+        assert_eq!(judge(&old, None), this_host);
+        // Younger than a boot: never deleted (a start may have minted it just now).
+        let young = runner(&at(5), "offline", false);
+        assert_eq!(judge(&young, Some(Some(young.id + 1))), Standing::Booting);
+        assert_eq!(judge(&young, Some(None)), Standing::Booting);
     }
 
     #[test]
