@@ -220,6 +220,10 @@ pub enum Request {
     /// The daemon's metrics in the Prometheus text exposition format (the same text as the
     /// node_exporter textfile). Answer: `Response::Metrics`. Since 1.3. Read-only.
     Metrics,
+    /// The CI side as this daemon sees it: whether each configured CI system can be used
+    /// (its token loaded) and why not, and the registered runners that are offline and not
+    /// counted as free capacity. Answer: `Response::Ci`. Since 1.4. Read-only.
+    CiStatus,
 }
 
 impl Request {
@@ -247,6 +251,7 @@ impl Request {
             | Request::Transfers => 1,
             Request::CreateVm { .. } | Request::ProvisionVm { .. } | Request::HostCheck => 2,
             Request::FleetList | Request::Metrics => 3,
+            Request::CiStatus => 4,
         }
     }
 
@@ -262,7 +267,8 @@ impl Request {
             | Request::Transfers
             | Request::HostCheck
             | Request::FleetList
-            | Request::Metrics => false,
+            | Request::Metrics
+            | Request::CiStatus => false,
             Request::StartVm { .. }
             | Request::StopVm { .. }
             | Request::RequestSlot { .. }
@@ -305,6 +311,7 @@ impl Request {
             Request::HostCheck => "host_check",
             Request::FleetList => "fleet_list",
             Request::Metrics => "metrics",
+            Request::CiStatus => "ci_status",
         }
     }
 }
@@ -376,6 +383,8 @@ pub enum Response {
         /// The exposition text (`# HELP`, `# TYPE`, samples), newline-terminated.
         text: String,
     },
+    /// Answer to `CiStatus`. Since 1.4.
+    Ci(CiReport),
 }
 
 /// A VM's team, derived from its name by configurable patterns or set per VM.
@@ -849,6 +858,52 @@ pub struct FleetReport {
     pub unreadable: Vec<String>,
     /// When the daemon read the bucket, unix ms (ages are relative to this).
     pub read_ms: u64,
+}
+
+/// One configured CI system as `CiStatus` reports it. Since 1.4.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CiSystem {
+    /// `github`.
+    pub system: String,
+    /// Whether its requests can be made (its token is loaded).
+    pub available: bool,
+    /// Why not (the token source's error, naming the fix); empty when available.
+    pub reason: String,
+    /// Since when the current state holds, unix ms.
+    pub since_ms: u64,
+    /// When the daemon tries the token source again, unix ms; 0 when available.
+    pub next_try_ms: u64,
+}
+
+/// A registered runner that is offline and not counted as free capacity. Since 1.4.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineRunner {
+    /// GitHub's runner id.
+    pub id: u64,
+    /// Runner name.
+    pub name: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// GitHub still shows it running a job (a runner that died mid-job).
+    pub busy: bool,
+    /// Why it is not counted: `foreign` (not registered by MARBLE: e.g. the seed's
+    /// AUTO_RUNNER), `marble` (another host's registration older than a boot), `this-host`
+    /// (this host's, its VM up but its runner not connected).
+    pub kind: String,
+}
+
+/// Answer to `CiStatus`. Since 1.4.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CiReport {
+    /// The configured CI systems (empty: none configured).
+    pub systems: Vec<CiSystem>,
+    /// Offline runners not counted as free capacity, as the last demand poll saw them
+    /// (at most 50; `offline_total` counts them all).
+    pub offline_runners: Vec<OfflineRunner>,
+    /// How many offline runners the last poll saw in all.
+    pub offline_total: u32,
+    /// When that poll ran, unix ms; 0 when none has.
+    pub polled_ms: u64,
 }
 
 /// Stable error categories. Append only; clients map them to exit codes.

@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 
 use marble_proto::handshake::MAGIC;
 use marble_proto::{
-    Attribution, BusyState, CheckResult, CheckStatus, ClientFrame, CreateResult, Decision,
-    ErrorKind, Event, FleetHost, FleetReport, FleetVm, Hello, ImageEntry, LockTarget, PROTO_MAJOR,
-    PROTO_MINOR, PendingRequest, PowerState, ProfileFile, ProfileUpload, ProvisionResult,
-    PullResult, PushResult, Reply, Request, Response, ServerFrame, ServerHello, SlotGrant,
-    StatusReport, StepResult, Team, TransferInfo, UnlockTarget, VerifyResult, VmInfo, Welcome,
-    WireError, codec,
+    Attribution, BusyState, CheckResult, CheckStatus, CiReport, CiSystem, ClientFrame,
+    CreateResult, Decision, ErrorKind, Event, FleetHost, FleetReport, FleetVm, Hello, ImageEntry,
+    LockTarget, OfflineRunner, PROTO_MAJOR, PROTO_MINOR, PendingRequest, PowerState, ProfileFile,
+    ProfileUpload, ProvisionResult, PullResult, PushResult, Reply, Request, Response, ServerFrame,
+    ServerHello, SlotGrant, StatusReport, StepResult, Team, TransferInfo, UnlockTarget,
+    VerifyResult, VmInfo, Welcome, WireError, codec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -142,6 +142,7 @@ impl Sampled for Request {
             Request::HostCheck => "HostCheck",
             Request::FleetList => "FleetList",
             Request::Metrics => "Metrics",
+            Request::CiStatus => "CiStatus",
         }
     }
     fn samples() -> Vec<Self> {
@@ -220,6 +221,7 @@ impl Sampled for Request {
             Request::HostCheck,
             Request::FleetList,
             Request::Metrics,
+            Request::CiStatus,
         ]
     }
 }
@@ -245,6 +247,7 @@ impl Sampled for Response {
             Response::HostReport(_) => "HostReport",
             Response::Fleet(_) => "Fleet",
             Response::Metrics { .. } => "Metrics",
+            Response::Ci(_) => "Ci",
         }
     }
     fn samples() -> Vec<Self> {
@@ -416,6 +419,24 @@ impl Sampled for Response {
             Response::Metrics {
                 text: "# HELP marble_boots_total VM boots.\n# TYPE marble_boots_total counter\nmarble_boots_total 3\n".into(),
             },
+            Response::Ci(CiReport {
+                systems: vec![CiSystem {
+                    system: "github".into(),
+                    available: false,
+                    reason: "security exit 36, errSecInteractionNotAllowed: use token_file".into(),
+                    since_ms: 1_700_000_000_000,
+                    next_try_ms: 1_700_000_004_000,
+                }],
+                offline_runners: vec![OfflineRunner {
+                    id: 4242,
+                    name: "macphsft32-ROOT-VM-macOS-15-Thu-Oct--2-14-28-06-CEST-2025".into(),
+                    labels: vec!["self-hosted".into(), "macOS".into(), "mac15".into()],
+                    busy: false,
+                    kind: "foreign".into(),
+                }],
+                offline_total: 1,
+                polled_ms: 1_700_000_030_000,
+            }),
         ]
     }
 }

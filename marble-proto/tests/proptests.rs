@@ -8,11 +8,12 @@
 use std::time::Duration;
 
 use marble_proto::{
-    Attribution, BusyState, CheckResult, CheckStatus, ClientFrame, CreateResult, Decision,
-    ErrorKind, Event, FleetHost, FleetReport, FleetVm, FramedConn, Hello, ImageEntry, LockTarget,
-    PendingRequest, PowerState, ProfileFile, ProfileUpload, ProvisionResult, PullResult,
-    PushResult, Reply, Request, Response, ServerFrame, ServerHello, SlotGrant, StatusReport,
-    StepResult, Team, TransferInfo, UnlockTarget, VerifyResult, VmInfo, Welcome, WireError, codec,
+    Attribution, BusyState, CheckResult, CheckStatus, CiReport, CiSystem, ClientFrame,
+    CreateResult, Decision, ErrorKind, Event, FleetHost, FleetReport, FleetVm, FramedConn, Hello,
+    ImageEntry, LockTarget, OfflineRunner, PendingRequest, PowerState, ProfileFile, ProfileUpload,
+    ProvisionResult, PullResult, PushResult, Reply, Request, Response, ServerFrame, ServerHello,
+    SlotGrant, StatusReport, StepResult, Team, TransferInfo, UnlockTarget, VerifyResult, VmInfo,
+    Welcome, WireError, codec,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -195,6 +196,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::HostCheck),
         Just(Request::FleetList),
         Just(Request::Metrics),
+        Just(Request::CiStatus),
     ]
 }
 
@@ -480,6 +482,47 @@ fn response() -> impl Strategy<Value = Response> {
                 read_ms
             })),
         text().prop_map(|text| Response::Metrics { text }),
+        (
+            vec(
+                (text(), any::<bool>(), text(), ms(), ms()).prop_map(
+                    |(system, available, reason, since_ms, next_try_ms)| CiSystem {
+                        system,
+                        available,
+                        reason,
+                        since_ms,
+                        next_try_ms,
+                    }
+                ),
+                0..2
+            ),
+            vec(
+                (
+                    any::<u64>(),
+                    text(),
+                    vec(text(), 0..3),
+                    any::<bool>(),
+                    text()
+                )
+                    .prop_map(|(id, name, labels, busy, kind)| OfflineRunner {
+                        id,
+                        name,
+                        labels,
+                        busy,
+                        kind,
+                    }),
+                0..3
+            ),
+            any::<u32>(),
+            ms()
+        )
+            .prop_map(|(systems, offline_runners, offline_total, polled_ms)| {
+                Response::Ci(CiReport {
+                    systems,
+                    offline_runners,
+                    offline_total,
+                    polled_ms,
+                })
+            }),
     ]
 }
 

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use marble_proto::{Attribution, BusyState, Event, StatusReport, VmInfo};
+use marble_proto::{Attribution, BusyState, CiReport, Event, StatusReport, VmInfo};
 use serde::Serialize;
 
 /// Pretty JSON of any wire value.
@@ -167,6 +167,73 @@ pub fn status(report: &StatusReport) -> String {
     out
 }
 
+/// The `CiStatus` answer under `status` (empty when no CI system is configured and no
+/// offline runner was seen).
+pub fn ci(report: &CiReport) -> String {
+    let mut out = String::new();
+    if !report.systems.is_empty() {
+        let _ = writeln!(out, "CI:");
+    }
+    for system in &report.systems {
+        if system.available {
+            let _ = writeln!(
+                out,
+                "  {}: available (token loaded {})",
+                system.system,
+                when(system.since_ms)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  {}: unavailable since {}, next try {}: {}",
+                system.system,
+                when(system.since_ms),
+                when(system.next_try_ms),
+                system.reason
+            );
+        }
+    }
+    if !report.offline_runners.is_empty() {
+        let _ = writeln!(
+            out,
+            "offline runners not counted as free capacity ({} seen by the poll of {}):",
+            report.offline_total,
+            when(report.polled_ms)
+        );
+        for r in &report.offline_runners {
+            let why = match r.kind.as_str() {
+                "foreign" => "not registered by MARBLE",
+                "marble" => "a MARBLE registration older than a boot (another host's)",
+                "this-host" => "this host's; its VM is up but its runner is not connected",
+                other => other,
+            };
+            let busy = if r.busy {
+                "; GitHub still shows it busy"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {} (id {}; {}): {why}{busy}",
+                r.name,
+                r.id,
+                r.labels.join(",")
+            );
+        }
+        let more = usize::try_from(report.offline_total)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(report.offline_runners.len());
+        if more > 0 {
+            let _ = writeln!(out, "  … and {more} more");
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    // A section of its own, like `VMs:` above it.
+    format!("\n{out}")
+}
+
 /// One event as a human line.
 pub fn event(e: &Event) -> String {
     match e {
@@ -210,5 +277,58 @@ pub fn event(e: &Event) -> String {
         }
         Event::Progress { message, .. } => message.clone(),
         Event::Lagged { dropped } => format!("(fell behind; {dropped} event(s) dropped)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use marble_proto::{CiSystem, OfflineRunner};
+
+    #[test]
+    fn the_ci_section_says_why_and_lists_what_is_not_counted() {
+        let report = CiReport {
+            systems: vec![CiSystem {
+                system: "github".into(),
+                available: false,
+                reason: "security exit 36: use token_file".into(),
+                since_ms: 1_700_000_000_000,
+                next_try_ms: 1_700_000_004_000,
+            }],
+            offline_runners: vec![OfflineRunner {
+                id: 40,
+                name: "seed-runner".into(),
+                labels: vec!["self-hosted".into(), "mac15".into()],
+                busy: true,
+                kind: "foreign".into(),
+            }],
+            offline_total: 3,
+            polled_ms: 1_700_000_001_000,
+        };
+        let text = ci(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "", "a section of its own: {text}");
+        assert_eq!(lines[1], "CI:");
+        assert!(
+            lines[2].starts_with("  github: unavailable since 2023-11-14T22:13:20Z"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains(", next try 2023-11-14T22:13:24Z"),
+            "{text}"
+        );
+        assert!(
+            lines[2].ends_with(": security exit 36: use token_file"),
+            "{text}"
+        );
+        assert!(lines[4].contains("seed-runner (id 40; self-hosted,mac15): not registered by MARBLE; GitHub still shows it busy"), "{text}");
+        assert_eq!(lines[5], "  … and 2 more");
+        let empty = CiReport {
+            systems: vec![],
+            offline_runners: vec![],
+            offline_total: 0,
+            polled_ms: 0,
+        };
+        assert_eq!(ci(&empty), "");
     }
 }

@@ -105,6 +105,7 @@ enum ActorCommand {
         github: Option<Box<DemandSnapshot>>,
         jenkins: Option<JenkinsDemand>,
         quota: Option<crate::demand::PollQuota>,
+        offline: Option<crate::demand::OfflineSeen>,
     },
 }
 
@@ -202,18 +203,21 @@ impl DaemonHandle {
     }
 
     /// Feed a GitHub demand snapshot to the scheduler (`Input::Demand`) and/or the Jenkins
-    /// queue to the metrics.
+    /// queue to the metrics; with the snapshot, the offline runners it did not count
+    /// (`status`, metrics).
     pub async fn demand(
         &self,
         github: Option<DemandSnapshot>,
         jenkins: Option<JenkinsDemand>,
         quota: Option<crate::demand::PollQuota>,
+        offline: Option<crate::demand::OfflineSeen>,
     ) -> Result<(), WireError> {
         self.tx
             .send(ActorCommand::Demand {
                 github: github.map(Box::new),
                 jenkins,
                 quota,
+                offline,
             })
             .await
             .map_err(|_| gone())
@@ -310,6 +314,8 @@ pub struct Supervisor {
     jenkins_queue: Option<JenkinsDemand>,
     /// GitHub's rate limit as the last poll saw it (metrics only).
     github_quota: Option<crate::demand::PollQuota>,
+    /// Offline runners the last GitHub poll did not count (`CiStatus`, metrics).
+    github_offline: Option<crate::demand::OfflineSeen>,
     /// Shared with the demand poller (see [`DaemonHandle::demand_nudge`]).
     demand_nudge: Arc<tokio::sync::Notify>,
     /// See [`DaemonHandle::demand_watching`].
@@ -363,6 +369,7 @@ impl Supervisor {
             tool_env: Arc::new(Vec::new()),
             jenkins_queue: None,
             github_quota: None,
+            github_offline: None,
             demand_nudge: Arc::clone(&demand_nudge),
             demand_watching,
             #[cfg(feature = "s3")]
@@ -585,12 +592,16 @@ impl Supervisor {
                 github,
                 jenkins,
                 quota,
+                offline,
             } => {
                 if jenkins.is_some() {
                     self.jenkins_queue = jenkins;
                 }
                 if quota.is_some() {
                     self.github_quota = quota;
+                }
+                if offline.is_some() {
+                    self.github_offline = offline;
                 }
                 if let Some(mut snapshot) = github {
                     self.keep_jobs_started_here(&mut snapshot);
@@ -643,10 +654,15 @@ impl Supervisor {
                     &self.transfers.metrics(),
                     self.world.demand(),
                     self.jenkins_queue.as_ref(),
-                    self.github_quota.as_ref(),
+                    &crate::metrics::CiView {
+                        systems: &self.ci_report().systems,
+                        offline: self.github_offline.as_ref(),
+                        quota: self.github_quota.as_ref(),
+                    },
                     now,
                 ),
             }),
+            Request::CiStatus => Ok(Response::Ci(self.ci_report())),
             Request::ShowVm { vm } => {
                 let name = self.resolve(vm)?;
                 self.world
@@ -660,6 +676,40 @@ impl Supervisor {
                 ErrorKind::Internal,
                 format!("{} is not a query", other.kind()),
             )),
+        }
+    }
+
+    /// The CI side for `CiStatus` and the metrics: `[github]`'s token, and the offline
+    /// runners the last poll did not count.
+    fn ci_report(&self) -> marble_proto::CiReport {
+        /// Entries sent; `offline_total` counts the rest (an org can have hundreds).
+        const MAX_LISTED: usize = 50;
+        #[cfg_attr(not(feature = "ci"), allow(unused_mut))]
+        let mut systems = Vec::new();
+        #[cfg(feature = "ci")]
+        if let Some(runners) = &self.ctx.runners {
+            let token = runners.token_status();
+            systems.push(marble_proto::CiSystem {
+                system: "github".into(),
+                available: token.available,
+                reason: token.reason,
+                since_ms: token.since_ms,
+                next_try_ms: token.next_try_ms,
+            });
+        }
+        let (offline_runners, offline_total, polled_ms) = match &self.github_offline {
+            Some(seen) => (
+                seen.runners.iter().take(MAX_LISTED).cloned().collect(),
+                u32::try_from(seen.runners.len()).unwrap_or(u32::MAX),
+                seen.polled_ms,
+            ),
+            None => (Vec::new(), 0, 0),
+        };
+        marble_proto::CiReport {
+            systems,
+            offline_runners,
+            offline_total,
+            polled_ms,
         }
     }
 
@@ -739,7 +789,8 @@ impl Supervisor {
             | Request::ProvisionVm { .. }
             | Request::HostCheck
             | Request::FleetList
-            | Request::Metrics => {
+            | Request::Metrics
+            | Request::CiStatus => {
                 return Err(WireError::new(
                     ErrorKind::Internal,
                     format!("{} is not a scheduler command", request.kind()),

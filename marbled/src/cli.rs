@@ -82,9 +82,24 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         DaemonCommand::CheckConfig => match Config::load(&cli.config) {
-            Ok(_) => {
-                eprintln!("{}: ok", cli.config.display());
-                ExitCode::SUCCESS
+            Ok(config) => {
+                // Token files that cannot be used now: `run` starts anyway (and says in
+                // `status` that CI waits for them); the check names them.
+                let secrets = config.secret_problems();
+                if secrets.is_empty() {
+                    eprintln!("{}: ok", cli.config.display());
+                    return ExitCode::SUCCESS;
+                }
+                eprintln!(
+                    "marbled: {}: {} token problem(s) (marbled would run with its CI side \
+                     unavailable until fixed):",
+                    cli.config.display(),
+                    secrets.len()
+                );
+                for problem in secrets {
+                    eprintln!("  - {problem}");
+                }
+                DaemonExit::Config.into()
             }
             Err(err) => {
                 eprintln!("marbled: {err}");

@@ -303,12 +303,17 @@ impl Default for SchedulerSection {
 }
 
 /// A Keychain generic password (`security find-generic-password -s SERVICE -a ACCOUNT`).
+/// From a LaunchDaemon it is readable only while the user is logged in at the console (the
+/// login keychain is locked otherwise): prefer `token_file` for the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeychainItem {
     /// Service name (`-s`).
     pub service: String,
     /// Account name (`-a`).
     pub account: String,
+    /// The `security(1)` program (default `/usr/bin/security`; tests stand another in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<PathBuf>,
 }
 
 /// `[github]`: mint a JIT runner config at each ROOT boot and delete the registration
@@ -419,8 +424,9 @@ fn safe_word(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Check a secret's source: exactly one of file/keychain; the file absolute, present and
-/// not readable by group or others (mode 0600 or stricter).
+/// Check a secret's source: exactly one of file/keychain, the file's path absolute. Whether
+/// the file can be read is [`secret_file_problems`]' question: not a reason to refuse the
+/// config, as the daemon runs without the token and retries it.
 fn secret_source_problems(
     section: &str,
     file: Option<&Path>,
@@ -439,36 +445,45 @@ fn secret_source_problems(
             format!("set only one of {file_key} and {kc_key}"),
         ),
         (Some(path), None) => {
-            use std::os::unix::fs::PermissionsExt;
             if !path.is_absolute() {
                 bad(&file_key, "must be an absolute path".into());
-            } else {
-                match std::fs::metadata(path) {
-                    Ok(meta) if meta.permissions().mode() & 0o077 != 0 => bad(
-                        &file_key,
-                        format!(
-                            "{} has mode {:04o}, readable by other users; fix with `chmod 600 {}`",
-                            path.display(),
-                            meta.permissions().mode() & 0o7777,
-                            path.display()
-                        ),
-                    ),
-                    Ok(meta) if !meta.is_file() => {
-                        bad(&file_key, format!("{} is not a file", path.display()));
-                    }
-                    Ok(_) => {}
-                    Err(err) => bad(&file_key, format!("cannot read {}: {err}", path.display())),
-                }
             }
         }
         (None, Some(item)) => {
             if item.service.is_empty() || item.account.is_empty() {
                 bad(&kc_key, "needs a service and an account".into());
             }
-            if !cfg!(target_os = "macos") {
+            if !cfg!(target_os = "macos") && item.security.is_none() {
                 bad(&kc_key, "the Keychain is only available on macOS".into());
             }
         }
+    }
+}
+
+/// Whether a token file can be used now: present, a file, not readable by group or others
+/// (mode 0600 or stricter). `marbled check-config` reports these; the daemon starts anyway
+/// and says in `status` that the CI side waits for the token.
+fn secret_file_problems(section: &str, file: Option<&Path>, bad: &mut dyn FnMut(&str, String)) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = file.filter(|p| p.is_absolute()) else {
+        return;
+    };
+    let file_key = format!("{section}.token_file");
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => bad(
+            &file_key,
+            format!(
+                "{} has mode {:04o}, readable by other users; fix with `chmod 600 {}`",
+                path.display(),
+                meta.permissions().mode() & 0o7777,
+                path.display()
+            ),
+        ),
+        Ok(meta) if !meta.is_file() => {
+            bad(&file_key, format!("{} is not a file", path.display()));
+        }
+        Ok(_) => {}
+        Err(err) => bad(&file_key, format!("cannot read {}: {err}", path.display())),
     }
 }
 
@@ -683,6 +698,26 @@ impl Config {
         }
     }
 
+    /// Token files that cannot be used now (missing, not a file, readable by others): what
+    /// `marbled check-config` reports beyond [`Config::problems`]. Not a reason to refuse the
+    /// config: the daemon starts, reports the CI side unavailable and retries the file.
+    pub fn secret_problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            out.push(ConfigProblem {
+                key: key.to_owned(),
+                message,
+            });
+        };
+        if let Some(github) = &self.github {
+            secret_file_problems("github", github.token_file.as_deref(), &mut bad);
+        }
+        if let Some(jenkins) = &self.jenkins {
+            secret_file_problems("jenkins", jenkins.token_file.as_deref(), &mut bad);
+        }
+        out
+    }
+
     /// Semantic checks, all at once.
     pub fn problems(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
@@ -890,8 +925,8 @@ impl Config {
              # Optional sections (absent = feature off; see docs/CI.md):\n\
              # [github]      # JIT runners for ROOT VMs; delete-before-stop gate\n\
              # repo = \"root-project/root\"      # or org = \"root-project\"\n\
-             # token_file = \"/usr/local/etc/marble/github-token\"   # mode 0600; or\n\
-             # # token_keychain = {{ service = \"marble-github\", account = \"marbled\" }}\n\
+             # token_file = \"/usr/local/etc/marble/github-token\"   # mode 0600 (preferred); or\n\
+             # # token_keychain = {{ service = \"marble-github\", account = \"marbled\" }}  # locked under launchd until a console login\n\
              # api_url = \"https://api.github.com\"\n\
              # runner_group_id = 1\n\
              # name_prefix = \"marble\"\n\
@@ -1044,14 +1079,32 @@ mod tests {
             [
                 "github.token",
                 "github.repo",
-                "github.token_file",
                 "github.name_prefix",
                 "github.labels_extra",
                 "github.jit_path"
             ],
             "{problems:?}"
         );
-        assert!(problems[2].message.contains("chmod 600"), "{problems:?}");
+        // A token file readable by others does not make the config invalid (the daemon
+        // starts and waits for the file to be fixed); `check-config` still names it.
+        let text = format!(
+            "[github]\nrepo = \"o/r\"\ntoken_file = \"{}\"\n",
+            open.display()
+        );
+        let config = parse(&text).expect("valid apart from the file's mode");
+        let problems = config.secret_problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "github.token_file");
+        assert!(problems[0].message.contains("chmod 600"), "{problems:?}");
+        let missing = parse("[github]\nrepo = \"o/r\"\ntoken_file = \"/nonexistent/t\"\n")
+            .expect("a missing file is not a config error");
+        assert!(missing.secret_problems()[0].message.contains("cannot read"));
+        let relative = parse("[github]\nrepo = \"o/r\"\ntoken_file = \"t\"\n")
+            .expect_err("a relative path is");
+        assert!(
+            relative.to_string().contains("must be an absolute path"),
+            "{relative}"
+        );
         let err = parse("[github]\norg = \"x\"\n").expect_err("no token");
         assert!(
             err.to_string()

@@ -85,21 +85,76 @@ pub fn job_context(config: &Config, hv: Arc<dyn Hypervisor>) -> JobContext {
     }
 }
 
-/// The ROOT runner lifecycle for `[github]` (None when the section is absent), loading the
-/// token now. `records` are shared with the previous lifecycle across config reloads.
+/// The `[github]` token: loaded now, and while its source fails (a Keychain a LaunchDaemon
+/// cannot read, a token file with the wrong mode) retried with back-off until `stop` — the
+/// daemon runs meanwhile, its GitHub side reported unavailable. Exiting instead would only
+/// make launchd's KeepAlive restart it into the same failure.
+#[cfg(feature = "ci")]
+#[derive(Debug)]
+pub struct GithubToken {
+    /// The token, shared by the runner lifecycle and the demand poller.
+    pub cell: Arc<crate::ci::TokenCell>,
+    /// Ends the retry task.
+    stop: CancellationToken,
+}
+
+#[cfg(feature = "ci")]
+impl GithubToken {
+    /// The token for `config`'s `[github]` (None without the section). `previous` is kept,
+    /// and read again at once, when the source is the same (a reload re-reads the token
+    /// without dropping one that works); otherwise its retry task ends.
+    pub async fn for_config(
+        config: &Config,
+        previous: Option<GithubToken>,
+        shutdown: &CancellationToken,
+    ) -> Option<GithubToken> {
+        let source = config.github.as_ref().and_then(|section| {
+            crate::ci::TokenSource::from_section(
+                "github",
+                section.token_file.as_ref(),
+                section.token_keychain.as_ref(),
+            )
+            .ok()
+        });
+        if let Some(previous) = previous {
+            if source.is_some() && previous.cell.source() == source.as_ref() {
+                previous.cell.kick();
+                return Some(previous);
+            }
+            previous.stop.cancel();
+        }
+        let cell = crate::ci::TokenCell::load(source?).await;
+        let stop = shutdown.child_token();
+        tokio::spawn(
+            Arc::clone(&cell)
+                .retry(stop.clone())
+                .instrument(tracing::info_span!("github_token")),
+        );
+        Some(GithubToken { cell, stop })
+    }
+}
+
+/// The ROOT runner lifecycle for `[github]` (None when the section is absent) with the token
+/// `token` holds. `records` are shared with the previous lifecycle across config reloads.
 #[cfg(feature = "ci")]
 pub fn runner_lifecycle(
     config: &Config,
     host: &str,
     records: &crate::runners::RunnerRecords,
+    token: Option<&GithubToken>,
 ) -> Result<Option<Arc<crate::runners::RunnerLifecycle>>, DaemonError> {
-    let Some(section) = &config.github else {
+    let (Some(section), Some(token)) = (&config.github, token) else {
         return Ok(None);
     };
-    match crate::runners::RunnerLifecycle::from_config(section, host, records.clone()) {
+    let built = crate::runners::RunnerLifecycle::from_config(
+        section,
+        host,
+        records.clone(),
+        Arc::clone(&token.cell),
+    );
+    match built {
         Ok(lifecycle) => Ok(Some(Arc::new(lifecycle))),
-        // Validation checked the token file already; this is a file that changed since, or
-        // an unreadable Keychain item: a config problem named by its key.
+        // The scope, which validation checked already: a config problem named by its key.
         Err(err) => Err(DaemonError::Config(crate::config::ConfigError::Invalid {
             path: "[github]".into(),
             problems: vec![crate::config::ConfigProblem {
@@ -151,8 +206,15 @@ pub async fn run(
     #[cfg(feature = "ci")]
     let runner_records = crate::runners::RunnerRecords::default();
     #[cfg(feature = "ci")]
+    let mut github_token = GithubToken::for_config(&config, None, &shutdown).await;
+    #[cfg(feature = "ci")]
     {
-        ctx.runners = runner_lifecycle(&config, &identity.host, &runner_records)?;
+        ctx.runners = runner_lifecycle(
+            &config,
+            &identity.host,
+            &runner_records,
+            github_token.as_ref(),
+        )?;
         if let Some(github) = &config.github {
             tracing::info!(api = %github.api_url, repo = ?github.repo, org = ?github.org, "github runner lifecycle enabled for ROOT VMs");
         }
@@ -206,6 +268,8 @@ pub async fn run(
         &handle,
         #[cfg(feature = "s3")]
         fleet,
+        #[cfg(feature = "ci")]
+        current_runners.clone(),
         &periodic_stop,
     );
     tracing::info!(version = %identity.version, host = %identity.host, socket = %config.daemon.socket.display(), "marbled started");
@@ -220,7 +284,8 @@ pub async fn run(
                 let mut next = job_context(&new, hv);
                 #[cfg(feature = "ci")]
                 {
-                    next.runners = match runner_lifecycle(&new, &identity.host, &runner_records) {
+                    github_token = GithubToken::for_config(&new, github_token.take(), &shutdown).await;
+                    next.runners = match runner_lifecycle(&new, &identity.host, &runner_records, github_token.as_ref()) {
                         Ok(runners) => runners,
                         Err(err) => {
                             // Keep minting with the old settings rather than leave ROOT VMs
@@ -250,6 +315,8 @@ pub async fn run(
                         &handle,
                         #[cfg(feature = "s3")]
                         fleet,
+                        #[cfg(feature = "ci")]
+                        current_runners.clone(),
                         &periodic_stop,
                     );
                     tracing::info!("side tasks ([demand], [fleet], [metrics]) restarted with the new config");

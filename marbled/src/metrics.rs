@@ -16,10 +16,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use marble_proto::{BusyState, PowerState, StatusReport};
+use marble_proto::{BusyState, CiSystem, PowerState, StatusReport};
 use serde::{Deserialize, Serialize};
 
-use crate::demand::{JenkinsDemand, PollQuota};
+use crate::demand::{JenkinsDemand, OfflineSeen, PollQuota};
 use crate::sched::{BOOT_BUCKETS_SECS, Counters, DemandSnapshot, Histogram, JOB_WAIT_BUCKETS_SECS};
 use crate::transfers::TransferMetrics;
 
@@ -153,6 +153,17 @@ fn f(v: u64) -> f64 {
     v as f64
 }
 
+/// The CI side for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CiView<'a> {
+    /// The configured CI systems and whether each is usable.
+    pub systems: &'a [CiSystem],
+    /// The offline runners the last GitHub poll did not count.
+    pub offline: Option<&'a OfflineSeen>,
+    /// GitHub's rate limit as the last poll saw it.
+    pub quota: Option<&'a PollQuota>,
+}
+
 /// The exposition text for one moment.
 pub fn render(
     status: &StatusReport,
@@ -160,7 +171,7 @@ pub fn render(
     transfers: &TransferMetrics,
     demand: &DemandSnapshot,
     jenkins: Option<&JenkinsDemand>,
-    github_quota: Option<&PollQuota>,
+    ci: &CiView<'_>,
     now_ms: u64,
 ) -> String {
     let mut o = Out {
@@ -404,10 +415,41 @@ pub fn render(
     o.single(
         "marble_fleet_free_runners",
         "gauge",
-        "Registered runners without a job across the fleet (last demand snapshot).",
+        "Runners that will take a matching job across the fleet: idle and online, or registered \
+         by MARBLE for a VM booting now (last demand snapshot).",
         f(demand.free_runners.len() as u64),
     );
-    if let Some(quota) = github_quota {
+    o.family(
+        "marble_ci_available",
+        "gauge",
+        "1 when the CI system can be used (its token is loaded), 0 while the daemon retries \
+         its token source; the reason is in `marblectl status`.",
+    );
+    for system in ci.systems {
+        o.sample(
+            "marble_ci_available",
+            &[("system", &system.system)],
+            if system.available { 1.0 } else { 0.0 },
+        );
+    }
+    if let Some(offline) = ci.offline {
+        o.family(
+            "marble_github_offline_runners",
+            "gauge",
+            "Registered runners offline and not counted as free capacity (last demand poll), \
+             by kind: foreign (not MARBLE's), marble (another host's, older than a boot), \
+             this-host.",
+        );
+        for kind in ["foreign", "marble", "this-host"] {
+            let n = offline.runners.iter().filter(|r| r.kind == kind).count();
+            o.sample(
+                "marble_github_offline_runners",
+                &[("kind", kind)],
+                f(n as u64),
+            );
+        }
+    }
+    if let Some(quota) = ci.quota {
         o.single(
             "marble_github_rate_limit_remaining",
             "gauge",
@@ -620,16 +662,50 @@ mod tests {
             &TransferMetrics::default(),
             &demand,
             Some(&jenkins),
-            Some(&PollQuota {
-                seen: crate::demand::QuotaSeen {
-                    spent: 17,
-                    drained: 17,
-                    remaining: 1_234,
-                    reset_in_secs: 600,
-                },
-                next_poll: Duration::from_secs(90),
-            }),
+            &CiView {
+                systems: &[CiSystem {
+                    system: "github".into(),
+                    available: false,
+                    reason: "security exit 36".into(),
+                    since_ms: 1,
+                    next_try_ms: 2,
+                }],
+                offline: Some(&OfflineSeen {
+                    runners: vec![
+                        marble_proto::OfflineRunner {
+                            id: 1,
+                            name: "seed".into(),
+                            labels: vec![],
+                            busy: false,
+                            kind: "foreign".into(),
+                        };
+                        2
+                    ],
+                    polled_ms: 1,
+                }),
+                quota: Some(&PollQuota {
+                    seen: crate::demand::QuotaSeen {
+                        spent: 17,
+                        drained: 17,
+                        remaining: 1_234,
+                        reset_in_secs: 600,
+                    },
+                    next_poll: Duration::from_secs(90),
+                }),
+            },
             70_000,
+        );
+        assert!(
+            text.contains("marble_ci_available{system=\"github\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("marble_github_offline_runners{kind=\"foreign\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("marble_github_offline_runners{kind=\"this-host\"} 0\n"),
+            "{text}"
         );
         assert!(text.contains("marble_jenkins_wait_seconds{label=\"macos\"} 60\n"));
         assert!(
@@ -689,7 +765,7 @@ mod tests {
             &transfers,
             &DemandSnapshot::default(),
             None,
-            None,
+            &CiView::default(),
             1,
         );
         // Each family announced once, its samples right after its TYPE line, in this order.

@@ -5,7 +5,7 @@
 //! (SIGHUP) that changes what they are built from ([`inputs_changed`]) stops them and starts
 //! them again with the new config; otherwise they keep running undisturbed.
 
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "ci"))]
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -43,11 +43,13 @@ pub fn inputs_changed(old: &Config, new: &Config) -> bool {
         || demand && (old.github != new.github || old.jenkins != new.jenkins)
 }
 
-/// Start the configured tasks; they end when `shutdown` is cancelled.
+/// Start the configured tasks; they end when `shutdown` is cancelled. `runners`: the ROOT
+/// runner lifecycle, whose GitHub client (and token) the demand poller shares.
 pub fn spawn(
     config: &Config,
     handle: &DaemonHandle,
     #[cfg(feature = "s3")] fleet: Option<Arc<crate::fleet::FleetReader>>,
+    #[cfg(feature = "ci")] runners: Option<Arc<crate::runners::RunnerLifecycle>>,
     shutdown: &CancellationToken,
 ) -> TaskTracker {
     let tasks = TaskTracker::new();
@@ -85,7 +87,7 @@ pub fn spawn(
     }
     #[cfg(feature = "ci")]
     if let Some(demand) = &config.demand {
-        let sources = demand_sources(config, demand);
+        let sources = demand_sources(config, demand, runners);
         if sources.github.is_some() || sources.jenkins.is_some() {
             tracing::info!(
                 github = sources.github.is_some(),
@@ -103,36 +105,44 @@ pub fn spawn(
     tasks
 }
 
-/// Build the clients; a source whose client cannot be built (token unreadable) is left out
-/// and logged, so the daemon still runs its VMs.
+/// Build the sources: GitHub through the runner lifecycle's client (its token may still be
+/// loading: polls fail and are retried meanwhile), Jenkins with its own client; a source
+/// whose client cannot be built is left out and logged, so the daemon still runs its VMs.
 #[cfg(feature = "ci")]
 fn demand_sources(
     config: &Config,
     demand: &crate::demand::DemandSection,
+    runners: Option<Arc<crate::runners::RunnerLifecycle>>,
 ) -> crate::demand::Sources {
     let mut sources = crate::demand::Sources::default();
     if demand.github
         && let Some(section) = &config.github
     {
-        let client = crate::runners::client_config(section)
-            .and_then(|cfg| crate::ci::GitHubClient::from_config(&cfg));
-        match client {
-            Ok(client) => {
+        match runners {
+            Some(lifecycle) => {
                 let repos = if demand.repos.is_empty() {
                     section.repo.iter().cloned().collect()
                 } else {
                     demand.repos.clone()
                 };
-                sources.github = Some(crate::demand::github::GithubDemand::new(
-                    Arc::new(client),
-                    repos,
-                    demand.max_runs,
-                ));
+                let boot_window = crate::demand::runners::boot_window(
+                    section.request_timeout,
+                    config.prlctl.start_timeout,
+                    config.scheduler.ready_timeout,
+                );
+                sources.github = Some(
+                    crate::demand::github::GithubDemand::new(
+                        lifecycle.client(),
+                        repos,
+                        demand.max_runs,
+                    )
+                    .with_fleet(crate::demand::github::FleetView {
+                        lifecycle,
+                        boot_window,
+                    }),
+                );
             }
-            Err(err) => tracing::error!(
-                error = %crate::error::error_chain(&err).join(": "),
-                "github demand source disabled"
-            ),
+            None => tracing::error!("github demand source disabled: no [github] runner lifecycle"),
         }
     }
     if demand.jenkins

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::ci::{
     DeliverError, GitHubClient, GitHubConfig, GitHubError, JitConfig, RunnerScope, StopGate,
-    TokenSource,
+    TokenCell, TokenSource, TokenStatus,
 };
 use crate::config::GithubSection;
 use crate::hypervisor::{Hypervisor, PrlctlError};
@@ -76,6 +76,16 @@ impl RunnerRecords {
                 | Known::Undelivered(Some(r)),
             ) => Some(r.clone()),
             _ => None,
+        }
+    }
+
+    /// The registration of `vm`'s current boot: `None` when these records do not know the
+    /// VM (it ran before this daemon started), `Some(None)` when it has none (cleared, or
+    /// only an earlier boot's left to clean up), `Some(Some(id))` when minted or delivered.
+    pub fn current(&self, vm: &str) -> Option<Option<u64>> {
+        match self.lock().get(vm)? {
+            Known::Minted { record, .. } | Known::Registered(record) => Some(Some(record.id)),
+            Known::Undelivered(_) | Known::Cleared => Some(None),
         }
     }
 
@@ -160,7 +170,8 @@ pub enum RunnerError {
 /// The GitHub side of the ROOT lifecycle: client, naming and label settings, and records.
 #[derive(Debug)]
 pub struct RunnerLifecycle {
-    github: GitHubClient,
+    /// Shared with the demand poller (one rate-limit account, one ETag cache).
+    github: Arc<GitHubClient>,
     host: String,
     prefix: String,
     labels_extra: Vec<String>,
@@ -218,16 +229,18 @@ impl RunnerLifecycle {
         ))
     }
 
-    /// Build from `[github]`, loading the token now (a config reload re-reads it). `records`
-    /// carries the runner records over from the previous config.
+    /// Build from `[github]` with the token `token` holds (loaded, or retried until it is;
+    /// GitHub calls fail meanwhile). `records` carries the runner records over from the
+    /// previous config.
     pub fn from_config(
         section: &GithubSection,
         host: &str,
         records: RunnerRecords,
+        token: Arc<TokenCell>,
     ) -> Result<Self, GitHubError> {
         let cfg = client_config(section)?;
         Ok(Self::with_client(
-            GitHubClient::from_config(&cfg)?,
+            GitHubClient::from_config(&cfg, token)?,
             section,
             host,
             records,
@@ -242,7 +255,7 @@ impl RunnerLifecycle {
         records: RunnerRecords,
     ) -> Self {
         Self {
-            github,
+            github: Arc::new(github),
             host: host.to_owned(),
             prefix: section.name_prefix.clone(),
             labels_extra: section.labels_extra.clone(),
@@ -253,6 +266,57 @@ impl RunnerLifecycle {
             // own per-call timeout.
             pre_start_budget: section.request_timeout.saturating_mul(2),
             records,
+        }
+    }
+
+    /// The GitHub client (the demand poller shares it).
+    pub fn client(&self) -> Arc<GitHubClient> {
+        Arc::clone(&self.github)
+    }
+
+    /// Whether the token is loaded, and why not (`status`, metrics).
+    pub fn token_status(&self) -> TokenStatus {
+        self.github.token_status()
+    }
+
+    /// The runner name prefix (`[github] name_prefix`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Delete `record`, a registration of `vm` that no boot will use (the VM is stopped and
+    /// its runner offline): it would otherwise stand in GitHub's list for up to a day. A
+    /// registration GitHub says is running a job is left alone; the records forget it once
+    /// it is gone. Whether it is gone.
+    pub async fn remove_stale(&self, vm: &str, record: &RunnerRecord) -> bool {
+        match crate::ci::before_stop(&self.github, record.id).await {
+            Ok(StopGate::Proceed) => {
+                tracing::info!(
+                    vm,
+                    runner_id = record.id,
+                    runner = %record.name,
+                    "deleted a stale runner registration (offline, its vm not running)"
+                );
+                let mut map = self.records.lock();
+                let recorded = match map.get(vm) {
+                    Some(Known::Registered(r) | Known::Undelivered(Some(r))) => Some(r.id),
+                    _ => None,
+                };
+                if recorded == Some(record.id) {
+                    map.insert(vm.to_owned(), Known::Cleared);
+                }
+                true
+            }
+            Ok(StopGate::Busy(_)) => false,
+            Err(err) => {
+                tracing::warn!(
+                    vm,
+                    runner_id = record.id,
+                    error = %crate::error::error_chain(&err).join(": "),
+                    "could not delete a stale runner registration; retrying at the next poll"
+                );
+                false
+            }
         }
     }
 
@@ -274,7 +338,7 @@ impl RunnerLifecycle {
     }
 
     /// Whether `name` is a runner name this host gave `vm` (any boot).
-    fn is_ours(&self, vm: &str, name: &str) -> bool {
+    pub fn is_ours(&self, vm: &str, name: &str) -> bool {
         name.rsplit_once('-')
             .and_then(|(_, boot)| boot.parse::<u64>().ok())
             .is_some_and(|boot| self.name_for(vm, boot) == name)

@@ -164,7 +164,11 @@ impl Handler {
         body: Request,
     ) -> Result<(), ConnError> {
         match body {
-            Request::Status | Request::ListVms | Request::ShowVm { .. } | Request::Metrics => {
+            Request::Status
+            | Request::ListVms
+            | Request::ShowVm { .. }
+            | Request::Metrics
+            | Request::CiStatus => {
                 let reply = match self.handle.query(body).await {
                     Ok(resp) => Reply::Ok(resp),
                     Err(err) => Reply::Err(err),

@@ -178,6 +178,8 @@ struct State {
     runs: BTreeMap<u64, String>,
     /// Jobs: id → job object (with `run_id`).
     jobs: BTreeMap<u64, Value>,
+    /// Label name (lower case) → label id, shared by every runner.
+    label_ids: BTreeMap<String, u64>,
 }
 
 /// The fake server. Dropping it stops serving.
@@ -193,17 +195,28 @@ impl Drop for FakeGitHub {
     }
 }
 
-fn runner_json(id: u64, name: &str, labels: &[String], status: &str, busy: bool) -> Value {
+/// GitHub's runner object (`reference/ci-apis.md` §1.5): `status` `online`/`offline`, `busy`,
+/// and `labels` as `{id, name, type}` — the default labels `read-only`, the rest `custom`,
+/// each label name with one id across runners, as GitHub keeps labels per scope.
+fn runner_json(
+    st: &mut State,
+    id: u64,
+    name: &str,
+    labels: &[String],
+    status: &str,
+    busy: bool,
+) -> Value {
     let labels: Vec<Value> = labels
         .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let kind = if ["self-hosted", "macOS", "ARM64"].contains(&l.as_str()) {
+        .map(|l| {
+            let kind = if ["self-hosted", "macOS", "ARM64", "X64"].contains(&l.as_str()) {
                 "read-only"
             } else {
                 "custom"
             };
-            json!({"id": i + 1, "name": l, "type": kind})
+            let next = st.label_ids.len() as u64 + 1;
+            let label_id = *st.label_ids.entry(l.to_ascii_lowercase()).or_insert(next);
+            json!({"id": label_id, "name": l, "type": kind})
         })
         .collect();
     json!({"id": id, "name": name, "os": "macos", "status": status, "busy": busy,
@@ -332,7 +345,9 @@ fn route(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
             }
             st.next_id += 1;
             let id = st.next_id;
-            let runner = runner_json(id, &name, &labels, "offline", false);
+            // Registered, not yet connected: a JIT runner is offline until its listener
+            // runs in the guest (`set_runner_status` plays that).
+            let runner = runner_json(st, id, &name, &labels, "offline", false);
             st.runners.insert(id, runner.clone());
             let jit = format!(
                 "eyJ.runner-{id}.{:016x}.SECRETJIT",
@@ -538,8 +553,8 @@ impl FakeGitHub {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        st.runners
-            .insert(id, runner_json(id, name, &labels, status, busy));
+        let runner = runner_json(&mut st, id, name, &labels, status, busy);
+        st.runners.insert(id, runner);
         id
     }
 
@@ -549,6 +564,24 @@ impl FakeGitHub {
             r["busy"] = json!(busy);
             r["status"] = json!("online");
         }
+    }
+
+    /// A runner's connection as GitHub shows it: `online` once its listener long-polls
+    /// GitHub, `offline` before that and after it stopped (a crashed VM's runner stays
+    /// registered offline until deleted, or for a day, 14 if not ephemeral).
+    pub fn set_runner_status(&self, id: u64, status: &str) {
+        if let Some(r) = self.st().runners.get_mut(&id) {
+            r["status"] = json!(status);
+        }
+    }
+
+    /// Registered runner names.
+    pub fn runner_names(&self) -> Vec<String> {
+        self.st()
+            .runners
+            .values()
+            .filter_map(|r| r["name"].as_str().map(str::to_owned))
+            .collect()
     }
 
     /// A runner object, if registered.
@@ -658,8 +691,8 @@ impl FakeGitHub {
         st.next_id += 1;
         let id = st.next_id;
         let labels: Vec<String> = labels.iter().map(|s| (*s).to_owned()).collect();
-        st.runners
-            .insert(id, runner_json(id, name, &labels, status, busy));
+        let runner = runner_json(&mut st, id, name, &labels, status, busy);
+        st.runners.insert(id, runner);
         id
     }
 

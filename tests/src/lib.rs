@@ -4,6 +4,7 @@ pub mod acceptance;
 pub mod data;
 pub mod fake_github;
 pub mod fake_jenkins;
+pub mod fake_keychain;
 pub mod harness;
 pub mod prlsim;
 pub mod prometheus;

@@ -453,3 +453,102 @@ fn a_job_a_runner_of_this_host_took_counts_its_wait_once() {
         assert!(text.contains(line), "{line}{text}");
     }
 }
+
+/// The labels ROOT's mac14 jobs ask for.
+const MAC14: [&str; 4] = ["self-hosted", "macOS", "ARM64", "mac14"];
+
+fn unix_now() -> u64 {
+    marble_tests::fake_github::now_ms() / 1000
+}
+
+#[test]
+fn an_offline_runner_registered_outside_marble_does_not_hold_back_a_boot() {
+    let (_rt, gh) = fake_github();
+    // A seed-era runner (AUTO_RUNNER's name and labels, all custom), registered with the
+    // mac14 labels and offline since its VM went away: GitHub keeps it for up to a day (14
+    // if it was not ephemeral), and until now it counted as a free runner for job 111.
+    let seed = "macphsft01-ROOT-VM-macOS-14-Thu-Oct--2-14-28-06-CEST-2025";
+    gh.add_runner_with_labels(
+        seed,
+        &["self-hosted", "macOS", "mac14", "arm64"],
+        "offline",
+        false,
+    );
+    queue_mac14_job(&gh);
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
+    wait_power(&daemon, ROOT1, "Running");
+    let text = decisions(&daemon);
+    assert!(text.contains("booting for job #111"), "{text}");
+    // `status` shows why it was not counted; it is not MARBLE's to delete.
+    let mut out = ctl(&daemon.socket, &["status"]);
+    let listed = wait_until_blocking(T, || {
+        out = ctl(&daemon.socket, &["status"]);
+        out.stdout.contains(seed)
+    });
+    assert!(listed, "{out}");
+    let line = out.stdout.lines().find(|l| l.contains(seed)).unwrap();
+    assert!(line.contains("not registered by MARBLE"), "{line}");
+    assert!(line.contains("mac14"), "{line}");
+    assert!(gh.runner_names().iter().any(|n| n == seed));
+}
+
+#[test]
+fn a_stale_registration_of_this_host_whose_vm_is_stopped_is_deleted_and_not_counted() {
+    let (_rt, gh) = fake_github();
+    // This host's registration for ROOT1 from a boot an hour ago whose VM crashed: offline,
+    // never deleted (the daemon did not stop the VM itself).
+    let stale = marbled::ci::runner_name("macphsft-test", ROOT1, unix_now() - 3600);
+    let id = gh.add_runner_with_labels(&stale, &MAC14, "offline", false);
+    // And one for ROOT2, which no job wakes: it stays stopped throughout.
+    let stale2 = marbled::ci::runner_name("macphsft-test", ROOT2, unix_now() - 7200);
+    let mac15 = ["self-hosted", "macOS", "ARM64", "mac15"];
+    let id2 = gh.add_runner_with_labels(&stale2, &mac15, "offline", false);
+    queue_mac14_job(&gh);
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
+    let deleted = wait_until_blocking(T, || gh.runner(id2).is_none());
+    assert!(
+        deleted,
+        "{stale2} still registered; log:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "Stopped");
+    // ROOT1's: deleted whether the first poll saw ROOT1 stopped, or (before the daemon's
+    // first inventory) let it boot and then found the registration was not its boot's.
+    let deleted = wait_until_blocking(T, || gh.runner(id).is_none());
+    assert!(
+        deleted,
+        "{stale} still registered; log:\n{}",
+        daemon.log_text()
+    );
+    assert!(
+        gh.requests().iter().any(|r| r.method == "DELETE"
+            && r.path == format!("/repos/root-project/root/actions/runners/{id}")),
+        "no DELETE of runner {id}"
+    );
+    // Not a free runner for job 111 either: ROOT1 boots for it.
+    wait_power(&daemon, ROOT1, "Running");
+    let text = decisions(&daemon);
+    assert!(text.contains("booting for job #111"), "{text}");
+}
+
+#[test]
+fn a_registration_for_a_vm_booting_on_another_host_still_counts() {
+    let (_rt, gh) = fake_github();
+    // Another host registered a runner for its mac14 VM a moment ago (before its `prlctl
+    // start`): offline until the VM is up, and it will take job 111.
+    let booting = marbled::ci::runner_name("macphsft02", "macphsft02-ROOT-VM-macOS-14", unix_now());
+    gh.add_runner_with_labels(&booting, &MAC14, "offline", false);
+    queue_mac14_job(&gh);
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
+    assert!(
+        wait_until_blocking(T, || decisions(&daemon)
+            .contains("1 queued job(s), all covered by free runners in the fleet")),
+        "{}",
+        decisions(&daemon)
+    );
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "Stopped");
+    assert!(
+        gh.runner_names().contains(&booting),
+        "another host's runner deleted"
+    );
+}

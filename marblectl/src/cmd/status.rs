@@ -18,11 +18,29 @@ pub async fn status(ctx: &Context) -> Result<Exit, ClientError> {
                 render::status(&report)
             });
             if !ctx.json {
+                ci_side(ctx).await;
                 running_transfers(ctx).await;
             }
             Ok(Exit::Ok)
         }
         other => Err(unexpected(&other)),
+    }
+}
+
+/// The CI side under the status (protocol 1.4; an older daemon does not say): whether each
+/// CI system can be used and why not, and the offline runners not counted as free.
+async fn ci_side(ctx: &Context) {
+    let Ok(mut client) = Client::connect(&ctx.socket).await else {
+        return;
+    };
+    if client.welcome().minor < Request::CiStatus.since_minor() {
+        return;
+    }
+    if let Ok(Response::Ci(report)) = client.call(Request::CiStatus, |_| {}).await {
+        let text = render::ci(&report);
+        if !text.is_empty() {
+            out(&text);
+        }
     }
 }
 

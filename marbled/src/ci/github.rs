@@ -8,7 +8,7 @@
 //! `Authorization` header; nothing here logs headers or bodies of requests.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::http::{HttpClient, HttpError, HttpResponse};
-use super::secret::{Secret, SecretError, TokenSource};
+use super::secret::{Secret, TokenCell, TokenSource, TokenStatus, TokenUnavailable};
 
 /// API version sent in `X-GitHub-Api-Version` (§1.1: supported until at least 2028-03).
 pub const API_VERSION: &str = "2022-11-28";
@@ -259,9 +259,9 @@ pub struct RateLimit {
 /// GitHub client errors. None of them carries the token or a JIT config.
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
-    /// The token could not be loaded.
+    /// No token is loaded (its source fails; the daemon retries it).
     #[error("github token unavailable")]
-    Token(#[source] SecretError),
+    Token(#[source] TokenUnavailable),
     /// Configuration is invalid.
     #[error("invalid github config: {0}")]
     Config(String),
@@ -369,7 +369,7 @@ pub struct GitHubClient {
     http: HttpClient,
     api_url: String,
     scope: RunnerScope,
-    token: Secret,
+    token: Arc<TokenCell>,
     shared: Mutex<Shared>,
 }
 
@@ -384,11 +384,11 @@ impl std::fmt::Debug for GitHubClient {
 }
 
 impl GitHubClient {
-    /// Build from config, loading the token (file mode checked, or Keychain on macOS).
-    pub fn from_config(cfg: &GitHubConfig) -> Result<Self, GitHubError> {
+    /// Build from config with the token `token` holds (loaded, or retried until it is:
+    /// requests fail with [`GitHubError::Token`] meanwhile).
+    pub fn from_config(cfg: &GitHubConfig, token: Arc<TokenCell>) -> Result<Self, GitHubError> {
         cfg.scope.validate().map_err(GitHubError::Config)?;
-        let token = cfg.token.load().map_err(GitHubError::Token)?;
-        Ok(Self::new(
+        Ok(Self::with_token(
             &cfg.api_url,
             cfg.scope.clone(),
             token,
@@ -398,6 +398,16 @@ impl GitHubClient {
 
     /// Build with an already loaded token.
     pub fn new(api_url: &str, scope: RunnerScope, token: Secret, timeout: Duration) -> Self {
+        Self::with_token(api_url, scope, TokenCell::fixed(token), timeout)
+    }
+
+    /// Build with the token a [`TokenCell`] holds.
+    pub fn with_token(
+        api_url: &str,
+        scope: RunnerScope,
+        token: Arc<TokenCell>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             http: HttpClient::new(timeout),
             api_url: api_url.trim_end_matches('/').to_owned(),
@@ -405,6 +415,11 @@ impl GitHubClient {
             token,
             shared: Mutex::new(Shared::default()),
         }
+    }
+
+    /// Whether the token is loaded, and why not.
+    pub fn token_status(&self) -> TokenStatus {
+        self.token.status()
     }
 
     /// The scope.
@@ -473,8 +488,9 @@ impl GitHubClient {
         body: Option<Bytes>,
         etag: Option<&str>,
     ) -> Result<HttpResponse, GitHubError> {
+        let token = self.token.token().map_err(GitHubError::Token)?;
         self.check_budget(op)?;
-        let auth = format!("Bearer {}", self.token.expose());
+        let auth = format!("Bearer {}", token.expose());
         let mut headers: Vec<(&str, &str)> = vec![
             ("accept", ACCEPT),
             ("x-github-api-version", API_VERSION),

@@ -24,7 +24,7 @@ pub use runner::{
     DEFAULT_JIT_PATH, DeliverError, GitHubBusy, StopGate, before_stop, deliver_jit, github_busy,
     labels_for, labels_match, mint_jit, runner_name,
 };
-pub use secret::{Secret, SecretError, TokenSource};
+pub use secret::{Secret, SecretError, TokenCell, TokenSource, TokenStatus, TokenUnavailable};
 
 use std::time::Duration;
 

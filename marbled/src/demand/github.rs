@@ -5,8 +5,10 @@
 //! …/actions/runs/{id}/jobs?filter=latest` for each run (at most `max_runs`), keeping jobs
 //! with `status == "queued"` and labels (`waiting` jobs need an approval no runner can give)
 //! — `in_progress` ones go to `running_jobs`, the warm-runner prediction's history —
-//! and the runner list, keeping runners that are not busy, online or offline (a registered
-//! JIT runner whose VM is still booting is offline, and will take a job when it comes up).
+//! and the runner list, keeping as free the idle online runners and the offline ones MARBLE
+//! registered for a VM booting now ([`super::runners`]: a registered JIT runner is offline
+//! until its VM is up). Other offline runners are reported for `status`, and this host's
+//! stale registrations (offline, their VM stopped) are deleted.
 //! Every request goes through [`GitHubClient::get_cached`] or `list_runners`: ETags make an
 //! unchanged answer a free 304.
 //!
@@ -20,9 +22,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use marble_proto::{OfflineRunner, VmInfo};
+
 use super::QuotaSeen;
-use crate::ci::{GitHubClient, GitHubError};
+use super::runners::Standing;
+use crate::ci::{GitHubClient, GitHubError, Runner};
+use crate::runners::{RunnerLifecycle, RunnerRecord};
 use crate::sched::{DemandSnapshot, FleetRunner, QueuedJob, StartedJob};
+
+/// The runner-name prefix when no `[github]` lifecycle is in view (its default).
+const DEFAULT_PREFIX: &str = "marble";
 
 #[derive(Deserialize)]
 struct RunList {
@@ -56,10 +65,21 @@ struct Job {
     runner_name: Option<String>,
 }
 
+/// This host's side of judging offline runners ([`super::runners`]).
+#[derive(Debug, Clone)]
+pub struct FleetView {
+    /// Names, records and deletes of this host's registrations.
+    pub lifecycle: Arc<RunnerLifecycle>,
+    /// [`super::runners::boot_window`].
+    pub boot_window: Duration,
+}
+
 /// The GitHub demand source.
 #[derive(Debug, Clone)]
 pub struct GithubDemand {
     client: Arc<GitHubClient>,
+    /// None (tests): runner names judged with the default prefix, nothing deleted.
+    fleet: Option<FleetView>,
     repos: Vec<String>,
     max_runs: usize,
     /// Per repository, the queued run ids last listed (by a poll or the watch).
@@ -91,6 +111,8 @@ pub struct PollStats {
     /// registered meanwhile on the same client counts too), what was left then and the
     /// seconds until GitHub's reset; `None` when GitHub's headers did not tell.
     pub quota: Option<QuotaSeen>,
+    /// Offline runners not counted as free capacity (for `status`).
+    pub offline: Vec<OfflineRunner>,
 }
 
 /// Requests polling never spends: kept for registering and deleting runners (a boot costs
@@ -140,10 +162,80 @@ impl GithubDemand {
     pub fn new(client: Arc<GitHubClient>, repos: Vec<String>, max_runs: u32) -> Self {
         Self {
             client,
+            fleet: None,
             repos,
             max_runs: usize::try_from(max_runs).unwrap_or(usize::MAX),
             queued_seen: Arc::default(),
             last_quota: Arc::default(),
+        }
+    }
+
+    /// Judge offline runners with this host's registrations and VMs in view, deleting its
+    /// stale ones.
+    pub fn with_fleet(mut self, fleet: FleetView) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// Sort the runner list ([`super::runners::classify`]): idle online runners and those
+    /// of VMs booting now are the snapshot's free runners; this host's stale registrations
+    /// are deleted; the other offline ones go to `stats.offline` for `status`.
+    async fn judge_runners(
+        &self,
+        runners: Vec<Runner>,
+        vms: Option<&[VmInfo]>,
+        now_s: u64,
+        snapshot: &mut DemandSnapshot,
+        stats: &mut PollStats,
+    ) {
+        let prefix = self
+            .fleet
+            .as_ref()
+            .map_or(DEFAULT_PREFIX, |f| f.lifecycle.prefix());
+        let window = self.fleet.as_ref().map_or(
+            super::runners::boot_window(
+                Duration::from_secs(30),
+                Duration::from_secs(180),
+                Duration::from_secs(300),
+            ),
+            |f| f.boot_window,
+        );
+        let mut stale = Vec::new();
+        for runner in runners {
+            let own = match (&self.fleet, vms) {
+                (Some(fleet), Some(vms)) => vms
+                    .iter()
+                    .find(|vm| fleet.lifecycle.is_ours(&vm.name, &runner.name))
+                    .map(|vm| super::runners::Own {
+                        vm,
+                        current: fleet.lifecycle.records().current(&vm.name),
+                    }),
+                _ => None,
+            };
+            match super::runners::classify(&runner, own, prefix, now_s, window) {
+                Standing::Free | Standing::Booting => snapshot.free_runners.push(FleetRunner {
+                    name: runner.name,
+                    labels: runner.labels.into_iter().map(|l| l.name).collect(),
+                }),
+                Standing::Busy => {}
+                Standing::Stale { vm } => stale.push((
+                    vm,
+                    RunnerRecord {
+                        id: runner.id,
+                        name: runner.name,
+                    },
+                )),
+                Standing::Offline { kind } => {
+                    stats
+                        .offline
+                        .push(super::runners::offline_entry(&runner, kind));
+                }
+            }
+        }
+        if let Some(fleet) = &self.fleet {
+            for (vm, record) in stale {
+                fleet.lifecycle.remove_stale(&vm, &record).await;
+            }
         }
     }
 
@@ -176,8 +268,14 @@ impl GithubDemand {
         Ok(new)
     }
 
-    /// One poll. `now_ms` stands in for a job's queue time when GitHub gives none.
-    pub async fn poll(&self, now_ms: u64) -> Result<(DemandSnapshot, PollStats), GitHubError> {
+    /// One poll. `now_ms` stands in for a job's queue time when GitHub gives none; `vms`:
+    /// this host's VMs as the scheduler last saw them (None: not known yet), to judge its
+    /// own offline registrations.
+    pub async fn poll(
+        &self,
+        now_ms: u64,
+        vms: Option<&[VmInfo]>,
+    ) -> Result<(DemandSnapshot, PollStats), GitHubError> {
         let before = self.client.rate_limit();
         let mut snapshot = DemandSnapshot::default();
         let mut stats = PollStats::default();
@@ -255,17 +353,9 @@ impl GithubDemand {
         }
         snapshot.started_here.sort_by_key(|j| j.id);
         snapshot.started_here.dedup_by_key(|j| j.id);
-        snapshot.free_runners = self
-            .client
-            .list_runners()
-            .await?
-            .into_iter()
-            .filter(|r| !r.busy)
-            .map(|r| FleetRunner {
-                name: r.name,
-                labels: r.labels.into_iter().map(|l| l.name).collect(),
-            })
-            .collect();
+        let runners = self.client.list_runners().await?;
+        self.judge_runners(runners, vms, now_ms / 1000, &mut snapshot, &mut stats)
+            .await;
         let after = self.client.rate_limit();
         stats.quota = match (after.remaining, after.reset_epoch) {
             (Some(remaining), Some(reset)) => {

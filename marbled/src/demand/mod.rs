@@ -2,9 +2,10 @@
 //! interval` and fed to the actor as an `Input::Demand` snapshot.
 //!
 //! - [`github`]: queued ROOT jobs (queued and in-progress workflow runs, then their jobs;
-//!   only `status == "queued"` jobs count) and the fleet's runners without a job (registered,
-//!   online or offline, not busy) — the scheduler's fleet de-duplication input. ETags make an
-//!   unchanged listing cost no quota; a rate limit backs the source off until GitHub's reset.
+//!   only `status == "queued"` jobs count) and the fleet's runners without a job (idle and
+//!   online, or registered by MARBLE for a VM booting now: [`runners`]) — the scheduler's
+//!   fleet de-duplication input. ETags make an unchanged listing cost no quota; a rate limit
+//!   backs the source off until GitHub's reset.
 //! - [`jenkins`]: buildable queue items with the label parsed from their `why` text. The
 //!   scheduler serves Jenkins through `request-slot`, so this is reported (status log and
 //!   metrics), not scheduled on.
@@ -19,6 +20,8 @@ pub mod github;
 pub mod jenkins;
 #[cfg(feature = "ci")]
 mod poll;
+#[cfg(feature = "ci")]
+pub mod runners;
 
 #[cfg(feature = "ci")]
 pub use poll::{Sources, run};
@@ -150,6 +153,16 @@ pub struct PollQuota {
     pub seen: QuotaSeen,
     /// Until the next regular poll: `[demand] interval`, or longer when paced.
     pub next_poll: Duration,
+}
+
+/// The runners the last GitHub poll saw offline and did not count as free capacity (for
+/// `status` and the metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfflineSeen {
+    /// The runners.
+    pub runners: Vec<marble_proto::OfflineRunner>,
+    /// When the poll ran, unix ms.
+    pub polled_ms: u64,
 }
 
 /// The Jenkins queue as last polled: buildable items per label.

@@ -45,7 +45,8 @@ pub async fn run(
         let mut wait = section.interval;
         if let Some(gh) = &sources.github {
             let now = now_ms();
-            match gh.poll(now).await {
+            let vms = this_hosts_vms(&handle).await;
+            match gh.poll(now, vms.as_deref()).await {
                 Ok((snapshot, stats)) => {
                     tracing::debug!(
                         queued = snapshot.root_jobs.len(),
@@ -80,7 +81,15 @@ pub async fn run(
                         seen,
                         next_poll: wait,
                     });
-                    if handle.demand(Some(snapshot), None, quota).await.is_err() {
+                    let offline = super::OfflineSeen {
+                        runners: stats.offline,
+                        polled_ms: now,
+                    };
+                    if handle
+                        .demand(Some(snapshot), None, quota, Some(offline))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -101,7 +110,7 @@ pub async fn run(
                         tracing::warn!("github demand snapshot expired; assuming nothing waits");
                         github_at = None;
                         if handle
-                            .demand(Some(DemandSnapshot::default()), None, None)
+                            .demand(Some(DemandSnapshot::default()), None, None, None)
                             .await
                             .is_err()
                         {
@@ -124,7 +133,7 @@ pub async fn run(
                         tracing::info!(buildable = ?demand.by_label, "jenkins queue changed");
                         last_jenkins = Some(demand.clone());
                     }
-                    if handle.demand(None, Some(demand), None).await.is_err() {
+                    if handle.demand(None, Some(demand), None, None).await.is_err() {
                         break;
                     }
                 }
@@ -147,6 +156,16 @@ pub async fn run(
                 () = tokio::time::sleep_until(earliest.min(next)) => {}
             }
         }
+    }
+}
+
+/// This host's VMs as the scheduler sees them, once it has seen the hypervisor's inventory
+/// (before that its view may be a restored state file's, too old to call a registration
+/// stale by).
+async fn this_hosts_vms(handle: &DaemonHandle) -> Option<Vec<marble_proto::VmInfo>> {
+    match handle.query(marble_proto::Request::Status).await {
+        Ok(marble_proto::Response::Status(report)) if report.inventory_ms > 0 => Some(report.vms),
+        _ => None,
     }
 }
 
