@@ -149,6 +149,18 @@ pub enum ImageError {
         /// What remained.
         remaining: Vec<String>,
     },
+    /// The image cannot be stored as one S3 object (part count, part size or object size).
+    #[error(
+        "image too large for S3: {payload} bytes of data compress to at most {bound} bytes, beyond {limit}"
+    )]
+    TooLarge {
+        /// Allocated bytes of the bundle's files (holes left out).
+        payload: u64,
+        /// Largest possible size of the compressed data object.
+        bound: u64,
+        /// The limit it exceeds.
+        limit: &'static str,
+    },
     /// A worker task panicked or was cancelled.
     #[error("transfer task failed")]
     Task(#[source] tokio::task::JoinError),

@@ -25,6 +25,7 @@ mod error;
 mod legacy;
 pub mod manifest;
 pub mod name;
+mod parts;
 mod pull;
 mod push;
 pub mod sparse;

@@ -128,7 +128,7 @@ pub struct Control<C> {
 pub fn kind_of(err: &ImageError) -> ErrorKind {
     match err {
         ImageError::NotFound { .. } => ErrorKind::NotFound,
-        ImageError::BadName { .. } => ErrorKind::InvalidRequest,
+        ImageError::BadName { .. } | ImageError::TooLarge { .. } => ErrorKind::InvalidRequest,
         ImageError::Exists { .. } | ImageError::Vm { .. } | ImageError::ScrubIncomplete { .. } => {
             ErrorKind::InvalidState
         }
