@@ -268,20 +268,8 @@ fn xml_unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// Recursively copy a directory (for `clone`), preserving file modes.
+/// Recursively copy a directory (for `clone`) as Parallels does with APFS clonefile: same
+/// bytes, holes and modes (see [`super::clonefile`]).
 pub fn copy_dir(src: &Path, dst: &Path) -> Result<(), SimError> {
-    fs::create_dir_all(dst).map_err(|e| SimError::io(dst, e))?;
-    let entries = fs::read_dir(src).map_err(|e| SimError::io(src, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| SimError::io(src, e))?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let ft = entry.file_type().map_err(|e| SimError::io(&from, e))?;
-        if ft.is_dir() {
-            copy_dir(&from, &to)?;
-        } else {
-            fs::copy(&from, &to).map_err(|e| SimError::io(&from, e))?;
-        }
-    }
-    Ok(())
+    super::clonefile::clone_dir(src, dst)
 }
