@@ -85,3 +85,106 @@ fn clone_keeps_the_holes_of_a_sparse_disk() {
         "a push would read {payload} bytes: {extents:?}"
     );
 }
+
+#[test]
+fn create_without_a_disk_then_a_plain_64_gib_system_disk_is_a_sparse_bundle() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let h = SimHost::create(dir.path()).expect("sim host");
+    let ipsw = dir.path().join("UniversalMac_15.6_Restore.ipsw");
+    std::fs::write(&ipsw, b"ipsw").expect("ipsw");
+    let ipsw = ipsw.to_str().expect("utf-8");
+    let out = prl(
+        &h,
+        &[
+            "create",
+            VM,
+            "-o",
+            "macos",
+            "--no-hdd",
+            "--restore-image",
+            ipsw,
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let vm = h.vm(VM).expect("created");
+    assert!(vm.hdds.is_empty(), "--no-hdd: {:?}", vm.hdds);
+    assert!(!vm.home.join("harddisk.hdd").exists());
+
+    let out = prl(
+        &h,
+        &[
+            "set",
+            VM,
+            "--device-add",
+            "hdd",
+            "--type",
+            "plain",
+            "--size",
+            "65536",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.starts_with(&format!(
+            "Created hdd0 (+) sata:0 image='{}' type=plain 65536Mb",
+            vm.home.join("harddisk.hdd").display()
+        )),
+        "{}",
+        out.stdout
+    );
+    let vm = h.vm(VM).expect("vm");
+    assert_eq!(vm.hdds.len(), 1);
+    assert_eq!(
+        (vm.hdds[0].kind.as_str(), vm.hdds[0].size_mb),
+        ("plain", 65536)
+    );
+    let hds = hds_of(&vm.home);
+    assert_eq!(std::fs::metadata(&hds).expect("stat").len(), 65536 * MIB);
+    assert!(allocated(&hds) < MIB, "a new plain disk is all hole");
+    assert!(vm.home.join("harddisk.hdd/DiskDescriptor.xml").is_file());
+    // The guest's files live on the system disk, so clones and images carry them.
+    assert!(vm.guest_root().starts_with(vm.home.join("harddisk.hdd")));
+}
+
+#[test]
+fn isolate_vm_off_turns_host_sharing_back_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let h = SimHost::create(dir.path()).expect("sim host");
+    h.add_vm(VM).expect("add vm");
+    for args in [
+        &["set", VM, "--shf-host", "off"][..],
+        &["set", VM, "--auto-share-gamepad", "off"],
+    ] {
+        assert_eq!(prl(&h, args).code, 0, "{args:?}");
+    }
+    assert!(!h.vm(VM).expect("vm").shf_host);
+    assert_eq!(prl(&h, &["set", VM, "--isolate-vm", "off"]).code, 0);
+    let vm = h.vm(VM).expect("vm");
+    assert!(vm.shf_host, "PD re-enables sharing with --isolate-vm");
+    assert_eq!(
+        vm.other_settings
+            .get("--auto-share-gamepad")
+            .map(String::as_str),
+        Some("on")
+    );
+    // Applied again afterwards, the switch holds.
+    assert_eq!(prl(&h, &["set", VM, "--shf-host", "off"]).code, 0);
+    assert!(!h.vm(VM).expect("vm").shf_host);
+}
+
+#[test]
+fn an_option_this_parallels_does_not_know_is_unrecognized_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let h = SimHost::create(dir.path()).expect("sim host");
+    h.add_vm(VM).expect("add vm");
+    h.update(|st| st.settings.unknown_options = vec!["--shared-profile".into()])
+        .expect("settings");
+    let out = prl(
+        &h,
+        &["set", VM, "--shf-host", "off", "--shared-profile", "off"],
+    );
+    assert_eq!(out.code, 255, "{out:?}");
+    assert_eq!(out.stderr, "Unrecognized option: --shared-profile\n");
+    assert!(h.vm(VM).expect("vm").shf_host, "nothing was applied");
+    assert_eq!(prl(&h, &["set", VM, "--shf-host", "off"]).code, 0);
+}
