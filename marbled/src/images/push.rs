@@ -370,9 +370,21 @@ pub(crate) async fn push_dir(
     scrubbed: Vec<String>,
     progress: ProgressSink<'_>,
 ) -> Result<PushReport, ImageError> {
+    let stem = name.stem(&store.cfg.key_prefix);
+    push_dir_to_stem(store, dir, &stem, name.as_str(), scrubbed, progress).await
+}
+
+/// Pushes `dir` as `<stem>.marble` + `<stem>.marble.json`; `name` goes into the manifest.
+pub(crate) async fn push_dir_to_stem(
+    store: &ImageStore,
+    dir: &Path,
+    stem: &str,
+    name: &str,
+    scrubbed: Vec<String>,
+    progress: ProgressSink<'_>,
+) -> Result<PushReport, ImageError> {
     let started = Instant::now();
     let cfg = &store.cfg;
-    let stem = name.stem(&cfg.key_prefix);
     let data_key = format!("{stem}{DATA_SUFFIX}");
     let manifest_key = format!("{stem}{MANIFEST_SUFFIX}");
     let bundle = dir
