@@ -6,7 +6,8 @@
 //!   object holds (a zip, or MARBLE's own format) is recognised by its bytes, not its name.
 //! - A pull whose build disk is missing and cannot be fetched fails before it changes the
 //!   host: no VM registered, no bundle, no partial download. With the seed's object in the
-//!   bucket, the same pull fetches it and registers the VM.
+//!   bucket, the same pull fetches it and registers the VM, named after the host's short
+//!   name (`macphsft01`, not `gethostname`'s `macphsft01.cern.ch`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -151,11 +152,13 @@ fn a_pull_whose_build_disk_is_missing_leaves_the_host_unchanged() {
     config.images.bundles_dir = Some(pulled.clone());
     config.images.build_disk = Some(disk.clone());
     config.images.host_memory_reserve_mib = 256;
+    // What gethostname says on a CERN host: VM names use the short name.
+    config.daemon.host_name = "macphsft01.cern.ch".into();
     let daemon = DaemonProcess::spawn(dir.path(), &config);
     sim.clear_invocations().expect("clear log");
 
     let vm = "macphsft01-ROOT-VM-macOS-15";
-    let (code, out, err) = marblectl(&daemon.socket, &["image", "pull", image, "--as", vm]);
+    let (code, out, err) = marblectl(&daemon.socket, &["image", "pull", image]);
     assert_ne!(code, 0, "stdout={out} stderr={err}");
     // Nothing changed on the host.
     let names: Vec<String> = sim
@@ -193,9 +196,12 @@ fn a_pull_whose_build_disk_is_missing_leaves_the_host_unchanged() {
         let store = ImageStore::new(s3.config()).await.expect("store");
         store.upload_file(&zip, SEED_KEY).await.expect("upload");
     });
-    let (code, out, err) = marblectl(&daemon.socket, &["image", "pull", image, "--as", vm]);
+    let (code, out, err) = marblectl(&daemon.socket, &["image", "pull", image]);
     assert_eq!(code, 0, "stdout={out} stderr={err}\n{}", daemon.log_text());
     assert!(out.contains("MAC"), "{out}");
     assert_eq!(read_hds(&disk), read_hds(&src));
-    assert!(sim.vm(vm).is_ok(), "registered");
+    assert!(
+        sim.vm(vm).is_ok(),
+        "registered as <short host>-<image without date>"
+    );
 }
