@@ -13,7 +13,15 @@ wait="0s"
 case "${1:-}" in
   [0-9]*) wait="$1"; shift ;;
 esac
+# Jenkins' ssh session is non-interactive: its PATH is /usr/bin:/bin:/usr/sbin:/sbin, without
+# /usr/local/bin. So marblectl is called by the path docs/OPERATIONS.md installs it at
+# (MARBLECTL overrides it, e.g. for another prefix).
+marblectl="${MARBLECTL:-/usr/local/bin/marblectl}"
+if [ ! -x "$marblectl" ]; then
+  echo "start_vm.sh: $marblectl is missing or not executable; install marblectl there (docs/OPERATIONS.md) or set MARBLECTL" >&2
+  exit 127
+fi
 # 0: granted (the VM runs and its guest answers); 75: host busy with a job (Jenkins tries
 # another node); 77: locked / maintenance; 2: unknown VM; 69: marbled not running.
-marblectl request-slot "$vm" --wait "$wait" >&2
+"$marblectl" request-slot "$vm" --wait "$wait" >&2
 exec "$@"

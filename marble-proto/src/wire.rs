@@ -171,12 +171,14 @@ pub enum Request {
     /// Running and recently finished image transfers. Answer: `Response::Transfers`.
     /// Since 1.1. Read-only.
     Transfers,
-    /// Create a macOS VM from an IPSW restore image (`prlctl create NAME -o macos
-    /// --restore-image FILE`), then apply the uniform settings: CPUs and memory, headless
-    /// startup view, `net0` bridged to the default adapter, the shared build disk attached, no
-    /// sharing of the host's folders. The new VM is locked against scheduler starts (first
-    /// boot and setup are manual); `Response::VmCreated` lists the manual steps. A failure
-    /// after `create` deletes the half-configured VM. Since 1.2. Mutating.
+    /// Create a macOS VM from an IPSW restore image (`prlctl create NAME -o macos --no-hdd
+    /// --restore-image FILE`), then apply the seed's settings: CPUs and memory, a 64 GiB plain
+    /// system disk, `net0` bridged to the default adapter, isolation off, the shared build disk
+    /// attached, headless startup view, then no sharing of the host's folders. The new VM is
+    /// locked against scheduler starts (first boot and setup are manual);
+    /// `Response::VmCreated` lists the manual steps. A failure of a setting deletes the
+    /// half-configured VM; a refused sharing switch keeps it (locked) and fails with
+    /// `Unavailable` naming the switch. Since 1.2. Mutating.
     /// Errors: `InvalidRequest` (bad name, name does not match the team's pattern, IPSW not
     /// an absolute path to a readable `.ipsw` file, build disk missing), `InvalidState` (a VM
     /// of that name exists), `Unavailable` (prlctl failed), `Internal`.

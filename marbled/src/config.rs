@@ -83,7 +83,8 @@ pub struct DaemonSection {
     /// Graceful shutdown budget; must stay below the plist's `ExitTimeOut` (30 s).
     #[serde(with = "humantime_serde")]
     pub shutdown_budget: Duration,
-    /// Name the daemon reports for this host. Empty: the system host name.
+    /// Name the daemon reports for this host. Empty: the system host name. Either is cut at
+    /// the first dot (`macphsft01.cern.ch` → `macphsft01`).
     pub host_name: String,
 }
 

@@ -165,15 +165,23 @@ pub fn runner_lifecycle(
     }
 }
 
-/// The host name to report: configured, else the system's.
+/// The host name to report and to build names from (`<host>-…` VM names, fleet heartbeats,
+/// runner names): configured, else the system's, in both cases the short name before the
+/// first dot — `gethostname` returns `macphsft01.cern.ch` on CERN hosts, and the seed's names
+/// (`macphsft01-ROOT-VM-macOS-15`) use `macphsft01`.
 pub fn host_name(config: &Config) -> String {
-    if !config.daemon.host_name.is_empty() {
-        return config.daemon.host_name.clone();
+    let full = if config.daemon.host_name.is_empty() {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default()
+    } else {
+        config.daemon.host_name.clone()
+    };
+    match full.split('.').next() {
+        Some(short) if !short.is_empty() => short.to_owned(),
+        _ => "unknown-host".into(),
     }
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".into())
 }
 
 /// Run the daemon on `listener` until `shutdown` is cancelled. New configs arriving on
@@ -384,5 +392,23 @@ async fn persist_loop(
             Err(err) => tracing::error!(error = %err, "state writer panicked"),
         }
         written.send_replace(generation);
+    }
+}
+
+#[cfg(test)]
+mod host_name_tests {
+    use super::*;
+
+    #[test]
+    fn the_host_name_is_the_short_name_before_the_first_dot() {
+        let mut config = Config::default();
+        config.daemon.host_name = "macphsft01.cern.ch".into();
+        assert_eq!(host_name(&config), "macphsft01");
+        config.daemon.host_name = "macphsft01".into();
+        assert_eq!(host_name(&config), "macphsft01");
+        // The system's name (what gethostname returns on a CERN host) is shortened the same way.
+        config.daemon.host_name = String::new();
+        let system = host_name(&config);
+        assert!(!system.is_empty() && !system.contains('.'), "{system:?}");
     }
 }

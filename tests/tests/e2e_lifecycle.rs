@@ -98,6 +98,8 @@ fn vm_create_issues_the_documented_prlctl_sequence_and_locks_the_vm() {
         .filter(|a| !matches!(a.first().map(String::as_str), Some("list" | "exec")))
         .collect();
     let d = disk.to_str().unwrap();
+    // The seed's HOST_create_vm.sh, then MARBLE's own switches: sharing off comes after
+    // `--isolate-vm off`, which turns sharing back on.
     assert_eq!(
         calls,
         vec![
@@ -106,11 +108,21 @@ fn vm_create_issues_the_documented_prlctl_sequence_and_locks_the_vm() {
                 name,
                 "-o",
                 "macos",
+                "--no-hdd",
                 "--restore-image",
                 ipsw.to_str().unwrap()
             ]),
             argv(&["set", name, "--cpus", "2", "--memsize", "8192"]),
-            argv(&["set", name, "--startup-view", "headless"]),
+            argv(&[
+                "set",
+                name,
+                "--device-add",
+                "hdd",
+                "--type",
+                "plain",
+                "--size",
+                "65536"
+            ]),
             argv(&[
                 "set",
                 name,
@@ -121,17 +133,12 @@ fn vm_create_issues_the_documented_prlctl_sequence_and_locks_the_vm() {
                 "--iface",
                 "default"
             ]),
+            argv(&["set", name, "--isolate-vm", "off"]),
             argv(&["set", name, "--device-add", "hdd", "--image", d]),
-            argv(&[
-                "set",
-                name,
-                "--shf-host",
-                "off",
-                "--shf-host-defined",
-                "off",
-                "--shared-profile",
-                "off"
-            ]),
+            argv(&["set", name, "--startup-view", "headless"]),
+            argv(&["set", name, "--shf-host", "off"]),
+            argv(&["set", name, "--shf-host-defined", "off"]),
+            argv(&["set", name, "--shared-profile", "off"]),
         ],
         "{}",
         daemon.log_text()
@@ -139,9 +146,26 @@ fn vm_create_issues_the_documented_prlctl_sequence_and_locks_the_vm() {
     // The simulator agrees, and the output carries the MAC and the manual steps.
     let vm = env.host.vm(name).unwrap();
     assert_eq!(vm.startup_view, "headless");
-    assert!(!vm.shf_host);
+    assert!(!vm.isolated, "prlctl exec needs isolation off");
+    assert!(
+        !vm.shf_host,
+        "no host folder shared, although --isolate-vm off shared it"
+    );
+    assert_eq!(
+        vm.other_settings
+            .get("--shared-profile")
+            .map(String::as_str),
+        Some("off")
+    );
     assert_eq!(vm.nets[0].kind, "bridged");
-    assert!(vm.hdds.iter().any(|h| h.image == disk), "{:?}", vm.hdds);
+    // System disk first (the guest lives on it), then the shared build disk.
+    assert_eq!(vm.hdds.len(), 2, "{:?}", vm.hdds);
+    assert_eq!(vm.hdds[0].image, vm.home.join("harddisk.hdd"));
+    assert_eq!(
+        (vm.hdds[0].kind.as_str(), vm.hdds[0].size_mb),
+        ("plain", 65536)
+    );
+    assert_eq!(vm.hdds[1].image, disk);
     assert_eq!((vm.cpus, vm.memsize_mb), (2, 8192));
     assert!(out.stdout.contains(vm.mac0().unwrap()), "{out}");
     for needle in ["Setup Assistant", "installtools", "vm provision", "unlock"] {
@@ -435,4 +459,78 @@ fn shipped_profiles_parse_and_guard_the_build_disk() {
             "exactly one candidate required"
         );
     }
+}
+
+/// `vm create NAME` for ROOT with a fresh IPSW; returns the CLI's output.
+fn create_root_vm(env: &SimEnv, daemon: &DaemonProcess, name: &str) -> e2e_support::Out {
+    let ipsw = env.dir.path().join("UniversalMac_26.0_Restore.ipsw");
+    std::fs::write(&ipsw, b"not really an ipsw").unwrap();
+    ctl(
+        &daemon.socket,
+        &[
+            "vm",
+            "create",
+            name,
+            "--ipsw",
+            ipsw.to_str().unwrap(),
+            "--team",
+            "root",
+        ],
+    )
+}
+
+#[track_caller]
+fn lock_shown(daemon: &DaemonProcess, name: &str) -> bool {
+    let o = ctl(&daemon.socket, &["vm", "show", name, "--json"]);
+    o.code == 0
+        && serde_json::from_str::<serde_json::Value>(&o.stdout).is_ok_and(|v| !v["lock"].is_null())
+}
+
+#[test]
+fn vm_create_keeps_the_new_vm_when_parallels_refuses_a_sharing_switch() {
+    let (env, _disk) = env_with_disk();
+    // A Parallels build that does not know `--shared-profile` (for a .macvm).
+    env.host
+        .update(|st| st.settings.unknown_options = vec!["--shared-profile".into()])
+        .unwrap();
+    let daemon = env.spawn();
+    let name = "macphsft01-ROOT-VM-macOS-26";
+    let out = create_root_vm(&env, &daemon, name);
+    assert_ne!(out.code, 0, "{out}");
+    for needle in ["--shared-profile", "Unrecognized option", "kept", "Sharing"] {
+        assert!(out.stderr.contains(needle), "missing {needle:?}: {out}");
+    }
+    // Not deleted: fully configured but for that switch, the others applied.
+    let vm = env.host.vm(name).expect("the new VM is kept");
+    assert!(!vm.shf_host && !vm.isolated, "{vm:?}");
+    assert_eq!(vm.hdds.len(), 2);
+    let verbs: Vec<String> = env
+        .host
+        .argvs()
+        .unwrap()
+        .into_iter()
+        .filter_map(|a| a.first().cloned())
+        .collect();
+    assert!(!verbs.iter().any(|v| v == "delete"), "{verbs:?}");
+    // It stays locked against scheduler starts until the operator has looked at it.
+    let ok = wait_until_blocking(e2e_support::T, || lock_shown(&daemon, name));
+    assert!(ok, "{name} not shown locked\n{}", daemon.log_text());
+}
+
+#[test]
+fn vm_create_deletes_a_vm_whose_configuration_failed_and_drops_its_lock() {
+    let (env, _disk) = env_with_disk();
+    // Without `--isolate-vm` the VM would have no `prlctl exec`: a configuration failure.
+    env.host
+        .update(|st| st.settings.unknown_options = vec!["--isolate-vm".into()])
+        .unwrap();
+    let daemon = env.spawn();
+    let name = "macphsft01-ROOT-VM-macOS-26";
+    let out = create_root_vm(&env, &daemon, name);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("--isolate-vm"), "{out}");
+    assert!(out.stderr.contains("was deleted"), "{out}");
+    assert!(env.host.vm(name).is_err(), "the half-configured VM is gone");
+    let ok = wait_until_blocking(e2e_support::T, || !lock_shown(&daemon, name));
+    assert!(ok, "the lock taken for {name} stays\n{}", daemon.log_text());
 }

@@ -352,10 +352,11 @@ fn set_changes_identity_hardware_and_devices() {
         "{}",
         r.stdout
     );
+    // `--isolate-vm off` turns sharing back on (PD 26.3.2): sharing switches come after it.
     for args in [
-        &["set", VM, "--shf-host", "off"][..],
+        &["set", VM, "--isolate-vm", "off"][..],
+        &["set", VM, "--shf-host", "off"],
         &["set", VM, "--shf-host-defined", "off"],
-        &["set", VM, "--isolate-vm", "off"],
         &["set", VM, "--description", "ROOT macOS 14"],
         &["set", VM, "--device-add", "net", "--type", "shared"],
     ] {

@@ -130,8 +130,9 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn snapshot_list<'a>(&'a self, vm: &'a str) -> HvFuture<'a, Vec<Snapshot>>;
     /// `prlctl snapshot-delete VM --id ID`.
     fn snapshot_delete<'a>(&'a self, vm: &'a str, id: &'a str) -> HvFuture<'a, ()>;
-    /// `prlctl create NAME -o macos --restore-image IPSW`: a stopped macOS VM whose OS is
-    /// installed from the IPSW on its first start. `timeout` because reading a 15 GB IPSW
+    /// `prlctl create NAME -o macos --no-hdd --restore-image IPSW`: a stopped macOS VM without
+    /// a disk (the caller adds the system disk, as the seed did) whose OS is installed from
+    /// the IPSW on its first start. `timeout` because reading a 15 GB IPSW
     /// can take much longer than an ordinary call.
     fn create_macos<'a>(
         &'a self,

@@ -569,7 +569,15 @@ impl Hypervisor for Prlctl {
         timeout: Duration,
     ) -> HvFuture<'a, ()> {
         Box::pin(self.simple(
-            strings(&["create", name, "-o", "macos", "--restore-image", ipsw]),
+            strings(&[
+                "create",
+                name,
+                "-o",
+                "macos",
+                "--no-hdd",
+                "--restore-image",
+                ipsw,
+            ]),
             timeout,
         ))
     }

@@ -110,7 +110,9 @@ pub struct ImageStoreConfig {
     pub host_memory_reserve_mib: u64,
     /// Build disk path on the host (shared by all VMs).
     pub build_disk: Option<PathBuf>,
-    /// Object key of the build disk image (a marble image or a `.zip`).
+    /// Object key of the build disk: the seed's `build_drive.hdd`, a zip stored without the
+    /// extension; MARBLE's format (`<key>.marble.json` + `<key>.marble`) is accepted too. The
+    /// content is recognised by its bytes, not its name.
     pub build_disk_key: String,
     /// Directory pulled VM bundles go to. Unset: `$HOME/Parallels` of the daemon's user.
     pub bundles_dir: Option<PathBuf>,
@@ -148,7 +150,7 @@ impl Default for ImageStoreConfig {
             scrub: ScrubConfig::default(),
             host_memory_reserve_mib: 4096,
             build_disk: None,
-            build_disk_key: "build_drive.hdd.zip".into(),
+            build_disk_key: "build_drive.hdd".into(),
             bundles_dir: None,
             boot_timeout: Duration::from_secs(300),
             exec_timeout: Duration::from_secs(60),

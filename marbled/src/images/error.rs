@@ -149,6 +149,28 @@ pub enum ImageError {
         /// What remained.
         remaining: Vec<String>,
     },
+    /// A pull needs the build disk, which is missing on the host and not in the bucket.
+    #[error(
+        "build disk {path} is missing and the bucket has no {key} to fetch it from (a zip or a MARBLE image); upload it there or set images.build_disk_key. Nothing was changed on this host"
+    )]
+    BuildDiskMissing {
+        /// The configured build disk (`images.build_disk`).
+        path: PathBuf,
+        /// The key looked for (prefix + `images.build_disk_key`).
+        key: String,
+    },
+    /// The image cannot be stored as one S3 object (part count, part size or object size).
+    #[error(
+        "image too large for S3: {payload} bytes of data compress to at most {bound} bytes, beyond {limit}"
+    )]
+    TooLarge {
+        /// Allocated bytes of the bundle's files (holes left out).
+        payload: u64,
+        /// Largest possible size of the compressed data object.
+        bound: u64,
+        /// The limit it exceeds.
+        limit: &'static str,
+    },
     /// A worker task panicked or was cancelled.
     #[error("transfer task failed")]
     Task(#[source] tokio::task::JoinError),

@@ -23,8 +23,11 @@ pub mod config;
 pub mod creds;
 mod error;
 mod legacy;
+mod locate;
 pub mod manifest;
 pub mod name;
+mod parts;
+mod preflight;
 mod pull;
 mod push;
 pub mod sparse;
@@ -220,6 +223,19 @@ impl ImageStore {
         push::push_dir(self, dir, name, Vec::new(), progress).await
     }
 
+    /// Pushes `dir` in the MARBLE format under the key stem `stem` (`<stem>.marble` and
+    /// `<stem>.marble.json`, the prefix not added): for objects that are not team images,
+    /// such as the build disk (`build_drive.hdd`).
+    pub async fn push_dir_as(
+        &self,
+        dir: &Path,
+        stem: &str,
+        progress: ProgressSink<'_>,
+    ) -> Result<PushReport, ImageError> {
+        let name = stem.rsplit('/').next().unwrap_or(stem);
+        push::push_dir_to_stem(self, dir, stem, name, Vec::new(), progress).await
+    }
+
     pub(crate) async fn push_dir_scrubbed(
         &self,
         dir: &Path,
@@ -248,49 +264,49 @@ impl ImageStore {
         .await
     }
 
-    /// Pulls by key stem (`<prefix>TEAM/NAME` without suffix, or any stem such as the build
-    /// disk's) into `dest_parent`; `default_bundle` names the directory for zips without a
-    /// single top directory.
+    /// Pulls by key (`<prefix>TEAM/NAME` without suffix, or any key such as the build disk's
+    /// `build_drive.hdd`) into `dest_parent`; the format is told by the manifest or by the
+    /// object's first bytes (see `locate`). `default_bundle` names the directory for zips
+    /// without a single top directory.
     pub async fn pull_key_to_dir(
         &self,
-        stem: &str,
+        key: &str,
         default_bundle: &str,
         dest_parent: &Path,
         progress: ProgressSink<'_>,
     ) -> Result<PullReport, ImageError> {
-        let stem = stem.trim_end_matches(ZIP_SUFFIX);
+        let found = locate::locate(self, key).await?;
+        self.pull_located(&found, default_bundle, dest_parent, progress)
+            .await
+    }
+
+    /// Pulls what [`locate::locate`] found.
+    pub(crate) async fn pull_located(
+        &self,
+        found: &locate::Located,
+        default_bundle: &str,
+        dest_parent: &Path,
+        progress: ProgressSink<'_>,
+    ) -> Result<PullReport, ImageError> {
         std::fs::create_dir_all(dest_parent).map_err(ImageError::io("create", dest_parent))?;
-        if let Some(m) = self
-            .bucket
-            .get_small(&format!("{stem}{MANIFEST_SUFFIX}"))
-            .await?
-        {
-            return pull::pull_marble(
-                self,
-                &format!("{stem}{DATA_SUFFIX}"),
-                &m,
-                dest_parent,
-                progress,
-            )
-            .await;
-        }
-        let zip_key = format!("{stem}{ZIP_SUFFIX}");
-        match self.bucket.head(&zip_key).await? {
-            Some(h) => {
+        match found {
+            locate::Located::Marble {
+                data_key,
+                manifest_bytes,
+                ..
+            } => pull::pull_marble(self, data_key, manifest_bytes, dest_parent, progress).await,
+            locate::Located::Zip { key, size, etag } => {
                 legacy::pull_zip(
                     self,
-                    &zip_key,
-                    h.size,
-                    h.etag,
+                    key,
+                    *size,
+                    etag.clone(),
                     default_bundle,
                     dest_parent,
                     progress,
                 )
                 .await
             }
-            None => Err(ImageError::NotFound {
-                name: stem.to_string(),
-            }),
         }
     }
 

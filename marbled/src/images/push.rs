@@ -4,7 +4,8 @@
 //! complete).
 //!
 //! Memory is bounded by the channel: at most `concurrency` parts queued plus `concurrency`
-//! in flight, each ≤ part size + one chunk frame.
+//! in flight, each ≤ part size + one chunk frame. The part size is the configured one, raised
+//! for large bundles so the object fits in S3's 10 000 parts (see `parts`).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -369,9 +370,21 @@ pub(crate) async fn push_dir(
     scrubbed: Vec<String>,
     progress: ProgressSink<'_>,
 ) -> Result<PushReport, ImageError> {
+    let stem = name.stem(&store.cfg.key_prefix);
+    push_dir_to_stem(store, dir, &stem, name.as_str(), scrubbed, progress).await
+}
+
+/// Pushes `dir` as `<stem>.marble` + `<stem>.marble.json`; `name` goes into the manifest.
+pub(crate) async fn push_dir_to_stem(
+    store: &ImageStore,
+    dir: &Path,
+    stem: &str,
+    name: &str,
+    scrubbed: Vec<String>,
+    progress: ProgressSink<'_>,
+) -> Result<PushReport, ImageError> {
     let started = Instant::now();
     let cfg = &store.cfg;
-    let stem = name.stem(&cfg.key_prefix);
     let data_key = format!("{stem}{DATA_SUFFIX}");
     let manifest_key = format!("{stem}{MANIFEST_SUFFIX}");
     let bundle = dir
@@ -392,11 +405,20 @@ pub(crate) async fn push_dir(
         .map_err(ImageError::Task)??;
     let payload_total: u64 = entries.iter().map(Entry::data_len).sum();
     let apparent: u64 = entries.iter().map(|e| e.size).sum();
+    // Before any request: an image S3 cannot hold is refused here, with the figures.
+    let part_size = super::parts::part_size_for(payload_total, cfg.chunk_size(), cfg.part_size())?;
+    if part_size != cfg.part_size() {
+        tracing::info!(
+            payload = payload_total,
+            part_size,
+            configured = cfg.part_size(),
+            "part size raised to stay within S3's 10 000 parts"
+        );
+    }
     let fingerprint = format!(
-        "{fp}:{}:{}:{}",
+        "{fp}:{}:{}:{part_size}",
         cfg.compression_level,
         cfg.chunk_size(),
-        cfg.part_size()
     );
     let sd = cfg.state_dir();
     std::fs::create_dir_all(&sd).map_err(ImageError::io("create", &sd))?;
@@ -409,7 +431,7 @@ pub(crate) async fn push_dir(
         dir: dir.to_path_buf(),
         level: cfg.compression_level,
         chunk_size: cfg.chunk_size(),
-        part_size: cfg.part_size(),
+        part_size,
         tx,
         chunks: Vec::new(),
         object_off: 0,

@@ -5,9 +5,11 @@
 //! files, shell histories, host names), the scrub is verified, the clone is stopped, its
 //! snapshots deleted, its bundle pushed, and the clone deleted whatever happened.
 //!
-//! Pull: the image is downloaded and verified into place (see `pull`), registered, renamed to
-//! `<host>-<name without date>`, given a new MAC on a bridged default adapter and the host's
-//! CPUs and memory (minus a reserve); the build disk is fetched if missing. Any failure after
+//! Pull: first everything it needs is checked without changing the host (`preflight`: the
+//! image, a free name and bundle directory, the build disk present or fetchable, disk space);
+//! then the build disk is fetched if missing, the image is downloaded and verified into place
+//! (see `pull`), registered, renamed to `<host>-<name without date>`, given a new MAC on a
+//! bridged default adapter and the host's CPUs and memory (minus a reserve). Any failure after
 //! the download unregisters and removes what was created.
 
 use std::path::{Path, PathBuf};
@@ -313,7 +315,25 @@ pub async fn pull_vm(
             opts.host_memory_mib
         )));
     }
-    let pull = store.pull_to_dir(name, &opts.bundles_dir, progress).await?;
+    // Everything else the pull needs, before the host changes (image, free bundle name,
+    // build disk present or fetchable, disk space).
+    let plan = super::preflight::check(store, name, &opts.bundles_dir).await?;
+    // The build disk first: a VM registered without it could not start.
+    let build_disk_fetched = match &plan.build_disk {
+        Some((disk, found)) => {
+            super::preflight::fetch_build_disk(store, disk, found, progress).await?;
+            true
+        }
+        None => false,
+    };
+    let pull = store
+        .pull_located(
+            &plan.image,
+            &format!("{name}.macvm"),
+            &opts.bundles_dir,
+            progress,
+        )
+        .await?;
     progress(Progress {
         phase: Phase::Register,
         done: 0,
@@ -383,26 +403,6 @@ pub async fn pull_vm(
             return Err(e);
         }
     };
-    let mut build_disk_fetched = false;
-    if let Some(disk) = &store.config().build_disk
-        && !disk.exists()
-    {
-        let parent = disk.parent().unwrap_or(Path::new("."));
-        let file = disk
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("build_drive.hdd");
-        let key = format!(
-            "{}{}",
-            store.config().key_prefix,
-            store.config().build_disk_key
-        );
-        let r = store.pull_key_to_dir(&key, file, parent, progress).await?;
-        if r.bundle != *disk {
-            std::fs::rename(&r.bundle, disk).map_err(ImageError::io("rename", disk))?;
-        }
-        build_disk_fetched = true;
-    }
     let mac_s = mac
         .clone()
         .unwrap_or_else(|| "(unknown: check `prlctl list -i`)".into());

@@ -131,11 +131,11 @@ impl Supervisor {
         let span = tracing::info_span!("create", vm = %vm);
         self.jobs.spawn(
             async move {
-                let result = create::run(hv, plan, ci_user, timeout).await;
-                let ok = result.is_ok();
+                let outcome = create::run(hv, plan, ci_user, timeout).await;
+                let ok = outcome.vm_exists;
                 let _ = waiter
                     .done
-                    .send(result.map(marble_proto::Response::VmCreated));
+                    .send(outcome.result.map(marble_proto::Response::VmCreated));
                 let event = LifecycleEvent::Created {
                     vm,
                     ok,

@@ -186,7 +186,7 @@ async fn edition(prlsrvctl: &Path, tool_env: &[(String, String)]) -> CheckResult
     };
     let edition = v["edition"].as_str().unwrap_or("").to_ascii_lowercase();
     let status = v["status"].as_str().unwrap_or("unknown").to_owned();
-    let trial = v["is_trial"].as_bool().unwrap_or(false);
+    let trial = yes(&v["is_trial"]);
     let detail = format!(
         "edition {}, licence {status}{}",
         if edition.is_empty() {
@@ -212,6 +212,18 @@ async fn edition(prlsrvctl: &Path, tool_env: &[(String, String)]) -> CheckResult
         )
     } else {
         line("edition", CheckStatus::Pass, detail, "")
+    }
+}
+
+/// A yes/no field of `prlsrvctl … --json`: PD prints `"yes"`/`"no"` strings (Parallels'
+/// prl-devops-service models `is_trial` as a string); a JSON boolean is accepted too.
+fn yes(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::String(s) => {
+            ["yes", "true", "1"].contains(&s.trim().to_ascii_lowercase().as_str())
+        }
+        _ => false,
     }
 }
 
@@ -415,5 +427,35 @@ async fn s3(cfg: &crate::images::ImageStoreConfig) -> CheckResult {
             ),
             "check network access to the S3 endpoint",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `edition` against a `prlsrvctl` that prints `tests/fixtures/prlsrvctl/<fixture>`.
+    async fn edition_of(fixture: &str) -> CheckResult {
+        let dir = tempfile::tempdir().unwrap();
+        let json = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/prlsrvctl")
+            .join(fixture);
+        let fake = dir.path().join("prlsrvctl");
+        std::fs::write(&fake, format!("#!/bin/sh\ncat '{}'\n", json.display())).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        edition(&fake, &[("PATH".into(), "/usr/bin:/bin".into())]).await
+    }
+
+    #[tokio::test]
+    async fn a_trial_licence_is_flagged_whether_is_trial_is_a_string_or_a_boolean() {
+        for fixture in ["license_json_trial.json", "license_json_bool_trial.json"] {
+            let r = edition_of(fixture).await;
+            assert_eq!(r.status, CheckStatus::Warn, "{fixture}: {r:?}");
+            assert!(r.detail.contains("(trial)"), "{fixture}: {r:?}");
+        }
+        let r = edition_of("license_json_volume.json").await;
+        assert_eq!(r.status, CheckStatus::Pass, "{r:?}");
+        assert_eq!(r.detail, "edition business, licence ACTIVE");
     }
 }

@@ -1,18 +1,26 @@
-//! `vm create`: validation of the request, and the job that runs the documented prlctl
-//! sequence (reference/prlctl.md §5.1, §6) for a new macOS VM:
+//! `vm create`: validation of the request, and the job that runs the seed's recipe
+//! (`HOST_create_vm.sh`, reference/seed-scripts.md §7; prlctl.md §5.1, §6) for a new macOS VM:
 //!
 //! ```text
-//! prlctl create NAME -o macos --restore-image IPSW
+//! prlctl create NAME -o macos --no-hdd --restore-image IPSW
 //! prlctl set NAME --cpus N --memsize MB
-//! prlctl set NAME --startup-view headless
+//! prlctl set NAME --device-add hdd --type plain --size 65536     # 64 GiB system disk
 //! prlctl set NAME --device-set net0 --type bridged --iface default
-//! prlctl set NAME --device-add hdd --image BUILD_DISK
-//! prlctl set NAME --shf-host off --shf-host-defined off --shared-profile off
+//! prlctl set NAME --isolate-vm off                               # prlctl exec needs it
+//! prlctl set NAME --device-add hdd --image BUILD_DISK            # the shared build disk
+//! prlctl set NAME --startup-view headless
+//! prlctl set NAME --shf-host off
+//! prlctl set NAME --shf-host-defined off
+//! prlctl set NAME --shared-profile off
 //! ```
 //!
-//! The last line is what the seed never did: no host folder (the seed shared the whole home
+//! The last three are what the seed never did: no host folder (the seed shared the whole home
 //! with its S3 keys and ssh keys into every VM) and no Mac profile folders are visible in the
-//! guest. A failure after `create` deletes the half-configured VM, so a retry starts clean.
+//! guest. They come after `--isolate-vm off`, which turns sharing back on (PD 26.3.2), and each
+//! is its own call, so one that this Parallels does not accept for a `.macvm` leaves the others
+//! applied. A failure up to the build disk deletes the half-configured VM, so a retry starts
+//! clean; a refused sharing switch does not: the VM is complete, it is kept (and stays locked)
+//! and the error says what to check by hand.
 //! Owns no state; the actor locks the name before the job runs (see `lifecycle`).
 
 use std::path::{Path, PathBuf};
@@ -203,19 +211,33 @@ pub fn plan(
     })
 }
 
-/// The `prlctl set` argument lists after `create`, in order.
+/// Size of the system disk, MiB (the seed's 64 GiB plain disk).
+pub const SYSTEM_DISK_MIB: u64 = 65_536;
+
+fn args(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The `prlctl set` argument lists that make the VM usable, in order: a failure of any of
+/// them deletes the new VM.
 pub fn settings(plan: &CreatePlan) -> Vec<Vec<String>> {
-    let v = |parts: &[&str]| parts.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let disk = plan.build_disk.to_string_lossy().into_owned();
     vec![
-        v(&[
+        args(&[
             "--cpus",
             &plan.cpus.to_string(),
             "--memsize",
             &plan.memory_mib.to_string(),
         ]),
-        v(&["--startup-view", "headless"]),
-        v(&[
+        args(&[
+            "--device-add",
+            "hdd",
+            "--type",
+            "plain",
+            "--size",
+            &SYSTEM_DISK_MIB.to_string(),
+        ]),
+        args(&[
             "--device-set",
             "net0",
             "--type",
@@ -223,15 +245,19 @@ pub fn settings(plan: &CreatePlan) -> Vec<Vec<String>> {
             "--iface",
             "default",
         ]),
-        v(&["--device-add", "hdd", "--image", &disk]),
-        v(&[
-            "--shf-host",
-            "off",
-            "--shf-host-defined",
-            "off",
-            "--shared-profile",
-            "off",
-        ]),
+        args(&["--isolate-vm", "off"]),
+        args(&["--device-add", "hdd", "--image", &disk]),
+        args(&["--startup-view", "headless"]),
+    ]
+}
+
+/// The sharing switches, one `prlctl set` each, applied after [`settings`] (after
+/// `--isolate-vm off`, which re-enables sharing).
+pub fn sharing_off() -> Vec<Vec<String>> {
+    vec![
+        args(&["--shf-host", "off"]),
+        args(&["--shf-host-defined", "off"]),
+        args(&["--shared-profile", "off"]),
     ]
 }
 
@@ -266,54 +292,128 @@ pub fn manual_steps(
     ]
 }
 
-/// The job: create, configure, report; delete the VM again when a setting fails.
+/// What [`run`] did.
+#[derive(Debug)]
+pub struct CreateOutcome {
+    /// The answer to the client.
+    pub result: Result<CreateResult, WireError>,
+    /// Whether the VM exists afterwards (also after a refused sharing switch): the lock
+    /// taken for its name must stay.
+    pub vm_exists: bool,
+}
+
+/// The job: create, configure, turn sharing off, report. A failing setting deletes the VM
+/// again; a refused sharing switch keeps it (see the module doc).
 pub async fn run(
     hv: Arc<dyn Hypervisor>,
     plan: CreatePlan,
     ci_user: String,
     create_timeout: Duration,
-) -> Result<CreateResult, WireError> {
+) -> CreateOutcome {
     let name = plan.name.as_str();
     let ipsw = plan.ipsw.to_string_lossy().into_owned();
-    let mut commands = vec![format!("create {name} -o macos --restore-image {ipsw}")];
+    let mut commands = vec![format!(
+        "create {name} -o macos --no-hdd --restore-image {ipsw}"
+    )];
     tracing::info!(vm = name, ipsw = %ipsw, "creating VM");
-    hv.create_macos(name, &ipsw, create_timeout)
-        .await
-        .map_err(|e| crate::error::to_wire(ErrorKind::Unavailable, &e))?;
+    if let Err(e) = hv.create_macos(name, &ipsw, create_timeout).await {
+        return CreateOutcome {
+            result: Err(crate::error::to_wire(ErrorKind::Unavailable, &e)),
+            vm_exists: false,
+        };
+    }
     for args in settings(&plan) {
         commands.push(format!("set {name} {}", args.join(" ")));
         if let Err(e) = hv.set(name, &args).await {
-            let mut err = crate::error::to_wire(ErrorKind::Unavailable, &e);
-            err.message = format!("configuring new VM {name} failed: {}", err.message);
-            match hv.delete(name).await {
-                Ok(()) => err.chain.push(format!("the half-configured VM {name} was deleted")),
-                Err(d) => err.chain.push(format!(
-                    "deleting the half-configured VM {name} also failed ({}); delete it by hand: prlctl delete {name}",
-                    crate::error::error_chain(&d).join(": ")
-                )),
-            }
-            tracing::warn!(vm = name, error = %err, "vm create failed");
-            return Err(err);
+            return CreateOutcome {
+                result: Err(delete_half_configured(&*hv, name, &args, &e).await),
+                vm_exists: false,
+            };
+        }
+    }
+    let mut refused = Vec::new();
+    for args in sharing_off() {
+        let line = format!("set {name} {}", args.join(" "));
+        match hv.set(name, &args).await {
+            Ok(()) => commands.push(line),
+            Err(e) => refused.push(crate::error::error_chain(&e).join(": ")),
         }
     }
     // Identity for the operator (LANDB needs the MAC); not fatal if Parallels is terse.
     let details = hv.info(name).await.ok();
     let bundle = details.as_ref().and_then(|d| d.home.clone());
     let mac = details.as_ref().and_then(|d| d.mac.clone());
+    if !refused.is_empty() {
+        let err = sharing_refused(name, &refused, mac.as_deref());
+        tracing::warn!(vm = name, error = %err, "vm create: sharing switches refused; VM kept");
+        return CreateOutcome {
+            result: Err(err),
+            vm_exists: true,
+        };
+    }
     let manual_steps = manual_steps(&plan, &ci_user, bundle.as_deref(), mac.as_deref());
     tracing::info!(vm = name, "VM created and configured");
-    Ok(CreateResult {
-        vm: name.to_owned(),
-        uuid: details.map(|d| d.uuid).filter(|u| !u.is_empty()),
-        bundle,
-        mac,
-        cpus: plan.cpus,
-        memory_mib: plan.memory_mib,
-        build_disk: plan.build_disk.to_string_lossy().into_owned(),
-        commands,
-        locked: true,
-        manual_steps,
-    })
+    CreateOutcome {
+        result: Ok(CreateResult {
+            vm: name.to_owned(),
+            uuid: details.map(|d| d.uuid).filter(|u| !u.is_empty()),
+            bundle,
+            mac,
+            cpus: plan.cpus,
+            memory_mib: plan.memory_mib,
+            build_disk: plan.build_disk.to_string_lossy().into_owned(),
+            commands,
+            locked: true,
+            manual_steps,
+        }),
+        vm_exists: true,
+    }
+}
+
+/// A setting failed: delete the VM (a retry starts clean) and say what happened.
+async fn delete_half_configured(
+    hv: &dyn Hypervisor,
+    name: &str,
+    args: &[String],
+    e: &crate::hypervisor::PrlctlError,
+) -> WireError {
+    let mut err = crate::error::to_wire(ErrorKind::Unavailable, e);
+    err.message = format!(
+        "configuring new VM {name} failed at `prlctl set {name} {}`: {}",
+        args.join(" "),
+        err.message
+    );
+    match hv.delete(name).await {
+        Ok(()) => err
+            .chain
+            .push(format!("the half-configured VM {name} was deleted")),
+        Err(d) => err.chain.push(format!(
+            "deleting the half-configured VM {name} also failed ({}); delete it by hand: prlctl delete {name}",
+            crate::error::error_chain(&d).join(": ")
+        )),
+    }
+    tracing::warn!(vm = name, error = %err, "vm create failed");
+    err
+}
+
+/// The VM is complete but some sharing switches were refused (the adapter's errors).
+fn sharing_refused(name: &str, refused: &[String], mac: Option<&str>) -> WireError {
+    WireError {
+        kind: ErrorKind::Unavailable,
+        message: format!(
+            "new VM {name} was created, but Parallels refused to turn host sharing off: {}",
+            refused.join("; ")
+        ),
+        chain: vec![
+            "the VM is kept (everything else is configured) and stays locked: the scheduler will not start it"
+                .to_owned(),
+            format!(
+                "check by hand that nothing of the Mac is shared into it (Parallels Desktop: {name} > Configure > Options > Sharing: no Mac folders, no user profile), then continue with the manual steps in docs/OPERATIONS.md (\"vm create\"){}",
+                mac.map(|m| format!("; its net0 MAC for LANDB is {m}"))
+                    .unwrap_or_default()
+            ),
+        ],
+    }
 }
 
 #[cfg(test)]

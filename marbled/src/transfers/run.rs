@@ -127,8 +127,8 @@ pub struct Control<C> {
 /// The `ErrorKind` of an image failure.
 pub fn kind_of(err: &ImageError) -> ErrorKind {
     match err {
-        ImageError::NotFound { .. } => ErrorKind::NotFound,
-        ImageError::BadName { .. } => ErrorKind::InvalidRequest,
+        ImageError::NotFound { .. } | ImageError::BuildDiskMissing { .. } => ErrorKind::NotFound,
+        ImageError::BadName { .. } | ImageError::TooLarge { .. } => ErrorKind::InvalidRequest,
         ImageError::Exists { .. } | ImageError::Vm { .. } | ImageError::ScrubIncomplete { .. } => {
             ErrorKind::InvalidState
         }

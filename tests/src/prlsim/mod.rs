@@ -7,7 +7,8 @@
 //! [`SimHost`], humans with the `prlsim` binary. Both bins are thin wrappers over
 //! [`prlctl::fake_main`] and [`ctl::main`].
 //!
-//! Layout: [`model`] (state), [`store`] (locking, persistence, bundles, log), [`faults`],
+//! Layout: [`model`] (state), [`store`] (locking, persistence, bundles, log), [`clonefile`]
+//! (bundle copies that keep holes, like APFS clonefile), [`faults`],
 //! [`prlctl`] (the command surface: power, list, manage), [`prlsrvctl`] (`info`, same binary
 //! under that name), [`exec`] and [`guest`] (the scripted
 //! guest), [`host`] ([`SimHost`]), [`ctl`] (the `prlsim` CLI).
@@ -15,6 +16,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod clonefile;
 pub mod ctl;
 pub mod exec;
 pub mod faults;

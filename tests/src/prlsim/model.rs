@@ -392,6 +392,11 @@ pub struct Settings {
     /// Licence edition `prlsrvctl info --license` reports (`pro`, `business`, `standard`…).
     #[serde(default = "default_edition")]
     pub edition: String,
+    /// Options this Parallels build does not know: `create` and `set` naming one fail with
+    /// `Unrecognized option: <opt>`, exit 255, before changing anything (PD 26.3.2 did so for
+    /// `--auto-share-bluetooth`, reference/prlctl.md §6).
+    #[serde(default)]
+    pub unknown_options: Vec<String>,
 }
 
 fn default_edition() -> String {
@@ -405,6 +410,7 @@ impl Default for Settings {
             exec_argv_hang_bytes: Some(3900),
             vm_home: None,
             edition: default_edition(),
+            unknown_options: Vec::new(),
         }
     }
 }

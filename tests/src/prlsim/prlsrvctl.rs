@@ -1,6 +1,7 @@
 //! `prlsrvctl info [--license] [-j|--json] [-f|--full]` (reference/prlctl.md §10), answered
 //! by the `fake-prlctl` binary when it runs under the name `prlsrvctl`. The version comes
-//! from the simulated `prlctl --version` line, the edition from `Settings::edition`.
+//! from the simulated `prlctl --version` line, the edition from `Settings::edition`. Yes/no
+//! fields of the licence JSON are the strings `"yes"`/`"no"`, as PD prints them.
 //! Other actions are "Unrecognized option", exit 255, as on PD for unknown words.
 
 use super::model::SimState;
@@ -45,7 +46,7 @@ pub fn answer(st: &mut SimState, args: &[String]) -> Outcome {
         .unwrap_or_default();
     let text = match (license, json) {
         (true, true) => format!(
-            "{{\n\t\"status\": \"ACTIVE\",\n\t\"serial\": \"XXXXXX-XXXXXX\",\n\t\"expiration\": \"2027-01-01 00:00:00\",\n\t\"edition\": \"{edition}\",\n\t\"is_trial\": false,\n\t\"is_volume\": true\n}}\n"
+            "{{\n\t\"status\": \"ACTIVE\",\n\t\"serial\": \"XXXXXX-XXXXXX\",\n\t\"expiration\": \"2027-01-01 00:00:00\",\n\t\"edition\": \"{edition}\",\n\t\"is_trial\": \"no\",\n\t\"is_volume\": \"yes\"\n}}\n"
         ),
         (true, false) => {
             format!("License: state='valid' edition=\"{edition}\" restricted='false'\n")

@@ -168,17 +168,7 @@ pub fn create_bundle(vm: &Vm) -> Result<(), SimError> {
         fs::write(&p, body).map_err(|e| SimError::io(&p, e))?;
     }
     if let Some(hdd) = vm.hdds.first() {
-        fs::create_dir_all(&hdd.image).map_err(|e| SimError::io(&hdd.image, e))?;
-        let desc = hdd.image.join("DiskDescriptor.xml");
-        let body = "<?xml version=\"1.0\"?>\n<Parallels_disk_image Version=\"1.0\">\n  \
-                    <StorageData><Storage><Image><File>harddisk.hdd.0.\
-                    {5fbaabe3-6958-40ff-92a7-860e329aab41}.hds</File></Image></Storage>\
-                    </StorageData>\n</Parallels_disk_image>\n";
-        fs::write(&desc, body).map_err(|e| SimError::io(&desc, e))?;
-        let hds = hdd
-            .image
-            .join("harddisk.hdd.0.{5fbaabe3-6958-40ff-92a7-860e329aab41}.hds");
-        fs::write(&hds, b"").map_err(|e| SimError::io(&hds, e))?;
+        create_disk(&hdd.image, 0)?;
     }
     let root = vm.guest_root();
     for d in GUEST_DIRS {
@@ -186,6 +176,27 @@ pub fn create_bundle(vm: &Vm) -> Result<(), SimError> {
         fs::create_dir_all(&p).map_err(|e| SimError::io(&p, e))?;
     }
     write_config(vm)
+}
+
+/// A new disk bundle `image` (`…/harddisk.hdd`): `DiskDescriptor.xml` and the base `.hds`
+/// (well-known GUID, §8) of `size` bytes, all hole, as a new plain disk is before the guest
+/// writes to it.
+pub fn create_disk(image: &Path, size: u64) -> Result<(), SimError> {
+    fs::create_dir_all(image).map_err(|e| SimError::io(image, e))?;
+    let name = image
+        .file_name()
+        .map_or_else(|| "harddisk.hdd".into(), |n| n.to_string_lossy());
+    let hds = format!("{name}.0.{{5fbaabe3-6958-40ff-92a7-860e329aab41}}.hds");
+    let desc = image.join("DiskDescriptor.xml");
+    let body = format!(
+        "<?xml version=\"1.0\"?>\n<Parallels_disk_image Version=\"1.0\">\n  \
+         <StorageData><Storage><Image><File>{hds}</File></Image></Storage>\
+         </StorageData>\n</Parallels_disk_image>\n"
+    );
+    fs::write(&desc, body).map_err(|e| SimError::io(&desc, e))?;
+    let hds = image.join(hds);
+    let f = File::create(&hds).map_err(|e| SimError::io(&hds, e))?;
+    f.set_len(size).map_err(|e| SimError::io(&hds, e))
 }
 
 /// Rewrite `<home>/config.pvs` from the VM record (identity, name, CPU, memory, MACs).
@@ -268,20 +279,8 @@ fn xml_unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// Recursively copy a directory (for `clone`), preserving file modes.
+/// Recursively copy a directory (for `clone`) as Parallels does with APFS clonefile: same
+/// bytes, holes and modes (see [`super::clonefile`]).
 pub fn copy_dir(src: &Path, dst: &Path) -> Result<(), SimError> {
-    fs::create_dir_all(dst).map_err(|e| SimError::io(dst, e))?;
-    let entries = fs::read_dir(src).map_err(|e| SimError::io(src, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| SimError::io(src, e))?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let ft = entry.file_type().map_err(|e| SimError::io(&from, e))?;
-        if ft.is_dir() {
-            copy_dir(&from, &to)?;
-        } else {
-            fs::copy(&from, &to).map_err(|e| SimError::io(&from, e))?;
-        }
-    }
-    Ok(())
+    super::clonefile::clone_dir(src, dst)
 }

@@ -219,15 +219,27 @@ pub fn dispatch(store: &Store, args: &[String], stdin: &mut dyn Read) -> Result<
             store.with_state(|st| power(st, verb, rest, args))
         }
         "exec" => exec::exec(store, rest, stdin),
-        "create" => manage::create(store, rest),
+        "create" | "set" => match unknown_option(store, rest)? {
+            Some(opt) => Ok(unrecognized(&opt)),
+            None if verb == "create" => manage::create(store, rest),
+            None => manage::set(store, rest),
+        },
         "register" => manage::register(store, rest),
         "unregister" => manage::unregister(store, rest),
         "delete" => manage::delete(store, rest, stdin),
         "clone" => manage::clone(store, rest),
-        "set" => manage::set(store, rest),
         "snapshot" | "snapshot-list" | "snapshot-delete" => manage::snapshot(store, verb, rest),
         other => Ok(unrecognized(other)),
     }
+}
+
+/// The first of `args` that this Parallels build does not know (`Settings::unknown_options`).
+fn unknown_option(store: &Store, args: &[String]) -> Result<Option<String>, SimError> {
+    store.with_state(|st| {
+        args.iter()
+            .find(|a| st.settings.unknown_options.contains(a))
+            .cloned()
+    })
 }
 
 fn status(st: &mut SimState, rest: &[String]) -> Outcome {

@@ -1,6 +1,7 @@
 //! `prlctl set VM OPTIONS…` (§6): identity, CPU/memory (stopped VMs only), startup view,
-//! network and disk devices, host sharing, isolation, and a list of known on/off switches
-//! that are accepted and remembered. Changes apply all-or-nothing.
+//! network and disk devices (a new disk is created in the bundle, sparse), host sharing,
+//! isolation (`--isolate-vm off` turns sharing back on, as on PD 26.3.2), and a list of known
+//! on/off switches that are accepted and remembered. Changes apply all-or-nothing.
 
 use std::path::PathBuf;
 
@@ -163,6 +164,7 @@ pub fn set(store: &Store, rest: &[String]) -> Result<Outcome, SimError> {
         let stopped = vm.state == VmState::Stopped;
         let mut lines: Vec<String> = Vec::new();
         let mut extra_out: Vec<String> = Vec::new();
+        let mut new_disks: Vec<(PathBuf, u64)> = Vec::new();
         let mut it = rest[1..].iter().peekable();
         while let Some(opt) = it.next() {
             let o = opt.as_str();
@@ -213,7 +215,18 @@ pub fn set(store: &Store, rest: &[String]) -> Result<Outcome, SimError> {
                     vm.shf_host_defined = it.next().cloned().unwrap_or_default()
                 }
                 "--isolate-vm" => match on_off(it.next()) {
-                    Some(b) => vm.isolated = b,
+                    Some(b) => {
+                        vm.isolated = b;
+                        if !b {
+                            // Integration comes back on: gamepad auto-sharing re-enabled
+                            // (observed on PD 26.3.2, §6) and the Mac folders shared (the
+                            // seed's guests saw the host's home after `--isolate-vm off`).
+                            vm.shf_host = true;
+                            vm.shf_host_defined = "home".to_owned();
+                            vm.other_settings
+                                .insert("--auto-share-gamepad".to_owned(), "on".to_owned());
+                        }
+                    }
                     None => return Ok(unrecognized(o)),
                 },
                 "--template" => match on_off(it.next()) {
@@ -286,15 +299,31 @@ pub fn set(store: &Store, rest: &[String]) -> Result<Outcome, SimError> {
                         }
                         "hdd" => {
                             let idx = vm.hdds.len();
+                            let size_mb = d.size.unwrap_or(65536);
                             let image = match d.image {
                                 Some(p) => PathBuf::from(p),
-                                None => vm.home.join(format!("harddisk{idx}.hdd")),
+                                None => {
+                                    // A new disk in the bundle: `harddisk.hdd`, then
+                                    // `harddisk1.hdd`… (§8), created at commit.
+                                    let file = if vm
+                                        .hdds
+                                        .iter()
+                                        .any(|h| h.image == vm.home.join("harddisk.hdd"))
+                                    {
+                                        format!("harddisk{idx}.hdd")
+                                    } else {
+                                        "harddisk.hdd".to_owned()
+                                    };
+                                    let image = vm.home.join(file);
+                                    new_disks.push((image.clone(), size_mb));
+                                    image
+                                }
                             };
                             let h = new_hdd(
                                 idx,
                                 image,
                                 d.kind.as_deref().unwrap_or("expanded"),
-                                d.size.unwrap_or(65536),
+                                size_mb,
                             );
                             lines.push(format!(
                                 "Created {} (+) sata:{idx} image='{}' type={} {}Mb",
@@ -338,6 +367,11 @@ pub fn set(store: &Store, rest: &[String]) -> Result<Outcome, SimError> {
                     None => return Ok(unrecognized(s)),
                 },
                 other => return Ok(unrecognized(other)),
+            }
+        }
+        for (image, size_mb) in &new_disks {
+            if !image.exists() {
+                store::create_disk(image, size_mb * 1024 * 1024)?;
             }
         }
         store::write_config(&vm)?;
