@@ -7,3 +7,4 @@ pub mod harness;
 pub mod prlsim;
 pub mod prometheus;
 pub mod s3;
+pub mod tls;

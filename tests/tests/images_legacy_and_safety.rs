@@ -21,6 +21,28 @@ fn assert_empty_dir(p: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zip_made_like_the_seed_pulls_with_its_structure() {
     let Some(s3) = LocalS3::start() else { return };
+    seed_zip_pulls_with_its_structure(s3.config()).await;
+}
+
+/// The legacy zip path over HTTPS (a private CA trusted through `ca_file`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_made_like_the_seed_pulls_over_https() {
+    let Some(s3) = LocalS3::start_tls() else {
+        return;
+    };
+    seed_zip_pulls_with_its_structure(s3.config()).await;
+    let https = s3.https.as_ref().expect("started with TLS");
+    assert!(
+        https.front.handshakes_completed() > 0,
+        "nothing went over TLS"
+    );
+    assert!(
+        https.wire.requests().iter().any(|r| r.starts_with("GET ")),
+        "the pull's GETs went over TLS"
+    );
+}
+
+async fn seed_zip_pulls_with_its_structure(cfg: marbled::images::ImageStoreConfig) {
     let work = tempfile::tempdir().expect("tmp");
     let name = "2025-01-10-SPI-VM-macOS-15";
     let b = work.path().join(format!("{name}.macvm"));
@@ -39,7 +61,7 @@ async fn zip_made_like_the_seed_pulls_with_its_structure() {
         panic!("Info-ZIP `zip` is needed for this test (apt-get install zip)");
     };
     assert!(st.success());
-    let store = ImageStore::new(s3.config()).await.expect("store");
+    let store = ImageStore::new(cfg).await.expect("store");
     store
         .upload_file(
             &work.path().join(format!("{name}.zip")),
