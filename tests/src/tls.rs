@@ -42,9 +42,14 @@ impl TestCa {
     pub fn new() -> TestCa {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "MARBLE test CA");
+        // A name of its own: two test CAs must not look like one to a verifier.
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "MARBLE test CA {}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed)
+        );
+        ca_params.distinguished_name.push(DnType::CommonName, name);
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_key = KeyPair::generate().expect("ca key");
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-signed ca");
