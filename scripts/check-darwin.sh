@@ -15,6 +15,8 @@ set -e
 [ "$rc" -eq 0 ] || exit "$rc"
 export PATH="${path_line#PATH=}"
 target=aarch64-apple-darwin
-cargo zigbuild check --locked --target "$target" --workspace --all-targets
-cargo zigbuild check --locked --target "$target" -p marbled --no-default-features --lib --bins
+# `cargo-zigbuild check` (not `cargo zigbuild check`: as a cargo subcommand it only builds)
+# is `cargo check` with zig set as the target's C compiler, C++ compiler and archiver.
+cargo-zigbuild check --locked --target "$target" --workspace --all-targets
+cargo-zigbuild check --locked --target "$target" -p marbled --no-default-features --lib --bins
 echo "darwin cross-check: every crate, all targets, default features, and marbled --no-default-features checked for $target"
