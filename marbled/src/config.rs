@@ -920,6 +920,7 @@ impl Config {
              # images.endpoint = \"https://s3.cern.ch\" (default: the s3cfg's host_base),\n\
              # images.secret_file = \"/Users/ci/.marble/s3.secret\" (mode 0600), images.s3cfg,\n\
              # images.state_dir, images.build_disk, images.bundles_dir (default ~/Parallels);\n\
+             # images.ca_file = \"/usr/local/etc/marble/s3-ca.pem\" (PEM CAs added to the OS roots);\n\
              # host.build_disk (default images.build_disk, else ~/Parallels/build_drive.hdd).\n\
              # See docs/IMAGES.md.\n\
              #\n\

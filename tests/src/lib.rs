@@ -9,3 +9,4 @@ pub mod harness;
 pub mod prlsim;
 pub mod prometheus;
 pub mod s3;
+pub mod tls;

@@ -1,7 +1,9 @@
 //! `LocalS3`: a real S3-compatible server (`s3s-fs`, installed by
 //! `scripts/install-s3-server.sh` into `<repo>/.tools/bin`) on a free loopback port with a
-//! per-test root and bucket, killed on drop; and `CountingProxy`, a TCP proxy that records
-//! every HTTP request line so tests can count requests (e.g. UploadPart) on the wire.
+//! per-test root and bucket, killed on drop — over plain http ([`LocalS3::start`]) or behind
+//! TLS with a private CA ([`LocalS3::start_tls`], see [`crate::tls`]); and `CountingProxy`, a
+//! TCP proxy that records every HTTP request head so tests can count requests (e.g.
+//! UploadPart) and read the headers the SDK sent on the wire.
 //!
 //! Missing binary: tests skip loudly, unless `MARBLE_REQUIRE_S3` is set (CI), where they fail.
 
@@ -13,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use marbled::images::{CredentialSource, ImageStoreConfig};
+
+use crate::tls::{TestCa, TlsFront};
 
 /// Access key of the test server.
 pub const ACCESS_KEY: &str = "marbletest";
@@ -33,13 +37,26 @@ pub fn s3s_fs_binary() -> Option<PathBuf> {
     })
 }
 
+/// The TLS side of a [`LocalS3`]: client → `front` (TLS) → `wire` (plain, recording) → s3s-fs.
+#[derive(Debug)]
+pub struct Https {
+    /// The CA that signed the front's certificate.
+    pub ca: TestCa,
+    /// The TLS-terminating front the endpoint points at.
+    pub front: TlsFront,
+    /// Records the decrypted requests between the front and s3s-fs.
+    pub wire: CountingProxy,
+}
+
 /// A running s3s-fs with one bucket.
 pub struct LocalS3 {
     child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` when started with TLS.
     pub endpoint: String,
-    /// Listening address.
+    /// s3s-fs's own (plain http) listening address.
     pub addr: SocketAddr,
+    /// Set by [`LocalS3::start_tls`].
+    pub https: Option<Https>,
     /// Bucket created for this test.
     pub bucket: String,
     /// Server data root (objects are plain files under `<root>/<bucket>/<key>`).
@@ -144,6 +161,7 @@ impl LocalS3 {
                     child,
                     endpoint: format!("http://{addr}"),
                     addr,
+                    https: None,
                     bucket,
                     root,
                     secrets,
@@ -156,6 +174,20 @@ impl LocalS3 {
             "s3s-fs did not start; see {}",
             root.path().join("server.log").display()
         );
+    }
+
+    /// Same server, but clients reach it over HTTPS only: a [`TlsFront`] with a fresh
+    /// [`TestCa`]'s certificate, forwarding through a recording [`CountingProxy`].
+    /// [`LocalS3::config`] then points at `https://localhost:PORT` and trusts the CA through
+    /// `ca_file`, the option production uses.
+    pub fn start_tls() -> Option<LocalS3> {
+        let mut s3 = Self::start()?;
+        let ca = TestCa::new();
+        let wire = CountingProxy::start(s3.addr);
+        let front = TlsFront::start(wire.addr, &ca);
+        s3.endpoint = front.endpoint.clone();
+        s3.https = Some(Https { ca, front, wire });
+        Some(s3)
     }
 
     /// The 0600 secret file with the server's keys.
@@ -173,6 +205,7 @@ impl LocalS3 {
     pub fn config_for(&self, endpoint: &str) -> ImageStoreConfig {
         ImageStoreConfig {
             endpoint: Some(endpoint.to_string()),
+            ca_file: self.https.as_ref().map(|h| h.ca.ca_file()),
             bucket: self.bucket.clone(),
             credentials: vec![CredentialSource::SecretFile],
             secret_file: Some(self.secret_file()),
@@ -204,11 +237,39 @@ impl Drop for LocalS3 {
     }
 }
 
-/// A loopback TCP proxy recording `METHOD TARGET` of every HTTP request it forwards.
+/// One HTTP request head as it crossed a [`CountingProxy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenRequest {
+    /// `GET`, `PUT`, …
+    pub method: String,
+    /// Request target (path and query).
+    pub target: String,
+    /// Header fields in order, names lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An UploadPart (`PUT …?partNumber=…`).
+    pub fn is_upload_part(&self) -> bool {
+        self.method == "PUT" && self.target.contains("partNumber=")
+    }
+}
+
+/// A loopback TCP proxy recording the head of every HTTP request it forwards.
 pub struct CountingProxy {
     /// `http://127.0.0.1:PORT` to give clients.
     pub endpoint: String,
-    requests: Arc<Mutex<Vec<String>>>,
+    /// Listening address.
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<SeenRequest>>>,
 }
 
 impl std::fmt::Debug for CountingProxy {
@@ -225,7 +286,7 @@ fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Forwards client→server bytes request by request (head + Content-Length body) so request
 /// lines are found exactly, not by scanning bodies.
-fn pump_requests(mut client: TcpStream, mut server: TcpStream, log: &Mutex<Vec<String>>) {
+fn pump_requests(mut client: TcpStream, mut server: TcpStream, log: &Mutex<Vec<SeenRequest>>) {
     let mut buf: Vec<u8> = Vec::new();
     let mut tmp = vec![0u8; 256 * 1024];
     loop {
@@ -242,22 +303,21 @@ fn pump_requests(mut client: TcpStream, mut server: TcpStream, log: &Mutex<Vec<S
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let line = head.lines().next().unwrap_or_default();
+        let mut lines = head.lines();
+        let line = lines.next().unwrap_or_default();
         let mut parts = line.split(' ');
-        let entry = format!(
-            "{} {}",
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or("")
-        );
-        log.lock().expect("proxy log").push(entry);
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                l.split_once(':')
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.trim().parse().unwrap_or(0))
-            })
-            .unwrap_or(0);
+        let seen = SeenRequest {
+            method: parts.next().unwrap_or("").to_string(),
+            target: parts.next().unwrap_or("").to_string(),
+            headers: lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect(),
+        };
+        let len: usize = seen
+            .header("content-length")
+            .map_or(0, |v| v.parse().unwrap_or(0));
+        log.lock().expect("proxy log").push(seen);
         if server.write_all(&buf[..head_end]).is_err() {
             return;
         }
@@ -284,7 +344,8 @@ impl CountingProxy {
     /// Starts a proxy to `upstream` on a free loopback port (threads; lives for the process).
     pub fn start(upstream: SocketAddr) -> CountingProxy {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let endpoint = format!("http://{}", l.local_addr().expect("addr"));
+        let addr = l.local_addr().expect("addr");
+        let endpoint = format!("http://{addr}");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = requests.clone();
         std::thread::spawn(move || {
@@ -303,11 +364,23 @@ impl CountingProxy {
                 });
             }
         });
-        CountingProxy { endpoint, requests }
+        CountingProxy {
+            endpoint,
+            addr,
+            requests,
+        }
     }
 
-    /// All request lines seen so far.
+    /// `METHOD TARGET` of every request seen so far.
     pub fn requests(&self) -> Vec<String> {
+        self.seen()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect()
+    }
+
+    /// Every request head seen so far.
+    pub fn seen(&self) -> Vec<SeenRequest> {
         self.requests.lock().expect("proxy log").clone()
     }
 
@@ -318,9 +391,6 @@ impl CountingProxy {
 
     /// Number of UploadPart requests (`PUT …?partNumber=…`).
     pub fn upload_parts(&self) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.starts_with("PUT ") && r.contains("partNumber="))
-            .count()
+        self.seen().iter().filter(|r| r.is_upload_part()).count()
     }
 }

@@ -4,10 +4,12 @@
 use marble_tests::data::noise;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use marble_tests::s3::LocalS3;
 use marbled::images::{ImageError, ImageName, ImageStore};
+
+mod image_checks;
+use image_checks::seed_zip_pulls_with_its_structure;
 
 #[track_caller]
 fn assert_empty_dir(p: &Path) {
@@ -21,60 +23,25 @@ fn assert_empty_dir(p: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zip_made_like_the_seed_pulls_with_its_structure() {
     let Some(s3) = LocalS3::start() else { return };
-    let work = tempfile::tempdir().expect("tmp");
-    let name = "2025-01-10-SPI-VM-macOS-15";
-    let b = work.path().join(format!("{name}.macvm"));
-    std::fs::create_dir_all(b.join("harddisk.hdd")).expect("mkdir");
-    std::fs::write(b.join("config.pvs"), "<vm/>\n".repeat(500)).expect("write");
-    let mut disk = noise(3, 6 * 1024 * 1024);
-    disk.extend(vec![0u8; 4 * 1024 * 1024]);
-    std::fs::write(b.join("harddisk.hdd/disk.hds"), &disk).expect("write");
-    std::fs::write(b.join("harddisk.hdd/DiskDescriptor.xml"), "<Disk/>").expect("write");
-    // Exactly the seed's command: `cd ~/Parallels && zip -r STORAGE.zip STORAGE.macvm`.
-    let st = Command::new("zip")
-        .current_dir(work.path())
-        .args(["-q", "-r", &format!("{name}.zip"), &format!("{name}.macvm")])
-        .status();
-    let Ok(st) = st else {
-        panic!("Info-ZIP `zip` is needed for this test (apt-get install zip)");
-    };
-    assert!(st.success());
-    let store = ImageStore::new(s3.config()).await.expect("store");
-    store
-        .upload_file(
-            &work.path().join(format!("{name}.zip")),
-            &format!("SPI/{name}.zip"),
-        )
-        .await
-        .expect("upload");
-    let listed = store.ls(Some("SPI")).await.expect("ls");
-    assert_eq!(listed[0].format, "zip");
+    seed_zip_pulls_with_its_structure(s3.config()).await;
+}
 
-    let dest = tempfile::tempdir().expect("tmp");
-    let image = ImageName::parse(name).expect("name");
-    let r = tokio::time::timeout(
-        Duration::from_secs(60),
-        store.pull_to_dir(&image, dest.path(), &|_| {}),
-    )
-    .await
-    .expect("timeout")
-    .expect("pull");
-    assert_eq!(r.bundle, dest.path().join(format!("{name}.macvm")));
-    assert_eq!(
-        std::fs::read(r.bundle.join("harddisk.hdd/disk.hds")).expect("read"),
-        disk,
-        "nested file content"
+/// The legacy zip path over HTTPS (a private CA trusted through `ca_file`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_made_like_the_seed_pulls_over_https() {
+    let Some(s3) = LocalS3::start_tls() else {
+        return;
+    };
+    seed_zip_pulls_with_its_structure(s3.config()).await;
+    let https = s3.https.as_ref().expect("started with TLS");
+    assert!(
+        https.front.handshakes_completed() > 0,
+        "nothing went over TLS"
     );
-    assert_eq!(
-        std::fs::read_to_string(r.bundle.join("harddisk.hdd/DiskDescriptor.xml")).expect("read"),
-        "<Disk/>"
+    assert!(
+        https.wire.requests().iter().any(|r| r.starts_with("GET ")),
+        "the pull's GETs went over TLS"
     );
-    assert!(r.bundle.join("config.pvs").is_file());
-    let left: Vec<_> = std::fs::read_dir(dest.path())
-        .expect("read_dir")
-        .map(|e| e.expect("e").file_name())
-        .collect();
-    assert_eq!(left.len(), 1, "{left:?}");
 }
 
 /// Writes a zip with a hostile entry using Python's zipfile (Info-ZIP refuses to make one).

@@ -78,10 +78,16 @@ where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    let mut detail = DisplayErrorContext(e).to_string();
+    if detail.contains("invalid peer certificate") {
+        detail.push_str(
+            " (the endpoint's certificate is not trusted: add the CA that issued it, as PEM, to [images] ca_file)",
+        );
+    }
     ImageError::S3 {
         op,
         key: key.to_string(),
-        detail: DisplayErrorContext(e).to_string(),
+        detail,
     }
 }
 
@@ -102,10 +108,11 @@ fn unquote(etag: &str) -> String {
 }
 
 impl Bucket {
-    /// Builds the client from config: endpoint (or the s3cfg's), region, path style, checksum
-    /// mode, credentials in the configured order.
+    /// Builds the client from config: endpoint (or the s3cfg's), trust roots (`ca_file`),
+    /// region, path style, checksum mode, credentials in the configured order.
     pub async fn connect(cfg: &ImageStoreConfig) -> Result<Self, ImageError> {
         cfg.validate()?;
+        let http_client = super::trust::http_client(cfg.ca_file.as_deref())?;
         let s3cfg_file = cfg
             .s3cfg
             .clone()
@@ -134,6 +141,7 @@ impl Bucket {
         };
         let mut b = Builder::new()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(http_client.clone())
             .endpoint_url(&endpoint)
             .region(Region::new(cfg.region.clone()))
             .force_path_style(cfg.path_style)
@@ -158,6 +166,7 @@ impl Bucket {
             ResolvedCredentials::AwsChain => {
                 tracing::debug!("using the aws default credentials chain");
                 let sdk = aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(http_client)
                     .region(Region::new(cfg.region.clone()))
                     .load()
                     .await;

@@ -76,6 +76,9 @@ pub struct ImageStoreConfig {
     /// Endpoint URL with scheme (e.g. `https://s3.cern.ch`). Unset: taken from the s3cfg's
     /// `host_base`/`use_https`.
     pub endpoint: Option<String>,
+    /// PEM bundle of CA certificates trusted for an `https://` endpoint in addition to the
+    /// operating system's roots (e.g. a site CA such as CERN's Root and Grid CAs).
+    pub ca_file: Option<PathBuf>,
     /// SigV4 region; RGW accepts any real region name for a single zonegroup.
     pub region: String,
     /// Bucket holding the images.
@@ -128,6 +131,7 @@ impl Default for ImageStoreConfig {
     fn default() -> Self {
         Self {
             endpoint: None,
+            ca_file: None,
             region: "us-east-1".into(),
             bucket: "macvmstorage".into(),
             path_style: true,
