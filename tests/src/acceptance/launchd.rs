@@ -682,9 +682,13 @@ async fn keychain(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
             err.trim()
         )));
     }
-    let here = marbled::ci::secret::read_keychain(KEYCHAIN_SERVICE, &user)
-        .map(|s| s.expose() == value)
-        .map_err(|e| marbled::error::error_chain(&e).join(": "));
+    let here = marbled::ci::secret::read_keychain(
+        std::path::Path::new(marbled::ci::secret::DEFAULT_SECURITY),
+        KEYCHAIN_SERVICE,
+        &user,
+    )
+    .map(|s| s.expose() == value)
+    .map_err(|e| marbled::error::error_chain(&e).join(": "));
     let launchd = launchd_read(env, obs, &user).await;
     let _ = run(
         env,
@@ -794,7 +798,11 @@ async fn launchd_read(env: &Env, obs: &Obs, user: &str) -> Result<bool, String> 
 /// What the `keychain_probe` test writes: `ok VALUE` or `error CHAIN` (the value is the
 /// suite's dummy, never a real secret).
 pub fn keychain_probe_line(service: &str, account: &str) -> String {
-    match marbled::ci::secret::read_keychain(service, account) {
+    match marbled::ci::secret::read_keychain(
+        std::path::Path::new(marbled::ci::secret::DEFAULT_SECURITY),
+        service,
+        account,
+    ) {
         Ok(s) => format!("ok {}\n", s.expose()),
         Err(e) => format!("error {}\n", marbled::error::error_chain(&e).join(": ")),
     }
