@@ -168,7 +168,9 @@ impl Default for TeamsSection {
 #[serde(default)]
 pub struct ProbeSection {
     /// ROOT: argv run in the guest; exit 0 with output = busy, exit 1 = idle, anything else
-    /// (or an exec failure) = unknown. Default: a `Runner.Worker` process exists.
+    /// (or an exec failure) = unknown. Default: a `Runner.Worker` process exists. It runs
+    /// through a guest shell whose command line holds it: a `pgrep -f` pattern must not match
+    /// its own text (see the defaults and docs/OPERATIONS.md).
     pub root: Vec<String>,
     /// SPI: same contract. Default: a Jenkins agent JVM has a child process (a build step
     /// runs); a connected but idle agent has none, so it does not look busy forever.

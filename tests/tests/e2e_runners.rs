@@ -409,7 +409,7 @@ fn stopping_an_idle_root_vm_deletes_its_runner_before_prlctl_stops_it() {
     let probe = g
         .calls("exec")
         .into_iter()
-        .rfind(|i| i.argv.join(" ").contains("Runner.Worker"))
+        .rfind(|i| i.argv.join(" ").contains("Runner\\.Worker"))
         .expect("a busy probe");
     assert!(probe.ts_ms <= deletes[0].ts_ms);
 }
