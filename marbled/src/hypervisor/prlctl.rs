@@ -414,9 +414,6 @@ impl Prlctl {
         } else {
             timeout
         };
-        // The VM's slot first, then (in `run`) the global permit: an exec waiting for its VM
-        // holds no permit that calls for other VMs need.
-        let _slot = self.exec_slots.acquire(vm).await;
         // One argument, the quoted line: real prlctl joins its arguments with spaces and the
         // guest shell re-parses them (reference §4), so separate words would be re-split.
         let line = guest_cmd::command_line(argv);
@@ -438,7 +435,12 @@ impl Prlctl {
                 limit: guest_cmd::MAX_ARGV_LINE,
             });
         };
-        let out = self.run(&args, stdin, timeout).await?;
+        // The VM's slot first, then (in `run`) the global permit: an exec waiting for its VM
+        // holds no permit that calls for other VMs need.
+        let slot = self.exec_slots.acquire(vm).await;
+        let out = self.run(&args, stdin, timeout).await;
+        drop(slot);
+        let out = out?;
         let stderr = out.stderr_text();
         match out.status {
             Some(255) if is_prlctl_side_message(&stderr) => Err(self.failed(&args, &out)),
