@@ -120,6 +120,10 @@ pub struct PrlctlSection {
     pub stop_timeout: Duration,
     /// Most prlctl processes at once.
     pub max_concurrent: u32,
+    /// Most `prlctl exec` processes at once into one VM (probes, readiness checks, JIT
+    /// delivery, provisioning); further execs into that VM wait. Parallels' DevOps service
+    /// keeps it to 2.
+    pub max_exec_per_vm: u32,
     /// Extra environment for prlctl (the environment is otherwise cleared). Never secrets.
     pub env: BTreeMap<String, String>,
 }
@@ -132,6 +136,7 @@ impl Default for PrlctlSection {
             start_timeout: Duration::from_secs(180),
             stop_timeout: Duration::from_secs(120),
             max_concurrent: 4,
+            max_exec_per_vm: 2,
             env: BTreeMap::new(),
         }
     }
@@ -164,7 +169,9 @@ impl Default for TeamsSection {
 #[serde(default)]
 pub struct ProbeSection {
     /// ROOT: argv run in the guest; exit 0 with output = busy, exit 1 = idle, anything else
-    /// (or an exec failure) = unknown. Default: a `Runner.Worker` process exists.
+    /// (or an exec failure) = unknown. Default: a `Runner.Worker` process exists. It runs
+    /// through a guest shell whose command line holds it: a `pgrep -f` pattern must not match
+    /// its own text (see the defaults and docs/OPERATIONS.md).
     pub root: Vec<String>,
     /// SPI: same contract. Default: a Jenkins agent JVM has a child process (a build step
     /// runs); a connected but idle agent has none, so it does not look busy forever.
@@ -185,15 +192,23 @@ pub struct ProbeSection {
 impl Default for ProbeSection {
     fn default() -> Self {
         let argv = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        // Every `pgrep -f` pattern here escapes its dot (`Runner\.Worker`): `prlctl exec`
+        // runs these through a guest shell whose own command line holds the pattern, and
+        // `pgrep -f` matches command lines. An unescaped `Runner.Worker` (or
+        // `agent.jar|remoting.jar`) finds that shell, so an idle guest looks busy (a ROOT
+        // VM never stops, an idle SPI agent holds its VM for ever) and a guest whose
+        // listener is down looks ready. With `\.` the shell's command line holds
+        // `Runner\.Worker`, which the pattern (a literal dot) does not match, while a real
+        // `…/bin/Runner.Worker` or `java -jar …/agent.jar` still does.
         Self {
-            root: argv(&["/usr/bin/pgrep", "-lf", "Runner.Worker"]),
+            root: argv(&["/usr/bin/pgrep", "-lf", "Runner\\.Worker"]),
             spi: argv(&[
                 "/bin/sh",
                 "-c",
-                "for p in $(/usr/bin/pgrep -f 'agent.jar|remoting.jar'); do /usr/bin/pgrep -lP \"$p\" && exit 0; done; exit 1",
+                "for p in $(/usr/bin/pgrep -f 'agent\\.jar|remoting\\.jar'); do /usr/bin/pgrep -lP \"$p\" && exit 0; done; exit 1",
             ]),
             ready: argv(&["/usr/bin/true"]),
-            ready_root: argv(&["/usr/bin/pgrep", "-f", "Runner.Listener"]),
+            ready_root: argv(&["/usr/bin/pgrep", "-f", "Runner\\.Listener"]),
             timeout: Duration::from_secs(20),
             ready_poll: Duration::from_secs(2),
         }
@@ -757,6 +772,9 @@ impl Config {
         }
         if self.prlctl.max_concurrent == 0 {
             bad("prlctl.max_concurrent", "must be at least 1".into());
+        }
+        if self.prlctl.max_exec_per_vm == 0 {
+            bad("prlctl.max_exec_per_vm", "must be at least 1".into());
         }
         for (key, d) in [
             ("prlctl.timeout", self.prlctl.timeout),

@@ -41,6 +41,7 @@ pub fn hypervisor(config: &Config) -> Arc<dyn Hypervisor> {
         start_timeout: p.start_timeout,
         stop_timeout: p.stop_timeout,
         max_concurrent: usize::try_from(p.max_concurrent).unwrap_or(1).max(1),
+        max_exec_per_vm: usize::try_from(p.max_exec_per_vm).unwrap_or(1).max(1),
         env,
         ..defaults
     }))

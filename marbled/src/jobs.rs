@@ -290,3 +290,83 @@ impl JobContext {
         }
     }
 }
+
+/// The default probes and readiness checks run the way `prlctl exec` runs them: one quoted
+/// line through a real guest shell, in a process table that holds that shell (whose own
+/// command line holds the probe's pattern) and the agents of each case.
+#[cfg(all(test, target_os = "linux"))]
+mod guest_probe_tests {
+    use super::*;
+    use crate::hypervisor::local_guest::{GuestProc, LocalGuest};
+
+    const WORKER: &str = "/Users/runner/actions-runner/bin/Runner.Worker spawnclient 107 110";
+    const LISTENER: &str = "/Users/runner/actions-runner/bin/Runner.Listener run";
+    const AGENT: &str = "/usr/bin/java -jar /Users/sftnight/agent.jar -url https://ci -name m";
+    const REMOTING: &str = "java -jar /Users/jenkins/remoting.jar -workDir /Users/jenkins";
+
+    async fn probe(team: Team, procs: &[GuestProc]) -> ProbeResult {
+        let guest = LocalGuest::new();
+        let ctx = crate::daemon::job_context(
+            &crate::config::Config::default(),
+            Arc::new(guest.hv(procs)),
+        );
+        ctx.probe("vm", team).await
+    }
+
+    fn idle(cmd: &str) -> GuestProc {
+        GuestProc::Idle(cmd.to_owned())
+    }
+
+    fn busy(cmd: &str) -> GuestProc {
+        GuestProc::Busy(cmd.to_owned())
+    }
+
+    #[tokio::test]
+    async fn the_root_probe_does_not_find_itself() {
+        assert_eq!(
+            probe(Team::Root, &[idle(LISTENER)]).await,
+            ProbeResult::Idle
+        );
+        // (What follows the pid in the answer differs: Linux's `pgrep -l` prints the process
+        // name, macOS's `pgrep -lf` the command line.)
+        let got = probe(Team::Root, &[idle(LISTENER), idle(WORKER)]).await;
+        assert!(
+            matches!(got, ProbeResult::Busy(_)),
+            "a running Runner.Worker is busy, got {got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_spi_probe_does_not_find_itself() {
+        assert_eq!(probe(Team::Spi, &[]).await, ProbeResult::Idle, "no agent");
+        assert_eq!(
+            probe(Team::Spi, &[idle(AGENT)]).await,
+            ProbeResult::Idle,
+            "a connected agent without a build step is idle"
+        );
+        for agent in [AGENT, REMOTING] {
+            let got = probe(Team::Spi, &[busy(agent)]).await;
+            assert!(
+                matches!(got, ProbeResult::Busy(_)),
+                "an agent with a child runs a build step: {agent}: {got:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_root_readiness_check_does_not_find_itself() {
+        let checks = |procs: Vec<GuestProc>| async move {
+            let guest = LocalGuest::new();
+            let ctx = crate::daemon::job_context(
+                &crate::config::Config::default(),
+                Arc::new(guest.hv(&procs)),
+            );
+            ctx.ready_checks("vm", &[&ctx.probe.ready, &ctx.probe.ready_root])
+                .await
+        };
+        assert!(checks(vec![]).await.is_err(), "no listener: not ready");
+        checks(vec![idle(LISTENER)])
+            .await
+            .expect("a running listener is ready");
+    }
+}

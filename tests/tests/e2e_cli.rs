@@ -109,7 +109,7 @@ fn a_root_vm_starts_once_its_runner_listens_and_stops_when_idle() {
     let ready_check = |a: &Vec<String>| {
         a.first().map(String::as_str) == Some("exec")
             && a.get(1).map(String::as_str) == Some(ROOT1)
-            && a.iter().any(|w| w.contains("Runner.Listener"))
+            && a.iter().any(|w| w.contains("Runner\\.Listener"))
     };
     let checked = wait_until_blocking(T, || env.host.argvs().unwrap().iter().any(ready_check));
     assert!(

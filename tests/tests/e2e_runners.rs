@@ -15,9 +15,10 @@
 //! found by name and still deleted first.
 //!
 //! The simulated guest plays the in-guest LaunchDaemon with one exec rule: the daemon's
-//! check of the delivered file (`stat`) answers for the file and starts `Runner.Listener`,
-//! as the LaunchDaemon does once the config is there. The file's real mode is asserted
-//! separately on the simulated guest filesystem. Nothing sleeps for a fixed time.
+//! check of the delivered file (which creates the ready marker) answers for the file and
+//! starts `Runner.Listener`, as the LaunchDaemon does once the marker is there. The file's
+//! real mode is asserted separately on the simulated guest filesystem. Nothing sleeps for a
+//! fixed time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e_support;
@@ -184,13 +185,24 @@ fn starting_a_root_vm_delivers_a_jit_config_and_no_secret_leaks() {
         .unwrap()
         .unwrap();
     assert_eq!(dir_mode & 0o077, 0, "directory mode {dir_mode:04o}");
+    // The ready marker is made by the daemon's check of the written file, which ran after
+    // the write (here the exec rule plays that check and the LaunchDaemon it wakes; the
+    // marker itself is checked in `ci::runner`'s unit tests in a real shell).
+    let execs = g.calls("exec");
+    let wrote = execs
+        .iter()
+        .position(|i| i.argv.join(" ").contains(&format!("cat > {JIT_PATH}")))
+        .expect("the delivery exec");
+    let checked = execs
+        .iter()
+        .position(|i| {
+            i.argv.join(" ").contains(&format!("{JIT_PATH}.ready"))
+                && !i.argv.join(" ").contains("cat >")
+        })
+        .expect("the check-and-mark exec");
     assert!(
-        g.env
-            .host
-            .read_guest_file(ROOT1, &format!("{JIT_PATH}.ready"))
-            .unwrap()
-            .is_some(),
-        "the ready marker follows the complete file"
+        wrote < checked,
+        "the marker must follow the complete file: {execs:#?}"
     );
 
     // No secret on any prlctl command line (what `ps` shows other users) …
@@ -409,7 +421,7 @@ fn stopping_an_idle_root_vm_deletes_its_runner_before_prlctl_stops_it() {
     let probe = g
         .calls("exec")
         .into_iter()
-        .rfind(|i| i.argv.join(" ").contains("Runner.Worker"))
+        .rfind(|i| i.argv.join(" ").contains("Runner\\.Worker"))
         .expect("a busy probe");
     assert!(probe.ts_ms <= deletes[0].ts_ms);
 }

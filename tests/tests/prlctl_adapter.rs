@@ -242,10 +242,10 @@ async fn exec_passes_guest_status_through_and_flags_prlctl_side_255() {
         dir.path(),
         "prlctl",
         "case \"$3\" in\n\
-           three) echo out; echo err >&2; exit 3;;\n\
-           guest255) echo 'guest script failed' >&2; exit 255;;\n\
-           session) echo 'Failed to execute the command: Unable to open new session in this virtual machine. Make sure your virtual machine has finished booting.' >&2; exit 255;;\n\
-           stopped) echo 'Unable to perform the operation because \"macOS\" is not started.' >&2; exit 255;;\n\
+           \"'three'\") echo out; echo err >&2; exit 3;;\n\
+           \"'guest255'\") echo 'guest script failed' >&2; exit 255;;\n\
+           \"'session'\") echo 'Failed to execute the command: Unable to open new session in this virtual machine. Make sure your virtual machine has finished booting.' >&2; exit 255;;\n\
+           \"'stopped'\") echo 'Unable to perform the operation because \"macOS\" is not started.' >&2; exit 255;;\n\
          esac",
     );
     let hv = Prlctl::new(config(&exe));
@@ -439,6 +439,73 @@ async fn concurrent_calls_are_capped_by_the_semaphore() {
     assert_eq!(max, 2, "calls did not overlap at all: {seen:?}");
 }
 
+#[tokio::test]
+async fn a_third_exec_into_one_vm_waits_while_another_vm_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = dir.path().join("running");
+    let counts = dir.path().join("counts");
+    let release = dir.path().join("release");
+    std::fs::create_dir(&running).unwrap();
+    std::fs::create_dir(&counts).unwrap();
+    // Each exec registers itself under its VM, records how many execs into that VM run now,
+    // and (into vm-a only) holds its slot until the test creates `release`.
+    let exe = script(
+        dir.path(),
+        "prlctl",
+        &format!(
+            "vm=$2\n\
+             touch '{r}/'$vm.$$\n\
+             ls '{r}' | grep -c \"^$vm\\.\" >> '{c}/'$vm\n\
+             if [ \"$vm\" = vm-a ]; then while [ ! -e '{rel}' ]; do sleep 0.02; done; fi\n\
+             rm '{r}/'$vm.$$",
+            r = running.display(),
+            c = counts.display(),
+            rel = release.display(),
+        ),
+    );
+    let hv = Arc::new(Prlctl::new(PrlctlConfig {
+        max_concurrent: 4,
+        max_exec_per_vm: 2,
+        ..config(&exe)
+    }));
+    let started = |vm: &str| -> Vec<u32> {
+        std::fs::read_to_string(counts.join(vm))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
+    };
+    let exec = |vm: &'static str| {
+        let hv = Arc::clone(&hv);
+        tokio::spawn(async move {
+            let argv = vec!["/usr/bin/true".to_owned()];
+            hv.exec(vm, &argv, None, Duration::from_secs(20)).await
+        })
+    };
+    let held: Vec<_> = (0..3).map(|_| exec("vm-a")).collect();
+    assert!(
+        wait_until(CALL_BUDGET, || started("vm-a").len() >= 2).await,
+        "two execs into vm-a never started"
+    );
+    // The global cap (4) has room: an exec into another VM runs now and finishes.
+    within(exec("vm-b")).await.unwrap().unwrap();
+    assert_eq!(started("vm-b"), [1]);
+    // Meanwhile the third exec into vm-a has not started: it waits for a slot of its VM.
+    assert_eq!(
+        started("vm-a").len(),
+        2,
+        "a third exec into one VM ran beside two others: {:?}",
+        started("vm-a")
+    );
+    std::fs::write(&release, b"").unwrap();
+    for t in held {
+        within(t).await.unwrap().unwrap();
+    }
+    let seen = started("vm-a");
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|n| *n <= 2), "{seen:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // argv, stdin and environment handling.
 
@@ -490,9 +557,11 @@ async fn shell_metacharacters_in_names_are_passed_verbatim() {
     within(hv.exec(&evil, &guest, None, Duration::ZERO))
         .await
         .unwrap();
+    // The guest argv travels as ONE single-quoted command line (the guest shell re-parses
+    // whatever prlctl exec is given; reference §4).
     assert_eq!(
         recorded_argv(dir.path(), 1),
-        ["exec", evil.as_str(), "sh", "-c", "echo $HOME && ls *"]
+        ["exec", evil.as_str(), "'sh' '-c' 'echo $HOME && ls *'"]
     );
     assert!(!canary.exists(), "a shell interpreted the VM name");
 }
@@ -578,6 +647,107 @@ async fn exec_stdin_is_written_then_closed() {
         .unwrap();
     assert_eq!(out.status, 0);
     assert_eq!(recorded(dir.path(), "stdin", 0).as_bytes(), &secret[..]);
+}
+
+/// A fake with real prlctl's exec semantics (reference §4): the words after `exec VM` are
+/// joined with spaces and the line is run by a shell ("the guest" is this machine).
+fn joining_prlctl(dir: &Path) -> PathBuf {
+    script(
+        dir,
+        "prlctl",
+        "[ \"$1\" = exec ] || { echo \"fake prlctl: exec only\" >&2; exit 255; }\n\
+         shift 2\n\
+         exec /bin/sh -c \"$*\"",
+    )
+}
+
+/// Run `args` through `printf '%s\0'` in the joining fake's guest; the words it printed.
+async fn guest_words(hv: &Prlctl, args: &[&str]) -> Vec<String> {
+    let mut argv = vec!["printf".to_owned(), "%s\\0".to_owned()];
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    let out = within(hv.exec("vm", &argv, None, Duration::from_secs(10)))
+        .await
+        .expect("exec in the joining fake");
+    assert_eq!(out.status, 0, "{out:?}");
+    let mut words: Vec<String> = out.stdout.split('\0').map(str::to_owned).collect();
+    assert_eq!(words.pop().as_deref(), Some(""), "{out:?}");
+    words
+}
+
+#[tokio::test]
+async fn exec_argv_arrives_intact_through_the_guest_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let hv = Prlctl::new(config(&joining_prlctl(dir.path())));
+    let canary = dir.path().join("canary");
+    let touch = format!("touch {}", canary.display());
+    let args = [
+        "two words",
+        "it's",
+        "say \"hi\"",
+        "$HOME",
+        "`id`",
+        &format!("; {touch}"),
+        &format!("$({touch})"),
+        "*",
+        "line\nbreak",
+        "",
+        "naïve 日本",
+        "%Lp %Su",
+    ];
+    assert_eq!(guest_words(&hv, &args).await, args);
+    assert!(
+        !canary.exists(),
+        "an argument ran as shell code in the guest"
+    );
+    // A script for `sh -c` keeps its words, and its positional parameters stay data.
+    let argv: Vec<String> = [
+        "/bin/sh",
+        "-c",
+        "printf '%s|' \"$@\"; exit 3",
+        "sh",
+        "a b",
+        "$c",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let out = within(hv.exec("vm", &argv, None, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!((out.status, out.stdout.as_str()), (3, "a b|$c|"));
+}
+
+#[tokio::test]
+async fn a_command_line_too_long_for_argv_goes_on_stdin_to_sh() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rec")).unwrap();
+    let rec = Prlctl::new(config(&recorder(dir.path())));
+    let long = "x".repeat(3 * 4096);
+    let argv = vec!["echo".to_owned(), long.clone()];
+    within(rec.exec("vm", &argv, None, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    // Nothing long in prlctl's argv (it would hang above ~3.9 KB, PD 26.4): the line is
+    // a script for `/bin/sh -s`, its own stdin closed.
+    assert_eq!(
+        recorded_argv(dir.path(), 0),
+        ["exec", "vm", "'/bin/sh' '-s'"]
+    );
+    assert_eq!(
+        recorded(dir.path(), "stdin", 0),
+        format!("'echo' '{long}' </dev/null\n")
+    );
+    // And it runs the same in a guest shell.
+    let hv = Prlctl::new(config(&joining_prlctl(dir.path())));
+    let out = within(hv.exec("vm", &argv, None, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, format!("{long}\n"));
+    // With stdin of its own a long line cannot be moved: refused before prlctl runs.
+    let err = within(rec.exec("vm", &argv, Some(b"data"), Duration::from_secs(10)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PrlctlError::CommandTooLong { .. }), "{err:?}");
 }
 
 /// Marker telling [`env_child_probe`] it runs inside [`environment_is_cleared_and_secrets_do_not_reach_prlctl`].

@@ -57,6 +57,18 @@ pub enum InstallError {
     },
 }
 
+/// A shell line that installs its stdin as `path` (root:wheel, `mode`) by writing a new file
+/// beside it and renaming it over the old one, so the step can run again at any time.
+/// `path` is one of this module's constants (no character a shell would interpret).
+fn install_file(path: &str, mode: &str) -> String {
+    let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
+    let new = format!("{path}.new");
+    format!(
+        "umask 022 && mkdir -p {dir} && cat > {new} && chown 0:0 {new} && chmod {mode} {new} && \
+         mv -f {new} {path}"
+    )
+}
+
 fn step(name: &str, action: StepAction, input: Option<Vec<u8>>) -> Step {
     Step {
         name: name.to_owned(),
@@ -119,25 +131,26 @@ pub fn runner_install_steps(
             ),
             step(
                 "runner-install-script",
-                shell(format!(
-                    "umask 022 && mkdir -p /usr/local/libexec && cat > {GUEST_SCRIPT_PATH} && \
-                     chown root:wheel {GUEST_SCRIPT_PATH} && chmod 755 {GUEST_SCRIPT_PATH}"
-                )),
+                // Written beside and renamed over the old one: launchd's shell may be running
+                // the old script (waiting for a JIT config), and a shell reads its script as
+                // it goes, so rewriting it in place would feed it a mix of both versions.
+                shell(install_file(GUEST_SCRIPT_PATH, "755")),
                 Some(GUEST_SCRIPT.as_bytes().to_vec()),
             ),
             step(
                 "runner-install-plist",
-                shell(format!(
-                    "umask 022 && cat > {GUEST_PLIST_PATH} && \
-                     chown root:wheel {GUEST_PLIST_PATH} && chmod 644 {GUEST_PLIST_PATH}"
-                )),
+                shell(install_file(GUEST_PLIST_PATH, "644")),
                 Some(plist.into_bytes()),
             ),
             step(
                 "runner-bootstrap",
-                // bootout first: bootstrap of an already loaded job fails (seed §6 bug).
+                // bootout first: bootstrap of an already loaded job fails (seed §6 bug). And
+                // bootout can return before the job is gone, when a bootstrap fails ("5:
+                // Input/output error"): wait (bounded) until launchd no longer knows it.
                 shell(format!(
-                    "launchctl bootout system/{GUEST_LABEL} 2>/dev/null; \
+                    "launchctl bootout system/{GUEST_LABEL} 2>/dev/null; n=0; \
+                     while launchctl print system/{GUEST_LABEL} >/dev/null 2>&1; do \
+                     n=$((n + 1)); [ \"$n\" -le 50 ] || break; sleep 0.2; done; \
                      launchctl bootstrap system {GUEST_PLIST_PATH}"
                 )),
                 None,
@@ -178,5 +191,48 @@ mod tests {
         assert!(GUEST_PLIST.contains("<key>RunAtLoad</key>\n  <true/>"));
         assert!(GUEST_PLIST.contains("<key>KeepAlive</key>\n  <false/>"));
         assert!(!GUEST_PLIST.contains("<key>UserName</key>"), "runs as root");
+    }
+}
+
+/// The install steps through a real guest shell (see `hypervisor::local_guest`; only the
+/// start script's step: `/Library` and `launchctl` do not exist on Linux).
+#[cfg(all(test, target_os = "linux"))]
+mod local_guest_tests {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+    use crate::hypervisor::local_guest::LocalGuest;
+
+    #[tokio::test]
+    async fn reinstalling_the_start_script_never_rewrites_it_under_a_running_instance() {
+        let guest = LocalGuest::new();
+        let hv = guest.hv(&[]);
+        let steps = runner_install_steps("sftnight", None).expect("steps");
+        let install = Profile {
+            steps: vec![steps.steps[1].clone()],
+        };
+        assert_eq!(install.steps[0].name, "runner-install-script");
+        let host = guest.host_path(GUEST_SCRIPT_PATH);
+        std::fs::create_dir_all(host.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&host, b"#!/bin/sh\n# the version launchd is running now\n").expect("plant");
+        // launchd's running shell reads its script as it goes, through this open file.
+        let mut running = std::fs::File::open(&host).expect("open");
+
+        for _ in 0..2 {
+            crate::provision::run_profile(&hv, "vm", &install, 14, &mut |_| {})
+                .await
+                .expect("install");
+        }
+        assert_eq!(std::fs::read_to_string(&host).expect("read"), GUEST_SCRIPT);
+        let meta = std::fs::metadata(&host).expect("stat");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(meta.uid(), 0);
+        let mut seen = String::new();
+        running.read_to_string(&mut seen).expect("read old");
+        assert_eq!(
+            seen, "#!/bin/sh\n# the version launchd is running now\n",
+            "the running instance's script was rewritten in place"
+        );
     }
 }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::hypervisor::{Hypervisor, PrlctlError};
+use crate::hypervisor::{Hypervisor, PrlctlError, guest_cmd};
 
 use super::github::{DeleteOutcome, GitHubClient, GitHubError, JitConfig, Runner};
 
@@ -127,17 +127,21 @@ pub enum DeliverError {
         /// End of the guest's stderr (never contains the config: it is only on stdin).
         stderr: String,
     },
-    /// The file is not root-owned mode 0600.
-    #[error("jit config file {path} in vm {vm} has owner/mode {found:?}, expected \"600 root\"")]
+    /// The file is not a root-owned regular file of mode 0600 (it was removed again and no
+    /// ready marker was made, so the guest's runner never reads it).
+    #[error("jit config file {path} in vm {vm} is not a root-owned mode-600 file: {found}")]
     BadMode {
         /// VM.
         vm: String,
         /// Guest path.
         path: String,
-        /// What `stat -f '%Lp %Su'` printed.
+        /// What the guest's `ls -ld` showed of it (or why it could not).
         found: String,
     },
 }
+
+/// Status of [`check_and_mark_argv`] when the file is not what was written.
+pub const CHECK_REJECTED: i32 = 3;
 
 fn safe_guest_path(path: &str) -> bool {
     path.starts_with('/')
@@ -149,8 +153,9 @@ fn safe_guest_path(path: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
 }
 
-/// The argv that writes stdin to `path` as a root-only file and then creates the ready
-/// marker. Contains no secret: the config arrives on stdin. Public for tests and docs.
+/// The argv that writes stdin to `path` as a root-only file. Contains no secret: the config
+/// arrives on stdin. `path` must be a safe guest path (checked by [`deliver_jit`]: nothing in
+/// it a shell would interpret, so it stands unquoted in the script). Public for tests and docs.
 pub fn deliver_argv(path: &str) -> Vec<String> {
     let dir = path
         .rsplit_once('/')
@@ -158,15 +163,28 @@ pub fn deliver_argv(path: &str) -> Vec<String> {
     let ready = format!("{path}{READY_SUFFIX}");
     // umask first so the file is never readable by others, not even between create and
     // chmod; rm first because `cat >` into an existing file keeps that file's old mode.
-    let script = format!(
+    // `chown 0:0` is root:wheel on macOS (and needs no group name the guest may lack).
+    guest_cmd::sh_c(&format!(
         "umask 077 && mkdir -p {dir} && chmod 700 {dir} && rm -f {path} {ready} && \
-         cat > {path} && chmod 600 {path} && chown root:wheel {path} && : > {ready}"
-    );
-    vec!["/bin/sh".to_owned(), "-c".to_owned(), script]
+         cat > {path} && chmod 600 {path} && chown 0:0 {path}"
+    ))
+}
+
+/// The argv that checks, in the guest, that `path` is a regular file owned by root with mode
+/// 600 and only then creates the ready marker the guest's runner waits for. Decided by exit
+/// status: 0 checked and marked; [`CHECK_REJECTED`] not such a file (it is removed; stdout
+/// shows what it was); anything else: the check itself failed.
+pub fn check_and_mark_argv(path: &str) -> Vec<String> {
+    let ready = format!("{path}{READY_SUFFIX}");
+    guest_cmd::sh_c(&format!(
+        "if [ -n \"$(find {path} -prune -type f -perm 600 -user root)\" ]; then : > {ready}; \
+         else ls -ld {path}; rm -f {path}; exit {CHECK_REJECTED}; fi"
+    ))
 }
 
 /// Write the encoded JIT config into `path` inside `vm` (through `prlctl exec` stdin, as
-/// root), then verify the file is mode 0600 and owned by root.
+/// root), then check in the guest that it is a root-owned mode-600 file and only then create
+/// the ready marker.
 pub async fn deliver_jit(
     hv: &dyn Hypervisor,
     vm: &str,
@@ -182,11 +200,10 @@ pub async fn deliver_jit(
         vm: vm.to_owned(),
         source,
     };
-    let argv = deliver_argv(path);
     let out = hv
         .exec(
             vm,
-            &argv,
+            &deliver_argv(path),
             Some(jit.encoded_jit_config.expose().as_bytes()),
             DELIVER_TIMEOUT,
         )
@@ -199,25 +216,30 @@ pub async fn deliver_jit(
             stderr: tail(&out.stderr),
         });
     }
-    let argv: Vec<String> = ["/usr/bin/stat", "-f", "%Lp %Su", path]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
     let out = hv
-        .exec(vm, &argv, None, DELIVER_TIMEOUT)
+        .exec(vm, &check_and_mark_argv(path), None, DELIVER_TIMEOUT)
         .await
         .map_err(exec_err)?;
-    let found = out.stdout.trim().to_owned();
-    if out.status != 0 || found != "600 root" {
-        return Err(DeliverError::BadMode {
-            vm: vm.to_owned(),
-            path: path.to_owned(),
-            found: if out.status == 0 {
-                found
-            } else {
-                format!("stat exited {}: {}", out.status, tail(&out.stderr))
-            },
-        });
+    match out.status {
+        0 => {}
+        CHECK_REJECTED => {
+            return Err(DeliverError::BadMode {
+                vm: vm.to_owned(),
+                path: path.to_owned(),
+                found: match (tail(&out.stdout), tail(&out.stderr)) {
+                    (shown, _) if !shown.is_empty() => shown,
+                    (_, why) if !why.is_empty() => why,
+                    _ => "(nothing)".to_owned(),
+                },
+            });
+        }
+        status => {
+            return Err(DeliverError::GuestFailed {
+                vm: vm.to_owned(),
+                status,
+                stderr: tail(&out.stderr),
+            });
+        }
     }
     tracing::info!(vm, runner_id = jit.runner_id, path, "delivered jit config");
     Ok(())
@@ -351,5 +373,83 @@ mod tests {
         assert_eq!(github_busy(Some(&r)), GitHubBusy::Busy);
         r.busy = false;
         assert_eq!(github_busy(Some(&r)), GitHubBusy::Idle);
+    }
+}
+
+/// Delivery through a real guest shell (see `hypervisor::local_guest`): the file, its mode,
+/// the marker, and no secret on any command line.
+#[cfg(all(test, target_os = "linux"))]
+mod local_guest_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::ci::Secret;
+    use crate::hypervisor::local_guest::LocalGuest;
+
+    const JIT: &str = "eyJKSVQiOiJzZWNyZXQgJ3dpdGgnIHF1b3RlcyAkKGlkKSJ9-0123456789";
+
+    fn jit() -> JitConfig {
+        JitConfig {
+            runner_id: 42,
+            runner_name: "marble-h-vm-0001".into(),
+            encoded_jit_config: Secret::new(JIT),
+        }
+    }
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+    }
+
+    #[tokio::test]
+    async fn the_config_arrives_root_only_and_then_the_marker() {
+        let guest = LocalGuest::new();
+        let hv = guest.hv(&[]);
+        let file = guest.host_path(DEFAULT_JIT_PATH);
+        let ready = guest.host_path(&format!("{DEFAULT_JIT_PATH}{READY_SUFFIX}"));
+        // A leftover of the wrong mode from an earlier boot is replaced, not reused.
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, b"stale").expect("plant");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+        deliver_jit(&hv, "vm", &jit(), DEFAULT_JIT_PATH)
+            .await
+            .expect("delivered");
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), JIT);
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(file.parent().expect("dir")), 0o700);
+        assert!(ready.exists(), "the ready marker follows the check");
+        let lines = guest.lines();
+        assert_eq!(lines.matches("'/bin/sh' '-c' ").count(), 2, "{lines}");
+        assert!(
+            !lines.contains(JIT),
+            "the config travelled on a command line"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_root_only_is_removed_and_never_marked() {
+        let guest = LocalGuest::new();
+        let hv = guest.hv(&[]);
+        let file = guest.host_path(DEFAULT_JIT_PATH);
+        std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&file, JIT).expect("plant");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let out = hv
+            .exec(
+                "vm",
+                &check_and_mark_argv(DEFAULT_JIT_PATH),
+                None,
+                DELIVER_TIMEOUT,
+            )
+            .await
+            .expect("exec");
+        assert_eq!(out.status, CHECK_REJECTED, "{out:?}");
+        assert!(out.stdout.contains("-rw-r--r--"), "{out:?}");
+        assert!(!file.exists(), "a readable config is removed");
+        assert!(
+            !guest
+                .host_path(&format!("{DEFAULT_JIT_PATH}{READY_SUFFIX}"))
+                .exists()
+        );
     }
 }

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use marble_proto::PowerState;
 
+pub mod guest_cmd;
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) mod local_guest;
 pub mod parse;
 pub mod prlctl;
 
@@ -87,7 +90,8 @@ pub struct Snapshot {
 }
 
 /// What MARBLE needs from a hypervisor. Every call has a timeout inside the implementation;
-/// implementations serialise nothing themselves: the actor guarantees one operation per VM.
+/// implementations serialise nothing themselves (the actor guarantees one operation per VM)
+/// except concurrent `exec`s into one guest, which they may cap.
 pub trait Hypervisor: Send + Sync + 'static {
     /// All VMs of the user (`prlctl list -a --json`).
     fn list_all(&self) -> HvFuture<'_, Vec<VmListing>>;
@@ -101,7 +105,10 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn stop<'a>(&'a self, vm: &'a str, mode: StopMode) -> HvFuture<'a, ()>;
     /// `prlctl suspend VM`.
     fn suspend<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()>;
-    /// `prlctl exec VM ARGV…` with its own timeout. A non-zero guest status is not an error.
+    /// Run `argv` in the guest (`prlctl exec VM …`) with its own timeout: the guest runs
+    /// exactly these words, whatever characters they hold (the prlctl adapter turns them into
+    /// one quoted guest command line, see [`guest_cmd`]). A non-zero guest status is not an
+    /// error.
     /// `stdin` is written to the guest command's standard input and then closed; secrets
     /// (JIT configs) travel this way, never in argv, which other host users can read.
     fn exec<'a>(

@@ -10,8 +10,11 @@
 //!   copes badly with many concurrent clients, and a burst of reconcile calls must not fork a
 //!   process per VM. The timeout covers the process only, not the wait for a permit (every
 //!   holder is itself bounded by its own timeout);
-//! - argv is passed element by element, never through a shell, so VM names with shell
-//!   metacharacters are inert;
+//! - `exec` into one VM also takes one of that VM's `max_exec_per_vm` slots first (Parallels'
+//!   DevOps service keeps it to 2): a burst of probes, readiness checks and provisioning into
+//!   one guest waits its turn without holding up calls for other VMs;
+//! - on the host, prlctl's argv is passed element by element, never through a shell, so VM
+//!   names with shell metacharacters are inert;
 //! - the environment is cleared and only [`PrlctlConfig::env`] is set (by default a fixed
 //!   `PATH` plus `HOME`/`USER`/`LOGNAME`/`TMPDIR` of the daemon): daemon secrets such as
 //!   S3 credentials never reach prlctl;
@@ -31,19 +34,29 @@
 //!   [`Hypervisor::list_all`] for the real state;
 //! - `start` works from stopped, suspended and paused; `resume` from suspended and paused
 //!   only. Which one to use is the caller's decision; the adapter does not look at state;
+//! - `exec` in the guest DOES go through a shell: prlctl joins the words after `exec VM` with
+//!   spaces and the guest re-parses that string (§4). So the adapter sends the caller's argv as
+//!   ONE argument, the line built by [`guest_cmd::command_line`] (every word single-quoted),
+//!   which the guest shell parses back into exactly that argv. A line over
+//!   [`guest_cmd::MAX_ARGV_LINE`] (argv above ~3.9 KB hangs prlctl exec) goes on stdin to
+//!   `/bin/sh -s` instead, or is refused with [`PrlctlError::CommandTooLong`] when the caller
+//!   sends stdin of its own;
 //! - `exec`: the guest's exit status passes through, so a non-zero status is
 //!   `Ok(ExecOutput)`. Exit 255 is ambiguous (a guest may exit 255); it is an error only when
 //!   stderr carries a prlctl-side message (session unavailable, not started, not found,
 //!   access denied, …), see [`is_prlctl_side_message`].
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::Semaphore;
 
+use super::guest_cmd;
 use super::parse::{self, ParseError, PrlctlVersion, VmStatus};
 use super::{ExecOutput, HvFuture, Hypervisor, Snapshot, StopMode, VmDetails, VmListing};
 
@@ -83,6 +96,9 @@ pub struct PrlctlConfig {
     pub exec_timeout_default: Duration,
     /// Most prlctl processes at once (at least 1).
     pub max_concurrent: usize,
+    /// Most `prlctl exec` processes at once into one VM (at least 1). Parallels' own DevOps
+    /// service keeps it to 2; further execs into that VM wait, those into other VMs do not.
+    pub max_exec_per_vm: usize,
     /// Most bytes kept of each of stdout and stderr per call.
     pub output_cap_bytes: usize,
     /// The complete environment of prlctl (it is cleared first). Never put secrets here.
@@ -113,6 +129,7 @@ impl Default for PrlctlConfig {
             bulk_timeout: Duration::from_secs(30 * 60),
             exec_timeout_default: Duration::from_secs(60),
             max_concurrent: 4,
+            max_exec_per_vm: 2,
             // Enough for any listing of a few hundred VMs and for probe output; exec callers
             // that need more should write to a guest file instead.
             output_cap_bytes: 1024 * 1024,
@@ -159,13 +176,19 @@ fn tail(bytes: &[u8]) -> String {
 pub struct Prlctl {
     config: PrlctlConfig,
     permits: Semaphore,
+    exec_slots: ExecSlots,
 }
 
 impl Prlctl {
-    /// An adapter with `config` (`max_concurrent` is raised to 1 if 0).
+    /// An adapter with `config` (`max_concurrent` and `max_exec_per_vm` are raised to 1 if 0).
     pub fn new(config: PrlctlConfig) -> Prlctl {
         let permits = Semaphore::new(config.max_concurrent.max(1));
-        Prlctl { config, permits }
+        let exec_slots = ExecSlots::new(config.max_exec_per_vm.max(1));
+        Prlctl {
+            config,
+            permits,
+            exec_slots,
+        }
     }
 
     /// The configuration in use.
@@ -391,9 +414,33 @@ impl Prlctl {
         } else {
             timeout
         };
+        // One argument, the quoted line: real prlctl joins its arguments with spaces and the
+        // guest shell re-parses them (reference §4), so separate words would be re-split.
+        let line = guest_cmd::command_line(argv);
         let mut args = strings(&["exec", vm]);
-        args.extend(argv.iter().cloned());
-        let out = self.run(&args, stdin, timeout).await?;
+        let long_line;
+        let stdin = if line.len() <= guest_cmd::MAX_ARGV_LINE {
+            args.push(line);
+            stdin
+        } else if stdin.is_none() {
+            // Too long for argv (prlctl exec hangs above ~3.9 KB): the same line as a script
+            // for `sh -s`, with the stdin it would have had (none).
+            args.push(guest_cmd::command_line(&guest_cmd::STDIN_SHELL));
+            long_line = guest_cmd::long_line_on_stdin(&line);
+            Some(long_line.as_slice())
+        } else {
+            return Err(PrlctlError::CommandTooLong {
+                argv: self.argv(&args),
+                bytes: line.len(),
+                limit: guest_cmd::MAX_ARGV_LINE,
+            });
+        };
+        // The VM's slot first, then (in `run`) the global permit: an exec waiting for its VM
+        // holds no permit that calls for other VMs need.
+        let slot = self.exec_slots.acquire(vm).await;
+        let out = self.run(&args, stdin, timeout).await;
+        drop(slot);
+        let out = out?;
         let stderr = out.stderr_text();
         match out.status {
             Some(255) if is_prlctl_side_message(&stderr) => Err(self.failed(&args, &out)),
@@ -412,6 +459,82 @@ impl Prlctl {
             .run_ok(&args, None, self.config.default_timeout)
             .await?;
         parse::parse_snapshot_list_json(&out.stdout_text()).map_err(|e| self.parse_err(&args, e))
+    }
+}
+
+/// Per-VM exec slots: a semaphore of `per_vm` permits for each VM that has execs running or
+/// waiting, dropped from the map again when the last of them is done (so the map holds only
+/// busy VMs). Keyed by the VM argument as the caller wrote it (callers use names).
+#[derive(Debug)]
+struct ExecSlots {
+    per_vm: usize,
+    by_vm: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl ExecSlots {
+    fn new(per_vm: usize) -> ExecSlots {
+        ExecSlots {
+            per_vm,
+            by_vm: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
+        // The map stays consistent whatever a panicking holder did: every change is one
+        // insert or remove.
+        self.by_vm.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wait for a slot of `vm`; it is released when the returned guard drops.
+    async fn acquire(&self, vm: &str) -> ExecSlot<'_> {
+        let semaphore = Arc::clone(
+            self.map()
+                .entry(vm.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_vm))),
+        );
+        // Built before waiting, so a caller cancelled while waiting still tidies the map.
+        let mut slot = ExecSlot {
+            slots: self,
+            vm: vm.to_owned(),
+            semaphore,
+            permit: None,
+        };
+        slot.permit = Some(
+            Arc::clone(&slot.semaphore)
+                .acquire_owned()
+                .await
+                .expect("invariant: exec semaphores are never closed"),
+        );
+        slot
+    }
+
+    /// VMs with execs running or waiting.
+    #[cfg(test)]
+    fn busy_vms(&self) -> usize {
+        self.map().len()
+    }
+}
+
+/// A held (or awaited) exec slot of one VM.
+struct ExecSlot<'a> {
+    slots: &'a ExecSlots,
+    vm: String,
+    semaphore: Arc<Semaphore>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for ExecSlot<'_> {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut map = self.slots.map();
+        // References: the map's and ours. More means another exec holds or awaits a slot.
+        if Arc::strong_count(&self.semaphore) == 2
+            && map
+                .get(&self.vm)
+                .is_some_and(|s| Arc::ptr_eq(s, &self.semaphore))
+        {
+            map.remove(&self.vm);
+        }
     }
 }
 
@@ -623,6 +746,24 @@ mod tests {
         let (kept, truncated) = read_capped(&data[..1000], 1000).await.unwrap();
         assert_eq!(kept.len(), 1000);
         assert!(!truncated);
+    }
+
+    #[tokio::test]
+    async fn exec_slots_cap_each_vm_and_forget_idle_vms() {
+        let slots = ExecSlots::new(2);
+        let a1 = slots.acquire("a").await;
+        let a2 = slots.acquire("a").await;
+        let b1 = slots.acquire("b").await;
+        assert_eq!(slots.busy_vms(), 2);
+        // A third slot of `a` waits; cancelled while waiting, it leaves nothing behind.
+        let third = futures_util::FutureExt::now_or_never(slots.acquire("a"));
+        assert!(third.is_none(), "a third slot of one VM was granted");
+        drop(b1);
+        assert_eq!(slots.busy_vms(), 1, "an idle VM is forgotten");
+        drop(a1);
+        let a3 = slots.acquire("a").await;
+        drop((a2, a3));
+        assert_eq!(slots.busy_vms(), 0);
     }
 
     #[test]

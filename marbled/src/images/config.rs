@@ -47,7 +47,8 @@ pub enum VerifyAfterPush {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScrubConfig {
-    /// Guest path globs removed with `rm -f` (shell-expanded in the guest).
+    /// Guest path globs removed with `rm -rf`, expanded by the guest shell; only `*` and `?`
+    /// are wildcards, every other character is literal.
     pub files: Vec<String>,
     /// Reset ComputerName/HostName/LocalHostName to the image name.
     pub reset_hostname: bool,
@@ -58,6 +59,13 @@ impl Default for ScrubConfig {
         Self {
             files: vec![
                 "/Users/*/.PAT".into(),
+                // The seed's setup script wrote the PAT as root (`prlctl exec` runs as root).
+                "/var/root/.PAT".into(),
+                // A registered runner's own secrets (left behind when its VM was stopped
+                // before it took a job), where `marblectl runner install` and the seed put it.
+                "/Users/*/actions-runner/.credentials".into(),
+                "/Users/*/actions-runner/.credentials_rsaparams".into(),
+                "/Users/*/actions-runner/.runner".into(),
                 "/Users/*/.zsh_history".into(),
                 "/Users/*/.bash_history".into(),
                 "/Users/*/.zsh_sessions/*".into(),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::hypervisor::{Hypervisor, StopMode};
+use crate::hypervisor::{Hypervisor, StopMode, guest_cmd};
 
 use super::{
     ImageError, ImageName, ImageStore, Phase, Progress, ProgressSink, PullReport, PushReport,
@@ -85,11 +85,6 @@ fn hv_err(op: &'static str, vm: &str) -> impl FnOnce(crate::hypervisor::PrlctlEr
     move |source| ImageError::Hypervisor { op, vm, source }
 }
 
-/// Single-quotes a string for the guest's `sh`.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 /// The seed's "PURE": VM name without the `<host>-` prefix.
 pub fn pure_name<'a>(vm: &'a str, host: &str) -> &'a str {
     vm.strip_prefix(host)
@@ -97,74 +92,126 @@ pub fn pure_name<'a>(vm: &'a str, host: &str) -> &'a str {
         .unwrap_or(vm)
 }
 
+/// Run a one-line `script` with the guest's `/bin/sh` (see [`guest_cmd`]).
 async fn guest_sh(
     hv: &dyn Hypervisor,
     vm: &str,
     script: &str,
     timeout: Duration,
-) -> Result<(i32, String), ImageError> {
-    let argv = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
-    let out = hv
-        .exec(vm, &argv, None, timeout)
+) -> Result<crate::hypervisor::ExecOutput, ImageError> {
+    hv.exec(vm, &guest_cmd::sh_c(script), None, timeout)
         .await
-        .map_err(hv_err("exec", vm))?;
-    Ok((out.status, out.stdout))
+        .map_err(hv_err("exec", vm))
+}
+
+/// The last line of `text`, trimmed (for error messages).
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap_or("").trim()
 }
 
 /// Removes the scrub list in the running clone, resets host names, then checks nothing
 /// on the list remains. Returns what was done.
 ///
-/// Only `rm -rfv` and `ls -d` over the globs: the guest shell expands them, an unmatched glob
-/// stays literal (ignored by `rm -f`, an error on stderr for `ls`), and stdout lists exactly
-/// what was removed / what remains. No loops or variables, so the same script runs in the
-/// prlctl simulator's guest shell.
+/// Each configured glob becomes one shell word in which only `*` and `?` are active
+/// ([`guest_cmd::glob_word`]); the guest shell expands it, and a glob that matches nothing
+/// stays literal (ignored by `rm -f`, and `ls -d` finds nothing of it). Every step is decided
+/// by its exit status: the removal's own, the host-name reset's, and for the check `grep .`
+/// over what `ls -d` still finds (0: something remains, 1: nothing does). Output only feeds
+/// the report.
 async fn scrub(
-    store: &ImageStore,
+    cfg: &super::config::ScrubConfig,
     hv: &dyn Hypervisor,
     clone: &str,
     image: &ImageName,
     timeout: Duration,
 ) -> Result<Vec<String>, ImageError> {
-    let cfg = &store.config().scrub;
     let mut done = Vec::new();
-    // Globs are left unquoted so the guest shell expands them.
-    let globs = cfg.files.join(" ");
+    let globs = cfg
+        .files
+        .iter()
+        .map(|g| guest_cmd::glob_word(g))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let failed = |what: &str, out: &crate::hypervisor::ExecOutput| ImageError::Vm {
+        vm: clone.to_string(),
+        reason: format!(
+            "{what} failed in the guest (status {}): {}",
+            out.status,
+            last_line(&out.stderr)
+        ),
+    };
     if !globs.is_empty() {
-        let (_, out) = guest_sh(hv, clone, &format!("rm -rfv {globs}; true"), timeout).await?;
+        let out = guest_sh(hv, clone, &format!("rm -rfv {globs}"), timeout).await?;
+        if out.status != 0 {
+            return Err(failed("removing the scrub list", &out));
+        }
         done.extend(
-            out.lines()
+            out.stdout
+                .lines()
                 .filter(|l| !l.is_empty())
                 .map(|l| format!("removed {l}")),
         );
     }
     if cfg.reset_hostname {
-        let n = sh_quote(image.as_str());
-        let (status, _) = guest_sh(hv, clone, &format!("scutil --set ComputerName {n} && scutil --set HostName {n} && scutil --set LocalHostName {n}"), timeout).await?;
-        if status != 0 {
-            return Err(ImageError::Vm {
-                vm: clone.to_string(),
-                reason: format!("resetting host names failed (status {status})"),
-            });
+        let n = guest_cmd::quote(image.as_str());
+        let out = guest_sh(
+            hv,
+            clone,
+            &format!(
+                "scutil --set ComputerName {n} && scutil --set HostName {n} && \
+                 scutil --set LocalHostName {n}"
+            ),
+            timeout,
+        )
+        .await?;
+        if out.status != 0 {
+            return Err(failed("resetting host names", &out));
         }
         done.push(format!(
             "ComputerName/HostName/LocalHostName set to {image}"
         ));
     }
-    if !globs.is_empty() {
-        let (_, out) = guest_sh(hv, clone, &format!("ls -d {globs}; true"), timeout).await?;
-        let remaining: Vec<String> = out
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
-        if !remaining.is_empty() {
-            return Err(ImageError::ScrubIncomplete {
-                vm: clone.to_string(),
-                remaining,
-            });
-        }
-    }
+    check_scrubbed(&globs, hv, clone, timeout).await?;
     Ok(done)
+}
+
+/// Fails with [`ImageError::ScrubIncomplete`] naming what the guest still has of `globs`
+/// (shell words from [`guest_cmd::glob_word`]).
+async fn check_scrubbed(
+    globs: &str,
+    hv: &dyn Hypervisor,
+    clone: &str,
+    timeout: Duration,
+) -> Result<(), ImageError> {
+    if globs.is_empty() {
+        return Ok(());
+    }
+    let out = guest_sh(
+        hv,
+        clone,
+        &format!("ls -d {globs} 2>/dev/null | grep ."),
+        timeout,
+    )
+    .await?;
+    match out.status {
+        1 => Ok(()),
+        0 => Err(ImageError::ScrubIncomplete {
+            vm: clone.to_string(),
+            remaining: out
+                .stdout
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }),
+        status => Err(ImageError::Vm {
+            vm: clone.to_string(),
+            reason: format!(
+                "checking the scrub failed in the guest (status {status}): {}",
+                last_line(&out.stderr)
+            ),
+        }),
+    }
 }
 
 async fn wait_for_guest(
@@ -175,13 +222,13 @@ async fn wait_for_guest(
 ) -> Result<(), ImageError> {
     let deadline = tokio::time::Instant::now() + boot;
     loop {
-        match guest_sh(hv, vm, "true", exec).await {
-            Ok((0, _)) => return Ok(()),
+        match guest_sh(hv, vm, "true", exec).await.map(|out| out.status) {
+            Ok(0) => return Ok(()),
             Ok(_) | Err(_) if tokio::time::Instant::now() < deadline => {
                 // Guest tools take a while after boot; poll at a modest rate.
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            Ok((s, _)) => {
+            Ok(s) => {
                 return Err(ImageError::Vm {
                     vm: vm.to_string(),
                     reason: format!("guest did not answer exec (status {s})"),
@@ -246,7 +293,14 @@ pub async fn push_vm(
         hv.start(&clone).await.map_err(hv_err("start", &clone))?;
         let scrubbed = async {
             wait_for_guest(&*hv, &clone, opts.boot_timeout, opts.exec_timeout).await?;
-            scrub(store, &*hv, &clone, &image, opts.exec_timeout).await
+            scrub(
+                &store.config().scrub,
+                &*hv,
+                &clone,
+                &image,
+                opts.exec_timeout,
+            )
+            .await
         }
         .await;
         if hv.stop(&clone, StopMode::Graceful).await.is_err() {
@@ -417,4 +471,117 @@ pub async fn pull_vm(
         build_disk_fetched,
         operator_steps,
     })
+}
+
+/// The scrub through a real guest shell (see `hypervisor::local_guest`), with the default
+/// scrub list moved under the guest's `/var` so planted files stay in the test's directory.
+#[cfg(all(test, target_os = "linux"))]
+mod local_guest_tests {
+    use super::*;
+    use crate::hypervisor::local_guest::LocalGuest;
+    use crate::images::config::ScrubConfig;
+
+    /// Where the default guest paths live in these tests.
+    const ROOT: &str = "/var/guest";
+
+    /// The default list, under [`ROOT`], without the host-name reset (no scutil here).
+    fn rooted_defaults() -> ScrubConfig {
+        ScrubConfig {
+            files: ScrubConfig::default()
+                .files
+                .iter()
+                .map(|g| format!("{ROOT}{g}"))
+                .collect(),
+            reset_hostname: false,
+        }
+    }
+
+    /// A file at each default glob, as a user `sftnight` (the seed's CI user) would leave it,
+    /// plus the runner's secrets where `marblectl runner install` puts the runner
+    /// (`ci::runner_install_steps`: `/Users/<user>/actions-runner`).
+    fn secrets() -> Vec<String> {
+        let mut paths: Vec<String> = ScrubConfig::default()
+            .files
+            .iter()
+            .map(|g| g.replace('*', "sftnight"))
+            .collect();
+        paths.extend(
+            [".credentials", ".credentials_rsaparams", ".runner"]
+                .iter()
+                .map(|f| format!("/Users/sftnight/actions-runner/{f}")),
+        );
+        paths.push("/Users/runner user/.PAT".to_owned());
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
+    fn plant(guest: &LocalGuest, path: &str, body: &[u8]) -> std::path::PathBuf {
+        let host = guest.host_path(&format!("{ROOT}{path}"));
+        std::fs::create_dir_all(host.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&host, body).expect("plant");
+        host
+    }
+
+    #[tokio::test]
+    async fn the_scrub_removes_every_planted_secret_and_keeps_the_rest() {
+        let guest = LocalGuest::new();
+        let hv = guest.hv(&[]);
+        let planted: Vec<_> = secrets()
+            .iter()
+            .map(|p| (p.clone(), plant(&guest, p, b"ghp_secret")))
+            .collect();
+        let kept = [
+            plant(&guest, "/Users/sftnight/notes.txt", b"keep"),
+            plant(&guest, "/Users/sftnight/actions-runner/run.sh", b"keep"),
+            plant(&guest, "/Users/sftnight/actions-runner/.env", b"keep"),
+        ];
+        let image = ImageName::for_vm("2025-01-01", "ROOT-VM-macOS-14").expect("name");
+        let done = scrub(
+            &rooted_defaults(),
+            &hv,
+            "vm",
+            &image,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("scrubbed");
+        for (path, host) in &planted {
+            assert!(
+                !host.exists(),
+                "{path} is still in the image; scrub said {done:?}"
+            );
+        }
+        for host in &kept {
+            assert!(host.exists(), "{} was removed", host.display());
+        }
+        assert_eq!(
+            done.len(),
+            planted.len(),
+            "one report line per removed path: {done:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_check_names_what_remains_by_its_exit_status() {
+        let guest = LocalGuest::new();
+        let hv = guest.hv(&[]);
+        let globs: String = rooted_defaults()
+            .files
+            .iter()
+            .map(|g| guest_cmd::glob_word(g))
+            .collect::<Vec<_>>()
+            .join(" ");
+        check_scrubbed(&globs, &hv, "vm", Duration::from_secs(30))
+            .await
+            .expect("nothing planted, nothing remains");
+        plant(&guest, "/Users/ci/actions-runner/.runner", b"{}");
+        match check_scrubbed(&globs, &hv, "vm", Duration::from_secs(30)).await {
+            Err(ImageError::ScrubIncomplete { remaining, .. }) => assert_eq!(
+                remaining,
+                [format!("{ROOT}/Users/ci/actions-runner/.runner")]
+            ),
+            other => panic!("a remaining secret must fail the push: {other:?}"),
+        }
+    }
 }

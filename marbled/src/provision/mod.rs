@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::hypervisor::{Hypervisor, PrlctlError};
+use crate::hypervisor::{Hypervisor, PrlctlError, guest_cmd};
 
 pub mod profile;
 
@@ -354,16 +354,13 @@ async fn run_step(
     }
     if !step.always {
         let marker = marker_path(name);
-        let script = format!("mkdir -p {MARKER_DIR} && echo {name} > {marker}");
-        let out = exec_step(
-            hv,
-            vm,
-            name,
-            &strs(&["/bin/sh", "-c", &script]),
-            None,
-            CHECK_TIMEOUT,
-        )
-        .await?;
+        // Creating it twice is harmless (a re-run after a lost answer).
+        let script = format!(
+            "mkdir -p {} && : > {}",
+            guest_cmd::quote(MARKER_DIR),
+            guest_cmd::quote(&marker)
+        );
+        let out = exec_step(hv, vm, name, &guest_cmd::sh_c(&script), None, CHECK_TIMEOUT).await?;
         if out.status != 0 {
             return Err(ProvisionError::Marker {
                 step: name.to_owned(),
@@ -403,5 +400,88 @@ mod tests {
     #[test]
     fn markers_live_under_the_marker_dir() {
         assert_eq!(marker_path("xcode"), "/var/db/marble/provision/xcode.done");
+    }
+}
+
+/// Profiles through a real guest shell (see `hypervisor::local_guest`): quoting of every kind
+/// of step, markers, and a second run that performs nothing.
+#[cfg(all(test, target_os = "linux"))]
+mod local_guest_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::hypervisor::local_guest::LocalGuest;
+
+    const PROFILE: &str = r#"
+[[step]]
+name = "quoted-shell"
+command = "printf '%s\n' \"it's $((40 + 2))\" >> /var/tmp/out"
+
+[[step]]
+name = "argv"
+command = ["/bin/sh", "-c", "printf '%s|' \"$@\" >> /var/tmp/out; echo >> /var/tmp/out", "sh", "a b", "$HOME", "*", ""]
+
+[[step]]
+name = "script"
+script = "s.sh"
+args = ["x y"]
+
+[[step]]
+name = "created-already"
+command = "echo never >> /var/tmp/out"
+creates = "/var/tmp/has space"
+
+[[step]]
+name = "unless-passes"
+command = "echo never >> /var/tmp/out"
+unless = "test -e '/var/tmp/has space'"
+"#;
+
+    /// A script whose first command reads stdin, as `ssh`, `brew` or a `read` would: it must
+    /// not swallow the rest of the script. (bash, macOS's `/bin/sh`, reads a script on stdin
+    /// byte by byte, so any child gets the rest; dash reads ahead a few KiB, hence the long
+    /// comment that puts the last line beyond its first read.)
+    fn script() -> Vec<u8> {
+        let mut s = b"cat > /dev/null\n# ".to_vec();
+        s.extend(std::iter::repeat_n(b'-', 64 * 1024));
+        s.extend_from_slice(b"\necho \"after-cat $1\" >> /var/tmp/out\n");
+        s
+    }
+
+    fn profile() -> Profile {
+        let read = |p: &Path| {
+            (p == Path::new("s.sh"))
+                .then(script)
+                .ok_or_else(|| format!("no {}", p.display()))
+        };
+        Profile::parse_with(PROFILE, Path::new("p.toml"), &read).expect("profile")
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_step_runs_as_written_and_only_once() {
+        let guest = LocalGuest::new();
+        let hv = guest.hv(&[]);
+        std::fs::create_dir_all(guest.host_path("/var/tmp/has space")).expect("plant");
+        let mut events = Vec::new();
+        let report = run_profile(&hv, "vm", &profile(), 14, &mut |e| events.push(e))
+            .await
+            .expect("first run");
+        assert_eq!(
+            report.ran(),
+            ["quoted-shell", "argv", "script"],
+            "{events:?}"
+        );
+        let out = guest.host_path("/var/tmp/out");
+        let want = "it's 42\na b|$HOME|*||\nafter-cat x y\n";
+        assert_eq!(std::fs::read_to_string(&out).expect("out"), want);
+        for step in ["quoted-shell", "argv", "script"] {
+            assert!(guest.host_path(&marker_path(step)).exists(), "{step}");
+        }
+
+        let again = run_profile(&hv, "vm", &profile(), 14, &mut |_| {})
+            .await
+            .expect("second run");
+        assert!(again.ran().is_empty(), "{again:?}");
+        assert_eq!(std::fs::read_to_string(&out).expect("out"), want);
     }
 }

@@ -125,11 +125,14 @@ impl VersionSelector {
 /// What a step runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepAction {
-    /// An argv run without a shell.
+    /// An argv, run as exactly these words (the prlctl adapter quotes them for the guest
+    /// shell that `prlctl exec` always goes through).
     Argv(Vec<String>),
     /// A shell command line (`/bin/sh -c`).
     Shell(String),
-    /// A script sent on stdin to `/bin/sh -s -- ARGS…`.
+    /// A script sent on stdin to `/bin/sh -s -- ARGS…`, inside a `{ …; } </dev/null` group
+    /// (see [`crate::hypervisor::guest_cmd::stdin_script`]): the shell reads all of it before
+    /// running any, so a command in it that reads stdin cannot swallow the rest.
     Script {
         /// Where it came from (for messages).
         origin: String,
@@ -403,7 +406,7 @@ pub fn step_argv(step: &Step) -> (Vec<String>, Option<Vec<u8>>) {
                 v.push("--".to_owned());
                 v.extend(args.iter().cloned());
             }
-            (v, Some(body.clone()))
+            (v, Some(crate::hypervisor::guest_cmd::stdin_script(body)))
         }
     };
     (as_user(step.user.as_deref(), argv), stdin)
@@ -515,7 +518,7 @@ macos = "fourteen"
         let p = Profile::load(&dir.path().join("p.toml")).unwrap();
         let (argv, stdin) = step_argv(&p.steps[0]);
         assert_eq!(argv, ["/bin/sh", "-s", "--", "disk4"]);
-        assert_eq!(stdin.as_deref(), Some(&b"echo $1\n"[..]));
+        assert_eq!(stdin.as_deref(), Some(&b"{\necho $1\n\n} </dev/null\n"[..]));
         std::fs::write(
             dir.path().join("q.toml"),
             "[[step]]\nname = \"s\"\nscript = \"missing.sh\"\n",

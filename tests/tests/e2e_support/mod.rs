@@ -72,8 +72,9 @@ impl SimEnv {
     }
 
     /// `vm`'s runner listens only once its JIT config has arrived (the daemon's check of the
-    /// delivered file starts it), not at boot as the shared setup has it for daemons without
-    /// `[github]`: so the registration the daemon minted is the one the runner uses.
+    /// delivered file, which creates the ready marker the guest's LaunchDaemon waits for,
+    /// starts it), not at boot as the shared setup has it for daemons without `[github]`: so
+    /// the registration the daemon minted is the one the runner uses.
     pub fn runner_listens_after_jit(&self, vm: &str) {
         self.host
             .remove_boot_processes(vm, "Runner.Listener")
@@ -81,9 +82,10 @@ impl SimEnv {
         self.host
             .add_exec_rule(
                 vm,
-                ExecRule::contains(&format!("/usr/bin/stat -f %Lp %Su {JIT_PATH}"))
-                    .stdout("600 root\n")
-                    .spawns(LISTENER),
+                ExecRule::contains(&format!(
+                    "find {JIT_PATH} -prune -type f -perm 600 -user root"
+                ))
+                .spawns(LISTENER),
             )
             .unwrap();
     }

@@ -47,6 +47,17 @@ pub enum PrlctlError {
         #[source]
         reason: ParseError,
     },
+    /// A guest command line too long for `prlctl exec`'s argv (which hangs above ~3.9 KB)
+    /// that cannot go on stdin either, because the caller sends stdin of its own. Nothing ran.
+    #[error("guest command line of `{}` is {bytes} bytes; at most {limit} fit in argv and the caller's stdin rules out sending it on stdin", argv.join(" "))]
+    CommandTooLong {
+        /// Command line (prlctl, `exec`, VM).
+        argv: Vec<String>,
+        /// Length of the guest command line.
+        bytes: usize,
+        /// The most sent in argv.
+        limit: usize,
+    },
     /// Talking to the child process failed (reading its output, waiting for it).
     #[error("i/o with `{}`", argv.join(" "))]
     Io {
@@ -70,6 +81,7 @@ impl PrlctlError {
             | PrlctlError::Failed { argv, .. }
             | PrlctlError::Timeout { argv, .. }
             | PrlctlError::Parse { argv, .. }
+            | PrlctlError::CommandTooLong { argv, .. }
             | PrlctlError::Io { argv, .. } => argv,
         }
     }
