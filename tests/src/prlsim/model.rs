@@ -102,6 +102,10 @@ pub struct GuestProc {
     pub command: String,
     /// Wall-clock ms at which the process appears (boot processes appear when the guest is up).
     pub started_ms: u64,
+    /// Wall-clock ms at which it is gone (an exec's shell that ran through simulated time
+    /// stays visible to other execs until then); `None` = runs until killed or power-off.
+    #[serde(default)]
+    pub ends_ms: Option<u64>,
 }
 
 impl GuestProc {
@@ -308,6 +312,9 @@ pub struct Vm {
     pub other_settings: BTreeMap<String, String>,
     /// Whether the first start should write `Installation succeeded` to `parallels.log`.
     pub pending_install: bool,
+    /// Owners of guest paths (`user:group`) other than the default `root:wheel`.
+    #[serde(default)]
+    pub guest_owners: BTreeMap<String, String>,
 }
 
 impl Vm {
@@ -328,7 +335,9 @@ impl Vm {
 
     /// Processes visible at `now`.
     pub fn visible_procs(&self, now: u64) -> impl Iterator<Item = &GuestProc> {
-        self.procs.iter().filter(move |p| p.started_ms <= now)
+        self.procs
+            .iter()
+            .filter(move |p| p.started_ms <= now && p.ends_ms.is_none_or(|e| now < e))
     }
 
     /// Add a guest process appearing at `at`; returns its pid.
@@ -340,6 +349,7 @@ impl Vm {
             ppid: 1,
             command: command.to_owned(),
             started_ms: at,
+            ends_ms: None,
         });
         pid
     }
@@ -499,6 +509,7 @@ impl SimState {
             scutil: BTreeMap::new(),
             other_settings: BTreeMap::new(),
             pending_install: false,
+            guest_owners: BTreeMap::new(),
         }
     }
 }
