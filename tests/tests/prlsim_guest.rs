@@ -338,3 +338,21 @@ fn an_exec_that_sleeps_stays_in_the_process_table_until_its_simulated_end() {
         "{ps}"
     );
 }
+
+#[test]
+fn a_then_run_rule_starts_processes_and_still_runs_the_command() {
+    let (_d, h) = running();
+    h.add_exec_rule(
+        VM,
+        ExecRule::contains("/usr/bin/stat")
+            .then_run()
+            .spawns("/Users/runner/bin/Runner.Listener run"),
+    )
+    .unwrap();
+    let r = exec(&h, &["/usr/bin/stat", "-f", "%Su", "/nope"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "stat: /nope: stat: No such file or directory\n")
+    );
+    assert_eq!(exec(&h, &["pgrep", "Runner.Listener"]).code, 0);
+}

@@ -142,20 +142,25 @@ pub fn exec(store: &Store, rest: &[String], stdin: &mut dyn Read) -> Result<Outc
                     ends_ms: Some(now + rule.delay_ms),
                 });
             }
-            return match rule.action {
-                RuleAction::Hang => Outcome {
-                    hang: true,
-                    ..Outcome::default()
-                },
-                RuleAction::SessionError => Outcome::err(SESSION_ERROR, 255),
-                RuleAction::Reply => Outcome {
-                    stdout: rule.stdout.into_bytes(),
-                    stderr: rule.stderr.into_bytes(),
-                    exit: rule.exit,
-                    delay_ms: rule.delay_ms,
-                    hang: false,
-                },
-            };
+            match rule.action {
+                RuleAction::Hang => {
+                    return Outcome {
+                        hang: true,
+                        ..Outcome::default()
+                    };
+                }
+                RuleAction::SessionError => return Outcome::err(SESSION_ERROR, 255),
+                RuleAction::Reply => {
+                    return Outcome {
+                        stdout: rule.stdout.into_bytes(),
+                        stderr: rule.stderr.into_bytes(),
+                        exit: rule.exit,
+                        delay_ms: rule.delay_ms,
+                        hang: false,
+                    };
+                }
+                RuleAction::Run => {}
+            }
         }
         let ran = guest::run(vm, &joined, input, now, &user);
         Outcome {

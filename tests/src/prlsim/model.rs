@@ -136,6 +136,8 @@ pub enum RuleAction {
     Hang,
     /// Fail with the "Unable to open new session" error, exit 255.
     SessionError,
+    /// Start/kill the rule's processes, then run the command in the guest shell as usual.
+    Run,
 }
 
 /// A scripted answer for `prlctl exec`; the first matching rule of a VM wins over builtins.
@@ -211,6 +213,11 @@ impl ExecRule {
     /// Fail with the exec session error.
     pub fn session_error(mut self) -> Self {
         self.action = RuleAction::SessionError;
+        self
+    }
+    /// Only start/kill processes: the command itself still runs in the guest shell.
+    pub fn then_run(mut self) -> Self {
+        self.action = RuleAction::Run;
         self
     }
     /// Start a guest process when run.

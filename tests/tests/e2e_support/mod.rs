@@ -81,8 +81,9 @@ impl SimEnv {
         self.host
             .add_exec_rule(
                 vm,
-                ExecRule::contains(&format!("/usr/bin/stat -f %Lp %Su {JIT_PATH}"))
-                    .stdout("600 root\n")
+                // The check itself runs in the guest shell against the delivered file.
+                ExecRule::contains("/usr/bin/stat")
+                    .then_run()
                     .spawns(LISTENER),
             )
             .unwrap();
