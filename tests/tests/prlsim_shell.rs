@@ -490,3 +490,32 @@ fn file_utilities_keep_bsd_behaviour_and_guest_ownership() {
     );
     assert_eq!(sh(&h, "rm /opt/a").stderr, "rm: /opt/a: is a directory\n");
 }
+
+#[test]
+fn a_script_that_never_ends_hangs_like_a_real_exec() {
+    let (_d, h) = running();
+    for (i, line) in [
+        "while :; do :; done",
+        "until [ -f /never ]; do sleep 2; done",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut child = std::process::Command::new(exe())
+            .args(["exec", VM, line])
+            .env(marble_tests::prlsim::DIR_ENV, h.dir())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // The invocation log gets `exit: null` when a hang starts.
+        let hung = h
+            .wait_for(std::time::Duration::from_secs(60), |_| {
+                h.invocations()
+                    .is_ok_and(|inv| inv.iter().filter(|v| v.exit.is_none()).count() > i)
+            })
+            .expect("wait");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(hung, "{line} should hang");
+    }
+}

@@ -185,6 +185,22 @@ impl Word {
         }
     }
 
+    /// The word's text if it has no expansions (`'/usr/bin/pgrep'`, `"sh"`, `cat`).
+    pub fn static_text(&self) -> Option<String> {
+        fn walk(parts: &[Part], out: &mut String) -> bool {
+            parts.iter().all(|p| match p {
+                Part::Lit(s) | Part::Quoted(s) => {
+                    out.push_str(s);
+                    true
+                }
+                Part::Double(inner) => walk(inner, out),
+                _ => false,
+            })
+        }
+        let mut s = String::new();
+        walk(&self.0, &mut s).then_some(s)
+    }
+
     /// Whether any part is quoted (a here-document delimiter with quotes keeps its body
     /// literal).
     pub fn has_quotes(&self) -> bool {

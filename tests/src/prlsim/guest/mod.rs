@@ -54,7 +54,7 @@ pub struct Ran {
 }
 
 /// Commands run before a session is declared hung.
-const MAX_STEPS: u64 = 200_000;
+const MAX_STEPS: u64 = 50_000;
 /// Simulated time after which a session is declared hung.
 const MAX_DELAY_MS: u64 = 7 * 24 * 3_600_000;
 /// Nesting (functions, shells, substitutions) after which a command fails.
@@ -169,9 +169,9 @@ fn command_reads_stdin(c: &ast::Command) -> bool {
                 .any(word_reads_stdin);
             let name_reads = match s.words.first() {
                 None => false,
-                Some(w) => match w.as_lit() {
-                    Some(lit) => {
-                        let base = lit.rsplit('/').next().unwrap_or(lit);
+                Some(w) => match w.static_text() {
+                    Some(name) => {
+                        let base = name.rsplit('/').next().unwrap_or(&name);
                         builtins::READS_STDIN.contains(&base)
                     }
                     None => true,
@@ -359,5 +359,22 @@ impl Session<'_> {
     /// Leave a nested evaluation.
     pub fn leave(&mut self) {
         self.depth = self.depth.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_stdin;
+
+    #[test]
+    fn stdin_is_read_only_when_the_line_can_read_it() {
+        assert!(!needs_stdin("'/usr/bin/pgrep' '-lf' 'Runner.Worker'"));
+        assert!(!needs_stdin("printf '%s' 'cat'"));
+        assert!(needs_stdin("'/bin/sh' '-s'"));
+        assert!(needs_stdin("umask 077 && cat > /x"));
+        assert!(needs_stdin("x=$(cat)"));
+        assert!(needs_stdin("$cmd"));
+        assert!(needs_stdin("if true; then sudo -u a -- /bin/sh -s; fi"));
+        assert!(!needs_stdin("for x in a; do"));
     }
 }
