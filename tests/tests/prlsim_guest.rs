@@ -1,5 +1,6 @@
-//! The scripted guest behind `fake-prlctl exec`: builtins with real exit codes, stdin to a
-//! root-only file, processes for pgrep/ps, and scripted rules.
+//! The scripted guest behind `fake-prlctl exec`: utilities with real exit codes, stdin to a
+//! root-only file, the process table as pgrep/ps see it (the exec's own shells included, BSD
+//! pgrep's ancestor rule), and scripted rules.
 
 use std::path::Path;
 
@@ -18,6 +19,11 @@ fn running() -> (tempfile::TempDir, SimHost) {
     (dir, host)
 }
 
+/// Single-quote one argument for the guest shell.
+fn q(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', "'\\''"))
+}
+
 fn exec(h: &SimHost, cmd: &[&str]) -> PrlRun {
     let mut args = vec!["exec", VM];
     args.extend_from_slice(cmd);
@@ -28,6 +34,8 @@ fn exec(h: &SimHost, cmd: &[&str]) -> PrlRun {
 fn a_secret_sent_on_stdin_lands_only_in_a_root_only_file() {
     let (_d, h) = running();
     let secret = b"jitconfig-eyJzZWNyZXQiOiJ4In0=";
+    // Unquoted, `sh -c umask 077` runs `umask` alone (printing the mask) and the `cat`
+    // runs in the outer shell with the default mask: the secret is world-readable.
     let r = h
         .prlctl(
             exe(),
@@ -37,6 +45,25 @@ fn a_secret_sent_on_stdin_lands_only_in_a_root_only_file() {
                 "/bin/sh",
                 "-c",
                 "umask 077; cat > /var/root/.runner_jit",
+            ],
+            Some(secret),
+        )
+        .unwrap();
+    assert_eq!((r.code, r.stdout.as_str()), (0, "0022\n"));
+    assert_eq!(
+        h.guest_file_mode(VM, "/var/root/.runner_jit").unwrap(),
+        Some(0o644)
+    );
+    assert_eq!(exec(&h, &["rm", "/var/root/.runner_jit"]).code, 0);
+    let r = h
+        .prlctl(
+            exe(),
+            &[
+                "exec",
+                VM,
+                "/bin/sh",
+                "-c",
+                &q("umask 077; cat > /var/root/.runner_jit"),
             ],
             Some(secret),
         )
@@ -61,7 +88,7 @@ fn a_secret_sent_on_stdin_lands_only_in_a_root_only_file() {
     let logged = std::fs::read_to_string(h.dir().join("invocations.jsonl")).unwrap();
     assert!(logged.contains("umask 077; cat > /var/root/.runner_jit"));
 
-    // tee writes with the default umask; a single-argument command line goes through a shell.
+    // tee writes with the default umask.
     let r = h
         .prlctl(
             exe(),
@@ -146,7 +173,16 @@ fn pgrep_and_ps_see_the_scripted_processes() {
     assert_eq!((r.code, r.stdout), (0, format!("{pid}\n")));
     assert_eq!(exec(&h, &["pgrep", "-x", "Runner.Worker"]).code, 0);
     assert_eq!(exec(&h, &["pgrep", "-x", "Runner"]).code, 1);
-    assert_eq!(exec(&h, &["pgrep", "-f", "remoting.jar|agent.jar"]).code, 0);
+    assert_eq!(
+        exec(&h, &["pgrep", "-f", "'remoting.jar|agent.jar'"]).code,
+        0
+    );
+    // Unquoted, `|` is a pipe in the guest shell.
+    let r = exec(&h, &["pgrep", "-f", "remoting.jar|agent.jar"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (127, "sh: agent.jar: command not found\n")
+    );
     let ps = exec(&h, &["ps", "-axo", "pid,ppid,etime,command"]).stdout;
     let mut lines = ps.lines();
     assert_eq!(lines.next(), Some("  PID  PPID ELAPSED COMMAND"));
@@ -161,9 +197,11 @@ fn pgrep_and_ps_see_the_scripted_processes() {
             .stdout
             .starts_with("  UID   PID  PPID   C STIME   TTY           TIME CMD\n")
     );
+    // The exec's own shell (`sh -c ps -axo command | grep -c remoting.jar`) is in the table
+    // too: the classic `ps | grep` self-match.
     assert_eq!(
         exec(&h, &["ps -axo command | grep -c remoting.jar"]).stdout,
-        "1\n"
+        "2\n"
     );
     assert_eq!(exec(&h, &["pkill", "-f", "remoting.jar"]).code, 0);
     assert_eq!(h.processes(VM).unwrap().len(), 1);
@@ -216,4 +254,105 @@ fn exec_is_refused_for_isolated_vms_and_without_tools() {
     assert_eq!(exec(&h, &["true"]).code, 255);
     h.set_tools_state(VM, "installed").unwrap();
     assert_eq!(exec(&h, &["true"]).code, 0);
+}
+
+#[test]
+fn pgrep_excludes_itself_and_its_ancestors_unless_dash_a() {
+    let (_d, h) = running();
+    // The pattern is in the command line of the exec's shell and of the inner shell, both
+    // ancestors of pgrep: BSD pgrep skips them.
+    let r = exec(
+        &h,
+        &["/bin/sh", "-c", &q("/usr/bin/pgrep -f marker-7; echo $?")],
+    );
+    assert_eq!(r.stdout, "1\n", "{r:?}");
+    // With -a they match: the exec's shell (`sh -c '/bin/sh' …`) and the inner `/bin/sh -c …`.
+    let r = exec(
+        &h,
+        &[&q("/bin/sh"), "-c", &q("/usr/bin/pgrep -alf marker-7")],
+    );
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(
+        lines[0].ends_with(" sh -c '/bin/sh' -c '/usr/bin/pgrep -alf marker-7'"),
+        "{r:?}"
+    );
+    assert!(
+        lines[1].ends_with(" /bin/sh -c /usr/bin/pgrep -alf marker-7"),
+        "{r:?}"
+    );
+    // A command substitution is a child of the shell (a fork with the shell's command line),
+    // and the command inside it is that subshell's child.
+    let r = exec(&h, &["echo $$; echo $(/usr/bin/pgrep -alP $$)"]);
+    let mut lines = r.stdout.lines();
+    let shell = lines.next().unwrap_or_default().to_owned();
+    let child = lines.next().unwrap_or_default();
+    assert!(child.ends_with(" sh"), "{r:?}");
+    let state = h.state().unwrap();
+    assert!(
+        state.vms[0]
+            .procs
+            .iter()
+            .all(|p| p.pid.to_string() != shell),
+        "the exec's processes are gone once it ended"
+    );
+    // Without -a, pgrep -P $$ from inside that subshell finds nothing: its only other
+    // child is pgrep's own parent.
+    let r = exec(&h, &["x=$(/usr/bin/pgrep -lP $$); echo \"[$x] $?\""]);
+    assert_eq!(r.stdout, "[] 1\n", "{r:?}");
+}
+
+#[test]
+fn a_shell_that_kills_itself_ends_with_the_signal_status() {
+    let (_d, h) = running();
+    let r = exec(&h, &["kill $$; echo not-reached"]);
+    assert_eq!((r.code, r.stdout.as_str()), (143, ""));
+    let r = exec(&h, &["sh -c 'kill -9 $$; echo no'; echo parent-goes-on $?"]);
+    assert_eq!(r.stdout, "parent-goes-on 137\n");
+}
+
+#[test]
+fn an_exec_that_sleeps_stays_in_the_process_table_until_its_simulated_end() {
+    let (_d, h) = running();
+    let before = h.state().unwrap().vms[0].next_pid;
+    let mut child = std::process::Command::new(exe())
+        .args(["exec", VM, "sleep 600; echo done"])
+        .env(marble_tests::prlsim::DIR_ENV, h.dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = h
+        .wait_for(std::time::Duration::from_secs(20), |st| {
+            st.vms[0].procs.iter().any(|p| p.command == "sleep 600")
+        })
+        .unwrap();
+    assert!(seen);
+    let ps = exec(&h, &["ps -axo pid,ppid,command"]).stdout;
+    let _ = child.kill();
+    let _ = child.wait();
+    let shell = format!("{before:>5}     1 sh -c sleep 600; echo done");
+    assert!(ps.contains(&shell), "{ps}");
+    assert!(
+        ps.contains(&format!("{:>5} {before:>5} sleep 600", before + 1)),
+        "{ps}"
+    );
+}
+
+#[test]
+fn a_then_run_rule_starts_processes_and_still_runs_the_command() {
+    let (_d, h) = running();
+    h.add_exec_rule(
+        VM,
+        ExecRule::contains("/usr/bin/stat")
+            .then_run()
+            .spawns("/Users/runner/bin/Runner.Listener run"),
+    )
+    .unwrap();
+    let r = exec(&h, &["/usr/bin/stat", "-f", "%Su", "/nope"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "stat: /nope: stat: No such file or directory\n")
+    );
+    assert_eq!(exec(&h, &["pgrep", "Runner.Listener"]).code, 0);
 }

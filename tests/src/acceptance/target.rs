@@ -254,6 +254,7 @@ impl Env {
                         ppid: pid,
                         command: "sleep 900".to_owned(),
                         started_ms: now,
+                        ends_ms: None,
                     });
                 }
             })

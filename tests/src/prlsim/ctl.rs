@@ -26,7 +26,8 @@ usage: prlsim [--dir DIR] COMMAND   (DIR defaults to $MARBLE_PRLSIM_DIR)
   proc boot-rm VM PATTERN
   proc ls VM
   rule add VM (--exact S | --contains S) [--stdout S] [--stderr S] [--exit N]
-           [--delay-ms N] [--hang] [--session-error] [--spawn CMD] [--kill PAT] [--times N]
+           [--delay-ms N] [--hang] [--session-error] [--run] [--spawn CMD] [--kill PAT]
+           [--times N]   (--run: spawn/kill, then run the command in the guest shell)
   rule clear VM
   fault set (VM | --global) SPEC [--times N]
         SPEC: hang[:VERB] hang-ignore-term[:VERB] slow:VERB:MS stop-canceled[:MS]
@@ -247,7 +248,7 @@ fn parse_rule(args: &[String]) -> Result<ExecRule, CtlError> {
         match a.as_str() {
             "--exact" => rule = Some(ExecRule::exact(&need(&mut it, a)?)),
             "--contains" => rule = Some(ExecRule::contains(&need(&mut it, a)?)),
-            "--hang" | "--session-error" => pending.push((a.clone(), String::new())),
+            "--hang" | "--session-error" | "--run" => pending.push((a.clone(), String::new())),
             "--stdout" | "--stderr" | "--exit" | "--delay-ms" | "--spawn" | "--kill"
             | "--times" => {
                 let v = need(&mut it, a)?;
@@ -263,6 +264,7 @@ fn parse_rule(args: &[String]) -> Result<ExecRule, CtlError> {
         rule = match flag.as_str() {
             "--hang" => rule.hang(),
             "--session-error" => rule.session_error(),
+            "--run" => rule.then_run(),
             "--stdout" => rule.stdout(&v.replace("\\n", "\n")),
             "--stderr" => rule.stderr(&v.replace("\\n", "\n")),
             "--exit" => rule.exit(

@@ -1,17 +1,18 @@
 //! `prlctl exec VM [--current-user | --user U [--password P]] CMD…`: the session checks
 //! (running, booted, Tools, not isolated, fault), the oversized-argv hang, scripted rules, and
-//! hand-off to the scripted guest shell ([`super::guest`]).
+//! hand-off to the guest shell ([`super::guest`]).
 //!
-//! Argument model (inferred from PD behaviour, §4): a single argument is a shell command line
-//! (pipes, `;`, `&&`, redirects work); several arguments are an argv run without a shell.
-//! Rules match the arguments joined with single spaces.
+//! Argument model (reference §4): argv boundaries are not kept. Everything from the first
+//! non-option word on is joined with single spaces and the guest runs that line with
+//! `/bin/sh -c "<line>"`, so quoting, `$`, globs and `;` in the arguments are re-parsed by the
+//! guest shell. Rules match the same joined line.
 
 use std::io::{IsTerminal, Read};
 
 use super::SimError;
 use super::faults::{FaultKind, take_fault};
 use super::guest;
-use super::model::{RuleAction, VmState, now_ms};
+use super::model::{GuestProc, RuleAction, VmState, now_ms};
 use super::prlctl::{NOT_FOUND, Outcome, SESSION_ERROR, unrecognized};
 use super::store::Store;
 
@@ -72,9 +73,9 @@ pub fn exec(store: &Store, rest: &[String], stdin: &mut dyn Read) -> Result<Outc
         ));
     }
     let joined = cmd.join(" ");
-    // Read stdin before taking the state lock, and only when the guest command reads it, so a
-    // caller that leaves stdin open blocks only this invocation.
-    let input = if !std::io::stdin().is_terminal() && guest::needs_stdin(&cmd) {
+    // Read stdin before taking the state lock, and only when the guest command may read it, so
+    // a caller that leaves stdin open blocks only this invocation.
+    let input = if !std::io::stdin().is_terminal() && guest::needs_stdin(&joined) {
         let mut buf = Vec::new();
         stdin
             .read_to_end(&mut buf)
@@ -129,28 +130,45 @@ pub fn exec(store: &Store, rest: &[String], stdin: &mut dyn Read) -> Result<Outc
             for s in &rule.spawn {
                 vm.spawn(s, now);
             }
-            return match rule.action {
-                RuleAction::Hang => Outcome {
-                    hang: true,
-                    ..Outcome::default()
-                },
-                RuleAction::SessionError => Outcome::err(SESSION_ERROR, 255),
-                RuleAction::Reply => Outcome {
-                    stdout: rule.stdout.into_bytes(),
-                    stderr: rule.stderr.into_bytes(),
-                    exit: rule.exit,
-                    delay_ms: rule.delay_ms,
-                    hang: false,
-                },
-            };
+            if rule.action == RuleAction::Reply && rule.delay_ms > 0 {
+                // The guest shell runs for the rule's delay: other execs see it meanwhile.
+                let pid = vm.next_pid;
+                vm.next_pid += 1;
+                vm.procs.push(GuestProc {
+                    pid,
+                    ppid: 1,
+                    command: format!("sh -c {joined}"),
+                    started_ms: now,
+                    ends_ms: Some(now + rule.delay_ms),
+                });
+            }
+            match rule.action {
+                RuleAction::Hang => {
+                    return Outcome {
+                        hang: true,
+                        ..Outcome::default()
+                    };
+                }
+                RuleAction::SessionError => return Outcome::err(SESSION_ERROR, 255),
+                RuleAction::Reply => {
+                    return Outcome {
+                        stdout: rule.stdout.into_bytes(),
+                        stderr: rule.stderr.into_bytes(),
+                        exit: rule.exit,
+                        delay_ms: rule.delay_ms,
+                        hang: false,
+                    };
+                }
+                RuleAction::Run => {}
+            }
         }
-        let ran = guest::run(vm, &cmd, input, now, &user);
+        let ran = guest::run(vm, &joined, input, now, &user);
         Outcome {
             stdout: ran.stdout,
             stderr: ran.stderr,
             exit: ran.exit,
             delay_ms: ran.delay_ms,
-            hang: false,
+            hang: ran.hang,
         }
     })
 }

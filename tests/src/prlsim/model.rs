@@ -102,6 +102,10 @@ pub struct GuestProc {
     pub command: String,
     /// Wall-clock ms at which the process appears (boot processes appear when the guest is up).
     pub started_ms: u64,
+    /// Wall-clock ms at which it is gone (an exec's shell that ran through simulated time
+    /// stays visible to other execs until then); `None` = runs until killed or power-off.
+    #[serde(default)]
+    pub ends_ms: Option<u64>,
 }
 
 impl GuestProc {
@@ -132,6 +136,8 @@ pub enum RuleAction {
     Hang,
     /// Fail with the "Unable to open new session" error, exit 255.
     SessionError,
+    /// Start/kill the rule's processes, then run the command in the guest shell as usual.
+    Run,
 }
 
 /// A scripted answer for `prlctl exec`; the first matching rule of a VM wins over builtins.
@@ -207,6 +213,11 @@ impl ExecRule {
     /// Fail with the exec session error.
     pub fn session_error(mut self) -> Self {
         self.action = RuleAction::SessionError;
+        self
+    }
+    /// Only start/kill processes: the command itself still runs in the guest shell.
+    pub fn then_run(mut self) -> Self {
+        self.action = RuleAction::Run;
         self
     }
     /// Start a guest process when run.
@@ -308,6 +319,9 @@ pub struct Vm {
     pub other_settings: BTreeMap<String, String>,
     /// Whether the first start should write `Installation succeeded` to `parallels.log`.
     pub pending_install: bool,
+    /// Owners of guest paths (`user:group`) other than the default `root:wheel`.
+    #[serde(default)]
+    pub guest_owners: BTreeMap<String, String>,
 }
 
 impl Vm {
@@ -328,7 +342,9 @@ impl Vm {
 
     /// Processes visible at `now`.
     pub fn visible_procs(&self, now: u64) -> impl Iterator<Item = &GuestProc> {
-        self.procs.iter().filter(move |p| p.started_ms <= now)
+        self.procs
+            .iter()
+            .filter(move |p| p.started_ms <= now && p.ends_ms.is_none_or(|e| now < e))
     }
 
     /// Add a guest process appearing at `at`; returns its pid.
@@ -340,6 +356,7 @@ impl Vm {
             ppid: 1,
             command: command.to_owned(),
             started_ms: at,
+            ends_ms: None,
         });
         pid
     }
@@ -505,6 +522,7 @@ impl SimState {
             scutil: BTreeMap::new(),
             other_settings: BTreeMap::new(),
             pending_install: false,
+            guest_owners: BTreeMap::new(),
         }
     }
 }

@@ -82,10 +82,10 @@ impl SimEnv {
         self.host
             .add_exec_rule(
                 vm,
-                ExecRule::contains(&format!(
-                    "find {JIT_PATH} -prune -type f -perm 600 -user root"
-                ))
-                .spawns(LISTENER),
+                // The check itself runs in the guest shell against the delivered file.
+                ExecRule::contains("-perm 600 -user root")
+                    .then_run()
+                    .spawns(LISTENER),
             )
             .unwrap();
     }

@@ -1,17 +1,43 @@
-//! The scripted guest's shell: a small POSIX-ish interpreter over the VM's guest filesystem
-//! (a host directory, see [`Vm::guest_root`]) and its scripted processes.
+//! The simulated guest's `/bin/sh`: a POSIX shell interpreter over the VM's guest filesystem
+//! (a host directory, see [`Vm::guest_root`]) and its process table.
 //!
-//! Supported syntax: words with `'…'`, `"…"` and `\` quoting; `;` or a newline, `&&`, `||`, `|`; redirects
-//! `>`, `>>`, `<`, `2>`, `2>>`, `2>&1`; `~` for the user's home. No variables, globs or
-//! subshells: commands outside [`builtins`] exit 127 with `command not found`.
+//! `prlctl exec VM a b c` runs `sh -c "a b c"` here ([`run`]): the session shell is a guest
+//! process with that command line while it runs, every external command it starts is a child
+//! process with its own argv, subshells (`(…)`, `$(…)`, pipeline members) are forks with the
+//! parent's command line, and `sleep` advances the session's clock — processes that lived
+//! through simulated time stay visible to other execs until their end time.
+//!
+//! Layout: [`lex`] and [`parse`] (into [`ast`]), [`expand`] (word expansion with
+//! [`pattern`] and [`arith`]), [`eval`] (lists, pipelines, compound commands, redirections,
+//! command lookup, `sh` itself), [`shell_builtins`] (`cd`, `set`, `export`, `read`, …),
+//! [`builtins`] (the macOS utilities at their real paths), [`fileutils`], [`textutils`],
+//! [`printf`], [`procs`] (`pgrep`, `pkill`, `kill`, `ps`), [`regex`], [`fs`], [`state`].
 
-use std::path::{Component, Path, PathBuf};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use super::exec::GuestUser;
-use super::model::Vm;
+use super::model::{GuestProc, Vm};
+use state::{Fd, Fds, Flow, Reader, ShellState, Sink};
 
+pub mod arith;
+pub mod ast;
 pub mod builtins;
+pub mod eval;
+pub mod expand;
+pub mod fileutils;
+pub mod find;
+pub mod fs;
+pub mod lex;
+pub mod parse;
+pub mod pattern;
+pub mod printf;
 pub mod procs;
+pub mod regex;
+pub mod shell_builtins;
+pub mod state;
+pub mod textutils;
 
 /// Result of running a guest command.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,458 +50,332 @@ pub struct Ran {
     pub exit: i32,
     /// Simulated time spent (`sleep`).
     pub delay_ms: u64,
+    /// The command never ends (an endless loop, a wait that nothing satisfies).
+    pub hang: bool,
 }
 
-/// Mutable context of one exec session.
+/// Commands run before a session is declared hung.
+const MAX_STEPS: u64 = 50_000;
+/// Simulated time after which a session is declared hung.
+const MAX_DELAY_MS: u64 = 7 * 24 * 3_600_000;
+/// Nesting (functions, shells, substitutions) after which a command fails.
+const MAX_DEPTH: u32 = 200;
+
+/// One exec session: the VM, the clock, and the state of the shell process running now.
 pub struct Session<'a> {
     /// The VM.
     pub vm: &'a mut Vm,
-    /// Wall-clock ms.
-    pub now: u64,
-    /// Who runs the command.
-    pub user: GuestUser,
-    /// The session's stdin, consumed by the first command that reads it.
-    pub stdin: Option<Vec<u8>>,
-    /// Current directory (guest path).
-    pub cwd: String,
-    /// File-creation mask.
-    pub umask: u32,
-    /// Accumulated `sleep`.
+    /// Wall-clock ms when the session started.
+    start: u64,
+    /// Simulated time spent so far (`sleep`).
     pub delay_ms: u64,
-    /// Set by `exit N`.
-    pub exited: Option<i32>,
+    /// State of the current shell process.
+    pub st: ShellState,
+    /// Session processes killed while running, with their exit status.
+    killed: BTreeMap<u32, i32>,
+    /// Session processes running now (outermost first).
+    live: Vec<u32>,
+    steps: u64,
+    depth: u32,
+    /// Counter for `mktemp` names.
+    pub seq: u64,
 }
 
-impl Session<'_> {
-    /// Host path of a guest path (relative to the cwd; `..` cannot escape the guest root).
-    pub fn host_path(&self, guest: &str) -> PathBuf {
-        self.vm
-            .guest_root()
-            .join(self.normalize(guest).trim_start_matches('/'))
-    }
-
-    /// Absolute, normalized guest path.
-    pub fn normalize(&self, guest: &str) -> String {
-        let home = self.home();
-        let p = if guest == "~" {
-            home
-        } else if let Some(rest) = guest.strip_prefix("~/") {
-            format!("{home}/{rest}")
-        } else if guest.starts_with('/') {
-            guest.to_owned()
-        } else {
-            format!("{}/{guest}", self.cwd)
-        };
-        let mut parts: Vec<String> = Vec::new();
-        for c in Path::new(&p).components() {
-            match c {
-                Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-                Component::ParentDir => {
-                    parts.pop();
-                }
-                _ => {}
-            }
-        }
-        format!("/{}", parts.join("/"))
-    }
-
-    /// The user's home directory.
-    pub fn home(&self) -> String {
-        if self.user.uid == 0 {
-            "/var/root".to_owned()
-        } else {
-            format!("/Users/{}", self.user.name)
-        }
-    }
-
-    /// Take the session stdin (empty after the first reader).
-    pub fn take_stdin(&mut self) -> Vec<u8> {
-        self.stdin.take().unwrap_or_default()
-    }
-}
-
-/// Run an exec command (see the argument model in [`super::exec`]) in `vm`.
-pub fn run(vm: &mut Vm, cmd: &[String], stdin: Vec<u8>, now: u64, user: &GuestUser) -> Ran {
-    let cwd = if user.uid == 0 {
-        "/var/root".to_owned()
-    } else {
-        format!("/Users/{}", user.name)
-    };
+/// Run `prlctl exec`'s joined command line `line` in `vm` as `user`, like the guest's
+/// `/bin/sh -c "$line"`, with `stdin` as its standard input.
+pub fn run(vm: &mut Vm, line: &str, stdin: Vec<u8>, now: u64, user: &GuestUser) -> Ran {
+    vm.procs.retain(|p| p.ends_ms.is_none_or(|e| e > now));
+    let out = Rc::new(RefCell::new(Vec::new()));
+    let err = Rc::new(RefCell::new(Vec::new()));
+    let mut fds = Fds::default();
+    fds.set(0, Fd::Read(Reader::shared(stdin)));
+    fds.set(1, Fd::Write(Sink::Buf(out.clone())));
+    fds.set(2, Fd::Write(Sink::Buf(err.clone())));
+    let home = fs::home_of(&user.name, user.uid);
+    let env = base_env(user, &home);
+    let mut st = ShellState::new(user.clone(), home, 0o022, &env, fds);
+    st.pid = 1;
     let mut s = Session {
         vm,
-        now,
-        user: user.clone(),
-        stdin: Some(stdin),
-        cwd,
-        umask: 0o022,
+        start: now,
         delay_ms: 0,
-        exited: None,
+        st,
+        killed: BTreeMap::new(),
+        live: Vec::new(),
+        steps: 0,
+        depth: 0,
+        seq: 0,
     };
-    let mut ran = if let [line] = cmd {
-        run_script(&mut s, line)
-    } else {
-        run_argv(&mut s, cmd, None)
+    let argv = vec!["sh".to_owned(), "-c".to_owned(), line.to_owned()];
+    let result = s.run_external(&argv, false);
+    let delay_ms = s.delay_ms;
+    let (exit, hang) = match result {
+        Ok(code) => (code, false),
+        Err(Flow::Hang) => (0, true),
+        Err(Flow::Exit(code) | Flow::Return(code)) => (code, false),
+        Err(_) => (0, false),
     };
-    ran.delay_ms = s.delay_ms;
-    ran
+    let stdout = out.take();
+    let stderr = err.take();
+    Ran {
+        stdout,
+        stderr,
+        exit,
+        delay_ms,
+        hang,
+    }
 }
 
-/// Whether running `cmd` may read the session's stdin (so the caller collects it first).
-/// Over-approximates: any `cat`, `tee`, `grep`, `wc`, `sh -s` or `<` anywhere counts.
-pub fn needs_stdin(cmd: &[String]) -> bool {
-    cmd.iter().flat_map(|a| tokenize(a)).any(|t| {
-        let base = t.text.rsplit('/').next().unwrap_or(&t.text).to_owned();
-        matches!(base.as_str(), "cat" | "tee" | "grep" | "wc" | "-s" | "<")
+/// The environment `prlctl exec` gives a command (nearly empty, per the reference).
+fn base_env(user: &GuestUser, home: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "PATH".to_owned(),
+            "/usr/bin:/bin:/usr/sbin:/sbin".to_owned(),
+        ),
+        ("HOME".to_owned(), home.to_owned()),
+        ("USER".to_owned(), user.name.clone()),
+        ("LOGNAME".to_owned(), user.name.clone()),
+        ("SHELL".to_owned(), "/bin/sh".to_owned()),
+    ]
+}
+
+/// Whether running the command line `line` may read the exec's stdin (so the caller
+/// collects stdin first). Over-approximates: a command whose name is computed, or any of
+/// the utilities that read stdin (`cat`, `tee`, `grep`, `sh`, `read`, …) anywhere.
+pub fn needs_stdin(line: &str) -> bool {
+    match parse::parse_all(line) {
+        Ok(items) => items_read_stdin(&items),
+        Err(_) => false,
+    }
+}
+
+fn items_read_stdin(items: &[ast::Item]) -> bool {
+    items.iter().any(|i| {
+        std::iter::once(&i.and_or.first)
+            .chain(i.and_or.rest.iter().map(|(_, p)| p))
+            .flat_map(|p| p.cmds.iter())
+            .any(command_reads_stdin)
     })
 }
 
-/// One shell token; operators are unquoted tokens with `op` set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    /// Text after quote removal.
-    pub text: String,
-    /// Whether this is an operator (`;`, `&&`, `||`, `|`, redirects).
-    pub op: bool,
-}
-
-/// Split a command line into words and operators.
-pub fn tokenize(line: &str) -> Vec<Token> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars().peekable();
-    let flush = |cur: &mut String, in_word: &mut bool, out: &mut Vec<Token>| {
-        if *in_word {
-            out.push(Token {
-                text: std::mem::take(cur),
-                op: false,
-            });
-            *in_word = false;
-        }
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' => flush(&mut cur, &mut in_word, &mut out),
-            // A newline ends a command like `;` (scripts sent to `sh -s`), except after an
-            // operator (`a &&` newline `b` continues the list).
-            '\n' => {
-                flush(&mut cur, &mut in_word, &mut out);
-                if out.last().is_some_and(|t| !t.op) {
-                    out.push(Token {
-                        text: ";".to_owned(),
-                        op: true,
-                    });
-                }
-            }
-            '\'' => {
-                in_word = true;
-                for d in chars.by_ref() {
-                    if d == '\'' {
-                        break;
+fn command_reads_stdin(c: &ast::Command) -> bool {
+    use ast::{Command, Compound};
+    match c {
+        Command::Simple(s) => {
+            let in_words = s
+                .words
+                .iter()
+                .chain(s.assigns.iter().map(|(_, w)| w))
+                .any(word_reads_stdin);
+            let name_reads = match s.words.first() {
+                None => false,
+                Some(w) => match w.static_text() {
+                    Some(name) => {
+                        let base = name.rsplit('/').next().unwrap_or(&name);
+                        builtins::READS_STDIN.contains(&base)
                     }
-                    cur.push(d);
-                }
-            }
-            '"' => {
-                in_word = true;
-                while let Some(d) = chars.next() {
-                    match d {
-                        '"' => break,
-                        '\\' if matches!(chars.peek(), Some('"' | '\\' | '$' | '`')) => {
-                            if let Some(e) = chars.next() {
-                                cur.push(e);
-                            }
-                        }
-                        _ => cur.push(d),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(d) = chars.next() {
-                    cur.push(d);
-                }
-            }
-            ';' | '|' | '&' | '>' | '<' => {
-                let fd2 = c == '>' && in_word && cur == "2";
-                if !fd2 {
-                    flush(&mut cur, &mut in_word, &mut out);
-                } else {
-                    cur.clear();
-                    in_word = false;
-                }
-                let mut op = String::from(if fd2 { "2>" } else { "" });
-                if !fd2 {
-                    op.push(c);
-                }
-                match (op.as_str(), chars.peek()) {
-                    ("&", Some('&')) | ("|", Some('|')) | (">" | "2>", Some('>')) => {
-                        if let Some(d) = chars.next() {
-                            op.push(d);
-                        }
-                    }
-                    _ => {}
-                }
-                if op == "2>" && chars.peek() == Some(&'&') {
-                    chars.next();
-                    if let Some(d) = chars.next() {
-                        op.push('&');
-                        op.push(d);
-                    }
-                }
-                out.push(Token { text: op, op: true });
-            }
-            _ => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    flush(&mut cur, &mut in_word, &mut out);
-    out
-}
-
-/// A simple command with its redirects.
-#[derive(Debug, Default)]
-struct Simple {
-    words: Vec<String>,
-    out: Option<(String, bool)>,
-    err: Option<(String, bool)>,
-    err_to_out: bool,
-    input: Option<String>,
-}
-
-/// Run a shell command line.
-pub fn run_script(s: &mut Session<'_>, line: &str) -> Ran {
-    let toks = tokenize(line);
-    let mut total = Ran::default();
-    let mut last = 0;
-    let mut skip = false;
-    let mut pipeline: Vec<Simple> = vec![Simple::default()];
-    let mut it = toks.into_iter().peekable();
-    loop {
-        let tok = it.next();
-        let connector = match &tok {
-            None => Some(";".to_owned()),
-            Some(t) if t.op && matches!(t.text.as_str(), ";" | "&&" | "||" | "&") => {
-                Some(t.text.clone())
-            }
-            _ => None,
-        };
-        if let Some(conn) = connector {
-            let nonempty = pipeline.iter().any(|c| !c.words.is_empty());
-            if nonempty && !skip {
-                let r = run_pipeline(s, std::mem::take(&mut pipeline));
-                total.stdout.extend(r.stdout);
-                total.stderr.extend(r.stderr);
-                last = r.exit;
-                if let Some(code) = s.exited {
-                    total.exit = code;
-                    return total;
-                }
-            }
-            pipeline = vec![Simple::default()];
-            skip = match conn.as_str() {
-                "&&" => last != 0,
-                "||" => last == 0,
-                _ => false,
+                    None => true,
+                },
             };
-            if tok.is_none() {
-                break;
+            in_words || name_reads
+        }
+        Command::Function(_, body) => command_reads_stdin(body),
+        Command::Compound(c, _) => match c.as_ref() {
+            Compound::Brace(l) | Compound::Subshell(l) => items_read_stdin(l),
+            Compound::If { arms, otherwise } => {
+                arms.iter()
+                    .any(|(c, b)| items_read_stdin(c) || items_read_stdin(b))
+                    || otherwise.as_deref().is_some_and(items_read_stdin)
             }
-            continue;
-        }
-        let Some(t) = tok else { break };
-        let cur = pipeline
-            .last_mut()
-            .expect("invariant: pipeline is never empty");
-        if !t.op {
-            cur.words.push(t.text);
-            continue;
-        }
-        match t.text.as_str() {
-            "|" => pipeline.push(Simple::default()),
-            ">" | ">>" => cur.out = it.next().map(|w| (w.text, t.text == ">>")),
-            "2>" | "2>>" => cur.err = it.next().map(|w| (w.text, t.text == "2>>")),
-            "2>&1" => cur.err_to_out = true,
-            "<" => cur.input = it.next().map(|w| w.text),
-            _ => {}
-        }
+            Compound::For { words, body, .. } => {
+                items_read_stdin(body) || words.iter().flatten().any(word_reads_stdin)
+            }
+            Compound::Loop { cond, body, .. } => items_read_stdin(cond) || items_read_stdin(body),
+            Compound::Case { word, arms } => {
+                word_reads_stdin(word) || arms.iter().any(|(_, b)| items_read_stdin(b))
+            }
+        },
     }
-    total.exit = last;
-    total
 }
 
-fn run_pipeline(s: &mut Session<'_>, cmds: Vec<Simple>) -> Ran {
-    let mut carry: Option<Vec<u8>> = None;
-    let mut result = Ran::default();
-    let n = cmds.len();
-    for (i, c) in cmds.into_iter().enumerate() {
-        let mut input = carry.take();
-        if let Some(path) = &c.input {
-            match read_guest(s, path) {
-                Ok(b) => input = Some(b),
-                Err(e) => {
-                    result
-                        .stderr
-                        .extend(format!("sh: {path}: {e}\n").into_bytes());
-                    result.exit = 1;
-                    continue;
-                }
-            }
-        }
-        let mut r = run_argv(s, &c.words, input);
-        if c.err_to_out {
-            let e = std::mem::take(&mut r.stderr);
-            r.stdout.extend(e);
-        }
-        if let Some((path, append)) = &c.err {
-            let e = std::mem::take(&mut r.stderr);
-            if let Err(msg) = write_guest(s, path, &e, *append) {
-                r.stderr.extend(format!("sh: {path}: {msg}\n").into_bytes());
-            }
-        }
-        if let Some((path, append)) = &c.out {
-            let o = std::mem::take(&mut r.stdout);
-            if let Err(msg) = write_guest(s, path, &o, *append) {
-                r.stderr.extend(format!("sh: {path}: {msg}\n").into_bytes());
-                r.exit = 1;
-            }
-        }
-        result.stderr.extend(r.stderr);
-        result.exit = r.exit;
-        if i + 1 < n {
-            carry = Some(r.stdout);
-        } else {
-            result.stdout = r.stdout;
-        }
+fn word_reads_stdin(w: &ast::Word) -> bool {
+    fn parts(ps: &[ast::Part]) -> bool {
+        ps.iter().any(|p| match p {
+            ast::Part::Command(items) => items_read_stdin(items),
+            ast::Part::Double(inner) => parts(inner),
+            _ => false,
+        })
     }
-    result
+    parts(&w.0)
 }
 
-/// Run one argv: `sh -c`, then builtins; `input` is piped input (else the session stdin).
-pub fn run_argv(s: &mut Session<'_>, words: &[String], input: Option<Vec<u8>>) -> Ran {
-    let Some(first) = words.first() else {
-        return Ran::default();
-    };
-    let base = first.rsplit('/').next().unwrap_or(first);
-    if base == "sudo" {
-        return sudo(s, &words[1..], input);
+impl Session<'_> {
+    /// The session clock: start plus simulated time spent.
+    pub fn now(&self) -> u64 {
+        self.start + self.delay_ms
     }
-    if matches!(base, "sh" | "bash" | "zsh") {
-        let mut rest = words[1..]
+
+    /// Write to descriptor `fd`; `false` if it is not open for writing.
+    pub fn write_fd(&mut self, fd: u32, data: &[u8]) -> bool {
+        match self.st.fds.get(fd) {
+            Some(Fd::Write(Sink::Buf(b))) => {
+                b.borrow_mut().extend_from_slice(data);
+                true
+            }
+            Some(Fd::Write(Sink::File(p))) => fs::append_host(p, data).is_ok(),
+            Some(Fd::Write(Sink::Null)) => true,
+            _ => false,
+        }
+    }
+
+    /// Write to stdout.
+    pub fn out(&mut self, data: impl AsRef<[u8]>) {
+        self.write_fd(1, data.as_ref());
+    }
+
+    /// Write to stderr.
+    pub fn err(&mut self, data: impl AsRef<[u8]>) {
+        self.write_fd(2, data.as_ref());
+    }
+
+    /// Read all of stdin.
+    pub fn stdin_all(&mut self) -> Vec<u8> {
+        match self.st.fds.get(0) {
+            Some(Fd::Read(r)) => r.borrow_mut().take_all(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Read one line of stdin (with its newline), `None` at its end.
+    pub fn stdin_line(&mut self) -> Option<Vec<u8>> {
+        match self.st.fds.get(0) {
+            Some(Fd::Read(r)) => r.borrow_mut().take_line(),
+            _ => None,
+        }
+    }
+
+    /// Start a process (child of the current one) with `command` as its command line.
+    pub fn spawn(&mut self, command: String) -> u32 {
+        let pid = self.vm.next_pid;
+        self.vm.next_pid += 1;
+        self.vm.procs.push(GuestProc {
+            pid,
+            ppid: self.st.pid,
+            command,
+            started_ms: self.now(),
+            ends_ms: None,
+        });
+        self.live.push(pid);
+        pid
+    }
+
+    /// A session process ended: it disappears, or — if it lived through simulated time —
+    /// stays visible to other execs until the time it ended.
+    pub fn reap(&mut self, pid: u32) {
+        self.live.retain(|p| *p != pid);
+        let now = self.now();
+        if let Some(i) = self.vm.procs.iter().position(|p| p.pid == pid) {
+            if self.vm.procs[i].started_ms < now {
+                self.vm.procs[i].ends_ms = Some(now);
+            } else {
+                self.vm.procs.remove(i);
+            }
+        }
+    }
+
+    /// Command line of the process running now.
+    pub fn current_command(&self) -> String {
+        self.vm
+            .procs
             .iter()
-            .skip_while(|w| w.starts_with('-') && *w != "-c" && *w != "-s");
-        return match rest.next().map(String::as_str) {
-            Some("-c") => match rest.next() {
-                Some(script) => run_script(s, script),
-                None => err_ran(&format!("{base}: -c: option requires an argument\n"), 2),
-            },
-            _ => {
-                let script = input.unwrap_or_else(|| s.take_stdin());
-                run_script(s, &String::from_utf8_lossy(&script))
-            }
-        };
+            .find(|p| p.pid == self.st.pid)
+            .map(|p| p.command.clone())
+            .unwrap_or_default()
     }
-    builtins::run(s, base, &words[1..], input)
-}
 
-/// `sudo [-u USER] [-H] [-n] [--] CMD…`: run `CMD` as `USER` (default root) with that
-/// user's home as the working directory. Only root may switch users without a password in
-/// the simulated guest (the provisioning path: `prlctl exec` runs as root).
-fn sudo(s: &mut Session<'_>, args: &[String], input: Option<Vec<u8>>) -> Ran {
-    let mut user = "root".to_owned();
-    let mut i = 0;
-    while let Some(a) = args.get(i) {
-        match a.as_str() {
-            "-u" => {
-                i += 1;
-                match args.get(i) {
-                    Some(u) => user.clone_from(u),
-                    None => return err_ran("sudo: option requires an argument -- u\n", 1),
-                }
-            }
-            "-H" | "-n" | "-E" => {}
-            "--" => {
-                i += 1;
-                break;
-            }
-            o if o.starts_with('-') => return err_ran(&format!("sudo: unknown option {o}\n"), 1),
-            _ => break,
+    /// Replace the command line of the process running now (`exec`).
+    pub fn set_current_command(&mut self, command: String) {
+        let pid = self.st.pid;
+        if let Some(p) = self.vm.procs.iter_mut().find(|p| p.pid == pid) {
+            p.command = command;
         }
-        i += 1;
     }
-    let cmd = &args[i.min(args.len())..];
-    if cmd.is_empty() {
-        return err_ran("usage: sudo -u user command\n", 1);
+
+    /// Processes visible now.
+    pub fn visible(&self) -> Vec<GuestProc> {
+        self.vm.visible_procs(self.now()).cloned().collect()
     }
-    if s.user.uid != 0 {
-        return err_ran("sudo: a password is required\n", 1);
+
+    /// Deliver signal `sig` to `pid`: the process ends (a session process unwinds with
+    /// status 128+sig). `false` if there is no such process.
+    pub fn signal(&mut self, pid: u32, sig: i32) -> bool {
+        let now = self.now();
+        let Some(i) =
+            self.vm.procs.iter().position(|p| {
+                p.pid == pid && p.started_ms <= now && p.ends_ms.is_none_or(|e| e > now)
+            })
+        else {
+            return false;
+        };
+        if sig == 0 {
+            return true;
+        }
+        if self.live.contains(&pid) {
+            self.killed.insert(pid, 128 + sig);
+        } else {
+            self.vm.procs.remove(i);
+        }
+        true
     }
-    let saved = (s.user.clone(), s.cwd.clone());
-    s.user = GuestUser {
-        uid: if user == "root" { 0 } else { 501 },
-        name: user,
-    };
-    s.cwd = s.home();
-    let ran = run_argv(s, cmd, input);
-    (s.user, s.cwd) = saved;
-    ran
+
+    /// Unwind if a running session process was killed.
+    pub fn check_killed(&self) -> Result<(), Flow> {
+        match self.live.iter().find(|p| self.killed.contains_key(p)) {
+            Some(pid) => Err(Flow::Killed(*pid)),
+            None => Ok(()),
+        }
+    }
+
+    /// Exit status of a killed session process.
+    pub fn killed_status(&self, pid: u32) -> Option<i32> {
+        self.killed.get(&pid).copied()
+    }
+
+    /// Count one command against the budget that declares a session hung.
+    pub fn tick(&mut self) -> Result<(), Flow> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS || self.delay_ms > MAX_DELAY_MS {
+            return Err(Flow::Hang);
+        }
+        self.check_killed()
+    }
+
+    /// Enter a nested evaluation (function, shell, substitution); `false` when too deep.
+    pub fn enter(&mut self) -> bool {
+        self.depth += 1;
+        self.depth <= MAX_DEPTH
+    }
+
+    /// Leave a nested evaluation.
+    pub fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
 }
 
-/// A result with only stderr.
-pub fn err_ran(msg: &str, exit: i32) -> Ran {
-    Ran {
-        stderr: msg.as_bytes().to_vec(),
-        exit,
-        ..Ran::default()
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::needs_stdin;
 
-/// Read a guest file (`/dev/null` is empty).
-pub fn read_guest(s: &Session<'_>, path: &str) -> Result<Vec<u8>, &'static str> {
-    if path == "/dev/null" {
-        return Ok(Vec::new());
+    #[test]
+    fn stdin_is_read_only_when_the_line_can_read_it() {
+        assert!(!needs_stdin("'/usr/bin/pgrep' '-lf' 'Runner.Worker'"));
+        assert!(!needs_stdin("printf '%s' 'cat'"));
+        assert!(needs_stdin("'/bin/sh' '-s'"));
+        assert!(needs_stdin("umask 077 && cat > /x"));
+        assert!(needs_stdin("x=$(cat)"));
+        assert!(needs_stdin("$cmd"));
+        assert!(needs_stdin("if true; then sudo -u a -- /bin/sh -s; fi"));
+        assert!(!needs_stdin("for x in a; do"));
     }
-    let p = s.host_path(path);
-    if p.is_dir() {
-        return Err("Is a directory");
-    }
-    std::fs::read(&p).map_err(|_| "No such file or directory")
-}
-
-/// Write (or append to) a guest file; new files get `0666 & !umask`.
-pub fn write_guest(
-    s: &Session<'_>,
-    path: &str,
-    data: &[u8],
-    append: bool,
-) -> Result<(), &'static str> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if path == "/dev/null" {
-        return Ok(());
-    }
-    let p = s.host_path(path);
-    if !p.parent().is_some_and(Path::is_dir) {
-        return Err("No such file or directory");
-    }
-    if p.is_dir() {
-        return Err("Is a directory");
-    }
-    let existed = p.exists();
-    let mode = 0o666 & !s.umask;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .mode(mode)
-        .open(&p)
-        .map_err(|_| "Permission denied")?;
-    if !existed {
-        // The host process umask must not widen or narrow the guest's.
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
-    }
-    f.write_all(data).map_err(|_| "Input/output error")
 }
