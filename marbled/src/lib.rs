@@ -22,6 +22,7 @@
 //! (starts those side tasks).
 
 pub mod actor;
+pub mod calendar;
 #[cfg(feature = "ci")]
 pub mod ci;
 pub mod cli;

@@ -21,10 +21,8 @@ fn running() -> (tempfile::TempDir, SimHost) {
     (dir, host)
 }
 
-/// Single-quote one argv element for the guest shell.
-fn q(arg: &str) -> String {
-    format!("'{}'", arg.replace('\'', "'\\''"))
-}
+/// Single-quote one argument for the guest shell: the daemon's own quoting.
+use marbled::hypervisor::guest_cmd::quote as q;
 
 /// `prlctl exec VM printf '%s\0' ARGS…` with `args` as given; the NUL-separated fields.
 fn printf_exec(h: &SimHost, args: &[String]) -> (PrlRun, Vec<String>) {

@@ -21,10 +21,8 @@ fn running() -> (tempfile::TempDir, SimHost) {
     (dir, host)
 }
 
-/// Single-quote one argv element for the guest shell (`'` becomes `'\''`).
-fn q(arg: &str) -> String {
-    format!("'{}'", arg.replace('\'', "'\\''"))
-}
+/// Single-quote one argument for the guest shell: the daemon's own quoting.
+use marbled::hypervisor::guest_cmd::quote as q;
 
 /// `prlctl exec VM` with each element of `argv` quoted: the argv the guest must see.
 fn exec_quoted(h: &SimHost, argv: &[String], stdin: Option<&[u8]>) -> PrlRun {

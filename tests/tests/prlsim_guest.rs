@@ -19,10 +19,8 @@ fn running() -> (tempfile::TempDir, SimHost) {
     (dir, host)
 }
 
-/// Single-quote one argument for the guest shell.
-fn q(arg: &str) -> String {
-    format!("'{}'", arg.replace('\'', "'\\''"))
-}
+/// Single-quote one argument for the guest shell: the daemon's own quoting.
+use marbled::hypervisor::guest_cmd::quote as q;
 
 fn exec(h: &SimHost, cmd: &[&str]) -> PrlRun {
     let mut args = vec!["exec", VM];

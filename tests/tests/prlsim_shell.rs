@@ -44,10 +44,8 @@ fn out(h: &SimHost, line: &str) -> String {
     r.stdout
 }
 
-/// The quoting a caller must do so that the guest shell sees exactly `arg`.
-fn q(arg: &str) -> String {
-    format!("'{}'", arg.replace('\'', "'\\''"))
-}
+/// Single-quote one argument for the guest shell: the daemon's own quoting.
+use marbled::hypervisor::guest_cmd::quote as q;
 
 #[test]
 fn exec_joins_its_arguments_with_spaces_and_the_guest_shell_reparses_them() {

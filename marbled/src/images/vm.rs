@@ -340,6 +340,19 @@ pub async fn push_vm(
     result
 }
 
+/// The `prlctl set` arguments that give a pulled VM bridged networking and a new MAC (an
+/// image carries its source's MAC; two VMs with one MAC break CERN's LANDB registration).
+pub const NEW_MAC_ARGS: [&str; 8] = [
+    "--device-set",
+    "net0",
+    "--type",
+    "bridged",
+    "--iface",
+    "default",
+    "--mac",
+    "auto",
+];
+
 /// Pulls image `name` and turns it into this host's VM `<host>-<name without date>`.
 pub async fn pull_vm(
     store: &ImageStore,
@@ -411,19 +424,7 @@ pub async fn pull_vm(
             .await
             .map_err(hv_err("set --name", &reg_name))?;
         registered = Some(vm_name.clone());
-        let args: Vec<String> = [
-            "--device-set",
-            "net0",
-            "--type",
-            "bridged",
-            "--iface",
-            "default",
-            "--mac",
-            "auto",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args: Vec<String> = NEW_MAC_ARGS.iter().map(|s| (*s).to_owned()).collect();
         hv.set(&vm_name, &args)
             .await
             .map_err(hv_err("set net0", &vm_name))?;

@@ -29,19 +29,10 @@ pub async fn new_mac(env: &Env, vm: &Throwaway) {
         .check("lifecycle.new-mac", t(env), async |obs: &Obs| {
             let before = env.prl.info(&vm.name).await?.mac;
             // Exactly the arguments `images::pull_vm` gives a pulled VM.
-            let args: Vec<String> = [
-                "--device-set",
-                "net0",
-                "--type",
-                "bridged",
-                "--iface",
-                "default",
-                "--mac",
-                "auto",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+            let args: Vec<String> = marbled::images::vm::NEW_MAC_ARGS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
             env.prl
                 .set(&vm.name, &args)
                 .await

@@ -553,7 +553,7 @@ fn date(s: &mut Session<'_>, args: &[String]) -> i32 {
     let secs = s.now() / 1000;
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let tod = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = marbled::calendar::civil_from_days(days);
     let wday = (days + 4).rem_euclid(7);
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [
@@ -596,20 +596,6 @@ fn date(s: &mut Session<'_>, args: &[String]) -> i32 {
     }
     s.out(format!("{out}\n"));
     0
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 fn seq(s: &mut Session<'_>, args: &[String]) -> i32 {
