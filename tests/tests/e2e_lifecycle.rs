@@ -285,15 +285,18 @@ fn vm_provision_twice_performs_each_step_once() {
         .unwrap()
         .into_iter()
         .filter(|a| {
-            a.ends_with(&argv(&[
-                "/usr/bin/sudo",
-                "-u",
-                "sftnight",
-                "-H",
-                "--",
-                "/bin/sh",
-                "-s",
-            ]))
+            // One guest line, each word quoted (prlctl exec re-parses it in a guest shell).
+            a.last().map(String::as_str)
+                == Some(marbled::hypervisor::guest_cmd::command_line(&[
+                    "/usr/bin/sudo",
+                    "-u",
+                    "sftnight",
+                    "-H",
+                    "--",
+                    "/bin/sh",
+                    "-s",
+                ]))
+                .as_deref()
         })
         .count();
     assert_eq!(b_runs, 1);

@@ -21,7 +21,7 @@ fn running() -> (tempfile::TempDir, SimHost) {
     (dir, host)
 }
 
-/// Single-quote one argument for the guest shell: the daemon's own quoting.
+// Single-quote one argument for the guest shell: the daemon's own quoting.
 use marbled::hypervisor::guest_cmd::quote as q;
 
 /// `prlctl exec VM printf '%s\0' ARGS…` with `args` as given; the NUL-separated fields.

@@ -21,7 +21,7 @@ fn running() -> (tempfile::TempDir, SimHost) {
     (dir, host)
 }
 
-/// Single-quote one argument for the guest shell: the daemon's own quoting.
+// Single-quote one argument for the guest shell: the daemon's own quoting.
 use marbled::hypervisor::guest_cmd::quote as q;
 
 /// `prlctl exec VM` with each element of `argv` quoted: the argv the guest must see.
@@ -56,6 +56,14 @@ fn jit_delivery_and_its_owner_and_mode_check() {
         Some(&secret[..])
     );
     assert_eq!(h.guest_file_mode(VM, path).unwrap(), Some(0o600));
+    // The marker comes from the second exec, once the check in the guest holds.
+    assert!(
+        h.read_guest_file(VM, &format!("{path}.ready"))
+            .unwrap()
+            .is_none()
+    );
+    let r = exec_quoted(&h, &marbled::ci::runner::check_and_mark_argv(path), None);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{r:?}");
     assert!(
         h.read_guest_file(VM, &format!("{path}.ready"))
             .unwrap()

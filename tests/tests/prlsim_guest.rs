@@ -19,7 +19,7 @@ fn running() -> (tempfile::TempDir, SimHost) {
     (dir, host)
 }
 
-/// Single-quote one argument for the guest shell: the daemon's own quoting.
+// Single-quote one argument for the guest shell: the daemon's own quoting.
 use marbled::hypervisor::guest_cmd::quote as q;
 
 fn exec(h: &SimHost, cmd: &[&str]) -> PrlRun {

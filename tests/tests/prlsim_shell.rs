@@ -44,7 +44,7 @@ fn out(h: &SimHost, line: &str) -> String {
     r.stdout
 }
 
-/// Single-quote one argument for the guest shell: the daemon's own quoting.
+// Single-quote one argument for the guest shell: the daemon's own quoting.
 use marbled::hypervisor::guest_cmd::quote as q;
 
 #[test]
@@ -516,4 +516,41 @@ fn a_script_that_never_ends_hangs_like_a_real_exec() {
         let _ = child.wait();
         assert!(hung, "{line} should hang");
     }
+}
+
+#[test]
+fn find_tests_type_mode_and_owner_and_chown_takes_numeric_ids() {
+    let (_d, h) = running();
+    // The daemon's JIT check: `chown 0:0` (root:wheel by id), then a find on mode and owner.
+    out(
+        &h,
+        "umask 077 && mkdir -p /var/run/m && : > /var/run/m/c && chmod 600 /var/run/m/c",
+    );
+    out(&h, "chown 0:0 /var/run/m/c");
+    assert_eq!(
+        out(&h, "stat -f '%Lp %Su:%Sg' /var/run/m/c"),
+        "600 root:wheel\n"
+    );
+    let check = "find /var/run/m/c -prune -type f -perm 600 -user root";
+    assert_eq!(out(&h, check), "/var/run/m/c\n");
+    // Wrong mode, wrong owner or a directory: no output, exit 0 (find's own status).
+    out(&h, "chmod 644 /var/run/m/c");
+    assert_eq!(out(&h, check), "");
+    out(&h, "chmod 600 /var/run/m/c && chown 501:20 /var/run/m/c");
+    assert_eq!(out(&h, check), "");
+    assert_eq!(out(&h, "find /var/run/m -prune -type f"), "");
+    // Descends unless pruned; an unknown primary and a missing path fail as BSD find does.
+    assert_eq!(out(&h, "find /var/run/m -type f"), "/var/run/m/c\n");
+    let r = sh(&h, "find /var/run/m -newer x");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("-newer: unknown primary or operator"),
+        "{r:?}"
+    );
+    let r = sh(&h, "find /nowhere -type f");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("/nowhere: No such file or directory"),
+        "{r:?}"
+    );
 }

@@ -294,6 +294,25 @@ pub fn apply_mode(mode: &str, cur: u32, is_dir: bool, umask: u32) -> Option<u32>
     Some(out)
 }
 
+/// The name of a user given by name or by uid (the simulated guest has root, uid 0, and one
+/// admin user, uid 501).
+pub fn user_name(spec: &str) -> String {
+    match spec {
+        "0" => "root".to_owned(),
+        "501" => "admin".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The name of a group given by name or by gid (`wheel` 0, `staff` 20).
+pub fn group_name(spec: &str) -> String {
+    match spec {
+        "0" => "wheel".to_owned(),
+        "20" => "staff".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 fn chown(s: &mut Session<'_>, args: &[String]) -> i32 {
     let (flags, rest) = getopt(args, "");
     let recursive = has(&flags, 'R');
@@ -309,9 +328,10 @@ fn chown(s: &mut Session<'_>, args: &[String]) -> i32 {
             "usage: chown [-fhnvx] [-R [-H | -L | -P]] owner[:group] file ...\n".to_owned(),
         );
     }
+    // The guest stores owners by id and prints names, so `chown 0:0` is `root:wheel`.
     let (user, group) = match spec.split_once([':', '.']) {
-        Some((u, g)) => (u.to_owned(), Some(g.to_owned())),
-        None => (spec.clone(), None),
+        Some((u, g)) => (user_name(u), Some(group_name(g))),
+        None => (user_name(spec), None),
     };
     let mut status = 0;
     for f in files {

@@ -85,7 +85,7 @@ fn parse(expr: &[String]) -> Result<Vec<Primary>, String> {
                     Primary::PermExact(mode)
                 }
             }
-            "-user" => Primary::User(operand()?),
+            "-user" => Primary::User(super::fileutils::user_name(&operand()?)),
             "-name" => Primary::Name(operand()?),
             other => return Err(format!("{other}: unknown primary or operator")),
         });
