@@ -2,6 +2,9 @@
 //! host directory, see [`Vm::guest_root`]); `..` never leaves it, symbolic links are stored
 //! with targets rewritten to stay inside it. Ownership is not a host property: it lives in
 //! [`Vm::guest_owners`] (absent = `root:wheel`), and files a non-root user creates are theirs.
+//!
+//! [`Vm::guest_root`]: crate::prlsim::model::Vm::guest_root
+//! [`Vm::guest_owners`]: crate::prlsim::model::Vm::guest_owners
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
