@@ -16,24 +16,12 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{ROOT1, SimEnv, T, ctl, power, vm_list, wait_power};
+use e2e_support::{ROOT1, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_power};
 use marble_tests::fake_github::FakeGitHub;
 use marble_tests::fake_keychain::{FakeKeychain, KeychainState};
 use marble_tests::harness::{DaemonProcess, wait_until_blocking};
 
 const TOKEN: &str = "ghp_e2eTokenSourceNeverLogged0123456789abc";
-
-/// Run 9001 queued with mac14 job 111 (`ROOT1` covers it).
-fn queue_mac14_job(gh: &FakeGitHub) {
-    gh.set_run(9001, "queued");
-    gh.set_job(
-        9001,
-        111,
-        "queued",
-        &["self-hosted", "macOS", "ARM64", "mac14"],
-        "2026-01-01T10:00:00Z",
-    );
-}
 
 /// Policy `demand`, polling `[github]` every 5 s.
 fn poll_demand(env: &mut SimEnv) {

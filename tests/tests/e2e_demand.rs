@@ -9,7 +9,7 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{ROOT1, ROOT2, SimEnv, T, ctl, power, vm_list, wait_power};
+use e2e_support::{ROOT1, ROOT2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_power};
 use marble_tests::fake_github::FakeGitHub;
 use marble_tests::harness::wait_until_blocking;
 
@@ -124,18 +124,6 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
     assert!(
         !daemon.log_text().contains(TOKEN),
         "token in the daemon log"
-    );
-}
-
-/// Run 9001 queued, with mac14 job 111 (the VM `ROOT1` covers it).
-fn queue_mac14_job(gh: &FakeGitHub) {
-    gh.set_run(9001, "queued");
-    gh.set_job(
-        9001,
-        111,
-        "queued",
-        &["self-hosted", "macOS", "ARM64", "mac14"],
-        "2026-01-01T10:00:00Z",
     );
 }
 

@@ -299,3 +299,15 @@ pub fn wait_power(daemon: &DaemonProcess, vm: &str, want: &str) {
         daemon.log_text()
     );
 }
+
+/// Run 9001 queued, with mac14 job 111 (the VM `ROOT1` covers it).
+pub fn queue_mac14_job(gh: &marble_tests::fake_github::FakeGitHub) {
+    gh.set_run(9001, "queued");
+    gh.set_job(
+        9001,
+        111,
+        "queued",
+        &["self-hosted", "macOS", "ARM64", "mac14"],
+        "2026-01-01T10:00:00Z",
+    );
+}
