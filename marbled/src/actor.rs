@@ -300,6 +300,14 @@ pub struct Supervisor {
     teams: HashMap<String, Team>,
     refresh_in_flight: bool,
     refresh_again: bool,
+    /// Inventory refreshes spawned, and the number of the last one that completed.
+    refreshes_spawned: u64,
+    refreshes_done: u64,
+    /// A transfer changed the VM set: transfer requests (whose name checks read the
+    /// inventory) wait until refresh number `settle_at` has completed. Without this a pull
+    /// right after a push saw the push's deleted clone as still registered.
+    settle_at: u64,
+    deferred_transfers: Vec<ActorCommand>,
     next_refresh: Instant,
     inventory_ms: u64,
     /// Image transfers and the VMs they hold.
@@ -359,6 +367,10 @@ impl Supervisor {
             teams: HashMap::new(),
             refresh_in_flight: false,
             refresh_again: false,
+            refreshes_spawned: 0,
+            refreshes_done: 0,
+            settle_at: 0,
+            deferred_transfers: Vec::new(),
             next_refresh: Instant::now(),
             inventory_ms: 0,
             // Interrupted at shutdown rather than holding it for the whole budget: pushes
@@ -478,26 +490,42 @@ impl Supervisor {
             Completion::Transfer(event) => {
                 // Pushes create and delete a clone, pulls register a VM.
                 if self.transfers.on_event(event) {
+                    // The next refresh spawned (now, or after the one in flight) is the
+                    // first that can see what the transfer did.
+                    self.settle_at = self.refreshes_spawned + 1;
                     self.refresh_inventory();
                 }
                 return;
             }
             Completion::Inventory(result) => {
                 self.refresh_in_flight = false;
+                self.refreshes_done = self.refreshes_spawned;
                 if std::mem::take(&mut self.refresh_again) {
                     self.refresh_inventory();
                 }
-                match result {
+                let input = match result {
                     Ok(vms) => {
                         self.inventory_ms = now_ms();
                         self.teams = vms.iter().map(|v| (v.name.clone(), v.team)).collect();
-                        Input::Inventory(vms)
+                        Some(Input::Inventory(vms))
                     }
                     Err(err) => {
+                        // A failed refresh still releases waiting transfers: they then
+                        // check against the last inventory, as before.
                         tracing::warn!(error = %err, "inventory refresh failed; keeping the last one");
-                        return;
+                        None
+                    }
+                };
+                if let Some(input) = input {
+                    let effects = self.world.handle(now_ms(), input);
+                    self.apply(effects);
+                }
+                if self.inventory_settled() {
+                    for cmd in std::mem::take(&mut self.deferred_transfers) {
+                        self.on_command(cmd);
                     }
                 }
+                return;
             }
         };
         let effects = self.world.handle(now_ms(), input);
@@ -523,6 +551,9 @@ impl Supervisor {
                     ErrorKind::Unsupported,
                     "this marbled was built without S3 support",
                 )));
+            }
+            cmd @ ActorCommand::Submit { .. } if self.defers_transfer(&cmd) => {
+                self.deferred_transfers.push(cmd);
             }
             ActorCommand::Submit {
                 req,
@@ -934,6 +965,18 @@ impl Supervisor {
         );
     }
 
+    /// Whether every refresh a finished transfer asked for has completed.
+    fn inventory_settled(&self) -> bool {
+        self.refreshes_done >= self.settle_at
+    }
+
+    /// A transfer request arriving while the inventory does not yet show a finished
+    /// transfer's clone deletion or registration waits for that refresh.
+    fn defers_transfer(&self, cmd: &ActorCommand) -> bool {
+        matches!(cmd, ActorCommand::Submit { request, .. } if Transfers::handles(request))
+            && !self.inventory_settled()
+    }
+
     fn refresh_inventory(&mut self) {
         self.next_refresh = Instant::now()
             + Duration::from_millis(self.world.config().inventory_interval_ms.max(1000));
@@ -942,6 +985,7 @@ impl Supervisor {
             return;
         }
         self.refresh_in_flight = true;
+        self.refreshes_spawned += 1;
         let ctx = self.ctx.clone();
         let tx = self.completions_tx.clone();
         self.jobs.spawn(

@@ -117,6 +117,100 @@ fn transfers(socket: &Path) -> Vec<serde_json::Value> {
     v["Transfers"].as_array().cloned().unwrap_or_default()
 }
 
+/// A pull submitted right after a push finished must not see the push's deleted clone as
+/// still registered (the clone is named after the image). Before the fix the transfer check
+/// read the inventory as last refreshed, and the refresh the finished push started was still
+/// running: the pull was refused "a VM named … is already registered" (a flake of the
+/// scenario below, made deterministic here by slow `prlctl delete` and `prlctl list`). Also:
+/// a clone delete that reports failure after doing its work (Parallels' spurious
+/// `PrlJob_GetRetCode`) is re-checked, not left as a warning.
+#[test]
+fn a_pull_right_after_a_push_sees_the_push_clone_gone() {
+    use marble_tests::prlsim::FaultKind;
+    let Some(s3) = LocalS3::start() else { return };
+    let dir = short_tempdir();
+    let sim = SimHost::create(dir.path().join("sim")).expect("sim host");
+    sim.add_vm(VM).expect("add vm");
+    make_sparse_disk(&disk_of(&sim.vm(VM).expect("vm").home));
+    let mut config = test_config(dir.path(), sim.dir());
+    let mut images = s3.config();
+    images.scrub.files = vec!["/Users/admin/.PAT".into()];
+    images.bundles_dir = Some(sim.dir().join("pulled"));
+    images.boot_timeout = Duration::from_secs(20);
+    images.exec_timeout = Duration::from_secs(10);
+    images.host_memory_reserve_mib = 256;
+    config.images = images;
+    let daemon = DaemonProcess::spawn(dir.path(), &config);
+    let sock = daemon.socket.clone();
+
+    // The clone stays registered (stopped) for a while after the upload ...
+    sim.set_fault(
+        None,
+        FaultKind::Slow {
+            verb: "delete".into(),
+            ms: 1500,
+        },
+        Some(1),
+    )
+    .expect("fault");
+    let out = ok(&sock, &["image", "push", VM, "--name", IMAGE, "--detach"]);
+    assert!(out.contains("started"), "{out}");
+    let vm_names = |sock: &Path| {
+        let out = ok(sock, &["--json", "vm", "list"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v.to_string()
+    };
+    let seen = wait_until_blocking(Duration::from_secs(60), || vm_names(&sock).contains(IMAGE));
+    assert!(
+        seen,
+        "the daemon's inventory shows the push clone: {}",
+        vm_names(&sock)
+    );
+    // ... and from now on every inventory refresh takes 2.5 s.
+    sim.set_fault(
+        None,
+        FaultKind::Slow {
+            verb: "list".into(),
+            ms: 2500,
+        },
+        None,
+    )
+    .expect("fault");
+    let done = wait_until_blocking(Duration::from_secs(60), || {
+        transfers(&sock)
+            .iter()
+            .any(|t| t["image"] == IMAGE && t["finished_ms"].as_u64() != Some(0))
+    });
+    assert!(done, "push finished: {:?}", transfers(&sock));
+    let copy = "macphsft-test-ROOT-VM-macOS-14-copy";
+    let (code, stdout, stderr) = marblectl(&sock, &["image", "pull", IMAGE, "--as", copy]);
+    assert_eq!(code, 0, "pull right after the push: {stdout} {stderr}");
+    sim.clear_faults(None).expect("clear");
+
+    // A delete that did its work but reported a spurious failure: the push still succeeds
+    // and leaves no clone behind.
+    sim.set_fault(
+        None,
+        FaultKind::SpuriousFailure {
+            verb: "delete".into(),
+        },
+        Some(1),
+    )
+    .expect("fault");
+    ok(&sock, &["image", "push", VM, "--name", IMAGE2]);
+    let names: Vec<String> = sim
+        .state()
+        .expect("state")
+        .vms
+        .iter()
+        .map(|v| v.name.clone())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == IMAGE2),
+        "clone deleted: {names:?}"
+    );
+}
+
 #[test]
 fn push_pull_scrub_corruption_and_no_secret_in_logs() {
     let Some(s3) = LocalS3::start() else { return };

@@ -334,10 +334,60 @@ pub async fn push_vm(
         })
     }
     .await;
-    if let Err(e) = hv.delete(&clone).await {
-        tracing::warn!(vm = %clone, error = %e, "could not delete the push clone");
+    match (delete_clone(&*hv, &clone).await, result) {
+        (Ok(()), result) => result,
+        (Err(e), Err(push)) => {
+            tracing::error!(vm = %clone, error = %e, "could not delete the push clone");
+            Err(push)
+        }
+        // The image is stored, but a clone left registered under the image's name would
+        // make a later pull of that image refuse: the operator must hear about it.
+        (Err(e), Ok(report)) => Err(ImageError::Vm {
+            vm: clone.clone(),
+            reason: format!(
+                "image {} is stored, but its push clone could not be deleted ({e}); delete it with: prlctl delete {}",
+                report.image,
+                guest_cmd::quote(&clone)
+            ),
+        }),
     }
-    result
+}
+
+/// How long a push clone may take to reach `stopped` after its stop returned.
+const CLONE_STOP_WAIT: Duration = Duration::from_secs(60);
+
+/// Deletes the push clone. A graceful stop can return before the VM is stopped (Parallels'
+/// "Operation canceled" with the VM stopping later): then the delete is refused, so wait for
+/// `stopped` (bounded), forcing a stop once, and delete again.
+async fn delete_clone(hv: &dyn Hypervisor, clone: &str) -> Result<(), String> {
+    let first = match hv.delete(clone).await {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    tracing::warn!(vm = %clone, error = %first, "push clone not deleted yet; waiting for it to stop");
+    let deadline = tokio::time::Instant::now() + CLONE_STOP_WAIT;
+    let mut forced = false;
+    loop {
+        match hv.info(clone).await {
+            Ok(info) if info.state == "stopped" => break,
+            Ok(_) if !forced => {
+                forced = true;
+                let _ = hv.stop(clone, StopMode::Kill).await;
+            }
+            Ok(_) => {}
+            // Gone already (deleted after all): nothing left to do.
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(format!("{first}; then info failed: {e}")),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{first}; still not stopped after {}s",
+                CLONE_STOP_WAIT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    hv.delete(clone).await.map_err(|e| e.to_string())
 }
 
 /// The `prlctl set` arguments that give a pulled VM bridged networking and a new MAC (an
