@@ -203,6 +203,26 @@ impl Prlctl {
         argv
     }
 
+    /// The `prlctl ARGS…` process: a cleared environment plus the configured one, piped
+    /// output, stdin piped only when there is something to send.
+    fn command(&self, args: &[String], with_stdin: bool) -> Command {
+        let mut cmd = Command::new(&self.config.path);
+        cmd.args(args)
+            .env_clear()
+            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if with_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Own group, so a timeout kills helpers prlctl may have forked too.
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
+    }
+
     /// Run `prlctl ARGS…` once (see the module docs for the rules) and return what it
     /// produced, whatever its exit status. Errors only for spawn/I/O failures and timeouts.
     pub async fn run(
@@ -220,21 +240,7 @@ impl Prlctl {
         tracing::debug!(argv = ?argv, timeout = ?timeout, "running prlctl");
         let started = Instant::now();
 
-        let mut cmd = Command::new(&self.config.path);
-        cmd.args(args)
-            .env_clear()
-            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Own group, so a timeout kills helpers prlctl may have forked too.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
+        let mut child = match self.command(args, stdin.is_some()).spawn() {
             Ok(c) => c,
             Err(source) => return Err(PrlctlError::Spawn { argv, source }),
         };

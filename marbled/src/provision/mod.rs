@@ -270,6 +270,64 @@ async fn exec_step(
         })
 }
 
+/// Why `step` need not run in the guest now, if it need not (checked in order: macOS
+/// selector, done marker, `creates`, `unless`).
+async fn skip_reason(
+    hv: &dyn Hypervisor,
+    vm: &str,
+    step: &Step,
+    macos_major: u32,
+) -> Result<Option<SkipReason>, ProvisionError> {
+    let name = step.name.as_str();
+    if let Some(sel) = step.macos.as_ref().filter(|s| !s.matches(macos_major)) {
+        return Ok(Some(SkipReason::MacosVersion(sel.as_str().to_owned())));
+    }
+    let test_e = |path: &str| strs(&["/bin/test", "-e", path]);
+    if !step.always {
+        let marker = test_e(&marker_path(name));
+        let out = exec_step(hv, vm, name, &marker, None, CHECK_TIMEOUT).await?;
+        if out.status == 0 {
+            return Ok(Some(SkipReason::AlreadyDone));
+        }
+    }
+    if let Some(path) = &step.creates {
+        let out = exec_step(hv, vm, name, &test_e(path), None, CHECK_TIMEOUT).await?;
+        if out.status == 0 {
+            return Ok(Some(SkipReason::Creates(path.clone())));
+        }
+    }
+    if let Some(cmd) = &step.unless {
+        let argv = profile::as_user(step.user.as_deref(), strs(&["/bin/sh", "-c", cmd.as_str()]));
+        let out = exec_step(hv, vm, name, &argv, None, step.timeout).await?;
+        if out.status == 0 {
+            return Ok(Some(SkipReason::Unless));
+        }
+    }
+    Ok(None)
+}
+
+/// Records in the guest that `step` ran, so a second `vm provision` skips it.
+async fn write_marker(hv: &dyn Hypervisor, vm: &str, name: &str) -> Result<(), ProvisionError> {
+    let marker = marker_path(name);
+    // Creating it twice is harmless (a re-run after a lost answer).
+    let script = format!(
+        "mkdir -p {} && : > {}",
+        guest_cmd::quote(MARKER_DIR),
+        guest_cmd::quote(&marker)
+    );
+    let out = exec_step(hv, vm, name, &guest_cmd::sh_c(&script), None, CHECK_TIMEOUT).await?;
+    if out.status != 0 {
+        return Err(ProvisionError::Marker {
+            step: name.to_owned(),
+            vm: vm.to_owned(),
+            marker,
+            status: out.status,
+            stderr: tail(&out.stderr),
+        });
+    }
+    Ok(())
+}
+
 async fn run_step(
     hv: &dyn Hypervisor,
     vm: &str,
@@ -278,46 +336,14 @@ async fn run_step(
     on_output: &mut (dyn FnMut(ProvisionEvent) + Send),
 ) -> Result<StepOutcome, ProvisionError> {
     let name = step.name.as_str();
-    let skip = |reason: SkipReason, on_output: &mut (dyn FnMut(ProvisionEvent) + Send)| {
+    if let Some(reason) = skip_reason(hv, vm, step, macos_major).await? {
         tracing::info!(vm, step = name, %reason, "provision step skipped");
         on_output(ProvisionEvent::StepSkipped {
             step: name.to_owned(),
             reason: reason.clone(),
         });
-        Ok(StepOutcome::Skipped(reason))
-    };
-    if let Some(sel) = step.macos.as_ref().filter(|s| !s.matches(macos_major)) {
-        return skip(SkipReason::MacosVersion(sel.as_str().to_owned()), on_output);
+        return Ok(StepOutcome::Skipped(reason));
     }
-    let test_e = |path: &str| strs(&["/bin/test", "-e", path]);
-    if !step.always {
-        let out = exec_step(
-            hv,
-            vm,
-            name,
-            &test_e(&marker_path(name)),
-            None,
-            CHECK_TIMEOUT,
-        )
-        .await?;
-        if out.status == 0 {
-            return skip(SkipReason::AlreadyDone, on_output);
-        }
-    }
-    if let Some(path) = &step.creates {
-        let out = exec_step(hv, vm, name, &test_e(path), None, CHECK_TIMEOUT).await?;
-        if out.status == 0 {
-            return skip(SkipReason::Creates(path.clone()), on_output);
-        }
-    }
-    if let Some(cmd) = &step.unless {
-        let argv = profile::as_user(step.user.as_deref(), strs(&["/bin/sh", "-c", cmd.as_str()]));
-        let out = exec_step(hv, vm, name, &argv, None, step.timeout).await?;
-        if out.status == 0 {
-            return skip(SkipReason::Unless, on_output);
-        }
-    }
-
     on_output(ProvisionEvent::StepStarted {
         step: name.to_owned(),
     });
@@ -353,23 +379,7 @@ async fn run_step(
         });
     }
     if !step.always {
-        let marker = marker_path(name);
-        // Creating it twice is harmless (a re-run after a lost answer).
-        let script = format!(
-            "mkdir -p {} && : > {}",
-            guest_cmd::quote(MARKER_DIR),
-            guest_cmd::quote(&marker)
-        );
-        let out = exec_step(hv, vm, name, &guest_cmd::sh_c(&script), None, CHECK_TIMEOUT).await?;
-        if out.status != 0 {
-            return Err(ProvisionError::Marker {
-                step: name.to_owned(),
-                vm: vm.to_owned(),
-                marker,
-                status: out.status,
-                stderr: tail(&out.stderr),
-            });
-        }
+        write_marker(hv, vm, name).await?;
     }
     let duration = started.elapsed();
     tracing::info!(vm, step = name, ?duration, "provision step done");
