@@ -236,6 +236,23 @@ fn count_execs(env: &SimEnv, needle: &str) -> usize {
         .count()
 }
 
+/// `vm provision ROOT1 --profile PROFILE`, once the daemon's own operations on the VM right
+/// after it started (readiness wait, busy probe) have ended: while one runs the daemon refuses
+/// with "… in flight; try again when it ends", and this does as the message says.
+fn provision_when_settled(daemon: &DaemonProcess, profile: &str) -> e2e_support::Out {
+    let args = ["vm", "provision", ROOT1, "--profile", profile];
+    let mut out = ctl(&daemon.socket, &args);
+    let settled = wait_until_blocking(e2e_support::T, || {
+        if !out.stderr.contains("in flight; try again when it ends") {
+            return true;
+        }
+        out = ctl(&daemon.socket, &args);
+        false
+    });
+    assert!(settled, "the daemon's startup operations ended: {out}");
+    out
+}
+
 #[test]
 fn vm_provision_twice_performs_each_step_once() {
     let (env, _) = env_with_disk();
@@ -247,7 +264,7 @@ fn vm_provision_twice_performs_each_step_once() {
     let profile = write_profile(env.dir.path());
     let p = profile.to_str().unwrap();
 
-    let first = ctl(&daemon.socket, &["vm", "provision", ROOT1, "--profile", p]);
+    let first = provision_when_settled(&daemon, p);
     assert_eq!(first.code, 0, "{first}\n{}", daemon.log_text());
     assert!(first.stdout.contains("2 ran, 2 skipped"), "{first}");
     assert!(first.stderr.contains("[1/4] a: running"), "{first}");
@@ -319,10 +336,7 @@ fn vm_provision_stops_at_a_failing_step_and_names_it() {
         "[[step]]\nname = \"ok\"\ncommand = \"true\"\n[[step]]\nname = \"broken\"\ncommand = \"echo nope >&2; exit 3\"\n[[step]]\nname = \"never\"\ncommand = \"echo never\"\n",
     )
     .unwrap();
-    let out = ctl(
-        &daemon.socket,
-        &["vm", "provision", ROOT1, "--profile", p.to_str().unwrap()],
-    );
+    let out = provision_when_settled(&daemon, p.to_str().unwrap());
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("step \"broken\""), "{out}");
     assert!(out.stderr.contains("exit status 3"), "{out}");
