@@ -415,8 +415,11 @@ impl Default for SchedConfig {
     }
 }
 
+mod commands;
 mod cycle;
 mod demand;
+mod observe;
+mod outcome;
 mod persist;
 mod report;
 mod rng;
