@@ -140,7 +140,7 @@ impl Host {
                 uuid: format!("uuid-{name}"),
                 power: power.clone(),
                 team: self.teams[name],
-                labels: crate::inventory::runner_labels(name),
+                labels: super::runner_labels(name),
             })
             .collect();
         self.feed(Input::Inventory(vms));
@@ -887,7 +887,7 @@ fn demand_does_not_boot_for_a_job_a_free_fleet_runner_will_take() {
         root_jobs: vec![job(1, host.now, "mac14"), job(2, host.now + 1, "mac14")],
         free_runners: vec![FleetRunner {
             name: "other-host-ROOT-VM-macOS-14".into(),
-            labels: crate::inventory::runner_labels("x-macOS-14"),
+            labels: super::runner_labels("x-macOS-14"),
         }],
         ..Default::default()
     }));
@@ -1070,7 +1070,7 @@ fn a_free_runner_elsewhere_fills_the_warm_target_so_this_host_boots_nothing() {
     host.feed(Input::Demand(DemandSnapshot {
         free_runners: vec![FleetRunner {
             name: "other-ROOT-VM-macOS-14".into(),
-            labels: crate::inventory::runner_labels("x-macOS-14"),
+            labels: super::runner_labels("x-macOS-14"),
         }],
         ..Default::default()
     }));
