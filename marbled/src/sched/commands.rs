@@ -29,10 +29,10 @@ impl World {
                 reply_done(req, text, fx);
             }
             Command::Resume => self.resume(now, req, &caller, fx),
-            Command::Lock { target, reason } => self.lock(now, req, &caller, target, reason, fx),
+            Command::Lock { target, reason } => self.lock(now, req, &caller, &target, &reason, fx),
             Command::Unlock { target } => self.unlock(now, req, &caller, target, fx),
             Command::Drain { reason, wait_ms } => {
-                self.drain(now, req, &caller, reason, wait_ms, fx);
+                self.drain(now, req, &caller, &reason, wait_ms, fx);
             }
         }
     }
@@ -63,11 +63,11 @@ impl World {
         now: Millis,
         req: ReqId,
         caller: &str,
-        target: LockTarget,
-        reason: String,
+        target: &LockTarget,
+        reason: &str,
         fx: &mut Vec<Effect>,
     ) {
-        let names: Vec<String> = match &target {
+        let names: Vec<String> = match target {
             LockTarget::Vm(vm) => vec![vm.clone()],
             LockTarget::AllExcept(keep) => self
                 .vms
@@ -78,7 +78,7 @@ impl World {
         };
         for name in &names {
             self.locks
-                .insert(name.clone(), attribution(caller, reason.clone(), now));
+                .insert(name.clone(), attribution(caller, reason.to_owned(), now));
         }
         let text = format!("locked {} by {caller}: {reason}", names.join(", "));
         self.decide(now, None, text.clone(), fx);
@@ -114,12 +114,12 @@ impl World {
         now: Millis,
         req: ReqId,
         caller: &str,
-        reason: String,
+        reason: &str,
         wait_ms: u64,
         fx: &mut Vec<Effect>,
     ) {
         if self.draining.is_none() {
-            self.draining = Some(attribution(caller, reason.clone(), now));
+            self.draining = Some(attribution(caller, reason.to_owned(), now));
         }
         self.decide(now, None, format!("drain by {caller}: {reason}"), fx);
         // Queued slot requests cannot be served any more.
