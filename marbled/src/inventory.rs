@@ -9,6 +9,8 @@ use marble_proto::Team;
 use crate::config::{TeamsSection, parse_team};
 use crate::hypervisor::VmListing;
 use crate::sched::ObservedVm;
+/// Moved down to the scheduler, which defines the labels it observes.
+pub use crate::sched::runner_labels;
 
 /// Maps VM names to teams.
 #[derive(Debug, Clone)]
@@ -68,28 +70,6 @@ impl TeamMap {
             })
             .collect()
     }
-}
-
-/// The runner labels a ROOT VM offers, from the `macOS-NN` in its name (the seed's naming):
-/// `self-hosted`, `macOS`, `ARM64`, `macNN`. Empty when the name carries no version.
-pub fn runner_labels(name: &str) -> Vec<String> {
-    let lower = name.to_ascii_lowercase();
-    let Some(pos) = lower.find("macos-") else {
-        return Vec::new();
-    };
-    let digits: String = lower[pos + 6..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    if digits.is_empty() {
-        return Vec::new();
-    }
-    vec![
-        "self-hosted".to_owned(),
-        "macOS".to_owned(),
-        "ARM64".to_owned(),
-        format!("mac{digits}"),
-    ]
 }
 
 #[cfg(test)]

@@ -27,9 +27,9 @@
 //!   of the fleet being seen full); else nothing boots. Every choice is recorded as a
 //!   decision with its reason.
 
-use marble_proto::{PowerState, Team};
+use marble_proto::{BusyState, PowerState, Team};
 
-use super::vm::{Starter, StopWhy};
+use super::vm::{Starter, StopWhy, VmState};
 use super::warm::{WarmNeed, wanted_warm};
 use super::world::{SlotPhase, World};
 use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
@@ -67,21 +67,35 @@ impl World {
             return;
         }
         let (unmet, free_left) = self.match_queued();
-        let queued = self.demand.root_jobs.clone();
-        let servable_here = |world: &World, job: &QueuedJob| {
-            world
-                .vms
-                .values()
-                .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels))
-        };
-        let root_waits_here = unmet.iter().any(|job| servable_here(self, job));
         let needs = self.warm_needs(free_left);
-        // An unmet job that has waited `warm_yield` has not been taken by a free host
-        // elsewhere: a warm runner here gives way to it.
+        let yield_to = self.job_to_yield_to(now, &unmet);
+        self.release_running(now, &unmet, yield_to.as_ref(), &needs, fx);
+        if !self.demand_may_boot(now, fx) {
+            return;
+        }
+        let contested = self.other_team_waits(now, Team::Root);
+        if unmet.is_empty() {
+            self.boot_warm_or_rest(now, &needs, fx);
+        } else {
+            self.boot_for_unmet(now, &unmet, contested, fx);
+        }
+    }
+
+    /// Whether a ROOT VM here could run `job` (by labels, whatever its state).
+    fn servable_here(&self, job: &QueuedJob) -> bool {
+        self.vms
+            .values()
+            .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels))
+    }
+
+    /// The oldest unmet job a VM here could serve that has waited `warm_yield`: it has not
+    /// been taken by a free host elsewhere, so a warm runner here gives way to it. Also
+    /// notes the fleet as congested when any unmet job has waited that long.
+    fn job_to_yield_to(&mut self, now: Millis, unmet: &[QueuedJob]) -> Option<QueuedJob> {
         let yield_to = unmet
             .iter()
             .find(|job| {
-                servable_here(self, job)
+                self.servable_here(job)
                     && now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms
             })
             .cloned();
@@ -91,34 +105,26 @@ impl World {
         {
             self.congested_at = Some(now);
         }
+        yield_to
+    }
 
-        // Running VMs: keep or let go.
+    /// Running VMs: keep each or plan its stop (once idle), recording why.
+    fn release_running(
+        &mut self,
+        now: Millis,
+        unmet: &[QueuedJob],
+        yield_to: Option<&QueuedJob>,
+        needs: &[WarmNeed],
+        fx: &mut Vec<Effect>,
+    ) {
+        let root_waits_here = unmet.iter().any(|job| self.servable_here(job));
         let running = self.settled_running(now);
         for name in running {
             let Some(vm) = self.vms.get(&name) else {
                 continue;
             };
             let reason = if vm.team == Team::Root {
-                let job_for_it = queued.iter().any(|j| labels_cover(&vm.labels, &j.labels));
-                let warm_over = vm.on_until.is_some_and(|t| now >= t);
-                if vm.was_busy && !matches!(vm.busy, marble_proto::BusyState::Busy { .. }) {
-                    Some("its runner has done its job (single-use)".to_owned())
-                } else if vm.was_busy || job_for_it {
-                    None
-                } else if let Some(job) = yield_to.as_ref() {
-                    Some(format!(
-                        "job #{} (runs-on {}) it cannot take has waited since {} for a host",
-                        job.id,
-                        job.labels.join(","),
-                        format_ms(job.since_ms)
-                    ))
-                } else if wanted_warm(&vm.labels, &needs) {
-                    None
-                } else if warm_over || vm.on_until.is_none() {
-                    Some("no queued job it could take, and no warm runner wanted".to_owned())
-                } else {
-                    None
-                }
+                self.root_release_reason(now, vm, yield_to, needs)
             } else if root_waits_here {
                 Some("an unmet ROOT job could run on this host".to_owned())
             } else {
@@ -134,11 +140,48 @@ impl World {
                 self.plan_stop(now, &name, StopWhy::Demand, fx);
             }
         }
+    }
 
-        // A free host boots for the oldest unmet job it can serve.
+    /// Why a running ROOT VM should give its host up, if it should.
+    fn root_release_reason(
+        &self,
+        now: Millis,
+        vm: &VmState,
+        yield_to: Option<&QueuedJob>,
+        needs: &[WarmNeed],
+    ) -> Option<String> {
+        let job_for_it = self
+            .demand
+            .root_jobs
+            .iter()
+            .any(|j| labels_cover(&vm.labels, &j.labels));
+        let warm_over = vm.on_until.is_some_and(|t| now >= t);
+        if vm.was_busy && !matches!(vm.busy, BusyState::Busy { .. }) {
+            Some("its runner has done its job (single-use)".to_owned())
+        } else if vm.was_busy || job_for_it {
+            None
+        } else if let Some(job) = yield_to {
+            Some(format!(
+                "job #{} (runs-on {}) it cannot take has waited since {} for a host",
+                job.id,
+                job.labels.join(","),
+                format_ms(job.since_ms)
+            ))
+        } else if wanted_warm(&vm.labels, needs) {
+            None
+        } else if warm_over || vm.on_until.is_none() {
+            Some("no queued job it could take, and no warm runner wanted".to_owned())
+        } else {
+            None
+        }
+    }
+
+    /// Whether the host is free and it is ROOT's turn to take it, on a fresh enough
+    /// snapshot (asking for one when not).
+    fn demand_may_boot(&mut self, now: Millis, fx: &mut Vec<Effect>) -> bool {
         if !self.occupying_names().is_empty() {
             self.host_free_since = None;
-            return;
+            return false;
         }
         let free_since = *self.host_free_since.get_or_insert(now);
         // A slot request taking the host goes on; queued ones wait only when it is ROOT's
@@ -147,7 +190,7 @@ impl World {
         if self.slots.iter().any(|s| s.phase != SlotPhase::Queued)
             || !self.slots.is_empty() && turn.as_ref().is_none_or(|t| t.team != Team::Root)
         {
-            return;
+            return false;
         }
         // Only on a snapshot taken after the host became free: several hosts freed by the
         // same stale picture would otherwise all boot for the same job (marble-sim,
@@ -164,7 +207,7 @@ impl World {
                 "demand: host free; waiting for a fresh demand snapshot before booting".into(),
                 fx,
             );
-            return;
+            return false;
         }
         match turn {
             Some(turn) if turn.team == Team::Spi => {
@@ -174,32 +217,39 @@ impl World {
                     format!("demand: holding the host: {}", turn.why),
                     fx,
                 );
-                return;
+                false
             }
-            Some(turn) => self.decide(now, None, format!("demand: {}", turn.why), fx),
-            None => {
-                if self.host_kept_for_jenkins(now, "demand", fx) {
-                    return;
-                }
+            Some(turn) => {
+                self.decide(now, None, format!("demand: {}", turn.why), fx);
+                true
             }
+            None => !self.host_kept_for_jenkins(now, "demand", fx),
         }
-        let contested = self.other_team_waits(now, Team::Root);
-        if unmet.is_empty() {
-            if self.boot_warm(now, &needs, fx) {
-                return;
-            }
-            let text = if queued.is_empty() {
-                "demand: no queued job; nothing boots".to_owned()
-            } else {
-                format!(
-                    "demand: {} queued job(s), all covered by free runners in the fleet",
-                    queued.len()
-                )
-            };
-            self.decide(now, None, text, fx);
+    }
+
+    /// Nothing unmet: boot a warm runner if one is wanted, else record why nothing boots.
+    fn boot_warm_or_rest(&mut self, now: Millis, needs: &[WarmNeed], fx: &mut Vec<Effect>) {
+        if self.boot_warm(now, needs, fx) {
             return;
         }
-        for job in &unmet {
+        let queued = self.demand.root_jobs.len();
+        let text = if queued == 0 {
+            "demand: no queued job; nothing boots".to_owned()
+        } else {
+            format!("demand: {queued} queued job(s), all covered by free runners in the fleet")
+        };
+        self.decide(now, None, text, fx);
+    }
+
+    /// Boot, for the oldest unmet job an eligible VM here covers, that VM.
+    fn boot_for_unmet(
+        &mut self,
+        now: Millis,
+        unmet: &[QueuedJob],
+        contested: bool,
+        fx: &mut Vec<Effect>,
+    ) {
+        for job in unmet {
             if let Some(vm) = self.demand_candidate(now, &job.labels) {
                 match self.start_vm(now, &vm, Starter::Demand { job: job.id }, fx) {
                     Ok(()) => {

@@ -2,10 +2,10 @@
 //!
 //! `World::handle(now, input) -> Vec<Effect>` is a pure state machine: no tokio, no clock, no
 //! filesystem, no randomness source other than the seeded one it owns. Time is an argument
-//! (unix milliseconds). The daemon's actor (`crate::actor`) feeds it inputs and interprets the
-//! effects; `marble-sim` feeds it the same inputs in virtual time.
+//! (unix milliseconds). The daemon's actor (the `actor` module) feeds it inputs and interprets
+//! the effects; `marble-sim` feeds it the same inputs in virtual time.
 //!
-//! CONTRACT with the actor (keep in sync with `crate::actor`):
+//! CONTRACT with the actor (keep in sync with the `actor` module):
 //! - every `Effect::Run { op, .. }` is eventually answered by exactly one
 //!   `Input::Finished { op, .. }` (the actor never drops one; after a daemon restart in-flight
 //!   ops are gone and the restored world marks them "needs reconcile");
@@ -110,14 +110,6 @@ pub struct WarmTarget {
     pub labels: Vec<String>,
     /// How many, fleet-wide.
     pub count: u32,
-}
-
-/// Whether a job's labels are all among a runner's (case-insensitive; GitHub's rule).
-pub fn labels_cover(runner: &[String], job: &[String]) -> bool {
-    !job.is_empty()
-        && job
-            .iter()
-            .all(|j| runner.iter().any(|r| r.eq_ignore_ascii_case(j)))
 }
 
 /// How to stop a VM.
@@ -415,8 +407,12 @@ impl Default for SchedConfig {
     }
 }
 
+mod commands;
 mod cycle;
 mod demand;
+mod labels;
+mod observe;
+mod outcome;
 mod persist;
 mod report;
 mod rng;
@@ -430,6 +426,7 @@ mod world;
 #[cfg(test)]
 mod tests;
 
+pub use labels::{labels_cover, runner_labels};
 pub use persist::{Lease, Persisted, Quarantine, RunnerStanding, SeenJob, Streak};
 pub use report::{BOOT_BUCKETS_SECS, Counters, Histogram, JOB_WAIT_BUCKETS_SECS};
 pub use world::World;

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use marble_proto::{Attribution, Team};
 use serde::{Deserialize, Serialize};
 
-use super::Millis;
+use super::world::World;
+use super::{Action, Millis, SchedConfig, action_kind};
 
 /// A granted slot's protection from preemption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,4 +101,86 @@ pub struct Persisted {
     /// Running ROOT VMs' standing by VM name; applied if the first inventory after a
     /// restart still finds the VM running.
     pub runners: BTreeMap<String, RunnerStanding>,
+}
+
+impl World {
+    /// A world restored from the state file; in-flight operations become "needs reconcile".
+    /// Nothing is started before the first inventory says what actually runs.
+    pub fn restore(config: SchedConfig, persisted: Persisted, now: Millis) -> Self {
+        let mut world = Self::new(config, now);
+        world.locks = persisted.locks;
+        world.paused = persisted.paused;
+        world.draining = persisted.draining;
+        world.leases = persisted.leases;
+        world.quarantine = persisted.quarantine;
+        world.last_cycled = persisted.last_cycled;
+        world.cycle_off_until = persisted.cycle_off_until_ms;
+        world.pending_reconcile = persisted.in_flight;
+        // Jobs that left the window while the daemon was down no longer count.
+        let horizon = now.saturating_sub(world.config.warm_window_ms);
+        world.recent_jobs = persisted.seen_jobs;
+        world
+            .recent_jobs
+            .retain(|_, seen| world.config.warm_window_ms > 0 && seen.since_ms >= horizon);
+        world.streak = persisted.streak;
+        world.restored_runners = persisted.runners;
+        world
+    }
+
+    /// What to write to the state file.
+    pub fn persisted(&self) -> Persisted {
+        let mut in_flight: BTreeMap<String, InFlightOp> = self
+            .ops
+            .values()
+            .filter(|(_, action, _)| !matches!(action, Action::Probe(_)))
+            .map(|(vm, action, since)| {
+                (
+                    vm.clone(),
+                    InFlightOp {
+                        operation: action_kind(action).to_owned(),
+                        since_ms: *since,
+                    },
+                )
+            })
+            .collect();
+        // Not yet reconciled notes stay until an inventory has been seen.
+        for (vm, op) in &self.pending_reconcile {
+            in_flight.entry(vm.clone()).or_insert_with(|| op.clone());
+        }
+        let mut runners: BTreeMap<String, RunnerStanding> = self
+            .vms
+            .values()
+            .filter(|vm| vm.team == Team::Root && vm.power.occupies_host())
+            .filter(|vm| vm.on_until.is_some() || vm.running_because.is_some() || vm.was_busy)
+            .map(|vm| {
+                (
+                    vm.name.clone(),
+                    RunnerStanding {
+                        on_until_ms: vm.on_until,
+                        because: vm.running_because.clone(),
+                        used: vm.was_busy,
+                    },
+                )
+            })
+            .collect();
+        // Not yet applied (no inventory since the restart): kept for the next one.
+        for (vm, standing) in &self.restored_runners {
+            runners
+                .entry(vm.clone())
+                .or_insert_with(|| standing.clone());
+        }
+        Persisted {
+            locks: self.locks.clone(),
+            paused: self.paused.clone(),
+            draining: self.draining.clone(),
+            leases: self.leases.clone(),
+            quarantine: self.quarantine.clone(),
+            last_cycled: self.last_cycled.clone(),
+            cycle_off_until_ms: self.cycle_off_until,
+            in_flight,
+            seen_jobs: self.recent_jobs.clone(),
+            streak: self.streak,
+            runners,
+        }
+    }
 }

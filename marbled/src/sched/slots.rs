@@ -154,31 +154,7 @@ impl World {
         }
         let vm_busy_with_op = vm.start.is_some() || vm.stop.is_some() || vm.op.is_some();
         if vm.power.occupies_host() || vm_busy_with_op {
-            if vm.start.is_some() || matches!(vm.op, Some((_, Action::WaitReady { .. }))) {
-                // Someone else is starting it (the cycle, an operator): take it when ready.
-                self.set_phase_and_tell(req, SlotPhase::Starting { preempted: None }, fx);
-                return;
-            }
-            if vm.stop.is_some() {
-                let msg = format!(
-                    "{name} is being stopped ({})",
-                    vm.stop.as_ref().map_or("", |p| p.why.describe())
-                );
-                self.refuse_or_wait(now, &slot, &msg, fx);
-                return;
-            }
-            if vm.op.is_some() && !vm.power.occupies_host() {
-                // A probe or stop of a stopped VM: wait for it.
-                return;
-            }
-            if vm.power.occupies_host() && !vm.ready {
-                let msg = format!(
-                    "{name} is {} but its guest does not answer yet",
-                    vm.power.as_word()
-                );
-                self.refuse_or_wait(now, &slot, &msg, fx);
-                return;
-            }
+            self.wait_on_own_vm(now, &slot, fx);
             return;
         }
         if let Some(turn) = self.share_turn(now)
@@ -197,9 +173,54 @@ impl World {
             self.claim_start(now, &slot, None, fx);
             return;
         }
-        // The host is full: take it from a holder that is idle and unprotected, if any.
+        self.preempt_for(now, &slot, &holders, fx);
+    }
+
+    /// The slot's own VM occupies the host or has something under way: take it once ready,
+    /// or wait (or refuse) while it stops or its guest does not answer yet.
+    fn wait_on_own_vm(&mut self, now: Millis, slot: &SlotRequest, fx: &mut Vec<Effect>) {
+        let name = &slot.vm;
+        let Some(vm) = self.vms.get(name) else {
+            return;
+        };
+        if vm.start.is_some() || matches!(vm.op, Some((_, Action::WaitReady { .. }))) {
+            // Someone else is starting it (the cycle, an operator): take it when ready.
+            self.set_phase_and_tell(slot.req, SlotPhase::Starting { preempted: None }, fx);
+            return;
+        }
+        if vm.stop.is_some() {
+            let msg = format!(
+                "{name} is being stopped ({})",
+                vm.stop.as_ref().map_or("", |p| p.why.describe())
+            );
+            self.refuse_or_wait(now, slot, &msg, fx);
+            return;
+        }
+        if vm.op.is_some() && !vm.power.occupies_host() {
+            // A probe or stop of a stopped VM: wait for it.
+            return;
+        }
+        if vm.power.occupies_host() && !vm.ready {
+            let msg = format!(
+                "{name} is {} but its guest does not answer yet",
+                vm.power.as_word()
+            );
+            self.refuse_or_wait(now, slot, &msg, fx);
+        }
+    }
+
+    /// The host is full: take it from a holder that is idle and unprotected, if any; else
+    /// refuse (or wait) with the first holder's reason.
+    fn preempt_for(
+        &mut self,
+        now: Millis,
+        slot: &SlotRequest,
+        holders: &[String],
+        fx: &mut Vec<Effect>,
+    ) {
+        let (req, name) = (slot.req, &slot.vm);
         let mut refusal = None;
-        for holder in &holders {
+        for holder in holders {
             match self.preemptible(now, holder) {
                 Ok(()) => {
                     if let Some(vm) = self.vms.get_mut(holder) {
@@ -233,7 +254,7 @@ impl World {
             }
         }
         let msg = refusal.unwrap_or_else(|| "host full".to_owned());
-        self.refuse_or_wait(now, &slot, &msg, fx);
+        self.refuse_or_wait(now, slot, &msg, fx);
     }
 
     /// Whether `holder` may be stopped for a slot request; if not, the refusal message.

@@ -208,53 +208,78 @@ impl World {
                 format!("busy state unknown ({reason}); unknown counts as busy")
             }
         };
-        let recheck = self.config.busy_recheck_ms.max(1);
         if plan.why.gives_up_when_busy() {
-            if let Some(vm) = self.vms.get_mut(name) {
-                vm.stop = None;
-            }
-            self.decide(now, Some(name), format!("not stopped: {why_not}"), fx);
-            match plan.why {
-                StopWhy::Admin { req } => reply_err(
-                    req,
-                    ErrorKind::Busy,
-                    if plan.force {
-                        // Even a forced stop was refused by the stop job's last-moment
-                        // gate (GitHub would not delete the runner): --force cannot help.
-                        format!("refusing to stop {name} even with --force: {why_not}")
-                    } else {
-                        format!(
-                            "refusing to stop {name}: {why_not}; use --force to skip the \
-                                 busy probe"
-                        )
-                    },
-                    fx,
-                ),
-                StopWhy::Preempt { req } => {
-                    let msg = self.busy_message(name);
-                    self.preempt_failed(now, req, &msg, fx);
-                }
-                _ => {}
-            }
+            self.give_up_stop(now, name, &plan, &why_not, fx);
         } else {
-            if let Some(vm) = self.vms.get_mut(name)
-                && let Some(plan) = vm.stop.as_mut()
-            {
-                plan.phase = StopPhase::Probe {
-                    not_before: now.saturating_add(recheck),
-                };
-            }
-            self.decide(
-                now,
-                Some(name),
-                format!(
-                    "not stopping yet ({}): {why_not}; re-checking at {}",
-                    plan.why.describe(),
-                    format_ms(now.saturating_add(recheck))
-                ),
-                fx,
-            );
+            self.recheck_stop_later(now, name, &plan, &why_not, fx);
         }
+    }
+
+    /// A stop that gives up on a busy (or unknown) VM: drop the plan and tell whoever
+    /// asked for it.
+    fn give_up_stop(
+        &mut self,
+        now: Millis,
+        name: &str,
+        plan: &StopPlan,
+        why_not: &str,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(vm) = self.vms.get_mut(name) {
+            vm.stop = None;
+        }
+        self.decide(now, Some(name), format!("not stopped: {why_not}"), fx);
+        match plan.why {
+            StopWhy::Admin { req } => reply_err(
+                req,
+                ErrorKind::Busy,
+                if plan.force {
+                    // Even a forced stop was refused by the stop job's last-moment
+                    // gate (GitHub would not delete the runner): --force cannot help.
+                    format!("refusing to stop {name} even with --force: {why_not}")
+                } else {
+                    format!(
+                        "refusing to stop {name}: {why_not}; use --force to skip the \
+                             busy probe"
+                    )
+                },
+                fx,
+            ),
+            StopWhy::Preempt { req } => {
+                let msg = self.busy_message(name);
+                self.preempt_failed(now, req, &msg, fx);
+            }
+            _ => {}
+        }
+    }
+
+    /// A stop that waits out a busy VM: probe again after `busy_recheck`.
+    fn recheck_stop_later(
+        &mut self,
+        now: Millis,
+        name: &str,
+        plan: &StopPlan,
+        why_not: &str,
+        fx: &mut Vec<Effect>,
+    ) {
+        let recheck = self.config.busy_recheck_ms.max(1);
+        if let Some(vm) = self.vms.get_mut(name)
+            && let Some(plan) = vm.stop.as_mut()
+        {
+            plan.phase = StopPhase::Probe {
+                not_before: now.saturating_add(recheck),
+            };
+        }
+        self.decide(
+            now,
+            Some(name),
+            format!(
+                "not stopping yet ({}): {why_not}; re-checking at {}",
+                plan.why.describe(),
+                format_ms(now.saturating_add(recheck))
+            ),
+            fx,
+        );
     }
 
     pub(super) fn on_stop_finished(

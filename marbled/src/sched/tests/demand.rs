@@ -1,0 +1,206 @@
+//! Policy `demand`: booting for unmet jobs only, single-use runners, spares, watching for new
+//! runs, giving the host up to ROOT, and the registration watchdog.
+
+use super::support::*;
+
+#[test]
+fn demand_boots_nothing_when_nothing_waits() {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(600_000);
+    assert!(host.log.is_empty(), "{:?}", host.log);
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions.iter().any(|d| d.text.contains("no queued job")),
+        "{decisions:?}"
+    );
+}
+
+#[test]
+fn demand_boots_the_vm_whose_labels_cover_the_job_and_stops_it_after_its_job() {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now - 5_000, "mac15")],
+        free_runners: vec![],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    // Its runner takes the job: busy; the job leaves the queue.
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "kept while busy");
+    host.jobs.remove(M15);
+    host.advance(120_000);
+    assert!(host.running().is_empty(), "stopped after its one job");
+    let boots = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    assert_eq!(boots, 1, "nothing boots when nothing waits");
+}
+
+#[test]
+fn a_runner_whose_job_went_elsewhere_stays_a_spare_for_the_warm_linger() {
+    // Test config: no prediction, warm_linger 1 h, cycle_on_min 1 min.
+    let mut host = booted_for_job_7();
+    // Another runner took job 7 while this one booted.
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(30 * 60_000);
+    assert_eq!(
+        host.running(),
+        vec![M15.to_owned()],
+        "kept past cycle_on_min: its boot is not thrown away"
+    );
+    host.advance(31 * 60_000);
+    assert!(host.running().is_empty(), "stopped once the linger ended");
+    let boots = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    assert_eq!(boots, 1);
+}
+
+#[test]
+fn only_a_free_host_under_demand_watches_for_new_runs() {
+    let mut host = demand_host();
+    assert!(host.world.watches_demand(), "free host");
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    assert!(
+        !host.world.watches_demand(),
+        "a VM runs: a new job would cost a stop"
+    );
+
+    let cycle = four(Policy::Cycle);
+    assert!(
+        !cycle.world.watches_demand(),
+        "policy cycle does not read demand"
+    );
+
+    let mut draining = demand_host();
+    draining.command(
+        "admin",
+        Command::Drain {
+            reason: "maintenance".into(),
+            wait_ms: 0,
+        },
+    );
+    assert!(
+        !draining.world.watches_demand(),
+        "a draining host boots nothing"
+    );
+
+    let mut asked = demand_host();
+    asked.command("jenkins", slot(S1, 60_000));
+    assert!(!asked.world.watches_demand(), "a slot request has the host");
+}
+
+#[test]
+fn demand_does_not_boot_for_a_job_a_free_fleet_runner_will_take() {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(1, host.now, "mac14"), job(2, host.now + 1, "mac14")],
+        free_runners: vec![FleetRunner {
+            name: "other-host-ROOT-VM-macOS-14".into(),
+            labels: runner_labels("x-macOS-14"),
+        }],
+        ..Default::default()
+    }));
+    host.settle();
+    // One of the two jobs is covered by the other host's runner: boot exactly one VM.
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+    assert_eq!(host.world.unmet_jobs().len(), 1);
+}
+
+#[test]
+fn demand_lets_an_idle_spi_vm_go_for_an_unmet_root_job_after_its_grace() {
+    let mut host = demand_host();
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    assert!(matches!(host.reply(req), Ok(Response::SlotGranted(_))));
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(3, host.now, "mac14")],
+        free_runners: vec![],
+        ..Default::default()
+    }));
+    host.advance(60_000);
+    assert_eq!(
+        host.running(),
+        vec![S1.to_owned()],
+        "protected during the grace"
+    );
+    let asks_before = host.demand_asks;
+    host.advance(200_000);
+    assert!(
+        host.running().is_empty(),
+        "idle SPI VM gave way: {:?}",
+        host.running()
+    );
+    assert_eq!(
+        host.demand_asks,
+        asks_before + 1,
+        "the freed host asks once for a fresh snapshot instead of waiting for the next poll"
+    );
+    // The host boots only on a snapshot taken after it became free.
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("fresh demand snapshot")),
+        "{decisions:?}"
+    );
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(3, host.now - 260_000, "mac14")],
+        free_runners: vec![],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(
+        host.running(),
+        vec![M14.to_owned()],
+        "idle SPI VM gave way to ROOT"
+    );
+}
+
+#[test]
+fn registration_watchdog_recycles_a_runner_that_takes_no_waiting_job() {
+    let mut cfg = config(Policy::Manual);
+    cfg.runner_watchdog_ms = 600_000;
+    let world = World::new(cfg, 1_000_000);
+    let mut host = Host::with_world(world, &[(M15, Team::Root, PowerState::Stopped)]);
+    let start = host.command("admin", Command::StartVm { vm: M15.into() });
+    host.settle();
+    assert!(host.reply(start).is_ok());
+    // A mac15 job waits, but the runner never gets it.
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(9, host.now - 1_000, "mac15")],
+        free_runners: vec![],
+        ..Default::default()
+    }));
+    host.advance(500_000);
+    assert_eq!(
+        host.running(),
+        vec![M15.to_owned()],
+        "not before the timeout"
+    );
+    host.advance(200_000);
+    assert!(host.running().is_empty(), "recycled after the timeout");
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions.iter().any(|d| d.text.starts_with("watchdog:")),
+        "{decisions:?}"
+    );
+
+    // A runner that takes the job is left alone.
+    let start = host.command("admin", Command::StartVm { vm: M15.into() });
+    host.settle();
+    assert!(host.reply(start).is_ok());
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(10, host.now - 1_000, "mac15")],
+        free_runners: vec![],
+        ..Default::default()
+    }));
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.advance(900_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "busy runner kept");
+}

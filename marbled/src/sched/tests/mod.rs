@@ -1,0 +1,18 @@
+//! Scenario tests of the scheduler rules, driven through `World::handle` exactly as the
+//! actor drives it, with a tiny in-memory host (`support`) answering the operations. One
+//! module per concern.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod cycle;
+mod demand;
+mod locks;
+mod metrics;
+mod readiness;
+mod restart;
+mod share;
+mod slots;
+mod stop;
+mod warm;

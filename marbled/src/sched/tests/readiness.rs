@@ -1,0 +1,94 @@
+//! Readiness and failures: quarantine instead of loops, silent guests, and operations the actor
+//! did not run.
+
+use super::support::*;
+
+#[test]
+fn readiness_failures_quarantine_instead_of_looping() {
+    let mut host = Host::new(Policy::Cycle, &[(R1, Team::Root, PowerState::Stopped)]);
+    host.never_ready
+        .insert(R1.into(), "Runner.Listener not running".into());
+    host.advance(3_600_000);
+    let starts = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    // Two failures → 5 min, then 10, 20, 40 min back-off: a handful of starts in an hour.
+    assert!((2..=5).contains(&starts), "starts in an hour: {starts}");
+    let status = host.world.status(host.now);
+    assert!(
+        status.vms[0].note.contains("quarantined"),
+        "{}",
+        status.vms[0].note
+    );
+}
+
+#[test]
+fn a_vm_whose_guest_never_answers_is_stopped_and_quarantined() {
+    let mut host = Host::new(
+        Policy::Cycle,
+        &[
+            (R1, Team::Root, PowerState::Stopped),
+            (R2, Team::Root, PowerState::Stopped),
+        ],
+    );
+    host.never_ready
+        .insert(R1.into(), "Unable to open new session".into());
+    host.probe_fails
+        .insert(R1.into(), "Unable to open new session".into());
+    host.advance(3_600_000);
+    // R1 never holds the host for long: it is stopped after each failed boot and
+    // quarantined, and R2 gets cycled meanwhile.
+    let r2_starts = host
+        .log
+        .iter()
+        .filter(|(v, a)| v == R2 && *a == Action::Start)
+        .count();
+    assert!(r2_starts >= 5, "R2 started {r2_starts} times in an hour");
+    let status = host.world.status(host.now);
+    let r1 = status.vms.iter().find(|v| v.name == R1).unwrap();
+    assert!(
+        r1.note.contains("quarantined") || r1.power == PowerState::Stopped,
+        "{r1:?}"
+    );
+}
+
+#[test]
+fn a_vm_found_running_with_a_silent_guest_is_never_stopped_on_a_guess() {
+    let mut host = Host::new(Policy::Cycle, &[(R1, Team::Root, PowerState::Running)]);
+    host.never_ready
+        .insert(R1.into(), "Unable to open new session".into());
+    host.probe_fails
+        .insert(R1.into(), "Unable to open new session".into());
+    host.advance(3_600_000);
+    assert_eq!(host.running(), vec![R1.to_owned()]);
+    assert!(!host.log.iter().any(|(_, a)| matches!(a, Action::Stop(_))));
+}
+
+#[test]
+fn operations_the_actor_did_not_run_are_not_failures_and_do_not_spin() {
+    let mut host = four(Policy::Cycle);
+    // The actor refuses every start (an image transfer holds the host).
+    let mut refused = 0;
+    for _ in 0..50 {
+        let Some(pos) = host.ops.iter().position(|(_, _, a)| *a == Action::Start) else {
+            host.now += 1_000;
+            host.feed(Input::Tick);
+            continue;
+        };
+        let (op, _, _) = host.ops.remove(pos);
+        host.feed(Input::Finished {
+            op,
+            outcome: Outcome::NotRun("not run: host held by an image push".into()),
+        });
+        refused += 1;
+        host.now += 1_000;
+        host.feed(Input::Tick);
+    }
+    // One attempt per re-check interval (60 s), not one per tick.
+    assert!(
+        (1..=2).contains(&refused),
+        "start attempts in 50 s: {refused}"
+    );
+    assert!(
+        host.world.persisted().quarantine.is_empty(),
+        "not counted as failures"
+    );
+}

@@ -1,0 +1,233 @@
+//! Daemon restarts: what the state file keeps (locks, in-flight operations, the prediction, spare
+//! runners, the fair-share streak).
+
+use super::support::*;
+
+#[test]
+fn restore_keeps_locks_and_marks_in_flight_ops_for_reconcile() {
+    let mut host = four(Policy::Cycle);
+    host.command(
+        "ops",
+        Command::Lock {
+            target: LockTarget::Vm(R2.into()),
+            reason: "replacing".into(),
+        },
+    );
+    host.advance(1_000);
+    // A start is in flight when the daemon dies.
+    assert!(host.world.persisted().locks.contains_key(R2));
+    let mut persisted = host.world.persisted();
+    persisted.in_flight.insert(
+        S2.into(),
+        persist::InFlightOp {
+            operation: "start".into(),
+            since_ms: host.now,
+        },
+    );
+    let restored = World::restore(config(Policy::Cycle), persisted, host.now + 5_000);
+    let mut after = Host::with_world(
+        restored,
+        &[
+            (R1, Team::Root, PowerState::Running),
+            (R2, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+            (S2, Team::Spi, PowerState::Running),
+        ],
+    );
+    after.now = host.now + 5_000;
+    let status = after.world.status(after.now);
+    assert!(
+        status.vms.iter().any(|v| v.name == R2 && v.lock.is_some()),
+        "lock kept"
+    );
+    assert!(
+        status
+            .decisions
+            .iter()
+            .any(|d| d.vm.as_deref() == Some(S2) && d.text.contains("reconciled")),
+        "{:?}",
+        status.decisions
+    );
+    // Over capacity after the crash: nothing else starts, idle VMs are cycled down.
+    after.advance(400_000);
+    assert!(after.running().len() <= 1, "{:?}", after.running());
+    assert!(after.world.persisted().in_flight.is_empty());
+}
+
+/// The daemon restarts after `down_ms`: a new world from `host`'s state file (after `edit`),
+/// the same VMs in the same power states, the same jobs running.
+fn restart(host: &Host, down_ms: u64, edit: impl FnOnce(&mut Persisted)) -> Host {
+    let mut persisted = host.world.persisted();
+    edit(&mut persisted);
+    let later = host.now + down_ms;
+    let restored = World::restore(host.world.config().clone(), persisted, later);
+    let vms: Vec<(&str, Team, PowerState)> = host
+        .power
+        .iter()
+        .map(|(name, power)| (name.as_str(), host.teams[name], power.clone()))
+        .collect();
+    let mut after = Host::with_world(restored, &vms);
+    after.now = later;
+    after.jobs = host.jobs.clone();
+    after
+}
+
+fn starts_and_stops(host: &Host) -> Vec<(String, Action)> {
+    host.log
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::Start | Action::Stop(_)))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_restart_keeps_the_warm_runner_prediction() {
+    let warm = |c: &mut SchedConfig| {
+        c.warm_window_ms = 3_600_000;
+        c.warm_min_jobs = 2;
+    };
+    let mut host = warm_host(warm);
+    host.feed(Input::Demand(DemandSnapshot {
+        running_jobs: vec![
+            job(1, host.now - 600_000, "mac15"),
+            job(2, host.now - 1_000, "mac15"),
+        ],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    // The Mac rebooted: the daemon starts again with every VM stopped, and GitHub shows no
+    // job any more (both finished).
+    host.power.insert(M15.into(), PowerState::Stopped);
+    let mut after = restart(&host, 5_000, |_| {});
+    after.feed(Input::Demand(DemandSnapshot::default()));
+    after.settle();
+    assert_eq!(after.running(), vec![M15.to_owned()], "{:?}", after.log);
+    let decisions = after.world.status(after.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("warm runner") && d.text.contains("predicted: 2 job(s)")),
+        "{decisions:?}"
+    );
+    // A daemon that forgot the history boots nothing.
+    let mut forgetful = restart(&host, 5_000, |state| state.seen_jobs.clear());
+    forgetful.feed(Input::Demand(DemandSnapshot::default()));
+    forgetful.advance(60_000);
+    assert!(forgetful.running().is_empty(), "{:?}", forgetful.log);
+    // History that left the window while the daemon was down is dropped at once, not kept
+    // (and written back) until the first demand snapshot.
+    let window = host.world.config().warm_window_ms;
+    assert_eq!(
+        restart(&host, 5_000, |_| {})
+            .world
+            .persisted()
+            .seen_jobs
+            .len(),
+        2
+    );
+    let stale = restart(&host, window, |_| {});
+    assert!(stale.world.persisted().seen_jobs.is_empty());
+}
+
+#[test]
+fn a_restart_keeps_a_spare_runner_for_the_rest_of_its_linger() {
+    // Test config: no prediction, warm_linger 1 h.
+    let mut host = booted_for_job_7();
+    // Another runner took job 7; ten minutes later the daemon restarts.
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(10 * 60_000);
+    let mut after = restart(&host, 5_000, |_| {});
+    after.feed(Input::Demand(DemandSnapshot::default()));
+    after.advance(30 * 60_000);
+    assert_eq!(
+        after.running(),
+        vec![M15.to_owned()],
+        "its boot is not thrown away: {:?}",
+        after.log
+    );
+    let decisions = after.world.status(after.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("found running; booted at")
+                && d.text.contains("for queued job #7")),
+        "{decisions:?}"
+    );
+    after.advance(25 * 60_000);
+    assert!(after.running().is_empty(), "stopped once the linger ended");
+    // A daemon that forgot why it runs stops it at once.
+    let mut forgetful = restart(&host, 5_000, |state| state.runners.clear());
+    forgetful.feed(Input::Demand(DemandSnapshot::default()));
+    forgetful.advance(5 * 60_000);
+    assert!(forgetful.running().is_empty(), "{:?}", forgetful.log);
+}
+
+#[test]
+fn a_restart_does_not_keep_a_used_runner_for_another_job() {
+    let mut host = booted_for_job_7();
+    // Its runner takes job 7; a probe sees it busy; then the daemon restarts.
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(2 * 60_000);
+    let queued = DemandSnapshot {
+        root_jobs: vec![job(8, host.now, "mac15")],
+        ..Default::default()
+    };
+    let mut after = restart(&host, 5_000, |_| {});
+    after.feed(Input::Demand(queued.clone()));
+    after.advance(2 * 60_000);
+    assert!(starts_and_stops(&after).is_empty(), "busy: kept");
+    // Job 7 ends. Job 8 is queued for the same labels, but GitHub will not give it to a used
+    // single-use runner: stopped, then booted afresh for job 8.
+    after.jobs.remove(M15);
+    after.advance(3 * 60_000);
+    after.feed(Input::Demand(queued.clone()));
+    after.settle();
+    let ops = starts_and_stops(&after);
+    assert!(
+        matches!(ops.as_slice(), [(stop, Action::Stop(_)), (start, Action::Start)] if stop == M15 && start == M15),
+        "{ops:?}"
+    );
+    // A daemon that forgot the runner was used keeps it for job 8, which never comes to it.
+    let mut forgetful = restart(&host, 5_000, |state| state.runners.clear());
+    forgetful.feed(Input::Demand(queued));
+    forgetful.jobs.remove(M15);
+    forgetful.advance(5 * 60_000);
+    assert!(
+        starts_and_stops(&forgetful).is_empty(),
+        "{:?}",
+        forgetful.log
+    );
+}
+
+#[test]
+fn a_restart_keeps_the_fair_share_streak() {
+    let (mut host, asked) = contended(|c| c.max_consecutive = 2, 0);
+    host.world.note_turn(Team::Spi, true);
+    host.world.note_turn(Team::Spi, true);
+    let mut after = restart(&host, 5_000, |_| {});
+    // Jenkins' start script asks again; the ROOT job still waits.
+    after.command("jenkins", slot(S2, 3_600_000));
+    after.settle();
+    after.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(5, asked, "mac14")],
+        ..Default::default()
+    }));
+    let now = after.now + 60_000;
+    let turn = after.world.share_turn(now).expect("both wait");
+    assert_eq!(turn.team, Team::Root, "{}", turn.why);
+    assert!(turn.why.contains("2 times in a row"), "{}", turn.why);
+    // Without the streak, Jenkins' longer weighted wait would go first.
+    let mut forgetful = restart(&host, 5_000, |state| state.streak = None);
+    forgetful.command("jenkins", slot(S2, 3_600_000));
+    forgetful.settle();
+    forgetful.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(5, asked, "mac14")],
+        ..Default::default()
+    }));
+    assert_eq!(
+        forgetful.world.share_turn(now).map(|t| t.team),
+        Some(Team::Spi)
+    );
+}

@@ -1,0 +1,165 @@
+//! Warm runners: the prediction from recent jobs, fleet-wide targets, and giving way to unmet jobs
+//! and slot requests.
+
+use super::support::*;
+
+#[test]
+fn prediction_keeps_a_warm_runner_for_a_label_set_with_recent_jobs_and_only_then() {
+    let mut host = warm_host(|c| {
+        c.warm_window_ms = 3_600_000;
+        c.warm_min_jobs = 2;
+    });
+    // One mac15 job seen in the window: below `warm_min_jobs`, nothing boots.
+    host.feed(Input::Demand(DemandSnapshot {
+        running_jobs: vec![job(1, host.now - 600_000, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(60_000);
+    assert!(host.running().is_empty(), "{:?}", host.log);
+    // A second one (seen running: a warm runner elsewhere took it between polls).
+    host.feed(Input::Demand(DemandSnapshot {
+        running_jobs: vec![job(2, host.now - 1_000, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("warm runner") && d.text.contains("predicted: 2 job(s)")),
+        "{decisions:?}"
+    );
+    // No job comes: it stays warm past the on-time (a job-booted VM would be stopped).
+    host.advance(30 * 60_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "kept warm");
+    // Its runner is now in the fleet list: the target is filled, nothing else boots.
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![FleetRunner {
+            name: M15.into(),
+            labels: mac_labels("mac15"),
+        }],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    let boots = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    assert_eq!(boots, 1);
+}
+
+#[test]
+fn a_free_runner_elsewhere_fills_the_warm_target_so_this_host_boots_nothing() {
+    let mut host = warm_host(|c| {
+        c.warm = vec![WarmTarget {
+            labels: mac_labels("mac14"),
+            count: 1,
+        }];
+    });
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![FleetRunner {
+            name: "other-ROOT-VM-macOS-14".into(),
+            labels: runner_labels("x-macOS-14"),
+        }],
+        ..Default::default()
+    }));
+    host.advance(60_000);
+    assert!(host.running().is_empty(), "{:?}", host.log);
+    // That runner takes a queued job: the fleet is one short, this host boots one.
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.settle();
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("configured: 1 warm") && d.text.contains("0 of 1 idle")),
+        "{decisions:?}"
+    );
+}
+
+#[test]
+fn a_warm_runner_gives_way_to_an_unmet_job_it_cannot_take_after_the_yield_time() {
+    let mut host = warm_host(|c| {
+        c.warm = vec![WarmTarget {
+            labels: mac_labels("mac15"),
+            count: 1,
+        }];
+        c.warm_yield_ms = 60_000;
+    });
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    // A mac14 job: a free host elsewhere may take it first, so the warm runner waits.
+    let since = host.now;
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(9, since, "mac14")],
+        ..Default::default()
+    }));
+    host.advance(30_000);
+    assert_eq!(
+        host.running(),
+        vec![M15.to_owned()],
+        "not before the yield time"
+    );
+    host.advance(60_000);
+    assert!(
+        host.running().is_empty(),
+        "warm runner gave way: {:?}",
+        host.running()
+    );
+    // Probe first, as every stop.
+    let probed = host
+        .log
+        .iter()
+        .rposition(|(v, a)| v == M15 && matches!(a, Action::Probe(_)));
+    let stopped = host
+        .log
+        .iter()
+        .rposition(|(v, a)| v == M15 && matches!(a, Action::Stop(_)));
+    assert!(probed < stopped, "{:?}", host.log);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(9, since, "mac14")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+}
+
+#[test]
+fn a_slot_request_takes_the_host_from_an_idle_warm_runner() {
+    let mut host = warm_host(|c| {
+        c.warm = vec![WarmTarget {
+            labels: mac_labels("mac15"),
+            count: 1,
+        }];
+    });
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    assert!(
+        matches!(host.reply(req), Ok(Response::SlotGranted(_))),
+        "{:?}",
+        host.reply(req)
+    );
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+}
+
+#[test]
+fn the_prediction_remembers_only_jobs_a_vm_here_could_run() {
+    let mut host = warm_host(|c| c.warm_window_ms = 3_600_000);
+    host.feed(Input::Demand(DemandSnapshot {
+        running_jobs: vec![
+            job(1, host.now, "mac15"),
+            QueuedJob {
+                id: 2,
+                since_ms: host.now,
+                labels: vec!["ubuntu-latest".into()],
+            },
+        ],
+        ..Default::default()
+    }));
+    let seen = host.world.persisted().seen_jobs;
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec![1]);
+}
