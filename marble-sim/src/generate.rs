@@ -260,7 +260,7 @@ pub fn random_trace(seed: u64) -> Trace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::trace::GenRoot;
+    use crate::trace::GenRoot;
 
     #[test]
     fn generated_arrivals_are_sorted_reproducible_and_bounded() {

@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 
 use marble_proto::Team;
+use marbled::config::Config;
 
 use super::trace::{FaultKind, HostSection, InitialPower, Trace, TraceProblem};
-use crate::config::Config;
 
 impl Trace {
     /// Semantic checks, all at once.

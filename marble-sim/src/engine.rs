@@ -19,6 +19,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use marble_proto::Team;
+use marbled::sched::{
+    DemandSnapshot, Effect, FleetRunner, Input, Millis, ObservedVm, OpId, Policy, QueuedJob, ReqId,
+    World,
+};
 
 use super::generate::{JenkinsArrival, RootArrival, arrivals};
 use super::host::{Faults, JobRef, RunningJob, SimVm};
@@ -28,10 +32,6 @@ use super::ops::OpState;
 use super::rng::SimRng;
 use super::trace::{BootSection, SimSection, Trace};
 use super::workload::{Build, BuildState, PendingReq, RootJob, RootState};
-use crate::sched::{
-    DemandSnapshot, Effect, FleetRunner, Input, Millis, ObservedVm, OpId, Policy, QueuedJob, ReqId,
-    World,
-};
 
 /// Virtual time zero, as unix ms (the scheduler sees realistic timestamps).
 pub const EPOCH_MS: Millis = 1_700_000_000_000;
@@ -471,7 +471,7 @@ impl Engine {
         if self.hosts[h].demand_nudged {
             return;
         }
-        let gap = ms(crate::demand::MIN_NUDGE_GAP);
+        let gap = ms(marbled::demand::MIN_NUDGE_GAP);
         let at = from
             .saturating_add(POLL_ROUND_TRIP_MS)
             .max(self.hosts[h].demand_polled_at.saturating_add(gap));

@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use marbled::sim::{Report, RunOptions, random_trace, simulate};
+use marble_sim::{Report, RunOptions, random_trace, simulate};
 
 /// Requests sent = granted + refused + given up + still pending: none vanishes.
 fn requests_balance(r: &Report) -> bool {

@@ -1,5 +1,5 @@
 //! `marble-sim`: replays a trace of CI demand through the real scheduler core
-//! ([`crate::sched::World`]) in virtual time and measures what happened.
+//! ([`marbled::sched::World`]) in virtual time and measures what happened.
 //!
 //! The engine drives `World` exactly as the daemon's actor does (see [`engine`]) against a
 //! simulated host whose ground truth — power states, boots, guests, running jobs — it owns

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use marble_proto::Team;
 use serde::{Deserialize, Serialize};
-
-use crate::config::{Config, SchedulerSection, TeamsSection};
-use crate::inventory::{TeamMap, runner_labels};
-use crate::sched::{Policy, SchedConfig};
+use marbled::config::{Config, SchedulerSection, TeamsSection};
+use marbled::inventory::{TeamMap, runner_labels};
+use marbled::sched::{Policy, SchedConfig};
 
 /// Labels every simulated ROOT VM and job carries unless the trace says otherwise.
 pub const DEFAULT_ROOT_LABELS: [&str; 3] = ["self-hosted", "macOS", "ARM64"];
@@ -107,7 +106,7 @@ impl Default for SimSection {
             inventory_latency: Duration::from_millis(500),
             reply_slack: Duration::from_secs(60),
             demand_poll: Duration::from_secs(30),
-            demand_watch: crate::demand::DemandSection::default().watch,
+            demand_watch: marbled::demand::DemandSection::default().watch,
         }
     }
 }

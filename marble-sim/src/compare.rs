@@ -10,12 +10,12 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use marbled::sched::Policy;
 
 use super::engine::{RunOptions, simulate};
 use super::ideal::{Ideal, IdealTeam, ideal};
 use super::metrics::{Report, count_above, fmt_ms};
 use super::trace::Trace;
-use crate::sched::Policy;
 
 /// `demand`'s ROOT wait p95 must be at most this share of `cycle`'s.
 pub const TARGET_ROOT_P95_RATIO: f64 = 0.2;
@@ -559,7 +559,7 @@ mod tests {
     fn the_boot_models_share_above_a_bar() {
         use std::time::Duration;
         let secs = Duration::from_secs;
-        let boot = crate::sim::trace::BootSection {
+        let boot = crate::trace::BootSection {
             min: secs(45),
             max: secs(90),
             slow_rate: 0.1,
@@ -574,7 +574,7 @@ mod tests {
             0.9 * 30.0 / 45.0 + 0.1
         ));
         assert!(close(boot.share_longer_than(240_000), 0.0));
-        let fixed = crate::sim::trace::BootSection {
+        let fixed = crate::trace::BootSection {
             min: secs(60),
             max: secs(60),
             slow_rate: 0.0,
