@@ -9,8 +9,8 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
 use marbled::sched::Policy;
+use serde::Serialize;
 
 use super::engine::{RunOptions, simulate};
 use super::ideal::{Ideal, IdealTeam, ideal};

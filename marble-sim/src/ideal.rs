@@ -21,8 +21,8 @@
 //! simulated time; a job that would start later, or that no VM can run, has no wait.
 
 use marble_proto::Team;
-use serde::Serialize;
 use marbled::sched::labels_cover;
+use serde::Serialize;
 
 use super::generate::{JenkinsArrival, RootArrival, arrivals};
 use super::metrics::percentile;
