@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 hosts=${1:-8}
 seeds=${2:-1 2 3 4 5 6}
-cargo build --release --locked -q -p marbled --bin marble-sim
+cargo build --release --locked -q -p marble-sim --bin marble-sim
 sim=target/release/marble-sim
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT

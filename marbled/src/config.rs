@@ -674,6 +674,25 @@ fn render_problems(problems: &[ConfigProblem]) -> String {
     format!("{} problem(s):{}", problems.len(), lines.concat())
 }
 
+/// Deserialize TOML text into `T` strictly: every key `T` does not know is returned (dotted
+/// path) instead of being silently ignored, so a caller can report them all at once. A type
+/// error stops deserialisation: toml's error (message and span) is returned. Shared by
+/// `marbled.toml` and `marble-sim`'s trace files.
+pub fn parse_strict<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<(T, Vec<String>), toml::de::Error> {
+    let mut unknown = Vec::new();
+    let deserializer = toml::Deserializer::new(text);
+    let value = serde_ignored::deserialize(deserializer, |key| {
+        // serde_ignored writes an `Option` layer (the optional sections) as a `?`
+        // segment; the key a user must fix has none.
+        let key = key.to_string();
+        let key: Vec<&str> = key.split('.').filter(|s| *s != "?").collect();
+        unknown.push(key.join("."));
+    })?;
+    Ok((value, unknown))
+}
+
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -686,23 +705,18 @@ impl Config {
 
     /// Parse and validate config text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut unknown = Vec::new();
-        let deserializer = toml::Deserializer::new(text);
-        let config: Config = serde_ignored::deserialize(deserializer, |key| {
-            // serde_ignored writes an `Option` layer (the optional sections) as a `?`
-            // segment; the key a user must fix has none.
-            let key = key.to_string();
-            let key: Vec<&str> = key.split('.').filter(|s| *s != "?").collect();
-            unknown.push(ConfigProblem {
-                key: key.join("."),
+        let (config, unknown) =
+            parse_strict::<Config>(text).map_err(|err| ConfigError::Syntax {
+                path: path.to_owned(),
+                message: err.to_string().trim().to_owned(),
+            })?;
+        let mut problems: Vec<ConfigProblem> = unknown
+            .into_iter()
+            .map(|key| ConfigProblem {
+                key,
                 message: "unknown key".into(),
-            });
-        })
-        .map_err(|err| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: err.to_string().trim().to_owned(),
-        })?;
-        let mut problems = unknown;
+            })
+            .collect();
         problems.extend(config.problems());
         if problems.is_empty() {
             Ok(config)

@@ -46,7 +46,6 @@ pub mod provision;
 pub mod runners;
 pub mod sched;
 pub mod server;
-pub mod sim;
 pub mod socket;
 #[cfg(feature = "ci")]
 pub mod spi_signal;

@@ -87,7 +87,7 @@ pub fn explicit(trace: &Trace) -> Trace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::engine::{RunOptions, simulate};
+    use crate::engine::{RunOptions, simulate};
 
     #[test]
     fn the_standard_trace_is_valid_and_round_trips() {

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use marble_sim::compare::compare;
+use marble_sim::standard::{explicit, standard_trace};
+use marble_sim::{RunOptions, Trace, simulate};
 use marbled::sched::Policy;
-use marbled::sim::compare::compare;
-use marbled::sim::standard::{explicit, standard_trace};
-use marbled::sim::{RunOptions, Trace, simulate};
 
 #[derive(Parser)]
 #[command(

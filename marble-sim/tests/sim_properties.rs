@@ -4,7 +4,7 @@
 //! answered in time, one op per VM, well-formed replies and grants).
 //!
 //! CI runs `MARBLE_SIM_SCHEDULES` schedules (default 3000); the ignored test runs 100 000:
-//! `cargo test --release -p marbled --test sim_properties -- --ignored`.
+//! `cargo test --release -p marble-sim --test sim_properties -- --ignored`.
 //! A failing schedule is written as a trace file that `marble-sim run` replays.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use marbled::sim::{Report, RunOptions, random_trace, simulate};
+use marble_sim::{Report, RunOptions, random_trace, simulate};
 
 /// Requests sent = granted + refused + given up + still pending: none vanishes.
 fn requests_balance(r: &Report) -> bool {

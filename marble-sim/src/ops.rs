@@ -12,13 +12,13 @@
 use std::time::Duration;
 
 use marble_proto::{PowerState, Team};
+use marbled::sched::{Action, Input, Millis, OpId, Outcome, ProbeResult, StopKind};
 
 use super::engine::{Engine, Ev, ms};
 use super::host::{JobRef, ProbeSeen};
 use super::invariants::ViolationKind;
 use super::metrics::fmt_ms;
 use super::trace::{FaultKind, HangAction};
-use crate::sched::{Action, Input, Millis, OpId, Outcome, ProbeResult, StopKind};
 
 /// What an operation will do when its time comes, decided when it is issued.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,13 +9,13 @@
 
 use std::fmt::Write as _;
 
+use marbled::sched::Policy;
 use serde::Serialize;
 
 use super::engine::{RunOptions, simulate};
 use super::ideal::{Ideal, IdealTeam, ideal};
 use super::metrics::{Report, count_above, fmt_ms};
 use super::trace::Trace;
-use crate::sched::Policy;
 
 /// `demand`'s ROOT wait p95 must be at most this share of `cycle`'s.
 pub const TARGET_ROOT_P95_RATIO: f64 = 0.2;
@@ -202,7 +202,7 @@ impl Comparison {
 
     /// Side by side, with the ideal reference.
     pub fn to_table(&self, name: &str) -> String {
-        let (c, d) = (&self.cycle, &self.demand);
+        let c = &self.cycle;
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -218,15 +218,23 @@ impl Comparison {
             "{:<28}{:>14}{:>14}{:>16}{:>20}",
             "", "cycle", "demand", "demand/cycle", "ideal (ROOT only)"
         );
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.3}", a / b),
-            _ => "-".to_owned(),
-        };
-        let as_f = |v: Option<u64>| v.map(|x| x as f64);
-        // The last column is filled only on the ROOT rows it has a figure for.
-        let mut row = |label: &str, a: String, b: String, r: String, ideal: String| {
-            let _ = writeln!(out, "{label:<28}{a:>14}{b:>14}{r:>16}{ideal:>20}");
-        };
+        self.wait_rows(&mut out);
+        self.effort_rows(&mut out);
+        let _ = writeln!(out);
+        out.push_str(&self.ideal_block());
+        let _ = writeln!(out);
+        if let Some(budget) = &self.root_p95_budget {
+            out.push_str(&budget.lines());
+            let _ = writeln!(out);
+        }
+        self.target_lines(&mut out);
+        out
+    }
+
+    /// The table's wait rows: per team, jobs started and wait percentiles (ROOT with the
+    /// ideal's figures), then the SPI grant latency.
+    fn wait_rows(&self, out: &mut String) {
+        let (c, d) = (&self.cycle, &self.demand);
         let ideal_root = &self.ideal.root_only;
         for team in ["root", "spi"] {
             let (Some(tc), Some(td)) = (c.teams.get(team), d.teams.get(team)) else {
@@ -234,13 +242,15 @@ impl Comparison {
             };
             let up = team.to_uppercase();
             let is_root = team == "root";
+            // The last column is filled only on the ROOT rows it has a figure for.
             let ideal = |v: String| if is_root { v } else { String::new() };
             row(
+                out,
                 &format!("{up} jobs started/arrived"),
-                format!("{}/{}", tc.started, tc.arrived),
-                format!("{}/{}", td.started, td.arrived),
-                String::new(),
-                ideal(format!("{}/{}", ideal_root.started, ideal_root.arrived)),
+                &format!("{}/{}", tc.started, tc.arrived),
+                &format!("{}/{}", td.started, td.arrived),
+                "",
+                &ideal(format!("{}/{}", ideal_root.started, ideal_root.arrived)),
             );
             for (what, a, b, i) in [
                 (
@@ -263,11 +273,12 @@ impl Comparison {
                 ),
             ] {
                 row(
+                    out,
                     &format!("{up} job wait {what}"),
-                    dur(a),
-                    dur(b),
-                    ratio(as_f(b), as_f(a)),
-                    ideal(dur(i)),
+                    &dur(a),
+                    &dur(b),
+                    &ratio_of(as_f(b), as_f(a)),
+                    &ideal(dur(i)),
                 );
             }
         }
@@ -278,80 +289,91 @@ impl Comparison {
             ("max", gc.max_ms, gd.max_ms),
         ] {
             row(
+                out,
                 &format!("SPI grant latency {what}"),
-                dur(a),
-                dur(b),
-                ratio(as_f(b), as_f(a)),
-                String::new(),
+                &dur(a),
+                &dur(b),
+                &ratio_of(as_f(b), as_f(a)),
+                "",
             );
         }
+    }
+
+    /// The table's effort rows: boots, unused boots, cold starts, idle time, interruptions
+    /// and invariant violations.
+    fn effort_rows(&self, out: &mut String) {
+        let (c, d) = (&self.cycle, &self.demand);
+        let count = |a: u64, b: u64| ratio_of(Some(b as f64), Some(a as f64));
         row(
+            out,
             "ROOT boots per ROOT job",
-            f3(c.root_boots_per_job),
-            f3(d.root_boots_per_job),
-            ratio(d.root_boots_per_job, c.root_boots_per_job),
-            String::new(),
+            &f3(c.root_boots_per_job),
+            &f3(d.root_boots_per_job),
+            &ratio_of(d.root_boots_per_job, c.root_boots_per_job),
+            "",
         );
         row(
+            out,
             "boots per job (all)",
-            f3(c.boots_per_job),
-            f3(d.boots_per_job),
-            ratio(d.boots_per_job, c.boots_per_job),
-            String::new(),
+            &f3(c.boots_per_job),
+            &f3(d.boots_per_job),
+            &ratio_of(d.boots_per_job, c.boots_per_job),
+            "",
         );
         row(
+            out,
             "VM boots",
-            c.vm_boots.to_string(),
-            d.vm_boots.to_string(),
-            ratio(Some(d.vm_boots as f64), Some(c.vm_boots as f64)),
-            String::new(),
+            &c.vm_boots.to_string(),
+            &d.vm_boots.to_string(),
+            &count(c.vm_boots, d.vm_boots),
+            "",
         );
         row(
+            out,
             "ROOT boots that served no job",
-            c.root_boots_unused.to_string(),
-            d.root_boots_unused.to_string(),
-            ratio(
-                Some(d.root_boots_unused as f64),
-                Some(c.root_boots_unused as f64),
-            ),
-            String::new(),
+            &c.root_boots_unused.to_string(),
+            &d.root_boots_unused.to_string(),
+            &count(c.root_boots_unused, d.root_boots_unused),
+            "",
         );
         let cold = |r: &Report| r.teams.get("root").map_or(0, |t| t.cold_starts);
         row(
+            out,
             "ROOT jobs started cold",
-            cold(c).to_string(),
-            cold(d).to_string(),
-            ratio(Some(cold(d) as f64), Some(cold(c) as f64)),
-            String::new(),
+            &cold(c).to_string(),
+            &cold(d).to_string(),
+            &count(cold(c), cold(d)),
+            "",
         );
         row(
+            out,
             "idle VM-minutes",
-            format!("{:.1}", c.idle_vm_minutes),
-            format!("{:.1}", d.idle_vm_minutes),
-            ratio(Some(d.idle_vm_minutes), Some(c.idle_vm_minutes)),
-            String::new(),
+            &format!("{:.1}", c.idle_vm_minutes),
+            &format!("{:.1}", d.idle_vm_minutes),
+            &ratio_of(Some(d.idle_vm_minutes), Some(c.idle_vm_minutes)),
+            "",
         );
+        let interrupted = |r: &Report| r.teams.get("root").map_or(0, |t| t.interrupted);
         row(
+            out,
             "ROOT jobs interrupted",
-            c.teams.get("root").map_or(0, |t| t.interrupted).to_string(),
-            d.teams.get("root").map_or(0, |t| t.interrupted).to_string(),
-            String::new(),
-            String::new(),
+            &interrupted(c).to_string(),
+            &interrupted(d).to_string(),
+            "",
+            "",
         );
         row(
+            out,
             "invariant violations",
-            c.violations.count.to_string(),
-            d.violations.count.to_string(),
-            String::new(),
-            String::new(),
+            &c.violations.count.to_string(),
+            &d.violations.count.to_string(),
+            "",
+            "",
         );
-        let _ = writeln!(out);
-        out.push_str(&self.ideal_block());
-        let _ = writeln!(out);
-        if let Some(budget) = &self.root_p95_budget {
-            out.push_str(&budget.lines());
-            let _ = writeln!(out);
-        }
+    }
+
+    /// The three issue-6 targets, met or not.
+    fn target_lines(&self, out: &mut String) {
         let verdict = |met: bool| if met { "met" } else { "NOT met" };
         let _ = writeln!(
             out,
@@ -369,7 +391,6 @@ impl Comparison {
             "target ROOT boots per job <= {TARGET_BOOTS_PER_JOB}: {}",
             verdict(self.boots_per_job_met)
         );
-        out
     }
 
     /// The ideal reference: both variants, the best reachable ROOT p95 ratio, and whether the
@@ -441,6 +462,23 @@ impl Comparison {
         }
         out
     }
+}
+
+/// One table row: label, cycle, demand, demand/cycle and the ideal column.
+fn row(out: &mut String, label: &str, a: &str, b: &str, r: &str, ideal: &str) {
+    let _ = writeln!(out, "{label:<28}{a:>14}{b:>14}{r:>16}{ideal:>20}");
+}
+
+/// `a / b` to three decimals, `-` when either is missing or `b` is zero.
+fn ratio_of(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.3}", a / b),
+        _ => "-".to_owned(),
+    }
+}
+
+fn as_f(v: Option<u64>) -> Option<f64> {
+    v.map(|x| x as f64)
 }
 
 fn dur(v: Option<u64>) -> String {
@@ -559,7 +597,7 @@ mod tests {
     fn the_boot_models_share_above_a_bar() {
         use std::time::Duration;
         let secs = Duration::from_secs;
-        let boot = crate::sim::trace::BootSection {
+        let boot = crate::trace::BootSection {
             min: secs(45),
             max: secs(90),
             slow_rate: 0.1,
@@ -574,7 +612,7 @@ mod tests {
             0.9 * 30.0 / 45.0 + 0.1
         ));
         assert!(close(boot.share_longer_than(240_000), 0.0));
-        let fixed = crate::sim::trace::BootSection {
+        let fixed = crate::trace::BootSection {
             min: secs(60),
             max: secs(60),
             slow_rate: 0.0,

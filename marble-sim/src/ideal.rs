@@ -4,7 +4,7 @@
 //! The model: no boot, stop, poll or probe time; a host of capacity `c` runs up to `c` jobs
 //! at once, each on its own VM (a VM runs one job at a time: one ephemeral runner, one
 //! Jenkins build); a ROOT job may run on a ROOT VM whose labels cover its own
-//! ([`crate::sched::labels_cover`]), an SPI build on the SPI VM it names, or on any SPI VM
+//! ([`marbled::sched::labels_cover`]), an SPI build on the SPI VM it names, or on any SPI VM
 //! for `any`. Jobs are placed one by one in arrival order (FIFO list scheduling), each on the
 //! host where it can start earliest (ties: the first host), starting at
 //! `max(arrival, a slot of the host frees, an eligible VM of the host frees)`. A job is never
@@ -21,12 +21,12 @@
 //! simulated time; a job that would start later, or that no VM can run, has no wait.
 
 use marble_proto::Team;
+use marbled::sched::labels_cover;
 use serde::Serialize;
 
 use super::generate::{JenkinsArrival, RootArrival, arrivals};
 use super::metrics::percentile;
 use super::trace::Trace;
-use crate::sched::labels_cover;
 
 /// One VM of the ideal fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -459,7 +459,7 @@ mod tests {
 
     #[test]
     fn the_fleet_of_a_trace_has_its_hosts_capacities_and_vms() {
-        let t = crate::sim::standard::standard_trace(1, 1, 2);
+        let t = crate::standard::standard_trace(1, 1, 2);
         let f = fleet(&t);
         assert_eq!(f.len(), 2);
         for h in &f {

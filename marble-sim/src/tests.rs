@@ -2,16 +2,16 @@
 //! its rule is broken (driven directly, since the real scheduler does not break them).
 
 use marble_proto::PowerState;
+use marbled::sched::{Action, OpId, ProbeResult, StopKind};
 
 use super::engine::{Engine, RunOptions, simulate};
 use super::host::{JobRef, ProbeSeen, RunningJob};
 use super::trace::Trace;
-use crate::sched::{Action, OpId, ProbeResult, StopKind};
 
 fn sample(name: &str) -> Trace {
     let text = match name {
-        "cycle-mixed" => include_str!("../../../docs/traces/cycle-mixed.toml"),
-        "cycle-faults" => include_str!("../../../docs/traces/cycle-faults.toml"),
+        "cycle-mixed" => include_str!("../../docs/traces/cycle-mixed.toml"),
+        "cycle-faults" => include_str!("../../docs/traces/cycle-faults.toml"),
         other => panic!("no sample {other}"),
     };
     Trace::parse(text, std::path::Path::new(name)).expect("sample trace parses")

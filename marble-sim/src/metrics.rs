@@ -231,6 +231,14 @@ impl Report {
             self.capacity
         );
         let _ = writeln!(out);
+        self.team_table(&mut out);
+        self.boot_lines(&mut out);
+        self.request_lines(&mut out);
+        out
+    }
+
+    /// The per-team table: arrivals, starts, waits, starvation.
+    fn team_table(&self, out: &mut String) {
         let teams: Vec<(&str, &TeamReport)> = self.teams.iter().map(|(k, v)| (*k, v)).collect();
         let _ = write!(out, "{:<22}", "");
         for (name, _) in &teams {
@@ -259,12 +267,16 @@ impl Report {
             let _ = writeln!(out);
         }
         let _ = writeln!(out);
+    }
+
+    /// Boots, resumes, idle time and operations.
+    fn boot_lines(&self, out: &mut String) {
         let kv = |map: &mut String, label: &str, value: String| {
             let _ = writeln!(map, "{label:<22}{value}");
         };
         let per_job = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.3}"));
         kv(
-            &mut out,
+            out,
             "VM boots",
             format!(
                 "{} ({} ROOT, {} of them served no job)",
@@ -272,7 +284,7 @@ impl Report {
             ),
         );
         kv(
-            &mut out,
+            out,
             "boots per job",
             format!(
                 "ROOT {}, all {}",
@@ -286,22 +298,29 @@ impl Report {
                 .iter()
                 .map(|h| format!("{} {}", h.name, h.vm_boots))
                 .collect();
-            kv(&mut out, "boots per host", per_host.join(", "));
+            kv(out, "boots per host", per_host.join(", "));
         }
-        kv(&mut out, "boot failures", self.boot_failures.to_string());
-        kv(&mut out, "resumes", self.resumes.to_string());
+        kv(out, "boot failures", self.boot_failures.to_string());
+        kv(out, "resumes", self.resumes.to_string());
         kv(
-            &mut out,
+            out,
             "idle VM-minutes",
             format!("{:.1}", self.idle_vm_minutes),
         );
-        kv(&mut out, "operations", join_counts(&self.ops));
-        kv(&mut out, "slot requests", self.slot_requests.to_string());
-        kv(&mut out, "grants", self.grants.to_string());
+        kv(out, "operations", join_counts(&self.ops));
+    }
+
+    /// Slot requests and their answers, races, invariant violations and steps.
+    fn request_lines(&self, out: &mut String) {
+        let kv = |map: &mut String, label: &str, value: String| {
+            let _ = writeln!(map, "{label:<22}{value}");
+        };
+        kv(out, "slot requests", self.slot_requests.to_string());
+        kv(out, "grants", self.grants.to_string());
         let l = &self.spi_grant_latency;
         let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), fmt_ms);
         kv(
-            &mut out,
+            out,
             "SPI grant latency",
             format!(
                 "p50 {}, p95 {}, max {} ({} builds)",
@@ -311,9 +330,9 @@ impl Report {
                 l.count
             ),
         );
-        kv(&mut out, "refusals", join_counts(&self.refusals));
+        kv(out, "refusals", join_counts(&self.refusals));
         kv(
-            &mut out,
+            out,
             "unanswered requests",
             format!(
                 "{} ({} behind a hung operation)",
@@ -321,18 +340,18 @@ impl Report {
             ),
         );
         kv(
-            &mut out,
+            out,
             "pending at end",
             self.pending_requests_at_end.to_string(),
         );
-        kv(&mut out, "late replies", self.late_replies.to_string());
+        kv(out, "late replies", self.late_replies.to_string());
         kv(
-            &mut out,
+            out,
             "probe→stop race",
             format!("{} job(s) interrupted", self.probe_stop_race_interruptions),
         );
         kv(
-            &mut out,
+            out,
             "invariant violations",
             if self.violations.is_empty() {
                 "0".to_owned()
@@ -347,8 +366,7 @@ impl Report {
         for line in &self.violations.first {
             let _ = writeln!(out, "  - {line}");
         }
-        kv(&mut out, "scheduler steps", self.steps.to_string());
-        out
+        kv(out, "scheduler steps", self.steps.to_string());
     }
 }
 

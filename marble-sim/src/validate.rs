@@ -5,9 +5,11 @@
 use std::collections::BTreeSet;
 
 use marble_proto::Team;
+use marbled::config::Config;
 
-use super::trace::{FaultKind, HostSection, InitialPower, Trace, TraceProblem};
-use crate::config::Config;
+use super::trace::{
+    FaultKind, GenerateSection, HostSection, HostVm, InitialPower, Trace, TraceProblem,
+};
 
 impl Trace {
     /// Semantic checks, all at once.
@@ -34,6 +36,27 @@ impl Trace {
             );
         }
         let vms = self.host_vms();
+        let names = self.host_problems(&vms, &mut bad);
+        self.boot_problems(&mut bad);
+        let spi: BTreeSet<&str> = vms
+            .iter()
+            .filter(|v| v.team == Team::Spi)
+            .map(|v| v.name.as_str())
+            .collect();
+        self.arrival_problems(&spi, &mut bad);
+        if let Some(g) = &self.generate {
+            generate_problems(g, &spi, &mut bad);
+        }
+        self.fault_problems(&names, &mut bad);
+        out
+    }
+
+    /// Each host's capacity and VMs, then every VM name (returned: the names faults may hit).
+    fn host_problems<'a>(
+        &self,
+        vms: &'a [HostVm],
+        bad: &mut impl FnMut(String, String),
+    ) -> BTreeSet<&'a str> {
         for (h, host) in self.host_sections().into_iter().enumerate() {
             let key = self.host_key(h);
             if host.capacity == 0 {
@@ -70,20 +93,24 @@ impl Trace {
                 );
             }
         }
+        names
+    }
+
+    /// `[boot]`: the slow tail, then the ordinary range.
+    fn boot_problems(&self, bad: &mut impl FnMut(String, String)) {
         if self.boot.slow_rate.is_nan() || !(0.0..=1.0).contains(&self.boot.slow_rate) {
             bad("boot.slow_rate".into(), "must be within 0..=1".into());
         }
         if self.boot.slow_max.is_some_and(|m| m < self.boot.max) {
             bad("boot.slow_max".into(), "must not be below boot.max".into());
         }
-        let spi: BTreeSet<&str> = vms
-            .iter()
-            .filter(|v| v.team == Team::Spi)
-            .map(|v| v.name.as_str())
-            .collect();
         if self.boot.min > self.boot.max {
             bad("boot.min".into(), "must not exceed boot.max".into());
         }
+    }
+
+    /// Explicit arrivals (`[[root_jobs]]`, `[[jenkins]]`) and whether SPI load has an SPI VM.
+    fn arrival_problems(&self, spi: &BTreeSet<&str>, bad: &mut impl FnMut(String, String)) {
         for (i, job) in self.root_jobs.iter().enumerate() {
             if job.labels.is_empty() {
                 bad(format!("root_jobs[{i}].labels"), "must not be empty".into());
@@ -91,7 +118,7 @@ impl Trace {
         }
         for (i, b) in self.jenkins.iter().enumerate() {
             if b.vm != "any" && !spi.contains(b.vm.as_str()) {
-                bad(format!("jenkins[{i}].vm"), not_spi(&b.vm, &spi));
+                bad(format!("jenkins[{i}].vm"), not_spi(&b.vm, spi));
             }
             if b.retry.is_zero() {
                 bad(
@@ -111,58 +138,17 @@ impl Trace {
                 "Jenkins builds are configured but the host has no SPI VM".into(),
             );
         }
-        if let Some(g) = &self.generate {
-            if let Some(d) = &g.daily {
-                for (key, message) in d.problems() {
-                    bad(format!("generate.daily.{key}"), message);
-                }
-            }
-            if let Some(r) = &g.root {
-                rate_problems(&mut bad, "generate.root", r.per_hour);
-                if r.duration_min > r.duration_max {
-                    bad(
-                        "generate.root.duration_min".into(),
-                        "must not exceed duration_max".into(),
-                    );
-                }
-                if r.label_sets.is_empty() || r.label_sets.iter().any(Vec::is_empty) {
-                    bad(
-                        "generate.root.label_sets".into(),
-                        "needs at least one non-empty label set".into(),
-                    );
-                }
-            }
-            if let Some(s) = &g.spi {
-                rate_problems(&mut bad, "generate.spi", s.per_hour);
-                if s.duration_min > s.duration_max {
-                    bad(
-                        "generate.spi.duration_min".into(),
-                        "must not exceed duration_max".into(),
-                    );
-                }
-                if s.vms.is_empty() {
-                    bad("generate.spi.vms".into(), "must not be empty".into());
-                }
-                for vm in &s.vms {
-                    if vm != "any" && !spi.contains(vm.as_str()) {
-                        bad("generate.spi.vms".into(), not_spi(vm, &spi));
-                    }
-                }
-                if s.retry.is_zero() {
-                    bad(
-                        "generate.spi.retry".into(),
-                        "must be greater than zero".into(),
-                    );
-                }
-            }
-        }
+    }
+
+    /// `[[faults]]`: the VM each names, its rate and window, and `hang`-only keys.
+    fn fault_problems(&self, names: &BTreeSet<&str>, bad: &mut impl FnMut(String, String)) {
         for (i, f) in self.faults.iter().enumerate() {
             if let Some(vm) = &f.vm
                 && !names.contains(vm.as_str())
             {
                 bad(
                     format!("faults[{i}].vm"),
-                    format!("unknown VM {vm:?}; the host has {}", join(&names)),
+                    format!("unknown VM {vm:?}; the host has {}", join(names)),
                 );
             }
             if !(0.0..=1.0).contains(&f.rate) {
@@ -188,7 +174,57 @@ impl Trace {
                 }
             }
         }
-        out
+    }
+}
+
+/// `[generate]`: the daily model, then the Poisson ROOT and SPI load.
+fn generate_problems(
+    g: &GenerateSection,
+    spi: &BTreeSet<&str>,
+    bad: &mut impl FnMut(String, String),
+) {
+    if let Some(d) = &g.daily {
+        for (key, message) in d.problems() {
+            bad(format!("generate.daily.{key}"), message);
+        }
+    }
+    if let Some(r) = &g.root {
+        rate_problems(bad, "generate.root", r.per_hour);
+        if r.duration_min > r.duration_max {
+            bad(
+                "generate.root.duration_min".into(),
+                "must not exceed duration_max".into(),
+            );
+        }
+        if r.label_sets.is_empty() || r.label_sets.iter().any(Vec::is_empty) {
+            bad(
+                "generate.root.label_sets".into(),
+                "needs at least one non-empty label set".into(),
+            );
+        }
+    }
+    if let Some(s) = &g.spi {
+        rate_problems(bad, "generate.spi", s.per_hour);
+        if s.duration_min > s.duration_max {
+            bad(
+                "generate.spi.duration_min".into(),
+                "must not exceed duration_max".into(),
+            );
+        }
+        if s.vms.is_empty() {
+            bad("generate.spi.vms".into(), "must not be empty".into());
+        }
+        for vm in &s.vms {
+            if vm != "any" && !spi.contains(vm.as_str()) {
+                bad("generate.spi.vms".into(), not_spi(vm, spi));
+            }
+        }
+        if s.retry.is_zero() {
+            bad(
+                "generate.spi.retry".into(),
+                "must be greater than zero".into(),
+            );
+        }
     }
 }
 

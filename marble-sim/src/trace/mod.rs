@@ -1,23 +1,21 @@
-//! The trace file (TOML) that `marble-sim` replays: the simulated host, scheduler overrides,
-//! boot-time distribution, explicit and generated arrivals, and injected faults.
-//! `docs/SIMULATOR.md` documents every key.
-//!
-//! Loading reports every problem at once, each naming its key, like `marbled.toml`: unknown
-//! keys are collected with `serde_ignored`, then semantic checks run over the whole value. A
-//! type error (a bad duration, a string where a number belongs) stops deserialisation, so only
-//! the first of those is reported, with the key and line as toml gives them.
+//! The trace file (TOML) that `marble-sim` replays: the schema — the simulated host,
+//! scheduler overrides, boot-time distribution, explicit and generated arrivals, and injected
+//! faults — and what the engine resolves from it (the hosts' VMs, the scheduler config).
+//! `docs/SIMULATOR.md` documents every key. Reading and parsing a file, and its errors, are
+//! in `load`; the semantic checks in `crate::validate`.
 
 use std::collections::BTreeSet;
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use marble_proto::Team;
+use marbled::config::{Config, SchedulerSection, TeamsSection};
+use marbled::inventory::{TeamMap, runner_labels};
+use marbled::sched::{Policy, SchedConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, SchedulerSection, TeamsSection};
-use crate::inventory::{TeamMap, runner_labels};
-use crate::sched::{Policy, SchedConfig};
+mod load;
+
+pub use load::{TraceError, TraceProblem};
 
 /// Labels every simulated ROOT VM and job carries unless the trace says otherwise.
 pub const DEFAULT_ROOT_LABELS: [&str; 3] = ["self-hosted", "macOS", "ARM64"];
@@ -107,7 +105,7 @@ impl Default for SimSection {
             inventory_latency: Duration::from_millis(500),
             reply_slack: Duration::from_secs(60),
             demand_poll: Duration::from_secs(30),
-            demand_watch: crate::demand::DemandSection::default().watch,
+            demand_watch: marbled::demand::DemandSection::default().watch,
         }
     }
 }
@@ -482,105 +480,7 @@ pub struct HostVm {
     pub power: InitialPower,
 }
 
-/// One problem found in a trace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceProblem {
-    /// Dotted key path (`faults[2].vm`).
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for TraceProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-/// Why a trace could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum TraceError {
-    /// The file could not be read.
-    #[error("cannot read trace {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Not valid TOML, or a value of the wrong type (toml's message names the key and line).
-    #[error("invalid trace {path}: {message}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// toml's message.
-        message: String,
-    },
-    /// Unknown keys or invalid values.
-    #[error("invalid trace {path}: {}", render_problems(.problems))]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Every problem found.
-        problems: Vec<TraceProblem>,
-    },
-}
-
-fn render_problems(problems: &[TraceProblem]) -> String {
-    let lines: Vec<String> = problems.iter().map(|p| format!("\n  - {p}")).collect();
-    format!("{} problem(s):{}", problems.len(), lines.concat())
-}
-
 impl Trace {
-    /// Read and validate a trace file.
-    pub fn load(path: &Path) -> Result<Trace, TraceError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TraceError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
-    }
-
-    /// Parse and validate trace text; `path` is only used in messages.
-    pub fn parse(text: &str, path: &Path) -> Result<Trace, TraceError> {
-        let mut unknown = Vec::new();
-        let deserializer = toml::Deserializer::new(text);
-        let trace: Trace = serde_ignored::deserialize(deserializer, |key| {
-            unknown.push(TraceProblem {
-                key: key.to_string(),
-                message: "unknown key".into(),
-            });
-        })
-        .map_err(|err| {
-            // toml's message shows the line but not always the key's full path: name it.
-            let key = err
-                .span()
-                .and_then(|span| key_at(text, span.start))
-                .map(|k| format!("{k}: "))
-                .unwrap_or_default();
-            TraceError::Syntax {
-                path: path.to_owned(),
-                message: format!("{key}{}", err.to_string().trim()),
-            }
-        })?;
-        let mut problems = unknown;
-        problems.extend(trace.problems());
-        if problems.is_empty() {
-            Ok(trace)
-        } else {
-            Err(TraceError::Invalid {
-                path: path.to_owned(),
-                problems,
-            })
-        }
-    }
-
-    /// The trace as TOML (for replaying a generated schedule with `marble-sim run`).
-    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
-        toml::to_string_pretty(self)
-    }
-
     /// The simulated hosts: `[[hosts]]` when given, else `[host]`.
     pub fn host_sections(&self) -> Vec<&HostSection> {
         if self.hosts.is_empty() {
@@ -661,29 +561,6 @@ impl Trace {
     }
 }
 
-/// The dotted key whose value starts at byte `offset`: the `key =` on that line under the
-/// nearest `[table]` or `[[array]]` header above it.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let before = text.get(..offset)?;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text.get(line_start..)?.lines().next()?;
-    let key = line.split_once('=')?.0.trim();
-    if key.is_empty() || key.starts_with('[') {
-        return None;
-    }
-    let header = before
-        .get(..line_start)?
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
-    Some(match header {
-        Some(h) if !h.is_empty() => format!("{h}.{key}"),
-        _ => key.to_owned(),
-    })
-}
-
 /// `cycle`, `demand` or `manual`, as in `marbled.toml`.
 pub fn parse_policy(name: &str) -> Option<Policy> {
     match name {
@@ -691,116 +568,5 @@ pub fn parse_policy(name: &str) -> Option<Policy> {
         "demand" => Some(Policy::Demand),
         "manual" => Some(Policy::Manual),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Trace, TraceError> {
-        Trace::parse(text, Path::new("t.toml"))
-    }
-
-    #[test]
-    fn empty_trace_uses_defaults() {
-        let t = parse("").expect("empty trace is valid");
-        assert_eq!(t, Trace::default());
-        let names: Vec<String> = t.host_vms().into_iter().map(|v| v.name).collect();
-        assert_eq!(names, ["sim-ROOT-VM-1", "sim-ROOT-VM-2", "sim-SPI-VM-1"]);
-    }
-
-    #[test]
-    fn unknown_keys_are_named_all_at_once() {
-        let err = parse(
-            "[sim]\nduraton = \"1h\"\n[host]\nroot_vm = 2\n[[root_jobs]]\nat = \"1m\"\nduration = \"1m\"\n",
-        )
-        .expect_err("unknown keys");
-        let text = err.to_string();
-        assert!(text.contains("sim.duraton: unknown key"), "{text}");
-        assert!(text.contains("host.root_vm: unknown key"), "{text}");
-    }
-
-    #[test]
-    fn unknown_key_in_an_array_of_tables_is_named() {
-        let err = parse("[[root_jobs]]\nat = \"1m\"\nduration = \"1m\"\nlabel = [\"x\"]\n")
-            .expect_err("unknown key");
-        let text = err.to_string();
-        assert!(text.contains("label"), "{text}");
-        assert!(text.contains("root_jobs"), "{text}");
-    }
-
-    #[test]
-    fn bad_duration_names_its_key() {
-        let err = parse("[sim]\nduration = \"4 fortnights\"\n").expect_err("bad duration");
-        let text = err.to_string();
-        assert!(text.contains("sim.duration: "), "{text}");
-        assert!(text.contains("line 2"), "{text}");
-        let err = parse("[boot]\nmin = \"60\"\n").expect_err("no unit");
-        assert!(err.to_string().contains("boot.min: "), "{err}");
-        let err = parse("[[faults]]\nkind = \"hang\"\ndelay = \"soon\"\n").expect_err("bad");
-        assert!(err.to_string().contains("faults.delay: "), "{err}");
-    }
-
-    #[test]
-    fn semantic_problems_name_their_keys() {
-        let err = parse(
-            "[boot]\nmin = \"2m\"\nmax = \"1m\"\n[scheduler]\npolicy = \"random\"\n\
-             [[jenkins]]\nat = \"0s\"\nvm = \"sim-ROOT-VM-1\"\nduration = \"1m\"\n\
-             [[faults]]\nkind = \"probe\"\nvm = \"nope\"\nrate = 2.0\n",
-        )
-        .expect_err("invalid");
-        let text = err.to_string();
-        for key in [
-            "boot.min",
-            "scheduler.policy",
-            "jenkins[0].vm",
-            "faults[0].vm",
-            "faults[0].rate",
-        ] {
-            assert!(text.contains(key), "{key} missing from {text}");
-        }
-    }
-
-    #[test]
-    fn scheduler_keys_map_like_the_daemon() {
-        let t = parse("[scheduler]\npolicy = \"manual\"\ncycle_on_min = \"10s\"\ncapacity = 2\n")
-            .expect("valid");
-        let s = t.sched_config(None, 9);
-        assert_eq!(s.policy, Policy::Manual);
-        assert_eq!(s.cycle_on_min_ms, 10_000);
-        assert_eq!(s.capacity, 2);
-        assert_eq!(s.seed, 9);
-        assert_eq!(t.sched_config(Some(Policy::Cycle), 1).policy, Policy::Cycle);
-    }
-
-    #[test]
-    fn a_trace_round_trips_through_toml() {
-        let mut t = Trace::default();
-        t.faults.push(FaultSpec {
-            kind: FaultKind::Hang,
-            vm: Some("sim-ROOT-VM-1".into()),
-            rate: 0.5,
-            from: Some(Duration::from_secs(60)),
-            until: None,
-            action: Some(HangAction::WaitReady),
-            delay: Some(Duration::from_secs(600)),
-        });
-        t.jenkins.push(JenkinsSpec {
-            at: Duration::from_millis(1500),
-            vm: "any".into(),
-            duration: Duration::from_secs(30),
-            wait: Duration::from_secs(10),
-            retry: Duration::from_secs(5),
-        });
-        t.generate = Some(GenerateSection {
-            seed: Some(3),
-            until: None,
-            root: Some(GenRoot::default()),
-            spi: None,
-            daily: None,
-        });
-        let text = t.to_toml().expect("serialises");
-        assert_eq!(parse(&text).expect("parses back"), t);
     }
 }

@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use marbled::config::SchedulerSection;
+
 use super::rng::SimRng;
 use super::trace::{
     FaultKind, FaultSpec, GenerateSection, HangAction, HostSection, InitialPower, JenkinsSpec,
@@ -128,10 +130,19 @@ fn generated(
 /// faults. The property tests run thousands of these.
 pub fn random_trace(seed: u64) -> Trace {
     let mut r = SimRng::stream(seed, "random-trace");
-    let secs = Duration::from_secs;
     let mut t = Trace::default();
     // Seeds above i64::MAX do not fit a TOML integer; keep them printable as a trace.
     t.sim.seed = seed & (i64::MAX as u64);
+    let capacity = random_host(&mut t, &mut r);
+    random_scheduler(&mut t.scheduler, &mut r, capacity);
+    random_arrivals(&mut t, &mut r);
+    random_faults(&mut t, &mut r);
+    t
+}
+
+/// `random_trace`'s `[sim]` timings, host and boot times; returns the host's capacity.
+fn random_host(t: &mut Trace, r: &mut SimRng) -> u32 {
+    let secs = Duration::from_secs;
     t.sim.duration = secs(r.range(15 * 60, 60 * 60));
     t.sim.start_latency = secs(r.range(0, 3));
     t.sim.resume_latency = secs(r.range(0, 2));
@@ -162,8 +173,12 @@ pub fn random_trace(seed: u64) -> Trace {
     }
     t.boot.min = secs(r.range(1, 20));
     t.boot.max = t.boot.min + secs(r.range(0, 30));
+    capacity
+}
 
-    let s = &mut t.scheduler;
+/// `random_trace`'s `[scheduler]`: a policy and small timings.
+fn random_scheduler(s: &mut SchedulerSection, r: &mut SimRng, capacity: u32) {
+    let secs = Duration::from_secs;
     s.policy = ["cycle", "cycle", "cycle", "demand", "demand", "manual"][r.below(6)].into();
     s.capacity = capacity;
     s.cycle_on_min = secs(r.range(5, 60));
@@ -178,7 +193,11 @@ pub fn random_trace(seed: u64) -> Trace {
     s.slot_grace = secs(r.range(10, 120));
     s.fairness_bound = secs(r.range(60, 600));
     s.inventory_interval = secs(r.range(5, 30));
+}
 
+/// `random_trace`'s GitHub jobs and Jenkins builds.
+fn random_arrivals(t: &mut Trace, r: &mut SimRng) {
+    let secs = Duration::from_secs;
     t.sim.demand_poll = secs([0, 5, 30][r.below(3)]);
     let span = t.sim.duration.as_secs();
     // Under `demand`, some jobs ask for a label no VM has (`mac99`): a job nobody can serve
@@ -220,6 +239,12 @@ pub fn random_trace(seed: u64) -> Trace {
             });
         }
     }
+}
+
+/// `random_trace`'s faults: half the traces get one or two.
+fn random_faults(t: &mut Trace, r: &mut SimRng) {
+    let secs = Duration::from_secs;
+    let span = t.sim.duration.as_secs();
     let names: Vec<String> = t.host_vms().into_iter().map(|v| v.name).collect();
     if r.chance(0.5) {
         for _ in 0..r.range(1, 3) {
@@ -254,13 +279,12 @@ pub fn random_trace(seed: u64) -> Trace {
             });
         }
     }
-    t
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::trace::GenRoot;
+    use crate::trace::GenRoot;
 
     #[test]
     fn generated_arrivals_are_sorted_reproducible_and_bounded() {

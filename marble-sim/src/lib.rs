@@ -1,5 +1,5 @@
 //! `marble-sim`: replays a trace of CI demand through the real scheduler core
-//! ([`crate::sched::World`]) in virtual time and measures what happened.
+//! ([`marbled::sched::World`]) in virtual time and measures what happened.
 //!
 //! The engine drives `World` exactly as the daemon's actor does (see [`engine`]) against a
 //! simulated host whose ground truth — power states, boots, guests, running jobs — it owns
@@ -9,12 +9,15 @@
 //! two policies side by side against [`ideal`], the waits an overhead-free FIFO scheduler
 //! would get from the same arrivals.
 //!
-//! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; checked in
-//! `validate`), [`generate`] (Poisson arrivals, random traces for property tests),
-//! [`daily`] (the standard workload model), [`standard`] (the standard fleet trace), [`rng`]
-//! (seeded streams), [`engine`] (event loop), `ops` (the simulated hypervisor),
-//! `workload` (CI clients), [`host`] (VM ground truth, faults), [`invariants`],
-//! [`metrics`].
+//! A crate of its own, on `marbled` without its `s3`/`ci` features and never the reverse, so
+//! building the daemon never compiles the simulator (`docs/SIMULATOR.md`, "Where it lives").
+//!
+//! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; read with
+//! `marbled.toml`'s strict loader; checked in `validate`), [`generate`] (Poisson arrivals,
+//! random traces for property tests), [`daily`] (the standard workload model), [`standard`]
+//! (the standard fleet trace), [`rng`] (seeded streams), [`engine`] (event loop), `ops` (the
+//! simulated hypervisor), `workload` (CI clients), [`host`] (VM ground truth, faults),
+//! [`invariants`], [`metrics`].
 
 pub mod compare;
 pub mod daily;

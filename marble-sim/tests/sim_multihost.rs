@@ -5,9 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use marble_sim::standard::standard_trace;
+use marble_sim::{RunOptions, Trace, simulate};
 use marbled::sched::Policy;
-use marbled::sim::standard::standard_trace;
-use marbled::sim::{RunOptions, Trace, simulate};
 
 #[test]
 fn a_multi_host_demand_run_boots_about_one_vm_per_queued_job() {

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use marble_proto::{PowerState, Team};
+use marbled::sched::{Millis, ObservedVm, ProbeResult};
 
 use super::rng::SimRng;
 use super::trace::{FaultKind, FaultSpec, HangAction, HostVm, InitialPower};
-use crate::sched::{Millis, ObservedVm, ProbeResult};
 
 /// Which team's job runs in a VM, and which arrival it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,13 +9,13 @@
 //! stops.
 
 use marble_proto::{ErrorKind, Response, Team, WireError};
+use marbled::sched::{Command, Input, Millis, ReqId};
 
 use super::engine::{Engine, Ev};
 use super::generate::{JenkinsArrival, RootArrival};
 use super::host::{JobRef, RunningJob};
 use super::invariants::ViolationKind;
 use super::metrics::fmt_ms;
-use crate::sched::{Command, Input, Millis, ReqId};
 
 /// Where a ROOT job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

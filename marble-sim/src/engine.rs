@@ -19,6 +19,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use marble_proto::Team;
+use marbled::sched::{
+    DemandSnapshot, Effect, FleetRunner, Input, Millis, ObservedVm, OpId, Policy, QueuedJob, ReqId,
+    SchedConfig, World,
+};
 
 use super::generate::{JenkinsArrival, RootArrival, arrivals};
 use super::host::{Faults, JobRef, RunningJob, SimVm};
@@ -28,10 +32,6 @@ use super::ops::OpState;
 use super::rng::SimRng;
 use super::trace::{BootSection, SimSection, Trace};
 use super::workload::{Build, BuildState, PendingReq, RootJob, RootState};
-use crate::sched::{
-    DemandSnapshot, Effect, FleetRunner, Input, Millis, ObservedVm, OpId, Policy, QueuedJob, ReqId,
-    World,
-};
 
 /// Virtual time zero, as unix ms (the scheduler sees realistic timestamps).
 pub const EPOCH_MS: Millis = 1_700_000_000_000;
@@ -171,6 +171,63 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// One simulated host per `[host]`/`[[hosts]]` section, each with its own `World`.
+fn sim_hosts(trace: &Trace, sched: &SchedConfig, seed: u64, now: Millis) -> Vec<SimHost> {
+    trace
+        .host_sections()
+        .into_iter()
+        .enumerate()
+        .map(|(h, section)| {
+            // Host 0 keeps the trace's seed (single-host runs replay as before); the
+            // others get their own cycle jitter.
+            let mut config = sched.clone();
+            config.seed = seed ^ (h as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            SimHost {
+                name: section.prefix.clone(),
+                world: World::new(config, now),
+                capacity: section.capacity,
+                refresh_in_flight: false,
+                refresh_again: false,
+                refresh_gen: 0,
+                ticks_here: 0,
+                deadline_ignored: false,
+                stuck_reported: false,
+                over_capacity: false,
+                demand_seen: None,
+                demand_polled_at: 0,
+                demand_nudged: false,
+                boots: 0,
+            }
+        })
+        .collect()
+}
+
+/// The run's GitHub jobs and Jenkins builds, from the trace's arrivals; each build starts its
+/// round-robin over the SPI VMs at a seeded position.
+fn workload(trace: &Trace, seed: u64, vms: &[SimVm]) -> (Vec<RootJob>, Vec<Build>) {
+    let (root, spi) = arrivals(trace, seed);
+    let mut pick_rng = SimRng::stream(seed, "jenkins");
+    let spi_count = vms.iter().filter(|v| v.team == Team::Spi).count();
+    let builds = spi
+        .into_iter()
+        .map(|arrival: JenkinsArrival| Build {
+            cursor: pick_rng.below(spi_count),
+            arrival,
+            state: BuildState::NotArrived,
+            first_request: None,
+            granted: false,
+        })
+        .collect();
+    let root_jobs = root
+        .into_iter()
+        .map(|arrival: RootArrival| RootJob {
+            arrival,
+            state: RootState::NotArrived,
+        })
+        .collect();
+    (root_jobs, builds)
+}
+
 /// Run `trace` with `opts` and return what it measured.
 pub fn simulate(trace: &Trace, opts: RunOptions) -> Report {
     Engine::new(trace, opts).run()
@@ -183,33 +240,7 @@ impl Engine {
         let sched = trace.sched_config(opts.policy, seed);
         let policy = sched.policy;
         let now = EPOCH_MS;
-        let hosts = trace
-            .host_sections()
-            .into_iter()
-            .enumerate()
-            .map(|(h, section)| {
-                // Host 0 keeps the trace's seed (single-host runs replay as before); the
-                // others get their own cycle jitter.
-                let mut config = sched.clone();
-                config.seed = seed ^ (h as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                SimHost {
-                    name: section.prefix.clone(),
-                    world: World::new(config, now),
-                    capacity: section.capacity,
-                    refresh_in_flight: false,
-                    refresh_again: false,
-                    refresh_gen: 0,
-                    ticks_here: 0,
-                    deadline_ignored: false,
-                    stuck_reported: false,
-                    over_capacity: false,
-                    demand_seen: None,
-                    demand_polled_at: 0,
-                    demand_nudged: false,
-                    boots: 0,
-                }
-            })
-            .collect();
+        let hosts = sim_hosts(trace, &sched, seed, now);
         let vms: Vec<SimVm> = trace
             .host_vms()
             .iter()
@@ -221,26 +252,7 @@ impl Engine {
             .enumerate()
             .map(|(i, v)| (v.name.clone(), i))
             .collect();
-        let (root, spi) = arrivals(trace, seed);
-        let mut pick_rng = SimRng::stream(seed, "jenkins");
-        let spi_count = vms.iter().filter(|v| v.team == Team::Spi).count();
-        let builds = spi
-            .into_iter()
-            .map(|arrival: JenkinsArrival| Build {
-                cursor: pick_rng.below(spi_count),
-                arrival,
-                state: BuildState::NotArrived,
-                first_request: None,
-                granted: false,
-            })
-            .collect();
-        let root_jobs = root
-            .into_iter()
-            .map(|arrival: RootArrival| RootJob {
-                arrival,
-                state: RootState::NotArrived,
-            })
-            .collect();
+        let (root_jobs, builds) = workload(trace, seed, &vms);
         let n = vms.len();
         Self {
             hosts,
@@ -471,7 +483,7 @@ impl Engine {
         if self.hosts[h].demand_nudged {
             return;
         }
-        let gap = ms(crate::demand::MIN_NUDGE_GAP);
+        let gap = ms(marbled::demand::MIN_NUDGE_GAP);
         let at = from
             .saturating_add(POLL_ROUND_TRIP_MS)
             .max(self.hosts[h].demand_polled_at.saturating_add(gap));
