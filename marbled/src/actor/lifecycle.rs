@@ -1,11 +1,13 @@
 //! The actor's side of [`crate::lifecycle`]: validating `CreateVm`/`ProvisionVm`/`HostCheck`
 //! against the scheduler's state, taking locks and holds, and spawning the jobs. A child
-//! module of `actor` (it reads the supervisor's fields); nothing here awaits.
+//! module of `actor` (it reads the supervisor's fields); nothing here awaits. The lifecycle
+//! module itself never sees the actor: its jobs report through [`Completion::Lifecycle`].
 
 use marble_proto::{ErrorKind, LockTarget, PowerState, Request, UnlockTarget, WireError};
 use tracing::Instrument;
 
 use super::{Completion, Supervisor, Waiter, now_ms};
+use crate::jobs::s3;
 use crate::lifecycle::provisioning::{ProvisionJob, ProvisionNotice};
 use crate::lifecycle::{Lifecycle, LifecycleEvent, check, create};
 use crate::provision::Profile;
@@ -71,10 +73,7 @@ impl Supervisor {
         waiter: Waiter,
     ) -> Result<(), (WireError, Waiter)> {
         let host_cfg = self.host_cfg.clone();
-        #[cfg(feature = "s3")]
-        let images_disk = self.ctx.images.build_disk.clone();
-        #[cfg(not(feature = "s3"))]
-        let images_disk: Option<std::path::PathBuf> = None;
+        let images_disk = s3::build_disk(&self.ctx.images);
         let facts = create::HostFacts::probe(
             host_cfg.memory_reserve_mib,
             host_cfg.build_disk(images_disk.as_ref()),
@@ -273,28 +272,14 @@ impl Supervisor {
     }
 
     fn start_check(&mut self, waiter: Waiter) {
-        #[cfg(feature = "s3")]
-        let (images_disk, bundles_dir) = (
-            self.ctx.images.build_disk.clone(),
-            self.ctx.images.bundles_dir(),
-        );
-        #[cfg(not(feature = "s3"))]
-        let (images_disk, bundles_dir) = (
-            None,
-            std::env::var_os("HOME")
-                .map_or_else(|| std::path::PathBuf::from("/"), std::path::PathBuf::from)
-                .join("Parallels"),
-        );
         let env = check::CheckEnv {
             hv: self.ctx.hv.clone(),
             host_cfg: self.host_cfg.clone(),
             tool_env: self.tool_env.clone(),
             host: self.identity.host.clone(),
-            images_build_disk: images_disk,
-            bundles_dir,
-            #[cfg(feature = "s3")]
+            images_build_disk: s3::build_disk(&self.ctx.images),
+            bundles_dir: s3::bundles_dir(&self.ctx.images),
             images: self.ctx.images.clone(),
-            #[cfg(feature = "ci")]
             github: self.ctx.runners.clone(),
         };
         self.jobs.spawn(
