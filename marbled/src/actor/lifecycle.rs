@@ -161,73 +161,10 @@ impl Supervisor {
         let Some(name) = self.world.resolve(vm) else {
             return Err((self.not_found(vm), waiter));
         };
-        if self.lifecycle.creating(&name) {
-            return Err((
-                WireError::new(
-                    ErrorKind::InvalidState,
-                    format!("{name} is still being created"),
-                ),
-                waiter,
-            ));
-        }
-        // An image transfer holding the VM refuses a stop of it: the same test.
-        let stop = Command::StopVm {
-            vm: name.clone(),
-            force: true,
+        let start = match self.provision_start(&name, vm) {
+            Ok(start) => start,
+            Err(e) => return Err((e, waiter)),
         };
-        if let Some(err) = self.transfers.refuse_command(&stop) {
-            return Err((err, waiter));
-        }
-        let vms = self.world.vms(now_ms());
-        let Some(me) = vms.iter().find(|v| v.name == name) else {
-            return Err((self.not_found(vm), waiter));
-        };
-        if let Some(op) = &me.operation {
-            return Err((
-                WireError::new(
-                    ErrorKind::InvalidState,
-                    format!("{name} has a {op} in flight; try again when it ends"),
-                ),
-                waiter,
-            ));
-        }
-        let start = match me.power {
-            PowerState::Running => None,
-            PowerState::Stopped => Some(false),
-            PowerState::Suspended | PowerState::Paused => Some(true),
-            ref other => {
-                return Err((
-                    WireError::new(
-                        ErrorKind::InvalidState,
-                        format!(
-                            "{name} is {}; provision a running or stopped VM",
-                            other.as_word()
-                        ),
-                    ),
-                    waiter,
-                ));
-            }
-        };
-        // The run occupies the host: refuse while another VM holds it.
-        if let Some(other) = vms
-            .iter()
-            .find(|v| v.name != name && (v.power.occupies_host() || v.operation.is_some()))
-        {
-            return Err((
-                WireError::new(
-                    ErrorKind::Busy,
-                    format!(
-                        "host busy: {} is {}; the host runs one VM at a time (marblectl drain, or stop it first)",
-                        other.name,
-                        other
-                            .operation
-                            .clone()
-                            .unwrap_or_else(|| other.power.as_word().to_owned())
-                    ),
-                ),
-                waiter,
-            ));
-        }
         let id = match self.lifecycle.begin_provision(&name, caller) {
             Ok(id) => id,
             Err(e) => return Err((e, waiter)),
@@ -269,6 +206,68 @@ impl Supervisor {
             .instrument(span),
         );
         Ok(())
+    }
+
+    /// Whether `name` can be provisioned now (`vm` as the client named it): not being
+    /// created, not held by a transfer, no operation in flight, running or startable, and
+    /// the host not occupied by another VM. `Some(resume)`: start it first (resuming it).
+    fn provision_start(&self, name: &str, vm: &str) -> Result<Option<bool>, WireError> {
+        if self.lifecycle.creating(name) {
+            return Err(WireError::new(
+                ErrorKind::InvalidState,
+                format!("{name} is still being created"),
+            ));
+        }
+        // An image transfer holding the VM refuses a stop of it: the same test.
+        let stop = Command::StopVm {
+            vm: name.to_owned(),
+            force: true,
+        };
+        if let Some(err) = self.transfers.refuse_command(&stop) {
+            return Err(err);
+        }
+        let vms = self.world.vms(now_ms());
+        let Some(me) = vms.iter().find(|v| v.name == name) else {
+            return Err(self.not_found(vm));
+        };
+        if let Some(op) = &me.operation {
+            return Err(WireError::new(
+                ErrorKind::InvalidState,
+                format!("{name} has a {op} in flight; try again when it ends"),
+            ));
+        }
+        let start = match me.power {
+            PowerState::Running => None,
+            PowerState::Stopped => Some(false),
+            PowerState::Suspended | PowerState::Paused => Some(true),
+            ref other => {
+                return Err(WireError::new(
+                    ErrorKind::InvalidState,
+                    format!(
+                        "{name} is {}; provision a running or stopped VM",
+                        other.as_word()
+                    ),
+                ));
+            }
+        };
+        // The run occupies the host: refuse while another VM holds it.
+        if let Some(other) = vms
+            .iter()
+            .find(|v| v.name != name && (v.power.occupies_host() || v.operation.is_some()))
+        {
+            return Err(WireError::new(
+                ErrorKind::Busy,
+                format!(
+                    "host busy: {} is {}; the host runs one VM at a time (marblectl drain, or stop it first)",
+                    other.name,
+                    other
+                        .operation
+                        .clone()
+                        .unwrap_or_else(|| other.power.as_word().to_owned())
+                ),
+            ));
+        }
+        Ok(start)
     }
 
     fn start_check(&mut self, waiter: Waiter) {

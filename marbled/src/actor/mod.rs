@@ -17,7 +17,7 @@
 //! stream of commands) and completions before commands (finishing work frees capacity and
 //! unblocks waiting clients; a flood of new commands must not starve it).
 //!
-//! Layout: [`handle`] (the connection side: [`DaemonHandle`], commands), `run_loop` (the
+//! Layout: `handle` (the connection side: [`DaemonHandle`], commands), `run_loop` (the
 //! `select!` and what each wake-up does), `commands` (requests from connections), `queries`
 //! (read-only answers), `effects` (applying the scheduler's effects, spawning jobs),
 //! `inventory` (refreshes, and the settling transfers wait for), `lifecycle` (`vm create`,
@@ -43,7 +43,7 @@ use crate::transfers::{TransferEvent, Transfers};
 
 mod commands;
 mod effects;
-pub mod handle;
+mod handle;
 mod inventory;
 mod lifecycle;
 mod queries;
