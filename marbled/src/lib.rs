@@ -13,19 +13,25 @@
 //! [`peer`] (credentials and access), [`server`] (accept loop, handler), [`actor`] (state
 //! owner), [`jobs`] (slow work), [`sched`] (sans-I/O scheduler), [`hypervisor`] (prlctl),
 //! [`inventory`] (teams), [`store`] (state file), [`logging`] (subscriber for `main`),
-//! [`daemon`] (wiring: `run`), [`transfers`] (image push/pull/verify jobs and the VM holds
+//! [`daemon`] (wiring: `run`, and the [`daemon::Parts`] a start and a reload build),
+//! [`clock`] (the wall clock, unix ms), [`transfers`] (image push/pull/verify jobs and the VM holds
 //! they take; the S3 code is [`images`]), [`lifecycle`] (`vm create`, `vm provision`, `host
 //! check`: jobs and the provisioning hold), [`provision`] (the profile engine), [`runners`]
 //! (GitHub JIT runners per ROOT boot and the delete-before-stop gate), [`fleet`] (heartbeats
 //! in the bucket, `fleet ls`), [`metrics`] (Prometheus text, node_exporter textfile),
 //! [`demand`] (GitHub and Jenkins demand sources polled for policy `demand`), [`periodic`]
 //! (starts those side tasks).
+//!
+//! Optional capabilities (features `s3` and `ci`) are gated at module seams only: the
+//! modules below that need them, and [`jobs::s3`] / [`jobs::ci`], which have a stub with the
+//! same API when the feature is off, so the jobs, the actor and the daemon need no `cfg`.
 
 pub mod actor;
 pub mod calendar;
 #[cfg(feature = "ci")]
 pub mod ci;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demand;

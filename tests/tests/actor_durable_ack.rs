@@ -28,7 +28,7 @@ async fn a_lock_is_acknowledged_only_after_its_state_is_written() {
     host.add_vm(VM).unwrap();
     let config = test_config(dir.path(), host.dir());
     let world = World::new(config.sched_config(), now_ms());
-    let ctx = marbled::daemon::job_context(&config, marbled::daemon::hypervisor(&config));
+    let ctx = marbled::jobs::JobContext::from_config(&config, marbled::daemon::hypervisor(&config));
     let identity = Identity {
         version: "test".into(),
         host: "test".into(),

@@ -94,6 +94,10 @@ impl LocalGuest {
     }
 
     /// Every command line prlctl received so far.
+    #[cfg_attr(
+        not(feature = "ci"),
+        expect(dead_code, reason = "read by the `ci` tests only")
+    )]
     pub(crate) fn lines(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("lines")).unwrap_or_default()
     }

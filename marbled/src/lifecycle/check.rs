@@ -14,6 +14,7 @@ use marble_proto::{CheckResult, CheckStatus};
 use tokio::process::Command;
 
 use crate::hypervisor::Hypervisor;
+use crate::jobs::{ci, s3};
 use crate::lifecycle::HostSection;
 
 /// Timeout of each external call made by a check.
@@ -37,11 +38,9 @@ pub struct CheckEnv {
     /// Where VM bundles live (free-space check).
     pub bundles_dir: PathBuf,
     /// `[images]`, for the S3 check.
-    #[cfg(feature = "s3")]
-    pub images: Arc<crate::images::ImageStoreConfig>,
+    pub images: s3::Images,
     /// `[github]`'s runner lifecycle, for the token check (None: not configured).
-    #[cfg(feature = "ci")]
-    pub github: Option<Arc<crate::runners::RunnerLifecycle>>,
+    pub github: ci::Runners,
 }
 
 fn line(name: &str, status: CheckStatus, detail: String, fix: &str) -> CheckResult {
@@ -62,46 +61,34 @@ pub async fn run(env: CheckEnv) -> Vec<CheckResult> {
     out.push(host_name(&env.host_cfg, &env.host));
     out.extend(build_disk(&env.host_cfg, env.images_build_disk.as_ref()));
     out.push(free_disk(&env.bundles_dir, env.host_cfg.min_free_disk_gib));
-    #[cfg(feature = "s3")]
-    out.push(s3(&env.images).await);
-    #[cfg(not(feature = "s3"))]
-    out.push(line(
-        "s3",
-        CheckStatus::Skip,
-        "not configured: this marbled was built without image support".into(),
-        "",
-    ));
+    out.push(s3_check::s3(&env.images).await);
     out.push(github(&env).await);
     out
 }
 
 /// The GitHub token works for the runner scope (`[github]` configured) — else SKIP.
 async fn github(env: &CheckEnv) -> CheckResult {
-    #[cfg(feature = "ci")]
-    if let Some(runners) = &env.github {
-        return match tokio::time::timeout(CHECK_TIMEOUT, runners.check_token()).await {
-            Ok(Ok(detail)) => line("github", CheckStatus::Pass, detail, ""),
-            Ok(Err(err)) => line(
-                "github",
-                CheckStatus::Fail,
-                crate::error::error_chain(&err).join(": "),
-                "give the token the permission named above, or fix github.token_file",
-            ),
-            Err(_) => line(
-                "github",
-                CheckStatus::Fail,
-                format!("no answer from the GitHub API within {CHECK_TIMEOUT:?}"),
-                "check the network path to github.api_url",
-            ),
-        };
+    match ci::check_token(&env.github, CHECK_TIMEOUT).await {
+        Some(Ok(Ok(detail))) => line("github", CheckStatus::Pass, detail, ""),
+        Some(Ok(Err(err))) => line(
+            "github",
+            CheckStatus::Fail,
+            err,
+            "give the token the permission named above, or fix github.token_file",
+        ),
+        Some(Err(_)) => line(
+            "github",
+            CheckStatus::Fail,
+            format!("no answer from the GitHub API within {CHECK_TIMEOUT:?}"),
+            "check the network path to github.api_url",
+        ),
+        None => line(
+            "github",
+            CheckStatus::Skip,
+            "not configured: no [github] section in this daemon's config".into(),
+            "",
+        ),
     }
-    let _ = env;
-    line(
-        "github",
-        CheckStatus::Skip,
-        "not configured: no [github] section in this daemon's config".into(),
-        "",
-    )
 }
 
 async fn parallels_version(hv: &dyn Hypervisor) -> CheckResult {
@@ -362,71 +349,97 @@ fn free_disk(dir: &Path, min_gib: u64) -> CheckResult {
     }
 }
 
+/// The `s3` line, a seam: the bucket check with feature `s3`, a SKIP line without it.
 #[cfg(feature = "s3")]
-async fn s3(cfg: &crate::images::ImageStoreConfig) -> CheckResult {
-    use crate::images::{Bucket, ImageError};
-    let bucket = match tokio::time::timeout(CHECK_TIMEOUT, Bucket::connect(cfg)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(ImageError::Config(msg))) if msg.contains("no endpoint") => {
-            return line(
+mod s3_check {
+    use marble_proto::{CheckResult, CheckStatus};
+
+    use super::{CHECK_TIMEOUT, line};
+
+    /// The bucket answers an authenticated listing — else SKIP (no endpoint) or FAIL.
+    pub async fn s3(cfg: &crate::images::ImageStoreConfig) -> CheckResult {
+        use crate::images::{Bucket, ImageError};
+        let bucket = match tokio::time::timeout(CHECK_TIMEOUT, Bucket::connect(cfg)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(ImageError::Config(msg))) if msg.contains("no endpoint") => {
+                return line(
+                    "s3",
+                    CheckStatus::Skip,
+                    format!("not configured: {msg}"),
+                    "",
+                );
+            }
+            Ok(Err(e)) => {
+                return line(
+                    "s3",
+                    CheckStatus::Fail,
+                    format!(
+                        "cannot set up the S3 client: {}",
+                        crate::error::error_chain(&e).join(": ")
+                    ),
+                    "check [images] credentials (docs/IMAGES.md)",
+                );
+            }
+            Err(_) => {
+                return line(
+                    "s3",
+                    CheckStatus::Fail,
+                    "setting up the S3 client timed out".into(),
+                    "check [images] credentials",
+                );
+            }
+        };
+        // Listing needs valid credentials and read access: one cheap authenticated call.
+        let prefix = format!("{}ROOT/", cfg.key_prefix);
+        match tokio::time::timeout(CHECK_TIMEOUT, bucket.list(&prefix)).await {
+            Ok(Ok(objects)) => line(
                 "s3",
-                CheckStatus::Skip,
-                format!("not configured: {msg}"),
+                CheckStatus::Pass,
+                format!(
+                    "bucket {} reachable with valid credentials ({} objects under {prefix})",
+                    bucket.name(),
+                    objects.len()
+                ),
                 "",
-            );
-        }
-        Ok(Err(e)) => {
-            return line(
+            ),
+            Ok(Err(e)) => line(
                 "s3",
                 CheckStatus::Fail,
                 format!(
-                    "cannot set up the S3 client: {}",
+                    "listing bucket {} failed: {}",
+                    bucket.name(),
                     crate::error::error_chain(&e).join(": ")
                 ),
-                "check [images] credentials (docs/IMAGES.md)",
-            );
-        }
-        Err(_) => {
-            return line(
+                "check images.endpoint, the bucket name and the access key (docs/IMAGES.md)",
+            ),
+            Err(_) => line(
                 "s3",
                 CheckStatus::Fail,
-                "setting up the S3 client timed out".into(),
-                "check [images] credentials",
-            );
+                format!(
+                    "bucket {} did not answer within {CHECK_TIMEOUT:?}",
+                    bucket.name()
+                ),
+                "check network access to the S3 endpoint",
+            ),
         }
-    };
-    // Listing needs valid credentials and read access: one cheap authenticated call.
-    let prefix = format!("{}ROOT/", cfg.key_prefix);
-    match tokio::time::timeout(CHECK_TIMEOUT, bucket.list(&prefix)).await {
-        Ok(Ok(objects)) => line(
+    }
+}
+
+/// Without feature `s3`: no bucket to check.
+#[cfg(not(feature = "s3"))]
+mod s3_check {
+    use marble_proto::{CheckResult, CheckStatus};
+
+    use super::line;
+
+    /// SKIP: this build has no image support.
+    pub async fn s3(_images: &crate::jobs::s3::Images) -> CheckResult {
+        line(
             "s3",
-            CheckStatus::Pass,
-            format!(
-                "bucket {} reachable with valid credentials ({} objects under {prefix})",
-                bucket.name(),
-                objects.len()
-            ),
+            CheckStatus::Skip,
+            "not configured: this marbled was built without image support".into(),
             "",
-        ),
-        Ok(Err(e)) => line(
-            "s3",
-            CheckStatus::Fail,
-            format!(
-                "listing bucket {} failed: {}",
-                bucket.name(),
-                crate::error::error_chain(&e).join(": ")
-            ),
-            "check images.endpoint, the bucket name and the access key (docs/IMAGES.md)",
-        ),
-        Err(_) => line(
-            "s3",
-            CheckStatus::Fail,
-            format!(
-                "bucket {} did not answer within {CHECK_TIMEOUT:?}",
-                bucket.name()
-            ),
-            "check network access to the S3 endpoint",
-        ),
+        )
     }
 }
 

@@ -104,6 +104,27 @@ fn invalid(message: String) -> WireError {
     WireError::new(ErrorKind::InvalidRequest, message)
 }
 
+/// `ipsw` as a path to an absolute, readable `.ipsw` file (as marbled's user).
+fn readable_ipsw(ipsw: &str) -> Result<&Path, WireError> {
+    let path = Path::new(ipsw);
+    if !path.is_absolute() {
+        return Err(invalid(format!("IPSW path {ipsw:?} must be absolute")));
+    }
+    if path.extension().and_then(|e| e.to_str()) != Some("ipsw") {
+        return Err(invalid(format!("{ipsw} is not an .ipsw restore image")));
+    }
+    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(invalid(format!("{ipsw} is not a regular file"))),
+        Err(e) => {
+            return Err(invalid(format!(
+                "cannot read {ipsw} as marbled's user: {e}"
+            )));
+        }
+    }
+    Ok(path)
+}
+
 /// Check a `CreateVm` against the host: name, team pattern, IPSW, build disk, existing VMs.
 #[allow(
     clippy::too_many_arguments,
@@ -144,22 +165,7 @@ pub fn plan(
             ),
         ));
     }
-    let path = Path::new(ipsw);
-    if !path.is_absolute() {
-        return Err(invalid(format!("IPSW path {ipsw:?} must be absolute")));
-    }
-    if path.extension().and_then(|e| e.to_str()) != Some("ipsw") {
-        return Err(invalid(format!("{ipsw} is not an .ipsw restore image")));
-    }
-    match std::fs::File::open(path).and_then(|f| f.metadata()) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(invalid(format!("{ipsw} is not a regular file"))),
-        Err(e) => {
-            return Err(invalid(format!(
-                "cannot read {ipsw} as marbled's user: {e}"
-            )));
-        }
-    }
+    let path = readable_ipsw(ipsw)?;
     if !facts.build_disk.is_dir() {
         return Err(invalid(format!(
             "build disk {} is missing; fetch it with `marblectl image pull` (it comes with any image) \

@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 
 use marble_proto::{ErrorKind, Request, WireError};
 
-use crate::actor::now_ms;
+use crate::clock::now_ms;
 use crate::sched::{Action, Command, Outcome, ProbeResult};
 
 pub use config::HostSection;

@@ -231,8 +231,19 @@ pub async fn run(
         ));
     }
     let report = result.map_err(|e| to_wire(&e))?;
-    let steps = report
-        .steps
+    let steps = step_results(report.steps);
+    Ok(ProvisionResult {
+        vm: vm.to_owned(),
+        macos_major: report.macos_major,
+        steps,
+        started_vm: job.start.is_some(),
+        elapsed_ms: as_u64(started.elapsed()),
+    })
+}
+
+/// The report's steps as the client sees them.
+fn step_results(steps: Vec<(String, StepOutcome)>) -> Vec<StepResult> {
+    steps
         .into_iter()
         .map(|(name, outcome)| match outcome {
             StepOutcome::Ran { duration } => StepResult {
@@ -248,14 +259,7 @@ pub async fn run(
                 duration_ms: 0,
             },
         })
-        .collect();
-    Ok(ProvisionResult {
-        vm: vm.to_owned(),
-        macos_major: report.macos_major,
-        steps,
-        started_vm: job.start.is_some(),
-        elapsed_ms: as_u64(started.elapsed()),
-    })
+        .collect()
 }
 
 fn skip_detail(reason: &SkipReason) -> String {

@@ -42,15 +42,7 @@ fn t(env: &Env) -> Duration {
 }
 
 fn job_context(env: &Env) -> marbled::jobs::JobContext {
-    let config = marbled::Config::default();
-    marbled::jobs::JobContext {
-        hv: env.prl.clone(),
-        probe: Arc::new(config.probe.clone()),
-        teams: Arc::new(marbled::inventory::TeamMap::new(&config.teams)),
-        images: Arc::new(config.images.clone()),
-        runners: None,
-        jenkins: None,
-    }
+    marbled::jobs::JobContext::from_config(&marbled::Config::default(), env.prl.clone())
 }
 
 /// One line through `prlctl exec VM LINE` (a single argument is a shell command line in

@@ -27,10 +27,183 @@ use std::time::Duration;
 
 use marble_proto::Team;
 
-use crate::config::ProbeSection;
+use crate::config::{Config, ProbeSection};
 use crate::hypervisor::{Hypervisor, StopMode};
 use crate::inventory::TeamMap;
 use crate::sched::{Action, ObservedVm, Outcome, ProbeResult, StopKind};
+
+// The optional capabilities, each a seam: the real module with its feature, a stub with the
+// same API (answering "not configured") without it, so no code here or above needs `cfg`.
+
+/// What a stub capability holds in place of its client: nothing can be built (not `Copy`,
+/// like the real `Arc`s, so the same code clones it in every build).
+#[derive(Debug, Clone)]
+pub enum Unconfigured {}
+
+#[cfg(feature = "ci")]
+pub mod ci;
+/// Without feature `ci`: no runner lifecycle, no Jenkins; every hook passes through.
+#[cfg(not(feature = "ci"))]
+pub mod ci {
+    use std::collections::{HashMap, HashSet};
+    use std::time::Duration;
+
+    use marble_proto::{CiSystem, Team};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::JobContext;
+    use crate::config::{Config, ConfigError};
+    use crate::sched::{Command, Outcome, ProbeResult};
+
+    /// Whether this build has the CI clients.
+    pub const ENABLED: bool = false;
+
+    /// Never configured without the feature (not `Copy`, like the real types).
+    pub type Runners = Option<super::Unconfigured>;
+    /// Never configured without the feature.
+    pub type Jenkins = Option<super::Unconfigured>;
+
+    /// No `[github]` client in this build.
+    #[derive(Debug, Clone, Default)]
+    pub struct Github;
+
+    impl Github {
+        /// Nothing to load.
+        pub async fn for_config(
+            _config: &Config,
+            _previous: Option<&Github>,
+            _shutdown: &CancellationToken,
+        ) -> Github {
+            Github
+        }
+
+        /// No runner lifecycle.
+        pub fn runners(&self, _config: &Config, _host: &str) -> Result<Runners, ConfigError> {
+            Ok(None)
+        }
+    }
+
+    /// No Jenkins client in this build.
+    pub fn jenkins(_config: &Config) -> Jenkins {
+        None
+    }
+
+    /// A plain start.
+    pub async fn start(_ctx: &JobContext, _vm: &str, _team: Team) -> Option<Outcome> {
+        None
+    }
+
+    /// No gate before a stop.
+    pub async fn before_stop(_ctx: &JobContext, _vm: &str, _team: Team) -> Option<Outcome> {
+        None
+    }
+
+    /// The guest's answer alone.
+    pub async fn refine_probe(
+        _ctx: &JobContext,
+        _vm: &str,
+        _team: Team,
+        guest: ProbeResult,
+    ) -> ProbeResult {
+        guest
+    }
+
+    /// The plain readiness checks.
+    pub async fn wait_ready(
+        _ctx: &JobContext,
+        _vm: &str,
+        _team: Team,
+        _timeout: Duration,
+    ) -> Option<Outcome> {
+        None
+    }
+
+    /// No token to report.
+    pub fn token_system(_runners: &Runners) -> Option<CiSystem> {
+        None
+    }
+
+    /// No runner registrations of our own.
+    pub fn runners_started_here(
+        _runners: &Runners,
+        _teams: &HashMap<String, Team>,
+    ) -> Option<HashSet<String>> {
+        None
+    }
+
+    /// No Jenkins nodes to mark.
+    pub fn mirror_drain(
+        _jenkins: &Jenkins,
+        _jobs: &TaskTracker,
+        _cmd: &Command,
+        _caller: &str,
+        _spi_vms: impl FnOnce() -> Vec<String>,
+    ) {
+    }
+
+    /// No `[github]` token to check.
+    pub async fn check_token(
+        _runners: &Runners,
+        _timeout: Duration,
+    ) -> Option<Result<Result<String, String>, tokio::time::error::Elapsed>> {
+        None
+    }
+}
+
+#[cfg(feature = "s3")]
+pub mod s3;
+/// Without feature `s3`: no `[images]` bucket, no `[fleet]` reader.
+#[cfg(not(feature = "s3"))]
+pub mod s3 {
+    use std::path::PathBuf;
+
+    use marble_proto::{ErrorKind, Response, WireError};
+    use tokio::sync::oneshot;
+    use tokio_util::task::TaskTracker;
+
+    use crate::config::Config;
+
+    /// No `[images]` settings in this build.
+    #[derive(Debug, Clone, Default)]
+    pub struct Images;
+    /// Never configured without the feature.
+    pub type Fleet = Option<super::Unconfigured>;
+
+    /// Nothing to read.
+    pub fn images(_config: &Config) -> Images {
+        Images
+    }
+
+    /// No image build disk.
+    pub fn build_disk(_images: &Images) -> Option<PathBuf> {
+        None
+    }
+
+    /// Parallels' default bundle directory, `~/Parallels` (`/Parallels` without `HOME`).
+    pub fn bundles_dir(_images: &Images) -> PathBuf {
+        std::env::var_os("HOME")
+            .map_or_else(|| PathBuf::from("/"), PathBuf::from)
+            .join("Parallels")
+    }
+
+    /// No bucket reader.
+    pub fn fleet(_config: &Config) -> Fleet {
+        None
+    }
+
+    /// `FleetList` is unsupported in this build.
+    pub fn spawn_list(
+        _jobs: &TaskTracker,
+        _fleet: Fleet,
+        done: oneshot::Sender<Result<Response, WireError>>,
+    ) {
+        let _ = done.send(Err(WireError::new(
+            ErrorKind::Unsupported,
+            "this marbled was built without S3 support",
+        )));
+    }
+}
 
 /// What jobs need; cheap to clone into each task.
 #[derive(Clone)]
@@ -42,14 +215,11 @@ pub struct JobContext {
     /// Team mapping for inventory results.
     pub teams: Arc<TeamMap>,
     /// `[images]`: S3 store and image pipeline settings for transfer jobs.
-    #[cfg(feature = "s3")]
-    pub images: Arc<crate::images::ImageStoreConfig>,
+    pub images: s3::Images,
     /// `[github]`: the ROOT runner lifecycle (None: not configured).
-    #[cfg(feature = "ci")]
-    pub runners: Option<Arc<crate::runners::RunnerLifecycle>>,
+    pub runners: ci::Runners,
     /// `[jenkins]`: the controller's node view, combined with the SPI guest probe.
-    #[cfg(feature = "ci")]
-    pub jenkins: Option<Arc<crate::spi_signal::JenkinsNodes>>,
+    pub jenkins: ci::Jenkins,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -59,24 +229,31 @@ impl std::fmt::Debug for JobContext {
 }
 
 impl JobContext {
+    /// The context for `config` on `hv`. Without a runner lifecycle: the daemon adds it
+    /// (`runners`) once the `[github]` token is loaded.
+    pub fn from_config(config: &Config, hv: Arc<dyn Hypervisor>) -> Self {
+        JobContext {
+            hv,
+            probe: Arc::new(config.probe.clone()),
+            teams: Arc::new(TeamMap::new(&config.teams)),
+            images: s3::images(config),
+            runners: ci::Runners::default(),
+            jenkins: ci::jenkins(config),
+        }
+    }
+
     /// Run one scheduler action on `vm` (whose team is `team`).
     pub async fn run(&self, vm: &str, team: Team, action: &Action) -> Outcome {
         let result = match action {
             Action::Start => {
-                #[cfg(feature = "ci")]
-                if team == Team::Root
-                    && let Some(runners) = &self.runners
-                {
-                    return self.start_root_jit(vm, runners).await;
+                if let Some(outcome) = ci::start(self, vm, team).await {
+                    return outcome;
                 }
                 self.hv.start(vm).await
             }
             Action::Resume => self.hv.resume(vm).await,
             Action::Stop(kind) => {
-                #[cfg(feature = "ci")]
-                if team == Team::Root
-                    && let Some(gate) = self.runner_gate(vm).await
-                {
+                if let Some(gate) = ci::before_stop(self, vm, team).await {
                     return gate;
                 }
                 let mode = match kind {
@@ -88,21 +265,12 @@ impl JobContext {
             }
             Action::Probe(team) => {
                 let guest = self.probe(vm, *team).await;
-                #[cfg(feature = "ci")]
-                if *team == Team::Spi
-                    && let Some(jenkins) = &self.jenkins
-                {
-                    return Outcome::Probe(jenkins.refine(vm, guest).await);
-                }
-                return Outcome::Probe(guest);
+                return Outcome::Probe(ci::refine_probe(self, vm, *team, guest).await);
             }
             Action::WaitReady { timeout_ms } => {
                 let timeout = Duration::from_millis(*timeout_ms);
-                #[cfg(feature = "ci")]
-                if team == Team::Root
-                    && let Some(runners) = &self.runners
-                {
-                    return self.wait_ready_jit(vm, runners, timeout).await;
+                if let Some(outcome) = ci::wait_ready(self, vm, team, timeout).await {
+                    return outcome;
                 }
                 return self.wait_ready(vm, team, timeout).await;
             }
@@ -157,97 +325,6 @@ impl JobContext {
                 "not ready after {}: {last_error}",
                 humantime::format_duration(timeout)
             )),
-        }
-    }
-
-    /// ROOT readiness with `[github]`: wait for the guest, give it a runner config unless
-    /// its runner already listens (a resumed VM), then wait for the listener.
-    #[cfg(feature = "ci")]
-    async fn wait_ready_jit(
-        &self,
-        vm: &str,
-        runners: &crate::runners::RunnerLifecycle,
-        timeout: Duration,
-    ) -> Outcome {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let not_ready = |what: &str, why: String| {
-            Outcome::Failed(format!(
-                "not ready after {} ({what}): {why}",
-                humantime::format_duration(timeout)
-            ))
-        };
-        if let Err(why) = self.poll(vm, &[&self.probe.ready], deadline).await {
-            return not_ready("guest did not answer", why);
-        }
-        let listening = !self.probe.ready_root.is_empty()
-            && self
-                .ready_checks(vm, &[&self.probe.ready_root])
-                .await
-                .is_ok();
-        if listening {
-            // A runner we did not configure (a resumed VM's, or a guest without the JIT
-            // LaunchDaemon): a config minted before this boot would never be used.
-            runners.discard_minted(vm).await;
-        } else if let Err(err) = runners
-            .give_config(self.hv.as_ref(), vm, self.probe.timeout, deadline)
-            .await
-        {
-            return Outcome::Failed(crate::error::error_chain(&err).join(": "));
-        }
-        if !self.probe.ready_root.is_empty()
-            && let Err(why) = self.poll(vm, &[&self.probe.ready_root], deadline).await
-        {
-            return not_ready("runner listener not up after the config was delivered", why);
-        }
-        Outcome::Done
-    }
-
-    /// Start a ROOT VM with `[github]`: register its runner first when the macOS version is
-    /// known without the guest, so the runner is in GitHub's list (and counted by other
-    /// hosts' demand) for the whole boot. A mint that fails does not hold the start back:
-    /// readiness mints instead (GitHub being down must not keep CI capacity off, and the VM
-    /// stays stoppable because nothing reached it). A failed start deletes the registration
-    /// again: no stop follows a failed start, and an unused registration would stand in the
-    /// fleet's list as a free runner.
-    #[cfg(feature = "ci")]
-    async fn start_root_jit(&self, vm: &str, runners: &crate::runners::RunnerLifecycle) -> Outcome {
-        match crate::runners::macos_without_guest(self.hv.as_ref(), vm).await {
-            Some(major) => {
-                if let Err(err) = runners.mint_before_start(vm, major).await {
-                    tracing::warn!(
-                        vm,
-                        error = %crate::error::error_chain(&err).join(": "),
-                        "could not register the runner before the boot; registering it at \
-                         readiness instead (other hosts do not see it while the VM boots)"
-                    );
-                }
-            }
-            None => tracing::info!(
-                vm,
-                "macOS version unknown until the guest answers: the runner is registered at \
-                 readiness (other hosts do not see it while the VM boots)"
-            ),
-        }
-        match self.hv.start(vm).await {
-            Ok(()) => Outcome::Done,
-            Err(err) => {
-                runners.discard_minted(vm).await;
-                Outcome::Failed(crate::error::error_chain(&err).join(": "))
-            }
-        }
-    }
-
-    /// The delete-before-stop gate of a ROOT VM; `None`: go on and stop.
-    #[cfg(feature = "ci")]
-    async fn runner_gate(&self, vm: &str) -> Option<Outcome> {
-        let runners = self.runners.as_ref()?;
-        match runners.before_stop(vm).await {
-            Ok(crate::ci::StopGate::Proceed) => None,
-            Ok(crate::ci::StopGate::Busy(why)) => Some(Outcome::Probe(ProbeResult::Busy(why))),
-            Err(err) => Some(Outcome::Probe(ProbeResult::Unknown(format!(
-                "GitHub: cannot remove the runner registration before stopping: {}",
-                crate::error::error_chain(&err).join(": ")
-            )))),
         }
     }
 
@@ -306,10 +383,7 @@ mod guest_probe_tests {
 
     async fn probe(team: Team, procs: &[GuestProc]) -> ProbeResult {
         let guest = LocalGuest::new();
-        let ctx = crate::daemon::job_context(
-            &crate::config::Config::default(),
-            Arc::new(guest.hv(procs)),
-        );
+        let ctx = JobContext::from_config(&Config::default(), Arc::new(guest.hv(procs)));
         ctx.probe("vm", team).await
     }
 
@@ -357,10 +431,7 @@ mod guest_probe_tests {
     async fn the_root_readiness_check_does_not_find_itself() {
         let checks = |procs: Vec<GuestProc>| async move {
             let guest = LocalGuest::new();
-            let ctx = crate::daemon::job_context(
-                &crate::config::Config::default(),
-                Arc::new(guest.hv(&procs)),
-            );
+            let ctx = JobContext::from_config(&Config::default(), Arc::new(guest.hv(&procs)));
             ctx.ready_checks("vm", &[&ctx.probe.ready, &ctx.probe.ready_root])
                 .await
         };

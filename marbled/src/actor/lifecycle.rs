@@ -1,11 +1,13 @@
 //! The actor's side of [`crate::lifecycle`]: validating `CreateVm`/`ProvisionVm`/`HostCheck`
 //! against the scheduler's state, taking locks and holds, and spawning the jobs. A child
-//! module of `actor` (it reads the supervisor's fields); nothing here awaits.
+//! module of `actor` (it reads the supervisor's fields); nothing here awaits. The lifecycle
+//! module itself never sees the actor: its jobs report through [`Completion::Lifecycle`].
 
 use marble_proto::{ErrorKind, LockTarget, PowerState, Request, UnlockTarget, WireError};
 use tracing::Instrument;
 
 use super::{Completion, Supervisor, Waiter, now_ms};
+use crate::jobs::s3;
 use crate::lifecycle::provisioning::{ProvisionJob, ProvisionNotice};
 use crate::lifecycle::{Lifecycle, LifecycleEvent, check, create};
 use crate::provision::Profile;
@@ -71,10 +73,7 @@ impl Supervisor {
         waiter: Waiter,
     ) -> Result<(), (WireError, Waiter)> {
         let host_cfg = self.host_cfg.clone();
-        #[cfg(feature = "s3")]
-        let images_disk = self.ctx.images.build_disk.clone();
-        #[cfg(not(feature = "s3"))]
-        let images_disk: Option<std::path::PathBuf> = None;
+        let images_disk = s3::build_disk(&self.ctx.images);
         let facts = create::HostFacts::probe(
             host_cfg.memory_reserve_mib,
             host_cfg.build_disk(images_disk.as_ref()),
@@ -162,73 +161,10 @@ impl Supervisor {
         let Some(name) = self.world.resolve(vm) else {
             return Err((self.not_found(vm), waiter));
         };
-        if self.lifecycle.creating(&name) {
-            return Err((
-                WireError::new(
-                    ErrorKind::InvalidState,
-                    format!("{name} is still being created"),
-                ),
-                waiter,
-            ));
-        }
-        // An image transfer holding the VM refuses a stop of it: the same test.
-        let stop = Command::StopVm {
-            vm: name.clone(),
-            force: true,
+        let start = match self.provision_start(&name, vm) {
+            Ok(start) => start,
+            Err(e) => return Err((e, waiter)),
         };
-        if let Some(err) = self.transfers.refuse_command(&stop) {
-            return Err((err, waiter));
-        }
-        let vms = self.world.vms(now_ms());
-        let Some(me) = vms.iter().find(|v| v.name == name) else {
-            return Err((self.not_found(vm), waiter));
-        };
-        if let Some(op) = &me.operation {
-            return Err((
-                WireError::new(
-                    ErrorKind::InvalidState,
-                    format!("{name} has a {op} in flight; try again when it ends"),
-                ),
-                waiter,
-            ));
-        }
-        let start = match me.power {
-            PowerState::Running => None,
-            PowerState::Stopped => Some(false),
-            PowerState::Suspended | PowerState::Paused => Some(true),
-            ref other => {
-                return Err((
-                    WireError::new(
-                        ErrorKind::InvalidState,
-                        format!(
-                            "{name} is {}; provision a running or stopped VM",
-                            other.as_word()
-                        ),
-                    ),
-                    waiter,
-                ));
-            }
-        };
-        // The run occupies the host: refuse while another VM holds it.
-        if let Some(other) = vms
-            .iter()
-            .find(|v| v.name != name && (v.power.occupies_host() || v.operation.is_some()))
-        {
-            return Err((
-                WireError::new(
-                    ErrorKind::Busy,
-                    format!(
-                        "host busy: {} is {}; the host runs one VM at a time (marblectl drain, or stop it first)",
-                        other.name,
-                        other
-                            .operation
-                            .clone()
-                            .unwrap_or_else(|| other.power.as_word().to_owned())
-                    ),
-                ),
-                waiter,
-            ));
-        }
         let id = match self.lifecycle.begin_provision(&name, caller) {
             Ok(id) => id,
             Err(e) => return Err((e, waiter)),
@@ -272,29 +208,77 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Whether `name` can be provisioned now (`vm` as the client named it): not being
+    /// created, not held by a transfer, no operation in flight, running or startable, and
+    /// the host not occupied by another VM. `Some(resume)`: start it first (resuming it).
+    fn provision_start(&self, name: &str, vm: &str) -> Result<Option<bool>, WireError> {
+        if self.lifecycle.creating(name) {
+            return Err(WireError::new(
+                ErrorKind::InvalidState,
+                format!("{name} is still being created"),
+            ));
+        }
+        // An image transfer holding the VM refuses a stop of it: the same test.
+        let stop = Command::StopVm {
+            vm: name.to_owned(),
+            force: true,
+        };
+        if let Some(err) = self.transfers.refuse_command(&stop) {
+            return Err(err);
+        }
+        let vms = self.world.vms(now_ms());
+        let Some(me) = vms.iter().find(|v| v.name == name) else {
+            return Err(self.not_found(vm));
+        };
+        if let Some(op) = &me.operation {
+            return Err(WireError::new(
+                ErrorKind::InvalidState,
+                format!("{name} has a {op} in flight; try again when it ends"),
+            ));
+        }
+        let start = match me.power {
+            PowerState::Running => None,
+            PowerState::Stopped => Some(false),
+            PowerState::Suspended | PowerState::Paused => Some(true),
+            ref other => {
+                return Err(WireError::new(
+                    ErrorKind::InvalidState,
+                    format!(
+                        "{name} is {}; provision a running or stopped VM",
+                        other.as_word()
+                    ),
+                ));
+            }
+        };
+        // The run occupies the host: refuse while another VM holds it.
+        if let Some(other) = vms
+            .iter()
+            .find(|v| v.name != name && (v.power.occupies_host() || v.operation.is_some()))
+        {
+            return Err(WireError::new(
+                ErrorKind::Busy,
+                format!(
+                    "host busy: {} is {}; the host runs one VM at a time (marblectl drain, or stop it first)",
+                    other.name,
+                    other
+                        .operation
+                        .clone()
+                        .unwrap_or_else(|| other.power.as_word().to_owned())
+                ),
+            ));
+        }
+        Ok(start)
+    }
+
     fn start_check(&mut self, waiter: Waiter) {
-        #[cfg(feature = "s3")]
-        let (images_disk, bundles_dir) = (
-            self.ctx.images.build_disk.clone(),
-            self.ctx.images.bundles_dir(),
-        );
-        #[cfg(not(feature = "s3"))]
-        let (images_disk, bundles_dir) = (
-            None,
-            std::env::var_os("HOME")
-                .map_or_else(|| std::path::PathBuf::from("/"), std::path::PathBuf::from)
-                .join("Parallels"),
-        );
         let env = check::CheckEnv {
             hv: self.ctx.hv.clone(),
             host_cfg: self.host_cfg.clone(),
             tool_env: self.tool_env.clone(),
             host: self.identity.host.clone(),
-            images_build_disk: images_disk,
-            bundles_dir,
-            #[cfg(feature = "s3")]
+            images_build_disk: s3::build_disk(&self.ctx.images),
+            bundles_dir: s3::bundles_dir(&self.ctx.images),
             images: self.ctx.images.clone(),
-            #[cfg(feature = "ci")]
             github: self.ctx.runners.clone(),
         };
         self.jobs.spawn(

@@ -1,0 +1,95 @@
+//! Read-only answers (`Status`, `ListVms`, `ShowVm`, `Metrics`, `CiStatus`) and the name
+//! resolution every request shares. Nothing here changes state.
+
+use marble_proto::{ErrorKind, Request, Response, StatusReport, WireError};
+
+use super::{Supervisor, now_ms};
+use crate::jobs::ci;
+
+impl Supervisor {
+    pub(super) fn query(&self, request: &Request) -> Result<Response, WireError> {
+        let now = now_ms();
+        match request {
+            Request::Status => Ok(Response::Status(self.status(now))),
+            Request::ListVms => Ok(Response::Vms(self.world.vms(now))),
+            Request::Metrics => Ok(Response::Metrics {
+                text: crate::metrics::render(
+                    &self.status(now),
+                    self.world.counters(),
+                    &self.transfers.metrics(),
+                    self.world.demand(),
+                    self.jenkins_queue.as_ref(),
+                    &crate::metrics::CiView {
+                        systems: &self.ci_report().systems,
+                        offline: self.github_offline.as_ref(),
+                        quota: self.github_quota.as_ref(),
+                    },
+                    now,
+                ),
+            }),
+            Request::CiStatus => Ok(Response::Ci(self.ci_report())),
+            Request::ShowVm { vm } => {
+                let name = self.resolve(vm)?;
+                self.world
+                    .vms(now)
+                    .into_iter()
+                    .find(|v| v.name == name)
+                    .map(Response::Vm)
+                    .ok_or_else(|| self.not_found(vm))
+            }
+            other => Err(WireError::new(
+                ErrorKind::Internal,
+                format!("{} is not a query", other.kind()),
+            )),
+        }
+    }
+
+    /// The CI side for `CiStatus` and the metrics: `[github]`'s token, and the offline
+    /// runners the last poll did not count.
+    fn ci_report(&self) -> marble_proto::CiReport {
+        /// Entries sent; `offline_total` counts the rest (an org can have hundreds).
+        const MAX_LISTED: usize = 50;
+        let systems = ci::token_system(&self.ctx.runners).into_iter().collect();
+        let (offline_runners, offline_total, polled_ms) = match &self.github_offline {
+            Some(seen) => (
+                seen.runners.iter().take(MAX_LISTED).cloned().collect(),
+                u32::try_from(seen.runners.len()).unwrap_or(u32::MAX),
+                seen.polled_ms,
+            ),
+            None => (Vec::new(), 0, 0),
+        };
+        marble_proto::CiReport {
+            systems,
+            offline_runners,
+            offline_total,
+            polled_ms,
+        }
+    }
+
+    pub(super) fn status(&self, now: u64) -> StatusReport {
+        let mut report = self.world.status(now);
+        report.daemon_version.clone_from(&self.identity.version);
+        report.host.clone_from(&self.identity.host);
+        if report.inventory_ms == 0 {
+            report.inventory_ms = self.inventory_ms;
+        }
+        report
+    }
+
+    pub(super) fn not_found(&self, vm: &str) -> WireError {
+        let known = self.world.vm_names();
+        let list = if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        };
+        WireError::new(
+            ErrorKind::NotFound,
+            format!("unknown VM {vm:?}; known VMs: {list}"),
+        )
+    }
+
+    pub(super) fn resolve(&self, vm: &str) -> Result<String, WireError> {
+        self.world.resolve(vm).ok_or_else(|| self.not_found(vm))
+    }
+}

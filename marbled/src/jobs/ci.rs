@@ -1,0 +1,324 @@
+//! The CI side of jobs, built with feature `ci`: the ROOT runner lifecycle (`[github]`, see
+//! [`crate::runners`]) and the SPI Jenkins node view (`[jenkins]`, [`crate::spi_signal`]).
+//!
+//! This is one half of a seam: `jobs/mod.rs` declares a stub with the same API when the
+//! feature is off, so the jobs, the actor and the daemon call these hooks without `cfg`.
+//! Every hook answers `None` (go on as without CI) when its section is not configured.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use marble_proto::{CiSystem, Team};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::JobContext;
+use crate::ci::TokenCell;
+use crate::config::{Config, ConfigError, ConfigProblem};
+use crate::runners::{RunnerLifecycle, RunnerRecords};
+use crate::sched::{Command, Outcome, ProbeResult};
+
+/// Whether this build has the CI clients.
+pub const ENABLED: bool = true;
+
+/// `[github]`: the ROOT runner lifecycle (None: not configured).
+pub type Runners = Option<Arc<RunnerLifecycle>>;
+/// `[jenkins]`: the controller's node view, combined with the SPI guest probe.
+pub type Jenkins = Option<Arc<crate::spi_signal::JenkinsNodes>>;
+
+/// The `[github]` side kept across config reloads: the token (with its retry task) and the
+/// per-VM runner records every runner lifecycle shares.
+#[derive(Debug, Clone, Default)]
+pub struct Github {
+    token: Option<GithubToken>,
+    records: RunnerRecords,
+}
+
+/// The `[github]` token: loaded now, and while its source fails (a Keychain a LaunchDaemon
+/// cannot read, a token file with the wrong mode) retried with back-off until `stop` — the
+/// daemon runs meanwhile, its GitHub side reported unavailable. Exiting instead would only
+/// make launchd's KeepAlive restart it into the same failure.
+#[derive(Debug, Clone)]
+struct GithubToken {
+    /// The token, shared by the runner lifecycle and the demand poller.
+    cell: Arc<TokenCell>,
+    /// Ends the retry task.
+    stop: CancellationToken,
+}
+
+impl Github {
+    /// The `[github]` side for `config`. `previous` (the running config's) gives its
+    /// records, and its token when the source is the same: kept, and read again at once (a
+    /// reload re-reads the token without dropping one that works); otherwise the previous
+    /// token's retry task ends. A new token's retry task is a child of `shutdown`.
+    pub async fn for_config(
+        config: &Config,
+        previous: Option<&Github>,
+        shutdown: &CancellationToken,
+    ) -> Github {
+        let records = previous.map(|p| p.records.clone()).unwrap_or_default();
+        let token =
+            GithubToken::for_config(config, previous.and_then(|p| p.token.as_ref()), shutdown)
+                .await;
+        Github { token, records }
+    }
+
+    /// The ROOT runner lifecycle for `config`'s `[github]` (None when the section is absent
+    /// or its token has no source), named after `host`; a client that cannot be built is a
+    /// config problem named by its key.
+    pub fn runners(&self, config: &Config, host: &str) -> Result<Runners, ConfigError> {
+        let (Some(section), Some(token)) = (&config.github, &self.token) else {
+            return Ok(None);
+        };
+        let built = RunnerLifecycle::from_config(
+            section,
+            host,
+            self.records.clone(),
+            Arc::clone(&token.cell),
+        );
+        match built {
+            Ok(lifecycle) => Ok(Some(Arc::new(lifecycle))),
+            // The scope, which validation checked already: a config problem named by its key.
+            Err(err) => Err(ConfigError::Invalid {
+                path: "[github]".into(),
+                problems: vec![ConfigProblem {
+                    key: "github".into(),
+                    message: crate::error::error_chain(&err).join(": "),
+                }],
+            }),
+        }
+    }
+}
+
+impl GithubToken {
+    /// The token for `config`'s `[github]` (None without the section).
+    async fn for_config(
+        config: &Config,
+        previous: Option<&GithubToken>,
+        shutdown: &CancellationToken,
+    ) -> Option<GithubToken> {
+        let source = config.github.as_ref().and_then(|section| {
+            crate::ci::TokenSource::from_section(
+                "github",
+                section.token_file.as_ref(),
+                section.token_keychain.as_ref(),
+            )
+            .ok()
+        });
+        if let Some(previous) = previous {
+            if source.is_some() && previous.cell.source() == source.as_ref() {
+                previous.cell.kick();
+                return Some(previous.clone());
+            }
+            previous.stop.cancel();
+        }
+        let cell = TokenCell::load(source?).await;
+        let stop = shutdown.child_token();
+        tokio::spawn(
+            Arc::clone(&cell)
+                .retry(stop.clone())
+                .instrument(tracing::info_span!("github_token")),
+        );
+        Some(GithubToken { cell, stop })
+    }
+}
+
+/// The Jenkins node view for `config` (None without `[jenkins]`, or when its client cannot
+/// be built: SPI busy probes then use the guest alone).
+pub fn jenkins(config: &Config) -> Jenkins {
+    config.jenkins.as_ref().and_then(|section| {
+        crate::spi_signal::JenkinsNodes::new(section)
+            .map_err(|err| {
+                tracing::error!(
+                    error = %crate::error::error_chain(&err).join(": "),
+                    "[jenkins] unusable; SPI busy probes use the guest alone"
+                );
+            })
+            .ok()
+    })
+}
+
+/// Start a ROOT VM through the runner lifecycle; `None`: start it plainly.
+pub async fn start(ctx: &JobContext, vm: &str, team: Team) -> Option<Outcome> {
+    let runners = ctx.runners.as_ref().filter(|_| team == Team::Root)?;
+    Some(start_root_jit(ctx, vm, runners).await)
+}
+
+/// The delete-before-stop gate of a ROOT VM; `None`: go on and stop.
+pub async fn before_stop(ctx: &JobContext, vm: &str, team: Team) -> Option<Outcome> {
+    let runners = ctx.runners.as_ref().filter(|_| team == Team::Root)?;
+    match runners.before_stop(vm).await {
+        Ok(crate::ci::StopGate::Proceed) => None,
+        Ok(crate::ci::StopGate::Busy(why)) => Some(Outcome::Probe(ProbeResult::Busy(why))),
+        Err(err) => Some(Outcome::Probe(ProbeResult::Unknown(format!(
+            "GitHub: cannot remove the runner registration before stopping: {}",
+            crate::error::error_chain(&err).join(": ")
+        )))),
+    }
+}
+
+/// An SPI VM's guest probe combined with its Jenkins node (busy if either says so).
+pub async fn refine_probe(
+    ctx: &JobContext,
+    vm: &str,
+    team: Team,
+    guest: ProbeResult,
+) -> ProbeResult {
+    match &ctx.jenkins {
+        Some(jenkins) if team == Team::Spi => jenkins.refine(vm, guest).await,
+        _ => guest,
+    }
+}
+
+/// ROOT readiness through the runner lifecycle; `None`: the plain readiness checks.
+pub async fn wait_ready(
+    ctx: &JobContext,
+    vm: &str,
+    team: Team,
+    timeout: Duration,
+) -> Option<Outcome> {
+    let runners = ctx.runners.as_ref().filter(|_| team == Team::Root)?;
+    Some(wait_ready_jit(ctx, vm, runners, timeout).await)
+}
+
+/// The `[github]` token's state for `CiStatus` and the metrics (None: not configured).
+pub fn token_system(runners: &Runners) -> Option<CiSystem> {
+    let token = runners.as_ref()?.token_status();
+    Some(CiSystem {
+        system: "github".into(),
+        available: token.available,
+        reason: token.reason,
+        since_ms: token.since_ms,
+        next_try_ms: token.next_try_ms,
+    })
+}
+
+/// The runner names of this host's ROOT VMs (by the last inventory's `teams`); None without
+/// runner registrations of our own.
+pub fn runners_started_here(
+    runners: &Runners,
+    teams: &HashMap<String, Team>,
+) -> Option<HashSet<String>> {
+    let runners = runners.as_ref()?;
+    Some(
+        teams
+            .iter()
+            .filter(|(_, team)| **team == Team::Root)
+            .filter_map(|(vm, _)| runners.records().get(vm))
+            .map(|record| record.name)
+            .collect(),
+    )
+}
+
+/// `drain` marks the SPI VMs' Jenkins nodes temporarily offline, `resume` clears the mark
+/// (a job on `jobs`: the actor never waits on Jenkins). `spi_vms` is asked only when there
+/// is something to do.
+pub fn mirror_drain(
+    jenkins: &Jenkins,
+    jobs: &TaskTracker,
+    cmd: &Command,
+    caller: &str,
+    spi_vms: impl FnOnce() -> Vec<String>,
+) {
+    let Some(jenkins) = jenkins.clone() else {
+        return;
+    };
+    let (offline, message) = match cmd {
+        Command::Drain { reason, .. } => (true, format!("MARBLE drain by {caller}: {reason}")),
+        Command::Resume => (false, String::new()),
+        _ => return,
+    };
+    let vms = spi_vms();
+    jobs.spawn(
+        async move { jenkins.set_nodes_offline(&vms, offline, &message).await }
+            .instrument(tracing::info_span!("jenkins-drain")),
+    );
+}
+
+/// `host check`'s `github` line: the token works for the runner scope; None without
+/// `[github]`.
+pub async fn check_token(
+    runners: &Runners,
+    timeout: Duration,
+) -> Option<Result<Result<String, String>, tokio::time::error::Elapsed>> {
+    let runners = runners.as_ref()?;
+    Some(
+        tokio::time::timeout(timeout, runners.check_token())
+            .await
+            .map(|checked| checked.map_err(|err| crate::error::error_chain(&err).join(": "))),
+    )
+}
+
+/// ROOT readiness with `[github]`: wait for the guest, give it a runner config unless
+/// its runner already listens (a resumed VM), then wait for the listener.
+async fn wait_ready_jit(
+    ctx: &JobContext,
+    vm: &str,
+    runners: &RunnerLifecycle,
+    timeout: Duration,
+) -> Outcome {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let not_ready = |what: &str, why: String| {
+        Outcome::Failed(format!(
+            "not ready after {} ({what}): {why}",
+            humantime::format_duration(timeout)
+        ))
+    };
+    if let Err(why) = ctx.poll(vm, &[&ctx.probe.ready], deadline).await {
+        return not_ready("guest did not answer", why);
+    }
+    let listening = !ctx.probe.ready_root.is_empty()
+        && ctx.ready_checks(vm, &[&ctx.probe.ready_root]).await.is_ok();
+    if listening {
+        // A runner we did not configure (a resumed VM's, or a guest without the JIT
+        // LaunchDaemon): a config minted before this boot would never be used.
+        runners.discard_minted(vm).await;
+    } else if let Err(err) = runners
+        .give_config(ctx.hv.as_ref(), vm, ctx.probe.timeout, deadline)
+        .await
+    {
+        return Outcome::Failed(crate::error::error_chain(&err).join(": "));
+    }
+    if !ctx.probe.ready_root.is_empty()
+        && let Err(why) = ctx.poll(vm, &[&ctx.probe.ready_root], deadline).await
+    {
+        return not_ready("runner listener not up after the config was delivered", why);
+    }
+    Outcome::Done
+}
+
+/// Start a ROOT VM with `[github]`: register its runner first when the macOS version is
+/// known without the guest, so the runner is in GitHub's list (and counted by other
+/// hosts' demand) for the whole boot. A mint that fails does not hold the start back:
+/// readiness mints instead (GitHub being down must not keep CI capacity off, and the VM
+/// stays stoppable because nothing reached it). A failed start deletes the registration
+/// again: no stop follows a failed start, and an unused registration would stand in the
+/// fleet's list as a free runner.
+async fn start_root_jit(ctx: &JobContext, vm: &str, runners: &RunnerLifecycle) -> Outcome {
+    match crate::runners::macos_without_guest(ctx.hv.as_ref(), vm).await {
+        Some(major) => {
+            if let Err(err) = runners.mint_before_start(vm, major).await {
+                tracing::warn!(
+                    vm,
+                    error = %crate::error::error_chain(&err).join(": "),
+                    "could not register the runner before the boot; registering it at \
+                     readiness instead (other hosts do not see it while the VM boots)"
+                );
+            }
+        }
+        None => tracing::info!(
+            vm,
+            "macOS version unknown until the guest answers: the runner is registered at \
+             readiness (other hosts do not see it while the VM boots)"
+        ),
+    }
+    match ctx.hv.start(vm).await {
+        Ok(()) => Outcome::Done,
+        Err(err) => {
+            runners.discard_minted(vm).await;
+            Outcome::Failed(crate::error::error_chain(&err).join(": "))
+        }
+    }
+}
