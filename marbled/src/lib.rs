@@ -26,6 +26,7 @@ pub mod calendar;
 #[cfg(feature = "ci")]
 pub mod ci;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demand;
