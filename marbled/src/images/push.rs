@@ -612,7 +612,10 @@ async fn upload_parts(
 }
 
 /// Checks a finished part upload and journals it; returns the payload bytes it carried.
-fn record_part(r: Result<PartDone, ImageError>, upload: &mut Upload<'_>) -> Result<u64, ImageError> {
+fn record_part(
+    r: Result<PartDone, ImageError>,
+    upload: &mut Upload<'_>,
+) -> Result<u64, ImageError> {
     let (n, etag, md5, payload, size) = r?;
     let md5_hex = hex::encode(md5);
     // RGW and S3 (without SSE-KMS) return the part MD5 as its ETag: a mismatch means
