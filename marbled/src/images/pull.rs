@@ -429,7 +429,8 @@ async fn download_chunks(
     journal: &mut PullJournal,
     progress: ProgressSink<'_>,
 ) -> Result<u64, ImageError> {
-    let (tree, jpath) = (&paths.tree, &paths.jpath);
+    // Owned so the journal write below reads as it did inline in `pull_marble`.
+    let (tree, jpath) = (&paths.tree, paths.jpath.clone());
     if journal.done.is_empty() {
         let (t, mm) = (tree.clone(), m.clone());
         tokio::task::spawn_blocking(move || create_tree(&t, &mm))
