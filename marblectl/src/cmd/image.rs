@@ -1,11 +1,10 @@
 //! `image push|pull|ls|rm|verify|transfers`. Transfers run inside marbled; this command
-//! follows one and draws its progress on stderr (bytes, rate, ETA) when stderr is a terminal,
-//! or prints one line per stage with `-v`, and is quiet otherwise. Results go to stdout
+//! follows one and draws its progress on stderr (an `indicatif` bar: bytes, rate, ETA) when
+//! stderr is a terminal, or prints one line per stage with `-v`, and is quiet otherwise. Results go to stdout
 //! (JSON with `--json`). Ctrl-C or a dropped SSH session stops following, not the transfer.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
-use std::time::Instant;
+use std::io::IsTerminal;
 
 use marble_proto::{
     Event, ImageEntry, PullResult, PushResult, Request, Response, TransferInfo, VerifyResult,
@@ -215,14 +214,14 @@ pub fn transfer_table(list: &[TransferInfo]) -> String {
     s
 }
 
-/// Progress on stderr: a redrawn line on a TTY, stage lines with `-v`, else nothing.
+/// Progress on stderr: an `indicatif` bar per stage on a TTY (width-aware, rate, ETA), stage
+/// lines with `-v` off a TTY, else nothing.
 struct ProgressBar {
     tty: bool,
     verbose: bool,
     phase: String,
-    /// When the current stage started and how much was done then (for rate and ETA).
-    start: Option<(Instant, u64)>,
-    drawn: bool,
+    /// The current stage's bar (TTY only); a finished stage's bar stays on screen.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl ProgressBar {
@@ -231,9 +230,33 @@ impl ProgressBar {
             tty,
             verbose,
             phase: String::new(),
-            start: None,
-            drawn: false,
+            bar: None,
         }
+    }
+
+    /// The look of a stage's bar; `total` 0 means unknown (bytes and rate, no percentage or
+    /// ETA).
+    fn style(total: u64) -> indicatif::ProgressStyle {
+        let template = if total > 0 {
+            "{msg}: {binary_bytes} / {binary_total_bytes} ({percent}%) {wide_bar}  {binary_bytes_per_sec}  ETA {eta}"
+        } else {
+            "{msg}: {binary_bytes}  {binary_bytes_per_sec}"
+        };
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    }
+
+    /// A bar for one stage, drawn on stderr.
+    fn stage_bar(message: &str, total: u64) -> indicatif::ProgressBar {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            (total > 0).then_some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        )
+        .with_style(Self::style(total))
+        .with_message(message.to_owned());
+        // Progress arrives at most every 250 ms: redraw between updates so rate and ETA move.
+        bar.enable_steady_tick(std::time::Duration::from_millis(500));
+        bar
     }
 
     fn event(&mut self, event: &Event) {
@@ -244,51 +267,39 @@ impl ProgressBar {
         } = event
         else {
             if self.verbose {
-                eprintln!("{}", render::event(event));
+                let line = render::event(event);
+                match &self.bar {
+                    Some(bar) => bar.suspend(|| eprintln!("{line}")),
+                    None => eprintln!("{line}"),
+                }
             }
             return;
         };
         if *message != self.phase {
             self.phase.clone_from(message);
-            self.start = Some((Instant::now(), *done));
-            if self.tty && self.drawn {
-                eprintln!();
+            if let Some(bar) = self.bar.take() {
+                bar.finish();
             }
-            if !self.tty && self.verbose {
+            if self.tty {
+                self.bar = Some(Self::stage_bar(message, *total));
+            } else if self.verbose {
                 eprintln!("marblectl: {message}");
             }
         }
-        if !self.tty {
-            return;
-        }
-        let (at, base) = self.start.unwrap_or((Instant::now(), 0));
-        let ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let moved = done.saturating_sub(base);
-        let mut line = format!("{message}: {}", bytes(*done));
-        if *total > 0 {
-            let _ = write!(
-                line,
-                " / {} ({}%)",
-                bytes(*total),
-                done.saturating_mul(100) / total
-            );
-        }
-        if ms >= 500 && moved > 0 {
-            let _ = write!(line, "  {}", rate(moved, ms));
-            if *total > *done {
-                let left_ms = (total - done).saturating_mul(ms) / moved;
-                let _ = write!(line, "  ETA {}", secs(left_ms));
+        if let Some(bar) = &self.bar {
+            if *total > 0 && bar.length() != Some(*total) {
+                if bar.length().is_none() {
+                    bar.set_style(Self::style(*total));
+                }
+                bar.set_length(*total);
             }
+            bar.set_position(*done);
         }
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K{line}");
-        let _ = err.flush();
-        self.drawn = true;
     }
 
     fn finish(&mut self) {
-        if self.tty && self.drawn {
-            eprintln!();
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
         }
     }
 }

@@ -92,6 +92,80 @@ fn is_apple_double(name: &str) -> bool {
     name.starts_with("__MACOSX/") || name == "__MACOSX"
 }
 
+/// Pass 1 over the archive: the names of the entries to extract (AppleDouble skipped), each
+/// checked to be a safe relative path, and their total size.
+fn survey(z: &mut zip::ZipArchive<File>, name: &str) -> Result<(Vec<String>, u64), ImageError> {
+    let zerr = |source| ImageError::Zip {
+        name: name.to_string(),
+        source,
+    };
+    let mut names = Vec::with_capacity(z.len());
+    let mut total = 0u64;
+    for i in 0..z.len() {
+        let e = z.by_index_raw(i).map_err(zerr)?;
+        let n = e.name().map_err(zerr)?.to_string();
+        if is_apple_double(&n) {
+            continue;
+        }
+        safe_relative(n.trim_end_matches('/'))?;
+        total += e.size();
+        names.push(n);
+    }
+    Ok((names, total))
+}
+
+/// The `*.macvm`/`*.pvm`/`*.hdd` directory every entry sits in, if there is one.
+fn common_top(names: &[String]) -> Option<String> {
+    names
+        .first()
+        .and_then(|n| n.split('/').next())
+        .map(str::to_string)
+        .filter(|t| {
+            (t.ends_with(".macvm") || t.ends_with(".pvm") || t.ends_with(".hdd"))
+                && names
+                    .iter()
+                    .all(|n| n == t || n.starts_with(&format!("{t}/")))
+        })
+}
+
+/// Copies regular entry `e` (`raw` in archive `name`) to the new file `p`, zero blocks left
+/// as holes, reading to EOF so the zip crate checks its CRC-32.
+fn write_file(
+    e: &mut zip::read::ZipFile<'_, File>,
+    p: &Path,
+    name: &str,
+    raw: &str,
+    buf: &mut [u8],
+) -> Result<(), ImageError> {
+    let out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(p)
+        .map_err(ImageError::io("create", p))?;
+    out.set_len(e.size())
+        .map_err(ImageError::io("set length", p))?;
+    let mut pos = 0u64;
+    loop {
+        // Reading to EOF makes the zip crate check the entry's CRC-32.
+        let n = e.read(buf).map_err(|err| ImageError::Corrupt {
+            name: name.to_string(),
+            reason: format!("{raw}: {err}"),
+        })?;
+        if n == 0 {
+            break;
+        }
+        sparse::write_sparse(&out, pos, &buf[..n]).map_err(ImageError::io("write", p))?;
+        pos += n as u64;
+    }
+    if pos != e.size() {
+        return Err(ImageError::Corrupt {
+            name: name.to_string(),
+            reason: format!("{raw}: {pos} bytes, expected {}", e.size()),
+        });
+    }
+    Ok(())
+}
+
 /// Extracts `archive` into `tree`; returns the bundle directory name found in the archive
 /// (when all entries share one `*.macvm`/`*.pvm`/`*.hdd` top directory) and the apparent size.
 fn extract(
@@ -106,29 +180,8 @@ fn extract(
     };
     let f = File::open(archive).map_err(ImageError::io("open", archive))?;
     let mut z = zip::ZipArchive::new(f).map_err(zerr)?;
-    // Pass 1: names, safety, common top directory, total size.
-    let mut names = Vec::with_capacity(z.len());
-    let mut total = 0u64;
-    for i in 0..z.len() {
-        let e = z.by_index_raw(i).map_err(zerr)?;
-        let n = e.name().map_err(zerr)?.to_string();
-        if is_apple_double(&n) {
-            continue;
-        }
-        safe_relative(n.trim_end_matches('/'))?;
-        total += e.size();
-        names.push(n);
-    }
-    let top = names
-        .first()
-        .and_then(|n| n.split('/').next())
-        .map(str::to_string)
-        .filter(|t| {
-            (t.ends_with(".macvm") || t.ends_with(".pvm") || t.ends_with(".hdd"))
-                && names
-                    .iter()
-                    .all(|n| n == t || n.starts_with(&format!("{t}/")))
-        });
+    let (names, total) = survey(&mut z, name)?;
+    let top = common_top(&names);
     check_space(dest_parent, total)?;
     std::fs::create_dir_all(tree).map_err(ImageError::io("create", tree))?;
     let mut buf = vec![0u8; 1024 * 1024];
@@ -169,32 +222,7 @@ fn extract(
             std::os::unix::fs::symlink(&target, &p).map_err(ImageError::io("symlink", &p))?;
             continue;
         }
-        let out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&p)
-            .map_err(ImageError::io("create", &p))?;
-        out.set_len(e.size())
-            .map_err(ImageError::io("set length", &p))?;
-        let mut pos = 0u64;
-        loop {
-            // Reading to EOF makes the zip crate check the entry's CRC-32.
-            let n = e.read(&mut buf).map_err(|err| ImageError::Corrupt {
-                name: name.to_string(),
-                reason: format!("{raw}: {err}"),
-            })?;
-            if n == 0 {
-                break;
-            }
-            sparse::write_sparse(&out, pos, &buf[..n]).map_err(ImageError::io("write", &p))?;
-            pos += n as u64;
-        }
-        if pos != e.size() {
-            return Err(ImageError::Corrupt {
-                name: name.to_string(),
-                reason: format!("{raw}: {pos} bytes, expected {}", e.size()),
-            });
-        }
+        write_file(&mut e, &p, name, &raw, &mut buf)?;
         if let Some(m) = mode {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m & 0o7777))
                 .map_err(ImageError::io("chmod", &p))?;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
+use super::client::Bucket;
 use super::manifest::{Entry, EntryKind, Manifest, safe_relative};
 use super::{ImageError, ImageStore, Phase, Progress, ProgressSink, sparse};
 
@@ -296,6 +297,21 @@ pub(crate) fn move_into_place(tree: &Path, dest: &Path, partial: &Path) -> Resul
     Ok(())
 }
 
+/// Where a pull writes: the bundle it creates, and the hidden partial directory holding the
+/// tree being filled and the journal of finished chunks.
+struct PullPaths {
+    dest: PathBuf,
+    partial: PathBuf,
+    tree: PathBuf,
+    jpath: PathBuf,
+}
+
+/// Pulls the MARBLE image `data_key` (its manifest is `manifest_bytes`) into
+/// `dest_parent/<bundle>`.
+///
+/// Steps: read the manifest and the journal, check the object against the manifest and the
+/// free space, download the chunks, verify the tree and move it into place. An integrity
+/// failure in the last two removes the partial directory; any other keeps it for a resume.
 pub(crate) async fn pull_marble(
     store: &ImageStore,
     data_key: &str,
@@ -315,40 +331,14 @@ pub(crate) async fn pull_marble(
         return Err(ImageError::Exists { path: dest });
     }
     let partial = partial_dir(dest_parent, &m.bundle, "marble");
-    let tree = partial.join("bundle");
-    let jpath = partial.join("journal.json");
-    let msha = hex::encode(Sha256::digest(manifest_bytes));
-    let mut journal = match std::fs::read(&jpath)
-        .ok()
-        .and_then(|d| serde_json::from_slice::<PullJournal>(&d).ok())
-    {
-        Some(j) if j.manifest_sha256 == msha && tree.is_dir() => j,
-        _ => {
-            let _ = std::fs::remove_dir_all(&partial);
-            PullJournal {
-                manifest_sha256: msha,
-                done: BTreeSet::new(),
-            }
-        }
+    let paths = PullPaths {
+        tree: partial.join("bundle"),
+        jpath: partial.join("journal.json"),
+        dest,
+        partial,
     };
-    // A truncated or replaced data object fails here, before anything is written.
-    let head = store
-        .bucket
-        .head(data_key)
-        .await?
-        .ok_or_else(|| ImageError::NotFound {
-            name: data_key.to_string(),
-        })?;
-    if head.size != m.object_size {
-        let _ = std::fs::remove_dir_all(&partial);
-        return Err(ImageError::Corrupt {
-            name: data_key.to_string(),
-            reason: format!(
-                "object has {} bytes, manifest says {}",
-                head.size, m.object_size
-            ),
-        });
-    }
+    let mut journal = open_journal(&paths, manifest_bytes);
+    check_object(store, data_key, &m, &paths.partial).await?;
     let resumed = journal.done.len() as u32;
     let remaining: u64 = m
         .chunks
@@ -359,124 +349,12 @@ pub(crate) async fn pull_marble(
         .sum();
     check_space(dest_parent, remaining)?;
     let result = async {
-        if journal.done.is_empty() {
-            let (t, mm) = (tree.clone(), m.clone());
-            tokio::task::spawn_blocking(move || create_tree(&t, &mm))
-                .await
-                .map_err(ImageError::Task)??;
-        }
         let m = Arc::new(m);
-        let segs = Arc::new(segments(&m.entries));
-        let total = m.payload_size;
-        let mut done: u64 = m
-            .chunks
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| journal.done.contains(i))
-            .map(|(_, c)| c.payload_len)
-            .sum();
-        let mut downloaded = 0u64;
-        progress(Progress {
-            phase: Phase::Download,
-            done,
-            total,
-        });
-        let mut set: JoinSet<Result<(usize, u64), ImageError>> = JoinSet::new();
-        let todo: Vec<usize> = (0..m.chunks.len())
-            .filter(|i| !journal.done.contains(i))
-            .collect();
-        let mut handle = |r: Result<Result<(usize, u64), ImageError>, tokio::task::JoinError>,
-                          journal: &mut PullJournal|
-         -> Result<u64, ImageError> {
-            let (i, size) = r.map_err(ImageError::Task)??;
-            journal.done.insert(i);
-            let tmp = jpath.with_extension("tmp");
-            std::fs::write(
-                &tmp,
-                serde_json::to_vec(journal).map_err(|source| ImageError::Manifest {
-                    name: data_key.to_string(),
-                    source,
-                })?,
-            )
-            .map_err(ImageError::io("write", &tmp))?;
-            std::fs::rename(&tmp, &jpath).map_err(ImageError::io("rename", &jpath))?;
-            downloaded += size;
-            Ok(m.chunks[i].payload_len)
-        };
-        for i in todo {
-            while set.len() >= store.cfg.concurrency {
-                if let Some(r) = set.join_next().await {
-                    done += handle(r, &mut journal)?;
-                    progress(Progress {
-                        phase: Phase::Download,
-                        done,
-                        total,
-                    });
-                }
-            }
-            let (bucket, key, m, segs, tree) = (
-                store.bucket.clone(),
-                data_key.to_string(),
-                m.clone(),
-                segs.clone(),
-                tree.clone(),
-            );
-            set.spawn(async move {
-                let c = &m.chunks[i];
-                let frame = bucket
-                    .get_range(&key, c.offset, c.size, m.object_etag.as_deref())
-                    .await?;
-                let actual = hex::encode(Sha256::digest(&frame));
-                if actual != c.sha256 {
-                    return Err(ImageError::Checksum {
-                        what: format!("chunk {i} of {key}"),
-                        expected: c.sha256.clone(),
-                        actual,
-                    });
-                }
-                let size = c.size;
-                tokio::task::spawn_blocking(move || {
-                    let c = &m.chunks[i];
-                    write_chunk(
-                        &tree,
-                        &m.entries,
-                        &segs,
-                        c.payload_offset,
-                        c.payload_len,
-                        &frame,
-                        &key,
-                    )
-                })
-                .await
-                .map_err(ImageError::Task)??;
-                Ok((i, size))
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            done += handle(r, &mut journal)?;
-            progress(Progress {
-                phase: Phase::Download,
-                done,
-                total,
-            });
-        }
-        progress(Progress {
-            phase: Phase::Verify,
-            done: 0,
-            total,
-        });
-        let (t, mm) = (tree.clone(), m.clone());
-        tokio::task::spawn_blocking(move || finish_tree(&t, &mm))
-            .await
-            .map_err(ImageError::Task)??;
-        progress(Progress {
-            phase: Phase::Verify,
-            done: total,
-            total,
-        });
-        move_into_place(&tree, &dest, &partial)?;
+        let downloaded =
+            download_chunks(store, data_key, &m, &paths, &mut journal, progress).await?;
+        verify_and_place(&m, &paths, progress).await?;
         Ok(PullReport {
-            bundle: dest.clone(),
+            bundle: paths.dest.clone(),
             format: m.format.clone(),
             downloaded_bytes: downloaded,
             apparent_bytes: m.entries.iter().map(|e| e.size).sum(),
@@ -489,7 +367,205 @@ pub(crate) async fn pull_marble(
         && is_integrity(e)
     {
         tracing::warn!(key = data_key, error = %e, "pull failed verification; removing partial download");
-        let _ = std::fs::remove_dir_all(&partial);
+        let _ = std::fs::remove_dir_all(&paths.partial);
     }
     result
+}
+
+/// The journal of an interrupted pull of the same manifest whose tree is still there, or a
+/// fresh one (and no partial directory).
+fn open_journal(paths: &PullPaths, manifest_bytes: &[u8]) -> PullJournal {
+    let msha = hex::encode(Sha256::digest(manifest_bytes));
+    match std::fs::read(&paths.jpath)
+        .ok()
+        .and_then(|d| serde_json::from_slice::<PullJournal>(&d).ok())
+    {
+        Some(j) if j.manifest_sha256 == msha && paths.tree.is_dir() => j,
+        _ => {
+            let _ = std::fs::remove_dir_all(&paths.partial);
+            PullJournal {
+                manifest_sha256: msha,
+                done: BTreeSet::new(),
+            }
+        }
+    }
+}
+
+/// A truncated or replaced data object fails here, before anything is written.
+async fn check_object(
+    store: &ImageStore,
+    data_key: &str,
+    m: &Manifest,
+    partial: &Path,
+) -> Result<(), ImageError> {
+    let head = store
+        .bucket
+        .head(data_key)
+        .await?
+        .ok_or_else(|| ImageError::NotFound {
+            name: data_key.to_string(),
+        })?;
+    if head.size != m.object_size {
+        let _ = std::fs::remove_dir_all(partial);
+        return Err(ImageError::Corrupt {
+            name: data_key.to_string(),
+            reason: format!(
+                "object has {} bytes, manifest says {}",
+                head.size, m.object_size
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Creates the tree (all holes) on a fresh start, then fetches every chunk the journal
+/// lacks, at most `concurrency` at a time, journaling each as it lands. Returns the bytes
+/// downloaded.
+async fn download_chunks(
+    store: &ImageStore,
+    data_key: &str,
+    m: &Arc<Manifest>,
+    paths: &PullPaths,
+    journal: &mut PullJournal,
+    progress: ProgressSink<'_>,
+) -> Result<u64, ImageError> {
+    // Owned so the journal write below reads as it did inline in `pull_marble`.
+    let (tree, jpath) = (&paths.tree, paths.jpath.clone());
+    if journal.done.is_empty() {
+        let (t, mm) = (tree.clone(), m.clone());
+        tokio::task::spawn_blocking(move || create_tree(&t, &mm))
+            .await
+            .map_err(ImageError::Task)??;
+    }
+    let segs = Arc::new(segments(&m.entries));
+    let total = m.payload_size;
+    let mut done: u64 = m
+        .chunks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| journal.done.contains(i))
+        .map(|(_, c)| c.payload_len)
+        .sum();
+    let mut downloaded = 0u64;
+    progress(Progress {
+        phase: Phase::Download,
+        done,
+        total,
+    });
+    let mut set: JoinSet<Result<(usize, u64), ImageError>> = JoinSet::new();
+    let todo: Vec<usize> = (0..m.chunks.len())
+        .filter(|i| !journal.done.contains(i))
+        .collect();
+    let mut handle = |r: Result<Result<(usize, u64), ImageError>, tokio::task::JoinError>,
+                      journal: &mut PullJournal|
+     -> Result<u64, ImageError> {
+        let (i, size) = r.map_err(ImageError::Task)??;
+        journal.done.insert(i);
+        let tmp = jpath.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(journal).map_err(|source| ImageError::Manifest {
+                name: data_key.to_string(),
+                source,
+            })?,
+        )
+        .map_err(ImageError::io("write", &tmp))?;
+        std::fs::rename(&tmp, &jpath).map_err(ImageError::io("rename", &jpath))?;
+        downloaded += size;
+        Ok(m.chunks[i].payload_len)
+    };
+    for i in todo {
+        while set.len() >= store.cfg.concurrency {
+            if let Some(r) = set.join_next().await {
+                done += handle(r, journal)?;
+                progress(Progress {
+                    phase: Phase::Download,
+                    done,
+                    total,
+                });
+            }
+        }
+        let (bucket, key, m, segs, tree) = (
+            store.bucket.clone(),
+            data_key.to_string(),
+            m.clone(),
+            segs.clone(),
+            tree.clone(),
+        );
+        set.spawn(fetch_chunk(bucket, key, m, segs, tree, i));
+    }
+    while let Some(r) = set.join_next().await {
+        done += handle(r, journal)?;
+        progress(Progress {
+            phase: Phase::Download,
+            done,
+            total,
+        });
+    }
+    Ok(downloaded)
+}
+
+/// Downloads chunk `i`, checks its SHA-256, and writes its payload into `tree`; returns `i`
+/// and the frame's size.
+async fn fetch_chunk(
+    bucket: Bucket,
+    key: String,
+    m: Arc<Manifest>,
+    segs: Arc<Vec<Segment>>,
+    tree: PathBuf,
+    i: usize,
+) -> Result<(usize, u64), ImageError> {
+    let c = &m.chunks[i];
+    let frame = bucket
+        .get_range(&key, c.offset, c.size, m.object_etag.as_deref())
+        .await?;
+    let actual = hex::encode(Sha256::digest(&frame));
+    if actual != c.sha256 {
+        return Err(ImageError::Checksum {
+            what: format!("chunk {i} of {key}"),
+            expected: c.sha256.clone(),
+            actual,
+        });
+    }
+    let size = c.size;
+    tokio::task::spawn_blocking(move || {
+        let c = &m.chunks[i];
+        write_chunk(
+            &tree,
+            &m.entries,
+            &segs,
+            c.payload_offset,
+            c.payload_len,
+            &frame,
+            &key,
+        )
+    })
+    .await
+    .map_err(ImageError::Task)??;
+    Ok((i, size))
+}
+
+/// Verifies every file of the complete tree against the manifest, applies modes and links,
+/// then renames the tree into place.
+async fn verify_and_place(
+    m: &Arc<Manifest>,
+    paths: &PullPaths,
+    progress: ProgressSink<'_>,
+) -> Result<(), ImageError> {
+    let total = m.payload_size;
+    progress(Progress {
+        phase: Phase::Verify,
+        done: 0,
+        total,
+    });
+    let (t, mm) = (paths.tree.clone(), m.clone());
+    tokio::task::spawn_blocking(move || finish_tree(&t, &mm))
+        .await
+        .map_err(ImageError::Task)??;
+    progress(Progress {
+        phase: Phase::Verify,
+        done: total,
+        total,
+    });
+    move_into_place(&paths.tree, &paths.dest, &paths.partial)
 }

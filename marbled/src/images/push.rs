@@ -374,7 +374,41 @@ pub(crate) async fn push_dir(
     push_dir_to_stem(store, dir, &stem, name.as_str(), scrubbed, progress).await
 }
 
+/// What the scan decided before any request (the entries themselves travel separately: the
+/// producer takes them).
+struct PushPlan {
+    /// The bundle directory's name (goes into the manifest).
+    bundle: String,
+    /// Bytes of data to read and compress (holes excluded).
+    payload_total: u64,
+    /// Logical size of all files (holes included).
+    apparent: u64,
+    part_size: u64,
+    /// Source fingerprint plus the settings that shape the object: a resume needs all equal.
+    fingerprint: String,
+}
+
+/// The multipart upload being written: its object key, and its resume journal and where
+/// that is saved.
+struct Upload<'a> {
+    key: &'a str,
+    jpath: &'a Path,
+    journal: PushJournal,
+}
+
+/// What the upload step produced: the entries with their SHA-256, the chunk table, and the
+/// MD5 of every part (sent or resumed).
+struct Uploaded {
+    entries: Vec<Entry>,
+    chunks: Vec<Chunk>,
+    md5s: BTreeMap<i32, [u8; 16]>,
+    resumed: u32,
+}
+
 /// Pushes `dir` as `<stem>.marble` + `<stem>.marble.json`; `name` goes into the manifest.
+///
+/// Steps: scan and plan, open (or resume) the multipart upload, upload the parts, complete
+/// and verify the object, then write the manifest, which marks the image complete.
 pub(crate) async fn push_dir_to_stem(
     store: &ImageStore,
     dir: &Path,
@@ -387,6 +421,72 @@ pub(crate) async fn push_dir_to_stem(
     let cfg = &store.cfg;
     let data_key = format!("{stem}{DATA_SUFFIX}");
     let manifest_key = format!("{stem}{MANIFEST_SUFFIX}");
+    let (plan, entries) = plan_push(store, dir, progress).await?;
+    let sd = cfg.state_dir();
+    std::fs::create_dir_all(&sd).map_err(ImageError::io("create", &sd))?;
+    let jpath = journal_path(store, &data_key);
+    let mut upload = Upload {
+        key: &data_key,
+        jpath: &jpath,
+        journal: open_upload(store, &data_key, &plan.fingerprint, &jpath).await?,
+    };
+    let up = upload_parts(store, dir, entries, &plan, &mut upload, progress).await?;
+    let object_size: u64 = up.chunks.iter().map(|c| c.size).sum();
+    let etag = commit_object(store, &upload, &up, object_size, progress).await?;
+    let PushPlan {
+        bundle,
+        payload_total,
+        apparent,
+        ..
+    } = plan;
+    let Uploaded {
+        entries,
+        chunks,
+        md5s,
+        resumed,
+    } = up;
+
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        name: name.to_string(),
+        bundle,
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        compression: "zstd".to_string(),
+        chunk_size: cfg.chunk_size(),
+        payload_size: payload_total,
+        object_size,
+        object_etag: etag,
+        scrubbed,
+        entries,
+        chunks,
+    };
+    put_manifest(store, &manifest_key, &manifest).await?;
+    let _ = std::fs::remove_file(&jpath);
+    tracing::info!(key = %data_key, payload = payload_total, object = object_size, parts = md5s.len(), resumed, "image pushed");
+    Ok(PushReport {
+        data_key,
+        manifest_key,
+        entries: manifest.entries.len(),
+        apparent_bytes: apparent,
+        payload_bytes: payload_total,
+        object_bytes: object_size,
+        parts: md5s.len() as u32,
+        parts_resumed: resumed,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Scans `dir` and sizes the parts. Before any request: an image S3 cannot hold is refused
+/// here, with the figures.
+async fn plan_push(
+    store: &ImageStore,
+    dir: &Path,
+    progress: ProgressSink<'_>,
+) -> Result<(PushPlan, Vec<Entry>), ImageError> {
+    let cfg = &store.cfg;
     let bundle = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -405,7 +505,6 @@ pub(crate) async fn push_dir_to_stem(
         .map_err(ImageError::Task)??;
     let payload_total: u64 = entries.iter().map(Entry::data_len).sum();
     let apparent: u64 = entries.iter().map(|e| e.size).sum();
-    // Before any request: an image S3 cannot hold is refused here, with the figures.
     let part_size = super::parts::part_size_for(payload_total, cfg.chunk_size(), cfg.part_size())?;
     if part_size != cfg.part_size() {
         tracing::info!(
@@ -420,12 +519,30 @@ pub(crate) async fn push_dir_to_stem(
         cfg.compression_level,
         cfg.chunk_size(),
     );
-    let sd = cfg.state_dir();
-    std::fs::create_dir_all(&sd).map_err(ImageError::io("create", &sd))?;
-    let jpath = journal_path(store, &data_key);
-    let mut journal = open_upload(store, &data_key, &fingerprint, &jpath).await?;
-    let resumable = journal.parts.clone();
+    let plan = PushPlan {
+        bundle,
+        payload_total,
+        apparent,
+        part_size,
+        fingerprint,
+    };
+    Ok((plan, entries))
+}
 
+/// Streams the bundle through the producer (a blocking task: read, hash, compress, cut
+/// parts) and uploads its parts, at most `concurrency` at a time. A part the journal already
+/// has with the same MD5 is not sent again.
+async fn upload_parts(
+    store: &ImageStore,
+    dir: &Path,
+    entries: Vec<Entry>,
+    plan: &PushPlan,
+    upload: &mut Upload<'_>,
+    progress: ProgressSink<'_>,
+) -> Result<Uploaded, ImageError> {
+    let cfg = &store.cfg;
+    let (payload_total, part_size) = (plan.payload_total, plan.part_size);
+    let resumable = upload.journal.parts.clone();
     let (tx, mut rx) = mpsc::channel::<PartOut>(cfg.concurrency);
     let producer = Producer {
         dir: dir.to_path_buf(),
@@ -448,31 +565,12 @@ pub(crate) async fn push_dir_to_stem(
     let mut md5s: BTreeMap<i32, [u8; 16]> = BTreeMap::new();
     let mut done_payload = 0u64;
     let mut resumed = 0u32;
-    progress(Progress {
+    let uploaded = |done: u64| Progress {
         phase: Phase::Upload,
-        done: 0,
+        done,
         total: payload_total,
-    });
-    let on_done =
-        |r: Result<PartDone, ImageError>, journal: &mut PushJournal| -> Result<u64, ImageError> {
-            let (n, etag, md5, payload, size) = r?;
-            let md5_hex = hex::encode(md5);
-            // RGW and S3 (without SSE-KMS) return the part MD5 as its ETag: a mismatch means
-            // the bytes stored are not the bytes sent.
-            if etag.len() == 32
-                && etag.bytes().all(|b| b.is_ascii_hexdigit())
-                && !etag.eq_ignore_ascii_case(&md5_hex)
-            {
-                return Err(ImageError::Checksum {
-                    what: format!("part {n} of {data_key}"),
-                    expected: md5_hex,
-                    actual: etag,
-                });
-            }
-            journal.parts.insert(n, (etag, md5_hex, size));
-            save_journal(&jpath, journal)?;
-            Ok(payload)
-        };
+    };
+    progress(uploaded(0));
     while let Some(part) = rx.recv().await {
         md5s.insert(part.number, part.md5);
         if let Some((_, m, _)) = resumable.get(&part.number)
@@ -480,25 +578,17 @@ pub(crate) async fn push_dir_to_stem(
         {
             resumed += 1;
             done_payload += part.payload_len;
-            progress(Progress {
-                phase: Phase::Upload,
-                done: done_payload,
-                total: payload_total,
-            });
+            progress(uploaded(done_payload));
             continue;
         }
         while inflight.len() >= cfg.concurrency {
             if let Some(r) = inflight.join_next().await {
-                done_payload += on_done(r.map_err(ImageError::Task)?, &mut journal)?;
-                progress(Progress {
-                    phase: Phase::Upload,
-                    done: done_payload,
-                    total: payload_total,
-                });
+                done_payload += record_part(r.map_err(ImageError::Task)?, upload)?;
+                progress(uploaded(done_payload));
             }
         }
         let bucket = store.bucket.clone();
-        let (key, upload_id) = (data_key.clone(), journal.upload_id.clone());
+        let (key, upload_id) = (upload.key.to_string(), upload.journal.upload_id.clone());
         inflight.spawn(async move {
             let md5_b64 = super::base64(&part.md5);
             let size = part.body.len() as u64;
@@ -509,16 +599,52 @@ pub(crate) async fn push_dir_to_stem(
         });
     }
     while let Some(r) = inflight.join_next().await {
-        done_payload += on_done(r.map_err(ImageError::Task)?, &mut journal)?;
-        progress(Progress {
-            phase: Phase::Upload,
-            done: done_payload,
-            total: payload_total,
-        });
+        done_payload += record_part(r.map_err(ImageError::Task)?, upload)?;
+        progress(uploaded(done_payload));
     }
     let (entries, chunks) = prod.await.map_err(ImageError::Task)??;
-    let object_size: u64 = chunks.iter().map(|c| c.size).sum();
+    Ok(Uploaded {
+        entries,
+        chunks,
+        md5s,
+        resumed,
+    })
+}
 
+/// Checks a finished part upload and journals it; returns the payload bytes it carried.
+fn record_part(
+    r: Result<PartDone, ImageError>,
+    upload: &mut Upload<'_>,
+) -> Result<u64, ImageError> {
+    let (n, etag, md5, payload, size) = r?;
+    let md5_hex = hex::encode(md5);
+    // RGW and S3 (without SSE-KMS) return the part MD5 as its ETag: a mismatch means
+    // the bytes stored are not the bytes sent.
+    if etag.len() == 32
+        && etag.bytes().all(|b| b.is_ascii_hexdigit())
+        && !etag.eq_ignore_ascii_case(&md5_hex)
+    {
+        return Err(ImageError::Checksum {
+            what: format!("part {n} of {}", upload.key),
+            expected: md5_hex,
+            actual: etag,
+        });
+    }
+    upload.journal.parts.insert(n, (etag, md5_hex, size));
+    save_journal(upload.jpath, &upload.journal)?;
+    Ok(payload)
+}
+
+/// Completes the multipart upload (or, without data, stores an empty object) and verifies
+/// what the server holds against what was sent. Returns the object's ETag.
+async fn commit_object(
+    store: &ImageStore,
+    upload: &Upload<'_>,
+    up: &Uploaded,
+    object_size: u64,
+    progress: ProgressSink<'_>,
+) -> Result<Option<String>, ImageError> {
+    let (data_key, journal) = (upload.key, &upload.journal);
     progress(Progress {
         phase: Phase::Verify,
         done: 0,
@@ -529,72 +655,55 @@ pub(crate) async fn push_dir_to_stem(
         .iter()
         .map(|(n, (e, _, _))| (*n, e.clone()))
         .collect();
-    if parts.len() != md5s.len() {
+    if parts.len() != up.md5s.len() {
         return Err(ImageError::Corrupt {
-            name: data_key.clone(),
-            reason: format!("{} parts produced but {} recorded", md5s.len(), parts.len()),
+            name: data_key.to_string(),
+            reason: format!(
+                "{} parts produced but {} recorded",
+                up.md5s.len(),
+                parts.len()
+            ),
         });
     }
     let etag = if parts.is_empty() {
         // S3 refuses an empty multipart completion; an image without data is a plain PUT.
-        let _ = store.bucket.abort(&data_key, &journal.upload_id).await;
+        let _ = store.bucket.abort(data_key, &journal.upload_id).await;
         store
             .bucket
-            .put_small(&data_key, Bytes::new(), "application/octet-stream")
+            .put_small(data_key, Bytes::new(), "application/octet-stream")
             .await?;
         None
     } else {
         store
             .bucket
-            .complete(&data_key, &journal.upload_id, &parts)
+            .complete(data_key, &journal.upload_id, &parts)
             .await?
     };
-    verify_uploaded(store, &data_key, object_size, &md5s, &chunks).await?;
+    verify_uploaded(store, data_key, object_size, &up.md5s, &up.chunks).await?;
     progress(Progress {
         phase: Phase::Verify,
         done: object_size,
         total: object_size,
     });
+    Ok(etag)
+}
 
-    let manifest = Manifest {
-        format: FORMAT.to_string(),
-        name: name.to_string(),
-        bundle,
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        compression: "zstd".to_string(),
-        chunk_size: cfg.chunk_size(),
-        payload_size: payload_total,
-        object_size,
-        object_etag: etag,
-        scrubbed,
-        entries,
-        chunks,
-    };
+/// Validates and stores the manifest: the last write of a push, marking the image complete.
+async fn put_manifest(
+    store: &ImageStore,
+    manifest_key: &str,
+    manifest: &Manifest,
+) -> Result<(), ImageError> {
     manifest.validate()?;
-    let body = serde_json::to_vec_pretty(&manifest).map_err(|source| ImageError::Manifest {
-        name: name.to_string(),
+    let body = serde_json::to_vec_pretty(manifest).map_err(|source| ImageError::Manifest {
+        name: manifest.name.clone(),
         source,
     })?;
     store
         .bucket
-        .put_small(&manifest_key, Bytes::from(body), "application/json")
+        .put_small(manifest_key, Bytes::from(body), "application/json")
         .await?;
-    let _ = std::fs::remove_file(&jpath);
-    tracing::info!(key = %data_key, payload = payload_total, object = object_size, parts = md5s.len(), resumed, "image pushed");
-    Ok(PushReport {
-        data_key,
-        manifest_key,
-        entries: manifest.entries.len(),
-        apparent_bytes: apparent,
-        payload_bytes: payload_total,
-        object_bytes: object_size,
-        parts: md5s.len() as u32,
-        parts_resumed: resumed,
-        elapsed: started.elapsed(),
-    })
+    Ok(())
 }
 
 /// Checks the stored object: its size, its multipart ETag (MD5 of the part MD5s, `-N`) when

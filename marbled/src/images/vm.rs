@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::hypervisor::{Hypervisor, StopMode, guest_cmd};
+use crate::hypervisor::{Hypervisor, StopMode, VmListing, guest_cmd};
 
 use super::{
     ImageError, ImageName, ImageStore, Phase, Progress, ProgressSink, PullReport, PushReport,
@@ -415,16 +415,7 @@ pub async fn pull_vm(
         .vm_name
         .clone()
         .unwrap_or_else(|| format!("{}-{}", opts.host_name, name.without_date()));
-    let existing = hv.list_all().await.map_err(hv_err("list", &vm_name))?;
-    if let Some(v) = existing
-        .iter()
-        .find(|v| v.name == vm_name || v.name == name.as_str())
-    {
-        return Err(ImageError::Vm {
-            vm: v.name.clone(),
-            reason: "is already registered; unregister or rename it first".into(),
-        });
-    }
+    let existing = registered_vms(&*hv, &vm_name, name).await?;
     let reserve = store.config().host_memory_reserve_mib;
     if opts.host_memory_mib <= reserve + 1024 {
         return Err(ImageError::Config(format!(
@@ -474,28 +465,8 @@ pub async fn pull_vm(
             .await
             .map_err(hv_err("set --name", &reg_name))?;
         registered = Some(vm_name.clone());
-        let args: Vec<String> = NEW_MAC_ARGS.iter().map(|s| (*s).to_owned()).collect();
-        hv.set(&vm_name, &args)
-            .await
-            .map_err(hv_err("set net0", &vm_name))?;
         let mem = opts.host_memory_mib - reserve;
-        hv.set(
-            &vm_name,
-            &[
-                "--cpus".to_string(),
-                opts.host_cpus.to_string(),
-                "--memsize".to_string(),
-                mem.to_string(),
-            ],
-        )
-        .await
-        .map_err(hv_err("set cpus/memory", &vm_name))?;
-        let mac = hv
-            .info(&vm_name)
-            .await
-            .map_err(hv_err("info", &vm_name))?
-            .mac;
-        Ok::<_, ImageError>(mac)
+        configure_pulled(&*hv, &vm_name, opts.host_cpus, mem).await
     }
     .await;
     let mac = match result {
@@ -508,12 +479,7 @@ pub async fn pull_vm(
             return Err(e);
         }
     };
-    let mac_s = mac
-        .clone()
-        .unwrap_or_else(|| "(unknown: check `prlctl list -i`)".into());
-    let operator_steps = format!(
-        "register in LANDB: device {vm_name}, MAC {mac_s}, no IPv6; then log in once in the GUI so Parallels Tools reinstall, restart, and set the guest name with `prlctl exec {vm_name} scutil --set ComputerName {vm_name}` (and HostName)"
-    );
+    let operator_steps = operator_steps(&vm_name, mac.as_deref());
     Ok(PullVmReport {
         vm_name,
         bundle: pull.bundle.clone(),
@@ -522,6 +488,61 @@ pub async fn pull_vm(
         build_disk_fetched,
         operator_steps,
     })
+}
+
+/// The VMs registered now; fails when `vm_name` or the image's own name (the name a pushed
+/// bundle still carries) is among them.
+async fn registered_vms(
+    hv: &dyn Hypervisor,
+    vm_name: &str,
+    name: &ImageName,
+) -> Result<Vec<VmListing>, ImageError> {
+    let existing = hv.list_all().await.map_err(hv_err("list", vm_name))?;
+    if let Some(v) = existing
+        .iter()
+        .find(|v| v.name == vm_name || v.name == name.as_str())
+    {
+        return Err(ImageError::Vm {
+            vm: v.name.clone(),
+            reason: "is already registered; unregister or rename it first".into(),
+        });
+    }
+    Ok(existing)
+}
+
+/// Gives the registered `vm_name` a new MAC on a bridged default adapter, `cpus` CPUs and
+/// `mem_mib` of memory; returns its MAC as Parallels reports it.
+async fn configure_pulled(
+    hv: &dyn Hypervisor,
+    vm_name: &str,
+    cpus: u32,
+    mem_mib: u64,
+) -> Result<Option<String>, ImageError> {
+    let args: Vec<String> = NEW_MAC_ARGS.iter().map(|s| (*s).to_owned()).collect();
+    hv.set(vm_name, &args)
+        .await
+        .map_err(hv_err("set net0", vm_name))?;
+    hv.set(
+        vm_name,
+        &[
+            "--cpus".to_string(),
+            cpus.to_string(),
+            "--memsize".to_string(),
+            mem_mib.to_string(),
+        ],
+    )
+    .await
+    .map_err(hv_err("set cpus/memory", vm_name))?;
+    let mac = hv.info(vm_name).await.map_err(hv_err("info", vm_name))?.mac;
+    Ok(mac)
+}
+
+/// What the operator must do for a pulled VM: LANDB registration (name, MAC) and first boot.
+fn operator_steps(vm_name: &str, mac: Option<&str>) -> String {
+    let mac_s = mac.unwrap_or("(unknown: check `prlctl list -i`)");
+    format!(
+        "register in LANDB: device {vm_name}, MAC {mac_s}, no IPv6; then log in once in the GUI so Parallels Tools reinstall, restart, and set the guest name with `prlctl exec {vm_name} scutil --set ComputerName {vm_name}` (and HostName)"
+    )
 }
 
 /// The scrub through a real guest shell (see `hypervisor::local_guest`), with the default

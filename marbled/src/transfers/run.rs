@@ -169,7 +169,7 @@ fn ms(d: std::time::Duration) -> u64 {
 
 /// Today's date in UTC as `YYYY-MM-DD` (the image name's date).
 pub fn today_utc() -> String {
-    let days = i64::try_from(crate::actor::now_ms() / 86_400_000).unwrap_or(0);
+    let days = i64::try_from(crate::clock::now_ms() / 86_400_000).unwrap_or(0);
     let (y, m, d) = crate::calendar::civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}")
 }
