@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use marble_proto::{
     ErrorKind, Event, LockTarget, Reply, Request, Response, StatusReport, Team, UnlockTarget,
@@ -51,12 +51,7 @@ pub const WATCHER_CAPACITY: usize = 1024;
 /// Progress messages buffered per waiting request (extra ones are dropped, never blocking).
 pub const PROGRESS_CAPACITY: usize = 32;
 
-/// Milliseconds since the unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use crate::clock::now_ms;
 
 /// A request waiting for the scheduler's answer.
 struct Waiter {

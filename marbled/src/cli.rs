@@ -170,7 +170,7 @@ async fn async_main(path: PathBuf, config: Config) -> DaemonExit {
     match result {
         Ok(()) => DaemonExit::Ok,
         Err(err) => {
-            let chain = crate::error::error_chain(&err).join(": ");
+            let chain = crate::chain::ErrorChain(&err).to_string();
             tracing::error!(error = %chain, "marbled failed");
             match err {
                 crate::DaemonError::Config(_) => DaemonExit::Config,

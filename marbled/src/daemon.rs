@@ -77,7 +77,7 @@ pub fn job_context(config: &Config, hv: Arc<dyn Hypervisor>) -> JobContext {
             crate::spi_signal::JenkinsNodes::new(section)
                 .map_err(|err| {
                     tracing::error!(
-                        error = %crate::error::error_chain(&err).join(": "),
+                        error = %crate::chain::ErrorChain(&err),
                         "[jenkins] unusable; SPI busy probes use the guest alone"
                     );
                 })
@@ -160,7 +160,7 @@ pub fn runner_lifecycle(
             path: "[github]".into(),
             problems: vec![crate::config::ConfigProblem {
                 key: "github".into(),
-                message: crate::error::error_chain(&err).join(": "),
+                message: crate::chain::ErrorChain(&err).to_string(),
             }],
         })),
     }
@@ -299,7 +299,7 @@ pub async fn run(
                         Err(err) => {
                             // Keep minting with the old settings rather than leave ROOT VMs
                             // without runners (or their stops without the gate).
-                            tracing::error!(error = %crate::error::error_chain(&err).join(": "), "[github] of the new config unusable; keeping the previous one");
+                            tracing::error!(error = %crate::chain::ErrorChain(&err), "[github] of the new config unusable; keeping the previous one");
                             current_runners.clone()
                         }
                     };

@@ -1,8 +1,6 @@
 //! Daemon-level errors and the one function that maps internal errors to wire [`ErrorKind`]s.
 
-use std::error::Error as StdError;
-
-use marble_proto::{ErrorKind, WireError};
+use marble_proto::ErrorKind;
 
 use crate::config::ConfigError;
 use crate::hypervisor::PrlctlError;
@@ -29,27 +27,8 @@ pub enum DaemonError {
     Runtime(#[source] std::io::Error),
 }
 
-/// The messages of an error and its sources, outermost first.
-pub fn error_chain(err: &(dyn StdError + 'static)) -> Vec<String> {
-    let mut out = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push(e.to_string());
-        cur = e.source();
-    }
-    out
-}
-
-/// Convert an internal error into a wire error with the given kind and full chain.
-pub fn to_wire(kind: ErrorKind, err: &(dyn StdError + 'static)) -> WireError {
-    let mut chain = error_chain(err);
-    let message = chain.remove(0);
-    WireError {
-        kind,
-        message,
-        chain,
-    }
-}
+// Moved to the layer-0 leaf `chain`; kept here so callers not yet moved compile.
+pub use crate::chain::{error_chain, to_wire};
 
 /// The kind a hypervisor failure maps to.
 pub fn prlctl_kind(err: &PrlctlError) -> ErrorKind {

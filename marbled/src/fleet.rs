@@ -337,7 +337,7 @@ mod s3 {
                 .list()
                 .await
                 .map(Response::Fleet)
-                .map_err(|err| crate::error::to_wire(ErrorKind::Unavailable, &err));
+                .map_err(|err| crate::chain::to_wire(ErrorKind::Unavailable, &err));
             let _ = done.send(answer);
         });
     }
@@ -368,7 +368,7 @@ mod s3 {
                     match Bucket::connect(&reader.images).await {
                         Ok(b) => bucket = Some(b),
                         Err(err) => {
-                            tracing::warn!(error = %crate::error::error_chain(&err).join(": "), "fleet heartbeat: cannot reach the bucket")
+                            tracing::warn!(error = %crate::chain::ErrorChain(&err), "fleet heartbeat: cannot reach the bucket")
                         }
                     }
                 }
@@ -376,7 +376,7 @@ mod s3 {
                     match reader.put(b, &hb).await {
                         Ok(()) => tracing::debug!(host = %hb.host, "fleet heartbeat written"),
                         Err(err) => {
-                            tracing::warn!(error = %crate::error::error_chain(&err).join(": "), "fleet heartbeat not written");
+                            tracing::warn!(error = %crate::chain::ErrorChain(&err), "fleet heartbeat not written");
                             // Rebuild the client next time (credentials or endpoint may have
                             // recovered).
                             bucket = None;

@@ -109,7 +109,7 @@ impl JobContext {
         };
         match result {
             Ok(()) => Outcome::Done,
-            Err(err) => Outcome::Failed(crate::error::error_chain(&err).join(": ")),
+            Err(err) => Outcome::Failed(crate::chain::ErrorChain(&err).to_string()),
         }
     }
 
@@ -139,7 +139,7 @@ impl JobContext {
                 out.status,
                 out.stderr.lines().last().unwrap_or("").trim()
             )),
-            Err(err) => ProbeResult::Unknown(crate::error::error_chain(&err).join(": ")),
+            Err(err) => ProbeResult::Unknown(crate::chain::ErrorChain(&err).to_string()),
         }
     }
 
@@ -192,7 +192,7 @@ impl JobContext {
             .give_config(self.hv.as_ref(), vm, self.probe.timeout, deadline)
             .await
         {
-            return Outcome::Failed(crate::error::error_chain(&err).join(": "));
+            return Outcome::Failed(crate::chain::ErrorChain(&err).to_string());
         }
         if !self.probe.ready_root.is_empty()
             && let Err(why) = self.poll(vm, &[&self.probe.ready_root], deadline).await
@@ -216,7 +216,7 @@ impl JobContext {
                 if let Err(err) = runners.mint_before_start(vm, major).await {
                     tracing::warn!(
                         vm,
-                        error = %crate::error::error_chain(&err).join(": "),
+                        error = %crate::chain::ErrorChain(&err),
                         "could not register the runner before the boot; registering it at \
                          readiness instead (other hosts do not see it while the VM boots)"
                     );
@@ -232,7 +232,7 @@ impl JobContext {
             Ok(()) => Outcome::Done,
             Err(err) => {
                 runners.discard_minted(vm).await;
-                Outcome::Failed(crate::error::error_chain(&err).join(": "))
+                Outcome::Failed(crate::chain::ErrorChain(&err).to_string())
             }
         }
     }
@@ -246,7 +246,7 @@ impl JobContext {
             Ok(crate::ci::StopGate::Busy(why)) => Some(Outcome::Probe(ProbeResult::Busy(why))),
             Err(err) => Some(Outcome::Probe(ProbeResult::Unknown(format!(
                 "GitHub: cannot remove the runner registration before stopping: {}",
-                crate::error::error_chain(&err).join(": ")
+                crate::chain::ErrorChain(&err).to_string()
             )))),
         }
     }
@@ -276,7 +276,7 @@ impl JobContext {
             match self.hv.exec(vm, argv, None, self.probe.timeout).await {
                 Ok(out) if out.status == 0 => {}
                 Ok(out) => return Err(format!("`{}` exited {}", argv.join(" "), out.status)),
-                Err(err) => return Err(crate::error::error_chain(&err).join(": ")),
+                Err(err) => return Err(crate::chain::ErrorChain(&err).to_string()),
             }
         }
         Ok(())
@@ -286,7 +286,7 @@ impl JobContext {
     pub async fn inventory(&self) -> Result<Vec<ObservedVm>, String> {
         match self.hv.list_all().await {
             Ok(list) => Ok(self.teams.observe(list)),
-            Err(err) => Err(crate::error::error_chain(&err).join(": ")),
+            Err(err) => Err(crate::chain::ErrorChain(&err).to_string()),
         }
     }
 }

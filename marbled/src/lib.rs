@@ -23,14 +23,17 @@
 
 pub mod actor;
 pub mod calendar;
+pub mod chain;
 #[cfg(feature = "ci")]
 pub mod ci;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demand;
 pub mod error;
 pub mod fleet;
+pub mod fsx;
 pub mod hypervisor;
 #[cfg(feature = "s3")]
 pub mod images;

@@ -549,26 +549,10 @@ fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
-/// Write `text` to `path` atomically: a temp file in the same directory, fsync, rename (so
-/// node_exporter never reads half a file).
+/// Write `text` to `path` atomically and durably (so node_exporter never reads half a file):
+/// [`crate::fsx::write_atomic`].
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fsx::write_atomic(path, text.as_bytes())
 }
 
 /// Rewrite the textfile now and every interval until `shutdown`; failures are logged.

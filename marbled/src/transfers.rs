@@ -397,7 +397,7 @@ impl Transfers {
     fn plan<C>(&self, env: &SubmitEnv<'_, C>, request: &Request) -> Result<Plan, WireError> {
         use crate::images::ImageName;
         let parse = |name: &str| {
-            ImageName::parse(name).map_err(|e| crate::error::to_wire(ErrorKind::InvalidRequest, &e))
+            ImageName::parse(name).map_err(|e| crate::chain::to_wire(ErrorKind::InvalidRequest, &e))
         };
         match request {
             Request::ImagePush { vm, name, detach } => {
@@ -414,7 +414,7 @@ impl Transfers {
                         &run::today_utc(),
                         crate::images::vm::pure_name(&vm, env.host),
                     )
-                    .map_err(|e| crate::error::to_wire(ErrorKind::InvalidRequest, &e))?,
+                    .map_err(|e| crate::chain::to_wire(ErrorKind::InvalidRequest, &e))?,
                 };
                 if let Some(r) = self.holder(&vm) {
                     return Err(WireError::new(

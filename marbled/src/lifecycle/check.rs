@@ -84,7 +84,7 @@ async fn github(env: &CheckEnv) -> CheckResult {
             Ok(Err(err)) => line(
                 "github",
                 CheckStatus::Fail,
-                crate::error::error_chain(&err).join(": "),
+                crate::chain::ErrorChain(&err).to_string(),
                 "give the token the permission named above, or fix github.token_file",
             ),
             Err(_) => line(
@@ -117,7 +117,7 @@ async fn parallels_version(hv: &dyn Hypervisor) -> CheckResult {
             CheckStatus::Fail,
             format!(
                 "`prlctl --version` failed: {}",
-                crate::error::error_chain(&e).join(": ")
+                crate::chain::ErrorChain(&e).to_string()
             ),
             "install Parallels Desktop Pro or Business (CERN Self-Service) and check prlctl.path in marbled.toml",
         ),
@@ -241,7 +241,7 @@ async fn prlctl_list(hv: &dyn Hypervisor) -> CheckResult {
             CheckStatus::Fail,
             format!(
                 "`prlctl list -a --json` failed for {user}: {}",
-                crate::error::error_chain(&e).join(": ")
+                crate::chain::ErrorChain(&e).to_string()
             ),
             "start Parallels Desktop for this user (it owns the VM registry) and run `prlctl list -a` as that user",
         ),
@@ -381,7 +381,7 @@ async fn s3(cfg: &crate::images::ImageStoreConfig) -> CheckResult {
                 CheckStatus::Fail,
                 format!(
                     "cannot set up the S3 client: {}",
-                    crate::error::error_chain(&e).join(": ")
+                    crate::chain::ErrorChain(&e).to_string()
                 ),
                 "check [images] credentials (docs/IMAGES.md)",
             );
@@ -414,7 +414,7 @@ async fn s3(cfg: &crate::images::ImageStoreConfig) -> CheckResult {
             format!(
                 "listing bucket {} failed: {}",
                 bucket.name(),
-                crate::error::error_chain(&e).join(": ")
+                crate::chain::ErrorChain(&e).to_string()
             ),
             "check images.endpoint, the bucket name and the access key (docs/IMAGES.md)",
         ),

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Done, Snapshot, TransferEvent};
-use crate::error::to_wire;
+use crate::chain::to_wire;
 use crate::hypervisor::{Hypervisor, StopMode};
 use crate::images::{
     ImageError, ImageName, ImageStore, ImageStoreConfig, Phase, Progress, PullVmOptions,
