@@ -22,45 +22,10 @@ pub const STALE_INTERVALS: u64 = 3;
 /// Heartbeat object format written by this version.
 pub const HEARTBEAT_FORMAT: u32 = 1;
 
-/// `[fleet]`: the heartbeat (absent: no heartbeat, `fleet ls` refused).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FleetSection {
-    /// How often this daemon writes its heartbeat.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// Key prefix of the heartbeat objects in the `[images]` bucket.
-    pub prefix: String,
-}
+pub use crate::config::FleetSection;
 
-impl Default for FleetSection {
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(60),
-            prefix: "fleet/".into(),
-        }
-    }
-}
-
+/// Heartbeat object keys; the section itself is config.
 impl FleetSection {
-    /// Every problem, as `(key, message)`.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if self.interval < Duration::from_secs(1) {
-            out.push(("fleet.interval".into(), "must be at least 1s".into()));
-        }
-        if self.prefix.is_empty() || !self.prefix.ends_with('/') || self.prefix.starts_with('/') {
-            out.push((
-                "fleet.prefix".into(),
-                format!(
-                    "must be a key prefix ending in '/' (like \"fleet/\"), got {:?}",
-                    self.prefix
-                ),
-            ));
-        }
-        out
-    }
-
     /// The object key of `host`'s heartbeat, or `None` when the name cannot be a key segment.
     pub fn key_for(&self, host: &str) -> Option<String> {
         valid_host_name(host).then(|| format!("{}{host}.json", self.prefix))
