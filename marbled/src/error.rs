@@ -2,6 +2,8 @@
 
 use marble_proto::ErrorKind;
 
+use crate::chain::WireKind;
+
 use crate::config::ConfigError;
 use crate::hypervisor::PrlctlError;
 use crate::socket::SocketError;
@@ -30,17 +32,42 @@ pub enum DaemonError {
 // Moved to the layer-0 leaf `chain`; kept here so callers not yet moved compile.
 pub use crate::chain::{error_chain, to_wire};
 
-/// The kind a hypervisor failure maps to.
+/// The kind a hypervisor failure maps to ([`WireKind::kind`] of [`PrlctlError`]).
 pub fn prlctl_kind(err: &PrlctlError) -> ErrorKind {
-    if err.is_not_found() {
-        ErrorKind::NotFound
-    } else if err.is_access_denied() {
-        ErrorKind::Locked
-    } else if err.is_timeout() {
-        ErrorKind::Timeout
-    } else if err.is_not_running() || err.is_not_stopped() {
-        ErrorKind::InvalidState
-    } else {
-        ErrorKind::Unavailable
+    err.kind()
+}
+
+impl WireKind for DaemonError {
+    /// The kind `marbled`'s exit code is chosen by (`cli::DaemonExit::for_kind`): a bad
+    /// config is `InvalidRequest` (78, EX_CONFIG); the socket or the state file failing is
+    /// `Unavailable` (71, EX_OSERR); the rest is `Internal` (70, EX_SOFTWARE) — the
+    /// hypervisor unreachable at start included, as it always exited 70.
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DaemonError::Config(_) => ErrorKind::InvalidRequest,
+            DaemonError::Socket(_) | DaemonError::Store(_) => ErrorKind::Unavailable,
+            DaemonError::Hypervisor(_) | DaemonError::Runtime(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_errors_keep_their_exit_kinds() {
+        let io = || std::io::Error::other("x");
+        let config = DaemonError::Config(ConfigError::Read {
+            path: "/c".into(),
+            source: io(),
+        });
+        assert_eq!(config.kind(), ErrorKind::InvalidRequest);
+        let store = DaemonError::Store(StoreError::Write {
+            path: "/s".into(),
+            source: io(),
+        });
+        assert_eq!(store.kind(), ErrorKind::Unavailable);
+        assert_eq!(DaemonError::Runtime(io()).kind(), ErrorKind::Internal);
     }
 }

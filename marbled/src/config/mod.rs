@@ -119,6 +119,14 @@ pub enum ConfigError {
     },
 }
 
+impl crate::chain::WireKind for ConfigError {
+    /// Every config failure, an unreadable file included, is the operator's to fix: exit
+    /// 78 (EX_CONFIG) from `marbled run` and `check-config`.
+    fn kind(&self) -> marble_proto::ErrorKind {
+        marble_proto::ErrorKind::InvalidRequest
+    }
+}
+
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
