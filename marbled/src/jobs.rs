@@ -246,7 +246,7 @@ impl JobContext {
             Ok(crate::ci::StopGate::Busy(why)) => Some(Outcome::Probe(ProbeResult::Busy(why))),
             Err(err) => Some(Outcome::Probe(ProbeResult::Unknown(format!(
                 "GitHub: cannot remove the runner registration before stopping: {}",
-                crate::chain::ErrorChain(&err).to_string()
+                crate::chain::ErrorChain(&err)
             )))),
         }
     }

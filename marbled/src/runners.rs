@@ -659,7 +659,7 @@ pub async fn macos_version(
             why: format!(
                 "prlctl list -i said OS {:?}; sw_vers failed: {}",
                 info.ok().and_then(|d| d.os).unwrap_or_default(),
-                crate::chain::ErrorChain(&err).to_string()
+                crate::chain::ErrorChain(&err)
             ),
         }),
     }

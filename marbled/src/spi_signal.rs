@@ -100,7 +100,7 @@ pub fn combine(
         Ok(_) | Err(JenkinsError::NoSuchNode { .. }) => guest,
         Err(err) => ProbeResult::Unknown(format!(
             "guest idle but Jenkins could not be asked about node {node}: {}",
-            crate::chain::ErrorChain(err).to_string()
+            crate::chain::ErrorChain(err)
         )),
     }
 }

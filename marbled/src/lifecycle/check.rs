@@ -117,7 +117,7 @@ async fn parallels_version(hv: &dyn Hypervisor) -> CheckResult {
             CheckStatus::Fail,
             format!(
                 "`prlctl --version` failed: {}",
-                crate::chain::ErrorChain(&e).to_string()
+                crate::chain::ErrorChain(&e)
             ),
             "install Parallels Desktop Pro or Business (CERN Self-Service) and check prlctl.path in marbled.toml",
         ),
@@ -241,7 +241,7 @@ async fn prlctl_list(hv: &dyn Hypervisor) -> CheckResult {
             CheckStatus::Fail,
             format!(
                 "`prlctl list -a --json` failed for {user}: {}",
-                crate::chain::ErrorChain(&e).to_string()
+                crate::chain::ErrorChain(&e)
             ),
             "start Parallels Desktop for this user (it owns the VM registry) and run `prlctl list -a` as that user",
         ),
@@ -381,7 +381,7 @@ async fn s3(cfg: &crate::images::ImageStoreConfig) -> CheckResult {
                 CheckStatus::Fail,
                 format!(
                     "cannot set up the S3 client: {}",
-                    crate::chain::ErrorChain(&e).to_string()
+                    crate::chain::ErrorChain(&e)
                 ),
                 "check [images] credentials (docs/IMAGES.md)",
             );
@@ -414,7 +414,7 @@ async fn s3(cfg: &crate::images::ImageStoreConfig) -> CheckResult {
             format!(
                 "listing bucket {} failed: {}",
                 bucket.name(),
-                crate::chain::ErrorChain(&e).to_string()
+                crate::chain::ErrorChain(&e)
             ),
             "check images.endpoint, the bucket name and the access key (docs/IMAGES.md)",
         ),

@@ -389,7 +389,7 @@ async fn delete_half_configured(
             .push(format!("the half-configured VM {name} was deleted")),
         Err(d) => err.chain.push(format!(
             "deleting the half-configured VM {name} also failed ({}); delete it by hand: prlctl delete {name}",
-            crate::chain::ErrorChain(&d).to_string()
+            crate::chain::ErrorChain(&d)
         )),
     }
     tracing::warn!(vm = name, error = %err, "vm create failed");

@@ -373,7 +373,7 @@ pub async fn scrub_check(env: &Env, vm: &Throwaway, planted: super::record::Stat
                 )),
                 Err(e) if !scanned => Verdict::Fail(format!(
                     "the pipeline stopped before the upload: {}",
-                    marbled::chain::ErrorChain(&e).to_string()
+                    marbled::chain::ErrorChain(&e)
                 )),
                 _ => Verdict::Pass(
                     "clone scrubbed and verified (nothing on the scrub list left), stopped, deleted; upload refused by the closed port as intended".into(),

@@ -155,7 +155,7 @@ pub async fn start(env: &Env, vm: &Throwaway, id: &str) -> bool {
                 }
                 Err(e) => Verdict::Fail(format!(
                     "exec while booting failed in an unexpected way: {}; {timing}",
-                    marbled::chain::ErrorChain(&e).to_string()
+                    marbled::chain::ErrorChain(&e)
                 )),
                 Ok(o) => Verdict::Fail(format!(
                     "exec while booting came back as guest status {} ({:?}): the adapter does not recognise the message; {timing}",
