@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::chain::WireKind as _;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 
 /// Exit codes (sysexits), documented in docs/OPERATIONS.md.
@@ -31,6 +32,17 @@ pub enum DaemonExit {
     OsErr = 71,
     /// Bad configuration.
     Config = 78,
+}
+
+impl DaemonExit {
+    /// The exit code of a failure of this kind ([`crate::chain::WireKind::kind`]).
+    pub fn for_kind(kind: marble_proto::ErrorKind) -> DaemonExit {
+        match kind {
+            marble_proto::ErrorKind::InvalidRequest => DaemonExit::Config,
+            marble_proto::ErrorKind::Unavailable => DaemonExit::OsErr,
+            _ => DaemonExit::Software,
+        }
+    }
 }
 
 impl From<DaemonExit> for ExitCode {
@@ -103,7 +115,7 @@ pub fn main() -> ExitCode {
             }
             Err(err) => {
                 eprintln!("marbled: {err}");
-                DaemonExit::Config.into()
+                DaemonExit::for_kind(err.kind()).into()
             }
         },
         DaemonCommand::Run => run(&cli.config).into(),
@@ -120,7 +132,7 @@ fn run(path: &std::path::Path) -> DaemonExit {
         Ok(config) => config,
         Err(err) => {
             eprintln!("marbled: {err}");
-            return DaemonExit::Config;
+            return DaemonExit::for_kind(err.kind());
         }
     };
     let _log = match crate::logging::init(config.daemon.log_file.as_deref(), config.daemon.log_keep)
@@ -170,13 +182,9 @@ async fn async_main(path: PathBuf, config: Config) -> DaemonExit {
     match result {
         Ok(()) => DaemonExit::Ok,
         Err(err) => {
-            let chain = crate::error::error_chain(&err).join(": ");
+            let chain = crate::chain::ErrorChain(&err).to_string();
             tracing::error!(error = %chain, "marbled failed");
-            match err {
-                crate::DaemonError::Config(_) => DaemonExit::Config,
-                crate::DaemonError::Socket(_) | crate::DaemonError::Store(_) => DaemonExit::OsErr,
-                _ => DaemonExit::Software,
-            }
+            DaemonExit::for_kind(err.kind())
         }
     }
 }

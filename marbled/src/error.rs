@@ -1,8 +1,8 @@
 //! Daemon-level errors and the one function that maps internal errors to wire [`ErrorKind`]s.
 
-use std::error::Error as StdError;
+use marble_proto::ErrorKind;
 
-use marble_proto::{ErrorKind, WireError};
+use crate::chain::WireKind;
 
 use crate::config::ConfigError;
 use crate::hypervisor::PrlctlError;
@@ -29,39 +29,45 @@ pub enum DaemonError {
     Runtime(#[source] std::io::Error),
 }
 
-/// The messages of an error and its sources, outermost first.
-pub fn error_chain(err: &(dyn StdError + 'static)) -> Vec<String> {
-    let mut out = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push(e.to_string());
-        cur = e.source();
-    }
-    out
-}
+// Moved to the layer-0 leaf `chain`; kept here so callers not yet moved compile.
+pub use crate::chain::{error_chain, to_wire};
 
-/// Convert an internal error into a wire error with the given kind and full chain.
-pub fn to_wire(kind: ErrorKind, err: &(dyn StdError + 'static)) -> WireError {
-    let mut chain = error_chain(err);
-    let message = chain.remove(0);
-    WireError {
-        kind,
-        message,
-        chain,
-    }
-}
-
-/// The kind a hypervisor failure maps to.
+/// The kind a hypervisor failure maps to ([`WireKind::kind`] of [`PrlctlError`]).
 pub fn prlctl_kind(err: &PrlctlError) -> ErrorKind {
-    if err.is_not_found() {
-        ErrorKind::NotFound
-    } else if err.is_access_denied() {
-        ErrorKind::Locked
-    } else if err.is_timeout() {
-        ErrorKind::Timeout
-    } else if err.is_not_running() || err.is_not_stopped() {
-        ErrorKind::InvalidState
-    } else {
-        ErrorKind::Unavailable
+    err.kind()
+}
+
+impl WireKind for DaemonError {
+    /// The kind `marbled`'s exit code is chosen by (`cli::DaemonExit::for_kind`): a bad
+    /// config is `InvalidRequest` (78, EX_CONFIG); the socket or the state file failing is
+    /// `Unavailable` (71, EX_OSERR); the rest is `Internal` (70, EX_SOFTWARE) — the
+    /// hypervisor unreachable at start included, as it always exited 70.
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DaemonError::Config(_) => ErrorKind::InvalidRequest,
+            DaemonError::Socket(_) | DaemonError::Store(_) => ErrorKind::Unavailable,
+            DaemonError::Hypervisor(_) | DaemonError::Runtime(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_errors_keep_their_exit_kinds() {
+        let io = || std::io::Error::other("x");
+        let config = DaemonError::Config(ConfigError::Read {
+            path: "/c".into(),
+            source: io(),
+        });
+        assert_eq!(config.kind(), ErrorKind::InvalidRequest);
+        let store = DaemonError::Store(StoreError::Write {
+            path: "/s".into(),
+            source: io(),
+        });
+        assert_eq!(store.kind(), ErrorKind::Unavailable);
+        assert_eq!(DaemonError::Runtime(io()).kind(), ErrorKind::Internal);
     }
 }

@@ -22,45 +22,10 @@ pub const STALE_INTERVALS: u64 = 3;
 /// Heartbeat object format written by this version.
 pub const HEARTBEAT_FORMAT: u32 = 1;
 
-/// `[fleet]`: the heartbeat (absent: no heartbeat, `fleet ls` refused).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FleetSection {
-    /// How often this daemon writes its heartbeat.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// Key prefix of the heartbeat objects in the `[images]` bucket.
-    pub prefix: String,
-}
+pub use crate::config::FleetSection;
 
-impl Default for FleetSection {
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(60),
-            prefix: "fleet/".into(),
-        }
-    }
-}
-
+/// Heartbeat object keys; the section itself is config.
 impl FleetSection {
-    /// Every problem, as `(key, message)`.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if self.interval < Duration::from_secs(1) {
-            out.push(("fleet.interval".into(), "must be at least 1s".into()));
-        }
-        if self.prefix.is_empty() || !self.prefix.ends_with('/') || self.prefix.starts_with('/') {
-            out.push((
-                "fleet.prefix".into(),
-                format!(
-                    "must be a key prefix ending in '/' (like \"fleet/\"), got {:?}",
-                    self.prefix
-                ),
-            ));
-        }
-        out
-    }
-
     /// The object key of `host`'s heartbeat, or `None` when the name cannot be a key segment.
     pub fn key_for(&self, host: &str) -> Option<String> {
         valid_host_name(host).then(|| format!("{}{host}.json", self.prefix))
@@ -337,7 +302,7 @@ mod s3 {
                 .list()
                 .await
                 .map(Response::Fleet)
-                .map_err(|err| crate::error::to_wire(ErrorKind::Unavailable, &err));
+                .map_err(|err| crate::chain::to_wire(ErrorKind::Unavailable, &err));
             let _ = done.send(answer);
         });
     }
@@ -368,7 +333,7 @@ mod s3 {
                     match Bucket::connect(&reader.images).await {
                         Ok(b) => bucket = Some(b),
                         Err(err) => {
-                            tracing::warn!(error = %crate::error::error_chain(&err).join(": "), "fleet heartbeat: cannot reach the bucket")
+                            tracing::warn!(error = %crate::chain::ErrorChain(&err), "fleet heartbeat: cannot reach the bucket")
                         }
                     }
                 }
@@ -376,7 +341,7 @@ mod s3 {
                     match reader.put(b, &hb).await {
                         Ok(()) => tracing::debug!(host = %hb.host, "fleet heartbeat written"),
                         Err(err) => {
-                            tracing::warn!(error = %crate::error::error_chain(&err).join(": "), "fleet heartbeat not written");
+                            tracing::warn!(error = %crate::chain::ErrorChain(&err), "fleet heartbeat not written");
                             // Rebuild the client next time (credentials or endpoint may have
                             // recovered).
                             bucket = None;

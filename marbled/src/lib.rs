@@ -28,6 +28,7 @@
 
 pub mod actor;
 pub mod calendar;
+pub mod chain;
 #[cfg(feature = "ci")]
 pub mod ci;
 pub mod cli;
@@ -37,6 +38,7 @@ pub mod daemon;
 pub mod demand;
 pub mod error;
 pub mod fleet;
+pub mod fsx;
 pub mod hypervisor;
 #[cfg(feature = "s3")]
 pub mod images;

@@ -17,51 +17,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use marble_proto::{BusyState, CiSystem, PowerState, StatusReport};
-use serde::{Deserialize, Serialize};
 
 use crate::demand::{JenkinsDemand, OfflineSeen, PollQuota};
 use crate::sched::{BOOT_BUCKETS_SECS, Counters, DemandSnapshot, Histogram, JOB_WAIT_BUCKETS_SECS};
 use crate::transfers::TransferMetrics;
 
-/// `[metrics]`: the node_exporter textfile (absent: only `marblectl metrics`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsSection {
-    /// Where to write the exposition text (`*.prom` in node_exporter's
-    /// `--collector.textfile.directory`). Unset: no file.
-    pub textfile: Option<PathBuf>,
-    /// How often the file is rewritten.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-}
-
-impl Default for MetricsSection {
-    fn default() -> Self {
-        Self {
-            textfile: None,
-            interval: Duration::from_secs(30),
-        }
-    }
-}
-
-impl MetricsSection {
-    /// Every problem, as `(key, message)`.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if self.interval < Duration::from_secs(1) {
-            out.push(("metrics.interval".into(), "must be at least 1s".into()));
-        }
-        if let Some(path) = &self.textfile
-            && (!path.is_absolute() || path.file_name().is_none())
-        {
-            out.push((
-                "metrics.textfile".into(),
-                format!("must be an absolute file path, got {}", path.display()),
-            ));
-        }
-        out
-    }
-}
+pub use crate::config::MetricsSection;
 
 /// Power words exported for every VM (Parallels' states; an unknown word is added as seen).
 const POWER_WORDS: [&str; 9] = [
@@ -549,26 +510,10 @@ fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
-/// Write `text` to `path` atomically: a temp file in the same directory, fsync, rename (so
-/// node_exporter never reads half a file).
+/// Write `text` to `path` atomically and durably (so node_exporter never reads half a file):
+/// [`crate::fsx::write_atomic`].
 pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fsx::write_atomic(path, text.as_bytes())
 }
 
 /// Rewrite the textfile now and every interval until `shutdown`; failures are logged.

@@ -151,7 +151,7 @@ fn demand_sources(
         match crate::demand::jenkins::client(section) {
             Ok(client) => sources.jenkins = Some(Arc::new(client)),
             Err(err) => tracing::error!(
-                error = %crate::error::error_chain(&err).join(": "),
+                error = %crate::chain::ErrorChain(&err),
                 "jenkins demand source disabled"
             ),
         }

@@ -312,7 +312,7 @@ impl RunnerLifecycle {
                 tracing::warn!(
                     vm,
                     runner_id = record.id,
-                    error = %crate::error::error_chain(&err).join(": "),
+                    error = %crate::chain::ErrorChain(&err),
                     "could not delete a stale runner registration; retrying at the next poll"
                 );
                 false
@@ -659,7 +659,7 @@ pub async fn macos_version(
             why: format!(
                 "prlctl list -i said OS {:?}; sw_vers failed: {}",
                 info.ok().and_then(|d| d.os).unwrap_or_default(),
-                crate::error::error_chain(&err).join(": ")
+                crate::chain::ErrorChain(&err)
             ),
         }),
     }

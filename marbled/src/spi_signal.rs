@@ -68,7 +68,7 @@ impl JenkinsNodes {
                 Err(err) => tracing::warn!(
                     vm = %vm,
                     node,
-                    error = %crate::error::error_chain(&err).join(": "),
+                    error = %crate::chain::ErrorChain(&err),
                     "could not change the jenkins node's offline mark"
                 ),
             }
@@ -100,7 +100,7 @@ pub fn combine(
         Ok(_) | Err(JenkinsError::NoSuchNode { .. }) => guest,
         Err(err) => ProbeResult::Unknown(format!(
             "guest idle but Jenkins could not be asked about node {node}: {}",
-            crate::error::error_chain(err).join(": ")
+            crate::chain::ErrorChain(err)
         )),
     }
 }

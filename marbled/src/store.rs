@@ -4,12 +4,11 @@
 //! Layout: `MRBS` | format major u16 BE | format minor u16 BE | payload length u32 BE |
 //! CRC-32 of the payload u32 BE | payload (JSON of [`Persisted`]). JSON keeps the file
 //! readable by an operator with `tail -c +17`; the header catches truncation and bit rot.
-//! Writes go to a temp file in the same directory, are fsynced, renamed over the old file, and
-//! the directory is fsynced, so a crash leaves either the old or the new state, never a mix.
+//! Writes go through [`crate::fsx::write_atomic`] (temp file, fsync, rename, directory
+//! fsync), so a crash leaves either the old or the new state, never a mix.
 //! A minor format change only adds fields with defaults: a file of an older minor loads, and
 //! an older daemon reading a newer file ignores what it does not know.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::sched::Persisted;
@@ -118,30 +117,8 @@ impl Store {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(write_err)?;
-        let mut tmp = tempfile_in(dir, &self.path).map_err(write_err)?;
-        tmp.1.write_all(&bytes).map_err(write_err)?;
-        tmp.1.sync_all().map_err(write_err)?;
-        std::fs::rename(&tmp.0, &self.path).map_err(write_err)?;
-        // Persist the rename itself.
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)?;
-        Ok(())
+        crate::fsx::write_atomic(&self.path, &bytes).map_err(write_err)
     }
-}
-
-fn tempfile_in(dir: &Path, target: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    Ok((tmp, file))
 }
 
 fn encode(state: &Persisted) -> std::io::Result<Vec<u8>> {

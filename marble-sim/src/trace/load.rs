@@ -1,30 +1,17 @@
 //! Reading a trace file: every problem at once, each naming its key, like `marbled.toml`
-//! (both use `marbled::config::parse_strict`): unknown keys are collected, then the semantic
-//! checks (`crate::validate`) run over the whole value. A type error (a bad duration, a string
-//! where a number belongs) stops deserialisation, so only the first of those is reported, with
-//! the key and line as toml gives them.
+//! (both use `marbled::config::from_str_checked`, the one strict TOML loader): unknown keys
+//! are collected, then the semantic checks (`crate::validate`) run over the whole value. A
+//! type error (a bad duration, a string where a number belongs) stops deserialisation, so only
+//! the first of those is reported, with the key and line as toml gives them.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use marbled::config::parse_strict;
+use marbled::config::{StrictError, from_str_checked, render_problems};
 
 use super::Trace;
 
-/// One problem found in a trace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceProblem {
-    /// Dotted key path (`faults[2].vm`).
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for TraceProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
+/// One problem found in a trace: the same shape as a config problem (dotted key, message).
+pub type TraceProblem = marbled::config::ConfigProblem;
 
 /// Why a trace could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +43,6 @@ pub enum TraceError {
     },
 }
 
-fn render_problems(problems: &[TraceProblem]) -> String {
-    let lines: Vec<String> = problems.iter().map(|p| format!("\n  - {p}")).collect();
-    format!("{} problem(s):{}", problems.len(), lines.concat())
-}
-
 impl Trace {
     /// Read and validate a trace file.
     pub fn load(path: &Path) -> Result<Trace, TraceError> {
@@ -73,63 +55,23 @@ impl Trace {
 
     /// Parse and validate trace text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Trace, TraceError> {
-        let (trace, unknown) = parse_strict::<Trace>(text).map_err(|err| {
-            // toml's message shows the line but not always the key's full path: name it.
-            let key = err
-                .span()
-                .and_then(|span| key_at(text, span.start))
-                .map(|k| format!("{k}: "))
-                .unwrap_or_default();
-            TraceError::Syntax {
-                path: path.to_owned(),
-                message: format!("{key}{}", err.to_string().trim()),
-            }
-        })?;
-        let mut problems: Vec<TraceProblem> = unknown
-            .into_iter()
-            .map(|key| TraceProblem {
-                key,
-                message: "unknown key".into(),
-            })
-            .collect();
-        problems.extend(trace.problems());
-        if problems.is_empty() {
-            Ok(trace)
-        } else {
-            Err(TraceError::Invalid {
-                path: path.to_owned(),
-                problems,
-            })
-        }
+        from_str_checked::<Trace>(text, path, Trace::problems).map_err(|err| match err {
+            StrictError::Syntax { path, key, message } => TraceError::Syntax {
+                path,
+                // toml's message shows the line but not always the key's full path: name it.
+                message: format!(
+                    "{}{message}",
+                    key.map(|k| format!("{k}: ")).unwrap_or_default()
+                ),
+            },
+            StrictError::Invalid { path, problems } => TraceError::Invalid { path, problems },
+        })
     }
 
     /// The trace as TOML (for replaying a generated schedule with `marble-sim run`).
     pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
         toml::to_string_pretty(self)
     }
-}
-
-/// The dotted key whose value starts at byte `offset`: the `key =` on that line under the
-/// nearest `[table]` or `[[array]]` header above it.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let before = text.get(..offset)?;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text.get(line_start..)?.lines().next()?;
-    let key = line.split_once('=')?.0.trim();
-    if key.is_empty() || key.starts_with('[') {
-        return None;
-    }
-    let header = before
-        .get(..line_start)?
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
-    Some(match header {
-        Some(h) if !h.is_empty() => format!("{h}.{key}"),
-        _ => key.to_owned(),
-    })
 }
 
 #[cfg(test)]

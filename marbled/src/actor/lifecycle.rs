@@ -33,7 +33,7 @@ impl Supervisor {
             } => self.start_create(req, caller, &name, &ipsw, team, cpus, memory_mib, waiter),
             Request::ProvisionVm { vm, profile } => match Profile::from_upload(&profile) {
                 Ok(profile) => self.start_provision(caller, &vm, profile, waiter),
-                Err(e) => Err((crate::error::to_wire(ErrorKind::InvalidRequest, &e), waiter)),
+                Err(e) => Err((crate::chain::to_wire(ErrorKind::InvalidRequest, &e), waiter)),
             },
             Request::HostCheck => {
                 self.start_check(waiter);

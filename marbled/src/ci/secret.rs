@@ -508,13 +508,13 @@ impl TokenCell {
             Err(err) if state.token.is_some() => {
                 tracing::warn!(
                     source = %source.describe(),
-                    error = %crate::error::error_chain(&err).join(": "),
+                    error = %crate::chain::ErrorChain(&err),
                     "token source unreadable; keeping the token loaded before"
                 );
                 true
             }
             Err(err) => {
-                let reason = crate::error::error_chain(&err).join(": ");
+                let reason = crate::chain::ErrorChain(&err).to_string();
                 let failures = state.failure.as_ref().map_or(0, |f| f.failures) + 1;
                 let wait = retry_delay(failures);
                 let since_ms = state.failure.as_ref().map_or(now, |f| f.since_ms);

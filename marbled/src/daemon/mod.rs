@@ -168,7 +168,7 @@ impl Running {
         let parts = match Parts::from_config(&new, Some(&self.parts), shutdown).await {
             Ok(parts) => parts,
             Err(err) => {
-                tracing::error!(error = %crate::error::error_chain(&err).join(": "), "new config unusable; keeping the running one");
+                tracing::error!(error = %crate::chain::ErrorChain(&err), "new config unusable; keeping the running one");
                 return;
             }
         };

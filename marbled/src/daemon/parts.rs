@@ -62,7 +62,7 @@ impl Parts {
             (Ok(runners), _) => runners,
             (Err(err), None) => return Err(DaemonError::Config(err)),
             (Err(err), Some(previous)) => {
-                tracing::error!(error = %crate::error::error_chain(&err).join(": "), "[github] of the new config unusable; keeping the previous one");
+                tracing::error!(error = %crate::chain::ErrorChain(&err), "[github] of the new config unusable; keeping the previous one");
                 previous.ctx.runners.clone()
             }
         };

@@ -100,7 +100,7 @@ pub async fn run(
                         wait = wait.max(*retry_in).min(Duration::from_secs(3600));
                     }
                     tracing::warn!(
-                        error = %crate::error::error_chain(&err).join(": "),
+                        error = %crate::chain::ErrorChain(&err),
                         retry_in = %humantime::format_duration(wait),
                         "github demand poll failed; keeping the last snapshot"
                     );
@@ -138,7 +138,7 @@ pub async fn run(
                     }
                 }
                 Err(err) => tracing::warn!(
-                    error = %crate::error::error_chain(&err).join(": "),
+                    error = %crate::chain::ErrorChain(&err),
                     "jenkins queue poll failed"
                 ),
             }
@@ -212,7 +212,7 @@ async fn wait_for_poll(
                     Err(err) => {
                         // The next poll reports (and backs off from) lasting failures.
                         tracing::debug!(
-                            error = %crate::error::error_chain(&err).join(": "),
+                            error = %crate::chain::ErrorChain(&err),
                             "demand watch failed; waiting for the next poll"
                         );
                         tokio::time::sleep_until(next).await;

@@ -185,3 +185,29 @@ impl ImageError {
         move |source| Self::Io { op, path, source }
     }
 }
+
+impl crate::chain::WireKind for ImageError {
+    /// The kind an image failure is reported with (and so marblectl's exit code).
+    fn kind(&self) -> marble_proto::ErrorKind {
+        use marble_proto::ErrorKind;
+        match self {
+            Self::NotFound { .. } | Self::BuildDiskMissing { .. } => ErrorKind::NotFound,
+            Self::BadName { .. } | Self::TooLarge { .. } => ErrorKind::InvalidRequest,
+            Self::Exists { .. } | Self::Vm { .. } | Self::ScrubIncomplete { .. } => {
+                ErrorKind::InvalidState
+            }
+            Self::Config(_)
+            | Self::NoCredentials { .. }
+            | Self::InsecureSecretFile { .. }
+            | Self::S3 { .. }
+            | Self::NoSpace { .. }
+            | Self::Hypervisor { .. } => ErrorKind::Unavailable,
+            Self::UnsafeEntry { .. }
+            | Self::Checksum { .. }
+            | Self::Corrupt { .. }
+            | Self::Manifest { .. }
+            | Self::Zip { .. } => ErrorKind::DataError,
+            Self::Io { .. } | Self::Task(_) => ErrorKind::Internal,
+        }
+    }
+}

@@ -461,16 +461,14 @@ async fn download_chunks(
      -> Result<u64, ImageError> {
         let (i, size) = r.map_err(ImageError::Task)??;
         journal.done.insert(i);
-        let tmp = jpath.with_extension("tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec(journal).map_err(|source| ImageError::Manifest {
+        crate::fsx::write_atomic(
+            &jpath,
+            &serde_json::to_vec(journal).map_err(|source| ImageError::Manifest {
                 name: data_key.to_string(),
                 source,
             })?,
         )
-        .map_err(ImageError::io("write", &tmp))?;
-        std::fs::rename(&tmp, &jpath).map_err(ImageError::io("rename", &jpath))?;
+        .map_err(ImageError::io("write", &jpath))?;
         downloaded += size;
         Ok(m.chunks[i].payload_len)
     };

@@ -305,13 +305,11 @@ fn journal_path(store: &ImageStore, key: &str) -> PathBuf {
 }
 
 fn save_journal(path: &Path, j: &PushJournal) -> Result<(), ImageError> {
-    let tmp = path.with_extension("json.tmp");
     let data = serde_json::to_vec(j).map_err(|source| ImageError::Manifest {
         name: j.key.clone(),
         source,
     })?;
-    std::fs::write(&tmp, data).map_err(ImageError::io("write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(ImageError::io("rename", path))
+    crate::fsx::write_atomic(path, &data).map_err(ImageError::io("write", path))
 }
 
 /// Resumes the journaled upload if it matches this source and is still on the server.

@@ -85,7 +85,7 @@ impl Github {
                 path: "[github]".into(),
                 problems: vec![ConfigProblem {
                     key: "github".into(),
-                    message: crate::error::error_chain(&err).join(": "),
+                    message: crate::chain::ErrorChain(&err).to_string(),
                 }],
             }),
         }
@@ -132,7 +132,7 @@ pub fn jenkins(config: &Config) -> Jenkins {
         crate::spi_signal::JenkinsNodes::new(section)
             .map_err(|err| {
                 tracing::error!(
-                    error = %crate::error::error_chain(&err).join(": "),
+                    error = %crate::chain::ErrorChain(&err),
                     "[jenkins] unusable; SPI busy probes use the guest alone"
                 );
             })
@@ -154,7 +154,7 @@ pub async fn before_stop(ctx: &JobContext, vm: &str, team: Team) -> Option<Outco
         Ok(crate::ci::StopGate::Busy(why)) => Some(Outcome::Probe(ProbeResult::Busy(why))),
         Err(err) => Some(Outcome::Probe(ProbeResult::Unknown(format!(
             "GitHub: cannot remove the runner registration before stopping: {}",
-            crate::error::error_chain(&err).join(": ")
+            crate::chain::ErrorChain(&err).to_string()
         )))),
     }
 }
@@ -247,7 +247,7 @@ pub async fn check_token(
     Some(
         tokio::time::timeout(timeout, runners.check_token())
             .await
-            .map(|checked| checked.map_err(|err| crate::error::error_chain(&err).join(": "))),
+            .map(|checked| checked.map_err(|err| crate::chain::ErrorChain(&err).to_string())),
     )
 }
 
@@ -279,7 +279,7 @@ async fn wait_ready_jit(
         .give_config(ctx.hv.as_ref(), vm, ctx.probe.timeout, deadline)
         .await
     {
-        return Outcome::Failed(crate::error::error_chain(&err).join(": "));
+        return Outcome::Failed(crate::chain::ErrorChain(&err).to_string());
     }
     if !ctx.probe.ready_root.is_empty()
         && let Err(why) = ctx.poll(vm, &[&ctx.probe.ready_root], deadline).await
@@ -302,7 +302,7 @@ async fn start_root_jit(ctx: &JobContext, vm: &str, runners: &RunnerLifecycle) -
             if let Err(err) = runners.mint_before_start(vm, major).await {
                 tracing::warn!(
                     vm,
-                    error = %crate::error::error_chain(&err).join(": "),
+                    error = %crate::chain::ErrorChain(&err),
                     "could not register the runner before the boot; registering it at \
                      readiness instead (other hosts do not see it while the VM boots)"
                 );
@@ -318,7 +318,7 @@ async fn start_root_jit(ctx: &JobContext, vm: &str, runners: &RunnerLifecycle) -
         Ok(()) => Outcome::Done,
         Err(err) => {
             runners.discard_minted(vm).await;
-            Outcome::Failed(crate::error::error_chain(&err).join(": "))
+            Outcome::Failed(crate::chain::ErrorChain(&err).to_string())
         }
     }
 }

@@ -277,7 +277,7 @@ impl JobContext {
         };
         match result {
             Ok(()) => Outcome::Done,
-            Err(err) => Outcome::Failed(crate::error::error_chain(&err).join(": ")),
+            Err(err) => Outcome::Failed(crate::chain::ErrorChain(&err).to_string()),
         }
     }
 
@@ -307,7 +307,7 @@ impl JobContext {
                 out.status,
                 out.stderr.lines().last().unwrap_or("").trim()
             )),
-            Err(err) => ProbeResult::Unknown(crate::error::error_chain(&err).join(": ")),
+            Err(err) => ProbeResult::Unknown(crate::chain::ErrorChain(&err).to_string()),
         }
     }
 
@@ -353,7 +353,7 @@ impl JobContext {
             match self.hv.exec(vm, argv, None, self.probe.timeout).await {
                 Ok(out) if out.status == 0 => {}
                 Ok(out) => return Err(format!("`{}` exited {}", argv.join(" "), out.status)),
-                Err(err) => return Err(crate::error::error_chain(&err).join(": ")),
+                Err(err) => return Err(crate::chain::ErrorChain(&err).to_string()),
             }
         }
         Ok(())
@@ -363,7 +363,7 @@ impl JobContext {
     pub async fn inventory(&self) -> Result<Vec<ObservedVm>, String> {
         match self.hv.list_all().await {
             Ok(list) => Ok(self.teams.observe(list)),
-            Err(err) => Err(crate::error::error_chain(&err).join(": ")),
+            Err(err) => Err(crate::chain::ErrorChain(&err).to_string()),
         }
     }
 }

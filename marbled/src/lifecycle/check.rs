@@ -104,7 +104,7 @@ async fn parallels_version(hv: &dyn Hypervisor) -> CheckResult {
             CheckStatus::Fail,
             format!(
                 "`prlctl --version` failed: {}",
-                crate::error::error_chain(&e).join(": ")
+                crate::chain::ErrorChain(&e)
             ),
             "install Parallels Desktop Pro or Business (CERN Self-Service) and check prlctl.path in marbled.toml",
         ),
@@ -228,7 +228,7 @@ async fn prlctl_list(hv: &dyn Hypervisor) -> CheckResult {
             CheckStatus::Fail,
             format!(
                 "`prlctl list -a --json` failed for {user}: {}",
-                crate::error::error_chain(&e).join(": ")
+                crate::chain::ErrorChain(&e)
             ),
             "start Parallels Desktop for this user (it owns the VM registry) and run `prlctl list -a` as that user",
         ),
@@ -375,7 +375,7 @@ mod s3_check {
                     CheckStatus::Fail,
                     format!(
                         "cannot set up the S3 client: {}",
-                        crate::error::error_chain(&e).join(": ")
+                        crate::chain::ErrorChain(&e)
                     ),
                     "check [images] credentials (docs/IMAGES.md)",
                 );
@@ -408,7 +408,7 @@ mod s3_check {
                 format!(
                     "listing bucket {} failed: {}",
                     bucket.name(),
-                    crate::error::error_chain(&e).join(": ")
+                    crate::chain::ErrorChain(&e)
                 ),
                 "check images.endpoint, the bucket name and the access key (docs/IMAGES.md)",
             ),

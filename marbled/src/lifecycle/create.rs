@@ -324,7 +324,7 @@ pub async fn run(
     tracing::info!(vm = name, ipsw = %ipsw, "creating VM");
     if let Err(e) = hv.create_macos(name, &ipsw, create_timeout).await {
         return CreateOutcome {
-            result: Err(crate::error::to_wire(ErrorKind::Unavailable, &e)),
+            result: Err(crate::chain::to_wire(ErrorKind::Unavailable, &e)),
             vm_exists: false,
         };
     }
@@ -342,7 +342,7 @@ pub async fn run(
         let line = format!("set {name} {}", args.join(" "));
         match hv.set(name, &args).await {
             Ok(()) => commands.push(line),
-            Err(e) => refused.push(crate::error::error_chain(&e).join(": ")),
+            Err(e) => refused.push(crate::chain::ErrorChain(&e).to_string()),
         }
     }
     // Identity for the operator (LANDB needs the MAC); not fatal if Parallels is terse.
@@ -383,7 +383,7 @@ async fn delete_half_configured(
     args: &[String],
     e: &crate::hypervisor::PrlctlError,
 ) -> WireError {
-    let mut err = crate::error::to_wire(ErrorKind::Unavailable, e);
+    let mut err = crate::chain::to_wire(ErrorKind::Unavailable, e);
     err.message = format!(
         "configuring new VM {name} failed at `prlctl set {name} {}`: {}",
         args.join(" "),
@@ -395,7 +395,7 @@ async fn delete_half_configured(
             .push(format!("the half-configured VM {name} was deleted")),
         Err(d) => err.chain.push(format!(
             "deleting the half-configured VM {name} also failed ({}); delete it by hand: prlctl delete {name}",
-            crate::error::error_chain(&d).join(": ")
+            crate::chain::ErrorChain(&d)
         )),
     }
     tracing::warn!(vm = name, error = %err, "vm create failed");

@@ -53,7 +53,7 @@ pub enum ProvisionNotice {
 }
 
 fn unavailable(vm: &str, what: &str, err: &PrlctlError) -> WireError {
-    let mut e = crate::error::to_wire(ErrorKind::Unavailable, err);
+    let mut e = crate::chain::to_wire(ErrorKind::Unavailable, err);
     e.chain.insert(0, e.message.clone());
     e.message = format!("{what} {vm}");
     e
@@ -68,7 +68,7 @@ pub fn to_wire(err: &ProvisionError) -> WireError {
         | ProvisionError::Marker { .. }
         | ProvisionError::MacosVersion { .. } => ErrorKind::InvalidState,
     };
-    crate::error::to_wire(kind, err)
+    crate::chain::to_wire(kind, err)
 }
 
 /// Poll `/usr/bin/true` in the guest until it exits 0 or `timeout` passes.
@@ -79,7 +79,7 @@ async fn wait_guest(hv: &dyn Hypervisor, vm: &str, timeout: Duration) -> Result<
         let last = match hv.exec(vm, &argv, None, READY_EXEC_TIMEOUT).await {
             Ok(out) if out.status == 0 => return Ok(()),
             Ok(out) => format!("`/usr/bin/true` exited {}", out.status),
-            Err(e) => crate::error::error_chain(&e).join(": "),
+            Err(e) => crate::chain::ErrorChain(&e).to_string(),
         };
         let now = tokio::time::Instant::now();
         if now >= deadline {

@@ -224,15 +224,7 @@ pub fn valid_step_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// Whether `user` is a plausible macOS short user name.
-pub fn valid_user(user: &str) -> bool {
-    let mut chars = user.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
-}
+pub use crate::config::valid_user;
 
 impl Profile {
     /// Load a profile file; `script`/`input` paths are relative to its directory and are

@@ -101,16 +101,7 @@ pub struct StartedJob {
     pub runner: String,
 }
 
-/// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering
-/// `labels` registered and idle across the fleet, whether or not a job waits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WarmTarget {
-    /// The `runs-on` labels the warm runners must cover.
-    pub labels: Vec<String>,
-    /// How many, fleet-wide.
-    pub count: u32,
-}
+pub use crate::config::{Policy, WarmTarget};
 
 /// How to stop a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,28 +276,6 @@ pub enum Effect {
     RefreshDemand,
 }
 
-/// Scheduling policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Policy {
-    /// Only operator commands and slot requests start VMs.
-    Manual,
-    /// The seed's round robin over ROOT VMs.
-    Cycle,
-    /// Boot a ROOT VM only for a queued job no free runner in the fleet will take.
-    Demand,
-}
-
-impl Policy {
-    /// The configuration word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Manual => "manual",
-            Policy::Cycle => "cycle",
-            Policy::Demand => "demand",
-        }
-    }
-}
-
 /// Timings and limits. All durations in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedConfig {
@@ -413,6 +382,7 @@ mod demand;
 mod labels;
 mod observe;
 mod outcome;
+mod from_config;
 mod persist;
 mod report;
 mod rng;

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Done, Snapshot, TransferEvent};
-use crate::error::to_wire;
+use crate::chain::to_wire;
 use crate::hypervisor::{Hypervisor, StopMode};
 use crate::images::{
     ImageError, ImageName, ImageStore, ImageStoreConfig, Phase, Progress, PullVmOptions,
@@ -126,25 +126,7 @@ pub struct Control<C> {
 
 /// The `ErrorKind` of an image failure.
 pub fn kind_of(err: &ImageError) -> ErrorKind {
-    match err {
-        ImageError::NotFound { .. } | ImageError::BuildDiskMissing { .. } => ErrorKind::NotFound,
-        ImageError::BadName { .. } | ImageError::TooLarge { .. } => ErrorKind::InvalidRequest,
-        ImageError::Exists { .. } | ImageError::Vm { .. } | ImageError::ScrubIncomplete { .. } => {
-            ErrorKind::InvalidState
-        }
-        ImageError::Config(_)
-        | ImageError::NoCredentials { .. }
-        | ImageError::InsecureSecretFile { .. }
-        | ImageError::S3 { .. }
-        | ImageError::NoSpace { .. }
-        | ImageError::Hypervisor { .. } => ErrorKind::Unavailable,
-        ImageError::UnsafeEntry { .. }
-        | ImageError::Checksum { .. }
-        | ImageError::Corrupt { .. }
-        | ImageError::Manifest { .. }
-        | ImageError::Zip { .. } => ErrorKind::DataError,
-        ImageError::Io { .. } | ImageError::Task(_) => ErrorKind::Internal,
-    }
+    crate::chain::WireKind::kind(err)
 }
 
 fn wire(err: &ImageError) -> WireError {

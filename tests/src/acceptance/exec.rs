@@ -264,7 +264,7 @@ pub async fn not_running_check(env: &Env, vm: &Throwaway) {
             Ok(match adapter {
                 Err(e) if raw.status == Some(255) => Verdict::Pass(format!(
                     "prlctl exit 255, adapter error: {}",
-                    marbled::error::error_chain(&e).join(": ")
+                    marbled::chain::ErrorChain(&e)
                 )),
                 Err(e) => Verdict::Fail(format!(
                     "adapter error ({e}) but prlctl exited {:?}, not 255",

@@ -146,7 +146,7 @@ async fn jit(env: &Env, obs: &Obs, vm: &str) -> anyhow::Result<Verdict> {
         json!({"file_0600_root": file_ok, "dir_0700_root": dir_ok, "ready_marker": ready, "content_matches": intact}),
     );
     Ok(match delivered {
-        Err(e) => Verdict::Fail(marbled::error::error_chain(&e).join(": ")),
+        Err(e) => Verdict::Fail(marbled::chain::ErrorChain(&e).to_string()),
         Ok(()) if file_ok && dir_ok && ready && intact => Verdict::Pass(
             "delivered on stdin; file 0600 root, directory 0700 root, ready marker present, content intact".into(),
         ),
@@ -351,7 +351,7 @@ pub async fn scrub_check(env: &Env, vm: &Throwaway, planted: super::record::Stat
                 "push",
                 json!({"phases": format!("{phases:?}"), "result": match &result {
                     Ok(r) => format!("unexpected success: {:?}", r.scrubbed),
-                    Err(e) => marbled::error::error_chain(e).join(": "),
+                    Err(e) => marbled::chain::ErrorChain(e).to_string(),
                 }, "clone_left_behind": clone_left, "planted_pat_in_clone_at_upload (simulator)": pat_in_clone}),
             );
             let scanned = phases.contains(&Phase::Scan);
@@ -365,7 +365,7 @@ pub async fn scrub_check(env: &Env, vm: &Throwaway, planted: super::record::Stat
                 )),
                 Err(e) if !scanned => Verdict::Fail(format!(
                     "the pipeline stopped before the upload: {}",
-                    marbled::error::error_chain(&e).join(": ")
+                    marbled::chain::ErrorChain(&e)
                 )),
                 _ => Verdict::Pass(
                     "clone scrubbed and verified (nothing on the scrub list left), stopped, deleted; upload refused by the closed port as intended".into(),

@@ -688,7 +688,7 @@ async fn keychain(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
         &user,
     )
     .map(|s| s.expose() == value)
-    .map_err(|e| marbled::error::error_chain(&e).join(": "));
+    .map_err(|e| marbled::chain::ErrorChain(&e).to_string());
     let launchd = launchd_read(env, obs, &user).await;
     let _ = run(
         env,
@@ -804,7 +804,7 @@ pub fn keychain_probe_line(service: &str, account: &str) -> String {
         account,
     ) {
         Ok(s) => format!("ok {}\n", s.expose()),
-        Err(e) => format!("error {}\n", marbled::error::error_chain(&e).join(": ")),
+        Err(e) => format!("error {}\n", marbled::chain::ErrorChain(&e)),
     }
 }
 

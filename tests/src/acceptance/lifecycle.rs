@@ -132,7 +132,7 @@ pub async fn start(env: &Env, vm: &Throwaway, id: &str) -> bool {
                 .await;
             let early_text = match &early {
                 Ok(o) => format!("answered: status {} stderr {:?}", o.status, o.stderr.trim()),
-                Err(e) => format!("error: {}", marbled::error::error_chain(e).join(": ")),
+                Err(e) => format!("error: {}", marbled::chain::ErrorChain(e)),
             };
             obs.note("exec right after start", early_text.clone().into());
             let (ready, failures) = vm::wait_exec(env, name, boot(env)).await?;
@@ -155,7 +155,7 @@ pub async fn start(env: &Env, vm: &Throwaway, id: &str) -> bool {
                 }
                 Err(e) => Verdict::Fail(format!(
                     "exec while booting failed in an unexpected way: {}; {timing}",
-                    marbled::error::error_chain(&e).join(": ")
+                    marbled::chain::ErrorChain(&e)
                 )),
                 Ok(o) => Verdict::Fail(format!(
                     "exec while booting came back as guest status {} ({:?}): the adapter does not recognise the message; {timing}",

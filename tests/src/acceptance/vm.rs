@@ -399,7 +399,7 @@ pub async fn wait_exec(env: &Env, vm: &str, timeout: Duration) -> anyhow::Result
         {
             Ok(out) if out.status == 0 => return Ok((started.elapsed(), failures)),
             Ok(out) => format!("exit {}: {}", out.status, out.stderr.trim()),
-            Err(e) => marbled::error::error_chain(&e).join(": "),
+            Err(e) => marbled::chain::ErrorChain(&e).to_string(),
         };
         failures += 1;
         if started.elapsed() > timeout {

@@ -189,6 +189,24 @@ pub fn is_prlctl_side_message(stderr: &str) -> bool {
     MARKERS.iter().any(|m| lower.contains(m))
 }
 
+impl crate::chain::WireKind for PrlctlError {
+    /// The kind a hypervisor failure is reported with.
+    fn kind(&self) -> marble_proto::ErrorKind {
+        use marble_proto::ErrorKind;
+        if self.is_not_found() {
+            ErrorKind::NotFound
+        } else if self.is_access_denied() {
+            ErrorKind::Locked
+        } else if self.is_timeout() {
+            ErrorKind::Timeout
+        } else if self.is_not_running() || self.is_not_stopped() {
+            ErrorKind::InvalidState
+        } else {
+            ErrorKind::Unavailable
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,321 @@
+//! `[github]` (JIT runners for ROOT VMs) and `[jenkins]` (SPI node state), with their
+//! defaults and value checks, and where their API tokens come from (a 0600 file or a
+//! Keychain item: never this file).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A Keychain generic password (`security find-generic-password -s SERVICE -a ACCOUNT`).
+/// From a LaunchDaemon it is readable only while the user is logged in at the console (the
+/// login keychain is locked otherwise): prefer `token_file` for the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeychainItem {
+    /// Service name (`-s`).
+    pub service: String,
+    /// Account name (`-a`).
+    pub account: String,
+    /// The `security(1)` program (default `/usr/bin/security`; tests stand another in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<PathBuf>,
+}
+
+/// `[github]`: mint a JIT runner config at each ROOT boot and delete the registration
+/// before each stop. The token is read from `token_file` (mode 0600) or `token_keychain`,
+/// never from this file; exactly one of them, and exactly one of `repo`/`org`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GithubSection {
+    /// API base URL (GitHub Enterprise or a test server).
+    pub api_url: String,
+    /// Repository runners: `"owner/repo"` (token needs "Administration: write").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// Organisation runners: `"org"` (token needs "Self-hosted runners: write").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// File holding the token; must not be readable by group or others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Keychain item holding the token (macOS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_keychain: Option<KeychainItem>,
+    /// Runner group id (1: the Default group).
+    pub runner_group_id: u64,
+    /// First word of runner names: `<prefix>-<host>-<vm>-<boot>`.
+    pub name_prefix: String,
+    /// Labels added to `self-hosted, macOS, ARM64, macNN`.
+    pub labels_extra: Vec<String>,
+    /// Guest path the JIT config is written to (must match `launchd/guest/marble-runner.sh`).
+    pub jit_path: String,
+    /// Runner work folder, relative to the runner's install directory.
+    pub work_folder: String,
+    /// Timeout of one API request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Registration watchdog: a runner that took no job within this time while matching
+    /// jobs are queued gets its VM recycled.
+    #[serde(with = "humantime_serde")]
+    pub registration_timeout: Duration,
+}
+
+impl Default for GithubSection {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.github.com".into(),
+            repo: None,
+            org: None,
+            token_file: None,
+            token_keychain: None,
+            runner_group_id: 1,
+            name_prefix: "marble".into(),
+            labels_extra: Vec::new(),
+            jit_path: "/var/run/marble/jitconfig".into(),
+            work_folder: "_work".into(),
+            request_timeout: Duration::from_secs(30),
+            registration_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// `[jenkins]`: the controller's node API, used as the SPI busy signal and to take a node
+/// offline during a drain. The API token comes from `token_file` (0600) or `token_keychain`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JenkinsSection {
+    /// Controller base URL (with the context path, if any).
+    pub url: String,
+    /// User the API token belongs to.
+    pub user: String,
+    /// File holding the API token; must not be readable by group or others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Keychain item holding the API token (macOS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_keychain: Option<KeychainItem>,
+    /// Timeout of one API request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Jenkins node name per VM name, where they differ (default: the node is the VM name).
+    pub nodes: BTreeMap<String, String>,
+}
+
+impl Default for JenkinsSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            user: String::new(),
+            token_file: None,
+            token_keychain: None,
+            request_timeout: Duration::from_secs(20),
+            nodes: BTreeMap::new(),
+        }
+    }
+}
+
+impl JenkinsSection {
+    /// The Jenkins node name of `vm`.
+    pub fn node_for<'a>(&'a self, vm: &'a str) -> &'a str {
+        self.nodes.get(vm).map_or(vm, String::as_str)
+    }
+}
+
+/// Characters allowed in runner labels and the name prefix (GitHub's own label charset is
+/// wider; these never need quoting anywhere).
+fn safe_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Check a secret's source: exactly one of file/keychain, the file's path absolute. Whether
+/// the file can be read is [`secret_file_problems`]' question: not a reason to refuse the
+/// config, as the daemon runs without the token and retries it.
+fn secret_source_problems(
+    section: &str,
+    file: Option<&Path>,
+    keychain: Option<&KeychainItem>,
+    bad: &mut dyn FnMut(&str, String),
+) {
+    let file_key = format!("{section}.token_file");
+    let kc_key = format!("{section}.token_keychain");
+    match (file, keychain) {
+        (None, None) => bad(
+            &file_key,
+            format!("set {file_key} (a mode-0600 file) or {kc_key}; secrets never go in this file"),
+        ),
+        (Some(_), Some(_)) => bad(
+            &file_key,
+            format!("set only one of {file_key} and {kc_key}"),
+        ),
+        (Some(path), None) => {
+            if !path.is_absolute() {
+                bad(&file_key, "must be an absolute path".into());
+            }
+        }
+        (None, Some(item)) => {
+            if item.service.is_empty() || item.account.is_empty() {
+                bad(&kc_key, "needs a service and an account".into());
+            }
+            if !cfg!(target_os = "macos") && item.security.is_none() {
+                bad(&kc_key, "the Keychain is only available on macOS".into());
+            }
+        }
+    }
+}
+
+/// Whether a token file can be used now: present, a file, not readable by group or others
+/// (mode 0600 or stricter). `marbled check-config` reports these; the daemon starts anyway
+/// and says in `status` that the CI side waits for the token.
+pub(super) fn secret_file_problems(
+    section: &str,
+    file: Option<&Path>,
+    bad: &mut dyn FnMut(&str, String),
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = file.filter(|p| p.is_absolute()) else {
+        return;
+    };
+    let file_key = format!("{section}.token_file");
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => bad(
+            &file_key,
+            format!(
+                "{} has mode {:04o}, readable by other users; fix with `chmod 600 {}`",
+                path.display(),
+                meta.permissions().mode() & 0o7777,
+                path.display()
+            ),
+        ),
+        Ok(meta) if !meta.is_file() => {
+            bad(&file_key, format!("{} is not a file", path.display()));
+        }
+        Ok(_) => {}
+        Err(err) => bad(&file_key, format!("cannot read {}: {err}", path.display())),
+    }
+}
+
+impl GithubSection {
+    /// Value problems, each naming its key.
+    pub(super) fn problems(&self, bad: &mut dyn FnMut(&str, String)) {
+        if !cfg!(feature = "ci") {
+            bad(
+                "github",
+                "this marbled was built without the `ci` feature".into(),
+            );
+        }
+        if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
+            bad(
+                "github.api_url",
+                format!("{:?} is not an http(s) URL", self.api_url),
+            );
+        }
+        match (&self.repo, &self.org) {
+            (None, None) => bad(
+                "github.repo",
+                "set github.repo (\"owner/repo\") or github.org".into(),
+            ),
+            (Some(_), Some(_)) => bad(
+                "github.repo",
+                "set only one of github.repo and github.org".into(),
+            ),
+            (Some(r), None) => {
+                if !r
+                    .split_once('/')
+                    .is_some_and(|(o, n)| safe_word(o) && safe_word(n))
+                {
+                    bad("github.repo", format!("must be \"owner/repo\", got {r:?}"));
+                }
+            }
+            (None, Some(o)) => {
+                if !safe_word(o) {
+                    bad("github.org", format!("{o:?} is not an organisation name"));
+                }
+            }
+        }
+        secret_source_problems(
+            "github",
+            self.token_file.as_deref(),
+            self.token_keychain.as_ref(),
+            bad,
+        );
+        if !safe_word(&self.name_prefix) || self.name_prefix.len() > 20 {
+            bad(
+                "github.name_prefix",
+                format!("{:?}: 1 to 20 of A-Z a-z 0-9 . _ -", self.name_prefix),
+            );
+        }
+        for label in &self.labels_extra {
+            if !safe_word(label) {
+                bad(
+                    "github.labels_extra",
+                    format!("{label:?} is not a label (A-Z a-z 0-9 . _ -)"),
+                );
+            }
+        }
+        let jit_ok = self.jit_path.starts_with('/')
+            && !self.jit_path.contains("..")
+            && !self.jit_path.ends_with('/')
+            && self
+                .jit_path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
+        if !jit_ok {
+            bad(
+                "github.jit_path",
+                format!(
+                    "{:?}: an absolute guest path of A-Z a-z 0-9 / . _ -",
+                    self.jit_path
+                ),
+            );
+        }
+        if self.runner_group_id == 0 {
+            bad("github.runner_group_id", "must be at least 1".into());
+        }
+        for (key, d) in [
+            ("github.request_timeout", self.request_timeout),
+            ("github.registration_timeout", self.registration_timeout),
+        ] {
+            if d.is_zero() {
+                bad(key, "must be greater than zero".into());
+            }
+        }
+    }
+}
+
+impl JenkinsSection {
+    /// Value problems, each naming its key.
+    pub(super) fn problems(&self, bad: &mut dyn FnMut(&str, String)) {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            bad(
+                "jenkins.url",
+                format!("{:?} is not an http(s) URL", self.url),
+            );
+        }
+        if self.user.is_empty() {
+            bad(
+                "jenkins.user",
+                "must name the user the API token belongs to".into(),
+            );
+        }
+        secret_source_problems(
+            "jenkins",
+            self.token_file.as_deref(),
+            self.token_keychain.as_ref(),
+            bad,
+        );
+        if self.request_timeout.is_zero() {
+            bad(
+                "jenkins.request_timeout",
+                "must be greater than zero".into(),
+            );
+        }
+        for (vm, node) in &self.nodes {
+            if node.is_empty() {
+                bad(&format!("jenkins.nodes.{vm}"), "empty node name".into());
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `[scheduler]`: the policy word, timings and limits, warm-runner targets and fair-share
+//! weights, with their defaults. The scheduler builds its own `SchedConfig` from this
+//! (`SchedConfig::from_config`); the words and types of the section live here so the config
+//! layer needs nothing of the scheduler.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[scheduler]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedulerSection {
+    /// `cycle` (the seed's round robin), `demand` (boot for queued jobs) or `manual`.
+    pub policy: String,
+    /// VMs allowed to run at once (1: the shared build disk).
+    pub capacity: u32,
+    /// Minimum on-time of a cycled ROOT VM after it is ready.
+    #[serde(with = "humantime_serde")]
+    pub cycle_on_min: Duration,
+    /// Random extra on-time, uniform in [0, this).
+    #[serde(with = "humantime_serde")]
+    pub cycle_on_jitter: Duration,
+    /// Window after an idle stop left free for Jenkins.
+    #[serde(with = "humantime_serde")]
+    pub cycle_off_window: Duration,
+    /// Re-check interval of a busy VM.
+    #[serde(with = "humantime_serde")]
+    pub busy_recheck: Duration,
+    /// Readiness timeout after a start.
+    #[serde(with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// Graceful stop timeout before `--kill`.
+    #[serde(with = "humantime_serde")]
+    pub graceful_stop_timeout: Duration,
+    /// Readiness failures in a row before quarantine.
+    pub quarantine_after_failures: u32,
+    /// First quarantine back-off (doubles).
+    #[serde(with = "humantime_serde")]
+    pub quarantine_base: Duration,
+    /// Longest quarantine back-off.
+    #[serde(with = "humantime_serde")]
+    pub quarantine_max: Duration,
+    /// Protection of a granted Jenkins slot, busy or not.
+    #[serde(with = "humantime_serde")]
+    pub slot_grace: Duration,
+    /// Bound on how long one team waits while the other holds the host.
+    #[serde(with = "humantime_serde")]
+    pub fairness_bound: Duration,
+    /// Periodic inventory refresh.
+    #[serde(with = "humantime_serde")]
+    pub inventory_interval: Duration,
+    /// Decisions kept for `status`.
+    pub decision_log_len: u32,
+    /// Policy `demand`: warm runners always kept idle across the fleet, per label set
+    /// (`[[scheduler.warm]]` with `labels` and `count`).
+    pub warm: Vec<WarmTarget>,
+    /// Policy `demand`: a label set with at least `warm_min_jobs` jobs queued within this
+    /// window gets one warm runner in the fleet ("0s": no prediction).
+    #[serde(with = "humantime_serde")]
+    pub warm_window: Duration,
+    /// See `warm_window`.
+    pub warm_min_jobs: u32,
+    /// A warm runner gives its host up to an unmet job it cannot take after the job has
+    /// waited this long.
+    #[serde(with = "humantime_serde")]
+    pub warm_yield: Duration,
+    /// A warm runner no longer wanted, or a runner whose job another runner took, stays up
+    /// this long after it became ready (unless its host is wanted), so its boot is not
+    /// thrown away.
+    #[serde(with = "humantime_serde")]
+    pub warm_linger: Duration,
+    /// Policy `demand`, fair share when both teams wait for a host: weight of ROOT's wait.
+    pub share_root: u32,
+    /// Weight of Jenkins' wait (the larger `wait × weight` goes first).
+    pub share_spi: u32,
+    /// Turns one team may take in a row while the other waits (0: no limit).
+    pub max_consecutive: u32,
+}
+
+impl Default for SchedulerSection {
+    fn default() -> Self {
+        let secs = Duration::from_secs;
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        Self {
+            policy: Policy::Cycle.as_str().into(),
+            capacity: 1,
+            // The seed's cycle: on 60–119 s after ready, 60 s left to Jenkins after a stop.
+            cycle_on_min: secs(60),
+            cycle_on_jitter: secs(60),
+            cycle_off_window: secs(60),
+            busy_recheck: secs(60),
+            // Above the slowest normal boot: a cold host's first boot can take minutes
+            // (marble-sim's standard boot model has a tail to 4 min), and a timeout there
+            // throws the boot away and makes the job wait for another.
+            ready_timeout: secs(300),
+            graceful_stop_timeout: secs(60),
+            quarantine_after_failures: 3,
+            quarantine_base: secs(300),
+            quarantine_max: hours(1),
+            slot_grace: secs(300),
+            fairness_bound: secs(1800),
+            inventory_interval: secs(30),
+            decision_log_len: 50,
+            warm: Vec::new(),
+            warm_window: hours(2),
+            warm_min_jobs: 2,
+            warm_yield: secs(60),
+            warm_linger: hours(24),
+            // Jenkins' start script holds an executor while it waits: its wait counts double.
+            share_root: 1,
+            share_spi: 2,
+            max_consecutive: 3,
+        }
+    }
+}
+
+/// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering
+/// `labels` registered and idle across the fleet, whether or not a job waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmTarget {
+    /// The `runs-on` labels the warm runners must cover.
+    pub labels: Vec<String>,
+    /// How many, fleet-wide.
+    pub count: u32,
+}
+
+/// Scheduling policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Policy {
+    /// Only operator commands and slot requests start VMs.
+    Manual,
+    /// The seed's round robin over ROOT VMs.
+    Cycle,
+    /// Boot a ROOT VM only for a queued job no free runner in the fleet will take.
+    Demand,
+}
+
+impl Policy {
+    /// The configuration word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Manual => "manual",
+            Policy::Cycle => "cycle",
+            Policy::Demand => "demand",
+        }
+    }
+
+    /// The policy named by a configuration word (`cycle`, `demand`, `manual`).
+    pub fn parse(word: &str) -> Option<Policy> {
+        [Policy::Manual, Policy::Cycle, Policy::Demand]
+            .into_iter()
+            .find(|p| p.as_str() == word)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_words_round_trip() {
+        for p in [Policy::Manual, Policy::Cycle, Policy::Demand] {
+            assert_eq!(Policy::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Policy::parse("random"), None);
+        assert_eq!(Policy::parse("Cycle"), None);
+    }
+}
