@@ -73,96 +73,7 @@ pub fn job_context(config: &Config, hv: Arc<dyn Hypervisor>) -> JobContext {
         #[cfg(feature = "ci")]
         runners: None,
         #[cfg(feature = "ci")]
-        jenkins: config.jenkins.as_ref().and_then(|section| {
-            crate::spi_signal::JenkinsNodes::new(section)
-                .map_err(|err| {
-                    tracing::error!(
-                        error = %crate::error::error_chain(&err).join(": "),
-                        "[jenkins] unusable; SPI busy probes use the guest alone"
-                    );
-                })
-                .ok()
-        }),
-    }
-}
-
-/// The `[github]` token: loaded now, and while its source fails (a Keychain a LaunchDaemon
-/// cannot read, a token file with the wrong mode) retried with back-off until `stop` — the
-/// daemon runs meanwhile, its GitHub side reported unavailable. Exiting instead would only
-/// make launchd's KeepAlive restart it into the same failure.
-#[cfg(feature = "ci")]
-#[derive(Debug)]
-pub struct GithubToken {
-    /// The token, shared by the runner lifecycle and the demand poller.
-    pub cell: Arc<crate::ci::TokenCell>,
-    /// Ends the retry task.
-    stop: CancellationToken,
-}
-
-#[cfg(feature = "ci")]
-impl GithubToken {
-    /// The token for `config`'s `[github]` (None without the section). `previous` is kept,
-    /// and read again at once, when the source is the same (a reload re-reads the token
-    /// without dropping one that works); otherwise its retry task ends.
-    pub async fn for_config(
-        config: &Config,
-        previous: Option<GithubToken>,
-        shutdown: &CancellationToken,
-    ) -> Option<GithubToken> {
-        let source = config.github.as_ref().and_then(|section| {
-            crate::ci::TokenSource::from_section(
-                "github",
-                section.token_file.as_ref(),
-                section.token_keychain.as_ref(),
-            )
-            .ok()
-        });
-        if let Some(previous) = previous {
-            if source.is_some() && previous.cell.source() == source.as_ref() {
-                previous.cell.kick();
-                return Some(previous);
-            }
-            previous.stop.cancel();
-        }
-        let cell = crate::ci::TokenCell::load(source?).await;
-        let stop = shutdown.child_token();
-        tokio::spawn(
-            Arc::clone(&cell)
-                .retry(stop.clone())
-                .instrument(tracing::info_span!("github_token")),
-        );
-        Some(GithubToken { cell, stop })
-    }
-}
-
-/// The ROOT runner lifecycle for `[github]` (None when the section is absent) with the token
-/// `token` holds. `records` are shared with the previous lifecycle across config reloads.
-#[cfg(feature = "ci")]
-pub fn runner_lifecycle(
-    config: &Config,
-    host: &str,
-    records: &crate::runners::RunnerRecords,
-    token: Option<&GithubToken>,
-) -> Result<Option<Arc<crate::runners::RunnerLifecycle>>, DaemonError> {
-    let (Some(section), Some(token)) = (&config.github, token) else {
-        return Ok(None);
-    };
-    let built = crate::runners::RunnerLifecycle::from_config(
-        section,
-        host,
-        records.clone(),
-        Arc::clone(&token.cell),
-    );
-    match built {
-        Ok(lifecycle) => Ok(Some(Arc::new(lifecycle))),
-        // The scope, which validation checked already: a config problem named by its key.
-        Err(err) => Err(DaemonError::Config(crate::config::ConfigError::Invalid {
-            path: "[github]".into(),
-            problems: vec![crate::config::ConfigProblem {
-                key: "github".into(),
-                message: crate::error::error_chain(&err).join(": "),
-            }],
-        })),
+        jenkins: crate::ci::jenkins::JenkinsNodes::for_config(config),
     }
 }
 
@@ -213,12 +124,12 @@ pub async fn run(
         host: host_name(&config),
     };
     #[cfg(feature = "ci")]
-    let runner_records = crate::runners::RunnerRecords::default();
+    let runner_records = crate::ci::github::RunnerRecords::default();
     #[cfg(feature = "ci")]
-    let mut github_token = GithubToken::for_config(&config, None, &shutdown).await;
+    let mut github_token = crate::ci::github::GithubToken::for_config(&config, None, &shutdown).await;
     #[cfg(feature = "ci")]
     {
-        ctx.runners = runner_lifecycle(
+        ctx.runners = crate::ci::github::RunnerLifecycle::for_config(
             &config,
             &identity.host,
             &runner_records,
@@ -293,8 +204,8 @@ pub async fn run(
                 let mut next = job_context(&new, hv);
                 #[cfg(feature = "ci")]
                 {
-                    github_token = GithubToken::for_config(&new, github_token.take(), &shutdown).await;
-                    next.runners = match runner_lifecycle(&new, &identity.host, &runner_records, github_token.as_ref()) {
+                    github_token = crate::ci::github::GithubToken::for_config(&new, github_token.take(), &shutdown).await;
+                    next.runners = match crate::ci::github::RunnerLifecycle::for_config(&new, &identity.host, &runner_records, github_token.as_ref()) {
                         Ok(runners) => runners,
                         Err(err) => {
                             // Keep minting with the old settings rather than leave ROOT VMs

@@ -9,7 +9,7 @@
 //! never mistaken for an idle one.
 //!
 //! With `[github]` configured, ROOT VMs also run the runner lifecycle here
-//! ([`crate::runners`]): the start job mints the JIT runner config *before* `prlctl start`
+//! ([`crate::ci::github::lifecycle`]): the start job mints the JIT runner config *before* `prlctl start`
 //! when the macOS version is known without the guest, so the booting runner is already in
 //! GitHub's runner list and other hosts' demand does not boot for the same job (a failed
 //! start deletes that registration again); readiness delivers the config once the guest
@@ -20,7 +20,7 @@
 //! every stop of a ROOT VM, `--force` included.
 //!
 //! With `[jenkins]`, an SPI VM's busy probe also asks the controller about its node
-//! ([`crate::spi_signal`]): busy if either says so.
+//! ([`crate::ci::jenkins::spi`]): busy if either says so.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,10 +46,10 @@ pub struct JobContext {
     pub images: Arc<crate::images::ImageStoreConfig>,
     /// `[github]`: the ROOT runner lifecycle (None: not configured).
     #[cfg(feature = "ci")]
-    pub runners: Option<Arc<crate::runners::RunnerLifecycle>>,
+    pub runners: Option<Arc<crate::ci::github::RunnerLifecycle>>,
     /// `[jenkins]`: the controller's node view, combined with the SPI guest probe.
     #[cfg(feature = "ci")]
-    pub jenkins: Option<Arc<crate::spi_signal::JenkinsNodes>>,
+    pub jenkins: Option<Arc<crate::ci::jenkins::JenkinsNodes>>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -166,7 +166,7 @@ impl JobContext {
     async fn wait_ready_jit(
         &self,
         vm: &str,
-        runners: &crate::runners::RunnerLifecycle,
+        runners: &crate::ci::github::RunnerLifecycle,
         timeout: Duration,
     ) -> Outcome {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -210,8 +210,8 @@ impl JobContext {
     /// again: no stop follows a failed start, and an unused registration would stand in the
     /// fleet's list as a free runner.
     #[cfg(feature = "ci")]
-    async fn start_root_jit(&self, vm: &str, runners: &crate::runners::RunnerLifecycle) -> Outcome {
-        match crate::runners::macos_without_guest(self.hv.as_ref(), vm).await {
+    async fn start_root_jit(&self, vm: &str, runners: &crate::ci::github::RunnerLifecycle) -> Outcome {
+        match crate::ci::github::macos_without_guest(self.hv.as_ref(), vm).await {
             Some(major) => {
                 if let Err(err) = runners.mint_before_start(vm, major).await {
                     tracing::warn!(

@@ -41,7 +41,7 @@ pub struct CheckEnv {
     pub images: Arc<crate::images::ImageStoreConfig>,
     /// `[github]`'s runner lifecycle, for the token check (None: not configured).
     #[cfg(feature = "ci")]
-    pub github: Option<Arc<crate::runners::RunnerLifecycle>>,
+    pub github: Option<Arc<crate::ci::github::RunnerLifecycle>>,
 }
 
 fn line(name: &str, status: CheckStatus, detail: String, fix: &str) -> CheckResult {
