@@ -69,7 +69,8 @@ pub fn job_context(config: &Config, hv: Arc<dyn Hypervisor>) -> JobContext {
         teams: Arc::new(TeamMap::new(&config.teams)),
         #[cfg(feature = "s3")]
         images: Arc::new(config.images.clone()),
-        // Needs the token and the shared records: `run` adds it with `runner_lifecycle`.
+        // Needs the token and the shared records: `run` adds it with
+        // `ci::github::RunnerLifecycle::for_config`.
         #[cfg(feature = "ci")]
         runners: None,
         #[cfg(feature = "ci")]
@@ -126,7 +127,8 @@ pub async fn run(
     #[cfg(feature = "ci")]
     let runner_records = crate::ci::github::RunnerRecords::default();
     #[cfg(feature = "ci")]
-    let mut github_token = crate::ci::github::GithubToken::for_config(&config, None, &shutdown).await;
+    let mut github_token =
+        crate::ci::github::GithubToken::for_config(&config, None, &shutdown).await;
     #[cfg(feature = "ci")]
     {
         ctx.runners = crate::ci::github::RunnerLifecycle::for_config(

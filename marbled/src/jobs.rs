@@ -210,7 +210,11 @@ impl JobContext {
     /// again: no stop follows a failed start, and an unused registration would stand in the
     /// fleet's list as a free runner.
     #[cfg(feature = "ci")]
-    async fn start_root_jit(&self, vm: &str, runners: &crate::ci::github::RunnerLifecycle) -> Outcome {
+    async fn start_root_jit(
+        &self,
+        vm: &str,
+        runners: &crate::ci::github::RunnerLifecycle,
+    ) -> Outcome {
         match crate::ci::github::macos_without_guest(self.hv.as_ref(), vm).await {
             Some(major) => {
                 if let Err(err) = runners.mint_before_start(vm, major).await {

@@ -62,7 +62,11 @@ fn jit_delivery_and_its_owner_and_mode_check() {
             .unwrap()
             .is_none()
     );
-    let r = exec_quoted(&h, &marbled::ci::github::runner::check_and_mark_argv(path), None);
+    let r = exec_quoted(
+        &h,
+        &marbled::ci::github::runner::check_and_mark_argv(path),
+        None,
+    );
     assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{r:?}");
     assert!(
         h.read_guest_file(VM, &format!("{path}.ready"))

@@ -176,8 +176,11 @@ impl HttpClient {
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config())
             .http1_only()
-            // As before the switch to reqwest: no proxy from the environment.
+            // As before the switch to reqwest: no proxy from the environment, and a redirect
+            // is an answer for the caller (a renamed repository's 301, Jenkins' 302 to its
+            // login page), not followed with the credentials.
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30))
             .build();
         let client = match client {
@@ -217,7 +220,9 @@ impl HttpClient {
             .when(Attempt::retryable)
             .adjust(|a, next| match a {
                 // Wait as long as asked (never less than the backoff) while retries remain.
-                Attempt::Again { after: Some(after), .. } => next.map(|d| d.max(*after)),
+                Attempt::Again {
+                    after: Some(after), ..
+                } => next.map(|d| d.max(*after)),
                 _ => next,
             })
             .notify(|a, wait| {
@@ -344,6 +349,9 @@ fn transient(method: &Method, resp: &HttpResponse) -> Option<Option<Duration>> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     fn resp(status: u16, retry_after: Option<&str>) -> HttpResponse {
@@ -369,5 +377,55 @@ mod tests {
         assert_eq!(transient(&Method::GET, &resp(500, None)), None);
         assert_eq!(transient(&Method::GET, &resp(403, Some("1"))), None);
         assert_eq!(transient(&Method::GET, &resp(429, Some("600"))), None);
+    }
+
+    /// A loopback server answering each connection with the next of `answers` (status,
+    /// extra header line), counting the requests.
+    async fn serve(answers: Vec<(u16, &'static str)>) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/x", listener.local_addr().expect("addr"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&count);
+        tokio::spawn(async move {
+            for (status, extra) in answers {
+                let (mut sock, _) = listener.accept().await.expect("accept");
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await.expect("read");
+                seen.fetch_add(1, Ordering::SeqCst);
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n{extra}\r\nok"
+                );
+                sock.write_all(resp.as_bytes()).await.expect("write");
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test]
+    async fn a_transient_answer_is_retried_and_the_last_answer_returned() {
+        let (url, count) = serve(vec![(503, "retry-after: 0\r\n"), (502, ""), (200, "")]).await;
+        let client = HttpClient::new(Duration::from_secs(5));
+        let resp = client
+            .send(Method::GET, &url, &[], None)
+            .await
+            .expect("send");
+        assert_eq!(resp.status, StatusCode::OK);
+        assert_eq!(&resp.body[..], b"ok");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_post_that_reached_the_server_is_not_retried() {
+        let (url, count) = serve(vec![(503, ""), (200, "")]).await;
+        let client = HttpClient::new(Duration::from_secs(5));
+        let resp = client
+            .send(Method::POST, &url, &[], Some(Bytes::from_static(b"{}")))
+            .await
+            .expect("send");
+        assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 }

@@ -62,7 +62,8 @@ pub async fn run(
                         );
                     }
                     if let Some(quota) = stats.quota {
-                        let paced = crate::ci::github::demand::paced_interval(section.interval, quota);
+                        let paced =
+                            crate::ci::github::demand::paced_interval(section.interval, quota);
                         if paced > section.interval {
                             // Also no early polls (nudges, the watch) until then.
                             tracing::warn!(

@@ -16,8 +16,7 @@ use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::types::{
-    CachedPage, DeleteOutcome, GitHubConfig, GitHubError, JitConfig, RateLimit, Runner,
-    RunnerScope,
+    CachedPage, DeleteOutcome, GitHubConfig, GitHubError, JitConfig, RateLimit, Runner, RunnerScope,
 };
 use crate::ci::http::{HttpClient, HttpResponse};
 use crate::ci::secret::{Secret, TokenCell, TokenStatus};

@@ -302,6 +302,56 @@ impl GithubDemand {
         Ok(new)
     }
 
+    /// List run `run`'s latest jobs into `snapshot`: queued ones as demand, running ones as
+    /// history and (with their runner) as jobs started somewhere.
+    async fn add_run_jobs(
+        &self,
+        repo: &str,
+        run: u64,
+        now_ms: u64,
+        snapshot: &mut DemandSnapshot,
+    ) -> Result<(), GitHubError> {
+        let body = self
+            .client
+            .get_cached(
+                "list-run-jobs",
+                &format!("/repos/{repo}/actions/runs/{run}/jobs?filter=latest&per_page=100"),
+            )
+            .await?;
+        let list: JobList =
+            serde_json::from_slice(&body).map_err(|source| GitHubError::Decode {
+                op: "list-run-jobs",
+                source,
+            })?;
+        for job in list.jobs.into_iter().filter(|j| !j.labels.is_empty()) {
+            let queued_ms = parse_ms(job.created_at.as_deref()).unwrap_or(now_ms);
+            if job.status == "in_progress"
+                && let (Some(runner), Some(started_ms)) =
+                    (&job.runner_name, parse_ms(job.started_at.as_deref()))
+            {
+                // Every running job; the actor keeps this host's.
+                snapshot.started_here.push(StartedJob {
+                    id: job.id,
+                    queued_ms,
+                    started_ms,
+                    runner: runner.clone(),
+                });
+            }
+            let into = match job.status.as_str() {
+                "queued" => &mut snapshot.root_jobs,
+                // Seen running: history for the warm-runner prediction.
+                "in_progress" => &mut snapshot.running_jobs,
+                _ => continue,
+            };
+            into.push(QueuedJob {
+                id: job.id,
+                since_ms: queued_ms,
+                labels: job.labels,
+            });
+        }
+        Ok(())
+    }
+
     /// One poll. `now_ms` stands in for a job's queue time when GitHub gives none; `vms`:
     /// this host's VMs as the scheduler last saw them (None: not known yet), to judge its
     /// own offline registrations.
@@ -339,46 +389,7 @@ impl GithubDemand {
                     continue;
                 }
                 budget -= 1;
-                let body = self
-                    .client
-                    .get_cached(
-                        "list-run-jobs",
-                        &format!(
-                            "/repos/{repo}/actions/runs/{run}/jobs?filter=latest&per_page=100"
-                        ),
-                    )
-                    .await?;
-                let list: JobList =
-                    serde_json::from_slice(&body).map_err(|source| GitHubError::Decode {
-                        op: "list-run-jobs",
-                        source,
-                    })?;
-                for job in list.jobs.into_iter().filter(|j| !j.labels.is_empty()) {
-                    let queued_ms = parse_ms(job.created_at.as_deref()).unwrap_or(now_ms);
-                    if job.status == "in_progress"
-                        && let (Some(runner), Some(started_ms)) =
-                            (&job.runner_name, parse_ms(job.started_at.as_deref()))
-                    {
-                        // Every running job; the actor keeps this host's.
-                        snapshot.started_here.push(StartedJob {
-                            id: job.id,
-                            queued_ms,
-                            started_ms,
-                            runner: runner.clone(),
-                        });
-                    }
-                    let into = match job.status.as_str() {
-                        "queued" => &mut snapshot.root_jobs,
-                        // Seen running: history for the warm-runner prediction.
-                        "in_progress" => &mut snapshot.running_jobs,
-                        _ => continue,
-                    };
-                    into.push(QueuedJob {
-                        id: job.id,
-                        since_ms: queued_ms,
-                        labels: job.labels,
-                    });
-                }
+                self.add_run_jobs(repo, run, now_ms, &mut snapshot).await?;
             }
         }
         for jobs in [&mut snapshot.root_jobs, &mut snapshot.running_jobs] {

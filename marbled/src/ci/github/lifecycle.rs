@@ -617,7 +617,10 @@ mod tests {
         assert!(!l.is_ours(vm, "marble-macphsft01-macphsft01-ROOT-VM-macOS-14-x"));
         let long = lifecycle("ci-runner-of-cern-xx");
         let name = long.name_for(&"v".repeat(100), 1_764_000_000);
-        assert!(name.len() <= crate::ci::github::runner::MAX_RUNNER_NAME, "{name}");
+        assert!(
+            name.len() <= crate::ci::github::runner::MAX_RUNNER_NAME,
+            "{name}"
+        );
         assert!(name.starts_with("ci-runner-of-cern-xx-"), "{name}");
         assert!(name.ends_with("-1764000000"), "{name}");
         assert!(long.is_ours(&"v".repeat(100), &name));
