@@ -16,8 +16,9 @@
 //! [`daemon`] (wiring: `run`, and the [`daemon::Parts`] a start and a reload build),
 //! [`clock`] (the wall clock, unix ms), [`transfers`] (image push/pull/verify jobs and the VM holds
 //! they take; the S3 code is [`images`]), [`lifecycle`] (`vm create`, `vm provision`, `host
-//! check`: jobs and the provisioning hold), [`provision`] (the profile engine), [`runners`]
-//! (GitHub JIT runners per ROOT boot and the delete-before-stop gate), [`fleet`] (heartbeats
+//! check`: jobs and the provisioning hold), [`provision`] (the profile engine), `ci` (GitHub and
+//! Jenkins, feature `ci`: JIT runners per ROOT boot, the delete-before-stop gate, the demand
+//! signals, the SPI node signal), [`fleet`] (heartbeats
 //! in the bucket, `fleet ls`), [`metrics`] (Prometheus text, node_exporter textfile),
 //! [`demand`] (GitHub and Jenkins demand sources polled for policy `demand`), [`periodic`]
 //! (starts those side tasks).
@@ -50,13 +51,9 @@ pub mod metrics;
 pub mod peer;
 pub mod periodic;
 pub mod provision;
-#[cfg(feature = "ci")]
-pub mod runners;
 pub mod sched;
 pub mod server;
 pub mod socket;
-#[cfg(feature = "ci")]
-pub mod spi_signal;
 pub mod store;
 pub mod transfers;
 

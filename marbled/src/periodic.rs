@@ -49,7 +49,7 @@ pub fn spawn(
     config: &Config,
     handle: &DaemonHandle,
     #[cfg(feature = "s3")] fleet: Option<Arc<crate::fleet::FleetReader>>,
-    #[cfg(feature = "ci")] runners: Option<Arc<crate::runners::RunnerLifecycle>>,
+    #[cfg(feature = "ci")] runners: Option<Arc<crate::ci::github::RunnerLifecycle>>,
     shutdown: &CancellationToken,
 ) -> TaskTracker {
     let tasks = TaskTracker::new();
@@ -87,7 +87,10 @@ pub fn spawn(
     }
     #[cfg(feature = "ci")]
     if let Some(demand) = &config.demand {
-        let sources = demand_sources(config, demand, runners);
+        let sources = crate::demand::Sources {
+            github: crate::ci::github::GithubDemand::for_config(config, runners),
+            jenkins: crate::ci::jenkins::JenkinsClient::for_demand(config),
+        };
         if sources.github.is_some() || sources.jenkins.is_some() {
             tracing::info!(
                 github = sources.github.is_some(),
@@ -103,58 +106,4 @@ pub fn spawn(
     }
     tasks.close();
     tasks
-}
-
-/// Build the sources: GitHub through the runner lifecycle's client (its token may still be
-/// loading: polls fail and are retried meanwhile), Jenkins with its own client; a source
-/// whose client cannot be built is left out and logged, so the daemon still runs its VMs.
-#[cfg(feature = "ci")]
-fn demand_sources(
-    config: &Config,
-    demand: &crate::demand::DemandSection,
-    runners: Option<Arc<crate::runners::RunnerLifecycle>>,
-) -> crate::demand::Sources {
-    let mut sources = crate::demand::Sources::default();
-    if demand.github
-        && let Some(section) = &config.github
-    {
-        match runners {
-            Some(lifecycle) => {
-                let repos = if demand.repos.is_empty() {
-                    section.repo.iter().cloned().collect()
-                } else {
-                    demand.repos.clone()
-                };
-                let boot_window = crate::demand::runners::boot_window(
-                    section.request_timeout,
-                    config.prlctl.start_timeout,
-                    config.scheduler.ready_timeout,
-                );
-                sources.github = Some(
-                    crate::demand::github::GithubDemand::new(
-                        lifecycle.client(),
-                        repos,
-                        demand.max_runs,
-                    )
-                    .with_fleet(crate::demand::github::FleetView {
-                        lifecycle,
-                        boot_window,
-                    }),
-                );
-            }
-            None => tracing::error!("github demand source disabled: no [github] runner lifecycle"),
-        }
-    }
-    if demand.jenkins
-        && let Some(section) = &config.jenkins
-    {
-        match crate::demand::jenkins::client(section) {
-            Ok(client) => sources.jenkins = Some(Arc::new(client)),
-            Err(err) => tracing::error!(
-                error = %crate::chain::ErrorChain(&err),
-                "jenkins demand source disabled"
-            ),
-        }
-    }
-    sources
 }

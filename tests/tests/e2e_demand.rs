@@ -242,7 +242,7 @@ fn a_free_host_sees_a_newly_queued_run_within_seconds_at_no_quota() {
 #[test]
 fn a_low_rate_limit_spreads_the_polls_instead_of_spending_the_reserve() {
     let (_rt, gh) = fake_github();
-    let reserve = marbled::demand::github::QUOTA_RESERVE;
+    let reserve = marbled::ci::github::QUOTA_RESERVE;
     let reset = marble_tests::fake_github::now_ms() / 1000 + 3600;
     // Enough for one poll (three requests: two run listings, the runner list), not two.
     gh.set_rate_limit(reserve + 5, reset);

@@ -46,7 +46,7 @@ fn jit_delivery_and_its_owner_and_mode_check() {
     let (_d, h) = running();
     let path = "/var/run/marble/jitconfig";
     let secret = b"JIT-CONFIG-SECRET-0123456789";
-    let deliver = marbled::ci::runner::deliver_argv(path);
+    let deliver = marbled::ci::github::runner::deliver_argv(path);
     let stat = strs(&["/usr/bin/stat", "-f", "%Lp %Su", path]);
 
     let r = exec_quoted(&h, &deliver, Some(secret));
@@ -62,7 +62,11 @@ fn jit_delivery_and_its_owner_and_mode_check() {
             .unwrap()
             .is_none()
     );
-    let r = exec_quoted(&h, &marbled::ci::runner::check_and_mark_argv(path), None);
+    let r = exec_quoted(
+        &h,
+        &marbled::ci::github::runner::check_and_mark_argv(path),
+        None,
+    );
     assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{r:?}");
     assert!(
         h.read_guest_file(VM, &format!("{path}.ready"))

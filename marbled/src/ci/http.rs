@@ -1,22 +1,43 @@
-//! The small HTTPS client shared by the GitHub and Jenkins clients: hyper-util's pooled
-//! client over rustls (aws-lc provider, the OS's root certificates), one overall timeout per
-//! request, and a cap on response bodies.
+//! The small HTTPS client shared by the GitHub and Jenkins clients: `reqwest` over rustls
+//! (aws-lc provider, the OS's root certificates), one overall timeout per attempt, a cap on
+//! response bodies, and a bounded retry of transient failures (exponential backoff with
+//! jitter, `backon`) that honours a short `Retry-After`.
 //!
-//! Owns transport only: status codes are interpreted by the callers. URLs never carry
-//! secrets (tokens travel in headers), so errors may name the URL.
+//! Owns transport only: status codes are interpreted by the callers, which see the last
+//! attempt's answer. URLs never carry secrets (tokens travel in headers), so errors and the
+//! retry log lines may name the URL; headers are never logged.
+//!
+//! What is retried, and why only that:
+//! - a connection that could not be made (nothing was sent, so any method is safe);
+//! - 502, 503, 504 and 429 answers to idempotent methods (GET, HEAD, PUT, DELETE), after
+//!   `Retry-After` when the server sent one no longer than [`MAX_RETRY_AFTER`].
+//!
+//! Not retried: a timeout (the caller's budget is spent), a POST that reached the server (a
+//! JIT registration or a Jenkins toggle must not happen twice), 403 with `Retry-After`
+//! (GitHub's secondary limit: its minute-long wait is the caller's back-off, recorded by
+//! [`super::github`]), and a `Retry-After` longer than [`MAX_RETRY_AFTER`] (returned as is).
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use backon::{ExponentialBuilder, Retryable};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, StatusCode};
 
 /// Largest response body read (GitHub pages of 100 runners are ~100 KB).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Retries after the first attempt (so at most three requests per call).
+pub const MAX_RETRIES: usize = 2;
+
+/// First backoff delay (before jitter); doubles per retry.
+const RETRY_MIN_DELAY: Duration = Duration::from_millis(250);
+
+/// Largest backoff delay.
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// Longest `Retry-After` waited for inside one call; a longer one is the caller's to honour
+/// (its answer is returned), so a call never sleeps past its callers' own deadlines.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// A transport failure (no HTTP status was received, or the body could not be read).
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +72,14 @@ pub enum HttpError {
         url: String,
         /// Cause.
         #[source]
-        source: http::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
+
+/// The body grew past [`MAX_BODY_BYTES`].
+#[derive(Debug, thiserror::Error)]
+#[error("response body larger than {MAX_BODY_BYTES} bytes")]
+pub struct BodyTooLarge;
 
 /// A complete response.
 #[derive(Debug, Clone)]
@@ -79,10 +105,38 @@ impl HttpResponse {
     }
 }
 
+/// One attempt's failure, as the retry loop sees it.
+#[derive(Debug)]
+enum Attempt {
+    /// A transient answer worth another try; `after` is its `Retry-After`.
+    Again {
+        resp: HttpResponse,
+        after: Option<Duration>,
+    },
+    /// A transport failure; `retry` when nothing reached the server.
+    Failed { error: HttpError, retry: bool },
+}
+
+impl Attempt {
+    fn retryable(&self) -> bool {
+        match self {
+            Attempt::Again { .. } => true,
+            Attempt::Failed { retry, .. } => *retry,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Attempt::Again { resp, .. } => format!("status {}", resp.status.as_u16()),
+            Attempt::Failed { error, .. } => crate::chain::ErrorChain(error).to_string(),
+        }
+    }
+}
+
 /// Pooled HTTP/1.1 client, `http://` and `https://`.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: reqwest::Client,
     timeout: Duration,
 }
 
@@ -94,40 +148,60 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
+/// rustls on the aws-lc provider with the OS's root certificates. A host without a CA bundle
+/// can still talk plain http (tests, a Jenkins on the LAN); https calls then fail with a
+/// certificate error naming the cause.
+fn tls_config() -> rustls::ClientConfig {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "could not load some native root certificates");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        tracing::warn!("no native root certificates; https will fail");
+    }
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("invariant: the aws-lc provider supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 impl HttpClient {
-    /// A client whose every request (connect, send, read the whole body) is bounded by
+    /// A client whose every attempt (connect, send, read the whole body) is bounded by
     /// `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = match hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider.clone())
-        {
-            Ok(b) => b,
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config())
+            .http1_only()
+            // As before the switch to reqwest: no proxy from the environment, and a redirect
+            // is an answer for the caller (a renamed repository's 301, Jenkins' 302 to its
+            // login page), not followed with the credentials.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build();
+        let client = match client {
+            Ok(c) => c,
             Err(e) => {
-                // A host without a CA bundle can still talk plain http (tests, a Jenkins on
-                // the LAN); https calls then fail with a certificate error naming the cause.
-                tracing::warn!(error = %e, "no native root certificates; https will fail");
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .expect("invariant: the aws-lc provider supports the default protocol versions")
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth();
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+                // Only a broken TLS backend setup gets here; fall back to the defaults (the
+                // same rustls provider, compiled in) rather than refuse to start.
+                tracing::warn!(error = %crate::chain::ErrorChain(&e), "http client setup failed; using defaults");
+                reqwest::Client::new()
             }
         };
-        let connector = builder.https_or_http().enable_http1().build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         Self { client, timeout }
     }
 
-    /// The per-request timeout.
+    /// The per-attempt timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    /// Send one request and read the whole response.
+    /// Send one request and read the whole response, retrying transient failures (see the
+    /// module doc). The answer is the last attempt's.
     pub async fn send(
         &self,
         method: Method,
@@ -135,47 +209,223 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<Bytes>,
     ) -> Result<HttpResponse, HttpError> {
-        let mut builder = Request::builder().method(method.clone()).uri(url);
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(RETRY_MIN_DELAY)
+            .with_max_delay(RETRY_MAX_DELAY)
+            .with_max_times(MAX_RETRIES)
+            .with_jitter();
+        let result = (|| self.attempt(&method, url, headers, body.clone()))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(Attempt::retryable)
+            .adjust(|a, next| match a {
+                // Wait as long as asked (never less than the backoff) while retries remain.
+                Attempt::Again {
+                    after: Some(after), ..
+                } => next.map(|d| d.max(*after)),
+                _ => next,
+            })
+            .notify(|a, wait| {
+                tracing::info!(%method, url, why = %a.describe(), ?wait, "retrying http request");
+            })
+            .await;
+        match result {
+            Ok(resp) | Err(Attempt::Again { resp, .. }) => Ok(resp),
+            Err(Attempt::Failed { error, .. }) => Err(error),
         }
-        let req = builder
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|source| HttpError::Build {
+    }
+
+    /// One attempt bounded by the timeout, classified for the retry loop.
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<HttpResponse, Attempt> {
+        let mut req = self.client.request(method.clone(), url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let req = req.build().map_err(|e| Attempt::Failed {
+            error: HttpError::Build {
                 method: method.clone(),
                 url: url.to_owned(),
-                source,
-            })?;
-        let transport = |source: Box<dyn std::error::Error + Send + Sync>| HttpError::Transport {
-            method: method.clone(),
-            url: url.to_owned(),
-            source,
+                source: Box::new(e.without_url()),
+            },
+            retry: false,
+        })?;
+        let resp = match tokio::time::timeout(self.timeout, self.exchange(req)).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err((source, connect))) => {
+                let error = HttpError::Transport {
+                    method: method.clone(),
+                    url: url.to_owned(),
+                    source,
+                };
+                return Err(Attempt::Failed {
+                    error,
+                    retry: connect,
+                });
+            }
+            Err(_) => {
+                let error = HttpError::Timeout {
+                    method: method.clone(),
+                    url: url.to_owned(),
+                    timeout: self.timeout,
+                };
+                return Err(Attempt::Failed {
+                    error,
+                    retry: false,
+                });
+            }
         };
-        let work = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| transport(Box::new(e)))?;
-            let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, MAX_BODY_BYTES)
-                .collect()
-                .await
-                .map_err(transport)?
-                .to_bytes();
-            Ok(HttpResponse {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
-        };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(HttpError::Timeout {
-                method,
-                url: url.to_owned(),
-                timeout: self.timeout,
-            }),
+        match transient(method, &resp) {
+            Some(after) => Err(Attempt::Again { resp, after }),
+            None => Ok(resp),
         }
+    }
+
+    /// Send and read the whole (capped) body. The error says whether the connection failed
+    /// before anything was sent.
+    async fn exchange(
+        &self,
+        req: reqwest::Request,
+    ) -> Result<HttpResponse, (Box<dyn std::error::Error + Send + Sync>, bool)> {
+        let mut resp = self.client.execute(req).await.map_err(|e| {
+            let connect = e.is_connect();
+            (Box::new(e.without_url()) as Box<_>, connect)
+        })?;
+        let status = resp.status();
+        let headers = std::mem::take(resp.headers_mut());
+        let mut body = BytesMut::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| (Box::new(e.without_url()) as Box<_>, false))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err((Box::new(BodyTooLarge), false));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body: body.freeze(),
+        })
+    }
+}
+
+/// `Some(retry_after)` when `resp` is a transient answer worth another attempt of `method`.
+fn transient(method: &Method, resp: &HttpResponse) -> Option<Option<Duration>> {
+    let idempotent = matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+    );
+    let status = resp.status;
+    let transient = matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    );
+    if !idempotent || !transient {
+        return None;
+    }
+    let after = resp
+        .header("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    match after {
+        Some(a) if a > MAX_RETRY_AFTER => None,
+        a => Some(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn resp(status: u16, retry_after: Option<&str>) -> HttpResponse {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = retry_after {
+            headers.insert("retry-after", v.parse().expect("header"));
+        }
+        HttpResponse {
+            status: StatusCode::from_u16(status).expect("status"),
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn only_transient_answers_to_idempotent_methods_are_retried() {
+        assert_eq!(transient(&Method::GET, &resp(503, None)), Some(None));
+        assert_eq!(
+            transient(&Method::DELETE, &resp(429, Some("2"))),
+            Some(Some(Duration::from_secs(2)))
+        );
+        assert_eq!(transient(&Method::POST, &resp(503, None)), None);
+        assert_eq!(transient(&Method::GET, &resp(500, None)), None);
+        assert_eq!(transient(&Method::GET, &resp(403, Some("1"))), None);
+        assert_eq!(transient(&Method::GET, &resp(429, Some("600"))), None);
+    }
+
+    /// A loopback server answering each connection with the next of `answers` (status,
+    /// extra header line), counting the requests.
+    async fn serve(answers: Vec<(u16, &'static str)>) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/x", listener.local_addr().expect("addr"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&count);
+        tokio::spawn(async move {
+            for (status, extra) in answers {
+                let (mut sock, _) = listener.accept().await.expect("accept");
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await.expect("read");
+                seen.fetch_add(1, Ordering::SeqCst);
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n{extra}\r\nok"
+                );
+                sock.write_all(resp.as_bytes()).await.expect("write");
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test]
+    async fn a_transient_answer_is_retried_and_the_last_answer_returned() {
+        let (url, count) = serve(vec![(503, "retry-after: 0\r\n"), (502, ""), (200, "")]).await;
+        let client = HttpClient::new(Duration::from_secs(5));
+        let resp = client
+            .send(Method::GET, &url, &[], None)
+            .await
+            .expect("send");
+        assert_eq!(resp.status, StatusCode::OK);
+        assert_eq!(&resp.body[..], b"ok");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_post_that_reached_the_server_is_not_retried() {
+        let (url, count) = serve(vec![(503, ""), (200, "")]).await;
+        let client = HttpClient::new(Duration::from_secs(5));
+        let resp = client
+            .send(Method::POST, &url, &[], Some(Bytes::from_static(b"{}")))
+            .await
+            .expect("send");
+        assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 }

@@ -1,12 +1,12 @@
 //! Demand sources for policy `demand`: what CI is waiting for, polled every `[demand]
 //! interval` and fed to the actor as an `Input::Demand` snapshot.
 //!
-//! - [`github`]: queued ROOT jobs (queued and in-progress workflow runs, then their jobs;
+//! - [`crate::ci::github::demand`]: queued ROOT jobs (queued and in-progress workflow runs, then their jobs;
 //!   only `status == "queued"` jobs count) and the fleet's runners without a job (idle and
-//!   online, or registered by MARBLE for a VM booting now: [`runners`]) — the scheduler's
+//!   online, or registered by MARBLE for a VM booting now: [`crate::ci::github::offline`]) — the scheduler's
 //!   fleet de-duplication input. ETags make an unchanged listing cost no quota; a rate limit
 //!   backs the source off until GitHub's reset.
-//! - [`jenkins`]: buildable queue items with the label parsed from their `why` text. The
+//! - [`crate::ci::jenkins::demand`]: buildable queue items with the label parsed from their `why` text. The
 //!   scheduler serves Jenkins through `request-slot`, so this is reported (status log and
 //!   metrics), not scheduled on.
 //!
@@ -15,13 +15,7 @@
 //! long outage does not keep VMs booting for jobs that are long gone.
 
 #[cfg(feature = "ci")]
-pub mod github;
-#[cfg(feature = "ci")]
-pub mod jenkins;
-#[cfg(feature = "ci")]
 mod poll;
-#[cfg(feature = "ci")]
-pub mod runners;
 
 #[cfg(feature = "ci")]
 pub use poll::{Sources, run};

@@ -1,7 +1,7 @@
 //! The polling task: every interval, ask each configured source, send the actor what it
 //! found, back off on rate limits, and keep the last good GitHub snapshot until `max_age`.
 //! When the rate-limit window runs low, the interval stretches to spread what is left until
-//! GitHub's reset ([`super::github::paced_interval`]), keeping a reserve for runners.
+//! GitHub's reset ([`crate::ci::github::demand::paced_interval`]), keeping a reserve for runners.
 //! The scheduler may ask for a poll sooner (a host became free and waits for a fresh
 //! picture before it boots); such asks are honoured at most every [`MIN_NUDGE_GAP`] and
 //! never while backing off from a rate limit. While the scheduler says the host is free
@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::github::GithubDemand;
 use super::{DemandSection, JenkinsDemand, MIN_NUDGE_GAP};
 use crate::actor::{DaemonHandle, now_ms};
+use crate::ci::github::GithubDemand;
 use crate::ci::{GitHubError, JenkinsClient};
 use crate::sched::DemandSnapshot;
 
@@ -62,7 +62,8 @@ pub async fn run(
                         );
                     }
                     if let Some(quota) = stats.quota {
-                        let paced = super::github::paced_interval(section.interval, quota);
+                        let paced =
+                            crate::ci::github::demand::paced_interval(section.interval, quota);
                         if paced > section.interval {
                             // Also no early polls (nudges, the watch) until then.
                             tracing::warn!(
@@ -124,7 +125,7 @@ pub async fn run(
             match jenkins.queue().await {
                 Ok(items) => {
                     let demand = JenkinsDemand {
-                        by_label: super::jenkins::buildable_by_label(&items)
+                        by_label: crate::ci::jenkins::buildable_by_label(&items)
                             .into_iter()
                             .map(|(label, (n, oldest))| (label, n, oldest))
                             .collect(),

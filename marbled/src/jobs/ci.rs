@@ -1,5 +1,5 @@
 //! The CI side of jobs, built with feature `ci`: the ROOT runner lifecycle (`[github]`, see
-//! [`crate::runners`]) and the SPI Jenkins node view (`[jenkins]`, [`crate::spi_signal`]).
+//! [`crate::ci::github`]) and the SPI Jenkins node view (`[jenkins]`, [`crate::ci::jenkins`]).
 //!
 //! This is one half of a seam: `jobs/mod.rs` declares a stub with the same API when the
 //! feature is off, so the jobs, the actor and the daemon call these hooks without `cfg`.
@@ -15,9 +15,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::JobContext;
-use crate::ci::TokenCell;
-use crate::config::{Config, ConfigError, ConfigProblem};
-use crate::runners::{RunnerLifecycle, RunnerRecords};
+use crate::ci::github::{GithubToken, RunnerLifecycle, RunnerRecords};
+use crate::config::{Config, ConfigError};
 use crate::sched::{Command, Outcome, ProbeResult};
 
 /// Whether this build has the CI clients.
@@ -26,7 +25,7 @@ pub const ENABLED: bool = true;
 /// `[github]`: the ROOT runner lifecycle (None: not configured).
 pub type Runners = Option<Arc<RunnerLifecycle>>;
 /// `[jenkins]`: the controller's node view, combined with the SPI guest probe.
-pub type Jenkins = Option<Arc<crate::spi_signal::JenkinsNodes>>;
+pub type Jenkins = Option<Arc<crate::ci::jenkins::JenkinsNodes>>;
 
 /// The `[github]` side kept across config reloads: the token (with its retry task) and the
 /// per-VM runner records every runner lifecycle shares.
@@ -34,18 +33,6 @@ pub type Jenkins = Option<Arc<crate::spi_signal::JenkinsNodes>>;
 pub struct Github {
     token: Option<GithubToken>,
     records: RunnerRecords,
-}
-
-/// The `[github]` token: loaded now, and while its source fails (a Keychain a LaunchDaemon
-/// cannot read, a token file with the wrong mode) retried with back-off until `stop` — the
-/// daemon runs meanwhile, its GitHub side reported unavailable. Exiting instead would only
-/// make launchd's KeepAlive restart it into the same failure.
-#[derive(Debug, Clone)]
-struct GithubToken {
-    /// The token, shared by the runner lifecycle and the demand poller.
-    cell: Arc<TokenCell>,
-    /// Ends the retry task.
-    stop: CancellationToken,
 }
 
 impl Github {
@@ -60,8 +47,7 @@ impl Github {
     ) -> Github {
         let records = previous.map(|p| p.records.clone()).unwrap_or_default();
         let token =
-            GithubToken::for_config(config, previous.and_then(|p| p.token.as_ref()), shutdown)
-                .await;
+            GithubToken::for_config(config, previous.and_then(|p| p.token.clone()), shutdown).await;
         Github { token, records }
     }
 
@@ -69,75 +55,14 @@ impl Github {
     /// or its token has no source), named after `host`; a client that cannot be built is a
     /// config problem named by its key.
     pub fn runners(&self, config: &Config, host: &str) -> Result<Runners, ConfigError> {
-        let (Some(section), Some(token)) = (&config.github, &self.token) else {
-            return Ok(None);
-        };
-        let built = RunnerLifecycle::from_config(
-            section,
-            host,
-            self.records.clone(),
-            Arc::clone(&token.cell),
-        );
-        match built {
-            Ok(lifecycle) => Ok(Some(Arc::new(lifecycle))),
-            // The scope, which validation checked already: a config problem named by its key.
-            Err(err) => Err(ConfigError::Invalid {
-                path: "[github]".into(),
-                problems: vec![ConfigProblem {
-                    key: "github".into(),
-                    message: crate::chain::ErrorChain(&err).to_string(),
-                }],
-            }),
-        }
-    }
-}
-
-impl GithubToken {
-    /// The token for `config`'s `[github]` (None without the section).
-    async fn for_config(
-        config: &Config,
-        previous: Option<&GithubToken>,
-        shutdown: &CancellationToken,
-    ) -> Option<GithubToken> {
-        let source = config.github.as_ref().and_then(|section| {
-            crate::ci::TokenSource::from_section(
-                "github",
-                section.token_file.as_ref(),
-                section.token_keychain.as_ref(),
-            )
-            .ok()
-        });
-        if let Some(previous) = previous {
-            if source.is_some() && previous.cell.source() == source.as_ref() {
-                previous.cell.kick();
-                return Some(previous.clone());
-            }
-            previous.stop.cancel();
-        }
-        let cell = TokenCell::load(source?).await;
-        let stop = shutdown.child_token();
-        tokio::spawn(
-            Arc::clone(&cell)
-                .retry(stop.clone())
-                .instrument(tracing::info_span!("github_token")),
-        );
-        Some(GithubToken { cell, stop })
+        RunnerLifecycle::for_config(config, host, &self.records, self.token.as_ref())
     }
 }
 
 /// The Jenkins node view for `config` (None without `[jenkins]`, or when its client cannot
 /// be built: SPI busy probes then use the guest alone).
 pub fn jenkins(config: &Config) -> Jenkins {
-    config.jenkins.as_ref().and_then(|section| {
-        crate::spi_signal::JenkinsNodes::new(section)
-            .map_err(|err| {
-                tracing::error!(
-                    error = %crate::chain::ErrorChain(&err),
-                    "[jenkins] unusable; SPI busy probes use the guest alone"
-                );
-            })
-            .ok()
-    })
+    crate::ci::jenkins::JenkinsNodes::for_config(config)
 }
 
 /// Start a ROOT VM through the runner lifecycle; `None`: start it plainly.
@@ -297,7 +222,7 @@ async fn wait_ready_jit(
 /// again: no stop follows a failed start, and an unused registration would stand in the
 /// fleet's list as a free runner.
 async fn start_root_jit(ctx: &JobContext, vm: &str, runners: &RunnerLifecycle) -> Outcome {
-    match crate::runners::macos_without_guest(ctx.hv.as_ref(), vm).await {
+    match crate::ci::github::macos_without_guest(ctx.hv.as_ref(), vm).await {
         Some(major) => {
             if let Err(err) = runners.mint_before_start(vm, major).await {
                 tracing::warn!(

@@ -9,7 +9,7 @@
 //! never mistaken for an idle one.
 //!
 //! With `[github]` configured, ROOT VMs also run the runner lifecycle here
-//! ([`crate::runners`]): the start job mints the JIT runner config *before* `prlctl start`
+//! ([`crate::ci::github::lifecycle`]): the start job mints the JIT runner config *before* `prlctl start`
 //! when the macOS version is known without the guest, so the booting runner is already in
 //! GitHub's runner list and other hosts' demand does not boot for the same job (a failed
 //! start deletes that registration again); readiness delivers the config once the guest
@@ -20,7 +20,7 @@
 //! every stop of a ROOT VM, `--force` included.
 //!
 //! With `[jenkins]`, an SPI VM's busy probe also asks the controller about its node
-//! ([`crate::spi_signal`]): busy if either says so.
+//! ([`crate::ci::jenkins::spi`]): busy if either says so.
 
 use std::sync::Arc;
 use std::time::Duration;

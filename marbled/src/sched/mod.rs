@@ -379,10 +379,10 @@ impl Default for SchedConfig {
 mod commands;
 mod cycle;
 mod demand;
+mod from_config;
 mod labels;
 mod observe;
 mod outcome;
-mod from_config;
 mod persist;
 mod report;
 mod rng;

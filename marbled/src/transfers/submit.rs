@@ -8,8 +8,8 @@ use tracing::Instrument;
 
 use super::run::{self, Plan};
 use super::{Done, Running, Snapshot, SubmitEnv, Transfers};
-use crate::clock::now_ms;
 use crate::chain::to_wire;
+use crate::clock::now_ms;
 use crate::images::ImageName;
 
 fn parse(name: &str) -> Result<ImageName, WireError> {

@@ -162,7 +162,7 @@ async fn github(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
     let name = format!("marble-acceptance-{}", std::process::id());
     let labels: Vec<String> = RUNNER_LABELS.iter().map(|s| (*s).to_owned()).collect();
     let started = Instant::now();
-    let jit = marbled::ci::runner::mint_jit(&client, &name, &labels, 1, None)
+    let jit = marbled::ci::github::runner::mint_jit(&client, &name, &labels, 1, None)
         .await
         .context("mint a JIT runner")?;
     let minted = started.elapsed();

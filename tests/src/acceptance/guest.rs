@@ -138,7 +138,8 @@ async fn jit(env: &Env, obs: &Obs, vm: &str) -> anyhow::Result<Verdict> {
         runner_name: "marble-acceptance".to_owned(),
         encoded_jit_config: Secret::new(dummy.clone()),
     };
-    let delivered = marbled::ci::runner::deliver_jit(env.prl.as_ref(), vm, &jit, JIT_PATH).await;
+    let delivered =
+        marbled::ci::github::runner::deliver_jit(env.prl.as_ref(), vm, &jit, JIT_PATH).await;
     let (file_ok, dir_ok, ready, content) = jit_guest_view(env, obs, vm).await?;
     let intact = content.as_deref() == Some(dummy.as_str());
     obs.note(

@@ -15,8 +15,9 @@ use http::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
-use super::http::{HttpClient, HttpError, HttpResponse};
-use super::secret::{Secret, SecretError, TokenSource};
+use crate::ci::http::{HttpClient, HttpError, HttpResponse};
+use crate::ci::secret::{Secret, SecretError, TokenSource};
+use crate::config::{Config, JenkinsSection};
 
 /// Characters escaped in a path segment or query value: everything but RFC 3986 unreserved.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -318,6 +319,36 @@ impl std::fmt::Debug for JenkinsClient {
 }
 
 impl JenkinsClient {
+    /// Build from `[jenkins]` (loads the token now).
+    pub fn from_section(section: &JenkinsSection) -> Result<Self, JenkinsError> {
+        let token = TokenSource::from_section(
+            "jenkins",
+            section.token_file.as_ref(),
+            section.token_keychain.as_ref(),
+        )
+        .map_err(JenkinsError::Config)?;
+        Self::from_config(&JenkinsConfig {
+            url: section.url.trim_end_matches('/').to_owned(),
+            user: section.user.clone(),
+            token,
+            request_timeout: section.request_timeout,
+        })
+    }
+
+    /// The demand source's client: `[jenkins]` when `[demand] jenkins` asks for it. One that
+    /// cannot be built is left out and logged, so the daemon still runs its VMs.
+    pub fn for_demand(config: &Config) -> Option<std::sync::Arc<Self>> {
+        config.demand.as_ref().filter(|d| d.jenkins)?;
+        let section = config.jenkins.as_ref()?;
+        match Self::from_section(section) {
+            Ok(client) => Some(std::sync::Arc::new(client)),
+            Err(err) => {
+                tracing::error!(error = %crate::chain::ErrorChain(&err), "jenkins demand source disabled");
+                None
+            }
+        }
+    }
+
     /// Build from config, loading the token (file mode checked, or Keychain on macOS).
     pub fn from_config(cfg: &JenkinsConfig) -> Result<Self, JenkinsError> {
         let token = cfg.token.load().map_err(JenkinsError::Token)?;

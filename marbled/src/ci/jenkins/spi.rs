@@ -12,8 +12,8 @@
 
 use std::sync::Arc;
 
-use crate::ci::{JenkinsClient, JenkinsError, NodeState};
-use crate::config::JenkinsSection;
+use super::client::{JenkinsClient, JenkinsError, NodeState};
+use crate::config::{Config, JenkinsSection};
 use crate::sched::ProbeResult;
 
 /// The controller client and the VM → node mapping.
@@ -34,9 +34,23 @@ impl JenkinsNodes {
     /// Build from `[jenkins]` (loads the token now).
     pub fn new(section: &JenkinsSection) -> Result<Arc<Self>, JenkinsError> {
         Ok(Arc::new(Self {
-            client: crate::demand::jenkins::client(section)?,
+            client: JenkinsClient::from_section(section)?,
             section: section.clone(),
         }))
+    }
+
+    /// The nodes of `config`'s `[jenkins]` (None without it). One that cannot be built is
+    /// logged and left out: SPI busy probes then use the guest alone.
+    pub fn for_config(config: &Config) -> Option<Arc<Self>> {
+        let section = config.jenkins.as_ref()?;
+        Self::new(section)
+            .map_err(|err| {
+                tracing::error!(
+                    error = %crate::chain::ErrorChain(&err),
+                    "[jenkins] unusable; SPI busy probes use the guest alone"
+                );
+            })
+            .ok()
     }
 
     /// The guest probe's answer for `vm`, combined with the controller's.

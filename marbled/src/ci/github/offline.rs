@@ -10,7 +10,7 @@
 //! boot for that long. So an offline runner counts only when MARBLE registered it for a VM
 //! booting now:
 //! - this host's registration (`<prefix>-<host>-<vm>-<unix seconds>`, checked per VM with
-//!   [`crate::runners::RunnerLifecycle::is_ours`]) while its VM is starting or running and
+//!   [`super::RunnerLifecycle::is_ours`]) while its VM is starting or running and
 //!   the registration is younger than a boot ([`boot_window`]). Older than a boot, it is
 //!   stale when its VM is stopped with no operation on it, or up with another registration
 //!   (the records say which): the poller deletes it;
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use marble_proto::{OfflineRunner, PowerState, VmInfo};
 
-use crate::ci::Runner;
+use super::types::Runner;
 
 /// How long after its registration a MARBLE runner may still be offline because its VM is
 /// booting: the mint before `prlctl start` (two GitHub calls), the start, readiness, and a

@@ -1,27 +1,10 @@
 //! Jenkins demand: the build queue's buildable items, with the label taken from the `why`
-//! text (the queue API has no label field; `ci::jenkins::label_from_why`). Reported in the
+//! text (the queue API has no label field; [`super::label_from_why`]). Reported in the
 //! log and in metrics; SPI VMs are still started only through `request-slot`.
 
 use std::collections::BTreeMap;
 
-use crate::ci::{JenkinsClient, JenkinsConfig, JenkinsError, QueueItem, TokenSource};
-use crate::config::JenkinsSection;
-
-/// Build the client from `[jenkins]`.
-pub fn client(section: &JenkinsSection) -> Result<JenkinsClient, JenkinsError> {
-    let token = TokenSource::from_section(
-        "jenkins",
-        section.token_file.as_ref(),
-        section.token_keychain.as_ref(),
-    )
-    .map_err(JenkinsError::Config)?;
-    JenkinsClient::from_config(&JenkinsConfig {
-        url: section.url.trim_end_matches('/').to_owned(),
-        user: section.user.clone(),
-        token,
-        request_timeout: section.request_timeout,
-    })
-}
+use super::client::QueueItem;
 
 /// Buildable items by label (`None`: the `why` named no label), each with the oldest
 /// item's queue time (unix ms).

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use crate::hypervisor::{Hypervisor, PrlctlError, guest_cmd};
 
-use super::github::{DeleteOutcome, GitHubClient, GitHubError, JitConfig, Runner};
+use super::client::GitHubClient;
+use super::types::{DeleteOutcome, GitHubError, JitConfig, Runner};
 
 /// Guest path of the JIT config (a root-only file under a 0700 directory; `/var/run` is
 /// emptied at every guest boot, so a config never survives a reboot or an image upload).

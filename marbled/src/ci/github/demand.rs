@@ -6,7 +6,7 @@
 //! with `status == "queued"` and labels (`waiting` jobs need an approval no runner can give)
 //! — `in_progress` ones go to `running_jobs`, the warm-runner prediction's history —
 //! and the runner list, keeping as free the idle online runners and the offline ones MARBLE
-//! registered for a VM booting now ([`super::runners`]: a registered JIT runner is offline
+//! registered for a VM booting now ([`super::offline`]: a registered JIT runner is offline
 //! until its VM is up). Other offline runners are reported for `status`, and this host's
 //! stale registrations (offline, their VM stopped) are deleted.
 //! Every request goes through [`GitHubClient::get_cached`] or `list_runners`: ETags make an
@@ -24,10 +24,15 @@ use serde::Deserialize;
 
 use marble_proto::{OfflineRunner, VmInfo};
 
-use super::QuotaSeen;
-use super::runners::Standing;
-use crate::ci::{GitHubClient, GitHubError, Runner};
-use crate::runners::{RunnerLifecycle, RunnerRecord};
+use super::client::GitHubClient;
+use super::lifecycle::RunnerLifecycle;
+use super::offline::Standing;
+use super::records::RunnerRecord;
+use super::types::{GitHubError, Runner};
+// The generic demand types stay in `demand/` (layer 7): a back-import the lead resolves by
+// moving `QuotaSeen` down (to `sched` or here).
+use crate::config::Config;
+use crate::demand::QuotaSeen;
 use crate::sched::{DemandSnapshot, FleetRunner, QueuedJob, StartedJob};
 
 /// The runner-name prefix when no `[github]` lifecycle is in view (its default).
@@ -65,12 +70,12 @@ struct Job {
     runner_name: Option<String>,
 }
 
-/// This host's side of judging offline runners ([`super::runners`]).
+/// This host's side of judging offline runners ([`super::offline`]).
 #[derive(Debug, Clone)]
 pub struct FleetView {
     /// Names, records and deletes of this host's registrations.
     pub lifecycle: Arc<RunnerLifecycle>,
-    /// [`super::runners::boot_window`].
+    /// [`super::offline::boot_window`].
     pub boot_window: Duration,
 }
 
@@ -158,6 +163,35 @@ fn parse_ms(ts: Option<&str>) -> Option<u64> {
 }
 
 impl GithubDemand {
+    /// The source for `config` when `[demand] github` asks for it: GitHub through the runner
+    /// lifecycle's client (its token may still be loading: polls fail and are retried
+    /// meanwhile). Without a lifecycle the source is left out and logged, so the daemon
+    /// still runs its VMs.
+    pub fn for_config(config: &Config, runners: Option<Arc<RunnerLifecycle>>) -> Option<Self> {
+        let demand = config.demand.as_ref().filter(|d| d.github)?;
+        let section = config.github.as_ref()?;
+        let Some(lifecycle) = runners else {
+            tracing::error!("github demand source disabled: no [github] runner lifecycle");
+            return None;
+        };
+        let repos = if demand.repos.is_empty() {
+            section.repo.iter().cloned().collect()
+        } else {
+            demand.repos.clone()
+        };
+        let boot_window = super::offline::boot_window(
+            section.request_timeout,
+            config.prlctl.start_timeout,
+            config.scheduler.ready_timeout,
+        );
+        Some(
+            Self::new(lifecycle.client(), repos, demand.max_runs).with_fleet(FleetView {
+                lifecycle,
+                boot_window,
+            }),
+        )
+    }
+
     /// A source polling `repos` with `client`.
     pub fn new(client: Arc<GitHubClient>, repos: Vec<String>, max_runs: u32) -> Self {
         Self {
@@ -177,7 +211,7 @@ impl GithubDemand {
         self
     }
 
-    /// Sort the runner list ([`super::runners::classify`]): idle online runners and those
+    /// Sort the runner list ([`super::offline::classify`]): idle online runners and those
     /// of VMs booting now are the snapshot's free runners; this host's stale registrations
     /// are deleted; the other offline ones go to `stats.offline` for `status`.
     async fn judge_runners(
@@ -193,7 +227,7 @@ impl GithubDemand {
             .as_ref()
             .map_or(DEFAULT_PREFIX, |f| f.lifecycle.prefix());
         let window = self.fleet.as_ref().map_or(
-            super::runners::boot_window(
+            super::offline::boot_window(
                 Duration::from_secs(30),
                 Duration::from_secs(180),
                 Duration::from_secs(300),
@@ -206,13 +240,13 @@ impl GithubDemand {
                 (Some(fleet), Some(vms)) => vms
                     .iter()
                     .find(|vm| fleet.lifecycle.is_ours(&vm.name, &runner.name))
-                    .map(|vm| super::runners::Own {
+                    .map(|vm| super::offline::Own {
                         vm,
                         current: fleet.lifecycle.records().current(&vm.name),
                     }),
                 _ => None,
             };
-            match super::runners::classify(&runner, own, prefix, now_s, window) {
+            match super::offline::classify(&runner, own, prefix, now_s, window) {
                 Standing::Free | Standing::Booting => snapshot.free_runners.push(FleetRunner {
                     name: runner.name,
                     labels: runner.labels.into_iter().map(|l| l.name).collect(),
@@ -228,7 +262,7 @@ impl GithubDemand {
                 Standing::Offline { kind } => {
                     stats
                         .offline
-                        .push(super::runners::offline_entry(&runner, kind));
+                        .push(super::offline::offline_entry(&runner, kind));
                 }
             }
         }
@@ -268,6 +302,56 @@ impl GithubDemand {
         Ok(new)
     }
 
+    /// List run `run`'s latest jobs into `snapshot`: queued ones as demand, running ones as
+    /// history and (with their runner) as jobs started somewhere.
+    async fn add_run_jobs(
+        &self,
+        repo: &str,
+        run: u64,
+        now_ms: u64,
+        snapshot: &mut DemandSnapshot,
+    ) -> Result<(), GitHubError> {
+        let body = self
+            .client
+            .get_cached(
+                "list-run-jobs",
+                &format!("/repos/{repo}/actions/runs/{run}/jobs?filter=latest&per_page=100"),
+            )
+            .await?;
+        let list: JobList =
+            serde_json::from_slice(&body).map_err(|source| GitHubError::Decode {
+                op: "list-run-jobs",
+                source,
+            })?;
+        for job in list.jobs.into_iter().filter(|j| !j.labels.is_empty()) {
+            let queued_ms = parse_ms(job.created_at.as_deref()).unwrap_or(now_ms);
+            if job.status == "in_progress"
+                && let (Some(runner), Some(started_ms)) =
+                    (&job.runner_name, parse_ms(job.started_at.as_deref()))
+            {
+                // Every running job; the actor keeps this host's.
+                snapshot.started_here.push(StartedJob {
+                    id: job.id,
+                    queued_ms,
+                    started_ms,
+                    runner: runner.clone(),
+                });
+            }
+            let into = match job.status.as_str() {
+                "queued" => &mut snapshot.root_jobs,
+                // Seen running: history for the warm-runner prediction.
+                "in_progress" => &mut snapshot.running_jobs,
+                _ => continue,
+            };
+            into.push(QueuedJob {
+                id: job.id,
+                since_ms: queued_ms,
+                labels: job.labels,
+            });
+        }
+        Ok(())
+    }
+
     /// One poll. `now_ms` stands in for a job's queue time when GitHub gives none; `vms`:
     /// this host's VMs as the scheduler last saw them (None: not known yet), to judge its
     /// own offline registrations.
@@ -305,46 +389,7 @@ impl GithubDemand {
                     continue;
                 }
                 budget -= 1;
-                let body = self
-                    .client
-                    .get_cached(
-                        "list-run-jobs",
-                        &format!(
-                            "/repos/{repo}/actions/runs/{run}/jobs?filter=latest&per_page=100"
-                        ),
-                    )
-                    .await?;
-                let list: JobList =
-                    serde_json::from_slice(&body).map_err(|source| GitHubError::Decode {
-                        op: "list-run-jobs",
-                        source,
-                    })?;
-                for job in list.jobs.into_iter().filter(|j| !j.labels.is_empty()) {
-                    let queued_ms = parse_ms(job.created_at.as_deref()).unwrap_or(now_ms);
-                    if job.status == "in_progress"
-                        && let (Some(runner), Some(started_ms)) =
-                            (&job.runner_name, parse_ms(job.started_at.as_deref()))
-                    {
-                        // Every running job; the actor keeps this host's.
-                        snapshot.started_here.push(StartedJob {
-                            id: job.id,
-                            queued_ms,
-                            started_ms,
-                            runner: runner.clone(),
-                        });
-                    }
-                    let into = match job.status.as_str() {
-                        "queued" => &mut snapshot.root_jobs,
-                        // Seen running: history for the warm-runner prediction.
-                        "in_progress" => &mut snapshot.running_jobs,
-                        _ => continue,
-                    };
-                    into.push(QueuedJob {
-                        id: job.id,
-                        since_ms: queued_ms,
-                        labels: job.labels,
-                    });
-                }
+                self.add_run_jobs(repo, run, now_ms, &mut snapshot).await?;
             }
         }
         for jobs in [&mut snapshot.root_jobs, &mut snapshot.running_jobs] {

@@ -11,107 +11,18 @@
 //! decide when a VM starts or stops (the scheduler does) and holds no scheduler state. The
 //! GitHub calls and the guest delivery are [`crate::ci`]'s; nothing here logs a secret.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::ci::{
-    DeliverError, GitHubClient, GitHubConfig, GitHubError, JitConfig, RunnerScope, StopGate,
-    TokenCell, TokenSource, TokenStatus,
-};
-use crate::config::GithubSection;
-use crate::hypervisor::{Hypervisor, PrlctlError};
-
-/// The registration MARBLE made for a VM's current boot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunnerRecord {
-    /// GitHub's runner id.
-    pub id: u64,
-    /// Runner name.
-    pub name: String,
-}
-
-/// What the daemon knows about a VM's registration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Known {
-    /// Registered with GitHub before the VM was started, the config held here (in memory
-    /// only: `JitConfig`'s secret redacts itself in `Debug`) until readiness delivers it.
-    /// The config has not reached the guest, so no job can run or be assigned in the VM: it
-    /// may be stopped without GitHub's word, and the registration is deleted on the way.
-    Minted {
-        /// The registration.
-        record: RunnerRecord,
-        /// Its config, delivered at readiness.
-        jit: JitConfig,
-    },
-    /// Registered by this daemon for the VM's current boot, and its config delivered (or
-    /// about to be: a delivery that failed half-way may still have reached the guest).
-    Registered(RunnerRecord),
-    /// This boot's runner was not listening and no config has been delivered since, so no
-    /// job can run or be assigned in the VM: stopping it needs no word from GitHub. Holds a
-    /// registration to clean up on the way (an earlier boot's, or none).
-    Undelivered(Option<RunnerRecord>),
-    /// Checked: no registration of ours exists (deleted before a stop, or none found).
-    Cleared,
-}
-
-/// Per-VM runner records, shared by all jobs and kept across config reloads. A std mutex:
-/// it is held only for a map operation, never across an `.await`.
-#[derive(Debug, Clone, Default)]
-pub struct RunnerRecords(Arc<Mutex<HashMap<String, Known>>>);
-
-impl RunnerRecords {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Known>> {
-        // Plain data: a panic elsewhere mid-insert leaves nothing half-updated.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The registration recorded for `vm` (its current one, minted or delivered, or one
-    /// still to clean up).
-    pub fn get(&self, vm: &str) -> Option<RunnerRecord> {
-        match self.lock().get(vm) {
-            Some(
-                Known::Minted { record: r, .. }
-                | Known::Registered(r)
-                | Known::Undelivered(Some(r)),
-            ) => Some(r.clone()),
-            _ => None,
-        }
-    }
-
-    /// The registration of `vm`'s current boot: `None` when these records do not know the
-    /// VM (it ran before this daemon started), `Some(None)` when it has none (cleared, or
-    /// only an earlier boot's left to clean up), `Some(Some(id))` when minted or delivered.
-    pub fn current(&self, vm: &str) -> Option<Option<u64>> {
-        match self.lock().get(vm)? {
-            Known::Minted { record, .. } | Known::Registered(record) => Some(Some(record.id)),
-            Known::Undelivered(_) | Known::Cleared => Some(None),
-        }
-    }
-
-    /// Take the config minted before `vm` booted, marking its registration delivered (in one
-    /// step, so the config can go out only once). `None`: nothing was minted for this boot.
-    fn take_minted(&self, vm: &str) -> Option<(RunnerRecord, JitConfig)> {
-        let mut map = self.lock();
-        let entry = map.get_mut(vm)?;
-        let Known::Minted { record, .. } = entry else {
-            return None;
-        };
-        let delivered = Known::Registered(record.clone());
-        match std::mem::replace(entry, delivered) {
-            Known::Minted { record, jit } => Some((record, jit)),
-            _ => None,
-        }
-    }
-
-    fn known(&self, vm: &str) -> Option<Known> {
-        self.lock().get(vm).cloned()
-    }
-
-    fn set(&self, vm: &str, known: Known) {
-        self.lock().insert(vm.to_owned(), known);
-    }
-}
+use super::client::GitHubClient;
+use super::macos::macos_version;
+use super::records::{Known, RunnerRecord, RunnerRecords};
+use super::runner::{DeliverError, StopGate, before_stop, deliver_jit, labels_for, mint_jit};
+use super::token::GithubToken;
+use super::types::{GitHubError, JitConfig, RunnerScope, client_config};
+use crate::ci::secret::{TokenCell, TokenStatus};
+use crate::config::{Config, ConfigError, ConfigProblem, GithubSection};
+use crate::hypervisor::Hypervisor;
 
 /// Why a ROOT VM could not be given its runner config.
 #[derive(Debug, thiserror::Error)]
@@ -184,35 +95,6 @@ pub struct RunnerLifecycle {
     records: RunnerRecords,
 }
 
-/// The client config of a `[github]` section (scope and token source mapped).
-pub fn client_config(section: &GithubSection) -> Result<GitHubConfig, GitHubError> {
-    let scope = match (&section.repo, &section.org) {
-        (Some(r), None) => RunnerScope::Repo(r.clone()),
-        (None, Some(o)) => RunnerScope::Org(o.clone()),
-        _ => {
-            return Err(GitHubError::Config(
-                "set exactly one of github.repo and github.org".into(),
-            ));
-        }
-    };
-    let token = TokenSource::from_section(
-        "github",
-        section.token_file.as_ref(),
-        section.token_keychain.as_ref(),
-    )
-    .map_err(GitHubError::Config)?;
-    Ok(GitHubConfig {
-        api_url: section.api_url.clone(),
-        scope,
-        token,
-        runner_group_id: section.runner_group_id,
-        work_folder: section.work_folder.clone(),
-        request_timeout: section.request_timeout,
-        registration_timeout: section.registration_timeout,
-        jit_path: section.jit_path.clone(),
-    })
-}
-
 impl RunnerLifecycle {
     /// `host check`: the token works for the runner scope (lists the runners; a 401/403
     /// error names the permission the token lacks). Ok: how many runners are registered.
@@ -227,6 +109,31 @@ impl RunnerLifecycle {
             runners.len(),
             self.github.scope().permission(true)
         ))
+    }
+
+    /// The lifecycle for `config`'s `[github]` (None when the section or its token is
+    /// absent) with the token `token` holds. `records` are shared with the previous
+    /// lifecycle across config reloads. An unusable section (the scope, which validation
+    /// checked already) is a config problem named by its key.
+    pub fn for_config(
+        config: &Config,
+        host: &str,
+        records: &RunnerRecords,
+        token: Option<&GithubToken>,
+    ) -> Result<Option<Arc<Self>>, ConfigError> {
+        let (Some(section), Some(token)) = (&config.github, token) else {
+            return Ok(None);
+        };
+        match Self::from_config(section, host, records.clone(), Arc::clone(&token.cell)) {
+            Ok(lifecycle) => Ok(Some(Arc::new(lifecycle))),
+            Err(err) => Err(ConfigError::Invalid {
+                path: "[github]".into(),
+                problems: vec![ConfigProblem {
+                    key: "github".into(),
+                    message: crate::chain::ErrorChain(&err).to_string(),
+                }],
+            }),
+        }
     }
 
     /// Build from `[github]` with the token `token` holds (loaded, or retried until it is;
@@ -289,7 +196,7 @@ impl RunnerLifecycle {
     /// registration GitHub says is running a job is left alone; the records forget it once
     /// it is gone. Whether it is gone.
     pub async fn remove_stale(&self, vm: &str, record: &RunnerRecord) -> bool {
-        match crate::ci::before_stop(&self.github, record.id).await {
+        match before_stop(&self.github, record.id).await {
             Ok(StopGate::Proceed) => {
                 tracing::info!(
                     vm,
@@ -326,11 +233,11 @@ impl RunnerLifecycle {
     }
 
     /// The runner name of `vm`'s boot `boot`: [`crate::ci::runner_name`] with the configured
-    /// prefix in place of `marble`, at most [`crate::ci::runner::MAX_RUNNER_NAME`] long.
+    /// prefix in place of `marble`, at most [`super::runner::MAX_RUNNER_NAME`] long.
     pub fn name_for(&self, vm: &str, boot: u64) -> String {
-        let base = crate::ci::runner_name(&self.host, vm, boot);
+        let base = super::runner::runner_name(&self.host, vm, boot);
         let rest = base.strip_prefix("marble-").unwrap_or(&base);
-        let room = crate::ci::runner::MAX_RUNNER_NAME.saturating_sub(self.prefix.len() + 1);
+        let room = super::runner::MAX_RUNNER_NAME.saturating_sub(self.prefix.len() + 1);
         // `rest` is ASCII (runner_name replaces everything else), so byte slicing is safe;
         // like runner_name, keep the distinguishing tail.
         let rest = &rest[rest.len().saturating_sub(room)..];
@@ -346,7 +253,7 @@ impl RunnerLifecycle {
 
     /// Labels for a runner on macOS `major`.
     pub fn labels(&self, major: u32) -> Vec<String> {
-        let mut labels = crate::ci::labels_for(major);
+        let mut labels = labels_for(major);
         for extra in &self.labels_extra {
             if !labels.iter().any(|l| l.eq_ignore_ascii_case(extra)) {
                 labels.push(extra.clone());
@@ -400,7 +307,7 @@ impl RunnerLifecycle {
                 (record, jit)
             }
         };
-        crate::ci::deliver_jit(hv, vm, &jit, &self.jit_path)
+        deliver_jit(hv, vm, &jit, &self.jit_path)
             .await
             .map_err(|source| RunnerError::Deliver {
                 vm: vm.to_owned(),
@@ -439,7 +346,7 @@ impl RunnerLifecycle {
             // That registration's config was never used or its boot is over: remove it so it
             // does not linger as an offline runner.
             let gate = bounded(vm, "deleting the previous runner", deadline, async {
-                crate::ci::before_stop(&self.github, stale.id).await
+                before_stop(&self.github, stale.id).await
             })
             .await?;
             if let StopGate::Busy(_) = gate {
@@ -453,7 +360,7 @@ impl RunnerLifecycle {
         let name = self.name_for(vm, boot_counter());
         let labels = self.labels(major);
         let jit: JitConfig = bounded(vm, "minting a JIT runner config", deadline, async {
-            crate::ci::mint_jit(
+            mint_jit(
                 &self.github,
                 &name,
                 &labels,
@@ -478,7 +385,7 @@ impl RunnerLifecycle {
     async fn clean_up(&self, vm: &str, record: RunnerRecord) {
         self.records
             .set(vm, Known::Undelivered(Some(record.clone())));
-        match crate::ci::before_stop(&self.github, record.id).await {
+        match before_stop(&self.github, record.id).await {
             Ok(StopGate::Proceed) => self.records.set(vm, Known::Cleared),
             Ok(StopGate::Busy(_)) | Err(_) => tracing::warn!(
                 vm,
@@ -507,7 +414,7 @@ impl RunnerLifecycle {
                 Ok(StopGate::Proceed)
             }
             Some(Known::Registered(record)) => {
-                let gate = crate::ci::before_stop(&self.github, record.id).await?;
+                let gate = before_stop(&self.github, record.id).await?;
                 match &gate {
                     StopGate::Proceed => self.records.set(vm, Known::Cleared),
                     StopGate::Busy(_) => {}
@@ -524,7 +431,7 @@ impl RunnerLifecycle {
                     .filter(|r| self.is_ours(vm, &r.name))
                     .collect();
                 for runner in &ours {
-                    let gate = crate::ci::before_stop(&self.github, runner.id).await?;
+                    let gate = before_stop(&self.github, runner.id).await?;
                     if let StopGate::Busy(_) = gate {
                         self.records.set(
                             vm,
@@ -595,78 +502,10 @@ fn boot_counter() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The macOS major version in a VM name (`…-macOS-14`, `…-macos15`, `…_macOS_26`).
-pub fn macos_from_name(vm: &str) -> Option<u32> {
-    let lower = vm.to_ascii_lowercase();
-    lower.match_indices("macos").find_map(|(i, m)| {
-        let rest = lower[i + m.len()..].trim_start_matches(['-', '_', ' ']);
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse::<u32>().ok().filter(|n| (11..=99).contains(n))
-    })
-}
-
-/// The major version of a `sw_vers -productVersion` answer (`14.6.1` → 14).
-fn macos_from_product_version(text: &str) -> Option<u32> {
-    text.trim()
-        .split('.')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok())
-        .filter(|n| (11..=99).contains(n))
-}
-
-/// The macOS major version of `vm` as far as it is known without the guest (which need not
-/// be running): from its name, else from `prlctl list -i` (`OS`).
-pub async fn macos_without_guest(hv: &dyn Hypervisor, vm: &str) -> Option<u32> {
-    if let Some(n) = macos_from_name(vm) {
-        return Some(n);
-    }
-    let details = hv.info(vm).await.ok()?;
-    details.os.as_deref().and_then(macos_from_name)
-}
-
-/// The macOS major version of `vm`: from its name, else from `prlctl list -i` (`OS`), else
-/// from the guest itself (`sw_vers -productVersion`; the guest answers by now).
-pub async fn macos_version(
-    hv: &dyn Hypervisor,
-    vm: &str,
-    timeout: Duration,
-) -> Result<u32, RunnerError> {
-    if let Some(n) = macos_from_name(vm) {
-        return Ok(n);
-    }
-    let info = hv.info(vm).await;
-    if let Ok(details) = &info
-        && let Some(n) = details.os.as_deref().and_then(macos_from_name)
-    {
-        return Ok(n);
-    }
-    let argv = vec!["/usr/bin/sw_vers".to_owned(), "-productVersion".to_owned()];
-    let guest: Result<_, PrlctlError> = hv.exec(vm, &argv, None, timeout).await;
-    match guest {
-        Ok(out) if out.status == 0 => match macos_from_product_version(&out.stdout) {
-            Some(n) => Ok(n),
-            None => Err(RunnerError::MacosVersion {
-                vm: vm.to_owned(),
-                why: format!("sw_vers printed {:?}", out.stdout.trim()),
-            }),
-        },
-        Ok(out) => Err(RunnerError::MacosVersion {
-            vm: vm.to_owned(),
-            why: format!("sw_vers exited {}", out.status),
-        }),
-        Err(err) => Err(RunnerError::MacosVersion {
-            vm: vm.to_owned(),
-            why: format!(
-                "prlctl list -i said OS {:?}; sw_vers failed: {}",
-                info.ok().and_then(|d| d.os).unwrap_or_default(),
-                crate::chain::ErrorChain(&err)
-            ),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
     use crate::ci::Secret;
 
@@ -765,31 +604,23 @@ mod tests {
     }
 
     #[test]
-    fn macos_version_from_names() {
-        assert_eq!(macos_from_name("macphsft01-ROOT-VM-macOS-14"), Some(14));
-        assert_eq!(macos_from_name("h-ROOT-VM-macos15"), Some(15));
-        assert_eq!(macos_from_name("h_macOS_26_beta"), Some(26));
-        assert_eq!(macos_from_name("macphsft01-ROOT-VM-1"), None);
-        assert_eq!(macos_from_name("macosx"), None);
-        assert_eq!(macos_from_product_version("14.6.1\n"), Some(14));
-        assert_eq!(macos_from_product_version("garbage"), None);
-    }
-
-    #[test]
     fn names_carry_the_prefix_stay_bounded_and_are_recognised_after_a_restart() {
         let l = lifecycle("marble");
         let vm = "macphsft01-ROOT-VM-macOS-14";
         let name = l.name_for(vm, 1_764_000_000);
         assert_eq!(
             name,
-            crate::ci::runner_name("macphsft01.cern.ch", vm, 1_764_000_000)
+            crate::ci::github::runner::runner_name("macphsft01.cern.ch", vm, 1_764_000_000)
         );
         assert!(l.is_ours(vm, &name));
         assert!(!l.is_ours("macphsft01-ROOT-VM-macOS-15", &name));
         assert!(!l.is_ours(vm, "marble-macphsft01-macphsft01-ROOT-VM-macOS-14-x"));
         let long = lifecycle("ci-runner-of-cern-xx");
         let name = long.name_for(&"v".repeat(100), 1_764_000_000);
-        assert!(name.len() <= crate::ci::runner::MAX_RUNNER_NAME, "{name}");
+        assert!(
+            name.len() <= crate::ci::github::runner::MAX_RUNNER_NAME,
+            "{name}"
+        );
         assert!(name.starts_with("ci-runner-of-cern-xx-"), "{name}");
         assert!(name.ends_with("-1764000000"), "{name}");
         assert!(long.is_ours(&"v".repeat(100), &name));
