@@ -13,18 +13,16 @@
 //! A failed poll keeps the last good snapshot (cached) instead of telling the scheduler that
 //! nothing waits; a snapshot older than `max_age` is dropped (replaced by an empty one) so a
 //! long outage does not keep VMs booting for jobs that are long gone.
+//!
+//! The loop that polls them every interval is `crate::periodic`'s (it needs the actor's
+//! handle, a layer above this one).
 
 #[cfg(feature = "ci")]
 pub mod github;
 #[cfg(feature = "ci")]
 pub mod jenkins;
 #[cfg(feature = "ci")]
-mod poll;
-#[cfg(feature = "ci")]
 pub mod runners;
-
-#[cfg(feature = "ci")]
-pub use poll::{Sources, run};
 
 use std::time::Duration;
 
