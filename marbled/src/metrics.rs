@@ -13,9 +13,10 @@
 //! their mean, is what a cold start costs a job.
 //!
 //! The text is byte for byte what the hand-written renderer before it wrote (golden test in
-//! `metrics/golden.rs`), but for one thing the encoder decides: a histogram's `_sum` is
-//! always written as a float (`7261.0`, `0.0` where the old text had `7261`, `0`), which every
-//! Prometheus text parser reads as the same number.
+//! `metrics/golden.rs`). Two things the encoder cannot write are adapted here: the one
+//! summary family (the crate has no summary type) is written by hand between the encoded
+//! families, and a histogram's whole-number `_sum`, which the encoder always writes as a
+//! float (`95.0`), loses its `.0` again (`95`, as dashboards and tests have read it).
 
 mod families;
 
@@ -139,6 +140,7 @@ pub fn render(snapshot: Snapshot) -> String {
     // histogram, info, unknown), so the one summary family is written here between the
     // families encoded before and after it: it stays a summary for node_exporter.
     encode(&mut text, families::Part::BeforeSummary, &snapshot);
+    whole_sums(&mut text);
     let grant_latency = "marble_slot_grant_latency_seconds";
     let _ = write!(
         text,
@@ -162,6 +164,22 @@ fn encode(text: &mut String, part: families::Part, snapshot: &Arc<Snapshot>) {
     }));
     // Writing to a String cannot fail, and no family returns an error of its own.
     let _ = prometheus_client::encoding::prometheus_text::encode(text, &registry);
+}
+
+/// Drop the `.0` the encoder writes after a whole histogram `_sum` (`95.0` → `95`): every
+/// other value of the text is written without a fraction when whole, and so were these.
+fn whole_sums(text: &mut String) {
+    for name in families::HISTOGRAMS {
+        let line = format!("\n{name}_sum ");
+        let Some(at) = text.find(&line) else {
+            continue;
+        };
+        let start = at + line.len();
+        let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+        if text[start..end].ends_with(".0") {
+            text.replace_range(end - 2..end, "");
+        }
+    }
 }
 
 /// A value as the text shows it: whole numbers without a fraction (`60`, not `60.0`).

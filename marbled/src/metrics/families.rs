@@ -34,6 +34,9 @@ const BUSY_WORDS: [&str; 4] = ["busy", "idle", "unknown", "not_probed"];
 /// Offline runner kinds exported after a GitHub poll.
 const OFFLINE_KINDS: [&str; 3] = ["foreign", "marble", "this-host"];
 
+/// The histogram families (see `super::whole_sums`).
+pub(super) const HISTOGRAMS: [&str; 2] = ["marble_vm_boot_seconds", "marble_root_job_wait_seconds"];
+
 /// Which families: those before the hand-written summary, or those after it.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Part {
@@ -288,14 +291,14 @@ fn boots(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
     )?;
     histogram(
         enc,
-        "marble_vm_boot_seconds",
+        HISTOGRAMS[0],
         "Time from prlctl start to the guest answering, per boot MARBLE started (resumes not counted).",
         &BOOT_BUCKETS_SECS,
         &c.boot_times,
     )?;
     histogram(
         enc,
-        "marble_root_job_wait_seconds",
+        HISTOGRAMS[1],
         "Time from queued to started (GitHub's created_at and started_at), per ROOT job a runner of this host took.",
         &JOB_WAIT_BUCKETS_SECS,
         &c.root_job_waits,

@@ -2,10 +2,8 @@
 //! zeros and non-zeros, every transfer kind and result, the optional CI blocks present) and
 //! a bare one (no VM, no demand, the optional blocks absent), each compared with the text
 //! recorded in `marbled/tests/golden/` — what node_exporter's textfile collector reads.
-//! The text was recorded from the hand-written renderer `prometheus-client` replaced; the
-//! only bytes that differ are the histograms' whole-number `_sum` values, which the encoder
-//! writes as floats (`7261.0` for `7261`): those lines are compared as parsed samples (same
-//! series, same number), every other line byte for byte.
+//! The text was recorded from the hand-written renderer `prometheus-client` replaced, and is
+//! compared byte for byte.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -237,36 +235,10 @@ fn bare() -> String {
     })
 }
 
-/// The samples whose value the encoder writes as a float even when it is whole.
-const FLOAT_SUMS: [&str; 2] = [
-    "marble_vm_boot_seconds_sum",
-    "marble_root_job_wait_seconds_sum",
-];
-
-/// Whether two differing lines are the same sample of a [`FLOAT_SUMS`] family: same series
-/// (name and labels), values that parse to the same number.
-fn same_float_sum(golden: &str, actual: &str) -> bool {
-    let (Some((series, want)), Some((actual_series, got))) =
-        (golden.rsplit_once(' '), actual.rsplit_once(' '))
-    else {
-        return false;
-    };
-    let (Ok(want), Ok(got)) = (want.parse::<f64>(), got.parse::<f64>()) else {
-        return false;
-    };
-    FLOAT_SUMS.contains(&series) && series == actual_series && want == got
-}
-
 /// Compare with the recorded text; on a difference, leave the actual text next to the
 /// golden one's name in the temp dir (to diff, or to record after a deliberate change).
 fn check(name: &str, golden: &str, actual: &str) {
-    let same = golden.ends_with('\n') == actual.ends_with('\n')
-        && golden.lines().count() == actual.lines().count()
-        && golden
-            .lines()
-            .zip(actual.lines())
-            .all(|(g, a)| g == a || same_float_sum(g, a));
-    if !same {
+    if golden != actual {
         let path = std::env::temp_dir().join(format!("{name}.actual"));
         std::fs::write(&path, actual).unwrap();
         panic!(
