@@ -8,6 +8,10 @@
 //! (and older daemons) read it, and it must not change when the socket protocol does. A
 //! heartbeat is *stale* when it is older than [`STALE_INTERVALS`] of its writer's own interval,
 //! so readers need no configuration to judge it.
+//!
+//! This module is the bucket client only (the object format, [`FleetReader`] and the
+//! [`HeartbeatWriter`]); the loop that writes a heartbeat every interval is
+//! `crate::periodic`'s.
 
 use std::path::Path;
 use std::time::Duration;
@@ -196,20 +200,21 @@ pub enum FleetError {
 #[cfg(feature = "s3")]
 pub(crate) use s3::spawn_list;
 #[cfg(feature = "s3")]
-pub use s3::{FleetReader, run_heartbeat};
+pub use s3::{FleetReader, HeartbeatFailure, HeartbeatWriter};
+
+#[cfg(feature = "s3")]
+use crate::clock::now_ms;
 
 #[cfg(feature = "s3")]
 mod s3 {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use marble_proto::{ErrorKind, FleetHost, FleetReport, Request, Response, WireError};
+    use marble_proto::{ErrorKind, FleetHost, FleetReport, Response, WireError};
     use tokio::sync::oneshot;
-    use tokio_util::sync::CancellationToken;
     use tokio_util::task::TaskTracker;
 
-    use super::{FleetError, FleetSection, Heartbeat, free_disk_bytes, is_stale};
-    use crate::actor::{DaemonHandle, now_ms};
+    use super::{FleetError, FleetSection, Heartbeat, is_stale, now_ms};
     use crate::images::{Bucket, ImageStoreConfig};
 
     /// Reads (and writes) heartbeat objects in the `[images]` bucket.
@@ -307,52 +312,54 @@ mod s3 {
         });
     }
 
-    /// Write this host's heartbeat now and then every interval until `shutdown`. Failures
-    /// are logged and retried at the next interval (a missed heartbeat only ages the entry).
-    pub async fn run_heartbeat(
-        handle: DaemonHandle,
+    /// Why a heartbeat was not written.
+    #[derive(Debug, thiserror::Error)]
+    pub enum HeartbeatFailure {
+        /// No client for the bucket could be built.
+        #[error("cannot reach the bucket")]
+        Unreachable(#[source] FleetError),
+        /// The object could not be written (the client is rebuilt next time).
+        #[error("heartbeat not written")]
+        NotWritten(#[source] FleetError),
+    }
+
+    /// Writes this host's heartbeat object, keeping one bucket client between writes.
+    #[derive(Debug)]
+    pub struct HeartbeatWriter {
         reader: Arc<FleetReader>,
-        state_file: std::path::PathBuf,
-        shutdown: CancellationToken,
-    ) {
-        let interval = reader.section.interval;
-        let mut bucket: Option<Bucket> = None;
-        loop {
-            let status = match handle.query(Request::Status).await {
-                Ok(Response::Status(status)) => Some(status),
-                Ok(_) | Err(_) => None,
+        bucket: Option<Bucket>,
+    }
+
+    impl HeartbeatWriter {
+        /// A writer to the bucket `reader` reads.
+        pub fn new(reader: Arc<FleetReader>) -> Self {
+            Self {
+                reader,
+                bucket: None,
+            }
+        }
+
+        /// The `[fleet]` settings.
+        pub fn section(&self) -> &FleetSection {
+            &self.reader.section
+        }
+
+        /// Write `hb` (connecting first when there is no client yet).
+        pub async fn write(&mut self, hb: &Heartbeat) -> Result<(), HeartbeatFailure> {
+            let bucket = match self.bucket.take() {
+                Some(bucket) => bucket,
+                None => Bucket::connect(&self.reader.images)
+                    .await
+                    .map_err(|err| HeartbeatFailure::Unreachable(err.into()))?,
             };
-            if let Some(status) = status {
-                let hb = Heartbeat::from_status(
-                    &status,
-                    interval,
-                    free_disk_bytes(&state_file),
-                    now_ms(),
-                );
-                if bucket.is_none() {
-                    match Bucket::connect(&reader.images).await {
-                        Ok(b) => bucket = Some(b),
-                        Err(err) => {
-                            tracing::warn!(error = %crate::chain::ErrorChain(&err), "fleet heartbeat: cannot reach the bucket")
-                        }
-                    }
-                }
-                if let Some(b) = &bucket {
-                    match reader.put(b, &hb).await {
-                        Ok(()) => tracing::debug!(host = %hb.host, "fleet heartbeat written"),
-                        Err(err) => {
-                            tracing::warn!(error = %crate::chain::ErrorChain(&err), "fleet heartbeat not written");
-                            // Rebuild the client next time (credentials or endpoint may have
-                            // recovered).
-                            bucket = None;
-                        }
-                    }
-                }
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(interval) => {}
-            }
+            // On failure the client is dropped: credentials or the endpoint may have
+            // recovered by the next write.
+            self.reader
+                .put(&bucket, hb)
+                .await
+                .map_err(HeartbeatFailure::NotWritten)?;
+            self.bucket = Some(bucket);
+            Ok(())
         }
     }
 }

@@ -1,9 +1,21 @@
 //! The daemon's periodic side tasks, started next to the actor and stopped with the server:
-//! the fleet heartbeat ([`crate::fleet`]), the metrics textfile ([`crate::metrics`]) and the
-//! demand poller ([`crate::demand`]). Each talks to the actor only through its
-//! [`DaemonHandle`] (queries and the `Demand` command), so none can block it. A reload
-//! (SIGHUP) that changes what they are built from ([`inputs_changed`]) stops them and starts
-//! them again with the new config; otherwise they keep running undisturbed.
+//! the fleet heartbeat (`heartbeat`, writing through [`crate::fleet`]), the metrics textfile
+//! (`textfile`, the text of [`crate::metrics`]) and the demand poller (`demand`, the sources
+//! of [`crate::demand`]). All three run on one loop (`every`: a round at once, then every
+//! interval until the shutdown). Each talks to the actor only through its [`DaemonHandle`]
+//! (queries and the `Demand` command), so none can block it. A reload (SIGHUP) that changes
+//! what they are built from ([`inputs_changed`]) stops them and starts them again with the
+//! new config; otherwise they keep running undisturbed.
+
+#[cfg(feature = "ci")]
+mod demand;
+mod every;
+#[cfg(feature = "s3")]
+mod heartbeat;
+mod textfile;
+
+#[cfg(feature = "ci")]
+use demand::Sources;
 
 #[cfg(any(feature = "s3", feature = "ci"))]
 use std::sync::Arc;
@@ -61,33 +73,27 @@ pub fn spawn(
             interval = %humantime::format_duration(reader.section().interval),
             "fleet heartbeat enabled"
         );
-        tasks.spawn(
-            crate::fleet::run_heartbeat(
-                handle.clone(),
-                reader,
-                config.daemon.state_file.clone(),
-                shutdown.clone(),
-            )
-            .instrument(tracing::info_span!("fleet")),
-        );
+        let task = heartbeat::HeartbeatTask {
+            handle: handle.clone(),
+            writer: crate::fleet::HeartbeatWriter::new(reader),
+            state_file: config.daemon.state_file.clone(),
+        };
+        tasks.spawn(every::run(task, shutdown.clone()).instrument(tracing::info_span!("fleet")));
     }
     if let Some(metrics) = &config.metrics
         && let Some(path) = &metrics.textfile
     {
         tracing::info!(path = %path.display(), "metrics textfile enabled");
-        tasks.spawn(
-            crate::metrics::run_textfile(
-                handle.clone(),
-                path.clone(),
-                metrics.interval,
-                shutdown.clone(),
-            )
-            .instrument(tracing::info_span!("metrics")),
-        );
+        let task = textfile::Textfile {
+            handle: handle.clone(),
+            path: path.clone(),
+            interval: metrics.interval,
+        };
+        tasks.spawn(every::run(task, shutdown.clone()).instrument(tracing::info_span!("metrics")));
     }
     #[cfg(feature = "ci")]
     if let Some(demand) = &config.demand {
-        let sources = crate::demand::Sources {
+        let sources = Sources {
             github: crate::ci::github::GithubDemand::for_config(config, runners),
             jenkins: crate::ci::jenkins::JenkinsClient::for_demand(config),
         };
@@ -98,9 +104,9 @@ pub fn spawn(
                 interval = %humantime::format_duration(demand.interval),
                 "demand sources enabled"
             );
+            let task = demand::DemandPoll::new(handle.clone(), demand.clone(), sources);
             tasks.spawn(
-                crate::demand::run(handle.clone(), demand.clone(), sources, shutdown.clone())
-                    .instrument(tracing::info_span!("demand")),
+                every::run(task, shutdown.clone()).instrument(tracing::info_span!("demand")),
             );
         }
     }

@@ -13,19 +13,7 @@ impl Supervisor {
             Request::Status => Ok(Response::Status(self.status(now))),
             Request::ListVms => Ok(Response::Vms(self.world.vms(now))),
             Request::Metrics => Ok(Response::Metrics {
-                text: crate::metrics::render(
-                    &self.status(now),
-                    self.world.counters(),
-                    &self.transfers.metrics(),
-                    self.world.demand(),
-                    self.jenkins_queue.as_ref(),
-                    &crate::metrics::CiView {
-                        systems: &self.ci_report().systems,
-                        offline: self.github_offline.as_ref(),
-                        quota: self.github_quota.as_ref(),
-                    },
-                    now,
-                ),
+                text: crate::metrics::render(self.metrics_snapshot(now)),
             }),
             Request::CiStatus => Ok(Response::Ci(self.ci_report())),
             Request::ShowVm { vm } => {
@@ -41,6 +29,40 @@ impl Supervisor {
                 ErrorKind::Internal,
                 format!("{} is not a query", other.kind()),
             )),
+        }
+    }
+
+    /// What the metrics show now, as plain data for [`crate::metrics::render`].
+    fn metrics_snapshot(&self, now: u64) -> crate::metrics::Snapshot {
+        let transfers = self.transfers.metrics();
+        let demand = self.world.demand();
+        crate::metrics::Snapshot {
+            status: self.status(now),
+            counters: self.world.counters().clone(),
+            transfers: crate::metrics::TransferCounts {
+                bytes_sent: transfers.bytes_sent,
+                bytes_received: transfers.bytes_received,
+                kinds: (transfers.kinds.into_iter())
+                    .map(|k| crate::metrics::TransferKind {
+                        kind: k.kind,
+                        running: k.running,
+                        ok: k.ok,
+                        failed: k.failed,
+                    })
+                    .collect(),
+            },
+            queued_jobs: demand.root_jobs.clone(),
+            free_runners: demand.free_runners.len() as u64,
+            ci_systems: self.ci_report().systems,
+            offline_runner_kinds: (self.github_offline.as_ref())
+                .map(|seen| seen.runners.iter().map(|r| r.kind.clone()).collect()),
+            github_quota: self.github_quota.map(|q| crate::metrics::GithubQuota {
+                remaining: q.seen.remaining,
+                spent: q.seen.spent,
+                next_poll: q.next_poll,
+            }),
+            jenkins: (self.jenkins_queue.as_ref()).map(|j| j.by_label.clone()),
+            now_ms: now,
         }
     }
 

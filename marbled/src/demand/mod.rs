@@ -13,12 +13,9 @@
 //! A failed poll keeps the last good snapshot (cached) instead of telling the scheduler that
 //! nothing waits; a snapshot older than `max_age` is dropped (replaced by an empty one) so a
 //! long outage does not keep VMs booting for jobs that are long gone.
-
-#[cfg(feature = "ci")]
-mod poll;
-
-#[cfg(feature = "ci")]
-pub use poll::{Sources, run};
+//!
+//! The loop that polls them every interval is `crate::periodic`'s (it needs the actor's
+//! handle, a layer above this one).
 
 use std::time::Duration;
 

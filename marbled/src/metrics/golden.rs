@@ -1,0 +1,259 @@
+//! Golden test of the exposition text: a rich moment (every family, several label values,
+//! zeros and non-zeros, every transfer kind and result, the optional CI blocks present) and
+//! a bare one (no VM, no demand, the optional blocks absent), each compared with the text
+//! recorded in `marbled/tests/golden/` — what node_exporter's textfile collector reads.
+//! The text was recorded from the hand-written renderer `prometheus-client` replaced, and is
+//! compared byte for byte.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use marble_proto::{
+    Attribution, BusyState, CiSystem, PendingRequest, PowerState, StatusReport, Team, VmInfo,
+};
+
+use super::*;
+use crate::sched::{BOOT_BUCKETS_SECS, JOB_WAIT_BUCKETS_SECS};
+
+const RICH: &str = include_str!("../../tests/golden/metrics-rich.prom");
+const BARE: &str = include_str!("../../tests/golden/metrics-bare.prom");
+
+/// Now, unix ms.
+const NOW: u64 = 1_700_000_100_000;
+
+fn vm(name: &str, team: Team, power: PowerState, busy: BusyState, locked: bool) -> VmInfo {
+    VmInfo {
+        name: name.into(),
+        uuid: format!("{{{name}}}"),
+        team,
+        power,
+        busy,
+        lock: locked.then(|| Attribution {
+            by: "ops".into(),
+            reason: "disk".into(),
+            since_ms: NOW - 5_000,
+        }),
+        operation: None,
+        note: String::new(),
+    }
+}
+
+fn rich_status() -> StatusReport {
+    StatusReport {
+        daemon_version: "0.1.0".into(),
+        host: "mac\"ph\\01\nx".into(),
+        policy: "demand".into(),
+        capacity: 2,
+        paused: Some(Attribution {
+            by: "ops".into(),
+            reason: "upgrade".into(),
+            since_ms: NOW - 60_000,
+        }),
+        draining: None,
+        vms: vec![
+            vm(
+                "a-ROOT-VM-macOS-14",
+                Team::Root,
+                PowerState::Running,
+                BusyState::Busy {
+                    reason: "job".into(),
+                    since_ms: NOW - 1,
+                },
+                false,
+            ),
+            vm(
+                "a-SPI-VM-macOS-1",
+                Team::Spi,
+                PowerState::Stopped,
+                BusyState::Idle { checked_ms: NOW },
+                true,
+            ),
+            vm(
+                "odd",
+                Team::Unassigned,
+                PowerState::Other("mounted".into()),
+                BusyState::Unknown {
+                    reason: "ssh".into(),
+                    checked_ms: NOW,
+                },
+                false,
+            ),
+            vm(
+                "b-ROOT-VM-macOS-15",
+                Team::Root,
+                PowerState::Paused,
+                BusyState::NotProbed,
+                true,
+            ),
+        ],
+        pending: vec![
+            PendingRequest {
+                vm: "a-SPI-VM-macOS-1".into(),
+                by: "jenkins".into(),
+                since_ms: NOW - 12_345,
+            },
+            PendingRequest {
+                vm: "a-SPI-VM-macOS-1".into(),
+                by: "jenkins".into(),
+                since_ms: NOW - 2_000,
+            },
+        ],
+        decisions: vec![],
+        inventory_ms: NOW - 4_500,
+    }
+}
+
+fn rich_counters() -> Counters {
+    let mut counters = Counters {
+        boots: 12,
+        boot_failures: 1,
+        grants: 7,
+        refusals_busy: 3,
+        refusals_locked: 0,
+        stops: 9,
+        kills: 2,
+        probes_busy: 40,
+        probes_idle: 0,
+        probes_unknown: 5,
+        grant_latency_ms_sum: 15_250,
+        ..Counters::default()
+    };
+    for ms in [14_000, 31_000, 95_500, 400_000] {
+        counters.boot_times.record(&BOOT_BUCKETS_SECS, ms);
+    }
+    for ms in [1_000, 60_000, 7_200_000] {
+        counters.root_job_waits.record(&JOB_WAIT_BUCKETS_SECS, ms);
+    }
+    counters
+}
+
+fn rich_transfers() -> TransferCounts {
+    let kind = |kind: &str, running, ok, failed| TransferKind {
+        kind: kind.into(),
+        running,
+        ok,
+        failed,
+    };
+    TransferCounts {
+        bytes_sent: 5_000_000_017,
+        bytes_received: 0,
+        kinds: vec![
+            kind("push", 1, 2, 3),
+            kind("pull", 0, 0, 1),
+            kind("verify", 2, 5, 0),
+        ],
+    }
+}
+
+fn rich_queued_jobs() -> Vec<QueuedJob> {
+    let job = |id, since_ms, labels: &[&str]| QueuedJob {
+        id,
+        since_ms,
+        labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+    };
+    vec![
+        job(1, NOW - 90_000, &["macOS", "self-hosted"]),
+        job(2, NOW - 30_500, &["self-hosted", "macos", "macos"]),
+        job(3, NOW - 1_000, &["ARM64", "macos-15"]),
+    ]
+}
+
+fn system(name: &str, available: bool) -> CiSystem {
+    CiSystem {
+        system: name.into(),
+        available,
+        reason: String::new(),
+        since_ms: 1,
+        next_try_ms: 2,
+    }
+}
+
+fn rich() -> String {
+    let offline = ["foreign", "marble", "foreign", "this-host"];
+    render(Snapshot {
+        status: rich_status(),
+        counters: rich_counters(),
+        transfers: rich_transfers(),
+        queued_jobs: rich_queued_jobs(),
+        free_runners: 2,
+        ci_systems: vec![system("github", true), system("jenkins", false)],
+        offline_runner_kinds: Some(offline.iter().map(|k| (*k).to_owned()).collect()),
+        github_quota: Some(GithubQuota {
+            remaining: 0,
+            spent: 17,
+            next_poll: Duration::from_millis(92_500),
+        }),
+        jenkins: Some(vec![
+            (Some("macos".into()), 2, NOW - 61_000),
+            (None, 1, NOW - 500),
+            (Some("mac\"arm".into()), 0, NOW),
+        ]),
+        now_ms: NOW,
+    })
+}
+
+fn bare() -> String {
+    let status = StatusReport {
+        daemon_version: "0.1.0".into(),
+        host: "h".into(),
+        policy: "manual".into(),
+        capacity: 0,
+        paused: None,
+        draining: Some(Attribution {
+            by: "ops".into(),
+            reason: "maintenance".into(),
+            since_ms: 1,
+        }),
+        vms: vec![],
+        pending: vec![],
+        decisions: vec![],
+        inventory_ms: 0,
+    };
+    let transfers = TransferCounts {
+        bytes_sent: 0,
+        bytes_received: 0,
+        kinds: ["push", "pull", "verify"]
+            .iter()
+            .map(|k| TransferKind {
+                kind: (*k).into(),
+                ..TransferKind::default()
+            })
+            .collect(),
+    };
+    render(Snapshot {
+        status,
+        counters: Counters::default(),
+        transfers,
+        queued_jobs: vec![],
+        free_runners: 0,
+        ci_systems: vec![],
+        offline_runner_kinds: None,
+        github_quota: None,
+        jenkins: None,
+        now_ms: NOW,
+    })
+}
+
+/// Compare with the recorded text; on a difference, leave the actual text next to the
+/// golden one's name in the temp dir (to diff, or to record after a deliberate change).
+fn check(name: &str, golden: &str, actual: &str) {
+    if golden != actual {
+        let path = std::env::temp_dir().join(format!("{name}.actual"));
+        std::fs::write(&path, actual).unwrap();
+        panic!(
+            "{name} differs from marbled/tests/golden/{name}; actual text in {}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn rich_moment_matches_the_golden_text() {
+    check("metrics-rich.prom", RICH, &rich());
+}
+
+#[test]
+fn bare_moment_matches_the_golden_text() {
+    check("metrics-bare.prom", BARE, &bare());
+}

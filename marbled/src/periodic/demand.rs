@@ -1,0 +1,286 @@
+//! The demand polling task (policy `demand`'s sources, [`crate::demand`]): every interval,
+//! ask each configured source, send the actor what it found, back off on rate limits, and keep the last good GitHub snapshot until `max_age`.
+//! When the rate-limit window runs low, the interval stretches to spread what is left until
+//! GitHub's reset ([`crate::ci::github::demand::paced_interval`]), keeping a reserve for runners.
+//! The scheduler may ask for a poll sooner (a host became free and waits for a fresh
+//! picture before it boots); such asks are honoured at most every [`MIN_NUDGE_GAP`] and
+//! never while backing off from a rate limit. While the scheduler says the host is free
+//! ([`DaemonHandle::demand_watching`]), the `watch` lists GitHub's queued runs every
+//! `[demand] watch` and polls early (same gap) when a new run is queued.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::every::Task;
+use crate::actor::DaemonHandle;
+use crate::ci::github::GithubDemand;
+use crate::ci::{GitHubError, JenkinsClient};
+use crate::clock::now_ms;
+use crate::demand::{DemandSection, JenkinsDemand, MIN_NUDGE_GAP, OfflineSeen, PollQuota};
+use crate::sched::DemandSnapshot;
+
+/// The configured sources.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// Queued jobs and fleet runners.
+    pub github: Option<GithubDemand>,
+    /// The build queue.
+    pub jenkins: Option<Arc<JenkinsClient>>,
+}
+
+/// The poller's state between rounds.
+pub(super) struct DemandPoll {
+    handle: DaemonHandle,
+    section: DemandSection,
+    sources: Sources,
+    max_age_ms: u64,
+    /// When the last good GitHub snapshot was taken; None once it expired (or never).
+    github_at: Option<u64>,
+    /// The Jenkins queue last seen (its changes are logged).
+    last_jenkins: Option<JenkinsDemand>,
+    /// The scheduler's asks for an early poll.
+    nudge: Arc<tokio::sync::Notify>,
+    /// When the last round started.
+    polled_at: tokio::time::Instant,
+    /// The wait the last round chose: the interval, or longer while paced or rate limited.
+    wait: Duration,
+}
+
+impl DemandPoll {
+    pub(super) fn new(handle: DaemonHandle, section: DemandSection, sources: Sources) -> Self {
+        Self {
+            max_age_ms: u64::try_from(section.max_age.as_millis()).unwrap_or(u64::MAX),
+            github_at: None,
+            last_jenkins: None,
+            nudge: handle.demand_nudge(),
+            polled_at: tokio::time::Instant::now(),
+            wait: section.interval,
+            handle,
+            section,
+            sources,
+        }
+    }
+
+    /// Poll GitHub and send the actor what it found (or an empty snapshot once the last good
+    /// one expired); sets `wait` when the rate limit asks for a longer one.
+    async fn poll_github(&mut self, gh: &GithubDemand) -> ControlFlow<()> {
+        let now = now_ms();
+        let vms = this_hosts_vms(&self.handle).await;
+        let (snapshot, stats) = match gh.poll(now, vms.as_deref()).await {
+            Ok(polled) => polled,
+            Err(err) => return self.github_failed(&err, now).await,
+        };
+        tracing::debug!(
+            queued = snapshot.root_jobs.len(),
+            free_runners = snapshot.free_runners.len(),
+            runs = stats.runs,
+            runs_skipped = stats.runs_skipped,
+            "github demand polled"
+        );
+        if stats.runs_skipped > 0 {
+            tracing::warn!(
+                skipped = stats.runs_skipped,
+                "more workflow runs than demand.max_runs: some queued jobs are not seen"
+            );
+        }
+        if let Some(quota) = stats.quota {
+            let paced = crate::ci::github::demand::paced_interval(self.section.interval, quota);
+            if paced > self.section.interval {
+                // Also no early polls (nudges, the watch) until then.
+                tracing::warn!(
+                    remaining = quota.remaining,
+                    spent = quota.spent,
+                    drained = quota.drained,
+                    reset_in_secs = quota.reset_in_secs,
+                    next_in = %humantime::format_duration(paced),
+                    "github rate limit running low: spreading the polls left until the reset"
+                );
+                self.wait = paced;
+            }
+        }
+        self.github_at = Some(now);
+        let quota = stats.quota.map(|seen| PollQuota {
+            seen,
+            next_poll: self.wait,
+        });
+        let offline = OfflineSeen {
+            runners: stats.offline,
+            polled_ms: now,
+        };
+        let sent = self
+            .handle
+            .demand(Some(snapshot), None, quota, Some(offline));
+        if sent.await.is_err() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A failed GitHub poll: keep the last snapshot until it expires.
+    async fn github_failed(&mut self, err: &GitHubError, now: u64) -> ControlFlow<()> {
+        if let GitHubError::RateLimited { retry_in, .. } = err {
+            // Wait out GitHub's reset rather than spending the next polls on refusals (the
+            // client also refuses locally until then).
+            self.wait = self.wait.max(*retry_in).min(Duration::from_secs(3600));
+        }
+        tracing::warn!(
+            error = %crate::chain::ErrorChain(err),
+            retry_in = %humantime::format_duration(self.wait),
+            "github demand poll failed; keeping the last snapshot"
+        );
+        if let Some(at) = self.github_at
+            && now.saturating_sub(at) > self.max_age_ms
+        {
+            tracing::warn!("github demand snapshot expired; assuming nothing waits");
+            self.github_at = None;
+            let sent = (self.handle).demand(Some(DemandSnapshot::default()), None, None, None);
+            if sent.await.is_err() {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Poll the Jenkins queue and send the actor what it found.
+    async fn poll_jenkins(&mut self, jenkins: &JenkinsClient) -> ControlFlow<()> {
+        let items = match jenkins.queue().await {
+            Ok(items) => items,
+            Err(err) => {
+                tracing::warn!(
+                    error = %crate::chain::ErrorChain(&err),
+                    "jenkins queue poll failed"
+                );
+                return ControlFlow::Continue(());
+            }
+        };
+        let demand = JenkinsDemand {
+            by_label: crate::ci::jenkins::buildable_by_label(&items)
+                .into_iter()
+                .map(|(label, (n, oldest))| (label, n, oldest))
+                .collect(),
+        };
+        if self.last_jenkins.as_ref() != Some(&demand) {
+            tracing::info!(buildable = ?demand.by_label, "jenkins queue changed");
+            self.last_jenkins = Some(demand.clone());
+        }
+        if self
+            .handle
+            .demand(None, Some(demand), None, None)
+            .await
+            .is_err()
+        {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Task for DemandPoll {
+    fn interval(&self) -> Duration {
+        self.section.interval
+    }
+
+    async fn round(&mut self) -> ControlFlow<()> {
+        self.polled_at = tokio::time::Instant::now();
+        self.wait = self.section.interval;
+        // Taken out for the round so the pollers can update the rest of the state.
+        let sources = std::mem::take(&mut self.sources);
+        let mut flow = ControlFlow::Continue(());
+        if let Some(gh) = &sources.github {
+            flow = self.poll_github(gh).await;
+        }
+        if flow.is_continue()
+            && let Some(jenkins) = &sources.jenkins
+        {
+            flow = self.poll_jenkins(jenkins).await;
+        }
+        self.sources = sources;
+        flow
+    }
+
+    /// Until `polled_at + wait`, or earlier when the scheduler asks or the watch sees a new
+    /// run, but never sooner than [`MIN_NUDGE_GAP`] after the last round started.
+    async fn until_next(&mut self) {
+        let next = self.polled_at + self.wait;
+        let backing_off = self.wait > self.section.interval;
+        let early = wait_for_poll(
+            &self.section,
+            &self.sources,
+            &self.handle,
+            &self.nudge,
+            next,
+            backing_off,
+        )
+        .await;
+        if early {
+            let earliest = self.polled_at + MIN_NUDGE_GAP;
+            tokio::time::sleep_until(earliest.min(next)).await;
+        }
+    }
+}
+
+/// This host's VMs as the scheduler sees them, once it has seen the hypervisor's inventory
+/// (before that its view may be a restored state file's, too old to call a registration
+/// stale by).
+async fn this_hosts_vms(handle: &DaemonHandle) -> Option<Vec<marble_proto::VmInfo>> {
+    match handle.query(marble_proto::Request::Status).await {
+        Ok(marble_proto::Response::Status(report)) if report.inventory_ms > 0 => Some(report.vms),
+        _ => None,
+    }
+}
+
+/// Wait until the next poll is due: `next` (false), or earlier (true) when the scheduler asks
+/// for one or, while the host is free, the watch sees a newly queued run. Neither while
+/// backing off from a rate limit.
+async fn wait_for_poll(
+    section: &DemandSection,
+    sources: &Sources,
+    handle: &DaemonHandle,
+    nudge: &tokio::sync::Notify,
+    next: tokio::time::Instant,
+    backing_off: bool,
+) -> bool {
+    let mut watching = handle.demand_watching();
+    let watch_github = sources
+        .github
+        .as_ref()
+        .filter(|_| !backing_off && !section.watch.is_zero());
+    loop {
+        let look_at = tokio::time::Instant::now() + section.watch;
+        let watch_now = watch_github.filter(|_| *watching.borrow_and_update() && look_at < next);
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => return false,
+            () = nudge.notified(), if !backing_off => {
+                tracing::debug!("demand poll asked for early by the scheduler");
+                return true;
+            }
+            changed = watching.changed() => {
+                if changed.is_err() {
+                    // The actor is gone: only the interval is left to wait for.
+                    tokio::time::sleep_until(next).await;
+                    return false;
+                }
+            }
+            () = tokio::time::sleep_until(look_at), if watch_now.is_some() => {
+                let Some(gh) = watch_now else { continue };
+                match gh.new_queued_run().await {
+                    Ok(true) => {
+                        tracing::debug!("demand watch: a new workflow run is queued; polling now");
+                        return true;
+                    }
+                    Ok(false) => {}
+                    Err(err) => {
+                        // The next poll reports (and backs off from) lasting failures.
+                        tracing::debug!(
+                            error = %crate::chain::ErrorChain(&err),
+                            "demand watch failed; waiting for the next poll"
+                        );
+                        tokio::time::sleep_until(next).await;
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
