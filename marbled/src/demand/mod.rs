@@ -1,21 +1,19 @@
-//! Demand sources for policy `demand`: what CI is waiting for, polled every `[demand]
-//! interval` and fed to the actor as an `Input::Demand` snapshot.
+//! What CI is waiting for, as the demand sources report it and the actor and metrics keep
+//! it: the types of policy `demand`'s input (fed to the actor as an `Input::Demand`
+//! snapshot), below the CI clients that produce them.
 //!
-//! - [`crate::ci::github::demand`]: queued ROOT jobs (queued and in-progress workflow runs, then their jobs;
-//!   only `status == "queued"` jobs count) and the fleet's runners without a job (idle and
-//!   online, or registered by MARBLE for a VM booting now: [`crate::ci::github::offline`]) — the scheduler's
-//!   fleet de-duplication input. ETags make an unchanged listing cost no quota; a rate limit
-//!   backs the source off until GitHub's reset.
-//! - [`crate::ci::jenkins::demand`]: buildable queue items with the label parsed from their `why` text. The
-//!   scheduler serves Jenkins through `request-slot`, so this is reported (status log and
-//!   metrics), not scheduled on.
+//! The sources themselves live with their CI system: `ci::github::demand` (queued ROOT jobs:
+//! queued and in-progress workflow runs, then their jobs, only `status == "queued"` jobs
+//! count; and the fleet's runners without a job, idle and online or registered by MARBLE for
+//! a VM booting now, `ci::github::offline`) and `ci::jenkins::demand` (buildable queue items
+//! with the label parsed from their `why` text; reported in the status log and metrics, not
+//! scheduled on: Jenkins is served through `request-slot`). ETags make an unchanged GitHub
+//! listing cost no quota; a rate limit backs the source off until GitHub's reset.
 //!
-//! A failed poll keeps the last good snapshot (cached) instead of telling the scheduler that
-//! nothing waits; a snapshot older than `max_age` is dropped (replaced by an empty one) so a
-//! long outage does not keep VMs booting for jobs that are long gone.
-//!
-//! The loop that polls them every interval is `crate::periodic`'s (it needs the actor's
-//! handle, a layer above this one).
+//! The loop that polls them every interval is `periodic::demand` (it needs the actor's
+//! handle, a layer above): a failed poll keeps the last good snapshot instead of telling the
+//! scheduler that nothing waits, and a snapshot older than `max_age` is dropped so a long
+//! outage does not keep VMs booting for jobs that are long gone.
 
 use std::time::Duration;
 
