@@ -817,6 +817,19 @@ pub struct CheckResult {
     pub fix: String,
 }
 
+impl CheckResult {
+    /// One line of the report: the daemon's checks and `marblectl host check`'s own build
+    /// them the same way.
+    pub fn new(name: &str, status: CheckStatus, detail: String, fix: &str) -> Self {
+        CheckResult {
+            name: name.to_owned(),
+            status,
+            detail,
+            fix: fix.to_owned(),
+        }
+    }
+}
+
 /// One VM in a fleet heartbeat. Since 1.3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetVm {

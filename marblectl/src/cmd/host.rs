@@ -71,25 +71,16 @@ pub fn name_conflict<'a>(
     })
 }
 
-fn line(name: &str, status: CheckStatus, detail: String, fix: &str) -> CheckResult {
-    CheckResult {
-        name: name.to_owned(),
-        status,
-        detail,
-        fix: fix.to_owned(),
-    }
-}
-
 /// A SKIP line for a check that only exists on macOS.
 pub fn macos_only(name: &str, what: &str) -> CheckResult {
-    line(name, CheckStatus::Skip, format!("macOS only ({what})"), "")
+    CheckResult::new(name, CheckStatus::Skip, format!("macOS only ({what})"), "")
 }
 
 async fn check(ctx: &Context) -> Exit {
     let mut lines = Vec::new();
     match ctx.call_with_progress(Request::HostCheck, false).await {
         Ok(Response::HostReport(report)) => {
-            lines.push(line(
+            lines.push(CheckResult::new(
                 "daemon",
                 CheckStatus::Pass,
                 format!("marbled answers on {}", ctx.socket.display()),
@@ -97,13 +88,13 @@ async fn check(ctx: &Context) -> Exit {
             ));
             lines.extend(report);
         }
-        Ok(other) => lines.push(line(
+        Ok(other) => lines.push(CheckResult::new(
             "daemon",
             CheckStatus::Fail,
             format!("unexpected answer {other:?}"),
             "upgrade marblectl and marbled together",
         )),
-        Err(err) => lines.push(line(
+        Err(err) => lines.push(CheckResult::new(
             "daemon",
             CheckStatus::Fail,
             crate::render_error(&err).replace('\n', " "),
@@ -155,7 +146,7 @@ fn socket(path: &Path) -> CheckResult {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
-            return line(
+            return CheckResult::new(
                 "socket",
                 CheckStatus::Fail,
                 format!("{}: {e}", path.display()),
@@ -164,7 +155,7 @@ fn socket(path: &Path) -> CheckResult {
         }
     };
     if !meta.file_type().is_socket() {
-        return line(
+        return CheckResult::new(
             "socket",
             CheckStatus::Fail,
             format!("{} is not a socket", path.display()),
@@ -179,21 +170,21 @@ fn socket(path: &Path) -> CheckResult {
         meta.gid()
     );
     if mode & 0o007 != 0 {
-        line(
+        CheckResult::new(
             "socket",
             CheckStatus::Fail,
             detail,
             "anyone on the host can talk to marbled: restart marbled (it creates the socket 0660)",
         )
     } else if mode != 0o660 {
-        line(
+        CheckResult::new(
             "socket",
             CheckStatus::Warn,
             detail,
             "expected 0660 (owner and daemon.socket_group); restart marbled",
         )
     } else {
-        line("socket", CheckStatus::Pass, detail, "")
+        CheckResult::new("socket", CheckStatus::Pass, detail, "")
     }
 }
 
@@ -238,32 +229,32 @@ mod platform {
                     .find_map(|l| l.trim().strip_prefix("state = "))
                     .unwrap_or("loaded")
                     .to_owned();
-                line(
+                CheckResult::new(
                     "launchd",
                     CheckStatus::Pass,
                     format!("{target}: {state}"),
                     "",
                 )
             }
-            Ok((false, _)) => line(
+            Ok((false, _)) => CheckResult::new(
                 "launchd",
                 CheckStatus::Fail,
                 format!("{target} is not loaded"),
                 &format!("sudo launchctl bootstrap system {LAUNCHD_PLIST}"),
             ),
-            Err(e) => line("launchd", CheckStatus::Warn, e, ""),
+            Err(e) => CheckResult::new("launchd", CheckStatus::Warn, e, ""),
         }
     }
 
     pub fn spotlight() -> CheckResult {
         match run("/usr/bin/mdutil", &["-s", "/"]) {
-            Ok((_, text)) if text.contains("disabled") => line(
+            Ok((_, text)) if text.contains("disabled") => CheckResult::new(
                 "spotlight",
                 CheckStatus::Pass,
                 "indexing disabled on /".into(),
                 "",
             ),
-            Ok((_, text)) => line(
+            Ok((_, text)) => CheckResult::new(
                 "spotlight",
                 CheckStatus::Warn,
                 format!(
@@ -272,7 +263,7 @@ mod platform {
                 ),
                 "sudo mdutil -i off / (or sudo marblectl host setup --name <host>)",
             ),
-            Err(e) => line("spotlight", CheckStatus::Warn, e, ""),
+            Err(e) => CheckResult::new("spotlight", CheckStatus::Warn, e, ""),
         }
     }
 
@@ -360,8 +351,8 @@ mod tests {
     #[test]
     fn report_shows_fixes_for_non_passing_lines_and_counts() {
         let text = report(&[
-            line("parallels", CheckStatus::Pass, "26.3.2".into(), "ignored"),
-            line("build-disk", CheckStatus::Fail, "missing".into(), "pull it"),
+            CheckResult::new("parallels", CheckStatus::Pass, "26.3.2".into(), "ignored"),
+            CheckResult::new("build-disk", CheckStatus::Fail, "missing".into(), "pull it"),
             macos_only("spotlight", "mdutil -s /"),
         ]);
         assert!(text.contains("PASS  parallels   26.3.2\n"), "{text}");

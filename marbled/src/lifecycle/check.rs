@@ -43,15 +43,6 @@ pub struct CheckEnv {
     pub github: ci::Runners,
 }
 
-fn line(name: &str, status: CheckStatus, detail: String, fix: &str) -> CheckResult {
-    CheckResult {
-        name: name.to_owned(),
-        status,
-        detail,
-        fix: fix.to_owned(),
-    }
-}
-
 /// Run every daemon-side check, in report order.
 pub async fn run(env: CheckEnv) -> Vec<CheckResult> {
     let mut out = Vec::new();
@@ -69,20 +60,20 @@ pub async fn run(env: CheckEnv) -> Vec<CheckResult> {
 /// The GitHub token works for the runner scope (`[github]` configured) — else SKIP.
 async fn github(env: &CheckEnv) -> CheckResult {
     match ci::check_token(&env.github, CHECK_TIMEOUT).await {
-        Some(Ok(Ok(detail))) => line("github", CheckStatus::Pass, detail, ""),
-        Some(Ok(Err(err))) => line(
+        Some(Ok(Ok(detail))) => CheckResult::new("github", CheckStatus::Pass, detail, ""),
+        Some(Ok(Err(err))) => CheckResult::new(
             "github",
             CheckStatus::Fail,
             err,
             "give the token the permission named above, or fix github.token_file",
         ),
-        Some(Err(_)) => line(
+        Some(Err(_)) => CheckResult::new(
             "github",
             CheckStatus::Fail,
             format!("no answer from the GitHub API within {CHECK_TIMEOUT:?}"),
             "check the network path to github.api_url",
         ),
-        None => line(
+        None => CheckResult::new(
             "github",
             CheckStatus::Skip,
             "not configured: no [github] section in this daemon's config".into(),
@@ -93,13 +84,13 @@ async fn github(env: &CheckEnv) -> CheckResult {
 
 async fn parallels_version(hv: &dyn Hypervisor) -> CheckResult {
     match tokio::time::timeout(CHECK_TIMEOUT, hv.version()).await {
-        Ok(Ok(v)) => line(
+        Ok(Ok(v)) => CheckResult::new(
             "parallels",
             CheckStatus::Pass,
             format!("prlctl version {v}"),
             "",
         ),
-        Ok(Err(e)) => line(
+        Ok(Err(e)) => CheckResult::new(
             "parallels",
             CheckStatus::Fail,
             format!(
@@ -108,7 +99,7 @@ async fn parallels_version(hv: &dyn Hypervisor) -> CheckResult {
             ),
             "install Parallels Desktop Pro or Business (CERN Self-Service) and check prlctl.path in marbled.toml",
         ),
-        Err(_) => line(
+        Err(_) => CheckResult::new(
             "parallels",
             CheckStatus::Fail,
             format!("`prlctl --version` did not answer within {CHECK_TIMEOUT:?}"),
@@ -130,7 +121,7 @@ async fn edition(prlsrvctl: &Path, tool_env: &[(String, String)]) -> CheckResult
     let out = match tokio::time::timeout(CHECK_TIMEOUT, cmd.output()).await {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {
-            return line(
+            return CheckResult::new(
                 "edition",
                 CheckStatus::Warn,
                 format!("cannot run {}: {e}", prlsrvctl.display()),
@@ -138,7 +129,7 @@ async fn edition(prlsrvctl: &Path, tool_env: &[(String, String)]) -> CheckResult
             );
         }
         Err(_) => {
-            return line(
+            return CheckResult::new(
                 "edition",
                 CheckStatus::Warn,
                 format!(
@@ -150,7 +141,7 @@ async fn edition(prlsrvctl: &Path, tool_env: &[(String, String)]) -> CheckResult
         }
     };
     if !out.status.success() {
-        return line(
+        return CheckResult::new(
             "edition",
             CheckStatus::Warn,
             format!(
@@ -164,7 +155,7 @@ async fn edition(prlsrvctl: &Path, tool_env: &[(String, String)]) -> CheckResult
     let text = String::from_utf8_lossy(&out.stdout);
     let parsed = crate::hypervisor::parse::lenient_json(&text).ok();
     let Some(v) = parsed else {
-        return line(
+        return CheckResult::new(
             "edition",
             CheckStatus::Warn,
             "cannot parse `prlsrvctl info --license --json`".into(),
@@ -184,21 +175,21 @@ async fn edition(prlsrvctl: &Path, tool_env: &[(String, String)]) -> CheckResult
         if trial { " (trial)" } else { "" }
     );
     if !CLI_EDITIONS.contains(&edition.as_str()) {
-        line(
+        CheckResult::new(
             "edition",
             CheckStatus::Fail,
             detail,
             "prlctl needs the Pro, Business or Enterprise edition; install the CERN licence",
         )
     } else if !status.eq_ignore_ascii_case("active") || trial {
-        line(
+        CheckResult::new(
             "edition",
             CheckStatus::Warn,
             detail,
             "activate the licence (prlsrvctl install-license -k KEY)",
         )
     } else {
-        line("edition", CheckStatus::Pass, detail, "")
+        CheckResult::new("edition", CheckStatus::Pass, detail, "")
     }
 }
 
@@ -217,13 +208,13 @@ fn yes(v: &serde_json::Value) -> bool {
 async fn prlctl_list(hv: &dyn Hypervisor) -> CheckResult {
     let user = std::env::var("USER").unwrap_or_else(|_| format!("uid {}", nix::unistd::getuid()));
     match tokio::time::timeout(CHECK_TIMEOUT, hv.list_all()).await {
-        Ok(Ok(vms)) => line(
+        Ok(Ok(vms)) => CheckResult::new(
             "prlctl",
             CheckStatus::Pass,
             format!("`prlctl list -a` works for {user}: {} VMs", vms.len()),
             "",
         ),
-        Ok(Err(e)) => line(
+        Ok(Err(e)) => CheckResult::new(
             "prlctl",
             CheckStatus::Fail,
             format!(
@@ -232,7 +223,7 @@ async fn prlctl_list(hv: &dyn Hypervisor) -> CheckResult {
             ),
             "start Parallels Desktop for this user (it owns the VM registry) and run `prlctl list -a` as that user",
         ),
-        Err(_) => line(
+        Err(_) => CheckResult::new(
             "prlctl",
             CheckStatus::Fail,
             format!("`prlctl list -a` did not answer within {CHECK_TIMEOUT:?}"),
@@ -243,14 +234,14 @@ async fn prlctl_list(hv: &dyn Hypervisor) -> CheckResult {
 
 fn host_name(cfg: &HostSection, host: &str) -> CheckResult {
     if cfg.host_name_ok(host) {
-        line(
+        CheckResult::new(
             "host-name",
             CheckStatus::Pass,
             format!("{host} matches {}", cfg.name_pattern),
             "",
         )
     } else {
-        line(
+        CheckResult::new(
             "host-name",
             CheckStatus::Warn,
             format!(
@@ -266,21 +257,21 @@ fn build_disk(cfg: &HostSection, images_disk: Option<&PathBuf>) -> Vec<CheckResu
     let disk = cfg.build_disk(images_disk);
     let mut out = Vec::new();
     out.push(if disk.is_dir() {
-        line(
+        CheckResult::new(
             "build-disk",
             CheckStatus::Pass,
             format!("{} present", disk.display()),
             "",
         )
     } else if disk.exists() {
-        line(
+        CheckResult::new(
             "build-disk",
             CheckStatus::Fail,
             format!("{} exists but is not a Parallels .hdd bundle directory", disk.display()),
             "move it away and fetch the build disk again (marblectl image pull)",
         )
     } else {
-        line(
+        CheckResult::new(
             "build-disk",
             CheckStatus::Fail,
             format!("{} is missing", disk.display()),
@@ -290,7 +281,7 @@ fn build_disk(cfg: &HostSection, images_disk: Option<&PathBuf>) -> Vec<CheckResu
     if let (Some(h), Some(i)) = (&cfg.build_disk, images_disk)
         && h != i
     {
-        out.push(line(
+        out.push(CheckResult::new(
             "build-disk-config",
             CheckStatus::Warn,
             format!(
@@ -323,16 +314,16 @@ fn free_disk(dir: &Path, min_gib: u64) -> CheckResult {
             let gib = free / (1024 * 1024 * 1024);
             let detail = format!("{gib} GiB free on the volume of {}", dir.display());
             if gib >= min_gib {
-                line("free-disk", CheckStatus::Pass, detail, "")
+                CheckResult::new("free-disk", CheckStatus::Pass, detail, "")
             } else if gib >= min_gib / 4 {
-                line(
+                CheckResult::new(
                     "free-disk",
                     CheckStatus::Warn,
                     format!("{detail} (below host.min_free_disk_gib = {min_gib})"),
                     "remove unused VM bundles or old image transfer state; an image pull needs twice a VM's size",
                 )
             } else {
-                line(
+                CheckResult::new(
                     "free-disk",
                     CheckStatus::Fail,
                     format!("{detail} (far below host.min_free_disk_gib = {min_gib})"),
@@ -340,7 +331,7 @@ fn free_disk(dir: &Path, min_gib: u64) -> CheckResult {
                 )
             }
         }
-        Err(e) => line(
+        Err(e) => CheckResult::new(
             "free-disk",
             CheckStatus::Fail,
             format!("cannot stat {}: {e}", probe.display()),
@@ -354,7 +345,7 @@ fn free_disk(dir: &Path, min_gib: u64) -> CheckResult {
 mod s3_check {
     use marble_proto::{CheckResult, CheckStatus};
 
-    use super::{CHECK_TIMEOUT, line};
+    use super::CHECK_TIMEOUT;
 
     /// The bucket answers an authenticated listing — else SKIP (no endpoint) or FAIL.
     pub async fn s3(cfg: &crate::images::ImageStoreConfig) -> CheckResult {
@@ -362,7 +353,7 @@ mod s3_check {
         let bucket = match tokio::time::timeout(CHECK_TIMEOUT, Bucket::connect(cfg)).await {
             Ok(Ok(b)) => b,
             Ok(Err(ImageError::Config(msg))) if msg.contains("no endpoint") => {
-                return line(
+                return CheckResult::new(
                     "s3",
                     CheckStatus::Skip,
                     format!("not configured: {msg}"),
@@ -370,7 +361,7 @@ mod s3_check {
                 );
             }
             Ok(Err(e)) => {
-                return line(
+                return CheckResult::new(
                     "s3",
                     CheckStatus::Fail,
                     format!(
@@ -381,7 +372,7 @@ mod s3_check {
                 );
             }
             Err(_) => {
-                return line(
+                return CheckResult::new(
                     "s3",
                     CheckStatus::Fail,
                     "setting up the S3 client timed out".into(),
@@ -392,7 +383,7 @@ mod s3_check {
         // Listing needs valid credentials and read access: one cheap authenticated call.
         let prefix = format!("{}ROOT/", cfg.key_prefix);
         match tokio::time::timeout(CHECK_TIMEOUT, bucket.list(&prefix)).await {
-            Ok(Ok(objects)) => line(
+            Ok(Ok(objects)) => CheckResult::new(
                 "s3",
                 CheckStatus::Pass,
                 format!(
@@ -402,7 +393,7 @@ mod s3_check {
                 ),
                 "",
             ),
-            Ok(Err(e)) => line(
+            Ok(Err(e)) => CheckResult::new(
                 "s3",
                 CheckStatus::Fail,
                 format!(
@@ -412,7 +403,7 @@ mod s3_check {
                 ),
                 "check images.endpoint, the bucket name and the access key (docs/IMAGES.md)",
             ),
-            Err(_) => line(
+            Err(_) => CheckResult::new(
                 "s3",
                 CheckStatus::Fail,
                 format!(
@@ -430,11 +421,9 @@ mod s3_check {
 mod s3_check {
     use marble_proto::{CheckResult, CheckStatus};
 
-    use super::line;
-
     /// SKIP: this build has no image support.
     pub async fn s3(_images: &crate::jobs::s3::Images) -> CheckResult {
-        line(
+        CheckResult::new(
             "s3",
             CheckStatus::Skip,
             "not configured: this marbled was built without image support".into(),
