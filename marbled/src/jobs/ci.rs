@@ -79,7 +79,7 @@ pub async fn before_stop(ctx: &JobContext, vm: &str, team: Team) -> Option<Outco
         Ok(crate::ci::StopGate::Busy(why)) => Some(Outcome::Probe(ProbeResult::Busy(why))),
         Err(err) => Some(Outcome::Probe(ProbeResult::Unknown(format!(
             "GitHub: cannot remove the runner registration before stopping: {}",
-            crate::chain::ErrorChain(&err).to_string()
+            crate::chain::ErrorChain(&err)
         )))),
     }
 }
