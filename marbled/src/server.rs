@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use crate::actor::{DaemonHandle, Submitted};
 use crate::peer::{Access, AccessPolicy, Peer};
-use conns::{ConnGuard, ConnTable};
+use conns::{ConnGuard, ConnTable, Room};
 use limits::{AcceptBackoff, LogThrottle};
 
 pub use limits::MAX_CONNECTIONS;
@@ -117,9 +117,9 @@ pub async fn serve(
             room = table.make_room(cap) => room,
         };
         match room {
-            None => refuse(stream, cap, &refusing, &tracker),
-            Some(shed) => {
-                if shed != 0 {
+            Room::Full => refuse(stream, cap, &refusing, &tracker),
+            Room::Free | Room::Shed(_) => {
+                if let Room::Shed(shed) = room {
                     tracing::debug!(shed, conn_id = next_conn, "shed the oldest idle connection");
                 }
                 let Some(handler) = Handler::new(&handle, &policy, &shutdown) else {

@@ -21,6 +21,17 @@ struct Slot {
     shed: CancellationToken,
 }
 
+/// What [`ConnTable::make_room`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// There was room under the cap.
+    Free,
+    /// Connection `id` (the oldest idle one) was shed and has closed.
+    Shed(u64),
+    /// Every connection is busy: the new one must be refused.
+    Full,
+}
+
 /// Open connections by id (ids grow with accept order, so the first idle one is the oldest).
 #[derive(Debug, Default)]
 pub struct ConnTable {
@@ -59,10 +70,9 @@ impl ConnTable {
     }
 
     /// Make room for one more connection under `cap`: shed the oldest idle connection and
-    /// wait for it to close. `Some(id)` of the shed connection, `Some(0)` when there was room
-    /// already, `None` when every connection is busy (the caller refuses the new one).
-    pub async fn make_room(&self, cap: usize) -> Option<u64> {
-        let mut shed_id = 0;
+    /// wait for it to close (its descriptor is only free then).
+    pub async fn make_room(&self, cap: usize) -> Room {
+        let mut room = Room::Free;
         loop {
             let notified = self.closed.notified();
             tokio::pin!(notified);
@@ -70,14 +80,16 @@ impl ConnTable {
             {
                 let mut slots = self.slots();
                 if slots.len() < cap {
-                    return Some(shed_id);
+                    return room;
                 }
                 let closing = slots.values().any(|s| s.shed.is_cancelled());
                 if !closing {
-                    let victim = slots.iter_mut().find(|(_, s)| s.idle)?;
-                    victim.1.idle = false;
-                    victim.1.shed.cancel();
-                    shed_id = *victim.0;
+                    let Some((id, victim)) = slots.iter_mut().find(|(_, s)| s.idle) else {
+                        return Room::Full;
+                    };
+                    victim.idle = false;
+                    victim.shed.cancel();
+                    room = Room::Shed(*id);
                 }
             }
             // A shed connection closes within a scheduling round; the bound only guards
@@ -136,7 +148,7 @@ mod tests {
         busy.set_idle(false);
         let old_idle = table.register(2);
         let new_idle = table.register(3);
-        assert_eq!(table.make_room(4).await, Some(0), "room under the cap");
+        assert_eq!(table.make_room(4).await, Room::Free, "room under the cap");
 
         let shed_task = {
             let table = Arc::clone(&table);
@@ -146,10 +158,10 @@ mod tests {
         assert!(!busy.shed().is_cancelled());
         assert!(!new_idle.shed().is_cancelled());
         drop(old_idle);
-        assert_eq!(shed_task.await.expect("join"), Some(2));
+        assert_eq!(shed_task.await.expect("join"), Room::Shed(2));
         assert_eq!(table.len(), 2);
 
         new_idle.set_idle(false);
-        assert_eq!(table.make_room(2).await, None, "all busy: refuse");
+        assert_eq!(table.make_room(2).await, Room::Full, "all busy: refuse");
     }
 }

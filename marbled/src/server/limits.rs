@@ -25,7 +25,7 @@ pub fn connection_cap(soft_limit: Option<u64>) -> usize {
     let budget = soft_limit.map_or(MAX_CONNECTIONS, |soft| {
         usize::try_from(soft.saturating_sub(FD_RESERVE)).unwrap_or(MAX_CONNECTIONS)
     });
-    budget.min(MAX_CONNECTIONS).max(MIN_CONNECTIONS)
+    budget.clamp(MIN_CONNECTIONS, MAX_CONNECTIONS)
 }
 
 /// This process's open-file soft limit; `None` when unlimited or unreadable.
