@@ -3,6 +3,14 @@
 //!
 //! The length prefix is a big-endian u32 (tokio-util's default). An oversize prefix is
 //! rejected by the codec *before* any buffer for the body is allocated.
+//!
+//! Deadlines are the caller's policy ([`FramedConn::recv_frame_within`] takes them as
+//! arguments); this module only tells an idle peer from one stuck inside a frame.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -29,6 +37,18 @@ pub enum ConnError {
     /// The handshake frame was malformed.
     #[error("malformed handshake")]
     Handshake(#[from] HandshakeError),
+    /// No frame began within the idle deadline.
+    #[error("no frame within {after:?}")]
+    IdleTimeout {
+        /// The idle deadline.
+        after: Duration,
+    },
+    /// A frame began but did not complete within the frame deadline.
+    #[error("a frame began but did not complete within {after:?}")]
+    FrameTimeout {
+        /// The frame deadline.
+        after: Duration,
+    },
     /// The daemon rejected the handshake.
     #[error("daemon rejected the connection: {reason}")]
     Rejected {
@@ -77,6 +97,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedConn<S> {
             Some(Ok(frame)) => Ok(Some(frame.freeze())),
             Some(Err(err)) => Err(ConnError::Io(err)),
         }
+    }
+
+    /// Receive one raw frame with two deadlines: a frame must begin within `idle` and, once
+    /// its first byte has arrived, complete within `frame`. `Ok(None)` at a clean close.
+    ///
+    /// Cancel-safe (the partial frame stays buffered), so it can sit in a `select!`.
+    pub async fn recv_frame_within(
+        &mut self,
+        idle: Duration,
+        frame: Duration,
+    ) -> Result<Option<Bytes>, ConnError> {
+        let mut started = !self.framed.read_buffer().is_empty();
+        let first = if started { frame } else { idle };
+        let mut sleep = Box::pin(tokio::time::sleep(first));
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(item) = self.framed.poll_next_unpin(cx) {
+                return Poll::Ready(match item {
+                    None => Ok(None),
+                    Some(Ok(bytes)) => Ok(Some(bytes.freeze())),
+                    Some(Err(err)) => Err(ConnError::Io(err)),
+                });
+            }
+            // Bytes buffered but no complete frame: the frame has begun; its own deadline
+            // starts now.
+            if !started && !self.framed.read_buffer().is_empty() {
+                started = true;
+                sleep.as_mut().reset(tokio::time::Instant::now() + frame);
+            }
+            match Pin::new(&mut sleep).as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) if started => {
+                    Poll::Ready(Err(ConnError::FrameTimeout { after: frame }))
+                }
+                Poll::Ready(()) => Poll::Ready(Err(ConnError::IdleTimeout { after: idle })),
+            }
+        })
+        .await
     }
 
     /// Encode and send one value.
@@ -149,8 +206,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedConn<S> {
         }
     }
 
+    /// Daemon side: refuse the connection before reading its hello (the daemon is at its
+    /// connection limit). The `Rejected` answer carries this build's version, so a client
+    /// of the same major can tell a refusal from a version mismatch.
+    pub async fn server_refuse(&mut self, reason: &str) -> Result<(), ConnError> {
+        let reject = ServerHello::Rejected {
+            major: crate::PROTO_MAJOR,
+            minor: crate::PROTO_MINOR,
+            reason: reason.to_owned(),
+        };
+        self.send_frame(reject.encode()).await
+    }
+
     /// Give back the underlying stream (for tests that want to write raw bytes).
     pub fn into_inner(self) -> S {
         self.framed.into_inner()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn idle_and_slow_frames_hit_their_own_deadlines() {
+        // Nothing arrives: the idle deadline.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut conn = FramedConn::new(ours);
+        let short = Duration::from_millis(100);
+        let err = conn
+            .recv_frame_within(short, short)
+            .await
+            .expect_err("idle");
+        assert!(matches!(err, ConnError::IdleTimeout { .. }), "{err}");
+
+        // A frame begins and stalls: cut by the frame deadline, well before the idle one.
+        let idle = Duration::from_secs(5);
+        let frame = Duration::from_millis(300);
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut conn = FramedConn::new(ours);
+        let start = tokio::time::Instant::now();
+        theirs.write_all(&[0, 0, 0, 8, 1, 2]).await.expect("write");
+        let err = conn.recv_frame_within(idle, frame).await.expect_err("slow");
+        assert!(matches!(err, ConnError::FrameTimeout { .. }), "{err}");
+        assert!(start.elapsed() < idle, "{:?}", start.elapsed());
+        drop(theirs);
+
+        // A frame that completes in time is returned.
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut conn = FramedConn::new(ours);
+        theirs.write_all(&[0, 0, 0, 2, 7, 9]).await.expect("write");
+        let got = conn.recv_frame_within(idle, frame).await.expect("frame");
+        assert_eq!(got.as_deref(), Some(&[7u8, 9][..]));
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! Compatibility rules (see `docs/PROTOCOL.md`): the major version must match exactly; a minor
 //! bump may only append `Request` variants, and append `Response`/`Event` variants sent only
-//! in reply to those new requests. Every variant documents the minor it arrived in.
+//! in reply to those new requests or only to clients whose hello announced that minor (the
+//! 1.5 keepalive). Every variant documents the minor it arrived in.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -24,10 +25,19 @@ pub use wire::*;
 /// Protocol major version. A different major on the other side is always rejected.
 pub const PROTO_MAJOR: u16 = 1;
 /// Protocol minor version of this build. See the compatibility rules in the crate docs.
-pub const PROTO_MINOR: u16 = 4;
+pub const PROTO_MINOR: u16 = 5;
 /// Largest frame either side accepts, in bytes (payload, excluding the 4-byte length prefix).
 ///
 /// 1 MiB comfortably holds a status report for hundreds of VMs; bulk data (images, logs)
 /// never crosses the socket. The codec derives bincode's decode limit from it so that a length
 /// inside a payload cannot make the decoder allocate more than a small multiple of a frame.
 pub const MAX_FRAME_LEN: usize = 1024 * 1024;
+
+/// How often the daemon sends [`Event::Keepalive`] while a submitted request is pending
+/// (since 1.5, to clients that announced minor 5 or later), in milliseconds. A client may
+/// treat a pending request as lost after a few intervals of silence.
+pub const KEEPALIVE_INTERVAL_MS: u64 = 1000;
+/// Longest free-text or name field a request may carry, in bytes (see
+/// [`Request::validate`]). Reasons end up in every `status` reply, so unbounded ones would
+/// eventually push that reply over [`MAX_FRAME_LEN`].
+pub const MAX_TEXT_FIELD_LEN: usize = 1024;

@@ -318,6 +318,83 @@ impl Request {
     }
 }
 
+impl Request {
+    /// Check the bounds a request must respect before the daemon acts on it: every
+    /// free-text or name field is at most [`crate::MAX_TEXT_FIELD_LEN`] bytes. The daemon
+    /// calls this before dispatch and answers a violation with `InvalidRequest`.
+    ///
+    /// Why at the door: reasons and names are stored and repeated in every `status` reply;
+    /// a few 130 kB lock reasons pushed that reply over [`crate::MAX_FRAME_LEN`], and `status`
+    /// failed until the daemon restarted. A provisioning profile's text and files are not
+    /// free text (they are bounded by the frame) and are not checked here.
+    pub fn validate(&self) -> Result<(), WireError> {
+        for (field, value) in self.text_fields() {
+            if value.len() > crate::MAX_TEXT_FIELD_LEN {
+                return Err(WireError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "`{}`: the {field} is {} bytes; at most {} bytes are allowed",
+                        self.kind(),
+                        value.len(),
+                        crate::MAX_TEXT_FIELD_LEN
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every free-text or name field with its name, for [`Request::validate`].
+    fn text_fields(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Request::Status
+            | Request::ListVms
+            | Request::WatchEvents
+            | Request::Resume
+            | Request::Transfers
+            | Request::HostCheck
+            | Request::FleetList
+            | Request::Metrics
+            | Request::CiStatus
+            | Request::Unlock {
+                target: UnlockTarget::All,
+            } => Vec::new(),
+            Request::ShowVm { vm }
+            | Request::StartVm { vm }
+            | Request::StopVm { vm, .. }
+            | Request::RequestSlot { vm, .. }
+            | Request::Unlock {
+                target: UnlockTarget::Vm(vm),
+            } => vec![("VM name", vm)],
+            Request::Pause { reason } | Request::Drain { reason, .. } => vec![("reason", reason)],
+            Request::Lock { target, reason } => {
+                let (LockTarget::Vm(vm) | LockTarget::AllExcept(vm)) = target;
+                vec![("VM name", vm), ("reason", reason)]
+            }
+            Request::ImagePush { vm, name, .. } => {
+                let mut out = vec![("VM name", vm.as_str())];
+                out.extend(name.as_deref().map(|n| ("image name", n)));
+                out
+            }
+            Request::ImagePull { name, as_name, .. } => {
+                let mut out = vec![("image name", name.as_str())];
+                out.extend(as_name.as_deref().map(|n| ("VM name", n)));
+                out
+            }
+            Request::ImageList { team } => {
+                team.as_deref().map(|t| ("team", t)).into_iter().collect()
+            }
+            Request::ImageRemove { name } | Request::ImageVerify { name, .. } => {
+                vec![("image name", name)]
+            }
+            Request::CreateVm { name, ipsw, .. } => vec![("VM name", name), ("IPSW path", ipsw)],
+            Request::ProvisionVm { vm, profile } => {
+                vec![("VM name", vm), ("profile origin", &profile.origin)]
+            }
+        }
+    }
+}
+
 /// What a lock applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockTarget {
@@ -1042,4 +1119,49 @@ pub enum Event {
         /// How many.
         dropped: u64,
     },
+    /// The daemon is still working on the pending request on this connection: sent every
+    /// [`crate::KEEPALIVE_INTERVAL_MS`] while a submitted request (`RequestSlot`, `StartVm`,
+    /// `Drain` with a wait, a transfer…) has no other news, so a client can tell a slow answer
+    /// from a stalled daemon. Sent only to clients whose hello announced minor 5 or later.
+    /// Clients do not render it. Since 1.5.
+    Keepalive,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_bounds_every_free_text_field_and_names_it() {
+        let long = "x".repeat(crate::MAX_TEXT_FIELD_LEN + 1);
+        let fits = "x".repeat(crate::MAX_TEXT_FIELD_LEN);
+        let lock = |reason: &str| Request::Lock {
+            target: LockTarget::Vm("vm".into()),
+            reason: reason.to_owned(),
+        };
+        assert!(lock(&fits).validate().is_ok());
+        let err = lock(&long).validate().expect_err("too long");
+        assert_eq!(err.kind, ErrorKind::InvalidRequest);
+        assert!(err.message.contains("reason"), "{}", err.message);
+        assert!(err.message.contains("1024"), "{}", err.message);
+        assert!(err.message.contains("`lock`"), "{}", err.message);
+        for request in [
+            Request::Pause {
+                reason: long.clone(),
+            },
+            Request::Drain {
+                reason: long.clone(),
+                wait_ms: 0,
+            },
+            Request::StartVm { vm: long.clone() },
+            Request::ImagePull {
+                name: "n".into(),
+                as_name: Some(long.clone()),
+                detach: false,
+            },
+        ] {
+            assert!(request.validate().is_err(), "{}", request.kind());
+        }
+        assert!(Request::Status.validate().is_ok());
+    }
 }

@@ -494,6 +494,7 @@ impl Sampled for Event {
             Event::OperationFinished { .. } => "OperationFinished",
             Event::Progress { .. } => "Progress",
             Event::Lagged { .. } => "Lagged",
+            Event::Keepalive => "Keepalive",
         }
     }
     fn samples() -> Vec<Self> {
@@ -530,6 +531,7 @@ impl Sampled for Event {
                 message: "downloading image".into(),
             },
             Event::Lagged { dropped: 250 },
+            Event::Keepalive,
         ]
     }
 }

@@ -577,6 +577,7 @@ fn event() -> impl Strategy<Value = Event> {
             message
         }),
         ms().prop_map(|dropped| Event::Lagged { dropped }),
+        Just(Event::Keepalive),
     ]
 }
 

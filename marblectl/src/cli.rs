@@ -30,6 +30,12 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON on stdout (read commands).
     #[arg(long, global = true)]
     pub json: bool,
+    /// How long marbled may stay silent (e.g. 10s, 500ms): no handshake answer within it
+    /// exits 69; after the handshake, no reply or progress for it exits 75. Long requests
+    /// (a slot wait, a boot, a transfer) are not cut off: the daemon confirms it is working
+    /// every second. `events --follow` has no limit.
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub timeout: Duration,
     /// More detail on stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

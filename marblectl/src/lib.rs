@@ -51,6 +51,7 @@ pub fn main() -> ExitCode {
 
 /// Run a parsed command.
 pub async fn run(cli: Cli) -> Result<Exit, ClientError> {
+    client::set_timeout(cli.global.timeout);
     let ctx = Context {
         socket: cli.global.socket,
         json: cli.global.json,
@@ -96,9 +97,12 @@ pub fn code_for(err: &ClientError) -> Exit {
     match err {
         ClientError::Daemon(wire) => exit::for_kind(wire.kind),
         ClientError::NotRunning { .. }
+        | ClientError::NoAnswer { .. }
+        | ClientError::Refused { .. }
         | ClientError::VersionMismatch(_)
         | ClientError::DaemonTooOld { .. } => Exit::Unavailable,
         ClientError::NoAccess { .. } => Exit::NoPerm,
+        ClientError::Silent { .. } => Exit::TempFail,
         ClientError::Conn(marble_proto::ConnError::Io(e))
             if e.kind() == std::io::ErrorKind::BrokenPipe =>
         {

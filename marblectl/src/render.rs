@@ -277,6 +277,8 @@ pub fn event(e: &Event) -> String {
         }
         Event::Progress { message, .. } => message.clone(),
         Event::Lagged { dropped } => format!("(fell behind; {dropped} event(s) dropped)"),
+        // The client drops keepalives before rendering (client.rs); never shown.
+        Event::Keepalive => String::new(),
     }
 }
 
