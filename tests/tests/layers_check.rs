@@ -153,6 +153,13 @@ fn a_cycle_a_path_attribute_a_long_function_a_long_file_and_an_unlisted_module_f
     c.append("clock.rs", &"// padding\n".repeat(800));
     c.fails_with(&["src/clock.rs:", "lines (at most 800)"]);
 
+    // The size rule covers the crate's integration tests too.
+    let c = Copy::new();
+    let tests_dir = c.src.parent().expect("crate dir").join("tests");
+    std::fs::create_dir_all(&tests_dir).expect("mkdir");
+    std::fs::write(tests_dir.join("planted.rs"), "// padding\n".repeat(801)).expect("write");
+    c.fails_with(&["tests/planted.rs: 801 lines (at most 800)"]);
+
     let c = Copy::new();
     std::fs::write(c.src.join("planted.rs"), "//! Planted.\n").expect("write");
     c.fails_with(&["module `planted` has no layer"]);
