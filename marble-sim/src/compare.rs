@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use marbled::sched::Policy;
+use marbled::config::Policy;
 use serde::Serialize;
 
 use super::engine::{RunOptions, simulate};

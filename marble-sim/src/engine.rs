@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use marble_proto::Team;
 use marbled::sched::{
-    DemandSnapshot, Effect, FleetRunner, Input, Millis, ObservedVm, OpId, Policy, QueuedJob, ReqId,
+    DemandSnapshot, Effect, FleetRunner, Input, Millis, ObservedVm, OpId, QueuedJob, ReqId,
     SchedConfig, World,
 };
 
@@ -32,6 +32,7 @@ use super::ops::OpState;
 use super::rng::SimRng;
 use super::trace::{BootSection, SimSection, Trace};
 use super::workload::{Build, BuildState, PendingReq, RootJob, RootState};
+use marbled::config::Policy;
 
 /// Virtual time zero, as unix ms (the scheduler sees realistic timestamps).
 pub const EPOCH_MS: Millis = 1_700_000_000_000;

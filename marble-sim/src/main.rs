@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use marble_sim::compare::compare;
 use marble_sim::standard::{explicit, standard_trace};
 use marble_sim::{RunOptions, Trace, simulate};
-use marbled::sched::Policy;
+use marbled::config::Policy;
 
 #[derive(Parser)]
 #[command(

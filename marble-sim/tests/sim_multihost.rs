@@ -7,7 +7,7 @@
 
 use marble_sim::standard::standard_trace;
 use marble_sim::{RunOptions, Trace, simulate};
-use marbled::sched::Policy;
+use marbled::config::Policy;
 
 #[test]
 fn a_multi_host_demand_run_boots_about_one_vm_per_queued_job() {

@@ -1,4 +1,4 @@
-//! Daemon-level errors and the one function that maps internal errors to wire [`ErrorKind`]s.
+//! Daemon-level errors (what `run` can fail with) and their wire [`ErrorKind`]s, hence marbled's exit codes.
 
 use marble_proto::ErrorKind;
 
@@ -27,14 +27,6 @@ pub enum DaemonError {
     /// The runtime could not be built.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
-}
-
-// Moved to the layer-0 leaf `chain`; kept here so callers not yet moved compile.
-pub use crate::chain::{error_chain, to_wire};
-
-/// The kind a hypervisor failure maps to ([`WireKind::kind`] of [`PrlctlError`]).
-pub fn prlctl_kind(err: &PrlctlError) -> ErrorKind {
-    err.kind()
 }
 
 impl WireKind for DaemonError {

@@ -26,8 +26,6 @@ pub const STALE_INTERVALS: u64 = 3;
 /// Heartbeat object format written by this version.
 pub const HEARTBEAT_FORMAT: u32 = 1;
 
-pub use crate::config::FleetSection;
-
 /// Heartbeat object keys; the section itself is config.
 impl FleetSection {
     /// The object key of `host`'s heartbeat, or `None` when the name cannot be a key segment.
@@ -204,6 +202,7 @@ pub use s3::{FleetReader, HeartbeatFailure, HeartbeatWriter};
 
 #[cfg(feature = "s3")]
 use crate::clock::now_ms;
+use crate::config::FleetSection;
 
 #[cfg(feature = "s3")]
 mod s3 {

@@ -9,9 +9,7 @@ use marble_proto::Team;
 use crate::config::{TeamsSection, parse_team};
 use crate::hypervisor::VmListing;
 use crate::sched::ObservedVm;
-/// Moved down to the scheduler, which defines the labels it observes.
-pub use crate::sched::runner_labels;
-
+use crate::sched::runner_labels;
 /// Maps VM names to teams.
 #[derive(Debug, Clone)]
 pub struct TeamMap {

@@ -29,8 +29,6 @@ use prometheus_client::registry::Registry;
 
 use crate::sched::{Counters, QueuedJob};
 
-pub use crate::config::MetricsSection;
-
 /// Everything one exposition shows, as plain data (filled in by the actor).
 #[derive(Debug, Clone)]
 pub struct Snapshot {

@@ -25,9 +25,9 @@ const TOKEN: &str = "ghp_e2eTokenSourceNeverLogged0123456789abc";
 
 /// Policy `demand`, polling `[github]` every 5 s.
 fn poll_demand(env: &mut SimEnv) {
-    env.config.demand = Some(marbled::demand::DemandSection {
+    env.config.demand = Some(marbled::config::DemandSection {
         interval: Duration::from_secs(5),
-        ..marbled::demand::DemandSection::default()
+        ..marbled::config::DemandSection::default()
     });
     env.config.scheduler.policy = "demand".into();
     env.config.scheduler.inventory_interval = Duration::from_secs(1);

@@ -136,9 +136,9 @@ fn demand_daemon(
 ) -> (SimEnv, marble_tests::harness::DaemonProcess) {
     let mut env = SimEnv::new();
     env.use_github(gh.url(), TOKEN);
-    env.config.demand = Some(marbled::demand::DemandSection {
+    env.config.demand = Some(marbled::config::DemandSection {
         interval,
-        ..marbled::demand::DemandSection::default()
+        ..marbled::config::DemandSection::default()
     });
     env.config.scheduler.policy = "demand".into();
     env.config.scheduler.inventory_interval = Duration::from_secs(1);
@@ -297,7 +297,7 @@ fn a_low_rate_limit_spreads_the_polls_instead_of_spending_the_reserve() {
 fn a_configured_warm_target_boots_a_runner_with_no_job_queued() {
     let (_rt, gh) = fake_github();
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
-        env.config.scheduler.warm = vec![marbled::sched::WarmTarget {
+        env.config.scheduler.warm = vec![marbled::config::WarmTarget {
             labels: vec!["self-hosted".into(), "macOS".into(), "mac15".into()],
             count: 1,
         }];

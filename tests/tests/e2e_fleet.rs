@@ -61,9 +61,9 @@ fn two_daemons_sharing_a_bucket_list_each_other() {
         let mut c = test_config(dir, sim.dir());
         c.daemon.host_name = host.into();
         c.images = s3.config();
-        c.fleet = Some(marbled::fleet::FleetSection {
+        c.fleet = Some(marbled::config::FleetSection {
             interval: Duration::from_secs(1),
-            ..marbled::fleet::FleetSection::default()
+            ..marbled::config::FleetSection::default()
         });
         c.scheduler.inventory_interval = Duration::from_secs(1);
         c
@@ -166,7 +166,7 @@ fn metrics_and_textfile_are_valid_exposition_text() {
         .expect("vm");
     let mut config = test_config(dir.path(), sim.dir());
     let textfile = dir.path().join("marble.prom");
-    config.metrics = Some(marbled::metrics::MetricsSection {
+    config.metrics = Some(marbled::config::MetricsSection {
         textfile: Some(textfile.clone()),
         interval: Duration::from_secs(1),
     });

@@ -33,7 +33,7 @@ fn sighup_applies_scheduler_and_side_task_changes_without_a_restart() {
     let mut env = SimEnv::new();
     let first = env.dir.path().join("first.prom");
     let second = env.dir.path().join("second.prom");
-    env.config.metrics = Some(marbled::metrics::MetricsSection {
+    env.config.metrics = Some(marbled::config::MetricsSection {
         textfile: Some(first.clone()),
         interval: Duration::from_secs(1),
     });
@@ -42,7 +42,7 @@ fn sighup_applies_scheduler_and_side_task_changes_without_a_restart() {
     assert_eq!(policy(&daemon), "manual");
 
     // New textfile path and policy; SIGHUP.
-    env.config.metrics = Some(marbled::metrics::MetricsSection {
+    env.config.metrics = Some(marbled::config::MetricsSection {
         textfile: Some(second.clone()),
         interval: Duration::from_secs(1),
     });

@@ -8,9 +8,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use marble_proto::Team;
+use marbled::config::Policy;
 use marbled::config::{Config, SchedulerSection, TeamsSection};
-use marbled::inventory::{TeamMap, runner_labels};
-use marbled::sched::{Policy, SchedConfig};
+use marbled::inventory::TeamMap;
+use marbled::sched::SchedConfig;
+use marbled::sched::runner_labels;
 use serde::{Deserialize, Serialize};
 
 mod load;
@@ -105,7 +107,7 @@ impl Default for SimSection {
             inventory_latency: Duration::from_millis(500),
             reply_slack: Duration::from_secs(60),
             demand_poll: Duration::from_secs(30),
-            demand_watch: marbled::demand::DemandSection::default().watch,
+            demand_watch: marbled::config::DemandSection::default().watch,
         }
     }
 }

@@ -33,11 +33,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use crate::clock::now_ms;
+use crate::config::HostSection;
 use crate::demand::JenkinsDemand;
 use crate::jobs::JobContext;
 use crate::jobs::s3::Fleet;
-use crate::lifecycle::{HostSection, Lifecycle, LifecycleEvent};
+use crate::lifecycle::{Lifecycle, LifecycleEvent};
 use crate::sched::{ObservedVm, OpId, Outcome, Persisted, ReqId, World};
 use crate::transfers::{TransferEvent, Transfers};
 
@@ -49,6 +49,7 @@ mod lifecycle;
 mod queries;
 mod run_loop;
 
+use crate::clock::now_ms;
 use handle::ActorCommand;
 pub use handle::{DaemonHandle, Submitted, progress_event};
 

@@ -3,7 +3,8 @@
 
 use marble_proto::{ErrorKind, Request, Response, StatusReport, WireError};
 
-use super::{Supervisor, now_ms};
+use super::Supervisor;
+use crate::clock::now_ms;
 use crate::jobs::ci;
 
 impl Supervisor {

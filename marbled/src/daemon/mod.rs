@@ -24,7 +24,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use self::parts::{Parts, host_name, hypervisor, tool_env};
-use crate::actor::{DaemonHandle, Identity, Supervisor, now_ms};
+use crate::actor::{DaemonHandle, Identity, Supervisor};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::DaemonError;
 use crate::peer::AccessPolicy;

@@ -21,8 +21,6 @@ use std::time::Duration;
 /// free): bounds what a flapping host can cost in GitHub quota.
 pub const MIN_NUDGE_GAP: Duration = Duration::from_secs(5);
 
-pub use crate::config::DemandSection;
-
 /// GitHub's primary rate limit as one poll saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaSeen {

@@ -13,9 +13,9 @@ use std::time::Duration;
 use marble_proto::{CheckResult, CheckStatus};
 use tokio::process::Command;
 
+use crate::config::HostSection;
 use crate::hypervisor::Hypervisor;
 use crate::jobs::{ci, s3};
-use crate::lifecycle::HostSection;
 
 /// Timeout of each external call made by a check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(20);

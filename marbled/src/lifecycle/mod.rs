@@ -20,7 +20,6 @@
 //! idle just before the run began) is refused at the last moment by the same hold.
 
 pub mod check;
-pub mod config;
 pub mod create;
 pub mod provisioning;
 
@@ -30,8 +29,6 @@ use marble_proto::{ErrorKind, Request, WireError};
 
 use crate::clock::now_ms;
 use crate::sched::{Action, Command, Outcome, ProbeResult};
-
-pub use config::HostSection;
 
 /// The provisioning run in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,8 @@ use crate::actor::DaemonHandle;
 use crate::ci::github::GithubDemand;
 use crate::ci::{GitHubError, JenkinsClient};
 use crate::clock::now_ms;
-use crate::demand::{DemandSection, JenkinsDemand, MIN_NUDGE_GAP, OfflineSeen, PollQuota};
+use crate::config::DemandSection;
+use crate::demand::{JenkinsDemand, MIN_NUDGE_GAP, OfflineSeen, PollQuota};
 use crate::sched::DemandSnapshot;
 
 /// The configured sources.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use marble_proto::{Request, Response};
 
 use super::every::Task;
-use crate::actor::{DaemonHandle, now_ms};
+use crate::actor::DaemonHandle;
+use crate::clock::now_ms;
 use crate::fleet::{Heartbeat, HeartbeatFailure, HeartbeatWriter, free_disk_bytes};
 
 /// Writes this host's heartbeat each round.

@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::valid_user;
 use serde::Deserialize;
 
 /// Default timeout of a step.
@@ -223,8 +224,6 @@ pub fn valid_step_name(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
-
-pub use crate::config::valid_user;
 
 impl Profile {
     /// Load a profile file; `script`/`input` paths are relative to its directory and are

@@ -20,6 +20,7 @@
 //! - `Effect::Persist` makes the actor write `World::persisted()` atomically;
 //! - the actor calls `handle(now, Input::Tick)` no later than `next_deadline()`.
 
+use crate::config::{Policy, WarmTarget};
 use marble_proto::{Event, LockTarget, PowerState, Response, Team, UnlockTarget, WireError};
 use serde::{Deserialize, Serialize};
 
@@ -100,8 +101,6 @@ pub struct StartedJob {
     /// The runner that took it (`runner_name`).
     pub runner: String,
 }
-
-pub use crate::config::{Policy, WarmTarget};
 
 /// How to stop a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -305,9 +305,9 @@ pub async fn host_checks(env: &Env) {
 /// host's prlsrvctl: (understood, text). Understood = the licence JSON was parsed and the
 /// edition recognised (PASS, or WARN for an inactive or trial licence).
 async fn edition_line(env: &Env, obs: &Obs) -> anyhow::Result<(bool, String)> {
-    let host_cfg = marbled::lifecycle::HostSection {
+    let host_cfg = marbled::config::HostSection {
         prlsrvctl: env.prlsrvctl.clone(),
-        ..marbled::lifecycle::HostSection::default()
+        ..marbled::config::HostSection::default()
     };
     let check_env = marbled::lifecycle::check::CheckEnv {
         hv: env.prl.clone(),

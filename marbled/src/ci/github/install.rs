@@ -68,7 +68,7 @@ pub fn runner_install_steps(
     ci_user: &str,
     runner_dir: Option<&str>,
 ) -> Result<Profile, InstallError> {
-    if !crate::provision::profile::valid_user(ci_user) {
+    if !crate::config::valid_user(ci_user) {
         return Err(InstallError::Invalid {
             what: "user",
             value: ci_user.to_owned(),
