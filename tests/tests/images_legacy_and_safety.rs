@@ -96,6 +96,42 @@ async fn zip_slip_entries_are_rejected_and_nothing_is_left() {
     assert!(!Path::new("/tmp/evil-abs").exists());
 }
 
+/// Issue 15 case 8: a zip with two entries of the same name is refused as corrupt (exit 65 at
+/// the CLI: `DataError`), and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_08_duplicate_entries_are_refused_and_nothing_is_left() {
+    let Some(s3) = LocalS3::start() else { return };
+    let store = ImageStore::new(s3.config()).await.expect("store");
+    let work = tempfile::tempdir().expect("tmp");
+    let name = "2025-02-01-ROOT-VM-dup";
+    let z = work.path().join(format!("{name}.zip"));
+    // Python's zipfile warns about the duplicate but writes it, as a hostile tool would.
+    hostile_zip(&z, "X.macvm/config.pvs");
+    store
+        .upload_file(&z, &format!("ROOT/{name}.zip"))
+        .await
+        .expect("upload");
+    let dest = tempfile::tempdir().expect("tmp");
+    let err = store
+        .pull_to_dir(&ImageName::parse(name).expect("name"), dest.path(), &|_| {})
+        .await
+        .expect_err("a duplicate entry must be refused");
+    assert!(
+        matches!(err, ImageError::Corrupt { .. }),
+        "duplicate entry: {err}"
+    );
+    assert_eq!(
+        marbled::chain::WireKind::kind(&err),
+        marble_proto::ErrorKind::DataError,
+        "exit 65"
+    );
+    assert!(
+        err.to_string().contains("two entries share a name"),
+        "{err}"
+    );
+    assert_empty_dir(dest.path());
+}
+
 async fn pushed(s3: &LocalS3, name: &str) -> (ImageStore, ImageName, tempfile::TempDir) {
     let work = tempfile::tempdir().expect("tmp");
     let b = work.path().join(format!("{name}.macvm"));

@@ -166,6 +166,66 @@ fn write_file(
     Ok(())
 }
 
+/// Refuses an archive whose central directory holds two entries with one name: which copy a
+/// reader keeps is up to the reader, so the archive does not say what the VM is. The zip
+/// crate indexes entries by name (a duplicate collapses into one), so the check compares the
+/// entry count the end-of-central-directory record declares with the distinct names indexed.
+fn refuse_duplicates(archive: &Path, indexed: usize, name: &str) -> Result<(), ImageError> {
+    let declared = declared_entries(archive).map_err(ImageError::io("read", archive))?;
+    match declared {
+        Some(n) if n != indexed as u64 => Err(ImageError::Corrupt {
+            name: name.to_string(),
+            reason: format!(
+                "the archive declares {n} entries but has {indexed} distinct names: two entries share a name"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The entry count of the end-of-central-directory record (zip64's when the classic field
+/// says 0xFFFF); `None` when no record is found (the zip crate has opened it, so it reports
+/// what is wrong).
+fn declared_entries(archive: &Path) -> std::io::Result<Option<u64>> {
+    use std::io::{Seek, SeekFrom};
+    /// The record (22 bytes) plus the longest comment.
+    const TAIL: u64 = 22 + 65_535;
+    let mut f = File::open(archive)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(TAIL);
+    f.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    let Some(at) = tail.windows(4).rposition(|w| w == b"PK\x05\x06") else {
+        return Ok(None);
+    };
+    let u16_at = |b: &[u8], i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
+    let Some(total) = u16_at(&tail, at + 10) else {
+        return Ok(None);
+    };
+    if total != 0xFFFF {
+        return Ok(Some(u64::from(total)));
+    }
+    // Zip64: the locator sits right before the classic record and points at the zip64 one.
+    let Some(locator) = at.checked_sub(20).and_then(|l| tail.get(l..at)) else {
+        return Ok(None);
+    };
+    if &locator[..4] != b"PK\x06\x07" {
+        return Ok(None);
+    }
+    let mut off = [0u8; 8];
+    off.copy_from_slice(&locator[8..16]);
+    f.seek(SeekFrom::Start(u64::from_le_bytes(off)))?;
+    let mut record = [0u8; 40];
+    f.read_exact(&mut record)?;
+    if &record[..4] != b"PK\x06\x06" {
+        return Ok(None);
+    }
+    let mut total = [0u8; 8];
+    total.copy_from_slice(&record[32..40]);
+    Ok(Some(u64::from_le_bytes(total)))
+}
+
 /// Extracts `archive` into `tree`; returns the bundle directory name found in the archive
 /// (when all entries share one `*.macvm`/`*.pvm`/`*.hdd` top directory) and the apparent size.
 fn extract(
@@ -180,6 +240,7 @@ fn extract(
     };
     let f = File::open(archive).map_err(ImageError::io("open", archive))?;
     let mut z = zip::ZipArchive::new(f).map_err(zerr)?;
+    refuse_duplicates(archive, z.len(), name)?;
     let (names, total) = survey(&mut z, name)?;
     let top = common_top(&names);
     check_space(dest_parent, total)?;
