@@ -206,7 +206,7 @@ mod platform {
 
     use marble_proto::{CheckResult, CheckStatus};
 
-    use super::{HostSetupArgs, line, valid_host_name};
+    use super::{HostSetupArgs, valid_host_name};
     use crate::client::{LAUNCHD_LABEL, LAUNCHD_PLIST};
     use crate::exit::Exit;
 
