@@ -10,7 +10,7 @@
 //!
 //! Descriptor pressure (issue 15): connections are capped below the open-file limit
 //! ([`limits::connection_cap`]) so the daemon's own work keeps descriptors; at the cap the
-//! oldest idle connection is shed ([`conns::ConnTable::make_room`]), and when none is idle
+//! oldest idle connection is shed (`conns::ConnTable::make_room`), and when none is idle
 //! the new client is told so in a `Rejected` handshake instead of waiting in the backlog. A
 //! failing `accept` backs off exponentially and is logged at most once per 10 s.
 

@@ -6,7 +6,7 @@
 //! Files: [`daemon`] (`[daemon]`, `[prlctl]`), [`teams`] (`[teams]`, `[probe]`),
 //! [`scheduler`] (`[scheduler]`, policy words, warm targets), [`host`] (`[host]`),
 //! [`images`] (`[images]`), [`ci`] (`[github]`, `[jenkins]`, token sources), [`periodic`]
-//! (`[demand]`, `[fleet]`, `[metrics]`), [`validate`] (the whole-file checks), [`strict`]
+//! (`[demand]`, `[fleet]`, `[metrics]`), `validate` (the whole-file checks), [`strict`]
 //! (the strict TOML loader, shared with other TOML files).
 //!
 //! Loading reports *every* problem at once, each naming its key: unknown keys are collected

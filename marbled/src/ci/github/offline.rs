@@ -68,7 +68,7 @@ pub enum Standing {
 }
 
 /// The unix-seconds registration time at the end of a MARBLE runner name
-/// (`<prefix>-…-<secs>`, [`crate::runners::RunnerLifecycle::name_for`]); None for a name
+/// (`<prefix>-…-<secs>`, [`crate::ci::github::RunnerLifecycle::name_for`]); None for a name
 /// MARBLE did not give.
 pub fn registered_at(prefix: &str, name: &str) -> Option<u64> {
     let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;

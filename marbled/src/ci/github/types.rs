@@ -140,7 +140,7 @@ pub struct RunnerLabel {
     pub kind: String,
 }
 
-/// A page from [`GitHubClient::get_cached_page`].
+/// A page from [`super::GitHubClient::get_cached_page`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedPage {
     /// The page (from the cache when GitHub answered 304).
