@@ -8,6 +8,11 @@
 //! (granted at once, `already_running`). Latency is measured per request from sending the
 //! request on an already connected client to its reply; connect + handshake is reported
 //! separately.
+//!
+//! Issue 15's target is relative, because absolute figures move with the machine's load: the
+//! decision p99 must stay within 1.5x the bare connect + handshake p99 measured in the same
+//! run. `BENCH_RUNS` (default 3) fresh daemons run one after another, each with its refusal
+//! and grant rounds interleaved; the verdict is the median of the runs' ratios.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -90,7 +95,7 @@ async fn burst(
     (connect, decide, granted)
 }
 
-fn summary(label: &str, mut v: Vec<f64>) -> serde_json::Value {
+fn summary(label: &str, mut v: Vec<f64>) -> (f64, serde_json::Value) {
     v.sort_by(f64::total_cmp);
     let (p50, p99, max) = (
         percentile(&v, 50.0),
@@ -101,14 +106,72 @@ fn summary(label: &str, mut v: Vec<f64>) -> serde_json::Value {
         "{label:<44} n={:<5} p50={p50:>7.2} ms  p99={p99:>7.2} ms  max={max:>7.2} ms",
         v.len()
     );
-    serde_json::json!({"what": label, "n": v.len(), "p50_ms": p50, "p99_ms": p99, "max_ms": max})
+    (
+        p99,
+        serde_json::json!({"what": label, "n": v.len(), "p50_ms": p50, "p99_ms": p99, "max_ms": max}),
+    )
+}
+
+/// One run's figures: the p99s the verdict compares and the idle daemon's RSS.
+struct RunFigures {
+    refused_p99: f64,
+    granted_p99: f64,
+    handshake_p99: f64,
+    idle_rss_mib: f64,
+    report: Vec<serde_json::Value>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 50.0)
 }
 
 fn main() {
-    let idle_secs: u64 = std::env::var("BENCH_IDLE_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let env_u64 = |key: &str, default: u64| {
+        std::env::var(key)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let idle_secs = env_u64("BENCH_IDLE_SECS", 60);
+    let runs = env_u64("BENCH_RUNS", 3).max(1);
+    let mut all = Vec::new();
+    for run in 1..=runs {
+        println!("--- run {run} of {runs}");
+        all.push(run_once(idle_secs));
+    }
+    let ratio = |pick: fn(&RunFigures) -> f64| {
+        median(all.iter().map(|r| pick(r) / r.handshake_p99).collect())
+    };
+    let refused = ratio(|r| r.refused_p99);
+    let granted = ratio(|r| r.granted_p99);
+    let rss = median(all.iter().map(|r| r.idle_rss_mib).collect());
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!("--- median of {runs} runs");
+    println!(
+        "refused p99 / handshake p99 = {refused:.2} (target <= 1.5: {})",
+        verdict(refused <= 1.5)
+    );
+    println!(
+        "granted p99 / handshake p99 = {granted:.2} (target <= 1.5: {})",
+        verdict(granted <= 1.5)
+    );
+    println!(
+        "idle RSS = {rss:.1} MiB (target <= 20: {})",
+        verdict(rss <= 20.0)
+    );
+    let runs_json: Vec<_> = all.into_iter().map(|r| r.report).collect();
+    let summary = serde_json::json!({
+        "runs": runs_json,
+        "median_refused_over_handshake_p99": refused,
+        "median_granted_over_handshake_p99": granted,
+        "median_idle_rss_mib": rss,
+    });
+    println!("{}", serde_json::to_string(&summary).expect("json"));
+}
+
+/// One fresh daemon: the bursts, then the idle minute.
+fn run_once(idle_secs: u64) -> RunFigures {
     let dir = short_tempdir();
     let sim = SimHost::create(dir.path().join("sim")).expect("sim host");
     let root = "bench-ROOT-VM-macOS-14";
@@ -183,11 +246,10 @@ fn main() {
         wrong, 0,
         "unexpected answers (grants for busy host or refusals for the running VM)"
     );
-    let mut report = vec![
-        summary("request-slot refused (host busy), decision", refused_all),
-        summary("request-slot granted (already running)", granted_all),
-        summary("connect + handshake", connect_all),
-    ];
+    let (refused_p99, refused) = summary("request-slot refused (host busy), decision", refused_all);
+    let (granted_p99, granted) = summary("request-slot granted (already running)", granted_all);
+    let (handshake_p99, handshake) = summary("connect + handshake", connect_all);
+    let mut report = vec![refused, granted, handshake];
 
     let (self0, child0) = proc_times(pid);
     let t = Instant::now();
@@ -209,6 +271,12 @@ fn main() {
         "what": "idle", "seconds": wall, "cpu_self_s": self1 - self0,
         "cpu_children_s": child1 - child0, "rss_mib": rss as f64 / 1024.0, "peak_rss_mib": hwm as f64 / 1024.0
     }));
-    println!("{}", serde_json::to_string(&report).expect("json"));
     daemon.terminate(Duration::from_secs(10));
+    RunFigures {
+        refused_p99,
+        granted_p99,
+        handshake_p99,
+        idle_rss_mib: rss as f64 / 1024.0,
+        report,
+    }
 }
