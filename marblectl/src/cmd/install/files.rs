@@ -493,7 +493,11 @@ pub fn remove_programs(layout: &Layout) -> Result<Vec<PathBuf>, InstallError> {
     if let Ok(entries) = std::fs::read_dir(&man) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "marbled.1" || (name.starts_with("marblectl") && name.ends_with(".1")) {
+            // marbled.1, marbled-run.1, marblectl.1, marblectl-vm-start.1…
+            let ours = ["marbled", "marblectl"]
+                .iter()
+                .any(|p| name == format!("{p}.1") || name.starts_with(&format!("{p}-")));
+            if ours && name.ends_with(".1") {
                 paths.push(layout.man_dir().join(name));
             }
         }
