@@ -542,3 +542,30 @@ fn upgrade_replaces_the_binaries_and_restarts_keeping_locks_and_a_busy_vm_runnin
         "the new daemon still refuses to stop the busy VM: {stop}"
     );
 }
+
+#[test]
+fn with_a_log_file_the_daemon_logs_there_and_not_to_launchds_stderr_file() {
+    // The installed config sets daemon.log_file (rotated daily by the daemon); launchd's
+    // StandardErrorPath is not rotated by anyone who can reopen it, so it must stay small.
+    let mut env = SimEnv::new();
+    let log_file = env.dir.path().join("logs/marbled.log");
+    std::fs::create_dir_all(log_file.parent().unwrap()).unwrap();
+    env.config.daemon.log_file = Some(log_file.clone());
+    let daemon = env.spawn();
+    let logged = wait_until_blocking(T, || {
+        std::fs::read_dir(log_file.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .any(|f| {
+                std::fs::read_to_string(f.path())
+                    .unwrap_or_default()
+                    .contains("marbled started")
+            })
+    });
+    assert!(logged, "the log file has the start line");
+    let stderr = daemon.log_text();
+    assert!(
+        !stderr.contains("marbled started"),
+        "stderr repeats the log:\n{stderr}"
+    );
+}
