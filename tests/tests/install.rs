@@ -569,3 +569,79 @@ fn with_a_log_file_the_daemon_logs_there_and_not_to_launchds_stderr_file() {
         "stderr repeats the log:\n{stderr}"
     );
 }
+
+#[test]
+fn the_release_tarball_holds_binaries_plist_newsyslog_completions_and_man_pages() {
+    let dir = short_tempdir();
+    let from = staged_binaries(dir.path());
+    let out_dir = dir.path().join("dist");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/release.sh");
+    // --bin-dir: the test build's binaries (no cargo build inside the test).
+    let out = Command::new("bash")
+        .arg(&script)
+        .args([
+            "--bin-dir",
+            from.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "release.sh: {out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let tarball = PathBuf::from(stdout.lines().last().expect("tarball path").trim());
+    let name = tarball
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_end_matches(".tar.gz")
+        .to_owned();
+    assert!(
+        name.starts_with(&format!("marble-{}-", env!("CARGO_PKG_VERSION"))),
+        "{name}"
+    );
+    if let Some(commit) = short_commit() {
+        assert!(
+            name.contains(&commit),
+            "the tarball names the commit: {name}"
+        );
+    }
+    assert!(
+        out_dir.join(format!("{name}.tar.gz.sha256")).exists(),
+        "checksum file"
+    );
+    let list = Command::new("tar")
+        .arg("tzf")
+        .arg(&tarball)
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "tar tzf: {list:?}");
+    let entries: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for want in [
+        "usr/local/bin/marbled",
+        "usr/local/bin/marblectl",
+        "Library/LaunchDaemons/ch.cern.sft.marbled.plist",
+        "etc/newsyslog.d/ch.cern.sft.marbled.conf",
+        "usr/local/share/bash-completion/completions/marblectl",
+        "usr/local/share/zsh/site-functions/_marblectl",
+        "usr/local/share/fish/vendor_completions.d/marblectl.fish",
+        "usr/local/share/man/man1/marblectl.1",
+        "usr/local/share/man/man1/marblectl-install.1",
+        "usr/local/share/man/man1/marbled.1",
+    ] {
+        let path = format!("{name}/{want}");
+        assert!(
+            entries.contains(&path),
+            "{path} missing from the tarball: {entries:?}"
+        );
+    }
+    for never in ["etc/marble", "github-token", "var/marble", "marbled.toml"] {
+        assert!(
+            !entries.iter().any(|e| e.contains(never)),
+            "{never} must not ship: {entries:?}"
+        );
+    }
+}
