@@ -68,10 +68,11 @@ pub fn daemon_plist(layout: &Layout) -> Value {
     Value::Dictionary(d)
 }
 
-/// The plist as XML, with a comment saying where it comes from.
+/// The plist as XML.
 pub fn daemon_plist_xml(layout: &Layout) -> Result<Vec<u8>, plist::Error> {
     let mut xml = Vec::new();
     daemon_plist(layout).to_writer_xml(&mut xml)?;
+    xml.push(b'\n');
     Ok(xml)
 }
 

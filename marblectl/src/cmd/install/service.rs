@@ -87,8 +87,17 @@ fn launchctl(args: &[&str]) -> Result<(bool, String), InstallError> {
 impl ServiceManager for Launchd {
     fn start(&self) -> Result<String, InstallError> {
         let plist = self.plist.display().to_string();
+        // A reinstall over a loaded job: bootstrap would refuse ("already loaded"), and the
+        // job must pick up the new plist anyway.
+        let stopped = if launchctl(&["print", &format!("system/{LAUNCHD_LABEL}")])?.0 {
+            format!("{}; ", self.stop()?)
+        } else {
+            String::new()
+        };
         match launchctl(&["bootstrap", "system", &plist])? {
-            (true, _) => Ok(format!("launchctl bootstrap system {plist}: started")),
+            (true, _) => Ok(format!(
+                "{stopped}launchctl bootstrap system {plist}: started"
+            )),
             (false, text) => Err(InstallError::Command {
                 command: format!("launchctl bootstrap system {plist}"),
                 detail: text,
