@@ -291,6 +291,38 @@ fn install_into_a_destdir_produces_the_files_modes_owners_and_a_plist_that_parse
         "bash completion"
     );
 
+    // Nothing else: no temp or staging file left behind, every file accounted for.
+    let listed = [
+        "usr/local/bin/marbled",
+        "usr/local/bin/marblectl",
+        "Library/LaunchDaemons/ch.cern.sft.marbled.plist",
+        "etc/newsyslog.d/ch.cern.sft.marbled.conf",
+        "usr/local/share/bash-completion/completions/marblectl",
+        "usr/local/share/zsh/site-functions/_marblectl",
+        "usr/local/share/fish/vendor_completions.d/marblectl.fish",
+        "usr/local/etc/marble/marbled.toml",
+        "usr/local/etc/marble/github-token",
+        "usr/local/etc/marble/jenkins-token",
+    ];
+    for file in all_files(&root) {
+        let rel = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let man = rel
+            .strip_prefix("usr/local/share/man/man1/")
+            .is_some_and(|page| {
+                (page.starts_with("marbled") || page.starts_with("marblectl"))
+                    && page.ends_with(".1")
+            });
+        assert!(
+            listed.contains(&rel.as_str()) || man,
+            "unexpected file {rel}"
+        );
+    }
+
     // A second install keeps the config and the tokens' content, and tightens a token's mode.
     std::fs::write(at("/usr/local/etc/marble/github-token"), "ghp_secret\n").unwrap();
     std::fs::set_permissions(
@@ -314,6 +346,80 @@ fn install_into_a_destdir_produces_the_files_modes_owners_and_a_plist_that_parse
             .unwrap()
             .ends_with("# edited by the operator\n")
     );
+}
+
+/// Every regular file under `dir`, recursively.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(all_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn install_with_another_prefix_puts_every_path_of_plist_and_config_under_it() {
+    let dir = short_tempdir();
+    let from = staged_binaries(dir.path());
+    let root = dir.path().join("root");
+    let out = marblectl(&[
+        "install",
+        "--destdir",
+        root.to_str().unwrap(),
+        "--from",
+        from.to_str().unwrap(),
+        "--prefix",
+        "/opt/marble",
+    ]);
+    assert_eq!(out.code, 0, "install: {out}");
+    let p = parse_plist(&root.join("Library/LaunchDaemons/ch.cern.sft.marbled.plist"));
+    let argv: Vec<&str> = p["ProgramArguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_string())
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            "/opt/marble/bin/marbled",
+            "--config",
+            "/opt/marble/etc/marble/marbled.toml",
+            "run"
+        ]
+    );
+    assert!(
+        p["StandardErrorPath"]
+            .as_string()
+            .unwrap()
+            .starts_with("/opt/marble/var/log/marble/")
+    );
+    assert!(root.join("opt/marble/bin/marbled").is_file());
+    let text = std::fs::read_to_string(root.join("opt/marble/etc/marble/marbled.toml")).unwrap();
+    for line in [
+        "socket = \"/opt/marble/var/marble/marbled.sock\"",
+        "state_file = \"/opt/marble/var/marble/state.bin\"",
+        "log_file = \"/opt/marble/var/log/marble/marbled.log\"",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    assert!(
+        text.contains("path = \"/usr/local/bin/prlctl\""),
+        "Parallels' prlctl stays where Parallels puts it"
+    );
+    let bad = marblectl(&[
+        "install",
+        "--destdir",
+        root.to_str().unwrap(),
+        "--prefix",
+        "opt/marble",
+    ]);
+    assert_eq!(bad.code, 64, "a relative prefix is a usage error: {bad}");
 }
 
 #[test]
