@@ -82,6 +82,79 @@ pub enum Command {
     Metrics,
     /// Print shell completions.
     Completions(CompletionsArgs),
+    /// Install MARBLE on this host (as root): binaries, the LaunchDaemon plist, newsyslog
+    /// conf, config directory with the default config and 0600 token files, state and log
+    /// directories, completions and man pages; then start the daemon. Refuses on a host that
+    /// fails the pre-install host check; `--destdir` stages the files without the check.
+    Install(InstallArgs),
+    /// Replace the binaries (plist, completions and man pages too) and restart the daemon.
+    /// Locks, leases and running VMs are kept: marbled leaves VMs running when it stops, and
+    /// the new daemon adopts them and the state file.
+    Upgrade(UpgradeArgs),
+    /// Stop the daemon and remove binaries, plist, newsyslog conf, completions and man pages.
+    /// Keeps the config directory (config and token files), state, logs, VMs and images.
+    Uninstall(UninstallArgs),
+}
+
+/// `install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Absolute prefix on the host: PREFIX/bin, PREFIX/etc/marble, PREFIX/var/marble,
+    /// PREFIX/var/log/marble, PREFIX/share.
+    #[arg(long, default_value = "/usr/local")]
+    pub prefix: PathBuf,
+    /// Write every file under DIR instead of / (a staging root or package build); skips the
+    /// host check and does not start the daemon.
+    #[arg(long, value_name = "DIR")]
+    pub destdir: Option<PathBuf>,
+    /// Directory holding the new marbled and marblectl (default: this marblectl's directory,
+    /// e.g. the unpacked release's bin/).
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// The service user: owns the Parallels VMs, runs marbled, owns token files and state.
+    #[arg(long, default_value = "sftnight")]
+    pub user: String,
+    /// The service user's group.
+    #[arg(long, default_value = "staff")]
+    pub group: String,
+    /// Group of the control socket, whose members may run read-only commands (default:
+    /// --group).
+    #[arg(long)]
+    pub socket_group: Option<String>,
+    /// Tests only: stand in for launchd, running the plist's program and recording its pid.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub service_pid_file: Option<PathBuf>,
+}
+
+/// `upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The prefix given to install.
+    #[arg(long, default_value = "/usr/local")]
+    pub prefix: PathBuf,
+    /// The destdir given to install (the daemon is then not restarted).
+    #[arg(long, value_name = "DIR")]
+    pub destdir: Option<PathBuf>,
+    /// Directory holding the new marbled and marblectl (default: this marblectl's directory).
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// Tests only: stand in for launchd (see install).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub service_pid_file: Option<PathBuf>,
+}
+
+/// `uninstall`.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// The prefix given to install.
+    #[arg(long, default_value = "/usr/local")]
+    pub prefix: PathBuf,
+    /// The destdir given to install.
+    #[arg(long, value_name = "DIR")]
+    pub destdir: Option<PathBuf>,
+    /// Tests only: stand in for launchd (see install).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub service_pid_file: Option<PathBuf>,
 }
 
 /// `vm …` commands.

@@ -24,6 +24,10 @@ pub enum Exit {
     Unavailable = 69,
     /// Internal error.
     Software = 70,
+    /// A file or directory could not be created (EX_CANTCREAT).
+    CantCreate = 73,
+    /// Reading or writing a file failed (EX_IOERR).
+    IoErr = 74,
     /// Busy with a CI job or timed out: try again later or elsewhere (EX_TEMPFAIL).
     TempFail = 75,
     /// Locked, in maintenance, or not permitted (EX_NOPERM).

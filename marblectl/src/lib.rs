@@ -10,16 +10,41 @@ pub mod render;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 use crate::client::ClientError;
 use crate::cmd::Context;
 use crate::exit::Exit;
 
+/// What `--version` prints after the name: the crate version, the git commit it was built
+/// from (`build.rs`; `unknown` outside a git checkout) and the newest protocol version this
+/// client speaks.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        format!(
+            "{} (commit {}, protocol {}.{})",
+            env!("CARGO_PKG_VERSION"),
+            env!("MARBLE_COMMIT"),
+            marble_proto::PROTO_MAJOR,
+            marble_proto::PROTO_MINOR
+        )
+    })
+}
+
+/// The clap command with [`version`]: what is parsed, and what completions and man pages
+/// are generated from.
+pub fn command() -> clap::Command {
+    Cli::command().version(version())
+}
+
 /// Process entry: parse, run on a current-thread runtime, map the result to an exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -73,10 +98,13 @@ pub async fn run(cli: Cli) -> Result<Exit, ClientError> {
         Command::Metrics => cmd::fleet::metrics(&ctx).await,
         Command::Completions(args) => {
             let mut buf = Vec::new();
-            clap_complete::generate(args.shell, &mut Cli::command(), "marblectl", &mut buf);
+            clap_complete::generate(args.shell, &mut command(), "marblectl", &mut buf);
             cmd::out(&String::from_utf8_lossy(&buf));
             Ok(Exit::Ok)
         }
+        Command::Install(args) => Ok(cmd::install::install(&ctx, args).await),
+        Command::Upgrade(args) => Ok(cmd::install::upgrade(&ctx, args).await),
+        Command::Uninstall(args) => Ok(cmd::install::uninstall(&args)),
     }
 }
 
@@ -119,6 +147,6 @@ mod tests {
 
     #[test]
     fn verify_cli() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 }

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -73,11 +73,42 @@ pub enum DaemonCommand {
     CheckConfig,
     /// Print the default config with every key.
     PrintDefaultConfig,
+    /// Write marbled's man page (roff) into DIR (used by `marblectl install` and
+    /// `scripts/release.sh`).
+    #[command(hide = true)]
+    GenerateMan {
+        /// Output directory.
+        dir: PathBuf,
+    },
+}
+
+/// What `--version` prints after the name: the crate version, the git commit it was built
+/// from (`build.rs`; `unknown` outside a git checkout) and the wire protocol version, so a
+/// host's `marbled --version` and `marblectl --version` can be compared at a glance.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        format!(
+            "{} (commit {}, protocol {}.{})",
+            env!("CARGO_PKG_VERSION"),
+            env!("MARBLE_COMMIT"),
+            marble_proto::PROTO_MAJOR,
+            marble_proto::PROTO_MINOR
+        )
+    })
+}
+
+/// The clap command with [`version`] (man pages are generated from it too).
+pub fn command() -> clap::Command {
+    Cli::command().version(version())
 }
 
 /// Process entry.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -116,6 +147,16 @@ pub fn main() -> ExitCode {
             Err(err) => {
                 eprintln!("marbled: {err}");
                 DaemonExit::for_kind(err.kind()).into()
+            }
+        },
+        DaemonCommand::GenerateMan { dir } => match clap_mangen::generate_to(command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!(
+                    "marbled: cannot write man pages into {}: {err}",
+                    dir.display()
+                );
+                ExitCode::from(73)
             }
         },
         DaemonCommand::Run => run(&cli.config).into(),

@@ -1,5 +1,8 @@
-//! Tracing setup for the `marbled` binary: stderr (launchd's `StandardErrorPath` captures it)
-//! plus an optional daily-rotated file. The filter comes from `MARBLE_LOG` (default `info`).
+//! Tracing setup for the `marbled` binary: stderr (launchd's `StandardErrorPath` captures it),
+//! or, when `daemon.log_file` is set (as `marblectl install` sets it), only that file, rotated
+//! daily by the daemon — launchd's file is rotated by nobody who can make launchd reopen it,
+//! so it keeps only what precedes logging and panics. The filter comes from `MARBLE_LOG`
+//! (default `info`).
 //!
 //! Only `main` calls [`init`]; the library itself never installs a subscriber. Spans use
 //! `skip_all` and explicit fields, and no code path formats a credential, so secrets cannot
@@ -8,7 +11,6 @@
 use std::path::Path;
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 /// Environment variable holding the log filter.
 pub const LOG_ENV: &str = "MARBLE_LOG";
@@ -63,6 +65,6 @@ pub fn init(log_file: Option<&Path>, keep: u32) -> Result<LogGuard, LogError> {
             source,
         })?;
     let (file, guard) = tracing_appender::non_blocking(appender);
-    builder.with_writer(std::io::stderr.and(file)).init();
+    builder.with_writer(file).init();
     Ok(LogGuard { _file: Some(guard) })
 }
