@@ -5,6 +5,11 @@
 //! the host; refused as locked (77: VM lock, drain, quarantine); or a start failure. Only one
 //! request at a time takes the host (probe → stop → start → ready); concurrent ones are
 //! refused at once or, with `--wait`, queued in arrival order until their deadline.
+//!
+//! The order of the checks is docs/SCHEDULER.md's: the lock / drain / quarantine refusal
+//! comes first, also for a VM that already runs (granting it would renew its grace, and a
+//! draining host would never empty); requests made before the first inventory wait for it
+//! and have their VM's name resolved then.
 
 use marble_proto::{ErrorKind, Response, SlotGrant, Team, WireError};
 
