@@ -45,13 +45,23 @@ fn a_running_locked_vm_is_refused_77_by_request_slot_and_vm_start() {
     let leased_until = host.world.leases[S1].until_ms;
     host.advance(10_000);
     let req = host.command("jenkins", slot(S1, 0));
-    assert_eq!(host.err_kind(req), ErrorKind::Locked, "{:?}", host.reply(req));
+    assert_eq!(
+        host.err_kind(req),
+        ErrorKind::Locked,
+        "{:?}",
+        host.reply(req)
+    );
     let Err(err) = host.reply(req) else {
         unreachable!()
     };
     assert!(err.message.contains("disk check"), "{}", err.message);
     let start = host.command("admin", Command::StartVm { vm: S1.into() });
-    assert_eq!(host.err_kind(start), ErrorKind::Locked, "{:?}", host.reply(start));
+    assert_eq!(
+        host.err_kind(start),
+        ErrorKind::Locked,
+        "{:?}",
+        host.reply(start)
+    );
     // The refusal grants nothing: the grace is the one given before the lock.
     assert_eq!(host.world.leases[S1].until_ms, leased_until);
     // A lock does not stop a running VM.
@@ -70,7 +80,12 @@ fn a_running_quarantined_vm_is_refused_77_by_request_slot_but_an_operator_may_st
         },
     );
     let req = host.command("jenkins", slot(S1, 0));
-    assert_eq!(host.err_kind(req), ErrorKind::Locked, "{:?}", host.reply(req));
+    assert_eq!(
+        host.err_kind(req),
+        ErrorKind::Locked,
+        "{:?}",
+        host.reply(req)
+    );
     // An operator may start a quarantined VM; this one already runs.
     let start = host.command("admin", Command::StartVm { vm: S1.into() });
     assert!(
@@ -91,16 +106,34 @@ fn a_draining_host_refuses_its_running_vm_77_and_empties_once_the_job_ends() {
     for _ in 0..5 {
         host.advance(60_000);
         let req = host.command("jenkins", slot(S1, 0));
-        assert_eq!(host.err_kind(req), ErrorKind::Locked, "{:?}", host.reply(req));
+        assert_eq!(
+            host.err_kind(req),
+            ErrorKind::Locked,
+            "{:?}",
+            host.reply(req)
+        );
         let start = host.command("admin", Command::StartVm { vm: S1.into() });
         assert_eq!(host.err_kind(start), ErrorKind::Locked);
     }
-    assert!(host.world.leases.get(S1).is_none_or(|l| l.until_ms <= granted_until));
-    assert_eq!(host.running(), vec![S1.to_owned()], "a busy VM is never stopped");
+    assert!(
+        host.world
+            .leases
+            .get(S1)
+            .is_none_or(|l| l.until_ms <= granted_until)
+    );
+    assert_eq!(
+        host.running(),
+        vec![S1.to_owned()],
+        "a busy VM is never stopped"
+    );
     host.jobs.remove(S1);
     // The drain re-checks a busy VM every busy_recheck: empty within one more.
     host.advance(host.world.config.busy_recheck_ms + 30_000);
-    assert!(host.running().is_empty(), "still running: {:?}", host.running());
+    assert!(
+        host.running().is_empty(),
+        "still running: {:?}",
+        host.running()
+    );
 }
 
 #[test]
@@ -112,7 +145,12 @@ fn a_waiting_request_ends_75_and_a_drain_meanwhile_answers_it_77() {
     host.settle();
     assert!(!host.replies.contains_key(&busy), "waits");
     host.advance(125_000);
-    assert_eq!(host.err_kind(busy), ErrorKind::Busy, "{:?}", host.reply(busy));
+    assert_eq!(
+        host.err_kind(busy),
+        ErrorKind::Busy,
+        "{:?}",
+        host.reply(busy)
+    );
     let waiting = host.command("jenkins", slot(S1, 600_000));
     host.settle();
     assert!(!host.replies.contains_key(&waiting), "waits");
@@ -136,7 +174,11 @@ fn a_slot_request_before_the_first_inventory_waits_for_it() {
     let req = host.command("jenkins", slot(S1, 60_000));
     host.now += 5_000;
     host.feed(Input::Tick);
-    assert!(!host.replies.contains_key(&req), "{:?}", host.replies.get(&req));
+    assert!(
+        !host.replies.contains_key(&req),
+        "{:?}",
+        host.replies.get(&req)
+    );
     host.inventory();
     host.settle();
     assert!(
@@ -151,7 +193,12 @@ fn a_slot_request_before_the_first_inventory_waits_for_it() {
 fn before_the_first_inventory_a_request_is_75_when_its_wait_ends_and_2_only_once_listed() {
     let mut host = fresh();
     let no_wait = host.command("jenkins", slot(S1, 0));
-    assert_eq!(host.err_kind(no_wait), ErrorKind::Busy, "{:?}", host.reply(no_wait));
+    assert_eq!(
+        host.err_kind(no_wait),
+        ErrorKind::Busy,
+        "{:?}",
+        host.reply(no_wait)
+    );
     let Err(err) = host.reply(no_wait) else {
         unreachable!()
     };
@@ -161,7 +208,12 @@ fn before_the_first_inventory_a_request_is_75_when_its_wait_ends_and_2_only_once
     let by_uuid = host.command("jenkins", slot("{UUID-H-SPI-VM-1}", 60_000));
     host.now += 10_000;
     host.feed(Input::Tick);
-    assert_eq!(host.err_kind(short), ErrorKind::Busy, "{:?}", host.reply(short));
+    assert_eq!(
+        host.err_kind(short),
+        ErrorKind::Busy,
+        "{:?}",
+        host.reply(short)
+    );
     assert!(!host.replies.contains_key(&unknown));
     host.inventory();
     host.settle();
@@ -169,7 +221,11 @@ fn before_the_first_inventory_a_request_is_75_when_its_wait_ends_and_2_only_once
     let Err(err) = host.reply(unknown) else {
         unreachable!()
     };
-    assert!(err.message.contains(S1), "lists the known VMs: {}", err.message);
+    assert!(
+        err.message.contains(S1),
+        "lists the known VMs: {}",
+        err.message
+    );
     match host.reply(by_uuid) {
         Ok(Response::SlotGranted(grant)) => assert_eq!(grant.vm, S1),
         other => panic!("{other:?}"),
