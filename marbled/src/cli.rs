@@ -124,31 +124,7 @@ pub fn main() -> ExitCode {
             print_out(&Config::default_toml());
             ExitCode::SUCCESS
         }
-        DaemonCommand::CheckConfig => match Config::load(&cli.config) {
-            Ok(config) => {
-                // Token files that cannot be used now: `run` starts anyway (and says in
-                // `status` that CI waits for them); the check names them.
-                let secrets = config.secret_problems();
-                if secrets.is_empty() {
-                    eprintln!("{}: ok", cli.config.display());
-                    return ExitCode::SUCCESS;
-                }
-                eprintln!(
-                    "marbled: {}: {} token problem(s) (marbled would run with its CI side \
-                     unavailable until fixed):",
-                    cli.config.display(),
-                    secrets.len()
-                );
-                for problem in secrets {
-                    eprintln!("  - {problem}");
-                }
-                DaemonExit::Config.into()
-            }
-            Err(err) => {
-                eprintln!("marbled: {err}");
-                DaemonExit::for_kind(err.kind()).into()
-            }
-        },
+        DaemonCommand::CheckConfig => check_config(&cli.config).into(),
         DaemonCommand::GenerateMan { dir } => match clap_mangen::generate_to(command(), &dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -161,6 +137,42 @@ pub fn main() -> ExitCode {
         },
         DaemonCommand::Run => run(&cli.config).into(),
     }
+}
+
+/// `marbled check-config`: every problem of the file, then every secret file problem
+/// (the daemon would run without what needs that secret until it is fixed). 0 when there is
+/// none, else 78.
+fn check_config(path: &std::path::Path) -> DaemonExit {
+    let check = match Config::check_file(path) {
+        Ok(check) => check,
+        Err(err) => {
+            eprintln!("marbled: {err}");
+            return DaemonExit::for_kind(err.kind());
+        }
+    };
+    if check.problems.is_empty() && check.secrets.is_empty() {
+        eprintln!("{}: ok", path.display());
+        return DaemonExit::Ok;
+    }
+    if !check.problems.is_empty() {
+        eprintln!(
+            "marbled: invalid config {}: {}",
+            path.display(),
+            crate::config::render_problems(&check.problems)
+        );
+    }
+    if !check.secrets.is_empty() {
+        eprintln!(
+            "marbled: {}: {} secret file problem(s) (marbled would run with what needs them \
+             unavailable until fixed):",
+            path.display(),
+            check.secrets.len()
+        );
+        for problem in &check.secrets {
+            eprintln!("  - {problem}");
+        }
+    }
+    DaemonExit::Config
 }
 
 #[allow(clippy::print_stdout)]

@@ -6,6 +6,11 @@
 //!   shed so an admin `status` gets through. 3: silent connections (1 024 silent clients, a
 //!   stopped daemon, a long boot, a watch stream) and the connection limit's refusal. 4:
 //!   free-text fields bounded at the door; an over-size reply is an explicit error.
+//! - `slots` — 5: `request-slot` / `vm start` of a running VM that is locked, or on a
+//!   draining host, exit 77 (checked first); the drain empties the host once the job ends.
+//!   6: slot requests before the first inventory wait for it (75 without a wait, never 2).
+//!   9: `marbled check-config` checks every secret file (existence, owner, mode) and reports
+//!   every TOML type error with its key and line.
 //!
 //! Nothing sleeps to wait for a condition: conditions are waited on with a deadline; the CPU
 //! test measures a fixed window on purpose.
@@ -15,5 +20,6 @@ mod e2e_support;
 
 /// One module per concern; a crate root's inline module puts its files in `faults/`.
 mod faults {
+    mod slots;
     mod socket;
 }

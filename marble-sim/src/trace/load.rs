@@ -1,8 +1,7 @@
 //! Reading a trace file: every problem at once, each naming its key, like `marbled.toml`
 //! (both use `marbled::config::from_str_checked`, the one strict TOML loader): unknown keys
-//! are collected, then the semantic checks (`crate::validate`) run over the whole value. A
-//! type error (a bad duration, a string where a number belongs) stops deserialisation, so only
-//! the first of those is reported, with the key and line as toml gives them.
+//! and type errors (a bad duration, a string where a number belongs) are collected, each with
+//! its key and line, then the semantic checks (`crate::validate`) run over the whole value.
 
 use std::path::{Path, PathBuf};
 
@@ -120,7 +119,8 @@ mod tests {
         let err = parse("[boot]\nmin = \"60\"\n").expect_err("no unit");
         assert!(err.to_string().contains("boot.min: "), "{err}");
         let err = parse("[[faults]]\nkind = \"hang\"\ndelay = \"soon\"\n").expect_err("bad");
-        assert!(err.to_string().contains("faults.delay: "), "{err}");
+        // The entry of an array of tables is named with its index, as unknown keys are.
+        assert!(err.to_string().contains("faults.0.delay: "), "{err}");
     }
 
     #[test]

@@ -158,7 +158,13 @@ impl Supervisor {
                 force: *force,
             },
             Request::RequestSlot { vm, wait_ms } => Command::RequestSlot {
-                vm: self.resolve(vm)?,
+                // Before the first inventory the scheduler holds the request (within its
+                // wait) and resolves the name once the VMs are listed.
+                vm: if self.world.has_inventory() {
+                    self.resolve(vm)?
+                } else {
+                    vm.clone()
+                },
                 wait_ms: *wait_ms,
             },
             Request::Pause { reason } => Command::Pause {

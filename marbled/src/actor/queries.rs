@@ -99,17 +99,19 @@ impl Supervisor {
         report
     }
 
+    /// An unknown VM (2), or, before the first inventory, "not listed yet" (75: try again;
+    /// the VM may well exist).
     pub(super) fn not_found(&self, vm: &str) -> WireError {
-        let known = self.world.vm_names();
-        let list = if known.is_empty() {
-            "none".to_owned()
-        } else {
-            known.join(", ")
-        };
-        WireError::new(
-            ErrorKind::NotFound,
-            format!("unknown VM {vm:?}; known VMs: {list}"),
-        )
+        if !self.world.has_inventory() {
+            return WireError::new(
+                ErrorKind::Busy,
+                format!(
+                    "cannot tell whether {vm:?} exists yet: marbled has not listed its VMs \
+                     since it started (the first `prlctl list` still runs); try again"
+                ),
+            );
+        }
+        self.world.unknown_vm(vm)
     }
 
     pub(super) fn resolve(&self, vm: &str) -> Result<String, WireError> {

@@ -166,35 +166,79 @@ fn secret_source_problems(
     }
 }
 
-/// Whether a token file can be used now: present, a file, not readable by group or others
-/// (mode 0600 or stricter). `marbled check-config` reports these; the daemon starts anyway
-/// and says in `status` that the CI side waits for the token.
+/// Whether a secret file (`key` names it: `github.token_file`, `images.secret_file`…) can be
+/// used now: present, a file, owned by the user this runs as and readable by it, not
+/// readable by group or others (mode 0600 or stricter). Every problem found is reported,
+/// each with the command that fixes it. `marbled check-config` reports these; the daemon
+/// starts anyway and says in `status` that the CI side waits for the token.
+///
+/// The owner is checked against the user check-config runs as: run it as the daemon's user
+/// (a file the daemon cannot own is one it may not be able to read).
 pub(super) fn secret_file_problems(
-    section: &str,
+    file_key: &str,
     file: Option<&Path>,
     bad: &mut dyn FnMut(&str, String),
 ) {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Some(path) = file.filter(|p| p.is_absolute()) else {
         return;
     };
-    let file_key = format!("{section}.token_file");
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => bad(
-            &file_key,
-            format!(
-                "{} has mode {:04o}, readable by other users; fix with `chmod 600 {}`",
-                path.display(),
-                meta.permissions().mode() & 0o7777,
-                path.display()
-            ),
-        ),
-        Ok(meta) if !meta.is_file() => {
-            bad(&file_key, format!("{} is not a file", path.display()));
+    let shown = path.display();
+    let euid = nix::unistd::geteuid();
+    let me = user_name(euid.as_raw());
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            bad(
+                file_key,
+                format!(
+                    "cannot read {shown}: it does not exist; create it with \
+                     `install -m 0600 -o {me} /dev/null {shown}` and write the secret into it"
+                ),
+            );
+            return;
         }
-        Ok(_) => {}
-        Err(err) => bad(&file_key, format!("cannot read {}: {err}", path.display())),
+        Err(err) => {
+            bad(file_key, format!("cannot read {shown}: {err}"));
+            return;
+        }
+    };
+    if !meta.is_file() {
+        bad(file_key, format!("{shown} is not a file"));
+        return;
     }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        bad(
+            file_key,
+            format!(
+                "{shown} has mode {mode:04o}, readable by other users; fix with `chmod 600 {shown}`"
+            ),
+        );
+    }
+    if meta.uid() != euid.as_raw() {
+        bad(
+            file_key,
+            format!(
+                "{shown} is owned by {}, not by {me} (the user check-config runs as: run it as \
+                 the daemon's user); fix with `chown {me} {shown}`",
+                user_name(meta.uid())
+            ),
+        );
+    } else if let Err(err) = std::fs::File::open(path) {
+        bad(
+            file_key,
+            format!("cannot read {shown}: {err}; fix with `chmod 600 {shown}`"),
+        );
+    }
+}
+
+/// A uid's user name, or the number when it has none.
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |user| user.name)
 }
 
 impl GithubSection {

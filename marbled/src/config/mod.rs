@@ -11,9 +11,9 @@
 //!
 //! Loading reports *every* problem at once, each naming its key: unknown keys are collected
 //! with `serde_ignored` (so a typo'd key is never silently ignored, and two typos give two
-//! errors), then semantic checks run over the whole value. A type error (a string where a
-//! number belongs) stops deserialisation, so only the first of those is reported, with its
-//! key and line as toml gives them.
+//! errors), type errors (a string where a number belongs) are stepped over one by one, each
+//! with its key and line ([`strict`]), then semantic checks run over the whole value.
+//! `check-config` adds the secret files' checks (existence, owner, mode).
 //!
 //! Secrets never live here: the file names where credentials are (a 0600 file, the
 //! Keychain, the AWS chain), never the credentials themselves.
@@ -43,7 +43,10 @@ pub use host::{HostSection, valid_user};
 pub use images::{ChecksumMode, CredentialSource, ImageStoreConfig, ScrubConfig, VerifyAfterPush};
 pub use periodic::{DemandSection, FleetSection, MetricsSection};
 pub use scheduler::{Policy, SchedulerSection, WarmTarget};
-pub use strict::{ConfigProblem, StrictError, from_str_checked, from_str_strict, render_problems};
+pub use strict::{
+    ConfigProblem, StrictError, from_str_checked, from_str_collect, from_str_strict,
+    render_problems,
+};
 pub use teams::{ProbeSection, TeamsSection, parse_team};
 
 /// Where `marbled` looks for its config when `--config` is not given.
@@ -87,6 +90,15 @@ pub struct Config {
     /// node_exporter textfile (absent: metrics only through `marblectl metrics`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSection>,
+}
+
+/// What `marbled check-config` found ([`Config::check_file`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCheck {
+    /// Problems that make `marbled run` refuse the config (exit 78).
+    pub problems: Vec<ConfigProblem>,
+    /// Secret files that cannot be used now (the daemon would run without what needs them).
+    pub secrets: Vec<ConfigProblem>,
 }
 
 /// Why a config could not be loaded.
@@ -144,6 +156,36 @@ impl Config {
             // left out, as `check-config` always printed it.
             StrictError::Syntax { path, message, .. } => ConfigError::Syntax { path, message },
             StrictError::Invalid { path, problems } => ConfigError::Invalid { path, problems },
+        })
+    }
+
+    /// What `marbled check-config` reports about `path`: every problem of the config
+    /// (unknown keys and type errors, each with its line, then the semantic checks) and every
+    /// secret file problem ([`Config::secret_problems`]; also when the config has type
+    /// errors, on the entries that parsed). `Err` only when the file cannot be read or is not
+    /// TOML.
+    pub fn check_file(path: &Path) -> Result<FileCheck, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let (config, mut problems) = match strict::from_str_collect::<Config>(&text, path) {
+            Ok(found) => found,
+            Err(StrictError::Syntax { path, message, .. }) => {
+                return Err(ConfigError::Syntax { path, message });
+            }
+            // A type error the loader cannot step over: no value to check further.
+            Err(StrictError::Invalid { problems, .. }) => {
+                return Ok(FileCheck {
+                    problems,
+                    secrets: Vec::new(),
+                });
+            }
+        };
+        problems.extend(config.problems());
+        Ok(FileCheck {
+            problems,
+            secrets: config.secret_problems(),
         })
     }
 

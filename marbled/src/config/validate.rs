@@ -12,9 +12,12 @@ use super::{Config, ConfigProblem, MAX_SOCKET_PATH_LEN, Policy, parse_team};
 type Bad<'a> = dyn FnMut(&str, String) + 'a;
 
 impl Config {
-    /// Token files that cannot be used now (missing, not a file, readable by others): what
-    /// `marbled check-config` reports beyond [`Config::problems`]. Not a reason to refuse the
-    /// config: the daemon starts, reports the CI side unavailable and retries the file.
+    /// Secret files that cannot be used now (missing, not a file, owned by another user,
+    /// readable by others): every one the config names — `[github]` and `[jenkins]`
+    /// `token_file`, `[images]` `secret_file` and `s3cfg` (it holds the S3 secret key too).
+    /// What `marbled check-config` reports beyond [`Config::problems`]. Not a reason to
+    /// refuse the config: the daemon starts, reports the CI side unavailable and retries the
+    /// file; an image command fails naming the file.
     pub fn secret_problems(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
         let mut bad = |key: &str, message: String| {
@@ -23,11 +26,24 @@ impl Config {
                 message,
             });
         };
+        #[cfg(feature = "s3")]
+        {
+            secret_file_problems(
+                "images.secret_file",
+                self.images.secret_file.as_deref(),
+                &mut bad,
+            );
+            secret_file_problems("images.s3cfg", self.images.s3cfg.as_deref(), &mut bad);
+        }
         if let Some(github) = &self.github {
-            secret_file_problems("github", github.token_file.as_deref(), &mut bad);
+            secret_file_problems("github.token_file", github.token_file.as_deref(), &mut bad);
         }
         if let Some(jenkins) = &self.jenkins {
-            secret_file_problems("jenkins", jenkins.token_file.as_deref(), &mut bad);
+            secret_file_problems(
+                "jenkins.token_file",
+                jenkins.token_file.as_deref(),
+                &mut bad,
+            );
         }
         out
     }

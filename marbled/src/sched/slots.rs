@@ -5,6 +5,11 @@
 //! the host; refused as locked (77: VM lock, drain, quarantine); or a start failure. Only one
 //! request at a time takes the host (probe → stop → start → ready); concurrent ones are
 //! refused at once or, with `--wait`, queued in arrival order until their deadline.
+//!
+//! The order of the checks is docs/SCHEDULER.md's: the lock / drain / quarantine refusal
+//! comes first, also for a VM that already runs (granting it would renew its grace, and a
+//! draining host would never empty); requests made before the first inventory wait for it
+//! and have their VM's name resolved then.
 
 use marble_proto::{ErrorKind, Response, SlotGrant, Team, WireError};
 
@@ -27,6 +32,14 @@ impl World {
             reply_err(req, ErrorKind::NotFound, format!("unknown VM {name}"), fx);
             return;
         };
+        // 77 first (docs/SCHEDULER.md), also for a VM that already runs or starts.
+        if let Some(err) = self.refusal(name) {
+            fx.push(Effect::Reply {
+                req,
+                result: Err(err),
+            });
+            return;
+        }
         if vm.start.is_some() {
             reply_done(req, format!("{name} is already starting"), fx);
             return;
@@ -35,15 +48,8 @@ impl World {
             reply_done(req, format!("{name} is already {}", vm.power.as_word()), fx);
             return;
         }
-        if let Some(err) = self.start_blocker(now, name) {
-            // An operator may start a quarantined VM to test it; locks and drain still hold.
-            if err.kind != ErrorKind::Locked || !err.message.contains("quarantined") {
-                fx.push(Effect::Reply {
-                    req,
-                    result: Err(err),
-                });
-                return;
-            }
+        // An operator may start a quarantined VM to test it (locks and drain still hold).
+        if self.quarantine_blocker(now, name).is_some() {
             self.quarantine.remove(name);
         }
         if let Some(holder) = self.occupying_names().first() {
@@ -75,8 +81,13 @@ impl World {
         wait_ms: u64,
         fx: &mut Vec<Effect>,
     ) {
-        if !self.vms.contains_key(&vm) {
-            reply_err(req, ErrorKind::NotFound, format!("unknown VM {vm}"), fx);
+        // Before the first inventory no VM is known: the request waits for it (`serve_one`
+        // resolves the name then), within its wait.
+        if self.inventory_seen && !self.vms.contains_key(&vm) {
+            fx.push(Effect::Reply {
+                req,
+                result: Err(self.unknown_vm(&vm)),
+            });
             return;
         }
         self.slots.push(SlotRequest {
@@ -101,10 +112,19 @@ impl World {
     }
 
     fn serve_one(&mut self, now: Millis, req: ReqId, fx: &mut Vec<Effect>) {
-        let Some(slot) = self.slots.iter().find(|s| s.req == req).cloned() else {
+        let Some(slot) = self.resolved_slot(now, req, fx) else {
             return;
         };
         let name = slot.vm.clone();
+        // 77 first (docs/SCHEDULER.md): a lock, a drain or a quarantine refuses a request
+        // that has not taken the host yet, even when its VM already runs.
+        if slot.phase == SlotPhase::Queued
+            && let Some(err) = self.start_blocker(now, &name)
+        {
+            self.counters.refusals_locked += 1;
+            self.finish_slot(req, Err(err), fx);
+            return;
+        }
         let Some(vm) = self.vms.get(&name) else {
             return;
         };
@@ -131,11 +151,6 @@ impl World {
                 return;
             }
             SlotPhase::Queued => {}
-        }
-        if let Some(err) = self.start_blocker(now, &name) {
-            self.counters.refusals_locked += 1;
-            self.finish_slot(req, Err(err), fx);
-            return;
         }
         // Another request is already taking the host: wait behind it or give up now.
         if let Some(active) = self
@@ -174,6 +189,37 @@ impl World {
             return;
         }
         self.preempt_for(now, &slot, &holders, fx);
+    }
+
+    /// The request `req` with its VM's name as the inventory spells it; `None` when it was
+    /// answered (unknown VM) or still waits for the first inventory.
+    fn resolved_slot(
+        &mut self,
+        now: Millis,
+        req: ReqId,
+        fx: &mut Vec<Effect>,
+    ) -> Option<SlotRequest> {
+        let mut slot = self.slots.iter().find(|s| s.req == req).cloned()?;
+        if !self.inventory_seen {
+            let msg = "the first inventory has not arrived: marbled has not listed its VMs since \
+                       it started (`prlctl list` still runs)";
+            self.refuse_or_wait(now, &slot, msg, fx);
+            return None;
+        }
+        if self.vms.contains_key(&slot.vm) {
+            return Some(slot);
+        }
+        // Asked for before the first inventory: a name or UUID as the caller gave it.
+        let Some(name) = self.resolve(&slot.vm) else {
+            let err = self.unknown_vm(&slot.vm);
+            self.finish_slot(req, Err(err), fx);
+            return None;
+        };
+        if let Some(queued) = self.slots.iter_mut().find(|s| s.req == req) {
+            queued.vm.clone_from(&name);
+        }
+        slot.vm = name;
+        Some(slot)
     }
 
     /// The slot's own VM occupies the host or has something under way: take it once ready,

@@ -265,9 +265,30 @@ impl World {
             .map(|vm| vm.name.clone())
     }
 
+    /// Whether the first inventory since start has arrived: before it no VM is known, so a
+    /// name that does not resolve yet is not known to be wrong.
+    pub fn has_inventory(&self) -> bool {
+        self.inventory_seen
+    }
+
     /// Known VM names, sorted.
     pub fn vm_names(&self) -> Vec<String> {
         self.vms.keys().cloned().collect()
+    }
+
+    /// The answer for a VM name that the inventory does not know: exit 2, listing the
+    /// known ones.
+    pub fn unknown_vm(&self, vm: &str) -> WireError {
+        let known = self.vm_names();
+        let list = if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        };
+        WireError::new(
+            ErrorKind::NotFound,
+            format!("unknown VM {vm:?}; known VMs: {list}"),
+        )
     }
 
     // ---- the rules ----------------------------------------------------------------------
@@ -457,6 +478,15 @@ impl World {
 
     /// Why `name` may not be started, if it may not (lock, drain, quarantine).
     pub(super) fn start_blocker(&self, now: Millis, name: &str) -> Option<WireError> {
+        self.refusal(name)
+            .or_else(|| self.quarantine_blocker(now, name))
+    }
+
+    /// Why nobody may have `name` now, running or not: its lock or the host's drain. Checked
+    /// before anything else (docs/SCHEDULER.md: 77 first), so a running VM that is locked,
+    /// or one on a draining host, is refused rather than granted (a grant would renew its
+    /// grace and keep a drain from ever emptying the host).
+    pub(super) fn refusal(&self, name: &str) -> Option<WireError> {
         if let Some(lock) = self.locks.get(name) {
             return Some(WireError::new(
                 ErrorKind::Locked,
@@ -471,6 +501,12 @@ impl World {
         if self.draining.is_some() {
             return Some(self.host_locked_error());
         }
+        None
+    }
+
+    /// Why `name` may not be started because of its quarantine (an operator may override
+    /// it: `vm start` clears it).
+    pub(super) fn quarantine_blocker(&self, now: Millis, name: &str) -> Option<WireError> {
         if let Some(q) = self.quarantine.get(name)
             && q.until_ms > now
         {

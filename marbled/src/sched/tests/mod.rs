@@ -10,6 +10,7 @@ mod cycle;
 mod demand;
 mod locks;
 mod metrics;
+mod order;
 mod readiness;
 mod restart;
 mod share;

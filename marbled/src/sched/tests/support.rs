@@ -65,7 +65,14 @@ impl Host {
     }
 
     pub(super) fn with_world(world: World, vms: &[(&str, Team, PowerState)]) -> Self {
-        let mut host = Self {
+        let mut host = Self::before_inventory(world, vms);
+        host.inventory();
+        host
+    }
+
+    /// A host whose daemon has not had its first inventory yet (`prlctl list` still runs).
+    pub(super) fn before_inventory(world: World, vms: &[(&str, Team, PowerState)]) -> Self {
+        Self {
             world,
             now: 1_000_000,
             power: vms
@@ -82,9 +89,7 @@ impl Host {
             log: Vec::new(),
             max_running: 0,
             demand_asks: 0,
-        };
-        host.inventory();
-        host
+        }
     }
 
     pub(super) fn feed(&mut self, input: Input) {
