@@ -6,6 +6,10 @@
 //!   shed so an admin `status` gets through. 3: silent connections (1 024 silent clients, a
 //!   stopped daemon, a long boot, a watch stream) and the connection limit's refusal. 4:
 //!   free-text fields bounded at the door; an over-size reply is an explicit error.
+//! - `push` — 7: an interrupted `image push` re-sends only the parts the S3 server lacks
+//!   (counted per part number at a proxy), and a source whose content changed starts over,
+//!   saying so. 13: each part is journaled (and shown by `image transfers`) as soon as the
+//!   server confirms it; after `kill -9` the re-run skips it.
 //!
 //! Nothing sleeps to wait for a condition: conditions are waited on with a deadline; the CPU
 //! test measures a fixed window on purpose.
@@ -15,5 +19,6 @@ mod e2e_support;
 
 /// One module per concern; a crate root's inline module puts its files in `faults/`.
 mod faults {
+    mod push;
     mod socket;
 }
