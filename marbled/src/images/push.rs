@@ -758,3 +758,35 @@ async fn verify_uploaded(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload leads with the largest file, so small files that differ per clone sit in
+    /// the last part; directories still come before what they hold.
+    #[test]
+    fn scan_orders_directories_then_files_largest_first() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        std::fs::write(b.join("config.pvs"), b"<vm/>").unwrap();
+        std::fs::write(b.join("parallels.log"), vec![1u8; 300]).unwrap();
+        std::fs::create_dir_all(b.join("harddisk.hdd/guest")).unwrap();
+        std::fs::write(b.join("harddisk.hdd/disk.hds"), vec![7u8; 64 * 1024]).unwrap();
+        std::fs::write(b.join("harddisk.hdd/guest/a"), b"x").unwrap();
+        std::fs::write(b.join("harddisk.hdd/guest/b"), b"y").unwrap();
+        let order: Vec<String> = scan(b).unwrap().into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            order,
+            [
+                "harddisk.hdd",
+                "harddisk.hdd/guest",
+                "harddisk.hdd/disk.hds",
+                "parallels.log",
+                "config.pvs",
+                "harddisk.hdd/guest/a",
+                "harddisk.hdd/guest/b",
+            ]
+        );
+    }
+}
