@@ -216,8 +216,9 @@ impl ImageStore {
         self
     }
 
-    /// Pushes the bundle directory `dir` as image `name`. Resumes an interrupted push of the
-    /// same, unchanged directory without re-sending its finished parts.
+    /// Pushes the bundle directory `dir` as image `name`. Resumes an interrupted push of
+    /// `name` by content: a part the server already holds with the same bytes (MD5) is not
+    /// sent again, whatever the files' times or the directory's path.
     pub async fn push_dir(
         &self,
         dir: &Path,

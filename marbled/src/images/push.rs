@@ -465,18 +465,17 @@ async fn plan_push(
     Ok((plan, entries))
 }
 
+/// The producer's task: it ends with the entries (with their SHA-256) and the chunk table.
+type ProducerTask = tokio::task::JoinHandle<Result<(Vec<Entry>, Vec<Chunk>), ImageError>>;
+
 /// Starts the producer (a blocking task: read, hash, compress, cut parts) on `entries`; its
 /// parts arrive on the returned channel, at most `concurrency` of them queued.
-#[allow(clippy::type_complexity)]
 fn start_producer(
     store: &ImageStore,
     dir: &Path,
     entries: Vec<Entry>,
     part_size: u64,
-) -> (
-    tokio::task::JoinHandle<Result<(Vec<Entry>, Vec<Chunk>), ImageError>>,
-    mpsc::Receiver<PartOut>,
-) {
+) -> (ProducerTask, mpsc::Receiver<PartOut>) {
     let cfg = &store.cfg;
     let (tx, rx) = mpsc::channel::<PartOut>(cfg.concurrency);
     let producer = Producer {
