@@ -70,7 +70,7 @@ struct PartOut {
 }
 
 /// Walks `dir` (sorted, parents first) into entries with extents, in payload order (see
-/// [`payload_order`]).
+/// `payload_order`).
 pub(crate) fn scan(dir: &Path) -> Result<Vec<Entry>, ImageError> {
     let mut entries = Vec::new();
     let mut stack = vec![PathBuf::new()];
