@@ -3,7 +3,8 @@
 //! per-test root and bucket, killed on drop — over plain http ([`LocalS3::start`]) or behind
 //! TLS with a private CA ([`LocalS3::start_tls`], see [`crate::tls`]); and `CountingProxy`, a
 //! TCP proxy that records every HTTP request head so tests can count requests (e.g.
-//! UploadPart) and read the headers the SDK sent on the wire.
+//! UploadPart) and read the headers the SDK sent on the wire, and that can hold chosen
+//! requests back or drop them ([`CountingProxy::hold`]: a push stopped after k parts).
 //!
 //! Missing binary: tests skip loudly, unless `MARBLE_REQUIRE_S3` is set (CI), where they fail.
 
@@ -11,7 +12,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use marbled::images::{CredentialSource, ImageStoreConfig};
@@ -261,6 +262,22 @@ impl SeenRequest {
     pub fn is_upload_part(&self) -> bool {
         self.method == "PUT" && self.target.contains("partNumber=")
     }
+
+    /// The part number of an UploadPart.
+    pub fn part_number(&self) -> Option<u32> {
+        if !self.is_upload_part() {
+            return None;
+        }
+        let (_, rest) = self.target.split_once("partNumber=")?;
+        rest.split('&').next()?.parse().ok()
+    }
+
+    /// A CreateMultipartUpload (`POST …?uploads`).
+    pub fn is_create_multipart(&self) -> bool {
+        self.method == "POST"
+            && self.target.contains("uploads")
+            && !self.target.contains("uploadId")
+    }
 }
 
 /// A loopback TCP proxy recording the head of every HTTP request it forwards.
@@ -270,6 +287,7 @@ pub struct CountingProxy {
     /// Listening address.
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<SeenRequest>>>,
+    gate: SharedGate,
 }
 
 impl std::fmt::Debug for CountingProxy {
@@ -284,9 +302,66 @@ fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
     h.windows(needle.len()).position(|w| w == needle)
 }
 
+/// What the proxy does with the requests a test singled out (see [`CountingProxy::hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GateMode {
+    /// Everything goes through.
+    Open,
+    /// Matching requests beyond the first `pass` wait.
+    Hold,
+    /// Matching requests (waiting or new) are dropped: the connection is closed unanswered.
+    Fail,
+}
+
+/// The gate every request passes before it is forwarded.
+#[derive(Debug)]
+struct Gate {
+    mode: GateMode,
+    matches: fn(&SeenRequest) -> bool,
+    /// Matching requests still let through in `Hold` mode.
+    pass: usize,
+    /// Requests waiting now.
+    held: usize,
+}
+
+type SharedGate = Arc<(Mutex<Gate>, Condvar)>;
+
+/// Whether `seen` may go on (false: drop the connection); waits while it is held.
+fn pass_gate(gate: &(Mutex<Gate>, Condvar), seen: &SeenRequest) -> bool {
+    let (lock, cv) = gate;
+    let mut g = lock.lock().expect("proxy gate");
+    if g.mode == GateMode::Open || !(g.matches)(seen) {
+        return true;
+    }
+    if g.mode == GateMode::Hold && g.pass > 0 {
+        g.pass -= 1;
+        return true;
+    }
+    g.held += 1;
+    cv.notify_all();
+    while g.mode == GateMode::Hold && g.pass == 0 {
+        g = cv.wait(g).expect("proxy gate");
+    }
+    g.held -= 1;
+    cv.notify_all();
+    match g.mode {
+        GateMode::Fail => false,
+        GateMode::Hold => {
+            g.pass -= 1;
+            true
+        }
+        GateMode::Open => true,
+    }
+}
+
 /// Forwards client→server bytes request by request (head + Content-Length body) so request
 /// lines are found exactly, not by scanning bodies.
-fn pump_requests(mut client: TcpStream, mut server: TcpStream, log: &Mutex<Vec<SeenRequest>>) {
+fn pump_requests(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    log: &Mutex<Vec<SeenRequest>>,
+    gate: &(Mutex<Gate>, Condvar),
+) {
     let mut buf: Vec<u8> = Vec::new();
     let mut tmp = vec![0u8; 256 * 1024];
     loop {
@@ -317,6 +392,12 @@ fn pump_requests(mut client: TcpStream, mut server: TcpStream, log: &Mutex<Vec<S
         let len: usize = seen
             .header("content-length")
             .map_or(0, |v| v.parse().unwrap_or(0));
+        if !pass_gate(gate, &seen) {
+            // An outage as the client sees it: the connection closes without an answer.
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            let _ = server.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         log.lock().expect("proxy log").push(seen);
         if server.write_all(&buf[..head_end]).is_err() {
             return;
@@ -348,6 +429,16 @@ impl CountingProxy {
         let endpoint = format!("http://{addr}");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = requests.clone();
+        let gate: SharedGate = Arc::new((
+            Mutex::new(Gate {
+                mode: GateMode::Open,
+                matches: |_| false,
+                pass: 0,
+                held: 0,
+            }),
+            Condvar::new(),
+        ));
+        let g = gate.clone();
         std::thread::spawn(move || {
             for c in l.incoming() {
                 let Ok(c) = c else { continue };
@@ -355,8 +446,8 @@ impl CountingProxy {
                     continue;
                 };
                 let (c2, s2) = (c.try_clone().expect("clone"), s.try_clone().expect("clone"));
-                let log = log.clone();
-                std::thread::spawn(move || pump_requests(c, s, &log));
+                let (log, g) = (log.clone(), g.clone());
+                std::thread::spawn(move || pump_requests(c, s, &log, &g));
                 std::thread::spawn(move || {
                     let (mut s2, mut c2) = (s2, c2);
                     let _ = std::io::copy(&mut s2, &mut c2);
@@ -368,7 +459,44 @@ impl CountingProxy {
             endpoint,
             addr,
             requests,
+            gate,
         }
+    }
+
+    /// From now on, requests for which `matches` holds wait before being forwarded, except
+    /// the first `pass` of them. Waiting requests are not recorded until they go on.
+    pub fn hold(&self, matches: fn(&SeenRequest) -> bool, pass: usize) {
+        let (lock, cv) = &*self.gate;
+        let mut g = lock.lock().expect("proxy gate");
+        *g = Gate {
+            mode: GateMode::Hold,
+            matches,
+            pass,
+            held: g.held,
+        };
+        cv.notify_all();
+    }
+
+    /// Number of requests waiting at the gate now.
+    pub fn held(&self) -> usize {
+        self.gate.0.lock().expect("proxy gate").held
+    }
+
+    /// Let the waiting requests and every later one through.
+    pub fn release(&self) {
+        self.set_mode(GateMode::Open);
+    }
+
+    /// Drop the waiting requests and every later matching one: each connection is closed
+    /// unanswered, as when the server goes away (the dropped requests are not recorded).
+    pub fn fail_held(&self) {
+        self.set_mode(GateMode::Fail);
+    }
+
+    fn set_mode(&self, mode: GateMode) {
+        let (lock, cv) = &*self.gate;
+        lock.lock().expect("proxy gate").mode = mode;
+        cv.notify_all();
     }
 
     /// `METHOD TARGET` of every request seen so far.

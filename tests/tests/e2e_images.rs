@@ -111,6 +111,16 @@ fn stored_bytes(s3: &LocalS3, image: &str) -> u64 {
         .sum()
 }
 
+/// Waits until the daemon's first inventory lists [`VM`]: a push asked before that is
+/// refused as an unknown VM (seen on a loaded machine).
+#[track_caller]
+fn wait_listed(socket: &Path) {
+    let listed = wait_until_blocking(Duration::from_secs(30), || {
+        marblectl(socket, &["vm", "list", "--json"]).1.contains(VM)
+    });
+    assert!(listed, "the daemon never listed {VM}");
+}
+
 fn transfers(socket: &Path) -> Vec<serde_json::Value> {
     let out = ok(socket, &["--json", "image", "transfers"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -142,6 +152,7 @@ fn a_pull_right_after_a_push_sees_the_push_clone_gone() {
     config.images = images;
     let daemon = DaemonProcess::spawn(dir.path(), &config);
     let sock = daemon.socket.clone();
+    wait_listed(&sock);
 
     // The clone stays registered (stopped) for a while after the upload ...
     sim.set_fault(
@@ -238,6 +249,7 @@ fn push_pull_scrub_corruption_and_no_secret_in_logs() {
     config.images = images;
     let daemon = DaemonProcess::spawn_with_log(dir.path(), &config, "trace");
     let sock = daemon.socket.clone();
+    wait_listed(&sock);
     // Exported from the start, at 0.
     assert_eq!(metric(&sock, PUSHED), 0);
     assert_eq!(metric(&sock, PULLED), 0);

@@ -11,6 +11,10 @@
 //!   6: slot requests before the first inventory wait for it (75 without a wait, never 2).
 //!   9: `marbled check-config` checks every secret file (existence, owner, mode) and reports
 //!   every TOML type error with its key and line.
+//! - `push` — 7: an interrupted `image push` re-sends only the parts the S3 server lacks
+//!   (counted per part number at a proxy), and a source whose content changed starts over,
+//!   saying so. 13: each part is journaled (and shown by `image transfers`) as soon as the
+//!   server confirms it; after `kill -9` the re-run skips it.
 //!
 //! Nothing sleeps to wait for a condition: conditions are waited on with a deadline; the CPU
 //! test measures a fixed window on purpose.
@@ -21,5 +25,6 @@ mod e2e_support;
 /// One module per concern; a crate root's inline module puts its files in `faults/`.
 mod faults {
     mod slots;
+    mod push;
     mod socket;
 }

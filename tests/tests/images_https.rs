@@ -13,7 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use marble_tests::data::noise;
-use marble_tests::harness::{DaemonProcess, marblectl, short_tempdir, test_config};
+use marble_tests::harness::{
+    DaemonProcess, marblectl, short_tempdir, test_config, wait_until_blocking,
+};
 use marble_tests::prlsim::SimHost;
 use marble_tests::s3::LocalS3;
 use marble_tests::tls::TestCa;
@@ -80,6 +82,11 @@ fn daemon_pushes_pulls_verifies_and_removes_over_https_trusting_ca_file_from_its
     config.images = images;
     let daemon = DaemonProcess::spawn(dir.path(), &config);
     let sock = daemon.socket.clone();
+    // A push asked before the first inventory is refused as an unknown VM.
+    let listed = wait_until_blocking(Duration::from_secs(30), || {
+        marblectl(&sock, &["vm", "list", "--json"]).1.contains(VM)
+    });
+    assert!(listed, "the daemon never listed {VM}");
     // The daemon got the endpoint and the CA from its config file, like an operator's.
     let toml = std::fs::read_to_string(dir.path().join("marbled.toml")).expect("config");
     let ca = https.ca.ca_file();

@@ -6,7 +6,8 @@
 //! redacted secrets), [`client`] (aws-sdk-s3 wrapper), `trust` (its HTTPS client and the
 //! `ca_file` trust roots), [`name`] (image names and keys),
 //! [`manifest`] (format + path-safety rules), [`sparse`] (extents, hole-preserving writes),
-//! `push`/`pull`/`legacy` (directory-level transfers), [`vm`] (push/pull pipelines through the
+//! `push`/`pull`/`legacy` (directory-level transfers; `push_journal` makes pushes resume by
+//! content), [`vm`] (push/pull pipelines through the
 //! [`crate::hypervisor::Hypervisor`] seam).
 //!
 //! This module owns no daemon state: the daemon runs these futures as jobs (holding the VM
@@ -31,6 +32,7 @@ mod parts;
 mod preflight;
 mod pull;
 mod push;
+mod push_journal;
 pub mod sparse;
 mod trust;
 pub mod vm;
@@ -214,8 +216,9 @@ impl ImageStore {
         self
     }
 
-    /// Pushes the bundle directory `dir` as image `name`. Resumes an interrupted push of the
-    /// same, unchanged directory without re-sending its finished parts.
+    /// Pushes the bundle directory `dir` as image `name`. Resumes an interrupted push of
+    /// `name` by content: a part the server already holds with the same bytes (MD5) is not
+    /// sent again, whatever the files' times or the directory's path.
     pub async fn push_dir(
         &self,
         dir: &Path,

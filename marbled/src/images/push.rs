@@ -1,21 +1,27 @@
 //! Directory push: scan the bundle (extents via `SEEK_DATA`), stream the payload through zstd
-//! chunks into multipart parts uploaded concurrently, journal finished parts for resume,
-//! complete, verify against what was sent, then write the manifest (last: it marks the image
-//! complete).
+//! chunks into multipart parts uploaded concurrently, journal each part as the server
+//! confirms it, complete, verify against what was sent, then write the manifest (last: it
+//! marks the image complete).
+//!
+//! Resume is by content: a re-run produces every part again and sends only those whose MD5
+//! differs from the part the server holds under that number (`push_journal`). The payload
+//! puts the largest files first, so a small file whose length changes between attempts (a
+//! clone's `config.pvs`, its `parallels.log`) moves only the tail of the payload, not the
+//! disk's parts.
 //!
 //! Memory is bounded by the channel: at most `concurrency` parts queued plus `concurrency`
 //! in flight, each ≤ part size + one chunk frame. The part size is the configured one, raised
 //! for large bundles so the object fits in S3's 10 000 parts (see `parts`).
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bytes::Bytes;
 use md5::{Digest as _, Md5};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -23,6 +29,7 @@ use tokio::task::JoinSet;
 use super::config::VerifyAfterPush;
 use super::manifest::{Chunk, Entry, EntryKind, FORMAT, Manifest};
 use super::name::{DATA_SUFFIX, ImageName, MANIFEST_SUFFIX};
+use super::push_journal::{self, PushJournal, StoredPart};
 use super::{ImageError, ImageStore, Phase, Progress, ProgressSink, sparse};
 
 /// Read size from the source files.
@@ -51,16 +58,6 @@ pub struct PushReport {
     pub elapsed: std::time::Duration,
 }
 
-/// The resume journal of one push (JSON in the state dir, rewritten atomically per part).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct PushJournal {
-    key: String,
-    upload_id: String,
-    fingerprint: String,
-    /// part number → (etag, md5 hex, size)
-    parts: BTreeMap<i32, (String, String, u64)>,
-}
-
 /// A finished upload: part number, ETag, MD5, payload bytes it carried.
 type PartDone = (i32, String, [u8; 16], u64, u64);
 
@@ -72,11 +69,10 @@ struct PartOut {
     payload_len: u64,
 }
 
-/// Walks `dir` (sorted, parents first): entries with extents, and a fingerprint including
-/// mtimes so a changed source never resumes an old upload.
-pub(crate) fn scan(dir: &Path) -> Result<(Vec<Entry>, String), ImageError> {
+/// Walks `dir` (sorted, parents first) into entries with extents, in payload order (see
+/// `payload_order`).
+pub(crate) fn scan(dir: &Path) -> Result<Vec<Entry>, ImageError> {
     let mut entries = Vec::new();
-    let mut fp = Sha256::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let abs = dir.join(&rel);
@@ -141,20 +137,26 @@ pub(crate) fn scan(dir: &Path) -> Result<(Vec<Entry>, String), ImageError> {
                 tracing::warn!(path = %p.display(), "skipping special file in bundle");
                 continue;
             };
-            fp.update(entry.path.as_bytes());
-            fp.update(entry.size.to_le_bytes());
-            fp.update(meta.mtime().to_le_bytes());
-            fp.update(meta.mtime_nsec().to_le_bytes());
-            for e in &entry.extents {
-                fp.update(e[0].to_le_bytes());
-                fp.update(e[1].to_le_bytes());
-            }
             entries.push(entry);
         }
         // Reverse so the stack pops subdirectories in sorted order.
         stack.extend(subdirs.into_iter().rev());
     }
-    Ok((entries, hex::encode(fp.finalize())))
+    payload_order(&mut entries);
+    Ok(entries)
+}
+
+/// Directories first (in walk order, so parents before children), then files, largest data
+/// first, then symlinks. The payload is the files' data in this order: the disk comes first,
+/// so small files that change length from one clone to the next (the booted clone's
+/// `parallels.log`) shift only the last parts, and a resumed push still finds the disk's.
+fn payload_order(entries: &mut [Entry]) {
+    // Stable: equal sizes keep the walk's (sorted) order.
+    entries.sort_by_key(|e| match e.kind {
+        EntryKind::Dir => (0, Reverse(0)),
+        EntryKind::File => (1, Reverse(e.data_len())),
+        EntryKind::Symlink => (2, Reverse(0)),
+    });
 }
 
 struct Producer {
@@ -296,71 +298,6 @@ impl Producer {
     }
 }
 
-fn journal_path(store: &ImageStore, key: &str) -> PathBuf {
-    let h = hex::encode(Sha256::digest(format!("{}/{key}", store.bucket.name())));
-    store
-        .cfg
-        .state_dir()
-        .join(format!("push-{}.json", &h[..16]))
-}
-
-fn save_journal(path: &Path, j: &PushJournal) -> Result<(), ImageError> {
-    let data = serde_json::to_vec(j).map_err(|source| ImageError::Manifest {
-        name: j.key.clone(),
-        source,
-    })?;
-    crate::fsx::write_atomic(path, &data).map_err(ImageError::io("write", path))
-}
-
-/// Resumes the journaled upload if it matches this source and is still on the server.
-async fn open_upload(
-    store: &ImageStore,
-    key: &str,
-    fingerprint: &str,
-    jpath: &Path,
-) -> Result<PushJournal, ImageError> {
-    if let Ok(data) = std::fs::read(jpath)
-        && let Ok(j) = serde_json::from_slice::<PushJournal>(&data)
-        && j.key == key
-    {
-        if j.fingerprint == fingerprint {
-            if let Some(listed) = store.bucket.list_parts(key, &j.upload_id).await? {
-                let listed: BTreeMap<i32, (String, u64)> =
-                    listed.into_iter().map(|(n, e, s)| (n, (e, s))).collect();
-                let mut j = j;
-                // Trust only parts both journaled and present on the server with that ETag
-                // (or, for servers whose ListParts omits ETags such as s3s-fs, that size).
-                j.parts.retain(|n, (etag, _, size)| match listed.get(n) {
-                    Some((e, s)) if e.is_empty() => s == size,
-                    Some((e, _)) => e == etag,
-                    None => false,
-                });
-                tracing::info!(key, upload_id = %j.upload_id, parts = j.parts.len(), "resuming interrupted push");
-                return Ok(j);
-            }
-            tracing::warn!(
-                key,
-                "journaled upload no longer exists on the server; starting over"
-            );
-        } else {
-            tracing::warn!(
-                key,
-                "source changed since the interrupted push; starting over"
-            );
-            let _ = store.bucket.abort(key, &j.upload_id).await;
-        }
-    }
-    let upload_id = store.bucket.create_multipart(key).await?;
-    let j = PushJournal {
-        key: key.to_string(),
-        upload_id,
-        fingerprint: fingerprint.to_string(),
-        parts: BTreeMap::new(),
-    };
-    save_journal(jpath, &j)?;
-    Ok(j)
-}
-
 pub(crate) async fn push_dir(
     store: &ImageStore,
     dir: &Path,
@@ -382,8 +319,9 @@ struct PushPlan {
     /// Logical size of all files (holes included).
     apparent: u64,
     part_size: u64,
-    /// Source fingerprint plus the settings that shape the object: a resume needs all equal.
-    fingerprint: String,
+    /// The settings that shape the parts (level, chunk and part size): a resume needs them
+    /// equal. The source itself is compared by content, part by part.
+    settings: String,
 }
 
 /// The multipart upload being written: its object key, and its resume journal and where
@@ -422,11 +360,11 @@ pub(crate) async fn push_dir_to_stem(
     let (plan, entries) = plan_push(store, dir, progress).await?;
     let sd = cfg.state_dir();
     std::fs::create_dir_all(&sd).map_err(ImageError::io("create", &sd))?;
-    let jpath = journal_path(store, &data_key);
+    let jpath = push_journal::path(store, &data_key);
     let mut upload = Upload {
         key: &data_key,
         jpath: &jpath,
-        journal: open_upload(store, &data_key, &plan.fingerprint, &jpath).await?,
+        journal: push_journal::open_upload(store, &data_key, &plan.settings, &jpath).await?,
     };
     let up = upload_parts(store, dir, entries, &plan, &mut upload, progress).await?;
     let object_size: u64 = up.chunks.iter().map(|c| c.size).sum();
@@ -498,7 +436,7 @@ async fn plan_push(
         total: 0,
     });
     let d = dir.to_path_buf();
-    let (entries, fp) = tokio::task::spawn_blocking(move || scan(&d))
+    let entries = tokio::task::spawn_blocking(move || scan(&d))
         .await
         .map_err(ImageError::Task)??;
     let payload_total: u64 = entries.iter().map(Entry::data_len).sum();
@@ -512,8 +450,8 @@ async fn plan_push(
             "part size raised to stay within S3's 10 000 parts"
         );
     }
-    let fingerprint = format!(
-        "{fp}:{}:{}:{part_size}",
+    let settings = format!(
+        "level {}, chunk {}, part {part_size}",
         cfg.compression_level,
         cfg.chunk_size(),
     );
@@ -522,26 +460,24 @@ async fn plan_push(
         payload_total,
         apparent,
         part_size,
-        fingerprint,
+        settings,
     };
     Ok((plan, entries))
 }
 
-/// Streams the bundle through the producer (a blocking task: read, hash, compress, cut
-/// parts) and uploads its parts, at most `concurrency` at a time. A part the journal already
-/// has with the same MD5 is not sent again.
-async fn upload_parts(
+/// The producer's task: it ends with the entries (with their SHA-256) and the chunk table.
+type ProducerTask = tokio::task::JoinHandle<Result<(Vec<Entry>, Vec<Chunk>), ImageError>>;
+
+/// Starts the producer (a blocking task: read, hash, compress, cut parts) on `entries`; its
+/// parts arrive on the returned channel, at most `concurrency` of them queued.
+fn start_producer(
     store: &ImageStore,
     dir: &Path,
     entries: Vec<Entry>,
-    plan: &PushPlan,
-    upload: &mut Upload<'_>,
-    progress: ProgressSink<'_>,
-) -> Result<Uploaded, ImageError> {
+    part_size: u64,
+) -> (ProducerTask, mpsc::Receiver<PartOut>) {
     let cfg = &store.cfg;
-    let (payload_total, part_size) = (plan.payload_total, plan.part_size);
-    let resumable = upload.journal.parts.clone();
-    let (tx, mut rx) = mpsc::channel::<PartOut>(cfg.concurrency);
+    let (tx, rx) = mpsc::channel::<PartOut>(cfg.concurrency);
     let producer = Producer {
         dir: dir.to_path_buf(),
         level: cfg.compression_level,
@@ -557,56 +493,123 @@ async fn upload_parts(
         part_payload: 0,
         next_part: 1,
     };
-    let prod = tokio::task::spawn_blocking(move || producer.run(entries));
+    (
+        tokio::task::spawn_blocking(move || producer.run(entries)),
+        rx,
+    )
+}
 
+/// Streams the bundle through the producer and uploads its parts, at most `concurrency` at
+/// a time, journaling each the moment the server confirms it (so a crash loses only the
+/// uploads in flight, and progress counts stored parts). A part the server already holds
+/// under its number with the same MD5 is not sent again: resume by content.
+async fn upload_parts(
+    store: &ImageStore,
+    dir: &Path,
+    entries: Vec<Entry>,
+    plan: &PushPlan,
+    upload: &mut Upload<'_>,
+    progress: ProgressSink<'_>,
+) -> Result<Uploaded, ImageError> {
+    let concurrency = store.cfg.concurrency;
+    // What the server held when this run began; the journal itself changes as parts land.
+    let stored = upload.journal.parts.clone();
+    let (prod, mut rx) = start_producer(store, dir, entries, plan.part_size);
     let mut inflight: JoinSet<Result<PartDone, ImageError>> = JoinSet::new();
     let mut md5s: BTreeMap<i32, [u8; 16]> = BTreeMap::new();
-    let mut done_payload = 0u64;
-    let mut resumed = 0u32;
+    let (mut done_payload, mut reused, mut differed) = (0u64, 0u32, 0u32);
     let uploaded = |done: u64| Progress {
         phase: Phase::Upload,
         done,
-        total: payload_total,
+        total: plan.payload_total,
     };
     progress(uploaded(0));
-    while let Some(part) = rx.recv().await {
-        md5s.insert(part.number, part.md5);
-        if let Some((_, m, _)) = resumable.get(&part.number)
-            && *m == hex::encode(part.md5)
-        {
-            resumed += 1;
-            done_payload += part.payload_len;
-            progress(uploaded(done_payload));
-            continue;
-        }
-        while inflight.len() >= cfg.concurrency {
-            if let Some(r) = inflight.join_next().await {
+    let mut producing = true;
+    loop {
+        tokio::select! {
+            // Confirmations first: each reaches the journal before anything else happens.
+            biased;
+            Some(r) = inflight.join_next(), if !inflight.is_empty() => {
                 done_payload += record_part(r.map_err(ImageError::Task)?, upload)?;
                 progress(uploaded(done_payload));
             }
+            part = rx.recv(), if producing && inflight.len() < concurrency => {
+                let Some(part) = part else {
+                    producing = false;
+                    continue;
+                };
+                md5s.insert(part.number, part.md5);
+                match stored.get(&part.number) {
+                    Some(p) if p.md5 == hex::encode(part.md5) => {
+                        reused += 1;
+                        done_payload += part.payload_len;
+                        progress(uploaded(done_payload));
+                        continue;
+                    }
+                    Some(_) => {
+                        differed += 1;
+                        // That part is about to be replaced on the server: until the new
+                        // one is confirmed, the journal must not vouch for either.
+                        upload.journal.parts.remove(&part.number);
+                        push_journal::save(upload.jpath, &upload.journal)?;
+                    }
+                    None => {}
+                }
+                spawn_upload(&mut inflight, store, upload, part);
+            }
+            else => break,
         }
-        let bucket = store.bucket.clone();
-        let (key, upload_id) = (upload.key.to_string(), upload.journal.upload_id.clone());
-        inflight.spawn(async move {
-            let md5_b64 = super::base64(&part.md5);
-            let size = part.body.len() as u64;
-            let etag = bucket
-                .upload_part(&key, &upload_id, part.number, part.body, &md5_b64)
-                .await?;
-            Ok((part.number, etag, part.md5, part.payload_len, size))
-        });
     }
-    while let Some(r) = inflight.join_next().await {
-        done_payload += record_part(r.map_err(ImageError::Task)?, upload)?;
-        progress(uploaded(done_payload));
-    }
+    report_resume(upload.key, stored.len(), reused, differed);
     let (entries, chunks) = prod.await.map_err(ImageError::Task)??;
     Ok(Uploaded {
         entries,
         chunks,
         md5s,
-        resumed,
+        resumed: reused,
     })
+}
+
+/// Uploads `part` as a task of `inflight`.
+fn spawn_upload(
+    inflight: &mut JoinSet<Result<PartDone, ImageError>>,
+    store: &ImageStore,
+    upload: &Upload<'_>,
+    part: PartOut,
+) {
+    let bucket = store.bucket.clone();
+    let (key, upload_id) = (upload.key.to_string(), upload.journal.upload_id.clone());
+    inflight.spawn(async move {
+        let md5_b64 = super::base64(&part.md5);
+        let size = part.body.len() as u64;
+        let etag = bucket
+            .upload_part(&key, &upload_id, part.number, part.body, &md5_b64)
+            .await?;
+        Ok((part.number, etag, part.md5, part.payload_len, size))
+    });
+}
+
+/// Says how a resumed push compared with the interrupted one (`stored` parts were on the
+/// server; `reused` matched this run's content, `differed` did not).
+fn report_resume(key: &str, stored: usize, reused: u32, differed: u32) {
+    if stored == 0 {
+        return;
+    }
+    if reused == 0 {
+        tracing::warn!(
+            key,
+            stored,
+            "source content differs from the interrupted push: none of its stored parts matches this run's part of the same number (compared by MD5); started over"
+        );
+    } else if differed > 0 {
+        tracing::info!(
+            key,
+            stored,
+            reused,
+            differed,
+            "source content partly differs from the interrupted push: parts whose MD5 differs were sent again"
+        );
+    }
 }
 
 /// Checks a finished part upload and journals it; returns the payload bytes it carried.
@@ -628,8 +631,15 @@ fn record_part(
             actual: etag,
         });
     }
-    upload.journal.parts.insert(n, (etag, md5_hex, size));
-    save_journal(upload.jpath, &upload.journal)?;
+    upload.journal.parts.insert(
+        n,
+        StoredPart {
+            etag,
+            md5: md5_hex,
+            size,
+        },
+    );
+    push_journal::save(upload.jpath, &upload.journal)?;
     Ok(payload)
 }
 
@@ -648,21 +658,19 @@ async fn commit_object(
         done: 0,
         total: object_size,
     });
-    let parts: Vec<(i32, String)> = journal
-        .parts
+    // The parts this run produced, each as the journal has it confirmed with that MD5
+    // (journaled parts of an earlier, longer attempt are left out: S3 drops them).
+    let parts = up
+        .md5s
         .iter()
-        .map(|(n, (e, _, _))| (*n, e.clone()))
-        .collect();
-    if parts.len() != up.md5s.len() {
-        return Err(ImageError::Corrupt {
-            name: data_key.to_string(),
-            reason: format!(
-                "{} parts produced but {} recorded",
-                up.md5s.len(),
-                parts.len()
-            ),
-        });
-    }
+        .map(|(n, md5)| match journal.parts.get(n) {
+            Some(p) if p.md5 == hex::encode(md5) => Ok((*n, p.etag.clone())),
+            _ => Err(ImageError::Corrupt {
+                name: data_key.to_string(),
+                reason: format!("part {n} was produced but no upload of it is confirmed"),
+            }),
+        })
+        .collect::<Result<Vec<(i32, String)>, ImageError>>()?;
     let etag = if parts.is_empty() {
         // S3 refuses an empty multipart completion; an image without data is a plain PUT.
         let _ = store.bucket.abort(data_key, &journal.upload_id).await;
@@ -748,4 +756,36 @@ async fn verify_uploaded(
         super::verify_chunks(store, key, chunks, head.etag.as_deref(), &|_| {}).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload leads with the largest file, so small files that differ per clone sit in
+    /// the last part; directories still come before what they hold.
+    #[test]
+    fn scan_orders_directories_then_files_largest_first() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path();
+        std::fs::write(b.join("config.pvs"), b"<vm/>").unwrap();
+        std::fs::write(b.join("parallels.log"), vec![1u8; 300]).unwrap();
+        std::fs::create_dir_all(b.join("harddisk.hdd/guest")).unwrap();
+        std::fs::write(b.join("harddisk.hdd/disk.hds"), vec![7u8; 64 * 1024]).unwrap();
+        std::fs::write(b.join("harddisk.hdd/guest/a"), b"x").unwrap();
+        std::fs::write(b.join("harddisk.hdd/guest/b"), b"y").unwrap();
+        let order: Vec<String> = scan(b).unwrap().into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            order,
+            [
+                "harddisk.hdd",
+                "harddisk.hdd/guest",
+                "harddisk.hdd/disk.hds",
+                "parallels.log",
+                "config.pvs",
+                "harddisk.hdd/guest/a",
+                "harddisk.hdd/guest/b",
+            ]
+        );
+    }
 }
