@@ -24,7 +24,7 @@ mod e2e_support;
 
 /// One module per concern; a crate root's inline module puts its files in `faults/`.
 mod faults {
-    mod slots;
     mod push;
+    mod slots;
     mod socket;
 }
