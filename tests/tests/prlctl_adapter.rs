@@ -974,3 +974,66 @@ async fn sim_version_and_status() {
         marbled::hypervisor::parse::VmStatus::Exists(PowerState::Stopped)
     );
 }
+
+/// Verbs of the simulator's invocation log, in order.
+fn verbs(host: &SimHost) -> Vec<String> {
+    host.argvs()
+        .unwrap()
+        .into_iter()
+        .filter_map(|a| a.first().cloned())
+        .collect()
+}
+
+#[tokio::test]
+async fn sim_a_transient_listing_failure_is_retried_and_a_lasting_one_is_bounded() {
+    let (_d, host, hv) = sim();
+    host.add_vm("vm").unwrap();
+    host.set_fault(None, FaultKind::LoginFailed, Some(1))
+        .unwrap();
+    let vms = within(hv.list_all()).await.unwrap();
+    assert_eq!(vms.len(), 1, "the retry's listing");
+    assert_eq!(verbs(&host), ["list", "list"]);
+
+    host.clear_invocations().unwrap();
+    host.set_fault(None, FaultKind::LoginFailed, None).unwrap();
+    let err = within(hv.list_all()).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(
+        verbs(&host).len(),
+        marbled::hypervisor::prlctl::RETRY_ATTEMPTS as usize,
+        "bounded: {:?}",
+        verbs(&host)
+    );
+}
+
+#[tokio::test]
+async fn sim_a_start_that_worked_but_failed_spuriously_is_not_run_twice() {
+    let (_d, host, hv) = sim();
+    host.add_vm("vm").unwrap();
+    // PrlJob_GetRetCode after the work is done (seen on real hosts): re-list, do not retry.
+    host.set_fault(
+        Some("vm"),
+        FaultKind::SpuriousFailure {
+            verb: "start".into(),
+        },
+        Some(1),
+    )
+    .unwrap();
+    within(hv.start("vm")).await.unwrap();
+    assert_eq!(host.vm_state("vm").unwrap(), VmState::Running);
+    assert_eq!(verbs(&host), ["start", "list"], "one start, then a look");
+
+    // Same for a stop.
+    host.clear_invocations().unwrap();
+    host.set_fault(
+        Some("vm"),
+        FaultKind::SpuriousFailure {
+            verb: "stop".into(),
+        },
+        Some(1),
+    )
+    .unwrap();
+    within(hv.stop("vm", StopMode::Kill)).await.unwrap();
+    assert_eq!(host.vm_state("vm").unwrap(), VmState::Stopped);
+    assert_eq!(verbs(&host), ["stop", "list"]);
+}

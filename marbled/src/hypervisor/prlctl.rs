@@ -74,6 +74,7 @@ mod slots;
 
 pub use error::{PrlctlError, is_prlctl_side_message};
 pub use intents::{Intent, IntentGuard, IntentLog, path_for as intent_log_path};
+pub use retry::ATTEMPTS as RETRY_ATTEMPTS;
 use slots::ExecSlots;
 
 /// `PATH` given to prlctl: system directories plus `/usr/local/bin` where PD installs its
