@@ -978,7 +978,7 @@ async fn sim_version_and_status() {
 /// Verbs of the simulator's invocation log, in order.
 fn verbs(host: &SimHost) -> Vec<String> {
     host.argvs()
-        .unwrap()
+        .expect("test helper: invocation log")
         .into_iter()
         .filter_map(|a| a.first().cloned())
         .collect()
