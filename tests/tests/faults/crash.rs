@@ -128,6 +128,49 @@ fn case_01_kill_9_during_a_slow_start_then_a_start_of_another_vm_leaves_one_vm_r
     );
 }
 
+#[test]
+fn case_01_over_capacity_is_a_warn_line_once_a_minute_and_a_status_line() {
+    let env = SimEnv::new();
+    // Two VMs on the shared disk behind the daemon's back (by hand, or left by a crash).
+    env.power_on(ROOT1);
+    env.power_on(SPI1);
+    let daemon = env.spawn();
+    let mut status = ctl(&daemon.socket, &["status"]);
+    assert!(
+        wait_until_blocking(T, || {
+            status = ctl(&daemon.socket, &["status"]);
+            status.stdout.contains("WARNING now: over capacity")
+        }),
+        "status does not say the host is over capacity: {status}"
+    );
+    assert!(
+        status.stdout.contains(ROOT1) && status.stdout.contains(SPI1),
+        "{status}"
+    );
+    // Several inventories later (every 2 s in tests), still one WARN line: rate-limited.
+    let lists = || {
+        env.host
+            .argvs()
+            .unwrap()
+            .iter()
+            .filter(|a| a.first().is_some_and(|v| v == "list"))
+            .count()
+    };
+    let after = lists() + 2;
+    assert!(wait_until_blocking(T, || lists() >= after));
+    let warns: Vec<String> = daemon
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("over capacity"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warns.len(), 1, "one WARN line per minute: {warns:#?}");
+    assert!(
+        warns[0].contains(ROOT1) && warns[0].contains(SPI1),
+        "{warns:?}"
+    );
+}
+
 /// What the random-kill runs counted (printed by the runs; the invariants are the zeros).
 #[derive(Debug, Default)]
 struct Tally {
