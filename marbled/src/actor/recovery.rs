@@ -5,7 +5,8 @@
 //!   has settled) before it answers the first listing (`hypervisor::prlctl`, `recover.rs`).
 //!   Until that first inventory the world knows no VM, so requests that change something are
 //!   held ([`Supervisor::defers_until_inventory`]) and replayed after it instead of failing
-//!   with "unknown VM". `status` shows what is waited for; the adapter logs the WARN lines.
+//!   with "unknown VM" (held only while the first refresh is under way or operations remain
+//!   unresolved: a listing that just fails does not hold them). `status` shows what is waited for; the adapter logs the WARN lines.
 //! - **Over capacity.** More VMs holding the host than its capacity (someone started one by
 //!   hand, or a crash left two): the scheduler starts nothing until they stop; here it gets a
 //!   WARN line (at most one per [`WARN_EVERY`]) and a line in `status`.
@@ -22,9 +23,14 @@ use super::handle::ActorCommand;
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 impl Supervisor {
-    /// A request that changes something waits while no inventory has been taken yet.
+    /// A request that changes something waits for the first inventory while that may still
+    /// come from a resolution: until the first refresh has completed, and after that while
+    /// operations remain unresolved. (A host whose listing simply fails does not hold
+    /// requests: `host check` must still say why.)
     pub(super) fn defers_until_inventory(&self, cmd: &ActorCommand) -> bool {
-        matches!(cmd, ActorCommand::Submit { .. }) && self.inventory_ms == 0
+        matches!(cmd, ActorCommand::Submit { .. })
+            && self.inventory_ms == 0
+            && (self.refreshes_done == 0 || !self.ctx.hv.unresolved().is_empty())
     }
 
     /// VMs holding the host beyond its capacity, when there are more than it allows.

@@ -43,6 +43,18 @@ pub struct Intent {
 }
 
 impl Intent {
+    /// What an unreadable log stands for: some operation, no child known, so resolving it
+    /// is re-listing until the states settle.
+    fn unknown() -> Intent {
+        Intent {
+            verb: "unknown".into(),
+            vm: "(unreadable intent log)".into(),
+            since_ms: now_ms(),
+            deadline_ms: now_ms(),
+            pid: None,
+        }
+    }
+
     /// `start VM (pid N, since T)` for logs and `status`.
     pub fn describe(&self) -> String {
         let pid = self
@@ -110,25 +122,13 @@ impl IntentLog {
                 Ok(disk) if disk.version == FORMAT_VERSION => disk.intents,
                 Ok(_) | Err(_) => {
                     tracing::error!(path = %path.display(), "intent log unreadable; treating it as an unknown operation in flight");
-                    vec![Intent {
-                        verb: "unknown".into(),
-                        vm: "(unreadable intent log)".into(),
-                        since_ms: now_ms(),
-                        deadline_ms: now_ms(),
-                        pid: None,
-                    }]
+                    vec![Intent::unknown()]
                 }
             },
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(err) => {
                 tracing::error!(path = %path.display(), error = %err, "cannot read the intent log; treating it as an unknown operation in flight");
-                vec![Intent {
-                    verb: "unknown".into(),
-                    vm: "(unreadable intent log)".into(),
-                    since_ms: now_ms(),
-                    deadline_ms: now_ms(),
-                    pid: None,
-                }]
+                vec![Intent::unknown()]
             }
         };
         IntentLog {

@@ -2,9 +2,12 @@
 //! this one lists, starts or stops anything.
 //!
 //! The rule (docs/SCHEDULER.md, "After a crash"): for each inherited intent, find its child
-//! (the recorded pid is its process group; without a pid, a `prlctl VERB … VM` in `ps`) and
-//! wait for it to exit, up to the deadline its daemon would have killed it at (plus a grace);
-//! past that, kill its group as that daemon would have. Then re-list until no VM is in a
+//! — the `prlctl VERB … VM` processes `ps` shows (the recorded pid is one of them unless the
+//! daemon died before writing it; a recorded pid that `ps` shows running something else was
+//! reused after a reboot and is ignored) — and wait for it to exit, up to the deadline its
+//! daemon would have killed it at (plus a grace); past that, kill its group as that daemon
+//! would have (only a child `ps` confirmed; when `ps` cannot run, the recorded pid is waited
+//! for but never killed). Then re-list until no VM is in a
 //! transitional state (`starting`, `stopping`, …), bounded; only then clear the inherited
 //! intents. Listings wait meanwhile, so the scheduler's first inventory is a settled one, and
 //! the wait is loud: a WARN line when it begins and every [`WARN_EVERY`] while it lasts.
@@ -72,24 +75,32 @@ impl Prlctl {
 
     /// Wait until no inherited child is alive, killing those past their deadline.
     async fn wait_for_children(&self, inherited: &[Intent], list: &str) {
-        let mut live: Vec<(&Intent, Vec<u32>)> = Vec::new();
+        // (intent, its children, whether `ps` confirmed them as that prlctl call)
+        let mut live: Vec<(&Intent, Vec<u32>, bool)> = Vec::new();
         for intent in inherited {
-            let pids = match intent.pid {
-                Some(pid) => vec![pid],
-                None => self.find_by_argv(intent).await,
+            let (pids, confirmed) = match self.find_by_argv(intent).await {
+                // Another user's `prlctl` of the same verb and VM is waited for, not killed.
+                Some(found) => (
+                    found
+                        .into_iter()
+                        .filter(|p| intent.pid.is_none_or(|mine| mine == *p))
+                        .collect(),
+                    true,
+                ),
+                None => (intent.pid.into_iter().collect(), false),
             };
-            live.push((intent, pids));
+            live.push((intent, pids, confirmed));
         }
         let mut last_warn = Instant::now();
         loop {
-            live.retain(|(_, pids)| pids.iter().any(|p| group_alive(*p)));
+            live.retain(|(_, pids, _)| pids.iter().any(|p| group_alive(*p)));
             if live.is_empty() {
                 return;
             }
             let now = now_ms();
-            for (intent, pids) in &live {
+            for (intent, pids, confirmed) in &live {
                 let grace = u64::try_from(GRACE.as_millis()).unwrap_or(u64::MAX);
-                if now > intent.deadline_ms.saturating_add(grace) {
+                if *confirmed && now > intent.deadline_ms.saturating_add(grace) {
                     tracing::warn!(
                         "inherited `prlctl {}` outlived its timeout; killing its process group, \
                          as the daemon that ran it would have: {}",
@@ -135,10 +146,10 @@ impl Prlctl {
         }
     }
 
-    /// Pids of `prlctl VERB … VM` processes (`ps`), for an intent whose pid was never
-    /// recorded (the daemon died between recording it and spawning, or during the pid's
-    /// write). A failing `ps` finds nothing: the re-listing still applies.
-    async fn find_by_argv(&self, intent: &Intent) -> Vec<u32> {
+    /// Pids of `prlctl VERB … VM` processes (`ps`): the intent's child, whether or not its
+    /// pid was recorded (the daemon may have died between recording the intent and writing
+    /// the pid). `None` when `ps` cannot be run.
+    async fn find_by_argv(&self, intent: &Intent) -> Option<Vec<u32>> {
         let prefix = format!("{} {} ", self.config.path.to_string_lossy(), intent.verb);
         let ps = tokio::process::Command::new("/bin/ps")
             .args(["-axo", "pid=,args="])
@@ -149,14 +160,22 @@ impl Prlctl {
             Ok(Ok(out)) => out,
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, "cannot run ps to find an inherited prlctl");
-                return Vec::new();
+                return None;
             }
             Err(_) => {
                 tracing::warn!("ps timed out looking for an inherited prlctl");
-                return Vec::new();
+                return None;
             }
         };
-        matching_pids(&String::from_utf8_lossy(&out.stdout), &prefix, &intent.vm)
+        if !out.status.success() {
+            tracing::warn!(status = ?out.status.code(), "ps failed looking for an inherited prlctl");
+            return None;
+        }
+        Some(matching_pids(
+            &String::from_utf8_lossy(&out.stdout),
+            &prefix,
+            &intent.vm,
+        ))
     }
 }
 
