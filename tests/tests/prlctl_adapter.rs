@@ -974,3 +974,145 @@ async fn sim_version_and_status() {
         marbled::hypervisor::parse::VmStatus::Exists(PowerState::Stopped)
     );
 }
+
+/// Verbs of the simulator's invocation log, in order.
+fn verbs(host: &SimHost) -> Vec<String> {
+    host.argvs()
+        .expect("test helper: invocation log")
+        .into_iter()
+        .filter_map(|a| a.first().cloned())
+        .collect()
+}
+
+#[tokio::test]
+async fn sim_a_transient_listing_failure_is_retried_and_a_lasting_one_is_bounded() {
+    let (_d, host, hv) = sim();
+    host.add_vm("vm").unwrap();
+    host.set_fault(None, FaultKind::LoginFailed, Some(1))
+        .unwrap();
+    let vms = within(hv.list_all()).await.unwrap();
+    assert_eq!(vms.len(), 1, "the retry's listing");
+    assert_eq!(verbs(&host), ["list", "list"]);
+
+    host.clear_invocations().unwrap();
+    host.set_fault(None, FaultKind::LoginFailed, None).unwrap();
+    let err = within(hv.list_all()).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(
+        verbs(&host).len(),
+        marbled::hypervisor::prlctl::RETRY_ATTEMPTS as usize,
+        "bounded: {:?}",
+        verbs(&host)
+    );
+}
+
+#[tokio::test]
+async fn sim_a_start_that_worked_but_failed_spuriously_is_not_run_twice() {
+    let (_d, host, hv) = sim();
+    host.add_vm("vm").unwrap();
+    // PrlJob_GetRetCode after the work is done (seen on real hosts): re-list, do not retry.
+    host.set_fault(
+        Some("vm"),
+        FaultKind::SpuriousFailure {
+            verb: "start".into(),
+        },
+        Some(1),
+    )
+    .unwrap();
+    within(hv.start("vm")).await.unwrap();
+    assert_eq!(host.vm_state("vm").unwrap(), VmState::Running);
+    assert_eq!(verbs(&host), ["start", "list"], "one start, then a look");
+
+    // Same for a stop.
+    host.clear_invocations().unwrap();
+    host.set_fault(
+        Some("vm"),
+        FaultKind::SpuriousFailure {
+            verb: "stop".into(),
+        },
+        Some(1),
+    )
+    .unwrap();
+    within(hv.stop("vm", StopMode::Kill)).await.unwrap();
+    assert_eq!(host.vm_state("vm").unwrap(), VmState::Stopped);
+    assert_eq!(verbs(&host), ["stop", "list"]);
+}
+
+#[tokio::test]
+async fn sim_an_orphaned_start_in_the_inherited_intent_log_is_waited_for_before_listing() {
+    use std::os::unix::process::CommandExt;
+    let (dir, host, _) = sim();
+    host.add_vm("vm").unwrap();
+    host.set_fault(
+        None,
+        FaultKind::Slow {
+            verb: "start".into(),
+            ms: 1500,
+        },
+        Some(1),
+    )
+    .unwrap();
+    // What a killed daemon leaves: its `prlctl start` still running in its own group, and
+    // the intent, with that pid, in the log next to its state file.
+    let exe = env!("CARGO_BIN_EXE_fake-prlctl");
+    let (k, v) = host.env();
+    let mut orphan = std::process::Command::new(exe)
+        .args(["start", "vm"])
+        .env(k, &v)
+        .process_group(0)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let orphan_pid = orphan.id();
+    // Reaped as init reaps a real orphan (a zombie still counts as its group).
+    let reaped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reaper = {
+        let reaped = Arc::clone(&reaped);
+        std::thread::spawn(move || {
+            orphan.wait().unwrap();
+            reaped.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let log_path = dir.path().join("state.bin.intents");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let intents = serde_json::json!({"version": 1, "intents": [{
+        "verb": "start", "vm": "vm", "since_ms": now, "deadline_ms": now + 20_000,
+        "pid": orphan_pid
+    }]});
+    std::fs::write(&log_path, intents.to_string()).unwrap();
+
+    let mut cfg = config(Path::new(exe));
+    cfg.env
+        .push((k.to_owned(), host.dir().to_string_lossy().into_owned()));
+    let log = marbled::hypervisor::prlctl::IntentLog::shared(&log_path);
+    let hv = Prlctl::new(cfg).with_intent_log(log);
+    assert_eq!(hv.unresolved().len(), 1, "{:?}", hv.unresolved());
+    assert!(
+        hv.unresolved()[0].starts_with("start vm (pid "),
+        "{:?}",
+        hv.unresolved()
+    );
+
+    // The first listing waits for the orphan, so it never reports the VM stopped.
+    let vms = within(hv.list_all()).await.unwrap();
+    // (The orphan sleeps 1.5 s before it touches the VM: a listing that did not wait for
+    // it says "stopped".)
+    assert_eq!(
+        vms[0].power,
+        PowerState::Running,
+        "listed before the orphan was done"
+    );
+    reaper.join().unwrap();
+    assert!(reaped.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(hv.unresolved().is_empty());
+    let reread: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&log_path).unwrap()).unwrap();
+    assert_eq!(
+        reread["intents"],
+        serde_json::json!([]),
+        "resolved intents are cleared"
+    );
+}

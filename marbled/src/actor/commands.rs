@@ -26,7 +26,9 @@ impl Supervisor {
                 tracing::debug!(req = req.0, user = %caller, "request: fleet_list");
                 s3::spawn_list(&self.jobs, self.fleet.clone(), waiter.done);
             }
-            cmd @ ActorCommand::Submit { .. } if self.defers_transfer(&cmd) => {
+            cmd @ ActorCommand::Submit { .. }
+                if self.defers_transfer(&cmd) || self.defers_until_inventory(&cmd) =>
+            {
                 self.deferred_transfers.push(cmd);
             }
             ActorCommand::Submit {

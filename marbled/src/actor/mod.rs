@@ -21,7 +21,8 @@
 //! `select!` and what each wake-up does), `commands` (requests from connections), `queries`
 //! (read-only answers), `effects` (applying the scheduler's effects, spawning jobs),
 //! `inventory` (refreshes, and the settling transfers wait for), `lifecycle` (`vm create`,
-//! `vm provision`, `host check`).
+//! `vm provision`, `host check`), `recovery` (requests held until the first inventory, the
+//! loud over-capacity and unresolved-operation states).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -47,6 +48,7 @@ mod handle;
 mod inventory;
 mod lifecycle;
 mod queries;
+mod recovery;
 mod run_loop;
 
 use crate::clock::now_ms;
@@ -130,9 +132,13 @@ pub struct Supervisor {
     /// inventory) wait until refresh number `settle_at` has completed. Without this a pull
     /// right after a push saw the push's deleted clone as still registered.
     settle_at: u64,
+    /// Requests held: transfers until `settle_at`, and every change until the first
+    /// inventory (`recovery.rs`); replayed after an inventory.
     deferred_transfers: Vec<ActorCommand>,
     next_refresh: Instant,
     inventory_ms: u64,
+    /// When the last over-capacity WARN was logged (None: not over capacity).
+    over_capacity_warned: Option<Instant>,
     /// Image transfers and the VMs they hold.
     transfers: Transfers,
     /// VMs being created and the provisioning hold.
@@ -195,6 +201,7 @@ impl Supervisor {
             deferred_transfers: Vec::new(),
             next_refresh: Instant::now(),
             inventory_ms: 0,
+            over_capacity_warned: None,
             // Interrupted at shutdown rather than holding it for the whole budget: pushes
             // and pulls resume without resending finished parts.
             transfers: Transfers::new(shutdown.child_token()),

@@ -96,6 +96,7 @@ impl Supervisor {
         if report.inventory_ms == 0 {
             report.inventory_ms = self.inventory_ms;
         }
+        report.decisions.extend(self.standing_warnings(now));
         report
     }
 

@@ -113,6 +113,7 @@ impl Supervisor {
                 if let Some(input) = input {
                     let effects = self.world.handle(now_ms(), input);
                     self.apply(effects);
+                    self.warn_over_capacity(now_ms());
                 }
                 if self.inventory_settled() {
                     for cmd in std::mem::take(&mut self.deferred_transfers) {

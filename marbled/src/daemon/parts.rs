@@ -94,16 +94,22 @@ pub fn hypervisor(config: &Config) -> Arc<dyn Hypervisor> {
     let defaults = PrlctlConfig::default();
     let mut env = defaults.env.clone();
     env.extend(p.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Arc::new(Prlctl::new(PrlctlConfig {
-        path: p.path.clone(),
-        default_timeout: p.timeout,
-        start_timeout: p.start_timeout,
-        stop_timeout: p.stop_timeout,
-        max_concurrent: usize::try_from(p.max_concurrent).unwrap_or(1).max(1),
-        max_exec_per_vm: usize::try_from(p.max_exec_per_vm).unwrap_or(1).max(1),
-        env,
-        ..defaults
-    }))
+    Arc::new(
+        Prlctl::new(PrlctlConfig {
+            path: p.path.clone(),
+            default_timeout: p.timeout,
+            start_timeout: p.start_timeout,
+            stop_timeout: p.stop_timeout,
+            max_concurrent: usize::try_from(p.max_concurrent).unwrap_or(1).max(1),
+            max_exec_per_vm: usize::try_from(p.max_exec_per_vm).unwrap_or(1).max(1),
+            env,
+            ..defaults
+        })
+        // One log per state file for the whole process: a reload's new adapter shares it.
+        .with_intent_log(crate::hypervisor::prlctl::IntentLog::shared(
+            &crate::hypervisor::prlctl::intent_log_path(&config.daemon.state_file),
+        )),
+    )
 }
 
 /// The environment of Parallels' helper tools (`prlsrvctl`): cleared like prlctl's, then

@@ -149,4 +149,9 @@ pub trait Hypervisor: Send + Sync + 'static {
     ) -> HvFuture<'a, ()>;
     /// `prlctl --version`, parsed.
     fn version(&self) -> HvFuture<'_, parse::PrlctlVersion>;
+    /// Operations a previous daemon began and this one has not resolved yet (described for
+    /// `status`); while there are any, nothing is started or stopped. Default: none.
+    fn unresolved(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

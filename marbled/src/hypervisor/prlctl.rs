@@ -2,8 +2,15 @@
 //!
 //! Owns: building argv for each operation, running one `prlctl` process per call with a
 //! cleared environment, a timeout, bounded output capture and a global concurrency cap,
-//! and turning the result into the seam's types or a [`PrlctlError`]. It does not decide
-//! what to do about a failure (retries, state polling): the scheduler and jobs do.
+//! and turning the result into the seam's types or a [`PrlctlError`]. Transient failures
+//! are retried here, bounded and only where that is safe (`retry.rs`); what to do about
+//! any other failure (state polling, giving up) is the scheduler's and the jobs' decision.
+//!
+//! Crash safety (`intents.rs`, `recover.rs`): with an intent log ([`Prlctl::with_intent_log`])
+//! every power verb is recorded durably before its prlctl runs, with the child's pid once
+//! spawned; operations a killed daemon left behind are resolved (their orphaned children
+//! waited for, the listing re-read until settled) before this adapter lists, starts or stops
+//! anything.
 //!
 //! How a call runs ([`Prlctl::run`]):
 //! - a permit from a global [`Semaphore`] (`max_concurrent`) is taken first: the dispatcher
@@ -46,10 +53,9 @@
 //!   stderr carries a prlctl-side message (session unavailable, not started, not found,
 //!   access denied, …), see [`is_prlctl_side_message`].
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -61,8 +67,15 @@ use super::parse::{self, ParseError, PrlctlVersion, VmStatus};
 use super::{ExecOutput, HvFuture, Hypervisor, Snapshot, StopMode, VmDetails, VmListing};
 
 mod error;
+mod intents;
+mod recover;
+mod retry;
+mod slots;
 
 pub use error::{PrlctlError, is_prlctl_side_message};
+pub use intents::{Intent, IntentGuard, IntentLog, path_for as intent_log_path};
+pub use retry::ATTEMPTS as RETRY_ATTEMPTS;
+use slots::ExecSlots;
 
 /// `PATH` given to prlctl: system directories plus `/usr/local/bin` where PD installs its
 /// tools. Fixed rather than inherited so a daemon started from a shell behaves like launchd.
@@ -177,6 +190,8 @@ pub struct Prlctl {
     config: PrlctlConfig,
     permits: Semaphore,
     exec_slots: ExecSlots,
+    /// Where power verbs are recorded before they run (None: not recorded, e.g. tools).
+    intents: Option<Arc<IntentLog>>,
 }
 
 impl Prlctl {
@@ -188,7 +203,16 @@ impl Prlctl {
             config,
             permits,
             exec_slots,
+            intents: None,
         }
+    }
+
+    /// Record power verbs in `log` before they run, and resolve what it inherited from a
+    /// previous daemon before anything is listed, started or stopped.
+    #[must_use]
+    pub fn with_intent_log(mut self, log: Arc<IntentLog>) -> Prlctl {
+        self.intents = Some(log);
+        self
     }
 
     /// The configuration in use.
@@ -231,6 +255,17 @@ impl Prlctl {
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<RawOutput, PrlctlError> {
+        self.run_recorded(args, stdin, timeout, None).await
+    }
+
+    /// [`Self::run`], writing the child's pid into `intent` once it is spawned.
+    async fn run_recorded(
+        &self,
+        args: &[String],
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        intent: Option<&IntentGuard>,
+    ) -> Result<RawOutput, PrlctlError> {
         let argv = self.argv(args);
         let _permit = self
             .permits
@@ -248,6 +283,12 @@ impl Prlctl {
         // If this future is dropped mid-call (caller cancelled), `kill_on_drop` only reaches
         // the direct child; the guard takes the rest of the group with it.
         let mut group = GroupGuard { pid };
+        if let (Some(intent), Some(pid)) = (intent, pid)
+            && let Err(err) = intent.spawned(pid).await
+        {
+            // The intent itself is on disk: a restart still finds the child by its argv.
+            tracing::warn!(error = %err, "cannot record the prlctl pid in the intent log");
+        }
         let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(PrlctlError::Io {
                 argv,
@@ -361,7 +402,7 @@ impl Prlctl {
     pub async fn version(&self) -> Result<PrlctlVersion, PrlctlError> {
         let args = strings(&["--version"]);
         let out = self
-            .run_ok(&args, None, self.config.default_timeout)
+            .read_retrying(|| self.run_ok(&args, None, self.config.default_timeout))
             .await?;
         parse::parse_version(&out.stdout_text()).map_err(|e| self.parse_err(&args, e))
     }
@@ -370,7 +411,7 @@ impl Prlctl {
     pub async fn status(&self, vm: &str) -> Result<VmStatus, PrlctlError> {
         let args = strings(&["status", vm]);
         let out = self
-            .run_ok(&args, None, self.config.default_timeout)
+            .read_retrying(|| self.run_ok(&args, None, self.config.default_timeout))
             .await?;
         parse::parse_status(&out.stdout_text()).map_err(|e| self.parse_err(&args, e))
     }
@@ -403,7 +444,7 @@ impl Prlctl {
     async fn info_impl(&self, vm: &str) -> Result<VmDetails, PrlctlError> {
         let args = strings(&["list", "-i", "--json", vm]);
         let out = self
-            .run_ok(&args, None, self.config.default_timeout)
+            .read_retrying(|| self.run_ok(&args, None, self.config.default_timeout))
             .await?;
         parse::parse_info_json(&out.stdout_text()).map_err(|e| self.parse_err(&args, e))
     }
@@ -462,85 +503,9 @@ impl Prlctl {
     async fn snapshot_list_impl(&self, vm: &str) -> Result<Vec<Snapshot>, PrlctlError> {
         let args = strings(&["snapshot-list", vm, "--json"]);
         let out = self
-            .run_ok(&args, None, self.config.default_timeout)
+            .read_retrying(|| self.run_ok(&args, None, self.config.default_timeout))
             .await?;
         parse::parse_snapshot_list_json(&out.stdout_text()).map_err(|e| self.parse_err(&args, e))
-    }
-}
-
-/// Per-VM exec slots: a semaphore of `per_vm` permits for each VM that has execs running or
-/// waiting, dropped from the map again when the last of them is done (so the map holds only
-/// busy VMs). Keyed by the VM argument as the caller wrote it (callers use names).
-#[derive(Debug)]
-struct ExecSlots {
-    per_vm: usize,
-    by_vm: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-impl ExecSlots {
-    fn new(per_vm: usize) -> ExecSlots {
-        ExecSlots {
-            per_vm,
-            by_vm: std::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
-        // The map stays consistent whatever a panicking holder did: every change is one
-        // insert or remove.
-        self.by_vm.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Wait for a slot of `vm`; it is released when the returned guard drops.
-    async fn acquire(&self, vm: &str) -> ExecSlot<'_> {
-        let semaphore = Arc::clone(
-            self.map()
-                .entry(vm.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_vm))),
-        );
-        // Built before waiting, so a caller cancelled while waiting still tidies the map.
-        let mut slot = ExecSlot {
-            slots: self,
-            vm: vm.to_owned(),
-            semaphore,
-            permit: None,
-        };
-        slot.permit = Some(
-            Arc::clone(&slot.semaphore)
-                .acquire_owned()
-                .await
-                .expect("invariant: exec semaphores are never closed"),
-        );
-        slot
-    }
-
-    /// VMs with execs running or waiting.
-    #[cfg(test)]
-    fn busy_vms(&self) -> usize {
-        self.map().len()
-    }
-}
-
-/// A held (or awaited) exec slot of one VM.
-struct ExecSlot<'a> {
-    slots: &'a ExecSlots,
-    vm: String,
-    semaphore: Arc<Semaphore>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl Drop for ExecSlot<'_> {
-    fn drop(&mut self) {
-        drop(self.permit.take());
-        let mut map = self.slots.map();
-        // References: the map's and ours. More means another exec holds or awaits a slot.
-        if Arc::strong_count(&self.semaphore) == 2
-            && map
-                .get(&self.vm)
-                .is_some_and(|s| Arc::ptr_eq(s, &self.semaphore))
-        {
-            map.remove(&self.vm);
-        }
     }
 }
 
@@ -600,7 +565,14 @@ async fn read_capped<R: AsyncRead + Unpin>(
 
 impl Hypervisor for Prlctl {
     fn list_all(&self) -> HvFuture<'_, Vec<VmListing>> {
-        Box::pin(self.list_all_impl())
+        Box::pin(async move {
+            self.resolve_inherited().await?;
+            self.list_all_retrying().await
+        })
+    }
+
+    fn unresolved(&self) -> Vec<String> {
+        self.unresolved_now()
     }
 
     fn info<'a>(&'a self, vm: &'a str) -> HvFuture<'a, VmDetails> {
@@ -608,11 +580,11 @@ impl Hypervisor for Prlctl {
     }
 
     fn start<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()> {
-        Box::pin(self.simple(strings(&["start", vm]), self.config.start_timeout))
+        Box::pin(self.power(strings(&["start", vm]), self.config.start_timeout))
     }
 
     fn resume<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()> {
-        Box::pin(self.simple(strings(&["resume", vm]), self.config.start_timeout))
+        Box::pin(self.power(strings(&["resume", vm]), self.config.start_timeout))
     }
 
     fn stop<'a>(&'a self, vm: &'a str, mode: StopMode) -> HvFuture<'a, ()> {
@@ -622,11 +594,11 @@ impl Hypervisor for Prlctl {
             StopMode::Kill => args.push("--kill".into()),
             StopMode::DropState => args.push("--drop-state".into()),
         }
-        Box::pin(self.simple(args, self.config.stop_timeout))
+        Box::pin(self.power(args, self.config.stop_timeout))
     }
 
     fn suspend<'a>(&'a self, vm: &'a str) -> HvFuture<'a, ()> {
-        Box::pin(self.simple(strings(&["suspend", vm]), self.config.stop_timeout))
+        Box::pin(self.power(strings(&["suspend", vm]), self.config.stop_timeout))
     }
 
     fn exec<'a>(
@@ -752,24 +724,6 @@ mod tests {
         let (kept, truncated) = read_capped(&data[..1000], 1000).await.unwrap();
         assert_eq!(kept.len(), 1000);
         assert!(!truncated);
-    }
-
-    #[tokio::test]
-    async fn exec_slots_cap_each_vm_and_forget_idle_vms() {
-        let slots = ExecSlots::new(2);
-        let a1 = slots.acquire("a").await;
-        let a2 = slots.acquire("a").await;
-        let b1 = slots.acquire("b").await;
-        assert_eq!(slots.busy_vms(), 2);
-        // A third slot of `a` waits; cancelled while waiting, it leaves nothing behind.
-        let third = futures_util::FutureExt::now_or_never(slots.acquire("a"));
-        assert!(third.is_none(), "a third slot of one VM was granted");
-        drop(b1);
-        assert_eq!(slots.busy_vms(), 1, "an idle VM is forgotten");
-        drop(a1);
-        let a3 = slots.acquire("a").await;
-        drop((a2, a3));
-        assert_eq!(slots.busy_vms(), 0);
     }
 
     #[test]
