@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use marble_proto::Decision;
+use marble_proto::{Decision, Request};
 use tokio::time::Instant;
 
 use super::Supervisor;
@@ -27,9 +27,15 @@ impl Supervisor {
     /// come from a resolution: until the first refresh has completed, and after that while
     /// operations remain unresolved. (A host whose listing simply fails does not hold
     /// requests: `host check` must still say why.)
+    ///
+    /// `request-slot` is not held here: it carries its own wait budget, and the scheduler
+    /// keeps it (within `--wait`, else 75 "the first inventory has not arrived") and resolves
+    /// its name once the VMs are listed — Jenkins' retry loop relies on a prompt 75.
     pub(super) fn defers_until_inventory(&self, cmd: &ActorCommand) -> bool {
-        matches!(cmd, ActorCommand::Submit { .. })
-            && self.inventory_ms == 0
+        matches!(
+            cmd,
+            ActorCommand::Submit { request, .. } if !matches!(request, Request::RequestSlot { .. })
+        ) && self.inventory_ms == 0
             && (self.refreshes_done == 0 || !self.ctx.hv.unresolved().is_empty())
     }
 
