@@ -6,6 +6,7 @@
 //!   shed so an admin `status` gets through. 3: silent connections (1 024 silent clients, a
 //!   stopped daemon, a long boot, a watch stream) and the connection limit's refusal. 4:
 //!   free-text fields bounded at the door; an over-size reply is an explicit error.
+//! - `images` — 8: a zip with a duplicated entry is refused (65) naming it, nothing left.
 //!
 //! Nothing sleeps to wait for a condition: conditions are waited on with a deadline; the CPU
 //! test measures a fixed window on purpose.
@@ -15,5 +16,6 @@ mod e2e_support;
 
 /// One module per concern; a crate root's inline module puts its files in `faults/`.
 mod faults {
+    mod images;
     mod socket;
 }
