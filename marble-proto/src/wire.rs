@@ -1024,6 +1024,43 @@ pub enum ErrorKind {
     /// Stored data failed a check: checksum mismatch, corrupt or truncated object, unsafe
     /// archive entry. Since 1.1; returned only by the image requests.
     DataError,
+    /// The host's disk has no room for what the request writes (ENOSPC, EDQUOT): an
+    /// environment error the operator fixes by freeing space; the message gives the free and
+    /// needed bytes. Since 1.6; sent only to clients whose hello announced minor 6 or later
+    /// (older ones get [`ErrorKind::Unavailable`], see [`WireError::for_client`]).
+    NoSpace,
+}
+
+impl ErrorKind {
+    /// The protocol minor that introduced this kind (1.0 for most).
+    pub fn since_minor(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest
+            | ErrorKind::NotFound
+            | ErrorKind::InvalidState
+            | ErrorKind::Busy
+            | ErrorKind::PermissionDenied
+            | ErrorKind::Unavailable
+            | ErrorKind::Unsupported
+            | ErrorKind::Internal
+            | ErrorKind::Locked
+            | ErrorKind::Timeout => 0,
+            ErrorKind::DataError => 1,
+            ErrorKind::NoSpace => 6,
+        }
+    }
+
+    /// The kind a client that announced `minor` can decode: this one, or the older kind that
+    /// stood for it before it existed.
+    pub fn for_client(self, minor: u16) -> ErrorKind {
+        if self.since_minor() <= minor {
+            return self;
+        }
+        match self {
+            ErrorKind::NoSpace => ErrorKind::Unavailable,
+            other => other,
+        }
+    }
 }
 
 /// A failure as it crosses the wire.
@@ -1038,6 +1075,13 @@ pub struct WireError {
 }
 
 impl WireError {
+    /// This error as a client that announced `minor` can decode it (its kind replaced by an
+    /// older one when the client predates it; see [`ErrorKind::for_client`]).
+    pub fn for_client(mut self, minor: u16) -> Self {
+        self.kind = self.kind.for_client(minor);
+        self
+    }
+
     /// An error with no causes.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
@@ -1163,5 +1207,16 @@ mod tests {
             assert!(request.validate().is_err(), "{}", request.kind());
         }
         assert!(Request::Status.validate().is_ok());
+    }
+
+    #[test]
+    fn newer_error_kinds_reach_older_clients_as_the_kind_they_replace() {
+        let full = WireError::new(ErrorKind::NoSpace, "disk full");
+        assert_eq!(full.clone().for_client(6).kind, ErrorKind::NoSpace);
+        assert_eq!(full.clone().for_client(5).kind, ErrorKind::Unavailable);
+        assert_eq!(full.for_client(0).message, "disk full");
+        let data = WireError::new(ErrorKind::DataError, "bad");
+        assert_eq!(data.for_client(1).kind, ErrorKind::DataError);
+        assert_eq!(ErrorKind::Busy.for_client(0), ErrorKind::Busy);
     }
 }

@@ -24,6 +24,8 @@ pub enum Exit {
     Unavailable = 69,
     /// Internal error.
     Software = 70,
+    /// The host's disk has no room for the result (EX_CANTCREAT).
+    CantCreate = 73,
     /// Busy with a CI job or timed out: try again later or elsewhere (EX_TEMPFAIL).
     TempFail = 75,
     /// Locked, in maintenance, or not permitted (EX_NOPERM).
@@ -47,6 +49,7 @@ pub fn for_kind(kind: ErrorKind) -> Exit {
         ErrorKind::Unavailable | ErrorKind::Unsupported => Exit::Unavailable,
         ErrorKind::Internal => Exit::Software,
         ErrorKind::DataError => Exit::DataErr,
+        ErrorKind::NoSpace => Exit::CantCreate,
     }
 }
 
@@ -61,5 +64,6 @@ mod tests {
         assert_eq!(for_kind(ErrorKind::NotFound) as u8, 2);
         assert_eq!(for_kind(ErrorKind::Unavailable) as u8, 69);
         assert_eq!(for_kind(ErrorKind::DataError) as u8, 65);
+        assert_eq!(for_kind(ErrorKind::NoSpace) as u8, 73);
     }
 }

@@ -7,6 +7,8 @@
 //!   stopped daemon, a long boot, a watch stream) and the connection limit's refusal. 4:
 //!   free-text fields bounded at the door; an over-size reply is an explicit error.
 //! - `images` — 8: a zip with a duplicated entry is refused (65) naming it, nothing left.
+//!   11: a real ENOSPC mid-pull (a tmpfs with few inodes, in `unshare -r -m`) exits 73 with
+//!   the bytes needed and free, the partial download removed.
 //!
 //! Nothing sleeps to wait for a condition: conditions are waited on with a deadline; the CPU
 //! test measures a fixed window on purpose.

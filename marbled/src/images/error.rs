@@ -104,6 +104,29 @@ pub enum ImageError {
         /// Bytes available.
         avail: u64,
     },
+    /// The disk filled up while a pull was writing (ENOSPC or EDQUOT from the OS, after the
+    /// free-space check passed: another writer, or more files than the filesystem has room
+    /// for). The partial download is removed before this is reported.
+    #[error(
+        "disk full: {op} {path}: the pull needs {need} bytes in {dir}; {avail} bytes free now ({files} more files fit); the partial download was removed"
+    )]
+    DiskFull {
+        /// What was being done (`write`, `create` …).
+        op: &'static str,
+        /// The file being written.
+        path: PathBuf,
+        /// The directory the pull writes into.
+        dir: PathBuf,
+        /// Bytes the pull needs there.
+        need: u64,
+        /// Bytes free there after the partial download was removed.
+        avail: u64,
+        /// Files (inodes) that can still be created there.
+        files: u64,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The manifest could not be parsed or encoded.
     #[error("manifest of {name}")]
     Manifest {
@@ -200,8 +223,8 @@ impl crate::chain::WireKind for ImageError {
             | Self::NoCredentials { .. }
             | Self::InsecureSecretFile { .. }
             | Self::S3 { .. }
-            | Self::NoSpace { .. }
             | Self::Hypervisor { .. } => ErrorKind::Unavailable,
+            Self::NoSpace { .. } | Self::DiskFull { .. } => ErrorKind::NoSpace,
             Self::UnsafeEntry { .. }
             | Self::Checksum { .. }
             | Self::Corrupt { .. }

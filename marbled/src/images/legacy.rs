@@ -16,7 +16,9 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 use super::manifest::{check_link_target, safe_relative};
-use super::pull::{PullReport, check_space, is_integrity, move_into_place, partial_dir};
+use super::pull::{
+    PullReport, check_space, is_integrity, move_into_place, out_of_space, partial_dir,
+};
 use super::{ImageError, ImageStore, Phase, Progress, ProgressSink, sparse};
 
 /// Downloads `key` (size `size`) into `path` with concurrent ranged GETs.
@@ -414,7 +416,8 @@ pub(crate) async fn pull_zip(
             elapsed: started.elapsed(),
         })
     }
-    .await;
+    .await
+    .map_err(|e| out_of_space(e, dest_parent, size, &partial));
     if result.is_err() {
         // A zip pull has no resume journal: never leave a half-extracted tree behind.
         if let Err(e) = &result
