@@ -8,7 +8,10 @@
 //!   free-text fields bounded at the door; an over-size reply is an explicit error.
 //! - `images` — 8: a zip with a duplicated entry is refused (65) naming it, nothing left.
 //!   11: a real ENOSPC mid-pull (a tmpfs with few inodes, in `unshare -r -m`) exits 73 with
-//!   the bytes needed and free, the partial download removed.
+//!   the bytes needed and free, the partial download removed. 12: a server in another region
+//!   (a stand-in answering Garage's error document) gives one line naming `images.region`,
+//!   logged once by the heartbeat; a 412 to the pinned reads (a proxy to s3s-fs that refuses
+//!   `If-Match`, which s3s-fs ignores) exits 65, the partial removed.
 //!
 //! Nothing sleeps to wait for a condition: conditions are waited on with a deadline; the CPU
 //! test measures a fixed window on purpose.

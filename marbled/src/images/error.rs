@@ -48,6 +48,27 @@ pub enum ImageError {
         /// Rendered SDK error chain.
         detail: String,
     },
+    /// The server is in another region than the one requests are signed for.
+    #[error(
+        "s3 {op}: the server expects region {expected:?}, requests are signed for {sent:?}: set images.region = {expected:?} in marbled.toml"
+    )]
+    WrongRegion {
+        /// The S3 operation.
+        op: &'static str,
+        /// The region the request was signed for (`images.region`).
+        sent: String,
+        /// The region the server named.
+        expected: String,
+    },
+    /// The object was replaced after its manifest was written: the server refused the reads
+    /// pinned to the manifest's ETag (`If-Match`, HTTP 412).
+    #[error(
+        "object {key} was replaced after its manifest was written (the server answered 412 to reads pinned to the manifest's ETag); push the image again"
+    )]
+    Replaced {
+        /// The object key.
+        key: String,
+    },
     /// No object (or manifest) under that name.
     #[error("image {name} not found in the bucket")]
     NotFound {
@@ -223,12 +244,14 @@ impl crate::chain::WireKind for ImageError {
             | Self::NoCredentials { .. }
             | Self::InsecureSecretFile { .. }
             | Self::S3 { .. }
+            | Self::WrongRegion { .. }
             | Self::Hypervisor { .. } => ErrorKind::Unavailable,
             Self::NoSpace { .. } | Self::DiskFull { .. } => ErrorKind::NoSpace,
             Self::UnsafeEntry { .. }
             | Self::Checksum { .. }
             | Self::Corrupt { .. }
             | Self::Manifest { .. }
+            | Self::Replaced { .. }
             | Self::Zip { .. } => ErrorKind::DataError,
             Self::Io { .. } | Self::Task(_) => ErrorKind::Internal,
         }

@@ -86,6 +86,7 @@ pub(crate) fn is_integrity(e: &ImageError) -> bool {
         ImageError::Checksum { .. }
             | ImageError::Corrupt { .. }
             | ImageError::UnsafeEntry { .. }
+            | ImageError::Replaced { .. }
             | ImageError::Manifest { .. }
             | ImageError::Zip { .. }
     )

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::e2e_support::{SimEnv, ctl};
-use marble_tests::harness::{DaemonProcess, bin_path};
+use crate::e2e_support::{SPI1, SimEnv, T, ctl};
+use marble_tests::harness::{DaemonProcess, bin_path, wait_until_blocking};
 use marble_tests::s3::LocalS3;
 use marbled::images::ImageStore;
 
@@ -86,11 +86,16 @@ fn case_08_duplicate_zip_entries_exit_65_naming_the_entry() {
     );
 }
 
-/// Push `files` small files as a bundle `<name>.macvm` under image `name`.
-fn push_bundle(s3: &LocalS3, name: &str, files: usize) {
+/// Push a copy of `env`'s VM `SPI1` (a bundle the simulator can register) plus `files`
+/// small files as a bundle `<name>.macvm` under image `name`.
+fn push_bundle(env: &SimEnv, s3: &LocalS3, name: &str, files: usize) {
     let work = tempfile::tempdir().unwrap();
     let bundle = work.path().join(format!("{name}.macvm"));
-    std::fs::create_dir_all(&bundle).unwrap();
+    copy_tree(&env.host.vm(SPI1).unwrap().home, &bundle);
+    // Registered under its own name, not as a second SPI1.
+    let config = bundle.join("config.pvs");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(SPI1, name)).unwrap();
     for i in 0..files {
         let data = marble_tests::data::noise(i as u64, 64 * 1024);
         std::fs::write(bundle.join(format!("file-{i:02}.bin")), data).unwrap();
@@ -104,6 +109,20 @@ fn push_bundle(s3: &LocalS3, name: &str, files: usize) {
         let image = marbled::images::ImageName::parse(name).unwrap();
         store.push_dir(&bundle, &image, &|_| {}).await.unwrap();
     });
+}
+
+/// Copy the directory tree `from` (files and directories only) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
 /// Whether this machine lets an unprivileged user mount a tmpfs in private user and mount
@@ -162,7 +181,7 @@ fn case_11_enospc_during_a_pull_exits_73_with_the_bytes_and_leaves_nothing() {
     let Some(s3) = LocalS3::start() else { return };
     let env = env_with(&s3);
     let name = "2025-03-01-ROOT-VM-full";
-    push_bundle(&s3, name, 12);
+    push_bundle(&env, &s3, name, 12);
     let pulled = pulled_dir(&env);
     std::fs::create_dir_all(&pulled).unwrap();
     // The root, the partial directory, its tree, the journal and a few files fit; the
@@ -201,4 +220,237 @@ fn case_11_enospc_during_a_pull_exits_73_with_the_bytes_and_leaves_nothing() {
         Vec::<String>::new(),
         "no partial download left"
     );
+}
+
+/// What a Garage server in region `garage` answers a request signed for another region
+/// (`reference/s3.md` §1.3: "must equal the configured `s3_region` (400 otherwise)").
+const GARAGE_WRONG_REGION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AuthorizationHeaderMalformed</Code><Message>Authorization header malformed, unexpected scope: 20261206/us-east-1/s3/aws4_request expected: '20261206/garage/s3/aws4_request'</Message><Resource>/marble</Resource><Region>garage</Region></Error>";
+
+/// A stand-in S3 endpoint that answers every request with `status` and `body` (an S3 error
+/// document), and records each request line.
+struct FixedAnswer {
+    endpoint: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FixedAnswer {
+    fn start(status: &'static str, body: &'static str) -> FixedAnswer {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    // Keep-alive: one answer per request head (and its body) until EOF.
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut len = 0usize;
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = h.split_once(':')
+                                && k.eq_ignore_ascii_case("content-length")
+                            {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut sink = vec![0u8; len];
+                        if reader.read_exact(&mut sink).is_err() {
+                            return;
+                        }
+                        seen.lock().unwrap().push(line.trim_end().to_owned());
+                        let head_only = line.starts_with("HEAD ");
+                        let answer = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{}",
+                            body.len(),
+                            if head_only { "" } else { body }
+                        );
+                        if writer.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FixedAnswer { endpoint, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Case 12, first half: a server in another region makes `image ls` exit 69 with one line
+/// naming the cause and the key to set (`images.region`), not the SDK's debug dump; the fleet
+/// heartbeat, failing every second for the same reason, logs it once.
+#[test]
+fn case_12_region_mismatch_is_one_line_naming_images_region_logged_once() {
+    let Some(s3) = LocalS3::start() else { return };
+    let garage = FixedAnswer::start("400 Bad Request", GARAGE_WRONG_REGION);
+    let mut env = env_with(&s3);
+    env.config.images.endpoint = Some(garage.endpoint.clone());
+    env.config.fleet = Some(marbled::config::FleetSection {
+        interval: std::time::Duration::from_secs(1),
+        ..marbled::config::FleetSection::default()
+    });
+    let daemon = env.spawn();
+    let out = ctl(&daemon.socket, &["image", "ls"]);
+    assert_eq!(out.code, 69, "{out}");
+    let err = out.stderr.trim();
+    assert_eq!(err.lines().count(), 1, "one line: {out}");
+    assert!(
+        err.contains("images.region") && err.contains("\"garage\"") && err.contains("us-east-1"),
+        "names the cause and the key to set: {out}"
+    );
+    for dump in [
+        "Error {",
+        "aws_request_id",
+        "ErrorMetadata",
+        "<?xml",
+        "unhandled",
+    ] {
+        assert!(!err.contains(dump), "no SDK dump ({dump}): {out}");
+    }
+    // Four heartbeat rounds fail the same way ...
+    let heartbeats = || {
+        garage
+            .requests()
+            .iter()
+            .filter(|r| r.contains("/fleet/"))
+            .count()
+    };
+    assert!(
+        wait_until_blocking(T, || heartbeats() >= 4),
+        "heartbeats tried: {:?}\n{}",
+        garage.requests(),
+        daemon.log_text()
+    );
+    // ... and the log says so once, in one line naming the key.
+    let log = daemon.log_text();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("heartbeat"))
+        .collect();
+    assert_eq!(warned.len(), 1, "one warning for repeated failures:\n{log}");
+    assert!(warned[0].contains("images.region"), "{}", warned[0]);
+    for dump in ["Error {", "aws_request_id", "<?xml"] {
+        assert!(
+            !warned[0].contains(dump),
+            "no SDK dump ({dump}): {}",
+            warned[0]
+        );
+    }
+}
+
+/// A loopback proxy to s3s-fs that answers every read pinned with `If-Match` with the 412
+/// a strict server (Garage, Ceph, AWS) gives when the object was replaced since that ETag —
+/// s3s-fs ignores `If-Match` — and forwards everything else. The SDK waits for each answer
+/// before sending the next request on a connection, so the injected answer never interleaves
+/// with a forwarded one.
+fn if_match_refusing_proxy(upstream: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    const PRECONDITION_FAILED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>";
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let Ok(server) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut back_from, mut back_to) =
+                (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut back_from, &mut back_to);
+                let _ = back_to.shutdown(std::net::Shutdown::Write);
+            });
+            let mut server = server;
+            std::thread::spawn(move || {
+                let mut buf: Vec<u8> = Vec::new();
+                let mut tmp = vec![0u8; 64 * 1024];
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match client.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap_or(0));
+                    while buf.len() < end + len {
+                        match client.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let request: Vec<u8> = buf.drain(..end + len).collect();
+                    if head.starts_with("get ") && head.contains("\r\nif-match:") {
+                        let answer = format!(
+                            "HTTP/1.1 412 Precondition Failed\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{PRECONDITION_FAILED}",
+                            PRECONDITION_FAILED.len()
+                        );
+                        if client.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    } else if server.write_all(&request).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    endpoint
+}
+
+/// Case 12, second half: a data object replaced under its manifest (the server's 412 to the
+/// If-Match-pinned reads) is a data error, 65, not an S3 outage; the partial download is
+/// removed, so a rerun (here against an unchanged object) succeeds.
+#[test]
+fn case_12_object_replaced_under_its_manifest_exits_65_and_a_rerun_succeeds() {
+    let Some(s3) = LocalS3::start() else { return };
+    let mut env = env_with(&s3);
+    let name = "2025-04-01-ROOT-VM-swap";
+    push_bundle(&env, &s3, name, 3);
+    // The object was replaced since its manifest: the server refuses the pinned reads.
+    let strict = if_match_refusing_proxy(s3.addr);
+    env.config.images.endpoint = Some(strict);
+    let daemon = env.spawn();
+    let vm = "macphsft-test-ROOT-VM-swap";
+    let out = ctl(&daemon.socket, &["image", "pull", name, "--as", vm]);
+    assert_eq!(out.code, 65, "{out}\n{}", daemon.log_text());
+    assert!(out.stderr.contains("replaced"), "says what happened: {out}");
+    assert!(env.host.vm(vm).is_err(), "nothing registered");
+    assert_eq!(
+        entries(&pulled_dir(&env)),
+        Vec::<String>::new(),
+        "no partial left"
+    );
+    // The same pull straight from s3s-fs (nothing replaced): nothing stale is in the way.
+    drop(daemon);
+    env.config.images.endpoint = Some(s3.endpoint.clone());
+    let daemon = env.spawn();
+    let again = ctl(&daemon.socket, &["image", "pull", name, "--as", vm]);
+    assert_eq!(again.code, 0, "{again}\n{}", daemon.log_text());
 }
