@@ -2,8 +2,10 @@
 //!
 //! This crate owns everything both sides must agree on and nothing else: the frame limits
 //! ([`MAX_FRAME_LEN`]), the fixed-layout [`handshake`], the request/reply envelope and the
-//! typed messages in [`wire`], and the one [`codec`] module that touches bincode. It has no
-//! runtime, no policy and no I/O beyond the framed-connection helper in [`conn`].
+//! typed messages in [`wire`], the one [`codec`] module that touches bincode, and the rule
+//! for names a request may create plus the quoting of commands shown to a person
+//! ([`names`]: one rule and one helper for both binaries). It has no runtime and no I/O
+//! beyond the framed-connection helper in [`conn`].
 //!
 //! Compatibility rules (see `docs/PROTOCOL.md`): the major version must match exactly; a minor
 //! bump may only append `Request` variants, and append `Response`/`Event` variants sent only
@@ -15,6 +17,7 @@
 pub mod codec;
 pub mod conn;
 pub mod handshake;
+pub mod names;
 pub mod wire;
 
 pub use codec::CodecError;

@@ -327,6 +327,10 @@ impl Request {
     /// a few 130 kB lock reasons pushed that reply over [`crate::MAX_FRAME_LEN`], and `status`
     /// failed until the daemon restarted. A provisioning profile's text and files are not
     /// free text (they are bounded by the frame) and are not checked here.
+    ///
+    /// Names the request would give a new VM (`image pull --as`, `vm create`) must also
+    /// follow [`crate::names::name_problem`]: they end up in paths, prlctl argv and commands
+    /// printed for a person to copy.
     pub fn validate(&self) -> Result<(), WireError> {
         for (field, value) in self.text_fields() {
             if value.len() > crate::MAX_TEXT_FIELD_LEN {
@@ -341,7 +345,28 @@ impl Request {
                 ));
             }
         }
+        for (field, value) in self.new_names() {
+            if let Some(problem) = crate::names::name_problem(field, value) {
+                return Err(WireError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("`{}`: {problem}", self.kind()),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The names this request would create (a VM's name), for [`Request::validate`]: they
+    /// must follow [`crate::names::name_problem`]'s rule. Names of existing VMs are looked
+    /// up, never created, and image names have their own format (checked by the daemon).
+    fn new_names(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Request::ImagePull {
+                as_name: Some(vm), ..
+            } => vec![("VM name (--as)", vm)],
+            Request::CreateVm { name, .. } => vec![("VM name", name)],
+            _ => Vec::new(),
+        }
     }
 
     /// Every free-text or name field with its name, for [`Request::validate`].

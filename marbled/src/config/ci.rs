@@ -183,10 +183,10 @@ pub(super) fn secret_file_problems(
         Ok(meta) if meta.permissions().mode() & 0o077 != 0 => bad(
             &file_key,
             format!(
-                "{} has mode {:04o}, readable by other users; fix with `chmod 600 {}`",
+                "{} has mode {:04o}, readable by other users; fix with `{}`",
                 path.display(),
                 meta.permissions().mode() & 0o7777,
-                path.display()
+                marble_proto::names::shell_command(&["chmod", "600", &path.to_string_lossy()])
             ),
         ),
         Ok(meta) if !meta.is_file() => {

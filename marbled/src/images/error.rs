@@ -18,7 +18,9 @@ pub enum ImageError {
     },
     /// The secret file can be read by other users.
     #[error(
-        "secret file {path} has mode {mode:o}: it must not be readable by group or others (chmod 600)"
+        "secret file {} has mode {mode:o}: it must not be readable by group or others (`{}`)",
+        path.display(),
+        marble_proto::names::shell_command(&["chmod", "600", &path.to_string_lossy()])
     )]
     InsecureSecretFile {
         /// The file.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::e2e_support::{SPI1, SimEnv, T, ctl};
+use crate::e2e_support::{SPI1, SPI2, SimEnv, T, ctl};
 use marble_tests::harness::{DaemonProcess, bin_path, wait_until_blocking};
 use marble_tests::s3::LocalS3;
 use marbled::images::ImageStore;
@@ -362,7 +362,10 @@ fn case_12_region_mismatch_is_one_line_naming_images_region_logged_once() {
 /// s3s-fs ignores `If-Match` — and forwards everything else. The SDK waits for each answer
 /// before sending the next request on a connection, so the injected answer never interleaves
 /// with a forwarded one.
-fn if_match_refusing_proxy(upstream: std::net::SocketAddr) -> String {
+fn if_match_refusing_proxy(
+    upstream: std::net::SocketAddr,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     const PRECONDITION_FAILED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>";
@@ -381,6 +384,7 @@ fn if_match_refusing_proxy(upstream: std::net::SocketAddr) -> String {
                 let _ = back_to.shutdown(std::net::Shutdown::Write);
             });
             let mut server = server;
+            let refuse = refuse.clone();
             std::thread::spawn(move || {
                 let mut buf: Vec<u8> = Vec::new();
                 let mut tmp = vec![0u8; 64 * 1024];
@@ -406,7 +410,10 @@ fn if_match_refusing_proxy(upstream: std::net::SocketAddr) -> String {
                         }
                     }
                     let request: Vec<u8> = buf.drain(..end + len).collect();
-                    if head.starts_with("get ") && head.contains("\r\nif-match:") {
+                    if head.starts_with("get ")
+                        && head.contains("\r\nif-match:")
+                        && refuse.load(std::sync::atomic::Ordering::SeqCst)
+                    {
                         let answer = format!(
                             "HTTP/1.1 412 Precondition Failed\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{PRECONDITION_FAILED}",
                             PRECONDITION_FAILED.len()
@@ -434,7 +441,8 @@ fn case_12_object_replaced_under_its_manifest_exits_65_and_a_rerun_succeeds() {
     let name = "2025-04-01-ROOT-VM-swap";
     push_bundle(&env, &s3, name, 3);
     // The object was replaced since its manifest: the server refuses the pinned reads.
-    let strict = if_match_refusing_proxy(s3.addr);
+    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let strict = if_match_refusing_proxy(s3.addr, refuse.clone());
     env.config.images.endpoint = Some(strict);
     let daemon = env.spawn();
     let vm = "macphsft-test-ROOT-VM-swap";
@@ -447,10 +455,56 @@ fn case_12_object_replaced_under_its_manifest_exits_65_and_a_rerun_succeeds() {
         Vec::<String>::new(),
         "no partial left"
     );
-    // The same pull straight from s3s-fs (nothing replaced): nothing stale is in the way.
-    drop(daemon);
-    env.config.images.endpoint = Some(s3.endpoint.clone());
-    let daemon = env.spawn();
+    // The same pull when the object matches its manifest again: nothing stale is in the way.
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
     let again = ctl(&daemon.socket, &["image", "pull", name, "--as", vm]);
     assert_eq!(again.code, 0, "{again}\n{}", daemon.log_text());
+}
+
+/// Case 10: a name that enters from a person is checked at the door with one rule — `image
+/// pull --as` with `'`, `;` or `>` is refused (64) naming the rule, before anything is
+/// fetched — and every command printed for a person to copy is shell-quoted, so a VM whose
+/// (pre-existing) name holds a quote and a space gets a hint that pastes as the right argv.
+#[test]
+fn case_10_names_are_checked_at_the_door_and_hints_are_quoted() {
+    let env = SimEnv::new();
+    let odd = "macphsft01-SPI-VM-it's 14";
+    env.host.add_vm(odd).unwrap();
+    let daemon = env.spawn();
+    for bad in ["vm'1", "vm;reboot", "vm>x", "-rf"] {
+        let out = ctl(
+            &daemon.socket,
+            &[
+                "image",
+                "pull",
+                "2026-11-28-ROOT-VM-macOS-14",
+                &format!("--as={bad}"),
+            ],
+        );
+        assert_eq!(out.code, 64, "--as {bad:?}: {out}");
+        assert!(
+            out.stderr.contains("--as") && out.stderr.trim().lines().count() == 1,
+            "one line naming the option: {out}"
+        );
+    }
+    let out = ctl(&daemon.socket, &["vm", "start", odd]);
+    assert_eq!(out.code, 0, "{out}");
+    let out = ctl(&daemon.socket, &["vm", "start", SPI2]);
+    assert_eq!(out.code, 75, "{out}");
+    let hint = out
+        .stderr
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("a command in backquotes: {out}"));
+    // Pasted into a shell, the hint runs `marblectl` with exactly these arguments.
+    let shell = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("marblectl() {{ printf '%s\\n' \"$@\"; }}; {hint}"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&shell.stdout),
+        format!("vm\nstop\n{odd}\n"),
+        "hint {hint:?}"
+    );
 }
