@@ -169,6 +169,50 @@ fn spawn_on_tiny_fs(env: &SimEnv, dir: &Path, inodes: u32) -> DaemonProcess {
     daemon
 }
 
+/// Pull `image` as `vm` over a raw connection whose hello announces protocol `1.minor`; the
+/// terminal answer's error kind (`None`: it succeeded).
+fn pull_kind_as_client_of_minor(
+    socket: &Path,
+    minor: u16,
+    image: &str,
+    vm: &str,
+) -> Option<marble_proto::ErrorKind> {
+    use marble_proto::handshake::Hello;
+    use marble_proto::{ClientFrame, FramedConn, Reply, Request, ServerFrame};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+        let mut conn = FramedConn::new(stream);
+        let hello = Hello {
+            minor,
+            ..Hello::current("faults-old-client")
+        };
+        conn.client_handshake(&hello).await.unwrap();
+        let body = Request::ImagePull {
+            name: image.into(),
+            as_name: Some(vm.into()),
+            detach: false,
+        };
+        conn.send(&ClientFrame { id: 7, body }).await.unwrap();
+        loop {
+            let frame = tokio::time::timeout(T, conn.recv::<ServerFrame>())
+                .await
+                .expect("an answer within T")
+                .unwrap()
+                .expect("an answer before the daemon closes");
+            match frame.body {
+                Reply::Ok(_) => return None,
+                Reply::Err(err) => return Some(err.kind),
+                Reply::Event(_) => {}
+                Reply::EndOfStream => panic!("end of stream before the answer"),
+            }
+        }
+    })
+}
+
 /// Case 11: a pull that runs out of space mid-write exits 73 (EX_CANTCREAT) with the free and
 /// needed bytes, not 70 ("internal bug"); the partial download is removed and nothing is
 /// registered.
@@ -220,6 +264,12 @@ fn case_11_enospc_during_a_pull_exits_73_with_the_bytes_and_leaves_nothing() {
         Vec::<String>::new(),
         "no partial download left"
     );
+    // A client of protocol 1.5 cannot decode `NoSpace` (1.6): it gets what it meant before.
+    use marble_proto::ErrorKind;
+    let old = pull_kind_as_client_of_minor(&daemon.socket, 5, name, vm);
+    assert_eq!(old, Some(ErrorKind::Unavailable));
+    let new = pull_kind_as_client_of_minor(&daemon.socket, 6, name, vm);
+    assert_eq!(new, Some(ErrorKind::NoSpace));
 }
 
 /// What a Garage server in region `garage` answers a request signed for another region
