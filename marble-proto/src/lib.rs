@@ -10,7 +10,8 @@
 //! Compatibility rules (see `docs/PROTOCOL.md`): the major version must match exactly; a minor
 //! bump may only append `Request` variants, and append `Response`/`Event` variants sent only
 //! in reply to those new requests or only to clients whose hello announced that minor (the
-//! 1.5 keepalive). Every variant documents the minor it arrived in.
+//! 1.5 keepalive; the 1.6 error kind `NoSpace`, which older clients get as `Unavailable`).
+//! Every variant documents the minor it arrived in.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
