@@ -8,7 +8,8 @@
 //!   free-text fields bounded at the door; an over-size reply is an explicit error.
 //! - `images` — 8: a zip with a duplicated entry is refused (65) naming it, nothing left.
 //!   10: `image pull --as` with `'`, `;`, `>` or a leading `-` is refused at the door (64);
-//!   a busy-host hint naming a VM called `…it's 14` pastes into `sh` as the right argv.
+//!   a busy-host hint naming a VM called `…it's 14`, and the `prlctl` lines `vm create`
+//!   reports for an IPSW under `Bob's Downloads/`, paste into `sh` as the argv run.
 //!   11: a real ENOSPC mid-pull (a tmpfs with few inodes, in `unshare -r -m`) exits 73 with
 //!   the bytes needed and free, the partial download removed. 12: a server in another region
 //!   (a stand-in answering Garage's error document) gives one line naming `images.region`,

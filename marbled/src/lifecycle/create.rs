@@ -306,9 +306,22 @@ pub async fn run(
 ) -> CreateOutcome {
     let name = plan.name.as_str();
     let ipsw = plan.ipsw.to_string_lossy().into_owned();
-    let mut commands = vec![format!(
-        "create {name} -o macos --no-hdd --restore-image {ipsw}"
-    )];
+    // Shown to the operator after `prlctl `: quoted so each line pastes as the argv run.
+    let quoted = |args: &[&str]| marble_proto::names::shell_command(args);
+    let set_line = |args: &[String]| {
+        let mut words = vec!["set", name];
+        words.extend(args.iter().map(String::as_str));
+        quoted(&words)
+    };
+    let mut commands = vec![quoted(&[
+        "create",
+        name,
+        "-o",
+        "macos",
+        "--no-hdd",
+        "--restore-image",
+        &ipsw,
+    ])];
     tracing::info!(vm = name, ipsw = %ipsw, "creating VM");
     if let Err(e) = hv.create_macos(name, &ipsw, create_timeout).await {
         return CreateOutcome {
@@ -317,7 +330,7 @@ pub async fn run(
         };
     }
     for args in settings(&plan) {
-        commands.push(format!("set {name} {}", args.join(" ")));
+        commands.push(set_line(&args));
         if let Err(e) = hv.set(name, &args).await {
             return CreateOutcome {
                 result: Err(delete_half_configured(&*hv, name, &args, &e).await),
@@ -327,7 +340,7 @@ pub async fn run(
     }
     let mut refused = Vec::new();
     for args in sharing_off() {
-        let line = format!("set {name} {}", args.join(" "));
+        let line = set_line(&args);
         match hv.set(name, &args).await {
             Ok(()) => commands.push(line),
             Err(e) => refused.push(crate::chain::ErrorChain(&e).to_string()),

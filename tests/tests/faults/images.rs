@@ -558,3 +558,65 @@ fn case_10_names_are_checked_at_the_door_and_hints_are_quoted() {
         "hint {hint:?}"
     );
 }
+
+/// Case 10, the commands `vm create` reports: an IPSW path with a space and a quote (a
+/// download folder can hold anything) is shown so that each `prlctl …` line, pasted into a
+/// shell, runs exactly the argv the daemon ran.
+#[test]
+fn case_10_vm_create_reports_commands_that_paste_as_the_argv_run() {
+    let mut env = SimEnv::new();
+    let disk = env.dir.path().join("build_drive.hdd");
+    std::fs::create_dir(&disk).unwrap();
+    let prlsrvctl = env.dir.path().join("prlsrvctl");
+    std::os::unix::fs::symlink(bin_path("fake-prlctl"), &prlsrvctl).unwrap();
+    env.config.host.build_disk = Some(disk);
+    env.config.host.prlsrvctl = prlsrvctl;
+    env.config.host.min_free_disk_gib = 0;
+    let daemon = env.spawn();
+    let downloads = env.dir.path().join("Bob's Downloads");
+    std::fs::create_dir(&downloads).unwrap();
+    let ipsw = downloads.join("UniversalMac 26.0.ipsw");
+    std::fs::write(&ipsw, b"not really an ipsw").unwrap();
+    let name = "macphsft01-ROOT-VM-macOS-26";
+    env.host.clear_invocations().unwrap();
+    let out = ctl(
+        &daemon.socket,
+        &[
+            "vm",
+            "create",
+            name,
+            "--ipsw",
+            ipsw.to_str().unwrap(),
+            "--team",
+            "root",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out}\n{}", daemon.log_text());
+    let shown: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("    prlctl "))
+        .collect();
+    let ran: Vec<Vec<String>> = env
+        .host
+        .argvs()
+        .unwrap()
+        .into_iter()
+        .filter(|a| matches!(a.first().map(String::as_str), Some("create" | "set")))
+        .collect();
+    assert_eq!(shown.len(), ran.len(), "{out}\nran: {ran:?}");
+    for (line, argv) in shown.iter().zip(&ran) {
+        let shell = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "prlctl() {{ printf '%s\\n' \"$@\"; }}; prlctl {line}"
+            ))
+            .output()
+            .unwrap();
+        let words: Vec<String> = String::from_utf8_lossy(&shell.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(&words, argv, "shown: prlctl {line}");
+    }
+}
