@@ -2,19 +2,23 @@
 //!
 //! This crate owns everything both sides must agree on and nothing else: the frame limits
 //! ([`MAX_FRAME_LEN`]), the fixed-layout [`handshake`], the request/reply envelope and the
-//! typed messages in [`wire`], and the one [`codec`] module that touches bincode. It has no
-//! runtime, no policy and no I/O beyond the framed-connection helper in [`conn`].
+//! typed messages in [`wire`], the one [`codec`] module that touches bincode, and the rule
+//! for names a request may create plus the quoting of commands shown to a person
+//! ([`names`]: one rule and one helper for both binaries). It has no runtime and no I/O
+//! beyond the framed-connection helper in [`conn`].
 //!
 //! Compatibility rules (see `docs/PROTOCOL.md`): the major version must match exactly; a minor
 //! bump may only append `Request` variants, and append `Response`/`Event` variants sent only
 //! in reply to those new requests or only to clients whose hello announced that minor (the
-//! 1.5 keepalive). Every variant documents the minor it arrived in.
+//! 1.5 keepalive; the 1.6 error kind `NoSpace`, which older clients get as `Unavailable`).
+//! Every variant documents the minor it arrived in.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod conn;
 pub mod handshake;
+pub mod names;
 pub mod wire;
 
 pub use codec::CodecError;
@@ -25,7 +29,7 @@ pub use wire::*;
 /// Protocol major version. A different major on the other side is always rejected.
 pub const PROTO_MAJOR: u16 = 1;
 /// Protocol minor version of this build. See the compatibility rules in the crate docs.
-pub const PROTO_MINOR: u16 = 5;
+pub const PROTO_MINOR: u16 = 6;
 /// Largest frame either side accepts, in bytes (payload, excluding the 4-byte length prefix).
 ///
 /// 1 MiB comfortably holds a status report for hundreds of VMs; bulk data (images, logs)

@@ -327,6 +327,10 @@ impl Request {
     /// a few 130 kB lock reasons pushed that reply over [`crate::MAX_FRAME_LEN`], and `status`
     /// failed until the daemon restarted. A provisioning profile's text and files are not
     /// free text (they are bounded by the frame) and are not checked here.
+    ///
+    /// Names the request would give a new VM (`image pull --as`, `vm create`) must also
+    /// follow [`crate::names::name_problem`]: they end up in paths, prlctl argv and commands
+    /// printed for a person to copy.
     pub fn validate(&self) -> Result<(), WireError> {
         for (field, value) in self.text_fields() {
             if value.len() > crate::MAX_TEXT_FIELD_LEN {
@@ -341,7 +345,28 @@ impl Request {
                 ));
             }
         }
+        for (field, value) in self.new_names() {
+            if let Some(problem) = crate::names::name_problem(field, value) {
+                return Err(WireError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("`{}`: {problem}", self.kind()),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The names this request would create (a VM's name), for [`Request::validate`]: they
+    /// must follow [`crate::names::name_problem`]'s rule. Names of existing VMs are looked
+    /// up, never created, and image names have their own format (checked by the daemon).
+    fn new_names(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Request::ImagePull {
+                as_name: Some(vm), ..
+            } => vec![("VM name (--as)", vm)],
+            Request::CreateVm { name, .. } => vec![("VM name", name)],
+            _ => Vec::new(),
+        }
     }
 
     /// Every free-text or name field with its name, for [`Request::validate`].
@@ -1024,6 +1049,43 @@ pub enum ErrorKind {
     /// Stored data failed a check: checksum mismatch, corrupt or truncated object, unsafe
     /// archive entry. Since 1.1; returned only by the image requests.
     DataError,
+    /// The host's disk has no room for what the request writes (ENOSPC, EDQUOT): an
+    /// environment error the operator fixes by freeing space; the message gives the free and
+    /// needed bytes. Since 1.6; sent only to clients whose hello announced minor 6 or later
+    /// (older ones get [`ErrorKind::Unavailable`], see [`WireError::for_client`]).
+    NoSpace,
+}
+
+impl ErrorKind {
+    /// The protocol minor that introduced this kind (1.0 for most).
+    pub fn since_minor(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest
+            | ErrorKind::NotFound
+            | ErrorKind::InvalidState
+            | ErrorKind::Busy
+            | ErrorKind::PermissionDenied
+            | ErrorKind::Unavailable
+            | ErrorKind::Unsupported
+            | ErrorKind::Internal
+            | ErrorKind::Locked
+            | ErrorKind::Timeout => 0,
+            ErrorKind::DataError => 1,
+            ErrorKind::NoSpace => 6,
+        }
+    }
+
+    /// The kind a client that announced `minor` can decode: this one, or the older kind that
+    /// stood for it before it existed.
+    pub fn for_client(self, minor: u16) -> ErrorKind {
+        if self.since_minor() <= minor {
+            return self;
+        }
+        match self {
+            ErrorKind::NoSpace => ErrorKind::Unavailable,
+            other => other,
+        }
+    }
 }
 
 /// A failure as it crosses the wire.
@@ -1038,6 +1100,13 @@ pub struct WireError {
 }
 
 impl WireError {
+    /// This error as a client that announced `minor` can decode it (its kind replaced by an
+    /// older one when the client predates it; see [`ErrorKind::for_client`]).
+    pub fn for_client(mut self, minor: u16) -> Self {
+        self.kind = self.kind.for_client(minor);
+        self
+    }
+
     /// An error with no causes.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
@@ -1163,5 +1232,16 @@ mod tests {
             assert!(request.validate().is_err(), "{}", request.kind());
         }
         assert!(Request::Status.validate().is_ok());
+    }
+
+    #[test]
+    fn newer_error_kinds_reach_older_clients_as_the_kind_they_replace() {
+        let full = WireError::new(ErrorKind::NoSpace, "disk full");
+        assert_eq!(full.clone().for_client(6).kind, ErrorKind::NoSpace);
+        assert_eq!(full.clone().for_client(5).kind, ErrorKind::Unavailable);
+        assert_eq!(full.for_client(0).message, "disk full");
+        let data = WireError::new(ErrorKind::DataError, "bad");
+        assert_eq!(data.for_client(1).kind, ErrorKind::DataError);
+        assert_eq!(ErrorKind::Busy.for_client(0), ErrorKind::Busy);
     }
 }

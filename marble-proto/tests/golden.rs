@@ -551,6 +551,7 @@ impl Sampled for ErrorKind {
             ErrorKind::Locked => "Locked",
             ErrorKind::Timeout => "Timeout",
             ErrorKind::DataError => "DataError",
+            ErrorKind::NoSpace => "NoSpace",
         }
     }
     fn samples() -> Vec<Self> {
@@ -566,6 +567,7 @@ impl Sampled for ErrorKind {
             ErrorKind::Locked,
             ErrorKind::Timeout,
             ErrorKind::DataError,
+            ErrorKind::NoSpace,
         ]
     }
 }

@@ -321,9 +321,9 @@ fn unknown_variant_index_is_a_decode_error() {
         assert_decode_error::<ClientFrame>(&[1, variant]);
     }
     assert_decode_error::<ClientFrame>(&[1, 251, 0xFF, 0xFF]);
-    // Reply has four variants; ErrorKind eleven.
+    // Reply has four variants; ErrorKind twelve (the last, `NoSpace`, since 1.6).
     assert_decode_error::<ServerFrame>(&[1, 4]);
-    assert_decode_error::<ServerFrame>(&[1, 1, 11, 0, 0]);
+    assert_decode_error::<ServerFrame>(&[1, 1, 12, 0, 0]);
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub enum Exit {
     Unavailable = 69,
     /// Internal error.
     Software = 70,
-    /// A file or directory could not be created (EX_CANTCREAT).
+    /// A file or directory could not be created, or the disk has no room for it (EX_CANTCREAT).
     CantCreate = 73,
     /// Reading or writing a file failed (EX_IOERR).
     IoErr = 74,
@@ -51,6 +51,7 @@ pub fn for_kind(kind: ErrorKind) -> Exit {
         ErrorKind::Unavailable | ErrorKind::Unsupported => Exit::Unavailable,
         ErrorKind::Internal => Exit::Software,
         ErrorKind::DataError => Exit::DataErr,
+        ErrorKind::NoSpace => Exit::CantCreate,
     }
 }
 
@@ -65,5 +66,6 @@ mod tests {
         assert_eq!(for_kind(ErrorKind::NotFound) as u8, 2);
         assert_eq!(for_kind(ErrorKind::Unavailable) as u8, 69);
         assert_eq!(for_kind(ErrorKind::DataError) as u8, 65);
+        assert_eq!(for_kind(ErrorKind::NoSpace) as u8, 73);
     }
 }

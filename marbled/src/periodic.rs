@@ -77,6 +77,7 @@ pub fn spawn(
             handle: handle.clone(),
             writer: crate::fleet::HeartbeatWriter::new(reader),
             state_file: config.daemon.state_file.clone(),
+            failures: heartbeat::Repeats::default(),
         };
         tasks.spawn(every::run(task, shutdown.clone()).instrument(tracing::info_span!("fleet")));
     }

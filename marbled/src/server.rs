@@ -170,6 +170,9 @@ struct Handler {
     shutdown: CancellationToken,
     /// The client understands `Event::Keepalive` (its hello said minor 5 or later).
     keepalive: bool,
+    /// The minor its hello announced: error kinds newer than that are sent as the older kind
+    /// they replace (`WireError::for_client`).
+    minor: u16,
 }
 
 type Conn = FramedConn<UnixStream>;
@@ -189,6 +192,7 @@ impl Handler {
             policy,
             shutdown: shutdown.clone(),
             keepalive: false,
+            minor: 0,
         })
     }
 
@@ -215,6 +219,7 @@ impl Handler {
             Ok(Ok(hello)) => {
                 tracing::debug!(client = %hello.client_version, "handshake ok");
                 self.keepalive = hello.minor >= KEEPALIVE_MINOR;
+                self.minor = hello.minor;
             }
             Ok(Err(err)) => {
                 tracing::info!(error = %err, user = %peer.user, "handshake failed; closing");
@@ -290,14 +295,14 @@ impl Handler {
             | Request::CiStatus => {
                 let reply = match self.handle.query(body).await {
                     Ok(resp) => Reply::Ok(resp),
-                    Err(err) => Reply::Err(err),
+                    Err(err) => Reply::Err(err.for_client(self.minor)),
                 };
                 answer(conn, id, kind, reply).await
             }
             Request::WatchEvents => self.watch(conn, id).await,
             other => match self.handle.submit(&peer.user, other).await {
                 Ok(submitted) => self.wait(conn, id, kind, submitted).await,
-                Err(err) => send(conn, id, Reply::Err(err)).await,
+                Err(err) => send(conn, id, Reply::Err(err.for_client(self.minor))).await,
             },
         }
     }
@@ -330,7 +335,7 @@ impl Handler {
                 done = &mut sub.done => {
                     let reply = match done {
                         Ok(Ok(resp)) => Reply::Ok(resp),
-                        Ok(Err(err)) => Reply::Err(err),
+                        Ok(Err(err)) => Reply::Err(err.for_client(self.minor)),
                         Err(_) => Reply::Err(WireError::new(
                             ErrorKind::Unavailable,
                             "marbled is shutting down",

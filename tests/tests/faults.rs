@@ -19,6 +19,15 @@
 //!   (counted per part number at a proxy), and a source whose content changed starts over,
 //!   saying so. 13: each part is journaled (and shown by `image transfers`) as soon as the
 //!   server confirms it; after `kill -9` the re-run skips it.
+//! - `images` — 8: a zip with a duplicated entry is refused (65) naming it, nothing left.
+//!   10: `image pull --as` with `'`, `;`, `>` or a leading `-` is refused at the door (64);
+//!   a busy-host hint naming a VM called `…it's 14`, and the `prlctl` lines `vm create`
+//!   reports for an IPSW under `Bob's Downloads/`, paste into `sh` as the argv run.
+//!   11: a real ENOSPC mid-pull (a tmpfs with few inodes, in `unshare -r -m`) exits 73 with
+//!   the bytes needed and free, the partial download removed. 12: a server in another region
+//!   (a stand-in answering Garage's error document) gives one line naming `images.region`,
+//!   logged once by the heartbeat; a 412 to the pinned reads (a proxy to s3s-fs that refuses
+//!   `If-Match`, which s3s-fs ignores) exits 65, the partial removed.
 //!
 //! Nothing sleeps to wait for a condition: conditions are waited on with a deadline; the CPU
 //! test measures a fixed window on purpose.
@@ -29,6 +38,7 @@ mod e2e_support;
 /// One module per concern; a crate root's inline module puts its files in `faults/`.
 mod faults {
     mod crash;
+    mod images;
     mod push;
     mod slots;
     mod socket;

@@ -78,8 +78,8 @@ fn created(r: &CreateResult) -> String {
     if r.locked {
         let _ = writeln!(
             s,
-            "  locked against scheduler starts (marblectl unlock {} when set up)",
-            r.vm
+            "  locked against scheduler starts ({} when set up)",
+            marble_proto::names::shell_command(&["marblectl", "unlock", &r.vm])
         );
     }
     s.push_str("\nManual steps:\n");

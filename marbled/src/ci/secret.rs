@@ -59,9 +59,9 @@ pub enum SecretError {
     },
     /// The file is readable by group or others.
     #[error(
-        "secret file {} has mode {mode:04o}, readable by other users; fix with `chmod 600 {}`",
+        "secret file {} has mode {mode:04o}, readable by other users; fix with `{}`",
         path.display(),
-        path.display()
+        marble_proto::names::shell_command(&["chmod", "600", &path.to_string_lossy()])
     )]
     TooOpen {
         /// The file.

@@ -184,6 +184,9 @@ pub(super) fn secret_file_problems(
         return;
     };
     let shown = path.display();
+    let path_str = path.to_string_lossy();
+    // Hints a person pastes into a shell: quoted (a path may hold spaces or quotes).
+    let chmod = marble_proto::names::shell_command(&["chmod", "600", &path_str]);
     let euid = nix::unistd::geteuid();
     let me = user_name(euid.as_raw());
     let meta = match std::fs::metadata(path) {
@@ -192,8 +195,17 @@ pub(super) fn secret_file_problems(
             bad(
                 file_key,
                 format!(
-                    "cannot read {shown}: it does not exist; create it with \
-                     `install -m 0600 -o {me} /dev/null {shown}` and write the secret into it"
+                    "cannot read {shown}: it does not exist; create it with `{}` and write the \
+                     secret into it",
+                    marble_proto::names::shell_command(&[
+                        "install",
+                        "-m",
+                        "0600",
+                        "-o",
+                        &me,
+                        "/dev/null",
+                        &path_str
+                    ])
                 ),
             );
             return;
@@ -211,9 +223,7 @@ pub(super) fn secret_file_problems(
     if mode & 0o077 != 0 {
         bad(
             file_key,
-            format!(
-                "{shown} has mode {mode:04o}, readable by other users; fix with `chmod 600 {shown}`"
-            ),
+            format!("{shown} has mode {mode:04o}, readable by other users; fix with `{chmod}`"),
         );
     }
     if meta.uid() != euid.as_raw() {
@@ -221,14 +231,15 @@ pub(super) fn secret_file_problems(
             file_key,
             format!(
                 "{shown} is owned by {}, not by {me} (the user check-config runs as: run it as \
-                 the daemon's user); fix with `chown {me} {shown}`",
-                user_name(meta.uid())
+                 the daemon's user); fix with `{}`",
+                user_name(meta.uid()),
+                marble_proto::names::shell_command(&["chown", &me, &path_str])
             ),
         );
     } else if let Err(err) = std::fs::File::open(path) {
         bad(
             file_key,
-            format!("cannot read {shown}: {err}; fix with `chmod 600 {shown}`"),
+            format!("cannot read {shown}: {err}; fix with `{chmod}`"),
         );
     }
 }

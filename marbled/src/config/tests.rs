@@ -147,3 +147,13 @@ fn bad_team_override_names_the_vm() {
     let err = parse("[teams.overrides]\n\"host-X\" = \"blue\"\n").expect_err("bad team");
     assert!(err.to_string().contains("teams.overrides.host-X"), "{err}");
 }
+
+#[test]
+fn names_in_the_config_follow_the_shared_rule() {
+    let err = parse("[teams.overrides]\n\"vm;rm -rf ~\" = \"root\"\n").expect_err("bad name");
+    let msg = err.to_string();
+    assert!(msg.contains("teams.overrides.vm;rm -rf ~"), "{msg}");
+    assert!(msg.contains("only letters, digits"), "{msg}");
+    let err = parse("[daemon]\nhost_name = \"mac'01\"\n").expect_err("bad host");
+    assert!(err.to_string().contains("daemon.host_name"), "{err}");
+}

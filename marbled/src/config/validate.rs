@@ -88,6 +88,13 @@ impl Config {
                     .into(),
             );
         }
+        // The host name starts the names of pulled VMs (`<host>-<pure>`) and heartbeat keys.
+        if !self.daemon.host_name.is_empty()
+            && let Some(problem) =
+                marble_proto::names::name_problem("host name", &self.daemon.host_name)
+        {
+            bad("daemon.host_name", problem);
+        }
         for user in &self.daemon.admin_users {
             if user.is_empty() || user.contains(|c: char| c.is_whitespace() || c == ':') {
                 bad("daemon.admin_users", format!("{user:?} is not a user name"));
@@ -126,6 +133,10 @@ impl Config {
             }
         }
         for (vm, team) in &self.teams.overrides {
+            // The same rule as names entering through requests (marble_proto::names).
+            if let Some(problem) = marble_proto::names::name_problem("VM name", vm) {
+                bad(&format!("teams.overrides.{vm}"), problem);
+            }
             if parse_team(team).is_none() {
                 bad(
                     &format!("teams.overrides.{vm}"),

@@ -10,7 +10,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Builder, Credentials, Region, RequestChecksumCalculation,
     ResponseChecksumValidation, StalledStreamProtectionConfig,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use bytes::Bytes;
 use super::ImageError;
 use super::config::{ChecksumMode, ImageStoreConfig};
 use super::creds::{self, ResolvedCredentials, S3cfg};
+use super::s3error::s3_err;
 
 /// One object as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,24 +72,6 @@ pub struct Bucket {
     bucket: String,
     /// Where moved object bytes are added (None: not counted).
     wire: Option<Arc<WireBytes>>,
-}
-
-fn s3_err<E, R>(op: &'static str, key: &str, e: &SdkError<E, R>) -> ImageError
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let mut detail = DisplayErrorContext(e).to_string();
-    if detail.contains("invalid peer certificate") {
-        detail.push_str(
-            " (the endpoint's certificate is not trusted: add the CA that issued it, as PEM, to [images] ca_file)",
-        );
-    }
-    ImageError::S3 {
-        op,
-        key: key.to_string(),
-        detail,
-    }
 }
 
 fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {

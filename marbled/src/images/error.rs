@@ -18,7 +18,9 @@ pub enum ImageError {
     },
     /// The secret file can be read by other users.
     #[error(
-        "secret file {path} has mode {mode:o}: it must not be readable by group or others (chmod 600)"
+        "secret file {} has mode {mode:o}: it must not be readable by group or others (`{}`)",
+        path.display(),
+        marble_proto::names::shell_command(&["chmod", "600", &path.to_string_lossy()])
     )]
     InsecureSecretFile {
         /// The file.
@@ -47,6 +49,27 @@ pub enum ImageError {
         key: String,
         /// Rendered SDK error chain.
         detail: String,
+    },
+    /// The server is in another region than the one requests are signed for.
+    #[error(
+        "s3 {op}: the server expects region {expected:?}, requests are signed for {sent:?}: set images.region = {expected:?} in marbled.toml"
+    )]
+    WrongRegion {
+        /// The S3 operation.
+        op: &'static str,
+        /// The region the request was signed for (`images.region`).
+        sent: String,
+        /// The region the server named.
+        expected: String,
+    },
+    /// The object was replaced after its manifest was written: the server refused the reads
+    /// pinned to the manifest's ETag (`If-Match`, HTTP 412).
+    #[error(
+        "object {key} was replaced after its manifest was written (the server answered 412 to reads pinned to the manifest's ETag); push the image again"
+    )]
+    Replaced {
+        /// The object key.
+        key: String,
     },
     /// No object (or manifest) under that name.
     #[error("image {name} not found in the bucket")]
@@ -103,6 +126,29 @@ pub enum ImageError {
         need: u64,
         /// Bytes available.
         avail: u64,
+    },
+    /// The disk filled up while a pull was writing (ENOSPC or EDQUOT from the OS, after the
+    /// free-space check passed: another writer, or more files than the filesystem has room
+    /// for). The partial download is removed before this is reported.
+    #[error(
+        "disk full: {op} {path}: the pull needs {need} bytes in {dir}; {avail} bytes free now ({files} more files fit); the partial download was removed"
+    )]
+    DiskFull {
+        /// What was being done (`write`, `create` …).
+        op: &'static str,
+        /// The file being written.
+        path: PathBuf,
+        /// The directory the pull writes into.
+        dir: PathBuf,
+        /// Bytes the pull needs there.
+        need: u64,
+        /// Bytes free there after the partial download was removed.
+        avail: u64,
+        /// Files (inodes) that can still be created there.
+        files: u64,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
     /// The manifest could not be parsed or encoded.
     #[error("manifest of {name}")]
@@ -200,12 +246,14 @@ impl crate::chain::WireKind for ImageError {
             | Self::NoCredentials { .. }
             | Self::InsecureSecretFile { .. }
             | Self::S3 { .. }
-            | Self::NoSpace { .. }
+            | Self::WrongRegion { .. }
             | Self::Hypervisor { .. } => ErrorKind::Unavailable,
+            Self::NoSpace { .. } | Self::DiskFull { .. } => ErrorKind::NoSpace,
             Self::UnsafeEntry { .. }
             | Self::Checksum { .. }
             | Self::Corrupt { .. }
             | Self::Manifest { .. }
+            | Self::Replaced { .. }
             | Self::Zip { .. } => ErrorKind::DataError,
             Self::Io { .. } | Self::Task(_) => ErrorKind::Internal,
         }

@@ -16,7 +16,9 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 use super::manifest::{check_link_target, safe_relative};
-use super::pull::{PullReport, check_space, is_integrity, move_into_place, partial_dir};
+use super::pull::{
+    PullReport, check_space, is_integrity, move_into_place, out_of_space, partial_dir,
+};
 use super::{ImageError, ImageStore, Phase, Progress, ProgressSink, sparse};
 
 /// Downloads `key` (size `size`) into `path` with concurrent ranged GETs.
@@ -169,24 +171,65 @@ fn write_file(
 /// Refuses an archive whose central directory holds two entries with one name: which copy a
 /// reader keeps is up to the reader, so the archive does not say what the VM is. The zip
 /// crate indexes entries by name (a duplicate collapses into one), so the check compares the
-/// entry count the end-of-central-directory record declares with the distinct names indexed.
+/// entry count the end-of-central-directory record declares with the distinct names indexed,
+/// then walks the central directory itself to name the entry that repeats.
 fn refuse_duplicates(archive: &Path, indexed: usize, name: &str) -> Result<(), ImageError> {
-    let declared = declared_entries(archive).map_err(ImageError::io("read", archive))?;
+    let declared = central_directory(archive).map_err(ImageError::io("read", archive))?;
     match declared {
-        Some(n) if n != indexed as u64 => Err(ImageError::Corrupt {
-            name: name.to_string(),
-            reason: format!(
-                "the archive declares {n} entries but has {indexed} distinct names: two entries share a name"
-            ),
-        }),
+        Some(cd) if cd.entries != indexed as u64 => {
+            let which = duplicated_name(archive, &cd)
+                .ok()
+                .flatten()
+                .map_or_else(String::new, |n| format!(" ({n:?} appears twice)"));
+            Err(ImageError::Corrupt {
+                name: name.to_string(),
+                reason: format!(
+                    "the archive declares {} entries but has {indexed} distinct names: two entries share a name{which}",
+                    cd.entries
+                ),
+            })
+        }
         _ => Ok(()),
     }
 }
 
-/// The entry count of the end-of-central-directory record (zip64's when the classic field
-/// says 0xFFFF); `None` when no record is found (the zip crate has opened it, so it reports
-/// what is wrong).
-fn declared_entries(archive: &Path) -> std::io::Result<Option<u64>> {
+/// Where the central directory is and how many entries it declares.
+struct CentralDirectory {
+    entries: u64,
+    offset: u64,
+}
+
+/// The first name the central directory at `cd` lists twice; `None` when the records do not
+/// parse where the end record says they are (e.g. data prepended to the archive).
+fn duplicated_name(archive: &Path, cd: &CentralDirectory) -> std::io::Result<Option<String>> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let mut f = BufReader::new(File::open(archive)?);
+    f.seek(SeekFrom::Start(cd.offset))?;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..cd.entries {
+        // Central file header: signature, fixed fields (46 bytes), then name, extra, comment.
+        let mut head = [0u8; 46];
+        f.read_exact(&mut head)?;
+        if &head[..4] != b"PK\x01\x02" {
+            return Ok(None);
+        }
+        let len = |i: usize| usize::from(u16::from_le_bytes([head[i], head[i + 1]]));
+        let mut raw = vec![0u8; len(28)];
+        f.read_exact(&mut raw)?;
+        let skip = i64::try_from(len(30) + len(32)).unwrap_or(i64::MAX);
+        f.seek_relative(skip)?;
+        let entry = String::from_utf8_lossy(&raw).into_owned();
+        if !seen.insert(raw) {
+            return Ok(Some(entry));
+        }
+    }
+    Ok(None)
+}
+
+/// The entry count and offset of the central directory, from the end-of-central-directory
+/// record (zip64's when the classic fields say 0xFFFF / 0xFFFFFFFF); `None` when no record is
+/// found (the zip crate has opened it, so it reports what is wrong).
+fn central_directory(archive: &Path) -> std::io::Result<Option<CentralDirectory>> {
     use std::io::{Seek, SeekFrom};
     /// The record (22 bytes) plus the longest comment.
     const TAIL: u64 = 22 + 65_535;
@@ -200,11 +243,18 @@ fn declared_entries(archive: &Path) -> std::io::Result<Option<u64>> {
         return Ok(None);
     };
     let u16_at = |b: &[u8], i: usize| b.get(i..i + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    let Some(total) = u16_at(&tail, at + 10) else {
+    let u32_at = |b: &[u8], i: usize| {
+        b.get(i..i + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let (Some(total), Some(offset)) = (u16_at(&tail, at + 10), u32_at(&tail, at + 16)) else {
         return Ok(None);
     };
-    if total != 0xFFFF {
-        return Ok(Some(u64::from(total)));
+    if total != 0xFFFF && offset != 0xFFFF_FFFF {
+        return Ok(Some(CentralDirectory {
+            entries: u64::from(total),
+            offset: u64::from(offset),
+        }));
     }
     // Zip64: the locator sits right before the classic record and points at the zip64 one.
     let Some(locator) = at.checked_sub(20).and_then(|l| tail.get(l..at)) else {
@@ -216,14 +266,20 @@ fn declared_entries(archive: &Path) -> std::io::Result<Option<u64>> {
     let mut off = [0u8; 8];
     off.copy_from_slice(&locator[8..16]);
     f.seek(SeekFrom::Start(u64::from_le_bytes(off)))?;
-    let mut record = [0u8; 40];
+    let mut record = [0u8; 56];
     f.read_exact(&mut record)?;
     if &record[..4] != b"PK\x06\x06" {
         return Ok(None);
     }
-    let mut total = [0u8; 8];
-    total.copy_from_slice(&record[32..40]);
-    Ok(Some(u64::from_le_bytes(total)))
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&record[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    Ok(Some(CentralDirectory {
+        entries: u64_at(32),
+        offset: u64_at(48),
+    }))
 }
 
 /// Extracts `archive` into `tree`; returns the bundle directory name found in the archive
@@ -360,7 +416,8 @@ pub(crate) async fn pull_zip(
             elapsed: started.elapsed(),
         })
     }
-    .await;
+    .await
+    .map_err(|e| out_of_space(e, dest_parent, size, &partial));
     if result.is_err() {
         // A zip pull has no resume journal: never leave a half-extracted tree behind.
         if let Err(e) = &result
@@ -371,4 +428,24 @@ pub(crate) async fn pull_zip(
         let _ = std::fs::remove_dir_all(&partial);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a`, `b/c`, `b/c` as Python's zipfile writes them (it warns, then writes both).
+    const DUPLICATE_ZIP: &str = "504b03041400000000001243865db7efdc830100000001000000010000006131504b03041400000000001243865d0dbed51a010000000100000003000000622f6332504b03041400000000001243865d9b8ed26d010000000100000003000000622f6333504b010214031400000000001243865db7efdc83010000000100000001000000000000000000000080010000000061504b010214031400000000001243865d0dbed51a0100000001000000030000000000000000000000800120000000622f63504b010214031400000000001243865d9b8ed26d0100000001000000030000000000000000000000800142000000622f63504b0506000000000300030091000000640000000000";
+
+    #[test]
+    fn the_duplicated_entry_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("dup.zip");
+        std::fs::write(&path, hex::decode(DUPLICATE_ZIP).expect("hex")).expect("write");
+        let err = refuse_duplicates(&path, 2, "img").expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("declares 3 entries but has 2"), "{msg}");
+        assert!(msg.contains("\"b/c\" appears twice"), "{msg}");
+        refuse_duplicates(&path, 3, "img").expect("three distinct names");
+    }
 }

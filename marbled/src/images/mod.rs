@@ -3,8 +3,9 @@
 //! back into place; list, remove, verify. Format and operations: `docs/IMAGES.md`.
 //!
 //! Layout: [`config`] (`[images]` table), [`creds`] (credential sources, s3cfg parser,
-//! redacted secrets), [`client`] (aws-sdk-s3 wrapper), `trust` (its HTTPS client and the
-//! `ca_file` trust roots), [`name`] (image names and keys),
+//! redacted secrets), [`client`] (aws-sdk-s3 wrapper), `s3error` (SDK failures as one line
+//! a person can act on), `trust` (its HTTPS client and the `ca_file` trust roots), [`name`]
+//! (image names and keys),
 //! [`manifest`] (format + path-safety rules), [`sparse`] (extents, hole-preserving writes),
 //! `push`/`pull`/`legacy` (directory-level transfers; `push_journal` makes pushes resume by
 //! content), [`vm`] (push/pull pipelines through the
@@ -33,6 +34,7 @@ mod preflight;
 mod pull;
 mod push;
 mod push_journal;
+mod s3error;
 pub mod sparse;
 mod trust;
 pub mod vm;

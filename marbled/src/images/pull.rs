@@ -86,6 +86,7 @@ pub(crate) fn is_integrity(e: &ImageError) -> bool {
         ImageError::Checksum { .. }
             | ImageError::Corrupt { .. }
             | ImageError::UnsafeEntry { .. }
+            | ImageError::Replaced { .. }
             | ImageError::Manifest { .. }
             | ImageError::Zip { .. }
     )
@@ -100,6 +101,41 @@ pub(crate) fn free_bytes(dir: &Path) -> Result<u64, ImageError> {
     })?;
     #[allow(clippy::useless_conversion)] // field widths differ between Linux and macOS
     Ok(u64::from(s.blocks_available()) * u64::from(s.fragment_size()))
+}
+
+/// When `e` is the OS saying the disk is full (ENOSPC, EDQUOT) while the pull wrote into
+/// `dir`: remove the partial download (a resume would need the same room, and it holds
+/// space others need) and report what is free now and what the pull needs. Other errors
+/// pass unchanged.
+pub(crate) fn out_of_space(e: ImageError, dir: &Path, need: u64, partial: &Path) -> ImageError {
+    let ImageError::Io { op, path, source } = e else {
+        return e;
+    };
+    let full = matches!(
+        source.raw_os_error(),
+        Some(code) if code == libc::ENOSPC || code == libc::EDQUOT
+    );
+    if !full {
+        return ImageError::Io { op, path, source };
+    }
+    let _ = std::fs::remove_dir_all(partial);
+    let (avail, files) = nix::sys::statvfs::statvfs(dir).map_or((0, 0), |s| {
+        #[allow(clippy::useless_conversion)] // field widths differ between Linux and macOS
+        (
+            u64::from(s.blocks_available()) * u64::from(s.fragment_size()),
+            u64::from(s.files_available()),
+        )
+    });
+    tracing::warn!(dir = %dir.display(), need, avail, files, "disk full during a pull; partial download removed");
+    ImageError::DiskFull {
+        op,
+        path,
+        dir: dir.to_path_buf(),
+        need,
+        avail,
+        files,
+        source,
+    }
 }
 
 /// Fails unless `need` bytes (plus a 256 MiB margin for the rest of the system) are free.
@@ -362,7 +398,8 @@ pub(crate) async fn pull_marble(
             elapsed: started.elapsed(),
         })
     }
-    .await;
+    .await
+    .map_err(|e| out_of_space(e, dest_parent, remaining, &paths.partial));
     if let Err(e) = &result
         && is_integrity(e)
     {

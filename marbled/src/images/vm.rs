@@ -345,9 +345,9 @@ pub async fn push_vm(
         (Err(e), Ok(report)) => Err(ImageError::Vm {
             vm: clone.clone(),
             reason: format!(
-                "image {} is stored, but its push clone could not be deleted ({e}); delete it with: prlctl delete {}",
+                "image {} is stored, but its push clone could not be deleted ({e}); delete it with: {}",
                 report.image,
-                guest_cmd::quote(&clone)
+                marble_proto::names::shell_command(&["prlctl", "delete", &clone])
             ),
         }),
     }
@@ -540,8 +540,17 @@ async fn configure_pulled(
 /// What the operator must do for a pulled VM: LANDB registration (name, MAC) and first boot.
 fn operator_steps(vm_name: &str, mac: Option<&str>) -> String {
     let mac_s = mac.unwrap_or("(unknown: check `prlctl list -i`)");
+    let set_name = marble_proto::names::shell_command(&[
+        "prlctl",
+        "exec",
+        vm_name,
+        "scutil",
+        "--set",
+        "ComputerName",
+        vm_name,
+    ]);
     format!(
-        "register in LANDB: device {vm_name}, MAC {mac_s}, no IPv6; then log in once in the GUI so Parallels Tools reinstall, restart, and set the guest name with `prlctl exec {vm_name} scutil --set ComputerName {vm_name}` (and HostName)"
+        "register in LANDB: device {vm_name}, MAC {mac_s}, no IPv6; then log in once in the GUI so Parallels Tools reinstall, restart, and set the guest name with `{set_name}` (and HostName)"
     )
 }
 

@@ -83,21 +83,7 @@ impl HostFacts {
 /// Jenkins node names and LANDB, so only `[A-Za-z0-9._-]` is allowed (no shell
 /// metacharacters, no spaces), not starting with `-` or `.`, at most 63 characters.
 pub fn name_problem(name: &str) -> Option<String> {
-    if name.is_empty() || name.len() > 63 {
-        return Some(format!("VM name {name:?} must be 1 to 63 characters"));
-    }
-    if name.starts_with(['-', '.']) {
-        return Some(format!("VM name {name:?} must not start with '-' or '.'"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Some(format!(
-            "VM name {name:?} contains {c:?}; only letters, digits, '.', '_' and '-' are allowed"
-        ));
-    }
-    None
+    marble_proto::names::name_problem("VM name", name)
 }
 
 fn invalid(message: String) -> WireError {
@@ -274,7 +260,9 @@ pub fn manual_steps(
     bundle: Option<&str>,
     mac: Option<&str>,
 ) -> Vec<String> {
-    let n = &plan.name;
+    let n = plan.name.as_str();
+    // Every command shown is quoted for a shell (the name may come from anywhere).
+    let cmd = marble_proto::names::shell_command;
     let mac = mac.unwrap_or("(see `prlctl list -i` → net0 mac)");
     let log = bundle.map_or_else(
         || "the bundle's parallels.log".to_owned(),
@@ -286,15 +274,15 @@ pub fn manual_steps(
     };
     vec![
         format!("Register the VM in LANDB: device {n}, MAC {mac}, no IPv6; wait until the name resolves."),
-        format!("Pause the cycle while you work: `marblectl pause --reason \"setting up {n}\"` (the VM stays locked against scheduler starts until you unlock it)."),
-        format!("First boot installs macOS from the IPSW: `prlctl start {n}`, open it from Parallels Control Center (it starts headless), wait for \"Installation succeeded\" in {log}."),
+        format!("Pause the cycle while you work: `{}` (the VM stays locked against scheduler starts until you unlock it).", cmd(&["marblectl", "pause", "--reason", &format!("setting up {n}")])),
+        format!("First boot installs macOS from the IPSW: `{}`, open it from Parallels Control Center (it starts headless), wait for \"Installation succeeded\" in {log}.", cmd(&["prlctl", "start", n])),
         format!("Setup Assistant: English, Switzerland, create the account {ci_user}, no Apple ID, no Location Services, no analytics, no Siri, time zone Geneva."),
         format!("System Settings: automatic login as {ci_user}; Lock Screen: never start the screen saver, never turn the display off, never require a password."),
         "System Settings > General > Sharing: Remote Login on (SSH); update macOS before installing Xcode.".to_owned(),
-        format!("Parallels Tools: `prlctl installtools {n}`, accept the installer in the guest, restart; `prlctl exec {n} /usr/bin/true` must then exit 0."),
-        format!("Guest host name: `prlctl exec {n} scutil --set ComputerName {n}`, then the same with HostName and LocalHostName."),
-        format!("Provision: `marblectl vm provision {n} --profile docs/profiles/{profile}.toml` (safe to re-run; completed steps are skipped)."),
-        format!("When done: `marblectl unlock {n}` and `marblectl resume`."),
+        format!("Parallels Tools: `{}`, accept the installer in the guest, restart; `{}` must then exit 0.", cmd(&["prlctl", "installtools", n]), cmd(&["prlctl", "exec", n, "/usr/bin/true"])),
+        format!("Guest host name: `{}`, then the same with HostName and LocalHostName.", cmd(&["prlctl", "exec", n, "scutil", "--set", "ComputerName", n])),
+        format!("Provision: `{}` (safe to re-run; completed steps are skipped).", cmd(&["marblectl", "vm", "provision", n, "--profile", &format!("docs/profiles/{profile}.toml")])),
+        format!("When done: `{}` and `marblectl resume`.", cmd(&["marblectl", "unlock", n])),
     ]
 }
 
@@ -318,9 +306,22 @@ pub async fn run(
 ) -> CreateOutcome {
     let name = plan.name.as_str();
     let ipsw = plan.ipsw.to_string_lossy().into_owned();
-    let mut commands = vec![format!(
-        "create {name} -o macos --no-hdd --restore-image {ipsw}"
-    )];
+    // Shown to the operator after `prlctl `: quoted so each line pastes as the argv run.
+    let quoted = |args: &[&str]| marble_proto::names::shell_command(args);
+    let set_line = |args: &[String]| {
+        let mut words = vec!["set", name];
+        words.extend(args.iter().map(String::as_str));
+        quoted(&words)
+    };
+    let mut commands = vec![quoted(&[
+        "create",
+        name,
+        "-o",
+        "macos",
+        "--no-hdd",
+        "--restore-image",
+        &ipsw,
+    ])];
     tracing::info!(vm = name, ipsw = %ipsw, "creating VM");
     if let Err(e) = hv.create_macos(name, &ipsw, create_timeout).await {
         return CreateOutcome {
@@ -329,7 +330,7 @@ pub async fn run(
         };
     }
     for args in settings(&plan) {
-        commands.push(format!("set {name} {}", args.join(" ")));
+        commands.push(set_line(&args));
         if let Err(e) = hv.set(name, &args).await {
             return CreateOutcome {
                 result: Err(delete_half_configured(&*hv, name, &args, &e).await),
@@ -339,7 +340,7 @@ pub async fn run(
     }
     let mut refused = Vec::new();
     for args in sharing_off() {
-        let line = format!("set {name} {}", args.join(" "));
+        let line = set_line(&args);
         match hv.set(name, &args).await {
             Ok(()) => commands.push(line),
             Err(e) => refused.push(crate::chain::ErrorChain(&e).to_string()),
@@ -384,9 +385,11 @@ async fn delete_half_configured(
     e: &crate::hypervisor::PrlctlError,
 ) -> WireError {
     let mut err = crate::chain::to_wire(ErrorKind::Unavailable, e);
+    let mut set = vec!["prlctl", "set", name];
+    set.extend(args.iter().map(String::as_str));
     err.message = format!(
-        "configuring new VM {name} failed at `prlctl set {name} {}`: {}",
-        args.join(" "),
+        "configuring new VM {name} failed at `{}`: {}",
+        marble_proto::names::shell_command(&set),
         err.message
     );
     match hv.delete(name).await {
@@ -394,8 +397,9 @@ async fn delete_half_configured(
             .chain
             .push(format!("the half-configured VM {name} was deleted")),
         Err(d) => err.chain.push(format!(
-            "deleting the half-configured VM {name} also failed ({}); delete it by hand: prlctl delete {name}",
-            crate::chain::ErrorChain(&d)
+            "deleting the half-configured VM {name} also failed ({}); delete it by hand: {}",
+            crate::chain::ErrorChain(&d),
+            marble_proto::names::shell_command(&["prlctl", "delete", name])
         )),
     }
     tracing::warn!(vm = name, error = %err, "vm create failed");

@@ -54,8 +54,9 @@ impl World {
         }
         if let Some(holder) = self.occupying_names().first() {
             let msg = format!(
-                "{}; stop it first (`marblectl vm stop {holder}`)",
-                self.busy_message(holder)
+                "{}; stop it first (`{}`)",
+                self.busy_message(holder),
+                marble_proto::names::shell_command(&["marblectl", "vm", "stop", holder])
             );
             reply_err(req, ErrorKind::Busy, msg, fx);
             return;
