@@ -226,6 +226,12 @@ pub enum Request {
     /// (its token loaded) and why not, and the registered runners that are offline and not
     /// counted as free capacity. Answer: `Response::Ci`. Since 1.4. Read-only.
     CiStatus,
+    /// `marblectl migrate check`: what on this host is still in the state the seed scripts
+    /// left (a running cycler and its nohup log, `chflags uchg` bundles, VMs running that
+    /// MARBLE did not start, runner registrations MARBLE does not own, the seed's PAT files
+    /// and launch daemons in running guests, group- or world-readable secrets), one line per
+    /// check, checked as the VM owner. Answer: `Response::HostReport`. Since 1.6. Read-only.
+    MigrateCheck,
 }
 
 impl Request {
@@ -254,6 +260,7 @@ impl Request {
             Request::CreateVm { .. } | Request::ProvisionVm { .. } | Request::HostCheck => 2,
             Request::FleetList | Request::Metrics => 3,
             Request::CiStatus => 4,
+            Request::MigrateCheck => 6,
         }
     }
 
@@ -270,7 +277,8 @@ impl Request {
             | Request::HostCheck
             | Request::FleetList
             | Request::Metrics
-            | Request::CiStatus => false,
+            | Request::CiStatus
+            | Request::MigrateCheck => false,
             Request::StartVm { .. }
             | Request::StopVm { .. }
             | Request::RequestSlot { .. }
@@ -314,6 +322,7 @@ impl Request {
             Request::FleetList => "fleet_list",
             Request::Metrics => "metrics",
             Request::CiStatus => "ci_status",
+            Request::MigrateCheck => "migrate_check",
         }
     }
 }
@@ -356,6 +365,7 @@ impl Request {
             | Request::FleetList
             | Request::Metrics
             | Request::CiStatus
+            | Request::MigrateCheck
             | Request::Unlock {
                 target: UnlockTarget::All,
             } => Vec::new(),

@@ -143,6 +143,7 @@ impl Sampled for Request {
             Request::FleetList => "FleetList",
             Request::Metrics => "Metrics",
             Request::CiStatus => "CiStatus",
+            Request::MigrateCheck => "MigrateCheck",
         }
     }
     fn samples() -> Vec<Self> {
@@ -222,6 +223,7 @@ impl Sampled for Request {
             Request::FleetList,
             Request::Metrics,
             Request::CiStatus,
+            Request::MigrateCheck,
         ]
     }
 }

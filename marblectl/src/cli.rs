@@ -77,6 +77,9 @@ pub enum Command {
     /// this host's marblectl through its daemon). Stale hosts are marked with their age.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Moving a host off the seed scripts (docs/MIGRATION.md).
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// The daemon's metrics in Prometheus text format (the node_exporter textfile's
     /// content).
     Metrics,
@@ -141,6 +144,18 @@ pub struct ProvisionArgs {
 pub enum FleetCommand {
     /// List the hosts: version, policy, last heartbeat, free disk, running VM, every VM.
     Ls,
+}
+
+/// `migrate …` commands.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Report what on this host is still in the seed scripts' state: a running
+    /// vm_cycler.sh and its nohup log, `chflags uchg` bundles, VMs running that marbled did
+    /// not start, GitHub runner registrations marbled does not own, the seed's PAT files,
+    /// launch daemons and shared key in running guests, secret files readable by others.
+    /// Checked by marbled as the VM owner. One PASS/WARN/FAIL/SKIP line each with the fix;
+    /// exits 1 if anything is left (FAIL), 0 when the host is clean.
+    Check,
 }
 
 /// `host …` commands.

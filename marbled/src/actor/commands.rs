@@ -195,6 +195,7 @@ impl Supervisor {
             | Request::CreateVm { .. }
             | Request::ProvisionVm { .. }
             | Request::HostCheck
+            | Request::MigrateCheck
             | Request::FleetList
             | Request::Metrics
             | Request::CiStatus => {
