@@ -191,7 +191,34 @@ fn migrate_check_lists_each_seed_leftover_and_passes_once_the_runbook_ran() {
     for vm in [ROOT1, SPI1, SPI2] {
         env.host.set_locked(vm, false).expect("chflags nouchg");
     }
-    for vm in [ROOT1, ROOT2] {
+    // Step 3 on the running guest: the shipped cleanup profile, through the daemon.
+    let profile = repo_root().join("docs/profiles/seed-cleanup.toml");
+    let clean = ctl(
+        &daemon.socket,
+        &[
+            "vm",
+            "provision",
+            ROOT2,
+            "--profile",
+            profile.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(
+        clean.code, 0,
+        "seed-cleanup.toml runs in the guest: {clean}"
+    );
+    for f in [
+        "/Users/sftnight/.PAT",
+        "/Library/LaunchDaemons/start.actions.runner.plist",
+    ] {
+        assert!(
+            !env.host.guest_path(ROOT2, f).expect("guest path").exists(),
+            "{f} still in {ROOT2}"
+        );
+    }
+    // The stopped guests get the same profile one by one on a real host; here their files
+    // are removed directly to keep the test short.
+    for vm in [ROOT1] {
         for f in [
             "/Users/sftnight/.PAT",
             "/Library/LaunchDaemons/start.actions.runner.plist",
