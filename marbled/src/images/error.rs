@@ -18,13 +18,25 @@ pub enum ImageError {
     },
     /// The secret file can be read by other users.
     #[error(
-        "secret file {path} has mode {mode:o}: it must not be readable by group or others (chmod 600)"
+        "secret file {path} has mode {mode:o}: it must not be readable by group or others (chmod 600 {path})"
     )]
     InsecureSecretFile {
         /// The file.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// A file with keys belongs to another user.
+    #[error(
+        "secret file {path} is owned by uid {owner}, not by the service user (uid {uid}): sudo chown {uid} {path} && chmod 600 {path}"
+    )]
+    ForeignSecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The service user.
+        uid: u32,
     },
     /// A local file operation failed.
     #[error("{op} {path}")]
@@ -199,6 +211,7 @@ impl crate::chain::WireKind for ImageError {
             Self::Config(_)
             | Self::NoCredentials { .. }
             | Self::InsecureSecretFile { .. }
+            | Self::ForeignSecretFile { .. }
             | Self::S3 { .. }
             | Self::NoSpace { .. }
             | Self::Hypervisor { .. } => ErrorKind::Unavailable,
