@@ -192,8 +192,9 @@ pub enum ImageCommand {
     Pull(ImagePullArgs),
     /// List images in the bucket.
     Ls(ImageLsArgs),
-    /// Delete an image from the bucket.
-    Rm(ImageNameArg),
+    /// Delete an image from the bucket (for every host). Asks for confirmation when stdin is
+    /// a terminal; elsewhere (scripts, ssh without a tty) it needs --yes and exits 64 without.
+    Rm(ImageRmArgs),
     /// Re-download an image and check every chunk against its manifest.
     Verify(ImageVerifyArgs),
     /// Running and recently finished transfers.
@@ -234,11 +235,14 @@ pub struct ImageLsArgs {
     pub team: Option<String>,
 }
 
-/// An image name.
+/// `image rm`.
 #[derive(Debug, Args)]
-pub struct ImageNameArg {
+pub struct ImageRmArgs {
     /// Image name.
     pub name: String,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 /// `image verify`.
