@@ -407,6 +407,7 @@ impl Request {
 
 /// What a lock applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LockTarget {
     /// One VM.
     Vm(String),
@@ -416,6 +417,7 @@ pub enum LockTarget {
 
 /// What an unlock applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UnlockTarget {
     /// One VM.
     Vm(String),
@@ -425,6 +427,7 @@ pub enum UnlockTarget {
 
 /// Successful terminal replies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Response {
     /// Answer to `Status`. Since 1.0.
     Status(StatusReport),
@@ -478,12 +481,16 @@ pub enum Response {
 
 /// A VM's team, derived from its name by configurable patterns or set per VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Team {
     /// ROOT: GitHub Actions ephemeral runners.
+    #[serde(alias = "Root")]
     Root,
     /// SPI: Jenkins nodes.
+    #[serde(alias = "Spi")]
     Spi,
     /// Matches no pattern; never cycled or granted.
+    #[serde(alias = "Unassigned")]
     Unassigned,
 }
 
@@ -500,6 +507,7 @@ impl Team {
 
 /// Power state as Parallels reports it (`prlctl list` state words).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PowerState {
     /// `stopped`.
     Stopped,
@@ -569,6 +577,7 @@ impl PowerState {
 
 /// Whether a CI job is running inside a VM, as last probed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BusyState {
     /// Never probed (for example the VM is not running).
     NotProbed,
@@ -880,6 +889,7 @@ pub struct ProvisionResult {
 
 /// Result of one host check. Since 1.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     /// Fine.
     Pass,
@@ -1010,6 +1020,7 @@ pub struct CiReport {
 
 /// Stable error categories. Append only; clients map them to exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request is malformed or its arguments invalid.
     InvalidRequest,
@@ -1072,6 +1083,7 @@ impl std::error::Error for WireError {}
 
 /// Streamed lifecycle events (`marblectl events --follow`) and progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     /// A VM's power state changed. Since 1.0.
     VmPower {

@@ -114,7 +114,7 @@ fn stored_bytes(s3: &LocalS3, image: &str) -> u64 {
 fn transfers(socket: &Path) -> Vec<serde_json::Value> {
     let out = ok(socket, &["--json", "image", "transfers"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    v["Transfers"].as_array().cloned().unwrap_or_default()
+    v["transfers"].as_array().cloned().unwrap_or_default()
 }
 
 /// A pull submitted right after a push finished must not see the push's deleted clone as

@@ -240,7 +240,7 @@ fn migrate_check_lists_each_seed_leftover_and_passes_once_the_runbook_ran() {
         .expect("chmod 600");
     let stop = ctl(&daemon.socket, &["vm", "stop", ROOT2]);
     assert_eq!(stop.code, 0, "the idle VM the cycler left stops: {stop}");
-    wait_power(&daemon, ROOT2, "Stopped");
+    wait_power(&daemon, ROOT2, "stopped");
     let start = ctl(&daemon.socket, &["vm", "start", ROOT2]);
     assert_eq!(start.code, 0, "marbled starts it: {start}");
 
