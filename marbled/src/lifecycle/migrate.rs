@@ -257,7 +257,7 @@ async fn guests(hv: &dyn Hypervisor, vms: &[VmInfo]) -> Vec<CheckResult> {
                     leftover(
                         &name,
                         format!("seed files in the guest: {}", found.join(", ")),
-                        "sudo launchctl bootout system/start.actions.runner; remove the files (docs/MIGRATION.md step 3), then rotate the PAT",
+                        "marblectl vm provision VM --profile docs/profiles/seed-cleanup.toml (docs/MIGRATION.md step 4), then rotate the PAT",
                     )
                 });
             }
