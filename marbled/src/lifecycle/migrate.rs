@@ -211,8 +211,8 @@ fn runners(seen: Option<&(Vec<OfflineRunner>, u64)>) -> CheckResult {
         return CheckResult::new(
             "runners",
             CheckStatus::Warn,
-            "GitHub not polled yet".into(),
-            "run again after the first demand poll (marblectl status shows it)",
+            "GitHub not polled yet (the poll needs a [demand] section)".into(),
+            "configure [demand], then run again after its first poll (marblectl status shows it)",
         );
     }
     let foreign: Vec<String> = runners
