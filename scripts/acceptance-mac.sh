@@ -142,7 +142,7 @@ cleanup() {
       dir)
         case "$args" in /tmp/mbacc*) rm -rf "$args" ;; esac ;;
       s3)
-        echo "acceptance-mac: cleanup: S3 image $args may remain: marblectl image rm $args" >&2 ;;
+        echo "acceptance-mac: cleanup: S3 image $args may remain: marblectl image rm --yes $args" >&2 ;;
     esac
   done < "$log"
 }

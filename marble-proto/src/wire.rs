@@ -226,6 +226,12 @@ pub enum Request {
     /// (its token loaded) and why not, and the registered runners that are offline and not
     /// counted as free capacity. Answer: `Response::Ci`. Since 1.4. Read-only.
     CiStatus,
+    /// `marblectl migrate check`: what on this host is still in the state the seed scripts
+    /// left (a running cycler and its nohup log, `chflags uchg` bundles, VMs running that
+    /// MARBLE did not start, runner registrations MARBLE does not own, the seed's PAT files
+    /// and launch daemons in running guests, group- or world-readable secrets), one line per
+    /// check, checked as the VM owner. Answer: `Response::HostReport`. Since 1.6. Read-only.
+    MigrateCheck,
 }
 
 impl Request {
@@ -254,6 +260,7 @@ impl Request {
             Request::CreateVm { .. } | Request::ProvisionVm { .. } | Request::HostCheck => 2,
             Request::FleetList | Request::Metrics => 3,
             Request::CiStatus => 4,
+            Request::MigrateCheck => 6,
         }
     }
 
@@ -270,7 +277,8 @@ impl Request {
             | Request::HostCheck
             | Request::FleetList
             | Request::Metrics
-            | Request::CiStatus => false,
+            | Request::CiStatus
+            | Request::MigrateCheck => false,
             Request::StartVm { .. }
             | Request::StopVm { .. }
             | Request::RequestSlot { .. }
@@ -314,6 +322,7 @@ impl Request {
             Request::FleetList => "fleet_list",
             Request::Metrics => "metrics",
             Request::CiStatus => "ci_status",
+            Request::MigrateCheck => "migrate_check",
         }
     }
 }
@@ -381,6 +390,7 @@ impl Request {
             | Request::FleetList
             | Request::Metrics
             | Request::CiStatus
+            | Request::MigrateCheck
             | Request::Unlock {
                 target: UnlockTarget::All,
             } => Vec::new(),
@@ -422,6 +432,7 @@ impl Request {
 
 /// What a lock applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LockTarget {
     /// One VM.
     Vm(String),
@@ -431,6 +442,7 @@ pub enum LockTarget {
 
 /// What an unlock applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UnlockTarget {
     /// One VM.
     Vm(String),
@@ -440,6 +452,7 @@ pub enum UnlockTarget {
 
 /// Successful terminal replies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Response {
     /// Answer to `Status`. Since 1.0.
     Status(StatusReport),
@@ -493,12 +506,16 @@ pub enum Response {
 
 /// A VM's team, derived from its name by configurable patterns or set per VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Team {
     /// ROOT: GitHub Actions ephemeral runners.
+    #[serde(alias = "Root")]
     Root,
     /// SPI: Jenkins nodes.
+    #[serde(alias = "Spi")]
     Spi,
     /// Matches no pattern; never cycled or granted.
+    #[serde(alias = "Unassigned")]
     Unassigned,
 }
 
@@ -515,6 +532,7 @@ impl Team {
 
 /// Power state as Parallels reports it (`prlctl list` state words).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PowerState {
     /// `stopped`.
     Stopped,
@@ -584,6 +602,7 @@ impl PowerState {
 
 /// Whether a CI job is running inside a VM, as last probed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BusyState {
     /// Never probed (for example the VM is not running).
     NotProbed,
@@ -895,6 +914,7 @@ pub struct ProvisionResult {
 
 /// Result of one host check. Since 1.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     /// Fine.
     Pass,
@@ -1025,6 +1045,7 @@ pub struct CiReport {
 
 /// Stable error categories. Append only; clients map them to exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request is malformed or its arguments invalid.
     InvalidRequest,
@@ -1131,6 +1152,7 @@ impl std::error::Error for WireError {}
 
 /// Streamed lifecycle events (`marblectl events --follow`) and progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     /// A VM's power state changed. Since 1.0.
     VmPower {

@@ -143,6 +143,7 @@ impl Sampled for Request {
             Request::FleetList => "FleetList",
             Request::Metrics => "Metrics",
             Request::CiStatus => "CiStatus",
+            Request::MigrateCheck => "MigrateCheck",
         }
     }
     fn samples() -> Vec<Self> {
@@ -222,6 +223,7 @@ impl Sampled for Request {
             Request::FleetList,
             Request::Metrics,
             Request::CiStatus,
+            Request::MigrateCheck,
         ]
     }
 }
@@ -989,9 +991,14 @@ fn serde_variants<T: DeserializeOwned>() -> Vec<String> {
 
 #[track_caller]
 fn assert_covers<T: Sampled>() {
-    let declared = serde_variants::<T>();
+    // serde's names are the JSON names (snake_case for the enums marblectl renders), the
+    // samples' are the Rust names: compare both in snake_case.
+    // A `#[serde(alias)]` (Team's pre-rename names, for old state files) is listed next to
+    // its variant: the same name once snake_cased, so dedup keeps one per variant.
+    let mut declared: Vec<String> = serde_variants::<T>().iter().map(|n| snake(n)).collect();
+    declared.dedup();
     let samples = T::samples();
-    let sampled: Vec<&str> = samples.iter().map(Sampled::variant).collect();
+    let sampled: Vec<String> = samples.iter().map(|s| snake(s.variant())).collect();
     assert_eq!(
         sampled,
         declared,
@@ -1104,4 +1111,67 @@ fn request_docs_state_their_minor() {
             "Request::{name}: doc must say {want:?} (found {doc:?})"
         );
     }
+}
+
+/// What `marblectl --json` prints is these types through serde_json: every enum value and
+/// every object key is lower-case snake_case (issue 14 §4), for every sample of every type a
+/// client renders. Team also reads the names state files written before the rename hold.
+#[test]
+fn json_keys_and_enum_values_are_snake_case() {
+    fn walk(v: &serde_json::Value, at: &str, bad: &mut Vec<String>) {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if !ok(k) {
+                        bad.push(format!("{at}: key {k:?}"));
+                    }
+                    walk(v, &format!("{at}.{k}"), bad);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{at}[{i}]"), bad);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn check<T: Sampled>(bad: &mut Vec<String>) {
+        for sample in T::samples() {
+            let v = serde_json::to_value(&sample).expect("serialises");
+            let at = format!("{}::{}", T::PREFIX, sample.variant());
+            // A unit variant is a bare string: the enum value itself.
+            if let serde_json::Value::String(s) = &v
+                && s != &snake(sample.variant())
+            {
+                bad.push(format!("{at}: value {s:?}"));
+            }
+            walk(&v, &at, bad);
+        }
+    }
+    let mut bad = Vec::new();
+    check::<Response>(&mut bad);
+    check::<Event>(&mut bad);
+    check::<ErrorKind>(&mut bad);
+    check::<PowerState>(&mut bad);
+    check::<BusyState>(&mut bad);
+    check::<Team>(&mut bad);
+    check::<LockTarget>(&mut bad);
+    check::<UnlockTarget>(&mut bad);
+    check::<CheckStatus>(&mut bad);
+    assert!(
+        bad.is_empty(),
+        "not snake_case in JSON:\n{}",
+        bad.join("\n")
+    );
+    assert_eq!(
+        serde_json::from_str::<Team>("\"Root\"").expect("old state files"),
+        Team::Root
+    );
+    assert_eq!(serde_json::to_string(&Team::Spi).expect("json"), "\"spi\"");
 }

@@ -315,9 +315,9 @@ fn unknown_variant_index_is_a_decode_error() {
     })
     .expect("encodes");
     assert_eq!(known, [1, 0]);
-    // 24 is the first index past `CiStatus` (the last request, 1.4); 200 and 250 are far
+    // 25 is the first index past `MigrateCheck` (the last request, 1.6); 200 and 250 are far
     // out; 251 starts a u16 varint.
-    for variant in [24u8, 200, 250] {
+    for variant in [25u8, 200, 250] {
         assert_decode_error::<ClientFrame>(&[1, variant]);
     }
     assert_decode_error::<ClientFrame>(&[1, 251, 0xFF, 0xFF]);

@@ -197,6 +197,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::FleetList),
         Just(Request::Metrics),
         Just(Request::CiStatus),
+        Just(Request::MigrateCheck),
     ]
 }
 

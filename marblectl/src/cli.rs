@@ -77,6 +77,9 @@ pub enum Command {
     /// this host's marblectl through its daemon). Stale hosts are marked with their age.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Moving a host off the seed scripts (docs/MIGRATION.md).
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// The daemon's metrics in Prometheus text format (the node_exporter textfile's
     /// content).
     Metrics,
@@ -216,6 +219,18 @@ pub enum FleetCommand {
     Ls,
 }
 
+/// `migrate …` commands.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Report what on this host is still in the seed scripts' state: a running
+    /// vm_cycler.sh and its nohup log, `chflags uchg` bundles, VMs running that marbled did
+    /// not start, GitHub runner registrations marbled does not own, the seed's PAT files,
+    /// launch daemons and shared key in running guests, secret files readable by others.
+    /// Checked by marbled as the VM owner. One PASS/WARN/FAIL/SKIP line each with the fix;
+    /// exits 1 if anything is left (FAIL), 0 when the host is clean.
+    Check,
+}
+
 /// `host …` commands.
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
@@ -250,8 +265,9 @@ pub enum ImageCommand {
     Pull(ImagePullArgs),
     /// List images in the bucket.
     Ls(ImageLsArgs),
-    /// Delete an image from the bucket.
-    Rm(ImageNameArg),
+    /// Delete an image from the bucket (for every host). Asks for confirmation when stdin is
+    /// a terminal; elsewhere (scripts, ssh without a tty) it needs --yes and exits 64 without.
+    Rm(ImageRmArgs),
     /// Re-download an image and check every chunk against its manifest.
     Verify(ImageVerifyArgs),
     /// Running and recently finished transfers.
@@ -292,11 +308,14 @@ pub struct ImageLsArgs {
     pub team: Option<String>,
 }
 
-/// An image name.
+/// `image rm`.
 #[derive(Debug, Args)]
-pub struct ImageNameArg {
+pub struct ImageRmArgs {
     /// Image name.
     pub name: String,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 /// `image verify`.

@@ -95,6 +95,7 @@ pub async fn run(cli: Cli) -> Result<Exit, ClientError> {
         Command::Image(image) => cmd::image::run(&ctx, image).await,
         Command::Host(host) => cmd::host::run(&ctx, host).await,
         Command::Fleet(fleet) => cmd::fleet::run(&ctx, fleet).await,
+        Command::Migrate(migrate) => cmd::migrate::run(&ctx, migrate).await,
         Command::Metrics => cmd::fleet::metrics(&ctx).await,
         Command::Completions(args) => {
             let mut buf = Vec::new();

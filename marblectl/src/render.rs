@@ -161,10 +161,18 @@ pub fn status(report: &StatusReport) -> String {
     if !report.decisions.is_empty() {
         let _ = writeln!(out, "\nrecent decisions (newest last):");
         for d in &report.decisions {
-            let _ = writeln!(out, "  {}  {}", when(d.at_ms), d.text);
+            let _ = writeln!(out, "  {}  {}", when(d.at_ms), decision(d));
         }
     }
     out
+}
+
+/// A decision, led by the VM it is about (`VM: text`), else `decision: text`.
+pub fn decision(d: &marble_proto::Decision) -> String {
+    match &d.vm {
+        Some(vm) => format!("{vm}: {}", d.text),
+        None => format!("decision: {}", d.text),
+    }
 }
 
 /// The `CiStatus` answer under `status` (empty when no CI system is configured and no
@@ -251,7 +259,7 @@ pub fn event(e: &Event) -> String {
             )
         }
         Event::VmBusy { at_ms, vm, busy: b } => format!("{}  {vm}: {}", when(*at_ms), busy(b)),
-        Event::Decision(d) => format!("{}  decision: {}", when(d.at_ms), d.text),
+        Event::Decision(d) => format!("{}  {}", when(d.at_ms), decision(d)),
         Event::OperationStarted {
             at_ms,
             vm,
@@ -332,5 +340,62 @@ mod tests {
             polled_ms: 0,
         };
         assert_eq!(ci(&empty), "");
+    }
+}
+
+#[cfg(test)]
+mod json_doc_tests {
+    //! The JSON examples of docs/OPERATIONS.md ("JSON output") are real: each parses into
+    //! its wire type and renders back to the same value.
+
+    use marble_proto::{Decision, Event, VmInfo};
+
+    fn doc_block(tag: &str) -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/OPERATIONS.md");
+        let text = std::fs::read_to_string(path).expect("docs/OPERATIONS.md");
+        let start = text
+            .find(&format!("```json {tag}\n"))
+            .unwrap_or_else(|| panic!("no ```json {tag} block"));
+        let body = &text[start..];
+        let body = &body[body.find('\n').expect("fence line") + 1..];
+        body[..body.find("```").expect("closing fence")].to_owned()
+    }
+
+    #[test]
+    fn documented_vm_object_is_a_vm_info() {
+        let block = doc_block("vm");
+        let vm: VmInfo = serde_json::from_str(&block).expect("the documented VM parses");
+        let back = serde_json::to_value(&vm).expect("renders");
+        let doc: serde_json::Value = serde_json::from_str(&block).expect("json");
+        assert_eq!(back, doc, "documented VM object matches the rendering");
+    }
+
+    #[test]
+    fn documented_event_lines_are_events_one_per_line() {
+        for line in doc_block("events").lines() {
+            let event: Event = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("documented event {line:?}: {e}"));
+            let back = serde_json::to_value(&event).expect("renders");
+            let doc: serde_json::Value = serde_json::from_str(line).expect("json");
+            assert_eq!(back, doc, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_decision_line_leads_with_its_vm() {
+        let d = Decision {
+            at_ms: 0,
+            vm: Some("macphsft01-SPI-VM-macOS-14".into()),
+            text: "slot granted".into(),
+        };
+        assert_eq!(
+            super::decision(&d),
+            "macphsft01-SPI-VM-macOS-14: slot granted"
+        );
+        let e = super::event(&Event::Decision(d));
+        assert!(
+            e.ends_with("macphsft01-SPI-VM-macOS-14: slot granted"),
+            "{e}"
+        );
     }
 }

@@ -300,6 +300,16 @@ impl Handler {
                 answer(conn, id, kind, reply).await
             }
             Request::WatchEvents => self.watch(conn, id).await,
+            // A slot's holder shows up in decisions and refusals ("granted to …"): as
+            // "user root (uid 0)", which cannot be read as team ROOT. Other requests
+            // attribute by the bare user name (locks, drain: the JSON `by` fields).
+            other @ Request::RequestSlot { .. } => {
+                let holder = format!("user {} (uid {})", peer.user, peer.uid);
+                match self.handle.submit(&holder, other).await {
+                    Ok(submitted) => self.wait(conn, id, kind, submitted).await,
+                    Err(err) => send(conn, id, Reply::Err(err)).await,
+                }
+            }
             other => match self.handle.submit(&peer.user, other).await {
                 Ok(submitted) => self.wait(conn, id, kind, submitted).await,
                 Err(err) => send(conn, id, Reply::Err(err.for_client(self.minor))).await,

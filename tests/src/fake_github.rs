@@ -558,6 +558,11 @@ impl FakeGitHub {
         id
     }
 
+    /// Remove a registration, as an operator's `gh api -X DELETE …/runners/ID` does.
+    pub fn remove_runner(&self, id: u64) {
+        self.st().runners.remove(&id);
+    }
+
     /// Mark a runner busy (a job running: delete answers 422) or idle.
     pub fn set_busy(&self, id: u64, busy: bool) {
         if let Some(r) = self.st().runners.get_mut(&id) {

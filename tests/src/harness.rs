@@ -189,6 +189,17 @@ impl DaemonProcess {
     /// [`DaemonProcess::spawn`] with `MARBLE_LOG` set to `filter` (e.g. `trace` for tests
     /// that prove a secret appears in no log line at any level).
     pub fn spawn_with_log(dir: &Path, config: &Config, filter: &str) -> DaemonProcess {
+        Self::spawn_with_env(dir, config, filter, &[])
+    }
+
+    /// [`DaemonProcess::spawn_with_log`] with extra environment variables (e.g. `HOME`: the
+    /// service user's home, where `migrate check` looks for the seed's files).
+    pub fn spawn_with_env(
+        dir: &Path,
+        config: &Config,
+        filter: &str,
+        env: &[(&str, &Path)],
+    ) -> DaemonProcess {
         let path = dir.join("marbled.toml");
         std::fs::write(&path, toml::to_string(config).expect("serialise config"))
             .expect("write config");
@@ -203,6 +214,7 @@ impl DaemonProcess {
             .arg(&path)
             .arg("run")
             .env("MARBLE_LOG", filter)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)

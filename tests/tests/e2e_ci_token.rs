@@ -80,7 +80,7 @@ fn a_token_file_readable_by_others_at_start_up_leaves_the_daemon_up_until_it_is_
     let line = text.lines().find(|l| l.contains("github:")).unwrap();
     assert!(line.contains("chmod 600"), "{line}");
     assert_eq!(github_available_gauge(&daemon), Some(0.0));
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "Stopped");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "stopped");
     assert!(gh.requests().is_empty(), "GitHub called without a token");
 
     // Fixed: picked up by the retry, no restart; the queued job gets its VM.
@@ -90,7 +90,7 @@ fn a_token_file_readable_by_others_at_start_up_leaves_the_daemon_up_until_it_is_
     });
     assert!(seen, "{text}\nlog:\n{}", daemon.log_text());
     assert_eq!(github_available_gauge(&daemon), Some(1.0));
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     assert!(
         !daemon.log_text().contains(TOKEN),
         "token in the daemon log"
@@ -131,11 +131,11 @@ fn a_locked_login_keychain_leaves_the_daemon_up_and_is_retried_until_unlocked() 
         "{:?}",
         kc.calls()
     );
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "Stopped");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "stopped");
 
     // The user logs in: the next try reads the token and the job gets its VM.
     kc.set_state(KeychainState::Unlocked).unwrap();
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     let (seen, text) = status_when(&daemon, |l| !l.contains("unavailable"));
     assert!(seen, "{text}");
     assert_eq!(github_available_gauge(&daemon), Some(1.0));

@@ -23,7 +23,7 @@ fn status_and_vm_list_show_the_simulated_vms_with_teams_and_power() {
     let env = SimEnv::new();
     env.power_on(SPI2);
     let daemon = env.spawn();
-    wait_power(&daemon, SPI2, "Running");
+    wait_power(&daemon, SPI2, "running");
 
     let list = vm_list(&daemon.socket);
     let mut names: Vec<&str> = list.iter().map(|v| v["name"].as_str().unwrap()).collect();
@@ -34,14 +34,14 @@ fn status_and_vm_list_show_the_simulated_vms_with_teams_and_power() {
     for vm in &list {
         let name = vm["name"].as_str().unwrap();
         let team = if name.contains("-ROOT-VM-") {
-            "Root"
+            "root"
         } else {
-            "Spi"
+            "spi"
         };
         assert_eq!(vm["team"], team, "{vm}");
         let sim = env.host.vm(name).unwrap();
         assert_eq!(vm["uuid"], sim.uuid, "uuid of {name} as prlsim has it");
-        let want_power = if name == SPI2 { "Running" } else { "Stopped" };
+        let want_power = if name == SPI2 { "running" } else { "stopped" };
         assert_eq!(power(&list, name), want_power, "{vm}");
     }
 
@@ -77,7 +77,7 @@ fn vm_start_and_stop_change_the_simulated_host_with_the_exact_prlctl_calls() {
         VmState::Running,
         "prlsim after vm start"
     );
-    wait_power(&daemon, SPI1, "Running");
+    wait_power(&daemon, SPI1, "running");
 
     let stop = ctl(&daemon.socket, &["vm", "stop", SPI1]);
     assert_eq!(stop.code, 0, "vm stop: {stop}");
@@ -86,7 +86,7 @@ fn vm_start_and_stop_change_the_simulated_host_with_the_exact_prlctl_calls() {
         VmState::Stopped,
         "prlsim after vm stop"
     );
-    wait_power(&daemon, SPI1, "Stopped");
+    wait_power(&daemon, SPI1, "stopped");
 
     // A graceful stop (no --kill) of an idle VM, and nothing else was powered.
     assert_eq!(
@@ -141,7 +141,7 @@ fn vm_stop_refuses_a_vm_whose_busy_probe_fails_and_force_stops_it() {
     let env = SimEnv::new();
     env.power_on(ROOT1);
     let daemon = env.spawn();
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     // Every exec into the guest now fails: the daemon cannot tell whether a job runs.
     env.host
         .set_fault(Some(ROOT1), FaultKind::ExecSessionError, None)
@@ -167,7 +167,7 @@ fn vm_stop_refuses_a_vm_whose_busy_probe_fails_and_force_stops_it() {
     let forced = ctl(&daemon.socket, &["vm", "stop", "--force", ROOT1]);
     assert_eq!(forced.code, 0, "vm stop --force: {forced}");
     assert_eq!(env.sim_state(ROOT1), VmState::Stopped);
-    wait_power(&daemon, ROOT1, "Stopped");
+    wait_power(&daemon, ROOT1, "stopped");
     let stops: Vec<Vec<String>> = env.power_calls();
     assert!(
         !stops.is_empty() && stops.iter().all(|a| a[0] == "stop" && a[1] == ROOT1),
@@ -180,7 +180,7 @@ fn vm_stop_refuses_a_vm_running_a_job() {
     let env = SimEnv::new();
     env.power_on(ROOT2);
     let daemon = env.spawn();
-    wait_power(&daemon, ROOT2, "Running");
+    wait_power(&daemon, ROOT2, "running");
     env.host.add_process(ROOT2, WORKER).unwrap();
 
     let refused = ctl(&daemon.socket, &["vm", "stop", ROOT2]);
@@ -245,7 +245,7 @@ fn vm_show_by_name_and_by_uuid() {
     let vm: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert_eq!(vm["name"], ROOT2);
     assert_eq!(vm["uuid"], uuid);
-    assert_eq!(vm["team"], "Root");
-    assert_eq!(vm["power"], "Stopped");
+    assert_eq!(vm["team"], "root");
+    assert_eq!(vm["power"], "stopped");
     assert_eq!(vm["lock"], serde_json::Value::Null);
 }

@@ -41,7 +41,7 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
 
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
 
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     let status = ctl(&daemon.socket, &["status", "--json"]);
     let st: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     let decisions = st["decisions"].to_string();
@@ -49,7 +49,7 @@ fn a_queued_mac14_job_boots_the_mac14_vm_only() {
         decisions.contains("booting for job #111"),
         "decisions: {decisions}"
     );
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "Stopped");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "stopped");
 
     // The poller's requests: both run listings, the jobs of the two live runs only, the
     // runner list; and a later poll is conditional (ETag).
@@ -179,11 +179,11 @@ fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval()
     );
     let out = ctl(&daemon.socket, &["vm", "start", ROOT1]);
     assert_eq!(out.code, 0, "{out}");
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     let before = polls();
     let out = ctl(&daemon.socket, &["vm", "stop", ROOT1]);
     assert_eq!(out.code, 0, "{out}");
-    wait_power(&daemon, ROOT1, "Stopped");
+    wait_power(&daemon, ROOT1, "stopped");
     assert!(
         wait_until_blocking(Duration::from_secs(20), || polls() > before),
         "no early poll after the host became free ({before} polls so far); decisions: {}",
@@ -231,12 +231,12 @@ fn a_free_host_sees_a_newly_queued_run_within_seconds_at_no_quota() {
     // A push: the mac14 VM boots in seconds, not at the next poll 5 minutes away.
     queue_mac14_job(&gh);
     let booted = wait_until_blocking(Duration::from_secs(30), || {
-        power(&vm_list(&daemon.socket), ROOT1) == "Running"
+        power(&vm_list(&daemon.socket), ROOT1) == "running"
     });
     assert!(booted, "not booted; decisions: {}", decisions(&daemon));
     let text = decisions(&daemon);
     assert!(text.contains("booting for job #111"), "{text}");
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "Stopped");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "stopped");
 }
 
 #[test]
@@ -302,13 +302,13 @@ fn a_configured_warm_target_boots_a_runner_with_no_job_queued() {
             count: 1,
         }];
     });
-    wait_power(&daemon, ROOT2, "Running");
+    wait_power(&daemon, ROOT2, "running");
     let text = decisions(&daemon);
     assert!(
         text.contains("booting a warm runner (configured: 1 warm for runs-on self-hosted,macOS,mac15; 0 of 1 idle"),
         "{text}"
     );
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "Stopped");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "stopped");
     // Its runner was registered (JIT) for the warm VM.
     assert!(
         wait_until_blocking(T, || !gh.issued_jit().is_empty()),
@@ -325,7 +325,7 @@ fn a_runner_whose_job_went_elsewhere_is_still_kept_after_a_daemon_restart() {
     let (_rt, gh) = fake_github();
     queue_mac14_job(&gh);
     let (env, mut daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     // Another runner takes job 111 while ROOT1 boots: ROOT1 is a spare, kept for
     // `warm_linger` (a day by default) so its boot is not thrown away.
     gh.set_run(9001, "in_progress");
@@ -365,12 +365,12 @@ fn a_runner_whose_job_went_elsewhere_is_still_kept_after_a_daemon_restart() {
     let probed = wait_until_blocking(T, || {
         let show = ctl(&daemon.socket, &["vm", "show", "--json", ROOT1]);
         serde_json::from_str::<serde_json::Value>(&show.stdout)
-            .is_ok_and(|vm| vm["busy"].get("Idle").is_some())
+            .is_ok_and(|vm| vm["busy"].get("idle").is_some())
     });
     assert!(probed, "ROOT1 never probed after the restart");
     let text = decisions(&daemon);
     assert!(!text.contains("stopping once idle"), "{text}");
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "Running");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "running");
     assert!(
         env.power_calls().iter().all(|call| call[0] != "stop"),
         "{:?}",
@@ -385,7 +385,7 @@ fn a_job_a_runner_of_this_host_took_counts_its_wait_once() {
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
         env.runner_listens_after_jit(ROOT1);
     });
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     // The runner the daemon registered for ROOT1 (its config delivered, so it is kept).
     let mut runner = None;
     let registered = wait_until_blocking(T, || {
@@ -464,7 +464,7 @@ fn an_offline_runner_registered_outside_marble_does_not_hold_back_a_boot() {
     );
     queue_mac14_job(&gh);
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     let text = decisions(&daemon);
     assert!(text.contains("booting for job #111"), "{text}");
     // `status` shows why it was not counted; it is not MARBLE's to delete.
@@ -499,7 +499,7 @@ fn a_stale_registration_of_this_host_whose_vm_is_stopped_is_deleted_and_not_coun
         "{stale2} still registered; log:\n{}",
         daemon.log_text()
     );
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "Stopped");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT2), "stopped");
     // ROOT1's: deleted whether the first poll saw ROOT1 stopped, or (before the daemon's
     // first inventory) let it boot and then found the registration was not its boot's.
     let deleted = wait_until_blocking(T, || gh.runner(id).is_none());
@@ -514,7 +514,7 @@ fn a_stale_registration_of_this_host_whose_vm_is_stopped_is_deleted_and_not_coun
         "no DELETE of runner {id}"
     );
     // Not a free runner for job 111 either: ROOT1 boots for it.
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     let text = decisions(&daemon);
     assert!(text.contains("booting for job #111"), "{text}");
 }
@@ -534,7 +534,7 @@ fn a_registration_for_a_vm_booting_on_another_host_still_counts() {
         "{}",
         decisions(&daemon)
     );
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "Stopped");
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "stopped");
     assert!(
         gh.runner_names().contains(&booting),
         "another host's runner deleted"

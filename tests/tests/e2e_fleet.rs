@@ -93,7 +93,7 @@ fn two_daemons_sharing_a_bucket_list_each_other() {
         assert!(
             vms_a.contains(&(
                 "macphsft-a-ROOT-VM-macOS-14".to_owned(),
-                "\"Stopped\"".to_owned()
+                "\"stopped\"".to_owned()
             )),
             "{vms_a:?}"
         );

@@ -124,7 +124,7 @@ fn wait_listed(socket: &Path) {
 fn transfers(socket: &Path) -> Vec<serde_json::Value> {
     let out = ok(socket, &["--json", "image", "transfers"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    v["Transfers"].as_array().cloned().unwrap_or_default()
+    v["transfers"].as_array().cloned().unwrap_or_default()
 }
 
 /// A pull submitted right after a push finished must not see the push's deleted clone as
@@ -392,8 +392,14 @@ fn push_pull_scrub_corruption_and_no_secret_in_logs() {
         assert_eq!(metric(&sock, &running), 0, "{kind}");
     }
 
-    // rm, and the transfer history names the failure.
-    ok(&sock, &["image", "rm", IMAGE2]);
+    // rm without a terminal and without --yes refuses (64) and removes nothing; with --yes
+    // it removes; the transfer history names the failure.
+    let (code, _, err) = marblectl(&sock, &["image", "rm", IMAGE2]);
+    assert_eq!(code, 64, "rm without --yes off a terminal: {err}");
+    assert!(err.contains("--yes"), "{err}");
+    let ls = ok(&sock, &["--json", "image", "ls"]);
+    assert!(ls.contains(IMAGE2), "nothing removed: {ls}");
+    ok(&sock, &["image", "rm", IMAGE2, "--yes"]);
     let ls = ok(&sock, &["--json", "image", "ls"]);
     assert!(!ls.contains(IMAGE2) && ls.contains(IMAGE), "{ls}");
     let t = transfers(&sock);

@@ -32,7 +32,7 @@ async fn jenkins_node_state_holds_stops_and_drain_takes_nodes_offline() {
     let daemon = tokio::task::block_in_place(|| env.spawn());
 
     tokio::task::block_in_place(|| {
-        wait_power(&daemon, SPI1, "Running");
+        wait_power(&daemon, SPI1, "running");
         jenkins.set_build("spi14", Some("https://jenkins.example/job/lcg/17/"));
         let refused = ctl(&daemon.socket, &["vm", "stop", SPI1]);
         assert_eq!(

@@ -401,7 +401,7 @@ fn host_check_reports_pass_and_skip_on_the_simulated_host_and_fail_when_prlctl_i
     }
     let json = ctl(&daemon.socket, &["host", "check", "--json"]);
     let report: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(status_of(&report, "edition"), "Pass");
+    assert_eq!(status_of(&report, "edition"), "pass");
     // A standard edition has no working CLI: FAIL with the fix.
     env.host
         .update(|st| st.settings.edition = "standard".into())
@@ -427,7 +427,7 @@ fn host_check_reports_pass_and_skip_on_the_simulated_host_and_fail_when_prlctl_i
         let o = ctl(&daemon.socket, &["host", "check", "--json"]);
         let done = o.code == 1
             && serde_json::from_str::<Vec<serde_json::Value>>(&o.stdout).is_ok_and(|r| {
-                status_of(&r, "prlctl") == "Fail" && status_of(&r, "daemon") == "Pass"
+                status_of(&r, "prlctl") == "fail" && status_of(&r, "daemon") == "pass"
             });
         last = Some(o);
         done

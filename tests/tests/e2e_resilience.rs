@@ -144,12 +144,12 @@ fn kill_9_mid_operation_then_restart_rebinds_keeps_the_lock_and_reconciles() {
     assert_eq!(status.code, 0, "status after restart: {status}");
 
     // Reconciled with what Parallels says: the VM the killed daemon was starting runs.
-    wait_power(&daemon, SPI1, "Running");
+    wait_power(&daemon, SPI1, "running");
     let list = vm_list(&daemon.socket);
     for vm in ALL_VMS {
         let sim = match env.sim_state(vm) {
-            VmState::Running => "Running",
-            VmState::Stopped => "Stopped",
+            VmState::Running => "running",
+            VmState::Stopped => "stopped",
             other => panic!("unexpected prlsim state {other:?}"),
         };
         assert_eq!(e2e_support::power(&list, vm), sim, "{vm} after restart");

@@ -450,7 +450,7 @@ fn a_422_keeps_the_vm_running_and_vm_stop_exits_75_naming_github() {
     assert_eq!(g.env.sim_state(ROOT1), VmState::Running, "VM kept running");
     assert!(g.calls("stop").is_empty(), "no stop reached prlctl");
     assert_eq!(g.deletes(id).len(), 1, "the delete was tried (and refused)");
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
 
     // The job is over: the next stop deletes the registration and stops.
     g.gh.set_busy(id, false);
@@ -500,7 +500,7 @@ fn after_a_daemon_restart_the_registration_is_found_by_name_and_deleted_first() 
     assert_eq!(g.env.sim_state(ROOT1), VmState::Running);
 
     let daemon = g.env.spawn();
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     let stop = ctl(&daemon.socket, &["vm", "stop", ROOT1]);
     assert_eq!(
         stop.code,
@@ -567,14 +567,14 @@ fn host_check_validates_the_github_token_and_names_a_missing_permission() {
             .unwrap_or_else(|| panic!("no github line: {out}"))
     };
     let ok = line_of(&daemon);
-    assert_eq!(ok["status"], "Pass", "{ok}");
+    assert_eq!(ok["status"], "pass", "{ok}");
     assert!(
         ok["detail"].as_str().unwrap().contains("root-project/root"),
         "{ok}"
     );
     g.gh.set_deny(Some(Deny::Forbidden));
     let bad = line_of(&daemon);
-    assert_eq!(bad["status"], "Fail", "{bad}");
+    assert_eq!(bad["status"], "fail", "{bad}");
     assert!(
         bad["detail"].as_str().unwrap().contains("Administration"),
         "{bad}"

@@ -134,7 +134,7 @@ fn the_cycler_does_not_stop_a_vm_whose_busy_probe_fails() {
     // since MARBLE booted it is stopped after failed readiness by design).
     env.config.scheduler.cycle_on_min = Duration::from_secs(8);
     let daemon = env.spawn();
-    wait_busy(&daemon, ROOT1, "Idle");
+    wait_busy(&daemon, ROOT1, "idle");
     env.host
         .set_fault(Some(ROOT1), FaultKind::ExecSessionError, None)
         .unwrap();
@@ -173,7 +173,7 @@ fn request_slot_stops_an_idle_root_vm_first_and_grants() {
     // A long on-time, so the ROOT VM is still up when Jenkins asks.
     env.config.scheduler.cycle_on_min = Duration::from_secs(600);
     let daemon = env.spawn();
-    wait_busy(&daemon, ROOT1, "Idle");
+    wait_busy(&daemon, ROOT1, "idle");
     let out = ctl(&daemon.socket, &["request-slot", SPI1]);
     assert_eq!(out.code, 0, "{out}");
     assert!(
@@ -202,7 +202,7 @@ fn request_slot_refuses_a_busy_host_with_75_and_a_locked_vm_with_77() {
     env.host.add_process(ROOT1, LISTENER).unwrap();
     env.host.add_process(ROOT1, WORKER).unwrap();
     let daemon = env.spawn();
-    wait_busy(&daemon, ROOT1, "Busy");
+    wait_busy(&daemon, ROOT1, "busy");
     let out = ctl(&daemon.socket, &["request-slot", SPI1]);
     assert_eq!(out.code, 75, "{out}");
     assert!(out.stdout.is_empty(), "{out}");
@@ -261,7 +261,7 @@ fn fifty_simultaneous_requests_grant_exactly_one() {
         .collect();
     assert_eq!(running_now.len(), 1, "{running_now:?}");
     assert_eq!(max_running(&host).0, 1);
-    wait_power(&daemon, running_now[0], "Running");
+    wait_power(&daemon, running_now[0], "running");
 }
 
 #[test]
@@ -290,12 +290,12 @@ fn events_follow_json_streams_typed_lifecycle_events() {
             .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("one JSON event per line"))
             .collect();
         let has = |kind: &str| lines.iter().any(|e| e.get(kind).is_some());
-        has("OperationStarted") && has("OperationFinished") && has("VmPower") && has("Decision")
+        has("operation_started") && has("operation_finished") && has("vm_power") && has("decision")
     });
     assert!(seen, "events so far: {lines:?}");
     assert!(
         lines
             .iter()
-            .any(|e| e["VmPower"]["vm"] == SPI1 && e["VmPower"]["to"] == "Running")
+            .any(|e| e["vm_power"]["vm"] == SPI1 && e["vm_power"]["to"] == "running")
     );
 }

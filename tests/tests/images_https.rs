@@ -105,7 +105,7 @@ fn daemon_pushes_pulls_verifies_and_removes_over_https_trusting_ca_file_from_its
     ok(&sock, &["image", "pull", IMAGE, "--as", copy]);
     let pulled = sim.vm(copy).expect("pulled VM registered");
     assert_eq!(disk_sha(&src.home), disk_sha(&pulled.home));
-    ok(&sock, &["image", "rm", IMAGE]);
+    ok(&sock, &["image", "rm", IMAGE, "--yes"]);
     let ls = ok(&sock, &["--json", "image", "ls", "--team", "root"]);
     assert!(!ls.contains(IMAGE), "{ls}");
 

@@ -34,7 +34,12 @@ pub async fn run(ctx: &Context, cmd: ImageCommand) -> Result<Exit, ClientError> 
             // Bucket folders are the seed's upper-case team names.
             team: a.team.map(|t| t.to_uppercase()),
         },
-        ImageCommand::Rm(a) => Request::ImageRemove { name: a.name },
+        ImageCommand::Rm(a) => {
+            if let Some(refused) = confirm_rm(&a.name, a.yes) {
+                return Ok(refused);
+            }
+            Request::ImageRemove { name: a.name }
+        }
         ImageCommand::Verify(a) => Request::ImageVerify {
             name: a.name,
             detach: a.detach,
@@ -67,6 +72,32 @@ pub async fn run(ctx: &Context, cmd: ImageCommand) -> Result<Exit, ClientError> 
         other => return Err(unexpected(&other)),
     }
     Ok(Exit::Ok)
+}
+
+/// `image rm`'s confirmation: None to go ahead; else the exit code (64: not a terminal and
+/// no --yes; 1: the operator said no). A removal cannot be undone and every host loses the
+/// image, so a script must say `--yes` and a person must answer.
+fn confirm_rm(name: &str, yes: bool) -> Option<Exit> {
+    use std::io::{BufRead, Write};
+    if yes {
+        return None;
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "marblectl: image rm {name} deletes it from the bucket for every host; stdin is not a terminal, so pass --yes to confirm (nothing removed)"
+        );
+        return Some(Exit::Usage);
+    }
+    eprint!("remove image {name} from the bucket (every host loses it)? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        None
+    } else {
+        eprintln!("nothing removed");
+        Some(Exit::Failure)
+    }
 }
 
 /// Binary-prefixed size: `1.5 GiB`.

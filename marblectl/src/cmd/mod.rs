@@ -5,6 +5,7 @@ pub mod fleet;
 pub mod host;
 pub mod image;
 pub mod install;
+pub mod migrate;
 pub mod slot;
 pub mod status;
 pub mod vm;

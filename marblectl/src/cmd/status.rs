@@ -69,11 +69,13 @@ pub async fn events(ctx: &Context, args: &EventsArgs) -> Result<Exit, ClientErro
         let Response::Status(report) = ctx.call(Request::Status).await? else {
             return Err(ClientError::Protocol("unexpected answer to status".into()));
         };
-        for d in &report.decisions {
+        // `--json`: NDJSON, one event object per line, as `--follow --json` prints them.
+        for d in report.decisions {
+            let event = marble_proto::Event::Decision(d);
             out(&if ctx.json {
-                render::json(d)
+                serde_json::to_string(&event).unwrap_or_default()
             } else {
-                render::event(&marble_proto::Event::Decision(d.clone()))
+                render::event(&event)
             });
         }
         return Ok(Exit::Ok);

@@ -203,6 +203,7 @@ impl Supervisor {
             | Request::CreateVm { .. }
             | Request::ProvisionVm { .. }
             | Request::HostCheck
+            | Request::MigrateCheck
             | Request::FleetList
             | Request::Metrics
             | Request::CiStatus => {

@@ -1,4 +1,4 @@
-//! The actor's side of [`crate::lifecycle`]: validating `CreateVm`/`ProvisionVm`/`HostCheck`
+//! The actor's side of [`crate::lifecycle`]: validating `CreateVm`/`ProvisionVm`/`HostCheck`/`MigrateCheck`
 //! against the scheduler's state, taking locks and holds, and spawning the jobs. A child
 //! module of `actor` (it reads the supervisor's fields); nothing here awaits. The lifecycle
 //! module itself never sees the actor: its jobs report through [`Completion::Lifecycle`].
@@ -9,7 +9,7 @@ use tracing::Instrument;
 use super::{Completion, Supervisor, Waiter, now_ms};
 use crate::jobs::s3;
 use crate::lifecycle::provisioning::{ProvisionJob, ProvisionNotice};
-use crate::lifecycle::{Lifecycle, LifecycleEvent, check, create};
+use crate::lifecycle::{Lifecycle, LifecycleEvent, check, create, migrate};
 use crate::provision::Profile;
 use crate::sched::{Command, Input, ReqId};
 
@@ -37,6 +37,10 @@ impl Supervisor {
             },
             Request::HostCheck => {
                 self.start_check(waiter);
+                Ok(())
+            }
+            Request::MigrateCheck => {
+                self.start_migrate_check(waiter);
                 Ok(())
             }
             other => Err((
@@ -289,6 +293,33 @@ impl Supervisor {
                     .send(Ok(marble_proto::Response::HostReport(report)));
             }
             .instrument(tracing::info_span!("host_check")),
+        );
+    }
+
+    fn start_migrate_check(&mut self, waiter: Waiter) {
+        let runners = self.ctx.runners.is_some().then(|| {
+            self.github_offline
+                .as_ref()
+                .map_or((Vec::new(), 0), |seen| {
+                    (seen.runners.clone(), seen.polled_ms)
+                })
+        });
+        let env = migrate::MigrateEnv {
+            hv: self.ctx.hv.clone(),
+            vms: self.world.vms(now_ms()),
+            found_running: self.world.found_running(),
+            runners,
+            home: std::env::var_os("HOME").map(std::path::PathBuf::from),
+            bundles_dir: s3::bundles_dir(&self.ctx.images),
+        };
+        self.jobs.spawn(
+            async move {
+                let report = migrate::run(env).await;
+                let _ = waiter
+                    .done
+                    .send(Ok(marble_proto::Response::HostReport(report)));
+            }
+            .instrument(tracing::info_span!("migrate_check")),
         );
     }
 

@@ -96,7 +96,8 @@ pub struct ImageStoreConfig {
     pub credentials: Vec<CredentialSource>,
     /// The 0600 secret file for [`CredentialSource::SecretFile`].
     pub secret_file: Option<PathBuf>,
-    /// s3cmd config for [`CredentialSource::S3cfg`]; default `$S3CMD_CONFIG` or `~/.s3cfg`.
+    /// s3cmd config for [`CredentialSource::S3cfg`]; default `$S3CMD_CONFIG`, `~/.s3cfg`, else
+    /// the seed's `~/MARBLE/.s3cfg`. Read only if 0600 and owned by the service user.
     pub s3cfg: Option<PathBuf>,
     /// Multipart part size in MiB (≥ 5, S3's minimum for all but the last part).
     pub part_size_mib: u64,

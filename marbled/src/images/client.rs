@@ -102,7 +102,7 @@ impl Bucket {
             .or_else(S3cfg::default_path)
             .filter(|p| p.exists());
         let s3cfg = match &s3cfg_file {
-            Some(p) => Some(S3cfg::load(p)?),
+            Some(p) => Some(creds::load_private(p)?),
             None => None,
         };
         let endpoint = cfg

@@ -1,4 +1,5 @@
-//! Credentials: the configured sources in order (0600 secret file, environment, `~/.s3cfg`,
+//! Credentials: the configured sources in order (0600 secret file, environment, a 0600
+//! `~/.s3cfg` or the seed's `~/MARBLE/.s3cfg`,
 //! the AWS default chain) and the s3cmd config parser. Secrets only travel inside
 //! [`SecretString`], whose `Debug` is redacted, so no log line can carry them.
 
@@ -142,13 +143,60 @@ impl S3cfg {
         Ok(Self::parse(&text))
     }
 
-    /// `$S3CMD_CONFIG`, else `~/.s3cfg`.
+    /// `$S3CMD_CONFIG`, else `~/.s3cfg`, else the seed's `~/MARBLE/.s3cfg`
+    /// ([`default_path_from`]).
     pub fn default_path() -> Option<PathBuf> {
-        if let Some(p) = std::env::var_os("S3CMD_CONFIG") {
-            return Some(PathBuf::from(p));
-        }
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".s3cfg"))
+        default_path_from(std::env::var_os("S3CMD_CONFIG"), std::env::var_os("HOME"))
     }
+}
+
+/// [`S3cfg::default_path`] from the values of `$S3CMD_CONFIG` and `$HOME`: the variable, else
+/// `~/.s3cfg`, else the seed's `~/MARBLE/.s3cfg` when only that one exists (the seed scp'd
+/// it there and pointed s3cmd at it), so a host migrates with its credentials where they are.
+pub fn default_path_from(
+    env: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    if let Some(p) = env {
+        return Some(PathBuf::from(p));
+    }
+    let home = PathBuf::from(home?);
+    let dot = home.join(".s3cfg");
+    let seed = home.join("MARBLE/.s3cfg");
+    Some(if !dot.exists() && seed.exists() {
+        seed
+    } else {
+        dot
+    })
+}
+
+/// A file with keys may be read only if group and others cannot read it and `uid` (the
+/// service user) owns it: another user could have planted or read it. The refusal names the
+/// `chmod`/`chown` that fixes it.
+pub fn check_private(path: &Path, uid: u32) -> Result<(), ImageError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(ImageError::io("stat", path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ImageError::InsecureSecretFile {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    if meta.uid() != uid {
+        return Err(ImageError::ForeignSecretFile {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a file with keys (secret file or s3cfg) after [`check_private`] as this process.
+pub fn load_private(path: &Path) -> Result<S3cfg, ImageError> {
+    check_private(path, nix::unistd::geteuid().as_raw())?;
+    S3cfg::load(path)
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -159,17 +207,9 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Reads a secret file after checking it is not readable by group or others.
+/// Reads a secret file after checking only the service user can read it.
 pub fn load_secret_file(path: &Path) -> Result<S3cfg, ImageError> {
-    let meta = std::fs::metadata(path).map_err(ImageError::io("stat", path))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ImageError::InsecureSecretFile {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    S3cfg::load(path)
+    load_private(path)
 }
 
 fn keys_from(cfg: &S3cfg, source: &'static str) -> Option<StaticKeys> {
@@ -232,7 +272,7 @@ pub fn resolve(cfg: &ImageStoreConfig) -> Result<ResolvedCredentials, ImageError
                     tried.push(format!("s3cfg ({} missing)", path.display()));
                     continue;
                 }
-                let parsed = S3cfg::load(&path)?;
+                let parsed = load_private(&path)?;
                 if parsed.signature_v2 {
                     tracing::warn!(path = %path.display(), "s3cfg asks for signature_v2; marble signs with sigv4");
                 }
@@ -247,4 +287,76 @@ pub fn resolve(cfg: &ImageStoreConfig) -> Result<ResolvedCredentials, ImageError
     Err(ImageError::NoCredentials {
         tried: tried.join(", "),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const S3CFG: &str = "[default]\naccess_key = AK\nsecret_key = SK\nhost_base = s3.cern.ch\n";
+
+    fn s3cfg_only(path: &Path) -> ImageStoreConfig {
+        ImageStoreConfig {
+            credentials: vec![CredentialSource::S3cfg],
+            s3cfg: Some(path.to_owned()),
+            ..ImageStoreConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_seeds_marble_s3cfg_is_the_default_when_there_is_no_home_s3cfg() {
+        let home = tempfile::tempdir().unwrap();
+        let h = Some(home.path().as_os_str().to_owned());
+        assert_eq!(
+            default_path_from(None, h.clone()),
+            Some(home.path().join(".s3cfg"))
+        );
+        std::fs::create_dir(home.path().join("MARBLE")).unwrap();
+        std::fs::write(home.path().join("MARBLE/.s3cfg"), S3CFG).unwrap();
+        assert_eq!(
+            default_path_from(None, h.clone()),
+            Some(home.path().join("MARBLE/.s3cfg"))
+        );
+        std::fs::write(home.path().join(".s3cfg"), S3CFG).unwrap();
+        assert_eq!(
+            default_path_from(None, h.clone()),
+            Some(home.path().join(".s3cfg")),
+            "s3cmd's own default first"
+        );
+        assert_eq!(
+            default_path_from(Some("/x/cfg".into()), h),
+            Some(PathBuf::from("/x/cfg"))
+        );
+    }
+
+    #[test]
+    fn a_group_or_world_readable_s3cfg_is_refused_naming_the_chmod() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".s3cfg");
+        std::fs::write(&path, S3CFG).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = resolve(&s3cfg_only(&path)).expect_err("0644 refused");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("chmod 600 {}", path.display())),
+            "{text}"
+        );
+        assert!(!text.contains("SK"), "no secret in the error: {text}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(resolve(&s3cfg_only(&path)).is_ok());
+    }
+
+    #[test]
+    fn an_s3cfg_of_another_user_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".s3cfg");
+        std::fs::write(&path, S3CFG).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let err = check_private(&path, me.wrapping_add(1)).expect_err("foreign owner refused");
+        assert!(err.to_string().contains("chown"), "{err}");
+        assert!(check_private(&path, me).is_ok());
+    }
 }

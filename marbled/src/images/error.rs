@@ -28,6 +28,21 @@ pub enum ImageError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A file with keys belongs to another user.
+    #[error(
+        "secret file {} is owned by uid {owner}, not by the service user (uid {uid}): `sudo {} && {}`",
+        path.display(),
+        marble_proto::names::shell_command(&["chown", &uid.to_string(), &path.to_string_lossy()]),
+        marble_proto::names::shell_command(&["chmod", "600", &path.to_string_lossy()])
+    )]
+    ForeignSecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The service user.
+        uid: u32,
+    },
     /// A local file operation failed.
     #[error("{op} {path}")]
     Io {
@@ -245,6 +260,7 @@ impl crate::chain::WireKind for ImageError {
             Self::Config(_)
             | Self::NoCredentials { .. }
             | Self::InsecureSecretFile { .. }
+            | Self::ForeignSecretFile { .. }
             | Self::S3 { .. }
             | Self::WrongRegion { .. }
             | Self::Hypervisor { .. } => ErrorKind::Unavailable,

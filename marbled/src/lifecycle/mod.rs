@@ -1,6 +1,6 @@
-//! VM lifecycle requests that are not scheduling decisions: `CreateVm`, `ProvisionVm` and
-//! `HostCheck` (`marblectl vm create|provision`, `marblectl host check`), and the holds a
-//! provisioning run puts on the host.
+//! VM lifecycle requests that are not scheduling decisions: `CreateVm`, `ProvisionVm`,
+//! `HostCheck` and `MigrateCheck` (`marblectl vm create|provision`, `marblectl host check`,
+//! `marblectl migrate check`), and the holds a provisioning run puts on the host.
 //!
 //! Owns: the VMs being created (a name is created once at a time) and the one provisioning
 //! run (the host runs one VM at a time, so one run at a time). The actor owns one
@@ -21,6 +21,7 @@
 
 pub mod check;
 pub mod create;
+pub mod migrate;
 pub mod provisioning;
 
 use std::collections::BTreeSet;
@@ -80,7 +81,10 @@ impl Lifecycle {
     pub fn handles(request: &Request) -> bool {
         matches!(
             request,
-            Request::CreateVm { .. } | Request::ProvisionVm { .. } | Request::HostCheck
+            Request::CreateVm { .. }
+                | Request::ProvisionVm { .. }
+                | Request::HostCheck
+                | Request::MigrateCheck
         )
     }
 

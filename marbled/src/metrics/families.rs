@@ -163,6 +163,14 @@ fn host(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
         ("policy", status.policy.as_str()),
     ])?
     .encode_gauge(&1_i64)?;
+    // The fleet view's "last heartbeat": a textfile keeps being scraped after its writer
+    // died, so the time it was written is the only sign of life it can carry.
+    gauge(
+        enc,
+        "marble_heartbeat_timestamp_seconds",
+        "Unix time at which marbled rendered these metrics; time() minus this is how long it has been silent.",
+        secs(s.now_ms),
+    )?;
     gauge(
         enc,
         "marble_capacity",

@@ -8,6 +8,23 @@ use super::world::World;
 use super::{Millis, action_kind, format_ms};
 
 impl World {
+    /// Running VMs this daemon did not start and has no record of starting ("found
+    /// running": the seed's cycler, a manual `prlctl start`), for `marblectl migrate check`.
+    /// A VM it started keeps its reason across restarts (the state file), so only a start
+    /// made behind its back is listed.
+    pub fn found_running(&self) -> Vec<String> {
+        self.vms
+            .values()
+            .filter(|vm| {
+                vm.power.occupies_host()
+                    && vm.running_because.is_none()
+                    && vm.op.is_none()
+                    && vm.start.is_none()
+            })
+            .map(|vm| vm.name.clone())
+            .collect()
+    }
+
     /// All VMs for `ListVms`.
     pub fn vms(&self, now: Millis) -> Vec<VmInfo> {
         self.vms

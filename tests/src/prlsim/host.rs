@@ -113,9 +113,25 @@ impl SimHost {
         self.with_vm(id, |vm| vm.tools_state = state.to_owned())
     }
 
-    /// Model `chflags uchg` on the bundle (§7 "Access denied").
+    /// Model `chflags uchg` on the bundle (§7 "Access denied"). Linux has no file flags, so
+    /// the flag itself is modelled as a sibling marker `<bundle>.uchg` (see [`uchg_marker`]):
+    /// what `marblectl migrate check` reads off the host on Linux where macOS reads
+    /// `st_flags`.
     pub fn set_locked(&self, id: &str, locked: bool) -> Result<(), SimError> {
-        self.with_vm(id, |vm| vm.locked = locked)
+        let home = self.with_vm(id, |vm| {
+            vm.locked = locked;
+            vm.home.clone()
+        })?;
+        let marker = uchg_marker(&home);
+        let done = if locked {
+            std::fs::write(&marker, b"")
+        } else {
+            match std::fs::remove_file(&marker) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        };
+        done.map_err(|e| SimError::io(&marker, e))
     }
 
     /// `--isolate-vm on|off`.
@@ -355,4 +371,12 @@ impl SimHost {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The simulator's stand-in for the `uchg` flag of `bundle`: an empty file `<bundle>.uchg`
+/// next to it (marbled's non-macOS `migrate check` reads the same name).
+pub fn uchg_marker(bundle: &Path) -> PathBuf {
+    let mut name = bundle.file_name().unwrap_or_default().to_os_string();
+    name.push(".uchg");
+    bundle.with_file_name(name)
 }

@@ -275,7 +275,7 @@ pub fn vm_list(socket: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("vm list --json: {e}: {out}"))
 }
 
-/// The `power` field of `vm` in a `vm list --json` answer (`"Running"`, `"Stopped"`…).
+/// The `power` field of `vm` in a `vm list --json` answer (`"running"`, `"stopped"`…).
 #[track_caller]
 pub fn power(list: &[serde_json::Value], vm: &str) -> String {
     let entry = list
@@ -285,7 +285,7 @@ pub fn power(list: &[serde_json::Value], vm: &str) -> String {
     entry["power"].to_string().trim_matches('"').to_owned()
 }
 
-/// Wait until the daemon reports `vm`'s power as `want` (`"Running"`…).
+/// Wait until the daemon reports `vm`'s power as `want` (`"running"`…).
 #[track_caller]
 pub fn wait_power(daemon: &DaemonProcess, vm: &str, want: &str) {
     let mut seen = String::new();
