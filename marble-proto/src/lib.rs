@@ -25,7 +25,7 @@ pub use wire::*;
 /// Protocol major version. A different major on the other side is always rejected.
 pub const PROTO_MAJOR: u16 = 1;
 /// Protocol minor version of this build. See the compatibility rules in the crate docs.
-pub const PROTO_MINOR: u16 = 5;
+pub const PROTO_MINOR: u16 = 6;
 /// Largest frame either side accepts, in bytes (payload, excluding the 4-byte length prefix).
 ///
 /// 1 MiB comfortably holds a status report for hundreds of VMs; bulk data (images, logs)

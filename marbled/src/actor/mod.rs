@@ -48,6 +48,7 @@ mod inventory;
 mod lifecycle;
 mod queries;
 mod run_loop;
+mod runner_install;
 
 use crate::clock::now_ms;
 use handle::ActorCommand;

@@ -80,7 +80,10 @@ impl Lifecycle {
     pub fn handles(request: &Request) -> bool {
         matches!(
             request,
-            Request::CreateVm { .. } | Request::ProvisionVm { .. } | Request::HostCheck
+            Request::CreateVm { .. }
+                | Request::ProvisionVm { .. }
+                | Request::HostCheck
+                | Request::RunnerInstall { .. }
         )
     }
 

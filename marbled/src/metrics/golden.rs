@@ -169,6 +169,39 @@ fn system(name: &str, available: bool) -> CiSystem {
     }
 }
 
+/// One runner current, one 31 days past its first newer release, one VM without a runner.
+fn rich_runners() -> marble_proto::RunnerReport {
+    const DAY: u64 = 86_400_000;
+    let vm = |name: &str, version: Option<&str>, days: u64, deadline_ms: u64, level: &str| {
+        marble_proto::RunnerVm {
+            vm: name.into(),
+            version: version.map(str::to_owned),
+            read_ms: NOW - 3_600_000,
+            days_behind: days,
+            deadline_ms,
+            level: level.into(),
+        }
+    };
+    marble_proto::RunnerReport {
+        latest: Some("2.331.0".into()),
+        latest_published_ms: NOW - 2 * DAY,
+        checked_ms: NOW - 60_000,
+        check_error: String::new(),
+        target: Some("2.331.0".into()),
+        vms: vec![
+            vm(
+                "h-ROOT-VM-macOS-14",
+                Some("2.329.0"),
+                31,
+                NOW - DAY,
+                "overdue",
+            ),
+            vm("h-ROOT-VM-macOS-15", Some("2.331.0"), 0, 0, "current"),
+            vm("h-ROOT-VM-macOS-26", None, 0, 0, "missing"),
+        ],
+    }
+}
+
 fn rich() -> String {
     let offline = ["foreign", "marble", "foreign", "this-host"];
     render(Snapshot {
@@ -189,6 +222,7 @@ fn rich() -> String {
             (None, 1, NOW - 500),
             (Some("mac\"arm".into()), 0, NOW),
         ]),
+        runners: Some(rich_runners()),
         now_ms: NOW,
     })
 }
@@ -231,6 +265,7 @@ fn bare() -> String {
         offline_runner_kinds: None,
         github_quota: None,
         jenkins: None,
+        runners: None,
         now_ms: NOW,
     })
 }
