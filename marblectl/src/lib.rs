@@ -71,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<Exit, ClientError> {
         Command::Host(host) => cmd::host::run(&ctx, host).await,
         Command::Fleet(fleet) => cmd::fleet::run(&ctx, fleet).await,
         Command::Metrics => cmd::fleet::metrics(&ctx).await,
+        Command::Runner(runner) => cmd::runner::run(&ctx, runner).await,
         Command::Completions(args) => {
             let mut buf = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "marblectl", &mut buf);

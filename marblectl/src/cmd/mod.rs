@@ -4,6 +4,7 @@ pub mod admin;
 pub mod fleet;
 pub mod host;
 pub mod image;
+pub mod runner;
 pub mod slot;
 pub mod status;
 pub mod vm;

@@ -71,6 +71,25 @@ impl Supervisor {
                 };
                 let result = async {
                     let plan = ci::prepare_runner_install(&runners, upgrade).await?;
+                    if upgrade
+                        && start.is_some()
+                        && ci::recorded_runner_version(&runners, &name).as_deref()
+                            == Some(plan.version.as_str())
+                    {
+                        // A stopped VM known to hold the target: not started for nothing.
+                        return Ok(RunnerInstallResult {
+                            version: plan.version,
+                            changed: false,
+                            cached: plan.cached,
+                            run: marble_proto::ProvisionResult {
+                                vm: name.clone(),
+                                macos_major: 0,
+                                steps: Vec::new(),
+                                started_vm: false,
+                                elapsed_ms: 0,
+                            },
+                        });
+                    }
                     let job = ProvisionJob {
                         hv,
                         vm: name.clone(),

@@ -120,6 +120,12 @@ pub fn record_runner_version(runners: &Runners, vm: &str, version: &str) {
     }
 }
 
+/// The runner version recorded for `vm` (read at its last boot or installed since).
+pub fn recorded_runner_version(runners: &Runners, vm: &str) -> Option<String> {
+    let v = runners.as_ref()?.versions().of(vm)??;
+    Some(v.to_string())
+}
+
 /// Read the runner version installed in `vm`'s guest (at boot: GitHub's runner object has
 /// no version field) and record it. A guest that does not answer leaves the record as it
 /// was; one without a runner (`Runner.Listener` missing: status 126/127) records none.

@@ -168,6 +168,11 @@ pub mod ci {
 
     /// Nothing to record.
     pub fn record_runner_version(_runners: &Runners, _vm: &str, _version: &str) {}
+
+    /// Nothing recorded.
+    pub fn recorded_runner_version(_runners: &Runners, _vm: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What `runner install|upgrade` runs in the guest, prepared on the host (the verified
