@@ -69,62 +69,14 @@ impl Supervisor {
                         ));
                     }
                 };
-                let result = async {
-                    let plan = ci::prepare_runner_install(&runners, upgrade).await?;
-                    if upgrade
-                        && start.is_some()
-                        && ci::recorded_runner_version(&runners, &name).as_deref()
-                            == Some(plan.version.as_str())
-                    {
-                        // A stopped VM known to hold the target: not started for nothing.
-                        return Ok(RunnerInstallResult {
-                            version: plan.version,
-                            changed: false,
-                            cached: plan.cached,
-                            run: marble_proto::ProvisionResult {
-                                vm: name.clone(),
-                                macos_major: 0,
-                                steps: Vec::new(),
-                                started_vm: false,
-                                elapsed_ms: 0,
-                            },
-                        });
-                    }
-                    let job = ProvisionJob {
-                        hv,
-                        vm: name.clone(),
-                        profile: plan.profile,
-                        start,
-                        boot_timeout,
-                    };
-                    let progress = waiter.progress.clone();
-                    let run = crate::lifecycle::provisioning::run(job, progress, notify)
-                        .await
-                        .map_err(|mut e| {
-                            // The guard step failed: a runner runs there, so it may have a job.
-                            if e.message.contains(plan.idle_step) {
-                                e.kind = ErrorKind::Busy;
-                                e.message = format!(
-                                    "{name}: a runner is running in the guest (it may be given a job at any moment); stop the VM first (marblectl vm stop {name}: the stop deletes its registration)"
-                                );
-                            }
-                            e
-                        })?;
-                    let changed = run
-                        .steps
-                        .iter()
-                        .any(|s| s.outcome == "ran" && plan.changing_steps.contains(&s.name.as_str()));
-                    ci::record_runner_version(&runners, &name, &plan.version);
-                    Ok::<_, WireError>(RunnerInstallResult {
-                        version: plan.version,
-                        changed,
-                        cached: plan.cached,
-                        run,
-                    })
-                }
-                .await;
+                let progress = waiter.progress.clone();
+                let result =
+                    install_job(runners, hv, name, upgrade, start, boot_timeout, progress, notify)
+                        .await;
                 match &result {
-                    Ok(r) => tracing::info!(version = %r.version, changed = r.changed, "runner install done"),
+                    Ok(r) => {
+                        tracing::info!(version = %r.version, changed = r.changed, "runner install done");
+                    }
                     Err(e) => tracing::warn!(error = %e, "runner install failed"),
                 }
                 let _ = waiter.done.send(result.map(Response::RunnerInstalled));
@@ -136,4 +88,68 @@ impl Supervisor {
         );
         Ok(())
     }
+}
+
+/// The job: the verified package on the host first (a mismatch ends it there, nothing
+/// touched), then the steps through the provisioning run.
+#[allow(clippy::too_many_arguments, reason = "the job's inputs, moved in once")]
+async fn install_job(
+    runners: ci::Runners,
+    hv: std::sync::Arc<dyn crate::hypervisor::Hypervisor>,
+    name: String,
+    upgrade: bool,
+    start: Option<bool>,
+    boot_timeout: std::time::Duration,
+    progress: tokio::sync::mpsc::Sender<marble_proto::Event>,
+    notify: impl FnOnce(ProvisionNotice) + Send,
+) -> Result<RunnerInstallResult, WireError> {
+    let plan = ci::prepare_runner_install(&runners, upgrade).await?;
+    if upgrade
+        && start.is_some()
+        && ci::recorded_runner_version(&runners, &name).as_deref() == Some(plan.version.as_str())
+    {
+        // A stopped VM known to hold the target: not started for nothing.
+        return Ok(RunnerInstallResult {
+            version: plan.version,
+            changed: false,
+            cached: plan.cached,
+            run: marble_proto::ProvisionResult {
+                vm: name.clone(),
+                macos_major: 0,
+                steps: Vec::new(),
+                started_vm: false,
+                elapsed_ms: 0,
+            },
+        });
+    }
+    let job = ProvisionJob {
+        hv,
+        vm: name.clone(),
+        profile: plan.profile,
+        start,
+        boot_timeout,
+    };
+    let run = crate::lifecycle::provisioning::run(job, progress, notify)
+        .await
+        .map_err(|mut e| {
+            // The guard step failed: a runner runs there, so it may have a job.
+            if e.message.contains(plan.idle_step) {
+                e.kind = ErrorKind::Busy;
+                e.message = format!(
+                    "{name}: a runner is running in the guest (it may be given a job at any moment); stop the VM first (marblectl vm stop {name}: the stop deletes its registration)"
+                );
+            }
+            e
+        })?;
+    let changed = run
+        .steps
+        .iter()
+        .any(|s| s.outcome == "ran" && plan.changing_steps.contains(&s.name.as_str()));
+    ci::record_runner_version(&runners, &name, &plan.version);
+    Ok::<_, WireError>(RunnerInstallResult {
+        version: plan.version,
+        changed,
+        cached: plan.cached,
+        run,
+    })
 }

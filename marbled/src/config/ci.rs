@@ -212,6 +212,32 @@ pub(super) fn secret_file_problems(
 }
 
 impl GithubSection {
+    /// Problems of the runner package keys (`runner_version`, `runner_cache`,
+    /// `release_check_interval`).
+    fn runner_problems(&self, bad: &mut dyn FnMut(&str, String)) {
+        if self.runner_version != "latest" && !runner_version_ok(&self.runner_version) {
+            bad(
+                "github.runner_version",
+                format!(
+                    "{:?}: \"latest\" or a version MAJOR.MINOR.PATCH of at least 2.329.0 (GitHub refuses older runners)",
+                    self.runner_version
+                ),
+            );
+        }
+        if !self.runner_cache.is_absolute() {
+            bad(
+                "github.runner_cache",
+                format!("{} is not an absolute path", self.runner_cache.display()),
+            );
+        }
+        if self.release_check_interval < Duration::from_secs(600) {
+            bad(
+                "github.release_check_interval",
+                "at least 10m (the check counts against the token's rate limit)".into(),
+            );
+        }
+    }
+
     /// Value problems, each naming its key.
     pub(super) fn problems(&self, bad: &mut dyn FnMut(&str, String)) {
         if !cfg!(feature = "ci") {
@@ -269,27 +295,7 @@ impl GithubSection {
                 );
             }
         }
-        if self.runner_version != "latest" && !runner_version_ok(&self.runner_version) {
-            bad(
-                "github.runner_version",
-                format!(
-                    "{:?}: \"latest\" or a version MAJOR.MINOR.PATCH of at least 2.329.0 (GitHub refuses older runners)",
-                    self.runner_version
-                ),
-            );
-        }
-        if !self.runner_cache.is_absolute() {
-            bad(
-                "github.runner_cache",
-                format!("{} is not an absolute path", self.runner_cache.display()),
-            );
-        }
-        if self.release_check_interval < Duration::from_secs(600) {
-            bad(
-                "github.release_check_interval",
-                "at least 10m (the check counts against the token's rate limit)".into(),
-            );
-        }
+        self.runner_problems(bad);
         let jit_ok = self.jit_path.starts_with('/')
             && !self.jit_path.contains("..")
             && !self.jit_path.ends_with('/')

@@ -136,7 +136,7 @@ impl RunnerVersions {
 
     /// A successful release check at `now_ms`.
     pub fn set_releases(&self, mut releases: Vec<Release>, now_ms: u64) {
-        releases.sort_by(|a, b| b.version.cmp(&a.version));
+        releases.sort_by_key(|r| std::cmp::Reverse(r.version));
         let mut g = self.lock();
         g.releases = releases;
         g.checked_ms = now_ms;
