@@ -36,7 +36,27 @@ fn add(b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, body: &[u8]) {
 
 /// Build the package of `version`.
 pub fn build(version: &str) -> RunnerPackage {
+    build_padded(version, 0)
+}
+
+/// [`build`] with `pad` bytes of incompressible data in `externals/pad.bin`, so the package
+/// has the real one's order of size (~100–200 MB) when the acceptance suite measures moving
+/// it into a guest.
+pub fn build_padded(version: &str, pad: usize) -> RunnerPackage {
     let mut b = tar::Builder::new(Vec::new());
+    if pad > 0 {
+        // xorshift: incompressible enough for gzip, no RNG dependency.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let bytes: Vec<u8> = (0..pad)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        add(&mut b, "./externals/pad.bin", 0o644, &bytes);
+    }
     let listener = format!(
         "#!/bin/sh\n# stand-in for the .NET Runner.Listener {version}\n\
          if [ \"${{1:-}}\" = --version ]; then echo {version}; exit 0; fi\nexit 1\n"
