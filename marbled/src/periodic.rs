@@ -97,6 +97,7 @@ pub fn spawn(
     if let Some(lifecycle) = &runners {
         let task = releases::ReleaseCheck {
             runners: Arc::clone(lifecycle),
+            started: false,
         };
         tasks.spawn(
             every::run(task, shutdown.clone()).instrument(tracing::info_span!("runner_releases")),

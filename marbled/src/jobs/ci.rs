@@ -141,14 +141,30 @@ async fn read_runner_version(ctx: &JobContext, vm: &str, runners: &RunnerLifecyc
                 tracing::warn!(vm, output = %out.stdout.trim(), "runner version not understood");
             }
             tracing::info!(vm, version = ?version.map(|v| v.to_string()), "runner version read at boot");
-            runners
-                .versions()
-                .record(vm, version, crate::clock::now_ms());
+            let now = crate::clock::now_ms();
+            runners.versions().record(vm, version, now);
+            check_releases_if_stale(runners, now);
         }
         Err(err) => {
             tracing::info!(vm, error = %crate::chain::ErrorChain(&err), "runner version not read")
         }
     }
+}
+
+/// Read the release list in the background when it is older than the check interval (or
+/// was never read): a boot does not wait for GitHub.
+fn check_releases_if_stale(runners: &RunnerLifecycle, now: u64) {
+    let every = u64::try_from(runners.setup().check_interval.as_millis()).unwrap_or(u64::MAX);
+    if now.saturating_sub(runners.versions().checked_ms()) < every {
+        return;
+    }
+    let (client, versions) = (runners.client(), runners.versions().clone());
+    tokio::spawn(async move {
+        if let Err(err) = crate::ci::github::releases::check_releases(&client, &versions).await {
+            let error = crate::chain::ErrorChain(&err);
+            tracing::warn!(error = %error, "runner release check failed");
+        }
+    });
 }
 
 /// Start a ROOT VM through the runner lifecycle; `None`: start it plainly.
