@@ -431,6 +431,37 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_checks_every_use_and_an_air_gapped_dir_answers_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = PackageCache::new(dir.path().to_owned());
+        assert_eq!(cache.newest_cached(), None);
+        let v = |s: &str| Version::parse(s).unwrap();
+        // Put there by hand, as on an air-gapped host: package + published checksum.
+        for (ver, body) in [
+            ("2.330.0", &b"package 330"[..]),
+            ("2.331.0", &b"package 331"[..]),
+        ] {
+            std::fs::write(dir.path().join(asset_name(v(ver))), body).unwrap();
+            let sum = format!("{}  {}\n", sha256_hex(body), asset_name(v(ver)));
+            std::fs::write(
+                dir.path().join(format!("{}.sha256", asset_name(v(ver)))),
+                sum,
+            )
+            .unwrap();
+        }
+        // A package without its checksum is not a candidate.
+        std::fs::write(dir.path().join(asset_name(v("2.340.0"))), b"x").unwrap();
+        assert_eq!(cache.newest_cached(), Some(v("2.331.0")));
+        let p = cache.cached(v("2.331.0")).unwrap().unwrap();
+        assert_eq!((p.bytes.as_slice(), p.cached), (&b"package 331"[..], true));
+        // A package changed since: refused at use, as a data error.
+        std::fs::write(dir.path().join(asset_name(v("2.330.0"))), b"tampered").unwrap();
+        let err = cache.cached(v("2.330.0")).map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DataError);
+        assert!(cache.cached(v("2.329.0")).unwrap().is_none());
+    }
+
+    #[test]
     fn releases_skip_drafts_and_prereleases_and_find_the_asset() {
         let json = br#"[
           {"tag_name":"v2.331.0","draft":false,"prerelease":true,"published_at":"2026-11-20T10:00:00Z","body":"","assets":[]},
