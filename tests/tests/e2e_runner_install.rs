@@ -150,6 +150,9 @@ fn install_downloads_once_verifies_and_a_second_run_changes_nothing() {
             .is_some()
     );
     assert_eq!(e.gh.runner_downloads(), 1);
+    // The install started the VM under its hold: no JIT runner was minted for that boot (a
+    // runner must not start while its files are replaced; the VM gets one at its next boot).
+    assert!(e.gh.issued_jit().is_empty(), "{:?}", e.gh.issued_jit());
     let cached = e.cache.join("actions-runner-osx-arm64-2.329.0.tar.gz");
     assert_eq!(
         std::fs::read(&cached).unwrap(),
