@@ -232,6 +232,29 @@ pub enum Request {
     /// and launch daemons in running guests, group- or world-readable secrets), one line per
     /// check, checked as the VM owner. Answer: `Response::HostReport`. Since 1.6. Read-only.
     MigrateCheck,
+    /// Put the GitHub runner into a ROOT VM's guest (`marblectl runner install VM`, and with
+    /// `upgrade` `marblectl runner upgrade VM`): the `actions/runner` macOS arm64 package of
+    /// the target release (`[github] runner_version`, default the latest), from the host's
+    /// cache (downloaded once per host, SHA-256 checked against the checksum the release
+    /// publishes), unpacked through `prlctl exec` stdin, and (not with `upgrade`) the per-boot
+    /// JIT start hook. Idempotent: what is in place already is skipped. Runs as a
+    /// provisioning run (the VM is held; a stopped VM is started when the host is free) and
+    /// never while a runner listens in the guest (a job may be assigned to it). Streams
+    /// `Event::Progress`; ends with `Response::RunnerInstalled`. Since 1.6. Mutating.
+    /// Errors: `NotFound`, `InvalidRequest` (not a ROOT VM), `InvalidState` (no `[github]`,
+    /// a step failed), `Busy` (a runner listens or a job runs in the VM, or another VM
+    /// occupies the host), `Locked`, `Unavailable` (GitHub or the guest cannot be reached),
+    /// `DataError` (the package does not match its published checksum: nothing installed).
+    RunnerInstall {
+        /// VM name or UUID.
+        vm: String,
+        /// Only the package (no hook), and only when the VM's version differs.
+        upgrade: bool,
+    },
+    /// Runner versions: the latest `actions/runner` release the daemon knows and, per ROOT
+    /// VM, the version read in its guest at boot (or installed since), days behind and the
+    /// 30-day update deadline. Answer: `Response::Runners`. Since 1.6. Read-only.
+    RunnerStatus,
 }
 
 impl Request {
@@ -261,6 +284,7 @@ impl Request {
             Request::FleetList | Request::Metrics => 3,
             Request::CiStatus => 4,
             Request::MigrateCheck => 6,
+            Request::RunnerInstall { .. } | Request::RunnerStatus => 6,
         }
     }
 
@@ -278,7 +302,8 @@ impl Request {
             | Request::FleetList
             | Request::Metrics
             | Request::CiStatus
-            | Request::MigrateCheck => false,
+            | Request::MigrateCheck
+            | Request::RunnerStatus => false,
             Request::StartVm { .. }
             | Request::StopVm { .. }
             | Request::RequestSlot { .. }
@@ -291,7 +316,8 @@ impl Request {
             | Request::ImagePull { .. }
             | Request::ImageRemove { .. }
             | Request::CreateVm { .. }
-            | Request::ProvisionVm { .. } => true,
+            | Request::ProvisionVm { .. }
+            | Request::RunnerInstall { .. } => true,
         }
     }
 
@@ -323,6 +349,9 @@ impl Request {
             Request::Metrics => "metrics",
             Request::CiStatus => "ci_status",
             Request::MigrateCheck => "migrate_check",
+            Request::RunnerInstall { upgrade: false, .. } => "runner_install",
+            Request::RunnerInstall { upgrade: true, .. } => "runner_upgrade",
+            Request::RunnerStatus => "runner_status",
         }
     }
 }
@@ -391,6 +420,7 @@ impl Request {
             | Request::Metrics
             | Request::CiStatus
             | Request::MigrateCheck
+            | Request::RunnerStatus
             | Request::Unlock {
                 target: UnlockTarget::All,
             } => Vec::new(),
@@ -398,6 +428,7 @@ impl Request {
             | Request::StartVm { vm }
             | Request::StopVm { vm, .. }
             | Request::RequestSlot { vm, .. }
+            | Request::RunnerInstall { vm, .. }
             | Request::Unlock {
                 target: UnlockTarget::Vm(vm),
             } => vec![("VM name", vm)],
@@ -502,6 +533,10 @@ pub enum Response {
     },
     /// Answer to `CiStatus`. Since 1.4.
     Ci(CiReport),
+    /// Answer to `RunnerInstall`. Since 1.6.
+    RunnerInstalled(RunnerInstallResult),
+    /// Answer to `RunnerStatus`. Since 1.6.
+    Runners(RunnerReport),
 }
 
 /// A VM's team, derived from its name by configurable patterns or set per VM.
@@ -1043,6 +1078,57 @@ pub struct CiReport {
     pub polled_ms: u64,
 }
 
+/// What `RunnerInstall` did. Since 1.6.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerInstallResult {
+    /// The runner version now in the guest (`2.330.0`).
+    pub version: String,
+    /// Whether anything in the guest changed (false: all was in place).
+    pub changed: bool,
+    /// Whether the package came from the host cache without a download.
+    pub cached: bool,
+    /// The steps, as for `ProvisionVm`.
+    pub run: ProvisionResult,
+}
+
+/// Answer to `RunnerStatus`. Since 1.6.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerReport {
+    /// The newest `actions/runner` release (no drafts or pre-releases); `None` before the
+    /// first successful check.
+    pub latest: Option<String>,
+    /// When it was published, unix ms (0 when unknown).
+    pub latest_published_ms: u64,
+    /// When the release list was last read, unix ms (0: never).
+    pub checked_ms: u64,
+    /// Why the last check failed (empty: it did not).
+    pub check_error: String,
+    /// The version `runner install` puts in a VM (`latest` resolved), when known.
+    pub target: Option<String>,
+    /// One entry per ROOT VM whose version the daemon has read or installed.
+    pub vms: Vec<RunnerVm>,
+}
+
+/// One ROOT VM's runner version. Since 1.6.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerVm {
+    /// The VM.
+    pub vm: String,
+    /// The version in its install directory; `None` when no runner was found there.
+    pub version: Option<String>,
+    /// When it was read (boot) or written (install), unix ms.
+    pub read_ms: u64,
+    /// Days since the first release newer than `version` was published (0: current).
+    pub days_behind: u64,
+    /// GitHub's update deadline: that release's publication + 30 days, unix ms; 0 when
+    /// no newer release exists.
+    pub deadline_ms: u64,
+    /// `current`, `behind`, `warn` (25 days or more), `overdue` (30 or more: GitHub no
+    /// longer sends it jobs), `unsupported` (older than 2.329.0: cannot register),
+    /// `missing` (no runner), `unknown` (no release list yet).
+    pub level: String,
+}
+
 /// Stable error categories. Append only; clients map them to exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1068,7 +1154,8 @@ pub enum ErrorKind {
     /// The operation did not finish within its deadline.
     Timeout,
     /// Stored data failed a check: checksum mismatch, corrupt or truncated object, unsafe
-    /// archive entry. Since 1.1; returned only by the image requests.
+    /// archive entry. Since 1.1; returned only by the image requests and (since 1.6)
+    /// `RunnerInstall`.
     DataError,
     /// The host's disk has no room for what the request writes (ENOSPC, EDQUOT): an
     /// environment error the operator fixes by freeing space; the message gives the free and

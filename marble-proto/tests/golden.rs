@@ -24,9 +24,9 @@ use marble_proto::{
     Attribution, BusyState, CheckResult, CheckStatus, CiReport, CiSystem, ClientFrame,
     CreateResult, Decision, ErrorKind, Event, FleetHost, FleetReport, FleetVm, Hello, ImageEntry,
     LockTarget, OfflineRunner, PROTO_MAJOR, PROTO_MINOR, PendingRequest, PowerState, ProfileFile,
-    ProfileUpload, ProvisionResult, PullResult, PushResult, Reply, Request, Response, ServerFrame,
-    ServerHello, SlotGrant, StatusReport, StepResult, Team, TransferInfo, UnlockTarget,
-    VerifyResult, VmInfo, Welcome, WireError, codec,
+    ProfileUpload, ProvisionResult, PullResult, PushResult, Reply, Request, Response,
+    RunnerInstallResult, RunnerReport, RunnerVm, ServerFrame, ServerHello, SlotGrant, StatusReport,
+    StepResult, Team, TransferInfo, UnlockTarget, VerifyResult, VmInfo, Welcome, WireError, codec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -144,6 +144,8 @@ impl Sampled for Request {
             Request::Metrics => "Metrics",
             Request::CiStatus => "CiStatus",
             Request::MigrateCheck => "MigrateCheck",
+            Request::RunnerInstall { .. } => "RunnerInstall",
+            Request::RunnerStatus => "RunnerStatus",
         }
     }
     fn samples() -> Vec<Self> {
@@ -224,6 +226,11 @@ impl Sampled for Request {
             Request::Metrics,
             Request::CiStatus,
             Request::MigrateCheck,
+            Request::RunnerInstall {
+                vm: "macphsft01-ROOT-VM-macOS-15".into(),
+                upgrade: true,
+            },
+            Request::RunnerStatus,
         ]
     }
 }
@@ -250,6 +257,8 @@ impl Sampled for Response {
             Response::Fleet(_) => "Fleet",
             Response::Metrics { .. } => "Metrics",
             Response::Ci(_) => "Ci",
+            Response::RunnerInstalled(_) => "RunnerInstalled",
+            Response::Runners(_) => "Runners",
         }
     }
     fn samples() -> Vec<Self> {
@@ -438,6 +447,38 @@ impl Sampled for Response {
                 }],
                 offline_total: 1,
                 polled_ms: 1_700_000_030_000,
+            }),
+            Response::RunnerInstalled(RunnerInstallResult {
+                version: "2.330.0".into(),
+                changed: true,
+                cached: false,
+                run: ProvisionResult {
+                    vm: "macphsft01-ROOT-VM-macOS-15".into(),
+                    macos_major: 15,
+                    steps: vec![StepResult {
+                        name: "runner-package".into(),
+                        outcome: "ran".into(),
+                        detail: String::new(),
+                        duration_ms: 9_000,
+                    }],
+                    started_vm: false,
+                    elapsed_ms: 12_000,
+                },
+            }),
+            Response::Runners(RunnerReport {
+                latest: Some("2.331.0".into()),
+                latest_published_ms: 1_700_000_000_000,
+                checked_ms: 1_700_000_030_000,
+                check_error: String::new(),
+                target: Some("2.331.0".into()),
+                vms: vec![RunnerVm {
+                    vm: "macphsft01-ROOT-VM-macOS-15".into(),
+                    version: Some("2.329.0".into()),
+                    read_ms: 1_700_000_020_000,
+                    days_behind: 31,
+                    deadline_ms: 1_702_592_000_000,
+                    level: "overdue".into(),
+                }],
             }),
         ]
     }

@@ -11,9 +11,9 @@ use marble_proto::{
     Attribution, BusyState, CheckResult, CheckStatus, CiReport, CiSystem, ClientFrame,
     CreateResult, Decision, ErrorKind, Event, FleetHost, FleetReport, FleetVm, FramedConn, Hello,
     ImageEntry, LockTarget, OfflineRunner, PendingRequest, PowerState, ProfileFile, ProfileUpload,
-    ProvisionResult, PullResult, PushResult, Reply, Request, Response, ServerFrame, ServerHello,
-    SlotGrant, StatusReport, StepResult, Team, TransferInfo, UnlockTarget, VerifyResult, VmInfo,
-    Welcome, WireError, codec,
+    ProvisionResult, PullResult, PushResult, Reply, Request, Response, RunnerReport, RunnerVm,
+    ServerFrame, ServerHello, SlotGrant, StatusReport, StepResult, Team, TransferInfo,
+    UnlockTarget, VerifyResult, VmInfo, Welcome, WireError, codec,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -198,6 +198,8 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Metrics),
         Just(Request::CiStatus),
         Just(Request::MigrateCheck),
+        (text(), any::<bool>()).prop_map(|(vm, upgrade)| Request::RunnerInstall { vm, upgrade }),
+        Just(Request::RunnerStatus),
     ]
 }
 
@@ -522,6 +524,41 @@ fn response() -> impl Strategy<Value = Response> {
                     offline_runners,
                     offline_total,
                     polled_ms,
+                })
+            }),
+        (
+            proptest::option::of(text()),
+            ms(),
+            text(),
+            proptest::collection::vec(
+                (
+                    text(),
+                    proptest::option::of(text()),
+                    ms(),
+                    any::<u64>(),
+                    text()
+                ),
+                0..3
+            )
+        )
+            .prop_map(|(latest, checked_ms, check_error, vms)| {
+                Response::Runners(RunnerReport {
+                    target: latest.clone(),
+                    latest,
+                    latest_published_ms: checked_ms / 2,
+                    checked_ms,
+                    check_error,
+                    vms: vms
+                        .into_iter()
+                        .map(|(vm, version, read_ms, days_behind, level)| RunnerVm {
+                            vm,
+                            version,
+                            read_ms,
+                            days_behind,
+                            deadline_ms: read_ms / 2,
+                            level,
+                        })
+                        .collect(),
                 })
             }),
     ]

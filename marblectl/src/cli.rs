@@ -83,6 +83,10 @@ pub enum Command {
     /// The daemon's metrics in Prometheus text format (the node_exporter textfile's
     /// content).
     Metrics,
+    /// The GitHub runner in ROOT VMs: install it (package and per-boot JIT hook) or upgrade
+    /// it to the target release; versions and deadlines are in `status`.
+    #[command(subcommand)]
+    Runner(RunnerCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Install MARBLE on this host (as root): binaries, the LaunchDaemon plist, newsyslog
@@ -210,6 +214,30 @@ pub struct ProvisionArgs {
     /// Profile (TOML); see docs/profiles/root.toml and docs/profiles/spi.toml.
     #[arg(long)]
     pub profile: PathBuf,
+}
+
+/// `runner …` commands.
+#[derive(Debug, Subcommand)]
+pub enum RunnerCommand {
+    /// Put the pinned actions/runner release (macOS arm64, from the host's verified cache)
+    /// and the per-boot JIT start hook into a ROOT VM's guest. Idempotent: a second run
+    /// changes nothing. Refused (75) while a runner runs in the guest; a package that does
+    /// not match its published SHA-256 is refused (65) and nothing is installed.
+    Install(VmArg),
+    /// Bring ROOT VMs' runners to the target release (`[github] runner_version`, default
+    /// the latest), one VM at a time, never while a runner (or its job) runs in the VM.
+    Upgrade(RunnerUpgradeArgs),
+}
+
+/// `runner upgrade`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["vm", "all"])))]
+pub struct RunnerUpgradeArgs {
+    /// VM name or UUID.
+    pub vm: Option<String>,
+    /// Every ROOT VM whose runner is not the target version (busy ones are skipped: exit 75).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `fleet …` commands.

@@ -97,6 +97,7 @@ pub async fn run(cli: Cli) -> Result<Exit, ClientError> {
         Command::Fleet(fleet) => cmd::fleet::run(&ctx, fleet).await,
         Command::Migrate(migrate) => cmd::migrate::run(&ctx, migrate).await,
         Command::Metrics => cmd::fleet::metrics(&ctx).await,
+        Command::Runner(runner) => cmd::runner::run(&ctx, runner).await,
         Command::Completions(args) => {
             let mut buf = Vec::new();
             clap_complete::generate(args.shell, &mut command(), "marblectl", &mut buf);

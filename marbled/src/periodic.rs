@@ -12,6 +12,8 @@ mod demand;
 mod every;
 #[cfg(feature = "s3")]
 mod heartbeat;
+#[cfg(feature = "ci")]
+mod releases;
 mod textfile;
 
 #[cfg(feature = "ci")]
@@ -91,6 +93,16 @@ pub fn spawn(
             interval: metrics.interval,
         };
         tasks.spawn(every::run(task, shutdown.clone()).instrument(tracing::info_span!("metrics")));
+    }
+    #[cfg(feature = "ci")]
+    if let Some(lifecycle) = &runners {
+        let task = releases::ReleaseCheck {
+            runners: Arc::clone(lifecycle),
+            started: false,
+        };
+        tasks.spawn(
+            every::run(task, shutdown.clone()).instrument(tracing::info_span!("runner_releases")),
+        );
     }
     #[cfg(feature = "ci")]
     if let Some(demand) = &config.demand {

@@ -292,7 +292,8 @@ impl Handler {
             | Request::ListVms
             | Request::ShowVm { .. }
             | Request::Metrics
-            | Request::CiStatus => {
+            | Request::CiStatus
+            | Request::RunnerStatus => {
                 let reply = match self.handle.query(body).await {
                     Ok(resp) => Reply::Ok(resp),
                     Err(err) => Reply::Err(err.for_client(self.minor)),

@@ -180,6 +180,12 @@ struct State {
     jobs: BTreeMap<u64, Value>,
     /// Label name (lower case) → label id, shared by every runner.
     label_ids: BTreeMap<String, u64>,
+    /// `actions/runner` releases, newest first, as the REST API returns them.
+    releases: Vec<Value>,
+    /// Release assets by file name (served without credentials, as github.com does).
+    assets: BTreeMap<String, Vec<u8>>,
+    /// Asset downloads served (the CDN's 200s).
+    downloads: u64,
 }
 
 /// The fake server. Dropping it stops serving.
@@ -249,8 +255,37 @@ fn query(req: &Request<()>, key: &str) -> Option<String> {
     })
 }
 
+/// Release asset downloads: `browser_download_url` (`/actions/runner/releases/download/vV/F`)
+/// answers 302 to the CDN (`/cdn/F`), as github.com does; neither needs credentials (and the
+/// daemon must send none: it is another host in real life).
+fn route_download(st: &mut State, req: &Request<()>, base: &str) -> Option<Reply> {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/actions/runner/releases/download/") {
+        let name = rest.rsplit('/').next().unwrap_or("");
+        let mut r = Reply::empty(StatusCode::FOUND);
+        r.headers
+            .push(("location".into(), format!("{base}/cdn/{name}")));
+        return Some(r);
+    }
+    let name = path.strip_prefix("/cdn/")?;
+    Some(match st.assets.get(name) {
+        Some(bytes) => {
+            st.downloads += 1;
+            Reply {
+                status: StatusCode::OK,
+                headers: vec![("content-type".into(), "application/octet-stream".into())],
+                body: bytes.clone(),
+            }
+        }
+        None => Reply::empty(StatusCode::NOT_FOUND),
+    })
+}
+
 fn handle(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
     st.requests.push(record(req, body));
+    if let Some(reply) = route_download(st, req, base) {
+        return reply;
+    }
     let mut reply = route(st, req, body, base);
     if reply.status != StatusCode::UNAUTHORIZED {
         let used = st.rate_limit - st.rate_remaining;
@@ -295,6 +330,13 @@ fn route(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
         );
     }
     let path = req.uri().path().to_owned();
+    if path == "/repos/actions/runner/releases" && req.method() == http::Method::GET {
+        let reply = conditional_json(req, &Value::Array(st.releases.clone()));
+        if reply.status != StatusCode::NOT_MODIFIED {
+            st.rate_remaining = st.rate_remaining.saturating_sub(1);
+        }
+        return reply;
+    }
     if let Some(reply) = route_runs(st, req, &path) {
         if reply.status != StatusCode::NOT_MODIFIED {
             st.rate_remaining = st.rate_remaining.saturating_sub(1);
@@ -532,6 +574,43 @@ impl FakeGitHub {
 
     fn st(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("fake github: state lock")
+    }
+
+    /// Publish an `actions/runner` release `version` (no `v`) at `published_at` (RFC 3339)
+    /// whose notes give `sha256` as the osx-arm64 checksum, with `tarball` as its osx-arm64
+    /// asset (`None`: listed, not downloadable). The list stays sorted newest first.
+    pub fn add_runner_release(
+        &self,
+        version: &str,
+        published_at: &str,
+        sha256: &str,
+        tarball: Option<Vec<u8>>,
+    ) {
+        let name = crate::runner_release::asset_name(version);
+        let base = self.url();
+        let mut st = self.st();
+        let id = 1000 + st.releases.len() as u64;
+        let asset = json!({
+            "name": name, "size": tarball.as_ref().map_or(0, Vec::len),
+            "content_type": "application/gzip",
+            "browser_download_url": format!("{base}/actions/runner/releases/download/v{version}/{name}"),
+        });
+        st.releases.push(json!({
+            "id": id, "tag_name": format!("v{version}"), "name": format!("v{version}"),
+            "draft": false, "prerelease": false, "published_at": published_at,
+            "body": crate::runner_release::release_body(version, sha256),
+            "assets": [asset],
+        }));
+        st.releases
+            .sort_by(|a, b| b["published_at"].as_str().cmp(&a["published_at"].as_str()));
+        if let Some(t) = tarball {
+            st.assets.insert(name, t);
+        }
+    }
+
+    /// Package downloads served so far.
+    pub fn runner_downloads(&self) -> u64 {
+        self.st().downloads
     }
 
     /// Base URL (`http://127.0.0.1:PORT`).

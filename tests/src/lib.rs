@@ -8,5 +8,6 @@ pub mod fake_keychain;
 pub mod harness;
 pub mod prlsim;
 pub mod prometheus;
+pub mod runner_release;
 pub mod s3;
 pub mod tls;

@@ -354,3 +354,55 @@ fn a_then_run_rule_starts_processes_and_still_runs_the_command() {
     );
     assert_eq!(exec(&h, &["pgrep", "Runner.Listener"]).code, 0);
 }
+
+#[test]
+fn tar_unpacks_a_gzip_package_from_stdin_and_cmp_compares() {
+    let (_d, h) = running();
+    let pkg = marble_tests::runner_release::build("2.330.0");
+    assert_eq!(exec(&h, &["mkdir", "-p", "/Users/ci/r"]).code, 0);
+    let r = h
+        .prlctl(
+            exe(),
+            &["exec", VM, "/usr/bin/tar", "-xzf", "-", "-C", "/Users/ci/r"],
+            Some(&pkg.tarball),
+        )
+        .unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        h.guest_file_mode(VM, "/Users/ci/r/bin/Runner.Listener")
+            .unwrap(),
+        Some(0o755)
+    );
+    let r = exec(&h, &["/Users/ci/r/bin/Runner.Listener", "--version"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "2.330.0\n"));
+    // Not an archive: bsdtar's error, status 1, nothing written.
+    let r = h
+        .prlctl(
+            exe(),
+            &["exec", VM, "tar", "-xzf", "-", "-C", "/Users/ci/r"],
+            Some(b"garbage"),
+        )
+        .unwrap();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("tar: "), "{r:?}");
+    assert_eq!(
+        exec(&h, &["cp", "/Users/ci/r/run.sh", "/Users/ci/x"]).code,
+        0
+    );
+    assert_eq!(
+        exec(&h, &["cmp", "-s", "/Users/ci/r/run.sh", "/Users/ci/x"]).code,
+        0
+    );
+    assert_eq!(
+        exec(
+            &h,
+            &["cmp", "-s", "/Users/ci/r/run.sh", "/Users/ci/r/config.sh"]
+        )
+        .code,
+        1
+    );
+    assert_eq!(
+        exec(&h, &["cmp", "-s", "/Users/ci/r/run.sh", "/nope"]).code,
+        2
+    );
+}

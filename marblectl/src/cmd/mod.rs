@@ -6,6 +6,7 @@ pub mod host;
 pub mod image;
 pub mod install;
 pub mod migrate;
+pub mod runner;
 pub mod slot;
 pub mod status;
 pub mod vm;

@@ -19,6 +19,12 @@ pub async fn status(ctx: &Context) -> Result<Exit, ClientError> {
             });
             if !ctx.json {
                 ci_side(ctx).await;
+                if let Some(r) = crate::cmd::runner::report(ctx).await {
+                    let text = crate::cmd::runner::status_lines(&r, crate::render::now_ms());
+                    if !text.is_empty() {
+                        out(&text);
+                    }
+                }
                 running_transfers(ctx).await;
             }
             Ok(Exit::Ok)

@@ -24,7 +24,7 @@ pub async fn run(ctx: &Context, cmd: VmCommand) -> Result<Exit, ClientError> {
     };
     match ctx.call(request).await? {
         Response::Vms(vms) => out(&if ctx.json {
-            render::json(&vms)
+            crate::cmd::runner::with_runners(&vms, crate::cmd::runner::report(ctx).await.as_ref())
         } else {
             render::vm_table(&vms)
         }),

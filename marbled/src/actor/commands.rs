@@ -206,7 +206,9 @@ impl Supervisor {
             | Request::MigrateCheck
             | Request::FleetList
             | Request::Metrics
-            | Request::CiStatus => {
+            | Request::CiStatus
+            | Request::RunnerInstall { .. }
+            | Request::RunnerStatus => {
                 return Err(WireError::new(
                     ErrorKind::Internal,
                     format!("{} is not a scheduler command", request.kind()),

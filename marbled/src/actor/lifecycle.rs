@@ -43,6 +43,9 @@ impl Supervisor {
                 self.start_migrate_check(waiter);
                 Ok(())
             }
+            Request::RunnerInstall { vm, upgrade } => {
+                self.start_runner_install(caller, &vm, upgrade, waiter)
+            }
             other => Err((
                 WireError::new(
                     ErrorKind::Internal,
@@ -215,7 +218,7 @@ impl Supervisor {
     /// Whether `name` can be provisioned now (`vm` as the client named it): not being
     /// created, not held by a transfer, no operation in flight, running or startable, and
     /// the host not occupied by another VM. `Some(resume)`: start it first (resuming it).
-    fn provision_start(&self, name: &str, vm: &str) -> Result<Option<bool>, WireError> {
+    pub(super) fn provision_start(&self, name: &str, vm: &str) -> Result<Option<bool>, WireError> {
         if self.lifecycle.creating(name) {
             return Err(WireError::new(
                 ErrorKind::InvalidState,

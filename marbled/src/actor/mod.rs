@@ -50,6 +50,7 @@ mod lifecycle;
 mod queries;
 mod recovery;
 mod run_loop;
+mod runner_install;
 
 use crate::clock::now_ms;
 use handle::ActorCommand;

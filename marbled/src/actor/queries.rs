@@ -7,6 +7,18 @@ use super::Supervisor;
 use crate::clock::now_ms;
 use crate::jobs::ci;
 
+/// The runner report without `[github]`: nothing known.
+fn no_runner_report() -> marble_proto::RunnerReport {
+    marble_proto::RunnerReport {
+        latest: None,
+        latest_published_ms: 0,
+        checked_ms: 0,
+        check_error: "no [github] section: runner versions are not checked".into(),
+        target: None,
+        vms: Vec::new(),
+    }
+}
+
 impl Supervisor {
     pub(super) fn query(&self, request: &Request) -> Result<Response, WireError> {
         let now = now_ms();
@@ -17,6 +29,9 @@ impl Supervisor {
                 text: crate::metrics::render(self.metrics_snapshot(now)),
             }),
             Request::CiStatus => Ok(Response::Ci(self.ci_report())),
+            Request::RunnerStatus => Ok(Response::Runners(
+                ci::runner_report(&self.ctx.runners, now).unwrap_or_else(no_runner_report),
+            )),
             Request::ShowVm { vm } => {
                 let name = self.resolve(vm)?;
                 self.world
@@ -63,6 +78,7 @@ impl Supervisor {
                 next_poll: q.next_poll,
             }),
             jenkins: (self.jenkins_queue.as_ref()).map(|j| j.by_label.clone()),
+            runners: ci::runner_report(&self.ctx.runners, now),
             now_ms: now,
         }
     }

@@ -320,6 +320,139 @@ impl HttpClient {
     }
 }
 
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The transfer failed or took too long.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The server answered with something other than 200 (after redirects).
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        /// The URL answered.
+        url: String,
+        /// Its status.
+        status: u16,
+    },
+    /// More redirects than [`MAX_REDIRECTS`], or one without a usable `Location`.
+    #[error("GET {url}: too many or bad redirects")]
+    Redirects {
+        /// The first URL.
+        url: String,
+    },
+    /// The body is larger than the caller allows.
+    #[error("GET {url}: larger than {max} bytes")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit.
+        max: u64,
+    },
+    /// Writing the file failed.
+    #[error("writing {path}")]
+    Write {
+        /// The file.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Redirects a download follows (GitHub's release assets answer with one, to their CDN).
+pub const MAX_REDIRECTS: usize = 5;
+
+impl HttpClient {
+    /// `GET url` into the file `dest` (created or truncated), without credentials,
+    /// following up to [`MAX_REDIRECTS`] redirects, at most `max` bytes, the whole transfer
+    /// within `timeout`. Returns the byte count and the lower-case hex SHA-256 of the body,
+    /// computed while it streams. Not retried: the caller decides.
+    pub async fn download(
+        &self,
+        url: &str,
+        dest: &std::path::Path,
+        max: u64,
+        timeout: Duration,
+    ) -> Result<(u64, String), DownloadError> {
+        let fut = self.download_inner(url, dest, max);
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(DownloadError::Http(HttpError::Timeout {
+                method: Method::GET,
+                url: url.to_owned(),
+                timeout,
+            })),
+        }
+    }
+
+    async fn download_inner(
+        &self,
+        url: &str,
+        dest: &std::path::Path,
+        max: u64,
+    ) -> Result<(u64, String), DownloadError> {
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt as _;
+        let transport = |u: &str, e: reqwest::Error| {
+            DownloadError::Http(HttpError::Transport {
+                method: Method::GET,
+                url: u.to_owned(),
+                source: Box::new(e.without_url()),
+            })
+        };
+        let mut current = url.to_owned();
+        let mut resp = None;
+        for _ in 0..=MAX_REDIRECTS {
+            let r = self
+                .client
+                .get(&current)
+                .header("user-agent", "marbled")
+                .send()
+                .await
+                .map_err(|e| transport(&current, e))?;
+            if !r.status().is_redirection() {
+                resp = Some(r);
+                break;
+            }
+            let next = r
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| r.url().join(l).ok())
+                .ok_or_else(|| DownloadError::Redirects {
+                    url: url.to_owned(),
+                })?;
+            current = next.to_string();
+        }
+        let mut resp = resp.ok_or_else(|| DownloadError::Redirects {
+            url: url.to_owned(),
+        })?;
+        if resp.status() != StatusCode::OK {
+            return Err(DownloadError::Status {
+                url: current,
+                status: resp.status().as_u16(),
+            });
+        }
+        let write_err = |source| DownloadError::Write {
+            path: dest.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::create(dest).await.map_err(write_err)?;
+        let mut hash = sha2::Sha256::new();
+        let mut n: u64 = 0;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport(&current, e))? {
+            n += chunk.len() as u64;
+            if n > max {
+                return Err(DownloadError::TooLarge { url: current, max });
+            }
+            hash.update(&chunk);
+            file.write_all(&chunk).await.map_err(write_err)?;
+        }
+        file.sync_all().await.map_err(write_err)?;
+        Ok((n, hex::encode(hash.finalize())))
+    }
+}
+
 /// `Some(retry_after)` when `resp` is a transient answer worth another attempt of `method`.
 fn transient(method: &Method, resp: &HttpResponse) -> Option<Option<Duration>> {
     let idempotent = matches!(

@@ -59,6 +59,17 @@ pub struct GithubSection {
     /// jobs are queued gets its VM recycled.
     #[serde(with = "humantime_serde")]
     pub registration_timeout: Duration,
+    /// The `actions/runner` release `marblectl runner install|upgrade` puts in ROOT VMs:
+    /// `"latest"` (the newest release the daemon has read) or a version (`"2.330.0"`).
+    pub runner_version: String,
+    /// Host directory of the runner package cache (`actions-runner-osx-arm64-V.tar.gz` and
+    /// its checksum `….sha256`, downloaded once per host; an air-gapped host gets both put
+    /// there by hand).
+    pub runner_cache: PathBuf,
+    /// How often the release list is read (`GET /repos/actions/runner/releases`, a
+    /// conditional request: an unchanged list costs no rate-limit quota).
+    #[serde(with = "humantime_serde")]
+    pub release_check_interval: Duration,
 }
 
 impl Default for GithubSection {
@@ -76,6 +87,9 @@ impl Default for GithubSection {
             work_folder: "_work".into(),
             request_timeout: Duration::from_secs(30),
             registration_timeout: Duration::from_secs(15 * 60),
+            runner_version: "latest".into(),
+            runner_cache: PathBuf::from("/usr/local/var/marble/runner-cache"),
+            release_check_interval: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -253,6 +267,32 @@ fn user_name(uid: u32) -> String {
 }
 
 impl GithubSection {
+    /// Problems of the runner package keys (`runner_version`, `runner_cache`,
+    /// `release_check_interval`).
+    fn runner_problems(&self, bad: &mut dyn FnMut(&str, String)) {
+        if self.runner_version != "latest" && !runner_version_ok(&self.runner_version) {
+            bad(
+                "github.runner_version",
+                format!(
+                    "{:?}: \"latest\" or a version MAJOR.MINOR.PATCH of at least 2.329.0 (GitHub refuses older runners)",
+                    self.runner_version
+                ),
+            );
+        }
+        if !self.runner_cache.is_absolute() {
+            bad(
+                "github.runner_cache",
+                format!("{} is not an absolute path", self.runner_cache.display()),
+            );
+        }
+        if self.release_check_interval < Duration::from_secs(600) {
+            bad(
+                "github.release_check_interval",
+                "at least 10m (the check counts against the token's rate limit)".into(),
+            );
+        }
+    }
+
     /// Value problems, each naming its key.
     pub(super) fn problems(&self, bad: &mut dyn FnMut(&str, String)) {
         if !cfg!(feature = "ci") {
@@ -310,6 +350,7 @@ impl GithubSection {
                 );
             }
         }
+        self.runner_problems(bad);
         let jit_ok = self.jit_path.starts_with('/')
             && !self.jit_path.contains("..")
             && !self.jit_path.ends_with('/')
@@ -372,5 +413,15 @@ impl JenkinsSection {
                 bad(&format!("jenkins.nodes.{vm}"), "empty node name".into());
             }
         }
+    }
+}
+
+/// Whether `v` is `MAJOR.MINOR.PATCH` at least 2.329.0, the oldest runner GitHub registers
+/// (the same rule as `ci::github::versions::MIN_REGISTER`, which this layer cannot name).
+fn runner_version_ok(v: &str) -> bool {
+    let parts: Vec<Option<u32>> = v.split('.').map(|p| p.parse().ok()).collect();
+    match parts[..] {
+        [Some(a), Some(b), Some(c)] => (a, b, c) >= (2, 329, 0),
+        _ => false,
     }
 }

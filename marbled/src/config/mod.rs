@@ -218,6 +218,9 @@ impl Config {
              # work_folder = \"_work\"\n\
              # request_timeout = \"30s\"\n\
              # registration_timeout = \"15m\"\n\
+             # runner_version = \"latest\"        # what `marblectl runner install|upgrade` installs (or \"2.330.0\")\n\
+             # runner_cache = \"/usr/local/var/marble/runner-cache\"\n\
+             # release_check_interval = \"6h\"\n\
              # [jenkins]     # SPI node state\n\
              # url = \"https://lcgapp-services.cern.ch/spi-jenkins\"\n\
              # user = \"marble-bot\"\n\

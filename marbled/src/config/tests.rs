@@ -157,3 +157,36 @@ fn names_in_the_config_follow_the_shared_rule() {
     let err = parse("[daemon]\nhost_name = \"mac'01\"\n").expect_err("bad host");
     assert!(err.to_string().contains("daemon.host_name"), "{err}");
 }
+
+#[test]
+fn runner_keys_are_checked_with_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = secret_file(dir.path(), 0o600);
+    let err = parse(&format!(
+        "[github]\nrepo = \"o/r\"\ntoken_file = \"{}\"\nrunner_version = \"2.328.9\"\n\
+         runner_cache = \"cache\"\nrelease_check_interval = \"1m\"\n",
+        token.display()
+    ))
+    .expect_err("invalid");
+    let ConfigError::Invalid { problems, .. } = err else {
+        panic!("wrong error {err:?}")
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "github.runner_version",
+            "github.runner_cache",
+            "github.release_check_interval"
+        ],
+        "{problems:?}"
+    );
+    for ok in ["latest", "2.329.0", "3.0.0"] {
+        let text = format!(
+            "[github]\nrepo = \"o/r\"\ntoken_file = \"{}\"\nrunner_version = \"{ok}\"\n",
+            token.display()
+        );
+        let config = parse(&text).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        assert_eq!(config.github.unwrap().runner_version, ok);
+    }
+}

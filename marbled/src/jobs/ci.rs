@@ -65,6 +65,108 @@ pub fn jenkins(config: &Config) -> Jenkins {
     crate::ci::jenkins::JenkinsNodes::for_config(config)
 }
 
+/// Runner versions for `RunnerStatus`, `vm list --json` and the metrics (None without
+/// `[github]`).
+pub fn runner_report(runners: &Runners, now_ms: u64) -> Option<marble_proto::RunnerReport> {
+    let r = runners.as_ref()?;
+    Some(r.versions().report(now_ms, r.setup().pin))
+}
+
+/// Get the verified runner package (host cache or download) and build the steps of
+/// `runner install` (`upgrade`: `runner upgrade`). Runs before the VM is touched: a package
+/// that fails its checksum stops everything here (`DataError`), with nothing installed.
+pub async fn prepare_runner_install(
+    runners: &Runners,
+    upgrade: bool,
+) -> Result<super::RunnerInstallPlan, marble_proto::WireError> {
+    let Some(r) = runners else {
+        return Err(marble_proto::WireError::new(
+            marble_proto::ErrorKind::InvalidState,
+            "no [github] section (or its token has no source): the runner is installed from \
+             GitHub's releases and registered with that token; configure [github] first",
+        ));
+    };
+    let setup = r.setup();
+    let package = setup
+        .cache
+        .get(&r.client(), &setup.http, r.versions(), setup.pin)
+        .await
+        .map_err(|e| e.to_wire())?;
+    let version = package.version.to_string();
+    let profile = crate::ci::github::install::runner_install_profile(
+        &setup.ci_user,
+        &version,
+        package.bytes,
+        upgrade,
+    )
+    .map_err(|e| crate::chain::to_wire(marble_proto::ErrorKind::InvalidRequest, &e))?;
+    Ok(super::RunnerInstallPlan {
+        profile,
+        version,
+        cached: package.cached,
+        idle_step: crate::ci::github::install::RUNNER_IDLE_STEP,
+        changing_steps: [
+            crate::ci::github::install::RUNNER_PACKAGE_STEP,
+            crate::ci::github::install::RUNNER_BOOTSTRAP_STEP,
+        ],
+    })
+}
+
+/// Record that `vm` now holds runner `version` (after an install).
+pub fn record_runner_version(runners: &Runners, vm: &str, version: &str) {
+    if let Some(r) = runners {
+        let v = crate::ci::github::versions::Version::parse(version);
+        r.versions().record(vm, v, crate::clock::now_ms());
+    }
+}
+
+/// The runner version recorded for `vm` (read at its last boot or installed since).
+pub fn recorded_runner_version(runners: &Runners, vm: &str) -> Option<String> {
+    let v = runners.as_ref()?.versions().of(vm)??;
+    Some(v.to_string())
+}
+
+/// Read the runner version installed in `vm`'s guest (at boot: GitHub's runner object has
+/// no version field) and record it. A guest that does not answer leaves the record as it
+/// was; one without a runner (`Runner.Listener` missing: status 126/127) records none.
+async fn read_runner_version(ctx: &JobContext, vm: &str, runners: &RunnerLifecycle) {
+    let dir = crate::ci::github::install::runner_dir(&runners.setup().ci_user);
+    let argv = crate::ci::github::install::version_argv(&dir);
+    match ctx.hv.exec(vm, &argv, None, ctx.probe.timeout).await {
+        Ok(out) => {
+            let version = (out.status == 0)
+                .then(|| crate::ci::github::versions::Version::parse(&out.stdout))
+                .flatten();
+            if version.is_none() && out.status == 0 {
+                tracing::warn!(vm, output = %out.stdout.trim(), "runner version not understood");
+            }
+            tracing::info!(vm, version = ?version.map(|v| v.to_string()), "runner version read at boot");
+            let now = crate::clock::now_ms();
+            runners.versions().record(vm, version, now);
+            check_releases_if_stale(runners, now);
+        }
+        Err(err) => {
+            tracing::info!(vm, error = %crate::chain::ErrorChain(&err), "runner version not read")
+        }
+    }
+}
+
+/// Read the release list in the background when it is older than the check interval (or
+/// was never read): a boot does not wait for GitHub.
+fn check_releases_if_stale(runners: &RunnerLifecycle, now: u64) {
+    let every = u64::try_from(runners.setup().check_interval.as_millis()).unwrap_or(u64::MAX);
+    if now.saturating_sub(runners.versions().checked_ms()) < every {
+        return;
+    }
+    let (client, versions) = (runners.client(), runners.versions().clone());
+    tokio::spawn(async move {
+        if let Err(err) = crate::ci::github::releases::check_releases(&client, &versions).await {
+            let error = crate::chain::ErrorChain(&err);
+            tracing::warn!(error = %error, "runner release check failed");
+        }
+    });
+}
+
 /// Start a ROOT VM through the runner lifecycle; `None`: start it plainly.
 pub async fn start(ctx: &JobContext, vm: &str, team: Team) -> Option<Outcome> {
     let runners = ctx.runners.as_ref().filter(|_| team == Team::Root)?;
@@ -194,6 +296,7 @@ async fn wait_ready_jit(
     if let Err(why) = ctx.poll(vm, &[&ctx.probe.ready], deadline).await {
         return not_ready("guest did not answer", why);
     }
+    read_runner_version(ctx, vm, runners).await;
     let listening = !ctx.probe.ready_root.is_empty()
         && ctx.ready_checks(vm, &[&ctx.probe.ready_root]).await.is_ok();
     if listening {

@@ -149,6 +149,46 @@ pub mod ci {
     ) -> Option<Result<Result<String, String>, tokio::time::error::Elapsed>> {
         None
     }
+
+    /// No runner versions known.
+    pub fn runner_report(_runners: &Runners, _now_ms: u64) -> Option<marble_proto::RunnerReport> {
+        None
+    }
+
+    /// No runner to install in this build.
+    pub async fn prepare_runner_install(
+        _runners: &Runners,
+        _upgrade: bool,
+    ) -> Result<super::RunnerInstallPlan, marble_proto::WireError> {
+        Err(marble_proto::WireError::new(
+            marble_proto::ErrorKind::Unsupported,
+            "this marbled was built without the `ci` feature: no runner install",
+        ))
+    }
+
+    /// Nothing to record.
+    pub fn record_runner_version(_runners: &Runners, _vm: &str, _version: &str) {}
+
+    /// Nothing recorded.
+    pub fn recorded_runner_version(_runners: &Runners, _vm: &str) -> Option<String> {
+        None
+    }
+}
+
+/// What `runner install|upgrade` runs in the guest, prepared on the host (the verified
+/// package is inside the profile).
+#[derive(Debug)]
+pub struct RunnerInstallPlan {
+    /// The steps.
+    pub profile: crate::provision::Profile,
+    /// The version the package holds.
+    pub version: String,
+    /// Whether the package came from the host cache without a download.
+    pub cached: bool,
+    /// The step that fails while a runner runs in the guest (its failure is `Busy`).
+    pub idle_step: &'static str,
+    /// The steps whose running means the guest changed (the others compare first).
+    pub changing_steps: [&'static str; 2],
 }
 
 #[cfg(feature = "s3")]

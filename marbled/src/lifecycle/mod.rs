@@ -85,6 +85,7 @@ impl Lifecycle {
                 | Request::ProvisionVm { .. }
                 | Request::HostCheck
                 | Request::MigrateCheck
+                | Request::RunnerInstall { .. }
         )
     }
 
@@ -180,7 +181,10 @@ impl Lifecycle {
 
     /// The outcome to report instead of running scheduler `action` on `vm`, if the hold
     /// decides it: probes of the held VM answer busy; stops of it and starts of any other
-    /// VM are not run.
+    /// VM are not run; its readiness is the run's (answered ready without waiting for a
+    /// runner): a ROOT VM started for a run gets no JIT runner, which could take a job
+    /// mid-run or start under `runner install` swapping its files. It gets one at its next
+    /// boot.
     pub fn intercept(&self, vm: &str, action: &Action) -> Option<Outcome> {
         let h = self.hold.as_ref()?;
         match action {
@@ -191,6 +195,7 @@ impl Lifecycle {
             Action::Stop(_) if vm == h.vm => {
                 Some(Outcome::Failed(format!("not run: {}", Self::held_msg(h))))
             }
+            Action::WaitReady { .. } if vm == h.vm => Some(Outcome::Done),
             Action::Start | Action::Resume if vm != h.vm => Some(Outcome::Failed(format!(
                 "not run: host held while {}",
                 Self::held_msg(h)
@@ -241,6 +246,12 @@ mod tests {
         assert_eq!(
             l.refuse_command(&slot).map(|e| e.kind),
             Some(ErrorKind::Busy)
+        );
+        // Readiness of the held VM is the run's: no JIT runner is delivered into a guest
+        // being provisioned (it could take a job mid-run, or start under a runner install).
+        assert_eq!(
+            l.intercept("h-ROOT-1", &Action::WaitReady { timeout_ms: 1_000 }),
+            Some(Outcome::Done)
         );
         assert!(l.on_event(&LifecycleEvent::ProvisionFinished { id }));
         assert!(l.refuse_command(&stop).is_none());

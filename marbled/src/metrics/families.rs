@@ -85,6 +85,7 @@ impl Collector for Families {
                 transfers(&mut enc, &s.transfers)?;
                 demand(&mut enc, s)?;
                 ci(&mut enc, s)?;
+                runners(&mut enc, s)?;
                 jenkins(&mut enc, s)
             }
         }
@@ -496,6 +497,63 @@ fn ci(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
             "marble_github_poll_interval_seconds",
             "Wait before the next demand poll: [demand] interval, longer while paced.",
             quota.next_poll.as_secs_f64(),
+        )?;
+    }
+    Ok(())
+}
+
+/// ROOT VMs' runner versions (with `[github]`): what each runs, how far behind the latest
+/// release it is, and the time left until GitHub's 30-day update deadline.
+fn runners(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
+    let Some(report) = &s.runners else {
+        return Ok(());
+    };
+    let latest = report.latest.as_deref().unwrap_or("");
+    let mut family = describe(
+        enc,
+        "marble_runner_info",
+        "The GitHub runner version in each ROOT VM (read in the guest at boot, or installed \
+         since; empty: none) and the latest actions/runner release.",
+        MetricType::Gauge,
+    )?;
+    for vm in &report.vms {
+        let version = vm.version.as_deref().unwrap_or("");
+        let labels = [
+            ("vm", vm.vm.as_str()),
+            ("version", version),
+            ("latest", latest),
+        ];
+        set(&mut family.encode_family(&labels)?, 1.0)?;
+    }
+    let mut family = describe(
+        enc,
+        "marble_runner_days_behind",
+        "Days since the first actions/runner release newer than the VM's runner was \
+         published (0: current). MARBLE warns at 25; GitHub's deadline is 30.",
+        MetricType::Gauge,
+    )?;
+    for vm in report.vms.iter().filter(|v| v.version.is_some()) {
+        set(
+            &mut family.encode_family(&[("vm", vm.vm.as_str())])?,
+            f(vm.days_behind),
+        )?;
+    }
+    let mut family = describe(
+        enc,
+        "marble_runner_update_deadline_seconds",
+        "Seconds left until GitHub stops sending jobs to the VM's runner (30 days after the \
+         first newer release); negative when past. Absent while the runner is current.",
+        MetricType::Gauge,
+    )?;
+    for vm in report
+        .vms
+        .iter()
+        .filter(|v| v.version.is_some() && v.deadline_ms != 0)
+    {
+        let left = (vm.deadline_ms as f64 - s.now_ms as f64) / 1000.0;
+        set(
+            &mut family.encode_family(&[("vm", vm.vm.as_str())])?,
+            left.round(),
         )?;
     }
     Ok(())

@@ -169,6 +169,39 @@ fn system(name: &str, available: bool) -> CiSystem {
     }
 }
 
+/// One runner current, one 31 days past its first newer release, one VM without a runner.
+fn rich_runners() -> marble_proto::RunnerReport {
+    const DAY: u64 = 86_400_000;
+    let vm = |name: &str, version: Option<&str>, days: u64, deadline_ms: u64, level: &str| {
+        marble_proto::RunnerVm {
+            vm: name.into(),
+            version: version.map(str::to_owned),
+            read_ms: NOW - 3_600_000,
+            days_behind: days,
+            deadline_ms,
+            level: level.into(),
+        }
+    };
+    marble_proto::RunnerReport {
+        latest: Some("2.331.0".into()),
+        latest_published_ms: NOW - 2 * DAY,
+        checked_ms: NOW - 60_000,
+        check_error: String::new(),
+        target: Some("2.331.0".into()),
+        vms: vec![
+            vm(
+                "h-ROOT-VM-macOS-14",
+                Some("2.329.0"),
+                31,
+                NOW - DAY,
+                "overdue",
+            ),
+            vm("h-ROOT-VM-macOS-15", Some("2.331.0"), 0, 0, "current"),
+            vm("h-ROOT-VM-macOS-26", None, 0, 0, "missing"),
+        ],
+    }
+}
+
 fn rich() -> String {
     let offline = ["foreign", "marble", "foreign", "this-host"];
     render(Snapshot {
@@ -189,6 +222,7 @@ fn rich() -> String {
             (None, 1, NOW - 500),
             (Some("mac\"arm".into()), 0, NOW),
         ]),
+        runners: Some(rich_runners()),
         now_ms: NOW,
     })
 }
@@ -231,6 +265,7 @@ fn bare() -> String {
         offline_runner_kinds: None,
         github_quota: None,
         jenkins: None,
+        runners: None,
         now_ms: NOW,
     })
 }
@@ -257,17 +292,6 @@ fn rich_moment_matches_the_golden_text() {
 fn bare_moment_matches_the_golden_text() {
     check("metrics-bare.prom", BARE, &bare());
 }
-
-/// Runner-version metrics the fleet dashboard queries that another branch of issue 14 adds
-/// (`marble_runner_info{vm,version,latest}`, `marble_runner_days_behind{vm}`,
-/// `marble_runner_update_deadline_seconds{vm}`). **Empty this list once they are exported**:
-/// the test then requires them like every other metric, and fails while they are listed
-/// here but already exported.
-const PENDING_RUNNER_METRICS: [&str; 3] = [
-    "marble_runner_info",
-    "marble_runner_days_behind",
-    "marble_runner_update_deadline_seconds",
-];
 
 /// Every metric name (`marble_…`) in the `expr` of every target of the fleet dashboard.
 fn dashboard_metrics() -> std::collections::BTreeSet<String> {
@@ -319,25 +343,11 @@ fn exported() -> std::collections::BTreeSet<String> {
 fn every_metric_the_fleet_dashboard_queries_is_exported() {
     let queried = dashboard_metrics();
     let exported = exported();
-    let missing: Vec<&String> = queried
-        .iter()
-        .filter(|m| !exported.contains(*m) && !PENDING_RUNNER_METRICS.contains(&m.as_str()))
-        .collect();
+    let missing: Vec<&String> = queried.iter().filter(|m| !exported.contains(*m)).collect();
     assert!(
         missing.is_empty(),
         "docs/grafana/marble-fleet.json queries metrics marbled does not export: {missing:?}"
     );
-    let landed: Vec<&&str> = PENDING_RUNNER_METRICS
-        .iter()
-        .filter(|m| exported.contains(**m))
-        .collect();
-    assert!(
-        landed.is_empty(),
-        "{landed:?} are exported now: remove them from PENDING_RUNNER_METRICS"
-    );
-    for m in PENDING_RUNNER_METRICS {
-        assert!(queried.contains(m), "the dashboard shows {m}");
-    }
     for m in [
         "marble_info",
         "marble_heartbeat_timestamp_seconds",
@@ -345,6 +355,9 @@ fn every_metric_the_fleet_dashboard_queries_is_exported() {
         "marble_slot_requests_pending",
         "marble_queued_jobs",
         "marble_boots_total",
+        "marble_runner_info",
+        "marble_runner_days_behind",
+        "marble_runner_update_deadline_seconds",
     ] {
         assert!(queried.contains(m), "the dashboard shows {m}");
     }

@@ -31,6 +31,7 @@ fn snapshot(status: StatusReport, now_ms: u64) -> Snapshot {
         free_runners: 0,
         ci_systems: vec![],
         offline_runner_kinds: None,
+        runners: None,
         github_quota: None,
         jenkins: None,
         now_ms,

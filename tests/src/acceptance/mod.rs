@@ -28,6 +28,7 @@ pub mod launchd;
 pub mod lifecycle;
 pub mod parse;
 pub mod record;
+pub mod runner;
 pub mod target;
 pub mod vm;
 
@@ -244,6 +245,7 @@ const VM_CHECKS: &[(Group, &str)] = &[
     (Group::Guest, "guest.root-probe-idle"),
     (Group::Guest, "guest.jit-delivery"),
     (Group::Guest, "guest.provision-twice"),
+    (Group::Guest, "guest.runner-package"),
     (Group::Guest, "guest.plant-pat"),
     (Group::Parse, "parse.info_running"),
     (Group::Parse, "parse.status_running"),
@@ -415,6 +417,7 @@ async fn with_vm(env: &Env, t: &vm::Throwaway) {
     }
     if s.runs(Group::Guest) {
         guest::running_checks(env, t).await;
+        runner::package_check(env, t).await;
     }
     let planted = if s.runs(Group::Guest) {
         guest::plant_pat(env, t).await

@@ -19,6 +19,15 @@ pub const GUEST_PLIST_PATH: &str = "/Library/LaunchDaemons/ch.cern.sft.marble.ru
 pub const GUEST_SCRIPT_PATH: &str = "/usr/local/libexec/marble-runner.sh";
 /// The seed's LaunchDaemon label and plist (removed on install).
 const SEED_LABEL: &str = "start.actions.runner";
+/// Guest file that says the hook's script or plist changed since launchd last loaded them
+/// (so a second install, which changes nothing, does not restart the job).
+pub const HOOK_CHANGED_PATH: &str = "/var/db/marble/runner-hook.changed";
+/// Name of the step that refuses to touch a guest whose runner is running.
+pub const RUNNER_IDLE_STEP: &str = "runner-not-running";
+/// Name of the step that unpacks the runner package.
+pub const RUNNER_PACKAGE_STEP: &str = "runner-package";
+/// Name of the step that (re)loads the LaunchDaemon.
+pub const RUNNER_BOOTSTRAP_STEP: &str = "runner-bootstrap";
 
 /// Why the install steps could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -34,14 +43,19 @@ pub enum InstallError {
 }
 
 /// A shell line that installs its stdin as `path` (root:wheel, `mode`) by writing a new file
-/// beside it and renaming it over the old one, so the step can run again at any time.
+/// beside it and renaming it over the old one, so the step can run again at any time. When
+/// the file is already exactly that (content, owner, mode), nothing is touched; otherwise
+/// [`HOOK_CHANGED_PATH`] tells the bootstrap step to reload the job.
 /// `path` is one of this module's constants (no character a shell would interpret).
 fn install_file(path: &str, mode: &str) -> String {
     let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
     let new = format!("{path}.new");
+    let marker_dir = HOOK_CHANGED_PATH.rsplit_once('/').map_or("/", |(d, _)| d);
     format!(
-        "umask 022 && mkdir -p {dir} && cat > {new} && chown 0:0 {new} && chmod {mode} {new} && \
-         mv -f {new} {path}"
+        "umask 022 && mkdir -p {dir} && cat > {new} && \
+         if /usr/bin/cmp -s {new} {path} && [ \"$(/usr/bin/stat -f %Su:%Lp {path})\" = root:{mode} ]; \
+         then rm -f {new}; else chown 0:0 {new} && chmod {mode} {new} && mv -f {new} {path} && \
+         mkdir -p {marker_dir} && : > {HOOK_CHANGED_PATH}; fi"
     )
 }
 
@@ -118,21 +132,103 @@ pub fn runner_install_steps(
                 shell(install_file(GUEST_PLIST_PATH, "644")),
                 Some(plist.into_bytes()),
             ),
-            step(
-                "runner-bootstrap",
-                // bootout first: bootstrap of an already loaded job fails (seed §6 bug). And
-                // bootout can return before the job is gone, when a bootstrap fails ("5:
-                // Input/output error"): wait (bounded) until launchd no longer knows it.
-                shell(format!(
-                    "launchctl bootout system/{GUEST_LABEL} 2>/dev/null; n=0; \
-                     while launchctl print system/{GUEST_LABEL} >/dev/null 2>&1; do \
-                     n=$((n + 1)); [ \"$n\" -le 50 ] || break; sleep 0.2; done; \
-                     launchctl bootstrap system {GUEST_PLIST_PATH}"
-                )),
-                None,
-            ),
+            Step {
+                // Only when the script or plist changed: reloading the job of an unchanged
+                // hook would only kill what it runs. (RunAtLoad starts it at every boot.)
+                unless: Some(format!("test ! -e {HOOK_CHANGED_PATH}")),
+                ..step(
+                    RUNNER_BOOTSTRAP_STEP,
+                    // bootout first: bootstrap of an already loaded job fails (seed §6 bug).
+                    // And bootout can return before the job is gone, when a bootstrap fails
+                    // ("5: Input/output error"): wait (bounded) until launchd no longer
+                    // knows it.
+                    shell(format!(
+                        "launchctl bootout system/{GUEST_LABEL} 2>/dev/null; n=0; \
+                         while launchctl print system/{GUEST_LABEL} >/dev/null 2>&1; do \
+                         n=$((n + 1)); [ \"$n\" -le 50 ] || break; sleep 0.2; done; \
+                         launchctl bootstrap system {GUEST_PLIST_PATH} && rm -f {HOOK_CHANGED_PATH}"
+                    )),
+                    None,
+                )
+            },
         ],
     })
+}
+
+/// The runner's install directory for `ci_user` (the plist's default).
+pub fn runner_dir(ci_user: &str) -> String {
+    format!("/Users/{ci_user}/actions-runner")
+}
+
+/// The guest command that prints the version of the runner installed in `dir` (what
+/// `bin/Runner.Listener --version` prints: actions/runner compiles its version into the
+/// binary and keeps no version file in the install directory).
+pub fn version_argv(dir: &str) -> Vec<String> {
+    vec![format!("{dir}/bin/Runner.Listener"), "--version".to_owned()]
+}
+
+/// The step that fails (and so stops the run before anything changes) while a runner
+/// listener or worker runs in the guest: GitHub may assign a job to a listening runner at
+/// any moment, and swapping its files under it would break that job.
+pub fn runner_idle_step() -> Step {
+    step(
+        RUNNER_IDLE_STEP,
+        StepAction::Shell(
+            "for p in 'Runner\\.Worker' 'Runner\\.Listener'; do \
+             if /usr/bin/pgrep -f \"$p\" >/dev/null; then \
+             echo \"a runner is running in this guest ($p)\" >&2; exit 1; fi; done"
+                .to_owned(),
+        ),
+        None,
+    )
+}
+
+/// The step that unpacks `tarball` (the `actions/runner` macOS arm64 package of `version`)
+/// into `dir`, owned by `ci_user`, unless `dir` already holds that version. The package
+/// arrives on `prlctl exec`'s stdin (Parallels forwards it; no shared folder needed) and is
+/// unpacked beside the old install; the new directory replaces the old one only after its
+/// `Runner.Listener` reports `version`, keeping the work folder (`_work`: checkouts reused
+/// between jobs). `ci_user` and `dir` are checked by the caller.
+pub fn runner_package_step(ci_user: &str, dir: &str, version: &str, tarball: Vec<u8>) -> Step {
+    let new = format!("{dir}.marble-new");
+    let old = format!("{dir}.marble-old");
+    let script = format!(
+        "set -e; rm -rf {new} {old}; mkdir -p {new}; /usr/bin/tar -xzf - -C {new}; \
+         v=$({new}/bin/Runner.Listener --version); \
+         if [ \"$v\" != {version} ]; then echo \"the package holds runner $v, not {version}\" >&2; \
+         rm -rf {new}; exit 1; fi; \
+         if [ -d {dir}/_work ]; then mv {dir}/_work {new}/_work; fi; \
+         /usr/sbin/chown -R {ci_user}:staff {new}; \
+         if [ -e {dir} ]; then mv {dir} {old}; fi; mv {new} {dir}; rm -rf {old}"
+    );
+    let mut s = step(
+        RUNNER_PACKAGE_STEP,
+        StepAction::Shell(script),
+        Some(tarball),
+    );
+    s.unless = Some(format!(
+        "test \"$({dir}/bin/Runner.Listener --version 2>/dev/null)\" = {version}"
+    ));
+    s.timeout = Duration::from_secs(15 * 60);
+    s
+}
+
+/// The whole `runner install` (or with `upgrade`, `runner upgrade`) profile: refuse a guest
+/// whose runner runs, then the hook (not for an upgrade), then the package.
+pub fn runner_install_profile(
+    ci_user: &str,
+    version: &str,
+    tarball: Vec<u8>,
+    upgrade: bool,
+) -> Result<Profile, InstallError> {
+    let hook = runner_install_steps(ci_user, None)?;
+    let dir = runner_dir(ci_user);
+    let mut steps = vec![runner_idle_step()];
+    if !upgrade {
+        steps.extend(hook.steps);
+    }
+    steps.push(runner_package_step(ci_user, &dir, version, tarball));
+    Ok(Profile { steps })
 }
 
 #[cfg(test)]

@@ -17,9 +17,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::client::GitHubClient;
 use super::macos::macos_version;
 use super::records::{Known, RunnerRecord, RunnerRecords};
+use super::releases::RunnerSetup;
 use super::runner::{DeliverError, StopGate, before_stop, deliver_jit, labels_for, mint_jit};
 use super::token::GithubToken;
 use super::types::{GitHubError, JitConfig, RunnerScope, client_config};
+use super::versions::RunnerVersions;
 use crate::ci::secret::{TokenCell, TokenStatus};
 use crate::config::{Config, ConfigError, ConfigProblem, GithubSection};
 use crate::hypervisor::Hypervisor;
@@ -93,6 +95,8 @@ pub struct RunnerLifecycle {
     /// no further: the VM starts and readiness mints).
     pre_start_budget: Duration,
     records: RunnerRecords,
+    /// Runner packages and versions (`runner install|upgrade`, the boot-time read).
+    setup: RunnerSetup,
 }
 
 impl RunnerLifecycle {
@@ -125,7 +129,10 @@ impl RunnerLifecycle {
             return Ok(None);
         };
         match Self::from_config(section, host, records.clone(), Arc::clone(&token.cell)) {
-            Ok(lifecycle) => Ok(Some(Arc::new(lifecycle))),
+            Ok(mut lifecycle) => {
+                lifecycle.setup.ci_user.clone_from(&config.host.ci_user);
+                Ok(Some(Arc::new(lifecycle)))
+            }
             Err(err) => Err(ConfigError::Invalid {
                 path: "[github]".into(),
                 problems: vec![ConfigProblem {
@@ -173,7 +180,18 @@ impl RunnerLifecycle {
             // own per-call timeout.
             pre_start_budget: section.request_timeout.saturating_mul(2),
             records,
+            setup: RunnerSetup::from_section(section),
         }
+    }
+
+    /// The runner's package and version settings.
+    pub fn setup(&self) -> &RunnerSetup {
+        &self.setup
+    }
+
+    /// The runner versions (shared across reloads with the records).
+    pub fn versions(&self) -> &RunnerVersions {
+        self.records.versions()
     }
 
     /// The GitHub client (the demand poller shares it).

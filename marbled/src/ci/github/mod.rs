@@ -19,9 +19,11 @@ pub mod lifecycle;
 pub mod macos;
 pub mod offline;
 pub mod records;
+pub mod releases;
 pub mod runner;
 pub mod token;
 pub mod types;
+pub mod versions;
 
 pub use client::{ACCEPT, API_VERSION, GitHubClient, PER_PAGE};
 pub use demand::{FleetView, GithubDemand, PollStats, QUOTA_RESERVE};

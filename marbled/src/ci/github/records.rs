@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::types::JitConfig;
+use super::versions::RunnerVersions;
 
 /// The registration MARBLE made for a VM's current boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +42,17 @@ pub(super) enum Known {
 }
 
 /// Per-VM runner records, shared by all jobs and kept across config reloads. A std mutex:
-/// it is held only for a map operation, never across an `.await`.
+/// it is held only for a map operation, never across an `.await`. The runner versions
+/// ride along (the same lifetime: per VM, in memory, across reloads).
 #[derive(Debug, Clone, Default)]
-pub struct RunnerRecords(Arc<Mutex<HashMap<String, Known>>>);
+pub struct RunnerRecords(Arc<Mutex<HashMap<String, Known>>>, RunnerVersions);
 
 impl RunnerRecords {
+    /// The runner versions (releases read, each VM's installed version).
+    pub fn versions(&self) -> &RunnerVersions {
+        &self.1
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<String, Known>> {
         // Plain data: a panic elsewhere mid-insert leaves nothing half-updated.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)

@@ -70,6 +70,8 @@ const UTILITIES: &[(&str, &[&str])] = &[
     ("which", &["/usr/bin"]),
     ("whoami", &["/usr/bin"]),
     ("chown", &["/usr/sbin"]),
+    ("tar", &["/usr/bin"]),
+    ("cmp", &["/usr/bin"]),
     ("scutil", &["/usr/sbin"]),
 ];
 
@@ -77,7 +79,7 @@ const UTILITIES: &[(&str, &[&str])] = &[
 pub const READS_STDIN: &[&str] = &[
     "cat", "tee", "grep", "egrep", "fgrep", "wc", "head", "tail", "sort", "uniq", "tr", "cut",
     "sh", "bash", "zsh", "dash", "read", "sudo", "env", "xargs", "exec", "command", "eval", ".",
-    "source",
+    "tar", "cmp", "source",
 ];
 
 /// The utility installed at guest path `path`, if any.
@@ -225,6 +227,8 @@ pub fn run_utility(s: &mut Session<'_>, name: &str, argv: &[String]) -> Status {
         "find" => super::find::find(s, args),
         other => {
             if let Some(r) = fileutils::run(s, other, args) {
+                r
+            } else if let Some(r) = super::archive::run(s, other, args) {
                 r
             } else if let Some(r) = textutils::run(s, other, args) {
                 r

@@ -21,6 +21,7 @@ use super::exec::GuestUser;
 use super::model::{GuestProc, Vm};
 use state::{Fd, Fds, Flow, Reader, ShellState, Sink};
 
+pub mod archive;
 pub mod arith;
 pub mod ast;
 pub mod builtins;
