@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::ci::secret_file_problems;
+use super::ci::{key_file_problems, secret_file_problems};
 use super::{Config, ConfigProblem, MAX_SOCKET_PATH_LEN, Policy, parse_team};
 
 /// Records one problem: `(dotted key, message)`.
@@ -25,6 +25,7 @@ impl Config {
         };
         if let Some(github) = &self.github {
             secret_file_problems("github", github.token_file.as_deref(), &mut bad);
+            key_file_problems("github.app_key_file", github.app_key_file.as_deref(), &mut bad);
         }
         if let Some(jenkins) = &self.jenkins {
             secret_file_problems("jenkins", jenkins.token_file.as_deref(), &mut bad);
