@@ -337,8 +337,7 @@ impl GithubSection {
         match &self.app_key_file {
             None => bad(
                 "github.app_key_file",
-                "GitHub App authentication needs the App's private key in a mode-0600 file"
-                    .into(),
+                "GitHub App authentication needs the App's private key in a mode-0600 file".into(),
             ),
             Some(path) if !path.is_absolute() => {
                 bad("github.app_key_file", "must be an absolute path".into());

@@ -164,7 +164,10 @@ fn github_app_auth_replaces_the_token_and_names_its_keys() {
     assert!(both.to_string().contains("github.token_file"), "{both}");
     // Half an App: each missing key named.
     let no_key = parse("[github]\nrepo = \"o/r\"\napp_id = 1\n").expect_err("no key file");
-    assert!(no_key.to_string().contains("github.app_key_file"), "{no_key}");
+    assert!(
+        no_key.to_string().contains("github.app_key_file"),
+        "{no_key}"
+    );
     let no_id = parse(&format!(
         "[github]\nrepo = \"o/r\"\napp_key_file = \"{}\"\n",
         key.display()
@@ -173,7 +176,10 @@ fn github_app_auth_replaces_the_token_and_names_its_keys() {
     assert!(no_id.to_string().contains("github.app_id"), "{no_id}");
     let relative = parse("[github]\nrepo = \"o/r\"\napp_id = 1\napp_key_file = \"k.pem\"\n")
         .expect_err("relative key path");
-    assert!(relative.to_string().contains("github.app_key_file"), "{relative}");
+    assert!(
+        relative.to_string().contains("github.app_key_file"),
+        "{relative}"
+    );
     // The key file's mode is check-config's, as for a token file.
     let open = secret_file(dir.path(), 0o644);
     let config = parse(&format!(

@@ -25,7 +25,11 @@ impl Config {
         };
         if let Some(github) = &self.github {
             secret_file_problems("github", github.token_file.as_deref(), &mut bad);
-            key_file_problems("github.app_key_file", github.app_key_file.as_deref(), &mut bad);
+            key_file_problems(
+                "github.app_key_file",
+                github.app_key_file.as_deref(),
+                &mut bad,
+            );
         }
         if let Some(jenkins) = &self.jenkins {
             secret_file_problems("jenkins", jenkins.token_file.as_deref(), &mut bad);

@@ -18,9 +18,9 @@ use super::client::GitHubClient;
 use super::macos::macos_version;
 use super::records::{Known, RunnerRecord, RunnerRecords};
 use super::runner::{DeliverError, StopGate, before_stop, deliver_jit, labels_for, mint_jit};
-use super::token::GithubToken;
+use super::token::{Credentials, GithubToken};
 use super::types::{GitHubError, JitConfig, RunnerScope, client_config};
-use crate::ci::secret::{TokenCell, TokenStatus};
+use crate::ci::secret::TokenStatus;
 use crate::config::{Config, ConfigError, ConfigProblem, GithubSection};
 use crate::hypervisor::Hypervisor;
 
@@ -124,7 +124,7 @@ impl RunnerLifecycle {
         let (Some(section), Some(token)) = (&config.github, token) else {
             return Ok(None);
         };
-        match Self::from_config(section, host, records.clone(), Arc::clone(&token.cell)) {
+        match Self::from_config(section, host, records.clone(), token.credentials.clone()) {
             Ok(lifecycle) => Ok(Some(Arc::new(lifecycle))),
             Err(err) => Err(ConfigError::Invalid {
                 path: "[github]".into(),
@@ -143,11 +143,11 @@ impl RunnerLifecycle {
         section: &GithubSection,
         host: &str,
         records: RunnerRecords,
-        token: Arc<TokenCell>,
+        credentials: Credentials,
     ) -> Result<Self, GitHubError> {
         let cfg = client_config(section)?;
         Ok(Self::with_client(
-            GitHubClient::from_config(&cfg, token)?,
+            GitHubClient::from_config(&cfg, credentials)?,
             section,
             host,
             records,
