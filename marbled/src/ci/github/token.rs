@@ -68,8 +68,11 @@ impl Credentials {
     }
 }
 
+/// A GitHub App: its id and the configured installation (None: asked of GitHub).
+type AppId = (u64, Option<u64>);
+
 /// Where the section's secret comes from, and the App it belongs to (None: a token).
-fn wanted(section: &GithubSection) -> Option<(TokenSource, Option<(u64, Option<u64>)>)> {
+fn wanted(section: &GithubSection) -> Option<(TokenSource, Option<AppId>)> {
     if section.uses_app() {
         let key = TokenSource::File(section.app_key_file.clone()?);
         return Some((key, Some((section.app_id?, section.installation_id))));
