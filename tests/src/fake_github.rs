@@ -51,7 +51,7 @@ pub struct RecordedRequest {
     pub authorized: bool,
     /// Body text.
     pub body: String,
-    /// The status the fake answered.
+    /// The status the fake GitHub answered (0 from the fake Jenkins, which does not say).
     pub status: u16,
 }
 
