@@ -9,7 +9,9 @@
 //! remaining 0 when exhausted; a scripted `retry-after`). Workflow runs and their jobs
 //! (`§3.1`: `actions/runs?status=`, `actions/runs/{id}/jobs`) for the demand source, with
 //! ETags too. Every request is recorded (method,
-//! path, headers without `authorization`, body, wall-clock ms) for ordering assertions.
+//! path, headers without `authorization`, body, wall-clock ms, status) for ordering
+//! assertions. With [`FakeGitHub::use_app`] it plays a GitHub App's installation instead of
+//! taking a personal token (`crate::github_app`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -23,6 +25,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+use crate::github_app::FakeApp;
 
 /// Wall-clock milliseconds (same clock as the prlctl simulator's invocation log).
 pub fn now_ms() -> u64 {
@@ -47,6 +51,8 @@ pub struct RecordedRequest {
     pub authorized: bool,
     /// Body text.
     pub body: String,
+    /// The status the fake GitHub answered (0 from the fake Jenkins, which does not say).
+    pub status: u16,
 }
 
 impl RecordedRequest {
@@ -150,6 +156,7 @@ pub(crate) fn record(req: &Request<()>, body: &[u8]) -> RecordedRequest {
             .collect(),
         authorized: req.headers().contains_key("authorization"),
         body: String::from_utf8_lossy(body).into_owned(),
+        status: 0,
     }
 }
 
@@ -186,6 +193,8 @@ struct State {
     assets: BTreeMap<String, Vec<u8>>,
     /// Asset downloads served (the CDN's 200s).
     downloads: u64,
+    /// A GitHub App: only its installation tokens are taken (not `token`).
+    app: Option<FakeApp>,
 }
 
 /// The fake server. Dropping it stops serving.
@@ -284,9 +293,15 @@ fn route_download(st: &mut State, req: &Request<()>, base: &str) -> Option<Reply
 fn handle(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
     st.requests.push(record(req, body));
     if let Some(reply) = route_download(st, req, base) {
+        if let Some(last) = st.requests.last_mut() {
+            last.status = reply.status.as_u16();
+        }
         return reply;
     }
     let mut reply = route(st, req, body, base);
+    if let Some(last) = st.requests.last_mut() {
+        last.status = reply.status.as_u16();
+    }
     if reply.status != StatusCode::UNAUTHORIZED {
         let used = st.rate_limit - st.rate_remaining;
         reply.headers.extend([
@@ -312,7 +327,16 @@ fn route(st: &mut State, req: &Request<()>, body: &[u8], base: &str) -> Reply {
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    if auth != Some(expected.as_str()) || st.deny == Some(Deny::Unauthorized) {
+    let authorized = match st.app.as_mut() {
+        Some(app) => {
+            if let Some(reply) = app.route(req) {
+                return reply;
+            }
+            app.accepts(req)
+        }
+        None => auth == Some(expected.as_str()),
+    };
+    if !authorized || st.deny == Some(Deny::Unauthorized) {
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
     if let Some(secs) = st.retry_after.take() {
@@ -616,6 +640,17 @@ impl FakeGitHub {
     /// Base URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// From now on play GitHub App `app`'s installation: its endpoints answer, and the
+    /// others take only its live installation tokens.
+    pub fn use_app(&self, app: FakeApp) {
+        self.st().app = Some(app);
+    }
+
+    /// `f` of the App (panics without one).
+    pub fn with_app<T>(&self, f: impl FnOnce(&mut FakeApp) -> T) -> T {
+        f(self.st().app.as_mut().expect("fake github: use_app first"))
     }
 
     /// Every request so far, in arrival order.

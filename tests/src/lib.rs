@@ -5,6 +5,7 @@ pub mod data;
 pub mod fake_github;
 pub mod fake_jenkins;
 pub mod fake_keychain;
+pub mod github_app;
 pub mod harness;
 pub mod prlsim;
 pub mod prometheus;

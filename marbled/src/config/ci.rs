@@ -23,8 +23,10 @@ pub struct KeychainItem {
 }
 
 /// `[github]`: mint a JIT runner config at each ROOT boot and delete the registration
-/// before each stop. The token is read from `token_file` (mode 0600) or `token_keychain`,
-/// never from this file; exactly one of them, and exactly one of `repo`/`org`.
+/// before each stop. The daemon authenticates with a token read from `token_file` (mode
+/// 0600) or `token_keychain`, or as a GitHub App (`app_id` and its private key in
+/// `app_key_file`, mode 0600), never with a secret from this file; exactly one of the three,
+/// and exactly one of `repo`/`org`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GithubSection {
@@ -42,6 +44,16 @@ pub struct GithubSection {
     /// Keychain item holding the token (macOS only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_keychain: Option<KeychainItem>,
+    /// GitHub App authentication instead of a token: the App's id (its settings page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<u64>,
+    /// The App's installation on `repo`/`org` (default: asked of GitHub with the App's JWT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    /// File holding the App's private key (the PEM GitHub lets you download); must not be
+    /// readable by group or others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_key_file: Option<PathBuf>,
     /// Runner group id (1: the Default group).
     pub runner_group_id: u64,
     /// First word of runner names: `<prefix>-<host>-<vm>-<boot>`.
@@ -80,6 +92,9 @@ impl Default for GithubSection {
             org: None,
             token_file: None,
             token_keychain: None,
+            app_id: None,
+            installation_id: None,
+            app_key_file: None,
             runner_group_id: 1,
             name_prefix: "marble".into(),
             labels_extra: Vec::new(),
@@ -330,12 +345,7 @@ impl GithubSection {
                 }
             }
         }
-        secret_source_problems(
-            "github",
-            self.token_file.as_deref(),
-            self.token_keychain.as_ref(),
-            bad,
-        );
+        self.credential_problems(bad);
         if !safe_word(&self.name_prefix) || self.name_prefix.len() > 20 {
             bad(
                 "github.name_prefix",
@@ -377,6 +387,50 @@ impl GithubSection {
             if d.is_zero() {
                 bad(key, "must be greater than zero".into());
             }
+        }
+    }
+}
+
+impl GithubSection {
+    /// Whether the section asks for GitHub App authentication (any of its keys is set).
+    pub fn uses_app(&self) -> bool {
+        self.app_id.is_some() || self.app_key_file.is_some() || self.installation_id.is_some()
+    }
+
+    /// Exactly one of a token (file or Keychain) and an App (id and key file).
+    fn credential_problems(&self, bad: &mut dyn FnMut(&str, String)) {
+        if !self.uses_app() {
+            secret_source_problems(
+                "github",
+                self.token_file.as_deref(),
+                self.token_keychain.as_ref(),
+                bad,
+            );
+            return;
+        }
+        if self.token_file.is_some() || self.token_keychain.is_some() {
+            bad(
+                "github.app_id",
+                "set either a token (github.token_file or github.token_keychain) or a GitHub \
+                 App (github.app_id and github.app_key_file), not both"
+                    .into(),
+            );
+        }
+        if self.app_id.is_none() {
+            bad(
+                "github.app_id",
+                "GitHub App authentication needs the App's id (its settings page)".into(),
+            );
+        }
+        match &self.app_key_file {
+            None => bad(
+                "github.app_key_file",
+                "GitHub App authentication needs the App's private key in a mode-0600 file".into(),
+            ),
+            Some(path) if !path.is_absolute() => {
+                bad("github.app_key_file", "must be an absolute path".into());
+            }
+            Some(_) => {}
         }
     }
 }

@@ -210,6 +210,9 @@ impl Config {
              # repo = \"root-project/root\"      # or org = \"root-project\"\n\
              # token_file = \"/usr/local/etc/marble/github-token\"   # mode 0600 (preferred); or\n\
              # # token_keychain = {{ service = \"marble-github\", account = \"marbled\" }}  # locked under launchd until a console login\n\
+             # # app_id = 123456            # or a GitHub App (docs/CI.md) instead of a token:\n\
+             # # app_key_file = \"/usr/local/etc/marble/github-app.pem\"  # its private key, mode 0600\n\
+             # # installation_id = 12345678  # default: asked of GitHub\n\
              # api_url = \"https://api.github.com\"\n\
              # runner_group_id = 1\n\
              # name_prefix = \"marble\"\n\

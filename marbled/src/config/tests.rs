@@ -143,6 +143,57 @@ fn github_validation_names_each_key_and_never_takes_a_secret_inline() {
 }
 
 #[test]
+fn github_app_auth_replaces_the_token_and_names_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), 0o600);
+    let text = format!(
+        "[github]\nrepo = \"o/r\"\napp_id = 123456\napp_key_file = \"{}\"\n",
+        key.display()
+    );
+    let config = parse(&text).expect("App auth without a token is valid");
+    let g = config.github.clone().unwrap();
+    assert_eq!((g.app_id, g.installation_id), (Some(123_456), None));
+    assert_eq!(g.app_key_file.as_deref(), Some(key.as_path()));
+    assert!(config.secret_problems().is_empty());
+    let with_installation = parse(&format!("{text}installation_id = 42\n")).unwrap();
+    assert_eq!(with_installation.github.unwrap().installation_id, Some(42));
+    // Both a token and an App: refused, naming the keys.
+    let both = parse(&format!("{text}token_file = \"{}\"\n", key.display()))
+        .expect_err("a token and an App");
+    assert!(both.to_string().contains("github.app_id"), "{both}");
+    assert!(both.to_string().contains("github.token_file"), "{both}");
+    // Half an App: each missing key named.
+    let no_key = parse("[github]\nrepo = \"o/r\"\napp_id = 1\n").expect_err("no key file");
+    assert!(
+        no_key.to_string().contains("github.app_key_file"),
+        "{no_key}"
+    );
+    let no_id = parse(&format!(
+        "[github]\nrepo = \"o/r\"\napp_key_file = \"{}\"\n",
+        key.display()
+    ))
+    .expect_err("no app id");
+    assert!(no_id.to_string().contains("github.app_id"), "{no_id}");
+    let relative = parse("[github]\nrepo = \"o/r\"\napp_id = 1\napp_key_file = \"k.pem\"\n")
+        .expect_err("relative key path");
+    assert!(
+        relative.to_string().contains("github.app_key_file"),
+        "{relative}"
+    );
+    // The key file's mode is check-config's, as for a token file.
+    let open = secret_file(dir.path(), 0o644);
+    let config = parse(&format!(
+        "[github]\nrepo = \"o/r\"\napp_id = 1\napp_key_file = \"{}\"\n",
+        open.display()
+    ))
+    .expect("valid apart from the key file's mode");
+    let problems = config.secret_problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "github.app_key_file");
+    assert!(problems[0].message.contains("chmod 600"), "{problems:?}");
+}
+
+#[test]
 fn bad_team_override_names_the_vm() {
     let err = parse("[teams.overrides]\n\"host-X\" = \"blue\"\n").expect_err("bad team");
     assert!(err.to_string().contains("teams.overrides.host-X"), "{err}");

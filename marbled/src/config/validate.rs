@@ -37,6 +37,11 @@ impl Config {
         }
         if let Some(github) = &self.github {
             secret_file_problems("github.token_file", github.token_file.as_deref(), &mut bad);
+            secret_file_problems(
+                "github.app_key_file",
+                github.app_key_file.as_deref(),
+                &mut bad,
+            );
         }
         if let Some(jenkins) = &self.jenkins {
             secret_file_problems(

@@ -4,8 +4,10 @@
 //!
 //! Owns: the wire shapes of the runner endpoints and the mapping of status codes to typed
 //! outcomes. It does not decide when to mint or delete (see [`super::runner`] and the
-//! daemon's jobs). The token lives in a [`Secret`] and is only ever put in the
-//! `Authorization` header; nothing here logs headers or bodies of requests.
+//! daemon's jobs). The token (a personal one, or a GitHub App's installation token:
+//! [`Credentials`]) lives in a [`Secret`] and is only ever put in the `Authorization`
+//! header; nothing here logs headers or bodies of requests. A 401 to an App's installation
+//! token is retried once with a new one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::token::Credentials;
 use super::types::{
     CachedPage, DeleteOutcome, GitHubConfig, GitHubError, JitConfig, RateLimit, Runner, RunnerScope,
 };
@@ -59,7 +62,7 @@ struct ErrorBody {
     message: String,
 }
 
-fn message_of(resp: &HttpResponse) -> String {
+pub(super) fn message_of(resp: &HttpResponse) -> String {
     serde_json::from_slice::<ErrorBody>(&resp.body)
         .map(|b| b.message)
         .unwrap_or_else(|_| resp.body_excerpt(200))
@@ -84,7 +87,7 @@ pub struct GitHubClient {
     http: HttpClient,
     api_url: String,
     scope: RunnerScope,
-    token: Arc<TokenCell>,
+    credentials: Credentials,
     shared: Mutex<Shared>,
 }
 
@@ -93,20 +96,20 @@ impl std::fmt::Debug for GitHubClient {
         f.debug_struct("GitHubClient")
             .field("api_url", &self.api_url)
             .field("scope", &self.scope)
-            .field("token", &self.token)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
 
 impl GitHubClient {
-    /// Build from config with the token `token` holds (loaded, or retried until it is:
-    /// requests fail with [`GitHubError::Token`] meanwhile).
-    pub fn from_config(cfg: &GitHubConfig, token: Arc<TokenCell>) -> Result<Self, GitHubError> {
+    /// Build from config with `credentials` (a token loaded, or retried until it is, or a
+    /// GitHub App: requests fail with [`GitHubError::Token`] while there is no token).
+    pub fn from_config(cfg: &GitHubConfig, credentials: Credentials) -> Result<Self, GitHubError> {
         cfg.scope.validate().map_err(GitHubError::Config)?;
-        Ok(Self::with_token(
+        Ok(Self::with_credentials(
             &cfg.api_url,
             cfg.scope.clone(),
-            token,
+            credentials,
             cfg.request_timeout,
         ))
     }
@@ -123,18 +126,28 @@ impl GitHubClient {
         token: Arc<TokenCell>,
         timeout: Duration,
     ) -> Self {
+        Self::with_credentials(api_url, scope, Credentials::Token(token), timeout)
+    }
+
+    /// Build with a token or a GitHub App.
+    pub fn with_credentials(
+        api_url: &str,
+        scope: RunnerScope,
+        credentials: Credentials,
+        timeout: Duration,
+    ) -> Self {
         Self {
             http: HttpClient::new(timeout),
             api_url: api_url.trim_end_matches('/').to_owned(),
             scope,
-            token,
+            credentials,
             shared: Mutex::new(Shared::default()),
         }
     }
 
     /// Whether the token is loaded, and why not.
     pub fn token_status(&self) -> TokenStatus {
-        self.token.status()
+        self.credentials.status()
     }
 
     /// The scope.
@@ -203,8 +216,37 @@ impl GitHubClient {
         body: Option<Bytes>,
         etag: Option<&str>,
     ) -> Result<HttpResponse, GitHubError> {
-        let token = self.token.token().map_err(GitHubError::Token)?;
+        let token = self.token().await?;
         self.check_budget(op)?;
+        let resp = self
+            .send(op, method.clone(), url, body.clone(), etag, &token)
+            .await?;
+        if resp.status == StatusCode::UNAUTHORIZED && self.credentials.refused(&token) {
+            // An installation token GitHub no longer takes (revoked, or expired early by its
+            // clock): once more with a new one; a second 401 is the caller's error.
+            let token = self.token().await?;
+            return self.send(op, method, url, body, etag, &token).await;
+        }
+        Ok(resp)
+    }
+
+    async fn token(&self) -> Result<Secret, GitHubError> {
+        self.credentials
+            .token(&self.http, &self.api_url, &self.scope)
+            .await
+            .map_err(GitHubError::Token)
+    }
+
+    /// One request with `token`, its rate-limit headers recorded.
+    async fn send(
+        &self,
+        op: &'static str,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+        etag: Option<&str>,
+        token: &Secret,
+    ) -> Result<HttpResponse, GitHubError> {
         let auth = format!("Bearer {}", token.expose());
         let mut headers: Vec<(&str, &str)> = vec![
             ("accept", ACCEPT),

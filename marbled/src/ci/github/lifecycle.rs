@@ -19,10 +19,10 @@ use super::macos::macos_version;
 use super::records::{Known, RunnerRecord, RunnerRecords};
 use super::releases::RunnerSetup;
 use super::runner::{DeliverError, StopGate, before_stop, deliver_jit, labels_for, mint_jit};
-use super::token::GithubToken;
+use super::token::{Credentials, GithubToken};
 use super::types::{GitHubError, JitConfig, RunnerScope, client_config};
 use super::versions::RunnerVersions;
-use crate::ci::secret::{TokenCell, TokenStatus};
+use crate::ci::secret::TokenStatus;
 use crate::config::{Config, ConfigError, ConfigProblem, GithubSection};
 use crate::hypervisor::Hypervisor;
 
@@ -128,7 +128,7 @@ impl RunnerLifecycle {
         let (Some(section), Some(token)) = (&config.github, token) else {
             return Ok(None);
         };
-        match Self::from_config(section, host, records.clone(), Arc::clone(&token.cell)) {
+        match Self::from_config(section, host, records.clone(), token.credentials.clone()) {
             Ok(mut lifecycle) => {
                 lifecycle.setup.ci_user.clone_from(&config.host.ci_user);
                 Ok(Some(Arc::new(lifecycle)))
@@ -150,11 +150,11 @@ impl RunnerLifecycle {
         section: &GithubSection,
         host: &str,
         records: RunnerRecords,
-        token: Arc<TokenCell>,
+        credentials: Credentials,
     ) -> Result<Self, GitHubError> {
         let cfg = client_config(section)?;
         Ok(Self::with_client(
-            GitHubClient::from_config(&cfg, token)?,
+            GitHubClient::from_config(&cfg, credentials)?,
             section,
             host,
             records,

@@ -3,7 +3,9 @@
 //!
 //! - [`types`] and [`client`]: the runner API's wire types and the REST client (JIT configs,
 //!   runner listings with ETags, deletes; rate-limit accounting);
-//! - [`token`]: the `[github]` token, loaded and retried while its source fails;
+//! - [`token`]: the `[github]` credentials (a token, or a GitHub App), loaded and retried
+//!   while their source fails; [`app`] and [`jwt`]: GitHub App authentication (the App's
+//!   RS256 JWT, installation tokens minted with it and refreshed before they expire);
 //! - [`runner`]: labels, names, minting, delivery into the guest and the delete-before-stop
 //!   gate, as plain functions;
 //! - [`lifecycle`] (with [`records`] and [`macos`]): the ROOT runner per boot as the
@@ -12,9 +14,11 @@
 //!   rules for offline registrations;
 //! - [`install`]: the in-guest runner's install steps.
 
+pub mod app;
 pub mod client;
 pub mod demand;
 pub mod install;
+pub mod jwt;
 pub mod lifecycle;
 pub mod macos;
 pub mod offline;
@@ -34,7 +38,7 @@ pub use runner::{
     DEFAULT_JIT_PATH, DeliverError, GitHubBusy, StopGate, before_stop, deliver_jit, github_busy,
     labels_for, labels_match, mint_jit, runner_name,
 };
-pub use token::GithubToken;
+pub use token::{Credentials, GithubToken};
 pub use types::{
     CachedPage, DEFAULT_API_URL, DeleteOutcome, GitHubConfig, GitHubError, JitConfig, RateLimit,
     Runner, RunnerLabel, RunnerScope, client_config,

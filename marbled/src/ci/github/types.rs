@@ -107,7 +107,7 @@ pub struct GitHubConfig {
     pub api_url: String,
     /// Repository or organisation.
     pub scope: RunnerScope,
-    /// Where the token is read from.
+    /// Where the token (with GitHub App authentication: the App's private key) is read from.
     pub token: TokenSource,
     /// Runner group (repository runners: 1, the Default group).
     #[serde(default = "default_group")]
@@ -312,12 +312,16 @@ pub fn client_config(section: &GithubSection) -> Result<GitHubConfig, GitHubErro
             ));
         }
     };
-    let token = TokenSource::from_section(
-        "github",
-        section.token_file.as_ref(),
-        section.token_keychain.as_ref(),
-    )
-    .map_err(GitHubError::Config)?;
+    let token = match (&section.app_key_file, section.uses_app()) {
+        (Some(key), true) => TokenSource::File(key.clone()),
+        (None, true) => return Err(GitHubError::Config("set github.app_key_file".into())),
+        (_, false) => TokenSource::from_section(
+            "github",
+            section.token_file.as_ref(),
+            section.token_keychain.as_ref(),
+        )
+        .map_err(GitHubError::Config)?,
+    };
     Ok(GitHubConfig {
         api_url: section.api_url.clone(),
         scope,
