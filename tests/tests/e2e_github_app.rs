@@ -104,7 +104,7 @@ fn a_github_app_polls_demand_starts_a_jit_runner_and_refreshes_its_token_before_
     let daemon = env.spawn();
 
     // The queued job gets its VM: the demand poll and the JIT registration ran as the App.
-    wait_power(&daemon, ROOT1, "Running");
+    wait_power(&daemon, ROOT1, "running");
     assert!(!gh.issued_jit().is_empty(), "no JIT config minted");
     let requests = gh.requests();
     assert!(

@@ -636,7 +636,7 @@ fn upgrade_replaces_the_binaries_and_restarts_keeping_locks_and_a_busy_vm_runnin
         "nothing stopped: {:?}",
         env.power_calls()
     );
-    let running = wait_until_blocking(T, || vm_json(&socket, ROOT2)["power"] == "Running");
+    let running = wait_until_blocking(T, || vm_json(&socket, ROOT2)["power"] == "running");
     assert!(
         running,
         "the new daemon adopted the running {ROOT2}: {}",

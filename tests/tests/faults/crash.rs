@@ -121,7 +121,7 @@ fn case_01_kill_9_during_a_slow_start_then_a_start_of_another_vm_leaves_one_vm_r
     assert!(
         wait_until_blocking(Duration::from_secs(10), || {
             crate::e2e_support::power(&crate::e2e_support::vm_list(&daemon.socket), ROOT1)
-                == "Running"
+                == "running"
         }),
         "{}",
         daemon.log_text()

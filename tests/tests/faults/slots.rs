@@ -38,7 +38,7 @@ fn start_build(host: &SimHost, vm: &str) {
     .unwrap();
 }
 
-/// The daemon's busy verdict for `vm` (`Busy`, `Idle`, `Unknown`…).
+/// The daemon's busy verdict for `vm` (`busy`, `idle`, `unknown`…).
 fn busy_kind(daemon: &DaemonProcess, vm: &str) -> String {
     let out = ctl(&daemon.socket, &["vm", "show", vm, "--json"]);
     assert_eq!(out.code, 0, "vm show: {out}");
@@ -97,7 +97,7 @@ fn case_05_a_draining_host_refuses_77_and_ends_empty_once_the_job_finishes() {
     let mut seen = String::new();
     let busy = wait_until_blocking(T, || {
         seen = busy_kind(&daemon, SPI1);
-        seen == "Busy"
+        seen == "busy"
     });
     assert!(
         busy,
@@ -140,7 +140,7 @@ fn case_05_a_draining_host_refuses_77_and_ends_empty_once_the_job_finishes() {
     assert_eq!(done.code, 0, "the host empties once the build ends: {done}");
     assert_eq!(env.sim_state(SPI1), VmState::Stopped);
     assert_eq!(env.sim_state(SPI2), VmState::Stopped);
-    wait_power(&daemon, SPI1, "Stopped");
+    wait_power(&daemon, SPI1, "stopped");
 }
 
 #[test]
