@@ -156,7 +156,7 @@ fn ctl_long(socket: &Path, args: &[&str]) -> Out {
 fn push_transfer(socket: &Path) -> Option<serde_json::Value> {
     let out = ctl(socket, &["--json", "image", "transfers"]);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
-    v["Transfers"]
+    v["transfers"]
         .as_array()?
         .iter()
         .find(|t| t["image"] == IMAGE && t["kind"] == "push")
