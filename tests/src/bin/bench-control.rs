@@ -259,6 +259,16 @@ fn run_once(idle_secs: u64) -> RunFigures {
     let (self1, child1) = proc_times(pid);
     let rss = rss_kib(pid, "VmRSS:");
     let hwm = rss_kib(pid, "VmHWM:");
+    // Anonymous (heap, stacks) vs file-backed (the binary's code and data pages it touched):
+    // the part the daemon's own allocations can move is the anonymous one.
+    let anon = rss_kib(pid, "RssAnon:");
+    let file = rss_kib(pid, "RssFile:");
+    println!(
+        "idle RSS split: {:.1} MiB anonymous, {:.1} MiB file-backed (code), {:.1} MiB shared memory",
+        anon as f64 / 1024.0,
+        file as f64 / 1024.0,
+        rss_kib(pid, "RssShmem:") as f64 / 1024.0
+    );
     println!(
         "idle daemon over {wall:.0} s: CPU {:.3} s own ({:.3}% of one core), {:.3} s in reaped prlctl children; RSS {:.1} MiB (peak {:.1} MiB during the bursts)",
         self1 - self0,
@@ -269,7 +279,8 @@ fn run_once(idle_secs: u64) -> RunFigures {
     );
     report.push(serde_json::json!({
         "what": "idle", "seconds": wall, "cpu_self_s": self1 - self0,
-        "cpu_children_s": child1 - child0, "rss_mib": rss as f64 / 1024.0, "peak_rss_mib": hwm as f64 / 1024.0
+        "cpu_children_s": child1 - child0, "rss_mib": rss as f64 / 1024.0, "peak_rss_mib": hwm as f64 / 1024.0,
+        "rss_anon_mib": anon as f64 / 1024.0, "rss_file_mib": file as f64 / 1024.0
     }));
     daemon.terminate(Duration::from_secs(10));
     RunFigures {
