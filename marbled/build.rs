@@ -1,54 +1,10 @@
 //! Records the git commit this crate is built from as `MARBLE_COMMIT` (`--version` prints it):
 //! `git rev-parse --short HEAD`, plus `-dirty` when tracked files differ from it, or
 //! `unknown` outside a git checkout (a build from the release tarball). `MARBLE_COMMIT` set in
-//! the environment wins (a packager who knows the commit). `marblectl/build.rs` is the same.
+//! the environment wins (a packager who knows the commit). `marblectl/build.rs` is the same (both include `build-support/commit.rs`).
 //!
 //! It reruns when HEAD or the branch it names moves, not on every edit: watching the index
 //! would rebuild the daemon and everything above it on each `git add`. So `-dirty` says
 //! whether the tree was dirty when the commit last changed.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|s| !s.is_empty())
-}
-
-fn watch(path: &Path) {
-    // A missing file would make cargo rerun this script on every build.
-    if path.exists() {
-        println!("cargo::rerun-if-changed={}", path.display());
-    }
-}
-
-fn main() {
-    println!("cargo::rerun-if-env-changed=MARBLE_COMMIT");
-    if let Ok(commit) = std::env::var("MARBLE_COMMIT") {
-        println!("cargo::rustc-env=MARBLE_COMMIT={commit}");
-        return;
-    }
-    let commit = match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(head) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some();
-            if dirty { format!("{head}-dirty") } else { head }
-        }
-        None => "unknown".to_owned(),
-    };
-    if let (Some(git_dir), Some(common)) = (
-        git(&["rev-parse", "--absolute-git-dir"]),
-        git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]),
-    ) {
-        let git_dir = PathBuf::from(git_dir);
-        let common = PathBuf::from(common);
-        watch(&git_dir.join("HEAD"));
-        watch(&common.join("packed-refs"));
-        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watch(&common.join(branch));
-        }
-    }
-    println!("cargo::rustc-env=MARBLE_COMMIT={commit}");
-}
+include!("../build-support/commit.rs");

@@ -30,6 +30,14 @@ pub use wire::*;
 pub const PROTO_MAJOR: u16 = 1;
 /// Protocol minor version of this build. See the compatibility rules in the crate docs.
 pub const PROTO_MINOR: u16 = 6;
+
+/// What `marbled --version` and `marblectl --version` print after the name: the crate
+/// version, the git commit it was built from (each crate's `build.rs`; `unknown` outside a git
+/// checkout) and this protocol version — one format, so a host's two can be compared at a
+/// glance.
+pub fn version_line(crate_version: &str, commit: &str) -> String {
+    format!("{crate_version} (commit {commit}, protocol {PROTO_MAJOR}.{PROTO_MINOR})")
+}
 /// Largest frame either side accepts, in bytes (payload, excluding the 4-byte length prefix).
 ///
 /// 1 MiB comfortably holds a status report for hundreds of VMs; bulk data (images, logs)

@@ -88,13 +88,7 @@ pub enum DaemonCommand {
 pub fn version() -> &'static str {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     VERSION.get_or_init(|| {
-        format!(
-            "{} (commit {}, protocol {}.{})",
-            env!("CARGO_PKG_VERSION"),
-            env!("MARBLE_COMMIT"),
-            marble_proto::PROTO_MAJOR,
-            marble_proto::PROTO_MINOR
-        )
+        marble_proto::version_line(env!("CARGO_PKG_VERSION"), env!("MARBLE_COMMIT"))
     })
 }
 
