@@ -56,6 +56,16 @@ impl Context {
     }
 }
 
+/// A watched run's events on stderr: a step's progress line as the daemon wrote it, anything
+/// else rendered (`vm provision`, `runner install`).
+pub fn print_run_event(event: &Event) {
+    if let Event::Progress { message, .. } = event {
+        eprintln!("{message}");
+    } else {
+        eprintln!("{}", render::event(event));
+    }
+}
+
 /// Write to stdout, treating a closed pipe (`marblectl vm list | head`) as success.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();

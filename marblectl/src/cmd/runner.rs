@@ -3,12 +3,12 @@
 
 use std::fmt::Write as _;
 
-use marble_proto::{ErrorKind, Event, Request, Response, RunnerInstallResult, RunnerReport, Team};
+use marble_proto::{ErrorKind, Request, Response, RunnerInstallResult, RunnerReport, Team};
 
 use crate::cli::{RunnerCommand, RunnerUpgradeArgs};
 use crate::client::{Client, ClientError};
 use crate::cmd::status::unexpected;
-use crate::cmd::{Context, out};
+use crate::cmd::{Context, out, print_run_event};
 use crate::exit::Exit;
 use crate::render;
 
@@ -31,13 +31,7 @@ async fn install(
 ) -> Result<RunnerInstallResult, ClientError> {
     let mut client = Client::connect(&ctx.socket).await?;
     let resp = client
-        .call(Request::RunnerInstall { vm, upgrade }, |e: &Event| {
-            if let Event::Progress { message, .. } = e {
-                eprintln!("{message}");
-            } else {
-                eprintln!("{}", render::event(e));
-            }
-        })
+        .call(Request::RunnerInstall { vm, upgrade }, print_run_event)
         .await?;
     match resp {
         Response::RunnerInstalled(r) => {

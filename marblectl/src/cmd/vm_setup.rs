@@ -7,13 +7,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use marble_proto::{
-    CreateResult, Event, ProfileFile, ProfileUpload, ProvisionResult, Request, Response, Team,
+    CreateResult, ProfileFile, ProfileUpload, ProvisionResult, Request, Response, Team,
 };
 
 use crate::cli::{CreateArgs, ProvisionArgs};
 use crate::client::{Client, ClientError};
 use crate::cmd::status::unexpected;
-use crate::cmd::{Context, out};
+use crate::cmd::{Context, out, print_run_event};
 use crate::exit::Exit;
 use crate::render;
 
@@ -186,15 +186,7 @@ pub async fn provision(ctx: &Context, a: ProvisionArgs) -> Result<Exit, ClientEr
     let request = Request::ProvisionVm { vm: a.vm, profile };
     // Step progress and output always go to stderr: a provisioning run is watched.
     let mut client = Client::connect(&ctx.socket).await?;
-    let resp = client
-        .call(request, |e: &Event| {
-            if let Event::Progress { message, .. } = e {
-                eprintln!("{message}");
-            } else {
-                eprintln!("{}", render::event(e));
-            }
-        })
-        .await?;
+    let resp = client.call(request, print_run_event).await?;
     match resp {
         Response::Provisioned(r) => {
             out(&if ctx.json {
