@@ -32,11 +32,8 @@ impl SerialProxy {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    continue;
-                };
                 let (lock, count) = (one_at_a_time.clone(), count.clone());
-                std::thread::spawn(move || serve(client, server, &lock, &count));
+                std::thread::spawn(move || serve(client, upstream, &lock, &count));
             }
         });
         SerialProxy {
@@ -130,7 +127,7 @@ impl Conn {
         }
     }
 
-    fn to_end(&mut self) -> Vec<u8> {
+    fn drain_to_end(&mut self) -> Vec<u8> {
         while self.fill() {}
         std::mem::take(&mut self.buf)
     }
@@ -151,16 +148,19 @@ fn body(conn: &mut Conn, head: &str, is_request: bool) -> Option<Vec<u8>> {
     if header(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         return conn.chunked();
     }
-    Some(if is_request { Vec::new() } else { conn.to_end() })
+    Some(if is_request {
+        Vec::new()
+    } else {
+        conn.drain_to_end()
+    })
 }
 
-fn serve(client: TcpStream, server: TcpStream, lock: &Mutex<()>, count: &AtomicU64) {
+/// Serves one client connection, request by request, each over a new upstream connection:
+/// s3s-fs closes a connection after answering a request whose body it did not read (a 412
+/// before the upload), and a reused one would then fail the next request.
+fn serve(client: TcpStream, upstream: SocketAddr, lock: &Mutex<()>, count: &AtomicU64) {
     let mut client = Conn {
         stream: client,
-        buf: Vec::new(),
-    };
-    let mut server = Conn {
-        stream: server,
         buf: Vec::new(),
     };
     while let Some(head) = client.head() {
@@ -172,29 +172,34 @@ fn serve(client: TcpStream, server: TcpStream, lock: &Mutex<()>, count: &AtomicU
         let answer = {
             let _one = lock.lock().expect("serial proxy lock");
             count.fetch_add(1, Ordering::SeqCst);
-            if server.stream.write_all(&head).is_err() || server.stream.write_all(&req_body).is_err()
-            {
-                return;
+            match exchange(upstream, &head, &req_body, is_head) {
+                Some(a) => a,
+                None => return,
             }
-            let Some(resp_head) = server.head() else {
-                return;
-            };
-            let resp_text = String::from_utf8_lossy(&resp_head).to_string();
-            let status = resp_text.split(' ').nth(1).unwrap_or("");
-            let no_body = is_head || matches!(status, "204" | "304") || status.starts_with('1');
-            let resp_body = if no_body {
-                Vec::new()
-            } else {
-                match body(&mut server, &resp_text, false) {
-                    Some(b) => b,
-                    None => return,
-                }
-            };
-            [resp_head, resp_body].concat()
         };
         if client.stream.write_all(&answer).is_err() {
             return;
         }
     }
+}
+
+/// One request to `upstream` on a fresh connection; the whole answer, or `None`.
+fn exchange(upstream: SocketAddr, head: &[u8], req_body: &[u8], is_head: bool) -> Option<Vec<u8>> {
+    let mut server = Conn {
+        stream: TcpStream::connect(upstream).ok()?,
+        buf: Vec::new(),
+    };
+    server.stream.write_all(head).ok()?;
+    server.stream.write_all(req_body).ok()?;
+    let resp_head = server.head()?;
+    let resp_text = String::from_utf8_lossy(&resp_head).to_string();
+    let status = resp_text.split(' ').nth(1).unwrap_or("");
+    let no_body = is_head || matches!(status, "204" | "304") || status.starts_with('1');
+    let resp_body = if no_body {
+        Vec::new()
+    } else {
+        body(&mut server, &resp_text, false)?
+    };
     let _ = server.stream.shutdown(std::net::Shutdown::Both);
+    Some([resp_head, resp_body].concat())
 }

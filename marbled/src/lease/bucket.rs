@@ -17,9 +17,9 @@ pub enum LeaseError {
     S3 {
         /// The lease object's key.
         key: String,
-        /// The bucket's error.
+        /// The bucket's error (boxed: `ImageError` is large and this is the rare path).
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
     /// The object exists but is not a lease this version can read. Nobody can take it over
     /// safely (its expiry is unknown): an operator deletes it.
@@ -187,7 +187,7 @@ impl LeaseStore {
     fn s3(&self, source: ImageError) -> LeaseError {
         LeaseError::S3 {
             key: self.key.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -251,7 +251,11 @@ mod tests {
         assert_eq!(condition, Condition::Absent);
         assert_eq!((lease.holder.as_str(), lease.term), ("a", 1));
         assert_eq!(lease.expires_ms, 31_000);
-        assert_eq!(lease.valid_until_ms(T), 29_000, "the holder stops a margin early");
+        assert_eq!(
+            lease.valid_until_ms(T),
+            29_000,
+            "the holder stops a margin early"
+        );
     }
 
     #[test]
@@ -349,7 +353,15 @@ mod tests {
         assert_eq!((lease.term, lease.seq, lease.expires_ms), (4, 4, 0));
         assert_eq!(cond, Condition::Matches("e1".into()));
         assert!(matches!(
-            decide("b", T.margin_ms, &Seen::Present { lease, etag: "e3".into() }, T),
+            decide(
+                "b",
+                T.margin_ms,
+                &Seen::Present {
+                    lease,
+                    etag: "e3".into()
+                },
+                T
+            ),
             Decision::Write {
                 kind: WriteKind::TakeOver,
                 ..
