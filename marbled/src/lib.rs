@@ -45,6 +45,7 @@ pub mod hypervisor;
 pub mod images;
 pub mod inventory;
 pub mod jobs;
+pub mod lease;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

@@ -11,4 +11,5 @@ pub mod prlsim;
 pub mod prometheus;
 pub mod runner_release;
 pub mod s3;
+pub mod serial_proxy;
 pub mod tls;

@@ -20,6 +20,27 @@ use super::config::{ChecksumMode, ImageStoreConfig};
 use super::creds::{self, ResolvedCredentials, S3cfg};
 use super::s3error::s3_err;
 
+/// The condition of [`Bucket::put_small_if`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutIf<'a> {
+    /// `If-None-Match: *`: create only if no object has the key.
+    Absent,
+    /// `If-Match`: replace only the object with this (unquoted) ETag.
+    Matches(&'a str),
+}
+
+/// What a conditional PUT did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written; its new ETag (unquoted) when the server sent one.
+    Written {
+        /// The new ETag.
+        etag: Option<String>,
+    },
+    /// The condition did not hold (412 or 409): nothing was written by this request.
+    ConditionFailed,
+}
+
 /// One object as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -296,6 +317,75 @@ impl Bucket {
             .map_err(|e| s3_err("put", key, &e))?;
         self.count_sent(len);
         Ok(())
+    }
+
+    /// GET a whole (small) object with its ETag (unquoted); `None` if missing. For
+    /// read-modify-write with [`Bucket::put_small_if`].
+    pub async fn get_small_tagged(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Bytes, Option<String>)>, ImageError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => {
+                let etag = o.e_tag().map(unquote);
+                let data = o.body.collect().await.map_err(|e| ImageError::S3 {
+                    op: "get",
+                    key: key.to_string(),
+                    detail: e.to_string(),
+                })?;
+                let data = data.into_bytes();
+                self.count_received(data.len());
+                Ok(Some((data, etag)))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(s3_err("get", key, &e)),
+        }
+    }
+
+    /// PUT a small object only if `condition` holds on the server (`If-None-Match: *` or
+    /// `If-Match: "<etag>"`), atomically on servers that honour the headers. A failed
+    /// condition (412, or 409 `ConditionalRequestConflict` when another conditional write
+    /// was in flight) is [`PutOutcome::ConditionFailed`], not an error: the caller lost a race.
+    pub async fn put_small_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        condition: PutIf<'_>,
+    ) -> Result<PutOutcome, ImageError> {
+        let md5 = super::md5_base64(&body);
+        let len = body.len();
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .content_md5(md5)
+            .body(ByteStream::from(body));
+        req = match condition {
+            PutIf::Absent => req.if_none_match("*"),
+            PutIf::Matches(etag) => req.if_match(format!("\"{etag}\"")),
+        };
+        match req.send().await {
+            Ok(o) => {
+                self.count_sent(len);
+                Ok(PutOutcome::Written {
+                    etag: o.e_tag().map(unquote),
+                })
+            }
+            Err(SdkError::ServiceError(s)) if matches!(s.raw().status().as_u16(), 409 | 412) => {
+                Ok(PutOutcome::ConditionFailed)
+            }
+            Err(e) => Err(s3_err("put", key, &e)),
+        }
     }
 
     /// CreateMultipartUpload; returns the upload id.

@@ -10,7 +10,8 @@
 //!   marked offline is left alone.
 //! - S3: HEAD of both build-disk keys plus the first bytes of each (zip or MARBLE format), and
 //!   a 50 MB sparse bundle pushed, verified, pulled, compared (content and holes) and removed
-//!   (`ImageStore::push_dir`, `verify`, `pull_to_dir`, `rm`).
+//!   (`ImageStore::push_dir`, `verify`, `pull_to_dir`, `rm`); and the conditional writes the
+//!   fleet lease relies on ([`super::lease`]).
 
 use std::io::{Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::MetadataExt as _;
@@ -106,6 +107,7 @@ pub async fn checks(env: &Env) {
         None => {
             env.rec.skip("api.s3-build-disk-keys", no_s3);
             env.rec.skip("api.s3-roundtrip", no_s3);
+            env.rec.skip("api.s3-conditional-writes", no_s3);
         }
         Some(cfg) => {
             env.rec
@@ -120,9 +122,56 @@ pub async fn checks(env: &Env) {
                     roundtrip(env, obs, cfg).await
                 })
                 .await;
+            env.rec
+                .check("api.s3-conditional-writes", t(env), async |obs: &Obs| {
+                    let cfg = cfg.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                    conditional_writes(obs, cfg, local.as_ref()).await
+                })
+                .await;
         }
     }
     drop(local);
+}
+
+/// [`super::lease::conditional_writes`] on the configured bucket, or on the local s3s-fs
+/// behind a one-request-at-a-time proxy (it checks and writes without a lock).
+async fn conditional_writes(
+    obs: &Obs,
+    cfg: &ImageStoreConfig,
+    local: Option<&crate::s3::LocalS3>,
+) -> anyhow::Result<Verdict> {
+    let proxy = local.map(|l| crate::serial_proxy::SerialProxy::start(l.addr));
+    let cfg = match (&proxy, local) {
+        (Some(p), Some(l)) => l.config_for(&p.endpoint),
+        _ => cfg.clone(),
+    };
+    let bucket = marbled::images::Bucket::connect(&cfg)
+        .await
+        .context("bucket")?;
+    let report = super::lease::conditional_writes(&bucket).await?;
+    obs.note(
+        "conditional-writes",
+        json!({"sequential_ok": report.sequential_ok, "create_winners": report.create_winners,
+               "replace_winners": report.replace_winners, "racers": super::lease::RACERS}),
+    );
+    let rounds = report.create_winners.len() + report.replace_winners.len();
+    Ok(if report.exclusive() {
+        Verdict::Pass(format!(
+            "If-None-Match/If-Match honoured; {rounds} rounds of {} concurrent writers, one winner each",
+            super::lease::RACERS
+        ))
+    } else {
+        Verdict::Fail(format!(
+            "not usable for the fleet lease: sequential semantics {}, winners per create round {:?}, per replace round {:?}",
+            if report.sequential_ok {
+                "held"
+            } else {
+                "FAILED"
+            },
+            report.create_winners,
+            report.replace_winners
+        ))
+    })
 }
 
 /// `[images]` from a TOML file (a whole `marbled.toml` or just the table).

@@ -25,6 +25,7 @@ pub mod apis;
 pub mod exec;
 pub mod guest;
 pub mod launchd;
+pub mod lease;
 pub mod lifecycle;
 pub mod parse;
 pub mod record;
