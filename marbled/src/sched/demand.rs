@@ -345,10 +345,12 @@ impl World {
     }
 
     /// Registration watchdog (any policy, needs a demand snapshot): a ready ROOT VM whose
-    /// runner has taken no job for `runner_watchdog_ms` while a job it could take was
-    /// queued since before it became ready is recycled (probe first, as every stop). A
-    /// runner that GitHub never hands the waiting job (wrong registration, stuck listener)
-    /// would otherwise hold the host forever.
+    /// runner has taken no job while a job it could take stayed queued for
+    /// `runner_watchdog_ms` — counted from the later of the job's queueing and the VM's
+    /// readiness, so jobs queued after readiness count too — is recycled (probe first, as
+    /// every stop). A runner that GitHub never hands the waiting job (wrong registration,
+    /// stuck listener, a spent runner nobody saw take its job) would otherwise hold the
+    /// host forever.
     pub(super) fn runner_watchdog(&mut self, now: Millis, fx: &mut Vec<Effect>) {
         let limit = self.config.runner_watchdog_ms;
         if limit == 0 || self.draining.is_some() {
@@ -373,7 +375,10 @@ impl World {
                 self.demand
                     .root_jobs
                     .iter()
-                    .filter(|j| j.since_ms <= ready_at && labels_cover(&vm.labels, &j.labels))
+                    .filter(|j| {
+                        now.saturating_sub(j.since_ms.max(ready_at)) >= limit
+                            && labels_cover(&vm.labels, &j.labels)
+                    })
                     .min_by_key(|j| j.since_ms)
                     .map(|j| (vm.name.clone(), j.clone()))
             })

@@ -167,6 +167,38 @@ impl World {
         }
     }
 
+    /// The feed shows a running ROOT VM's runner took its job (`used_here`): it is spent
+    /// from now on, whatever the probes saw. A job that starts at once and ends before the
+    /// first busy probe (a minute after readiness) was never seen otherwise, and the VM was
+    /// kept as a spare for a matching job GitHub never gives a used ephemeral runner
+    /// (issue 17: every host ended up holding one while jobs sat queued).
+    pub(super) fn note_used_runners(
+        &mut self,
+        now: Millis,
+        snapshot: &DemandSnapshot,
+        fx: &mut Vec<Effect>,
+    ) {
+        let mut noted = Vec::new();
+        for name in &snapshot.used_here {
+            if let Some(vm) = self.vms.get_mut(name)
+                && vm.team == Team::Root
+                && vm.power.occupies_host()
+                && !vm.was_busy
+            {
+                vm.was_busy = true;
+                noted.push(name.clone());
+            }
+        }
+        for name in noted {
+            self.decide(
+                now,
+                Some(&name),
+                "the demand feed shows its runner took its job (single-use: spent)".into(),
+                fx,
+            );
+        }
+    }
+
     /// Count the wait of each job this host's runners took that is not counted yet.
     pub(super) fn count_job_waits(&mut self, snapshot: &DemandSnapshot) {
         // Far more than the jobs one host runs at once, or starts between two polls.

@@ -117,7 +117,8 @@ pub(super) struct VmState {
     pub answered: bool,
     /// Runner labels (from the inventory).
     pub labels: Vec<String>,
-    /// A probe saw it busy during this boot (an ephemeral runner has done its one job).
+    /// Its ephemeral runner took its one job this boot: a probe saw it busy, or the demand
+    /// feed showed the runner took a job (`DemandSnapshot::used_here`).
     pub was_busy: bool,
     /// When its guest became ready this boot.
     pub ready_at: Option<Millis>,
