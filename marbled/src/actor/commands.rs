@@ -137,8 +137,19 @@ impl Supervisor {
     }
 
     /// Narrow the snapshot's running jobs with a runner to those whose runner is the current
-    /// registration of one of this host's VMs (the job waits the metrics count).
+    /// registration of one of this host's VMs (the job waits the metrics count), and name
+    /// this host's VMs whose current runner the feed shows has taken its job (`used_here`:
+    /// the scheduler stops them once idle instead of keeping them for a matching job).
     fn keep_jobs_started_here(&self, snapshot: &mut DemandSnapshot) {
+        snapshot.used_here = ci::current_runner_vms(&self.ctx.runners, &self.teams)
+            .map(|vms| {
+                snapshot
+                    .taken_runners
+                    .iter()
+                    .filter_map(|runner| vms.get(runner).cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
         // The last inventory's teams: no status report built for every snapshot.
         match ci::runners_started_here(&self.ctx.runners, &self.teams) {
             Some(ours) => snapshot

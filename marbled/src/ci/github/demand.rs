@@ -105,6 +105,23 @@ fn run_ids(body: &[u8]) -> Result<BTreeSet<u64>, GitHubError> {
     Ok(list.workflow_runs.into_iter().map(|r| r.id).collect())
 }
 
+/// Add to `snapshot.taken_runners` the runners the list shows busy, and those of `own` (this
+/// host's current registrations, read before the list) that are gone from it: GitHub
+/// deletes an ephemeral runner once its job ends, so a job that started and ended between
+/// two polls leaves only that trace. Sorted, without duplicates.
+fn note_taken_runners(runners: &[Runner], own: &[String], snapshot: &mut DemandSnapshot) {
+    let listed: BTreeSet<&str> = runners.iter().map(|r| r.name.as_str()).collect();
+    snapshot.taken_runners.extend(
+        runners
+            .iter()
+            .filter(|r| r.busy)
+            .map(|r| r.name.clone())
+            .chain(own.iter().filter(|n| !listed.contains(n.as_str())).cloned()),
+    );
+    snapshot.taken_runners.sort();
+    snapshot.taken_runners.dedup();
+}
+
 /// What one poll found beyond the snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PollStats {
@@ -273,6 +290,18 @@ impl GithubDemand {
         }
     }
 
+    /// The runner names of this host's VMs' current registrations (empty without the fleet
+    /// view or before the VMs are known).
+    fn own_registrations(&self, vms: Option<&[VmInfo]>) -> Vec<String> {
+        let (Some(fleet), Some(vms)) = (&self.fleet, vms) else {
+            return Vec::new();
+        };
+        vms.iter()
+            .filter_map(|vm| fleet.lifecycle.records().current_record(&vm.name))
+            .map(|record| record.name)
+            .collect()
+    }
+
     /// Remember `ids` as the queued runs of `repo`; whether one of them is new.
     fn note_queued(&self, repo: &str, ids: BTreeSet<u64>) -> bool {
         let mut seen = self
@@ -325,6 +354,13 @@ impl GithubDemand {
             })?;
         for job in list.jobs.into_iter().filter(|j| !j.labels.is_empty()) {
             let queued_ms = parse_ms(job.created_at.as_deref()).unwrap_or(now_ms);
+            // A runner named by a job in progress or done has taken its one job (ephemeral):
+            // the scheduler stops its VM rather than keep it for a matching queued job.
+            if matches!(job.status.as_str(), "in_progress" | "completed")
+                && let Some(runner) = &job.runner_name
+            {
+                snapshot.taken_runners.push(runner.clone());
+            }
             if job.status == "in_progress"
                 && let (Some(runner), Some(started_ms)) =
                     (&job.runner_name, parse_ms(job.started_at.as_deref()))
@@ -398,7 +434,11 @@ impl GithubDemand {
         }
         snapshot.started_here.sort_by_key(|j| j.id);
         snapshot.started_here.dedup_by_key(|j| j.id);
+        // Read before the runner list, so a registration minted while it is read is not
+        // taken for one that is gone.
+        let own_before = self.own_registrations(vms);
         let runners = self.client.list_runners().await?;
+        note_taken_runners(&runners, &own_before, &mut snapshot);
         self.judge_runners(runners, vms, now_ms / 1000, &mut snapshot, &mut stats)
             .await;
         let after = self.client.rate_limit();
@@ -490,6 +530,33 @@ mod tests {
         assert!(!gh.note_queued("o/r", [2].into()), "run 1 started");
         assert!(gh.note_queued("o/r", [2, 3].into()), "run 3 queued");
         assert!(gh.note_queued("o/s", [2].into()), "repositories apart");
+    }
+
+    #[test]
+    fn runners_busy_or_gone_are_taken() {
+        let runner = |name: &str, busy: bool| -> Runner {
+            serde_json::from_value(serde_json::json!({
+                "id": 1, "name": name, "status": "online", "busy": busy, "labels": []
+            }))
+            .unwrap()
+        };
+        let listed = [
+            runner("marble-h-vm1-1", false),
+            runner("marble-h-vm2-1", true),
+            runner("elsewhere-7", true),
+        ];
+        // vm3's registration was read before the list and is gone from it: its ephemeral
+        // runner did its job and GitHub deleted it.
+        let own = ["marble-h-vm1-1".to_owned(), "marble-h-vm3-1".to_owned()];
+        let mut snapshot = DemandSnapshot {
+            taken_runners: vec!["marble-h-vm2-1".into()],
+            ..Default::default()
+        };
+        note_taken_runners(&listed, &own, &mut snapshot);
+        assert_eq!(
+            snapshot.taken_runners,
+            ["elsewhere-7", "marble-h-vm2-1", "marble-h-vm3-1"]
+        );
     }
 
     #[test]
