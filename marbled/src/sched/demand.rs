@@ -10,8 +10,10 @@
 //! too.
 //!
 //! Rules, in order:
-//! - Running VMs: a ROOT VM whose runner has done its job is stopped once idle; one without a
-//!   job stays while a job it could take is queued or a warm target wants it (then gives way
+//! - Running VMs: a ROOT VM whose runner has done its job — a probe saw it busy, or the feed
+//!   shows its runner took a job (`used_here`) — is stopped once idle, never kept for a
+//!   matching job (GitHub gives a single-use runner no second one); one without a job
+//!   stays while a job it could take is queued or a warm target wants it (then gives way
 //!   to an unmet job it cannot take after `warm_yield`), else until `warm_linger` after
 //!   readiness — a runner whose job another runner took is a spare like a warm one.
 //!   Another team's idle, unprotected VM gives the host up when an unmet ROOT job could run

@@ -55,7 +55,7 @@ impl StopWhy {
             StopWhy::Cycle => "cycle on-time over",
             StopWhy::Drain => "drain",
             StopWhy::NotReady => "failed readiness",
-            StopWhy::Demand => "no queued job for it",
+            StopWhy::Demand => "its runner's job is done, or no queued job for it",
             StopWhy::Watchdog => "runner took no job while one waited (watchdog)",
         }
     }

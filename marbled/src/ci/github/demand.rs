@@ -8,7 +8,10 @@
 //! and the runner list, keeping as free the idle online runners and the offline ones MARBLE
 //! registered for a VM booting now ([`super::offline`]: a registered JIT runner is offline
 //! until its VM is up). Other offline runners are reported for `status`, and this host's
-//! stale registrations (offline, their VM stopped) are deleted.
+//! stale registrations (offline, their VM stopped) are deleted. Runners that took their job
+//! — named by a job in progress or completed, busy in the list, or (this host's current
+//! registrations, read before the list) gone from it — are `taken_runners`: the scheduler
+//! stops their VMs rather than keep them for a matching job.
 //! Every request goes through [`GitHubClient::get_cached`] or `list_runners`: ETags make an
 //! unchanged answer a free 304.
 //!
