@@ -293,14 +293,16 @@ impl GithubDemand {
         }
     }
 
-    /// The runner names of this host's VMs' current registrations (empty without the fleet
-    /// view or before the VMs are known).
+    /// The runner names of this host's VMs' current registrations whose config was delivered
+    /// (empty without the fleet view or before the VMs are known). Only those: one minted a
+    /// moment ago may not be in GitHub's list yet, and is not gone; delivery comes a whole
+    /// boot later.
     fn own_registrations(&self, vms: Option<&[VmInfo]>) -> Vec<String> {
         let (Some(fleet), Some(vms)) = (&self.fleet, vms) else {
             return Vec::new();
         };
         vms.iter()
-            .filter_map(|vm| fleet.lifecycle.records().current_record(&vm.name))
+            .filter_map(|vm| fleet.lifecycle.records().delivered(&vm.name))
             .map(|record| record.name)
             .collect()
     }

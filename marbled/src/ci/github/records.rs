@@ -90,6 +90,15 @@ impl RunnerRecords {
         }
     }
 
+    /// The registration of `vm`'s current boot once its config was delivered (the runner
+    /// may have connected and taken a job); None before that or without one.
+    pub fn delivered(&self, vm: &str) -> Option<RunnerRecord> {
+        match self.lock().get(vm)? {
+            Known::Registered(record) => Some(record.clone()),
+            _ => None,
+        }
+    }
+
     /// Take the config minted before `vm` booted, marking its registration delivered (in one
     /// step, so the config can go out only once). `None`: nothing was minted for this boot.
     pub(super) fn take_minted(&self, vm: &str) -> Option<(RunnerRecord, JitConfig)> {
