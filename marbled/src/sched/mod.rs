@@ -96,6 +96,12 @@ pub struct DemandSnapshot {
     /// even when no probe ever saw them busy (a job that starts at once and ends before the
     /// first probe). The scheduler reads only this; names it does not have are ignored.
     pub used_here: Vec<String>,
+    /// Of [`Self::taken_runners`], those whose job is over: a completed job names them, or
+    /// their registration is gone.
+    pub done_runners: Vec<String>,
+    /// This host's ROOT VMs whose current runner is among [`Self::done_runners`]: probed at
+    /// once rather than at the next re-check, so the host is freed without waiting for it.
+    pub done_here: Vec<String>,
 }
 
 /// A job a runner took, as GitHub's jobs API shows it while it runs.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use marble_proto::{ErrorKind, Event, PowerState, Team, WireError};
 
 use super::report::JOB_WAIT_BUCKETS_SECS;
-use super::vm::VmState;
+use super::vm::{StopPhase, StopPlan, VmState};
 use super::world::World;
 use super::{Action, DemandSnapshot, Effect, Millis, ObservedVm, ReqId, format_ms};
 
@@ -196,6 +196,26 @@ impl World {
                 "the demand feed shows its runner took its job (single-use: spent)".into(),
                 fx,
             );
+        }
+        // Its job is over: probe now instead of at the next re-check (up to `busy_recheck`
+        // later), so the host goes to the next job sooner. Once per boot.
+        for name in &snapshot.done_here {
+            if let Some(vm) = self.vms.get_mut(name)
+                && vm.team == Team::Root
+                && vm.power.occupies_host()
+                && !vm.feed_done
+            {
+                vm.feed_done = true;
+                vm.was_busy = true;
+                vm.next_probe_ms = vm.next_probe_ms.min(now);
+                if let Some(StopPlan {
+                    phase: StopPhase::Probe { not_before },
+                    ..
+                }) = vm.stop.as_mut()
+                {
+                    *not_before = (*not_before).min(now);
+                }
+            }
         }
     }
 

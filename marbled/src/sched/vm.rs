@@ -120,6 +120,8 @@ pub(super) struct VmState {
     /// Its ephemeral runner took its one job this boot: a probe saw it busy, or the demand
     /// feed showed the runner took a job (`DemandSnapshot::used_here`).
     pub was_busy: bool,
+    /// The demand feed showed its runner's job over (`DemandSnapshot::done_here`) this boot.
+    pub feed_done: bool,
     /// When its guest became ready this boot.
     pub ready_at: Option<Millis>,
     /// When MARBLE issued this boot's `prlctl start` (not a resume); taken when the guest
@@ -150,6 +152,7 @@ impl VmState {
             answered: false,
             labels: Vec::new(),
             was_busy: false,
+            feed_done: false,
             ready_at: None,
             boot_issued_ms: None,
         }
@@ -189,6 +192,7 @@ impl VmState {
         self.started_here = false;
         self.answered = false;
         self.was_busy = false;
+        self.feed_done = false;
         self.ready_at = None;
         self.boot_issued_ms = None;
     }

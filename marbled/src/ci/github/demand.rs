@@ -109,20 +109,28 @@ fn run_ids(body: &[u8]) -> Result<BTreeSet<u64>, GitHubError> {
 }
 
 /// Add to `snapshot.taken_runners` the runners the list shows busy, and those of `own` (this
-/// host's current registrations, read before the list) that are gone from it: GitHub
-/// deletes an ephemeral runner once its job ends, so a job that started and ended between
-/// two polls leaves only that trace. Sorted, without duplicates.
+/// host's delivered registrations, read before the list) that are gone from it — to
+/// `done_runners` too: GitHub deletes an ephemeral runner once its job ends, so a job that
+/// started and ended between two polls leaves only that trace. Sorted, without duplicates.
 fn note_taken_runners(runners: &[Runner], own: &[String], snapshot: &mut DemandSnapshot) {
     let listed: BTreeSet<&str> = runners.iter().map(|r| r.name.as_str()).collect();
+    let gone: Vec<String> = own
+        .iter()
+        .filter(|n| !listed.contains(n.as_str()))
+        .cloned()
+        .collect();
     snapshot.taken_runners.extend(
         runners
             .iter()
             .filter(|r| r.busy)
             .map(|r| r.name.clone())
-            .chain(own.iter().filter(|n| !listed.contains(n.as_str())).cloned()),
+            .chain(gone.iter().cloned()),
     );
-    snapshot.taken_runners.sort();
-    snapshot.taken_runners.dedup();
+    snapshot.done_runners.extend(gone);
+    for names in [&mut snapshot.taken_runners, &mut snapshot.done_runners] {
+        names.sort();
+        names.dedup();
+    }
 }
 
 /// What one poll found beyond the snapshot.
@@ -365,6 +373,9 @@ impl GithubDemand {
                 && let Some(runner) = &job.runner_name
             {
                 snapshot.taken_runners.push(runner.clone());
+                if job.status == "completed" {
+                    snapshot.done_runners.push(runner.clone());
+                }
             }
             if job.status == "in_progress"
                 && let (Some(runner), Some(started_ms)) =
@@ -562,6 +573,7 @@ mod tests {
             snapshot.taken_runners,
             ["elsewhere-7", "marble-h-vm2-1", "marble-h-vm3-1"]
         );
+        assert_eq!(snapshot.done_runners, ["marble-h-vm3-1"]);
     }
 
     #[test]

@@ -276,3 +276,27 @@ fn registration_watchdog_covers_a_job_queued_after_the_runner_was_ready() {
     host.advance(200_000);
     assert!(host.running().is_empty(), "recycled after the timeout");
 }
+
+#[test]
+fn a_runner_the_feed_shows_done_is_probed_at_once_not_at_the_next_recheck() {
+    let mut host = booted_for_job_7();
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot {
+        used_here: vec![M15.into()],
+        ..Default::default()
+    }));
+    host.advance(90_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "busy: kept");
+    // The job ends; the next poll shows it completed (or the runner deleted).
+    host.jobs.remove(M15);
+    host.feed(Input::Demand(DemandSnapshot {
+        used_here: vec![M15.into()],
+        done_here: vec![M15.into()],
+        ..Default::default()
+    }));
+    host.advance(1_000);
+    assert!(
+        host.running().is_empty(),
+        "stopped at once, not after the busy re-check"
+    );
+}
