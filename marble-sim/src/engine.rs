@@ -430,12 +430,34 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        // GitHub shows a runner that took its job: the job in progress (or completed) with
+        // its `runner_name`, the runner busy, then deleted once its ephemeral job ends (its
+        // job is done: `done_runners`). The
+        // simulated runner is named after its VM; one snapshot feeds every host, and each
+        // host's scheduler ignores the names of VMs it does not have.
+        let taken_runners: Vec<String> = self
+            .vms
+            .iter()
+            .filter(|v| v.team == Team::Root && v.occupies_host() && v.runner_used)
+            .map(|v| v.name.clone())
+            .collect();
+        let done_runners: Vec<String> = self
+            .vms
+            .iter()
+            .filter(|v| v.team == Team::Root && v.occupies_host() && v.runner_used)
+            .filter(|v| v.job.is_none())
+            .map(|v| v.name.clone())
+            .collect();
         DemandSnapshot {
             root_jobs,
             free_runners,
             running_jobs,
             // One snapshot feeds every host; the job waits are the report's, not metrics'.
             started_here: Vec::new(),
+            used_here: taken_runners.clone(),
+            taken_runners,
+            done_here: done_runners.clone(),
+            done_runners,
         }
     }
 

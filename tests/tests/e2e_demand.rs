@@ -442,6 +442,82 @@ fn a_job_a_runner_of_this_host_took_counts_its_wait_once() {
     }
 }
 
+/// ROOT1 booted for job 111 with its runner registered and listening; a second mac14 job
+/// (114) is queued. Returns the daemon and ROOT1's runner: its registration's name and id.
+fn booted_with_a_second_mac14_job_queued(
+    gh: &FakeGitHub,
+) -> (SimEnv, marble_tests::harness::DaemonProcess, String, u64) {
+    queue_mac14_job(gh);
+    let (env, daemon) = demand_daemon(gh, Duration::from_secs(5), |env| {
+        env.runner_listens_after_jit(ROOT1);
+    });
+    wait_power(&daemon, ROOT1, "running");
+    let mut runner = None;
+    let registered = wait_until_blocking(T, || {
+        runner = gh.runner_ids().into_iter().find_map(|id| {
+            let name = gh.runner(id)?["name"].as_str()?.to_owned();
+            name.contains(ROOT1).then_some((name, id))
+        });
+        runner.is_some()
+    });
+    assert!(registered, "no runner for {ROOT1}: {}", daemon.log_text());
+    let (name, id) = runner.unwrap_or_default();
+    assert!(
+        wait_until_blocking(T, || decisions(&daemon)
+            .contains("ready; its runner waits for a job until")),
+        "{}",
+        decisions(&daemon)
+    );
+    gh.set_run(9004, "queued");
+    gh.set_job(9004, 114, "queued", &MAC14, "2026-01-01T10:02:00Z");
+    (env, daemon, name, id)
+}
+
+/// The daemon noted ROOT1's runner as spent from the feed and stopped ROOT1 (its guest
+/// runs no job: the job ended before any probe could see it).
+fn assert_spent_and_stopped(env: &SimEnv, daemon: &marble_tests::harness::DaemonProcess) {
+    assert!(
+        wait_until_blocking(T, || decisions(daemon)
+            .contains("the demand feed shows its runner took its job")),
+        "{}",
+        decisions(daemon)
+    );
+    assert!(
+        wait_until_blocking(T, || env.power_calls().iter().any(|c| c[0] == "stop")),
+        "ROOT1 kept for job 114 its spent runner will never get: {}",
+        decisions(daemon)
+    );
+}
+
+#[test]
+fn a_runner_github_shows_on_a_job_is_stopped_not_kept_for_the_next_matching_job() {
+    // Issue 17: ROOT1's runner takes job 111, which ends before the first busy probe; the
+    // jobs API shows it on ROOT1's runner. GitHub never gives that single-use runner job 114.
+    let (_rt, gh) = fake_github();
+    let (env, daemon, runner, _) = booted_with_a_second_mac14_job_queued(&gh);
+    gh.set_run(9001, "in_progress");
+    gh.start_job(
+        9001,
+        111,
+        &MAC14,
+        "2026-01-01T10:00:00Z",
+        "2026-01-01T10:01:00Z",
+        &runner,
+    );
+    assert_spent_and_stopped(&env, &daemon);
+}
+
+#[test]
+fn a_runner_whose_registration_is_gone_is_stopped_not_kept_for_the_next_matching_job() {
+    // The job came and went between two polls: only the registration's absence tells (GitHub
+    // deletes an ephemeral runner once its job ends; its run may be completed already).
+    let (_rt, gh) = fake_github();
+    let (env, daemon, _, id) = booted_with_a_second_mac14_job_queued(&gh);
+    gh.set_run(9001, "completed");
+    gh.remove_runner(id);
+    assert_spent_and_stopped(&env, &daemon);
+}
+
 /// The labels ROOT's mac14 jobs ask for.
 const MAC14: [&str; 4] = ["self-hosted", "macOS", "ARM64", "mac14"];
 

@@ -554,6 +554,15 @@ impl Trace {
         };
         let mut sched = config.sched_config();
         sched.seed = seed;
+        // The simulated daemon has a GitHub runner lifecycle and a demand source, so the
+        // registration watchdog runs at `github.registration_timeout`'s default, as in
+        // production (it needs a demand feed: policy `demand` only, here).
+        sched.runner_watchdog_ms = u64::try_from(
+            marbled::config::GithubSection::default()
+                .registration_timeout
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
         if let Some(policy) = policy {
             sched.policy = policy;
         } else {

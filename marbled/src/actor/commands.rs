@@ -137,8 +137,20 @@ impl Supervisor {
     }
 
     /// Narrow the snapshot's running jobs with a runner to those whose runner is the current
-    /// registration of one of this host's VMs (the job waits the metrics count).
+    /// registration of one of this host's VMs (the job waits the metrics count), and name
+    /// this host's VMs whose current runner the feed shows has taken its job (`used_here`:
+    /// the scheduler stops them once idle instead of keeping them for a matching job) or
+    /// finished it (`done_here`: probed at once).
     fn keep_jobs_started_here(&self, snapshot: &mut DemandSnapshot) {
+        let vms = ci::current_runner_vms(&self.ctx.runners, &self.teams).unwrap_or_default();
+        let here = |runners: &[String]| -> Vec<String> {
+            runners
+                .iter()
+                .filter_map(|runner| vms.get(runner).cloned())
+                .collect()
+        };
+        snapshot.used_here = here(&snapshot.taken_runners);
+        snapshot.done_here = here(&snapshot.done_runners);
         // The last inventory's teams: no status report built for every snapshot.
         match ci::runners_started_here(&self.ctx.runners, &self.teams) {
             Some(ours) => snapshot

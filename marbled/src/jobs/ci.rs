@@ -239,6 +239,25 @@ pub fn runners_started_here(
     )
 }
 
+/// This host's ROOT VMs (by the last inventory's `teams`) by the runner name of their
+/// current boot's registration; None without runner registrations of our own.
+pub fn current_runner_vms(
+    runners: &Runners,
+    teams: &HashMap<String, Team>,
+) -> Option<HashMap<String, String>> {
+    let runners = runners.as_ref()?;
+    Some(
+        teams
+            .iter()
+            .filter(|(_, team)| **team == Team::Root)
+            .filter_map(|(vm, _)| {
+                let record = runners.records().current_record(vm)?;
+                Some((record.name, vm.clone()))
+            })
+            .collect(),
+    )
+}
+
 /// `drain` marks the SPI VMs' Jenkins nodes temporarily offline, `resume` clears the mark
 /// (a job on `jobs`: the actor never waits on Jenkins). `spi_vms` is asked only when there
 /// is something to do.

@@ -132,6 +132,14 @@ pub mod ci {
         None
     }
 
+    /// No runner registrations of our own.
+    pub fn current_runner_vms(
+        _runners: &Runners,
+        _teams: &HashMap<String, Team>,
+    ) -> Option<HashMap<String, String>> {
+        None
+    }
+
     /// No Jenkins nodes to mark.
     pub fn mirror_drain(
         _jenkins: &Jenkins,

@@ -10,8 +10,10 @@
 //! too.
 //!
 //! Rules, in order:
-//! - Running VMs: a ROOT VM whose runner has done its job is stopped once idle; one without a
-//!   job stays while a job it could take is queued or a warm target wants it (then gives way
+//! - Running VMs: a ROOT VM whose runner has done its job — a probe saw it busy, or the feed
+//!   shows its runner took a job (`used_here`) — is stopped once idle, never kept for a
+//!   matching job (GitHub gives a single-use runner no second one); one without a job
+//!   stays while a job it could take is queued or a warm target wants it (then gives way
 //!   to an unmet job it cannot take after `warm_yield`), else until `warm_linger` after
 //!   readiness — a runner whose job another runner took is a spare like a warm one.
 //!   Another team's idle, unprotected VM gives the host up when an unmet ROOT job could run
@@ -345,10 +347,12 @@ impl World {
     }
 
     /// Registration watchdog (any policy, needs a demand snapshot): a ready ROOT VM whose
-    /// runner has taken no job for `runner_watchdog_ms` while a job it could take was
-    /// queued since before it became ready is recycled (probe first, as every stop). A
-    /// runner that GitHub never hands the waiting job (wrong registration, stuck listener)
-    /// would otherwise hold the host forever.
+    /// runner has taken no job while a job it could take stayed queued for
+    /// `runner_watchdog_ms` — counted from the later of the job's queueing and the VM's
+    /// readiness, so jobs queued after readiness count too — is recycled (probe first, as
+    /// every stop). A runner that GitHub never hands the waiting job (wrong registration,
+    /// stuck listener, a spent runner nobody saw take its job) would otherwise hold the
+    /// host forever.
     pub(super) fn runner_watchdog(&mut self, now: Millis, fx: &mut Vec<Effect>) {
         let limit = self.config.runner_watchdog_ms;
         if limit == 0 || self.draining.is_some() {
@@ -373,7 +377,10 @@ impl World {
                 self.demand
                     .root_jobs
                     .iter()
-                    .filter(|j| j.since_ms <= ready_at && labels_cover(&vm.labels, &j.labels))
+                    .filter(|j| {
+                        now.saturating_sub(j.since_ms.max(ready_at)) >= limit
+                            && labels_cover(&vm.labels, &j.labels)
+                    })
                     .min_by_key(|j| j.since_ms)
                     .map(|j| (vm.name.clone(), j.clone()))
             })

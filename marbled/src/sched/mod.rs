@@ -87,6 +87,21 @@ pub struct DemandSnapshot {
     /// waits the metrics count. The poller lists every running job with its runner; the
     /// actor keeps those whose runner is a registration this host made.
     pub started_here: Vec<StartedJob>,
+    /// Runner names the feed shows have taken their job: busy in the runner list, named by
+    /// a job in progress or completed (`runner_name`), or — this host's registrations,
+    /// read before the runner list — gone from the runner list (an ephemeral runner is
+    /// deleted once its job ends). The actor maps them to [`Self::used_here`].
+    pub taken_runners: Vec<String>,
+    /// This host's ROOT VMs whose current runner is among [`Self::taken_runners`]: spent,
+    /// even when no probe ever saw them busy (a job that starts at once and ends before the
+    /// first probe). The scheduler reads only this; names it does not have are ignored.
+    pub used_here: Vec<String>,
+    /// Of [`Self::taken_runners`], those whose job is over: a completed job names them, or
+    /// their registration is gone.
+    pub done_runners: Vec<String>,
+    /// This host's ROOT VMs whose current runner is among [`Self::done_runners`]: probed at
+    /// once rather than at the next re-check, so the host is freed without waiting for it.
+    pub done_here: Vec<String>,
 }
 
 /// A job a runner took, as GitHub's jobs API shows it while it runs.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use marble_proto::{ErrorKind, Event, PowerState, Team, WireError};
 
 use super::report::JOB_WAIT_BUCKETS_SECS;
-use super::vm::VmState;
+use super::vm::{StopPhase, StopPlan, VmState};
 use super::world::World;
 use super::{Action, DemandSnapshot, Effect, Millis, ObservedVm, ReqId, format_ms};
 
@@ -164,6 +164,58 @@ impl World {
                 self.config.capacity
             );
             self.decide(now, None, text, fx);
+        }
+    }
+
+    /// The feed shows a running ROOT VM's runner took its job (`used_here`): it is spent
+    /// from now on, whatever the probes saw. A job that starts at once and ends before the
+    /// first busy probe (a minute after readiness) was never seen otherwise, and the VM was
+    /// kept as a spare for a matching job GitHub never gives a used ephemeral runner
+    /// (issue 17: every host ended up holding one while jobs sat queued).
+    pub(super) fn note_used_runners(
+        &mut self,
+        now: Millis,
+        snapshot: &DemandSnapshot,
+        fx: &mut Vec<Effect>,
+    ) {
+        let mut noted = Vec::new();
+        for name in &snapshot.used_here {
+            if let Some(vm) = self.vms.get_mut(name)
+                && vm.team == Team::Root
+                && vm.power.occupies_host()
+                && !vm.was_busy
+            {
+                vm.was_busy = true;
+                noted.push(name.clone());
+            }
+        }
+        for name in noted {
+            self.decide(
+                now,
+                Some(&name),
+                "the demand feed shows its runner took its job (single-use: spent)".into(),
+                fx,
+            );
+        }
+        // Its job is over: probe now instead of at the next re-check (up to `busy_recheck`
+        // later), so the host goes to the next job sooner. Once per boot.
+        for name in &snapshot.done_here {
+            if let Some(vm) = self.vms.get_mut(name)
+                && vm.team == Team::Root
+                && vm.power.occupies_host()
+                && !vm.feed_done
+            {
+                vm.feed_done = true;
+                vm.was_busy = true;
+                vm.next_probe_ms = vm.next_probe_ms.min(now);
+                if let Some(StopPlan {
+                    phase: StopPhase::Probe { not_before },
+                    ..
+                }) = vm.stop.as_mut()
+                {
+                    *not_before = (*not_before).min(now);
+                }
+            }
         }
     }
 

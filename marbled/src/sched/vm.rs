@@ -55,7 +55,7 @@ impl StopWhy {
             StopWhy::Cycle => "cycle on-time over",
             StopWhy::Drain => "drain",
             StopWhy::NotReady => "failed readiness",
-            StopWhy::Demand => "no queued job for it",
+            StopWhy::Demand => "its runner's job is done, or no queued job for it",
             StopWhy::Watchdog => "runner took no job while one waited (watchdog)",
         }
     }
@@ -117,8 +117,11 @@ pub(super) struct VmState {
     pub answered: bool,
     /// Runner labels (from the inventory).
     pub labels: Vec<String>,
-    /// A probe saw it busy during this boot (an ephemeral runner has done its one job).
+    /// Its ephemeral runner took its one job this boot: a probe saw it busy, or the demand
+    /// feed showed the runner took a job (`DemandSnapshot::used_here`).
     pub was_busy: bool,
+    /// The demand feed showed its runner's job over (`DemandSnapshot::done_here`) this boot.
+    pub feed_done: bool,
     /// When its guest became ready this boot.
     pub ready_at: Option<Millis>,
     /// When MARBLE issued this boot's `prlctl start` (not a resume); taken when the guest
@@ -149,6 +152,7 @@ impl VmState {
             answered: false,
             labels: Vec::new(),
             was_busy: false,
+            feed_done: false,
             ready_at: None,
             boot_issued_ms: None,
         }
@@ -188,6 +192,7 @@ impl VmState {
         self.started_here = false;
         self.answered = false;
         self.was_busy = false;
+        self.feed_done = false;
         self.ready_at = None;
         self.boot_issued_ms = None;
     }

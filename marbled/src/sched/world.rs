@@ -186,6 +186,7 @@ impl World {
             Input::Demand(snapshot) => {
                 self.remember_jobs(now, &snapshot);
                 self.count_job_waits(&snapshot);
+                self.note_used_runners(now, &snapshot, &mut fx);
                 self.demand = snapshot;
                 self.demand_at = now;
             }

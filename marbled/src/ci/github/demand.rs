@@ -8,7 +8,10 @@
 //! and the runner list, keeping as free the idle online runners and the offline ones MARBLE
 //! registered for a VM booting now ([`super::offline`]: a registered JIT runner is offline
 //! until its VM is up). Other offline runners are reported for `status`, and this host's
-//! stale registrations (offline, their VM stopped) are deleted.
+//! stale registrations (offline, their VM stopped) are deleted. Runners that took their job
+//! — named by a job in progress or completed, busy in the list, or (this host's current
+//! registrations, read before the list) gone from it — are `taken_runners`: the scheduler
+//! stops their VMs rather than keep them for a matching job.
 //! Every request goes through [`GitHubClient::get_cached`] or `list_runners`: ETags make an
 //! unchanged answer a free 304.
 //!
@@ -103,6 +106,31 @@ fn run_ids(body: &[u8]) -> Result<BTreeSet<u64>, GitHubError> {
         source,
     })?;
     Ok(list.workflow_runs.into_iter().map(|r| r.id).collect())
+}
+
+/// Add to `snapshot.taken_runners` the runners the list shows busy, and those of `own` (this
+/// host's delivered registrations, read before the list) that are gone from it — to
+/// `done_runners` too: GitHub deletes an ephemeral runner once its job ends, so a job that
+/// started and ended between two polls leaves only that trace. Sorted, without duplicates.
+fn note_taken_runners(runners: &[Runner], own: &[String], snapshot: &mut DemandSnapshot) {
+    let listed: BTreeSet<&str> = runners.iter().map(|r| r.name.as_str()).collect();
+    let gone: Vec<String> = own
+        .iter()
+        .filter(|n| !listed.contains(n.as_str()))
+        .cloned()
+        .collect();
+    snapshot.taken_runners.extend(
+        runners
+            .iter()
+            .filter(|r| r.busy)
+            .map(|r| r.name.clone())
+            .chain(gone.iter().cloned()),
+    );
+    snapshot.done_runners.extend(gone);
+    for names in [&mut snapshot.taken_runners, &mut snapshot.done_runners] {
+        names.sort();
+        names.dedup();
+    }
 }
 
 /// What one poll found beyond the snapshot.
@@ -273,6 +301,20 @@ impl GithubDemand {
         }
     }
 
+    /// The runner names of this host's VMs' current registrations whose config was delivered
+    /// (empty without the fleet view or before the VMs are known). Only those: one minted a
+    /// moment ago may not be in GitHub's list yet, and is not gone; delivery comes a whole
+    /// boot later.
+    fn own_registrations(&self, vms: Option<&[VmInfo]>) -> Vec<String> {
+        let (Some(fleet), Some(vms)) = (&self.fleet, vms) else {
+            return Vec::new();
+        };
+        vms.iter()
+            .filter_map(|vm| fleet.lifecycle.records().delivered(&vm.name))
+            .map(|record| record.name)
+            .collect()
+    }
+
     /// Remember `ids` as the queued runs of `repo`; whether one of them is new.
     fn note_queued(&self, repo: &str, ids: BTreeSet<u64>) -> bool {
         let mut seen = self
@@ -325,6 +367,16 @@ impl GithubDemand {
             })?;
         for job in list.jobs.into_iter().filter(|j| !j.labels.is_empty()) {
             let queued_ms = parse_ms(job.created_at.as_deref()).unwrap_or(now_ms);
+            // A runner named by a job in progress or done has taken its one job (ephemeral):
+            // the scheduler stops its VM rather than keep it for a matching queued job.
+            if matches!(job.status.as_str(), "in_progress" | "completed")
+                && let Some(runner) = &job.runner_name
+            {
+                snapshot.taken_runners.push(runner.clone());
+                if job.status == "completed" {
+                    snapshot.done_runners.push(runner.clone());
+                }
+            }
             if job.status == "in_progress"
                 && let (Some(runner), Some(started_ms)) =
                     (&job.runner_name, parse_ms(job.started_at.as_deref()))
@@ -398,7 +450,11 @@ impl GithubDemand {
         }
         snapshot.started_here.sort_by_key(|j| j.id);
         snapshot.started_here.dedup_by_key(|j| j.id);
+        // Read before the runner list, so a registration minted while it is read is not
+        // taken for one that is gone.
+        let own_before = self.own_registrations(vms);
         let runners = self.client.list_runners().await?;
+        note_taken_runners(&runners, &own_before, &mut snapshot);
         self.judge_runners(runners, vms, now_ms / 1000, &mut snapshot, &mut stats)
             .await;
         let after = self.client.rate_limit();
@@ -490,6 +546,34 @@ mod tests {
         assert!(!gh.note_queued("o/r", [2].into()), "run 1 started");
         assert!(gh.note_queued("o/r", [2, 3].into()), "run 3 queued");
         assert!(gh.note_queued("o/s", [2].into()), "repositories apart");
+    }
+
+    #[test]
+    fn runners_busy_or_gone_are_taken() {
+        let runner = |name: &str, busy: bool| -> Runner {
+            serde_json::from_value(serde_json::json!({
+                "id": 1, "name": name, "status": "online", "busy": busy, "labels": []
+            }))
+            .unwrap()
+        };
+        let listed = [
+            runner("marble-h-vm1-1", false),
+            runner("marble-h-vm2-1", true),
+            runner("elsewhere-7", true),
+        ];
+        // vm3's registration was read before the list and is gone from it: its ephemeral
+        // runner did its job and GitHub deleted it.
+        let own = ["marble-h-vm1-1".to_owned(), "marble-h-vm3-1".to_owned()];
+        let mut snapshot = DemandSnapshot {
+            taken_runners: vec!["marble-h-vm2-1".into()],
+            ..Default::default()
+        };
+        note_taken_runners(&listed, &own, &mut snapshot);
+        assert_eq!(
+            snapshot.taken_runners,
+            ["elsewhere-7", "marble-h-vm2-1", "marble-h-vm3-1"]
+        );
+        assert_eq!(snapshot.done_runners, ["marble-h-vm3-1"]);
     }
 
     #[test]

@@ -81,6 +81,24 @@ impl RunnerRecords {
         }
     }
 
+    /// The registration of `vm`'s current boot (minted or delivered), with its name; None
+    /// when it has none or these records do not know the VM.
+    pub fn current_record(&self, vm: &str) -> Option<RunnerRecord> {
+        match self.lock().get(vm)? {
+            Known::Minted { record, .. } | Known::Registered(record) => Some(record.clone()),
+            Known::Undelivered(_) | Known::Cleared => None,
+        }
+    }
+
+    /// The registration of `vm`'s current boot once its config was delivered (the runner
+    /// may have connected and taken a job); None before that or without one.
+    pub fn delivered(&self, vm: &str) -> Option<RunnerRecord> {
+        match self.lock().get(vm)? {
+            Known::Registered(record) => Some(record.clone()),
+            _ => None,
+        }
+    }
+
     /// Take the config minted before `vm` booted, marking its registration delivered (in one
     /// step, so the config can go out only once). `None`: nothing was minted for this boot.
     pub(super) fn take_minted(&self, vm: &str) -> Option<(RunnerRecord, JitConfig)> {

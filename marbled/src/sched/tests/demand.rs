@@ -204,3 +204,99 @@ fn registration_watchdog_recycles_a_runner_that_takes_no_waiting_job() {
     host.advance(900_000);
     assert_eq!(host.running(), vec![M15.to_owned()], "busy runner kept");
 }
+
+#[test]
+fn a_runner_the_feed_shows_used_is_stopped_not_kept_for_a_matching_job() {
+    // Issue 17: job 7 starts on the fresh runner and ends before the first busy probe; no
+    // probe ever sees the VM busy. Another mac15 job is queued: GitHub will never give it
+    // to this single-use runner, so keeping the VM for it loses the job.
+    let mut host = booted_for_job_7();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, host.now, "mac15")],
+        taken_runners: vec!["runner-of-m15".into()],
+        used_here: vec![M15.into()],
+        ..Default::default()
+    }));
+    host.settle();
+    let decisions = host.world.status(host.now).decisions;
+    let texts: Vec<&str> = decisions.iter().map(|d| d.text.as_str()).collect();
+    let noted = texts
+        .iter()
+        .position(|t| t.contains("demand feed shows its runner took its job"))
+        .unwrap_or_else(|| panic!("{texts:#?}"));
+    let stopped = texts
+        .iter()
+        .position(|t| t.starts_with("stopped"))
+        .unwrap_or_else(|| panic!("a spent runner is stopped once idle: {texts:#?}"));
+    let rebooted = texts
+        .iter()
+        .position(|t| t.starts_with("demand: booting for job #8"))
+        .unwrap_or_else(|| panic!("a fresh runner boots for job 8: {texts:#?}"));
+    assert!(noted < stopped && stopped < rebooted, "{texts:#?}");
+    let boots = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    assert_eq!(boots, 2, "job 7's VM, then a fresh boot for job 8");
+}
+
+#[test]
+fn a_runner_the_feed_shows_used_while_its_job_runs_is_kept_until_idle() {
+    let mut host = booted_for_job_7();
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot {
+        used_here: vec![M15.into()],
+        ..Default::default()
+    }));
+    host.advance(5 * 60_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "never stopped busy");
+    host.jobs.remove(M15);
+    host.advance(3 * 60_000);
+    assert!(host.running().is_empty(), "stopped once its job ended");
+}
+
+#[test]
+fn registration_watchdog_covers_a_job_queued_after_the_runner_was_ready() {
+    let mut cfg = config(Policy::Manual);
+    cfg.runner_watchdog_ms = 600_000;
+    let world = World::new(cfg, 1_000_000);
+    let mut host = Host::with_world(world, &[(M15, Team::Root, PowerState::Stopped)]);
+    let start = host.command("admin", Command::StartVm { vm: M15.into() });
+    host.settle();
+    assert!(host.reply(start).is_ok());
+    host.advance(20 * 60_000);
+    // Queued long after readiness; the runner never gets it.
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(9, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(500_000);
+    assert_eq!(
+        host.running(),
+        vec![M15.to_owned()],
+        "not before the job waited the timeout"
+    );
+    host.advance(200_000);
+    assert!(host.running().is_empty(), "recycled after the timeout");
+}
+
+#[test]
+fn a_runner_the_feed_shows_done_is_probed_at_once_not_at_the_next_recheck() {
+    let mut host = booted_for_job_7();
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot {
+        used_here: vec![M15.into()],
+        ..Default::default()
+    }));
+    host.advance(90_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "busy: kept");
+    // The job ends; the next poll shows it completed (or the runner deleted).
+    host.jobs.remove(M15);
+    host.feed(Input::Demand(DemandSnapshot {
+        used_here: vec![M15.into()],
+        done_here: vec![M15.into()],
+        ..Default::default()
+    }));
+    host.advance(1_000);
+    assert!(
+        host.running().is_empty(),
+        "stopped at once, not after the busy re-check"
+    );
+}
