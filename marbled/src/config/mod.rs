@@ -5,7 +5,7 @@
 //!
 //! Files: [`daemon`] (`[daemon]`, `[prlctl]`), [`teams`] (`[teams]`, `[probe]`),
 //! [`scheduler`] (`[scheduler]`, policy words, warm targets), [`host`] (`[host]`),
-//! [`images`] (`[images]`), [`ci`] (`[github]`, `[jenkins]`, token sources), [`periodic`]
+//! [`images`] (`[images]`), [`labels`] (`[labels]`), [`ci`] (`[github]`, `[jenkins]`, token sources), [`periodic`]
 //! (`[demand]`, `[fleet]`, `[metrics]`), `validate` (the whole-file checks), [`strict`]
 //! (the strict TOML loader, shared with other TOML files).
 //!
@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod host;
 #[cfg(feature = "s3")]
 pub mod images;
+pub mod labels;
 pub mod periodic;
 pub mod scheduler;
 pub mod strict;
@@ -41,6 +42,7 @@ pub use daemon::{DaemonSection, PrlctlSection};
 pub use host::{HostSection, valid_user};
 #[cfg(feature = "s3")]
 pub use images::{ChecksumMode, CredentialSource, ImageStoreConfig, ScrubConfig, VerifyAfterPush};
+pub use labels::{LabelRule, LabelsSection};
 pub use periodic::{DemandSection, FleetSection, MetricsSection};
 pub use scheduler::{Policy, SchedulerSection, WarmTarget};
 pub use strict::{
@@ -71,6 +73,9 @@ pub struct Config {
     pub scheduler: SchedulerSection,
     /// This host: name pattern, build disk, VM sizing, `vm create`/`vm provision` timeouts.
     pub host: HostSection,
+    /// Runner labels of ROOT VMs beyond their names: architecture, per-VM rules.
+    #[serde(skip_serializing_if = "LabelsSection::is_default")]
+    pub labels: LabelsSection,
     /// VM images in S3 (`marblectl image …`): endpoint, bucket, credentials, transfer tuning,
     /// scrub list. See docs/IMAGES.md.
     #[cfg(feature = "s3")]

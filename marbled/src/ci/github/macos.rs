@@ -6,14 +6,10 @@ use std::time::Duration;
 use super::lifecycle::RunnerError;
 use crate::hypervisor::{Hypervisor, PrlctlError};
 
-/// The macOS major version in a VM name (`…-macOS-14`, `…-macos15`, `…_macOS_26`).
+/// The macOS major version in a VM name (`…-macOS-14`, `…-macos15`, `…_macOS_26`): the
+/// scheduler's parser ([`crate::sched::macos_major`]), so both read a name alike.
 pub fn macos_from_name(vm: &str) -> Option<u32> {
-    let lower = vm.to_ascii_lowercase();
-    lower.match_indices("macos").find_map(|(i, m)| {
-        let rest = lower[i + m.len()..].trim_start_matches(['-', '_', ' ']);
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse::<u32>().ok().filter(|n| (11..=99).contains(n))
-    })
+    crate::sched::macos_major(vm)
 }
 
 /// The major version of a `sw_vers -productVersion` answer (`14.6.1` → 14).
