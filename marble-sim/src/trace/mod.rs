@@ -11,8 +11,8 @@ use marble_proto::Team;
 use marbled::config::Policy;
 use marbled::config::{Config, LabelsSection, SchedulerSection, TeamsSection};
 use marbled::inventory::TeamMap;
-use marbled::sched::SchedConfig;
 use marbled::sched::LabelMap;
+use marbled::sched::SchedConfig;
 use serde::{Deserialize, Serialize};
 
 mod load;
@@ -519,7 +519,8 @@ impl Trace {
         let mut out = Vec::new();
         for (host, h) in self.host_sections().into_iter().enumerate() {
             let map = LabelMap::new(&h.arch, &[], &self.labels);
-            let labels_of = |name: &str| -> BTreeSet<String> { map.labels(name).into_iter().collect() };
+            let labels_of =
+                |name: &str| -> BTreeSet<String> { map.labels(name).into_iter().collect() };
             let generated_labels = |name: &str| {
                 h.root_labels
                     .as_ref()

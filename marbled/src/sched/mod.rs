@@ -389,6 +389,7 @@ mod rng;
 mod share;
 mod slots;
 mod stop;
+mod unservable;
 mod vm;
 mod warm;
 mod world;
@@ -402,6 +403,7 @@ pub use labels::{
 };
 pub use persist::{Lease, Persisted, Quarantine, RunnerStanding, SeenJob, Streak};
 pub use report::{BOOT_BUCKETS_SECS, Counters, Histogram, JOB_WAIT_BUCKETS_SECS};
+pub use unservable::UnservableJobs;
 pub use world::World;
 
 /// The operation kind as shown in events and `status` (`start`, `stop`, `kill`, `probe`…).
