@@ -92,3 +92,37 @@ impl LabelsSection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError};
+
+    #[test]
+    fn a_labels_section_parses_and_bad_input_names_its_key() {
+        let good = "[labels]\narch = \"X64\"\n[[labels.vms]]\nname = \"*-ROOT-VM-macOS-14\"\nadd = [\"X64\"]\n[[labels.vms]]\nname = \"lab-ROOT-VM-intel\"\nreplace = [\"self-hosted\", \"macOS\", \"X64\", \"mac14\"]\n";
+        let config = Config::parse(good, Path::new("t.toml")).expect("valid");
+        assert_eq!(config.labels.arch.as_deref(), Some("X64"));
+        assert_eq!(config.labels.vms.len(), 2);
+
+        let bad = "[labels]\narch = \"arm 64\"\n[[labels.vms]]\nname = \"[\"\nadd = [\"has space\"]\n[[labels.vms]]\nname = \"x\"\n[[labels.vms]]\nname = \"y\"\nreplace = []\nlabel = [\"typo\"]\n";
+        let err = Config::parse(bad, Path::new("t.toml")).expect_err("invalid");
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("wrong error {err:?}")
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "labels.vms.2.label",
+                "labels.arch",
+                "labels.vms[0].name",
+                "labels.vms[0].add",
+                "labels.vms[1].add",
+                "labels.vms[2].replace",
+            ],
+            "{problems:?}"
+        );
+    }
+}

@@ -210,6 +210,13 @@ impl Config {
              # host.build_disk (default images.build_disk, else ~/Parallels/build_drive.hdd).\n\
              # See docs/IMAGES.md.\n\
              #\n\
+             # Runner labels of ROOT VMs beyond their names (optional; docs/OPERATIONS.md, \"Runner labels\"):\n\
+             # [labels]\n\
+             # arch = \"ARM64\"                  # default: this build's architecture (aarch64 ARM64, x86_64 X64)\n\
+             # [[labels.vms]]                  # rules in file order, each for the VMs its glob matches\n\
+             # name = \"*-ROOT-VM-macOS-14\"\n\
+             # add = [\"X64\"]                   # and/or replace = [\"self-hosted\", \"macOS\", \"X64\", \"mac14\"]\n\
+             #\n\
              # Optional sections (absent = feature off; see docs/CI.md):\n\
              # [github]      # JIT runners for ROOT VMs; delete-before-stop gate\n\
              # repo = \"root-project/root\"      # or org = \"root-project\"\n\
@@ -221,7 +228,7 @@ impl Config {
              # api_url = \"https://api.github.com\"\n\
              # runner_group_id = 1\n\
              # name_prefix = \"marble\"\n\
-             # labels_extra = []\n\
+             # labels_extra = []               # added to every ROOT VM's labels (the scheduler's too)\n\
              # jit_path = \"/var/run/marble/jitconfig\"\n\
              # work_folder = \"_work\"\n\
              # request_timeout = \"30s\"\n\
