@@ -169,6 +169,20 @@ impl LabelMap {
     pub fn labels(&self, name: &str) -> Vec<String> {
         self.resolve(name).labels
     }
+
+    /// The labels to register `name`'s runner with: [`Self::resolve`]'s, plus `macNN` from
+    /// `major` (`prlctl list -i` or the guest's `sw_vers`) when neither the name nor a
+    /// `replace` rule gives the version; None while that version is needed and unknown.
+    pub fn for_registration(&self, name: &str, major: Option<u32>) -> Option<Vec<String>> {
+        let VmLabels {
+            mut labels,
+            complete,
+        } = self.resolve(name);
+        if !complete {
+            push_once(&mut labels, &format!("mac{}", major?));
+        }
+        Some(labels)
+    }
 }
 
 /// The labels of VM `name` with no configuration on an Apple-silicon host (the seed's
@@ -259,6 +273,21 @@ mod tests {
             s(&["self-hosted", "macOS", "X64", "mac14"])
         );
         assert!(replaced.complete);
+    }
+
+    #[test]
+    fn a_registration_without_a_version_in_the_name_takes_the_guests() {
+        let map = LabelMap::new("ARM64", &s(&["xl"]), &LabelsSection::default());
+        assert_eq!(
+            map.for_registration("h-ROOT-VM-1", Some(15)),
+            Some(s(&["self-hosted", "macOS", "ARM64", "xl", "mac15"]))
+        );
+        assert_eq!(map.for_registration("h-ROOT-VM-1", None), None);
+        assert_eq!(
+            map.for_registration("h-ROOT-VM-macOS-beta", Some(26)),
+            Some(s(&["self-hosted", "macOS", "ARM64", "mac-beta", "xl"])),
+            "the name wins over the guest"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::client::GitHubClient;
-use super::macos::macos_version;
+use super::macos::runner_labels;
 use super::records::{Known, RunnerRecord, RunnerRecords};
 use super::releases::RunnerSetup;
 use super::runner::{DeliverError, StopGate, before_stop, deliver_jit, mint_jit};
@@ -25,7 +25,7 @@ use super::versions::RunnerVersions;
 use crate::ci::secret::TokenStatus;
 use crate::config::{Config, ConfigError, ConfigProblem, GithubSection};
 use crate::hypervisor::Hypervisor;
-use crate::sched::LabelMap;
+use crate::sched::{LabelMap, host_arch_label};
 
 /// Why a ROOT VM could not be given its runner config.
 #[derive(Debug, thiserror::Error)]
@@ -176,9 +176,9 @@ impl RunnerLifecycle {
             host: host.to_owned(),
             prefix: section.name_prefix.clone(),
             labels: LabelMap::new(
-                &crate::sched::host_arch_label(),
+                &host_arch_label(),
                 &section.labels_extra,
-                &crate::config::LabelsSection::default(),
+                &Default::default(),
             ),
             runner_group_id: section.runner_group_id,
             work_folder: section.work_folder.clone(),
@@ -276,24 +276,13 @@ impl RunnerLifecycle {
             .is_some_and(|boot| self.name_for(vm, boot) == name)
     }
 
-    /// The labels of `vm`'s runner: the scheduler's mapping ([`LabelMap`]), so GitHub
-    /// matches a job to this VM exactly when the scheduler would boot it for that job. When
-    /// neither the name nor a `replace` rule names the macOS version, `major` (from
-    /// `prlctl list -i` or the guest) adds `macNN`; None while it is not known.
+    /// The labels of `vm`'s runner: the scheduler's ([`LabelMap::for_registration`]), so
+    /// GitHub gives this VM a job exactly when the scheduler would boot it for that job.
     pub fn labels(&self, vm: &str, major: Option<u32>) -> Option<Vec<String>> {
-        let resolved = self.labels.resolve(vm);
-        if resolved.complete {
-            return Some(resolved.labels);
-        }
-        let mut labels = resolved.labels;
-        let version = format!("mac{}", major?);
-        if !labels.iter().any(|l| l.eq_ignore_ascii_case(&version)) {
-            labels.push(version);
-        }
-        Some(labels)
+        self.labels.for_registration(vm, major)
     }
 
-    /// Before `prlctl start` of `vm` (on macOS `major`, if its labels need it): mint its JIT config now, so the
+    /// Before `prlctl start` of `vm` (on macOS `major`): mint its JIT config now, so the
     /// booting runner is in GitHub's runner list (where other hosts' demand counts it as a
     /// free runner and does not boot for the same job), and keep the config in memory for
     /// readiness to deliver ([`Self::give_config`]). A registration left from an earlier boot
@@ -337,13 +326,7 @@ impl RunnerLifecycle {
             // guest, so the stop that follows failed readiness asks GitHub first.
             Some(minted) => minted,
             None => {
-                let labels = match self.labels(vm, None) {
-                    Some(labels) => labels,
-                    None => {
-                        let major = macos_version(hv, vm, probe_timeout).await?;
-                        self.labels(vm, Some(major)).unwrap_or_default()
-                    }
-                };
+                let labels = runner_labels(&self.labels, hv, vm, probe_timeout).await?;
                 let (record, jit) = self.mint(vm, labels, deadline, "at readiness").await?;
                 // Recorded before delivery, for the same reason.
                 self.records.set(vm, Known::Registered(record.clone()));
@@ -801,17 +784,14 @@ mod tests {
     #[test]
     fn labels_add_extras_once_and_debug_hides_the_token() {
         let l = lifecycle("marble");
-        let arch = crate::sched::host_arch_label();
-        assert_eq!(
-            l.labels(VM, None).expect("the name says macOS 14"),
-            ["self-hosted", "macOS", &arch, "mac14", "mac14-xl"]
-        );
-        assert_eq!(
-            l.labels("h-ROOT-VM-1", Some(15))
-                .expect("the guest said 15"),
-            ["self-hosted", "macOS", &arch, "mac14-xl", "mac15"]
-        );
-        assert_eq!(l.labels("h-ROOT-VM-1", None), None);
+        let want = [
+            "self-hosted",
+            "macOS",
+            &host_arch_label(),
+            "mac14",
+            "mac14-xl",
+        ];
+        assert_eq!(l.labels(VM, None).expect("the name says macOS 14"), want);
         assert!(!format!("{l:?}").contains("ghp_TOKEN"));
     }
 }

@@ -1,10 +1,11 @@
-//! The macOS major version of a VM, for its runner's `macNN` label: from the VM's name,
-//! from `prlctl list -i`, or from the guest's `sw_vers`.
+//! The macOS major version of a VM, for its runner's `macNN` label when the label mapping
+//! cannot give it: from the VM's name, from `prlctl list -i`, or from the guest's `sw_vers`.
 
 use std::time::Duration;
 
 use super::lifecycle::RunnerError;
 use crate::hypervisor::{Hypervisor, PrlctlError};
+use crate::sched::LabelMap;
 
 /// The macOS major version in a VM name (`…-macOS-14`, `…-macos15`, `…_macOS_26`): the
 /// scheduler's parser ([`crate::sched::macos_major`]), so both read a name alike.
@@ -70,6 +71,21 @@ pub async fn macos_version(
             ),
         }),
     }
+}
+
+/// `vm`'s runner labels at readiness ([`LabelMap::for_registration`]), asking
+/// [`macos_version`] only when neither the name nor a `[labels]` rule gives the version.
+pub async fn runner_labels(
+    map: &LabelMap,
+    hv: &dyn Hypervisor,
+    vm: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, RunnerError> {
+    if let Some(labels) = map.for_registration(vm, None) {
+        return Ok(labels);
+    }
+    let major = macos_version(hv, vm, timeout).await?;
+    Ok(map.for_registration(vm, Some(major)).unwrap_or_default())
 }
 
 #[cfg(test)]
