@@ -109,7 +109,8 @@ mod tests {
     #[test]
     fn root_vms_get_the_configured_labels_others_none() {
         let config: crate::config::Config = toml::from_str(
-            "[labels]\narch = \"ARM64\"\n[[labels.vms]]\nname = \"*-macOS-14\"\nadd = [\"X64\"]\n",
+            "[github]\nlabels_extra = [\"xl\"]\n[labels]\narch = \"ARM64\"\n\
+             [[labels.vms]]\nname = \"*-macOS-14\"\nadd = [\"X64\"]\n",
         )
         .expect("config");
         let map =
@@ -126,11 +127,12 @@ mod tests {
         ]);
         assert_eq!(
             seen[0].labels,
-            ["self-hosted", "macOS", "ARM64", "mac14", "X64"]
+            ["self-hosted", "macOS", "ARM64", "mac14", "xl", "X64"]
         );
         assert_eq!(
             seen[1].labels,
-            ["self-hosted", "macOS", "ARM64", "mac-beta"]
+            ["self-hosted", "macOS", "ARM64", "mac-beta", "xl"],
+            "github.labels_extra reaches the scheduler too"
         );
         assert!(seen[2].labels.is_empty());
     }
