@@ -140,3 +140,20 @@ fn a_job_no_vm_of_the_fleet_can_serve_boots_nothing() {
     assert_eq!(report.root_boots, 12, "{}", report.to_table());
     assert_eq!(report.root_boots_unused, 0, "{}", report.to_table());
 }
+
+#[test]
+fn labels_match_without_case_in_the_simulated_github_as_in_the_real_one() {
+    // GitHub matches `runs-on` to runner labels case-insensitively, and so does the
+    // scheduler; the simulator's GitHub compared exactly, so a job spelled `macos`/`MAC14`
+    // made `demand` boot a VM the simulated GitHub then never gave it.
+    let jobs = r#"
+[[root_jobs]]
+at = "10m"
+duration = "20m"
+labels = ["self-hosted", "macos", "arm64", "MAC14"]
+"#;
+    let (trace, report) = run(&(fleet("", "") + jobs));
+    assert_eq!(ideal(&trace, 17).root_only.unservable, 0);
+    assert_eq!(report.teams["root"].started, 1, "{}", report.to_table());
+    assert_eq!(report.root_boots_unused, 0, "{}", report.to_table());
+}
