@@ -102,7 +102,7 @@ impl Default for GenDaily {
                 mix("mac15", 0.9),
                 mix("mac14", 0.7),
                 mix("mac13", 0.4),
-                mix("macbeta", 0.25),
+                mix("mac-beta", 0.25),
             ],
             root_duration_min: m(20),
             root_duration_max: m(60),

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::daily::{GenDaily, mac_labels};
+use super::daily::GenDaily;
 use super::generate::arrivals;
 use super::trace::{
     BootSection, GenerateSection, HostSection, JenkinsSpec, RootJobSpec, Trace, VmSpec,
@@ -27,9 +27,8 @@ pub fn standard_trace(days: u32, seed: u64, hosts: u32) -> Trace {
     t.hosts = (1..=hosts.max(1))
         .map(|n| {
             let name = format!("macphsft{n:02}");
-            let vm = |suffix: &str, labels: Option<Vec<String>>| VmSpec {
+            let vm = |suffix: &str| VmSpec {
                 name: format!("{name}-{suffix}"),
-                labels,
                 ..VmSpec::default()
             };
             HostSection {
@@ -37,12 +36,12 @@ pub fn standard_trace(days: u32, seed: u64, hosts: u32) -> Trace {
                 root_vms: 0,
                 spi_vms: 0,
                 vms: vec![
-                    vm("ROOT-VM-macOS-13", None),
-                    vm("ROOT-VM-macOS-14", None),
-                    vm("ROOT-VM-macOS-15", None),
-                    // The daemon reads the version from `macOS-NN`; a beta VM's label is given.
-                    vm("ROOT-VM-macOS-beta", Some(mac_labels("macbeta"))),
-                    vm("SPI-VM-1", None),
+                    vm("ROOT-VM-macOS-13"),
+                    vm("ROOT-VM-macOS-14"),
+                    vm("ROOT-VM-macOS-15"),
+                    // The daemon's mapping gives it `mac-beta`, as ROOT's workflows ask.
+                    vm("ROOT-VM-macOS-beta"),
+                    vm("SPI-VM-1"),
                 ],
                 prefix: name,
                 ..HostSection::default()

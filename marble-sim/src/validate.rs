@@ -19,10 +19,11 @@ impl Trace {
         // The daemon's own checks of [scheduler].
         let daemon = Config {
             scheduler: self.scheduler.clone(),
+            labels: self.labels.clone(),
             ..Config::default()
         };
         for p in daemon.problems() {
-            if p.key.starts_with("scheduler.") {
+            if p.key.starts_with("scheduler.") || p.key.starts_with("labels.") {
                 bad(p.key, p.message);
             }
         }
@@ -61,6 +62,12 @@ impl Trace {
             let key = self.host_key(h);
             if host.capacity == 0 {
                 bad(format!("{key}.capacity"), "must be at least 1".into());
+            }
+            if !marbled::config::labels::label_word(&host.arch) {
+                bad(
+                    format!("{key}.arch"),
+                    format!("{:?} is not a label (ARM64, X64)", host.arch),
+                );
             }
             if !vms.iter().any(|v| v.host == h) {
                 bad(key.clone(), "the host has no VMs".into());

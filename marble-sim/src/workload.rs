@@ -9,7 +9,7 @@
 //! stops.
 
 use marble_proto::{ErrorKind, Response, Team, WireError};
-use marbled::sched::{Command, Input, Millis, ReqId};
+use marbled::sched::{Command, Input, Millis, ReqId, labels_cover};
 
 use super::engine::{Engine, Ev};
 use super::generate::{JenkinsArrival, RootArrival};
@@ -138,13 +138,14 @@ impl Engine {
         while k < self.root_queue.len() {
             let j = self.root_queue[k];
             let now = self.now;
-            let labels = &self.root_jobs[j].arrival.labels;
+            // GitHub's rule, the scheduler's function: labels match without case.
+            let labels: Vec<String> = self.root_jobs[j].arrival.labels.iter().cloned().collect();
             let vm = self.vms.iter().position(|v| {
                 v.team == Team::Root
                     && v.guest_up(now)
                     && v.job.is_none()
                     && !v.runner_used
-                    && labels.is_subset(&v.labels)
+                    && labels_cover(&v.labels.iter().cloned().collect::<Vec<_>>(), &labels)
             });
             if let Some(vi) = vm {
                 self.root_queue.remove(k);

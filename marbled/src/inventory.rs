@@ -1,5 +1,6 @@
 //! Which team a VM belongs to: configurable name patterns plus per-VM overrides, and the
-//! conversion of a hypervisor listing into the scheduler's [`ObservedVm`]s.
+//! conversion of a hypervisor listing into the scheduler's [`ObservedVm`]s (a ROOT VM's
+//! runner labels from [`LabelMap`], the mapping the registration uses too).
 
 use std::collections::BTreeMap;
 
@@ -8,14 +9,15 @@ use marble_proto::Team;
 
 use crate::config::{TeamsSection, parse_team};
 use crate::hypervisor::VmListing;
-use crate::sched::ObservedVm;
-use crate::sched::runner_labels;
+use crate::sched::{LabelMap, ObservedVm};
+
 /// Maps VM names to teams.
 #[derive(Debug, Clone)]
 pub struct TeamMap {
     root: GlobSet,
     spi: GlobSet,
     overrides: BTreeMap<String, Team>,
+    labels: LabelMap,
 }
 
 impl TeamMap {
@@ -39,7 +41,16 @@ impl TeamMap {
             root: set(&section.root),
             spi: set(&section.spi),
             overrides,
+            labels: LabelMap::default(),
         }
+    }
+
+    /// With `labels` as the runner-label mapping of ROOT VMs (default: the name and this
+    /// host's architecture only).
+    #[must_use]
+    pub fn with_labels(mut self, labels: LabelMap) -> Self {
+        self.labels = labels;
+        self
     }
 
     /// The team of a VM name. Overrides win; ROOT patterns are checked before SPI ones.
@@ -59,12 +70,20 @@ impl TeamMap {
     pub fn observe(&self, listing: Vec<VmListing>) -> Vec<ObservedVm> {
         listing
             .into_iter()
-            .map(|vm| ObservedVm {
-                team: self.team_of(&vm.name),
-                labels: runner_labels(&vm.name),
-                name: vm.name,
-                uuid: vm.uuid,
-                power: vm.power,
+            .map(|vm| {
+                let team = self.team_of(&vm.name);
+                ObservedVm {
+                    team,
+                    // Only a ROOT VM runs a GitHub runner; other teams offer no labels.
+                    labels: if team == Team::Root {
+                        self.labels.labels(&vm.name)
+                    } else {
+                        Vec::new()
+                    },
+                    name: vm.name,
+                    uuid: vm.uuid,
+                    power: vm.power,
+                }
             })
             .collect()
     }
@@ -88,13 +107,33 @@ mod tests {
     }
 
     #[test]
-    fn labels_come_from_the_macos_version_in_the_name() {
+    fn root_vms_get_the_configured_labels_others_none() {
+        let config: crate::config::Config = toml::from_str(
+            "[github]\nlabels_extra = [\"xl\"]\n[labels]\narch = \"ARM64\"\n\
+             [[labels.vms]]\nname = \"*-macOS-14\"\nadd = [\"X64\"]\n",
+        )
+        .expect("config");
+        let map =
+            TeamMap::new(&TeamsSection::default()).with_labels(LabelMap::from_config(&config));
+        let listing = |name: &str| VmListing {
+            name: name.into(),
+            uuid: "u".into(),
+            power: marble_proto::PowerState::Stopped,
+        };
+        let seen = map.observe(vec![
+            listing("macphsft01-ROOT-VM-macOS-14"),
+            listing("macphsft01-ROOT-VM-macOS-beta"),
+            listing("macphsft01-SPI-VM-macOS-14"),
+        ]);
         assert_eq!(
-            runner_labels("macphsft01-ROOT-VM-macOS-15"),
-            ["self-hosted", "macOS", "ARM64", "mac15"]
+            seen[0].labels,
+            ["self-hosted", "macOS", "ARM64", "mac14", "xl", "X64"]
         );
-        assert_eq!(runner_labels("macphsft01-ROOT-VM-macOS-14-2")[3], "mac14");
-        assert!(runner_labels("scratch").is_empty());
-        assert!(runner_labels("x-macOS-beta").is_empty());
+        assert_eq!(
+            seen[1].labels,
+            ["self-hosted", "macOS", "ARM64", "mac-beta", "xl"],
+            "github.labels_extra reaches the scheduler too"
+        );
+        assert!(seen[2].labels.is_empty());
     }
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use marble_proto::{CiSystem, StatusReport};
 use prometheus_client::registry::Registry;
 
-use crate::sched::{Counters, QueuedJob};
+use crate::sched::{Counters, QueuedJob, UnservableJobs};
 
 /// Everything one exposition shows, as plain data (filled in by the actor).
 #[derive(Debug, Clone)]
@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub queued_jobs: Vec<QueuedJob>,
     /// Free runners across the fleet in the last demand snapshot.
     pub free_runners: u64,
+    /// Queued jobs no VM here nor any registered runner can serve, by label set.
+    pub unservable: Vec<UnservableJobs>,
     /// The configured CI systems and whether each is usable.
     pub ci_systems: Vec<CiSystem>,
     /// The `kind` of each runner the last GitHub poll saw offline (None before a poll).

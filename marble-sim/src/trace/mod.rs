@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use marble_proto::Team;
 use marbled::config::Policy;
-use marbled::config::{Config, SchedulerSection, TeamsSection};
+use marbled::config::{Config, LabelsSection, SchedulerSection, TeamsSection};
 use marbled::inventory::TeamMap;
+use marbled::sched::LabelMap;
 use marbled::sched::SchedConfig;
-use marbled::sched::runner_labels;
 use serde::{Deserialize, Serialize};
 
 mod load;
@@ -40,6 +40,10 @@ pub struct Trace {
     pub boot: BootSection,
     /// Scheduler overrides: the same keys as `[scheduler]` in `marbled.toml`.
     pub scheduler: SchedulerSection,
+    /// Runner labels: the same keys as `[labels]` in `marbled.toml` (per-VM rules; `arch`
+    /// overrides every host's), applied by the daemon's own mapping.
+    #[serde(skip_serializing_if = "LabelsSection::is_default")]
+    pub labels: LabelsSection,
     /// Explicit GitHub (ROOT) job arrivals.
     pub root_jobs: Vec<RootJobSpec>,
     /// Explicit Jenkins (SPI) build arrivals.
@@ -124,8 +128,12 @@ pub struct HostSection {
     pub root_vms: u32,
     /// Generated SPI VMs.
     pub spi_vms: u32,
-    /// Runner labels of generated ROOT VMs.
-    pub root_labels: Vec<String>,
+    /// The host's architecture label (`ARM64` on Apple silicon, `X64` on Intel): what the
+    /// daemon reads from its build (`std::env::consts::ARCH`).
+    pub arch: String,
+    /// Runner labels of generated ROOT VMs; default: the daemon's mapping of their names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_labels: Option<Vec<String>>,
     /// Further VMs, named explicitly (team from the name, as the daemon's default patterns).
     pub vms: Vec<VmSpec>,
 }
@@ -137,7 +145,8 @@ impl Default for HostSection {
             prefix: "sim".into(),
             root_vms: 2,
             spi_vms: 1,
-            root_labels: default_labels(),
+            arch: "ARM64".into(),
+            root_labels: None,
             vms: Vec::new(),
         }
     }
@@ -156,7 +165,7 @@ impl HostSection {
 pub struct VmSpec {
     /// VM name.
     pub name: String,
-    /// Runner labels (ROOT VMs); default `host.root_labels`.
+    /// Runner labels (ROOT VMs), replacing the daemon's mapping of the name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
     /// Power state at the start.
@@ -502,20 +511,20 @@ impl Trace {
     }
 
     /// Every simulated VM, host by host: generated ones first, then the host's `vms`. A VM
-    /// without explicit labels gets the daemon's labels from a `macOS-NN` in its name, else
-    /// the host's `root_labels`.
+    /// without explicit labels gets the daemon's own mapping ([`LabelMap`]: the name's
+    /// `macOS-NN` / `macOS-beta`, the host's `arch`, the trace's `[labels]` rules); generated
+    /// ones get the host's `root_labels` when set.
     pub fn host_vms(&self) -> Vec<HostVm> {
         let teams = TeamMap::new(&TeamsSection::default());
         let mut out = Vec::new();
         for (host, h) in self.host_sections().into_iter().enumerate() {
-            let root_labels: BTreeSet<String> = h.root_labels.iter().cloned().collect();
-            let labels_of = |name: &str| {
-                let from_name = runner_labels(name);
-                if from_name.is_empty() {
-                    root_labels.clone()
-                } else {
-                    from_name.into_iter().collect()
-                }
+            let map = LabelMap::new(&h.arch, &[], &self.labels);
+            let labels_of =
+                |name: &str| -> BTreeSet<String> { map.labels(name).into_iter().collect() };
+            let generated_labels = |name: &str| {
+                h.root_labels
+                    .as_ref()
+                    .map_or_else(|| labels_of(name), |l| l.iter().cloned().collect())
             };
             for (count, word) in [(h.root_vms, "ROOT"), (h.spi_vms, "SPI")] {
                 for n in 1..=count {
@@ -523,7 +532,7 @@ impl Trace {
                     out.push(HostVm {
                         host,
                         team: teams.team_of(&name),
-                        labels: labels_of(&name),
+                        labels: generated_labels(&name),
                         name,
                         power: InitialPower::Stopped,
                     });

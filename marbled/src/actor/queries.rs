@@ -69,6 +69,7 @@ impl Supervisor {
             },
             queued_jobs: demand.root_jobs.clone(),
             free_runners: demand.free_runners.len() as u64,
+            unservable: self.world.unservable_jobs(),
             ci_systems: self.ci_report().systems,
             offline_runner_kinds: (self.github_offline.as_ref())
                 .map(|seen| seen.runners.iter().map(|r| r.kind.clone()).collect()),

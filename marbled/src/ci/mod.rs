@@ -24,7 +24,7 @@ pub use github::install::{
 pub use github::{
     DEFAULT_JIT_PATH, DeleteOutcome, DeliverError, GitHubBusy, GitHubClient, GitHubConfig,
     GitHubError, JitConfig, RateLimit, Runner, RunnerScope, StopGate, before_stop, deliver_jit,
-    github_busy, labels_for, labels_match, mint_jit, runner_name,
+    github_busy, labels_match, mint_jit, runner_name,
 };
 pub use jenkins::{
     JenkinsBusy, JenkinsClient, JenkinsConfig, JenkinsError, NodeState, QueueItem, ToggleOutcome,

@@ -5,7 +5,7 @@
 //!
 //! Files: [`daemon`] (`[daemon]`, `[prlctl]`), [`teams`] (`[teams]`, `[probe]`),
 //! [`scheduler`] (`[scheduler]`, policy words, warm targets), [`host`] (`[host]`),
-//! [`images`] (`[images]`), [`ci`] (`[github]`, `[jenkins]`, token sources), [`periodic`]
+//! [`images`] (`[images]`), [`labels`] (`[labels]`), [`ci`] (`[github]`, `[jenkins]`, token sources), [`periodic`]
 //! (`[demand]`, `[fleet]`, `[metrics]`), `validate` (the whole-file checks), [`strict`]
 //! (the strict TOML loader, shared with other TOML files).
 //!
@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod host;
 #[cfg(feature = "s3")]
 pub mod images;
+pub mod labels;
 pub mod periodic;
 pub mod scheduler;
 pub mod strict;
@@ -41,6 +42,7 @@ pub use daemon::{DaemonSection, PrlctlSection};
 pub use host::{HostSection, valid_user};
 #[cfg(feature = "s3")]
 pub use images::{ChecksumMode, CredentialSource, ImageStoreConfig, ScrubConfig, VerifyAfterPush};
+pub use labels::{LabelRule, LabelsSection};
 pub use periodic::{DemandSection, FleetSection, MetricsSection};
 pub use scheduler::{Policy, SchedulerSection, WarmTarget};
 pub use strict::{
@@ -71,6 +73,9 @@ pub struct Config {
     pub scheduler: SchedulerSection,
     /// This host: name pattern, build disk, VM sizing, `vm create`/`vm provision` timeouts.
     pub host: HostSection,
+    /// Runner labels of ROOT VMs beyond their names: architecture, per-VM rules.
+    #[serde(skip_serializing_if = "LabelsSection::is_default")]
+    pub labels: LabelsSection,
     /// VM images in S3 (`marblectl image …`): endpoint, bucket, credentials, transfer tuning,
     /// scrub list. See docs/IMAGES.md.
     #[cfg(feature = "s3")]
@@ -205,6 +210,13 @@ impl Config {
              # host.build_disk (default images.build_disk, else ~/Parallels/build_drive.hdd).\n\
              # See docs/IMAGES.md.\n\
              #\n\
+             # Runner labels of ROOT VMs beyond their names (optional; docs/OPERATIONS.md, \"Runner labels\"):\n\
+             # [labels]\n\
+             # arch = \"ARM64\"                  # default: this build's architecture (aarch64 ARM64, x86_64 X64)\n\
+             # [[labels.vms]]                  # rules in file order, each for the VMs its glob matches\n\
+             # name = \"*-ROOT-VM-macOS-14\"\n\
+             # add = [\"X64\"]                   # and/or replace = [\"self-hosted\", \"macOS\", \"X64\", \"mac14\"]\n\
+             #\n\
              # Optional sections (absent = feature off; see docs/CI.md):\n\
              # [github]      # JIT runners for ROOT VMs; delete-before-stop gate\n\
              # repo = \"root-project/root\"      # or org = \"root-project\"\n\
@@ -216,7 +228,7 @@ impl Config {
              # api_url = \"https://api.github.com\"\n\
              # runner_group_id = 1\n\
              # name_prefix = \"marble\"\n\
-             # labels_extra = []\n\
+             # labels_extra = []               # added to every ROOT VM's labels (the scheduler's too)\n\
              # jit_path = \"/var/run/marble/jitconfig\"\n\
              # work_folder = \"_work\"\n\
              # request_timeout = \"30s\"\n\

@@ -212,6 +212,7 @@ impl Config {
 
     /// The optional sections: `[github]`, `[jenkins]`, `[demand]`, `[fleet]`, `[metrics]`.
     fn optional_problems(&self, bad: &mut Bad<'_>) {
+        self.labels.problems(bad);
         if let Some(github) = &self.github {
             github.problems(bad);
         }

@@ -344,8 +344,13 @@ async fn wait_ready_jit(
 /// again: no stop follows a failed start, and an unused registration would stand in the
 /// fleet's list as a free runner.
 async fn start_root_jit(ctx: &JobContext, vm: &str, runners: &RunnerLifecycle) -> Outcome {
-    match crate::ci::github::macos_without_guest(ctx.hv.as_ref(), vm).await {
-        Some(major) => {
+    // The version is looked up only when the name (or a `[labels]` rule) does not give it.
+    let major = match runners.labels(vm, None) {
+        Some(_) => None,
+        None => crate::ci::github::macos_without_guest(ctx.hv.as_ref(), vm).await,
+    };
+    match runners.labels(vm, major) {
+        Some(_) => {
             if let Err(err) = runners.mint_before_start(vm, major).await {
                 tracing::warn!(
                     vm,

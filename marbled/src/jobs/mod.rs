@@ -283,7 +283,10 @@ impl JobContext {
         JobContext {
             hv,
             probe: Arc::new(config.probe.clone()),
-            teams: Arc::new(TeamMap::new(&config.teams)),
+            teams: Arc::new(
+                TeamMap::new(&config.teams)
+                    .with_labels(crate::sched::LabelMap::from_config(config)),
+            ),
             images: s3::images(config),
             runners: ci::Runners::default(),
             jenkins: ci::jenkins(config),

@@ -406,7 +406,8 @@ fn transfers(enc: &mut DescriptorEncoder, t: &TransferCounts) -> Result<(), Erro
     Ok(())
 }
 
-/// Demand: queued jobs and the oldest one's age per label set, free runners.
+/// Demand: queued jobs and the oldest one's age per label set, the unservable ones, free
+/// runners.
 fn demand(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
     let mut by_labels: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for job in &s.queued_jobs {
@@ -439,6 +440,19 @@ fn demand(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
         set(
             &mut family.encode_family(&[("labels", labels.as_str())])?,
             secs(s.now_ms.saturating_sub(*oldest)),
+        )?;
+    }
+    let mut family = describe(
+        enc,
+        "marble_demand_unservable_jobs",
+        "Queued GitHub jobs by runs-on label set that no ROOT VM of this host offers and no \
+         registered runner covers: nothing boots for them (last demand snapshot).",
+        MetricType::Gauge,
+    )?;
+    for u in &s.unservable {
+        set(
+            &mut family.encode_family(&[("labels", u.labels.join(",").as_str())])?,
+            f(u.jobs),
         )?;
     }
     gauge(

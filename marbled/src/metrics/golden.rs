@@ -210,6 +210,11 @@ fn rich() -> String {
         transfers: rich_transfers(),
         queued_jobs: rich_queued_jobs(),
         free_runners: 2,
+        unservable: vec![crate::sched::UnservableJobs {
+            labels: vec!["arm64".into(), "macos-15".into()],
+            jobs: 1,
+            since_ms: NOW - 1_000,
+        }],
         ci_systems: vec![system("github", true), system("jenkins", false)],
         offline_runner_kinds: Some(offline.iter().map(|k| (*k).to_owned()).collect()),
         github_quota: Some(GithubQuota {
@@ -261,6 +266,7 @@ fn bare() -> String {
         transfers,
         queued_jobs: vec![],
         free_runners: 0,
+        unservable: vec![],
         ci_systems: vec![],
         offline_runner_kinds: None,
         github_quota: None,

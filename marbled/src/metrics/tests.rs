@@ -29,6 +29,7 @@ fn snapshot(status: StatusReport, now_ms: u64) -> Snapshot {
         transfers: TransferCounts::default(),
         queued_jobs: vec![],
         free_runners: 0,
+        unservable: vec![],
         ci_systems: vec![],
         offline_runner_kinds: None,
         runners: None,

@@ -46,8 +46,9 @@ pub struct ObservedVm {
     pub power: PowerState,
     /// Team from the configured name patterns and overrides.
     pub team: Team,
-    /// Runner labels a job must be covered by to run in this VM (ROOT: `self-hosted`,
-    /// `macOS`, `ARM64`, `macNN` from the name's `macOS-NN`); empty when not known.
+    /// Runner labels a job must be covered by to run in this VM (ROOT: [`LabelMap`]:
+    /// `self-hosted`, `macOS`, the architecture, `macNN`/`mac-beta` from the name, then the
+    /// configured extras and rules); empty for other teams.
     pub labels: Vec<String>,
 }
 
@@ -403,6 +404,7 @@ mod rng;
 mod share;
 mod slots;
 mod stop;
+mod unservable;
 mod vm;
 mod warm;
 mod world;
@@ -410,9 +412,13 @@ mod world;
 #[cfg(test)]
 mod tests;
 
-pub use labels::{labels_cover, runner_labels};
+pub use labels::{
+    LabelMap, VmLabels, arch_label, host_arch_label, labels_cover, macos_major, runner_labels,
+    version_label,
+};
 pub use persist::{Lease, Persisted, Quarantine, RunnerStanding, SeenJob, Streak};
 pub use report::{BOOT_BUCKETS_SECS, Counters, Histogram, JOB_WAIT_BUCKETS_SECS};
+pub use unservable::UnservableJobs;
 pub use world::World;
 
 /// The operation kind as shown in events and `status` (`start`, `stop`, `kill`, `probe`…).

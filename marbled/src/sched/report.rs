@@ -108,7 +108,10 @@ impl World {
                     since_ms: s.since,
                 })
                 .collect(),
-            decisions: self.decisions.iter().cloned().collect(),
+            // Standing lines last: jobs nobody here can serve (the decision log rolls over).
+            decisions: (self.decisions.iter().cloned())
+                .chain(self.unservable_lines(now))
+                .collect(),
             inventory_ms: self.inventory_ms,
         }
     }

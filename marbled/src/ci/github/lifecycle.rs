@@ -15,16 +15,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::client::GitHubClient;
-use super::macos::macos_version;
+use super::macos::runner_labels;
 use super::records::{Known, RunnerRecord, RunnerRecords};
 use super::releases::RunnerSetup;
-use super::runner::{DeliverError, StopGate, before_stop, deliver_jit, labels_for, mint_jit};
+use super::runner::{DeliverError, StopGate, before_stop, deliver_jit, mint_jit};
 use super::token::{Credentials, GithubToken};
 use super::types::{GitHubError, JitConfig, RunnerScope, client_config};
 use super::versions::RunnerVersions;
 use crate::ci::secret::TokenStatus;
 use crate::config::{Config, ConfigError, ConfigProblem, GithubSection};
 use crate::hypervisor::Hypervisor;
+use crate::sched::{LabelMap, host_arch_label};
 
 /// Why a ROOT VM could not be given its runner config.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +88,8 @@ pub struct RunnerLifecycle {
     github: Arc<GitHubClient>,
     host: String,
     prefix: String,
-    labels_extra: Vec<String>,
+    /// The runner labels of each VM: the scheduler's mapping (`[labels]`, `labels_extra`).
+    labels: LabelMap,
     runner_group_id: u64,
     work_folder: String,
     jit_path: String,
@@ -131,6 +133,7 @@ impl RunnerLifecycle {
         match Self::from_config(section, host, records.clone(), token.credentials.clone()) {
             Ok(mut lifecycle) => {
                 lifecycle.setup.ci_user.clone_from(&config.host.ci_user);
+                lifecycle.labels = LabelMap::from_config(config);
                 Ok(Some(Arc::new(lifecycle)))
             }
             Err(err) => Err(ConfigError::Invalid {
@@ -172,7 +175,11 @@ impl RunnerLifecycle {
             github: Arc::new(github),
             host: host.to_owned(),
             prefix: section.name_prefix.clone(),
-            labels_extra: section.labels_extra.clone(),
+            labels: LabelMap::new(
+                &host_arch_label(),
+                &section.labels_extra,
+                &Default::default(),
+            ),
             runner_group_id: section.runner_group_id,
             work_folder: section.work_folder.clone(),
             jit_path: section.jit_path.clone(),
@@ -269,15 +276,10 @@ impl RunnerLifecycle {
             .is_some_and(|boot| self.name_for(vm, boot) == name)
     }
 
-    /// Labels for a runner on macOS `major`.
-    pub fn labels(&self, major: u32) -> Vec<String> {
-        let mut labels = labels_for(major);
-        for extra in &self.labels_extra {
-            if !labels.iter().any(|l| l.eq_ignore_ascii_case(extra)) {
-                labels.push(extra.clone());
-            }
-        }
-        labels
+    /// The labels of `vm`'s runner: the scheduler's ([`LabelMap::for_registration`]), so
+    /// GitHub gives this VM a job exactly when the scheduler would boot it for that job.
+    pub fn labels(&self, vm: &str, major: Option<u32>) -> Option<Vec<String>> {
+        self.labels.for_registration(vm, major)
     }
 
     /// Before `prlctl start` of `vm` (on macOS `major`): mint its JIT config now, so the
@@ -289,10 +291,16 @@ impl RunnerLifecycle {
     pub async fn mint_before_start(
         &self,
         vm: &str,
-        major: u32,
+        major: Option<u32>,
     ) -> Result<RunnerRecord, RunnerError> {
         let deadline = tokio::time::Instant::now() + self.pre_start_budget;
-        let (record, jit) = self.mint(vm, major, deadline, "before boot").await?;
+        let labels = self
+            .labels(vm, major)
+            .ok_or_else(|| RunnerError::MacosVersion {
+                vm: vm.to_owned(),
+                why: "the guest was not asked before the boot".into(),
+            })?;
+        let (record, jit) = self.mint(vm, labels, deadline, "before boot").await?;
         self.records.set(
             vm,
             Known::Minted {
@@ -318,8 +326,8 @@ impl RunnerLifecycle {
             // guest, so the stop that follows failed readiness asks GitHub first.
             Some(minted) => minted,
             None => {
-                let major = macos_version(hv, vm, probe_timeout).await?;
-                let (record, jit) = self.mint(vm, major, deadline, "at readiness").await?;
+                let labels = runner_labels(&self.labels, hv, vm, probe_timeout).await?;
+                let (record, jit) = self.mint(vm, labels, deadline, "at readiness").await?;
                 // Recorded before delivery, for the same reason.
                 self.records.set(vm, Known::Registered(record.clone()));
                 (record, jit)
@@ -345,14 +353,14 @@ impl RunnerLifecycle {
         }
     }
 
-    /// Mint a JIT config for `vm` (on macOS `major`), deleting a registration left from an
+    /// Mint a JIT config for `vm` with `labels`, deleting a registration left from an
     /// earlier boot first. Every GitHub call is bounded by `deadline`. Leaves the VM marked
     /// `Undelivered` (so a failure leaves it stoppable without GitHub); the caller records
     /// the new registration.
     async fn mint(
         &self,
         vm: &str,
-        major: u32,
+        labels: Vec<String>,
         deadline: tokio::time::Instant,
         when: &'static str,
     ) -> Result<(RunnerRecord, JitConfig), RunnerError> {
@@ -376,7 +384,6 @@ impl RunnerLifecycle {
             self.records.set(vm, Known::Undelivered(None));
         }
         let name = self.name_for(vm, boot_counter());
-        let labels = self.labels(major);
         let jit: JitConfig = bounded(vm, "minting a JIT runner config", deadline, async {
             mint_jit(
                 &self.github,
@@ -674,7 +681,7 @@ mod tests {
     async fn a_config_minted_before_the_boot_is_held_and_taken_once() {
         let (url, seen) = github_answering().await;
         let l = lifecycle_at(&url, "marble");
-        let record = l.mint_before_start(VM, 14).await.unwrap();
+        let record = l.mint_before_start(VM, Some(14)).await.unwrap();
         assert_eq!(record.id, 42);
         assert_eq!(seen.lock().unwrap().len(), 1, "{seen:?}");
         assert!(seen.lock().unwrap()[0].starts_with("POST /repos/o/r/actions/runners/generate"));
@@ -723,7 +730,7 @@ mod tests {
     async fn a_failed_start_deletes_the_minted_registration_and_nothing_else() {
         let (url, seen) = github_answering().await;
         let l = lifecycle_at(&url, "marble");
-        l.mint_before_start(VM, 14).await.unwrap();
+        l.mint_before_start(VM, Some(14)).await.unwrap();
         l.discard_minted(VM).await;
         let calls = seen.lock().unwrap().clone();
         assert_eq!(calls.len(), 2, "{calls:?}");
@@ -752,7 +759,7 @@ mod tests {
         let (url, seen) = github_answering().await;
         let l = lifecycle_at(&url, "marble");
         l.records.set(VM, minted(41));
-        l.mint_before_start(VM, 14).await.unwrap();
+        l.mint_before_start(VM, Some(14)).await.unwrap();
         let calls = seen.lock().unwrap().clone();
         assert_eq!(
             calls[0], "DELETE /repos/o/r/actions/runners/41",
@@ -765,7 +772,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_mint_before_the_boot_leaves_the_vm_stoppable() {
         let l = lifecycle("marble");
-        assert!(l.mint_before_start(VM, 14).await.is_err());
+        assert!(l.mint_before_start(VM, Some(14)).await.is_err());
         assert_eq!(l.records.known(VM), Some(Known::Undelivered(None)));
         assert!(
             l.records.take_minted(VM).is_none(),
@@ -777,10 +784,14 @@ mod tests {
     #[test]
     fn labels_add_extras_once_and_debug_hides_the_token() {
         let l = lifecycle("marble");
-        assert_eq!(
-            l.labels(14),
-            ["self-hosted", "macOS", "ARM64", "mac14", "mac14-xl"]
-        );
+        let want = [
+            "self-hosted",
+            "macOS",
+            &host_arch_label(),
+            "mac14",
+            "mac14-xl",
+        ];
+        assert_eq!(l.labels(VM, None).expect("the name says macOS 14"), want);
         assert!(!format!("{l:?}").contains("ghp_TOKEN"));
     }
 }

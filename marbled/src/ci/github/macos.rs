@@ -1,19 +1,16 @@
-//! The macOS major version of a VM, for its runner's `macNN` label: from the VM's name,
-//! from `prlctl list -i`, or from the guest's `sw_vers`.
+//! The macOS major version of a VM, for its runner's `macNN` label when the label mapping
+//! cannot give it: from the VM's name, from `prlctl list -i`, or from the guest's `sw_vers`.
 
 use std::time::Duration;
 
 use super::lifecycle::RunnerError;
 use crate::hypervisor::{Hypervisor, PrlctlError};
+use crate::sched::LabelMap;
 
-/// The macOS major version in a VM name (`…-macOS-14`, `…-macos15`, `…_macOS_26`).
+/// The macOS major version in a VM name (`…-macOS-14`, `…-macos15`, `…_macOS_26`): the
+/// scheduler's parser ([`crate::sched::macos_major`]), so both read a name alike.
 pub fn macos_from_name(vm: &str) -> Option<u32> {
-    let lower = vm.to_ascii_lowercase();
-    lower.match_indices("macos").find_map(|(i, m)| {
-        let rest = lower[i + m.len()..].trim_start_matches(['-', '_', ' ']);
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse::<u32>().ok().filter(|n| (11..=99).contains(n))
-    })
+    crate::sched::macos_major(vm)
 }
 
 /// The major version of a `sw_vers -productVersion` answer (`14.6.1` → 14).
@@ -74,6 +71,21 @@ pub async fn macos_version(
             ),
         }),
     }
+}
+
+/// `vm`'s runner labels at readiness ([`LabelMap::for_registration`]), asking
+/// [`macos_version`] only when neither the name nor a `[labels]` rule gives the version.
+pub async fn runner_labels(
+    map: &LabelMap,
+    hv: &dyn Hypervisor,
+    vm: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, RunnerError> {
+    if let Some(labels) = map.for_registration(vm, None) {
+        return Ok(labels);
+    }
+    let major = macos_version(hv, vm, timeout).await?;
+    Ok(map.for_registration(vm, Some(major)).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub use macos::{macos_from_name, macos_version, macos_without_guest};
 pub use records::{RunnerRecord, RunnerRecords};
 pub use runner::{
     DEFAULT_JIT_PATH, DeliverError, GitHubBusy, StopGate, before_stop, deliver_jit, github_busy,
-    labels_for, labels_match, mint_jit, runner_name,
+    labels_match, mint_jit, runner_name,
 };
 pub use token::{Credentials, GithubToken};
 pub use types::{

@@ -1,4 +1,5 @@
-//! ROOT runner lifecycle helpers for the daemon's start/stop jobs: labels and unique names,
+//! ROOT runner lifecycle helpers for the daemon's start/stop jobs: label matching (the labels
+//! themselves are `sched::LabelMap`'s, shared with the scheduler) and unique names,
 //! minting a JIT config (with 409 recovery), delivering it into the guest through
 //! `prlctl exec` stdin, and the delete-before-stop gate. (The registration watchdog is a
 //! scheduler rule: `sched::World::runner_watchdog`.)
@@ -25,17 +26,6 @@ pub const READY_SUFFIX: &str = ".ready";
 
 /// Timeout of each guest command of the delivery.
 const DELIVER_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The labels of a ROOT runner on macOS `macos_major` (§1.4: passed explicitly, because
-/// whether GitHub adds the default ones to JIT runners is unverified).
-pub fn labels_for(macos_major: u32) -> Vec<String> {
-    vec![
-        "self-hosted".to_owned(),
-        "macOS".to_owned(),
-        "ARM64".to_owned(),
-        format!("mac{macos_major}"),
-    ]
-}
 
 /// Longest runner name produced (GitHub's limit for names is not documented; 64 is safe).
 pub const MAX_RUNNER_NAME: usize = 64;
@@ -311,16 +301,14 @@ mod tests {
 
     #[test]
     fn labels_cover_root_runs_on() {
-        assert_eq!(labels_for(15), ["self-hosted", "macOS", "ARM64", "mac15"]);
-        let job: Vec<String> = ["self-hosted", "macOS", "ARM64", "mac15"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        assert!(labels_match(&job, &labels_for(15)));
-        assert!(!labels_match(&job, &labels_for(14)));
-        let lower: Vec<String> = vec!["arm64".into(), "macos".into()];
-        assert!(labels_match(&lower, &labels_for(14)));
-        assert!(!labels_match(&[], &labels_for(14)));
+        let strings = |v: &[&str]| -> Vec<String> { v.iter().map(|s| (*s).to_owned()).collect() };
+        let mac = |v: &str| strings(&["self-hosted", "macOS", "ARM64", v]);
+        let job = mac("mac15");
+        assert!(labels_match(&job, &mac("mac15")));
+        assert!(!labels_match(&job, &mac("mac14")));
+        let lower = strings(&["arm64", "macos"]);
+        assert!(labels_match(&lower, &mac("mac14")));
+        assert!(!labels_match(&[], &mac("mac14")));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod support;
 
 mod cycle;
 mod demand;
+mod labels;
 mod locks;
 mod metrics;
 mod order;
