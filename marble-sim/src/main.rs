@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use marble_sim::compare::compare;
+use marble_sim::shapes::Shape;
 use marble_sim::standard::{explicit, standard_trace};
 use marble_sim::{RunOptions, Trace, simulate};
 use marbled::config::Policy;
@@ -52,8 +53,13 @@ enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Print the standard fleet trace (hosts, boot times, daily workload) as TOML.
+    /// Print the standard fleet trace (hosts, boot times, daily workload), or one of issue
+    /// 17's load shapes, as TOML.
     Generate {
+        /// A load shape instead of the standard trace (`--days`, `--hosts` and `--explicit`
+        /// then do not apply: a shape fixes its fleet and length and writes every arrival).
+        #[arg(long, value_enum)]
+        shape: Option<Shape>,
         /// Days simulated (day 0 is a Monday).
         #[arg(long, default_value_t = 7)]
         days: u32,
@@ -137,6 +143,16 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Generate {
+            shape: Some(shape),
+            seed,
+            ..
+        } => print_trace(
+            &shape.trace(seed),
+            &format!("--shape {} --seed {seed}", shape.name()),
+            "Trace shapes",
+        ),
+        Cmd::Generate {
+            shape: None,
             days,
             seed,
             hosts,
@@ -146,22 +162,33 @@ fn main() -> ExitCode {
             if expand {
                 trace = explicit(&trace);
             }
-            match trace.to_toml() {
-                Ok(text) => {
-                    println!(
-                        "# Standard MARBLE fleet trace: marble-sim generate --days {days} \
-                         --seed {seed} --hosts {hosts}{}\n# See docs/SIMULATOR.md \
-                         (\"Trace generator\").\n",
-                        if expand { " --explicit" } else { "" }
-                    );
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("marble-sim: cannot write the trace: {err}");
-                    ExitCode::from(2)
-                }
-            }
+            let args = format!(
+                "--days {days} --seed {seed} --hosts {hosts}{}",
+                if expand { " --explicit" } else { "" }
+            );
+            print_trace(&trace, &args, "Trace generator")
+        }
+    }
+}
+
+/// Print `trace` as TOML under a header naming the command that wrote it.
+fn print_trace(trace: &Trace, args: &str, section: &str) -> ExitCode {
+    match trace.to_toml() {
+        Ok(text) => {
+            let what = if section == "Trace shapes" {
+                "MARBLE load-shape trace (issue 17)"
+            } else {
+                "Standard MARBLE fleet trace"
+            };
+            println!(
+                "# {what}: marble-sim generate {args}\n# See docs/SIMULATOR.md (\"{section}\").\n"
+            );
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("marble-sim: cannot write the trace: {err}");
+            ExitCode::from(2)
         }
     }
 }
