@@ -30,6 +30,7 @@ pub mod ideal;
 pub mod invariants;
 pub mod metrics;
 mod ops;
+pub mod replay_all;
 pub mod rng;
 pub mod shapes;
 pub mod standard;
