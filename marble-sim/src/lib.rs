@@ -27,6 +27,7 @@ pub mod engine;
 pub mod generate;
 pub mod host;
 pub mod ideal;
+pub mod import;
 pub mod invariants;
 pub mod metrics;
 mod ops;

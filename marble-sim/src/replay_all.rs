@@ -127,7 +127,8 @@ pub fn row(entry: &Entry) -> Row {
     let c: Comparison = compare(&trace, None);
     let root = c.demand.teams.get("root");
     let ideal = &c.ideal.both;
-    let lost = lost(ideal.root.started, &c.demand, "root") + lost(ideal.spi.started, &c.demand, "spi");
+    let lost =
+        lost(ideal.root.started, &c.demand, "root") + lost(ideal.spi.started, &c.demand, "spi");
     let root_p50_ms = root.and_then(|t| t.wait_p50_ms);
     let root_p95_ms = root.and_then(|t| t.wait_p95_ms);
     let root_p95 = match (root_p95_ms, ideal.root.wait_p95_ms) {
@@ -180,9 +181,10 @@ pub fn entries(dir: &Path, seeds: u64, first_seed: u64) -> Result<Vec<Entry>, Tr
     let mut out = Vec::new();
     for path in paths {
         let trace = Trace::load(&path)?;
-        let name = path
-            .file_stem()
-            .map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into());
+        let name = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into(),
+        );
         out.push(Entry { name, trace });
     }
     for shape in Shape::ALL {
@@ -205,14 +207,18 @@ pub fn replay(entries: &[Entry], threads: usize) -> Vec<Row> {
             s.spawn(|| {
                 loop {
                     let i = {
-                        let mut n = next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let mut n = next
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         let i = *n;
                         *n += 1;
                         i
                     };
                     let Some(entry) = entries.get(i) else { break };
                     let r = row(entry);
-                    let mut rows = rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut rows = rows
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if let Some(slot) = rows.get_mut(i) {
                         *slot = Some(r);
                     }
@@ -268,7 +274,8 @@ pub fn table(rows: &[Row]) -> String {
             short(r.ideal_p95_ms),
             short(r.spi_p95_ms),
             short(r.cycle_spi_p95_ms),
-            r.boots_per_job.map_or_else(|| "-".into(), |b| format!("{b:.3}")),
+            r.boots_per_job
+                .map_or_else(|| "-".into(), |b| format!("{b:.3}")),
             r.violations,
             mark(r.targets.no_lost),
             mark(r.targets.spi_p95),
@@ -306,12 +313,18 @@ mod tests {
         let mut t = Shape::Trickle.trace(1);
         assert!(with_shipped_defaults(&t).1.is_empty());
         t.scheduler.policy = "demand".into();
-        assert!(with_shipped_defaults(&t).1.is_empty(), "the policy is not a tuning");
+        assert!(
+            with_shipped_defaults(&t).1.is_empty(),
+            "the policy is not a tuning"
+        );
         t.scheduler.busy_recheck = std::time::Duration::from_secs(5);
         t.sim.demand_poll = std::time::Duration::ZERO;
         let (shipped, reset) = with_shipped_defaults(&t);
         assert_eq!(reset, ["scheduler.busy_recheck", "sim.demand_poll"]);
-        assert_eq!(shipped.scheduler.busy_recheck, SchedulerSection::default().busy_recheck);
+        assert_eq!(
+            shipped.scheduler.busy_recheck,
+            SchedulerSection::default().busy_recheck
+        );
     }
 
     #[test]

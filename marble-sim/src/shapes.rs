@@ -401,7 +401,11 @@ mod tests {
             let t = shape.trace(3);
             assert!(t.problems().is_empty(), "{shape:?}: {:?}", t.problems());
             assert_eq!(t, shape.trace(3), "{shape:?} is deterministic");
-            assert_ne!(t.root_jobs, shape.trace(4).root_jobs, "{shape:?} depends on the seed");
+            assert_ne!(
+                t.root_jobs,
+                shape.trace(4).root_jobs,
+                "{shape:?} depends on the seed"
+            );
             assert_eq!(
                 t.scheduler,
                 Trace::default().scheduler,
