@@ -283,7 +283,7 @@ fn import(args: &ImportArgs) -> ExitCode {
     use marble_sim::import::{self, FleetSource, Window, fetch};
     let usage = |msg: String| {
         eprintln!("marble-sim import: {msg}");
-        ExitCode::from(64)
+        ExitCode::from(2)
     };
     if args.repo.is_some() != args.github_token_file.is_some() {
         return usage("--repo needs --github-token-file (and the reverse)".into());
