@@ -74,7 +74,7 @@ enum Cmd {
     },
     /// Write a trace from a repository's GitHub Actions history and Jenkins build history.
     #[cfg(feature = "import")]
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
     /// Print the standard fleet trace (hosts, boot times, daily workload), or one of issue
     /// 17's load shapes, as TOML.
     Generate {
