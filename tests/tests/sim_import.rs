@@ -177,3 +177,41 @@ fn a_token_file_readable_by_others_is_refused() {
     let err = import(&opts).expect_err("refused");
     assert_eq!(err.exit_code(), 74, "{err}");
 }
+
+#[test]
+fn a_refused_token_exits_69_and_an_unknown_jenkins_job_too() {
+    let (rt, gh) = FakeGitHub::start_on_own_runtime(GH_TOKEN);
+    let jenkins = rt.block_on(FakeJenkins::start(&[]));
+    gh.set_deny(Some(marble_tests::fake_github::Deny::Unauthorized));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let window = Window {
+        since_ms: parse_time("2026-11-02").expect("date"),
+        until_ms: parse_time("2026-11-03").expect("date"),
+    };
+    let mut opts = ImportOptions {
+        repo: Some("root-project/root".into()),
+        github_api: gh.url(),
+        github_token_file: Some(secret_file(dir.path(), "gh", GH_TOKEN)),
+        require_labels: vec!["self-hosted".into()],
+        jenkins: None,
+        jenkins_jobs: vec![],
+        jenkins_auth: None,
+        window,
+        fleet: FleetSource::Standard(1),
+    };
+    let err = import(&opts).expect_err("401");
+    assert_eq!(err.exit_code(), 69, "{err}");
+    let message = marbled::chain::ErrorChain(&err).to_string();
+    assert!(!message.contains(GH_TOKEN), "{message}");
+
+    opts.repo = None;
+    opts.github_token_file = None;
+    opts.jenkins = Some(jenkins.url.clone());
+    opts.jenkins_jobs = vec!["no-such-job".into()];
+    let err = import(&opts).expect_err("404");
+    assert_eq!(err.exit_code(), 69, "{err}");
+    assert!(err.to_string().contains("no-such-job") && err.to_string().contains("404"));
+    drop(gh);
+    drop(jenkins);
+    drop(rt);
+}
