@@ -15,9 +15,11 @@
 //! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; read with
 //! `marbled.toml`'s strict loader; checked in `validate`), [`generate`] (Poisson arrivals,
 //! random traces for property tests), [`daily`] (the standard workload model), [`standard`]
-//! (the standard fleet trace), [`rng`] (seeded streams), [`engine`] (event loop), `ops` (the
-//! simulated hypervisor), `workload` (CI clients), [`host`] (VM ground truth, faults),
-//! [`invariants`], [`metrics`].
+//! (the standard fleet trace), [`shapes`] (issue 17's load shapes), [`rng`] (seeded
+//! streams), [`engine`] (event loop), `ops` (the simulated hypervisor), `workload` (CI
+//! clients), [`host`] (VM ground truth, faults), [`invariants`], [`metrics`]; [`replay_all`]
+//! (every trace and shape, one table of the issue-17 targets) and [`import`] (a trace from
+//! real GitHub and Jenkins history).
 
 pub mod compare;
 pub mod daily;
@@ -25,10 +27,13 @@ pub mod engine;
 pub mod generate;
 pub mod host;
 pub mod ideal;
+pub mod import;
 pub mod invariants;
 pub mod metrics;
 mod ops;
+pub mod replay_all;
 pub mod rng;
+pub mod shapes;
 pub mod standard;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use marble_sim::compare::compare;
+use marble_sim::shapes::Shape;
 use marble_sim::standard::{explicit, standard_trace};
 use marble_sim::{RunOptions, Trace, simulate};
 use marbled::config::Policy;
@@ -52,8 +53,35 @@ enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Print the standard fleet trace (hosts, boot times, daily workload) as TOML.
+    /// Replay every trace of a directory and fresh seeds of every load shape under `cycle`
+    /// and `demand` with the shipped defaults; print one table of issue 17's targets.
+    ReplayAll {
+        /// Directory of committed traces (every `*.toml`).
+        #[arg(default_value = "docs/traces")]
+        dir: PathBuf,
+        /// Fresh instances of every shape to add.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Seed of the first fresh instance (then +1, +2, ...).
+        #[arg(long, default_value_t = 1001)]
+        first_seed: u64,
+        /// Print the rows as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when a target (not the stretch one) is missed, too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write a trace from a repository's GitHub Actions history and Jenkins build history.
+    #[cfg(feature = "import")]
+    Import(Box<ImportArgs>),
+    /// Print the standard fleet trace (hosts, boot times, daily workload), or one of issue
+    /// 17's load shapes, as TOML.
     Generate {
+        /// A load shape instead of the standard trace (`--days`, `--hosts` and `--explicit`
+        /// then do not apply: a shape fixes its fleet and length and writes every arrival).
+        #[arg(long, value_enum)]
+        shape: Option<Shape>,
         /// Days simulated (day 0 is a Monday).
         #[arg(long, default_value_t = 7)]
         days: u32,
@@ -68,6 +96,49 @@ enum Cmd {
         #[arg(long)]
         explicit: bool,
     },
+}
+
+/// `marble-sim import` (see docs/SIMULATOR.md, "Replaying real history").
+#[cfg(feature = "import")]
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// Start of the period: YYYY-MM-DD (00:00 UTC) or RFC 3339; offset 0 of the trace.
+    #[arg(long)]
+    since: String,
+    /// End of the period (default: now).
+    #[arg(long)]
+    until: Option<String>,
+    /// GitHub repository `owner/name` whose workflow jobs become `[[root_jobs]]`.
+    #[arg(long)]
+    repo: Option<String>,
+    /// File holding the GitHub token (mode 0600; never pass a token on the command line).
+    #[arg(long, requires = "repo")]
+    github_token_file: Option<PathBuf>,
+    /// GitHub API base URL.
+    #[arg(long, default_value = "https://api.github.com")]
+    github_api: String,
+    /// A job must carry this label to be imported (repeatable; default `self-hosted`).
+    #[arg(long = "require-label", default_values_t = ["self-hosted".to_owned()])]
+    require_labels: Vec<String>,
+    /// Jenkins base URL whose builds become `[[jenkins]]`.
+    #[arg(long)]
+    jenkins: Option<String>,
+    /// A Jenkins job to import (repeatable; `folder/job` for a job in a folder).
+    #[arg(long = "jenkins-job", requires = "jenkins")]
+    jenkins_jobs: Vec<String>,
+    /// Jenkins user for the API token.
+    #[arg(long, requires = "jenkins_token_file")]
+    jenkins_user: Option<String>,
+    /// File holding the Jenkins API token (mode 0600).
+    #[arg(long, requires = "jenkins_user")]
+    jenkins_token_file: Option<PathBuf>,
+    /// The fleet: `standard` (the standard fleet of `--hosts` hosts) or a trace file whose
+    /// hosts, boot model and simulator latencies to take.
+    #[arg(long, default_value = "standard")]
+    hosts_from: String,
+    /// Hosts of the standard fleet.
+    #[arg(long, default_value_t = 8)]
+    hosts: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -136,7 +207,26 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        Cmd::ReplayAll {
+            dir,
+            seeds,
+            first_seed,
+            json,
+            strict,
+        } => replay_all(&dir, seeds, first_seed, json, strict),
+        #[cfg(feature = "import")]
+        Cmd::Import(args) => import(&args),
         Cmd::Generate {
+            shape: Some(shape),
+            seed,
+            ..
+        } => print_trace(
+            &shape.trace(seed),
+            &format!("--shape {} --seed {seed}", shape.name()),
+            "Trace shapes",
+        ),
+        Cmd::Generate {
+            shape: None,
             days,
             seed,
             hosts,
@@ -146,22 +236,147 @@ fn main() -> ExitCode {
             if expand {
                 trace = explicit(&trace);
             }
-            match trace.to_toml() {
-                Ok(text) => {
-                    println!(
-                        "# Standard MARBLE fleet trace: marble-sim generate --days {days} \
-                         --seed {seed} --hosts {hosts}{}\n# See docs/SIMULATOR.md \
-                         (\"Trace generator\").\n",
-                        if expand { " --explicit" } else { "" }
-                    );
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("marble-sim: cannot write the trace: {err}");
-                    ExitCode::from(2)
-                }
+            let args = format!(
+                "--days {days} --seed {seed} --hosts {hosts}{}",
+                if expand { " --explicit" } else { "" }
+            );
+            print_trace(&trace, &args, "Trace generator")
+        }
+    }
+}
+
+/// `marble-sim replay-all`: exit 1 on a violation (or, `strict`, a missed target), 2 on a
+/// bad trace.
+fn replay_all(dir: &std::path::Path, seeds: u64, first: u64, json: bool, strict: bool) -> ExitCode {
+    let entries = match marble_sim::replay_all::entries(dir, seeds, first) {
+        Ok(e) => e,
+        Err(err) => {
+            eprintln!("marble-sim: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let rows = marble_sim::replay_all::replay(&entries, threads);
+    if json {
+        match serde_json::to_string_pretty(&rows) {
+            Ok(text) => println!("{text}"),
+            Err(err) => {
+                eprintln!("marble-sim: {err}");
+                return ExitCode::from(70);
             }
+        }
+    } else {
+        print!("{}", marble_sim::replay_all::table(&rows));
+    }
+    let violated = rows.iter().any(|r| r.violations > 0);
+    let missed = strict && rows.iter().any(|r| !r.targets.all_met());
+    if violated || missed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `marble-sim import`: the trace on stdout, what was kept and left out on stderr.
+#[cfg(feature = "import")]
+fn import(args: &ImportArgs) -> ExitCode {
+    use marble_sim::import::{self, FleetSource, Window, fetch};
+    let usage = |msg: String| {
+        eprintln!("marble-sim import: {msg}");
+        ExitCode::from(2)
+    };
+    if args.repo.is_some() != args.github_token_file.is_some() {
+        return usage("--repo needs --github-token-file (and the reverse)".into());
+    }
+    if args.jenkins.is_some() && args.jenkins_jobs.is_empty() {
+        return usage("--jenkins needs at least one --jenkins-job".into());
+    }
+    let since_ms = match import::parse_time(&args.since) {
+        Ok(t) => t,
+        Err(e) => return usage(e.to_string()),
+    };
+    let until_ms = match args.until.as_deref().map(import::parse_time) {
+        None => import::now_ms(),
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return usage(e.to_string()),
+    };
+    if until_ms <= since_ms {
+        return usage("--until must be after --since".into());
+    }
+    let fleet = if args.hosts_from == "standard" {
+        FleetSource::Standard(args.hosts.max(1))
+    } else {
+        match load(std::path::Path::new(&args.hosts_from)) {
+            Ok(t) => FleetSource::Trace(Box::new(t)),
+            Err(_) => return ExitCode::from(65),
+        }
+    };
+    let opts = fetch::ImportOptions {
+        repo: args.repo.clone(),
+        github_api: args.github_api.clone(),
+        github_token_file: args.github_token_file.clone(),
+        require_labels: args.require_labels.clone(),
+        jenkins: args.jenkins.clone(),
+        jenkins_jobs: args.jenkins_jobs.clone(),
+        jenkins_auth: args
+            .jenkins_user
+            .clone()
+            .zip(args.jenkins_token_file.clone()),
+        window: Window { since_ms, until_ms },
+        fleet,
+    };
+    let (trace, summary) = match fetch::import(&opts) {
+        Ok(done) => done,
+        Err(err) => {
+            eprintln!("marble-sim import: {}", marbled::chain::ErrorChain(&err));
+            return ExitCode::from(err.exit_code());
+        }
+    };
+    eprintln!(
+        "marble-sim import: {} ROOT jobs ({} cancelled after starting; real wait p50 {}, p95 \
+         {}); left out: {} with other labels, {} skipped, {} never ran, {} unfinished, {} \
+         outside the period; {} Jenkins builds ({} to any node, {} still building left out)",
+        summary.root_jobs,
+        summary.cancelled_after_start,
+        summary
+            .real_wait_p50_ms
+            .map_or("-".into(), marble_sim::metrics::fmt_ms),
+        summary
+            .real_wait_p95_ms
+            .map_or("-".into(), marble_sim::metrics::fmt_ms),
+        summary.other_labels,
+        summary.skipped,
+        summary.never_ran,
+        summary.unfinished,
+        summary.outside,
+        summary.jenkins_builds,
+        summary.jenkins_any,
+        summary.jenkins_building,
+    );
+    let args = format!(
+        "import --since {} --until {}",
+        import::format_time(since_ms),
+        import::format_time(until_ms)
+    );
+    print_trace(&trace, &args, "Replaying real history")
+}
+
+/// Print `trace` as TOML under a header naming the command that wrote it.
+fn print_trace(trace: &Trace, args: &str, section: &str) -> ExitCode {
+    match trace.to_toml() {
+        Ok(text) => {
+            let what = match section {
+                "Trace shapes" => "MARBLE load-shape trace (issue 17): marble-sim generate",
+                "Replaying real history" => "Real CI history: marble-sim",
+                _ => "Standard MARBLE fleet trace: marble-sim generate",
+            };
+            println!("# {what} {args}\n# See docs/SIMULATOR.md (\"{section}\").\n");
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("marble-sim: cannot write the trace: {err}");
+            ExitCode::from(2)
         }
     }
 }

@@ -8,7 +8,8 @@
 //! delete, 401/403 bodies with `documentation_url`, and `x-ratelimit-*` headers (403 with
 //! remaining 0 when exhausted; a scripted `retry-after`). Workflow runs and their jobs
 //! (`§3.1`: `actions/runs?status=`, `actions/runs/{id}/jobs`) for the demand source, with
-//! ETags too. Every request is recorded (method,
+//! ETags too; and the finished history `marble-sim import` reads (`actions/runs?created=`,
+//! `per_page`/`page`, completed jobs with their conclusions). Every request is recorded (method,
 //! path, headers without `authorization`, body, wall-clock ms, status) for ordering
 //! assertions. With [`FakeGitHub::use_app`] it plays a GitHub App's installation instead of
 //! taking a personal token (`crate::github_app`).
@@ -185,6 +186,8 @@ struct State {
     runs: BTreeMap<u64, String>,
     /// Jobs: id → job object (with `run_id`).
     jobs: BTreeMap<u64, Value>,
+    /// Workflow runs' `created_at`, for the `created=` filter of the history (`import`).
+    run_created: BTreeMap<u64, String>,
     /// Label name (lower case) → label id, shared by every runner.
     label_ids: BTreeMap<String, u64>,
     /// `actions/runner` releases, newest first, as the REST API returns them.
@@ -525,15 +528,26 @@ fn route_runs(st: &State, req: &Request<()>, path: &str) -> Option<Reply> {
     let rest = &path[idx + "/actions/runs".len()..];
     if rest.is_empty() {
         let status = query(req, "status");
+        let created = query(req, "created");
         let runs: Vec<Value> = st
             .runs
             .iter()
             .filter(|(_, s)| status.as_deref().is_none_or(|want| *s == want))
-            .map(|(id, s)| json!({"id": id, "status": s, "name": "ROOT CI", "run_attempt": 1}))
+            .filter(|(id, _)| created_in(created.as_deref(), st.run_created.get(id)))
+            .map(|(id, s)| {
+                let mut run = json!({"id": id, "status": s, "name": "ROOT CI", "run_attempt": 1});
+                if let Some(at) = st.run_created.get(id) {
+                    run["created_at"] = json!(at);
+                    run["event"] = json!("pull_request");
+                }
+                run
+            })
             .collect();
+        let total = runs.len();
+        let runs = paginate(req, runs);
         return Some(conditional_json(
             req,
-            &json!({"total_count": runs.len(), "workflow_runs": runs}),
+            &json!({"total_count": total, "workflow_runs": runs}),
         ));
     }
     let run: u64 = rest
@@ -550,10 +564,46 @@ fn route_runs(st: &State, req: &Request<()>, path: &str) -> Option<Reply> {
         .filter(|j| j["run_id"] == run)
         .cloned()
         .collect();
+    let total = jobs.len();
+    let jobs = paginate(req, jobs);
     Some(conditional_json(
         req,
-        &json!({"total_count": jobs.len(), "jobs": jobs}),
+        &json!({"total_count": total, "jobs": jobs}),
     ))
+}
+
+/// `created=A..B` (RFC 3339 UTC or dates, compared as text as they sort alike): whether a
+/// run created at `at` matches; runs without a creation time match only without a filter.
+fn created_in(filter: Option<&str>, at: Option<&String>) -> bool {
+    let Some(filter) = filter else { return true };
+    let Some(at) = at else { return false };
+    let filter = filter.replace("%3A", ":");
+    let (from, to) = filter.split_once("..").unwrap_or((&filter, &filter));
+    // A bare date as the upper bound includes that whole day.
+    let to = if to.len() == 10 {
+        format!("{to}T23:59:59Z")
+    } else {
+        to.to_owned()
+    };
+    at.as_str() >= from && at.as_str() <= to.as_str()
+}
+
+/// One page of `items` by `per_page` (default 30, at most 100) and `page` (from 1), as
+/// GitHub's listings.
+fn paginate(req: &Request<()>, items: Vec<Value>) -> Vec<Value> {
+    let per_page = query(req, "per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page = query(req, "page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect()
 }
 
 impl FakeGitHub {
@@ -794,6 +844,40 @@ impl FakeGitHub {
             "runner_group_id": on_runner(json!(1)),
             "runner_group_name": on_runner(json!("Default")),
             "created_at": created_at, "started_at": started_at, "completed_at": null,
+        });
+        self.st().jobs.insert(job_id, job);
+    }
+
+    /// A finished workflow run of the history (`marble-sim import`): created at `created_at`,
+    /// listed by `actions/runs?created=…`; add its jobs with [`FakeGitHub::finished_job`].
+    pub fn history_run(&self, run_id: u64, created_at: &str) {
+        let mut st = self.st();
+        st.runs.insert(run_id, "completed".to_owned());
+        st.run_created.insert(run_id, created_at.to_owned());
+    }
+
+    /// A completed job of a history run in GitHub's shape: `conclusion` (`success`,
+    /// `failure`, `cancelled`, `skipped`), `times` = (created, started, completed); `runner`
+    /// `None` for a job no runner took (cancelled while queued, skipped).
+    pub fn finished_job(
+        &self,
+        (run_id, job_id): (u64, u64),
+        labels: &[&str],
+        conclusion: &str,
+        (created_at, started_at, completed_at): (&str, &str, &str),
+        runner: Option<&str>,
+    ) {
+        let on_runner = |v: Value| if runner.is_some() { v } else { Value::Null };
+        let job = json!({
+            "id": job_id, "run_id": run_id, "run_attempt": 1, "status": "completed",
+            "conclusion": conclusion, "name": format!("job {job_id}"),
+            "workflow_name": "ROOT CI", "head_branch": "master", "labels": labels,
+            "runner_id": on_runner(json!(39)),
+            "runner_name": runner.map_or(Value::Null, |r| json!(r)),
+            "runner_group_id": on_runner(json!(1)),
+            "runner_group_name": on_runner(json!("Default")),
+            "created_at": created_at, "started_at": started_at, "completed_at": completed_at,
+            "steps": [],
         });
         self.st().jobs.insert(job_id, job);
     }

@@ -4,7 +4,9 @@
 //! an unknown node, and `POST /computer/<node>/toggleOffline?offlineMessage=…` answered with
 //! the 302 Jenkins sends after a form POST. Served over real HTTP on 127.0.0.1 through the
 //! same server loop as the fake GitHub, so the production client is what tests exercise.
-//! Every request is recorded (without the `authorization` header).
+//! `GET /job/<a>/job/<b>/api/json?tree=builds[…]` answers a job's build history (the
+//! `builds` array of `hudson.model.Job`, newest first; 404 for an unknown job) for
+//! `marble-sim import`. Every request is recorded (without the `authorization` header).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ struct Node {
 struct State {
     nodes: BTreeMap<String, Node>,
     requests: Vec<RecordedRequest>,
+    /// Job path (`a/b` for `/job/a/job/b`) → its builds, newest first.
+    jobs: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 /// The running fake.
@@ -65,6 +69,23 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `GET /job/<a>/job/<b>/api/json`: the job's builds; `None` for other paths.
+fn route_job(st: &State, path: &str) -> Option<Reply> {
+    let job_part = path.strip_prefix("/job/")?.strip_suffix("/api/json")?;
+    let job = job_part
+        .split("/job/")
+        .map(decode)
+        .collect::<Vec<_>>()
+        .join("/");
+    Some(match st.jobs.get(&job) {
+        Some(builds) => Reply::json(
+            StatusCode::OK,
+            &json!({"_class": "hudson.model.FreeStyleProject", "builds": builds}),
+        ),
+        None => Reply::empty(StatusCode::NOT_FOUND),
+    })
+}
+
 impl FakeJenkins {
     /// Start with the given nodes (all online, idle).
     pub async fn start(nodes: &[&str]) -> FakeJenkins {
@@ -74,6 +95,7 @@ impl FakeJenkins {
                 .map(|n| ((*n).to_owned(), Node::default()))
                 .collect(),
             requests: Vec::new(),
+            jobs: BTreeMap::new(),
         }));
         let shared = state.clone();
         let (addr, task) = serve(move |req, body| {
@@ -81,6 +103,9 @@ impl FakeJenkins {
             st.requests.push(record(req, body));
             let path = req.uri().path().to_owned();
             let query = req.uri().query().unwrap_or("").to_owned();
+            if let Some(reply) = route_job(&st, &path) {
+                return reply;
+            }
             let rest = path.strip_prefix("/computer/").unwrap_or("");
             let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
             let name = decode(name);
@@ -153,6 +178,32 @@ impl FakeJenkins {
                 .get(node)
                 .map(|n| (n.temporarily_offline, n.offline_message.clone()))
         })
+    }
+
+    /// A finished build of `job` (`a/b` for a job in a folder) in Jenkins' shape: started at
+    /// `timestamp` (unix ms), ran `duration` ms on `built_on` with `result`; `queued_ms` is
+    /// the Metrics plugin's `queuingDurationMillis` action when given. Newest first.
+    pub fn add_build(
+        &self,
+        job: &str,
+        (number, timestamp, duration): (u64, u64, u64),
+        result: &str,
+        built_on: &str,
+        queued_ms: Option<u64>,
+    ) {
+        let mut actions = vec![json!({"_class": "hudson.model.CauseAction"})];
+        if let Some(q) = queued_ms {
+            actions.push(json!({
+                "_class": "jenkins.metrics.impl.TimeInQueueAction",
+                "queuingDurationMillis": q
+            }));
+        }
+        let build = json!({
+            "_class": "hudson.model.FreeStyleBuild",
+            "number": number, "timestamp": timestamp, "duration": duration,
+            "result": result, "builtOn": built_on, "actions": actions,
+        });
+        self.with(|st| st.jobs.entry(job.to_owned()).or_default().insert(0, build));
     }
 
     /// Every request so far.
