@@ -436,6 +436,7 @@ impl Engine {
             running_jobs,
             // One snapshot feeds every host; the job waits are the report's, not metrics'.
             started_here: Vec::new(),
+            jenkins_queue: self.jenkins_queue(),
         }
     }
 

@@ -253,7 +253,7 @@ impl World {
             if let Some(vm) = self.demand_candidate(now, &job.labels) {
                 match self.start_vm(now, &vm, Starter::Demand { job: job.id }, fx) {
                     Ok(()) => {
-                        self.note_turn(Team::Root, contested);
+                        self.note_turn(now, Team::Root, contested);
                         self.last_cycled = Some(vm.clone());
                         self.decide(
                             now,

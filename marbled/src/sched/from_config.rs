@@ -41,7 +41,18 @@ impl SchedConfig {
             warm_linger_ms: ms(s.warm_linger),
             share_root: s.share_root,
             share_spi: s.share_spi,
-            max_consecutive: s.max_consecutive,
+            max_hold_ms: ms(s.max_hold),
+            waiter_expiry_ms: ms(s.waiter_expiry),
+            spi_labels: config
+                .jenkins
+                .as_ref()
+                .map(|j| j.labels.clone())
+                .unwrap_or_default(),
+            jenkins_nodes: config
+                .jenkins
+                .as_ref()
+                .map(|j| j.nodes.clone())
+                .unwrap_or_default(),
         }
     }
 }

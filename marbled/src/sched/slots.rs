@@ -91,6 +91,7 @@ impl World {
             });
             return;
         }
+        self.note_waiter(now, &vm);
         self.slots.push(SlotRequest {
             req,
             vm,
@@ -106,6 +107,9 @@ impl World {
 
     /// Serve slot requests in arrival order.
     pub(super) fn serve_slots(&mut self, now: Millis, fx: &mut Vec<Effect>) {
+        // Every request still waiting keeps its node's age, whatever path it is on (queued,
+        // probing a VM to pre-empt, starting).
+        self.refresh_waiters(now);
         let reqs: Vec<ReqId> = self.slots.iter().map(|s| s.req).collect();
         for req in reqs {
             self.serve_one(now, req, fx);
@@ -368,7 +372,7 @@ impl World {
         let contested = self.other_team_waits(now, Team::Spi);
         match self.start_vm(now, &slot.vm, Starter::Slot, fx) {
             Ok(()) => {
-                self.note_turn(Team::Spi, contested);
+                self.note_turn(now, Team::Spi, contested);
                 self.set_phase_and_tell(slot.req, SlotPhase::Starting { preempted }, fx);
                 self.decide(
                     now,
@@ -440,6 +444,7 @@ impl World {
             vm.running_because = Some(format!("granted to {} at {}", slot.by, format_ms(now)));
         }
         self.slot_demand = None;
+        self.forget_waiter(&slot.vm);
         self.counters.grants += 1;
         self.counters.grant_latency_ms_sum += now.saturating_sub(slot.since);
         self.decide(

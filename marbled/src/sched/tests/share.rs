@@ -58,33 +58,37 @@ fn fair_share_weights_favour_jenkins_until_root_waits_age_past_the_bound() {
     let (host, asked) = contended(
         |c| {
             c.share_root = 0;
-            c.max_consecutive = 0;
+            c.max_hold_ms = 0;
         },
         60_000,
     );
     let turn = host.world.share_turn(asked + 60_000).expect("both wait");
     assert_eq!(turn.team, Team::Spi, "{}", turn.why);
-    // Weight 0 delays ROOT but never starves it: past fairness_bound it goes first (its
-    // job is older than Jenkins' request).
-    let later = asked + host.world.config.fairness_bound_ms;
+    // Weight 0 delays ROOT but never starves it: once its job has waited fairness_bound it
+    // goes first (Jenkins' request, a minute younger, has not yet).
+    let later = asked + host.world.config.fairness_bound_ms - 60_000;
     let turn = host.world.share_turn(later).expect("both wait");
     assert_eq!(turn.team, Team::Root, "{}", turn.why);
     assert!(turn.why.contains("fairness_bound"), "{}", turn.why);
 }
 
 #[test]
-fn fair_share_caps_consecutive_turns_while_the_other_team_waits() {
-    let (mut host, asked) = contended(|c| c.max_consecutive = 2, 0);
+fn fair_share_limits_how_long_one_team_keeps_the_host_while_the_other_waits() {
+    let (mut host, asked) = contended(|c| c.max_hold_ms = 120_000, 0);
     let now = asked + 60_000;
     // Jenkins has the longer weighted wait…
     assert_eq!(host.world.share_turn(now).map(|t| t.team), Some(Team::Spi));
-    // …but took the host twice in a row while ROOT waited: ROOT's turn.
-    host.world.note_turn(Team::Spi, true);
-    host.world.note_turn(Team::Spi, true);
-    let turn = host.world.share_turn(now).expect("both wait");
-    assert_eq!(turn.team, Team::Root, "{}", turn.why);
-    assert!(turn.why.contains("2 times in a row"), "{}", turn.why);
-    // An uncontested turn ends the streak.
-    host.world.note_turn(Team::Spi, false);
+    // …and took the host twice in a row while ROOT waited, the first 90 s ago: within
+    // max_hold it may go on.
+    host.world.note_turn(now - 90_000, Team::Spi, true);
+    host.world.note_turn(now - 10_000, Team::Spi, true);
     assert_eq!(host.world.share_turn(now).map(|t| t.team), Some(Team::Spi));
+    // Two minutes after the first turn: ROOT's turn, however few turns that was.
+    let later = now + 30_000;
+    let turn = host.world.share_turn(later).expect("both wait");
+    assert_eq!(turn.team, Team::Root, "{}", turn.why);
+    assert!(turn.why.contains("2 turns in a row"), "{}", turn.why);
+    // An uncontested turn ends the streak.
+    host.world.note_turn(later, Team::Spi, false);
+    assert_eq!(host.world.share_turn(later).map(|t| t.team), Some(Team::Spi));
 }
