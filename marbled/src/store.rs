@@ -16,7 +16,7 @@ use crate::sched::Persisted;
 const MAGIC: [u8; 4] = *b"MRBS";
 const FORMAT_MAJOR: u16 = 1;
 /// 1: the demand policy's prediction history, fair-share streak and runner standing.
-/// 2: the streak's start (`max_hold`) and the Jenkins nodes waiting (issue 17).
+/// 2: the streak's start and the Jenkins nodes waiting (fair share, issue 17).
 const FORMAT_MINOR: u16 = 2;
 const HEADER_LEN: usize = 16;
 /// A state file larger than this is refused before decoding (it holds a few KiB normally).

@@ -41,7 +41,6 @@ impl SchedConfig {
             warm_linger_ms: ms(s.warm_linger),
             share_root: s.share_root,
             share_spi: s.share_spi,
-            max_hold_ms: ms(s.max_hold),
             waiter_expiry_ms: ms(s.waiter_expiry),
             spi_labels: config
                 .jenkins

@@ -349,9 +349,6 @@ pub struct SchedConfig {
     pub share_root: u32,
     /// Policy `demand`, fair share: weight of Jenkins' wait.
     pub share_spi: u32,
-    /// Policy `demand`, fair share: how long one team may keep taking the host (turns in a
-    /// row, counted from the first) while the other waits. 0 = no limit.
-    pub max_hold_ms: u64,
     /// Policy `demand`, fair share: a Jenkins node that has not asked for a slot for this
     /// long no longer waits (its age is forgotten). Clearly above Jenkins' retry interval
     /// (60 s), so a retry, a refusal or a pre-emption probe never resets its age.
@@ -395,7 +392,6 @@ impl Default for SchedConfig {
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
             share_spi: 2,
-            max_hold_ms: 3_600_000,
             waiter_expiry_ms: 300_000,
             spi_labels: Vec::new(),
             jenkins_nodes: BTreeMap::new(),

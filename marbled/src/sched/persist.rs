@@ -57,10 +57,10 @@ pub struct SeenJob {
 pub struct Streak {
     /// The team that took them.
     pub team: Team,
-    /// How many in a row (for messages; the limit is `max_hold`, a time).
+    /// How many in a row (for messages; the bound is a time, `fairness_bound`).
     pub count: u32,
-    /// The first of them was taken at this unix ms (0 in files written before issue 17:
-    /// the restart's time is used).
+    /// The first of them was taken at this unix ms: the other team has been passed over
+    /// since (0 in files written before issue 17: the restart's time is used).
     #[serde(default)]
     pub since_ms: Millis,
 }

@@ -12,15 +12,17 @@
 //!   an SPI VM — so a build that hops between nodes is not younger on each.
 //! - *ROOT*: the oldest unmet job a ROOT VM here could run (fleet-wide queue).
 //!
-//! Rules, in order:
-//! 1. *Maximum hold*: a team that has kept taking the host while the other waited for
-//!    `max_hold` (from the first of those turns) lets the other go next.
-//! 2. *Bound*: a team whose oldest waiter has waited `fairness_bound` goes first. When both
-//!    have, they alternate: the team that did not take the last contested turn goes, and
-//!    with no such turn Jenkins does (its node waits for this host only, while any host of
-//!    the fleet can serve ROOT's job).
-//! 3. *Weights*: the team with the larger `oldest wait × share_<team>` goes; ties go to
-//!    Jenkins (its start script holds an executor while it waits).
+//! How long a team has been *passed over here*: Jenkins its whole wait (its node waits for
+//! this host only); ROOT since the first of the turns Jenkins took here in a row while ROOT
+//! waited (a *contested* turn), and not at all before (its job may run on any host).
+//!
+//! Rules, in order, when both wait:
+//! 1. *Bound*: a team passed over here for `fairness_bound` goes first (ROOT if both: it can
+//!    only have been passed over by Jenkins' own turns).
+//! 2. *Weights*: the team with the larger `time passed over × share_<team>` goes; ties go to
+//!    Jenkins (its start script holds an executor while it waits). So ROOT never takes two
+//!    contested turns in a row (after its turn it has not been passed over), while Jenkins
+//!    may take several until ROOT's passed-over time outweighs its wait or reaches the bound.
 //!
 //! Only turns taken while the other team waited count towards a streak; a turn nobody
 //! contested ends it; the streak (with its start) and the Jenkins waiters are kept in the
@@ -42,13 +44,6 @@ pub(super) struct Turn {
     pub(super) team: Team,
     /// The rule that decided.
     pub(super) why: String,
-}
-
-fn other(team: Team) -> Team {
-    match team {
-        Team::Root => Team::Spi,
-        _ => Team::Root,
-    }
 }
 
 impl World {
@@ -132,30 +127,39 @@ impl World {
         }
         let spi_since = self.spi_waiting_since(now)?;
         let (root_since, job) = self.root_waiting_since()?;
+        // ROOT's job can run on any host of the fleet: this host has passed it over only
+        // since the first of Jenkins' contested turns in a row here (none: not at all).
+        let root_passed_over = match self.streak {
+            Some(s) if s.team == Team::Spi => Some(root_since.max(s.since_ms)),
+            _ => None,
+        };
+        let spi_age = now.saturating_sub(spi_since);
+        let root_age = root_passed_over.map_or(0, |since| now.saturating_sub(since));
         let waits = format!(
-            "ROOT job #{job} queued since {}, Jenkins waiting since {}",
+            "ROOT job #{job} queued since {}{}, Jenkins waiting since {}",
             format_ms(root_since),
+            root_passed_over.map_or(String::new(), |since| format!(
+                " and passed over here since {}",
+                format_ms(since)
+            )),
             format_ms(spi_since)
         );
-        if let Some(turn) = self.held_too_long(now) {
-            return Some(turn);
-        }
-        let (spi_age, root_age) = (
-            now.saturating_sub(spi_since),
-            now.saturating_sub(root_since),
-        );
         let bound = self.config.fairness_bound_ms;
-        let team = match (root_age >= bound, spi_age >= bound) {
-            (true, true) => Some(self.streak.map_or(Team::Spi, |s| other(s.team))),
-            (true, false) => Some(Team::Root),
+        let aged = match (root_age >= bound, spi_age >= bound) {
+            // ROOT can only have aged behind Jenkins' own turns: it goes.
+            (true, _) => Some(Team::Root),
             (false, true) => Some(Team::Spi),
             (false, false) => None,
         };
-        if let Some(team) = team {
+        if let Some(team) = aged {
+            let streak = match (team, self.streak) {
+                (Team::Root, Some(s)) => format!(" ({} turns in a row)", s.count),
+                _ => String::new(),
+            };
             return Some(Turn {
                 team,
                 why: format!(
-                    "fair share: {} has waited past fairness_bound ({waits})",
+                    "fair share: {} has waited past fairness_bound{streak} ({waits})",
                     team.as_str()
                 ),
             });
@@ -170,31 +174,10 @@ impl World {
         Some(Turn {
             team,
             why: format!(
-                "fair share: {} goes (wait × weight, shares ROOT {} : SPI {}; {waits})",
+                "fair share: {} goes (wait here × weight, shares ROOT {} : SPI {}; {waits})",
                 team.as_str(),
                 self.config.share_root,
                 self.config.share_spi
-            ),
-        })
-    }
-
-    /// Rule 1: the streak's team has held the host for `max_hold` while the other waited.
-    fn held_too_long(&self, now: Millis) -> Option<Turn> {
-        let max = self.config.max_hold_ms;
-        let streak = self.streak?;
-        if max == 0 || now.saturating_sub(streak.since_ms) < max {
-            return None;
-        }
-        Some(Turn {
-            team: other(streak.team),
-            why: format!(
-                "fair share: {} has taken the host since {} ({} turns in a row) while {} \
-                 waited (max_hold {} min)",
-                streak.team.as_str(),
-                format_ms(streak.since_ms),
-                streak.count,
-                other(streak.team).as_str(),
-                max / 60_000
             ),
         })
     }

@@ -55,7 +55,6 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         warm_linger_ms: 3_600_000,
         share_root: 1,
         share_spi: 2,
-        max_hold_ms: 3_600_000,
         waiter_expiry_ms: 300_000,
         spi_labels: Vec::new(),
         jenkins_nodes: std::collections::BTreeMap::new(),
