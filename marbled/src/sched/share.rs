@@ -13,23 +13,23 @@
 //! - *ROOT*: the oldest unmet job a ROOT VM here could run (fleet-wide queue).
 //!
 //! How long a team has been *passed over here*: Jenkins its whole wait (its node waits for
-//! this host only); ROOT since the first of the turns Jenkins took here in a row while ROOT
-//! waited (a *contested* turn), and not at all before (its job may run on any host).
+//! this host only); ROOT only while Jenkins had this host — since the first of the turns
+//! Jenkins took here in a row, or since the job was queued if later — and not while ROOT
+//! itself had it (its job may run on any host of the fleet).
 //!
 //! Rules, in order, when both wait:
 //! 1. *Bound*: a team passed over here for `fairness_bound` goes first (ROOT if both: it can
-//!    only have been passed over by Jenkins' own turns).
+//!    only have been passed over while Jenkins had the host).
 //! 2. *Weights*: the team with the larger `time passed over × share_<team>` goes; ties go to
-//!    Jenkins (its start script holds an executor while it waits). So ROOT never takes two
-//!    contested turns in a row (after its turn it has not been passed over), while Jenkins
-//!    may take several until ROOT's passed-over time outweighs its wait or reaches the bound.
+//!    Jenkins (its start script holds an executor while it waits). So after a ROOT turn
+//!    Jenkins goes next, while Jenkins may take several turns in a row until ROOT's time
+//!    passed over outweighs its wait or reaches the bound.
 //!
-//! Only turns taken while the other team waited count towards a streak; a turn nobody
-//! contested ends it; the streak (with its start) and the Jenkins waiters are kept in the
-//! state file across restarts. A running VM is never stopped for a turn — busy VMs keep the
-//! host as always; the turn decides who gets the host when it is free (or held by an idle,
-//! unprotected VM). docs/SCHEDULER.md ("Fair share") has the bound this gives and its proof
-//! sketch.
+//! The streak (which team took the host last, since when) and the Jenkins waiters are kept
+//! in the state file across restarts. A running VM is never stopped for a turn — busy VMs
+//! keep the host as always; the turn decides who gets the host when it is free (or held by
+//! an idle, unprotected VM). docs/SCHEDULER.md ("Fair share") has the bound this gives and
+//! its proof sketch.
 
 use marble_proto::Team;
 
@@ -98,7 +98,11 @@ impl World {
             .jenkins_queue
             .iter()
             .filter(|item| {
-                let node = self.config.jenkins_nodes.iter().find(|(_, n)| **n == item.label);
+                let node = self
+                    .config
+                    .jenkins_nodes
+                    .iter()
+                    .find(|(_, n)| **n == item.label);
                 let vm = node.map_or(item.label.as_str(), |(vm, _)| vm.as_str());
                 spi_here(vm) || any_spi && self.config.spi_labels.contains(&item.label)
             })
@@ -128,7 +132,8 @@ impl World {
         let spi_since = self.spi_waiting_since(now)?;
         let (root_since, job) = self.root_waiting_since()?;
         // ROOT's job can run on any host of the fleet: this host has passed it over only
-        // since the first of Jenkins' contested turns in a row here (none: not at all).
+        // while Jenkins had it (since the first of Jenkins' turns in a row here, or since
+        // the job was queued if later), not while ROOT itself had it.
         let root_passed_over = match self.streak {
             Some(s) if s.team == Team::Spi => Some(root_since.max(s.since_ms)),
             _ => None,
@@ -153,7 +158,7 @@ impl World {
         };
         if let Some(team) = aged {
             let streak = match (team, self.streak) {
-                (Team::Root, Some(s)) => format!(" ({} turns in a row)", s.count),
+                (Team::Root, Some(s)) => format!(" (Jenkins' turns in a row: {})", s.count),
                 _ => String::new(),
             };
             return Some(Turn {
@@ -182,10 +187,10 @@ impl World {
         })
     }
 
-    /// Record that `team` took the host at `now`; `contested`: the other team was waiting.
-    pub(super) fn note_turn(&mut self, now: Millis, team: Team, contested: bool) {
+    /// Record that `team` took the host at `now` (a boot for a ROOT job, a start for a slot
+    /// request): the streak is the run of turns one team has taken here, since its first.
+    pub(super) fn note_turn(&mut self, now: Millis, team: Team) {
         self.streak = match self.streak {
-            _ if !contested => None,
             Some(s) if s.team == team => Some(Streak {
                 count: s.count.saturating_add(1),
                 ..s
@@ -196,13 +201,5 @@ impl World {
                 since_ms: now,
             }),
         };
-    }
-
-    /// Whether the other team waits for this host now (for [`World::note_turn`]).
-    pub(super) fn other_team_waits(&self, now: Millis, team: Team) -> bool {
-        match team {
-            Team::Root => self.spi_waiting_since(now).is_some(),
-            _ => self.root_waiting_since().is_some(),
-        }
     }
 }
