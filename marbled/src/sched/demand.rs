@@ -124,13 +124,7 @@ impl World {
             };
             let reason = if vm.team == Team::Root {
                 self.root_release_reason(now, vm, yield_to, needs)
-            } else if root_waits_here
-                && self
-                    .share_turn(now)
-                    .is_none_or(|turn| turn.team == Team::Root)
-            {
-                // Not while it is Jenkins' turn (fair share): a waiting build may run on the
-                // idle agent.
+            } else if root_waits_here {
                 Some("an unmet ROOT job could run on this host".to_owned())
             } else {
                 None
