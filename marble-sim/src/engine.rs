@@ -458,6 +458,7 @@ impl Engine {
             taken_runners,
             done_here: done_runners.clone(),
             done_runners,
+            jenkins_queue: self.jenkins_queue(),
         }
     }
 

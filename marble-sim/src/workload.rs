@@ -9,13 +9,17 @@
 //! stops.
 
 use marble_proto::{ErrorKind, Response, Team, WireError};
-use marbled::sched::{Command, Input, Millis, ReqId, labels_cover};
+use marbled::sched::{Command, Input, JenkinsQueued, Millis, ReqId, labels_cover};
 
 use super::engine::{Engine, Ev};
 use super::generate::{JenkinsArrival, RootArrival};
 use super::host::{JobRef, RunningJob};
 use super::invariants::ViolationKind;
 use super::metrics::fmt_ms;
+
+/// The Jenkins label every simulated SPI node carries and a build for `any` node asks for
+/// (the hosts are configured with it as `[jenkins] labels`).
+pub const ANY_NODE_LABEL: &str = "marble-spi";
 
 /// Where a ROOT job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +126,26 @@ impl Engine {
         if self.builds[i].state == BuildState::RetryWait {
             self.builds[i].state = BuildState::Waiting;
         }
+    }
+
+    /// What Jenkins' queue API (`/queue/api/json`) shows now, as the daemon's queue poll
+    /// reads it: every arrived, not yet started build is a buildable item since its arrival
+    /// (`inQueueSince`), its `why` naming the node it is tied to or, for `any`, the label
+    /// all SPI nodes carry ("Waiting for next available executor on ‘…’", "‘…’ is offline",
+    /// "All nodes of label ‘…’ are offline").
+    pub(super) fn jenkins_queue(&self) -> Vec<JenkinsQueued> {
+        self.builds
+            .iter()
+            .filter(|b| b.state.is_waiting())
+            .map(|b| JenkinsQueued {
+                label: b
+                    .arrival
+                    .vm
+                    .clone()
+                    .unwrap_or_else(|| ANY_NODE_LABEL.to_owned()),
+                since_ms: super::engine::EPOCH_MS.saturating_add(b.arrival.at_ms),
+            })
+            .collect()
     }
 
     /// Start whatever can start now, until nothing changes.

@@ -16,7 +16,8 @@ use crate::sched::Persisted;
 const MAGIC: [u8; 4] = *b"MRBS";
 const FORMAT_MAJOR: u16 = 1;
 /// 1: the demand policy's prediction history, fair-share streak and runner standing.
-const FORMAT_MINOR: u16 = 1;
+/// 2: the streak's start and the Jenkins nodes waiting (fair share, issue 17).
+const FORMAT_MINOR: u16 = 2;
 const HEADER_LEN: usize = 16;
 /// A state file larger than this is refused before decoding (it holds a few KiB normally).
 pub const MAX_STATE_LEN: usize = 16 * 1024 * 1024;
@@ -200,7 +201,7 @@ mod tests {
 
     #[test]
     fn what_demand_learnt_round_trips() {
-        use crate::sched::{RunnerStanding, SeenJob, Streak};
+        use crate::sched::{RunnerStanding, SeenJob, SpiWaiter, Streak};
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::new(dir.path().join("state.bin"));
         let mut state = Persisted::default();
@@ -214,7 +215,16 @@ mod tests {
         state.streak = Some(Streak {
             team: marble_proto::Team::Spi,
             count: 2,
+            since_ms: 1_700_000_050_000,
         });
+        // Only the first request's time is kept: a restart counts as the last one seen.
+        state.spi_waiters.insert(
+            "mac-SPI-VM-1".into(),
+            SpiWaiter {
+                since_ms: 1_700_000_060_000,
+                last_seen_ms: 0,
+            },
+        );
         state.runners.insert(
             "mac-ROOT-VM-macOS-15".into(),
             RunnerStanding {

@@ -2,7 +2,8 @@
 //! `GET /computer/<node>/api/json` (the computer object: `offline`, `idle`,
 //! `temporarilyOffline`, `numExecutors`, `executors[idle,currentExecutable{url}]`…), 404 for
 //! an unknown node, and `POST /computer/<node>/toggleOffline?offlineMessage=…` answered with
-//! the 302 Jenkins sends after a form POST. Served over real HTTP on 127.0.0.1 through the
+//! the 302 Jenkins sends after a form POST; `GET /queue/api/json` (the build queue: `items`
+//! with `id`, `why`, `buildable`, `blocked`, `stuck`, `inQueueSince`, `task.name`). Served over real HTTP on 127.0.0.1 through the
 //! same server loop as the fake GitHub, so the production client is what tests exercise.
 //! `GET /job/<a>/job/<b>/api/json?tree=builds[…]` answers a job's build history (the
 //! `builds` array of `hudson.model.Job`, newest first; 404 for an unknown job) for
@@ -26,6 +27,7 @@ struct Node {
 #[derive(Debug, Default)]
 struct State {
     nodes: BTreeMap<String, Node>,
+    queue: Vec<serde_json::Value>,
     requests: Vec<RecordedRequest>,
     /// Job path (`a/b` for `/job/a/job/b`) → its builds, newest first.
     jobs: BTreeMap<String, Vec<serde_json::Value>>,
@@ -94,6 +96,7 @@ impl FakeJenkins {
                 .iter()
                 .map(|n| ((*n).to_owned(), Node::default()))
                 .collect(),
+            queue: Vec::new(),
             requests: Vec::new(),
             jobs: BTreeMap::new(),
         }));
@@ -105,6 +108,13 @@ impl FakeJenkins {
             let query = req.uri().query().unwrap_or("").to_owned();
             if let Some(reply) = route_job(&st, &path) {
                 return reply;
+            }
+            if req.method() == http::Method::GET && path == "/queue/api/json" {
+                let items = st.queue.clone();
+                return Reply::json(
+                    StatusCode::OK,
+                    &json!({"_class": "hudson.model.Queue", "items": items}),
+                );
             }
             let rest = path.strip_prefix("/computer/").unwrap_or("");
             let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
@@ -169,6 +179,22 @@ impl FakeJenkins {
                 n.build = build.map(str::to_owned);
             }
         });
+    }
+
+    /// Put a buildable item in the queue: task `task`, queued at `since_ms`, waiting with
+    /// Jenkins' English `why` text.
+    pub fn queue_buildable(&self, id: u64, task: &str, why: &str, since_ms: u64) {
+        let item = json!({
+            "_class": "hudson.model.Queue$BuildableItem",
+            "id": id,
+            "why": why,
+            "buildable": true,
+            "blocked": false,
+            "stuck": false,
+            "inQueueSince": since_ms,
+            "task": {"name": task},
+        });
+        self.with(|st| st.queue.push(item));
     }
 
     /// Whether `node` is marked temporarily offline, and the message.

@@ -616,3 +616,47 @@ fn a_registration_for_a_vm_booting_on_another_host_still_counts() {
         "another host's runner deleted"
     );
 }
+
+#[test]
+fn a_jenkins_build_for_any_node_keeps_the_free_host_from_a_root_boot() {
+    // Issue 17 (c): a build that accepts any SPI node waits in Jenkins' queue; its start
+    // script asks another host right now. Fair share dates it by the queue (which every
+    // host polls): this host, free, has not passed ROOT over, so it keeps itself for Jenkins
+    // instead of booting for the queued mac14 job.
+    let (rt, gh) = fake_github();
+    queue_mac14_job(&gh);
+    let jenkins = rt.block_on(marble_tests::fake_jenkins::FakeJenkins::start(&[]));
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 600_000;
+    jenkins.queue_buildable(
+        31,
+        "lcg-nightly",
+        "Waiting for next available executor on ‘mac-spi’",
+        since,
+    );
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
+        let token = e2e_support::token_file(env.dir.path(), "jenkins-token", "11jenkinsapitoken");
+        env.config.jenkins = Some(marbled::config::JenkinsSection {
+            url: jenkins.url.clone(),
+            user: "marble-bot".into(),
+            token_file: Some(token),
+            labels: vec!["mac-spi".into()],
+            ..marbled::config::JenkinsSection::default()
+        });
+    });
+    let held = wait_until_blocking(T, || {
+        decisions(&daemon).contains("holding the host: fair share: spi goes")
+    });
+    assert!(held, "decisions: {}", decisions(&daemon));
+    assert!(
+        jenkins
+            .requests()
+            .iter()
+            .any(|r| r.path == "/queue/api/json"),
+        "the queue was polled"
+    );
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "stopped");
+}

@@ -557,8 +557,14 @@ impl Trace {
     /// The scheduler configuration: `[scheduler]` mapped as the daemon maps it, with the
     /// given policy override and seed.
     pub fn sched_config(&self, policy: Option<Policy>, seed: u64) -> SchedConfig {
+        // The simulated Jenkins: every SPI node carries the label `any` builds ask for.
+        let jenkins = marbled::config::JenkinsSection {
+            labels: vec![crate::workload::ANY_NODE_LABEL.to_owned()],
+            ..Default::default()
+        };
         let config = Config {
             scheduler: self.scheduler.clone(),
+            jenkins: Some(jenkins),
             ..Config::default()
         };
         let mut sched = config.sched_config();

@@ -8,7 +8,7 @@ use super::handle::ActorCommand;
 use super::{Completion, Supervisor, Waiter, lifecycle, now_ms};
 use crate::demand::{JenkinsDemand, OfflineSeen, PollQuota};
 use crate::jobs::{ci, s3};
-use crate::sched::{Command, DemandSnapshot, Input, ReqId, World};
+use crate::sched::{Command, DemandSnapshot, Input, JenkinsQueued, ReqId, World};
 use crate::transfers::{SubmitEnv, Transfers};
 
 impl Supervisor {
@@ -131,9 +131,29 @@ impl Supervisor {
         }
         if let Some(mut snapshot) = github {
             self.keep_jobs_started_here(&mut snapshot);
+            // The fair share ages Jenkins' waiters by the queue (every host polls the same).
+            snapshot.jenkins_queue = self.jenkins_waiting();
             let effects = self.world.handle(now_ms(), Input::Demand(*snapshot));
             self.apply(effects);
         }
+    }
+
+    /// The last Jenkins queue poll's buildable items that name a node or label, oldest per
+    /// label (empty without `[jenkins]`).
+    fn jenkins_waiting(&self) -> Vec<JenkinsQueued> {
+        let Some(queue) = &self.jenkins_queue else {
+            return Vec::new();
+        };
+        queue
+            .by_label
+            .iter()
+            .filter_map(|(label, _, oldest)| {
+                Some(JenkinsQueued {
+                    label: label.clone()?,
+                    since_ms: *oldest,
+                })
+            })
+            .collect()
     }
 
     /// Narrow the snapshot's running jobs with a runner to those whose runner is the current

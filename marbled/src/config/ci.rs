@@ -129,6 +129,10 @@ pub struct JenkinsSection {
     pub request_timeout: Duration,
     /// Jenkins node name per VM name, where they differ (default: the node is the VM name).
     pub nodes: BTreeMap<String, String>,
+    /// Jenkins labels every SPI node on this host carries: a queued build waiting for one of
+    /// them (a build that accepts any of these nodes) counts as waiting for this host in the
+    /// fair share of policy `demand`.
+    pub labels: Vec<String>,
 }
 
 impl Default for JenkinsSection {
@@ -140,6 +144,7 @@ impl Default for JenkinsSection {
             token_keychain: None,
             request_timeout: Duration::from_secs(20),
             nodes: BTreeMap::new(),
+            labels: Vec::new(),
         }
     }
 }
@@ -465,6 +470,11 @@ impl JenkinsSection {
         for (vm, node) in &self.nodes {
             if node.is_empty() {
                 bad(&format!("jenkins.nodes.{vm}"), "empty node name".into());
+            }
+        }
+        for (i, label) in self.labels.iter().enumerate() {
+            if label.trim().is_empty() {
+                bad(&format!("jenkins.labels[{i}]"), "empty label".into());
             }
         }
     }

@@ -242,11 +242,12 @@ impl Config {
              # token_file = \"/usr/local/etc/marble/jenkins-token\"  # mode 0600; or token_keychain\n\
              # request_timeout = \"20s\"\n\
              # nodes = {{ \"macphsft01-SPI-VM-macOS-14\" = \"macphsft01-spi-14\" }}  # default: node = VM name\n\
+             # labels = []                     # labels all SPI nodes here carry (builds for any node: fair share)\n\
              # [demand]      # poll CI for policy demand (see docs/OPERATIONS.md)\n\
              # interval = \"30s\"\n\
              # watch = \"5s\"                    # while the host is free: new queued runs (304s cost no quota)\n\
              # github = true                   # queued jobs + free fleet runners via [github]\n\
-             # jenkins = true                  # buildable queue items via [jenkins] (metrics)\n\
+             # jenkins = true                  # buildable queue items via [jenkins] (metrics, fair share)\n\
              # repos = []                      # default: github.repo; required with github.org\n\
              # max_runs = 50\n\
              # max_age = \"10m\"\n\

@@ -44,7 +44,9 @@ pub struct SchedulerSection {
     /// Protection of a granted Jenkins slot, busy or not.
     #[serde(with = "humantime_serde")]
     pub slot_grace: Duration,
-    /// Bound on how long one team waits while the other holds the host.
+    /// Bound on how long one team waits while the other holds the host (`cycle`); policy
+    /// `demand`: how long a team may be passed over on a host while the other team takes
+    /// it before its turn comes (docs/SCHEDULER.md, "Fair share").
     #[serde(with = "humantime_serde")]
     pub fairness_bound: Duration,
     /// Periodic inventory refresh.
@@ -74,8 +76,15 @@ pub struct SchedulerSection {
     pub share_root: u32,
     /// Weight of Jenkins' wait (the larger `wait × weight` goes first).
     pub share_spi: u32,
-    /// Turns one team may take in a row while the other waits (0: no limit).
-    pub max_consecutive: u32,
+    /// A Jenkins node that has not asked for a slot this long no longer waits: its age (from
+    /// its first request, kept across retries and refusals) is forgotten. Keep it clearly
+    /// above Jenkins' retry interval.
+    #[serde(with = "humantime_serde")]
+    pub waiter_expiry: Duration,
+    /// Deprecated (issue 17): a turn-counted limit, replaced by `fairness_bound` counting
+    /// the time a team is passed over. Accepted so old files still load; ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_consecutive: Option<u32>,
 }
 
 impl Default for SchedulerSection {
@@ -110,7 +119,9 @@ impl Default for SchedulerSection {
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
             share_spi: 2,
-            max_consecutive: 3,
+            // Jenkins retries a refused start 60 s later: five of its retries may be missed.
+            waiter_expiry: secs(300),
+            max_consecutive: None,
         }
     }
 }

@@ -208,6 +208,13 @@ impl Config {
                 "must not exceed scheduler.quarantine_max".into(),
             );
         }
+        // 0 would forget a Jenkins node between two of its retries: its wait would restart.
+        if self.scheduler.waiter_expiry.is_zero() {
+            bad(
+                "scheduler.waiter_expiry",
+                "must be greater than zero (keep it above Jenkins' retry interval)".into(),
+            );
+        }
     }
 
     /// The optional sections: `[github]`, `[jenkins]`, `[demand]`, `[fleet]`, `[metrics]`.

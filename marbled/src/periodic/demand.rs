@@ -188,13 +188,15 @@ impl Task for DemandPoll {
         // Taken out for the round so the pollers can update the rest of the state.
         let sources = std::mem::take(&mut self.sources);
         let mut flow = ControlFlow::Continue(());
-        if let Some(gh) = &sources.github {
-            flow = self.poll_github(gh).await;
+        // Jenkins first: the actor hands the scheduler the queue last polled with each
+        // GitHub snapshot (fair share's Jenkins ages), so this round's is the one it gets.
+        if let Some(jenkins) = &sources.jenkins {
+            flow = self.poll_jenkins(jenkins).await;
         }
         if flow.is_continue()
-            && let Some(jenkins) = &sources.jenkins
+            && let Some(gh) = &sources.github
         {
-            flow = self.poll_jenkins(jenkins).await;
+            flow = self.poll_github(gh).await;
         }
         self.sources = sources;
         flow

@@ -75,11 +75,10 @@ impl World {
         if !self.demand_may_boot(now, fx) {
             return;
         }
-        let contested = self.other_team_waits(now, Team::Root);
         if unmet.is_empty() {
             self.boot_warm_or_rest(now, &needs, fx);
         } else {
-            self.boot_for_unmet(now, &unmet, contested, fx);
+            self.boot_for_unmet(now, &unmet, fx);
         }
     }
 
@@ -244,18 +243,12 @@ impl World {
     }
 
     /// Boot, for the oldest unmet job an eligible VM here covers, that VM.
-    fn boot_for_unmet(
-        &mut self,
-        now: Millis,
-        unmet: &[QueuedJob],
-        contested: bool,
-        fx: &mut Vec<Effect>,
-    ) {
+    fn boot_for_unmet(&mut self, now: Millis, unmet: &[QueuedJob], fx: &mut Vec<Effect>) {
         for job in unmet {
             if let Some(vm) = self.demand_candidate(now, &job.labels) {
                 match self.start_vm(now, &vm, Starter::Demand { job: job.id }, fx) {
                     Ok(()) => {
-                        self.note_turn(Team::Root, contested);
+                        self.note_turn(now, Team::Root);
                         self.last_cycled = Some(vm.clone());
                         self.decide(
                             now,

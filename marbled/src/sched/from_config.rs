@@ -41,7 +41,17 @@ impl SchedConfig {
             warm_linger_ms: ms(s.warm_linger),
             share_root: s.share_root,
             share_spi: s.share_spi,
-            max_consecutive: s.max_consecutive,
+            waiter_expiry_ms: ms(s.waiter_expiry),
+            spi_labels: config
+                .jenkins
+                .as_ref()
+                .map(|j| j.labels.clone())
+                .unwrap_or_default(),
+            jenkins_nodes: config
+                .jenkins
+                .as_ref()
+                .map(|j| j.nodes.clone())
+                .unwrap_or_default(),
         }
     }
 }

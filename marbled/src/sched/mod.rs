@@ -23,6 +23,7 @@
 use crate::config::{Policy, WarmTarget};
 use marble_proto::{Event, LockTarget, PowerState, Response, Team, UnlockTarget, WireError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Unix time in milliseconds.
 pub type Millis = u64;
@@ -103,6 +104,20 @@ pub struct DemandSnapshot {
     /// This host's ROOT VMs whose current runner is among [`Self::done_runners`]: probed at
     /// once rather than at the next re-check, so the host is freed without waiting for it.
     pub done_here: Vec<String>,
+    /// Jenkins' buildable queue items (`/queue/api/json`) with the label their `why` names,
+    /// fleet-wide: every host polls the same queue. A build for a named node waits for the
+    /// host of that VM; one for a label every SPI node carries (`spi_labels`) waits for every
+    /// host with an SPI VM, so a build that accepts any node ages on all of them.
+    pub jenkins_queue: Vec<JenkinsQueued>,
+}
+
+/// A buildable Jenkins queue item (policy `demand`'s fair share: the SPI waiter's age).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JenkinsQueued {
+    /// The node name or label it waits for, as Jenkins' `why` names it.
+    pub label: String,
+    /// In the queue since (`inQueueSince`), unix ms.
+    pub since_ms: Millis,
 }
 
 /// A job a runner took, as GitHub's jobs API shows it while it runs.
@@ -350,9 +365,16 @@ pub struct SchedConfig {
     pub share_root: u32,
     /// Policy `demand`, fair share: weight of Jenkins' wait.
     pub share_spi: u32,
-    /// Policy `demand`, fair share: turns one team may take in a row while the other
-    /// waits. 0 = no limit.
-    pub max_consecutive: u32,
+    /// Policy `demand`, fair share: a Jenkins node that has not asked for a slot for this
+    /// long no longer waits (its age is forgotten). Clearly above Jenkins' retry interval
+    /// (60 s), so a retry, a refusal or a pre-emption probe never resets its age.
+    pub waiter_expiry_ms: u64,
+    /// Jenkins labels every SPI node on this host carries (`[jenkins] labels`): a queued
+    /// build for one of them (a build that accepts any node) waits for this host too.
+    pub spi_labels: Vec<String>,
+    /// Jenkins node name per SPI VM name where they differ (`[jenkins] nodes`), to match
+    /// a queue item waiting for a named node to its VM.
+    pub jenkins_nodes: BTreeMap<String, String>,
 }
 
 impl Default for SchedConfig {
@@ -386,7 +408,9 @@ impl Default for SchedConfig {
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
             share_spi: 2,
-            max_consecutive: 3,
+            waiter_expiry_ms: 300_000,
+            spi_labels: Vec::new(),
+            jenkins_nodes: BTreeMap::new(),
         }
     }
 }
@@ -416,7 +440,7 @@ pub use labels::{
     LabelMap, VmLabels, arch_label, host_arch_label, labels_cover, macos_major, runner_labels,
     version_label,
 };
-pub use persist::{Lease, Persisted, Quarantine, RunnerStanding, SeenJob, Streak};
+pub use persist::{Lease, Persisted, Quarantine, RunnerStanding, SeenJob, SpiWaiter, Streak};
 pub use report::{BOOT_BUCKETS_SECS, Counters, Histogram, JOB_WAIT_BUCKETS_SECS};
 pub use unservable::UnservableJobs;
 pub use world::World;

@@ -1,7 +1,7 @@
 //! What survives a restart: locks, pause and drain (with who/why/since), slot leases,
 //! quarantines, the cycle's position, the operations that were in flight, and what policy
-//! `demand` has learnt — the warm-runner prediction's history, the fair-share streak and why
-//! each running runner is up. Kept by VM name, so a lock on a VM that is temporarily
+//! `demand` has learnt — the warm-runner prediction's history, the fair-share streak, the
+//! Jenkins nodes waiting (since when) and why each running runner is up. Kept by VM name, so a lock on a VM that is temporarily
 //! unregistered is not lost.
 
 use std::collections::BTreeMap;
@@ -57,8 +57,24 @@ pub struct SeenJob {
 pub struct Streak {
     /// The team that took them.
     pub team: Team,
-    /// How many in a row.
+    /// How many in a row (for messages; the bound is a time, `fairness_bound`).
     pub count: u32,
+    /// The first of them was taken at this unix ms: the other team has been passed over
+    /// since (0 in files written before issue 17: the restart's time is used).
+    #[serde(default)]
+    pub since_ms: Millis,
+}
+
+/// A Jenkins node waiting for this host: since its first slot request, kept across retries,
+/// refusals and pre-emption probes until it is granted or stops asking for
+/// `waiter_expiry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpiWaiter {
+    /// First request, unix ms.
+    pub since_ms: Millis,
+    /// Last request seen waiting, unix ms (not persisted: a restart counts as seen).
+    #[serde(skip)]
+    pub last_seen_ms: Millis,
 }
 
 /// Why a running ROOT VM is up. Without it a restart would stop a warm runner or a spare
@@ -98,6 +114,9 @@ pub struct Persisted {
     pub seen_jobs: BTreeMap<u64, SeenJob>,
     /// Fair share: the streak in progress.
     pub streak: Option<Streak>,
+    /// Fair share: Jenkins nodes waiting for this host by VM name (their age survives a
+    /// restart, which Jenkins' retries ride through).
+    pub spi_waiters: BTreeMap<String, SpiWaiter>,
     /// Running ROOT VMs' standing by VM name; applied if the first inventory after a
     /// restart still finds the VM running.
     pub runners: BTreeMap<String, RunnerStanding>,
@@ -122,7 +141,22 @@ impl World {
         world
             .recent_jobs
             .retain(|_, seen| world.config.warm_window_ms > 0 && seen.since_ms >= horizon);
-        world.streak = persisted.streak;
+        // A streak from before issue 17 has no start: it starts now.
+        world.streak = persisted.streak.map(|s| Streak {
+            since_ms: if s.since_ms == 0 { now } else { s.since_ms },
+            ..s
+        });
+        world.spi_waiters = persisted
+            .spi_waiters
+            .into_iter()
+            .map(|(vm, w)| {
+                let seen = SpiWaiter {
+                    since_ms: w.since_ms,
+                    last_seen_ms: now,
+                };
+                (vm, seen)
+            })
+            .collect();
         world.restored_runners = persisted.runners;
         world
     }
@@ -180,6 +214,17 @@ impl World {
             in_flight,
             seen_jobs: self.recent_jobs.clone(),
             streak: self.streak,
+            spi_waiters: self
+                .spi_waiters
+                .iter()
+                .map(|(vm, w)| {
+                    let since = SpiWaiter {
+                        since_ms: w.since_ms,
+                        last_seen_ms: 0,
+                    };
+                    (vm.clone(), since)
+                })
+                .collect(),
             runners,
         }
     }

@@ -1,23 +1,40 @@
-//! Fair share between the teams on one host (policy `demand`): when a Jenkins slot request
-//! and an unmet ROOT job this host could run both wait, whose turn it is.
+//! Fair share between the teams on one host (policy `demand`): when a Jenkins build and an
+//! unmet ROOT job this host could run both wait, whose turn it is — and how long each team's
+//! waiter has waited.
 //!
-//! Rules, in order:
-//! 1. *Maximum consecutive hold*: a team that took the host `max_consecutive` times in a row
-//!    while the other waited lets the other go next.
-//! 2. *Ageing*: a team whose oldest waiter has waited `fairness_bound` goes first (the
-//!    longer-waiting one when both have), so weights can delay a team but never starve it.
-//! 3. *Weights*: the team with the larger `oldest wait × share_<team>` goes; ties go to
-//!    Jenkins (its start script holds an executor while it waits).
+//! Waiters and their ages:
+//! - *Jenkins*: a node's age runs from its first slot request and belongs to the node: kept
+//!   across Jenkins' retries, refusals and pre-emption probes until it is granted or has not
+//!   asked for `waiter_expiry` (clearly longer than Jenkins' 60 s retry). A buildable item
+//!   of Jenkins' queue (fed with the demand snapshot; every host polls the same queue) ages
+//!   every host that could serve it: a build for a named node that node's host, a build for
+//!   a label all SPI nodes carry (`spi_labels`: one that accepts any node) every host with
+//!   an SPI VM — so a build that hops between nodes is not younger on each.
+//! - *ROOT*: the oldest unmet job a ROOT VM here could run (fleet-wide queue).
 //!
-//! Only turns taken while the other team waited count towards a streak; a turn nobody
-//! contested ends it; the streak is kept in the state file across restarts. A running VM is never
-//! stopped for a turn — busy VMs keep the host as always; the turn decides who gets the host
-//! when it is free (or held by an idle, unprotected VM).
+//! How long a team has been *passed over here*: Jenkins its whole wait (its node waits for
+//! this host only); ROOT only while Jenkins had this host — since the first of the turns
+//! Jenkins took here in a row, or since the job was queued if later — and not while ROOT
+//! itself had it (its job may run on any host of the fleet).
+//!
+//! Rules, in order, when both wait:
+//! 1. *Bound*: a team passed over here for `fairness_bound` goes first (ROOT if both: it can
+//!    only have been passed over while Jenkins had the host).
+//! 2. *Weights*: the team with the larger `time passed over × share_<team>` goes; ties go to
+//!    Jenkins (its start script holds an executor while it waits). So after a ROOT turn
+//!    Jenkins goes next, while Jenkins may take several turns in a row until ROOT's time
+//!    passed over outweighs its wait or reaches the bound.
+//!
+//! The streak (which team took the host last, since when) and the Jenkins waiters are kept
+//! in the state file across restarts. A running VM is never stopped for a turn — busy VMs
+//! keep the host as always; the turn decides who gets the host when it is free (or held by
+//! an idle, unprotected VM). docs/SCHEDULER.md ("Fair share") has the bound this gives and
+//! its proof sketch.
 
 use marble_proto::Team;
 
-use super::persist::Streak;
-use super::world::{SlotPhase, World};
+use super::persist::{SpiWaiter, Streak};
+use super::world::World;
 use super::{Millis, format_ms, labels_cover};
 
 /// Whose turn it is, and why (for decisions and the waiting side's progress message).
@@ -30,16 +47,67 @@ pub(super) struct Turn {
 }
 
 impl World {
-    /// Since when Jenkins has waited for this host: its oldest queued slot request, or
-    /// requests refused and retried since.
+    /// A slot request for `vm` is waiting at `now`: the node's age starts with its first
+    /// request and is kept while it keeps asking.
+    pub(super) fn note_waiter(&mut self, now: Millis, vm: &str) {
+        let expiry = self.config.waiter_expiry_ms;
+        let waiter = self.spi_waiters.entry(vm.to_owned()).or_insert(SpiWaiter {
+            since_ms: now,
+            last_seen_ms: now,
+        });
+        if now.saturating_sub(waiter.last_seen_ms) > expiry {
+            // Stopped asking for longer than Jenkins retries: a new wait.
+            waiter.since_ms = now;
+        }
+        waiter.last_seen_ms = now;
+    }
+
+    /// `vm` was granted: its node no longer waits.
+    pub(super) fn forget_waiter(&mut self, vm: &str) {
+        self.spi_waiters.remove(vm);
+    }
+
+    /// Note every slot request still waiting and forget nodes that stopped asking.
+    pub(super) fn refresh_waiters(&mut self, now: Millis) {
+        let asking: Vec<String> = self.slots.iter().map(|s| s.vm.clone()).collect();
+        for vm in asking {
+            self.note_waiter(now, &vm);
+        }
+        let expiry = self.config.waiter_expiry_ms;
+        self.spi_waiters
+            .retain(|_, w| now.saturating_sub(w.last_seen_ms) <= expiry);
+    }
+
+    /// Since when Jenkins has waited for this host: its oldest waiting node here, or the
+    /// oldest buildable queue item an SPI VM here could serve. A node that could not be
+    /// granted (locked, quarantined, draining host) does not count: holding the host for it
+    /// would only keep ROOT out.
     fn spi_waiting_since(&self, now: Millis) -> Option<Millis> {
-        let queued = self
-            .slots
+        let spi_here = |name: &str| {
+            self.vms.get(name).is_some_and(|vm| vm.team == Team::Spi)
+                && self.start_blocker(now, name).is_none()
+        };
+        let nodes = self
+            .spi_waiters
             .iter()
-            .filter(|s| s.phase == SlotPhase::Queued)
-            .map(|s| s.since);
-        let refused = self.live_demand(now).map(|d| d.since);
-        queued.chain(refused).min()
+            .filter(|(vm, _)| spi_here(vm))
+            .map(|(_, w)| w.since_ms);
+        let any_spi = self.vms.keys().any(|name| spi_here(name));
+        let queue = self
+            .demand
+            .jenkins_queue
+            .iter()
+            .filter(|item| {
+                let node = self
+                    .config
+                    .jenkins_nodes
+                    .iter()
+                    .find(|(_, n)| **n == item.label);
+                let vm = node.map_or(item.label.as_str(), |(vm, _)| vm.as_str());
+                spi_here(vm) || any_spi && self.config.spi_labels.contains(&item.label)
+            })
+            .map(|item| item.since_ms);
+        nodes.chain(queue).min()
     }
 
     /// Since when an unmet ROOT job that a VM here could run has been queued.
@@ -63,48 +131,40 @@ impl World {
         }
         let spi_since = self.spi_waiting_since(now)?;
         let (root_since, job) = self.root_waiting_since()?;
-        let (spi_age, root_age) = (
-            now.saturating_sub(spi_since),
-            now.saturating_sub(root_since),
-        );
-        let other = |team: Team| match team {
-            Team::Root => Team::Spi,
-            _ => Team::Root,
+        // ROOT's job can run on any host of the fleet: this host has passed it over only
+        // while Jenkins had it (since the first of Jenkins' turns in a row here, or since
+        // the job was queued if later), not while ROOT itself had it.
+        let root_passed_over = match self.streak {
+            Some(s) if s.team == Team::Spi => Some(root_since.max(s.since_ms)),
+            _ => None,
         };
-        let max = self.config.max_consecutive;
-        if let Some(streak) = self.streak
-            && max > 0
-            && streak.count >= max
-        {
-            return Some(Turn {
-                team: other(streak.team),
-                why: format!(
-                    "fair share: {} took the host {} times in a row while {} waited \
-                     (max_consecutive {max})",
-                    streak.team.as_str(),
-                    streak.count,
-                    other(streak.team).as_str()
-                ),
-            });
-        }
-        let bound = self.config.fairness_bound_ms;
-        let root_aged = root_age >= bound;
-        let spi_aged = spi_age >= bound;
+        let spi_age = now.saturating_sub(spi_since);
+        let root_age = root_passed_over.map_or(0, |since| now.saturating_sub(since));
         let waits = format!(
-            "ROOT job #{job} queued since {}, Jenkins waiting since {}",
+            "ROOT job #{job} queued since {}{}, Jenkins waiting since {}",
             format_ms(root_since),
+            root_passed_over.map_or(String::new(), |since| format!(
+                " and passed over here since {}",
+                format_ms(since)
+            )),
             format_ms(spi_since)
         );
-        if root_aged || spi_aged {
-            let team = if root_aged && (!spi_aged || root_since < spi_since) {
-                Team::Root
-            } else {
-                Team::Spi
+        let bound = self.config.fairness_bound_ms;
+        let aged = match (root_age >= bound, spi_age >= bound) {
+            // ROOT can only have aged behind Jenkins' own turns: it goes.
+            (true, _) => Some(Team::Root),
+            (false, true) => Some(Team::Spi),
+            (false, false) => None,
+        };
+        if let Some(team) = aged {
+            let streak = match (team, self.streak) {
+                (Team::Root, Some(s)) => format!(" (Jenkins' turns in a row: {})", s.count),
+                _ => String::new(),
             };
             return Some(Turn {
                 team,
                 why: format!(
-                    "fair share: {} has waited past fairness_bound ({waits})",
+                    "fair share: {} has waited past fairness_bound{streak} ({waits})",
                     team.as_str()
                 ),
             });
@@ -119,7 +179,7 @@ impl World {
         Some(Turn {
             team,
             why: format!(
-                "fair share: {} goes (wait × weight, shares ROOT {} : SPI {}; {waits})",
+                "fair share: {} goes (wait here × weight, shares ROOT {} : SPI {}; {waits})",
                 team.as_str(),
                 self.config.share_root,
                 self.config.share_spi
@@ -127,23 +187,19 @@ impl World {
         })
     }
 
-    /// Record that `team` took the host; `contested`: the other team was waiting.
-    pub(super) fn note_turn(&mut self, team: Team, contested: bool) {
+    /// Record that `team` took the host at `now` (a boot for a ROOT job, a start for a slot
+    /// request): the streak is the run of turns one team has taken here, since its first.
+    pub(super) fn note_turn(&mut self, now: Millis, team: Team) {
         self.streak = match self.streak {
-            _ if !contested => None,
             Some(s) if s.team == team => Some(Streak {
-                team,
                 count: s.count.saturating_add(1),
+                ..s
             }),
-            _ => Some(Streak { team, count: 1 }),
+            _ => Some(Streak {
+                team,
+                count: 1,
+                since_ms: now,
+            }),
         };
-    }
-
-    /// Whether the other team waits for this host now (for [`World::note_turn`]).
-    pub(super) fn other_team_waits(&self, now: Millis, team: Team) -> bool {
-        match team {
-            Team::Root => self.spi_waiting_since(now).is_some(),
-            _ => self.root_waiting_since().is_some(),
-        }
     }
 }

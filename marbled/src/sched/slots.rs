@@ -91,6 +91,7 @@ impl World {
             });
             return;
         }
+        self.note_waiter(now, &vm);
         self.slots.push(SlotRequest {
             req,
             vm,
@@ -106,6 +107,9 @@ impl World {
 
     /// Serve slot requests in arrival order.
     pub(super) fn serve_slots(&mut self, now: Millis, fx: &mut Vec<Effect>) {
+        // Every request still waiting keeps its node's age, whatever path it is on (queued,
+        // probing a VM to pre-empt, starting).
+        self.refresh_waiters(now);
         let reqs: Vec<ReqId> = self.slots.iter().map(|s| s.req).collect();
         for req in reqs {
             self.serve_one(now, req, fx);
@@ -341,6 +345,13 @@ impl World {
                 "host busy: {holder} (team {team}) has an operation in flight"
             ));
         }
+        if let Some(job) = self.runner_about_to_work(now, vm) {
+            return Err(format!(
+                "host busy: {holder} (team {team}) became ready at {} for job #{job}, which its \
+                 runner is about to take",
+                format_ms(vm.ready_at.unwrap_or(now))
+            ));
+        }
         // A recent busy or unknown answer is enough to refuse without waiting for a probe;
         // an idle answer is never trusted for a stop (the stop probes again).
         if vm.fresh_not_idle(now, self.config.busy_recheck_ms) {
@@ -358,6 +369,25 @@ impl World {
         Ok(())
     }
 
+    /// A ROOT VM that became ready less than `busy_recheck` ago, whose runner has not yet
+    /// taken a job while one it could take is queued: GitHub hands it the job within
+    /// seconds, so stopping it for a slot request would throw away the boot ROOT's turn just
+    /// paid for (fair share would hand the host back and forth). The job's id if so.
+    fn runner_about_to_work(&self, now: Millis, vm: &super::vm::VmState) -> Option<u64> {
+        let ready_at = vm.ready_at?;
+        if vm.team != Team::Root
+            || vm.was_busy
+            || now.saturating_sub(ready_at) >= self.config.busy_recheck_ms
+        {
+            return None;
+        }
+        self.demand
+            .root_jobs
+            .iter()
+            .find(|job| super::labels_cover(&vm.labels, &job.labels))
+            .map(|job| job.id)
+    }
+
     fn claim_start(
         &mut self,
         now: Millis,
@@ -365,10 +395,9 @@ impl World {
         preempted: Option<String>,
         fx: &mut Vec<Effect>,
     ) {
-        let contested = self.other_team_waits(now, Team::Spi);
         match self.start_vm(now, &slot.vm, Starter::Slot, fx) {
             Ok(()) => {
-                self.note_turn(Team::Spi, contested);
+                self.note_turn(now, Team::Spi);
                 self.set_phase_and_tell(slot.req, SlotPhase::Starting { preempted }, fx);
                 self.decide(
                     now,
@@ -440,6 +469,7 @@ impl World {
             vm.running_because = Some(format!("granted to {} at {}", slot.by, format_ms(now)));
         }
         self.slot_demand = None;
+        self.forget_waiter(&slot.vm);
         self.counters.grants += 1;
         self.counters.grant_latency_ms_sum += now.saturating_sub(slot.since);
         self.decide(

@@ -17,7 +17,7 @@ use marble_proto::{
     Attribution, Decision, ErrorKind, Event, PowerState, Response, Team, WireError,
 };
 
-use super::persist::{InFlightOp, Lease, Quarantine, RunnerStanding, SeenJob, Streak};
+use super::persist::{InFlightOp, Lease, Quarantine, RunnerStanding, SeenJob, SpiWaiter, Streak};
 use super::report::Counters;
 use super::rng::SplitMix;
 use super::vm::{Starter, StopPhase, StopPlan, VmState};
@@ -107,6 +107,8 @@ pub struct World {
     pub(super) waits_counted: VecDeque<u64>,
     /// Fair share: turns one team took in a row while the other waited.
     pub(super) streak: Option<Streak>,
+    /// Fair share: Jenkins nodes waiting for this host, by VM name (`share::note_waiter`).
+    pub(super) spi_waiters: BTreeMap<String, SpiWaiter>,
     /// Counters for metrics.
     pub(super) counters: Counters,
 }
@@ -145,6 +147,7 @@ impl World {
             waits_counted: VecDeque::new(),
             congested_at: None,
             streak: None,
+            spi_waiters: BTreeMap::new(),
             counters: Counters::default(),
         }
     }

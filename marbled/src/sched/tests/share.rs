@@ -1,5 +1,6 @@
-//! Fair share between ROOT jobs and Jenkins slot requests: weighted waits, the bound, and the
-//! streak cap.
+//! Fair share between ROOT jobs and Jenkins slot requests: weighted waits, the bound on time
+//! passed over, and whose age counts (a Jenkins node's, kept across retries; Jenkins' queue
+//! for builds that accept any node; ROOT's only while Jenkins had the host).
 
 use super::support::*;
 
@@ -54,18 +55,17 @@ fn fair_share_gives_the_freed_host_to_the_longer_weighted_wait() {
 }
 
 #[test]
-fn fair_share_weights_favour_jenkins_until_root_waits_age_past_the_bound() {
+fn fair_share_weights_favour_jenkins_until_root_is_passed_over_for_the_bound() {
     let (host, asked) = contended(
         |c| {
             c.share_root = 0;
-            c.max_consecutive = 0;
         },
         60_000,
     );
     let turn = host.world.share_turn(asked + 60_000).expect("both wait");
     assert_eq!(turn.team, Team::Spi, "{}", turn.why);
-    // Weight 0 delays ROOT but never starves it: past fairness_bound it goes first (its
-    // job is older than Jenkins' request).
+    // Weight 0 delays ROOT but never starves it: once S1's build (granted as the job was
+    // queued) has passed it over for fairness_bound, it goes first.
     let later = asked + host.world.config.fairness_bound_ms;
     let turn = host.world.share_turn(later).expect("both wait");
     assert_eq!(turn.team, Team::Root, "{}", turn.why);
@@ -73,18 +73,145 @@ fn fair_share_weights_favour_jenkins_until_root_waits_age_past_the_bound() {
 }
 
 #[test]
-fn fair_share_caps_consecutive_turns_while_the_other_team_waits() {
-    let (mut host, asked) = contended(|c| c.max_consecutive = 2, 0);
+fn a_jenkins_nodes_age_survives_refusals_retries_and_preemption_probes() {
+    // Issue 17 (b): the wait clock restarted whenever a retry found the 60 s demand note
+    // expired, or went down the pre-emption path. Now the node's first request dates it.
+    let (mut host, asked) = contended(|c| c.fairness_bound_ms = 7_200_000, 0);
+    let first = host.world.spi_waiters[S2].since_ms;
+    assert!(first <= asked);
+    // S2's request is refused after its wait; Jenkins retries exactly 60 s later, many times.
+    for _ in 0..10 {
+        host.advance(4 * 60_000);
+        host.command("jenkins", slot(S2, 60_000));
+        host.settle();
+    }
+    assert_eq!(host.world.spi_waiters[S2].since_ms, first);
+    let turn = host.world.share_turn(host.now).expect("both wait");
+    assert!(
+        turn.why
+            .contains(&format!("Jenkins waiting since {}", format_ms(first))),
+        "{}",
+        turn.why
+    );
+    // S1's build ends: the retry probes S1 to pre-empt it and is granted; the node stops
+    // waiting.
+    host.jobs.remove(S1);
+    let retry = host.command("jenkins", slot(S2, 600_000));
+    host.advance(5 * 60_000);
+    assert!(
+        matches!(host.reply(retry), Ok(Response::SlotGranted(_))),
+        "{:?}",
+        host.log
+    );
+    assert!(!host.world.spi_waiters.contains_key(S2));
+}
+
+#[test]
+fn a_node_that_stops_asking_is_forgotten_after_waiter_expiry() {
+    let (mut host, _) = contended(|c| c.waiter_expiry_ms = 300_000, 0);
+    let first = host.world.spi_waiters[S2].since_ms;
+    // Its request stays queued for an hour (it keeps asking): same age.
+    host.advance(30 * 60_000);
+    assert_eq!(host.world.spi_waiters[S2].since_ms, first);
+    // Cancelled (Jenkins gave up); no request for longer than the expiry: a new wait.
+    let reqs: Vec<ReqId> = host.world.slots.iter().map(|s| s.req).collect();
+    for req in reqs {
+        host.feed(Input::Cancelled { req });
+    }
+    host.advance(6 * 60_000);
+    assert!(!host.world.spi_waiters.contains_key(S2));
+    host.command("jenkins", slot(S2, 600_000));
+    assert_eq!(host.world.spi_waiters[S2].since_ms, host.now);
+}
+
+#[test]
+fn root_passed_over_for_the_bound_goes_before_jenkins() {
+    let (mut host, asked) = contended(|c| c.fairness_bound_ms = 600_000, 900_000);
+    // ROOT's job has waited 15 min fleet-wide, but this host has passed it over only while
+    // S1's build ran (since its grant): once ROOT took the host last, not at all.
     let now = asked + 60_000;
-    // Jenkins has the longer weighted wait…
+    host.world.note_turn(now - 1_000, Team::Root);
+    // Jenkins' node waits for this host only: it goes.
     assert_eq!(host.world.share_turn(now).map(|t| t.team), Some(Team::Spi));
-    // …but took the host twice in a row while ROOT waited: ROOT's turn.
-    host.world.note_turn(Team::Spi, true);
-    host.world.note_turn(Team::Spi, true);
-    let turn = host.world.share_turn(now).expect("both wait");
+    // Jenkins takes the host while ROOT waits; ten minutes later ROOT's turn comes, however
+    // long Jenkins has waited.
+    host.world.note_turn(now, Team::Spi);
+    host.world.note_turn(now + 300_000, Team::Spi);
+    let turn = host.world.share_turn(now + 599_000).expect("both wait");
+    assert_eq!(turn.team, Team::Spi, "{}", turn.why);
+    let turn = host.world.share_turn(now + 600_000).expect("both wait");
     assert_eq!(turn.team, Team::Root, "{}", turn.why);
-    assert!(turn.why.contains("2 times in a row"), "{}", turn.why);
-    // An uncontested turn ends the streak.
-    host.world.note_turn(Team::Spi, false);
-    assert_eq!(host.world.share_turn(now).map(|t| t.team), Some(Team::Spi));
+    assert!(turn.why.contains("turns in a row: 2"), "{}", turn.why);
+    // After ROOT's turn it has not been passed over here: Jenkins goes next.
+    host.world.note_turn(now + 600_000, Team::Root);
+    let turn = host.world.share_turn(now + 700_000).expect("both wait");
+    assert_eq!(turn.team, Team::Spi, "{}", turn.why);
+}
+
+#[test]
+fn a_build_for_any_node_ages_every_host_that_could_serve_it() {
+    // Issue 17 (c): a build that accepts any node asks the nodes in turn, so no host saw it
+    // wait. Jenkins' queue (every host polls it) dates it on each host with such a node.
+    let mut host = share_host(|c| c.spi_labels = vec!["mac-spi".into()]);
+    host.advance(3_600_000);
+    let at = host.now;
+    let snapshot = |label: &str| DemandSnapshot {
+        root_jobs: vec![job(4, at, "mac14")],
+        jenkins_queue: vec![JenkinsQueued {
+            label: label.into(),
+            since_ms: at - 1_800_000,
+        }],
+        ..Default::default()
+    };
+    // A label this host's nodes do not carry: ROOT's job boots at once.
+    let mut other = share_host(|c| c.spi_labels = vec!["mac-spi".into()]);
+    other.advance(3_600_000);
+    other.feed(Input::Demand(snapshot("linux")));
+    other.settle();
+    other.feed(Input::Demand(snapshot("linux")));
+    other.settle();
+    assert_eq!(other.running(), vec![M14.to_owned()], "{:?}", other.log);
+    // The label all its SPI nodes carry: Jenkins has waited 30 min, ROOT not at all here —
+    // the host is kept for Jenkins' start script, whichever node it asks next.
+    host.feed(Input::Demand(snapshot("mac-spi")));
+    host.settle();
+    host.feed(Input::Demand(snapshot("mac-spi")));
+    host.settle();
+    assert!(host.running().is_empty(), "{:?}", host.log);
+    let turn = host.world.share_turn(host.now).expect("both wait");
+    assert_eq!(turn.team, Team::Spi, "{}", turn.why);
+    assert!(
+        turn.why.contains(&format!(
+            "Jenkins waiting since {}",
+            format_ms(at - 1_800_000)
+        )),
+        "{}",
+        turn.why
+    );
+    // A build for a named node of this host counts the same way.
+    let mut named = share_host(|_| {});
+    named.advance(3_600_000);
+    named.feed(Input::Demand(snapshot(S2)));
+    named.settle();
+    assert!(named.world.share_turn(named.now).is_some());
+}
+
+#[test]
+fn a_node_that_cannot_be_granted_does_not_keep_the_host_from_root() {
+    let mut host = share_host(|_| {});
+    host.command(
+        "admin",
+        Command::Lock {
+            target: LockTarget::Vm(S2.into()),
+            reason: "disk check".into(),
+        },
+    );
+    let req = host.command("jenkins", slot(S2, 0));
+    assert_eq!(host.err_kind(req), ErrorKind::Locked);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(4, host.now, "mac14")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.world.share_turn(host.now), None);
 }

@@ -55,7 +55,9 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         warm_linger_ms: 3_600_000,
         share_root: 1,
         share_spi: 2,
-        max_consecutive: 3,
+        waiter_expiry_ms: 300_000,
+        spi_labels: Vec::new(),
+        jenkins_nodes: std::collections::BTreeMap::new(),
     }
 }
 
