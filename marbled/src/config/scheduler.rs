@@ -70,6 +70,9 @@ pub struct SchedulerSection {
     /// thrown away.
     #[serde(with = "humantime_serde")]
     pub warm_linger: Duration,
+    /// Idle-host warmth: a free host with nothing to do keeps a ready runner of a label set
+    /// no idle runner in the fleet covers (the likeliest first), giving way to any request.
+    pub warm_idle_hosts: bool,
     /// Policy `demand`, fair share when both teams wait for a host: weight of ROOT's wait.
     pub share_root: u32,
     /// Weight of Jenkins' wait (the larger `wait × weight` goes first).
@@ -107,6 +110,7 @@ impl Default for SchedulerSection {
             warm_min_jobs: 2,
             warm_yield: secs(60),
             warm_linger: hours(24),
+            warm_idle_hosts: true,
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
             share_spi: 2,

@@ -39,6 +39,7 @@ impl SchedConfig {
             warm_min_jobs: s.warm_min_jobs,
             warm_yield_ms: ms(s.warm_yield),
             warm_linger_ms: ms(s.warm_linger),
+            warm_idle_hosts: s.warm_idle_hosts,
             share_root: s.share_root,
             share_spi: s.share_spi,
             max_consecutive: s.max_consecutive,

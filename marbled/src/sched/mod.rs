@@ -330,6 +330,9 @@ pub struct SchedConfig {
     /// wanted: stopping it unused would throw its boot away, and the next day's first job
     /// takes it.
     pub warm_linger_ms: u64,
+    /// Policy `demand`, idle-host warmth: a free host with nothing to do boots a runner for
+    /// a label set of its VMs that no idle runner in the fleet covers (`super::warm`).
+    pub warm_idle_hosts: bool,
     /// Policy `demand`, fair share: weight of ROOT's wait when both teams wait for a host.
     pub share_root: u32,
     /// Policy `demand`, fair share: weight of Jenkins' wait.
@@ -367,6 +370,7 @@ impl Default for SchedConfig {
             warm_min_jobs: 2,
             warm_yield_ms: 60_000,
             warm_linger_ms: 24 * 3_600_000,
+            warm_idle_hosts: true,
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
             share_spi: 2,

@@ -161,6 +161,9 @@ impl World {
                 });
             }
         }
+        if self.config.warm_idle_hosts {
+            self.push_idle_host_needs(&mut needs);
+        }
         for need in &mut needs {
             while need.have < need.count {
                 match free.iter().position(|r| labels_cover(r, &need.labels)) {
@@ -173,6 +176,49 @@ impl World {
             }
         }
         needs
+    }
+}
+
+impl World {
+    /// Idle-host warmth: one idle runner fleet-wide for every label set a ROOT VM of this
+    /// host offers, after the configured and predicted targets, the likeliest first (most
+    /// jobs in the remembered history, then name order). A free host boots the first one no
+    /// idle runner in the fleet covers, so the fleet's idle hosts keep different platforms
+    /// and a quiet fleet's next job, whatever its labels, finds a runner up (marble-sim,
+    /// `docs/traces/quiet-trickle.toml`: every job started cold without it).
+    fn push_idle_host_needs(&self, needs: &mut Vec<WarmNeed>) {
+        let mut sets: Vec<Vec<String>> = self
+            .vms
+            .values()
+            .filter(|vm| vm.team == Team::Root && !vm.labels.is_empty())
+            .map(|vm| canonical(&vm.labels))
+            .collect();
+        sets.sort();
+        sets.dedup();
+        let seen = |set: &Vec<String>| {
+            self.recent_jobs
+                .values()
+                .filter(|job| labels_cover(set, &job.labels))
+                .count()
+        };
+        let mut ranked: Vec<(usize, Vec<String>)> =
+            sets.into_iter().map(|set| (seen(&set), set)).collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        for (_, labels) in ranked {
+            if needs.iter().any(|t| t.labels == labels) {
+                continue;
+            }
+            let why = format!(
+                "idle host: no idle runner in the fleet for runs-on {}",
+                labels.join(",")
+            );
+            needs.push(WarmNeed {
+                labels,
+                count: 1,
+                have: 0,
+                why,
+            });
+        }
     }
 }
 
