@@ -53,6 +53,7 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         warm_min_jobs: 2,
         warm_yield_ms: 60_000,
         warm_linger_ms: 3_600_000,
+        warm_idle_hosts: false,
         share_root: 1,
         share_spi: 2,
         max_consecutive: 3,

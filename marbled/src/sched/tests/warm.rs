@@ -163,3 +163,126 @@ fn the_prediction_remembers_only_jobs_a_vm_here_could_run() {
     let seen = host.world.persisted().seen_jobs;
     assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec![1]);
 }
+
+/// An idle-warmth host (prediction and configured targets off).
+fn idle_warm_host() -> Host {
+    warm_host(|c| c.warm_idle_hosts = true)
+}
+
+fn free_runner(vm: &str) -> FleetRunner {
+    FleetRunner {
+        name: vm.into(),
+        labels: runner_labels(vm),
+    }
+}
+
+#[test]
+fn an_idle_host_keeps_a_runner_of_a_platform_no_idle_runner_in_the_fleet_covers() {
+    let mut host = idle_warm_host();
+    // Another host already keeps a mac14 runner: this one keeps mac15, not a second mac14.
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![free_runner("other-ROOT-VM-macOS-14")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("idle host: no idle runner in the fleet")),
+        "{decisions:?}"
+    );
+    // Nothing comes for a day: it stays (the next job, whatever its platform, finds runners).
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![free_runner("other-ROOT-VM-macOS-14"), free_runner(M15)],
+        ..Default::default()
+    }));
+    host.advance(12 * 3_600_000);
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+}
+
+#[test]
+fn an_idle_host_boots_nothing_when_the_fleet_already_keeps_every_platform_it_has() {
+    let mut host = idle_warm_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![
+            free_runner("other-ROOT-VM-macOS-15"),
+            free_runner("third-ROOT-VM-macOS-14"),
+        ],
+        ..Default::default()
+    }));
+    host.advance(60_000);
+    assert!(host.running().is_empty(), "{:?}", host.log);
+}
+
+#[test]
+fn idle_warmth_keeps_the_likeliest_platform_first() {
+    let mut host = warm_host(|c| {
+        c.warm_idle_hosts = true;
+        // Remember jobs, but never predict a target from them.
+        c.warm_window_ms = 3_600_000;
+        c.warm_min_jobs = 100;
+    });
+    // mac15 jobs ran lately (elsewhere); mac14 sorts first but none came.
+    host.feed(Input::Demand(DemandSnapshot {
+        running_jobs: vec![
+            job(1, host.now - 600_000, "mac15"),
+            job(2, host.now - 300_000, "mac15"),
+        ],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+}
+
+#[test]
+fn an_idle_hosts_warm_runner_gives_way_to_a_slot_request_at_once() {
+    let mut host = idle_warm_host();
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.settle();
+    assert_eq!(host.running().len(), 1, "{:?}", host.log);
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    assert!(
+        matches!(host.reply(req), Ok(Response::SlotGranted(_))),
+        "{:?}",
+        host.reply(req)
+    );
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+}
+
+#[test]
+fn an_idle_hosts_warm_runner_gives_way_to_an_unmet_job_it_cannot_take() {
+    let mut host = idle_warm_host();
+    // The fleet keeps a mac15 runner elsewhere: this host keeps mac14.
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![free_runner("other-ROOT-VM-macOS-15")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+    // Two mac15 jobs: one takes the runner elsewhere, the other waits for a host.
+    let since = host.now;
+    let snapshot = DemandSnapshot {
+        root_jobs: vec![job(8, since, "mac15"), job(9, since, "mac15")],
+        free_runners: vec![free_runner("other-ROOT-VM-macOS-15"), free_runner(M14)],
+        ..Default::default()
+    };
+    host.feed(Input::Demand(snapshot.clone()));
+    host.advance(30_000);
+    assert_eq!(
+        host.running(),
+        vec![M14.to_owned()],
+        "not before warm_yield"
+    );
+    host.feed(Input::Demand(snapshot));
+    host.advance(60_000);
+    let queued = DemandSnapshot {
+        root_jobs: vec![job(9, since, "mac15")],
+        ..Default::default()
+    };
+    host.feed(Input::Demand(queued));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+}
