@@ -26,6 +26,11 @@ use super::persist::SeenJob;
 use super::world::World;
 use super::{DemandSnapshot, Millis, QueuedJob, labels_cover};
 
+/// Idle-host warmth waits until its host has been free this long: a host freed between two
+/// jobs of a busy hour gets the next job soon, and a warm runner of another platform would
+/// only be given up to it unused (marble-sim, standard trace).
+pub(super) const IDLE_WARM_AFTER_MS: Millis = 10 * 60_000;
+
 /// One warm-runner target and why it exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct WarmNeed {
@@ -37,6 +42,9 @@ pub(super) struct WarmNeed {
     pub(super) have: u32,
     /// Why (configured, or the prediction's evidence), for decisions.
     pub(super) why: String,
+    /// From idle-host warmth (not configured or predicted): booted only by a host that has
+    /// been free for [`IDLE_WARM_AFTER_MS`].
+    pub(super) idle: bool,
 }
 
 impl WarmNeed {
@@ -126,6 +134,7 @@ impl World {
                 labels: canonical(&t.labels),
                 count: t.count,
                 have: 0,
+                idle: false,
                 why: format!(
                     "configured: {} warm for runs-on {}",
                     t.count,
@@ -151,6 +160,7 @@ impl World {
                     labels: labels.clone(),
                     count: 1,
                     have: 0,
+                    idle: false,
                     why: format!(
                         "predicted: {n} job(s) for runs-on {} in the last {}",
                         labels.join(","),
@@ -217,6 +227,7 @@ impl World {
                 count: 1,
                 have: 0,
                 why,
+                idle: true,
             });
         }
     }

@@ -169,6 +169,15 @@ fn idle_warm_host() -> Host {
     warm_host(|c| c.warm_idle_hosts = true)
 }
 
+/// Feed `snapshot` to a free host, then again once it has been free for the idle-warmth
+/// delay (idle warmth boots only on a snapshot taken after it).
+fn quiet_for_the_delay(host: &mut Host, snapshot: DemandSnapshot) {
+    host.feed(Input::Demand(snapshot.clone()));
+    host.advance(super::super::warm::IDLE_WARM_AFTER_MS);
+    host.feed(Input::Demand(snapshot));
+    host.settle();
+}
+
 fn free_runner(vm: &str) -> FleetRunner {
     FleetRunner {
         name: vm.into(),
@@ -179,11 +188,20 @@ fn free_runner(vm: &str) -> FleetRunner {
 #[test]
 fn an_idle_host_keeps_a_runner_of_a_platform_no_idle_runner_in_the_fleet_covers() {
     let mut host = idle_warm_host();
-    // Another host already keeps a mac14 runner: this one keeps mac15, not a second mac14.
-    host.feed(Input::Demand(DemandSnapshot {
+    // Another host already keeps a mac14 runner: this one keeps mac15, not a second mac14,
+    // once it has been free for the delay (a host freed between two jobs of a busy hour
+    // boots nothing).
+    let elsewhere = DemandSnapshot {
         free_runners: vec![free_runner("other-ROOT-VM-macOS-14")],
         ..Default::default()
-    }));
+    };
+    host.feed(Input::Demand(elsewhere.clone()));
+    host.advance(super::super::warm::IDLE_WARM_AFTER_MS - 60_000);
+    host.feed(Input::Demand(elsewhere.clone()));
+    host.settle();
+    assert!(host.running().is_empty(), "not before the delay");
+    host.advance(60_000);
+    host.feed(Input::Demand(elsewhere));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
     let decisions = host.world.status(host.now).decisions;
@@ -205,13 +223,14 @@ fn an_idle_host_keeps_a_runner_of_a_platform_no_idle_runner_in_the_fleet_covers(
 #[test]
 fn an_idle_host_boots_nothing_when_the_fleet_already_keeps_every_platform_it_has() {
     let mut host = idle_warm_host();
-    host.feed(Input::Demand(DemandSnapshot {
+    let covered = DemandSnapshot {
         free_runners: vec![
             free_runner("other-ROOT-VM-macOS-15"),
             free_runner("third-ROOT-VM-macOS-14"),
         ],
         ..Default::default()
-    }));
+    };
+    quiet_for_the_delay(&mut host, covered);
     host.advance(60_000);
     assert!(host.running().is_empty(), "{:?}", host.log);
 }
@@ -225,22 +244,21 @@ fn idle_warmth_keeps_the_likeliest_platform_first() {
         c.warm_min_jobs = 100;
     });
     // mac15 jobs ran lately (elsewhere); mac14 sorts first but none came.
-    host.feed(Input::Demand(DemandSnapshot {
+    let seen = DemandSnapshot {
         running_jobs: vec![
             job(1, host.now - 600_000, "mac15"),
             job(2, host.now - 300_000, "mac15"),
         ],
         ..Default::default()
-    }));
-    host.settle();
+    };
+    quiet_for_the_delay(&mut host, seen);
     assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
 }
 
 #[test]
 fn an_idle_hosts_warm_runner_gives_way_to_a_slot_request_at_once() {
     let mut host = idle_warm_host();
-    host.feed(Input::Demand(DemandSnapshot::default()));
-    host.settle();
+    quiet_for_the_delay(&mut host, DemandSnapshot::default());
     assert_eq!(host.running().len(), 1, "{:?}", host.log);
     let req = host.command("jenkins", slot(S1, 0));
     host.settle();
@@ -256,11 +274,11 @@ fn an_idle_hosts_warm_runner_gives_way_to_a_slot_request_at_once() {
 fn an_idle_hosts_warm_runner_gives_way_to_an_unmet_job_it_cannot_take() {
     let mut host = idle_warm_host();
     // The fleet keeps a mac15 runner elsewhere: this host keeps mac14.
-    host.feed(Input::Demand(DemandSnapshot {
+    let elsewhere = DemandSnapshot {
         free_runners: vec![free_runner("other-ROOT-VM-macOS-15")],
         ..Default::default()
-    }));
-    host.settle();
+    };
+    quiet_for_the_delay(&mut host, elsewhere);
     assert_eq!(host.running(), vec![M14.to_owned()]);
     // Two mac15 jobs: one takes the runner elsewhere, the other waits for a host.
     let since = host.now;
