@@ -307,6 +307,16 @@ impl JobContext {
                 let guest = self.probe(vm, *team).await;
                 return Outcome::Probe(ci::refine_probe(self, vm, *team, guest).await);
             }
+            Action::Rearm => {
+                // The scheduler emits it only with `jobs_per_boot` > 1. The second JIT
+                // delivery into a running guest (and a guest runner script that waits for
+                // it) is not built yet: failing makes the scheduler stop the VM as with
+                // one job per boot (docs/CI.md, "Runner re-arm").
+                return Outcome::Failed(
+                    "runner re-arm is not supported by this daemon yet (marble-sim models it)"
+                        .to_owned(),
+                );
+            }
             Action::WaitReady { timeout_ms } => {
                 let timeout = Duration::from_millis(*timeout_ms);
                 if let Some(outcome) = ci::wait_ready(self, vm, team, timeout).await {

@@ -120,6 +120,9 @@ impl World {
         let root_waits_here = unmet.iter().any(|job| self.servable_here(job));
         let running = self.settled_running(now);
         for name in running {
+            if self.try_rearm(now, &name, unmet, fx) {
+                continue;
+            }
             let Some(vm) = self.vms.get(&name) else {
                 continue;
             };

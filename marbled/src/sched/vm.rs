@@ -124,6 +124,8 @@ pub(super) struct VmState {
     /// When MARBLE issued this boot's `prlctl start` (not a resume); taken when the guest
     /// answers, for the boot-time histogram.
     pub boot_issued_ms: Option<Millis>,
+    /// Runner re-arms this boot (each gave the running guest a fresh runner for one more job).
+    pub rearms: u32,
 }
 
 impl VmState {
@@ -151,6 +153,7 @@ impl VmState {
             was_busy: false,
             ready_at: None,
             boot_issued_ms: None,
+            rearms: 0,
         }
     }
 
@@ -190,5 +193,6 @@ impl VmState {
         self.was_busy = false;
         self.ready_at = None;
         self.boot_issued_ms = None;
+        self.rearms = 0;
     }
 }

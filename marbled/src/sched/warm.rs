@@ -20,11 +20,12 @@
 
 use std::collections::BTreeMap;
 
-use marble_proto::Team;
+use marble_proto::{BusyState, PowerState, Team};
 
 use super::persist::SeenJob;
+use super::vm::StopWhy;
 use super::world::World;
-use super::{DemandSnapshot, Millis, QueuedJob, labels_cover};
+use super::{Action, DemandSnapshot, Effect, Millis, QueuedJob, labels_cover};
 
 /// Idle-host warmth waits until its host has been free this long: a host freed between two
 /// jobs of a busy hour gets the next job soon, and a warm runner of another platform would
@@ -238,4 +239,85 @@ impl World {
 /// its boot away, and it takes the next matching job; no new warm boot happens meanwhile.
 pub(super) fn wanted_warm(labels: &[String], needs: &[WarmNeed]) -> bool {
     needs.iter().any(|need| labels_cover(labels, &need.labels))
+}
+
+impl World {
+    /// Runner re-arm (`jobs_per_boot` > 1): a running ROOT VM whose runner has done its job
+    /// (seen busy, now probed idle), that has jobs left this boot and that an unmet job
+    /// fits, gets a fresh runner in the running guest (`Action::Rearm`) instead of a stop
+    /// and a boot. Returns whether it did.
+    pub(super) fn try_rearm(
+        &mut self,
+        now: Millis,
+        name: &str,
+        unmet: &[QueuedJob],
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(vm) = self.vms.get(name) else {
+            return false;
+        };
+        let done = vm.team == Team::Root
+            && vm.ready
+            && vm.power == PowerState::Running
+            && vm.op.is_none()
+            && vm.stop.is_none()
+            && vm.was_busy
+            && matches!(vm.busy, BusyState::Idle { .. });
+        if !done || self.config.jobs_per_boot <= vm.rearms.saturating_add(1) {
+            return false;
+        }
+        let Some(job) = unmet.iter().find(|j| labels_cover(&vm.labels, &j.labels)) else {
+            return false;
+        };
+        let text = format!(
+            "demand: re-arming its runner for job #{} (runs-on {}): job {} of at most {} this boot",
+            job.id,
+            job.labels.join(","),
+            vm.rearms + 2,
+            self.config.jobs_per_boot
+        );
+        self.run(now, name, Action::Rearm, fx);
+        self.decide(now, Some(name), text, fx);
+        true
+    }
+
+    /// The guest has a fresh runner: it is a runner without a job again, kept like one
+    /// booted for a job.
+    pub(super) fn on_rearmed(&mut self, now: Millis, name: &str, fx: &mut Vec<Effect>) {
+        let linger = self.config.cycle_on_min_ms.max(self.config.warm_linger_ms);
+        let recheck = self.config.busy_recheck_ms.max(1);
+        let Some(vm) = self.vms.get_mut(name) else {
+            return;
+        };
+        vm.rearms = vm.rearms.saturating_add(1);
+        vm.was_busy = false;
+        vm.busy = BusyState::NotProbed;
+        vm.probe_ms = None;
+        vm.next_probe_ms = now.saturating_add(recheck);
+        vm.on_until = Some(now.saturating_add(linger));
+        vm.running_because = Some(format!("runner re-armed at {}", super::format_ms(now)));
+        let text = format!(
+            "re-armed: a fresh runner waits for a job ({} re-arm(s) this boot)",
+            vm.rearms
+        );
+        self.decide(now, Some(name), text, fx);
+    }
+
+    /// A re-arm failed (no GitHub, mint or delivery failed): the VM is stopped as without
+    /// re-arm (probe first), and its next job gets a fresh boot.
+    pub(super) fn on_rearm_failed(
+        &mut self,
+        now: Millis,
+        name: &str,
+        err: &str,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.decide(
+            now,
+            Some(name),
+            format!("demand: stopping once idle: runner re-arm failed: {err}"),
+            fx,
+        );
+        self.plan_stop(now, name, StopWhy::Demand, fx);
+    }
 }

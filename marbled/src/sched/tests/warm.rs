@@ -304,3 +304,101 @@ fn an_idle_hosts_warm_runner_gives_way_to_an_unmet_job_it_cannot_take() {
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
 }
+
+/// A `jobs_per_boot = 2` host whose mac15 VM ran job 7 and is probed idle after it, with
+/// mac15 job 8 queued and unmet when job 7 ends.
+fn rearm_host(rearm_fails: Option<&str>) -> Host {
+    let mut host = demand_host_with(
+        |c| c.jobs_per_boot = 2,
+        &[
+            (M14, Team::Root, PowerState::Stopped),
+            (M15, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+        ],
+    );
+    host.rearm_fails = rearm_fails.map(str::to_owned);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    host.jobs.remove(M15);
+    // Job 8 queues while job 7 ends; no runner in the fleet takes it.
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(120_000);
+    host
+}
+
+#[test]
+fn with_two_jobs_per_boot_a_used_runner_is_re_armed_for_a_queued_job_instead_of_a_reboot() {
+    let mut host = rearm_host(None);
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+    let rearms = host.log.iter().filter(|(_, a)| *a == Action::Rearm).count();
+    assert_eq!(rearms, 1, "{:?}", host.log);
+    assert!(
+        !host.log.iter().any(|(_, a)| matches!(a, Action::Stop(_))),
+        "{:?}",
+        host.log
+    );
+    // The fresh runner takes job 8 and ends it: no third job this boot, so it stops.
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    host.jobs.remove(M15);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(9, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(120_000);
+    let rearms = host.log.iter().filter(|(_, a)| *a == Action::Rearm).count();
+    assert_eq!(rearms, 1, "jobs_per_boot = 2: one re-arm per boot");
+    assert!(host.log.iter().any(|(_, a)| matches!(a, Action::Stop(_))));
+}
+
+#[test]
+fn a_failed_re_arm_stops_the_vm_as_with_one_job_per_boot() {
+    let mut host = rearm_host(Some("runner re-arm is not supported"));
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("runner re-arm failed")),
+        "{decisions:?}"
+    );
+    host.advance(60_000);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, host.now - 240_000, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    // Stopped, then booted afresh for job 8.
+    let starts = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    assert_eq!(starts, 2, "{:?}", host.log);
+}
+
+#[test]
+fn one_job_per_boot_never_re_arms() {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    host.jobs.remove(M15);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(120_000);
+    assert!(!host.log.iter().any(|(_, a)| *a == Action::Rearm));
+}
