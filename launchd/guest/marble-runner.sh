@@ -1,5 +1,6 @@
 #!/bin/sh
-# marble-runner.sh — run one JIT-configured GitHub Actions runner per guest boot.
+# marble-runner.sh — run the JIT-configured GitHub Actions runners of a guest boot (one
+# per config the host delivers: one per boot unless the host re-arms it).
 #
 # Started as root by the LaunchDaemon ch.cern.sft.marble.runner (RunAtLoad, no KeepAlive).
 # The host (marbled) mints a single-use JIT config at each boot and writes it through
@@ -25,41 +26,53 @@ log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) marble-runner: $*" >&2; }
 # reused or end up in an uploaded image.
 rm -f "$RUNNER_DIR/.runner" "$RUNNER_DIR/.credentials" "$RUNNER_DIR/.credentials_rsaparams"
 
-waited=0
-while [ ! -f "$READY" ]; do
-  if [ "$waited" -ge "$WAIT" ]; then
-    log "no jit config after ${WAIT}s; not starting a runner this boot"
-    exit 0
+# One runner per config. After it exits, wait again: with `[scheduler] jobs_per_boot` > 1
+# the host may re-arm this guest with a fresh config for one more job (docs/CI.md, "Runner
+# re-arm"); without one within the wait, this boot is done.
+runs=0
+while :; do
+  waited=0
+  while [ ! -f "$READY" ]; do
+    if [ "$waited" -ge "$WAIT" ]; then
+      if [ "$runs" -eq 0 ]; then
+        log "no jit config after ${WAIT}s; not starting a runner this boot"
+      else
+        log "no further jit config after ${WAIT}s; done for this boot"
+      fi
+      exit 0
+    fi
+    sleep 2
+    waited=$((waited + 2))
+  done
+
+  # Only a root-owned 0600 file written by the host is trusted.
+  owner=$(/usr/bin/stat -f %Su "$JIT" 2>/dev/null || echo missing)
+  mode=$(/usr/bin/stat -f %Lp "$JIT" 2>/dev/null || echo missing)
+  if [ "$owner" != root ] || [ "$mode" != 600 ]; then
+    log "refusing $JIT (owner=$owner mode=$mode)"
+    rm -f "$JIT" "$READY"
+    exit 1
   fi
-  sleep 2
-  waited=$((waited + 2))
-done
 
-# Only a root-owned 0600 file written by the host is trusted.
-owner=$(/usr/bin/stat -f %Su "$JIT" 2>/dev/null || echo missing)
-mode=$(/usr/bin/stat -f %Lp "$JIT" 2>/dev/null || echo missing)
-if [ "$owner" != root ] || [ "$mode" != 600 ]; then
-  log "refusing $JIT (owner=$owner mode=$mode)"
+  config=$(cat "$JIT")
   rm -f "$JIT" "$READY"
-  exit 1
-fi
+  if [ -z "$config" ]; then
+    log "empty jit config; not starting a runner"
+    exit 1
+  fi
 
-config=$(cat "$JIT")
-rm -f "$JIT" "$READY"
-if [ -z "$config" ]; then
-  log "empty jit config; not starting a runner"
-  exit 1
-fi
-
-if ! cd "$RUNNER_DIR"; then
-  log "runner directory $RUNNER_DIR missing"
-  exit 1
-fi
-log "starting one ephemeral runner as $RUNNER_USER in $RUNNER_DIR"
-/usr/bin/sudo -u "$RUNNER_USER" -H -- ./run.sh --jitconfig "$config"
-rc=$?
-config=
-# run.sh exits 0 both after its one job and after a fatal error (ci-apis.md §2.4); the host
-# decides what to do with the VM from GitHub's view of the runner, not from this status.
-log "runner exited with status $rc"
-exit 0
+  if ! cd "$RUNNER_DIR"; then
+    log "runner directory $RUNNER_DIR missing"
+    exit 1
+  fi
+  log "starting one ephemeral runner as $RUNNER_USER in $RUNNER_DIR"
+  /usr/bin/sudo -u "$RUNNER_USER" -H -- ./run.sh --jitconfig "$config"
+  rc=$?
+  config=
+  runs=$((runs + 1))
+  # run.sh exits 0 both after its one job and after a fatal error (ci-apis.md §2.4); the
+  # host decides what to do with the VM from GitHub's view of the runner, not from this
+  # status. The used registration's credentials go before a next one is written.
+  log "runner exited with status $rc"
+  rm -f "$RUNNER_DIR/.runner" "$RUNNER_DIR/.credentials" "$RUNNER_DIR/.credentials_rsaparams"
+done

@@ -39,6 +39,8 @@ pub(super) enum Plan {
     Probe,
     /// Readiness wait until `deadline`.
     WaitReady { deadline: Millis, timeout_ms: u64 },
+    /// Runner re-arm: a fresh ephemeral runner in the running guest.
+    Rearm,
 }
 
 /// An operation in flight.
@@ -60,6 +62,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::Stop(StopKind::DropState) => "drop_state",
         Action::Probe(_) => "probe",
         Action::WaitReady { .. } => "wait_ready",
+        Action::Rearm => "rearm",
     }
 }
 
@@ -70,6 +73,8 @@ fn hang_action(action: &Action) -> HangAction {
         Action::Stop(_) => HangAction::Stop,
         Action::Probe(_) => HangAction::Probe,
         Action::WaitReady { .. } => HangAction::WaitReady,
+        // A guest exec (mint and delivery), like a probe.
+        Action::Rearm => HangAction::Probe,
     }
 }
 
@@ -159,6 +164,8 @@ impl Engine {
                 }
                 (Plan::Probe, ms(self.cfg.probe_latency))
             }
+            // Mint (a GitHub call) and deliver (a guest exec): about a probe's time.
+            Action::Rearm => (Plan::Rearm, ms(self.cfg.probe_latency)),
             Action::WaitReady { timeout_ms } => {
                 let deadline = self.now.saturating_add(*timeout_ms);
                 let plan = Plan::WaitReady {
@@ -355,6 +362,17 @@ impl Engine {
                     self.job_killed(job.job);
                 }
                 Outcome::Done
+            }
+            (Plan::Rearm, Some(vi)) => {
+                // As the daemon: the guest must answer and its runner must have exited
+                // after its job; a runner still without a job keeps its registration.
+                let v = &mut self.vms[vi];
+                if state.hang > Duration::ZERO || !v.guest_up(self.now) || v.job.is_some() {
+                    Outcome::Failed("re-arm: guest not answering or a job runs".into())
+                } else {
+                    v.runner_used = false;
+                    Outcome::Done
+                }
             }
             (Plan::Probe, Some(vi)) => {
                 if state.hang > Duration::ZERO {

@@ -72,6 +72,12 @@ pub struct SchedulerSection {
     /// thrown away.
     #[serde(with = "humantime_serde")]
     pub warm_linger: Duration,
+    /// Idle-host warmth: a free host with nothing to do keeps a ready runner of a label set
+    /// no idle runner in the fleet covers (the likeliest first), giving way to any request.
+    pub warm_idle_hosts: bool,
+    /// Policy `demand`: jobs a ROOT VM may run per boot (runner re-arm above 1; 1 = a
+    /// fresh boot for every job, the seed's behaviour).
+    pub jobs_per_boot: u32,
     /// Policy `demand`, fair share when both teams wait for a host: weight of ROOT's wait.
     pub share_root: u32,
     /// Weight of Jenkins' wait (the larger `wait × weight` goes first).
@@ -116,6 +122,8 @@ impl Default for SchedulerSection {
             warm_min_jobs: 2,
             warm_yield: secs(60),
             warm_linger: hours(24),
+            warm_idle_hosts: true,
+            jobs_per_boot: 1,
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
             share_spi: 2,

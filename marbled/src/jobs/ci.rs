@@ -173,6 +173,40 @@ pub async fn start(ctx: &JobContext, vm: &str, team: Team) -> Option<Outcome> {
     Some(start_root_jit(ctx, vm, runners).await)
 }
 
+/// How long a runner re-arm (a mint and a delivery) may take.
+const REARM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runner re-arm (`jobs_per_boot` > 1): a fresh JIT runner for the running ROOT guest
+/// whose runner has done its job. `give_config` holds no config for a VM whose first one
+/// was delivered, so it mints anew (deleting the previous registration first) and delivers
+/// it through the same root-only file and marker; the guest's runner script waits for it.
+pub async fn rearm(ctx: &JobContext, vm: &str, team: Team) -> Outcome {
+    let Some(runners) = ctx.runners.as_ref().filter(|_| team == Team::Root) else {
+        return Outcome::Failed("runner re-arm needs [github] and a ROOT VM".to_owned());
+    };
+    let deadline = tokio::time::Instant::now() + REARM_TIMEOUT;
+    let record = match runners
+        .give_config(ctx.hv.as_ref(), vm, ctx.probe.timeout, deadline)
+        .await
+    {
+        Ok(record) => record,
+        Err(err) => return Outcome::Failed(crate::chain::ErrorChain(&err).to_string()),
+    };
+    // A guest whose runner script predates re-arm exits after its first runner: nothing
+    // reads the new config, so say so now (the scheduler stops the VM, and the stop gate
+    // deletes the registration) rather than hold the host for a runner that never comes.
+    if !ctx.probe.ready_root.is_empty()
+        && let Err(why) = ctx.poll(vm, &[&ctx.probe.ready_root], deadline).await
+    {
+        return Outcome::Failed(format!(
+            "re-armed runner {} is not listening: {why}",
+            record.name
+        ));
+    }
+    tracing::info!(vm, runner = %record.name, "runner re-armed");
+    Outcome::Done
+}
+
 /// The delete-before-stop gate of a ROOT VM; `None`: go on and stop.
 pub async fn before_stop(ctx: &JobContext, vm: &str, team: Team) -> Option<Outcome> {
     let runners = ctx.runners.as_ref().filter(|_| team == Team::Root)?;

@@ -94,6 +94,11 @@ pub mod ci {
         None
     }
 
+    /// No runner lifecycle to re-arm: the scheduler stops the VM instead.
+    pub async fn rearm(_ctx: &JobContext, _vm: &str, _team: Team) -> Outcome {
+        Outcome::Failed("runner re-arm needs the `ci` feature and [github]".to_owned())
+    }
+
     /// No gate before a stop.
     pub async fn before_stop(_ctx: &JobContext, _vm: &str, _team: Team) -> Option<Outcome> {
         None
@@ -318,6 +323,9 @@ impl JobContext {
                 let guest = self.probe(vm, *team).await;
                 return Outcome::Probe(ci::refine_probe(self, vm, *team, guest).await);
             }
+            // Emitted only with `jobs_per_boot` > 1; a failure makes the scheduler stop the
+            // VM as with one job per boot (docs/CI.md, "Runner re-arm").
+            Action::Rearm => return ci::rearm(self, vm, team).await,
             Action::WaitReady { timeout_ms } => {
                 let timeout = Duration::from_millis(*timeout_ms);
                 if let Some(outcome) = ci::wait_ready(self, vm, team, timeout).await {

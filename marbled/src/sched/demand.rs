@@ -32,7 +32,7 @@
 use marble_proto::{BusyState, PowerState, Team};
 
 use super::vm::{Starter, StopWhy, VmState};
-use super::warm::{WarmNeed, wanted_warm};
+use super::warm::{IDLE_WARM_AFTER_MS, WarmNeed, wanted_warm};
 use super::world::{SlotPhase, World};
 use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
 
@@ -121,6 +121,9 @@ impl World {
         let root_waits_here = unmet.iter().any(|job| self.servable_here(job));
         let running = self.settled_running(now);
         for name in running {
+            if self.try_rearm(now, &name, unmet, fx) {
+                continue;
+            }
             let Some(vm) = self.vms.get(&name) else {
                 continue;
             };
@@ -292,7 +295,16 @@ impl World {
             // mostly given up unused to the next job that found the fleet full.
             return false;
         }
-        for need in needs.iter().filter(|n| n.missing() > 0) {
+        // Idle-host warmth only on a snapshot taken once the host had been free that long:
+        // hosts freed together would otherwise all boot the same platform on pictures that
+        // predate each other's runners (marble-sim, quiet trickle: six mac13 runners).
+        let idle_ok = self
+            .host_free_since
+            .is_some_and(|since| self.demand_at >= since.saturating_add(IDLE_WARM_AFTER_MS));
+        for need in needs
+            .iter()
+            .filter(|n| n.missing() > 0 && (!n.idle || idle_ok))
+        {
             let Some(vm) = self.demand_candidate(now, &need.labels) else {
                 continue;
             };

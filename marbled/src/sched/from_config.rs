@@ -39,6 +39,8 @@ impl SchedConfig {
             warm_min_jobs: s.warm_min_jobs,
             warm_yield_ms: ms(s.warm_yield),
             warm_linger_ms: ms(s.warm_linger),
+            warm_idle_hosts: s.warm_idle_hosts,
+            jobs_per_boot: s.jobs_per_boot.max(1),
             share_root: s.share_root,
             share_spi: s.share_spi,
             waiter_expiry_ms: ms(s.waiter_expiry),

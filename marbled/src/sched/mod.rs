@@ -161,6 +161,9 @@ pub enum Action {
         /// Give up after this long.
         timeout_ms: u64,
     },
+    /// ROOT runner re-arm (`jobs_per_boot` > 1): register a fresh JIT runner in the running
+    /// guest, whose previous runner has done its job, instead of rebooting.
+    Rearm,
 }
 
 /// Result of a busy probe.
@@ -361,6 +364,13 @@ pub struct SchedConfig {
     /// wanted: stopping it unused would throw its boot away, and the next day's first job
     /// takes it.
     pub warm_linger_ms: u64,
+    /// Policy `demand`, idle-host warmth: a free host with nothing to do boots a runner for
+    /// a label set of its VMs that no idle runner in the fleet covers (`super::warm`).
+    pub warm_idle_hosts: bool,
+    /// Policy `demand`: jobs a ROOT VM may run per boot. Above 1, a VM whose runner has done
+    /// its job and that an unmet job fits gets a fresh runner (`Action::Rearm`) instead of a
+    /// reboot. 1 = the seed's one job per boot.
+    pub jobs_per_boot: u32,
     /// Policy `demand`, fair share: weight of ROOT's wait when both teams wait for a host.
     pub share_root: u32,
     /// Policy `demand`, fair share: weight of Jenkins' wait.
@@ -405,6 +415,8 @@ impl Default for SchedConfig {
             warm_min_jobs: 2,
             warm_yield_ms: 60_000,
             warm_linger_ms: 24 * 3_600_000,
+            warm_idle_hosts: true,
+            jobs_per_boot: 1,
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
             share_spi: 2,
@@ -455,6 +467,7 @@ pub fn action_kind(action: &Action) -> &'static str {
         Action::Stop(StopKind::DropState) => "drop-state",
         Action::Probe(_) => "probe",
         Action::WaitReady { .. } => "ready",
+        Action::Rearm => "rearm",
     }
 }
 

@@ -320,6 +320,11 @@ impl World {
                 self.on_not_ready(now, &name, &err, counts, fx);
             }
             (Action::Stop(kind), outcome) => self.on_stop_finished(now, &name, kind, outcome, fx),
+            (Action::Rearm, Outcome::Done) => self.on_rearmed(now, &name, fx),
+            (Action::Rearm, failed) => {
+                let err = outcome_text(&failed);
+                self.on_rearm_failed(now, &name, &err, fx);
+            }
         }
     }
 }

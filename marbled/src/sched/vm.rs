@@ -127,6 +127,8 @@ pub(super) struct VmState {
     /// When MARBLE issued this boot's `prlctl start` (not a resume); taken when the guest
     /// answers, for the boot-time histogram.
     pub boot_issued_ms: Option<Millis>,
+    /// Runner re-arms this boot (each gave the running guest a fresh runner for one more job).
+    pub rearms: u32,
 }
 
 impl VmState {
@@ -155,6 +157,7 @@ impl VmState {
             feed_done: false,
             ready_at: None,
             boot_issued_ms: None,
+            rearms: 0,
         }
     }
 
@@ -195,5 +198,6 @@ impl VmState {
         self.feed_done = false;
         self.ready_at = None;
         self.boot_issued_ms = None;
+        self.rearms = 0;
     }
 }

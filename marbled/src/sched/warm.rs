@@ -20,11 +20,17 @@
 
 use std::collections::BTreeMap;
 
-use marble_proto::Team;
+use marble_proto::{BusyState, PowerState, Team};
 
 use super::persist::SeenJob;
+use super::vm::StopWhy;
 use super::world::World;
-use super::{DemandSnapshot, Millis, QueuedJob, labels_cover};
+use super::{Action, DemandSnapshot, Effect, Millis, QueuedJob, labels_cover};
+
+/// Idle-host warmth waits until its host has been free this long: a host freed between two
+/// jobs of a busy hour gets the next job soon, and a warm runner of another platform would
+/// only be given up to it unused (marble-sim, standard trace).
+pub(super) const IDLE_WARM_AFTER_MS: Millis = 10 * 60_000;
 
 /// One warm-runner target and why it exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +43,9 @@ pub(super) struct WarmNeed {
     pub(super) have: u32,
     /// Why (configured, or the prediction's evidence), for decisions.
     pub(super) why: String,
+    /// From idle-host warmth (not configured or predicted): booted only by a host that has
+    /// been free for [`IDLE_WARM_AFTER_MS`].
+    pub(super) idle: bool,
 }
 
 impl WarmNeed {
@@ -126,6 +135,7 @@ impl World {
                 labels: canonical(&t.labels),
                 count: t.count,
                 have: 0,
+                idle: false,
                 why: format!(
                     "configured: {} warm for runs-on {}",
                     t.count,
@@ -151,6 +161,7 @@ impl World {
                     labels: labels.clone(),
                     count: 1,
                     have: 0,
+                    idle: false,
                     why: format!(
                         "predicted: {n} job(s) for runs-on {} in the last {}",
                         labels.join(","),
@@ -160,6 +171,9 @@ impl World {
                     ),
                 });
             }
+        }
+        if self.config.warm_idle_hosts {
+            self.push_idle_host_needs(&mut needs);
         }
         for need in &mut needs {
             while need.have < need.count {
@@ -176,9 +190,134 @@ impl World {
     }
 }
 
+impl World {
+    /// Idle-host warmth: one idle runner fleet-wide for every label set a ROOT VM of this
+    /// host offers, after the configured and predicted targets, the likeliest first (most
+    /// jobs in the remembered history, then name order). A free host boots the first one no
+    /// idle runner in the fleet covers, so the fleet's idle hosts keep different platforms
+    /// and a quiet fleet's next job, whatever its labels, finds a runner up (marble-sim,
+    /// `docs/traces/quiet-trickle.toml`: every job started cold without it).
+    fn push_idle_host_needs(&self, needs: &mut Vec<WarmNeed>) {
+        let mut sets: Vec<Vec<String>> = self
+            .vms
+            .values()
+            .filter(|vm| vm.team == Team::Root && !vm.labels.is_empty())
+            .map(|vm| canonical(&vm.labels))
+            .collect();
+        sets.sort();
+        sets.dedup();
+        let seen = |set: &Vec<String>| {
+            self.recent_jobs
+                .values()
+                .filter(|job| labels_cover(set, &job.labels))
+                .count()
+        };
+        let mut ranked: Vec<(usize, Vec<String>)> =
+            sets.into_iter().map(|set| (seen(&set), set)).collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        for (_, labels) in ranked {
+            if needs.iter().any(|t| t.labels == labels) {
+                continue;
+            }
+            let why = format!(
+                "idle host: no idle runner in the fleet for runs-on {}",
+                labels.join(",")
+            );
+            needs.push(WarmNeed {
+                labels,
+                count: 1,
+                have: 0,
+                why,
+                idle: true,
+            });
+        }
+    }
+}
+
 /// Whether an idle ROOT VM with `labels` is still wanted warm: a target it could fill
 /// exists. A surplus (two hosts booted for one target) is kept too: stopping it would throw
 /// its boot away, and it takes the next matching job; no new warm boot happens meanwhile.
 pub(super) fn wanted_warm(labels: &[String], needs: &[WarmNeed]) -> bool {
     needs.iter().any(|need| labels_cover(labels, &need.labels))
+}
+
+impl World {
+    /// Runner re-arm (`jobs_per_boot` > 1): a running ROOT VM whose runner has done its job
+    /// (seen busy, now probed idle), that has jobs left this boot and that an unmet job
+    /// fits, gets a fresh runner in the running guest (`Action::Rearm`) instead of a stop
+    /// and a boot. Returns whether it did.
+    pub(super) fn try_rearm(
+        &mut self,
+        now: Millis,
+        name: &str,
+        unmet: &[QueuedJob],
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(vm) = self.vms.get(name) else {
+            return false;
+        };
+        let done = vm.team == Team::Root
+            && vm.ready
+            && vm.power == PowerState::Running
+            && vm.op.is_none()
+            && vm.stop.is_none()
+            && vm.was_busy
+            && matches!(vm.busy, BusyState::Idle { .. });
+        if !done || self.config.jobs_per_boot <= vm.rearms.saturating_add(1) {
+            return false;
+        }
+        let Some(job) = unmet.iter().find(|j| labels_cover(&vm.labels, &j.labels)) else {
+            return false;
+        };
+        let text = format!(
+            "demand: re-arming its runner for job #{} (runs-on {}): job {} of at most {} this boot",
+            job.id,
+            job.labels.join(","),
+            vm.rearms + 2,
+            self.config.jobs_per_boot
+        );
+        self.run(now, name, Action::Rearm, fx);
+        self.decide(now, Some(name), text, fx);
+        true
+    }
+
+    /// The guest has a fresh runner: it is a runner without a job again, kept like one
+    /// booted for a job.
+    pub(super) fn on_rearmed(&mut self, now: Millis, name: &str, fx: &mut Vec<Effect>) {
+        let linger = self.config.cycle_on_min_ms.max(self.config.warm_linger_ms);
+        let recheck = self.config.busy_recheck_ms.max(1);
+        let Some(vm) = self.vms.get_mut(name) else {
+            return;
+        };
+        vm.rearms = vm.rearms.saturating_add(1);
+        vm.was_busy = false;
+        vm.busy = BusyState::NotProbed;
+        vm.probe_ms = None;
+        vm.next_probe_ms = now.saturating_add(recheck);
+        vm.on_until = Some(now.saturating_add(linger));
+        vm.running_because = Some(format!("runner re-armed at {}", super::format_ms(now)));
+        let text = format!(
+            "re-armed: a fresh runner waits for a job ({} re-arm(s) this boot)",
+            vm.rearms
+        );
+        self.decide(now, Some(name), text, fx);
+    }
+
+    /// A re-arm failed (no GitHub, mint or delivery failed): the VM is stopped as without
+    /// re-arm (probe first), and its next job gets a fresh boot.
+    pub(super) fn on_rearm_failed(
+        &mut self,
+        now: Millis,
+        name: &str,
+        err: &str,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.decide(
+            now,
+            Some(name),
+            format!("demand: stopping once idle: runner re-arm failed: {err}"),
+            fx,
+        );
+        self.plan_stop(now, name, StopWhy::Demand, fx);
+    }
 }

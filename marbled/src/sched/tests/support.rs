@@ -18,6 +18,8 @@ pub(super) struct Host {
     pub(super) jobs: BTreeMap<String, String>,
     pub(super) probe_fails: BTreeMap<String, String>,
     pub(super) never_ready: BTreeMap<String, String>,
+    /// Runner re-arms fail with this error (a daemon without re-arm support).
+    pub(super) rearm_fails: Option<String>,
     pub(super) ops: Vec<(OpId, String, Action)>,
     pub(super) replies: BTreeMap<ReqId, Result<Response, WireError>>,
     pub(super) next_req: u64,
@@ -53,6 +55,8 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         warm_min_jobs: 2,
         warm_yield_ms: 60_000,
         warm_linger_ms: 3_600_000,
+        warm_idle_hosts: false,
+        jobs_per_boot: 1,
         share_root: 1,
         share_spi: 2,
         waiter_expiry_ms: 300_000,
@@ -85,6 +89,7 @@ impl Host {
             jobs: BTreeMap::new(),
             probe_fails: BTreeMap::new(),
             never_ready: BTreeMap::new(),
+            rearm_fails: None,
             ops: Vec::new(),
             replies: BTreeMap::new(),
             next_req: 1,
@@ -185,6 +190,16 @@ impl Host {
                 Some(err) => Outcome::Failed(err.clone()),
                 None => Outcome::Done,
             },
+            Action::Rearm => {
+                assert!(
+                    !self.jobs.contains_key(&vm),
+                    "re-armed {vm} while a job ran"
+                );
+                match &self.rearm_fails {
+                    Some(err) => Outcome::Failed(err.clone()),
+                    None => Outcome::Done,
+                }
+            }
         };
         self.max_running = self.max_running.max(self.running().len());
         self.feed(Input::Finished { op, outcome });

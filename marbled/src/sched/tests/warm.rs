@@ -163,3 +163,242 @@ fn the_prediction_remembers_only_jobs_a_vm_here_could_run() {
     let seen = host.world.persisted().seen_jobs;
     assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec![1]);
 }
+
+/// An idle-warmth host (prediction and configured targets off).
+fn idle_warm_host() -> Host {
+    warm_host(|c| c.warm_idle_hosts = true)
+}
+
+/// Feed `snapshot` to a free host, then again once it has been free for the idle-warmth
+/// delay (idle warmth boots only on a snapshot taken after it).
+fn quiet_for_the_delay(host: &mut Host, snapshot: DemandSnapshot) {
+    host.feed(Input::Demand(snapshot.clone()));
+    host.advance(super::super::warm::IDLE_WARM_AFTER_MS);
+    host.feed(Input::Demand(snapshot));
+    host.settle();
+}
+
+fn free_runner(vm: &str) -> FleetRunner {
+    FleetRunner {
+        name: vm.into(),
+        labels: runner_labels(vm),
+    }
+}
+
+#[test]
+fn an_idle_host_keeps_a_runner_of_a_platform_no_idle_runner_in_the_fleet_covers() {
+    let mut host = idle_warm_host();
+    // Another host already keeps a mac14 runner: this one keeps mac15, not a second mac14,
+    // once it has been free for the delay (a host freed between two jobs of a busy hour
+    // boots nothing).
+    let elsewhere = DemandSnapshot {
+        free_runners: vec![free_runner("other-ROOT-VM-macOS-14")],
+        ..Default::default()
+    };
+    host.feed(Input::Demand(elsewhere.clone()));
+    host.advance(super::super::warm::IDLE_WARM_AFTER_MS - 60_000);
+    host.feed(Input::Demand(elsewhere.clone()));
+    host.settle();
+    assert!(host.running().is_empty(), "not before the delay");
+    host.advance(60_000);
+    host.feed(Input::Demand(elsewhere));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("idle host: no idle runner in the fleet")),
+        "{decisions:?}"
+    );
+    // Nothing comes for a day: it stays (the next job, whatever its platform, finds runners).
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![free_runner("other-ROOT-VM-macOS-14"), free_runner(M15)],
+        ..Default::default()
+    }));
+    host.advance(12 * 3_600_000);
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+}
+
+#[test]
+fn an_idle_host_boots_nothing_when_the_fleet_already_keeps_every_platform_it_has() {
+    let mut host = idle_warm_host();
+    let covered = DemandSnapshot {
+        free_runners: vec![
+            free_runner("other-ROOT-VM-macOS-15"),
+            free_runner("third-ROOT-VM-macOS-14"),
+        ],
+        ..Default::default()
+    };
+    quiet_for_the_delay(&mut host, covered);
+    host.advance(60_000);
+    assert!(host.running().is_empty(), "{:?}", host.log);
+}
+
+#[test]
+fn idle_warmth_keeps_the_likeliest_platform_first() {
+    let mut host = warm_host(|c| {
+        c.warm_idle_hosts = true;
+        // Remember jobs, but never predict a target from them.
+        c.warm_window_ms = 3_600_000;
+        c.warm_min_jobs = 100;
+    });
+    // mac15 jobs ran lately (elsewhere); mac14 sorts first but none came.
+    let seen = DemandSnapshot {
+        running_jobs: vec![
+            job(1, host.now - 600_000, "mac15"),
+            job(2, host.now - 300_000, "mac15"),
+        ],
+        ..Default::default()
+    };
+    quiet_for_the_delay(&mut host, seen);
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+}
+
+#[test]
+fn an_idle_hosts_warm_runner_gives_way_to_a_slot_request_at_once() {
+    let mut host = idle_warm_host();
+    quiet_for_the_delay(&mut host, DemandSnapshot::default());
+    assert_eq!(host.running().len(), 1, "{:?}", host.log);
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    assert!(
+        matches!(host.reply(req), Ok(Response::SlotGranted(_))),
+        "{:?}",
+        host.reply(req)
+    );
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+}
+
+#[test]
+fn an_idle_hosts_warm_runner_gives_way_to_an_unmet_job_it_cannot_take() {
+    let mut host = idle_warm_host();
+    // The fleet keeps a mac15 runner elsewhere: this host keeps mac14.
+    let elsewhere = DemandSnapshot {
+        free_runners: vec![free_runner("other-ROOT-VM-macOS-15")],
+        ..Default::default()
+    };
+    quiet_for_the_delay(&mut host, elsewhere);
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+    // Two mac15 jobs: one takes the runner elsewhere, the other waits for a host.
+    let since = host.now;
+    let snapshot = DemandSnapshot {
+        root_jobs: vec![job(8, since, "mac15"), job(9, since, "mac15")],
+        free_runners: vec![free_runner("other-ROOT-VM-macOS-15"), free_runner(M14)],
+        ..Default::default()
+    };
+    host.feed(Input::Demand(snapshot.clone()));
+    host.advance(30_000);
+    assert_eq!(
+        host.running(),
+        vec![M14.to_owned()],
+        "not before warm_yield"
+    );
+    host.feed(Input::Demand(snapshot));
+    host.advance(60_000);
+    let queued = DemandSnapshot {
+        root_jobs: vec![job(9, since, "mac15")],
+        ..Default::default()
+    };
+    host.feed(Input::Demand(queued));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+}
+
+/// A `jobs_per_boot = 2` host whose mac15 VM ran job 7 and is probed idle after it, with
+/// mac15 job 8 queued and unmet when job 7 ends.
+fn rearm_host(rearm_fails: Option<&str>) -> Host {
+    let mut host = demand_host_with(
+        |c| c.jobs_per_boot = 2,
+        &[
+            (M14, Team::Root, PowerState::Stopped),
+            (M15, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+        ],
+    );
+    host.rearm_fails = rearm_fails.map(str::to_owned);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    host.jobs.remove(M15);
+    // Job 8 queues while job 7 ends; no runner in the fleet takes it.
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(120_000);
+    host
+}
+
+#[test]
+fn with_two_jobs_per_boot_a_used_runner_is_re_armed_for_a_queued_job_instead_of_a_reboot() {
+    let mut host = rearm_host(None);
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+    let rearms = host.log.iter().filter(|(_, a)| *a == Action::Rearm).count();
+    assert_eq!(rearms, 1, "{:?}", host.log);
+    assert!(
+        !host.log.iter().any(|(_, a)| matches!(a, Action::Stop(_))),
+        "{:?}",
+        host.log
+    );
+    // The fresh runner takes job 8 and ends it: no third job this boot, so it stops.
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    host.jobs.remove(M15);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(9, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(120_000);
+    let rearms = host.log.iter().filter(|(_, a)| *a == Action::Rearm).count();
+    assert_eq!(rearms, 1, "jobs_per_boot = 2: one re-arm per boot");
+    assert!(host.log.iter().any(|(_, a)| matches!(a, Action::Stop(_))));
+}
+
+#[test]
+fn a_failed_re_arm_stops_the_vm_as_with_one_job_per_boot() {
+    let mut host = rearm_host(Some("runner re-arm is not supported"));
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("runner re-arm failed")),
+        "{decisions:?}"
+    );
+    host.advance(60_000);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, host.now - 240_000, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    // Stopped, then booted afresh for job 8.
+    let starts = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
+    assert_eq!(starts, 2, "{:?}", host.log);
+}
+
+#[test]
+fn one_job_per_boot_never_re_arms() {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.settle();
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    host.jobs.remove(M15);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(120_000);
+    assert!(!host.log.iter().any(|(_, a)| *a == Action::Rearm));
+}
