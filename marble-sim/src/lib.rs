@@ -9,8 +9,10 @@
 //! two policies side by side against [`ideal`], the waits an overhead-free FIFO scheduler
 //! would get from the same arrivals.
 //!
-//! A crate of its own, on `marbled` without its `s3`/`ci` features and never the reverse, so
+//! A crate of its own, on `marbled` without its `s3` feature and never the reverse, so
 //! building the daemon never compiles the simulator (`docs/SIMULATOR.md`, "Where it lives").
+//! [`requests`] drives the daemon's own GitHub client and poller (`ci` feature) against
+//! [`github`], an in-memory GitHub behind the client's transport seam.
 //!
 //! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; read with
 //! `marbled.toml`'s strict loader; checked in `validate`), [`generate`] (Poisson arrivals,
@@ -23,11 +25,13 @@ pub mod compare;
 pub mod daily;
 pub mod engine;
 pub mod generate;
+pub mod github;
 pub mod host;
 pub mod ideal;
 pub mod invariants;
 pub mod metrics;
 mod ops;
+pub mod requests;
 pub mod rng;
 pub mod standard;
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use marble_sim::compare::compare;
+use marble_sim::requests::{Mode, RequestOptions, requests};
 use marble_sim::standard::{explicit, standard_trace};
 use marble_sim::{RunOptions, Trace, simulate};
 use marbled::config::Policy;
@@ -52,6 +53,24 @@ enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Count GitHub/Jenkins/bucket requests per hour for fleets of N hosts on one token, with
+    /// the daemon's own poller and pacing, and the ROOT waits and SPI grants they give.
+    Requests {
+        /// The trace file (TOML): its workload is scaled from its hosts to each fleet size.
+        trace: PathBuf,
+        /// Fleet sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "8,20,40")]
+        hosts: Vec<u32>,
+        /// Who polls GitHub: every host, or the lease holder.
+        #[arg(long, value_enum, default_value = "each")]
+        mode: ModeArg,
+        /// Stop the lease holder's daemon this far into the run (`elected`), e.g. `2h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        leader_dies_at: Option<std::time::Duration>,
+        /// Print the reports as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the standard fleet trace (hosts, boot times, daily workload) as TOML.
     Generate {
         /// Days simulated (day 0 is a Monday).
@@ -71,6 +90,12 @@ enum Cmd {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Each,
+    Elected,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum PolicyArg {
     Cycle,
     Demand,
@@ -82,6 +107,62 @@ fn load(path: &std::path::Path) -> Result<Trace, ExitCode> {
         eprintln!("marble-sim: {err}");
         ExitCode::from(2)
     })
+}
+
+/// `marble-sim requests`: one row per fleet size.
+fn requests_table(
+    trace: &Trace,
+    hosts: &[u32],
+    mode: Mode,
+    dies: Option<std::time::Duration>,
+    json: bool,
+) -> ExitCode {
+    if !json {
+        println!(
+            "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "hosts", "mode", "gh/h p50", "gh/h max", "jenk/h", "s3/h", "wait p50", "wait p95", "spi p95"
+        );
+    }
+    for &n in hosts {
+        let opts = RequestOptions {
+            leader_dies_at: dies,
+            ..RequestOptions::new(n, mode)
+        };
+        let r = match requests(trace, &opts) {
+            Ok(r) => r,
+            Err(err) => {
+                eprintln!("marble-sim: cannot start the runtime: {err}");
+                return ExitCode::from(70);
+            }
+        };
+        if json {
+            match serde_json::to_string(&r) {
+                Ok(line) => println!("{line}"),
+                Err(err) => {
+                    eprintln!("marble-sim: {err}");
+                    return ExitCode::from(70);
+                }
+            }
+        } else {
+            let label = match mode {
+                Mode::Each => "each",
+                Mode::Elected => "elected",
+            };
+            println!(
+                "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7.0}s {:>8.0}s {:>8.0}s",
+                n,
+                label,
+                r.github_per_hour_p50,
+                r.github_per_hour_max,
+                r.jenkins_per_hour_max,
+                r.s3_reads_per_hour_max + r.s3_writes_per_hour_max,
+                r.root_wait_p50_s,
+                r.root_wait_p95_s,
+                r.spi_grant_p95_s
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -135,6 +216,23 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+        Cmd::Requests {
+            trace,
+            hosts,
+            mode,
+            leader_dies_at,
+            json,
+        } => {
+            let loaded = match load(&trace) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let mode = match mode {
+                ModeArg::Each => Mode::Each,
+                ModeArg::Elected => Mode::Elected,
+            };
+            requests_table(&loaded, &hosts, mode, leader_dies_at, json)
         }
         Cmd::Generate {
             days,
