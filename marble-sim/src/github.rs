@@ -44,7 +44,13 @@ struct Job {
     started_ms: Option<u64>,
     completed_ms: Option<u64>,
     runner: Option<(u64, String)>,
+    /// A job of a GitHub-hosted runner: it ends by itself at this time.
+    ends_ms: Option<u64>,
 }
+
+/// A running job's steps advance one a minute: its run's job listing changes as it runs
+/// (docs/OPERATIONS.md: "whose job listings change as steps run").
+const STEP_MS: u64 = 60_000;
 
 #[derive(Debug, Clone)]
 struct Runner {
@@ -64,7 +70,10 @@ struct Window {
 struct State {
     now_ms: u64,
     next_id: u64,
+    /// Runs with a job not completed (listed by status).
     runs: BTreeMap<u64, Vec<u64>>,
+    /// Completed runs: never in a status listing, their jobs still readable.
+    finished: BTreeMap<u64, Vec<u64>>,
     jobs: BTreeMap<u64, Job>,
     runners: BTreeMap<u64, Runner>,
     windows: BTreeMap<String, Window>,
@@ -106,9 +115,67 @@ impl SimGitHub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Set the simulated time (ms since the start).
+    /// Set the simulated time (ms since the start); GitHub-hosted jobs due end.
     pub fn set_now(&self, now_ms: u64) {
-        self.lock().now_ms = now_ms;
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        s.now_ms = now_ms;
+        let mut ended = false;
+        for jobs in s.runs.values() {
+            for id in jobs {
+                if let Some(j) = s.jobs.get_mut(id)
+                    && j.status == "in_progress"
+                    && j.ends_ms.is_some_and(|e| e <= now_ms)
+                {
+                    j.status = "completed";
+                    j.completed_ms = Some(now_ms);
+                    ended = true;
+                }
+            }
+        }
+        if ended {
+            Self::retire(s);
+        }
+    }
+
+    /// Move runs whose jobs all completed out of the live set (keeps listings cheap).
+    fn retire(s: &mut State) {
+        let done: Vec<u64> = s
+            .runs
+            .iter()
+            .filter(|(_, jobs)| Self::run_status(s, jobs) == "completed")
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if let Some(jobs) = s.runs.remove(&id) {
+                s.finished.insert(id, jobs);
+            }
+        }
+    }
+
+    /// Another workflow of the repository (GitHub-hosted runners, not MARBLE's) starts one
+    /// job that runs for `duration_ms`: the busy repository's runs in progress.
+    pub fn start_hosted_run(&self, duration_ms: u64) {
+        let mut s = self.lock();
+        s.next_id += 1;
+        let run = s.next_id;
+        s.next_id += 1;
+        let id = s.next_id;
+        let now = s.now_ms;
+        s.jobs.insert(
+            id,
+            Job {
+                run,
+                labels: vec!["ubuntu-latest".to_owned()],
+                status: "in_progress",
+                created_ms: now,
+                started_ms: Some(now),
+                completed_ms: None,
+                runner: Some((0, format!("GitHub Actions {id}"))),
+                ends_ms: Some(now + duration_ms),
+            },
+        );
+        s.runs.insert(run, vec![id]);
     }
 
     /// A workflow run is pushed with one queued job per label set; the job ids.
@@ -131,6 +198,7 @@ impl SimGitHub {
                     started_ms: None,
                     completed_ms: None,
                     runner: None,
+                    ends_ms: None,
                 },
             );
             ids.push(id);
@@ -168,7 +236,8 @@ impl SimGitHub {
 
     /// Job `job` ends; GitHub deletes its ephemeral runner.
     pub fn complete_job(&self, job: u64) {
-        let mut s = self.lock();
+        let mut guard = self.lock();
+        let s = &mut *guard;
         let now = s.now_ms;
         let Some(j) = s.jobs.get_mut(&job) else {
             return;
@@ -178,6 +247,7 @@ impl SimGitHub {
         if let Some((id, _)) = j.runner.clone() {
             s.runners.remove(&id);
         }
+        Self::retire(s);
     }
 
     /// Whether job `job` is still queued.
@@ -191,13 +261,10 @@ impl SimGitHub {
     }
 
     fn run_status(s: &State, jobs: &[u64]) -> &'static str {
-        let st: Vec<&str> = jobs
-            .iter()
-            .filter_map(|j| s.jobs.get(j).map(|j| j.status))
-            .collect();
-        if st.iter().all(|x| *x == "completed") {
+        let st = || jobs.iter().filter_map(|j| s.jobs.get(j).map(|j| j.status));
+        if st().all(|x| x == "completed") {
             "completed"
-        } else if st.iter().all(|x| *x == "queued") {
+        } else if st().all(|x| x == "queued") {
             "queued"
         } else {
             "in_progress"
@@ -226,11 +293,18 @@ impl SimGitHub {
         let jobs: Vec<Value> = s
             .runs
             .get(&run)
+            .or_else(|| s.finished.get(&run))
             .into_iter()
             .flatten()
             .filter_map(|id| s.jobs.get(id).map(|j| (id, j)))
             .map(|(id, j)| {
-                json!({"id": id, "run_id": j.run, "run_attempt": 1, "status": j.status,
+                let end = j.completed_ms.unwrap_or(s.now_ms);
+                let done = j.started_ms.map_or(0, |st| end.saturating_sub(st) / STEP_MS);
+                let steps: Vec<Value> = (1..=done + u64::from(j.status == "in_progress"))
+                    .map(|n| json!({"name": format!("step {n}"), "number": n,
+                                    "status": if n <= done { "completed" } else { "in_progress" }}))
+                    .collect();
+                json!({"steps": steps, "id": id, "run_id": j.run, "run_attempt": 1, "status": j.status,
                        "conclusion": j.completed_ms.map(|_| "success"),
                        "labels": j.labels, "runner_id": j.runner.as_ref().map(|r| r.0),
                        "runner_name": j.runner.as_ref().map(|r| r.1.clone()),
@@ -271,7 +345,7 @@ impl SimGitHub {
             && let Some(run) = rest.strip_suffix("/jobs").and_then(|r| r.parse().ok())
             && get
         {
-            if !s.runs.contains_key(&run) {
+            if !s.runs.contains_key(&run) && !s.finished.contains_key(&run) {
                 return (StatusCode::NOT_FOUND, Some(json!({"message": "Not Found"})));
             }
             return (StatusCode::OK, Some(Self::jobs_json(s, run)));

@@ -21,6 +21,7 @@
 //! simulated hypervisor), `workload` (CI clients), [`host`] (VM ground truth, faults),
 //! [`invariants`], [`metrics`].
 
+pub mod calibrate;
 pub mod compare;
 pub mod daily;
 pub mod engine;

@@ -67,6 +67,13 @@ enum Cmd {
         /// Stop the lease holder's daemon this far into the run (`elected`), e.g. `2h`.
         #[arg(long, value_parser = humantime::parse_duration)]
         leader_dies_at: Option<std::time::Duration>,
+        /// The repository's other (GitHub-hosted) workflow runs started an hour, 30 min
+        /// each: 30 keeps 15 in progress, docs/OPERATIONS.md's busy repository.
+        #[arg(long, default_value_t = 30.0)]
+        hosted_runs_per_hour: f64,
+        /// Simulate only this much of the trace, e.g. `1day`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
         /// Print the reports as JSON lines.
         #[arg(long)]
         json: bool,
@@ -113,8 +120,7 @@ fn load(path: &std::path::Path) -> Result<Trace, ExitCode> {
 fn requests_table(
     trace: &Trace,
     hosts: &[u32],
-    mode: Mode,
-    dies: Option<std::time::Duration>,
+    base: &RequestOptions,
     json: bool,
 ) -> ExitCode {
     if !json {
@@ -125,8 +131,8 @@ fn requests_table(
     }
     for &n in hosts {
         let opts = RequestOptions {
-            leader_dies_at: dies,
-            ..RequestOptions::new(n, mode)
+            hosts: n,
+            ..base.clone()
         };
         let r = match requests(trace, &opts) {
             Ok(r) => r,
@@ -144,7 +150,7 @@ fn requests_table(
                 }
             }
         } else {
-            let label = match mode {
+            let label = match base.mode {
                 Mode::Each => "each",
                 Mode::Elected => "elected",
             };
@@ -222,6 +228,8 @@ fn main() -> ExitCode {
             hosts,
             mode,
             leader_dies_at,
+            hosted_runs_per_hour,
+            duration,
             json,
         } => {
             let loaded = match load(&trace) {
@@ -232,7 +240,13 @@ fn main() -> ExitCode {
                 ModeArg::Each => Mode::Each,
                 ModeArg::Elected => Mode::Elected,
             };
-            requests_table(&loaded, &hosts, mode, leader_dies_at, json)
+            let base = RequestOptions {
+                leader_dies_at,
+                hosted_runs_per_hour,
+                duration,
+                ..RequestOptions::new(1, mode)
+            };
+            requests_table(&loaded, &hosts, &base, json)
         }
         Cmd::Generate {
             days,

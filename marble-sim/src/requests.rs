@@ -62,6 +62,14 @@ pub struct RequestOptions {
     pub lease: Timing,
     /// Time after the last arrival for the queue to drain.
     pub drain: Duration,
+    /// The repository's other workflow runs (GitHub-hosted, not MARBLE's) started an hour,
+    /// each one job of `hosted_run`: a busy repository's runs in progress, whose job
+    /// listings change as steps run.
+    pub hosted_runs_per_hour: f64,
+    /// How long such a run lasts.
+    pub hosted_run: Duration,
+    /// Simulate only this much of the trace (default: its `sim.duration`).
+    pub duration: Option<Duration>,
 }
 
 impl RequestOptions {
@@ -78,6 +86,9 @@ impl RequestOptions {
                 margin_ms: 5_000,
             },
             drain: Duration::from_secs(3_600),
+            hosted_runs_per_hour: 0.0,
+            hosted_run: Duration::from_secs(1_800),
+            duration: None,
         }
     }
 }
@@ -216,8 +227,16 @@ struct Fleet<'a> {
 
 /// Run `trace`'s workload (scaled to `opts.hosts`) through the request model.
 pub fn requests(trace: &Trace, opts: &RequestOptions) -> std::io::Result<RequestReport> {
-    let trace = scaled(trace, opts.hosts);
-    let (root, spi) = arrivals(&trace, trace.sim.seed);
+    let mut trace = scaled(trace, opts.hosts);
+    if let Some(d) = opts.duration {
+        trace.sim.duration = d;
+        if let Some(g) = trace.generate.as_mut() {
+            g.until = Some(g.until.map_or(d, |u| u.min(d)));
+        }
+    }
+    let (mut root, mut spi) = arrivals(&trace, trace.sim.seed);
+    root.retain(|a| a.at_ms < ms(trace.sim.duration));
+    spi.retain(|a| a.at_ms < ms(trace.sim.duration));
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     let gh = SimGitHub::new(REPO);
     let hosts = (0..opts.hosts.max(1))
@@ -272,19 +291,23 @@ pub fn requests(trace: &Trace, opts: &RequestOptions) -> std::io::Result<Request
         boot: trace.boot.clone(),
         rng: SimRng::stream(trace.sim.seed, "requests.boot"),
     };
-    let last = root
-        .iter()
-        .map(|a| a.at_ms)
-        .chain(spi.iter().map(|a| a.at_ms))
-        .max()
-        .unwrap_or(0)
-        .max(ms(trace.sim.duration));
-    let end = last + ms(opts.drain);
+    let end = ms(trace.sim.duration) + ms(opts.drain);
+    let hosted_every = (opts.hosted_runs_per_hour > 0.0)
+        .then(|| (HOUR_MS as f64 / opts.hosted_runs_per_hour) as u64)
+        .filter(|e| *e > 0);
+    let mut next_hosted = 0;
     let mut root = root.into_iter().peekable();
     let mut spi = spi.into_iter().peekable();
     let mut t = 0;
     while t <= end {
         fleet.gh.set_now(t);
+        if let Some(every) = hosted_every
+            && t >= next_hosted
+            && t < ms(trace.sim.duration)
+        {
+            fleet.gh.start_hosted_run(ms(opts.hosted_run));
+            next_hosted = t + every;
+        }
         let mut pushes: BTreeMap<u64, Vec<(Vec<String>, u64)>> = BTreeMap::new();
         while let Some(a) = root.next_if(|a| a.at_ms <= t) {
             pushes
