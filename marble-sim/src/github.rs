@@ -252,7 +252,10 @@ impl SimGitHub {
 
     /// Whether job `job` is still queued.
     pub fn queued(&self, job: u64) -> bool {
-        self.lock().jobs.get(&job).is_some_and(|j| j.status == "queued")
+        self.lock()
+            .jobs
+            .get(&job)
+            .is_some_and(|j| j.status == "queued")
     }
 
     /// Requests per token: hour index → counts.
@@ -329,7 +332,13 @@ impl SimGitHub {
     }
 
     /// The answer's status and body (None: no body).
-    fn route(&self, s: &mut State, method: &Method, path: &str, body: Option<&[u8]>) -> (StatusCode, Option<Value>) {
+    fn route(
+        &self,
+        s: &mut State,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> (StatusCode, Option<Value>) {
         let runs = format!("/repos/{}/actions/runs", self.repo);
         let runners = format!("/repos/{}/actions/runners", self.repo);
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
@@ -351,27 +360,54 @@ impl SimGitHub {
             return (StatusCode::OK, Some(Self::jobs_json(s, run)));
         }
         if get && path == runners {
-            let list: Vec<Value> = s.runners.iter().map(|(id, r)| Self::runner_json(*id, r)).collect();
-            return (StatusCode::OK, Some(json!({"total_count": list.len(), "runners": list})));
+            let list: Vec<Value> = s
+                .runners
+                .iter()
+                .map(|(id, r)| Self::runner_json(*id, r))
+                .collect();
+            return (
+                StatusCode::OK,
+                Some(json!({"total_count": list.len(), "runners": list})),
+            );
         }
         if method == Method::POST && path == format!("{runners}/generate-jitconfig") {
-            let req: Value = body.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
+            let req: Value = body
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
             let name = req["name"].as_str().unwrap_or_default().to_owned();
             if s.runners.values().any(|r| r.name == name) {
-                return (StatusCode::CONFLICT, Some(json!({"message": "Already exists"})));
+                return (
+                    StatusCode::CONFLICT,
+                    Some(json!({"message": "Already exists"})),
+                );
             }
             let labels = req["labels"]
                 .as_array()
-                .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             s.next_id += 1;
             let id = s.next_id;
-            let runner = Runner { name, labels, online: false, busy: false };
+            let runner = Runner {
+                name,
+                labels,
+                online: false,
+                busy: false,
+            };
             let shown = Self::runner_json(id, &runner);
             s.runners.insert(id, runner);
-            return (StatusCode::CREATED, Some(json!({"runner": shown, "encoded_jit_config": "c2ltdWxhdGVk"})));
+            return (
+                StatusCode::CREATED,
+                Some(json!({"runner": shown, "encoded_jit_config": "c2ltdWxhdGVk"})),
+            );
         }
-        if let Some(id) = path.strip_prefix(&format!("{runners}/")).and_then(|r| r.parse::<u64>().ok()) {
+        if let Some(id) = path
+            .strip_prefix(&format!("{runners}/"))
+            .and_then(|r| r.parse::<u64>().ok())
+        {
             if method == Method::DELETE {
                 return match s.runners.remove(&id) {
                     Some(_) => (StatusCode::NO_CONTENT, None),
@@ -419,20 +455,33 @@ impl Transport for SimGitHub {
         let hour = s.now_ms / HOUR_MS;
         let window = s.windows.entry(token.clone()).or_default();
         if window.reset_s <= now_s {
-            *window = Window { remaining: LIMIT, reset_s: now_s + 3600 };
+            *window = Window {
+                remaining: LIMIT,
+                reset_s: now_s + 3600,
+            };
         }
         let exhausted = window.remaining == 0;
         let (mut status, answer) = if exhausted {
-            (StatusCode::FORBIDDEN, Some(json!({"message": "API rate limit exceeded"})))
+            (
+                StatusCode::FORBIDDEN,
+                Some(json!({"message": "API rate limit exceeded"})),
+            )
         } else {
             self.route(s, method, path, body)
         };
-        let bytes = answer.map(|v| v.to_string().into_bytes()).unwrap_or_default();
+        let bytes = answer
+            .map(|v| v.to_string().into_bytes())
+            .unwrap_or_default();
         let etag = (status == StatusCode::OK).then(|| etag_of(&bytes));
         if etag.is_some() && etag.as_deref() == header(headers, "if-none-match") {
             status = StatusCode::NOT_MODIFIED;
         }
-        let count = s.counts.entry(token.clone()).or_default().entry(hour).or_default();
+        let count = s
+            .counts
+            .entry(token.clone())
+            .or_default()
+            .entry(hour)
+            .or_default();
         count.total += 1;
         let window = s.windows.entry(token).or_default();
         if status != StatusCode::NOT_MODIFIED && !exhausted {
@@ -453,7 +502,15 @@ impl Transport for SimGitHub {
         if let Some(e) = etag {
             put("etag", e);
         }
-        let body = if status == StatusCode::NOT_MODIFIED { Vec::new() } else { bytes };
-        HttpResponse { status, headers: out, body: body.into() }
+        let body = if status == StatusCode::NOT_MODIFIED {
+            Vec::new()
+        } else {
+            bytes
+        };
+        HttpResponse {
+            status,
+            headers: out,
+            body: body.into(),
+        }
     }
 }

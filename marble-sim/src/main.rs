@@ -117,16 +117,19 @@ fn load(path: &std::path::Path) -> Result<Trace, ExitCode> {
 }
 
 /// `marble-sim requests`: one row per fleet size.
-fn requests_table(
-    trace: &Trace,
-    hosts: &[u32],
-    base: &RequestOptions,
-    json: bool,
-) -> ExitCode {
+fn requests_table(trace: &Trace, hosts: &[u32], base: &RequestOptions, json: bool) -> ExitCode {
     if !json {
         println!(
             "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
-            "hosts", "mode", "gh/h p50", "gh/h max", "jenk/h", "s3/h", "wait p50", "wait p95", "spi p95"
+            "hosts",
+            "mode",
+            "gh/h p50",
+            "gh/h max",
+            "jenk/h",
+            "s3/h",
+            "wait p50",
+            "wait p95",
+            "spi p95"
         );
     }
     for &n in hosts {

@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use marbled::ci::github::GithubDemand;
 use marbled::ci::github::demand::paced_interval;
 use marbled::ci::github::releases::RELEASES_PATH;
-use marbled::ci::github::GithubDemand;
 use marbled::ci::{GitHubClient, RunnerScope, Secret};
 use marbled::lease::{Condition, Decision, Lease, Seen, Timing, decide};
 use marbled::sched::QueuedJob;
@@ -137,9 +137,19 @@ pub struct RequestReport {
 #[derive(Debug)]
 enum Busy {
     Idle,
-    Booting { until: u64, job: u64, runner: (u64, String) },
-    Root { until: u64, job: u64, runner_id: u64 },
-    Spi { until: u64 },
+    Booting {
+        until: u64,
+        job: u64,
+        runner: (u64, String),
+    },
+    Root {
+        until: u64,
+        job: u64,
+        runner_id: u64,
+    },
+    Spi {
+        until: u64,
+    },
 }
 
 struct Host {
@@ -237,7 +247,9 @@ pub fn requests(trace: &Trace, opts: &RequestOptions) -> std::io::Result<Request
     let (mut root, mut spi) = arrivals(&trace, trace.sim.seed);
     root.retain(|a| a.at_ms < ms(trace.sim.duration));
     spi.retain(|a| a.at_ms < ms(trace.sim.duration));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
     let gh = SimGitHub::new(REPO);
     let hosts = (0..opts.hosts.max(1))
         .map(|n| {
@@ -369,9 +381,17 @@ impl Fleet<'_> {
                 self.gh.start_job(job, &runner.1);
                 let (at, duration) = self.arrival_of.get(&job).copied().unwrap_or((t, 0));
                 self.waits.push(t.saturating_sub(at));
-                host.busy = Busy::Root { until: t + duration, job, runner_id: runner.0 };
+                host.busy = Busy::Root {
+                    until: t + duration,
+                    job,
+                    runner_id: runner.0,
+                };
             }
-            Busy::Root { until, job, runner_id } if *until <= t => {
+            Busy::Root {
+                until,
+                job,
+                runner_id,
+            } if *until <= t => {
                 let (job, id) = (*job, *runner_id);
                 self.gh.complete_job(job);
                 if host.alive {
@@ -395,11 +415,16 @@ impl Fleet<'_> {
         }
         bump(&mut self.counters.s3_reads, t, 1);
         let seen = match &self.lease {
-            Some((lease, etag)) => Seen::Present { lease: lease.clone(), etag: etag.clone() },
+            Some((lease, etag)) => Seen::Present {
+                lease: lease.clone(),
+                etag: etag.clone(),
+            },
             None => Seen::Absent,
         };
         match decide(&host.name, t, &seen, self.opts.lease) {
-            Decision::Write { lease, condition, .. } => {
+            Decision::Write {
+                lease, condition, ..
+            } => {
                 bump(&mut self.counters.s3_writes, t, 1);
                 let holds = match (&condition, &self.lease) {
                     (Condition::Absent, None) => true,
@@ -456,9 +481,9 @@ impl Fleet<'_> {
         self.report.polls += 1;
         match self.rt.block_on(host.demand.poll(EPOCH_S * 1000 + t, None)) {
             Ok((snapshot, stats)) => {
-                let wait = stats
-                    .quota
-                    .map_or(self.opts.interval, |q| paced_interval(self.opts.interval, q));
+                let wait = stats.quota.map_or(self.opts.interval, |q| {
+                    paced_interval(self.opts.interval, q)
+                });
                 host.paced = wait > self.opts.interval;
                 self.report.paced_polls += u64::from(host.paced);
                 host.next_poll = t + ms(wait);
@@ -477,7 +502,10 @@ impl Fleet<'_> {
     fn periodic_calls(&mut self, k: usize, t: u64) {
         let host = &mut self.hosts[k];
         if t >= host.next_release {
-            let _ = self.rt.block_on(host.client.get_cached("list runner releases", RELEASES_PATH));
+            let _ = self.rt.block_on(
+                host.client
+                    .get_cached("list runner releases", RELEASES_PATH),
+            );
             self.report.release_checks += 1;
             host.next_release = t + 6 * HOUR_MS;
         }
@@ -511,12 +539,18 @@ impl Fleet<'_> {
             let host = &mut self.hosts[k];
             host.boots += 1;
             let name = format!("marble-{}-vm-{}", host.name, host.boots);
-            let minted = self.rt.block_on(host.client.generate_jitconfig(&name, &job.labels, 1, None));
+            let minted =
+                self.rt
+                    .block_on(host.client.generate_jitconfig(&name, &job.labels, 1, None));
             self.report.runner_calls += 1;
             if let Ok(jit) = minted {
                 self.claimed.insert(job.id);
                 let until = t + self.boot_ms();
-                self.hosts[k].busy = Busy::Booting { until, job: job.id, runner: (jit.runner_id, name) };
+                self.hosts[k].busy = Busy::Booting {
+                    until,
+                    job: job.id,
+                    runner: (jit.runner_id, name),
+                };
                 return;
             }
         }

@@ -64,7 +64,10 @@ fn listings_change_when_jobs_change_and_unchanged_ones_cost_nothing() {
     assert!(rt.block_on(demand.new_queued_run()).unwrap());
     let (snapshot, _, spent) = poll(20);
     assert_eq!(snapshot.root_jobs.len(), 3);
-    assert_eq!(spent, 1, "only the new run's jobs: the queued listing was read by the watch");
+    assert_eq!(
+        spent, 1,
+        "only the new run's jobs: the queued listing was read by the watch"
+    );
 
     // A runner registered: the runner list changes (the mint is charged too).
     let jit = rt

@@ -80,7 +80,10 @@ fn the_simulator_counts_a_poll_cycle_within_ten_percent_of_a_real_daemon() {
         }
     }
     let reqs = gh.requests();
-    let (from, to) = (poll_end(&reqs, 1).unwrap(), poll_end(&reqs, cycles + 1).unwrap());
+    let (from, to) = (
+        poll_end(&reqs, 1).unwrap(),
+        poll_end(&reqs, cycles + 1).unwrap(),
+    );
     let window = &reqs[from + 1..=to];
     let polls = window.iter().filter(|r| r.path == IN_PROGRESS).count();
     let charged = window
@@ -89,10 +92,15 @@ fn the_simulator_counts_a_poll_cycle_within_ten_percent_of_a_real_daemon() {
         .count();
     let real = charged as f64 / polls as f64;
     let sim = marble_sim::calibrate::charged_per_poll(CYCLES).unwrap();
-    eprintln!("charged per poll cycle: daemon {real:.2} ({charged} in {polls}), simulator {sim:.2}");
+    eprintln!(
+        "charged per poll cycle: daemon {real:.2} ({charged} in {polls}), simulator {sim:.2}"
+    );
     assert!(
         (real / sim - 1.0).abs() <= 0.10,
         "daemon {real} vs simulator {sim} per poll cycle: {:#?}",
-        window.iter().map(|r| (&r.method, &r.path, r.status)).collect::<Vec<_>>()
+        window
+            .iter()
+            .map(|r| (&r.method, &r.path, r.status))
+            .collect::<Vec<_>>()
     );
 }
