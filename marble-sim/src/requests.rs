@@ -252,34 +252,7 @@ pub fn requests(trace: &Trace, opts: &RequestOptions) -> std::io::Result<Request
         .build()?;
     let gh = SimGitHub::new(REPO);
     let hosts = (0..opts.hosts.max(1))
-        .map(|n| {
-            let client = Arc::new(GitHubClient::with_transport(
-                API_URL,
-                RunnerScope::Repo(REPO.into()),
-                Secret::new(TOKEN.to_owned()),
-                gh.clone(),
-            ));
-            let demand = GithubDemand::new(client.clone(), vec![REPO.into()], 50);
-            // Hosts do not start in step: spread their first polls over one interval.
-            let phase = ms(opts.interval) * u64::from(n) / u64::from(opts.hosts.max(1));
-            Host {
-                name: format!("macphsft{:02}", n + 1),
-                client,
-                demand,
-                alive: true,
-                busy: Busy::Idle,
-                next_poll: phase,
-                next_watch: phase,
-                paced: false,
-                view: Vec::new(),
-                boots: 0,
-                next_release: phase,
-                jenkins_seen_at: None,
-                next_jenkins: phase,
-                lease_at: phase,
-                valid_until: 0,
-            }
-        })
+        .map(|n| new_host(n, opts, &gh))
         .collect();
     let mut fleet = Fleet {
         opts,
@@ -340,6 +313,36 @@ pub fn requests(trace: &Trace, opts: &RequestOptions) -> std::io::Result<Request
         t += TICK_MS;
     }
     Ok(fleet.finish())
+}
+
+/// Host `n` of the fleet: its own GitHub client (ETag cache) on the shared token.
+fn new_host(n: u32, opts: &RequestOptions, gh: &Arc<SimGitHub>) -> Host {
+    let client = Arc::new(GitHubClient::with_transport(
+        API_URL,
+        RunnerScope::Repo(REPO.into()),
+        Secret::new(TOKEN.to_owned()),
+        gh.clone(),
+    ));
+    let demand = GithubDemand::new(client.clone(), vec![REPO.into()], 50);
+    // Hosts do not start in step: spread their first polls over one interval.
+    let phase = ms(opts.interval) * u64::from(n) / u64::from(opts.hosts.max(1));
+    Host {
+        name: format!("macphsft{:02}", n + 1),
+        client,
+        demand,
+        alive: true,
+        busy: Busy::Idle,
+        next_poll: phase,
+        next_watch: phase,
+        paced: false,
+        view: Vec::new(),
+        boots: 0,
+        next_release: phase,
+        jenkins_seen_at: None,
+        next_jenkins: phase,
+        lease_at: phase,
+        valid_until: 0,
+    }
 }
 
 impl Fleet<'_> {
