@@ -140,3 +140,60 @@ fn losing_the_elected_poller_loses_no_job_and_takes_over_within_two_intervals() 
         "{calm:?}\n{fault:?}"
     );
 }
+
+/// The same load per host (pushes scaled with the fleet) on one 5 000/h token: forty hosts
+/// with an elected poller spend at most half of it, and their ROOT waits are no worse than
+/// eight hosts that each poll (the daemon before issue 18), which are paced at the limit.
+#[test]
+fn forty_hosts_with_an_elected_poller_use_half_the_budget_and_wait_no_longer_than_eight() {
+    let mut trace = standard_trace(1, 1, 8);
+    trace.sim.duration = Duration::from_secs(4 * 3600);
+    // Every boot 60 s: the waits differ only by how soon a host learns of a job (its own
+    // paced polls, or the leader's snapshot), not by which boots drew the slow tail.
+    trace.boot = marble_sim::trace::BootSection {
+        min: Duration::from_secs(60),
+        max: Duration::from_secs(60),
+        slow_rate: 0.0,
+        slow_max: None,
+    };
+    trace.generate = Some(marble_sim::trace::GenerateSection {
+        seed: Some(1),
+        root: Some(marble_sim::trace::GenRoot {
+            // One job an hour per host, 10-20 min each (twice the standard trace's weekday
+            // rate). At two an hour the elected fleet spends ~3 000/h: the running jobs'
+            // listings change as their steps run (docs/benchmarks.md).
+            per_hour: 8.0,
+            duration_min: Duration::from_secs(10 * 60),
+            duration_max: Duration::from_secs(20 * 60),
+            label_sets: vec![mac14()],
+        }),
+        ..marble_sim::trace::GenerateSection::default()
+    });
+    let run = |hosts, mode| {
+        let opts = RequestOptions {
+            hosted_runs_per_hour: 30.0,
+            ..RequestOptions::new(hosts, mode)
+        };
+        requests(&trace, &opts).unwrap()
+    };
+    let eight = run(8, Mode::Each);
+    let forty = run(40, Mode::Elected);
+    assert!(
+        forty.root_jobs >= 5 * eight.root_jobs / 2,
+        "{eight:?}\n{forty:?}"
+    );
+    assert_eq!(forty.root_started, forty.root_jobs, "{forty:?}");
+    assert!(
+        eight.paced_polls > 0,
+        "eight hosts polling each are paced: {eight:?}"
+    );
+    assert!(
+        forty.github_per_hour_max <= 2_500,
+        "over half the budget: {forty:?}"
+    );
+    assert!(
+        forty.root_wait_p50_s <= eight.root_wait_p50_s
+            && forty.root_wait_p95_s <= eight.root_wait_p95_s,
+        "{eight:?}\n{forty:?}"
+    );
+}
