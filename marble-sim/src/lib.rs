@@ -12,7 +12,8 @@
 //! A crate of its own, on `marbled` without its `s3` feature and never the reverse, so
 //! building the daemon never compiles the simulator (`docs/SIMULATOR.md`, "Where it lives").
 //! [`requests`] drives the daemon's own GitHub client and poller (`ci` feature) against
-//! [`github`], an in-memory GitHub behind the client's transport seam.
+//! [`github`], an in-memory GitHub behind the client's transport seam; [`calibrate`] is the
+//! workload `tests/tests/e2e_requests.rs` compares with a real daemon.
 //!
 //! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; read with
 //! `marbled.toml`'s strict loader; checked in `validate`), [`generate`] (Poisson arrivals,
