@@ -2,7 +2,7 @@
 //! spends, per poll cycle, within 10 % of what the simulator's GitHub counts for the daemon's
 //! poller on the same workload ([`marble_sim::calibrate`]): one queued run whose job no VM
 //! here covers, two runs in progress on GitHub-hosted runners whose job listings change
-//! between polls. Counted as GitHub charges: every answer but a 304.
+//! between polls, and between polls a new queued run no VM covers either. Counted as GitHub charges: every answer but a 304.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e_support;
@@ -32,8 +32,20 @@ fn poll_end(reqs: &[RecordedRequest], k: usize) -> Option<usize> {
     (start..reqs.len()).find(|&i| reqs[i].path == RUNNERS)
 }
 
-/// Both runs in progress move on (a new `started_at`, as a step would): new listings.
+/// Both runs in progress move on (a new `started_at`, as a step would): new listings; and a
+/// run is pushed whose job no VM here covers.
 fn advance(gh: &FakeGitHub, cycle: u32) {
+    if cycle > 0 {
+        let run = 9100 + u64::from(cycle);
+        gh.set_run(run, "queued");
+        gh.set_job(
+            run,
+            200 + u64::from(cycle),
+            "queued",
+            &["self-hosted", "windows", "x64"],
+            "2026-01-01T10:00:00Z",
+        );
+    }
     let started = format!("2026-01-01T10:{:02}:00Z", 10 + cycle);
     for (run, job) in [(9002, 112), (9003, 114)] {
         gh.start_job(
