@@ -31,7 +31,7 @@ pub fn charged_per_poll(cycles: u32) -> std::io::Result<f64> {
     ));
     let demand = GithubDemand::new(client.clone(), vec![REPO.into()], 50);
     let windows: Vec<String> = vec!["self-hosted".into(), "windows".into(), "x64".into()];
-    gh.queue_run(&[windows.clone()]);
+    gh.queue_run(std::slice::from_ref(&windows));
     let hour = 3_600_000;
     gh.start_hosted_run(10 * hour);
     gh.start_hosted_run(10 * hour);
@@ -44,7 +44,7 @@ pub fn charged_per_poll(cycles: u32) -> std::io::Result<f64> {
         // queued listing changes, its jobs are new).
         now += 60_000;
         gh.set_now(now);
-        gh.queue_run(&[windows.clone()]);
+        gh.queue_run(std::slice::from_ref(&windows));
         poll(now).map_err(std::io::Error::other)?;
     }
     let spent = client.rate_limit().counted - before;
