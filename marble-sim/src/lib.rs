@@ -9,8 +9,11 @@
 //! two policies side by side against [`ideal`], the waits an overhead-free FIFO scheduler
 //! would get from the same arrivals.
 //!
-//! A crate of its own, on `marbled` without its `s3`/`ci` features and never the reverse, so
+//! A crate of its own, on `marbled` without its `s3` feature and never the reverse, so
 //! building the daemon never compiles the simulator (`docs/SIMULATOR.md`, "Where it lives").
+//! [`requests`] drives the daemon's own GitHub client and poller (`ci` feature) against
+//! [`github`], an in-memory GitHub behind the client's transport seam; [`calibrate`] is the
+//! workload `tests/tests/e2e_requests.rs` compares with a real daemon.
 //!
 //! Layout: [`trace`] (the TOML format, documented in `docs/SIMULATOR.md`; read with
 //! `marbled.toml`'s strict loader; checked in `validate`), [`generate`] (Poisson arrivals,
@@ -21,10 +24,12 @@
 //! (every trace and shape, one table of the issue-17 targets) and [`import`] (a trace from
 //! real GitHub and Jenkins history).
 
+pub mod calibrate;
 pub mod compare;
 pub mod daily;
 pub mod engine;
 pub mod generate;
+pub mod github;
 pub mod host;
 pub mod ideal;
 pub mod import;
@@ -32,6 +37,7 @@ pub mod invariants;
 pub mod metrics;
 mod ops;
 pub mod replay_all;
+pub mod requests;
 pub mod rng;
 pub mod shapes;
 pub mod standard;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use marble_sim::compare::compare;
 use marble_sim::shapes::Shape;
+use marble_sim::requests::{Mode, RequestOptions, requests};
 use marble_sim::standard::{explicit, standard_trace};
 use marble_sim::{RunOptions, Trace, simulate};
 use marbled::config::Policy;
@@ -75,6 +76,31 @@ enum Cmd {
     /// Write a trace from a repository's GitHub Actions history and Jenkins build history.
     #[cfg(feature = "import")]
     Import(Box<ImportArgs>),
+    /// Count GitHub/Jenkins/bucket requests per hour for fleets of N hosts on one token, with
+    /// the daemon's own poller and pacing, and the ROOT waits and SPI grants they give.
+    Requests {
+        /// The trace file (TOML): its workload is scaled from its hosts to each fleet size.
+        trace: PathBuf,
+        /// Fleet sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "8,20,40")]
+        hosts: Vec<u32>,
+        /// Who polls GitHub: every host, or the lease holder.
+        #[arg(long, value_enum, default_value = "each")]
+        mode: ModeArg,
+        /// Stop the lease holder's daemon this far into the run (`elected`), e.g. `2h`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        leader_dies_at: Option<std::time::Duration>,
+        /// The repository's other (GitHub-hosted) workflow runs started an hour, 30 min
+        /// each: 30 keeps 15 in progress, docs/OPERATIONS.md's busy repository.
+        #[arg(long, default_value_t = 30.0)]
+        hosted_runs_per_hour: f64,
+        /// Simulate only this much of the trace, e.g. `1day`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Print the reports as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the standard fleet trace (hosts, boot times, daily workload), or one of issue
     /// 17's load shapes, as TOML.
     Generate {
@@ -142,6 +168,12 @@ struct ImportArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Each,
+    Elected,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum PolicyArg {
     Cycle,
     Demand,
@@ -153,6 +185,64 @@ fn load(path: &std::path::Path) -> Result<Trace, ExitCode> {
         eprintln!("marble-sim: {err}");
         ExitCode::from(2)
     })
+}
+
+/// `marble-sim requests`: one row per fleet size.
+fn requests_table(trace: &Trace, hosts: &[u32], base: &RequestOptions, json: bool) -> ExitCode {
+    if !json {
+        println!(
+            "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "hosts",
+            "mode",
+            "gh/h p50",
+            "gh/h max",
+            "jenk/h",
+            "s3/h",
+            "wait p50",
+            "wait p95",
+            "spi p95"
+        );
+    }
+    for &n in hosts {
+        let opts = RequestOptions {
+            hosts: n,
+            ..base.clone()
+        };
+        let r = match requests(trace, &opts) {
+            Ok(r) => r,
+            Err(err) => {
+                eprintln!("marble-sim: cannot start the runtime: {err}");
+                return ExitCode::from(70);
+            }
+        };
+        if json {
+            match serde_json::to_string(&r) {
+                Ok(line) => println!("{line}"),
+                Err(err) => {
+                    eprintln!("marble-sim: {err}");
+                    return ExitCode::from(70);
+                }
+            }
+        } else {
+            let label = match base.mode {
+                Mode::Each => "each",
+                Mode::Elected => "elected",
+            };
+            println!(
+                "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7.0}s {:>8.0}s {:>8.0}s",
+                n,
+                label,
+                r.github_per_hour_p50,
+                r.github_per_hour_max,
+                r.jenkins_per_hour_max,
+                r.s3_reads_per_hour_max + r.s3_writes_per_hour_max,
+                r.root_wait_p50_s,
+                r.root_wait_p95_s,
+                r.spi_grant_p95_s
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -216,6 +306,31 @@ fn main() -> ExitCode {
         } => replay_all(&dir, seeds, first_seed, json, strict),
         #[cfg(feature = "import")]
         Cmd::Import(args) => import(&args),
+        Cmd::Requests {
+            trace,
+            hosts,
+            mode,
+            leader_dies_at,
+            hosted_runs_per_hour,
+            duration,
+            json,
+        } => {
+            let loaded = match load(&trace) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let mode = match mode {
+                ModeArg::Each => Mode::Each,
+                ModeArg::Elected => Mode::Elected,
+            };
+            let base = RequestOptions {
+                leader_dies_at,
+                hosted_runs_per_hour,
+                duration,
+                ..RequestOptions::new(1, mode)
+            };
+            requests_table(&loaded, &hosts, &base, json)
+        }
         Cmd::Generate {
             shape: Some(shape),
             seed,

@@ -133,11 +133,29 @@ impl Attempt {
     }
 }
 
+/// An in-process stand-in for the network: answers a request at once, from its own state.
+/// marble-sim's GitHub implements it so the simulator drives the daemon's own GitHub client,
+/// poller and pacing (`docs/SIMULATOR.md`, "Requests"); the daemon never sets one. It sees the
+/// request exactly as it would go out (method, URL, headers, body) and answers with real
+/// headers (`etag`, `x-ratelimit-*`); no retry loop runs around it.
+pub trait Transport: Send + Sync {
+    /// The answer to one request.
+    fn exchange(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> HttpResponse;
+}
+
 /// Pooled HTTP/1.1 client, `http://` and `https://`.
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
     timeout: Duration,
+    /// When set, [`HttpClient::send`] asks it instead of the network (the simulator).
+    local: Option<std::sync::Arc<dyn Transport>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -192,7 +210,20 @@ impl HttpClient {
                 reqwest::Client::new()
             }
         };
-        Self { client, timeout }
+        Self {
+            client,
+            timeout,
+            local: None,
+        }
+    }
+
+    /// A client whose [`HttpClient::send`] is answered by `local` (marble-sim): the callers'
+    /// code is the production path, only the socket is replaced.
+    pub fn with_transport(timeout: Duration, local: std::sync::Arc<dyn Transport>) -> Self {
+        Self {
+            local: Some(local),
+            ..Self::new(timeout)
+        }
     }
 
     /// The per-attempt timeout.
@@ -209,6 +240,9 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<Bytes>,
     ) -> Result<HttpResponse, HttpError> {
+        if let Some(local) = &self.local {
+            return Ok(local.exchange(&method, url, headers, body.as_deref()));
+        }
         let backoff = ExponentialBuilder::default()
             .with_min_delay(RETRY_MIN_DELAY)
             .with_max_delay(RETRY_MAX_DELAY)

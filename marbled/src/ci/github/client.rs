@@ -145,6 +145,21 @@ impl GitHubClient {
         }
     }
 
+    /// A client with `token` whose requests `local` answers instead of the network (the
+    /// simulator's GitHub): everything above the socket is the daemon's own code.
+    pub fn with_transport(
+        api_url: &str,
+        scope: RunnerScope,
+        token: Secret,
+        local: Arc<dyn crate::ci::http::Transport>,
+    ) -> Self {
+        let timeout = Duration::from_secs(30);
+        Self {
+            http: HttpClient::with_transport(timeout, local),
+            ..Self::with_token(api_url, scope, TokenCell::fixed(token), timeout)
+        }
+    }
+
     /// Whether the token is loaded, and why not.
     pub fn token_status(&self) -> TokenStatus {
         self.credentials.status()
