@@ -62,3 +62,5 @@ pub struct JenkinsDemand {
     /// text named none.
     pub by_label: Vec<(Option<String>, u64, u64)>,
 }
+
+pub mod shared;
