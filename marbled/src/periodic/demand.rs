@@ -46,6 +46,15 @@ pub(super) struct DemandPoll {
     polled_at: tokio::time::Instant,
     /// The wait the last round chose: the interval, or longer while paced or rate limited.
     wait: Duration,
+    /// `[demand] shared`: the election and the published snapshot (None: this host polls
+    /// for itself).
+    #[cfg(feature = "s3")]
+    shared: Option<super::fleet_poll::Shared>,
+    /// The next round was asked for early (a nudge or the watch).
+    early: bool,
+    /// The last good GitHub poll, with when it ran and the offline runners it saw: what the
+    /// holder publishes.
+    last_good: Option<(DemandSnapshot, u64, Vec<marble_proto::OfflineRunner>)>,
 }
 
 impl DemandPoll {
@@ -57,10 +66,21 @@ impl DemandPoll {
             nudge: handle.demand_nudge(),
             polled_at: tokio::time::Instant::now(),
             wait: section.interval,
+            #[cfg(feature = "s3")]
+            shared: None,
+            early: false,
+            last_good: None,
             handle,
             section,
             sources,
         }
+    }
+
+    /// Elect one poller per fleet through the bucket (`[demand] shared`).
+    #[cfg(feature = "s3")]
+    pub(super) fn with_shared(mut self, shared: Option<super::fleet_poll::Shared>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Poll GitHub and send the actor what it found (or an empty snapshot once the last good
@@ -105,6 +125,7 @@ impl DemandPoll {
             seen,
             next_poll: self.wait,
         });
+        self.last_good = Some((snapshot.clone(), now, stats.offline.clone()));
         let offline = OfflineSeen {
             runners: stats.offline,
             polled_ms: now,
@@ -183,6 +204,31 @@ impl Task for DemandPoll {
     }
 
     async fn round(&mut self) -> ControlFlow<()> {
+        #[cfg(feature = "s3")]
+        if let Some(mut shared) = self.shared.take() {
+            let flow = self.shared_round(&mut shared).await;
+            self.shared = Some(shared);
+            return flow;
+        }
+        self.poll_round().await
+    }
+
+    async fn until_next(&mut self) {
+        #[cfg(feature = "s3")]
+        if let Some(shared) = self.shared.take() {
+            self.shared_wait(&shared).await;
+            self.shared = Some(shared);
+            return;
+        }
+        self.poll_wait().await;
+    }
+}
+
+impl DemandPoll {
+    /// Poll every source and send the actor what they said (without `shared`, or as the
+    /// fleet's poller).
+    async fn poll_round(&mut self) -> ControlFlow<()> {
+        self.early = false;
         self.polled_at = tokio::time::Instant::now();
         self.wait = self.section.interval;
         // Taken out for the round so the pollers can update the rest of the state.
@@ -202,7 +248,7 @@ impl Task for DemandPoll {
 
     /// Until `polled_at + wait`, or earlier when the scheduler asks or the watch sees a new
     /// run, but never sooner than [`MIN_NUDGE_GAP`] after the last round started.
-    async fn until_next(&mut self) {
+    async fn poll_wait(&mut self) {
         let next = self.polled_at + self.wait;
         let backing_off = self.wait > self.section.interval;
         let early = wait_for_poll(
@@ -215,6 +261,114 @@ impl Task for DemandPoll {
         )
         .await;
         if early {
+            let earliest = self.polled_at + MIN_NUDGE_GAP;
+            tokio::time::sleep_until(earliest.min(next)).await;
+        }
+    }
+}
+
+/// `[demand] shared`: one round and the wait after it, by this host's role.
+#[cfg(feature = "s3")]
+impl DemandPoll {
+    /// Step the election; the holder polls when its poll is due (at once when it just took
+    /// the lease) and publishes, a follower reads the published snapshot and feeds it to its
+    /// actor, and a host without the bucket polls for itself.
+    async fn shared_round(&mut self, shared: &mut super::fleet_poll::Shared) -> ControlFlow<()> {
+        use super::fleet_poll::Role;
+        let before = shared.role().cloned();
+        let due = self.early || tokio::time::Instant::now() >= self.polled_at + self.wait;
+        match shared.step().await {
+            Role::Leader { term } => {
+                let new_term = before != Some(Role::Leader { term });
+                if !(new_term || due) {
+                    // A renewal only.
+                    return ControlFlow::Continue(());
+                }
+                let flow = self.poll_round().await;
+                let github = (self.last_good.as_ref()).map(|(s, at, off)| (s, *at, off.as_slice()));
+                shared.publish(term, github, self.last_jenkins.as_ref()).await;
+                flow
+            }
+            Role::Alone if due => self.poll_round().await,
+            Role::Alone => ControlFlow::Continue(()),
+            Role::Follower { .. } => self.follow(shared).await,
+        }
+    }
+
+    /// Read the published snapshot and feed it to the actor as if this host had polled; a
+    /// snapshot (or an outage) older than `max_age` feeds "nothing waits".
+    async fn follow(&mut self, shared: &super::fleet_poll::Shared) -> ControlFlow<()> {
+        self.early = false;
+        self.polled_at = tokio::time::Instant::now();
+        self.wait = self.section.interval;
+        let now = now_ms();
+        let feed = match shared.read().await {
+            Some(published) => {
+                self.github_at = Some(published.polled_ms).filter(|at| *at > 0);
+                published.feed(now, self.max_age_ms)
+            }
+            None => match self.github_at {
+                Some(at) if now.saturating_sub(at) > self.max_age_ms => {
+                    tracing::warn!("the fleet's demand snapshot expired; assuming nothing waits");
+                    self.github_at = None;
+                    crate::demand::shared::Feed {
+                        github: Some(DemandSnapshot::default()),
+                        offline: None,
+                        jenkins: None,
+                    }
+                }
+                _ => return ControlFlow::Continue(()),
+            },
+        };
+        if feed.github.is_none() && feed.jenkins.is_none() {
+            return ControlFlow::Continue(());
+        }
+        let sent = (self.handle).demand(feed.github, feed.jenkins, None, feed.offline);
+        if sent.await.is_err() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Until the next poll (holder, or alone) or read (follower), or the next election step
+    /// (the holder's renewal, a follower's take-over time), whichever is first. A nudge asks
+    /// the holder for an early poll and a follower for an early read (after
+    /// [`MIN_NUDGE_GAP`]); only the holder watches GitHub.
+    async fn shared_wait(&mut self, shared: &super::fleet_poll::Shared) {
+        use super::fleet_poll::Role;
+        let step_at = {
+            let ms = shared.next_step_ms().saturating_sub(now_ms());
+            tokio::time::Instant::now() + Duration::from_millis(ms)
+        };
+        let no_sources = Sources::default();
+        let (next, backing_off, sources) = match shared.role() {
+            Some(Role::Follower { .. }) => (
+                (self.polled_at + self.section.interval).min(step_at),
+                false,
+                &no_sources,
+            ),
+            Some(Role::Leader { .. }) => (
+                (self.polled_at + self.wait).min(step_at),
+                self.wait > self.section.interval,
+                &self.sources,
+            ),
+            Some(Role::Alone) | None => (
+                self.polled_at + self.wait,
+                self.wait > self.section.interval,
+                &self.sources,
+            ),
+        };
+        let early = wait_for_poll(
+            &self.section,
+            sources,
+            &self.handle,
+            &self.nudge,
+            next,
+            backing_off,
+        )
+        .await;
+        if early {
+            self.early = true;
             let earliest = self.polled_at + MIN_NUDGE_GAP;
             tokio::time::sleep_until(earliest.min(next)).await;
         }
