@@ -7,6 +7,13 @@
 //! never while backing off from a rate limit. While the scheduler says the host is free
 //! ([`DaemonHandle::demand_watching`]), the `watch` lists GitHub's queued runs every
 //! `[demand] watch` and polls early (same gap) when a new run is queued.
+//!
+//! With `[demand] shared` (issue 18) one host per fleet polls: each round steps the bucket
+//! lease (`super::fleet_poll`); the holder polls as above (renewing every half interval,
+//! watching whether or not its own host is free) and publishes what it saw, the others read
+//! the published snapshot every interval (early on a nudge) and feed it to their actor as if
+//! they had polled, and wake at the holder's expiry + margin to take over. A host that cannot
+//! reach the bucket polls for itself.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -258,6 +265,7 @@ impl DemandPoll {
             &self.nudge,
             next,
             backing_off,
+            false,
         )
         .await;
         if early {
@@ -341,6 +349,8 @@ impl DemandPoll {
             tokio::time::Instant::now() + Duration::from_millis(ms)
         };
         let no_sources = Sources::default();
+        // The fleet's poller watches whether or not its own host is free: another host may be.
+        let leads = matches!(shared.role(), Some(Role::Leader { .. }));
         let (next, backing_off, sources) = match shared.role() {
             Some(Role::Follower { .. }) => (
                 (self.polled_at + self.section.interval).min(step_at),
@@ -365,6 +375,7 @@ impl DemandPoll {
             &self.nudge,
             next,
             backing_off,
+            leads,
         )
         .await;
         if early {
@@ -386,8 +397,8 @@ async fn this_hosts_vms(handle: &DaemonHandle) -> Option<Vec<marble_proto::VmInf
 }
 
 /// Wait until the next poll is due: `next` (false), or earlier (true) when the scheduler asks
-/// for one or, while the host is free, the watch sees a newly queued run. Neither while
-/// backing off from a rate limit.
+/// for one or, while the host is free (or always: `always_watch`, the fleet's poller), the
+/// watch sees a newly queued run. Neither while backing off from a rate limit.
 async fn wait_for_poll(
     section: &DemandSection,
     sources: &Sources,
@@ -395,6 +406,7 @@ async fn wait_for_poll(
     nudge: &tokio::sync::Notify,
     next: tokio::time::Instant,
     backing_off: bool,
+    always_watch: bool,
 ) -> bool {
     let mut watching = handle.demand_watching();
     let watch_github = sources
@@ -403,7 +415,9 @@ async fn wait_for_poll(
         .filter(|_| !backing_off && !section.watch.is_zero());
     loop {
         let look_at = tokio::time::Instant::now() + section.watch;
-        let watch_now = watch_github.filter(|_| *watching.borrow_and_update() && look_at < next);
+        // Read (and mark seen) either way, so `changed` below waits for the next change.
+        let free_here = *watching.borrow_and_update();
+        let watch_now = watch_github.filter(|_| (always_watch || free_here) && look_at < next);
         tokio::select! {
             () = tokio::time::sleep_until(next) => return false,
             () = nudge.notified(), if !backing_off => {
