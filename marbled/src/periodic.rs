@@ -10,10 +10,10 @@
 #[cfg(feature = "ci")]
 mod demand;
 mod every;
-#[cfg(feature = "s3")]
-mod heartbeat;
 #[cfg(all(feature = "ci", feature = "s3"))]
 mod fleet_poll;
+#[cfg(feature = "s3")]
+mod heartbeat;
 #[cfg(feature = "ci")]
 mod releases;
 mod textfile;

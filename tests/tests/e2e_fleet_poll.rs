@@ -76,7 +76,10 @@ fn fixed_workload(gh: &FakeGitHub) {
 }
 
 fn polls(gh: &FakeGitHub) -> usize {
-    gh.requests().iter().filter(|r| r.path == IN_PROGRESS).count()
+    gh.requests()
+        .iter()
+        .filter(|r| r.path == IN_PROGRESS)
+        .count()
 }
 
 /// GitHub requests per poll interval, measured from one full poll to the `cycles`th after
@@ -175,9 +178,8 @@ fn when_the_poller_is_killed_another_takes_over_within_two_intervals_and_the_job
     queue_mac14_job(&gh);
     d1.kill9();
     let killed = Instant::now();
-    let took_over = wait_until_blocking(2 * INTERVAL, || {
-        log_has(&d2, LEADS) || log_has(&d3, LEADS)
-    });
+    let took_over =
+        wait_until_blocking(2 * INTERVAL, || log_has(&d2, LEADS) || log_has(&d3, LEADS));
     assert!(
         took_over,
         "nobody took over within two intervals ({:?})\nlog 2:\n{}\nlog 3:\n{}",

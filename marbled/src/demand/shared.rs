@@ -196,7 +196,10 @@ impl Published {
     pub fn feed(&self, now_ms: u64, max_age_ms: u64) -> Feed {
         let fresh = self.polled_ms > 0 && now_ms.saturating_sub(self.polled_ms) <= max_age_ms;
         let (github, offline) = match &self.github {
-            Some(part) if fresh => (Some(part.snapshot()), Some(part.offline_seen(self.polled_ms))),
+            Some(part) if fresh => (
+                Some(part.snapshot()),
+                Some(part.offline_seen(self.polled_ms)),
+            ),
             Some(_) => (Some(DemandSnapshot::default()), None),
             None => (None, None),
         };
@@ -324,7 +327,13 @@ mod tests {
     fn keys_name_the_repository_set() {
         let set = repo_set(&["root-project/root".into(), "a/b".into()]);
         assert_eq!(set, "a_b+root-project_root");
-        assert_eq!(snapshot_key("fleet/", &set), "fleet/demand/a_b+root-project_root.json");
-        assert_eq!(lease_key("fleet/", &set), "fleet/lease/demand-a_b+root-project_root.json");
+        assert_eq!(
+            snapshot_key("fleet/", &set),
+            "fleet/demand/a_b+root-project_root.json"
+        );
+        assert_eq!(
+            lease_key("fleet/", &set),
+            "fleet/lease/demand-a_b+root-project_root.json"
+        );
     }
 }

@@ -294,7 +294,9 @@ impl DemandPoll {
                 }
                 let flow = self.poll_round().await;
                 let github = (self.last_good.as_ref()).map(|(s, at, off)| (s, *at, off.as_slice()));
-                shared.publish(term, github, self.last_jenkins.as_ref()).await;
+                shared
+                    .publish(term, github, self.last_jenkins.as_ref())
+                    .await;
                 flow
             }
             Role::Alone if due => self.poll_round().await,

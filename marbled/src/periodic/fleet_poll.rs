@@ -12,8 +12,8 @@ use crate::demand::JenkinsDemand;
 use crate::demand::shared::{Published, lease_key, repo_set, snapshot_key};
 use crate::images::{Bucket, ImageStoreConfig};
 use crate::lease::Timing;
-use crate::sched::DemandSnapshot;
 use crate::lease::bucket::{LeaseError, LeaseStore, Standing};
+use crate::sched::DemandSnapshot;
 
 /// This host's part in the election after a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
