@@ -136,12 +136,13 @@ fn three_daemons_spend_at_most_1_2_times_the_requests_of_one() {
         "three daemons spend {three:.1} requests per poll cycle, one alone {one:.1}"
     );
 
-    // Every daemon's metrics show the same queued job.
+    // Every daemon's metrics show the same queued job, and the poller: host and term.
     for d in [&d1, &d2, &d3] {
         let mut text = String::new();
         let same = wait_until_blocking(T, || {
             text = ctl(&d.socket, &["metrics"]).stdout;
             text.contains(WINDOWS)
+                && text.contains("marble_demand_poller{holder=\"macphsft01\"} 1\n")
         });
         assert!(same, "{text}\n{}", d.log_text());
     }

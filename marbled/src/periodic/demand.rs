@@ -285,7 +285,17 @@ impl DemandPoll {
         use super::fleet_poll::Role;
         let before = shared.role().cloned();
         let due = self.early || tokio::time::Instant::now() >= self.polled_at + self.wait;
-        match shared.step().await {
+        let role = shared.step().await;
+        if before.as_ref() != Some(&role) {
+            let seen = match &role {
+                Role::Leader { term } => Some((shared.me().to_string(), *term)),
+                Role::Follower { holder, term } => Some((holder.clone(), *term)),
+                Role::Alone => None,
+            };
+            let seen = seen.map(|(holder, term)| crate::demand::PollerSeen { holder, term });
+            self.handle.demand_poller(seen).await;
+        }
+        match role {
             Role::Leader { term } => {
                 let new_term = before != Some(Role::Leader { term });
                 if !(new_term || due) {

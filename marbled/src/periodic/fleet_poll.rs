@@ -84,6 +84,11 @@ impl Shared {
         self.next_step_ms
     }
 
+    /// This host's name (the lease holder's when it leads).
+    pub(super) fn me(&self) -> &str {
+        &self.me
+    }
+
     /// The role of the last step.
     pub(super) fn role(&self) -> Option<&Role> {
         self.role.as_ref()
