@@ -190,6 +190,22 @@ fn when_the_poller_is_killed_another_takes_over_within_two_intervals_and_the_job
     );
     eprintln!("take-over {:?} after the kill", killed.elapsed());
 
+    // Both survivors name the new holder with the next term.
+    let new_holder = if log_has(&d2, LEADS) {
+        "macphsft02"
+    } else {
+        "macphsft03"
+    };
+    let line = format!("marble_demand_poller{{holder=\"{new_holder}\"}} 2\n");
+    for d in [&d2, &d3] {
+        let mut text = String::new();
+        let seen = wait_until_blocking(T, || {
+            text = ctl(&d.socket, &["metrics"]).stdout;
+            text.contains(&line)
+        });
+        assert!(seen, "{line}{text}");
+    }
+
     let booted = wait_until_blocking(T, || {
         [&d2, &d3]
             .iter()
