@@ -4,7 +4,8 @@
 //! the lease relies on, as on Ceph RGW). Three daemons spend at most 1.2× the GitHub
 //! requests per poll cycle of one daemon alone, and all show the same queued jobs; when the
 //! poller is killed (-9) another host takes over within two poll intervals and a job queued
-//! just before the kill still gets a VM.
+//! just before the kill still gets a VM; a poller stopped gracefully resigns, and is
+//! replaced within one interval.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e_support;
@@ -216,5 +217,40 @@ fn when_the_poller_is_killed_another_takes_over_within_two_intervals_and_the_job
         "the job queued before the kill got no VM\nlog 2:\n{}\nlog 3:\n{}",
         d2.log_text(),
         d3.log_text()
+    );
+}
+
+#[test]
+fn a_poller_stopped_gracefully_resigns_and_is_replaced_within_one_interval() {
+    let Some(s3) = LocalS3::start() else { return };
+    let proxy = SerialProxy::start(s3.addr);
+    let (_rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
+    let (_e1, mut d1) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft01", "manual");
+    assert!(
+        wait_until_blocking(T, || log_has(&d1, LEADS)),
+        "{}",
+        d1.log_text()
+    );
+    let (_e2, d2) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft02", "demand");
+    assert!(
+        wait_until_blocking(T, || log_has(&d2, FOLLOWS)),
+        "{}",
+        d2.log_text()
+    );
+    let stopping = Instant::now();
+    d1.terminate(T).expect("the poller stops");
+    assert!(
+        d1.log_text()
+            .contains("resigned as the fleet's demand poller"),
+        "{}",
+        d1.log_text()
+    );
+    // Without the resignation the lease runs out only after 1.5 intervals + the margin.
+    let took_over = wait_until_blocking(INTERVAL + Duration::from_secs(1), || log_has(&d2, LEADS));
+    assert!(
+        took_over,
+        "no take-over within one interval of the stop ({:?})\n{}",
+        stopping.elapsed(),
+        d2.log_text()
     );
 }

@@ -222,12 +222,23 @@ impl Task for DemandPoll {
 
     async fn until_next(&mut self) {
         #[cfg(feature = "s3")]
-        if let Some(shared) = self.shared.take() {
-            self.shared_wait(&shared).await;
-            self.shared = Some(shared);
+        // Not taken out (as in `round`): this wait is dropped at shutdown, and `stopped`
+        // still needs the lease to resign.
+        if let Some(shared) = &self.shared {
+            let (role, next_step_ms) = (shared.role().cloned(), shared.next_step_ms());
+            self.shared_wait(role, next_step_ms).await;
             return;
         }
         self.poll_wait().await;
+    }
+
+    /// The fleet's poller steps down (`[demand] shared`), so another host takes over at its
+    /// next read instead of at this lease's expiry.
+    async fn stopped(&mut self) {
+        #[cfg(feature = "s3")]
+        if let Some(shared) = &self.shared {
+            shared.resign().await;
+        }
     }
 }
 
@@ -354,16 +365,16 @@ impl DemandPoll {
     /// (the holder's renewal, a follower's take-over time), whichever is first. A nudge asks
     /// the holder for an early poll and a follower for an early read (after
     /// [`MIN_NUDGE_GAP`]); only the holder watches GitHub.
-    async fn shared_wait(&mut self, shared: &super::fleet_poll::Shared) {
+    async fn shared_wait(&mut self, role: Option<super::fleet_poll::Role>, next_step_ms: u64) {
         use super::fleet_poll::Role;
         let step_at = {
-            let ms = shared.next_step_ms().saturating_sub(now_ms());
+            let ms = next_step_ms.saturating_sub(now_ms());
             tokio::time::Instant::now() + Duration::from_millis(ms)
         };
         let no_sources = Sources::default();
         // The fleet's poller watches whether or not its own host is free: another host may be.
-        let leads = matches!(shared.role(), Some(Role::Leader { .. }));
-        let (next, backing_off, sources) = match shared.role() {
+        let leads = matches!(role, Some(Role::Leader { .. }));
+        let (next, backing_off, sources) = match role {
             Some(Role::Follower { .. }) => (
                 (self.polled_at + self.section.interval).min(step_at),
                 false,

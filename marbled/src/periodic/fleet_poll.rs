@@ -178,6 +178,25 @@ impl Shared {
         role
     }
 
+    /// Step down if this host holds the lease (shutdown, reload): write it expired, so the
+    /// others take over at their next read. Bounded: the drain waits 2 s for side tasks.
+    pub(super) async fn resign(&self) {
+        let (Some(store), Some(Role::Leader { term })) = (&self.lease, &self.role) else {
+            return;
+        };
+        match tokio::time::timeout(std::time::Duration::from_millis(1500), store.resign()).await {
+            Ok(Ok(true)) => tracing::info!(term, "resigned as the fleet's demand poller"),
+            Ok(Ok(false)) => {}
+            Ok(Err(err)) => tracing::warn!(
+                error = %crate::chain::ErrorChain(&err),
+                "could not resign as the fleet's demand poller; another host takes over at its expiry"
+            ),
+            Err(_) => tracing::warn!(
+                "resigning as the fleet's demand poller timed out; another host takes over at its expiry"
+            ),
+        }
+    }
+
     /// The holder publishes what it polled: the last good GitHub snapshot (with when it
     /// was taken and its offline runners) and the Jenkins queue.
     pub(super) async fn publish(
