@@ -53,6 +53,8 @@ pub struct Snapshot {
     /// The Jenkins queue as last polled: `(label, buildable items, oldest queue time in unix
     /// ms)`; None when Jenkins is not polled.
     pub jenkins: Option<Vec<(Option<String>, u64, u64)>>,
+    /// The fleet's demand poller (`[demand] shared`): `(holder, term)`; None without it.
+    pub demand_poller: Option<(String, u64)>,
     /// ROOT VMs' runner versions (None without `[github]`).
     pub runners: Option<marble_proto::RunnerReport>,
     /// Now, unix ms (ages are computed from it).

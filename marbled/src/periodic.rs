@@ -10,6 +10,8 @@
 #[cfg(feature = "ci")]
 mod demand;
 mod every;
+#[cfg(all(feature = "ci", feature = "s3"))]
+mod fleet_poll;
 #[cfg(feature = "s3")]
 mod heartbeat;
 #[cfg(feature = "ci")]
@@ -118,6 +120,9 @@ pub fn spawn(
                 "demand sources enabled"
             );
             let task = demand::DemandPoll::new(handle.clone(), demand.clone(), sources);
+            // `[demand] shared`: one host per fleet polls (validation requires `[fleet]`).
+            #[cfg(feature = "s3")]
+            let task = task.with_shared(fleet_poll::Shared::for_config(config));
             tasks.spawn(
                 every::run(task, shutdown.clone()).instrument(tracing::info_span!("demand")),
             );

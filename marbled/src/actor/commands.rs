@@ -50,6 +50,7 @@ impl Supervisor {
                 quota,
                 offline,
             } => self.on_demand(github, jenkins, quota, offline),
+            ActorCommand::DemandPoller(seen) => self.demand_poller = seen,
             ActorCommand::SetFleet(fleet) => self.fleet = fleet,
             ActorCommand::Reconfigure { sched, ctx } => {
                 tracing::info!("configuration reloaded");

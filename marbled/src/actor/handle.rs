@@ -56,6 +56,8 @@ pub(super) enum ActorCommand {
         quota: Option<crate::demand::PollQuota>,
         offline: Option<crate::demand::OfflineSeen>,
     },
+    /// The fleet's demand poller changed (`[demand] shared`; None: nobody known).
+    DemandPoller(Option<crate::demand::PollerSeen>),
 }
 
 /// Cloneable handle to the actor.
@@ -79,6 +81,7 @@ impl std::fmt::Debug for ActorCommand {
             ActorCommand::Reconfigure { .. } => "Reconfigure",
             ActorCommand::SetFleet(_) => "SetFleet",
             ActorCommand::Demand { .. } => "Demand",
+            ActorCommand::DemandPoller(_) => "DemandPoller",
         })
     }
 }
@@ -169,6 +172,11 @@ impl DaemonHandle {
             })
             .await
             .map_err(|_| gone())
+    }
+
+    /// The fleet's demand poller as the last election step saw it (metrics).
+    pub async fn demand_poller(&self, seen: Option<crate::demand::PollerSeen>) {
+        let _ = self.tx.send(ActorCommand::DemandPoller(seen)).await;
     }
 
     /// Answer `FleetList` from this bucket reader from now on (a reload changed `[fleet]`).

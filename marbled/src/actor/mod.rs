@@ -154,6 +154,8 @@ pub struct Supervisor {
     github_quota: Option<crate::demand::PollQuota>,
     /// Offline runners the last GitHub poll did not count (`CiStatus`, metrics).
     github_offline: Option<crate::demand::OfflineSeen>,
+    /// The fleet's demand poller (`[demand] shared`; metrics only).
+    demand_poller: Option<crate::demand::PollerSeen>,
     /// Shared with the demand poller (see [`DaemonHandle::demand_nudge`]).
     demand_nudge: Arc<tokio::sync::Notify>,
     /// See [`DaemonHandle::demand_watching`].
@@ -212,6 +214,7 @@ impl Supervisor {
             jenkins_queue: None,
             github_quota: None,
             github_offline: None,
+            demand_poller: None,
             demand_nudge: Arc::clone(&demand_nudge),
             demand_watching,
             fleet: Fleet::default(),

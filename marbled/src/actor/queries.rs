@@ -79,6 +79,7 @@ impl Supervisor {
                 next_poll: q.next_poll,
             }),
             jenkins: (self.jenkins_queue.as_ref()).map(|j| j.by_label.clone()),
+            demand_poller: (self.demand_poller.as_ref()).map(|p| (p.holder.clone(), p.term)),
             runners: ci::runner_report(&self.ctx.runners, now),
             now_ms: now,
         }

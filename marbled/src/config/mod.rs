@@ -251,6 +251,7 @@ impl Config {
              # repos = []                      # default: github.repo; required with github.org\n\
              # max_runs = 50\n\
              # max_age = \"10m\"\n\
+             # shared = false                  # one elected poller per fleet, via [fleet]'s bucket\n\
              # [fleet]       # heartbeat object in the [images] bucket; marblectl fleet ls\n\
              # interval = \"1m\"\n\
              # prefix = \"fleet/\"\n\

@@ -33,6 +33,10 @@ pub struct DemandSection {
     /// A snapshot older than this (polls failing) is replaced by an empty one.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// One elected host per fleet polls and publishes the snapshot in the `[fleet]` bucket;
+    /// the others read it (issue 18). Needs `[fleet]`. The lease's timing follows
+    /// `interval` ([`Self::lease_timing_ms`]).
+    pub shared: bool,
 }
 
 impl Default for DemandSection {
@@ -45,11 +49,21 @@ impl Default for DemandSection {
             repos: Vec::new(),
             max_runs: 50,
             max_age: Duration::from_secs(600),
+            shared: false,
         }
     }
 }
 
 impl DemandSection {
+    /// The poller lease's `(duration, margin)` in ms, from `interval`: duration 1.5 ×
+    /// interval, margin interval / 6. A holder that dies just after renewing is replaced
+    /// `duration + margin` = 5/3 interval later, within the two intervals issue 18 asks for;
+    /// the holder renews every duration / 3 = interval / 2.
+    pub fn lease_timing_ms(&self) -> (u64, u64) {
+        let interval = u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX);
+        (interval.saturating_mul(3) / 2, (interval / 6).max(1))
+    }
+
     /// Every problem, as `(key, message)`; `repo` is `github.repo` when `[github]` is set.
     pub fn problems(&self, github: Option<Option<&str>>) -> Vec<(String, String)> {
         let mut out = Vec::new();

@@ -241,3 +241,28 @@ fn runner_keys_are_checked_with_their_names() {
         assert_eq!(config.github.unwrap().runner_version, ok);
     }
 }
+
+#[test]
+fn a_shared_demand_poller_needs_the_fleet_bucket_and_times_its_lease_from_the_interval() {
+    let jenkins = "[jenkins]\nurl = \"https://jenkins.example\"\nuser = \"u\"\ntoken_file = \"/nonexistent\"\n";
+    let err = parse(&format!(
+        "{jenkins}[demand]\nshared = true\ngithub = false\n"
+    ))
+    .expect_err("no [fleet]");
+    assert!(
+        err.to_string().contains("demand.shared: needs a [fleet]"),
+        "{err}"
+    );
+    let err = parse("[demand]\nsharde = true\n").expect_err("typo");
+    assert!(err.to_string().contains("demand.sharde"), "{err}");
+    let section = DemandSection {
+        interval: Duration::from_secs(30),
+        ..DemandSection::default()
+    };
+    let (duration, margin) = section.lease_timing_ms();
+    assert_eq!((duration, margin), (45_000, 5_000));
+    assert!(
+        duration + margin < 2 * 30_000,
+        "take-over within two intervals"
+    );
+}

@@ -237,6 +237,12 @@ impl Config {
                     "needs a [github] or [jenkins] section to poll".to_owned(),
                 ));
             }
+            if demand.shared && self.fleet.is_none() {
+                mine.push((
+                    "demand.shared".to_owned(),
+                    "needs a [fleet] section: the poller is elected and publishes through the fleet's bucket".to_owned(),
+                ));
+            }
         }
         if let Some(fleet) = &self.fleet {
             mine.extend(fleet.problems());

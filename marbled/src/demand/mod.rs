@@ -55,6 +55,16 @@ pub struct OfflineSeen {
     pub polled_ms: u64,
 }
 
+/// Which host polls for the fleet (`[demand] shared`), as this host's last election step saw
+/// it (metrics: `marble_demand_poller`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollerSeen {
+    /// The lease holder (this host, or the one it follows).
+    pub holder: String,
+    /// Its term.
+    pub term: u64,
+}
+
 /// The Jenkins queue as last polled: buildable items per label.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JenkinsDemand {
@@ -62,3 +72,5 @@ pub struct JenkinsDemand {
     /// text named none.
     pub by_label: Vec<(Option<String>, u64, u64)>,
 }
+
+pub mod shared;

@@ -493,6 +493,19 @@ fn ci(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
             set(&mut family.encode_family(&[("kind", kind)])?, f(n as u64))?;
         }
     }
+    if let Some((holder, term)) = &s.demand_poller {
+        let mut family = describe(
+            enc,
+            "marble_demand_poller",
+            "The fleet's demand poller ([demand] shared) as this host's last election step \
+             saw it: its lease term, labelled with the holder.",
+            MetricType::Gauge,
+        )?;
+        set(
+            &mut family.encode_family(&[("holder", holder.as_str())])?,
+            f(*term),
+        )?;
+    }
     if let Some(quota) = &s.github_quota {
         gauge(
             enc,

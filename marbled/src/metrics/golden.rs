@@ -222,6 +222,7 @@ fn rich() -> String {
             spent: 17,
             next_poll: Duration::from_millis(92_500),
         }),
+        demand_poller: Some(("macphsft41".into(), 3)),
         jenkins: Some(vec![
             (Some("macos".into()), 2, NOW - 61_000),
             (None, 1, NOW - 500),
@@ -271,6 +272,7 @@ fn bare() -> String {
         offline_runner_kinds: None,
         github_quota: None,
         jenkins: None,
+        demand_poller: None,
         runners: None,
         now_ms: NOW,
     })

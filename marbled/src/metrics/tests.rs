@@ -35,6 +35,7 @@ fn snapshot(status: StatusReport, now_ms: u64) -> Snapshot {
         runners: None,
         github_quota: None,
         jenkins: None,
+        demand_poller: None,
         now_ms,
     }
 }

@@ -7,6 +7,13 @@
 //! never while backing off from a rate limit. While the scheduler says the host is free
 //! ([`DaemonHandle::demand_watching`]), the `watch` lists GitHub's queued runs every
 //! `[demand] watch` and polls early (same gap) when a new run is queued.
+//!
+//! With `[demand] shared` (issue 18) one host per fleet polls: each round steps the bucket
+//! lease (`super::fleet_poll`); the holder polls as above (renewing every half interval,
+//! watching whether or not its own host is free) and publishes what it saw, the others read
+//! the published snapshot every interval (early on a nudge) and feed it to their actor as if
+//! they had polled, and wake at the holder's expiry + margin to take over. A host that cannot
+//! reach the bucket polls for itself.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -46,6 +53,15 @@ pub(super) struct DemandPoll {
     polled_at: tokio::time::Instant,
     /// The wait the last round chose: the interval, or longer while paced or rate limited.
     wait: Duration,
+    /// `[demand] shared`: the election and the published snapshot (None: this host polls
+    /// for itself).
+    #[cfg(feature = "s3")]
+    shared: Option<super::fleet_poll::Shared>,
+    /// The next round was asked for early (a nudge or the watch).
+    early: bool,
+    /// The last good GitHub poll, with when it ran and the offline runners it saw: what the
+    /// holder publishes.
+    last_good: Option<(DemandSnapshot, u64, Vec<marble_proto::OfflineRunner>)>,
 }
 
 impl DemandPoll {
@@ -57,10 +73,21 @@ impl DemandPoll {
             nudge: handle.demand_nudge(),
             polled_at: tokio::time::Instant::now(),
             wait: section.interval,
+            #[cfg(feature = "s3")]
+            shared: None,
+            early: false,
+            last_good: None,
             handle,
             section,
             sources,
         }
+    }
+
+    /// Elect one poller per fleet through the bucket (`[demand] shared`).
+    #[cfg(feature = "s3")]
+    pub(super) fn with_shared(mut self, shared: Option<super::fleet_poll::Shared>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Poll GitHub and send the actor what it found (or an empty snapshot once the last good
@@ -105,6 +132,7 @@ impl DemandPoll {
             seen,
             next_poll: self.wait,
         });
+        self.last_good = Some((snapshot.clone(), now, stats.offline.clone()));
         let offline = OfflineSeen {
             runners: stats.offline,
             polled_ms: now,
@@ -183,6 +211,42 @@ impl Task for DemandPoll {
     }
 
     async fn round(&mut self) -> ControlFlow<()> {
+        #[cfg(feature = "s3")]
+        if let Some(mut shared) = self.shared.take() {
+            let flow = self.shared_round(&mut shared).await;
+            self.shared = Some(shared);
+            return flow;
+        }
+        self.poll_round().await
+    }
+
+    async fn until_next(&mut self) {
+        #[cfg(feature = "s3")]
+        // Not taken out (as in `round`): this wait is dropped at shutdown, and `stopped`
+        // still needs the lease to resign.
+        if let Some(shared) = &self.shared {
+            let (role, next_step_ms) = (shared.role().cloned(), shared.next_step_ms());
+            self.shared_wait(role, next_step_ms).await;
+            return;
+        }
+        self.poll_wait().await;
+    }
+
+    /// The fleet's poller steps down (`[demand] shared`), so another host takes over at its
+    /// next read instead of at this lease's expiry.
+    async fn stopped(&mut self) {
+        #[cfg(feature = "s3")]
+        if let Some(shared) = &self.shared {
+            shared.resign().await;
+        }
+    }
+}
+
+impl DemandPoll {
+    /// Poll every source and send the actor what they said (without `shared`, or as the
+    /// fleet's poller).
+    async fn poll_round(&mut self) -> ControlFlow<()> {
+        self.early = false;
         self.polled_at = tokio::time::Instant::now();
         self.wait = self.section.interval;
         // Taken out for the round so the pollers can update the rest of the state.
@@ -204,7 +268,7 @@ impl Task for DemandPoll {
 
     /// Until `polled_at + wait`, or earlier when the scheduler asks or the watch sees a new
     /// run, but never sooner than [`MIN_NUDGE_GAP`] after the last round started.
-    async fn until_next(&mut self) {
+    async fn poll_wait(&mut self) {
         let next = self.polled_at + self.wait;
         let backing_off = self.wait > self.section.interval;
         let early = wait_for_poll(
@@ -214,9 +278,133 @@ impl Task for DemandPoll {
             &self.nudge,
             next,
             backing_off,
+            false,
         )
         .await;
         if early {
+            let earliest = self.polled_at + MIN_NUDGE_GAP;
+            tokio::time::sleep_until(earliest.min(next)).await;
+        }
+    }
+}
+
+/// `[demand] shared`: one round and the wait after it, by this host's role.
+#[cfg(feature = "s3")]
+impl DemandPoll {
+    /// Step the election; the holder polls when its poll is due (at once when it just took
+    /// the lease) and publishes, a follower reads the published snapshot and feeds it to its
+    /// actor, and a host without the bucket polls for itself.
+    async fn shared_round(&mut self, shared: &mut super::fleet_poll::Shared) -> ControlFlow<()> {
+        use super::fleet_poll::Role;
+        let before = shared.role().cloned();
+        let due = self.early || tokio::time::Instant::now() >= self.polled_at + self.wait;
+        let role = shared.step().await;
+        if before.as_ref() != Some(&role) {
+            let seen = match &role {
+                Role::Leader { term } => Some((shared.me().to_string(), *term)),
+                Role::Follower { holder, term } => Some((holder.clone(), *term)),
+                Role::Alone => None,
+            };
+            let seen = seen.map(|(holder, term)| crate::demand::PollerSeen { holder, term });
+            self.handle.demand_poller(seen).await;
+        }
+        match role {
+            Role::Leader { term } => {
+                let new_term = before != Some(Role::Leader { term });
+                if !(new_term || due) {
+                    // A renewal only.
+                    return ControlFlow::Continue(());
+                }
+                let flow = self.poll_round().await;
+                let github = (self.last_good.as_ref()).map(|(s, at, off)| (s, *at, off.as_slice()));
+                shared
+                    .publish(term, github, self.last_jenkins.as_ref())
+                    .await;
+                flow
+            }
+            Role::Alone if due => self.poll_round().await,
+            Role::Alone => ControlFlow::Continue(()),
+            Role::Follower { .. } => self.follow(shared).await,
+        }
+    }
+
+    /// Read the published snapshot and feed it to the actor as if this host had polled; a
+    /// snapshot (or an outage) older than `max_age` feeds "nothing waits".
+    async fn follow(&mut self, shared: &super::fleet_poll::Shared) -> ControlFlow<()> {
+        self.early = false;
+        self.polled_at = tokio::time::Instant::now();
+        self.wait = self.section.interval;
+        let now = now_ms();
+        let feed = match shared.read().await {
+            Some(published) => {
+                self.github_at = Some(published.polled_ms).filter(|at| *at > 0);
+                published.feed(now, self.max_age_ms)
+            }
+            None => match self.github_at {
+                Some(at) if now.saturating_sub(at) > self.max_age_ms => {
+                    tracing::warn!("the fleet's demand snapshot expired; assuming nothing waits");
+                    self.github_at = None;
+                    crate::demand::shared::Feed {
+                        github: Some(DemandSnapshot::default()),
+                        offline: None,
+                        jenkins: None,
+                    }
+                }
+                _ => return ControlFlow::Continue(()),
+            },
+        };
+        if feed.github.is_none() && feed.jenkins.is_none() {
+            return ControlFlow::Continue(());
+        }
+        let sent = (self.handle).demand(feed.github, feed.jenkins, None, feed.offline);
+        if sent.await.is_err() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Until the next poll (holder, or alone) or read (follower), or the next election step
+    /// (the holder's renewal, a follower's take-over time), whichever is first. A nudge asks
+    /// the holder for an early poll and a follower for an early read (after
+    /// [`MIN_NUDGE_GAP`]); only the holder watches GitHub.
+    async fn shared_wait(&mut self, role: Option<super::fleet_poll::Role>, next_step_ms: u64) {
+        use super::fleet_poll::Role;
+        let step_at = {
+            let ms = next_step_ms.saturating_sub(now_ms());
+            tokio::time::Instant::now() + Duration::from_millis(ms)
+        };
+        let no_sources = Sources::default();
+        // The fleet's poller watches whether or not its own host is free: another host may be.
+        let leads = matches!(role, Some(Role::Leader { .. }));
+        let (next, backing_off, sources) = match role {
+            Some(Role::Follower { .. }) => (
+                (self.polled_at + self.section.interval).min(step_at),
+                false,
+                &no_sources,
+            ),
+            Some(Role::Leader { .. }) => (
+                (self.polled_at + self.wait).min(step_at),
+                self.wait > self.section.interval,
+                &self.sources,
+            ),
+            Some(Role::Alone) | None => (
+                self.polled_at + self.wait,
+                self.wait > self.section.interval,
+                &self.sources,
+            ),
+        };
+        let early = wait_for_poll(
+            &self.section,
+            sources,
+            &self.handle,
+            &self.nudge,
+            next,
+            backing_off,
+            leads,
+        )
+        .await;
+        if early {
+            self.early = true;
             let earliest = self.polled_at + MIN_NUDGE_GAP;
             tokio::time::sleep_until(earliest.min(next)).await;
         }
@@ -234,8 +422,8 @@ async fn this_hosts_vms(handle: &DaemonHandle) -> Option<Vec<marble_proto::VmInf
 }
 
 /// Wait until the next poll is due: `next` (false), or earlier (true) when the scheduler asks
-/// for one or, while the host is free, the watch sees a newly queued run. Neither while
-/// backing off from a rate limit.
+/// for one or, while the host is free (or always: `always_watch`, the fleet's poller), the
+/// watch sees a newly queued run. Neither while backing off from a rate limit.
 async fn wait_for_poll(
     section: &DemandSection,
     sources: &Sources,
@@ -243,6 +431,7 @@ async fn wait_for_poll(
     nudge: &tokio::sync::Notify,
     next: tokio::time::Instant,
     backing_off: bool,
+    always_watch: bool,
 ) -> bool {
     let mut watching = handle.demand_watching();
     let watch_github = sources
@@ -251,7 +440,9 @@ async fn wait_for_poll(
         .filter(|_| !backing_off && !section.watch.is_zero());
     loop {
         let look_at = tokio::time::Instant::now() + section.watch;
-        let watch_now = watch_github.filter(|_| *watching.borrow_and_update() && look_at < next);
+        // Read (and mark seen) either way, so `changed` below waits for the next change.
+        let free_here = *watching.borrow_and_update();
+        let watch_now = watch_github.filter(|_| (always_watch || free_here) && look_at < next);
         tokio::select! {
             () = tokio::time::sleep_until(next) => return false,
             () = nudge.notified(), if !backing_off => {

@@ -22,6 +22,12 @@ pub trait Task: Send {
     fn until_next(&mut self) -> impl Future<Output = ()> + Send {
         tokio::time::sleep(self.interval())
     }
+
+    /// A last word when `shutdown` ends the task (not when a round stops it): kept short,
+    /// the drain waits only 2 s for the side tasks. By default nothing.
+    fn stopped(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// Run `task` until `shutdown` (or until a round stops it).
@@ -31,7 +37,10 @@ pub async fn run(mut task: impl Task, shutdown: CancellationToken) {
             break;
         }
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => {
+                task.stopped().await;
+                break;
+            }
             () = task.until_next() => {}
         }
     }

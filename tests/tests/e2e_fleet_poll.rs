@@ -1,0 +1,256 @@
+//! One demand poller per fleet, end to end (issue 18, "Must show"): three real daemons on
+//! three simulated hosts with `[demand] shared`, one fake GitHub that counts requests, and
+//! one s3s-fs behind [`SerialProxy`] (one request at a time: the atomic conditional write
+//! the lease relies on, as on Ceph RGW). Three daemons spend at most 1.2× the GitHub
+//! requests per poll cycle of one daemon alone, and all show the same queued jobs; when the
+//! poller is killed (-9) another host takes over within two poll intervals and a job queued
+//! just before the kill still gets a VM; a poller stopped gracefully resigns, and is
+//! replaced within one interval.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod e2e_support;
+
+use std::time::{Duration, Instant};
+
+use e2e_support::{ROOT1, SimEnv, T, ctl, power, queue_mac14_job, vm_list};
+use marble_tests::fake_github::FakeGitHub;
+use marble_tests::harness::{DaemonProcess, wait_until_blocking};
+use marble_tests::s3::LocalS3;
+use marble_tests::serial_proxy::SerialProxy;
+
+const TOKEN: &str = "ghp_e2eFleetPollTokenNeverLogged0123456789a";
+const INTERVAL: Duration = Duration::from_secs(5);
+/// Poll cycles measured per phase: a host's own one-off requests (a stop gate's runner
+/// list) stay within a few percent.
+const CYCLES: usize = 6;
+const IN_PROGRESS: &str = "/repos/root-project/root/actions/runs?status=in_progress&per_page=100";
+const LEADS: &str = "this host is the fleet's demand poller";
+const FOLLOWS: &str = "following the fleet's demand poller";
+const WINDOWS: &str = "marble_queued_jobs{labels=\"self-hosted,windows,x64\"} 1\n";
+
+/// A daemon on a new simulated host `host` with policy `demand`, polling `gh` every
+/// [`INTERVAL`] with `[demand] shared` through the bucket at `endpoint`.
+fn fleet_daemon(
+    gh: &FakeGitHub,
+    s3: &LocalS3,
+    endpoint: &str,
+    host: &str,
+    policy: &str,
+) -> (SimEnv, DaemonProcess) {
+    let mut env = SimEnv::new();
+    env.use_github(gh.url(), TOKEN);
+    env.config.daemon.host_name = host.into();
+    env.config.images = s3.config_for(endpoint);
+    env.config.fleet = Some(marbled::config::FleetSection::default());
+    env.config.demand = Some(marbled::config::DemandSection {
+        interval: INTERVAL,
+        shared: true,
+        ..marbled::config::DemandSection::default()
+    });
+    env.config.scheduler.policy = policy.into();
+    env.config.scheduler.inventory_interval = Duration::from_secs(1);
+    let daemon = env.spawn();
+    (env, daemon)
+}
+
+/// A fixed workload no VM here covers (nothing boots, so no mint calls): one queued Windows
+/// job and three running mac15 jobs on other runners.
+fn fixed_workload(gh: &FakeGitHub) {
+    gh.set_run(9001, "queued");
+    gh.set_job(
+        9001,
+        111,
+        "queued",
+        &["self-hosted", "windows", "x64"],
+        "2026-01-01T10:00:00Z",
+    );
+    for run in 9002..9005 {
+        gh.set_run(run, "in_progress");
+        gh.set_job(
+            run,
+            run + 1000,
+            "in_progress",
+            &["self-hosted", "macOS", "ARM64", "mac15"],
+            "2026-01-01T10:00:00Z",
+        );
+    }
+}
+
+fn polls(gh: &FakeGitHub) -> usize {
+    gh.requests()
+        .iter()
+        .filter(|r| r.path == IN_PROGRESS)
+        .count()
+}
+
+/// GitHub requests per poll interval, measured from one full poll to the `cycles`th after
+/// it (all requests, whoever sent them).
+fn requests_per_cycle(gh: &FakeGitHub, cycles: usize) -> f64 {
+    let first = polls(gh);
+    assert!(
+        wait_until_blocking(2 * INTERVAL, || polls(gh) > first),
+        "no poll"
+    );
+    let (start, at) = (gh.requests().len(), Instant::now());
+    let base = polls(gh);
+    let deadline = INTERVAL * u32::try_from(cycles + 2).unwrap();
+    assert!(
+        wait_until_blocking(deadline, || polls(gh) >= base + cycles),
+        "fewer than {cycles} polls"
+    );
+    let spent = gh.requests().len() - start;
+    let intervals = at.elapsed().as_secs_f64() / INTERVAL.as_secs_f64();
+    spent as f64 / intervals
+}
+
+fn log_has(d: &DaemonProcess, text: &str) -> bool {
+    d.log_text().contains(text)
+}
+
+#[test]
+fn three_daemons_spend_at_most_1_2_times_the_requests_of_one() {
+    let Some(s3) = LocalS3::start() else { return };
+    let proxy = SerialProxy::start(s3.addr);
+    let (_rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
+    fixed_workload(&gh);
+
+    let (_e1, d1) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft01", "demand");
+    assert!(
+        wait_until_blocking(T, || log_has(&d1, LEADS)),
+        "{}",
+        d1.log_text()
+    );
+    let one = requests_per_cycle(&gh, CYCLES);
+
+    let (_e2, d2) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft02", "demand");
+    let (_e3, d3) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft03", "demand");
+    for d in [&d2, &d3] {
+        assert!(
+            wait_until_blocking(T, || log_has(d, FOLLOWS)),
+            "{}",
+            d.log_text()
+        );
+    }
+    let three = requests_per_cycle(&gh, CYCLES);
+    assert!(
+        three <= 1.2 * one,
+        "three daemons spend {three:.1} requests per poll cycle, one alone {one:.1}"
+    );
+
+    // Every daemon's metrics show the same queued job, and the poller: host and term.
+    for d in [&d1, &d2, &d3] {
+        let mut text = String::new();
+        let same = wait_until_blocking(T, || {
+            text = ctl(&d.socket, &["metrics"]).stdout;
+            text.contains(WINDOWS)
+                && text.contains("marble_demand_poller{holder=\"macphsft01\"} 1\n")
+        });
+        assert!(same, "{text}\n{}", d.log_text());
+    }
+    for d in [&d1, &d2, &d3] {
+        assert!(!d.log_text().contains(TOKEN), "token in a daemon log");
+    }
+    eprintln!("requests per poll cycle: one daemon {one:.1}, three daemons {three:.1}");
+}
+
+#[test]
+fn when_the_poller_is_killed_another_takes_over_within_two_intervals_and_the_job_gets_a_vm() {
+    let Some(s3) = LocalS3::start() else { return };
+    let proxy = SerialProxy::start(s3.addr);
+    let (_rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
+
+    // The first host leads; it boots nothing itself (policy manual), so the job's VM can
+    // only come from a host that took over.
+    let (_e1, mut d1) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft01", "manual");
+    assert!(
+        wait_until_blocking(T, || log_has(&d1, LEADS)),
+        "{}",
+        d1.log_text()
+    );
+    let (_e2, d2) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft02", "demand");
+    let (_e3, d3) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft03", "demand");
+    for d in [&d2, &d3] {
+        assert!(
+            wait_until_blocking(T, || log_has(d, FOLLOWS)),
+            "{}",
+            d.log_text()
+        );
+    }
+
+    queue_mac14_job(&gh);
+    d1.kill9();
+    let killed = Instant::now();
+    let took_over =
+        wait_until_blocking(2 * INTERVAL, || log_has(&d2, LEADS) || log_has(&d3, LEADS));
+    assert!(
+        took_over,
+        "nobody took over within two intervals ({:?})\nlog 2:\n{}\nlog 3:\n{}",
+        killed.elapsed(),
+        d2.log_text(),
+        d3.log_text()
+    );
+    eprintln!("take-over {:?} after the kill", killed.elapsed());
+
+    // Both survivors name the new holder with the next term.
+    let new_holder = if log_has(&d2, LEADS) {
+        "macphsft02"
+    } else {
+        "macphsft03"
+    };
+    let line = format!("marble_demand_poller{{holder=\"{new_holder}\"}} 2\n");
+    for d in [&d2, &d3] {
+        let mut text = String::new();
+        let seen = wait_until_blocking(T, || {
+            text = ctl(&d.socket, &["metrics"]).stdout;
+            text.contains(&line)
+        });
+        assert!(seen, "{line}{text}");
+    }
+
+    let booted = wait_until_blocking(T, || {
+        [&d2, &d3]
+            .iter()
+            .any(|d| power(&vm_list(&d.socket), ROOT1) == "running")
+    });
+    assert!(
+        booted,
+        "the job queued before the kill got no VM\nlog 2:\n{}\nlog 3:\n{}",
+        d2.log_text(),
+        d3.log_text()
+    );
+}
+
+#[test]
+fn a_poller_stopped_gracefully_resigns_and_is_replaced_within_one_interval() {
+    let Some(s3) = LocalS3::start() else { return };
+    let proxy = SerialProxy::start(s3.addr);
+    let (_rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
+    let (_e1, mut d1) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft01", "manual");
+    assert!(
+        wait_until_blocking(T, || log_has(&d1, LEADS)),
+        "{}",
+        d1.log_text()
+    );
+    let (_e2, d2) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft02", "demand");
+    assert!(
+        wait_until_blocking(T, || log_has(&d2, FOLLOWS)),
+        "{}",
+        d2.log_text()
+    );
+    let stopping = Instant::now();
+    d1.terminate(T).expect("the poller stops");
+    assert!(
+        d1.log_text()
+            .contains("resigned as the fleet's demand poller"),
+        "{}",
+        d1.log_text()
+    );
+    // Without the resignation the lease runs out only after 1.5 intervals + the margin.
+    let took_over = wait_until_blocking(INTERVAL + Duration::from_secs(1), || log_has(&d2, LEADS));
+    assert!(
+        took_over,
+        "no take-over within one interval of the stop ({:?})\n{}",
+        stopping.elapsed(),
+        d2.log_text()
+    );
+}
