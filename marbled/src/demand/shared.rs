@@ -245,6 +245,8 @@ impl GithubPart {
             used_here: Vec::new(),
             done_runners: self.done_runners.clone(),
             done_here: Vec::new(),
+            // The actor fills it from the Jenkins part of the feed (`jenkins` below).
+            jenkins_queue: Vec::new(),
         }
     }
 
@@ -293,6 +295,7 @@ mod tests {
             used_here: vec!["vm-a".into()],
             done_runners: vec!["old".into()],
             done_here: vec!["vm-a".into()],
+            jenkins_queue: Vec::new(),
         }
     }
 
