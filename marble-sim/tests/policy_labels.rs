@@ -44,6 +44,9 @@ max = "2m"
 
 [scheduler]
 policy = "demand"
+# These tests count the boots label matching causes; idle-host warmth (its own tests:
+# policy_trickle.rs, sched/tests/warm.rs) would add warm boots on the idle second host.
+warm_idle_hosts = false
 {extra}
 "#,
         host(1, ""),
