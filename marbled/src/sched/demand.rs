@@ -121,7 +121,7 @@ impl World {
         let root_waits_here = unmet.iter().any(|job| self.servable_here(job));
         let running = self.settled_running(now);
         for name in running {
-            if self.try_rearm(now, &name, unmet, fx) {
+            if self.try_rearm(now, &name, unmet, fx) || self.rearm_pending(&name, unmet) {
                 continue;
             }
             let Some(vm) = self.vms.get(&name) else {

@@ -281,6 +281,22 @@ impl World {
         true
     }
 
+    /// Whether a ROOT VM whose runner has taken its job should be kept, not stopped, until
+    /// that job ends: a re-arm is possible (jobs left this boot) and an unmet job fits. The
+    /// feed can report a runner used while its job still runs; stopping it then (the probe
+    /// holds the stop until the job ends, and the stop goes on from there) would skip the
+    /// re-arm that `try_rearm` makes once the probe says idle.
+    pub(super) fn rearm_pending(&self, name: &str, unmet: &[QueuedJob]) -> bool {
+        let Some(vm) = self.vms.get(name) else {
+            return false;
+        };
+        vm.team == Team::Root
+            && vm.was_busy
+            && vm.stop.is_none()
+            && self.config.jobs_per_boot > vm.rearms.saturating_add(1)
+            && unmet.iter().any(|j| labels_cover(&vm.labels, &j.labels))
+    }
+
     /// The guest has a fresh runner: it is a runner without a job again, kept like one
     /// booted for a job.
     pub(super) fn on_rearmed(&mut self, now: Millis, name: &str, fx: &mut Vec<Effect>) {
