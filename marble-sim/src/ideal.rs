@@ -13,6 +13,9 @@
 //!
 //! Two variants: ROOT alone (SPI ignored: the best ROOT can get on this fleet with this
 //! discipline) and both teams in one FIFO order (ROOT before SPI at equal arrival times).
+//! A third, the boot-bound reference, places both teams the same way but charges one job per
+//! boot: a slot or VM that ran a job is ready again only `sim.stop_latency + boot.min` after
+//! its end ([`schedule_with_gap`]; what it bounds and what it ignores: docs/SIMULATOR.md).
 //!
 //! This is a reference point — "what a perfect, overhead-free FIFO scheduler gets" — not a
 //! proven lower bound on any percentile: a scheduler that reorders jobs (shortest first,
