@@ -340,7 +340,15 @@ impl Row {
     fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         if let Some(miss) = self.root_p95_miss {
-            notes.push(format!("ROOT p95: {}", miss.reason()));
+            // Infeasible says the target is out of reach, not that the policy is at the
+            // bound: say how far above it `demand` still is.
+            let over = match (miss, self.root_p95_ms, self.boot_bound_p95_ms) {
+                (RootP95Miss::Infeasible, Some(d), Some(b)) => {
+                    format!(" (demand {} over it)", short(Some(d.saturating_sub(b))))
+                }
+                _ => String::new(),
+            };
+            notes.push(format!("ROOT p95: {}{over}", miss.reason()));
         }
         if !self.targets.no_lost {
             notes.push(format!(
@@ -558,8 +566,8 @@ mod tests {
         assert!(text.contains("| 90 % |"), "{text}");
         assert!(
             text.contains(
-                "- t: ROOT p95: infeasible: boot-bound p95 already exceeds ideal.both p95 + 60 s; \
-                 lost: 2 against ideal.both, 0 against the boot bound; boots/job: hosts idle 90 %"
+                "- t: ROOT p95: infeasible: boot-bound p95 already exceeds ideal.both p95 + 60 s \
+                 (demand 8m00s over it); lost: 2 against ideal.both, 0 against the boot bound; boots/job: hosts idle 90 %"
             ),
             "{text}"
         );
