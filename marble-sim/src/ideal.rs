@@ -13,6 +13,9 @@
 //!
 //! Two variants: ROOT alone (SPI ignored: the best ROOT can get on this fleet with this
 //! discipline) and both teams in one FIFO order (ROOT before SPI at equal arrival times).
+//! A third, the boot-bound reference, places both teams the same way but charges one job per
+//! boot: a slot or VM that ran a job is ready again only `sim.stop_latency + boot.min` after
+//! its end ([`schedule_with_gap`]; what it bounds and what it ignores: docs/SIMULATOR.md).
 //!
 //! This is a reference point — "what a perfect, overhead-free FIFO scheduler gets" — not a
 //! proven lower bound on any percentile: a scheduler that reorders jobs (shortest first,
@@ -123,38 +126,61 @@ pub fn fleet(trace: &Trace) -> Vec<IdealHost> {
 /// Start time of each job under FIFO list scheduling on `hosts` (see the module doc), in the
 /// order of `jobs`, which are placed in that order; `None` for a job no VM can run.
 pub fn schedule(hosts: &[IdealHost], jobs: &[IdealJob]) -> Vec<Option<u64>> {
-    // When each slot of each host, and each VM, is next free.
-    let mut slots: Vec<Vec<u64>> = hosts.iter().map(|h| vec![0; h.capacity as usize]).collect();
-    let mut vm_free: Vec<Vec<u64>> = hosts.iter().map(|h| vec![0; h.vms.len()]).collect();
+    schedule_with_gap(hosts, jobs, 0)
+}
+
+/// [`schedule`] where a slot, and a VM, that ran a job can start the next one only `gap_ms`
+/// after that job's end (the boot-bound reference: stop, then a fresh boot, since a VM runs
+/// one job per boot). Exception: an SPI VM runs the next build it may take without a gap on
+/// the slot it holds (a Jenkins node stays up between builds). A slot or VM that has not run
+/// a job yet has no gap (it may have been booted ahead, before the job arrived).
+pub fn schedule_with_gap(hosts: &[IdealHost], jobs: &[IdealJob], gap_ms: u64) -> Vec<Option<u64>> {
+    // Each slot: when it is next free, and the VM that last ran on it; each VM: when it is
+    // next free (`None`: it has not run yet).
+    let mut slots: Vec<Vec<(u64, Option<usize>)>> = hosts
+        .iter()
+        .map(|h| vec![(0, None); h.capacity as usize])
+        .collect();
+    let mut vm_free: Vec<Vec<Option<u64>>> =
+        hosts.iter().map(|h| vec![None; h.vms.len()]).collect();
     let mut starts = Vec::with_capacity(jobs.len());
     for job in jobs {
         // (start, host, slot, vm) of the earliest placement; the first host wins ties.
         let mut best: Option<(u64, usize, usize, usize)> = None;
         for (h, host) in hosts.iter().enumerate() {
-            let vm = host
+            let keeps_running = |v: usize| !job.is_root() && host.vms[v].team == Team::Spi;
+            // Earliest (start, vm ready, vm, slot ready, slot) on this host: with no gap
+            // this is the VM that frees first on the slot that frees first.
+            let placement = host
                 .vms
                 .iter()
                 .enumerate()
                 .filter(|(_, vm)| job.fits(vm))
-                .map(|(v, _)| (vm_free[h][v], v))
+                .flat_map(|(v, _)| {
+                    let vm_ready =
+                        vm_free[h][v].map_or(0, |f| if keeps_running(v) { f } else { f + gap_ms });
+                    slots[h].iter().enumerate().map(move |(s, &(free, last))| {
+                        let slot_ready = match last {
+                            None => 0,
+                            Some(l) if l == v && keeps_running(v) => free,
+                            Some(_) => free + gap_ms,
+                        };
+                        let start = job.at_ms.max(vm_ready).max(slot_ready);
+                        (start, vm_ready, v, slot_ready, s)
+                    })
+                })
                 .min();
-            let slot = slots[h]
-                .iter()
-                .enumerate()
-                .map(|(s, &free)| (free, s))
-                .min();
-            let (Some((vm_at, v)), Some((slot_at, s))) = (vm, slot) else {
+            let Some((start, _, v, _, s)) = placement else {
                 continue;
             };
-            let start = job.at_ms.max(vm_at).max(slot_at);
             if best.is_none_or(|(b, ..)| start < b) {
                 best = Some((start, h, s, v));
             }
         }
         starts.push(best.map(|(start, h, s, v)| {
             let end = start.saturating_add(job.duration_ms);
-            slots[h][s] = end;
-            vm_free[h][v] = end;
+            slots[h][s] = (end, Some(v));
+            vm_free[h][v] = Some(end);
             start
         }));
     }
@@ -223,21 +249,64 @@ pub struct IdealBoth {
     pub spi: IdealTeam,
 }
 
-/// The ideal reference for a trace: both variants.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+/// The ideal reference for a trace: both variants, and the boot-bound reference.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Ideal {
     /// ROOT alone, SPI ignored: the best ROOT gets on this fleet under overhead-free FIFO.
     pub root_only: IdealTeam,
     /// Both teams in one FIFO order (ROOT first at equal arrival times).
     pub both: IdealBoth,
+    /// Both teams in the same FIFO order, but a slot or VM that ran a job takes the next
+    /// one only `sim.stop_latency + boot.min` after its end ([`schedule_with_gap`]): what
+    /// one job per boot costs even a clairvoyant scheduler (docs/SIMULATOR.md).
+    pub boot_bound: IdealBoth,
+    /// Share of the fleet's slot time (capacity × simulated time) `both` leaves idle, 0–1;
+    /// `None` for no simulated time or no slot.
+    pub host_idle_share: Option<f64>,
 }
 
-/// The reference for `hosts` and these arrivals, over `end_ms` of simulated time.
+/// The gap between two jobs on a slot under one job per boot: a graceful stop, then the
+/// shortest boot of the trace's boot model, ms.
+pub fn boot_gap_ms(trace: &Trace) -> u64 {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    ms(trace.sim.stop_latency).saturating_add(ms(trace.boot.min))
+}
+
+/// Idle share of the slot time of `hosts` over `end_ms` when `jobs` start at `starts`.
+fn idle_share(
+    hosts: &[IdealHost],
+    jobs: &[IdealJob],
+    starts: &[Option<u64>],
+    end_ms: u64,
+) -> Option<f64> {
+    let slots: u64 = hosts.iter().map(|h| u64::from(h.capacity)).sum();
+    let total = slots.checked_mul(end_ms).filter(|&t| t > 0)?;
+    let busy: u64 = jobs
+        .iter()
+        .zip(starts)
+        .filter_map(|(j, s)| {
+            s.filter(|&s| s < end_ms)
+                .map(|s| s.saturating_add(j.duration_ms).min(end_ms) - s)
+        })
+        .sum();
+    Some(1.0 - busy.min(total) as f64 / total as f64)
+}
+
+fn both(jobs: &[IdealJob], starts: &[Option<u64>], end_ms: u64) -> IdealBoth {
+    IdealBoth {
+        root: IdealTeam::of(jobs, starts, end_ms, IdealJob::is_root),
+        spi: IdealTeam::of(jobs, starts, end_ms, |j| !j.is_root()),
+    }
+}
+
+/// The reference for `hosts` and these arrivals, over `end_ms` of simulated time; `gap_ms`
+/// is the boot-bound reference's gap ([`boot_gap_ms`]).
 pub fn reference(
     hosts: &[IdealHost],
     root: &[RootArrival],
     spi: &[JenkinsArrival],
     end_ms: u64,
+    gap_ms: u64,
 ) -> Ideal {
     let root_jobs: Vec<IdealJob> = root.iter().map(IdealJob::from_root).collect();
     let root_starts = schedule(hosts, &root_jobs);
@@ -249,12 +318,12 @@ pub fn reference(
     // at equal times.
     all.sort_by_key(|j| j.at_ms);
     let starts = schedule(hosts, &all);
+    let bound_starts = schedule_with_gap(hosts, &all, gap_ms);
     Ideal {
         root_only,
-        both: IdealBoth {
-            root: IdealTeam::of(&all, &starts, end_ms, IdealJob::is_root),
-            spi: IdealTeam::of(&all, &starts, end_ms, |j| !j.is_root()),
-        },
+        both: both(&all, &starts, end_ms),
+        boot_bound: both(&all, &bound_starts, end_ms),
+        host_idle_share: idle_share(hosts, &all, &starts, end_ms),
     }
 }
 
@@ -263,7 +332,7 @@ pub fn reference(
 pub fn ideal(trace: &Trace, seed: u64) -> Ideal {
     let (root, spi) = arrivals(trace, seed);
     let end_ms = u64::try_from(trace.sim.duration.as_millis()).unwrap_or(u64::MAX);
-    reference(&fleet(trace), &root, &spi, end_ms)
+    reference(&fleet(trace), &root, &spi, end_ms, boot_gap_ms(trace))
 }
 
 #[cfg(test)]
@@ -437,7 +506,7 @@ mod tests {
             wait_ms: 0,
             retry_ms: 0,
         }];
-        let r = reference(&hosts, &root_arrivals, &spi_arrivals, u64::MAX);
+        let r = reference(&hosts, &root_arrivals, &spi_arrivals, u64::MAX, 0);
         // ROOT alone: 0 → 0, 100 → 1 000 (wait 900).
         assert_eq!(r.root_only.wait_max_ms, Some(900));
         // FIFO with SPI: ROOT 0 at 0; SPI (50) at 1 000; ROOT (100) at 3 000 (wait 2 900).
@@ -472,5 +541,115 @@ mod tests {
         let r = ideal(&t, 1);
         assert_eq!(r.root_only.arrived, root.len() as u64);
         assert!(r.root_only.started > 0);
+    }
+    #[test]
+    fn boot_bound_adds_a_stop_and_a_boot_per_queued_job() {
+        let hosts = [host(1, vec![root_vm("a", &["macOS"])])];
+        // Three jobs queued at once: each waits for the previous end + the gap, so the k-th
+        // queued job is k gaps behind the zero-overhead ideal.
+        let jobs = [
+            root(0, 100, &["macOS"]),
+            root(0, 100, &["macOS"]),
+            root(0, 100, &["macOS"]),
+        ];
+        assert_eq!(schedule(&hosts, &jobs), vec![Some(0), Some(100), Some(200)]);
+        assert_eq!(
+            schedule_with_gap(&hosts, &jobs, 10),
+            vec![Some(0), Some(110), Some(220)]
+        );
+        // No gap: the same placement as the ideal.
+        assert_eq!(schedule_with_gap(&hosts, &jobs, 0), schedule(&hosts, &jobs));
+    }
+
+    #[test]
+    fn boot_bound_starts_at_once_on_a_host_free_for_a_gap() {
+        let hosts = [host(1, vec![root_vm("a", &["macOS"])])];
+        // Free at 100; ready again at 110: a job arriving at 150 starts at once (pre-booted),
+        // one arriving at 105 waits for the rest of the boot.
+        let late = [root(0, 100, &["macOS"]), root(150, 10, &["macOS"])];
+        let early = [root(0, 100, &["macOS"]), root(105, 10, &["macOS"])];
+        assert_eq!(
+            schedule_with_gap(&hosts, &late, 10),
+            vec![Some(0), Some(150)]
+        );
+        assert_eq!(
+            schedule_with_gap(&hosts, &early, 10),
+            vec![Some(0), Some(110)]
+        );
+    }
+
+    #[test]
+    fn boot_bound_takes_the_host_ready_first_after_its_gap() {
+        // The third job takes the host ready first once the gap is added: a (100 + gap)
+        // before b (120 + gap).
+        let hosts = [
+            host(1, vec![root_vm("a", &["macOS"])]),
+            host(1, vec![root_vm("b", &["macOS"])]),
+        ];
+        let jobs = [
+            root(0, 100, &["macOS"]),
+            root(0, 120, &["macOS"]),
+            root(0, 10, &["macOS"]),
+        ];
+        assert_eq!(
+            schedule_with_gap(&hosts, &jobs, 50),
+            vec![Some(0), Some(0), Some(150)]
+        );
+        assert_eq!(
+            schedule_with_gap(&hosts, &jobs, 30),
+            vec![Some(0), Some(0), Some(130)]
+        );
+    }
+
+    #[test]
+    fn boot_bound_keeps_a_jenkins_node_up_between_builds() {
+        let hosts = [host(
+            1,
+            vec![root_vm("a-ROOT", &["macOS"]), spi_vm("a-SPI")],
+        )];
+        // Two builds back to back on the same SPI VM: no gap; the ROOT job after them needs
+        // the SPI VM stopped and its own VM booted.
+        let jobs = [
+            spi(0, 100, Some("a-SPI")),
+            spi(0, 100, None),
+            root(0, 100, &["macOS"]),
+        ];
+        assert_eq!(
+            schedule_with_gap(&hosts, &jobs, 10),
+            vec![Some(0), Some(100), Some(210)]
+        );
+    }
+
+    #[test]
+    fn the_reference_has_a_boot_bound_and_an_idle_share() {
+        let hosts = [host(1, vec![root_vm("a", &["macOS"])])];
+        let arrival = |at_ms| RootArrival {
+            at_ms,
+            duration_ms: 100,
+            labels: BTreeSet::from(["macOS".to_owned()]),
+        };
+        let r = reference(&hosts, &[arrival(0), arrival(0)], &[], 1_000, 30);
+        assert_eq!(r.both.root.wait_max_ms, Some(100));
+        assert_eq!(r.boot_bound.root.wait_max_ms, Some(130));
+        // 200 ms busy of 1 000.
+        assert_eq!(r.host_idle_share, Some(0.8));
+        // A second job the bound starts after the end is not started there.
+        let r = reference(&hosts, &[arrival(0), arrival(0)], &[], 120, 30);
+        assert_eq!(r.both.root.started, 2);
+        assert_eq!(
+            (
+                r.boot_bound.root.started,
+                r.boot_bound.root.started_after_end
+            ),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn the_boot_gap_is_a_graceful_stop_and_the_shortest_boot() {
+        let mut t = crate::standard::standard_trace(1, 1, 1);
+        t.sim.stop_latency = std::time::Duration::from_secs(10);
+        t.boot.min = std::time::Duration::from_secs(45);
+        assert_eq!(boot_gap_ms(&t), 55_000);
     }
 }

@@ -20,6 +20,57 @@ use super::trace::{Trace, TraceError};
 pub const ROOT_P95_SLACK_MS: u64 = 60_000;
 /// Stretch target: ROOT wait p50 at most this where the ideal p50 is 0, ms.
 pub const STRETCH_P50_MS: u64 = 10_000;
+/// Hosts idle more than this share of the time under ideal.both: the issue lets idle-host
+/// warmth take ROOT boots per job above 1.1 there.
+pub const IDLE_HOSTS_SHARE: f64 = 0.8;
+
+/// Why `demand` missed the ROOT p95 target on a trace.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RootP95Miss {
+    /// The boot-bound reference's ROOT p95 already exceeds ideal.both p95 + 60 s: no
+    /// scheduler at one job per boot meets the target on this trace.
+    Infeasible,
+    /// `demand`'s ROOT p95 is this far over the boot-bound reference's, ms.
+    PolicyGap {
+        /// `demand` p95 − boot-bound p95, ms.
+        over_bound_ms: u64,
+    },
+}
+
+impl RootP95Miss {
+    /// The reason for a miss of `demand`'s p95 against the ideal's, given the boot bound's.
+    pub fn classify(
+        demand_p95_ms: u64,
+        ideal_p95_ms: Option<u64>,
+        bound_p95_ms: Option<u64>,
+    ) -> Self {
+        let limit = ideal_p95_ms.map(|i| i + ROOT_P95_SLACK_MS);
+        match (bound_p95_ms, limit) {
+            (Some(b), Some(l)) if b > l => Self::Infeasible,
+            // No ideal p95 but a bound p95: the bound starts jobs the ideal does not.
+            (Some(_), None) => Self::Infeasible,
+            (b, _) => Self::PolicyGap {
+                over_bound_ms: demand_p95_ms.saturating_sub(b.unwrap_or(0)),
+            },
+        }
+    }
+
+    /// The reason in words.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Infeasible => {
+                "infeasible: boot-bound p95 already exceeds ideal.both p95 + 60 s".into()
+            }
+            Self::PolicyGap { over_bound_ms } => {
+                format!(
+                    "policy gap: {} over the boot bound",
+                    short(Some(*over_bound_ms))
+                )
+            }
+        }
+    }
+}
 
 /// One trace to replay.
 #[derive(Debug, Clone)]
@@ -72,6 +123,15 @@ pub struct Row {
     pub ideal_p50_ms: Option<u64>,
     /// The ROOT + SPI ideal reference's ROOT p95, ms.
     pub ideal_p95_ms: Option<u64>,
+    /// The boot-bound reference's ROOT p95, ms.
+    pub boot_bound_p95_ms: Option<u64>,
+    /// Why the ROOT p95 target was missed (`None`: met).
+    pub root_p95_miss: Option<RootP95Miss>,
+    /// Jobs (ROOT + SPI) the boot-bound reference starts within the trace that `demand`
+    /// never started: the loss no start overhead explains.
+    pub lost_boot_bound: u64,
+    /// Share of slot time ideal.both leaves idle, 0–1.
+    pub host_idle_share: Option<f64>,
     /// `demand`'s SPI grant latency p95, ms.
     pub spi_p95_ms: Option<u64>,
     /// `cycle`'s SPI grant latency p95, ms.
@@ -116,7 +176,7 @@ pub fn with_shipped_defaults(trace: &Trace) -> (Trace, Vec<String>) {
     (out, reset)
 }
 
-fn lost(started_ideal: u64, report: &Report, team: &str) -> u64 {
+fn unstarted(started_ideal: u64, report: &Report, team: &str) -> u64 {
     let started = report.teams.get(team).map_or(0, |t| t.started);
     started_ideal.saturating_sub(started)
 }
@@ -127,8 +187,8 @@ pub fn row(entry: &Entry) -> Row {
     let c: Comparison = compare(&trace, None);
     let root = c.demand.teams.get("root");
     let ideal = &c.ideal.both;
-    let lost =
-        lost(ideal.root.started, &c.demand, "root") + lost(ideal.spi.started, &c.demand, "spi");
+    let lost = unstarted(ideal.root.started, &c.demand, "root")
+        + unstarted(ideal.spi.started, &c.demand, "spi");
     let root_p50_ms = root.and_then(|t| t.wait_p50_ms);
     let root_p95_ms = root.and_then(|t| t.wait_p95_ms);
     let root_p95 = match (root_p95_ms, ideal.root.wait_p95_ms) {
@@ -136,6 +196,12 @@ pub fn row(entry: &Entry) -> Row {
         (None, _) => true,
         (Some(_), None) => false,
     };
+    let bound = &c.ideal.boot_bound;
+    let root_p95_miss = root_p95_ms
+        .filter(|_| !root_p95)
+        .map(|d| RootP95Miss::classify(d, ideal.root.wait_p95_ms, bound.root.wait_p95_ms));
+    let lost_boot_bound = unstarted(bound.root.started, &c.demand, "root")
+        + unstarted(bound.spi.started, &c.demand, "spi");
     let stretch_p50 = (ideal.root.wait_p50_ms == Some(0))
         .then(|| root_p50_ms.is_some_and(|p| p <= STRETCH_P50_MS));
     let boots = c
@@ -151,6 +217,10 @@ pub fn row(entry: &Entry) -> Row {
         root_p95_ms,
         ideal_p50_ms: ideal.root.wait_p50_ms,
         ideal_p95_ms: ideal.root.wait_p95_ms,
+        boot_bound_p95_ms: bound.root.wait_p95_ms,
+        root_p95_miss,
+        lost_boot_bound,
+        host_idle_share: c.ideal.host_idle_share,
         spi_p95_ms: c.demand.spi_grant_latency.p95_ms,
         cycle_spi_p95_ms: c.cycle.spi_grant_latency.p95_ms,
         boots_per_job: c.demand.root_boots_per_job,
@@ -248,39 +318,100 @@ fn mark(ok: bool) -> &'static str {
     if ok { "✔" } else { "✘" }
 }
 
-/// The table (Markdown), with a line per trace whose keys were reset and a summary.
+impl Row {
+    /// Hosts sit idle more than [`IDLE_HOSTS_SHARE`] of the time under ideal.both.
+    pub fn idle_hosts(&self) -> bool {
+        self.host_idle_share.is_some_and(|i| i > IDLE_HOSTS_SHARE)
+    }
+
+    /// The ROOT p95 target's cell: ✔, or ✘ with the short reason.
+    fn root_p95_cell(&self) -> String {
+        match self.root_p95_miss {
+            None if self.targets.root_p95 => mark(true).into(),
+            None => mark(false).into(),
+            Some(RootP95Miss::Infeasible) => "✘ infeasible".into(),
+            Some(RootP95Miss::PolicyGap { over_bound_ms }) => {
+                format!("✘ gap {}", short(Some(over_bound_ms)))
+            }
+        }
+    }
+
+    /// What explains each missed target, in words (empty: nothing missed that has a reason).
+    fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(miss) = self.root_p95_miss {
+            // Infeasible says the target is out of reach, not that the policy is at the
+            // bound: say how far above it `demand` still is.
+            let over = match (miss, self.root_p95_ms, self.boot_bound_p95_ms) {
+                (RootP95Miss::Infeasible, Some(d), Some(b)) => {
+                    format!(" (demand {} over it)", short(Some(d.saturating_sub(b))))
+                }
+                _ => String::new(),
+            };
+            notes.push(format!("ROOT p95: {}{over}", miss.reason()));
+        }
+        if !self.targets.no_lost {
+            notes.push(format!(
+                "lost: {} against ideal.both, {} against the boot bound",
+                self.lost, self.lost_boot_bound
+            ));
+        }
+        if !self.targets.boots && self.idle_hosts() {
+            notes.push(format!(
+                "boots/job: hosts idle {} of the time (idle-host warmth may exceed 1.1)",
+                percent(self.host_idle_share)
+            ));
+        }
+        notes
+    }
+}
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "-".into(), |s| format!("{:.0} %", s * 100.0))
+}
+
+/// The table (Markdown), with a line per trace whose keys were reset, a line per trace
+/// saying what explains its misses, and a summary.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| trace | ROOT jobs | lost | ROOT p50 | ROOT p95 | ideal.both p95 | SPI grant p95 \
-         demand / cycle | ROOT boots/job | violations | 0 lost | SPI p95 | ROOT p95 | boots \
-         | p50 (stretch) |"
+        "| trace | ROOT jobs | lost | lost (boot-bound) | ROOT p50 | ROOT p95 | ideal.both p95 \
+         | boot-bound p95 | SPI grant p95 demand / cycle | ROOT boots/job | host idle \
+         | violations | 0 lost | SPI p95 | ROOT p95 | boots | p50 (stretch) |"
     );
-    let _ = writeln!(out, "|{}", "---|".repeat(15));
+    let _ = writeln!(out, "|{}", "---|".repeat(17));
     for r in rows {
         let name = if r.reset_keys.is_empty() {
             r.name.clone()
         } else {
             format!("{} †", r.name)
         };
+        let boots = if !r.targets.boots && r.idle_hosts() {
+            "✘ idle"
+        } else {
+            mark(r.targets.boots)
+        };
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} \
+             | {} | {boots} | {} |",
             r.root_jobs,
             r.lost,
+            r.lost_boot_bound,
             short(r.root_p50_ms),
             short(r.root_p95_ms),
             short(r.ideal_p95_ms),
+            short(r.boot_bound_p95_ms),
             short(r.spi_p95_ms),
             short(r.cycle_spi_p95_ms),
             r.boots_per_job
                 .map_or_else(|| "-".into(), |b| format!("{b:.3}")),
+            percent(r.host_idle_share),
             r.violations,
             mark(r.targets.no_lost),
             mark(r.targets.spi_p95),
-            mark(r.targets.root_p95),
-            mark(r.targets.boots),
+            r.root_p95_cell(),
             r.targets.stretch_p50.map_or("-", mark),
         );
     }
@@ -293,13 +424,29 @@ pub fn table(rows: &[Row]) -> String {
             r.reset_keys.join(", ")
         );
     }
+    for r in rows {
+        let notes = r.notes();
+        if !notes.is_empty() {
+            let _ = writeln!(out, "- {}: {}", r.name, notes.join("; "));
+        }
+    }
     let met = rows.iter().filter(|r| r.targets.all_met()).count();
     let violations: u64 = rows.iter().map(|r| r.violations).sum();
+    let infeasible = rows
+        .iter()
+        .filter(|r| r.root_p95_miss == Some(RootP95Miss::Infeasible))
+        .count();
+    let gaps = rows
+        .iter()
+        .filter(|r| matches!(r.root_p95_miss, Some(RootP95Miss::PolicyGap { .. })))
+        .count();
     let _ = writeln!(
         out,
-        "{} traces: every target met on {met}, missed on {}; {violations} invariant violations",
+        "{} traces: every target met on {met}, missed on {}; {violations} invariant violations; \
+         ROOT p95 missed on {}: {infeasible} infeasible at one job per boot, {gaps} policy gap",
         rows.len(),
-        rows.len() - met
+        rows.len() - met,
+        infeasible + gaps
     );
     out
 }
@@ -337,8 +484,13 @@ mod tests {
         assert_eq!((r.root_jobs, r.lost, r.violations), (18, 0, 0));
         assert_eq!(r.ideal_p50_ms, Some(0));
         assert!(r.targets.stretch_p50.is_some());
+        // Quiet: the boot bound starts every job the ideal starts, and hosts sit idle.
+        assert_eq!(r.lost_boot_bound, 0);
+        assert!(r.idle_hosts(), "{:?}", r.host_idle_share);
+        assert!(r.boot_bound_p95_ms >= r.ideal_p95_ms);
         let text = table(&[r]);
-        assert!(text.contains("| trickle@1 | 18 | 0 |"), "{text}");
+        assert!(text.contains("| trickle@1 | 18 | 0 | 0 |"), "{text}");
+        assert!(text.contains("| boot-bound p95 |"), "{text}");
         assert!(text.contains("1 traces: every target met on"), "{text}");
     }
 
@@ -348,5 +500,93 @@ mod tests {
         assert_eq!(short(Some(999)), "0s");
         assert_eq!(short(Some(185_000)), "3m05s");
         assert_eq!(short(Some(5_100_000)), "1h25m");
+    }
+
+    #[test]
+    fn a_root_p95_miss_is_infeasible_or_a_policy_gap() {
+        let m = 60_000;
+        // The bound is already past ideal + 60 s: no scheduler at one job per boot meets it.
+        assert_eq!(
+            RootP95Miss::classify(10 * m, Some(m), Some(3 * m)),
+            RootP95Miss::Infeasible
+        );
+        // The bound is within the target: the rest is the policy's.
+        let gap = RootP95Miss::classify(10 * m, Some(m), Some(2 * m));
+        assert_eq!(
+            gap,
+            RootP95Miss::PolicyGap {
+                over_bound_ms: 8 * m
+            }
+        );
+        assert_eq!(gap.reason(), "policy gap: 8m00s over the boot bound");
+        assert!(
+            RootP95Miss::Infeasible
+                .reason()
+                .starts_with("infeasible: boot-bound p95")
+        );
+        assert_eq!(
+            RootP95Miss::classify(m, None, Some(m)),
+            RootP95Miss::Infeasible
+        );
+    }
+
+    fn row_missing(miss: Option<RootP95Miss>, idle: f64) -> Row {
+        Row {
+            name: "t".into(),
+            reset_keys: Vec::new(),
+            root_jobs: 10,
+            lost: 2,
+            root_p50_ms: Some(0),
+            root_p95_ms: Some(600_000),
+            ideal_p50_ms: Some(0),
+            ideal_p95_ms: Some(0),
+            boot_bound_p95_ms: Some(120_000),
+            root_p95_miss: miss,
+            lost_boot_bound: 0,
+            host_idle_share: Some(idle),
+            spi_p95_ms: None,
+            cycle_spi_p95_ms: None,
+            boots_per_job: Some(1.5),
+            violations: 0,
+            targets: Targets {
+                no_lost: false,
+                spi_p95: true,
+                root_p95: miss.is_none(),
+                boots: false,
+                stretch_p50: Some(true),
+            },
+        }
+    }
+
+    #[test]
+    fn the_table_explains_each_miss() {
+        let text = table(&[row_missing(Some(RootP95Miss::Infeasible), 0.9)]);
+        assert!(text.contains("| ✘ infeasible |"), "{text}");
+        assert!(text.contains("| ✘ idle |"), "{text}");
+        assert!(text.contains("| 90 % |"), "{text}");
+        assert!(
+            text.contains(
+                "- t: ROOT p95: infeasible: boot-bound p95 already exceeds ideal.both p95 + 60 s \
+                 (demand 8m00s over it); lost: 2 against ideal.both, 0 against the boot bound; boots/job: hosts idle 90 %"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ROOT p95 missed on 1: 1 infeasible"),
+            "{text}"
+        );
+        let gap = RootP95Miss::PolicyGap {
+            over_bound_ms: 480_000,
+        };
+        let text = table(&[row_missing(Some(gap), 0.5)]);
+        assert!(text.contains("| ✘ gap 8m00s |"), "{text}");
+        assert!(
+            !text.contains("✘ idle"),
+            "busy hosts: no excuse for boots\n{text}"
+        );
+        assert!(
+            text.contains("ROOT p95 missed on 1: 0 infeasible"),
+            "{text}"
+        );
     }
 }
