@@ -1,0 +1,47 @@
+//! `marble-sim requests` on the real scheduler (issue 18): every host is the engine's
+//! `World`, fed by the daemon's own GitHub poller against the simulated GitHub.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use marble_sim::fleet_demand::requests_on_engine;
+use marble_sim::standard::standard_trace;
+use marble_sim::trace::RootJobSpec;
+
+fn mac14() -> Vec<String> {
+    ["self-hosted", "macOS", "ARM64", "mac14"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Two hosts, a push every 4 minutes for 2 hours: the schedulers boot for every job the
+/// daemon's poller lists, and the poller's requests land on the token.
+#[test]
+fn the_engine_fleet_runs_every_job_the_daemons_poller_lists() {
+    let mut trace = standard_trace(1, 1, 2);
+    trace.generate = None;
+    trace.sim.duration = Duration::from_secs(3 * 3600);
+    trace.root_jobs = (0..30)
+        .map(|n| RootJobSpec {
+            at: Duration::from_secs(60 + n * 240),
+            duration: Duration::from_secs(60),
+            labels: mac14(),
+        })
+        .collect();
+    let run = requests_on_engine(&trace, 2).unwrap();
+    let root = &run.report.teams["root"];
+    assert_eq!(root.arrived, 30, "{:?}", run.report.teams);
+    assert_eq!(root.started, 30, "{:?}", run.report.teams);
+    let (polls, paced) = run.polls;
+    // Two hosts, every 30 s for 3 hours, plus early polls; nothing near the limit.
+    assert!(polls >= 2 * 360, "{polls} polls");
+    assert_eq!(paced, 0);
+    let charged: u64 = run.charged_per_hour.values().sum();
+    // Unchanged listings are free 304s; every job changes the listings each host reads
+    // (queued, in progress, completed), so each host pays for it at least once.
+    assert!(charged >= 2 * 30, "{charged} charged for {polls} polls");
+    // A poll's snapshot is at most an interval stale, plus a boot (60-120 s standard).
+    let p95 = root.wait_p95_ms.unwrap();
+    assert!(p95 <= 240_000, "ROOT wait p95 {p95} ms");
+}
