@@ -487,9 +487,7 @@ impl Engine {
 
     /// A host's demand source polls: feed what GitHub shows now, poll again later.
     fn demand_poll(&mut self, h: usize) {
-        let next = self
-            .feed_demand(h)
-            .unwrap_or(self.cfg.demand_poll);
+        let next = self.feed_demand(h).unwrap_or(self.cfg.demand_poll);
         self.schedule_in(ms(next).max(1), Ev::DemandPoll(h));
     }
 

@@ -2,7 +2,8 @@
 //! engine's `World` (same ops, boot model and Jenkins as `marble-sim run`), and each host's
 //! `Input::Demand` comes from the daemon's own poller (`GithubDemand::poll`) against a
 //! [`SimGitHub`] kept in step with the engine's ground truth, at the interval the daemon's
-//! pacing (`paced_interval`) gives. Mode `each` only (issue 18, first step).
+//! pacing (`paced_interval`) gives. Modes as `requests`: `each` (every host polls) and
+//! `elected` (the lease holder polls and publishes; the others read its snapshot).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,58 +11,136 @@ use std::time::Duration;
 
 use marbled::ci::github::GithubDemand;
 use marbled::ci::github::demand::paced_interval;
+use marbled::ci::github::releases::RELEASES_PATH;
 use marbled::ci::{GitHubClient, RunnerScope, Secret};
 use marbled::config::Policy;
+use marbled::lease::{Condition, Decision, Lease, Seen, Timing, decide};
 use marbled::sched::{DemandSnapshot, Millis};
 
 use crate::engine::{DemandSource, EPOCH_MS, Engine, RunOptions};
 use crate::github::{API_URL, EPOCH_S, SimGitHub};
 use crate::metrics::Report;
-use crate::requests::scaled;
+use crate::requests::{Mode, scaled};
 use crate::trace::Trace;
 
 const REPO: &str = "root-project/root";
 const TOKEN: &str = "sim-token";
+const HOUR_MS: u64 = 3_600_000;
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// The daemon's poller per host, on one token, against a GitHub that follows the engine.
 pub struct PollerSource {
     rt: tokio::runtime::Runtime,
     gh: Arc<SimGitHub>,
+    clients: Vec<Arc<GitHubClient>>,
     demands: Vec<GithubDemand>,
-    interval: Duration,
+    opts: EngineRequestOptions,
+    /// Host name (its VMs' prefix) → index.
+    host_of: BTreeMap<String, usize>,
+    /// VMs whose runner this fleet minted and has not deleted: VM name → (host, runner id).
+    minted: BTreeMap<String, (usize, u64)>,
+    /// When each host checks the runner releases next (every 6 h, from its first poll).
+    next_release: Vec<Option<u64>>,
+    next_hosted: u64,
+    /// `elected`: the lease and its ETag, and the snapshot the holder published.
+    lease: Option<(Lease, String)>,
+    published: Option<Vec<marbled::sched::QueuedJob>>,
     /// Engine job id → simulated GitHub job id, for jobs not yet completed on the simulated side.
     live: BTreeMap<u64, u64>,
     /// Simulated GitHub job id → engine job id.
     back: BTreeMap<u64, u64>,
     /// Engine jobs already pushed.
     seen: BTreeSet<u64>,
-    /// Polls and paced polls, shared with the caller.
-    pub counts: Arc<std::sync::Mutex<(u64, u64)>>,
+    /// What the run counted, shared with the caller.
+    pub counts: Arc<std::sync::Mutex<Counted>>,
+}
+
+/// Counted outside the token's per-hour figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counted {
+    /// GitHub demand polls (all hosts).
+    pub polls: u64,
+    /// Of them, stretched by pacing.
+    pub paced: u64,
+    /// Runner mints and deletes.
+    pub runner_calls: u64,
+    /// Runner-release checks.
+    pub release_checks: u64,
+    /// Bucket reads and writes (`elected`: lease and snapshot).
+    pub s3_reads: u64,
+    /// Bucket writes.
+    pub s3_writes: u64,
+}
+
+/// How the fleet's GitHub demand is polled.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineRequestOptions {
+    /// Who polls.
+    pub mode: Mode,
+    /// `[demand] interval`: the engine trace's `sim.demand_poll` unless set.
+    pub interval: Option<Duration>,
+    /// The repository's other (GitHub-hosted) workflow runs started an hour.
+    pub hosted_runs_per_hour: f64,
+    /// How long such a run lasts.
+    pub hosted_run: Duration,
+    /// The lease timing (`elected`).
+    pub lease: Timing,
+    /// `[demand] watch`: how often a follower reads the published snapshot.
+    pub watch: Duration,
+}
+
+impl EngineRequestOptions {
+    /// The daemon's defaults in `mode`, no GitHub-hosted runs.
+    pub fn new(mode: Mode) -> Self {
+        let base = crate::requests::RequestOptions::new(1, mode);
+        Self {
+            mode,
+            interval: None,
+            hosted_runs_per_hour: 0.0,
+            hosted_run: base.hosted_run,
+            lease: base.lease,
+            watch: base.watch,
+        }
+    }
 }
 
 impl PollerSource {
     /// `hosts` pollers on one token, polling every `interval` unless paced.
-    pub fn new(hosts: usize, interval: Duration) -> std::io::Result<Self> {
+    pub fn new(names: &[String], opts: EngineRequestOptions) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
         let gh = SimGitHub::new(REPO);
-        let demands = (0..hosts.max(1))
+        let clients: Vec<Arc<GitHubClient>> = names
+            .iter()
             .map(|_| {
-                let client = Arc::new(GitHubClient::with_transport(
+                Arc::new(GitHubClient::with_transport(
                     API_URL,
                     RunnerScope::Repo(REPO.into()),
                     Secret::new(TOKEN.to_owned()),
                     gh.clone(),
-                ));
-                GithubDemand::new(client, vec![REPO.into()], 50)
+                ))
             })
+            .collect();
+        let demands = clients
+            .iter()
+            .map(|c| GithubDemand::new(c.clone(), vec![REPO.into()], 50))
             .collect();
         Ok(Self {
             rt,
             gh,
+            clients,
             demands,
-            interval,
+            opts,
+            host_of: names.iter().cloned().zip(0..).collect(),
+            minted: BTreeMap::new(),
+            next_release: vec![None; names.len()],
+            next_hosted: 0,
+            lease: None,
+            published: None,
             live: BTreeMap::new(),
             back: BTreeMap::new(),
             seen: BTreeSet::new(),
@@ -78,6 +157,14 @@ impl PollerSource {
     /// jobs no longer queued end (their listings change, so the next poll pays for them).
     fn sync(&mut self, since_start: u64, truth: &DemandSnapshot) {
         self.gh.set_now(since_start);
+        if self.opts.hosted_runs_per_hour > 0.0 {
+            let every = (HOUR_MS as f64 / self.opts.hosted_runs_per_hour).max(1.0) as u64;
+            while self.next_hosted <= since_start {
+                self.gh.start_hosted_run(ms(self.opts.hosted_run));
+                self.next_hosted += every;
+            }
+        }
+        self.sync_runners(truth);
         let running: BTreeSet<u64> = truth.running_jobs.iter().map(|j| j.id).collect();
         let queued: BTreeSet<u64> = truth.root_jobs.iter().map(|j| j.id).collect();
         // A job a warm runner took at once was never queued at a poll: GitHub still shows
@@ -106,6 +193,106 @@ impl PollerSource {
     }
 }
 
+impl PollerSource {
+    /// One mint per boot (the daemon mints the JIT config before starting a ROOT VM) and one
+    /// delete when the VM is gone (a 404 once GitHub removed the ephemeral runner: charged
+    /// all the same), each on the VM's host's client. Seen at poll instants: a runner minted
+    /// and gone between two polls of the fleet is not counted.
+    fn sync_runners(&mut self, truth: &DemandSnapshot) {
+        let up: BTreeMap<&str, &[String]> = truth
+            .free_runners
+            .iter()
+            .map(|r| (r.name.as_str(), r.labels.as_slice()))
+            .chain(truth.taken_runners.iter().map(|n| (n.as_str(), &[][..])))
+            .collect();
+        let gone: Vec<String> = self
+            .minted
+            .keys()
+            .filter(|n| !up.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some((h, id)) = self.minted.remove(&name) {
+                let _ = self.rt.block_on(self.clients[h].delete_runner(id));
+                self.bump(|c| c.runner_calls += 1);
+            }
+        }
+        for (name, labels) in up {
+            if self.minted.contains_key(name) {
+                continue;
+            }
+            let Some(h) = name
+                .split_once("-ROOT-VM-")
+                .and_then(|(prefix, _)| self.host_of.get(prefix).copied())
+            else {
+                continue;
+            };
+            let minted = self
+                .rt
+                .block_on(self.clients[h].generate_jitconfig(name, labels, 1, None));
+            self.bump(|c| c.runner_calls += 1);
+            if let Ok(jit) = minted {
+                self.minted.insert(name.to_owned(), (h, jit.runner_id));
+            }
+        }
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut Counted)) {
+        if let Ok(mut c) = self.counts.lock() {
+            f(&mut c);
+        }
+    }
+
+    /// The runner-release check, every 6 h per host whatever the mode.
+    fn release_check(&mut self, h: usize, since_start: u64) {
+        let due = self.next_release[h].is_none_or(|at| since_start >= at);
+        if due {
+            let _ = self
+                .rt
+                .block_on(self.clients[h].get_cached("list runner releases", RELEASES_PATH));
+            self.bump(|c| c.release_checks += 1);
+            self.next_release[h] = Some(since_start + 6 * HOUR_MS);
+        }
+    }
+
+    /// `elected`: read the lease and act on `decide` (a conditional write that fails is a
+    /// 412); whether host `h` holds it now.
+    fn holds_lease(&mut self, h: usize, since_start: u64) -> bool {
+        let me = self
+            .host_of
+            .iter()
+            .find(|(_, i)| **i == h)
+            .map(|(n, _)| n.clone());
+        let Some(me) = me else { return false };
+        self.bump(|c| c.s3_reads += 1);
+        let seen = match &self.lease {
+            Some((lease, etag)) => Seen::Present {
+                lease: lease.clone(),
+                etag: etag.clone(),
+            },
+            None => Seen::Absent,
+        };
+        match decide(&me, since_start, &seen, self.opts.lease) {
+            Decision::Write {
+                lease, condition, ..
+            } => {
+                self.bump(|c| c.s3_writes += 1);
+                let holds = match (&condition, &self.lease) {
+                    (Condition::Absent, None) => true,
+                    (Condition::Matches(e), Some((_, cur))) => e == cur,
+                    _ => false,
+                };
+                if holds {
+                    let etag = format!("{}-{}", lease.term, lease.seq);
+                    self.lease = Some((lease, etag));
+                }
+                holds
+            }
+            Decision::Follow { .. } => false,
+        }
+    }
+}
+
 impl DemandSource for PollerSource {
     fn poll(
         &mut self,
@@ -115,6 +302,15 @@ impl DemandSource for PollerSource {
     ) -> Option<(DemandSnapshot, Duration)> {
         let since_start = now.saturating_sub(EPOCH_MS);
         self.sync(since_start, truth);
+        self.release_check(h, since_start);
+        let interval = self.opts.interval.unwrap_or(Duration::from_secs(30));
+        if self.opts.mode == Mode::Elected && !self.holds_lease(h, since_start) {
+            // A follower reads the holder's published snapshot (bucket read) every watch.
+            self.bump(|c| c.s3_reads += 1);
+            let mut snapshot = truth.clone();
+            snapshot.root_jobs = self.published.clone()?;
+            return Some((snapshot, self.opts.watch));
+        }
         let demand = self.demands.get(h)?;
         let polled = self
             .rt
@@ -125,14 +321,15 @@ impl DemandSource for PollerSource {
         };
         let wait = stats
             .quota
-            .map_or(self.interval, |q| paced_interval(self.interval, q));
-        if let Ok(mut c) = self.counts.lock() {
-            c.0 += 1;
-            c.1 += u64::from(wait > self.interval);
-        }
+            .map_or(interval, |q| paced_interval(interval, q));
+        self.bump(|c| {
+            c.polls += 1;
+            c.paced += u64::from(wait > interval);
+        });
         // The queued jobs are what the daemon's poller saw; the rest (runners, jobs in
         // progress, the Jenkins queue) is the engine's ground truth at this instant.
-        let since: BTreeMap<u64, u64> = truth.root_jobs.iter().map(|j| (j.id, j.since_ms)).collect();
+        let since: BTreeMap<u64, u64> =
+            truth.root_jobs.iter().map(|j| (j.id, j.since_ms)).collect();
         let mut snapshot = truth.clone();
         snapshot.root_jobs = seen
             .root_jobs
@@ -144,6 +341,16 @@ impl DemandSource for PollerSource {
                 Some(j)
             })
             .collect();
+        if self.opts.mode == Mode::Elected {
+            // The holder publishes its snapshot (one bucket write per poll), and renews the
+            // lease before it lapses however long pacing stretches the poll (the renewal
+            // rides on the poll here: a paced holder polls every 40 s, not at its pace).
+            self.bump(|c| c.s3_writes += 1);
+            self.published = Some(snapshot.root_jobs.clone());
+            let lease = &self.opts.lease;
+            let renew = Duration::from_millis(lease.duration_ms.saturating_sub(lease.margin_ms));
+            return Some((snapshot, wait.min(renew)));
+        }
         Some((snapshot, wait))
     }
 }
@@ -155,13 +362,17 @@ pub struct EngineRequests {
     pub report: Report,
     /// GitHub requests charged per hour on the token (hour index → count).
     pub charged_per_hour: BTreeMap<u64, u64>,
-    /// Demand polls, and of them paced ones.
-    pub polls: (u64, u64),
+    /// Polls, runner calls, release checks, bucket requests.
+    pub counted: Counted,
 }
 
 /// Run `trace` scaled to `hosts` hosts (copies of its first host, same load per host) on the
 /// engine with policy `demand`, each host fed by the daemon's poller.
-pub fn requests_on_engine(trace: &Trace, hosts: u32) -> std::io::Result<EngineRequests> {
+pub fn requests_on_engine(
+    trace: &Trace,
+    hosts: u32,
+    opts: EngineRequestOptions,
+) -> std::io::Result<EngineRequests> {
     let mut t = scaled(trace, hosts);
     let first = t.host_sections()[0].clone();
     t.hosts = (0..hosts.max(1))
@@ -172,7 +383,12 @@ pub fn requests_on_engine(trace: &Trace, hosts: u32) -> std::io::Result<EngineRe
         })
         .collect();
     t.host = crate::trace::HostSection::default();
-    let source = PollerSource::new(t.hosts.len(), t.sim.demand_poll)?;
+    let names: Vec<String> = t.hosts.iter().map(|h| h.prefix.clone()).collect();
+    let opts = EngineRequestOptions {
+        interval: Some(opts.interval.unwrap_or(t.sim.demand_poll)),
+        ..opts
+    };
+    let source = PollerSource::new(&names, opts)?;
     let gh = source.github();
     let counts = source.counts.clone();
     let opts = RunOptions {
@@ -187,10 +403,10 @@ pub fn requests_on_engine(trace: &Trace, hosts: u32) -> std::io::Result<EngineRe
         .get(TOKEN)
         .map(|h| h.iter().map(|(k, c)| (*k, c.counted)).collect())
         .unwrap_or_default();
-    let polls = counts.lock().map(|c| *c).unwrap_or_default();
+    let counted = counts.lock().map(|c| *c).unwrap_or_default();
     Ok(EngineRequests {
         report,
         charged_per_hour,
-        polls,
+        counted,
     })
 }

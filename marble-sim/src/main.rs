@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use marble_sim::compare::compare;
-use marble_sim::shapes::Shape;
 use marble_sim::requests::{Mode, RequestOptions, requests};
+use marble_sim::shapes::Shape;
 use marble_sim::standard::{explicit, standard_trace};
 use marble_sim::{RunOptions, Trace, simulate};
 use marbled::config::Policy;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use marble_sim::fleet_demand::requests_on_engine;
+use marble_sim::fleet_demand::{EngineRequestOptions, requests_on_engine};
+use marble_sim::requests::Mode;
 use marble_sim::standard::standard_trace;
 use marble_sim::trace::RootJobSpec;
 
@@ -15,11 +16,9 @@ fn mac14() -> Vec<String> {
         .to_vec()
 }
 
-/// Two hosts, a push every 4 minutes for 2 hours: the schedulers boot for every job the
-/// daemon's poller lists, and the poller's requests land on the token.
-#[test]
-fn the_engine_fleet_runs_every_job_the_daemons_poller_lists() {
-    let mut trace = standard_trace(1, 1, 2);
+/// `hosts` hosts, a push every 4 minutes for 2 hours, 3 hours simulated.
+fn pushes(hosts: u32) -> marble_sim::Trace {
+    let mut trace = standard_trace(1, 1, hosts);
     trace.generate = None;
     trace.sim.duration = Duration::from_secs(3 * 3600);
     trace.root_jobs = (0..30)
@@ -29,11 +28,19 @@ fn the_engine_fleet_runs_every_job_the_daemons_poller_lists() {
             labels: mac14(),
         })
         .collect();
-    let run = requests_on_engine(&trace, 2).unwrap();
+    trace
+}
+
+/// Two hosts, a push every 4 minutes for 2 hours: the schedulers boot for every job the
+/// daemon's poller lists, and the poller's requests land on the token.
+#[test]
+fn the_engine_fleet_runs_every_job_the_daemons_poller_lists() {
+    let trace = pushes(2);
+    let run = requests_on_engine(&trace, 2, EngineRequestOptions::new(Mode::Each)).unwrap();
     let root = &run.report.teams["root"];
     assert_eq!(root.arrived, 30, "{:?}", run.report.teams);
     assert_eq!(root.started, 30, "{:?}", run.report.teams);
-    let (polls, paced) = run.polls;
+    let (polls, paced) = (run.counted.polls, run.counted.paced);
     // Two hosts, every 30 s for 3 hours, plus early polls; nothing near the limit.
     assert!(polls >= 2 * 360, "{polls} polls");
     assert_eq!(paced, 0);
@@ -44,4 +51,32 @@ fn the_engine_fleet_runs_every_job_the_daemons_poller_lists() {
     // A poll's snapshot is at most an interval stale, plus a boot (60-120 s standard).
     let p95 = root.wait_p95_ms.unwrap();
     assert!(p95 <= 240_000, "ROOT wait p95 {p95} ms");
+
+    // One mint and one delete per ROOT boot (seen at poll instants), one release check per
+    // host in the first 6 h.
+    let boots = run.report.root_boots;
+    assert!(run.counted.runner_calls > 0, "{:?}", run.counted);
+    assert!(
+        run.counted.runner_calls <= 2 * boots,
+        "{:?} {boots} boots",
+        run.counted
+    );
+    assert_eq!(run.counted.release_checks, 2);
+}
+
+/// Three hosts, an elected poller: only the holder polls GitHub, the others run the jobs
+/// from its published snapshot.
+#[test]
+fn with_an_elected_poller_one_host_polls_and_every_job_runs() {
+    let trace = pushes(3);
+    let each = requests_on_engine(&trace, 3, EngineRequestOptions::new(Mode::Each)).unwrap();
+    let elected = requests_on_engine(&trace, 3, EngineRequestOptions::new(Mode::Elected)).unwrap();
+    assert_eq!(elected.report.teams["root"].started, 30);
+    assert!(
+        elected.counted.polls * 2 < each.counted.polls,
+        "{:?} vs {:?}",
+        elected.counted,
+        each.counted
+    );
+    assert!(elected.counted.s3_writes > 0 && elected.counted.s3_reads > 0);
 }
