@@ -48,6 +48,8 @@ pub struct PollerSource {
     /// `elected`: the lease and its ETag, and the snapshot the holder published.
     lease: Option<(Lease, String)>,
     published: Option<Vec<marbled::sched::QueuedJob>>,
+    /// The host whose poller died, and when.
+    dead: Option<(usize, u64)>,
     /// Engine job id → simulated GitHub job id, for jobs not yet completed on the simulated side.
     live: BTreeMap<u64, u64>,
     /// Simulated GitHub job id → engine job id.
@@ -73,6 +75,8 @@ pub struct Counted {
     pub s3_reads: u64,
     /// Bucket writes.
     pub s3_writes: u64,
+    /// Leader failover: ms from the holder's death to the next holder's first poll.
+    pub takeover_ms: Option<u64>,
 }
 
 /// How the fleet's GitHub demand is polled.
@@ -90,6 +94,10 @@ pub struct EngineRequestOptions {
     pub lease: Timing,
     /// `[demand] watch`: how often a follower reads the published snapshot.
     pub watch: Duration,
+    /// The lease holder's poller stops at this time (`elected`): the failover fault. Its
+    /// host's scheduler keeps running on the last snapshot it got (the demand feed is what
+    /// is lost, not the VMs).
+    pub leader_dies_at: Option<Duration>,
 }
 
 impl EngineRequestOptions {
@@ -103,6 +111,7 @@ impl EngineRequestOptions {
             hosted_run: base.hosted_run,
             lease: base.lease,
             watch: base.watch,
+            leader_dies_at: None,
         }
     }
 }
@@ -141,6 +150,7 @@ impl PollerSource {
             next_hosted: 0,
             lease: None,
             published: None,
+            dead: None,
             live: BTreeMap::new(),
             back: BTreeMap::new(),
             seen: BTreeSet::new(),
@@ -255,6 +265,14 @@ impl PollerSource {
         }
     }
 
+    /// Whether host `h` holds a lease still valid at `since_start` (no request).
+    fn holds_now(&self, h: usize, since_start: u64) -> bool {
+        self.lease.as_ref().is_some_and(|(lease, _)| {
+            self.host_of.get(&lease.holder) == Some(&h)
+                && lease.valid_until_ms(self.opts.lease) > since_start
+        })
+    }
+
     /// `elected`: read the lease and act on `decide` (a conditional write that fails is a
     /// 412); whether host `h` holds it now.
     fn holds_lease(&mut self, h: usize, since_start: u64) -> bool {
@@ -302,6 +320,16 @@ impl DemandSource for PollerSource {
     ) -> Option<(DemandSnapshot, Duration)> {
         let since_start = now.saturating_sub(EPOCH_MS);
         self.sync(since_start, truth);
+        if let Some(at) = self.opts.leader_dies_at.map(ms)
+            && self.dead.is_none()
+            && since_start >= at
+            && self.holds_now(h, since_start)
+        {
+            self.dead = Some((h, since_start));
+        }
+        if self.dead.is_some_and(|(d, _)| d == h) {
+            return None;
+        }
         self.release_check(h, since_start);
         let interval = self.opts.interval.unwrap_or(Duration::from_secs(30));
         if self.opts.mode == Mode::Elected && !self.holds_lease(h, since_start) {
@@ -310,6 +338,11 @@ impl DemandSource for PollerSource {
             let mut snapshot = truth.clone();
             snapshot.root_jobs = self.published.clone()?;
             return Some((snapshot, self.opts.watch));
+        }
+        if let (Some((_, died)), true) = (self.dead, self.opts.mode == Mode::Elected) {
+            self.bump(|c| {
+                c.takeover_ms.get_or_insert(since_start - died);
+            });
         }
         let demand = self.demands.get(h)?;
         let polled = self

@@ -80,3 +80,18 @@ fn with_an_elected_poller_one_host_polls_and_every_job_runs() {
     );
     assert!(elected.counted.s3_writes > 0 && elected.counted.s3_reads > 0);
 }
+
+/// The elected poller's daemon dies 30 minutes in: another host takes the lease and polls
+/// within two poll intervals, and no job is lost.
+#[test]
+fn losing_the_elected_poller_on_the_engine_loses_no_job() {
+    let trace = pushes(3);
+    let opts = EngineRequestOptions {
+        leader_dies_at: Some(Duration::from_secs(1800)),
+        ..EngineRequestOptions::new(Mode::Elected)
+    };
+    let run = requests_on_engine(&trace, 3, opts).unwrap();
+    assert_eq!(run.report.teams["root"].started, 30, "{:?}", run.counted);
+    let takeover = run.counted.takeover_ms.expect("another host took over");
+    assert!(takeover <= 60_000, "took {takeover} ms");
+}
