@@ -399,7 +399,7 @@ pub struct EngineRequests {
     pub counted: Counted,
 }
 
-/// Run `trace` scaled to `hosts` hosts (copies of its first host, same load per host) on the
+/// Run `trace` scaled to `hosts` hosts (its hosts in turn, same load per host) on the
 /// engine with policy `demand`, each host fed by the daemon's poller.
 pub fn requests_on_engine(
     trace: &Trace,
@@ -407,11 +407,21 @@ pub fn requests_on_engine(
     opts: EngineRequestOptions,
 ) -> std::io::Result<EngineRequests> {
     let mut t = scaled(trace, hosts);
-    let first = t.host_sections()[0].clone();
-    t.hosts = (0..hosts.max(1))
+    // Host n is a copy of the trace's host n modulo its count (their VMs, labels and SPI
+    // nodes cycle), renamed `macphsftNN` (its listed VMs
+    // too).
+    let base: Vec<_> = t.host_sections().into_iter().cloned().collect();
+    t.hosts = (0..hosts.max(1) as usize)
         .map(|n| {
-            let mut h = first.clone();
-            h.prefix = format!("macphsft{:02}", n + 1);
+            let mut h = base[n % base.len()].clone();
+            let name = format!("macphsft{:02}", n + 1);
+            // Listed VMs are named after their host: each copy gets its own names.
+            for vm in &mut h.vms {
+                if let Some(rest) = vm.name.strip_prefix(h.prefix.as_str()) {
+                    vm.name = format!("{name}{rest}");
+                }
+            }
+            h.prefix = name;
             h
         })
         .collect();

@@ -268,7 +268,15 @@ fn requests_engine_table(
     if !json {
         println!(
             "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
-            "hosts", "mode", "gh/h p50", "gh/h max", "polls", "s3", "wait p50", "wait p95", "spi p95"
+            "hosts",
+            "mode",
+            "gh/h p50",
+            "gh/h max",
+            "polls",
+            "s3",
+            "wait p50",
+            "wait p95",
+            "spi p95"
         );
     }
     let secs = |v: Option<u64>| v.map_or(0.0, |v| v as f64 / 1000.0);
@@ -282,7 +290,10 @@ fn requests_engine_table(
         };
         let mut hourly: Vec<u64> = r.charged_per_hour.values().copied().collect();
         hourly.sort_unstable();
-        let p50 = hourly.get(hourly.len().saturating_sub(1) / 2).copied().unwrap_or(0);
+        let p50 = hourly
+            .get(hourly.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or(0);
         let max = hourly.last().copied().unwrap_or(0);
         let root = r.report.teams.get("root");
         let (w50, w95) = (
