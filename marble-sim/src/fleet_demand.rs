@@ -181,7 +181,7 @@ impl PollerSource {
         // its run (queued, then in progress), so it is pushed all the same.
         for job in truth.root_jobs.iter().chain(&truth.running_jobs) {
             if self.seen.insert(job.id)
-                && let Some(&id) = self.gh.queue_run(&[job.labels.clone()]).first()
+                && let Some(&id) = self.gh.queue_run(std::slice::from_ref(&job.labels)).first()
             {
                 self.live.insert(job.id, id);
                 self.back.insert(id, job.id);
