@@ -107,8 +107,24 @@ pub(super) struct SimHost {
     pub(super) boots: u64,
 }
 
+/// Where a host's demand snapshot comes from when not the engine's ground truth:
+/// `marble-sim requests` puts the daemon's own GitHub poller here (issue 18).
+pub trait DemandSource {
+    /// Host `h` polls at `now`; `truth` is what GitHub shows at that instant. Returns the
+    /// snapshot the host's daemon gets and the wait until its next poll (the daemon's
+    /// pacing), or `None` when the host does not poll now.
+    fn poll(
+        &mut self,
+        h: usize,
+        now: Millis,
+        truth: &DemandSnapshot,
+    ) -> Option<(DemandSnapshot, Duration)>;
+}
+
 /// One simulation run.
 pub struct Engine {
+    /// Replaces the ground-truth demand feed (`None`: every poll sees GitHub as it is).
+    demand_source: Option<Box<dyn DemandSource>>,
     pub(super) hosts: Vec<SimHost>,
     pub(super) now: Millis,
     end: Millis,
@@ -256,6 +272,7 @@ impl Engine {
         let (root_jobs, builds) = workload(trace, seed, &vms);
         let n = vms.len();
         Self {
+            demand_source: None,
             hosts,
             now,
             end: now.saturating_add(ms(trace.sim.duration)),
@@ -303,6 +320,12 @@ impl Engine {
             race_interruptions: 0,
             violations: Violations::default(),
         }
+    }
+
+    /// Feed every host's demand polls from `source` instead of the ground truth.
+    pub fn with_demand_source(mut self, source: Box<dyn DemandSource>) -> Self {
+        self.demand_source = Some(source);
+        self
     }
 
     /// Run to the end of the trace.
@@ -464,15 +487,26 @@ impl Engine {
 
     /// A host's demand source polls: feed what GitHub shows now, poll again later.
     fn demand_poll(&mut self, h: usize) {
-        self.feed_demand(h);
-        self.schedule_in(ms(self.cfg.demand_poll).max(1), Ev::DemandPoll(h));
+        let next = self.feed_demand(h).unwrap_or(self.cfg.demand_poll);
+        self.schedule_in(ms(next).max(1), Ev::DemandPoll(h));
     }
 
-    fn feed_demand(&mut self, h: usize) {
-        let snapshot = self.demand_snapshot();
+    /// Feed host `h` a fresh snapshot; the wait until its next poll when its demand source
+    /// paces it (`None`: `sim.demand_poll`).
+    fn feed_demand(&mut self, h: usize) -> Option<Duration> {
+        let truth = self.demand_snapshot();
+        let (snapshot, next) = match self.demand_source.as_mut() {
+            None => (truth, None),
+            Some(source) => match source.poll(h, self.now, &truth) {
+                Some((snapshot, next)) => (snapshot, Some(next)),
+                // Not polling (a follower without a published snapshot, a dead daemon).
+                None => return None,
+            },
+        };
         self.hosts[h].demand_seen = Some(snapshot.clone());
         self.hosts[h].demand_polled_at = self.now;
         self.feed(h, Input::Demand(snapshot));
+        next
     }
 
     /// The scheduler asked for a fresh snapshot: poll early, as `demand::poll` does.
@@ -655,7 +689,7 @@ impl Engine {
             Ev::DemandPoll(h) => self.demand_poll(h),
             Ev::DemandNudge(h) => {
                 self.hosts[h].demand_nudged = false;
-                self.feed_demand(h);
+                let _ = self.feed_demand(h);
             }
         }
     }

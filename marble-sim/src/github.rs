@@ -234,6 +234,20 @@ impl SimGitHub {
         }
     }
 
+    /// Job `job` is in progress on a runner named `name` that this GitHub did not mint (the
+    /// engine's fleet: `marble-sim requests --engine` follows the scheduler's ground truth).
+    pub fn job_in_progress(&self, job: u64, name: &str) {
+        let mut s = self.lock();
+        let now = s.now_ms;
+        if let Some(j) = s.jobs.get_mut(&job)
+            && j.status == "queued"
+        {
+            j.status = "in_progress";
+            j.started_ms = Some(now);
+            j.runner = Some((0, name.to_owned()));
+        }
+    }
+
     /// Job `job` ends; GitHub deletes its ephemeral runner.
     pub fn complete_job(&self, job: u64) {
         let mut guard = self.lock();

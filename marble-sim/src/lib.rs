@@ -28,6 +28,7 @@ pub mod calibrate;
 pub mod compare;
 pub mod daily;
 pub mod engine;
+pub mod fleet_demand;
 pub mod generate;
 pub mod github;
 pub mod host;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use marble_sim::compare::compare;
+use marble_sim::fleet_demand::{EngineRequestOptions, requests_on_engine};
 use marble_sim::requests::{Mode, RequestOptions, requests};
 use marble_sim::shapes::Shape;
 use marble_sim::standard::{explicit, standard_trace};
@@ -100,6 +101,10 @@ enum Cmd {
         /// Print the reports as JSON lines.
         #[arg(long)]
         json: bool,
+        /// Run the fleet on the real scheduler (one `World` per host, the engine of `run`,
+        /// policy `demand`) fed by the daemon's poller, instead of the small fleet model.
+        #[arg(long)]
+        engine: bool,
     },
     /// Print the standard fleet trace (hosts, boot times, daily workload), or one of issue
     /// 17's load shapes, as TOML.
@@ -245,6 +250,90 @@ fn requests_table(trace: &Trace, hosts: &[u32], base: &RequestOptions, json: boo
     ExitCode::SUCCESS
 }
 
+/// `marble-sim requests --engine`: one row per fleet size, from the scheduler's own figures.
+fn requests_engine_table(
+    trace: &Trace,
+    hosts: &[u32],
+    opts: EngineRequestOptions,
+    duration: Option<std::time::Duration>,
+    json: bool,
+) -> ExitCode {
+    let mut trace = trace.clone();
+    if let Some(d) = duration {
+        trace.sim.duration = d;
+        if let Some(g) = trace.generate.as_mut() {
+            g.until = Some(g.until.map_or(d, |u| u.min(d)));
+        }
+    }
+    if !json {
+        println!(
+            "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "hosts",
+            "mode",
+            "gh/h p50",
+            "gh/h max",
+            "polls",
+            "s3",
+            "wait p50",
+            "wait p95",
+            "spi p95"
+        );
+    }
+    let secs = |v: Option<u64>| v.map_or(0.0, |v| v as f64 / 1000.0);
+    for &n in hosts {
+        let r = match requests_on_engine(&trace, n, opts) {
+            Ok(r) => r,
+            Err(err) => {
+                eprintln!("marble-sim: cannot start the runtime: {err}");
+                return ExitCode::from(70);
+            }
+        };
+        let mut hourly: Vec<u64> = r.charged_per_hour.values().copied().collect();
+        hourly.sort_unstable();
+        let p50 = hourly
+            .get(hourly.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or(0);
+        let max = hourly.last().copied().unwrap_or(0);
+        let root = r.report.teams.get("root");
+        let (w50, w95) = (
+            secs(root.and_then(|t| t.wait_p50_ms)),
+            secs(root.and_then(|t| t.wait_p95_ms)),
+        );
+        let spi95 = secs(r.report.spi_grant_latency.p95_ms);
+        let c = r.counted;
+        if json {
+            let line = serde_json::json!({
+                "hosts": n, "mode": opts.mode, "github_per_hour_p50": p50,
+                "github_per_hour_max": max, "polls": c.polls, "paced_polls": c.paced,
+                "runner_calls": c.runner_calls, "release_checks": c.release_checks,
+                "s3_reads": c.s3_reads, "s3_writes": c.s3_writes,
+                "root_wait_p50_s": w50, "root_wait_p95_s": w95, "spi_grant_p95_s": spi95,
+                "takeover_ms": c.takeover_ms,
+            });
+            println!("{line}");
+        } else {
+            let label = match opts.mode {
+                Mode::Each => "each",
+                Mode::Elected => "elected",
+            };
+            println!(
+                "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7.0}s {:>8.0}s {:>8.0}s",
+                n,
+                label,
+                p50,
+                max,
+                c.polls,
+                c.s3_reads + c.s3_writes,
+                w50,
+                w95,
+                spi95
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -314,6 +403,7 @@ fn main() -> ExitCode {
             hosted_runs_per_hour,
             duration,
             json,
+            engine,
         } => {
             let loaded = match load(&trace) {
                 Ok(t) => t,
@@ -323,6 +413,14 @@ fn main() -> ExitCode {
                 ModeArg::Each => Mode::Each,
                 ModeArg::Elected => Mode::Elected,
             };
+            if engine {
+                let opts = EngineRequestOptions {
+                    leader_dies_at,
+                    hosted_runs_per_hour,
+                    ..EngineRequestOptions::new(mode)
+                };
+                return requests_engine_table(&loaded, &hosts, opts, duration, json);
+            }
             let base = RequestOptions {
                 leader_dies_at,
                 hosted_runs_per_hour,
