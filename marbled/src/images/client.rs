@@ -230,27 +230,7 @@ impl Bucket {
 
     /// GET a whole (small) object into memory; `None` if missing.
     pub async fn get_small(&self, key: &str) -> Result<Option<Bytes>, ImageError> {
-        match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => {
-                let data = o.body.collect().await.map_err(|e| ImageError::S3 {
-                    op: "get",
-                    key: key.to_string(),
-                    detail: e.to_string(),
-                })?;
-                let data = data.into_bytes();
-                self.count_received(data.len());
-                Ok(Some(data))
-            }
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(s3_err("get", key, &e)),
-        }
+        Ok(self.get_small_tagged(key).await?.map(|(data, _etag)| data))
     }
 
     /// Ranged GET of `len` bytes at `offset`, pinned to `etag` when given (`If-Match`), so a
