@@ -193,6 +193,9 @@ fn random_scheduler(s: &mut SchedulerSection, r: &mut SimRng, capacity: u32) {
     s.slot_grace = secs(r.range(10, 120));
     s.fairness_bound = secs(r.range(60, 600));
     s.inventory_interval = secs(r.range(5, 30));
+    // Issue 17's opt-in features: idle-host warmth and runner re-arm (up to 3 jobs a boot).
+    s.warm_idle_hosts = r.chance(0.5);
+    s.jobs_per_boot = u32::try_from(r.range(1, 3)).unwrap_or(1);
 }
 
 /// `random_trace`'s GitHub jobs and Jenkins builds.
