@@ -531,7 +531,11 @@ fn a_failed_mint_fails_readiness_naming_github_and_the_vm_is_stopped_without_its
     let mut status = String::new();
     let done = wait_until_blocking(T, || {
         status = ctl(&daemon.socket, &["status"]).stdout;
-        status.contains("generate-jitconfig") && g.env.sim_state(ROOT1) == VmState::Stopped
+        // The fake prlctl logs an invocation when it exits, after the state change it made:
+        // wait for the stop's log line too, or the count below can race it (seen once in CI).
+        status.contains("generate-jitconfig")
+            && g.env.sim_state(ROOT1) == VmState::Stopped
+            && !g.calls("stop").is_empty()
     });
     assert!(
         done,
