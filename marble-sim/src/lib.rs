@@ -21,8 +21,9 @@
 //! (the standard fleet trace), [`shapes`] (issue 17's load shapes), [`rng`] (seeded
 //! streams), [`engine`] (event loop), `ops` (the simulated hypervisor), `workload` (CI
 //! clients), [`host`] (VM ground truth, faults), [`invariants`], [`metrics`]; [`replay_all`]
-//! (every trace and shape, one table of the issue-17 targets) and [`import`] (a trace from
-//! real GitHub and Jenkins history).
+//! (every trace and shape, one table of the issue-17 targets, with [`settings`] over the
+//! shipped defaults for an opt-in row) and [`import`] (a trace from real GitHub and Jenkins
+//! history).
 
 pub mod calibrate;
 pub mod compare;
@@ -40,6 +41,7 @@ mod ops;
 pub mod replay_all;
 pub mod requests;
 pub mod rng;
+pub mod settings;
 pub mod shapes;
 pub mod standard;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `marble-sim`: replay a trace through the scheduler in virtual time, compare policies on
 //! it, or generate the standard trace (see `docs/SIMULATOR.md`). Exit 0, 1 when an invariant
-//! was violated, 2 for a bad trace or arguments.
+//! was violated, 2 for a bad trace or arguments (64 for a bad `replay-all --set`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use marble_sim::compare::compare;
 use marble_sim::fleet_demand::{EngineRequestOptions, requests_on_engine};
 use marble_sim::requests::{Mode, RequestOptions, requests};
+use marble_sim::settings::Settings;
 use marble_sim::shapes::Shape;
 use marble_sim::standard::{explicit, standard_trace};
 use marble_sim::{RunOptions, Trace, simulate};
@@ -73,6 +74,11 @@ enum Cmd {
         /// Exit 1 when a target (not the stretch one) is missed, too.
         #[arg(long)]
         strict: bool,
+        /// Replay with this setting over the shipped defaults (repeatable): `scheduler.KEY`
+        /// as in `marbled.toml`, or the demand feed's `sim.demand_poll` / `sim.demand_watch`,
+        /// e.g. `--set scheduler.jobs_per_boot=2`. The table and JSON name the settings.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Write a trace from a repository's GitHub Actions history and Jenkins build history.
     #[cfg(feature = "import")]
@@ -221,12 +227,8 @@ fn requests_table(trace: &Trace, hosts: &[u32], base: &RequestOptions, json: boo
             }
         };
         if json {
-            match serde_json::to_string(&r) {
-                Ok(line) => println!("{line}"),
-                Err(err) => {
-                    eprintln!("marble-sim: {err}");
-                    return ExitCode::from(70);
-                }
+            if let Err(code) = print_json(&r, false) {
+                return code;
             }
         } else {
             let label = match base.mode {
@@ -311,7 +313,9 @@ fn requests_engine_table(
                 "root_wait_p50_s": w50, "root_wait_p95_s": w95, "spi_grant_p95_s": spi95,
                 "takeover_ms": c.takeover_ms,
             });
-            println!("{line}");
+            if let Err(code) = print_json(&line, false) {
+                return code;
+            }
         } else {
             let label = match opts.mode {
                 Mode::Each => "each",
@@ -392,7 +396,8 @@ fn main() -> ExitCode {
             first_seed,
             json,
             strict,
-        } => replay_all(&dir, seeds, first_seed, json, strict),
+            set,
+        } => replay_all(&dir, seeds, first_seed, json, strict, &set),
         #[cfg(feature = "import")]
         Cmd::Import(args) => import(&args),
         Cmd::Requests {
@@ -459,8 +464,23 @@ fn main() -> ExitCode {
 }
 
 /// `marble-sim replay-all`: exit 1 on a violation (or, `strict`, a missed target), 2 on a
-/// bad trace.
-fn replay_all(dir: &std::path::Path, seeds: u64, first: u64, json: bool, strict: bool) -> ExitCode {
+/// bad trace, 64 on a bad `--set`.
+fn replay_all(
+    dir: &std::path::Path,
+    seeds: u64,
+    first: u64,
+    json: bool,
+    strict: bool,
+    set: &[String],
+) -> ExitCode {
+    // Checked before any trace is read or replayed: a typo costs nothing.
+    let settings = match Settings::parse(set) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("marble-sim replay-all: {err}");
+            return ExitCode::from(64);
+        }
+    };
     let entries = match marble_sim::replay_all::entries(dir, seeds, first) {
         Ok(e) => e,
         Err(err) => {
@@ -469,14 +489,10 @@ fn replay_all(dir: &std::path::Path, seeds: u64, first: u64, json: bool, strict:
         }
     };
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let rows = marble_sim::replay_all::replay(&entries, threads);
+    let rows = marble_sim::replay_all::replay(&entries, &settings, threads);
     if json {
-        match serde_json::to_string_pretty(&rows) {
-            Ok(text) => println!("{text}"),
-            Err(err) => {
-                eprintln!("marble-sim: {err}");
-                return ExitCode::from(70);
-            }
+        if let Err(code) = print_json(&rows, true) {
+            return code;
         }
     } else {
         print!("{}", marble_sim::replay_all::table(&rows));
@@ -572,6 +588,25 @@ fn import(args: &ImportArgs) -> ExitCode {
         import::format_time(until_ms)
     );
     print_trace(&trace, &args, "Replaying real history")
+}
+
+/// Print `value` as one line of JSON (or `pretty`, indented); exit 70 if it cannot be.
+fn print_json(value: &impl serde::Serialize, pretty: bool) -> Result<(), ExitCode> {
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    match text {
+        Ok(text) => {
+            println!("{text}");
+            Ok(())
+        }
+        Err(err) => {
+            eprintln!("marble-sim: {err}");
+            Err(ExitCode::from(70))
+        }
+    }
 }
 
 /// Print `trace` as TOML under a header naming the command that wrote it.

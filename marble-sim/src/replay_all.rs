@@ -1,6 +1,6 @@
 //! `marble-sim replay-all`: every committed trace of a directory and fresh seeds of every
 //! load shape ([`super::shapes`]) replayed under `cycle` and `demand` with the shipped
-//! scheduler defaults, next to the ideal reference ([`super::compare`], [`super::ideal`]),
+//! scheduler defaults (or [`Settings`] over them, for an opt-in row), next to the ideal reference ([`super::compare`], [`super::ideal`]),
 //! summarised as one table with a ✔/✘ per target of issue 17. Documented in
 //! `docs/SIMULATOR.md` ("Replay all"); figures in `docs/benchmarks.md`.
 
@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::compare::{Comparison, TARGET_BOOTS_PER_JOB, compare};
 use super::metrics::Report;
+use super::settings::Settings;
 use super::shapes::Shape;
 use super::trace::{Trace, TraceError};
 
@@ -108,7 +109,11 @@ impl Targets {
 pub struct Row {
     /// Trace name.
     pub name: String,
-    /// `[scheduler]` or `[sim]` demand keys the trace set, reset to the shipped defaults.
+    /// The settings applied over the shipped defaults (`scheduler.jobs_per_boot = 2`);
+    /// empty: the shipped defaults.
+    pub settings: Vec<String>,
+    /// `[scheduler]` or `[sim]` demand keys the trace set, reset to the shipped defaults
+    /// (with the settings).
     pub reset_keys: Vec<String>,
     /// ROOT jobs arrived.
     pub root_jobs: u64,
@@ -146,32 +151,62 @@ pub struct Row {
 
 /// `trace` with the shipped scheduler and demand defaults, and the keys that were reset.
 pub fn with_shipped_defaults(trace: &Trace) -> (Trace, Vec<String>) {
+    with_settings(trace, &Settings::default())
+}
+
+/// `trace` with `settings` over the shipped scheduler and demand defaults, and the keys the
+/// trace tuned (set away from the shipped default) that the replay does not use.
+pub fn with_settings(trace: &Trace, settings: &Settings) -> (Trace, Vec<String>) {
+    let base = settings.base();
     let mut out = trace.clone();
     let mut reset = Vec::new();
+    // `compare` sets the policy of each run; the trace's is not a tuning.
+    let policy = trace.scheduler.policy.clone();
+    let used = SchedulerSection {
+        policy: policy.clone(),
+        ..base.scheduler.clone()
+    };
     let shipped = SchedulerSection {
-        // `compare` sets the policy of each run; the trace's is not a tuning.
-        policy: trace.scheduler.policy.clone(),
+        policy,
         ..SchedulerSection::default()
     };
-    if let (Ok(toml::Value::Table(mine)), Ok(toml::Value::Table(def))) = (
+    if let (
+        Ok(toml::Value::Table(mine)),
+        Ok(toml::Value::Table(def)),
+        Ok(toml::Value::Table(new)),
+    ) = (
         toml::Value::try_from(&trace.scheduler),
         toml::Value::try_from(&shipped),
+        toml::Value::try_from(&used),
     ) {
         for (key, value) in &mine {
-            if def.get(key) != Some(value) {
+            if def.get(key) != Some(value) && new.get(key) != Some(value) {
                 reset.push(format!("scheduler.{key}"));
             }
         }
     }
-    out.scheduler = shipped;
-    let sim = Trace::default().sim;
-    if out.sim.demand_poll != sim.demand_poll {
-        reset.push("sim.demand_poll".into());
-        out.sim.demand_poll = sim.demand_poll;
-    }
-    if out.sim.demand_watch != sim.demand_watch {
-        reset.push("sim.demand_watch".into());
-        out.sim.demand_watch = sim.demand_watch;
+    out.scheduler = used;
+    let def = Trace::default().sim;
+    let new = &base.sim;
+    let demand_keys = [
+        (
+            "sim.demand_poll",
+            &mut out.sim.demand_poll,
+            def.demand_poll,
+            new.demand_poll,
+        ),
+        (
+            "sim.demand_watch",
+            &mut out.sim.demand_watch,
+            def.demand_watch,
+            new.demand_watch,
+        ),
+    ];
+    for (key, mine, def, new) in demand_keys {
+        if *mine != def && *mine != new {
+            reset.push(key.into());
+        }
+        *mine = new;
     }
     (out, reset)
 }
@@ -181,9 +216,9 @@ fn unstarted(started_ideal: u64, report: &Report, team: &str) -> u64 {
     started_ideal.saturating_sub(started)
 }
 
-/// Replay one trace (with the shipped defaults) and check the targets.
-pub fn row(entry: &Entry) -> Row {
-    let (trace, reset_keys) = with_shipped_defaults(&entry.trace);
+/// Replay one trace (with `settings` over the shipped defaults) and check the targets.
+pub fn row(entry: &Entry, settings: &Settings) -> Row {
+    let (trace, reset_keys) = with_settings(&entry.trace, settings);
     let c: Comparison = compare(&trace, None);
     let root = c.demand.teams.get("root");
     let ideal = &c.ideal.both;
@@ -210,6 +245,7 @@ pub fn row(entry: &Entry) -> Row {
         .is_none_or(|b| b <= TARGET_BOOTS_PER_JOB);
     Row {
         name: entry.name.clone(),
+        settings: settings.describe(),
         reset_keys,
         root_jobs: root.map_or(0, |t| t.arrived),
         lost,
@@ -268,8 +304,8 @@ pub fn entries(dir: &Path, seeds: u64, first_seed: u64) -> Result<Vec<Entry>, Tr
     Ok(out)
 }
 
-/// Replay every entry on `threads` threads; rows in the entries' order.
-pub fn replay(entries: &[Entry], threads: usize) -> Vec<Row> {
+/// Replay every entry with `settings` on `threads` threads; rows in the entries' order.
+pub fn replay(entries: &[Entry], settings: &Settings, threads: usize) -> Vec<Row> {
     let next = Mutex::new(0_usize);
     let rows: Mutex<Vec<Option<Row>>> = Mutex::new(vec![None; entries.len()]);
     std::thread::scope(|s| {
@@ -285,7 +321,7 @@ pub fn replay(entries: &[Entry], threads: usize) -> Vec<Row> {
                         i
                     };
                     let Some(entry) = entries.get(i) else { break };
-                    let r = row(entry);
+                    let r = row(entry, settings);
                     let mut rows = rows
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -370,10 +406,19 @@ fn percent(share: Option<f64>) -> String {
     share.map_or_else(|| "-".into(), |s| format!("{:.0} %", s * 100.0))
 }
 
-/// The table (Markdown), with a line per trace whose keys were reset, a line per trace
-/// saying what explains its misses, and a summary.
+/// The table (Markdown), under a line naming the settings (when there are any), with a line
+/// per trace whose keys were reset, a line per trace saying what explains its misses, and a
+/// summary.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
+    // Every row of one replay has the same settings.
+    if let Some(settings) = rows.first().map(|r| &r.settings).filter(|s| !s.is_empty()) {
+        let _ = writeln!(
+            out,
+            "Settings over the shipped defaults: {}\n",
+            settings.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "| trace | ROOT jobs | lost | lost (boot-bound) | ROOT p50 | ROOT p95 | ideal.both p95 \
@@ -417,9 +462,14 @@ pub fn table(rows: &[Row]) -> String {
     }
     out.push('\n');
     for r in rows.iter().filter(|r| !r.reset_keys.is_empty()) {
+        let with = if r.settings.is_empty() {
+            "the shipped defaults"
+        } else {
+            "the shipped defaults and the settings"
+        };
         let _ = writeln!(
             out,
-            "† {}: replayed with the shipped defaults instead of its {}",
+            "† {}: replayed with {with} instead of its {}",
             r.name,
             r.reset_keys.join(", ")
         );
@@ -475,12 +525,81 @@ mod tests {
     }
 
     #[test]
+    fn settings_apply_over_every_trace_and_the_table_names_them() {
+        let settings = Settings::parse(&["scheduler.jobs_per_boot=2"]).expect("valid");
+        let mut t = Shape::Trickle.trace(1);
+        t.scheduler.warm_linger = std::time::Duration::from_secs(1);
+        let (out, reset) = with_settings(&t, &settings);
+        assert_eq!(out.scheduler.jobs_per_boot, 2);
+        assert_eq!(
+            out.scheduler.warm_linger,
+            SchedulerSection::default().warm_linger
+        );
+        assert_eq!(reset, ["scheduler.warm_linger"]);
+        // A trace that sets the setting's own value is not reset.
+        t.scheduler.jobs_per_boot = 2;
+        assert_eq!(with_settings(&t, &settings).1, ["scheduler.warm_linger"]);
+        // Without settings, the same key is reset to the shipped default.
+        assert_eq!(
+            with_shipped_defaults(&t).1,
+            ["scheduler.jobs_per_boot", "scheduler.warm_linger"]
+        );
+        t.scheduler.jobs_per_boot = 3;
+        assert_eq!(
+            with_settings(&t, &settings).1,
+            ["scheduler.jobs_per_boot", "scheduler.warm_linger"]
+        );
+        t.scheduler.jobs_per_boot = 2;
+
+        let mut r = row_missing(None, 0.5);
+        let plain = table(std::slice::from_ref(&r));
+        assert!(!plain.contains("Settings over"), "{plain}");
+        r.settings = settings.describe();
+        r.reset_keys = reset;
+        let text = table(&[r]);
+        assert!(
+            text.starts_with(
+                "Settings over the shipped defaults: scheduler.jobs_per_boot = 2\n\n|"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "† t: replayed with the shipped defaults and the settings instead of its \
+                 scheduler.warm_linger"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_setting_reaches_the_replay() {
+        // Issue 17's quiet trickle: idle-host warmth (opt-in) keeps a ready runner on the
+        // idle hosts, so the jobs stop waiting a whole boot.
+        let entry = Entry {
+            name: "trickle@1".into(),
+            trace: Shape::Trickle.trace(1),
+        };
+        let warm = Settings::parse(&["scheduler.warm_idle_hosts=true"]).expect("valid");
+        let shipped = row(&entry, &Settings::default());
+        let opted = row(&entry, &warm);
+        assert_eq!(opted.settings, ["scheduler.warm_idle_hosts = true"]);
+        assert!(shipped.settings.is_empty());
+        assert!(
+            opted.root_p50_ms < shipped.root_p50_ms,
+            "{:?} vs {:?}",
+            opted.root_p50_ms,
+            shipped.root_p50_ms
+        );
+    }
+
+    #[test]
     fn a_row_checks_the_targets_and_the_table_marks_them() {
         let entry = Entry {
             name: "trickle@1".into(),
             trace: Shape::Trickle.trace(1),
         };
-        let r = row(&entry);
+        let r = row(&entry, &Settings::default());
         assert_eq!((r.root_jobs, r.lost, r.violations), (18, 0, 0));
         assert_eq!(r.ideal_p50_ms, Some(0));
         assert!(r.targets.stretch_p50.is_some());
@@ -533,6 +652,7 @@ mod tests {
     fn row_missing(miss: Option<RootP95Miss>, idle: f64) -> Row {
         Row {
             name: "t".into(),
+            settings: Vec::new(),
             reset_keys: Vec::new(),
             root_jobs: 10,
             lost: 2,
