@@ -198,21 +198,67 @@ fn load(path: &std::path::Path) -> Result<Trace, ExitCode> {
     })
 }
 
-/// `marble-sim requests`: one row per fleet size.
-fn requests_table(trace: &Trace, hosts: &[u32], base: &RequestOptions, json: bool) -> ExitCode {
-    if !json {
+/// One line of either `requests` table: the fleet, GitHub requests per hour, two counters
+/// the tables name differently (`jenk/h` and `s3/h`, or `polls` and `s3`), and the waits.
+struct RequestsLine {
+    hosts: u32,
+    mode: Mode,
+    github_p50: u64,
+    github_max: u64,
+    first: u64,
+    second: u64,
+    wait_p50_s: f64,
+    wait_p95_s: f64,
+    spi_p95_s: f64,
+}
+
+impl RequestsLine {
+    /// The header, naming the two counters.
+    fn print_header(first: &str, second: &str) {
         println!(
             "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
             "hosts",
             "mode",
             "gh/h p50",
             "gh/h max",
-            "jenk/h",
-            "s3/h",
+            first,
+            second,
             "wait p50",
             "wait p95",
             "spi p95"
         );
+    }
+
+    fn print(&self) {
+        let mode = match self.mode {
+            Mode::Each => "each",
+            Mode::Elected => "elected",
+        };
+        println!(
+            "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7.0}s {:>8.0}s {:>8.0}s",
+            self.hosts,
+            mode,
+            self.github_p50,
+            self.github_max,
+            self.first,
+            self.second,
+            self.wait_p50_s,
+            self.wait_p95_s,
+            self.spi_p95_s
+        );
+    }
+}
+
+/// The error of a `requests` run that could not start its runtime: exit 70.
+fn no_runtime(err: &std::io::Error) -> ExitCode {
+    eprintln!("marble-sim: cannot start the runtime: {err}");
+    ExitCode::from(70)
+}
+
+/// `marble-sim requests`: one row per fleet size.
+fn requests_table(trace: &Trace, hosts: &[u32], base: &RequestOptions, json: bool) -> ExitCode {
+    if !json {
+        RequestsLine::print_header("jenk/h", "s3/h");
     }
     for &n in hosts {
         let opts = RequestOptions {
@@ -221,32 +267,25 @@ fn requests_table(trace: &Trace, hosts: &[u32], base: &RequestOptions, json: boo
         };
         let r = match requests(trace, &opts) {
             Ok(r) => r,
-            Err(err) => {
-                eprintln!("marble-sim: cannot start the runtime: {err}");
-                return ExitCode::from(70);
-            }
+            Err(err) => return no_runtime(&err),
         };
         if json {
             if let Err(code) = print_json(&r, false) {
                 return code;
             }
         } else {
-            let label = match base.mode {
-                Mode::Each => "each",
-                Mode::Elected => "elected",
-            };
-            println!(
-                "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7.0}s {:>8.0}s {:>8.0}s",
-                n,
-                label,
-                r.github_per_hour_p50,
-                r.github_per_hour_max,
-                r.jenkins_per_hour_max,
-                r.s3_reads_per_hour_max + r.s3_writes_per_hour_max,
-                r.root_wait_p50_s,
-                r.root_wait_p95_s,
-                r.spi_grant_p95_s
-            );
+            RequestsLine {
+                hosts: n,
+                mode: base.mode,
+                github_p50: r.github_per_hour_p50,
+                github_max: r.github_per_hour_max,
+                first: r.jenkins_per_hour_max,
+                second: r.s3_reads_per_hour_max + r.s3_writes_per_hour_max,
+                wait_p50_s: r.root_wait_p50_s,
+                wait_p95_s: r.root_wait_p95_s,
+                spi_p95_s: r.spi_grant_p95_s,
+            }
+            .print();
         }
     }
     ExitCode::SUCCESS
@@ -268,27 +307,13 @@ fn requests_engine_table(
         }
     }
     if !json {
-        println!(
-            "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
-            "hosts",
-            "mode",
-            "gh/h p50",
-            "gh/h max",
-            "polls",
-            "s3",
-            "wait p50",
-            "wait p95",
-            "spi p95"
-        );
+        RequestsLine::print_header("polls", "s3");
     }
     let secs = |v: Option<u64>| v.map_or(0.0, |v| v as f64 / 1000.0);
     for &n in hosts {
         let r = match requests_on_engine(&trace, n, opts) {
             Ok(r) => r,
-            Err(err) => {
-                eprintln!("marble-sim: cannot start the runtime: {err}");
-                return ExitCode::from(70);
-            }
+            Err(err) => return no_runtime(&err),
         };
         let mut hourly: Vec<u64> = r.charged_per_hour.values().copied().collect();
         hourly.sort_unstable();
@@ -317,22 +342,18 @@ fn requests_engine_table(
                 return code;
             }
         } else {
-            let label = match opts.mode {
-                Mode::Each => "each",
-                Mode::Elected => "elected",
-            };
-            println!(
-                "{:>5} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7.0}s {:>8.0}s {:>8.0}s",
-                n,
-                label,
-                p50,
-                max,
-                c.polls,
-                c.s3_reads + c.s3_writes,
-                w50,
-                w95,
-                spi95
-            );
+            RequestsLine {
+                hosts: n,
+                mode: opts.mode,
+                github_p50: p50,
+                github_max: max,
+                first: c.polls,
+                second: c.s3_reads + c.s3_writes,
+                wait_p50_s: w50,
+                wait_p95_s: w95,
+                spi_p95_s: spi95,
+            }
+            .print();
         }
     }
     ExitCode::SUCCESS

@@ -317,24 +317,11 @@ fn trickle(rng: &mut SimRng) -> Trace {
 /// ready, 10 % of graceful stops are ignored, 5 % of starts report 5 minutes late.
 fn faulty(rng: &mut SimRng) -> Trace {
     let mut t = bursts(rng);
-    let fault = |kind, rate| FaultSpec {
-        kind,
-        vm: None,
-        rate,
-        from: None,
-        until: None,
-        action: None,
-        delay: None,
-    };
     t.faults = vec![
-        fault(FaultKind::Probe, 0.1),
-        fault(FaultKind::Boot, 0.05),
-        fault(FaultKind::StopIgnored, 0.1),
-        FaultSpec {
-            action: Some(HangAction::Start),
-            delay: Some(Duration::from_secs(300)),
-            ..fault(FaultKind::Hang, 0.05)
-        },
+        FaultSpec::everywhere(FaultKind::Probe, 0.1),
+        FaultSpec::everywhere(FaultKind::Boot, 0.05),
+        FaultSpec::everywhere(FaultKind::StopIgnored, 0.1),
+        FaultSpec::hang(HangAction::Start, 0.05, Duration::from_secs(300)),
     ];
     t
 }

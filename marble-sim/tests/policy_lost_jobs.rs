@@ -51,18 +51,6 @@ fn assert_none_lost(trace: &Trace) {
     );
 }
 
-fn fault(kind: FaultKind, rate: f64) -> FaultSpec {
-    FaultSpec {
-        kind,
-        vm: None,
-        rate,
-        from: None,
-        until: None,
-        action: None,
-        delay: None,
-    }
-}
-
 #[test]
 fn bursts_of_short_jobs_lose_no_job() {
     let trace = bursts();
@@ -82,13 +70,9 @@ fn bursts_of_short_jobs_lose_no_job_under_prlctl_faults() {
     trace.faults = vec![
         // Failing probes (unknown counts as busy), boots that never get ready, probes that
         // hang: the feed must still tell a spent runner from a spare one.
-        fault(FaultKind::Probe, 0.2),
-        fault(FaultKind::Boot, 0.05),
-        FaultSpec {
-            action: Some(HangAction::Probe),
-            delay: Some(Duration::from_secs(5 * 60)),
-            ..fault(FaultKind::Hang, 0.05)
-        },
+        FaultSpec::everywhere(FaultKind::Probe, 0.2),
+        FaultSpec::everywhere(FaultKind::Boot, 0.05),
+        FaultSpec::hang(HangAction::Probe, 0.05, Duration::from_secs(5 * 60)),
     ];
     assert_none_lost(&trace);
 }

@@ -10,17 +10,13 @@ use std::time::Duration;
 use marble_sim::github::{API_URL, EPOCH_S, SimGitHub};
 use marble_sim::requests::{Mode, RequestOptions, requests};
 use marble_sim::standard::standard_trace;
-use marble_sim::trace::RootJobSpec;
 use marbled::ci::github::GithubDemand;
 use marbled::ci::{GitHubClient, RunnerScope, Secret};
 
-const REPO: &str = "root-project/root";
+mod common;
+use common::mac14;
 
-fn mac14() -> Vec<String> {
-    ["self-hosted", "macOS", "ARM64", "mac14"]
-        .map(String::from)
-        .to_vec()
-}
+const REPO: &str = "root-project/root";
 
 #[test]
 fn listings_change_when_jobs_change_and_unchanged_ones_cost_nothing() {
@@ -108,16 +104,12 @@ fn listings_change_when_jobs_change_and_unchanged_ones_cost_nothing() {
 /// daemon stops after 30 minutes.
 #[test]
 fn losing_the_elected_poller_loses_no_job_and_takes_over_within_two_intervals() {
-    let mut trace = standard_trace(1, 1, 3);
-    trace.generate = None;
-    trace.sim.duration = Duration::from_secs(2 * 3600);
-    trace.root_jobs = (0..60)
-        .map(|n| RootJobSpec {
-            at: Duration::from_secs(60 + n * 120),
-            duration: Duration::from_secs(60),
-            labels: mac14(),
-        })
-        .collect();
+    let trace = common::pushes(
+        3,
+        60,
+        Duration::from_secs(120),
+        Duration::from_secs(2 * 3600),
+    );
     let run = |dies| {
         let opts = RequestOptions {
             leader_dies_at: dies,

@@ -7,28 +7,17 @@ use std::time::Duration;
 
 use marble_sim::fleet_demand::{EngineRequestOptions, requests_on_engine};
 use marble_sim::requests::Mode;
-use marble_sim::standard::standard_trace;
-use marble_sim::trace::RootJobSpec;
 
-fn mac14() -> Vec<String> {
-    ["self-hosted", "macOS", "ARM64", "mac14"]
-        .map(String::from)
-        .to_vec()
-}
+mod common;
 
 /// `hosts` hosts, a push every 4 minutes for 2 hours, 3 hours simulated.
 fn pushes(hosts: u32) -> marble_sim::Trace {
-    let mut trace = standard_trace(1, 1, hosts);
-    trace.generate = None;
-    trace.sim.duration = Duration::from_secs(3 * 3600);
-    trace.root_jobs = (0..30)
-        .map(|n| RootJobSpec {
-            at: Duration::from_secs(60 + n * 240),
-            duration: Duration::from_secs(60),
-            labels: mac14(),
-        })
-        .collect();
-    trace
+    common::pushes(
+        hosts,
+        30,
+        Duration::from_secs(240),
+        Duration::from_secs(3 * 3600),
+    )
 }
 
 /// Two hosts, a push every 4 minutes for 2 hours: the schedulers boot for every job the

@@ -424,6 +424,30 @@ pub struct FaultSpec {
     pub delay: Option<Duration>,
 }
 
+impl FaultSpec {
+    /// `kind` on every VM, at `rate`, for the whole run.
+    pub fn everywhere(kind: FaultKind, rate: f64) -> FaultSpec {
+        FaultSpec {
+            kind,
+            vm: None,
+            rate,
+            from: None,
+            until: None,
+            action: None,
+            delay: None,
+        }
+    }
+
+    /// `action` hangs on every VM at `rate` for the whole run, reporting `delay` late.
+    pub fn hang(action: HangAction, rate: f64, delay: Duration) -> FaultSpec {
+        FaultSpec {
+            action: Some(action),
+            delay: Some(delay),
+            ..FaultSpec::everywhere(FaultKind::Hang, rate)
+        }
+    }
+}
+
 /// Kinds of injected faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
