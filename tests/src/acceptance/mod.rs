@@ -24,6 +24,7 @@ use marbled::hypervisor::Hypervisor as _;
 pub mod apis;
 pub mod exec;
 pub mod guest;
+pub mod jenkins_queue;
 pub mod launchd;
 pub mod lease;
 pub mod lifecycle;
