@@ -48,6 +48,10 @@ pub(super) struct Shared {
     role: Option<Role>,
     /// When the next election step is due (renewal, or the holder's expiry + margin), ms.
     next_step_ms: u64,
+    /// The holder's lease expiry as the last step saw it, ms (0: alone).
+    lease_expires_ms: u64,
+    /// When the last step ran, ms.
+    stepped_ms: u64,
 }
 
 impl Shared {
@@ -76,6 +80,8 @@ impl Shared {
             bucket: None,
             role: None,
             next_step_ms: 0,
+            lease_expires_ms: 0,
+            stepped_ms: 0,
         })
     }
 
@@ -84,14 +90,27 @@ impl Shared {
         self.next_step_ms
     }
 
-    /// This host's name (the lease holder's when it leads).
-    pub(super) fn me(&self) -> &str {
-        &self.me
-    }
-
     /// The role of the last step.
     pub(super) fn role(&self) -> Option<&Role> {
         self.role.as_ref()
+    }
+
+    /// What the last step saw, for `marblectl status` and the metrics (None before one).
+    pub(super) fn seen(&self) -> Option<crate::demand::PollerSeen> {
+        use crate::demand::PollerRole;
+        let (holder, term, role) = match self.role.as_ref()? {
+            Role::Leader { term } => (self.me.clone(), *term, PollerRole::Holder),
+            Role::Follower { holder, term } => (holder.clone(), *term, PollerRole::Follower),
+            Role::Alone => (String::new(), 0, PollerRole::Alone),
+        };
+        Some(crate::demand::PollerSeen {
+            holder,
+            term,
+            role,
+            lease_expires_ms: self.lease_expires_ms,
+            stepped_ms: self.stepped_ms,
+            lease_key: self.lease_key.clone(),
+        })
     }
 
     async fn store(&mut self) -> Result<&LeaseStore, LeaseError> {
@@ -133,11 +152,17 @@ impl Shared {
                 break;
             }
         }
+        self.stepped_ms = now_ms();
         let role = match standing {
             Ok(Standing::Leader {
-                term, renew_at_ms, ..
+                term,
+                renew_at_ms,
+                valid_until_ms,
+                ..
             }) => {
                 self.next_step_ms = renew_at_ms;
+                // The holder acts until the expiry − margin.
+                self.lease_expires_ms = valid_until_ms.saturating_add(self.timing.margin_ms);
                 Role::Leader { term }
             }
             Ok(Standing::Follower {
@@ -146,6 +171,8 @@ impl Shared {
                 retry_at_ms,
             }) => {
                 self.next_step_ms = retry_at_ms;
+                // A follower may take over at the expiry + margin.
+                self.lease_expires_ms = retry_at_ms.saturating_sub(self.timing.margin_ms);
                 Role::Follower { holder, term }
             }
             Ok(Standing::Lost) | Err(_) => {
@@ -157,6 +184,7 @@ impl Shared {
                 }
                 // Try again at the next poll.
                 self.next_step_ms = 0;
+                self.lease_expires_ms = 0;
                 Role::Alone
             }
         };
