@@ -315,3 +315,68 @@ fn status_names_the_fleet_poller_its_term_and_lease_and_this_hosts_role() {
         "{text}"
     );
 }
+
+#[test]
+fn a_follower_rereads_an_unchanged_snapshot_conditionally_and_feeds_it_again() {
+    // A Jenkins-only fleet: the holder publishes the same queue every poll (no GitHub part
+    // whose poll time changes), so the object's ETag stays and a follower's reads are 304s.
+    let Some(s3) = LocalS3::start() else { return };
+    let proxy = SerialProxy::start(s3.addr);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let jenkins = rt.block_on(marble_tests::fake_jenkins::FakeJenkins::start(&[]));
+    jenkins.queue_buildable(
+        31,
+        "lcg-nightly",
+        "Waiting for next available executor on ‘mac-spi’",
+        marbled::clock::now_ms() - 600_000,
+    );
+    let daemon = |host: &str| {
+        let mut env = SimEnv::new();
+        let token = e2e_support::token_file(env.dir.path(), "jenkins-token", "11jenkinsapitoken");
+        env.config.jenkins = Some(marbled::config::JenkinsSection {
+            url: jenkins.url.clone(),
+            user: "marble-bot".into(),
+            token_file: Some(token),
+            labels: vec!["mac-spi".into()],
+            ..marbled::config::JenkinsSection::default()
+        });
+        env.config.daemon.host_name = host.into();
+        env.config.images = s3.config_for(&proxy.endpoint);
+        env.config.fleet = Some(marbled::config::FleetSection::default());
+        env.config.demand = Some(marbled::config::DemandSection {
+            interval: INTERVAL,
+            shared: true,
+            ..marbled::config::DemandSection::default()
+        });
+        env.config.scheduler.policy = "manual".into();
+        let d = env.spawn();
+        (env, d)
+    };
+    let (_e1, d1) = daemon("macphsft01");
+    assert!(
+        wait_until_blocking(T, || log_has(&d1, LEADS)),
+        "{}",
+        d1.log_text()
+    );
+    let (_e2, d2) = daemon("macphsft02");
+    assert!(
+        wait_until_blocking(T, || log_has(&d2, FOLLOWS)),
+        "{}",
+        d2.log_text()
+    );
+    let unchanged = wait_until_blocking(3 * INTERVAL, || proxy.not_modified() >= 2);
+    assert!(
+        unchanged,
+        "{} reads answered 304\n{}",
+        proxy.not_modified(),
+        d2.log_text()
+    );
+    // The follower still shows the queue it read before the 304s.
+    let line = "marble_jenkins_buildable_items{label=\"mac-spi\"} 1\n";
+    let mut text = String::new();
+    let fed = wait_until_blocking(T, || {
+        text = ctl(&d2.socket, &["metrics"]).stdout;
+        text.contains(line)
+    });
+    assert!(fed, "{line}{text}");
+}

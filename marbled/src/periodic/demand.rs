@@ -323,7 +323,7 @@ impl DemandPoll {
 
     /// Read the published snapshot and feed it to the actor as if this host had polled; a
     /// snapshot (or an outage) older than `max_age` feeds "nothing waits".
-    async fn follow(&mut self, shared: &super::fleet_poll::Shared) -> ControlFlow<()> {
+    async fn follow(&mut self, shared: &mut super::fleet_poll::Shared) -> ControlFlow<()> {
         self.early = false;
         self.polled_at = tokio::time::Instant::now();
         self.wait = self.section.interval;

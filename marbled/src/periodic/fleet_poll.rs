@@ -10,7 +10,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::demand::JenkinsDemand;
 use crate::demand::shared::{Published, lease_key, repo_set, snapshot_key};
-use crate::images::{Bucket, ImageStoreConfig};
+use crate::images::{Bucket, Fetched, ImageStoreConfig};
 use crate::lease::Timing;
 use crate::lease::bucket::{LeaseError, LeaseStore, Standing};
 use crate::sched::DemandSnapshot;
@@ -52,6 +52,9 @@ pub(super) struct Shared {
     lease_expires_ms: u64,
     /// When the last step ran, ms.
     stepped_ms: u64,
+    /// The published snapshot last read, with its ETag: the next read asks for it only if
+    /// it changed (`If-None-Match`; 304 → this one again).
+    last_read: Option<(String, Published)>,
 }
 
 impl Shared {
@@ -82,6 +85,7 @@ impl Shared {
             next_step_ms: 0,
             lease_expires_ms: 0,
             stepped_ms: 0,
+            last_read: None,
         })
     }
 
@@ -249,18 +253,32 @@ impl Shared {
     }
 
     /// A follower reads the published snapshot (None: absent, unreadable or the bucket
-    /// failed; logged).
-    pub(super) async fn read(&self) -> Option<Published> {
+    /// failed; logged). Conditional on the last read's ETag: an unchanged object costs a
+    /// 304 without the body, and the snapshot read then is fed again.
+    pub(super) async fn read(&mut self) -> Option<Published> {
         let bucket = self.bucket.as_ref()?;
-        match bucket.get_small(&self.snapshot_key).await {
-            Ok(Some(body)) => match Published::from_json(&body) {
-                Ok(published) => Some(published),
-                Err(err) => {
-                    tracing::warn!(error = %err, key = %self.snapshot_key, "the fleet's demand snapshot is not readable");
-                    None
+        let etag = self.last_read.as_ref().map(|(etag, _)| etag.as_str());
+        match bucket.get_small_if_changed(&self.snapshot_key, etag).await {
+            Ok(Fetched::NotModified) => self.last_read.as_ref().map(|(_, p)| p.clone()),
+            Ok(Fetched::Body { data, etag }) => {
+                self.last_read = None;
+                match Published::from_json(&data) {
+                    Ok(published) => {
+                        if let Some(etag) = etag {
+                            self.last_read = Some((etag, published.clone()));
+                        }
+                        Some(published)
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, key = %self.snapshot_key, "the fleet's demand snapshot is not readable");
+                        None
+                    }
                 }
-            },
-            Ok(None) => None,
+            }
+            Ok(Fetched::Absent) => {
+                self.last_read = None;
+                None
+            }
             Err(err) => {
                 tracing::warn!(
                     error = %crate::chain::ErrorChain(&err),
