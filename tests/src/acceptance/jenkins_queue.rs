@@ -187,7 +187,7 @@ pub fn verdict(view: &QueueView) -> Verdict {
 mod tests {
     use super::*;
 
-    fn body(items: Value) -> Vec<u8> {
+    fn body(items: &Value) -> Vec<u8> {
         serde_json::to_vec(
             &json!({"_class": "hudson.model.Queue", "discoverableItems": [], "items": items}),
         )
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_queue_with_what_the_daemon_reads_passes_and_names_the_labels() {
-        let v = inspect(&body(json!([
+        let v = inspect(&body(&json!([
             item(1, "Waiting for next available executor on ‘mac-spi’"),
             item(2, "Waiting for next available executor"),
         ])));
@@ -220,7 +220,7 @@ mod tests {
             .expect("field");
         renamed["queuedSince"] = since;
         renamed.as_object_mut().map(|o| o.remove("buildable"));
-        let v = inspect(&body(json!([renamed])));
+        let v = inspect(&body(&json!([renamed])));
         let text = match verdict(&v) {
             Verdict::Fail(t) => t,
             other => panic!("{other:?}"),
@@ -233,7 +233,7 @@ mod tests {
         assert!(text.contains("the daemon read inQueueSince 0"), "{text}");
         let mut mistyped = item(5, "Waiting for next available executor on ‘mac’");
         mistyped["buildable"] = json!("true");
-        let text = match verdict(&inspect(&body(json!([mistyped])))) {
+        let text = match verdict(&inspect(&body(&json!([mistyped])))) {
             Verdict::Fail(t) => t,
             other => panic!("{other:?}"),
         };
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_why_without_a_readable_label_or_no_items_array_fails_and_an_empty_queue_is_skipped() {
-        let v = inspect(&body(json!([item(
+        let v = inspect(&body(&json!([item(
             4,
             "En attente d'un exécuteur sur ‘mac’"
         )])));
@@ -255,7 +255,7 @@ mod tests {
         assert!(matches!(verdict(&v), Verdict::Fail(t) if t.contains("no `items` array")));
         let v = inspect(b"<html>login</html>");
         assert!(matches!(verdict(&v), Verdict::Fail(t) if t.contains("not JSON")));
-        let v = inspect(&body(json!([])));
+        let v = inspect(&body(&json!([])));
         assert!(matches!(verdict(&v), Verdict::Skip(_)));
     }
 }
