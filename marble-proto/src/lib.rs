@@ -29,7 +29,7 @@ pub use wire::*;
 /// Protocol major version. A different major on the other side is always rejected.
 pub const PROTO_MAJOR: u16 = 1;
 /// Protocol minor version of this build. See the compatibility rules in the crate docs.
-pub const PROTO_MINOR: u16 = 6;
+pub const PROTO_MINOR: u16 = 7;
 
 /// What `marbled --version` and `marblectl --version` print after the name: the crate
 /// version, the git commit it was built from (each crate's `build.rs`; `unknown` outside a git

@@ -255,6 +255,10 @@ pub enum Request {
     /// VM, the version read in its guest at boot (or installed since), days behind and the
     /// 30-day update deadline. Answer: `Response::Runners`. Since 1.6. Read-only.
     RunnerStatus,
+    /// The fleet's demand poller (`[demand] shared`) as this host's last election step saw
+    /// it: the lease holder, its term and expiry, and this host's role. Answer:
+    /// `Response::DemandPoller`. Since 1.7. Read-only.
+    DemandPoller,
 }
 
 impl Request {
@@ -285,6 +289,7 @@ impl Request {
             Request::CiStatus => 4,
             Request::MigrateCheck => 6,
             Request::RunnerInstall { .. } | Request::RunnerStatus => 6,
+            Request::DemandPoller => 7,
         }
     }
 
@@ -303,7 +308,8 @@ impl Request {
             | Request::Metrics
             | Request::CiStatus
             | Request::MigrateCheck
-            | Request::RunnerStatus => false,
+            | Request::RunnerStatus
+            | Request::DemandPoller => false,
             Request::StartVm { .. }
             | Request::StopVm { .. }
             | Request::RequestSlot { .. }
@@ -352,6 +358,7 @@ impl Request {
             Request::RunnerInstall { upgrade: false, .. } => "runner_install",
             Request::RunnerInstall { upgrade: true, .. } => "runner_upgrade",
             Request::RunnerStatus => "runner_status",
+            Request::DemandPoller => "demand_poller",
         }
     }
 }
@@ -421,6 +428,7 @@ impl Request {
             | Request::CiStatus
             | Request::MigrateCheck
             | Request::RunnerStatus
+            | Request::DemandPoller
             | Request::Unlock {
                 target: UnlockTarget::All,
             } => Vec::new(),
@@ -537,6 +545,28 @@ pub enum Response {
     RunnerInstalled(RunnerInstallResult),
     /// Answer to `RunnerStatus`. Since 1.6.
     Runners(RunnerReport),
+    /// Answer to `DemandPoller`; `None` without `[demand] shared` or before the first
+    /// election step. Since 1.7.
+    DemandPoller(Option<DemandPollerReport>),
+}
+
+/// The fleet's demand poller as this host's last election step saw it (answer to
+/// `DemandPoller`). Since 1.7.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DemandPollerReport {
+    /// This host's part: `holder` (it polls and publishes for the fleet), `follower` (it
+    /// reads what the holder publishes) or `alone` (the bucket failed: it polls for itself).
+    pub role: String,
+    /// The lease holder (this host when `holder`; empty when `alone`).
+    pub holder: String,
+    /// The holder's lease term (0 when `alone`).
+    pub term: u64,
+    /// When the holder's lease runs out unless renewed, unix ms (0 when `alone`).
+    pub lease_expires_ms: u64,
+    /// When this host last stepped the election, unix ms.
+    pub stepped_ms: u64,
+    /// The lease object's key in the `[fleet]` bucket.
+    pub lease_key: String,
 }
 
 /// A VM's team, derived from its name by configurable patterns or set per VM.

@@ -22,11 +22,12 @@ use std::path::{Path, PathBuf};
 use marble_proto::handshake::MAGIC;
 use marble_proto::{
     Attribution, BusyState, CheckResult, CheckStatus, CiReport, CiSystem, ClientFrame,
-    CreateResult, Decision, ErrorKind, Event, FleetHost, FleetReport, FleetVm, Hello, ImageEntry,
-    LockTarget, OfflineRunner, PROTO_MAJOR, PROTO_MINOR, PendingRequest, PowerState, ProfileFile,
-    ProfileUpload, ProvisionResult, PullResult, PushResult, Reply, Request, Response,
-    RunnerInstallResult, RunnerReport, RunnerVm, ServerFrame, ServerHello, SlotGrant, StatusReport,
-    StepResult, Team, TransferInfo, UnlockTarget, VerifyResult, VmInfo, Welcome, WireError, codec,
+    CreateResult, Decision, DemandPollerReport, ErrorKind, Event, FleetHost, FleetReport, FleetVm,
+    Hello, ImageEntry, LockTarget, OfflineRunner, PROTO_MAJOR, PROTO_MINOR, PendingRequest,
+    PowerState, ProfileFile, ProfileUpload, ProvisionResult, PullResult, PushResult, Reply,
+    Request, Response, RunnerInstallResult, RunnerReport, RunnerVm, ServerFrame, ServerHello,
+    SlotGrant, StatusReport, StepResult, Team, TransferInfo, UnlockTarget, VerifyResult, VmInfo,
+    Welcome, WireError, codec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -146,6 +147,7 @@ impl Sampled for Request {
             Request::MigrateCheck => "MigrateCheck",
             Request::RunnerInstall { .. } => "RunnerInstall",
             Request::RunnerStatus => "RunnerStatus",
+            Request::DemandPoller => "DemandPoller",
         }
     }
     fn samples() -> Vec<Self> {
@@ -231,6 +233,7 @@ impl Sampled for Request {
                 upgrade: true,
             },
             Request::RunnerStatus,
+            Request::DemandPoller,
         ]
     }
 }
@@ -259,6 +262,7 @@ impl Sampled for Response {
             Response::Ci(_) => "Ci",
             Response::RunnerInstalled(_) => "RunnerInstalled",
             Response::Runners(_) => "Runners",
+            Response::DemandPoller(_) => "DemandPoller",
         }
     }
     fn samples() -> Vec<Self> {
@@ -480,6 +484,14 @@ impl Sampled for Response {
                     level: "overdue".into(),
                 }],
             }),
+            Response::DemandPoller(Some(DemandPollerReport {
+                role: "follower".into(),
+                holder: "macphsft41".into(),
+                term: 3,
+                lease_expires_ms: 1_700_000_007_500,
+                stepped_ms: 1_700_000_002_000,
+                lease_key: "fleet/lease/demand-root-project_root.json".into(),
+            })),
         ]
     }
 }

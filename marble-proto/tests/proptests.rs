@@ -200,6 +200,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::MigrateCheck),
         (text(), any::<bool>()).prop_map(|(vm, upgrade)| Request::RunnerInstall { vm, upgrade }),
         Just(Request::RunnerStatus),
+        Just(Request::DemandPoller),
     ]
 }
 
@@ -561,6 +562,20 @@ fn response() -> impl Strategy<Value = Response> {
                         .collect(),
                 })
             }),
+        proptest::option::of((text(), text(), any::<u64>(), ms(), ms(), text())).prop_map(|p| {
+            Response::DemandPoller(p.map(
+                |(role, holder, term, lease_expires_ms, stepped_ms, lease_key)| {
+                    marble_proto::DemandPollerReport {
+                        role,
+                        holder,
+                        term,
+                        lease_expires_ms,
+                        stepped_ms,
+                        lease_key,
+                    }
+                },
+            ))
+        }),
     ]
 }
 

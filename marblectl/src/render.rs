@@ -34,6 +34,42 @@ pub fn when(ms: u64) -> String {
     }
 }
 
+/// `2026-11-28T18:00:00Z (in 40s)`, or `(… ago)` once past.
+fn until(ms: u64, now: u64) -> String {
+    let stamp = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms));
+    let secs = |d: u64| humantime::format_duration(Duration::from_secs(d / 1000));
+    if ms >= now {
+        format!("{stamp} (in {})", secs(ms - now))
+    } else {
+        format!("{stamp} ({} ago)", secs(now - ms))
+    }
+}
+
+/// The fleet's demand poller (`[demand] shared`) and this host's part, one line.
+pub fn demand_poller(p: &marble_proto::DemandPollerReport, now: u64) -> String {
+    let lease = until(p.lease_expires_ms, now);
+    match p.role.as_str() {
+        "holder" => format!(
+            "demand poller: this host ({}) polls for the fleet, term {}, lease until {lease}\n",
+            p.holder, p.term
+        ),
+        "follower" => format!(
+            "demand poller: {} polls for the fleet, this host follows, term {}, lease until {lease}{}\n",
+            p.holder,
+            p.term,
+            if p.lease_expires_ms < now {
+                "; expired: this host may take over at its next step"
+            } else {
+                ""
+            }
+        ),
+        _ => format!(
+            "demand poller: the fleet's bucket did not answer at the last step ({}): this host polls for itself\n",
+            when(p.stepped_ms)
+        ),
+    }
+}
+
 /// One-word-ish busy summary.
 pub fn busy(b: &BusyState) -> String {
     match b {

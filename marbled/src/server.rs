@@ -293,7 +293,8 @@ impl Handler {
             | Request::ShowVm { .. }
             | Request::Metrics
             | Request::CiStatus
-            | Request::RunnerStatus => {
+            | Request::RunnerStatus
+            | Request::DemandPoller => {
                 let reply = match self.handle.query(body).await {
                     Ok(resp) => Reply::Ok(resp),
                     Err(err) => Reply::Err(err.for_client(self.minor)),

@@ -5,6 +5,11 @@
 //! behind this proxy each check-and-write is atomic, as Ceph RGW's are meant to be
 //! (docs/SCHEDULER.md, "Demand at fleet scale"). It also counts what it forwarded.
 //!
+//! s3s-fs also ignores `If-None-Match` on GetObject (it always sends the body); S3 and Ceph
+//! RGW answer `304 Not Modified` without a body when the object's ETag matches (RFC 9110
+//! §13.1.2). The proxy does that for them: a GET whose `If-None-Match` names the ETag of
+//! the 200 it got back is answered 304 (counted in [`SerialProxy::not_modified`]).
+//!
 //! Framing: requests by `Content-Length` (what aws-sdk-s3 sends for in-memory bodies) or
 //! chunked; answers by `Content-Length`, chunked, none (HEAD, 204, 304) or end of stream.
 
@@ -19,6 +24,7 @@ pub struct SerialProxy {
     /// `http://127.0.0.1:PORT` for clients.
     pub endpoint: String,
     forwarded: Arc<AtomicU64>,
+    not_modified: Arc<AtomicU64>,
 }
 
 impl SerialProxy {
@@ -27,25 +33,41 @@ impl SerialProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind serial proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy addr"));
         let forwarded = Arc::new(AtomicU64::new(0));
+        let not_modified = Arc::new(AtomicU64::new(0));
         let one_at_a_time = Arc::new(Mutex::new(()));
-        let count = forwarded.clone();
+        let counts = Counts {
+            forwarded: forwarded.clone(),
+            not_modified: not_modified.clone(),
+        };
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                let (lock, count) = (one_at_a_time.clone(), count.clone());
-                std::thread::spawn(move || serve(client, upstream, &lock, &count));
+                let (lock, counts) = (one_at_a_time.clone(), counts.clone());
+                std::thread::spawn(move || serve(client, upstream, &lock, &counts));
             }
         });
         SerialProxy {
             endpoint,
             forwarded,
+            not_modified,
         }
+    }
+
+    /// GETs answered `304 Not Modified` so far.
+    pub fn not_modified(&self) -> u64 {
+        self.not_modified.load(Ordering::SeqCst)
     }
 
     /// Requests forwarded so far.
     pub fn forwarded(&self) -> u64 {
         self.forwarded.load(Ordering::SeqCst)
     }
+}
+
+#[derive(Clone)]
+struct Counts {
+    forwarded: Arc<AtomicU64>,
+    not_modified: Arc<AtomicU64>,
 }
 
 /// Bytes read from one side, with what is left over after each message.
@@ -158,7 +180,7 @@ fn body(conn: &mut Conn, head: &str, is_request: bool) -> Option<Vec<u8>> {
 /// Serves one client connection, request by request, each over a new upstream connection:
 /// s3s-fs closes a connection after answering a request whose body it did not read (a 412
 /// before the upload), and a reused one would then fail the next request.
-fn serve(client: TcpStream, upstream: SocketAddr, lock: &Mutex<()>, count: &AtomicU64) {
+fn serve(client: TcpStream, upstream: SocketAddr, lock: &Mutex<()>, counts: &Counts) {
     let mut client = Conn {
         stream: client,
         buf: Vec::new(),
@@ -171,16 +193,45 @@ fn serve(client: TcpStream, upstream: SocketAddr, lock: &Mutex<()>, count: &Atom
         let is_head = text.starts_with("HEAD ");
         let answer = {
             let _one = lock.lock().expect("serial proxy lock");
-            count.fetch_add(1, Ordering::SeqCst);
+            counts.forwarded.fetch_add(1, Ordering::SeqCst);
             match exchange(upstream, &head, &req_body, is_head) {
                 Some(a) => a,
                 None => return,
             }
         };
+        let answer = match not_modified(&text, &answer) {
+            Some(short) => {
+                counts.not_modified.fetch_add(1, Ordering::SeqCst);
+                short
+            }
+            None => answer,
+        };
         if client.stream.write_all(&answer).is_err() {
             return;
         }
     }
+}
+
+/// The 304 for a GET whose `If-None-Match` names the ETag of the 200 `answer` (or is `*`).
+fn not_modified(request: &str, answer: &[u8]) -> Option<Vec<u8>> {
+    if !request.starts_with("GET ") {
+        return None;
+    }
+    let wanted = header(request, "if-none-match")?;
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&answer[..end + 4]).to_string();
+    if head.split(' ').nth(1) != Some("200") {
+        return None;
+    }
+    let etag = header(&head, "etag")?;
+    let matches = wanted
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag);
+    matches.then(|| {
+        format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\n\r\n")
+            .into_bytes()
+    })
 }
 
 /// One request to `upstream` on a fresh connection; the whole answer, or `None`.

@@ -254,3 +254,129 @@ fn a_poller_stopped_gracefully_resigns_and_is_replaced_within_one_interval() {
         d2.log_text()
     );
 }
+
+/// `status --json`'s `demand_poller` of daemon `d`.
+fn poller_json(d: &DaemonProcess) -> serde_json::Value {
+    let out = ctl(&d.socket, &["status", "--json"]);
+    assert_eq!(out.code, 0, "status --json failed: {out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("status --json: {e}: {out}"));
+    v["demand_poller"].clone()
+}
+
+#[test]
+fn status_names_the_fleet_poller_its_term_and_lease_and_this_hosts_role() {
+    let Some(s3) = LocalS3::start() else { return };
+    let proxy = SerialProxy::start(s3.addr);
+    let (_rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
+    fixed_workload(&gh);
+    let (_e1, d1) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft01", "demand");
+    assert!(
+        wait_until_blocking(T, || log_has(&d1, LEADS)),
+        "{}",
+        d1.log_text()
+    );
+    let (_e2, d2) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft02", "demand");
+    assert!(
+        wait_until_blocking(T, || log_has(&d2, FOLLOWS)),
+        "{}",
+        d2.log_text()
+    );
+    let now = marbled::clock::now_ms();
+    for (d, role) in [(&d1, "holder"), (&d2, "follower")] {
+        let mut p = serde_json::Value::Null;
+        let seen = wait_until_blocking(T, || {
+            p = poller_json(d);
+            p["role"] == role
+        });
+        assert!(seen, "{role}: {p}\n{}", d.log_text());
+        assert_eq!(p["holder"], "macphsft01", "{p}");
+        assert_eq!(p["term"], 1, "{p}");
+        // The lease runs 1.5 intervals from its last renewal: after now, within two intervals.
+        let expires = p["lease_expires_ms"].as_u64().expect("lease_expires_ms");
+        let max = now + 2 * u64::try_from(INTERVAL.as_millis()).unwrap() + 1_000;
+        assert!(
+            expires > now && expires <= max,
+            "expiry {expires}, now {now}: {p}"
+        );
+    }
+    let text = ctl(&d1.socket, &["status"]).stdout;
+    assert!(
+        text.contains(
+            "demand poller: this host (macphsft01) polls for the fleet, term 1, lease until "
+        ),
+        "{text}"
+    );
+    let text = ctl(&d2.socket, &["status"]).stdout;
+    assert!(
+        text.contains(
+            "demand poller: macphsft01 polls for the fleet, this host follows, term 1, lease until "
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_follower_rereads_an_unchanged_snapshot_conditionally_and_feeds_it_again() {
+    // A Jenkins-only fleet: the holder publishes the same queue every poll (no GitHub part
+    // whose poll time changes), so the object's ETag stays and a follower's reads are 304s.
+    let Some(s3) = LocalS3::start() else { return };
+    let proxy = SerialProxy::start(s3.addr);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let jenkins = rt.block_on(marble_tests::fake_jenkins::FakeJenkins::start(&[]));
+    jenkins.queue_buildable(
+        31,
+        "lcg-nightly",
+        "Waiting for next available executor on ‘mac-spi’",
+        marbled::clock::now_ms() - 600_000,
+    );
+    let daemon = |host: &str| {
+        let mut env = SimEnv::new();
+        let token = e2e_support::token_file(env.dir.path(), "jenkins-token", "11jenkinsapitoken");
+        env.config.jenkins = Some(marbled::config::JenkinsSection {
+            url: jenkins.url.clone(),
+            user: "marble-bot".into(),
+            token_file: Some(token),
+            labels: vec!["mac-spi".into()],
+            ..marbled::config::JenkinsSection::default()
+        });
+        env.config.daemon.host_name = host.into();
+        env.config.images = s3.config_for(&proxy.endpoint);
+        env.config.fleet = Some(marbled::config::FleetSection::default());
+        env.config.demand = Some(marbled::config::DemandSection {
+            interval: INTERVAL,
+            shared: true,
+            ..marbled::config::DemandSection::default()
+        });
+        env.config.scheduler.policy = "manual".into();
+        let d = env.spawn();
+        (env, d)
+    };
+    let (_e1, d1) = daemon("macphsft01");
+    assert!(
+        wait_until_blocking(T, || log_has(&d1, LEADS)),
+        "{}",
+        d1.log_text()
+    );
+    let (_e2, d2) = daemon("macphsft02");
+    assert!(
+        wait_until_blocking(T, || log_has(&d2, FOLLOWS)),
+        "{}",
+        d2.log_text()
+    );
+    let unchanged = wait_until_blocking(3 * INTERVAL, || proxy.not_modified() >= 2);
+    assert!(
+        unchanged,
+        "{} reads answered 304\n{}",
+        proxy.not_modified(),
+        d2.log_text()
+    );
+    // The follower still shows the queue it read before the 304s.
+    let line = "marble_jenkins_buildable_items{label=\"mac-spi\"} 1\n";
+    let mut text = String::new();
+    let fed = wait_until_blocking(T, || {
+        text = ctl(&d2.socket, &["metrics"]).stdout;
+        text.contains(line)
+    });
+    assert!(fed, "{line}{text}");
+}

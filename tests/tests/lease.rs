@@ -343,3 +343,45 @@ async fn the_acceptance_check_fails_straight_against_s3s_fs() {
     eprintln!("straight to s3s-fs: {report:?}");
     assert!(!report.exclusive(), "no race seen this time: {report:?}");
 }
+
+/// What a follower's read of the published demand snapshot relies on (`[demand] shared`):
+/// a GET with `If-None-Match` and the ETag it last read is answered "not modified" without
+/// the body while the object is unchanged, and with the new body and ETag once it changed.
+/// s3s-fs sends the body regardless; [`SerialProxy`] answers 304 as S3 and RGW do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_with_the_last_etag_is_not_modified_until_the_object_changes() {
+    use marbled::images::Fetched;
+    let Some(s3) = LocalS3::start() else { return };
+    let proxy = SerialProxy::start(s3.addr);
+    let b = Bucket::connect(&s3.config_for(&proxy.endpoint))
+        .await
+        .expect("bucket");
+    let key = "fleet/demand/root-project_root.json";
+    assert_eq!(
+        b.get_small_if_changed(key, None).await.expect("get"),
+        Fetched::Absent
+    );
+    b.put_small(key, Bytes::from_static(b"{\"term\":1}"), "application/json")
+        .await
+        .expect("put");
+    let Fetched::Body { data, etag } = b.get_small_if_changed(key, None).await.expect("get") else {
+        panic!("no body")
+    };
+    assert_eq!(&data[..], b"{\"term\":1}");
+    let etag = etag.expect("an ETag");
+    assert_eq!(
+        b.get_small_if_changed(key, Some(&etag)).await.expect("get"),
+        Fetched::NotModified
+    );
+    assert_eq!(proxy.not_modified(), 1);
+    b.put_small(key, Bytes::from_static(b"{\"term\":2}"), "application/json")
+        .await
+        .expect("put");
+    match b.get_small_if_changed(key, Some(&etag)).await.expect("get") {
+        Fetched::Body { data, etag: new } => {
+            assert_eq!(&data[..], b"{\"term\":2}");
+            assert_ne!(new.as_deref(), Some(etag.as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+}

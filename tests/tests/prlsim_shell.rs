@@ -554,3 +554,18 @@ fn find_tests_type_mode_and_owner_and_chown_takes_numeric_ids() {
         "{r:?}"
     );
 }
+
+#[test]
+fn nohup_runs_its_utility_and_without_one_is_a_usage_error() {
+    let (_d, h) = running();
+    assert_eq!(
+        out(
+            &h,
+            "nohup /bin/echo a b >/tmp/n.log 2>&1 </dev/null; cat /tmp/n.log"
+        ),
+        "a b\n"
+    );
+    let r = sh(&h, "nohup");
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(r.stderr.contains("usage: nohup"), "{r:?}");
+}

@@ -12,12 +12,24 @@ use crate::render;
 pub async fn status(ctx: &Context) -> Result<Exit, ClientError> {
     match ctx.call(Request::Status).await? {
         Response::Status(report) => {
+            let poller = demand_poller(ctx).await;
             out(&if ctx.json {
-                render::json(&report)
+                // The poller joins the report's object (`null`: not shared, or an older daemon).
+                let mut value = serde_json::to_value(&report).unwrap_or_default();
+                if let Some(map) = value.as_object_mut() {
+                    map.insert(
+                        "demand_poller".into(),
+                        serde_json::to_value(&poller).unwrap_or_default(),
+                    );
+                }
+                render::json(&value)
             } else {
                 render::status(&report)
             });
             if !ctx.json {
+                if let Some(p) = &poller {
+                    out(&render::demand_poller(p, render::now_ms()));
+                }
                 ci_side(ctx).await;
                 if let Some(r) = crate::cmd::runner::report(ctx).await {
                     let text = crate::cmd::runner::status_lines(&r, crate::render::now_ms());
@@ -47,6 +59,19 @@ async fn ci_side(ctx: &Context) {
         if !text.is_empty() {
             out(&text);
         }
+    }
+}
+
+/// The fleet's demand poller (protocol 1.7; an older daemon does not say; None also without
+/// `[demand] shared`).
+async fn demand_poller(ctx: &Context) -> Option<marble_proto::DemandPollerReport> {
+    let mut client = Client::connect(&ctx.socket).await.ok()?;
+    if client.welcome().minor < Request::DemandPoller.since_minor() {
+        return None;
+    }
+    match client.call(Request::DemandPoller, |_| {}).await {
+        Ok(Response::DemandPoller(p)) => p,
+        _ => None,
     }
 }
 

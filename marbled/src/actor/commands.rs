@@ -241,7 +241,8 @@ impl Supervisor {
             | Request::Metrics
             | Request::CiStatus
             | Request::RunnerInstall { .. }
-            | Request::RunnerStatus => {
+            | Request::RunnerStatus
+            | Request::DemandPoller => {
                 return Err(WireError::new(
                     ErrorKind::Internal,
                     format!("{} is not a scheduler command", request.kind()),

@@ -29,6 +29,9 @@ impl Supervisor {
                 text: crate::metrics::render(self.metrics_snapshot(now)),
             }),
             Request::CiStatus => Ok(Response::Ci(self.ci_report())),
+            Request::DemandPoller => Ok(Response::DemandPoller(
+                (self.demand_poller.as_ref()).map(crate::demand::PollerSeen::report),
+            )),
             Request::RunnerStatus => Ok(Response::Runners(
                 ci::runner_report(&self.ctx.runners, now).unwrap_or_else(no_runner_report),
             )),
@@ -79,7 +82,8 @@ impl Supervisor {
                 next_poll: q.next_poll,
             }),
             jenkins: (self.jenkins_queue.as_ref()).map(|j| j.by_label.clone()),
-            demand_poller: (self.demand_poller.as_ref()).map(|p| (p.holder.clone(), p.term)),
+            demand_poller: (self.demand_poller.as_ref())
+                .and_then(crate::demand::PollerSeen::holder_term),
             runners: ci::runner_report(&self.ctx.runners, now),
             now_ms: now,
         }

@@ -59,10 +59,59 @@ pub struct OfflineSeen {
 /// it (metrics: `marble_demand_poller`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollerSeen {
-    /// The lease holder (this host, or the one it follows).
+    /// The lease holder (this host, or the one it follows; empty when [`PollerRole::Alone`]).
     pub holder: String,
-    /// Its term.
+    /// Its term (0 when alone).
     pub term: u64,
+    /// This host's part.
+    pub role: PollerRole,
+    /// When the holder's lease runs out unless renewed, unix ms (0 when alone).
+    pub lease_expires_ms: u64,
+    /// When this host stepped the election, unix ms.
+    pub stepped_ms: u64,
+    /// The lease object's key.
+    pub lease_key: String,
+}
+
+/// This host's part in the fleet's demand-poller election (`marblectl status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollerRole {
+    /// It holds the lease: it polls and publishes for the fleet.
+    Holder,
+    /// Another host holds it: this one reads what it publishes.
+    Follower,
+    /// The bucket failed: nobody is known to poll, so this host polls for itself.
+    Alone,
+}
+
+impl PollerRole {
+    /// The wire name (`holder`, `follower`, `alone`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollerRole::Holder => "holder",
+            PollerRole::Follower => "follower",
+            PollerRole::Alone => "alone",
+        }
+    }
+}
+
+impl PollerSeen {
+    /// `(holder, term)` for the metrics; None when alone (nobody is known to poll).
+    pub fn holder_term(&self) -> Option<(String, u64)> {
+        (self.role != PollerRole::Alone).then(|| (self.holder.clone(), self.term))
+    }
+
+    /// The `DemandPoller` answer.
+    pub fn report(&self) -> marble_proto::DemandPollerReport {
+        marble_proto::DemandPollerReport {
+            role: self.role.as_str().to_owned(),
+            holder: self.holder.clone(),
+            term: self.term,
+            lease_expires_ms: self.lease_expires_ms,
+            stepped_ms: self.stepped_ms,
+            lease_key: self.lease_key.clone(),
+        }
+    }
 }
 
 /// The Jenkins queue as last polled: buildable items per label.

@@ -41,6 +41,22 @@ pub enum PutOutcome {
     ConditionFailed,
 }
 
+/// What [`Bucket::get_small_if_changed`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// No object has the key.
+    Absent,
+    /// The object still has the ETag given (304: no body sent).
+    NotModified,
+    /// The object, with its ETag (unquoted) when the server sent one.
+    Body {
+        /// The content.
+        data: Bytes,
+        /// Its ETag.
+        etag: Option<String>,
+    },
+}
+
 /// One object as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -305,14 +321,25 @@ impl Bucket {
         &self,
         key: &str,
     ) -> Result<Option<(Bytes, Option<String>)>, ImageError> {
-        match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        Ok(match self.get_small_if_changed(key, None).await? {
+            Fetched::Body { data, etag } => Some((data, etag)),
+            // No ETag was given: the server cannot answer "not modified".
+            Fetched::Absent | Fetched::NotModified => None,
+        })
+    }
+
+    /// GET a whole (small) object unless it still has `etag` (`If-None-Match`: the server
+    /// answers 304 without the body), for a reader that polls an object which rarely changes.
+    pub async fn get_small_if_changed(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<Fetched, ImageError> {
+        let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some(t) = etag {
+            req = req.if_none_match(format!("\"{t}\""));
+        }
+        match req.send().await {
             Ok(o) => {
                 let etag = o.e_tag().map(unquote);
                 let data = o.body.collect().await.map_err(|e| ImageError::S3 {
@@ -322,9 +349,12 @@ impl Bucket {
                 })?;
                 let data = data.into_bytes();
                 self.count_received(data.len());
-                Ok(Some((data, etag)))
+                Ok(Fetched::Body { data, etag })
             }
-            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 304) => {
+                Ok(Fetched::NotModified)
+            }
+            Err(e) if is_not_found(&e) => Ok(Fetched::Absent),
             Err(e) => Err(s3_err("get", key, &e)),
         }
     }

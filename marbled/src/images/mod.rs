@@ -39,7 +39,7 @@ pub mod sparse;
 mod trust;
 pub mod vm;
 
-pub use client::{Bucket, ObjectInfo, PutIf, PutOutcome, WireBytes};
+pub use client::{Bucket, Fetched, ObjectInfo, PutIf, PutOutcome, WireBytes};
 pub use config::{ChecksumMode, CredentialSource, ImageStoreConfig, ScrubConfig, VerifyAfterPush};
 pub use error::ImageError;
 pub use manifest::Manifest;

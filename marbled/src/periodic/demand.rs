@@ -299,15 +299,8 @@ impl DemandPoll {
         let before = shared.role().cloned();
         let due = self.early || tokio::time::Instant::now() >= self.polled_at + self.wait;
         let role = shared.step().await;
-        if before.as_ref() != Some(&role) {
-            let seen = match &role {
-                Role::Leader { term } => Some((shared.me().to_string(), *term)),
-                Role::Follower { holder, term } => Some((holder.clone(), *term)),
-                Role::Alone => None,
-            };
-            let seen = seen.map(|(holder, term)| crate::demand::PollerSeen { holder, term });
-            self.handle.demand_poller(seen).await;
-        }
+        // Every step: the lease's expiry moves with each renewal (`marblectl status`).
+        self.handle.demand_poller(shared.seen()).await;
         match role {
             Role::Leader { term } => {
                 let new_term = before != Some(Role::Leader { term });
@@ -330,7 +323,7 @@ impl DemandPoll {
 
     /// Read the published snapshot and feed it to the actor as if this host had polled; a
     /// snapshot (or an outage) older than `max_age` feeds "nothing waits".
-    async fn follow(&mut self, shared: &super::fleet_poll::Shared) -> ControlFlow<()> {
+    async fn follow(&mut self, shared: &mut super::fleet_poll::Shared) -> ControlFlow<()> {
         self.early = false;
         self.polled_at = tokio::time::Instant::now();
         self.wait = self.section.interval;

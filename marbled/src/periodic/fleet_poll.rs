@@ -10,7 +10,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::demand::JenkinsDemand;
 use crate::demand::shared::{Published, lease_key, repo_set, snapshot_key};
-use crate::images::{Bucket, ImageStoreConfig};
+use crate::images::{Bucket, Fetched, ImageStoreConfig};
 use crate::lease::Timing;
 use crate::lease::bucket::{LeaseError, LeaseStore, Standing};
 use crate::sched::DemandSnapshot;
@@ -48,6 +48,13 @@ pub(super) struct Shared {
     role: Option<Role>,
     /// When the next election step is due (renewal, or the holder's expiry + margin), ms.
     next_step_ms: u64,
+    /// The holder's lease expiry as the last step saw it, ms (0: alone).
+    lease_expires_ms: u64,
+    /// When the last step ran, ms.
+    stepped_ms: u64,
+    /// The published snapshot last read, with its ETag: the next read asks for it only if
+    /// it changed (`If-None-Match`; 304 → this one again).
+    last_read: Option<(String, Published)>,
 }
 
 impl Shared {
@@ -76,6 +83,9 @@ impl Shared {
             bucket: None,
             role: None,
             next_step_ms: 0,
+            lease_expires_ms: 0,
+            stepped_ms: 0,
+            last_read: None,
         })
     }
 
@@ -84,14 +94,27 @@ impl Shared {
         self.next_step_ms
     }
 
-    /// This host's name (the lease holder's when it leads).
-    pub(super) fn me(&self) -> &str {
-        &self.me
-    }
-
     /// The role of the last step.
     pub(super) fn role(&self) -> Option<&Role> {
         self.role.as_ref()
+    }
+
+    /// What the last step saw, for `marblectl status` and the metrics (None before one).
+    pub(super) fn seen(&self) -> Option<crate::demand::PollerSeen> {
+        use crate::demand::PollerRole;
+        let (holder, term, role) = match self.role.as_ref()? {
+            Role::Leader { term } => (self.me.clone(), *term, PollerRole::Holder),
+            Role::Follower { holder, term } => (holder.clone(), *term, PollerRole::Follower),
+            Role::Alone => (String::new(), 0, PollerRole::Alone),
+        };
+        Some(crate::demand::PollerSeen {
+            holder,
+            term,
+            role,
+            lease_expires_ms: self.lease_expires_ms,
+            stepped_ms: self.stepped_ms,
+            lease_key: self.lease_key.clone(),
+        })
     }
 
     async fn store(&mut self) -> Result<&LeaseStore, LeaseError> {
@@ -133,11 +156,17 @@ impl Shared {
                 break;
             }
         }
+        self.stepped_ms = now_ms();
         let role = match standing {
             Ok(Standing::Leader {
-                term, renew_at_ms, ..
+                term,
+                renew_at_ms,
+                valid_until_ms,
+                ..
             }) => {
                 self.next_step_ms = renew_at_ms;
+                // The holder acts until the expiry − margin.
+                self.lease_expires_ms = valid_until_ms.saturating_add(self.timing.margin_ms);
                 Role::Leader { term }
             }
             Ok(Standing::Follower {
@@ -146,6 +175,8 @@ impl Shared {
                 retry_at_ms,
             }) => {
                 self.next_step_ms = retry_at_ms;
+                // A follower may take over at the expiry + margin.
+                self.lease_expires_ms = retry_at_ms.saturating_sub(self.timing.margin_ms);
                 Role::Follower { holder, term }
             }
             Ok(Standing::Lost) | Err(_) => {
@@ -157,6 +188,7 @@ impl Shared {
                 }
                 // Try again at the next poll.
                 self.next_step_ms = 0;
+                self.lease_expires_ms = 0;
                 Role::Alone
             }
         };
@@ -221,18 +253,32 @@ impl Shared {
     }
 
     /// A follower reads the published snapshot (None: absent, unreadable or the bucket
-    /// failed; logged).
-    pub(super) async fn read(&self) -> Option<Published> {
+    /// failed; logged). Conditional on the last read's ETag: an unchanged object costs a
+    /// 304 without the body, and the snapshot read then is fed again.
+    pub(super) async fn read(&mut self) -> Option<Published> {
         let bucket = self.bucket.as_ref()?;
-        match bucket.get_small(&self.snapshot_key).await {
-            Ok(Some(body)) => match Published::from_json(&body) {
-                Ok(published) => Some(published),
-                Err(err) => {
-                    tracing::warn!(error = %err, key = %self.snapshot_key, "the fleet's demand snapshot is not readable");
-                    None
+        let etag = self.last_read.as_ref().map(|(etag, _)| etag.as_str());
+        match bucket.get_small_if_changed(&self.snapshot_key, etag).await {
+            Ok(Fetched::NotModified) => self.last_read.as_ref().map(|(_, p)| p.clone()),
+            Ok(Fetched::Body { data, etag }) => {
+                self.last_read = None;
+                match Published::from_json(&data) {
+                    Ok(published) => {
+                        if let Some(etag) = etag {
+                            self.last_read = Some((etag, published.clone()));
+                        }
+                        Some(published)
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, key = %self.snapshot_key, "the fleet's demand snapshot is not readable");
+                        None
+                    }
                 }
-            },
-            Ok(None) => None,
+            }
+            Ok(Fetched::Absent) => {
+                self.last_read = None;
+                None
+            }
             Err(err) => {
                 tracing::warn!(
                     error = %crate::chain::ErrorChain(&err),

@@ -87,6 +87,7 @@ pub async fn checks(env: &Env) {
             jenkins(env, obs).await
         })
         .await;
+    super::jenkins_queue::check(env).await;
     // The local S3 server of simulator mode lives as long as both S3 checks.
     let local = if env.is_sim() {
         crate::s3::s3s_fs_binary().and_then(|_| crate::s3::LocalS3::start())

@@ -24,10 +24,12 @@ use marbled::hypervisor::Hypervisor as _;
 pub mod apis;
 pub mod exec;
 pub mod guest;
+pub mod jenkins_queue;
 pub mod launchd;
 pub mod lease;
 pub mod lifecycle;
 pub mod parse;
+pub mod rearm;
 pub mod record;
 pub mod runner;
 pub mod target;
@@ -247,6 +249,7 @@ const VM_CHECKS: &[(Group, &str)] = &[
     (Group::Guest, "guest.jit-delivery"),
     (Group::Guest, "guest.provision-twice"),
     (Group::Guest, "guest.runner-package"),
+    (Group::Guest, "guest.runner-rearm"),
     (Group::Guest, "guest.plant-pat"),
     (Group::Parse, "parse.info_running"),
     (Group::Parse, "parse.status_running"),
@@ -419,6 +422,7 @@ async fn with_vm(env: &Env, t: &vm::Throwaway) {
     if s.runs(Group::Guest) {
         guest::running_checks(env, t).await;
         runner::package_check(env, t).await;
+        rearm::check(env, t).await;
     }
     let planted = if s.runs(Group::Guest) {
         guest::plant_pat(env, t).await

@@ -50,6 +50,7 @@ const UTILITIES: &[(&str, &[&str])] = &[
     ("head", &["/usr/bin"]),
     ("id", &["/usr/bin"]),
     ("mktemp", &["/usr/bin"]),
+    ("nohup", &["/usr/bin"]),
     ("pgrep", &["/usr/bin"]),
     ("pkill", &["/usr/bin"]),
     ("printf", &["/usr/bin"]),
@@ -79,7 +80,7 @@ const UTILITIES: &[(&str, &[&str])] = &[
 pub const READS_STDIN: &[&str] = &[
     "cat", "tee", "grep", "egrep", "fgrep", "wc", "head", "tail", "sort", "uniq", "tr", "cut",
     "sh", "bash", "zsh", "dash", "read", "sudo", "env", "xargs", "exec", "command", "eval", ".",
-    "tar", "cmp", "source",
+    "tar", "cmp", "source", "nohup",
 ];
 
 /// The utility installed at guest path `path`, if any.
@@ -116,6 +117,7 @@ pub fn run_utility(s: &mut Session<'_>, name: &str, argv: &[String]) -> Status {
         "sh" | "bash" | "zsh" | "dash" => return s.run_sh(argv),
         "sudo" => return sudo(s, args),
         "env" => return env(s, args),
+        "nohup" => return nohup(s, args),
         "true" => 0,
         "false" => 1,
         "echo" => echo(s, args),
@@ -475,6 +477,20 @@ fn env(s: &mut Session<'_>, args: &[String]) -> Status {
     });
     s.st.vars = saved;
     r
+}
+
+/// `nohup [--] UTILITY [ARG…]`: runs the utility (the simulator sends no hangups, so
+/// ignoring SIGHUP changes nothing); without one, macOS's usage error and status 127.
+fn nohup(s: &mut Session<'_>, args: &[String]) -> Status {
+    let cmd = match args.first().map(String::as_str) {
+        Some("--") => &args[1..],
+        _ => args,
+    };
+    if cmd.is_empty() {
+        s.err("usage: nohup [--] utility [arguments]\n");
+        return Ok(127);
+    }
+    s.run_external(cmd, false)
 }
 
 /// `sudo [-u USER] [-H] [-n] [-E] [--] CMD…`: run `CMD` as `USER` (default root); only root
