@@ -188,8 +188,12 @@ impl Engine {
             .filter(|&i| self.vms[i].team == Team::Spi)
             .collect();
         let mut changed = false;
+        // Oldest first: Jenkins' queue hands a free executor the longest-waiting item it can
+        // take. An item whose start script runs (or waits to be retried) for another node
+        // is still a buildable item of the queue, not bound to that node: a connected agent
+        // that comes free takes it (the launch of the other node goes on regardless).
         for b in 0..self.builds.len() {
-            if self.builds[b].state != BuildState::Waiting {
+            if !self.builds[b].state.is_waiting() {
                 continue;
             }
             let candidates: Vec<usize> = match &self.builds[b].arrival.vm {
@@ -203,6 +207,9 @@ impl Engine {
             }) {
                 self.start_job(vi, JobRef::Spi(b));
                 changed = true;
+                continue;
+            }
+            if self.builds[b].state != BuildState::Waiting {
                 continue;
             }
             // A node whose agent is connected is busy with another build: Jenkins queues
@@ -266,6 +273,10 @@ impl Engine {
     }
 
     fn retry_later(&mut self, b: usize) {
+        // A build another node's agent took meanwhile is not retried.
+        if !self.builds[b].state.is_waiting() {
+            return;
+        }
         self.builds[b].state = BuildState::RetryWait;
         let retry = self.builds[b].arrival.retry_ms;
         self.schedule_in(retry, Ev::JenkinsRetry(b));
@@ -326,12 +337,17 @@ impl Engine {
                     self.retry_later(b);
                     return;
                 }
+                self.vms[vi].agent_connected = true;
+                if !self.builds[b].state.is_waiting() {
+                    // Another node's agent took the build meanwhile: this node comes online
+                    // idle and takes the next item of the queue, if any (`pump`).
+                    return;
+                }
                 if !self.builds[b].granted {
                     self.builds[b].granted = true;
                     let first = self.builds[b].first_request.unwrap_or(now);
                     self.grant_latencies.push(now.saturating_sub(first));
                 }
-                self.vms[vi].agent_connected = true;
                 if self.vms[vi].job.is_none() {
                     self.start_job(vi, JobRef::Spi(b));
                 } else {

@@ -8,9 +8,10 @@
 
 use std::path::Path;
 
-use marble_sim::Trace;
 use marble_sim::compare::compare;
 use marble_sim::metrics::fmt_ms;
+use marble_sim::{RunOptions, Trace, simulate};
+use marbled::config::Policy;
 
 fn trace(name: &str) -> Trace {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -52,4 +53,75 @@ fn jenkins_is_not_starved_by_days_of_long_root_jobs() {
 #[test]
 fn jenkins_is_not_starved_by_a_nightly_wave_of_root_jobs() {
     assert_spi_not_starved("spi-nightly-wave.toml");
+}
+
+/// Simulator fidelity (issue 17, `cycler` task): a Jenkins build whose start script is
+/// running for one node (or waiting to be retried after a refusal) is still a buildable
+/// item of Jenkins' queue, not bound to that node, and Jenkins hands a free executor the
+/// longest-waiting item it can take. One host, two SPI nodes, builds for any node: A holds
+/// the host from ~2m to ~32m on node 1; B (at 5m) launches node 2, which is refused while A
+/// runs; C arrives at 20m. When A ends, node 1's agent must take B, the older — before the
+/// fix the simulator gave it C (B was "requesting"), so B waited for A *and* C (≥ 37 min,
+/// its slot requests refused all along) and its wait showed up as SPI grant latency that
+/// the real Jenkins would not have. This made the demand/cycle comparison on the
+/// single-host traces (spi-pressure, cycle-mixed) measure the model, not the policy.
+#[test]
+fn a_free_jenkins_agent_takes_the_oldest_build_even_one_launching_another_node() {
+    let text = r#"
+[sim]
+duration = "2h"
+seed = 3
+
+[host]
+capacity = 1
+root_vms = 0
+spi_vms = 2
+
+[boot]
+min = "60s"
+max = "60s"
+
+[[jenkins]]
+at = "1m"
+vm = "any"
+duration = "30m"
+wait = "5m"
+retry = "60s"
+
+[[jenkins]]
+at = "5m"
+vm = "any"
+duration = "10m"
+wait = "5m"
+retry = "60s"
+
+[[jenkins]]
+at = "20m"
+vm = "any"
+duration = "10m"
+wait = "5m"
+retry = "60s"
+"#;
+    let trace = Trace::parse(text, Path::new("inline.toml")).unwrap();
+    for policy in [Policy::Cycle, Policy::Demand] {
+        let report = simulate(
+            &trace,
+            RunOptions {
+                policy: Some(policy),
+                ..RunOptions::default()
+            },
+        );
+        let table = report.to_table();
+        assert!(report.violations.is_empty(), "{table}");
+        let spi = &report.teams["spi"];
+        assert_eq!(spi.started, 3, "{table}");
+        // B waits only for A: ~27 min (A's boot and run), never for C as well.
+        let max = spi.wait_max_ms.unwrap();
+        assert!(
+            max <= 29 * 60_000,
+            "{policy:?}: longest SPI wait {} > A's remaining run: a younger build overtook \
+             an older one\n{table}",
+            fmt_ms(max)
+        );
+    }
 }
