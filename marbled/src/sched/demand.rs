@@ -17,7 +17,8 @@
 //!   to an unmet job it cannot take after `warm_yield`), else until `warm_linger` after
 //!   readiness — a runner whose job another runner took is a spare like a warm one.
 //!   Another team's idle, unprotected VM gives the host up when an unmet ROOT job could run
-//!   here.
+//!   here, or once its probes have seen no build for `agent_idle_handover` (hours: a Jenkins
+//!   agent left up after the nightly no longer holds its host until the morning push).
 //! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
 //!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
