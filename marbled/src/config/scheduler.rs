@@ -87,6 +87,12 @@ pub struct SchedulerSection {
     /// above Jenkins' retry interval.
     #[serde(with = "humantime_serde")]
     pub waiter_expiry: Duration,
+    /// Policy `demand`: another team's VM (a Jenkins agent) idle this long — no build seen by
+    /// a probe since — gives its host up to ROOT even when no ROOT job waits ("0s": never).
+    /// Hours, so the day's builds still find their agent up but the night's idle agents free
+    /// their hosts before the morning's first push.
+    #[serde(default = "default_agent_idle_handover", with = "humantime_serde")]
+    pub agent_idle_handover: Duration,
     /// Deprecated (issue 17): a turn-counted limit, replaced by `fairness_bound` counting
     /// the time a team is passed over. Accepted so old files still load; ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,9 +135,16 @@ impl Default for SchedulerSection {
             share_spi: 2,
             // Jenkins retries a refused start 60 s later: five of its retries may be missed.
             waiter_expiry: secs(300),
+            agent_idle_handover: default_agent_idle_handover(),
             max_consecutive: None,
         }
     }
+}
+
+/// `agent_idle_handover`'s default: above the day's gaps between builds on one agent (up to
+/// ~3.5 h on the standard trace), below the night's (6–11 h from the nightly to the morning).
+fn default_agent_idle_handover() -> Duration {
+    Duration::from_secs(4 * 3600)
 }
 
 /// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering

@@ -17,7 +17,8 @@
 //!   to an unmet job it cannot take after `warm_yield`), else until `warm_linger` after
 //!   readiness — a runner whose job another runner took is a spare like a warm one.
 //!   Another team's idle, unprotected VM gives the host up when an unmet ROOT job could run
-//!   here.
+//!   here, or once its probes have seen no build for `agent_idle_handover` (hours: a Jenkins
+//!   agent left up after the nightly no longer holds its host until the morning push).
 //! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
 //!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
@@ -132,7 +133,7 @@ impl World {
             } else if root_waits_here {
                 Some("an unmet ROOT job could run on this host".to_owned())
             } else {
-                None
+                self.idle_agent_gives_way(now, vm)
             };
             if let Some(reason) = reason {
                 self.decide(
@@ -144,6 +145,34 @@ impl World {
                 self.plan_stop(now, &name, StopWhy::Demand, fx);
             }
         }
+    }
+
+    /// Another team's VM (a Jenkins agent) whose probes have seen no build for
+    /// `agent_idle_handover` gives its host up to ROOT even with no ROOT job waiting: after
+    /// the nightly wave the agents stayed up idle until the morning's first push, whose jobs
+    /// then waited for an agent's stop as well as a boot (marble-sim, standard trace: 2/3 of
+    /// the cold starts). A free host watches for new runs and may keep a warm runner.
+    /// Only while a ROOT VM here could start; the grace of a fresh grant is over already
+    /// (`settled_running`), and a busy agent is never stopped (probe first).
+    fn idle_agent_gives_way(&self, now: Millis, vm: &VmState) -> Option<String> {
+        let age = self.config.agent_idle_handover_ms;
+        let since = vm.idle_since()?;
+        if age == 0
+            || now.saturating_sub(since) < age
+            || matches!(vm.busy, BusyState::Busy { .. } | BusyState::Unknown { .. })
+        {
+            return None;
+        }
+        let root_can_start = self.vms.values().any(|other| {
+            other.team == Team::Root && self.start_blocker(now, &other.name).is_none()
+        });
+        root_can_start.then(|| {
+            format!(
+                "idle since {} (no build seen for agent_idle_handover {}): the host goes to ROOT",
+                format_ms(since),
+                humantime::format_duration(std::time::Duration::from_millis(age))
+            )
+        })
     }
 
     /// Why a running ROOT VM should give its host up, if it should.

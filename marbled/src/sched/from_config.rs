@@ -44,6 +44,7 @@ impl SchedConfig {
             share_root: s.share_root,
             share_spi: s.share_spi,
             waiter_expiry_ms: ms(s.waiter_expiry),
+            agent_idle_handover_ms: ms(s.agent_idle_handover),
             spi_labels: config
                 .jenkins
                 .as_ref()

@@ -379,6 +379,9 @@ pub struct SchedConfig {
     /// long no longer waits (its age is forgotten). Clearly above Jenkins' retry interval
     /// (60 s), so a retry, a refusal or a pre-emption probe never resets its age.
     pub waiter_expiry_ms: u64,
+    /// Policy `demand`: another team's idle VM whose probes have seen no build for this long
+    /// gives its host up to ROOT whether or not a ROOT job waits. 0 = never.
+    pub agent_idle_handover_ms: u64,
     /// Jenkins labels every SPI node on this host carries (`[jenkins] labels`): a queued
     /// build for one of them (a build that accepts any node) waits for this host too.
     pub spi_labels: Vec<String>,
@@ -421,6 +424,7 @@ impl Default for SchedConfig {
             share_root: 1,
             share_spi: 2,
             waiter_expiry_ms: 300_000,
+            agent_idle_handover_ms: 4 * 3_600_000,
             spi_labels: Vec::new(),
             jenkins_nodes: BTreeMap::new(),
         }

@@ -41,6 +41,11 @@ impl World {
         if matches!(result, ProbeResult::Busy(_)) {
             vm.was_busy = true;
         }
+        if !matches!(result, ProbeResult::Idle) {
+            // Unknown counts as busy here too: an agent whose probe fails is never taken
+            // for one idle long enough to give its host away.
+            vm.busy_seen_ms = Some(now);
+        }
         match result {
             ProbeResult::Idle => self.counters.probes_idle += 1,
             ProbeResult::Busy(_) => self.counters.probes_busy += 1,

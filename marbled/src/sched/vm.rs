@@ -120,6 +120,9 @@ pub(super) struct VmState {
     /// Its ephemeral runner took its one job this boot: a probe saw it busy, or the demand
     /// feed showed the runner took a job (`DemandSnapshot::used_here`).
     pub was_busy: bool,
+    /// When a probe last answered busy or unknown this boot: with `ready_at`, how long the
+    /// guest has been idle (`VmState::idle_since`).
+    pub busy_seen_ms: Option<Millis>,
     /// The demand feed showed its runner's job over (`DemandSnapshot::done_here`) this boot.
     pub feed_done: bool,
     /// When its guest became ready this boot.
@@ -154,6 +157,7 @@ impl VmState {
             answered: false,
             labels: Vec::new(),
             was_busy: false,
+            busy_seen_ms: None,
             feed_done: false,
             ready_at: None,
             boot_issued_ms: None,
@@ -184,6 +188,13 @@ impl VmState {
             )
     }
 
+    /// Since when the guest has had no work, as far as probes know: the last busy or unknown
+    /// answer, or readiness when none came since. `None` until it is ready.
+    pub(super) fn idle_since(&self) -> Option<Millis> {
+        let ready = self.ready_at?;
+        Some(self.busy_seen_ms.map_or(ready, |busy| busy.max(ready)))
+    }
+
     /// Forget everything that only holds while the VM runs.
     pub(super) fn reset_running_state(&mut self) {
         self.busy = BusyState::NotProbed;
@@ -195,6 +206,7 @@ impl VmState {
         self.started_here = false;
         self.answered = false;
         self.was_busy = false;
+        self.busy_seen_ms = None;
         self.feed_done = false;
         self.ready_at = None;
         self.boot_issued_ms = None;

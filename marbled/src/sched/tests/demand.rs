@@ -300,3 +300,54 @@ fn a_runner_the_feed_shows_done_is_probed_at_once_not_at_the_next_recheck() {
         "stopped at once, not after the busy re-check"
     );
 }
+
+/// A demand host whose Jenkins agent (S1) ran a 30-min build from a granted slot, then sat
+/// idle; `agent_idle_handover` 2 h.
+fn agent_after_a_build() -> Host {
+    let mut host = demand_host_with(
+        |c| c.agent_idle_handover_ms = 2 * 3_600_000,
+        &[
+            (M14, Team::Root, PowerState::Stopped),
+            (M15, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+        ],
+    );
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    assert!(matches!(host.reply(req), Ok(Response::SlotGranted(_))));
+    host.jobs.insert(S1.into(), "Jenkins build running".into());
+    host.advance(30 * 60_000);
+    host.jobs.remove(S1);
+    host
+}
+
+#[test]
+fn a_jenkins_agent_idle_for_agent_idle_handover_gives_its_host_to_root() {
+    let mut host = agent_after_a_build();
+    // The day's gaps between builds: the agent stays up for the next one.
+    host.advance(110 * 60_000);
+    assert_eq!(host.running(), vec![S1.to_owned()], "idle < 2 h: kept");
+    // The night: idle past the age, with no ROOT job waiting, it gives the host up.
+    host.advance(15 * 60_000);
+    assert!(host.running().is_empty(), "{:?}", host.running());
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("agent_idle_handover")),
+        "{decisions:?}"
+    );
+}
+
+#[test]
+fn a_jenkins_agent_whose_probe_fails_is_never_taken_for_idle() {
+    let mut host = agent_after_a_build();
+    host.probe_fails.insert(S1.into(), "exec timed out".into());
+    host.advance(6 * 3_600_000);
+    assert_eq!(
+        host.running(),
+        vec![S1.to_owned()],
+        "unknown counts as busy"
+    );
+}

@@ -60,6 +60,8 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         share_root: 1,
         share_spi: 2,
         waiter_expiry_ms: 300_000,
+        // Off unless a test is about idle Jenkins agents.
+        agent_idle_handover_ms: 0,
         spi_labels: Vec::new(),
         jenkins_nodes: std::collections::BTreeMap::new(),
     }
