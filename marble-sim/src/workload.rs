@@ -189,7 +189,11 @@ impl Engine {
             .collect();
         let mut changed = false;
         for b in 0..self.builds.len() {
-            if self.builds[b].state != BuildState::Waiting {
+            // Jenkins' queue gives a buildable item to any idle executor whose node it
+            // accepts, whatever start scripts run meanwhile: a build for `any` node whose
+            // script waits on one host still runs at once on an agent that goes idle on
+            // another (the script goes on; its grant connects an agent with nothing to do).
+            if !self.builds[b].state.is_waiting() {
                 continue;
             }
             let candidates: Vec<usize> = match &self.builds[b].arrival.vm {
@@ -203,6 +207,9 @@ impl Engine {
             }) {
                 self.start_job(vi, JobRef::Spi(b));
                 changed = true;
+                continue;
+            }
+            if self.builds[b].state != BuildState::Waiting {
                 continue;
             }
             // A node whose agent is connected is busy with another build: Jenkins queues
@@ -265,7 +272,12 @@ impl Engine {
             .saturating_add(super::engine::ms(self.cfg.reply_slack))
     }
 
-    fn retry_later(&mut self, b: usize) {
+    /// Request `req` for build `b` failed: Jenkins tries again later, unless the build no
+    /// longer waits on it (it started on an idle agent meanwhile).
+    fn retry_later(&mut self, b: usize, req: ReqId) {
+        if self.builds[b].state != BuildState::Requesting(req) {
+            return;
+        }
         self.builds[b].state = BuildState::RetryWait;
         let retry = self.builds[b].arrival.retry_ms;
         self.schedule_in(retry, Ev::JenkinsRetry(b));
@@ -323,7 +335,13 @@ impl Engine {
                 };
                 if let Some(text) = problem {
                     self.violation(ViolationKind::BadGrant, text);
-                    self.retry_later(b);
+                    self.retry_later(b, req);
+                    return;
+                }
+                self.vms[vi].agent_connected = true;
+                if self.builds[b].state != BuildState::Requesting(req) {
+                    // The build ran on another idle agent meanwhile: this one connects idle,
+                    // and the build's wait ended when it started (not a grant latency).
                     return;
                 }
                 if !self.builds[b].granted {
@@ -331,7 +349,6 @@ impl Engine {
                     let first = self.builds[b].first_request.unwrap_or(now);
                     self.grant_latencies.push(now.saturating_sub(first));
                 }
-                self.vms[vi].agent_connected = true;
                 if self.vms[vi].job.is_none() {
                     self.start_job(vi, JobRef::Spi(b));
                 } else {
@@ -341,11 +358,11 @@ impl Engine {
             Ok(other) => {
                 let text = format!("request {} answered with {other:?}", req.0);
                 self.violation(ViolationKind::BadGrant, text);
-                self.retry_later(b);
+                self.retry_later(b, req);
             }
             Err(err) => {
                 *self.refusals.entry(kind_name(err.kind)).or_insert(0) += 1;
-                self.retry_later(b);
+                self.retry_later(b, req);
             }
         }
     }
@@ -391,7 +408,7 @@ impl Engine {
         }
         let host = self.vms[vi].host;
         self.feed(host, Input::Cancelled { req });
-        self.retry_later(b);
+        self.retry_later(b, req);
     }
 
     /// VM `vi`'s current boot began at or after the arrival at offset `at_ms`: a cold start.
