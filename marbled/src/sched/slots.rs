@@ -297,6 +297,8 @@ impl World {
                         ),
                         fx,
                     );
+                    // Probe now, not at the next input (up to an inventory interval later).
+                    self.drive_stops(now, fx);
                     return;
                 }
                 Err(why) => {
