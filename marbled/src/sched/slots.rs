@@ -297,8 +297,6 @@ impl World {
                         ),
                         fx,
                     );
-                    // Probe now, not at the next input (up to an inventory interval later).
-                    self.drive_stops(now, fx);
                     return;
                 }
                 Err(why) => {

@@ -271,26 +271,6 @@ fn an_idle_hosts_warm_runner_gives_way_to_a_slot_request_at_once() {
 }
 
 #[test]
-fn a_slot_request_probes_the_warm_runner_in_the_same_step_not_at_the_next_tick() {
-    // marble-sim, labels shape (seed 1002): the probe waited for the next input (up to an
-    // inventory interval, 22 s there), which the SPI grant p95 paid with warmth on.
-    let mut host = idle_warm_host();
-    quiet_for_the_delay(&mut host, DemandSnapshot::default());
-    let warm = host.running();
-    assert_eq!(warm.len(), 1, "{:?}", host.log);
-    let probes_before = host.log.len();
-    host.command("jenkins", slot(S1, 60_000));
-    assert!(
-        host.log[probes_before..]
-            .iter()
-            .any(|(vm, a)| *vm == warm[0] && matches!(a, Action::Probe(_))),
-        "no probe of {} issued with the request: {:?}",
-        warm[0],
-        &host.log[probes_before..]
-    );
-}
-
-#[test]
 fn an_idle_hosts_warm_runner_gives_way_to_an_unmet_job_it_cannot_take() {
     let mut host = idle_warm_host();
     // The fleet keeps a mac15 runner elsewhere: this host keeps mac14.
