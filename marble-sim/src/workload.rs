@@ -188,11 +188,11 @@ impl Engine {
             .filter(|&i| self.vms[i].team == Team::Spi)
             .collect();
         let mut changed = false;
-        // Oldest first: Jenkins' queue hands a free executor the longest-waiting item it can
-        // take. An item whose start script runs (or waits to be retried) for another node
-        // is still a buildable item of the queue, not bound to that node: a connected agent
-        // that comes free takes it (the launch of the other node goes on regardless).
         for b in 0..self.builds.len() {
+            // Jenkins' queue gives a buildable item to any idle executor whose node it
+            // accepts, whatever start scripts run meanwhile: a build for `any` node whose
+            // script waits on one host still runs at once on an agent that goes idle on
+            // another (the script goes on; its grant connects an agent with nothing to do).
             if !self.builds[b].state.is_waiting() {
                 continue;
             }
@@ -272,9 +272,10 @@ impl Engine {
             .saturating_add(super::engine::ms(self.cfg.reply_slack))
     }
 
-    fn retry_later(&mut self, b: usize) {
-        // A build another node's agent took meanwhile is not retried.
-        if !self.builds[b].state.is_waiting() {
+    /// Request `req` for build `b` failed: Jenkins tries again later, unless the build no
+    /// longer waits on it (it started on an idle agent meanwhile).
+    fn retry_later(&mut self, b: usize, req: ReqId) {
+        if self.builds[b].state != BuildState::Requesting(req) {
             return;
         }
         self.builds[b].state = BuildState::RetryWait;
@@ -334,13 +335,13 @@ impl Engine {
                 };
                 if let Some(text) = problem {
                     self.violation(ViolationKind::BadGrant, text);
-                    self.retry_later(b);
+                    self.retry_later(b, req);
                     return;
                 }
                 self.vms[vi].agent_connected = true;
-                if !self.builds[b].state.is_waiting() {
-                    // Another node's agent took the build meanwhile: this node comes online
-                    // idle and takes the next item of the queue, if any (`pump`).
+                if self.builds[b].state != BuildState::Requesting(req) {
+                    // The build ran on another idle agent meanwhile: this one connects idle,
+                    // and the build's wait ended when it started (not a grant latency).
                     return;
                 }
                 if !self.builds[b].granted {
@@ -357,11 +358,11 @@ impl Engine {
             Ok(other) => {
                 let text = format!("request {} answered with {other:?}", req.0);
                 self.violation(ViolationKind::BadGrant, text);
-                self.retry_later(b);
+                self.retry_later(b, req);
             }
             Err(err) => {
                 *self.refusals.entry(kind_name(err.kind)).or_insert(0) += 1;
-                self.retry_later(b);
+                self.retry_later(b, req);
             }
         }
     }
@@ -407,7 +408,7 @@ impl Engine {
         }
         let host = self.vms[vi].host;
         self.feed(host, Input::Cancelled { req });
-        self.retry_later(b);
+        self.retry_later(b, req);
     }
 
     /// VM `vi`'s current boot began at or after the arrival at offset `at_ms`: a cold start.

@@ -1,9 +1,9 @@
 //! Issue 17, fault 3: every ROOT job started cold when the fleet is quiet. The quiet-trickle
 //! trace (`docs/traces/quiet-trickle.toml`: 18 jobs in two days, 2–3 h apart, mixed label
-//! sets, six hosts) replayed under policy `demand` with idle-host warmth (`warm_idle_hosts`,
-//! opt-in: on by default it made Jenkins wait longer on a nightly wave, docs/SCHEDULER.md)
-//! must start its jobs about as early as the overhead-free reference, which starts every one
-//! at once. Before issue 17 there was no such setting and all 18 jobs started cold.
+//! sets, six hosts) replayed under policy `demand` with the shipped defaults — idle-host
+//! warmth (`warm_idle_hosts`) on — must start its jobs about as early as the overhead-free
+//! reference, which starts every one at once. Before issue 17 there was no such setting and
+//! all 18 jobs started cold; while warmth was opt-in, the defaults still did.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,10 +16,13 @@ use marbled::config::Policy;
 fn trickle() -> Trace {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/traces/quiet-trickle.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let mut trace = Trace::parse(&text, &path).unwrap();
-    // The trace sets no scheduler key (replay-all replays it with the defaults); the
-    // opt-in feature under test is switched on here.
-    trace.scheduler.warm_idle_hosts = true;
+    let trace = Trace::parse(&text, &path).unwrap();
+    // Shipped defaults, as replay-all replays it: the trace sets no scheduler key.
+    assert_eq!(
+        trace.scheduler,
+        marbled::config::SchedulerSection::default(),
+        "a trace sets only workload, fleet, boots and faults"
+    );
     trace
 }
 
@@ -34,7 +37,7 @@ fn run(trace: &Trace, policy: Policy) -> Report {
 }
 
 #[test]
-fn a_quiet_trickle_starts_root_jobs_warm_with_idle_host_warmth() {
+fn a_quiet_trickle_starts_root_jobs_warm_with_the_shipped_defaults() {
     let trace = trickle();
     let demand = run(&trace, Policy::Demand);
     assert!(demand.violations.is_empty(), "{}", demand.to_table());

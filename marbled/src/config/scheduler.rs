@@ -128,7 +128,7 @@ impl Default for SchedulerSection {
             warm_min_jobs: 2,
             warm_yield: secs(60),
             warm_linger: hours(24),
-            warm_idle_hosts: false,
+            warm_idle_hosts: true,
             jobs_per_boot: 1,
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,

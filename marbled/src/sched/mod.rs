@@ -418,7 +418,7 @@ impl Default for SchedConfig {
             warm_min_jobs: 2,
             warm_yield_ms: 60_000,
             warm_linger_ms: 24 * 3_600_000,
-            warm_idle_hosts: false,
+            warm_idle_hosts: true,
             jobs_per_boot: 1,
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
