@@ -3,11 +3,15 @@
 //! if the VM still runs when the graceful timeout ends. Operator `vm stop` goes through
 //! the same path; `--force` skips the probe but still tries the graceful stop first.
 
-use marble_proto::{BusyState, ErrorKind, PowerState};
+use marble_proto::{BusyState, ErrorKind, PowerState, Team};
 
 use super::vm::{StopPhase, StopPlan, StopWhy};
 use super::world::{World, reply_done, reply_err};
 use super::{Action, Effect, Millis, Outcome, ProbeResult, ReqId, StopKind, format_ms};
+
+/// The longest a spent ROOT runner's stop waits between busy probes while a queued job
+/// could use its host ([`World::stop_recheck_ms`]). A probe is one `prlctl exec` of ~2 s.
+pub(super) const HANDOVER_RECHECK_MS: Millis = 10_000;
 
 impl World {
     /// `vm stop VM [--force]`.
@@ -262,7 +266,7 @@ impl World {
         why_not: &str,
         fx: &mut Vec<Effect>,
     ) {
-        let recheck = self.config.busy_recheck_ms.max(1);
+        let recheck = self.stop_recheck_ms(name, plan);
         if let Some(vm) = self.vms.get_mut(name)
             && let Some(plan) = vm.stop.as_mut()
         {
@@ -280,6 +284,25 @@ impl World {
             ),
             fx,
         );
+    }
+
+    /// How long a stop that found its VM busy waits before probing again: `busy_recheck`,
+    /// but at most [`HANDOVER_RECHECK_MS`] for a spent ROOT runner (policy `demand`) while a
+    /// queued job no runner covers could use this host — its job ends at an unknown moment,
+    /// and every second the host sits on a finished job is a second that job waits
+    /// (marble-sim, bursts of short jobs: the 60 s re-check and the 30 s demand poll left a
+    /// host a further ~30 s on a finished job per hand-over, the ROOT p95 gap).
+    fn stop_recheck_ms(&self, name: &str, plan: &StopPlan) -> u64 {
+        let recheck = self.config.busy_recheck_ms.max(1);
+        let spent = self
+            .vms
+            .get(name)
+            .is_some_and(|vm| vm.team == Team::Root && vm.was_busy);
+        if plan.why == StopWhy::Demand && spent && self.unmet_here() {
+            recheck.min(HANDOVER_RECHECK_MS)
+        } else {
+            recheck
+        }
     }
 
     pub(super) fn on_stop_finished(
