@@ -266,7 +266,7 @@ impl World {
         why_not: &str,
         fx: &mut Vec<Effect>,
     ) {
-        let recheck = self.stop_recheck_ms(name, plan);
+        let recheck = self.stop_recheck_ms(now, name, plan);
         if let Some(vm) = self.vms.get_mut(name)
             && let Some(plan) = vm.stop.as_mut()
         {
@@ -287,18 +287,23 @@ impl World {
     }
 
     /// How long a stop that found its VM busy waits before probing again: `busy_recheck`,
-    /// but at most [`HANDOVER_RECHECK_MS`] for a spent ROOT runner (policy `demand`) while a
-    /// queued job no runner covers could use this host — its job ends at an unknown moment,
-    /// and every second the host sits on a finished job is a second that job waits
-    /// (marble-sim, bursts of short jobs: the 60 s re-check and the 30 s demand poll left a
-    /// host a further ~30 s on a finished job per hand-over, the ROOT p95 gap).
-    fn stop_recheck_ms(&self, name: &str, plan: &StopPlan) -> u64 {
+    /// but at most [`HANDOVER_RECHECK_MS`] for a spent ROOT runner (policy `demand`) while
+    /// either team waits for this host (a queued job no runner covers, or Jenkins) — its
+    /// job ends at an unknown moment, and every second the host sits on a finished job is a
+    /// second the waiter waits (marble-sim, bursts of short jobs: the 60 s re-check and the
+    /// 30 s demand poll left a host a further ~30 s on a finished job per hand-over, the
+    /// ROOT p95 gap).
+    fn stop_recheck_ms(&self, now: Millis, name: &str, plan: &StopPlan) -> u64 {
         let recheck = self.config.busy_recheck_ms.max(1);
         let spent = self
             .vms
             .get(name)
             .is_some_and(|vm| vm.team == Team::Root && vm.was_busy);
-        if plan.why == StopWhy::Demand && spent && self.unmet_here() {
+        // Only while ROOT alone waits: with Jenkins waiting too, a host handed over sooner
+        // went to ROOT before Jenkins' retry (60 s after a refusal) came back (marble-sim,
+        // spi-nightly-wave: SPI grant p95 1h43m -> 2h36m), so the hand-over keeps its pace.
+        let waited_for = self.unmet_here() && self.spi_waiting_since(now).is_none();
+        if plan.why == StopWhy::Demand && spent && waited_for {
             recheck.min(HANDOVER_RECHECK_MS)
         } else {
             recheck
