@@ -153,7 +153,7 @@ pub struct Engine {
     starved_since: [Option<Millis>; 2],
     longest_starved: [u64; 2],
     pub(super) steps: u64,
-    log: bool,
+    pub(super) log: bool,
     policy: Policy,
     seed: u64,
     // Counters for the report.

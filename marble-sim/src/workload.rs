@@ -440,6 +440,17 @@ impl Engine {
                 if self.booted_after(vi, at) {
                     self.stats_root.cold_starts += 1;
                 }
+                if self.log {
+                    // One line per start, so a slow job can be traced back to its VM.
+                    eprintln!(
+                        "+{:<10} job root#{j} {:?} queued +{} starts on {}, waited {}",
+                        fmt_ms(offset),
+                        self.root_jobs[j].arrival.labels,
+                        fmt_ms(at),
+                        self.vms[vi].name,
+                        fmt_ms(offset.saturating_sub(at))
+                    );
+                }
                 self.root_jobs[j].state = RootState::Running;
                 duration
             }

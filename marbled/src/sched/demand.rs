@@ -83,6 +83,12 @@ impl World {
         }
     }
 
+    /// Whether a queued job no free runner covers could run on a ROOT VM of this host.
+    pub(super) fn unmet_here(&self) -> bool {
+        self.config.policy == Policy::Demand
+            && self.unmet_jobs().iter().any(|job| self.servable_here(job))
+    }
+
     /// Whether a ROOT VM here could run `job` (by labels, whatever its state).
     fn servable_here(&self, job: &QueuedJob) -> bool {
         self.vms
@@ -322,6 +328,14 @@ impl World {
         {
             // marble-sim, 4-host standard trace: warm runners booted between peaks were
             // mostly given up unused to the next job that found the fleet full.
+            return false;
+        }
+        // A warm boot only on the snapshot that just arrived: one the host already acted on
+        // predates the runners other hosts minted since, and hosts whose congestion window
+        // ended together all booted the likeliest platform on their next tick (marble-sim,
+        // bursts of short jobs: three mac13 and no mac-beta runner; the next run's mac-beta
+        // job waited for a warm runner to yield).
+        if self.demand_at != now {
             return false;
         }
         // Idle-host warmth only on a snapshot taken once the host had been free that long:

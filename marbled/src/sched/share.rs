@@ -82,7 +82,7 @@ impl World {
     /// oldest buildable queue item an SPI VM here could serve. A node that could not be
     /// granted (locked, quarantined, draining host) does not count: holding the host for it
     /// would only keep ROOT out.
-    fn spi_waiting_since(&self, now: Millis) -> Option<Millis> {
+    pub(super) fn spi_waiting_since(&self, now: Millis) -> Option<Millis> {
         let spi_here = |name: &str| {
             self.vms.get(name).is_some_and(|vm| vm.team == Team::Spi)
                 && self.start_blocker(now, name).is_none()

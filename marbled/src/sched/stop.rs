@@ -3,11 +3,15 @@
 //! if the VM still runs when the graceful timeout ends. Operator `vm stop` goes through
 //! the same path; `--force` skips the probe but still tries the graceful stop first.
 
-use marble_proto::{BusyState, ErrorKind, PowerState};
+use marble_proto::{BusyState, ErrorKind, PowerState, Team};
 
 use super::vm::{StopPhase, StopPlan, StopWhy};
 use super::world::{World, reply_done, reply_err};
 use super::{Action, Effect, Millis, Outcome, ProbeResult, ReqId, StopKind, format_ms};
+
+/// The longest a spent ROOT runner's stop waits between busy probes while a queued job
+/// could use its host ([`World::stop_recheck_ms`]). A probe is one `prlctl exec` of ~2 s.
+pub(super) const HANDOVER_RECHECK_MS: Millis = 10_000;
 
 impl World {
     /// `vm stop VM [--force]`.
@@ -262,7 +266,7 @@ impl World {
         why_not: &str,
         fx: &mut Vec<Effect>,
     ) {
-        let recheck = self.config.busy_recheck_ms.max(1);
+        let recheck = self.stop_recheck_ms(now, name, plan);
         if let Some(vm) = self.vms.get_mut(name)
             && let Some(plan) = vm.stop.as_mut()
         {
@@ -280,6 +284,30 @@ impl World {
             ),
             fx,
         );
+    }
+
+    /// How long a stop that found its VM busy waits before probing again: `busy_recheck`,
+    /// but at most [`HANDOVER_RECHECK_MS`] for a spent ROOT runner (policy `demand`) while
+    /// either team waits for this host (a queued job no runner covers, or Jenkins) — its
+    /// job ends at an unknown moment, and every second the host sits on a finished job is a
+    /// second the waiter waits (marble-sim, bursts of short jobs: the 60 s re-check and the
+    /// 30 s demand poll left a host a further ~30 s on a finished job per hand-over, the
+    /// ROOT p95 gap).
+    fn stop_recheck_ms(&self, now: Millis, name: &str, plan: &StopPlan) -> u64 {
+        let recheck = self.config.busy_recheck_ms.max(1);
+        let spent = self
+            .vms
+            .get(name)
+            .is_some_and(|vm| vm.team == Team::Root && vm.was_busy);
+        // Only while ROOT alone waits: with Jenkins waiting too, a host handed over sooner
+        // went to ROOT before Jenkins' retry (60 s after a refusal) came back (marble-sim,
+        // spi-nightly-wave: SPI grant p95 1h43m -> 2h36m), so the hand-over keeps its pace.
+        let waited_for = self.unmet_here() && self.spi_waiting_since(now).is_none();
+        if plan.why == StopWhy::Demand && spent && waited_for {
+            recheck.min(HANDOVER_RECHECK_MS)
+        } else {
+            recheck
+        }
     }
 
     pub(super) fn on_stop_finished(
