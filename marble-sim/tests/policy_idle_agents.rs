@@ -2,10 +2,10 @@
 //! wave held their hosts until the morning's first push, whose jobs then waited for an
 //! agent's probe and stop (and a demand poll) before their boot, and idle-host warmth could
 //! keep no runner on those hosts. A small trace of that shape — four hosts, a nightly build
-//! on every SPI node at 01:00, then at 08:30 a push on every platform (mac13/14/15/beta) —
+//! on every SPI node at 01:00, then at 11:30 a push on every platform (mac13/14/15/beta) —
 //! replayed with the shipped settings (the trace sets none): an agent idle for
-//! `agent_idle_handover` (4 h) gives its host up, so the push boots on free hosts at once,
-//! and with idle-host warmth on, finds a warm runner of its platform. A day build an hour
+//! `agent_idle_handover` (8 h) gives its host up, so the push boots on free hosts at once,
+//! and with idle-host warmth (on by default), finds a warm runner of its platform. A day build an hour
 //! after the nightly still finds its agent up.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,7 +22,7 @@ const PLATFORMS: [&str; 4] = ["13", "14", "15", "beta"];
 
 fn trace_text() -> String {
     let mut t = String::from(
-        "[sim]\nduration = \"12h\"\nseed = 5\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
+        "[sim]\nduration = \"14h\"\nseed = 5\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
     );
     for h in 1..=4 {
         write!(
@@ -52,7 +52,7 @@ fn trace_text() -> String {
         };
         write!(
             t,
-            "[[root_jobs]]\nat = \"8h 30m\"\nduration = \"30m\"\n\
+            "[[root_jobs]]\nat = \"11h 30m\"\nduration = \"30m\"\n\
              labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"{label}\"]\n\n"
         )
         .unwrap();
@@ -110,8 +110,8 @@ fn the_morning_push_does_not_wait_for_the_nightly_agents_to_stop() {
 #[test]
 fn with_idle_host_warmth_the_morning_push_starts_warm() {
     let mut trace = trace();
-    // The opt-in feature this hand-over serves (off by default).
-    trace.scheduler.warm_idle_hosts = true;
+    // Idle-host warmth is on by default: the trace sets no key.
+    assert!(trace.scheduler.warm_idle_hosts);
     let report = demand(&trace);
     assert_clean(&report);
     let root = &report.teams["root"];

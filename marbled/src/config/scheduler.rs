@@ -141,10 +141,13 @@ impl Default for SchedulerSection {
     }
 }
 
-/// `agent_idle_handover`'s default: above the day's gaps between builds on one agent (up to
-/// ~3.5 h on the standard trace), below the night's (6–11 h from the nightly to the morning).
+/// `agent_idle_handover`'s default: well above the day's gaps between builds on one agent (up
+/// to ~3.5 h on the standard trace), so a day's builds find their agent up. 4 h took the
+/// standard trace's ROOT p95 from 1m45s to 1m29s but, with idle-host warmth on, put SPI grant
+/// p95 over the cycler's on `overload` and `overload@1001` (docs/benchmarks.md); at 8 h only
+/// agents idle from a night to a late morning, or over a weekend, give their host up.
 fn default_agent_idle_handover() -> Duration {
-    Duration::from_secs(4 * 3600)
+    Duration::from_secs(8 * 3600)
 }
 
 /// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering

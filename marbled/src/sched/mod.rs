@@ -424,7 +424,7 @@ impl Default for SchedConfig {
             share_root: 1,
             share_spi: 2,
             waiter_expiry_ms: 300_000,
-            agent_idle_handover_ms: 4 * 3_600_000,
+            agent_idle_handover_ms: 8 * 3_600_000,
             spi_labels: Vec::new(),
             jenkins_nodes: BTreeMap::new(),
         }
