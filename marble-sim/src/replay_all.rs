@@ -574,19 +574,19 @@ mod tests {
 
     #[test]
     fn a_setting_reaches_the_replay() {
-        // Issue 17's quiet trickle: idle-host warmth (opt-in) keeps a ready runner on the
-        // idle hosts, so the jobs stop waiting a whole boot.
+        // Issue 17's quiet trickle: idle-host warmth (on by default) keeps a ready runner on
+        // the idle hosts; turned off, every job waits a whole boot.
         let entry = Entry {
             name: "trickle@1".into(),
             trace: Shape::Trickle.trace(1),
         };
-        let warm = Settings::parse(&["scheduler.warm_idle_hosts=true"]).expect("valid");
+        let cold = Settings::parse(&["scheduler.warm_idle_hosts=false"]).expect("valid");
         let shipped = row(&entry, &Settings::default());
-        let opted = row(&entry, &warm);
-        assert_eq!(opted.settings, ["scheduler.warm_idle_hosts = true"]);
+        let opted = row(&entry, &cold);
+        assert_eq!(opted.settings, ["scheduler.warm_idle_hosts = false"]);
         assert!(shipped.settings.is_empty());
         assert!(
-            opted.root_p50_ms < shipped.root_p50_ms,
+            opted.root_p50_ms > shipped.root_p50_ms,
             "{:?} vs {:?}",
             opted.root_p50_ms,
             shipped.root_p50_ms
