@@ -109,7 +109,7 @@ fn the_morning_push_does_not_wait_for_the_nightly_agents_to_stop() {
 
 #[test]
 fn with_idle_host_warmth_the_morning_push_starts_warm() {
-    let mut trace = trace();
+    let trace = trace();
     // Idle-host warmth is on by default: the trace sets no key.
     assert!(trace.scheduler.warm_idle_hosts);
     let report = demand(&trace);
