@@ -54,6 +54,16 @@ pub struct RunOptions {
     pub log: bool,
 }
 
+impl RunOptions {
+    /// Run the trace under `policy`, with its own seed and no log.
+    pub fn with_policy(policy: Policy) -> Self {
+        Self {
+            policy: Some(policy),
+            ..Self::default()
+        }
+    }
+}
+
 /// Things that happen at a virtual time.
 #[derive(Debug)]
 pub(super) enum Ev {

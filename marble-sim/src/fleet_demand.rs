@@ -434,10 +434,7 @@ pub fn requests_on_engine(
     let source = PollerSource::new(&names, opts)?;
     let gh = source.github();
     let counts = source.counts.clone();
-    let opts = RunOptions {
-        policy: Some(Policy::Demand),
-        ..RunOptions::default()
-    };
+    let opts = RunOptions::with_policy(Policy::Demand);
     let report = Engine::new(&t, opts)
         .with_demand_source(Box::new(source))
         .run();

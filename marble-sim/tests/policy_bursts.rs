@@ -54,13 +54,7 @@ fn trace(duration: &str, hosts: u32, jobs: &str) -> Trace {
 }
 
 fn demand(trace: &Trace) -> Report {
-    simulate(
-        trace,
-        RunOptions {
-            policy: Some(Policy::Demand),
-            ..RunOptions::default()
-        },
-    )
+    simulate(trace, RunOptions::with_policy(Policy::Demand))
 }
 
 const PLATFORMS: [&str; 4] = ["mac13", "mac14", "mac15", "macbeta"];

@@ -71,13 +71,7 @@ fn trace() -> Trace {
 }
 
 fn demand(trace: &Trace) -> Report {
-    simulate(
-        trace,
-        RunOptions {
-            policy: Some(Policy::Demand),
-            ..RunOptions::default()
-        },
-    )
+    simulate(trace, RunOptions::with_policy(Policy::Demand))
 }
 
 fn assert_clean(report: &Report) {

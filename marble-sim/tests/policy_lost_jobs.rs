@@ -22,13 +22,7 @@ fn bursts() -> Trace {
 }
 
 fn demand(trace: &Trace) -> Report {
-    simulate(
-        trace,
-        RunOptions {
-            policy: Some(Policy::Demand),
-            ..RunOptions::default()
-        },
-    )
+    simulate(trace, RunOptions::with_policy(Policy::Demand))
 }
 
 /// `demand` started every ROOT job the overhead-free reference starts, broke no invariant,

@@ -104,13 +104,7 @@ retry = "60s"
 "#;
     let trace = Trace::parse(text, Path::new("inline.toml")).unwrap();
     for policy in [Policy::Cycle, Policy::Demand] {
-        let report = simulate(
-            &trace,
-            RunOptions {
-                policy: Some(policy),
-                ..RunOptions::default()
-            },
-        );
+        let report = simulate(&trace, RunOptions::with_policy(policy));
         let table = report.to_table();
         assert!(report.violations.is_empty(), "{table}");
         let spi = &report.teams["spi"];

@@ -27,13 +27,7 @@ fn trickle() -> Trace {
 }
 
 fn run(trace: &Trace, policy: Policy) -> Report {
-    simulate(
-        trace,
-        RunOptions {
-            policy: Some(policy),
-            ..RunOptions::default()
-        },
-    )
+    simulate(trace, RunOptions::with_policy(policy))
 }
 
 #[test]

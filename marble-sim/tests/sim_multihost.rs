@@ -16,15 +16,7 @@ fn a_multi_host_demand_run_boots_about_one_vm_per_queued_job() {
     // platform the fleet's idle hosts do not keep; its cost is in docs/SCHEDULER.md).
     let mut trace = standard_trace(2, 1, 4);
     trace.scheduler.warm_idle_hosts = false;
-    let run = |policy| {
-        simulate(
-            &trace,
-            RunOptions {
-                policy: Some(policy),
-                ..RunOptions::default()
-            },
-        )
-    };
+    let run = |policy| simulate(&trace, RunOptions::with_policy(policy));
     let demand = run(Policy::Demand);
     assert!(demand.violations.is_empty(), "{}", demand.to_table());
     assert_eq!(demand.hosts.len(), 4);
@@ -102,13 +94,7 @@ fn an_instant_feed_boots_once_per_job_on_every_host_count() {
         trace.sim.demand_poll = std::time::Duration::ZERO;
         // De-duplication, without idle-host warmth's boots for no job (as above).
         trace.scheduler.warm_idle_hosts = false;
-        let r = simulate(
-            &trace,
-            RunOptions {
-                policy: Some(Policy::Demand),
-                ..RunOptions::default()
-            },
-        );
+        let r = simulate(&trace, RunOptions::with_policy(Policy::Demand));
         assert!(r.violations.is_empty(), "{}", r.to_table());
         let per_job = r.root_boots_per_job.expect("jobs arrived");
         assert!(per_job <= 1.2, "{hosts} hosts: {}", r.to_table());
