@@ -193,9 +193,12 @@ fn random_scheduler(s: &mut SchedulerSection, r: &mut SimRng, capacity: u32) {
     s.slot_grace = secs(r.range(10, 120));
     s.fairness_bound = secs(r.range(60, 600));
     s.inventory_interval = secs(r.range(5, 30));
-    // Issue 17's opt-in features: idle-host warmth and runner re-arm (up to 3 jobs a boot).
+    // Issue 17's features: idle-host warmth (on by default), runner re-arm (up to 3 jobs a
+    // boot) and the idle Jenkins agent hand-over, at ages short enough to fire in a random
+    // schedule's hours (0 = off).
     s.warm_idle_hosts = r.chance(0.5);
     s.jobs_per_boot = u32::try_from(r.range(1, 3)).unwrap_or(1);
+    s.agent_idle_handover = secs([0, 300, 1_800, 3_600][r.below(4)]);
 }
 
 /// `random_trace`'s GitHub jobs and Jenkins builds.
