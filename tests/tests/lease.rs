@@ -385,3 +385,52 @@ async fn a_get_with_the_last_etag_is_not_modified_until_the_object_changes() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The acceptance suite's `api.s3-conditional-read` (the follower's read of the published
+/// demand snapshot) against a server that answers `If-None-Match` on GET as S3 and RGW do
+/// (s3s-fs behind the proxy): it passes and removes its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acceptance_check_of_the_conditional_read_passes_where_get_honours_if_none_match() {
+    use marble_tests::acceptance::cond_read::{conditional_read, verdict};
+    use marble_tests::acceptance::record::Verdict;
+    let Some(s3) = LocalS3::start() else { return };
+    let proxy = SerialProxy::start(s3.addr);
+    let b = Bucket::connect(&s3.config_for(&proxy.endpoint))
+        .await
+        .expect("bucket");
+    let report = conditional_read(&b).await.expect("check");
+    assert!(
+        matches!(verdict(&report), Verdict::Pass(_)),
+        "{report:?}: {:?}",
+        verdict(&report)
+    );
+    assert_eq!(proxy.not_modified(), 2, "two GETs answered 304");
+    assert!(
+        b.list("marble-acceptance/").await.expect("list").is_empty(),
+        "the check cleans up"
+    );
+}
+
+/// The same check straight against s3s-fs 0.14.1, a real server that ignores
+/// `If-None-Match` on GET (it sends the whole object every time): the check fails and says
+/// so, and still removes its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acceptance_check_of_the_conditional_read_fails_on_a_server_that_ignores_if_none_match()
+{
+    use marble_tests::acceptance::cond_read::{conditional_read, verdict};
+    use marble_tests::acceptance::record::Verdict;
+    let Some(s3) = LocalS3::start() else { return };
+    let b = Bucket::connect(&s3.config()).await.expect("bucket");
+    let report = conditional_read(&b).await.expect("check");
+    match verdict(&report) {
+        Verdict::Fail(text) => assert!(
+            text.contains("the server ignores If-None-Match on GET"),
+            "{text}"
+        ),
+        other => panic!("{other:?} for {report:?}"),
+    }
+    assert!(
+        b.list("marble-acceptance/").await.expect("list").is_empty(),
+        "the check cleans up after a fail too"
+    );
+}

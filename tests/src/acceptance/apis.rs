@@ -11,7 +11,8 @@
 //! - S3: HEAD of both build-disk keys plus the first bytes of each (zip or MARBLE format), and
 //!   a 50 MB sparse bundle pushed, verified, pulled, compared (content and holes) and removed
 //!   (`ImageStore::push_dir`, `verify`, `pull_to_dir`, `rm`); and the conditional writes the
-//!   fleet lease relies on ([`super::lease`]).
+//!   fleet lease relies on ([`super::lease`]), and the conditional read of the fleet's
+//!   published demand snapshot ([`super::cond_read`]).
 
 use std::io::{Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::MetadataExt as _;
@@ -109,6 +110,7 @@ pub async fn checks(env: &Env) {
             env.rec.skip("api.s3-build-disk-keys", no_s3);
             env.rec.skip("api.s3-roundtrip", no_s3);
             env.rec.skip("api.s3-conditional-writes", no_s3);
+            env.rec.skip("api.s3-conditional-read", no_s3);
         }
         Some(cfg) => {
             env.rec
@@ -127,6 +129,12 @@ pub async fn checks(env: &Env) {
                 .check("api.s3-conditional-writes", t(env), async |obs: &Obs| {
                     let cfg = cfg.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
                     conditional_writes(obs, cfg, local.as_ref()).await
+                })
+                .await;
+            env.rec
+                .check("api.s3-conditional-read", t(env), async |obs: &Obs| {
+                    let cfg = cfg.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                    conditional_read(obs, cfg, local.as_ref()).await
                 })
                 .await;
         }
@@ -173,6 +181,32 @@ async fn conditional_writes(
             report.replace_winners
         ))
     })
+}
+
+/// [`super::cond_read`] on the configured bucket, or on the local s3s-fs behind the proxy
+/// that answers `If-None-Match` on GET as S3 and RGW do (s3s-fs ignores it).
+async fn conditional_read(
+    obs: &Obs,
+    cfg: &ImageStoreConfig,
+    local: Option<&crate::s3::LocalS3>,
+) -> anyhow::Result<Verdict> {
+    let proxy = local.map(|l| crate::serial_proxy::SerialProxy::start(l.addr));
+    let cfg = match (&proxy, local) {
+        (Some(p), Some(l)) => l.config_for(&p.endpoint),
+        _ => cfg.clone(),
+    };
+    let bucket = marbled::images::Bucket::connect(&cfg)
+        .await
+        .context("bucket")?;
+    let report = super::cond_read::conditional_read(&bucket).await?;
+    let show =
+        |r: &Option<super::cond_read::Read>| r.as_ref().map(super::cond_read::Read::describe);
+    obs.note(
+        "conditional-read",
+        json!({"plain": show(&report.plain), "unchanged": show(&report.unchanged),
+               "changed": show(&report.changed), "unchanged_again": show(&report.unchanged_again)}),
+    );
+    Ok(super::cond_read::verdict(&report))
 }
 
 /// `[images]` from a TOML file (a whole `marbled.toml` or just the table).

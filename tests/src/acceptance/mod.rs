@@ -22,6 +22,7 @@ use marble_proto::PowerState;
 use marbled::hypervisor::Hypervisor as _;
 
 pub mod apis;
+pub mod cond_read;
 pub mod exec;
 pub mod guest;
 pub mod jenkins_queue;
