@@ -3,7 +3,9 @@
 //! `temporarilyOffline`, `numExecutors`, `executors[idle,currentExecutable{url}]`…), 404 for
 //! an unknown node, and `POST /computer/<node>/toggleOffline?offlineMessage=…` answered with
 //! the 302 Jenkins sends after a form POST; `GET /queue/api/json` (the build queue: `items`
-//! with `id`, `why`, `buildable`, `blocked`, `stuck`, `inQueueSince`, `task.name`). Served over real HTTP on 127.0.0.1 through the
+//! with `id`, `why`, `buildable`, `blocked`, `stuck`, `inQueueSince`, `task.name`);
+//! `GET /computer/<node>/config.xml` (its `<mode>`) and `GET /pluginManager/api/json`
+//! (`plugins` with `shortName`, `active`) for the acceptance check `api.jenkins-any-node`. Served over real HTTP on 127.0.0.1 through the
 //! same server loop as the fake GitHub, so the production client is what tests exercise.
 //! `GET /job/<a>/job/<b>/api/json?tree=builds[…]` answers a job's build history (the
 //! `builds` array of `hudson.model.Job`, newest first; 404 for an unknown job) for
@@ -22,6 +24,8 @@ struct Node {
     temporarily_offline: bool,
     offline_message: String,
     build: Option<String>,
+    /// `EXCLUSIVE` when set (config.xml's `<mode>`), else `NORMAL`.
+    exclusive: bool,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +35,8 @@ struct State {
     requests: Vec<RecordedRequest>,
     /// Job path (`a/b` for `/job/a/job/b`) → its builds, newest first.
     jobs: BTreeMap<String, Vec<serde_json::Value>>,
+    /// `/pluginManager/api/json`'s `plugins`.
+    plugins: Vec<serde_json::Value>,
 }
 
 /// The running fake.
@@ -99,6 +105,7 @@ impl FakeJenkins {
             queue: Vec::new(),
             requests: Vec::new(),
             jobs: BTreeMap::new(),
+            plugins: Vec::new(),
         }));
         let shared = state.clone();
         let (addr, task) = serve(move |req, body| {
@@ -114,6 +121,13 @@ impl FakeJenkins {
                 return Reply::json(
                     StatusCode::OK,
                     &json!({"_class": "hudson.model.Queue", "items": items}),
+                );
+            }
+            if req.method() == http::Method::GET && path == "/pluginManager/api/json" {
+                let plugins = st.plugins.clone();
+                return Reply::json(
+                    StatusCode::OK,
+                    &json!({"_class": "hudson.LocalPluginManager", "plugins": plugins}),
                 );
             }
             let rest = path.strip_prefix("/computer/").unwrap_or("");
@@ -143,6 +157,16 @@ impl FakeJenkins {
                         }),
                     )
                 }
+                ("GET", "config.xml") => {
+                    let mode = if node.exclusive { "EXCLUSIVE" } else { "NORMAL" };
+                    let xml = format!(
+                        "<?xml version=\"1.1\" encoding=\"UTF-8\"?>\n<slave>\n  <name>{name}</name>\n  <numExecutors>1</numExecutors>\n  <mode>{mode}</mode>\n  <label>macos</label>\n</slave>"
+                    );
+                    let mut reply = Reply::empty(StatusCode::OK);
+                    reply.body = xml.into_bytes();
+                    reply.headers.push(("content-type".into(), "application/xml".into()));
+                    reply
+                }
                 ("POST", "toggleOffline") => {
                     node.temporarily_offline = !node.temporarily_offline;
                     node.offline_message = query
@@ -170,6 +194,24 @@ impl FakeJenkins {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The installed plugins `(shortName, active)` of `/pluginManager/api/json`.
+    pub fn set_plugins(&self, plugins: &[(&str, bool)]) {
+        self.with(|st| {
+            st.plugins = (plugins.iter())
+                .map(|(n, a)| json!({"shortName": n, "active": a, "enabled": a}))
+                .collect();
+        });
+    }
+
+    /// `node`'s usage mode in its config.xml: `EXCLUSIVE` (only builds naming it) or not.
+    pub fn set_exclusive(&self, node: &str, exclusive: bool) {
+        self.with(|st| {
+            if let Some(n) = st.nodes.get_mut(node) {
+                n.exclusive = exclusive;
+            }
+        });
     }
 
     /// A build starts (`Some(url)`) or ends (`None`) on `node`.

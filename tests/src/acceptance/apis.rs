@@ -7,7 +7,9 @@
 //!   secret and is never written anywhere.
 //! - Jenkins: read a node, take it offline and back online (`JenkinsClient::set_offline`,
 //!   `set_online`; the crumb is fetched when the server asks for one). A node that is already
-//!   marked offline is left alone.
+//!   marked offline is left alone. Read-only: the queue as policy `demand` reads it
+//!   ([`super::jenkins_queue`]) and the settings behind the simulator's model of Jenkins'
+//!   dispatch ([`super::jenkins_any`]).
 //! - S3: HEAD of both build-disk keys plus the first bytes of each (zip or MARBLE format), and
 //!   a 50 MB sparse bundle pushed, verified, pulled, compared (content and holes) and removed
 //!   (`ImageStore::push_dir`, `verify`, `pull_to_dir`, `rm`); and the conditional writes the
@@ -89,6 +91,7 @@ pub async fn checks(env: &Env) {
         })
         .await;
     super::jenkins_queue::check(env).await;
+    super::jenkins_any::check(env).await;
     // The local S3 server of simulator mode lives as long as both S3 checks.
     let local = if env.is_sim() {
         crate::s3::s3s_fs_binary().and_then(|_| crate::s3::LocalS3::start())

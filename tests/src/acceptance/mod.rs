@@ -25,6 +25,7 @@ pub mod apis;
 pub mod cond_read;
 pub mod exec;
 pub mod guest;
+pub mod jenkins_any;
 pub mod jenkins_queue;
 pub mod launchd;
 pub mod lease;
