@@ -167,7 +167,7 @@ pub fn verdict(r: &ReadReport) -> Verdict {
         }
         Some(Read::PreconditionFailed) => {
             return Verdict::Fail(format!(
-                "GET with If-None-Match and the current ETag was answered 412 Precondition Failed, not 304 Not Modified (RFC 9110 §13.1.2: 412 is for other methods); the daemon reads it as an error, so a follower would lose the demand snapshot after its first read"
+                "GET with If-None-Match and the current ETag {first_etag} was answered 412 Precondition Failed, not 304 Not Modified (RFC 9110 §13.1.2: 412 is for other methods); the daemon reads it as an error, so a follower would lose the demand snapshot after its first read"
             ));
         }
         other => {
