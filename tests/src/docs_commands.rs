@@ -268,17 +268,27 @@ fn commands_of_line(
             }
         }
     }
-    for seg in segments {
+    for mut seg in segments {
         let start = seg.iter().position(|w| {
             !(w == "sudo"
                 || w == "do"
                 || w == "then"
                 || w == "exec"
-                || (w.contains('=') && !w.starts_with('-') && !w.contains('/') && program_of(w).is_none()))
+                || (w.contains('=')
+                    && !w.starts_with('-')
+                    && !w.contains('/')
+                    && program_of(w).is_none()))
         });
-        let Some(start) = start else { continue };
-        let Some(program) = program_of(&seg[start]) else {
-            continue;
+        let Some(mut start) = start else { continue };
+        let program = match program_of(&seg[start]) {
+            Some(p) => p,
+            None if inline && start == 0 && is_marblectl_shorthand(&seg) => {
+                // `vm stop VM` in prose: a marblectl command without its program name.
+                seg.insert(0, "marblectl".to_owned());
+                start = 0;
+                Program::Marblectl
+            }
+            None => continue,
         };
         let args: Vec<String> = seg[start + 1..]
             .iter()
@@ -298,6 +308,78 @@ fn commands_of_line(
             args,
         });
     }
+}
+
+/// A block's shell variable naming one of our programs (`marblectl="${MARBLECTL:-/usr/local/
+/// bin/marblectl}"`) is recorded; a line starting with `"$marblectl"` gets the program back.
+fn resolve_alias(line: &str, aliases: &mut Vec<(String, String)>) -> String {
+    let trimmed = line.trim();
+    if let Some((name, value)) = trimmed.split_once('=')
+        && !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        let value = value.trim_matches(|c| "\"'{}".contains(c));
+        let program = ["marblectl", "marbled", "marble-sim"]
+            .into_iter()
+            .find(|p| value.ends_with(&format!("/{p}")) || value.ends_with(&format!("-{p}")));
+        if let Some(p) = program {
+            aliases.push((name.to_owned(), p.to_owned()));
+        }
+        return line.to_owned();
+    }
+    for (name, program) in aliases.iter() {
+        for form in [
+            format!("\"${name}\""),
+            format!("\"${{{name}}}\""),
+            format!("${name}"),
+        ] {
+            if let Some(rest) = trimmed.strip_prefix(&form)
+                && rest.starts_with(' ')
+            {
+                return format!("{program}{rest}");
+            }
+        }
+    }
+    line.to_owned()
+}
+
+/// Inline code like `vm stop VM [--force]` or `request-slot VM`: a `marblectl` command
+/// written without the program. Taken as one when its first word is a top-level subcommand
+/// with more words after it (not one of the single words also used in prose: `status`,
+/// `install`, …) and its second word is an option, a placeholder, or one of the group's own
+/// subcommands (`vm list`; `host idle` or `vm = "any"` are prose).
+fn is_marblectl_shorthand(words: &[String]) -> bool {
+    const GROUPS: [&str; 11] = [
+        "vm",
+        "request-slot",
+        "lock",
+        "unlock",
+        "drain",
+        "events",
+        "image",
+        "host",
+        "fleet",
+        "migrate",
+        "runner",
+    ];
+    let (Some(first), Some(second)) = (words.first(), words.get(1)) else {
+        return false;
+    };
+    if !GROUPS.contains(&first.as_str()) {
+        return false;
+    }
+    let second = second.trim_start_matches('[');
+    let cli = marblectl::command();
+    let Some(group) = cli.find_subcommand(first) else {
+        return false;
+    };
+    let subcommand = second
+        .split('|')
+        .next()
+        .is_some_and(|s| group.find_subcommand(s).is_some());
+    let placeholder = normalize_arg(second).is_some_and(|a| a == PLACEHOLDER)
+        || (second.starts_with('<') && second.ends_with('>'));
+    second.starts_with('-') || subcommand || placeholder || second.starts_with(PLACEHOLDER)
 }
 
 /// Inline code after a program name that is a quoted message or output, not a command: a
@@ -320,11 +402,13 @@ pub fn extract(file: &str, text: &str) -> Vec<DocCommand> {
     let mut pending = String::new(); // a `\`-continued line
     let mut pending_line = 0;
     let mut span: Option<(usize, String)> = None; // an open inline code span: line, text
+    let mut aliases: Vec<(String, String)> = Vec::new(); // `x="…/marblectl"` of this block
     for (idx, raw) in text.lines().enumerate() {
         let line_no = idx + 1;
         let trimmed = raw.trim_start();
         if let Some(info) = trimmed.strip_prefix("```") {
             span = None;
+            aliases.clear();
             fence = match fence {
                 Some(_) => None,
                 None => Some(info.trim().to_owned()),
@@ -352,7 +436,8 @@ pub fn extract(file: &str, text: &str) -> Vec<DocCommand> {
                     continue;
                 }
                 pending.push_str(body);
-                commands_of_line(file, pending_line, &pending, false, &mut out);
+                let line = resolve_alias(&pending, &mut aliases);
+                commands_of_line(file, pending_line, &line, false, &mut out);
                 pending.clear();
             }
             None => {
@@ -408,9 +493,9 @@ pub fn doc_files(repo: &Path) -> Vec<String> {
 /// Checks one command; `Err` says what is wrong (clap's message, a missing file, …).
 pub fn check(cmd: &DocCommand, repo: &Path) -> Result<(), String> {
     match &cmd.program {
-        Program::Marblectl => check_clap(marblectl::command(), cmd, &cmd.args),
-        Program::Marbled => check_clap(marbled::cli::command(), cmd, &cmd.args),
-        Program::MarbleSim => check_clap(marble_sim::cli::command(), cmd, &cmd.args),
+        Program::Marblectl => check_clap(&marblectl::command(), cmd, &cmd.args),
+        Program::Marbled => check_clap(&marbled::cli::command(), cmd, &cmd.args),
+        Program::MarbleSim => check_clap(&marble_sim::cli::command(), cmd, &cmd.args),
         Program::Script(path) => check_script(repo, path, &cmd.args),
         Program::Cargo => check_cargo(repo, cmd),
     }
@@ -419,7 +504,7 @@ pub fn check(cmd: &DocCommand, repo: &Path) -> Result<(), String> {
 /// Parses `args` with `command`, trying each placeholder value; inline code may stop short.
 /// A placeholder given to an option with a fixed set of values (`--shape NAME`) takes the
 /// first of them.
-fn check_clap(command: clap::Command, cmd: &DocCommand, args: &[String]) -> Result<(), String> {
+fn check_clap(command: &clap::Command, cmd: &DocCommand, args: &[String]) -> Result<(), String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let mut first_err = None;
     for value in PLACEHOLDER_VALUES {
@@ -574,9 +659,9 @@ fn check_cargo(repo: &Path, cmd: &DocCommand) -> Result<(), String> {
             ..cmd.clone()
         };
         return match target.as_str() {
-            "marblectl" => check_clap(marblectl::command(), &run, rest),
-            "marbled" => check_clap(marbled::cli::command(), &run, rest),
-            "marble-sim" => check_clap(marble_sim::cli::command(), &run, rest),
+            "marblectl" => check_clap(&marblectl::command(), &run, rest),
+            "marbled" => check_clap(&marbled::cli::command(), &run, rest),
+            "marble-sim" => check_clap(&marble_sim::cli::command(), &run, rest),
             _ => Ok(()),
         };
     }

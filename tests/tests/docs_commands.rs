@@ -18,14 +18,21 @@ fn repo() -> PathBuf {
 fn failures(doc: &str) -> Vec<String> {
     extract("docs/PLANTED.md", doc)
         .iter()
-        .filter_map(|c| check(c, &repo()).err().map(|e| format!("{}: {e}", c.location())))
+        .filter_map(|c| {
+            check(c, &repo())
+                .err()
+                .map(|e| format!("{}: {e}", c.location()))
+        })
         .collect()
 }
 
 #[test]
 fn every_documented_command_parses() {
     let (count, failures) = check_repo(&repo());
-    assert!(count > 200, "only {count} commands found: is the extractor broken?");
+    assert!(
+        count > 200,
+        "only {count} commands found: is the extractor broken?"
+    );
     assert!(
         failures.is_empty(),
         "{} of {count} documented commands do not parse:\n{}",
@@ -39,7 +46,11 @@ fn a_wrong_subcommand_in_a_code_block_fails_with_file_line_and_clap_error() {
     let doc = "# T\n\n```sh\nmarblectl status\nmarblectl vm lst   # typo\n```\n";
     let f = failures(doc);
     assert_eq!(f.len(), 1, "{f:?}");
-    assert!(f[0].starts_with("docs/PLANTED.md:5: `marblectl vm lst`"), "{}", f[0]);
+    assert!(
+        f[0].starts_with("docs/PLANTED.md:5: `marblectl vm lst`"),
+        "{}",
+        f[0]
+    );
     assert!(f[0].contains("unrecognized subcommand 'lst'"), "{}", f[0]);
 }
 
@@ -49,8 +60,16 @@ fn a_wrong_flag_inline_or_in_a_block_fails() {
                and `marbled check` then `scripts/demo.sh --nope`.\n";
     let f = failures(doc);
     assert_eq!(f.len(), 4, "{f:?}");
-    assert!(f[0].starts_with("docs/PLANTED.md:1:") && f[0].contains("'--jsn'"), "{}", f[0]);
-    assert!(f[1].starts_with("docs/PLANTED.md:4:") && f[1].contains("'--polcy'"), "{}", f[1]);
+    assert!(
+        f[0].starts_with("docs/PLANTED.md:1:") && f[0].contains("'--jsn'"),
+        "{}",
+        f[0]
+    );
+    assert!(
+        f[1].starts_with("docs/PLANTED.md:4:") && f[1].contains("'--polcy'"),
+        "{}",
+        f[1]
+    );
     assert!(f[2].contains("unrecognized subcommand 'check'"), "{}", f[2]);
     assert!(f[3].contains("does not know `--nope`"), "{}", f[3]);
     // A script named in prose must exist, even without arguments.
@@ -86,7 +105,11 @@ fn placeholders_are_substituted() {
     assert_eq!(cmds[4].line, 6, "{texts:?}");
     assert_eq!(cmds[4].program, Program::Marblectl);
     assert_eq!(cmds[5].line, 7, "{texts:?}");
-    assert!(cmds[6].args.contains(&"--strict".to_owned()), "{:?}", cmds[6]);
+    assert!(
+        cmds[6].args.contains(&"--strict".to_owned()),
+        "{:?}",
+        cmds[6]
+    );
     assert_eq!(cmds[6].line, 8);
     assert_eq!(cmds[8].program, Program::Cargo);
     let f = failures(doc);
@@ -104,7 +127,11 @@ fn enum_placeholders_spans_across_lines_and_quoted_output() {
     // A span broken over two lines is one command, named by the line it starts on.
     let f = failures("Then run `marblectl vm\nlst` and\n`marblectl status`.\n");
     assert_eq!(f.len(), 1, "{f:?}");
-    assert!(f[0].starts_with("docs/PLANTED.md:1: `marblectl vm lst`"), "{}", f[0]);
+    assert!(
+        f[0].starts_with("docs/PLANTED.md:1: `marblectl vm lst`"),
+        "{}",
+        f[0]
+    );
 }
 
 #[test]
@@ -116,4 +143,37 @@ fn cargo_packages_binaries_and_test_targets_must_exist() {
     assert!(f[0].contains("no test target `no_such_test`"), "{}", f[0]);
     assert!(f[1].contains("no package `marble-simulator`"), "{}", f[1]);
     assert!(f[2].contains("'replay-al'"), "{}", f[2]);
+}
+
+#[test]
+fn marblectl_commands_written_without_the_program_are_checked() {
+    let doc = "`vm stop VM [--force]`, `request-slot VM [--wait D]`, `vm list --json`, \
+               `lock --all-except VM`; prose: `host idle`, `vm = \"any\"`, `fleet heartbeat written`.\n\
+               Wrong: `vm stop VM --forse` and `image ls --tem root`.\n";
+    let cmds = extract("docs/PLANTED.md", doc);
+    assert_eq!(cmds.len(), 6, "{cmds:?}");
+    let f = failures(doc);
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert!(
+        f[0].starts_with("docs/PLANTED.md:2: `marblectl vm stop VM --forse`"),
+        "{}",
+        f[0]
+    );
+    assert!(f[1].contains("'--tem'"), "{}", f[1]);
+}
+
+#[test]
+fn a_shell_variable_naming_the_program_is_followed() {
+    let doc = "```sh\nmarblectl=\"${MARBLECTL:-/usr/local/bin/marblectl}\"\n\
+               \"$marblectl\" request-slot \"$vm\" --wait \"$wait\" >&2\n\
+               \"$marblectl\" request-slot \"$vm\" --wiat \"$wait\" >&2\n```\n";
+    let cmds = extract("docs/PLANTED.md", doc);
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    let f = failures(doc);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with("docs/PLANTED.md:4:") && f[0].contains("'--wiat'"),
+        "{}",
+        f[0]
+    );
 }
