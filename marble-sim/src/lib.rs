@@ -26,6 +26,7 @@
 //! history).
 
 pub mod calibrate;
+pub mod cli;
 pub mod compare;
 pub mod daily;
 pub mod engine;

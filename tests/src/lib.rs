@@ -2,6 +2,7 @@
 //! daemon harness shared by the end-to-end tests.
 pub mod acceptance;
 pub mod data;
+pub mod docs_commands;
 pub mod fake_github;
 pub mod fake_jenkins;
 pub mod fake_keychain;
