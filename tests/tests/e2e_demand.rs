@@ -9,7 +9,9 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{ROOT1, ROOT2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_power};
+use e2e_support::{
+    ROOT1, ROOT2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_power, wait_started,
+};
 use marble_tests::fake_github::FakeGitHub;
 use marble_tests::harness::wait_until_blocking;
 
@@ -179,7 +181,8 @@ fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval()
     );
     let out = ctl(&daemon.socket, &["vm", "start", ROOT1]);
     assert_eq!(out.code, 0, "{out}");
-    wait_power(&daemon, ROOT1, "running");
+    // Not the power: the stop below is refused while the readiness wait runs.
+    wait_started(&daemon, ROOT1);
     let before = polls();
     let out = ctl(&daemon.socket, &["vm", "stop", ROOT1]);
     assert_eq!(out.code, 0, "{out}");

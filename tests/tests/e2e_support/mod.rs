@@ -300,6 +300,33 @@ pub fn wait_power(daemon: &DaemonProcess, vm: &str, want: &str) {
     );
 }
 
+/// Wait until `vm`'s start has finished: powered on and no longer starting or waiting for
+/// its guest to answer. `vm start` answers once `prlctl start` returns and the power shows
+/// `running` from then on, but the readiness wait goes on in the background and the daemon
+/// refuses to stop a VM until it ends ("is starting"): a test that stops a VM it started
+/// waits for this, not for the power.
+#[track_caller]
+pub fn wait_started(daemon: &DaemonProcess, vm: &str) {
+    let mut seen = serde_json::Value::Null;
+    let ok = wait_until_blocking(T, || {
+        let list = vm_list(&daemon.socket);
+        seen = list
+            .iter()
+            .find(|v| v["name"] == vm)
+            .cloned()
+            .unwrap_or_default();
+        let starting = ["start", "resume", "ready"]
+            .iter()
+            .any(|op| seen["operation"] == *op);
+        seen["power"] == "running" && !starting
+    });
+    assert!(
+        ok,
+        "{vm} never finished starting: {seen}\ndaemon log:\n{}",
+        daemon.log_text()
+    );
+}
+
 /// Run 9001 queued, with mac14 job 111 (the VM `ROOT1` covers it).
 pub fn queue_mac14_job(gh: &marble_tests::fake_github::FakeGitHub) {
     gh.set_run(9001, "queued");
