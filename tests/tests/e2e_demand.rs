@@ -10,7 +10,8 @@ mod e2e_support;
 use std::time::Duration;
 
 use e2e_support::{
-    ROOT1, ROOT2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_power, wait_started,
+    ROOT1, ROOT2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_metrics, wait_power,
+    wait_started,
 };
 use marble_tests::fake_github::FakeGitHub;
 use marble_tests::harness::wait_until_blocking;
@@ -421,12 +422,7 @@ fn a_job_a_runner_of_this_host_took_counts_its_wait_once() {
         "marble-macphsft02-ROOT-VM-macOS-15-0001",
     );
     let polls = || requests_to(&gh, &format!("{RUNS}/9001/jobs?filter=latest&per_page=100"));
-    let mut text = String::new();
-    let counted = wait_until_blocking(T, || {
-        text = ctl(&daemon.socket, &["metrics"]).stdout;
-        text.contains("marble_root_job_wait_seconds_count 1\n")
-    });
-    assert!(counted, "{text}");
+    wait_metrics(&daemon, &["marble_root_job_wait_seconds_count 1\n"]);
     // Seen running by more polls, still counted once.
     let seen = polls();
     assert!(

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod fleet;
+
 use marble_tests::harness::{
     DaemonProcess, bin_path, short_tempdir, test_config, wait_until_blocking,
 };
@@ -337,4 +339,21 @@ pub fn queue_mac14_job(gh: &marble_tests::fake_github::FakeGitHub) {
         &["self-hosted", "macOS", "ARM64", "mac14"],
         "2026-01-01T10:00:00Z",
     );
+}
+
+/// Wait until `marblectl metrics` of `daemon` shows every line of `wanted`; returns the text.
+#[track_caller]
+pub fn wait_metrics(daemon: &DaemonProcess, wanted: &[&str]) -> String {
+    let mut text = String::new();
+    let seen = wait_until_blocking(T, || {
+        text = ctl(&daemon.socket, &["metrics"]).stdout;
+        wanted.iter().all(|line| text.contains(line))
+    });
+    assert!(
+        seen,
+        "{}{text}\ndaemon log:\n{}",
+        wanted.concat(),
+        daemon.log_text()
+    );
+    text
 }
