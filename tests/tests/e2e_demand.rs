@@ -637,14 +637,7 @@ fn a_jenkins_build_for_any_node_keeps_the_free_host_from_a_root_boot() {
         since,
     );
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
-        let token = e2e_support::token_file(env.dir.path(), "jenkins-token", "11jenkinsapitoken");
-        env.config.jenkins = Some(marbled::config::JenkinsSection {
-            url: jenkins.url.clone(),
-            user: "marble-bot".into(),
-            token_file: Some(token),
-            labels: vec!["mac-spi".into()],
-            ..marbled::config::JenkinsSection::default()
-        });
+        env.use_jenkins_mac_spi(&jenkins.url);
     });
     let held = wait_until_blocking(T, || {
         decisions(&daemon).contains("holding the host: fair share: spi goes")

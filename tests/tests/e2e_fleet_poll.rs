@@ -260,14 +260,7 @@ fn a_follower_rereads_an_unchanged_snapshot_conditionally_and_feeds_it_again() {
     );
     let daemon = |host: &str| {
         let mut env = SimEnv::new();
-        let token = e2e_support::token_file(env.dir.path(), "jenkins-token", "11jenkinsapitoken");
-        env.config.jenkins = Some(marbled::config::JenkinsSection {
-            url: jenkins.url.clone(),
-            user: "marble-bot".into(),
-            token_file: Some(token),
-            labels: vec!["mac-spi".into()],
-            ..marbled::config::JenkinsSection::default()
-        });
+        env.use_jenkins_mac_spi(&jenkins.url);
         env.config.daemon.host_name = host.into();
         env.config.images = s3.config_for(&proxy.endpoint);
         env.config.fleet = Some(marbled::config::FleetSection::default());

@@ -105,6 +105,19 @@ impl SimEnv {
         });
     }
 
+    /// Point `[jenkins]` at `url` as `marble-bot` with a token in a 0600 file, its SPI nodes
+    /// carrying the label `mac-spi` (a build for that label may run on any of them).
+    pub fn use_jenkins_mac_spi(&mut self, url: &str) {
+        let token = token_file(self.dir.path(), "jenkins-token", "11jenkinsapitoken");
+        self.config.jenkins = Some(marbled::config::JenkinsSection {
+            url: url.to_owned(),
+            user: "marble-bot".into(),
+            token_file: Some(token),
+            labels: vec!["mac-spi".into()],
+            ..marbled::config::JenkinsSection::default()
+        });
+    }
+
     /// Start the daemon on this host and wait until its inventory shows every VM.
     pub fn spawn(&self) -> DaemonProcess {
         let daemon = DaemonProcess::spawn(self.dir.path(), &self.config);
