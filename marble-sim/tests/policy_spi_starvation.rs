@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 
 use marble_sim::compare::compare;
@@ -35,14 +37,7 @@ fn assert_spi_not_starved(name: &str) {
         let t = &cmp.demand.teams[team];
         assert_eq!(t.started, t.arrived, "{team}: {table}");
     }
-    let demand = cmp.demand.spi_grant_latency.p95_ms.expect("grants");
-    let cycle = cmp.cycle.spi_grant_latency.p95_ms.expect("grants");
-    assert!(
-        demand <= cycle,
-        "SPI grant p95: demand {} > cycle {}\n{table}",
-        fmt_ms(demand),
-        fmt_ms(cycle)
-    );
+    common::assert_spi_grants_no_slower_than_cycle(&cmp, &table);
 }
 
 #[test]
@@ -67,7 +62,8 @@ fn jenkins_is_not_starved_by_a_nightly_wave_of_root_jobs() {
 /// single-host traces (spi-pressure, cycle-mixed) measure the model, not the policy.
 #[test]
 fn a_free_jenkins_agent_takes_the_oldest_build_even_one_launching_another_node() {
-    let text = r#"
+    let text = format!(
+        r#"
 [sim]
 duration = "2h"
 seed = 3
@@ -81,28 +77,14 @@ spi_vms = 2
 min = "60s"
 max = "60s"
 
-[[jenkins]]
-at = "1m"
-vm = "any"
-duration = "30m"
-wait = "5m"
-retry = "60s"
-
-[[jenkins]]
-at = "5m"
-vm = "any"
-duration = "10m"
-wait = "5m"
-retry = "60s"
-
-[[jenkins]]
-at = "20m"
-vm = "any"
-duration = "10m"
-wait = "5m"
-retry = "60s"
-"#;
-    let trace = Trace::parse(text, Path::new("inline.toml")).unwrap();
+{}
+{}
+{}"#,
+        common::jenkins_build("1m", "any", "30m"),
+        common::jenkins_build("5m", "any", "10m"),
+        common::jenkins_build("20m", "any", "10m"),
+    );
+    let trace = Trace::parse(&text, Path::new("inline.toml")).unwrap();
     for policy in [Policy::Cycle, Policy::Demand] {
         let report = simulate(&trace, RunOptions::with_policy(policy));
         let table = report.to_table();

@@ -8,13 +8,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use marble_sim::{RunOptions, Trace, simulate};
 
 /// mac01 has only an SPI node, granted at once for a 10-minute named build from 1m; mac02's
 /// one ROOT VM runs a 3-hour job from the start, so a request for its SPI node waits its
 /// whole 5 minutes and is refused. The `any` build arrives at 5m: mac01's agent is busy, so
 /// Jenkins runs the start script for mac02's node.
-const TRACE: &str = r#"
+fn trace_text() -> String {
+    format!(
+        r#"
 [sim]
 duration = "4h"
 seed = 1
@@ -43,24 +47,16 @@ at = "0m"
 duration = "3h"
 labels = ["self-hosted", "macOS", "ARM64", "mac15"]
 
-[[jenkins]]
-at = "1m"
-vm = "mac01-SPI-VM-1"
-duration = "10m"
-wait = "5m"
-retry = "60s"
-
-[[jenkins]]
-at = "5m"
-vm = "any"
-duration = "10m"
-wait = "5m"
-retry = "60s"
-"#;
+{}
+{}"#,
+        common::jenkins_build("1m", "mac01-SPI-VM-1", "10m"),
+        common::jenkins_build("5m", "any", "10m"),
+    )
+}
 
 #[test]
 fn an_any_build_runs_on_an_agent_that_goes_idle_while_it_asks_another_host() {
-    let trace = Trace::parse(TRACE, std::path::Path::new("any.toml")).unwrap();
+    let trace = Trace::parse(&trace_text(), std::path::Path::new("any.toml")).unwrap();
     let report = simulate(&trace, RunOptions::default());
     let table = report.to_table();
     assert!(report.violations.is_empty(), "{table}");

@@ -212,12 +212,28 @@ mod tests {
         assert!(!path.exists(), "a clean shutdown removes the socket");
     }
 
+    /// A socket file nobody listens on, as a daemon killed with `kill -9` leaves it: bound,
+    /// never listening. Not a listener bound and dropped: a process that another test
+    /// thread forks in between (every `Command::spawn`, until its `exec`) inherits the
+    /// listening socket and keeps it accepting, so `bind` would rightly find it in use.
+    pub(super) fn leave_stale_socket(path: &Path) {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, socket};
+        use std::os::fd::AsRawFd;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .expect("socket");
+        bind(fd.as_raw_fd(), &UnixAddr::new(path).expect("unix address")).expect("bind");
+    }
+
     #[tokio::test]
     async fn stale_socket_left_by_a_killed_daemon_is_replaced() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("m.sock");
-        // A socket file nobody listens on any more, as after kill -9.
-        drop(std::os::unix::net::UnixListener::bind(&path).expect("bind std"));
+        leave_stale_socket(&path);
         assert!(path.exists());
         let (_listener, _guard) = bind(&path, "").expect("bind over stale socket");
         tokio::net::UnixStream::connect(&path)

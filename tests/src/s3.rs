@@ -1,5 +1,5 @@
 //! `LocalS3`: a real S3-compatible server (`s3s-fs`, installed by
-//! `scripts/install-s3-server.sh` into `<repo>/.tools/bin`) on a free loopback port with a
+//! `scripts/install-s3-server.sh` into `<repo>/.tools/bin`) on the loopback port it binds with a
 //! per-test root and bucket, killed on drop — over plain http ([`LocalS3::start`]) or behind
 //! TLS with a private CA ([`LocalS3::start_tls`], see [`crate::tls`]); and `CountingProxy`, a
 //! TCP proxy that records every HTTP request head so tests can count requests (e.g.
@@ -97,6 +97,28 @@ fn wait_answering(addr: SocketAddr, child: &mut Child, timeout: Duration) -> boo
     false
 }
 
+/// The address the server logs it listens on ("server is running at http://ADDR"), once it
+/// has; None if it exits or `timeout` passes first.
+fn wait_listening(log: &Path, child: &mut Child, timeout: Duration) -> Option<SocketAddr> {
+    const MARK: &str = "server is running at http://";
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(at) = text.find(MARK) {
+            let addr: String = text[at + MARK.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            return addr.parse().ok();
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 impl LocalS3 {
     /// Starts the server, or returns `None` (after a loud message) when the binary is missing
     /// and `MARBLE_REQUIRE_S3` is unset. Panics when it is required but missing or broken.
@@ -124,57 +146,57 @@ impl LocalS3 {
         );
         // s3s-fs buckets are directories of the root.
         std::fs::create_dir_all(root.path().join(&bucket)).expect("bucket dir");
-        for _attempt in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let log = std::fs::File::create(root.path().join("server.log")).expect("log file");
-            let mut child = Command::new(&bin)
-                .args([
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                    "--access-key",
-                    ACCESS_KEY,
-                    "--secret-key",
-                    SECRET_KEY,
-                ])
-                .arg(root.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log fd"))
-                .stderr(log)
-                .spawn()
-                .expect("spawn s3s-fs");
-            if wait_answering(addr, &mut child, Duration::from_secs(20)) {
-                let secrets = tempfile::tempdir().expect("temp dir");
-                let f = secrets.path().join("s3.secret");
-                std::fs::write(
-                    &f,
-                    format!("access_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\n"),
-                )
-                .expect("secret file");
-                std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                    .expect("chmod");
-                return Some(LocalS3 {
-                    child,
-                    endpoint: format!("http://{addr}"),
-                    addr,
-                    https: None,
-                    bucket,
-                    root,
-                    secrets,
-                });
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        // Port 0, and the server says which port it got: a free port picked here and
+        // released before the server binds it can be taken in between (another test's
+        // server, any client socket), and then the answer waited for below would come from
+        // someone else's server while this one fails to bind.
+        let log_path = root.path().join("server.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(&bin)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--access-key",
+                ACCESS_KEY,
+                "--secret-key",
+                SECRET_KEY,
+            ])
+            .arg(root.path())
+            // Its "server is running at" line is logged at info.
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn s3s-fs");
+        let addr = wait_listening(&log_path, &mut child, Duration::from_secs(20));
+        if let Some(addr) = addr.filter(|a| wait_answering(*a, &mut child, Duration::from_secs(20)))
+        {
+            let secrets = tempfile::tempdir().expect("temp dir");
+            let f = secrets.path().join("s3.secret");
+            std::fs::write(
+                &f,
+                format!("access_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\n"),
+            )
+            .expect("secret file");
+            std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+            return Some(LocalS3 {
+                child,
+                endpoint: format!("http://{addr}"),
+                addr,
+                https: None,
+                bucket,
+                root,
+                secrets,
+            });
         }
-        panic!(
-            "s3s-fs did not start; see {}",
-            root.path().join("server.log").display()
-        );
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("s3s-fs did not start; see {}", log_path.display());
     }
 
     /// Same server, but clients reach it over HTTPS only: a [`TlsFront`] with a fresh

@@ -10,6 +10,7 @@ mod e2e_support;
 
 use e2e_support::{
     ALL_VMS, ROOT1, ROOT2, SPI1, SPI2, SimEnv, T, WORKER, ctl, power, vm_list, wait_power,
+    wait_started,
 };
 use marble_tests::harness::wait_until_blocking;
 use marble_tests::prlsim::{FaultKind, VmState};
@@ -77,7 +78,8 @@ fn vm_start_and_stop_change_the_simulated_host_with_the_exact_prlctl_calls() {
         VmState::Running,
         "prlsim after vm start"
     );
-    wait_power(&daemon, SPI1, "running");
+    // Not the power alone: the stop below is refused while the readiness wait runs.
+    wait_started(&daemon, SPI1);
 
     let stop = ctl(&daemon.socket, &["vm", "stop", SPI1]);
     assert_eq!(stop.code, 0, "vm stop: {stop}");

@@ -9,7 +9,10 @@ mod e2e_support;
 
 use std::time::Duration;
 
-use e2e_support::{ROOT1, ROOT2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_power};
+use e2e_support::{
+    ROOT1, ROOT2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_metrics, wait_power,
+    wait_started,
+};
 use marble_tests::fake_github::FakeGitHub;
 use marble_tests::harness::wait_until_blocking;
 
@@ -179,7 +182,8 @@ fn a_host_that_becomes_free_polls_github_at_once_instead_of_after_the_interval()
     );
     let out = ctl(&daemon.socket, &["vm", "start", ROOT1]);
     assert_eq!(out.code, 0, "{out}");
-    wait_power(&daemon, ROOT1, "running");
+    // Not the power: the stop below is refused while the readiness wait runs.
+    wait_started(&daemon, ROOT1);
     let before = polls();
     let out = ctl(&daemon.socket, &["vm", "stop", ROOT1]);
     assert_eq!(out.code, 0, "{out}");
@@ -418,12 +422,7 @@ fn a_job_a_runner_of_this_host_took_counts_its_wait_once() {
         "marble-macphsft02-ROOT-VM-macOS-15-0001",
     );
     let polls = || requests_to(&gh, &format!("{RUNS}/9001/jobs?filter=latest&per_page=100"));
-    let mut text = String::new();
-    let counted = wait_until_blocking(T, || {
-        text = ctl(&daemon.socket, &["metrics"]).stdout;
-        text.contains("marble_root_job_wait_seconds_count 1\n")
-    });
-    assert!(counted, "{text}");
+    wait_metrics(&daemon, &["marble_root_job_wait_seconds_count 1\n"]);
     // Seen running by more polls, still counted once.
     let seen = polls();
     assert!(
@@ -638,14 +637,7 @@ fn a_jenkins_build_for_any_node_keeps_the_free_host_from_a_root_boot() {
         since,
     );
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
-        let token = e2e_support::token_file(env.dir.path(), "jenkins-token", "11jenkinsapitoken");
-        env.config.jenkins = Some(marbled::config::JenkinsSection {
-            url: jenkins.url.clone(),
-            user: "marble-bot".into(),
-            token_file: Some(token),
-            labels: vec!["mac-spi".into()],
-            ..marbled::config::JenkinsSection::default()
-        });
+        env.use_jenkins_mac_spi(&jenkins.url);
     });
     let held = wait_until_blocking(T, || {
         decisions(&daemon).contains("holding the host: fair share: spi goes")

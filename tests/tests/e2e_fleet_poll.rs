@@ -12,46 +12,20 @@ mod e2e_support;
 
 use std::time::{Duration, Instant};
 
-use e2e_support::{ROOT1, SimEnv, T, ctl, power, queue_mac14_job, vm_list};
+use e2e_support::fleet::{
+    INTERVAL, LEADS, TOKEN, fleet_daemon, log_has, start_fleet, wait_follows, wait_leads,
+};
+use e2e_support::{ROOT1, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_metrics};
 use marble_tests::fake_github::FakeGitHub;
 use marble_tests::harness::{DaemonProcess, wait_until_blocking};
 use marble_tests::s3::LocalS3;
 use marble_tests::serial_proxy::SerialProxy;
 
-const TOKEN: &str = "ghp_e2eFleetPollTokenNeverLogged0123456789a";
-const INTERVAL: Duration = Duration::from_secs(5);
 /// Poll cycles measured per phase: a host's own one-off requests (a stop gate's runner
 /// list) stay within a few percent.
 const CYCLES: usize = 6;
 const IN_PROGRESS: &str = "/repos/root-project/root/actions/runs?status=in_progress&per_page=100";
-const LEADS: &str = "this host is the fleet's demand poller";
-const FOLLOWS: &str = "following the fleet's demand poller";
 const WINDOWS: &str = "marble_queued_jobs{labels=\"self-hosted,windows,x64\"} 1\n";
-
-/// A daemon on a new simulated host `host` with policy `demand`, polling `gh` every
-/// [`INTERVAL`] with `[demand] shared` through the bucket at `endpoint`.
-fn fleet_daemon(
-    gh: &FakeGitHub,
-    s3: &LocalS3,
-    endpoint: &str,
-    host: &str,
-    policy: &str,
-) -> (SimEnv, DaemonProcess) {
-    let mut env = SimEnv::new();
-    env.use_github(gh.url(), TOKEN);
-    env.config.daemon.host_name = host.into();
-    env.config.images = s3.config_for(endpoint);
-    env.config.fleet = Some(marbled::config::FleetSection::default());
-    env.config.demand = Some(marbled::config::DemandSection {
-        interval: INTERVAL,
-        shared: true,
-        ..marbled::config::DemandSection::default()
-    });
-    env.config.scheduler.policy = policy.into();
-    env.config.scheduler.inventory_interval = Duration::from_secs(1);
-    let daemon = env.spawn();
-    (env, daemon)
-}
 
 /// A fixed workload no VM here covers (nothing boots, so no mint calls): one queued Windows
 /// job and three running mac15 jobs on other runners.
@@ -103,10 +77,6 @@ fn requests_per_cycle(gh: &FakeGitHub, cycles: usize) -> f64 {
     spent as f64 / intervals
 }
 
-fn log_has(d: &DaemonProcess, text: &str) -> bool {
-    d.log_text().contains(text)
-}
-
 #[test]
 fn three_daemons_spend_at_most_1_2_times_the_requests_of_one() {
     let Some(s3) = LocalS3::start() else { return };
@@ -115,21 +85,13 @@ fn three_daemons_spend_at_most_1_2_times_the_requests_of_one() {
     fixed_workload(&gh);
 
     let (_e1, d1) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft01", "demand");
-    assert!(
-        wait_until_blocking(T, || log_has(&d1, LEADS)),
-        "{}",
-        d1.log_text()
-    );
+    wait_leads(&d1);
     let one = requests_per_cycle(&gh, CYCLES);
 
     let (_e2, d2) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft02", "demand");
     let (_e3, d3) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft03", "demand");
     for d in [&d2, &d3] {
-        assert!(
-            wait_until_blocking(T, || log_has(d, FOLLOWS)),
-            "{}",
-            d.log_text()
-        );
+        wait_follows(d);
     }
     let three = requests_per_cycle(&gh, CYCLES);
     assert!(
@@ -139,13 +101,10 @@ fn three_daemons_spend_at_most_1_2_times_the_requests_of_one() {
 
     // Every daemon's metrics show the same queued job, and the poller: host and term.
     for d in [&d1, &d2, &d3] {
-        let mut text = String::new();
-        let same = wait_until_blocking(T, || {
-            text = ctl(&d.socket, &["metrics"]).stdout;
-            text.contains(WINDOWS)
-                && text.contains("marble_demand_poller{holder=\"macphsft01\"} 1\n")
-        });
-        assert!(same, "{text}\n{}", d.log_text());
+        wait_metrics(
+            d,
+            &[WINDOWS, "marble_demand_poller{holder=\"macphsft01\"} 1\n"],
+        );
     }
     for d in [&d1, &d2, &d3] {
         assert!(!d.log_text().contains(TOKEN), "token in a daemon log");
@@ -161,21 +120,10 @@ fn when_the_poller_is_killed_another_takes_over_within_two_intervals_and_the_job
 
     // The first host leads; it boots nothing itself (policy manual), so the job's VM can
     // only come from a host that took over.
-    let (_e1, mut d1) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft01", "manual");
-    assert!(
-        wait_until_blocking(T, || log_has(&d1, LEADS)),
-        "{}",
-        d1.log_text()
-    );
-    let (_e2, d2) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft02", "demand");
-    let (_e3, d3) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft03", "demand");
-    for d in [&d2, &d3] {
-        assert!(
-            wait_until_blocking(T, || log_has(d, FOLLOWS)),
-            "{}",
-            d.log_text()
-        );
-    }
+    let mut fleet = start_fleet(&gh, &s3, &proxy.endpoint, "manual", 3);
+    let (_e3, d3) = fleet.pop().expect("host 3");
+    let (_e2, d2) = fleet.pop().expect("host 2");
+    let (_e1, mut d1) = fleet.pop().expect("host 1");
 
     queue_mac14_job(&gh);
     d1.kill9();
@@ -199,12 +147,7 @@ fn when_the_poller_is_killed_another_takes_over_within_two_intervals_and_the_job
     };
     let line = format!("marble_demand_poller{{holder=\"{new_holder}\"}} 2\n");
     for d in [&d2, &d3] {
-        let mut text = String::new();
-        let seen = wait_until_blocking(T, || {
-            text = ctl(&d.socket, &["metrics"]).stdout;
-            text.contains(&line)
-        });
-        assert!(seen, "{line}{text}");
+        wait_metrics(d, &[&line]);
     }
 
     let booted = wait_until_blocking(T, || {
@@ -225,18 +168,9 @@ fn a_poller_stopped_gracefully_resigns_and_is_replaced_within_one_interval() {
     let Some(s3) = LocalS3::start() else { return };
     let proxy = SerialProxy::start(s3.addr);
     let (_rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
-    let (_e1, mut d1) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft01", "manual");
-    assert!(
-        wait_until_blocking(T, || log_has(&d1, LEADS)),
-        "{}",
-        d1.log_text()
-    );
-    let (_e2, d2) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft02", "demand");
-    assert!(
-        wait_until_blocking(T, || log_has(&d2, FOLLOWS)),
-        "{}",
-        d2.log_text()
-    );
+    let mut fleet = start_fleet(&gh, &s3, &proxy.endpoint, "manual", 2);
+    let (_e2, d2) = fleet.pop().expect("host 2");
+    let (_e1, mut d1) = fleet.pop().expect("host 1");
     let stopping = Instant::now();
     d1.terminate(T).expect("the poller stops");
     assert!(
@@ -270,18 +204,9 @@ fn status_names_the_fleet_poller_its_term_and_lease_and_this_hosts_role() {
     let proxy = SerialProxy::start(s3.addr);
     let (_rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
     fixed_workload(&gh);
-    let (_e1, d1) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft01", "demand");
-    assert!(
-        wait_until_blocking(T, || log_has(&d1, LEADS)),
-        "{}",
-        d1.log_text()
-    );
-    let (_e2, d2) = fleet_daemon(&gh, &s3, &proxy.endpoint, "macphsft02", "demand");
-    assert!(
-        wait_until_blocking(T, || log_has(&d2, FOLLOWS)),
-        "{}",
-        d2.log_text()
-    );
+    let mut fleet = start_fleet(&gh, &s3, &proxy.endpoint, "demand", 2);
+    let (_e2, d2) = fleet.pop().expect("host 2");
+    let (_e1, d1) = fleet.pop().expect("host 1");
     let now = marbled::clock::now_ms();
     for (d, role) in [(&d1, "holder"), (&d2, "follower")] {
         let mut p = serde_json::Value::Null;
@@ -289,15 +214,18 @@ fn status_names_the_fleet_poller_its_term_and_lease_and_this_hosts_role() {
             p = poller_json(d);
             p["role"] == role
         });
+        // The lease read above was renewed at the latest by now: measured from here, not
+        // from before the waits (a renewal during a slow wait moves the expiry on).
+        let answered = marbled::clock::now_ms();
         assert!(seen, "{role}: {p}\n{}", d.log_text());
         assert_eq!(p["holder"], "macphsft01", "{p}");
         assert_eq!(p["term"], 1, "{p}");
         // The lease runs 1.5 intervals from its last renewal: after now, within two intervals.
         let expires = p["lease_expires_ms"].as_u64().expect("lease_expires_ms");
-        let max = now + 2 * u64::try_from(INTERVAL.as_millis()).unwrap() + 1_000;
+        let max = answered + 2 * u64::try_from(INTERVAL.as_millis()).unwrap() + 1_000;
         assert!(
             expires > now && expires <= max,
-            "expiry {expires}, now {now}: {p}"
+            "expiry {expires}, now {now}, answered {answered}: {p}"
         );
     }
     let text = ctl(&d1.socket, &["status"]).stdout;
@@ -332,14 +260,7 @@ fn a_follower_rereads_an_unchanged_snapshot_conditionally_and_feeds_it_again() {
     );
     let daemon = |host: &str| {
         let mut env = SimEnv::new();
-        let token = e2e_support::token_file(env.dir.path(), "jenkins-token", "11jenkinsapitoken");
-        env.config.jenkins = Some(marbled::config::JenkinsSection {
-            url: jenkins.url.clone(),
-            user: "marble-bot".into(),
-            token_file: Some(token),
-            labels: vec!["mac-spi".into()],
-            ..marbled::config::JenkinsSection::default()
-        });
+        env.use_jenkins_mac_spi(&jenkins.url);
         env.config.daemon.host_name = host.into();
         env.config.images = s3.config_for(&proxy.endpoint);
         env.config.fleet = Some(marbled::config::FleetSection::default());
@@ -353,17 +274,9 @@ fn a_follower_rereads_an_unchanged_snapshot_conditionally_and_feeds_it_again() {
         (env, d)
     };
     let (_e1, d1) = daemon("macphsft01");
-    assert!(
-        wait_until_blocking(T, || log_has(&d1, LEADS)),
-        "{}",
-        d1.log_text()
-    );
+    wait_leads(&d1);
     let (_e2, d2) = daemon("macphsft02");
-    assert!(
-        wait_until_blocking(T, || log_has(&d2, FOLLOWS)),
-        "{}",
-        d2.log_text()
-    );
+    wait_follows(&d2);
     let unchanged = wait_until_blocking(3 * INTERVAL, || proxy.not_modified() >= 2);
     assert!(
         unchanged,
@@ -372,11 +285,8 @@ fn a_follower_rereads_an_unchanged_snapshot_conditionally_and_feeds_it_again() {
         d2.log_text()
     );
     // The follower still shows the queue it read before the 304s.
-    let line = "marble_jenkins_buildable_items{label=\"mac-spi\"} 1\n";
-    let mut text = String::new();
-    let fed = wait_until_blocking(T, || {
-        text = ctl(&d2.socket, &["metrics"]).stdout;
-        text.contains(line)
-    });
-    assert!(fed, "{line}{text}");
+    wait_metrics(
+        &d2,
+        &["marble_jenkins_buildable_items{label=\"mac-spi\"} 1\n"],
+    );
 }

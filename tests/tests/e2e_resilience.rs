@@ -35,7 +35,8 @@ fn hung_pid(env: &SimEnv, argv: &[&str]) -> Option<u32> {
 #[test]
 fn hanging_prlctl_times_out_naming_the_call_while_status_answers_promptly() {
     let mut env = SimEnv::new();
-    env.config.prlctl.start_timeout = Duration::from_secs(3);
+    // Long enough for two CLI calls on a loaded machine to be answered while it hangs.
+    env.config.prlctl.start_timeout = Duration::from_secs(5);
     let daemon = env.spawn();
     env.host
         .set_fault(
@@ -53,19 +54,18 @@ fn hanging_prlctl_times_out_naming_the_call_while_status_answers_promptly() {
     assert!(hanging, "prlctl start never hung:\n{}", daemon.log_text());
     let pid = hung_pid(&env, &["start", SPI1]).unwrap();
 
-    // While the call hangs, other clients are answered at once.
+    // While the call hangs, other clients are answered: both answers come before the start
+    // timeout kills the hung call (an order of events, not a speed: a status queued behind
+    // the call could only answer after it).
     let status = ctl(&daemon.socket, &["status"]);
     assert_eq!(status.code, 0, "{status}");
-    assert!(
-        status.elapsed < Duration::from_secs(1),
-        "status took {:?} during a hanging prlctl",
-        status.elapsed
-    );
     let list = ctl(&daemon.socket, &["vm", "list"]);
     assert_eq!(list.code, 0, "{list}");
     assert!(
-        !start.finished(),
-        "the hanging start answered before the other clients were served"
+        !process_gone(pid) && !start.finished(),
+        "status ({:?}) and vm list ({:?}) were answered only after the hanging start ended",
+        status.elapsed,
+        list.elapsed
     );
 
     let start = start.wait(T);
@@ -80,7 +80,7 @@ fn hanging_prlctl_times_out_naming_the_call_while_status_answers_promptly() {
     );
     assert!(
         start.elapsed < Duration::from_secs(15),
-        "answered only after {:?} with a 3 s start timeout: {start}",
+        "answered only after {:?} with a 5 s start timeout: {start}",
         start.elapsed
     );
     // The hung prlctl was killed, not left behind.

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod fleet;
+
 use marble_tests::harness::{
     DaemonProcess, bin_path, short_tempdir, test_config, wait_until_blocking,
 };
@@ -100,6 +102,19 @@ impl SimEnv {
             token_file: Some(token_file),
             request_timeout: Duration::from_secs(5),
             ..marbled::config::GithubSection::default()
+        });
+    }
+
+    /// Point `[jenkins]` at `url` as `marble-bot` with a token in a 0600 file, its SPI nodes
+    /// carrying the label `mac-spi` (a build for that label may run on any of them).
+    pub fn use_jenkins_mac_spi(&mut self, url: &str) {
+        let token = token_file(self.dir.path(), "jenkins-token", "11jenkinsapitoken");
+        self.config.jenkins = Some(marbled::config::JenkinsSection {
+            url: url.to_owned(),
+            user: "marble-bot".into(),
+            token_file: Some(token),
+            labels: vec!["mac-spi".into()],
+            ..marbled::config::JenkinsSection::default()
         });
     }
 
@@ -300,6 +315,33 @@ pub fn wait_power(daemon: &DaemonProcess, vm: &str, want: &str) {
     );
 }
 
+/// Wait until `vm`'s start has finished: powered on and no longer starting or waiting for
+/// its guest to answer. `vm start` answers once `prlctl start` returns and the power shows
+/// `running` from then on, but the readiness wait goes on in the background and the daemon
+/// refuses to stop a VM until it ends ("is starting"): a test that stops a VM it started
+/// waits for this, not for the power.
+#[track_caller]
+pub fn wait_started(daemon: &DaemonProcess, vm: &str) {
+    let mut seen = serde_json::Value::Null;
+    let ok = wait_until_blocking(T, || {
+        let list = vm_list(&daemon.socket);
+        seen = list
+            .iter()
+            .find(|v| v["name"] == vm)
+            .cloned()
+            .unwrap_or_default();
+        let starting = ["start", "resume", "ready"]
+            .iter()
+            .any(|op| seen["operation"] == *op);
+        seen["power"] == "running" && !starting
+    });
+    assert!(
+        ok,
+        "{vm} never finished starting: {seen}\ndaemon log:\n{}",
+        daemon.log_text()
+    );
+}
+
 /// Run 9001 queued, with mac14 job 111 (the VM `ROOT1` covers it).
 pub fn queue_mac14_job(gh: &marble_tests::fake_github::FakeGitHub) {
     gh.set_run(9001, "queued");
@@ -310,4 +352,21 @@ pub fn queue_mac14_job(gh: &marble_tests::fake_github::FakeGitHub) {
         &["self-hosted", "macOS", "ARM64", "mac14"],
         "2026-01-01T10:00:00Z",
     );
+}
+
+/// Wait until `marblectl metrics` of `daemon` shows every line of `wanted`; returns the text.
+#[track_caller]
+pub fn wait_metrics(daemon: &DaemonProcess, wanted: &[&str]) -> String {
+    let mut text = String::new();
+    let seen = wait_until_blocking(T, || {
+        text = ctl(&daemon.socket, &["metrics"]).stdout;
+        wanted.iter().all(|line| text.contains(line))
+    });
+    assert!(
+        seen,
+        "{}{text}\ndaemon log:\n{}",
+        wanted.concat(),
+        daemon.log_text()
+    );
+    text
 }
