@@ -72,7 +72,7 @@ fn canonical(labels: &[String]) -> Vec<String> {
 
 impl World {
     /// Learn from a demand snapshot: every job seen queued or running that a ROOT VM of this
-    /// host could run, kept for the window. The others (a repository's Linux and Windows
+    /// host could run, kept for the window (and for [`RANK_MEMORY_MS`], to rank platforms). The others (a repository's Linux and Windows
     /// jobs, hundreds an hour) could never make this host boot a warm runner, and would only
     /// swell the state file.
     pub(super) fn remember_jobs(&mut self, now: Millis, snapshot: &DemandSnapshot) {
