@@ -136,7 +136,8 @@ impl World {
         world.cycle_off_until = persisted.cycle_off_until_ms;
         world.pending_reconcile = persisted.in_flight;
         // Jobs that left the window while the daemon was down no longer count.
-        let horizon = now.saturating_sub(world.config.warm_window_ms);
+        let horizon =
+            now.saturating_sub(world.config.warm_window_ms.max(super::warm::RANK_MEMORY_MS));
         world.recent_jobs = persisted.seen_jobs;
         world
             .recent_jobs

@@ -32,6 +32,13 @@ use super::{Action, DemandSnapshot, Effect, Millis, QueuedJob, labels_cover};
 /// only be given up to it unused (marble-sim, standard trace).
 pub(super) const IDLE_WARM_AFTER_MS: Millis = 10 * 60_000;
 
+/// How long the jobs seen are remembered to rank platforms by likelihood (longer than
+/// `warm_window`, which only decides the prediction): after a quiet night the window is
+/// empty, and idle-host warmth ranked the platforms by name — `mac-beta` (a quarter of the
+/// pushes) first, `mac15` (nine in ten) last — so the morning's push found its likeliest
+/// platforms cold (marble-sim, standard trace).
+pub(super) const RANK_MEMORY_MS: Millis = 24 * 3_600_000;
+
 /// One warm-runner target and why it exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct WarmNeed {
@@ -65,7 +72,7 @@ fn canonical(labels: &[String]) -> Vec<String> {
 
 impl World {
     /// Learn from a demand snapshot: every job seen queued or running that a ROOT VM of this
-    /// host could run, kept for the window. The others (a repository's Linux and Windows
+    /// host could run, kept for the window (and for [`RANK_MEMORY_MS`], to rank platforms). The others (a repository's Linux and Windows
     /// jobs, hundreds an hour) could never make this host boot a warm runner, and would only
     /// swell the state file.
     pub(super) fn remember_jobs(&mut self, now: Millis, snapshot: &DemandSnapshot) {
@@ -95,7 +102,7 @@ impl World {
             })
             .collect();
         self.recent_jobs.extend(new);
-        let horizon = now.saturating_sub(window);
+        let horizon = now.saturating_sub(window.max(RANK_MEMORY_MS));
         self.recent_jobs.retain(|_, seen| seen.since_ms >= horizon);
     }
 
@@ -144,15 +151,23 @@ impl World {
             })
             .collect();
         if self.config.warm_window_ms > 0 {
+            let horizon = self.last_now.saturating_sub(self.config.warm_window_ms);
             let mut seen: BTreeMap<&Vec<String>, u32> = BTreeMap::new();
             for job in self.recent_jobs.values() {
-                *seen.entry(&job.labels).or_default() += 1;
+                if job.since_ms >= horizon {
+                    *seen.entry(&job.labels).or_default() += 1;
+                }
             }
             let mut predicted: Vec<(&Vec<String>, u32)> = seen
                 .into_iter()
                 .filter(|(_, n)| *n >= self.config.warm_min_jobs.max(1))
                 .collect();
-            predicted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            // Ties go to the platform of more jobs over the longer memory.
+            predicted.sort_by(|a, b| {
+                b.1.cmp(&a.1)
+                    .then_with(|| self.remembered(b.0).cmp(&self.remembered(a.0)))
+                    .then_with(|| a.0.cmp(b.0))
+            });
             for (labels, n) in predicted {
                 if needs.iter().any(|t| &t.labels == labels) {
                     continue;
@@ -191,9 +206,18 @@ impl World {
 }
 
 impl World {
+    /// Jobs remembered (up to [`RANK_MEMORY_MS`]) that a runner with `labels` could take:
+    /// how likely its platform is.
+    fn remembered(&self, labels: &[String]) -> usize {
+        self.recent_jobs
+            .values()
+            .filter(|job| labels_cover(labels, &job.labels))
+            .count()
+    }
+
     /// Idle-host warmth: one idle runner fleet-wide for every label set a ROOT VM of this
     /// host offers, after the configured and predicted targets, the likeliest first (most
-    /// jobs in the remembered history, then name order). A free host boots the first one no
+    /// jobs in the remembered history, [`RANK_MEMORY_MS`], then name order). A free host boots the first one no
     /// idle runner in the fleet covers, so the fleet's idle hosts keep different platforms
     /// and a quiet fleet's next job, whatever its labels, finds a runner up (marble-sim,
     /// `docs/traces/quiet-trickle.toml`: every job started cold without it).
@@ -206,14 +230,10 @@ impl World {
             .collect();
         sets.sort();
         sets.dedup();
-        let seen = |set: &Vec<String>| {
-            self.recent_jobs
-                .values()
-                .filter(|job| labels_cover(set, &job.labels))
-                .count()
-        };
-        let mut ranked: Vec<(usize, Vec<String>)> =
-            sets.into_iter().map(|set| (seen(&set), set)).collect();
+        let mut ranked: Vec<(usize, Vec<String>)> = sets
+            .into_iter()
+            .map(|set| (self.remembered(&set), set))
+            .collect();
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         for (_, labels) in ranked {
             if needs.iter().any(|t| t.labels == labels) {

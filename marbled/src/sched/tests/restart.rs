@@ -115,8 +115,8 @@ fn a_restart_keeps_the_warm_runner_prediction() {
     forgetful.feed(Input::Demand(DemandSnapshot::default()));
     forgetful.advance(60_000);
     assert!(forgetful.running().is_empty(), "{:?}", forgetful.log);
-    // History that left the window while the daemon was down is dropped at once, not kept
-    // (and written back) until the first demand snapshot.
+    // History that left the ranking memory (`RANK_MEMORY_MS`, a day) while the daemon was
+    // down is dropped at once, not kept (and written back) until the first demand snapshot.
     let window = host.world.config().warm_window_ms;
     assert_eq!(
         restart(&host, 5_000, |_| {})
@@ -126,8 +126,15 @@ fn a_restart_keeps_the_warm_runner_prediction() {
             .len(),
         2
     );
-    let stale = restart(&host, window, |_| {});
+    let stale = restart(&host, super::super::warm::RANK_MEMORY_MS, |_| {});
     assert!(stale.world.persisted().seen_jobs.is_empty());
+    // History that left only the window is kept to rank platforms (a day), but predicts
+    // nothing: no warm runner boots for it.
+    let mut late = restart(&host, window, |_| {});
+    assert_eq!(late.world.persisted().seen_jobs.len(), 2);
+    late.feed(Input::Demand(DemandSnapshot::default()));
+    late.advance(60_000);
+    assert!(late.running().is_empty(), "{:?}", late.log);
 }
 
 #[test]

@@ -256,6 +256,24 @@ fn idle_warmth_keeps_the_likeliest_platform_first() {
 }
 
 #[test]
+fn idle_warmth_ranks_platforms_by_the_last_day_not_the_prediction_window() {
+    let mut host = warm_host(|c| {
+        c.warm_idle_hosts = true;
+        c.warm_window_ms = 2 * 3_600_000;
+        c.warm_min_jobs = 100;
+    });
+    // Yesterday's mac15 jobs, seen before a quiet night: outside `warm_window`, within the
+    // ranking's day. mac14 sorts first by name but none came.
+    host.feed(Input::Demand(DemandSnapshot {
+        running_jobs: vec![job(1, host.now, "mac15"), job(2, host.now, "mac15")],
+        ..Default::default()
+    }));
+    host.advance(10 * 3_600_000);
+    quiet_for_the_delay(&mut host, DemandSnapshot::default());
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+}
+
+#[test]
 fn an_idle_hosts_warm_runner_gives_way_to_a_slot_request_at_once() {
     let mut host = idle_warm_host();
     quiet_for_the_delay(&mut host, DemandSnapshot::default());
