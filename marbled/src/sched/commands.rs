@@ -23,7 +23,12 @@ impl World {
                 self.request_slot(now, req, caller, vm, wait_ms, fx);
             }
             Command::Pause { reason } => {
-                let text = format!("cycling paused by {caller}: {reason}");
+                // `marblectl pause` without `--reason` sends an empty one: no dangling colon.
+                let text = if reason.is_empty() {
+                    format!("cycling paused by {caller}")
+                } else {
+                    format!("cycling paused by {caller}: {reason}")
+                };
                 self.paused = Some(attribution(&caller, reason, now));
                 self.decide(now, None, text.clone(), fx);
                 reply_done(req, text, fx);

@@ -86,7 +86,10 @@ impl World {
         {
             reply_done(
                 req,
-                format!("started {name}; waiting for the guest to answer"),
+                format!(
+                    "started {name}; its guest is still booting (this command does not wait: \
+                     `marblectl vm list` shows it ready)"
+                ),
                 fx,
             );
         }

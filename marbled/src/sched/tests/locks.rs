@@ -40,3 +40,28 @@ fn locks_and_drain_refuse_with_locked() {
     let start = host.command("admin", Command::StartVm { vm: S2.into() });
     assert_eq!(host.err_kind(start), ErrorKind::Locked);
 }
+
+/// `marblectl pause` without a reason: the answer names who paused, with no dangling colon
+/// (a new user's walk through the demo saw "cycling paused by root: ").
+#[test]
+fn pause_without_a_reason_says_who_paused_and_nothing_more() {
+    let mut host = four(Policy::Cycle);
+    let bare = host.command(
+        "root",
+        Command::Pause {
+            reason: String::new(),
+        },
+    );
+    let with_reason = host.command(
+        "ops",
+        Command::Pause {
+            reason: "disk swap".into(),
+        },
+    );
+    let message = |req| match host.reply(req) {
+        Ok(Response::Done { message }) => message.clone(),
+        other => panic!("expected Done, got {other:?}"),
+    };
+    assert_eq!(message(bare), "cycling paused by root");
+    assert_eq!(message(with_reason), "cycling paused by ops: disk swap");
+}
