@@ -126,3 +126,40 @@ fn a_spent_runner_hands_its_host_over_soon_after_its_job_ends() {
         report.to_table()
     );
 }
+
+#[test]
+fn a_runner_a_probe_saw_busy_first_hands_its_host_over_as_fast() {
+    // One host; idle-host warmth keeps a mac13 runner up. A 300 s mac13 job takes it 3 s
+    // before the runner's background probe, which sees it busy before the demand feed
+    // reports it; a mac14 job queued 10 s later needs the host. A runner the feed reported
+    // first got its stop planned at once and re-probed every 10 s while the mac14 job
+    // waited; one a probe saw first got no plan and was re-checked only by the next 60 s
+    // background probe (or the next poll's `done_here`), so the host sat on the finished
+    // job for up to half a minute (bursts-short +17h 19m: 23 s).
+    let jobs = job(1861, 300, "mac13") + &job(1871, 60, "mac14");
+    let trace = trace("2h", 1, &jobs);
+    let report = demand(&trace);
+    assert!(report.violations.is_empty(), "{}", report.to_table());
+    let root = &report.teams["root"];
+    assert_eq!(root.started, 2, "{}", report.to_table());
+    assert_eq!(
+        root.wait_p50_ms,
+        Some(0),
+        "the mac13 job starts warm\n{}",
+        report.to_table()
+    );
+    let second = root.wait_max_ms.unwrap();
+    // The boot-bound reference hands over a stop and a shortest boot after the end (360 s
+    // here); allowed: 15 s of hand-over overhead (a probe within 10 s, a fresh snapshot).
+    // Before the fix: 384 s; now 372 s.
+    let bound = ideal(&trace, report.seed)
+        .boot_bound
+        .root
+        .wait_max_ms
+        .unwrap();
+    assert!(
+        second <= bound + 15_000,
+        "mac14 job waited {second} ms; boot bound {bound} ms + 15 s\n{}",
+        report.to_table()
+    );
+}

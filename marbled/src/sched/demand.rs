@@ -195,8 +195,21 @@ impl World {
             .iter()
             .any(|j| labels_cover(&vm.labels, &j.labels));
         let warm_over = vm.on_until.is_some_and(|t| now >= t);
-        if vm.was_busy && !matches!(vm.busy, BusyState::Busy { .. }) {
-            Some("its runner has done its job (single-use)".to_owned())
+        let busy = matches!(vm.busy, BusyState::Busy { .. });
+        // With re-arm jobs left this boot, a busy runner's VM waits for its job's end
+        // instead: `try_rearm` decides then (a planned stop would skip the re-arm).
+        let rearm_left = self.config.jobs_per_boot > vm.rearms.saturating_add(1);
+        if vm.was_busy && !(busy && rearm_left) {
+            // Planned at once, busy or not: the stop's probe then paces the hand-over
+            // (`stop_recheck_ms`: every 10 s while a job waits for this host). Left to the
+            // background probe, a runner seen busy by a probe before the feed reported it
+            // was re-checked only every `busy_recheck` and freed its host up to a poll or a
+            // minute after its job ended (marble-sim, bursts-short +17h 19m: 23 s).
+            Some(if busy {
+                "its runner has taken its job (single-use)".to_owned()
+            } else {
+                "its runner has done its job (single-use)".to_owned()
+            })
         } else if vm.was_busy || job_for_it {
             None
         } else if let Some(job) = yield_to {
