@@ -7,12 +7,6 @@
 //! early (so idle-host warmth keeps a mac14 runner there afterwards), then one build for the
 //! host's node, asked for right after a tick, with a fixed 60 s boot; the trace sets no
 //! `[scheduler]` key.
-//!
-//! And a request that waits for a ROOT job to end: the spent runner (single-use, its job
-//! seen by a probe and the demand feed) was re-probed only every `busy_recheck` (60 s), so
-//! the host sat on the finished job for up to a minute (less the demand feed's 30 s poll)
-//! before the request's probe, stop and boot; it is now re-probed at the hand-over pace
-//! (10 s) while a slot request waits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -73,62 +67,6 @@ fn a_slot_request_probes_the_idle_warm_runner_it_preempts_at_once() {
         grant <= 80_000,
         "grant latency {} > probe + stop + boot: the pre-emption's probe waited for a later \
          input\n{table}",
-        fmt_ms(grant)
-    );
-}
-
-const SPENT_TRACE: &str = r#"
-[sim]
-duration = "2h"
-seed = 7
-
-[boot]
-min = "60s"
-max = "60s"
-
-[[hosts]]
-prefix = "mac01"
-root_vms = 0
-spi_vms = 0
-
-[[hosts.vms]]
-name = "mac01-ROOT-VM-macOS-14"
-
-[[hosts.vms]]
-name = "mac01-SPI-VM-1"
-
-[[root_jobs]]
-at = "5m"
-duration = "10m 40s"
-labels = ["self-hosted", "macOS", "ARM64", "mac14"]
-
-[[jenkins]]
-at = "8m"
-vm = "mac01-SPI-VM-1"
-duration = "20m"
-"#;
-
-#[test]
-fn a_slot_request_waiting_for_a_root_job_gets_the_host_soon_after_the_job_ends() {
-    let trace = Trace::parse(SPENT_TRACE, Path::new("spi-spent.toml")).unwrap();
-    assert_eq!(
-        trace.scheduler,
-        marbled::config::SchedulerSection::default(),
-        "a trace sets only workload, fleet, boots and faults"
-    );
-    let report = simulate(&trace, RunOptions::with_policy(Policy::Demand));
-    let table = report.to_table();
-    assert!(report.violations.is_empty(), "{table}");
-    assert_eq!(report.teams["root"].started, 1, "{table}");
-    assert_eq!(report.teams["spi"].started, 1, "{table}");
-    // The ROOT job starts at ~6m (a boot) and ends at ~16m 40s; the build asked at 8m. Its
-    // grant is the job's remaining 8m 40s + probe, stop and boot (~70 s) + at most one
-    // 10 s re-check: <= 10 min. Before: 10m 14s (the 60 s re-check).
-    let grant = report.spi_grant_latency.max_ms.expect("one grant");
-    assert!(
-        grant <= 600_000,
-        "grant latency {} > the job's end + one 10 s re-check + probe, stop and boot: the \
-         spent runner was re-probed at busy_recheck\n{table}",
         fmt_ms(grant)
     );
 }

@@ -63,11 +63,6 @@ impl World {
             }));
         }
         self.stop_after_probe(now, name, result, fx);
-        // A slot request waiting for a spent ROOT runner probes it at the hand-over pace.
-        let pace = self.preempt_recheck_ms(name);
-        if let Some(vm) = self.vms.get_mut(name) {
-            vm.next_probe_ms = vm.next_probe_ms.min(now.saturating_add(pace));
-        }
     }
 
     fn on_started(&mut self, now: Millis, name: &str, fx: &mut Vec<Effect>) {

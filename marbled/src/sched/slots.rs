@@ -14,7 +14,6 @@
 use marble_proto::{ErrorKind, Response, SlotGrant, Team, WireError};
 
 use super::persist::Lease;
-use super::stop::HANDOVER_RECHECK_MS;
 use super::vm::{Starter, StopPhase, StopPlan, StopWhy};
 use super::world::{SlotPhase, SlotRequest, World, reply_done, reply_err};
 use super::{Action, Effect, Millis, ReqId, format_ms};
@@ -358,7 +357,7 @@ impl World {
         }
         // A recent busy or unknown answer is enough to refuse without waiting for a probe;
         // an idle answer is never trusted for a stop (the stop probes again).
-        if vm.fresh_not_idle(now, self.preempt_recheck_ms(holder)) {
+        if vm.fresh_not_idle(now, self.config.busy_recheck_ms) {
             return Err(self.busy_message(holder));
         }
         if let Some(plan) = &vm.stop
@@ -371,31 +370,6 @@ impl World {
         // A stop planned by the cycle or drain that waits for its probe is taken over: the
         // request rides on it if the VM turns out idle.
         Ok(())
-    }
-
-    /// How long a busy (or unknown) answer about `holder` keeps a waiting slot request from
-    /// probing it again: `busy_recheck`, but at most [`HANDOVER_RECHECK_MS`] under policy
-    /// `demand` for a spent ROOT runner (a probe or the demand feed saw it take its one job)
-    /// while a slot request for another VM waits. Its job ends at an unknown moment and the
-    /// runner takes no other, so its first idle answer frees the host; with the 60 s
-    /// re-check a request sat up to a minute on a finished job before its probe, stop and
-    /// boot (issue 17, SPI grant p95 on `nightly`, `faults`, `labels`). The request is in
-    /// hand, so the host goes to Jenkins (unlike a faster hand-over with only Jenkins' queue
-    /// waiting: docs/SCHEDULER.md). One `prlctl exec` per 10 s while it waits.
-    pub(super) fn preempt_recheck_ms(&self, holder: &str) -> u64 {
-        let recheck = self.config.busy_recheck_ms.max(1);
-        let spent_root = self
-            .vms
-            .get(holder)
-            .is_some_and(|vm| vm.team == Team::Root && vm.was_busy);
-        if self.config.policy == super::Policy::Demand
-            && spent_root
-            && self.slots.iter().any(|s| s.vm != holder)
-        {
-            recheck.min(HANDOVER_RECHECK_MS)
-        } else {
-            recheck
-        }
     }
 
     /// A ROOT VM that became ready less than `busy_recheck` ago, whose runner has not yet
