@@ -348,6 +348,20 @@ impl Engine {
                     self.builds[b].granted = true;
                     let first = self.builds[b].first_request.unwrap_or(now);
                     self.grant_latencies.push(now.saturating_sub(first));
+                    if self.log {
+                        // One line per grant, so a slow grant can be traced to its build.
+                        let asked = first.saturating_sub(super::engine::EPOCH_MS);
+                        eprintln!(
+                            "+{:<10} build spi#{b} for {:?} queued +{} first asked +{} granted \
+                             {}, grant latency {}",
+                            fmt_ms(self.offset()),
+                            self.builds[b].arrival.vm,
+                            fmt_ms(self.builds[b].arrival.at_ms),
+                            fmt_ms(asked),
+                            self.vms[vi].name,
+                            fmt_ms(now.saturating_sub(first))
+                        );
+                    }
                 }
                 if self.vms[vi].job.is_none() {
                     self.start_job(vi, JobRef::Spi(b));
