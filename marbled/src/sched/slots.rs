@@ -297,9 +297,6 @@ impl World {
                         ),
                         fx,
                     );
-                    // Probe now: `drive_stops` ran earlier in this pass, and waiting for the
-                    // next input added up to an inventory interval to every pre-empting grant.
-                    self.drive_stops(now, fx);
                     return;
                 }
                 Err(why) => {
