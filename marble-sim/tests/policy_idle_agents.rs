@@ -20,22 +20,14 @@ use marble_sim::metrics::fmt_ms;
 use marble_sim::{Report, RunOptions, Trace, simulate};
 use marbled::config::Policy;
 
-const PLATFORMS: [&str; 4] = ["13", "14", "15", "beta"];
+use common::PLATFORMS;
 
 fn trace_text() -> String {
     let mut t = String::from(
         "[sim]\nduration = \"14h\"\nseed = 5\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
     );
+    t.push_str(&common::platform_hosts(4));
     for h in 1..=4 {
-        write!(
-            t,
-            "[[hosts]]\nprefix = \"mac0{h}\"\nroot_vms = 0\nspi_vms = 0\n\n"
-        )
-        .unwrap();
-        for p in PLATFORMS {
-            write!(t, "[[hosts.vms]]\nname = \"mac0{h}-ROOT-VM-macOS-{p}\"\n\n").unwrap();
-        }
-        write!(t, "[[hosts.vms]]\nname = \"mac0{h}-SPI-VM-1\"\n\n").unwrap();
         // The nightly: one build per node at 01:00.
         write!(
             t,

@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -17,23 +19,11 @@ use marble_sim::metrics::{count_above, fmt_ms};
 use marble_sim::{Report, RunOptions, Trace, simulate};
 use marbled::config::Policy;
 
-const PLATFORMS: [&str; 4] = ["13", "14", "15", "beta"];
-
 fn trace_text() -> String {
     let mut t = String::from(
         "[sim]\nduration = \"36h\"\nseed = 7\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
     );
-    for h in 1..=3 {
-        write!(
-            t,
-            "[[hosts]]\nprefix = \"mac0{h}\"\nroot_vms = 0\nspi_vms = 0\n\n"
-        )
-        .unwrap();
-        for p in PLATFORMS {
-            write!(t, "[[hosts.vms]]\nname = \"mac0{h}-ROOT-VM-macOS-{p}\"\n\n").unwrap();
-        }
-        write!(t, "[[hosts.vms]]\nname = \"mac0{h}-SPI-VM-1\"\n\n").unwrap();
-    }
+    t.push_str(&common::platform_hosts(3));
     // The nightly on every node: the agents stay up until `agent_idle_handover` (8 h).
     for h in 1..=3 {
         write!(

@@ -1,8 +1,9 @@
 //! Builders and checks shared by the `marble-sim` test binaries: ROOT's mac14 labels and a
 //! steady stream of short pushes on the standard fleet (`sim_requests.rs`,
 //! `sim_requests_engine.rs`), a Jenkins build in a trace's text (`sim_jenkins_any.rs`,
-//! `policy_spi_starvation.rs`), and the "Jenkins waits no longer than under the cycler"
-//! check (`policy_spi_starvation.rs`, `policy_idle_agents.rs`).
+//! `policy_spi_starvation.rs`), hosts with a ROOT VM per platform and one SPI VM
+//! (`policy_idle_agents.rs`, `policy_standard_gap.rs`), and the "Jenkins waits no longer than
+//! under the cycler" check (`policy_spi_starvation.rs`, `policy_idle_agents.rs`).
 
 // Each test binary compiles this module and uses only its part of it.
 #![allow(dead_code)]
@@ -36,6 +37,27 @@ pub fn pushes(hosts: u32, jobs: u32, every: Duration, duration: Duration) -> Tra
         })
         .collect();
     trace
+}
+
+/// ROOT's macOS platforms, as the VM names end (`mac0H-ROOT-VM-macOS-<platform>`).
+pub const PLATFORMS: [&str; 4] = ["13", "14", "15", "beta"];
+
+/// `[[hosts]]` blocks of a trace's text for hosts `mac01`…`mac0<count>`, each with a ROOT VM
+/// per platform of [`PLATFORMS`] and one SPI VM (`mac0H-SPI-VM-1`).
+pub fn platform_hosts(count: u32) -> String {
+    let mut text = String::new();
+    for h in 1..=count {
+        text.push_str(&format!(
+            "[[hosts]]\nprefix = \"mac0{h}\"\nroot_vms = 0\nspi_vms = 0\n\n"
+        ));
+        for p in PLATFORMS {
+            text.push_str(&format!(
+                "[[hosts.vms]]\nname = \"mac0{h}-ROOT-VM-macOS-{p}\"\n\n"
+            ));
+        }
+        text.push_str(&format!("[[hosts.vms]]\nname = \"mac0{h}-SPI-VM-1\"\n\n"));
+    }
+    text
 }
 
 /// A `[[jenkins]]` build of a trace's text: for node `vm` (or `"any"`), arriving `at` and
