@@ -49,7 +49,7 @@ pub struct DocCommand {
     pub inline: bool,
     /// Whose command it is.
     pub program: Program,
-    /// Arguments after the program, placeholders as [`PLACEHOLDER`] markers.
+    /// Arguments after the program, placeholders as `PLACEHOLDER` markers.
     pub args: Vec<String>,
 }
 
