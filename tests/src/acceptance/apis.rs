@@ -145,13 +145,16 @@ pub async fn checks(env: &Env) {
     drop(local);
 }
 
-/// [`super::lease::conditional_writes`] on the configured bucket, or on the local s3s-fs
-/// behind a one-request-at-a-time proxy (it checks and writes without a lock).
-async fn conditional_writes(
-    obs: &Obs,
+/// The bucket the conditional-request checks use: the configured one, or the local s3s-fs
+/// behind a one-request-at-a-time proxy that also answers `If-None-Match` on GET as S3 and
+/// RGW do. The proxy is returned so it lives as long as the bucket is used.
+async fn conditional_bucket(
     cfg: &ImageStoreConfig,
     local: Option<&crate::s3::LocalS3>,
-) -> anyhow::Result<Verdict> {
+) -> anyhow::Result<(
+    Option<crate::serial_proxy::SerialProxy>,
+    marbled::images::Bucket,
+)> {
     let proxy = local.map(|l| crate::serial_proxy::SerialProxy::start(l.addr));
     let cfg = match (&proxy, local) {
         (Some(p), Some(l)) => l.config_for(&p.endpoint),
@@ -160,6 +163,17 @@ async fn conditional_writes(
     let bucket = marbled::images::Bucket::connect(&cfg)
         .await
         .context("bucket")?;
+    Ok((proxy, bucket))
+}
+
+/// [`super::lease::conditional_writes`] on the configured bucket, or on the local s3s-fs
+/// behind a one-request-at-a-time proxy (it checks and writes without a lock).
+async fn conditional_writes(
+    obs: &Obs,
+    cfg: &ImageStoreConfig,
+    local: Option<&crate::s3::LocalS3>,
+) -> anyhow::Result<Verdict> {
+    let (_proxy, bucket) = conditional_bucket(cfg, local).await?;
     let report = super::lease::conditional_writes(&bucket).await?;
     obs.note(
         "conditional-writes",
@@ -193,14 +207,7 @@ async fn conditional_read(
     cfg: &ImageStoreConfig,
     local: Option<&crate::s3::LocalS3>,
 ) -> anyhow::Result<Verdict> {
-    let proxy = local.map(|l| crate::serial_proxy::SerialProxy::start(l.addr));
-    let cfg = match (&proxy, local) {
-        (Some(p), Some(l)) => l.config_for(&p.endpoint),
-        _ => cfg.clone(),
-    };
-    let bucket = marbled::images::Bucket::connect(&cfg)
-        .await
-        .context("bucket")?;
+    let (_proxy, bucket) = conditional_bucket(cfg, local).await?;
     let report = super::cond_read::conditional_read(&bucket).await?;
     let show =
         |r: &Option<super::cond_read::Read>| r.as_ref().map(super::cond_read::Read::describe);
@@ -286,6 +293,20 @@ async fn github(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
     })
 }
 
+/// The operator's Jenkins from `--jenkins-*`: URL, user, token and node; or, without them,
+/// the skip verdict naming the flags.
+pub(super) fn operator_jenkins(
+    env: &Env,
+) -> anyhow::Result<Result<(String, String, Secret, String), Verdict>> {
+    let Some(c) = &env.settings.jenkins else {
+        return Ok(Err(Verdict::Skip(
+            "no Jenkins credentials (--jenkins-url, --jenkins-user, --jenkins-token-file, --jenkins-node)".into(),
+        )));
+    };
+    let token = read_secret_file(&c.token_file).context("the Jenkins token file")?;
+    Ok(Ok((c.url.clone(), c.user.clone(), token, c.node.clone())))
+}
+
 async fn jenkins(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
     let fake;
     let (client, node) = if env.is_sim() {
@@ -300,15 +321,13 @@ async fn jenkins(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
             "marble-acceptance-node".to_owned(),
         )
     } else {
-        let Some(c) = &env.settings.jenkins else {
-            return Ok(Verdict::Skip(
-                "no Jenkins credentials (--jenkins-url, --jenkins-user, --jenkins-token-file, --jenkins-node)".into(),
-            ));
+        let (url, user, token, node) = match operator_jenkins(env)? {
+            Ok(jenkins) => jenkins,
+            Err(skip) => return Ok(skip),
         };
-        let token = read_secret_file(&c.token_file).context("the Jenkins token file")?;
         (
-            JenkinsClient::new(&c.url, &c.user, &token, Duration::from_secs(20)),
-            c.node.clone(),
+            JenkinsClient::new(&url, &user, &token, Duration::from_secs(20)),
+            node,
         )
     };
     let before = client.node(&node).await.context("read the node")?;

@@ -25,7 +25,7 @@ use base64::Engine as _;
 use http::{Method, StatusCode};
 use marbled::ci::http::HttpClient;
 use marbled::ci::jenkins::JenkinsClient;
-use marbled::ci::secret::{Secret, read_secret_file};
+use marbled::ci::secret::Secret;
 use serde_json::{Value, json};
 
 use super::record::{Obs, Verdict};
@@ -193,13 +193,10 @@ async fn any_node(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
             "marble-acceptance-node".to_owned(),
         )
     } else {
-        let Some(c) = &env.settings.jenkins else {
-            return Ok(Verdict::Skip(
-                "no Jenkins credentials (--jenkins-url, --jenkins-user, --jenkins-token-file, --jenkins-node)".into(),
-            ));
-        };
-        let token = read_secret_file(&c.token_file).context("the Jenkins token file")?;
-        (c.url.clone(), c.user.clone(), token, c.node.clone())
+        match super::apis::operator_jenkins(env)? {
+            Ok(jenkins) => jenkins,
+            Err(skip) => return Ok(skip),
+        }
     };
     let view = read_view(&url, &user, &token, &node).await?;
     let reordering: Option<Vec<&str>> = view.active_plugins.as_ref().ok().map(|a| {
