@@ -14,6 +14,13 @@
 //!   sorter ([`REORDERING_PLUGINS`]) replaces Jenkins' default order (buildable items in
 //!   the order they became buildable). Needs Overall/SystemRead or Administer.
 //!
+//! The field names are Jenkins' own: `PluginWrapper` exports `getShortName` and `isActive`
+//! (`shortName`, `active` in the JSON), a permanent agent's `config.xml` is its `Slave`
+//! serialised with `<mode>NORMAL</mode>` or `<mode>EXCLUSIVE</mode>`, and the Priority Sorter
+//! plugin's short name is its Maven artifactId `PrioritySorter` (jenkinsci/jenkins
+//! `core/src/main/java/hudson/PluginWrapper.java`, jenkinsci/priority-sorter-plugin `pom.xml`,
+//! read for this check).
+//!
 //! It also reports the node's labels as the daemon reads them (`JenkinsClient::node`), for
 //! the operator to compare with `[jenkins] labels`. A setting that breaks the model fails by
 //! name; one that cannot be read makes the check skip, naming the permission.
