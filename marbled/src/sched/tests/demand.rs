@@ -351,3 +351,62 @@ fn a_jenkins_agent_whose_probe_fails_is_never_taken_for_idle() {
         "unknown counts as busy"
     );
 }
+
+#[test]
+fn a_freed_host_does_not_boot_on_a_poll_begun_before_it_was_freed() {
+    let mut host = booted_for_job_7();
+    // Its runner takes job 7 and ends it; the VM is stopped after its one job.
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    host.jobs.remove(M15);
+    // A poll begins while the VM still holds the host ...
+    let poll_began = host.now;
+    host.advance(120_000);
+    assert!(host.running().is_empty(), "stopped after its one job");
+    // ... and its answer arrives once the host is free: job 8 queued. Another host may have
+    // booted for it since the poll began.
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, poll_began - 1_000, "mac14")],
+        taken_at_ms: poll_began,
+        ..Default::default()
+    }));
+    host.settle();
+    assert!(
+        host.running().is_empty(),
+        "booted on a picture taken before the host was free"
+    );
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("fresh demand snapshot")),
+        "{decisions:?}"
+    );
+    // A poll begun after the host was freed still shows job 8: boot for it.
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, poll_began - 1_000, "mac14")],
+        taken_at_ms: host.now,
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+}
+
+#[test]
+fn a_snapshot_without_its_poll_time_counts_from_its_arrival() {
+    let mut host = booted_for_job_7();
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    host.jobs.remove(M15);
+    host.advance(120_000);
+    assert!(host.running().is_empty(), "stopped after its one job");
+    // `taken_at_ms` 0: a source that does not say when it polled.
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, host.now, "mac14")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+}
