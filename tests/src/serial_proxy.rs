@@ -235,11 +235,15 @@ fn serve(client: TcpStream, upstream: SocketAddr, lock: &Mutex<()>, counts: &Cou
             .nth(1)
             .and_then(|code| code.parse().ok())
             .unwrap_or(0);
-        counts.exchanges.lock().expect("exchange log").push(Exchange {
-            method: method.to_string(),
-            path: path.to_string(),
-            status,
-        });
+        counts
+            .exchanges
+            .lock()
+            .expect("exchange log")
+            .push(Exchange {
+                method: method.to_string(),
+                path: path.to_string(),
+                status,
+            });
         drop(one);
         if client.stream.write_all(&answer).is_err() {
             return;

@@ -198,7 +198,10 @@ fn when_the_poller_is_killed_another_takes_over_at_its_leases_expiry_and_the_job
         "take-over seen {:?} after the kill, after {reads} lease reads",
         k.after
     );
-    assert!(reads <= 7, "{reads} lease reads before the take-over:\n{shown}");
+    assert!(
+        reads <= 7,
+        "{reads} lease reads before the take-over:\n{shown}"
+    );
 
     // Both survivors name the new holder with the next term.
     let new_holder = if log_has(d2, LEADS) {
@@ -282,7 +285,10 @@ fn a_poller_stopped_gracefully_resigns_and_is_replaced_at_the_followers_next_rea
         "take-over seen {:?} after the stop, after {reads} lease reads",
         st.after
     );
-    assert_eq!(reads, 1, "lease reads between the resignation and the take-over:\n{shown}");
+    assert_eq!(
+        reads, 1,
+        "lease reads between the resignation and the take-over:\n{shown}"
+    );
 }
 
 /// Take-over figures (issue 18): how long after the poller's kill (-9) and after its

@@ -146,7 +146,11 @@ fn case_02_accept_errors_back_off() {
         p.secs
     );
     // Answered while the 500 silent clients held the daemon at its descriptor limit.
-    assert_eq!(p.status.code, 0, "admin status under pressure: {}", p.status);
+    assert_eq!(
+        p.status.code, 0,
+        "admin status under pressure: {}",
+        p.status
+    );
     // A spin guard, not a speed figure: a loop retrying failed accepts at once uses a whole
     // core; the daemon's idle figure (well under 1 %) is `bench_socket_timings`'.
     assert!(p.cpu <= 0.5, "daemon used {:.1} % of a core", p.cpu * 100.0);
@@ -189,19 +193,18 @@ fn stalled_status() -> (Out, Out, String, bool) {
     let env = SimEnv::new();
     let daemon = env.spawn();
     daemon.signal(nix::sys::signal::Signal::SIGSTOP);
-    let short = Running::spawn(ctl_command(
-        &daemon.socket,
-        &["--timeout", "1s", "status"],
-    ));
-    let mut long = Running::spawn(ctl_command(
-        &daemon.socket,
-        &["--timeout", "8s", "status"],
-    ));
+    let short = Running::spawn(ctl_command(&daemon.socket, &["--timeout", "1s", "status"]));
+    let mut long = Running::spawn(ctl_command(&daemon.socket, &["--timeout", "8s", "status"]));
     let short = short.wait(Duration::from_secs(30));
     let long_still_waiting = !long.finished();
     let long = long.wait(Duration::from_secs(30));
     daemon.signal(nix::sys::signal::Signal::SIGCONT);
-    (short, long, daemon.socket.display().to_string(), long_still_waiting)
+    (
+        short,
+        long,
+        daemon.socket.display().to_string(),
+        long_still_waiting,
+    )
 }
 
 #[test]
@@ -217,7 +220,10 @@ fn case_03_stalled_daemon_times_out() {
         "--timeout 8s gave up no later than --timeout 1s: {long}"
     );
     assert!(matches!(long.code, 69 | 75), "{long}");
-    assert!(out.stderr.contains(&socket), "the message names the socket: {out}");
+    assert!(
+        out.stderr.contains(&socket),
+        "the message names the socket: {out}"
+    );
 }
 
 /// Socket figures (issue 15, cases 2 and 3): `status` latency and daemon CPU under 500
