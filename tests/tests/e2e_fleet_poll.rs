@@ -140,13 +140,34 @@ fn lease_reads_before_takeover(proxy: &SerialProxy) -> (usize, String) {
     (reads, shown)
 }
 
-/// A fleet of three (the poller, host 1, with policy `manual`, so it boots nothing itself)
-/// whose poller is killed (-9) just after a mac14 job was queued, once a survivor took
-/// over (hang guard [`T`]).
-struct KilledPoller {
+/// The bucket (s3s-fs behind a [`SerialProxy`]) and the fake GitHub of a fleet.
+struct Backends {
     _s3: LocalS3,
     proxy: SerialProxy,
-    _gh: (tokio::runtime::Runtime, FakeGitHub),
+    _rt: tokio::runtime::Runtime,
+    gh: FakeGitHub,
+}
+
+/// `hosts` daemons on fresh backends, started as [`start_fleet`] does with the poller on
+/// policy `manual` (so it boots nothing itself); `None` without a local S3 server.
+fn manual_poller_fleet(hosts: usize) -> Option<(Backends, Vec<(SimEnv, DaemonProcess)>)> {
+    let s3 = LocalS3::start()?;
+    let proxy = SerialProxy::start(s3.addr);
+    let (rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
+    let fleet = start_fleet(&gh, &s3, &proxy.endpoint, "manual", hosts);
+    let backends = Backends {
+        _s3: s3,
+        proxy,
+        _rt: rt,
+        gh,
+    };
+    Some((backends, fleet))
+}
+
+/// A fleet of three whose poller, host 1, is killed (-9) just after a mac14 job was
+/// queued, once a survivor took over (hang guard [`T`]).
+struct KilledPoller {
+    b: Backends,
     survivors: [(SimEnv, DaemonProcess); 2],
     took_over: bool,
     /// From the kill to the take-over being seen in a survivor's log.
@@ -154,23 +175,18 @@ struct KilledPoller {
 }
 
 fn kill_the_poller() -> Option<KilledPoller> {
-    let s3 = LocalS3::start()?;
-    let proxy = SerialProxy::start(s3.addr);
-    let (rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
-    let mut fleet = start_fleet(&gh, &s3, &proxy.endpoint, "manual", 3);
+    let (b, mut fleet) = manual_poller_fleet(3)?;
     let h3 = fleet.pop().expect("host 3");
     let h2 = fleet.pop().expect("host 2");
     let (_e1, mut d1) = fleet.pop().expect("host 1");
-    queue_mac14_job(&gh);
+    queue_mac14_job(&b.gh);
     d1.kill9();
     let killed = Instant::now();
     let took_over = wait_until_blocking(T, || log_has(&h2.1, LEADS) || log_has(&h3.1, LEADS));
     Some(KilledPoller {
         after: killed.elapsed(),
         took_over,
-        _s3: s3,
-        proxy,
-        _gh: (rt, gh),
+        b,
         survivors: [h2, h3],
     })
 }
@@ -193,7 +209,7 @@ fn when_the_poller_is_killed_another_takes_over_at_its_leases_expiry_and_the_job
     // at the expiry + margin it waits for — plus the holder's own read if it was killed
     // between reading and renewing its lease. A take-over that waited for the followers'
     // next interval round instead of the expiry adds up to two reads.
-    let (reads, shown) = lease_reads_before_takeover(&k.proxy);
+    let (reads, shown) = lease_reads_before_takeover(&k.b.proxy);
     eprintln!(
         "take-over seen {:?} after the kill, after {reads} lease reads",
         k.after
@@ -230,9 +246,7 @@ fn when_the_poller_is_killed_another_takes_over_at_its_leases_expiry_and_the_job
 /// A fleet of two whose poller, host 1, is stopped gracefully (SIGTERM), once the follower
 /// took over (hang guard [`T`]).
 struct StoppedPoller {
-    _s3: LocalS3,
-    proxy: SerialProxy,
-    _gh: (tokio::runtime::Runtime, FakeGitHub),
+    b: Backends,
     follower: (SimEnv, DaemonProcess),
     /// The stopped poller's log.
     resigned: String,
@@ -242,10 +256,7 @@ struct StoppedPoller {
 }
 
 fn stop_the_poller() -> Option<StoppedPoller> {
-    let s3 = LocalS3::start()?;
-    let proxy = SerialProxy::start(s3.addr);
-    let (rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
-    let mut fleet = start_fleet(&gh, &s3, &proxy.endpoint, "manual", 2);
+    let (b, mut fleet) = manual_poller_fleet(2)?;
     let h2 = fleet.pop().expect("host 2");
     let (_e1, mut d1) = fleet.pop().expect("host 1");
     let stopping = Instant::now();
@@ -255,9 +266,7 @@ fn stop_the_poller() -> Option<StoppedPoller> {
         after: stopping.elapsed(),
         took_over,
         resigned: d1.log_text(),
-        _s3: s3,
-        proxy,
-        _gh: (rt, gh),
+        b,
         follower: h2,
     })
 }
@@ -280,7 +289,7 @@ fn a_poller_stopped_gracefully_resigns_and_is_replaced_at_the_followers_next_rea
     // Counted, not timed: the follower took over at its first read of the resigned lease.
     // Without the resignation the lease would still be valid for at least an interval after
     // the holder's last renewal, so the follower would read it valid at least once first.
-    let (reads, shown) = lease_reads_before_takeover(&st.proxy);
+    let (reads, shown) = lease_reads_before_takeover(&st.b.proxy);
     eprintln!(
         "take-over seen {:?} after the stop, after {reads} lease reads",
         st.after
@@ -301,14 +310,14 @@ fn bench_fleet_poll_takeover() {
         println!("fleet poll bench: no local S3 server (s3s-fs); nothing measured");
         return;
     };
-    let (reads, _) = lease_reads_before_takeover(&k.proxy);
+    let (reads, _) = lease_reads_before_takeover(&k.b.proxy);
     drop(k.survivors);
     println!(
         "fleet poll bench: killed poller replaced after {:?} (taken over: {}; {reads} lease reads; interval {INTERVAL:?}, lease 1.5 intervals + 1/6 margin)",
         k.after, k.took_over
     );
     let Some(st) = stop_the_poller() else { return };
-    let (reads, _) = lease_reads_before_takeover(&st.proxy);
+    let (reads, _) = lease_reads_before_takeover(&st.b.proxy);
     println!(
         "fleet poll bench: gracefully stopped poller replaced after {:?} (taken over: {}; {reads} lease reads)",
         st.after, st.took_over
