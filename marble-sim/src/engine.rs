@@ -492,6 +492,8 @@ impl Engine {
             done_here: done_runners.clone(),
             done_runners,
             jenkins_queue: self.jenkins_queue(),
+            // What GitHub shows, not yet a poll's: `feed_demand` stamps its poll.
+            taken_at_ms: 0,
         }
     }
 
@@ -504,7 +506,11 @@ impl Engine {
     /// Feed host `h` a fresh snapshot; the wait until its next poll when its demand source
     /// paces it (`None`: `sim.demand_poll`).
     fn feed_demand(&mut self, h: usize) -> Option<Duration> {
-        let truth = self.demand_snapshot();
+        // The simulated poll is instantaneous: taken when it arrives.
+        let truth = DemandSnapshot {
+            taken_at_ms: self.now,
+            ..self.demand_snapshot()
+        };
         let (snapshot, next) = match self.demand_source.as_mut() {
             None => (truth, None),
             Some(source) => match source.poll(h, self.now, &truth) {

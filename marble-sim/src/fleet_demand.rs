@@ -45,9 +45,10 @@ pub struct PollerSource {
     /// When each host checks the runner releases next (every 6 h, from its first poll).
     next_release: Vec<Option<u64>>,
     next_hosted: u64,
-    /// `elected`: the lease and its ETag, and the snapshot the holder published.
+    /// `elected`: the lease and its ETag, and the snapshot the holder published with when
+    /// its poll ran.
     lease: Option<(Lease, String)>,
-    published: Option<Vec<marbled::sched::QueuedJob>>,
+    published: Option<(Vec<marbled::sched::QueuedJob>, Millis)>,
     /// The host whose poller died, and when.
     dead: Option<(usize, u64)>,
     /// Engine job id → simulated GitHub job id, for jobs not yet completed on the simulated side.
@@ -336,7 +337,8 @@ impl DemandSource for PollerSource {
             // A follower reads the holder's published snapshot (bucket read) every watch.
             self.bump(|c| c.s3_reads += 1);
             let mut snapshot = truth.clone();
-            snapshot.root_jobs = self.published.clone()?;
+            // Stamped with the holder's poll, as `demand::shared` feeds it.
+            (snapshot.root_jobs, snapshot.taken_at_ms) = self.published.clone()?;
             return Some((snapshot, self.opts.watch));
         }
         if let (Some((_, died)), true) = (self.dead, self.opts.mode == Mode::Elected) {
@@ -379,7 +381,7 @@ impl DemandSource for PollerSource {
             // lease before it lapses however long pacing stretches the poll (the renewal
             // rides on the poll here: a paced holder polls every 40 s, not at its pace).
             self.bump(|c| c.s3_writes += 1);
-            self.published = Some(snapshot.root_jobs.clone());
+            self.published = Some((snapshot.root_jobs.clone(), snapshot.taken_at_ms));
             let lease = &self.opts.lease;
             let renew = Duration::from_millis(lease.duration_ms.saturating_sub(lease.margin_ms));
             return Some((snapshot, wait.min(renew)));

@@ -3,7 +3,9 @@
 //! back. s3s-fs (0.14.1) evaluates `If-None-Match` / `If-Match` on PutObject and then
 //! writes, without a lock in between, so two concurrent conditional writes can both pass;
 //! behind this proxy each check-and-write is atomic, as Ceph RGW's are meant to be
-//! (docs/SCHEDULER.md, "Demand at fleet scale"). It also counts what it forwarded.
+//! (docs/SCHEDULER.md, "Demand at fleet scale"). It also counts what it forwarded, and
+//! keeps each exchange's method, path and status in order ([`SerialProxy::exchanges`]): tests
+//! prove an order of events (a take-over at the follower's first read) by it, not by time.
 //!
 //! s3s-fs also ignores `If-None-Match` on GetObject (it always sends the body); S3 and Ceph
 //! RGW answer `304 Not Modified` without a body when the object's ETag matches (RFC 9110
@@ -25,6 +27,19 @@ pub struct SerialProxy {
     pub endpoint: String,
     forwarded: Arc<AtomicU64>,
     not_modified: Arc<AtomicU64>,
+    exchanges: Arc<Mutex<Vec<Exchange>>>,
+}
+
+/// One forwarded request and its answer's status, as the proxy serialised them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// `GET`, `PUT`, …
+    pub method: String,
+    /// The request target (path and query).
+    pub path: String,
+    /// The status the client got (304 when the proxy answered for the upstream); 0 when the
+    /// upstream's answer had no status line.
+    pub status: u16,
 }
 
 impl SerialProxy {
@@ -34,10 +49,12 @@ impl SerialProxy {
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy addr"));
         let forwarded = Arc::new(AtomicU64::new(0));
         let not_modified = Arc::new(AtomicU64::new(0));
+        let exchanges = Arc::new(Mutex::new(Vec::new()));
         let one_at_a_time = Arc::new(Mutex::new(()));
         let counts = Counts {
             forwarded: forwarded.clone(),
             not_modified: not_modified.clone(),
+            exchanges: exchanges.clone(),
         };
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -50,6 +67,7 @@ impl SerialProxy {
             endpoint,
             forwarded,
             not_modified,
+            exchanges,
         }
     }
 
@@ -62,12 +80,18 @@ impl SerialProxy {
     pub fn forwarded(&self) -> u64 {
         self.forwarded.load(Ordering::SeqCst)
     }
+
+    /// Every exchange so far, in the order the proxy forwarded them (one at a time).
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.exchanges.lock().expect("exchange log").clone()
+    }
 }
 
 #[derive(Clone)]
 struct Counts {
     forwarded: Arc<AtomicU64>,
     not_modified: Arc<AtomicU64>,
+    exchanges: Arc<Mutex<Vec<Exchange>>>,
 }
 
 /// Bytes read from one side, with what is left over after each message.
@@ -191,13 +215,13 @@ fn serve(client: TcpStream, upstream: SocketAddr, lock: &Mutex<()>, counts: &Cou
             return;
         };
         let is_head = text.starts_with("HEAD ");
-        let answer = {
-            let _one = lock.lock().expect("serial proxy lock");
-            counts.forwarded.fetch_add(1, Ordering::SeqCst);
-            match exchange(upstream, &head, &req_body, is_head) {
-                Some(a) => a,
-                None => return,
-            }
+        let mut line = text.split_whitespace();
+        let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+        // Logged under the lock, so the log's order is the upstream's.
+        let one = lock.lock().expect("serial proxy lock");
+        counts.forwarded.fetch_add(1, Ordering::SeqCst);
+        let Some(answer) = exchange(upstream, &head, &req_body, is_head) else {
+            return;
         };
         let answer = match not_modified(&text, &answer) {
             Some(short) => {
@@ -206,6 +230,21 @@ fn serve(client: TcpStream, upstream: SocketAddr, lock: &Mutex<()>, counts: &Cou
             }
             None => answer,
         };
+        let status = String::from_utf8_lossy(&answer[..answer.len().min(16)])
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        counts
+            .exchanges
+            .lock()
+            .expect("exchange log")
+            .push(Exchange {
+                method: method.to_string(),
+                path: path.to_string(),
+                status,
+            });
+        drop(one);
         if client.stream.write_all(&answer).is_err() {
             return;
         }

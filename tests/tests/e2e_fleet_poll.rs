@@ -3,9 +3,10 @@
 //! one s3s-fs behind [`SerialProxy`] (one request at a time: the atomic conditional write
 //! the lease relies on, as on Ceph RGW). Three daemons spend at most 1.2× the GitHub
 //! requests per poll cycle of one daemon alone, and all show the same queued jobs; when the
-//! poller is killed (-9) another host takes over within two poll intervals and a job queued
-//! just before the kill still gets a VM; a poller stopped gracefully resigns, and is
-//! replaced within one interval.
+//! poller is killed (-9) another host takes over at its lease's expiry (counted in lease
+//! reads) and a job queued just before the kill still gets a VM; a poller stopped gracefully
+//! resigns, and is replaced at the follower's next read. How long each take-over takes is
+//! `bench_fleet_poll_takeover`'s figure, not an assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod e2e_support;
@@ -19,7 +20,7 @@ use e2e_support::{ROOT1, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_m
 use marble_tests::fake_github::FakeGitHub;
 use marble_tests::harness::{DaemonProcess, wait_until_blocking};
 use marble_tests::s3::LocalS3;
-use marble_tests::serial_proxy::SerialProxy;
+use marble_tests::serial_proxy::{Exchange, SerialProxy};
 
 /// Poll cycles measured per phase: a host's own one-off requests (a stop gate's runner
 /// list) stay within a few percent.
@@ -112,46 +113,125 @@ fn three_daemons_spend_at_most_1_2_times_the_requests_of_one() {
     eprintln!("requests per poll cycle: one daemon {one:.1}, three daemons {three:.1}");
 }
 
-#[test]
-fn when_the_poller_is_killed_another_takes_over_within_two_intervals_and_the_job_gets_a_vm() {
-    let Some(s3) = LocalS3::start() else { return };
+/// The poller's lease key, as the proxy sees it in a request's path.
+const LEASE: &str = "lease/demand-";
+
+/// Lease reads between the last two successful lease writes the proxy forwarded (one at a
+/// time, so in the bucket's order), read once a take-over was seen: the take-over is the
+/// last write, the one before it the old holder's last (a renewal, or its resignation).
+fn lease_reads_before_takeover(proxy: &SerialProxy) -> (usize, String) {
+    let lease: Vec<Exchange> = (proxy.exchanges().into_iter())
+        .filter(|e| e.path.contains(LEASE))
+        .collect();
+    let writes: Vec<usize> = (lease.iter().enumerate())
+        .filter(|(_, e)| e.method == "PUT" && (200..300).contains(&e.status))
+        .map(|(i, _)| i)
+        .collect();
+    let shown = (lease.iter())
+        .map(|e| format!("{} {} {}", e.method, e.status, e.path))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let [.., before, takeover] = writes[..] else {
+        panic!("fewer than two lease writes:\n{shown}");
+    };
+    let reads = (lease[before + 1..takeover].iter())
+        .filter(|e| e.method == "GET")
+        .count();
+    (reads, shown)
+}
+
+/// The bucket (s3s-fs behind a [`SerialProxy`]) and the fake GitHub of a fleet.
+struct Backends {
+    _s3: LocalS3,
+    proxy: SerialProxy,
+    _rt: tokio::runtime::Runtime,
+    gh: FakeGitHub,
+}
+
+/// `hosts` daemons on fresh backends, started as [`start_fleet`] does with the poller on
+/// policy `manual` (so it boots nothing itself); `None` without a local S3 server.
+fn manual_poller_fleet(hosts: usize) -> Option<(Backends, Vec<(SimEnv, DaemonProcess)>)> {
+    let s3 = LocalS3::start()?;
     let proxy = SerialProxy::start(s3.addr);
-    let (_rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
+    let (rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
+    let fleet = start_fleet(&gh, &s3, &proxy.endpoint, "manual", hosts);
+    let backends = Backends {
+        _s3: s3,
+        proxy,
+        _rt: rt,
+        gh,
+    };
+    Some((backends, fleet))
+}
 
-    // The first host leads; it boots nothing itself (policy manual), so the job's VM can
-    // only come from a host that took over.
-    let mut fleet = start_fleet(&gh, &s3, &proxy.endpoint, "manual", 3);
-    let (_e3, d3) = fleet.pop().expect("host 3");
-    let (_e2, d2) = fleet.pop().expect("host 2");
+/// A fleet of three whose poller, host 1, is killed (-9) just after a mac14 job was
+/// queued, once a survivor took over (hang guard [`T`]).
+struct KilledPoller {
+    b: Backends,
+    survivors: [(SimEnv, DaemonProcess); 2],
+    took_over: bool,
+    /// From the kill to the take-over being seen in a survivor's log.
+    after: Duration,
+}
+
+fn kill_the_poller() -> Option<KilledPoller> {
+    let (b, mut fleet) = manual_poller_fleet(3)?;
+    let h3 = fleet.pop().expect("host 3");
+    let h2 = fleet.pop().expect("host 2");
     let (_e1, mut d1) = fleet.pop().expect("host 1");
-
-    queue_mac14_job(&gh);
+    queue_mac14_job(&b.gh);
     d1.kill9();
     let killed = Instant::now();
-    let took_over =
-        wait_until_blocking(2 * INTERVAL, || log_has(&d2, LEADS) || log_has(&d3, LEADS));
-    assert!(
+    let took_over = wait_until_blocking(T, || log_has(&h2.1, LEADS) || log_has(&h3.1, LEADS));
+    Some(KilledPoller {
+        after: killed.elapsed(),
         took_over,
-        "nobody took over within two intervals ({:?})\nlog 2:\n{}\nlog 3:\n{}",
-        killed.elapsed(),
+        b,
+        survivors: [h2, h3],
+    })
+}
+
+#[test]
+fn when_the_poller_is_killed_another_takes_over_at_its_leases_expiry_and_the_job_gets_a_vm() {
+    let Some(k) = kill_the_poller() else { return };
+    let [(_e2, d2), (_e3, d3)] = &k.survivors;
+    assert!(
+        k.took_over,
+        "nobody took over ({:?})\nlog 2:\n{}\nlog 3:\n{}",
+        k.after,
         d2.log_text(),
         d3.log_text()
     );
-    eprintln!("take-over {:?} after the kill", killed.elapsed());
+    // Counted, not timed (the time is `bench_fleet_poll_takeover`'s figure): between the
+    // dead holder's last lease write and the take-over, the two survivors read the lease at
+    // most 6 times — each at most twice on its interval rounds within the lease's remaining
+    // life (1.5 intervals + the margin: every read restarts a follower's interval) and once
+    // at the expiry + margin it waits for — plus the holder's own read if it was killed
+    // between reading and renewing its lease. A take-over that waited for the followers'
+    // next interval round instead of the expiry adds up to two reads.
+    let (reads, shown) = lease_reads_before_takeover(&k.b.proxy);
+    eprintln!(
+        "take-over seen {:?} after the kill, after {reads} lease reads",
+        k.after
+    );
+    assert!(
+        reads <= 7,
+        "{reads} lease reads before the take-over:\n{shown}"
+    );
 
     // Both survivors name the new holder with the next term.
-    let new_holder = if log_has(&d2, LEADS) {
+    let new_holder = if log_has(d2, LEADS) {
         "macphsft02"
     } else {
         "macphsft03"
     };
     let line = format!("marble_demand_poller{{holder=\"{new_holder}\"}} 2\n");
-    for d in [&d2, &d3] {
+    for d in [d2, d3] {
         wait_metrics(d, &[&line]);
     }
 
     let booted = wait_until_blocking(T, || {
-        [&d2, &d3]
+        [d2, d3]
             .iter()
             .any(|d| power(&vm_list(&d.socket), ROOT1) == "running")
     });
@@ -163,29 +243,84 @@ fn when_the_poller_is_killed_another_takes_over_within_two_intervals_and_the_job
     );
 }
 
-#[test]
-fn a_poller_stopped_gracefully_resigns_and_is_replaced_within_one_interval() {
-    let Some(s3) = LocalS3::start() else { return };
-    let proxy = SerialProxy::start(s3.addr);
-    let (_rt, gh) = FakeGitHub::start_on_own_runtime(TOKEN);
-    let mut fleet = start_fleet(&gh, &s3, &proxy.endpoint, "manual", 2);
-    let (_e2, d2) = fleet.pop().expect("host 2");
+/// A fleet of two whose poller, host 1, is stopped gracefully (SIGTERM), once the follower
+/// took over (hang guard [`T`]).
+struct StoppedPoller {
+    b: Backends,
+    follower: (SimEnv, DaemonProcess),
+    /// The stopped poller's log.
+    resigned: String,
+    took_over: bool,
+    /// From the stop to the take-over being seen in the follower's log.
+    after: Duration,
+}
+
+fn stop_the_poller() -> Option<StoppedPoller> {
+    let (b, mut fleet) = manual_poller_fleet(2)?;
+    let h2 = fleet.pop().expect("host 2");
     let (_e1, mut d1) = fleet.pop().expect("host 1");
     let stopping = Instant::now();
     d1.terminate(T).expect("the poller stops");
+    let took_over = wait_until_blocking(T, || log_has(&h2.1, LEADS));
+    Some(StoppedPoller {
+        after: stopping.elapsed(),
+        took_over,
+        resigned: d1.log_text(),
+        b,
+        follower: h2,
+    })
+}
+
+#[test]
+fn a_poller_stopped_gracefully_resigns_and_is_replaced_at_the_followers_next_read() {
+    let Some(st) = stop_the_poller() else { return };
     assert!(
-        d1.log_text()
+        st.resigned
             .contains("resigned as the fleet's demand poller"),
         "{}",
-        d1.log_text()
+        st.resigned
     );
-    // Without the resignation the lease runs out only after 1.5 intervals + the margin.
-    let took_over = wait_until_blocking(INTERVAL + Duration::from_secs(1), || log_has(&d2, LEADS));
     assert!(
-        took_over,
-        "no take-over within one interval of the stop ({:?})\n{}",
-        stopping.elapsed(),
-        d2.log_text()
+        st.took_over,
+        "no take-over ({:?})\n{}",
+        st.after,
+        st.follower.1.log_text()
+    );
+    // Counted, not timed: the follower took over at its first read of the resigned lease.
+    // Without the resignation the lease would still be valid for at least an interval after
+    // the holder's last renewal, so the follower would read it valid at least once first.
+    let (reads, shown) = lease_reads_before_takeover(&st.b.proxy);
+    eprintln!(
+        "take-over seen {:?} after the stop, after {reads} lease reads",
+        st.after
+    );
+    assert_eq!(
+        reads, 1,
+        "lease reads between the resignation and the take-over:\n{shown}"
+    );
+}
+
+/// Take-over figures (issue 18): how long after the poller's kill (-9) and after its
+/// graceful stop another host's take-over is seen. Prints; asserts nothing about speed
+/// (docs/benchmarks.md, "Fleet demand poller take-over").
+#[test]
+#[ignore = "benchmark: prints figures (docs/benchmarks.md)"]
+fn bench_fleet_poll_takeover() {
+    let Some(k) = kill_the_poller() else {
+        println!("fleet poll bench: no local S3 server (s3s-fs); nothing measured");
+        return;
+    };
+    let (reads, _) = lease_reads_before_takeover(&k.b.proxy);
+    drop(k.survivors);
+    println!(
+        "fleet poll bench: killed poller replaced after {:?} (taken over: {}; {reads} lease reads; interval {INTERVAL:?}, lease 1.5 intervals + 1/6 margin)",
+        k.after, k.took_over
+    );
+    let Some(st) = stop_the_poller() else { return };
+    let (reads, _) = lease_reads_before_takeover(&st.b.proxy);
+    println!(
+        "fleet poll bench: gracefully stopped poller replaced after {:?} (taken over: {}; {reads} lease reads)",
+        st.after, st.took_over
     );
 }
 

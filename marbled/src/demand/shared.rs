@@ -197,7 +197,7 @@ impl Published {
         let fresh = self.polled_ms > 0 && now_ms.saturating_sub(self.polled_ms) <= max_age_ms;
         let (github, offline) = match &self.github {
             Some(part) if fresh => (
-                Some(part.snapshot()),
+                Some(part.snapshot(self.polled_ms)),
                 Some(part.offline_seen(self.polled_ms)),
             ),
             Some(_) => (Some(DemandSnapshot::default()), None),
@@ -217,7 +217,9 @@ impl Published {
 }
 
 impl GithubPart {
-    fn snapshot(&self) -> DemandSnapshot {
+    /// The snapshot of the poll the holder ran at `polled_ms` (its time, not the read's: a
+    /// host freed since must not boot on it).
+    fn snapshot(&self, polled_ms: u64) -> DemandSnapshot {
         let job = |j: &Job| QueuedJob {
             id: j.id,
             since_ms: j.since_ms,
@@ -247,6 +249,7 @@ impl GithubPart {
             done_here: Vec::new(),
             // The actor fills it from the Jenkins part of the feed (`jenkins` below).
             jenkins_queue: Vec::new(),
+            taken_at_ms: polled_ms,
         }
     }
 
@@ -296,6 +299,7 @@ mod tests {
             done_runners: vec!["old".into()],
             done_here: vec!["vm-a".into()],
             jenkins_queue: Vec::new(),
+            taken_at_ms: 1_950,
         }
     }
 
@@ -313,6 +317,8 @@ mod tests {
         // The holder's per-host parts are not the follower's.
         want.used_here.clear();
         want.done_here.clear();
+        // Stamped with the holder's poll, not the follower's read.
+        want.taken_at_ms = 2_000;
         assert_eq!(feed.github, Some(want));
         assert_eq!(feed.jenkins, Some(jenkins));
         assert_eq!(feed.offline.map(|o| o.polled_ms), Some(2_000));

@@ -348,7 +348,7 @@ impl World {
         // ended together all booted the likeliest platform on their next tick (marble-sim,
         // bursts of short jobs: three mac13 and no mac-beta runner; the next run's mac-beta
         // job waited for a warm runner to yield).
-        if self.demand_at != now {
+        if self.demand_arrived_at != now {
             return false;
         }
         // Idle-host warmth only on a snapshot taken once the host had been free that long:

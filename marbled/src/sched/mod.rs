@@ -109,6 +109,11 @@ pub struct DemandSnapshot {
     /// host of that VM; one for a label every SPI node carries (`spi_labels`) waits for every
     /// host with an SPI VM, so a build that accepts any node ages on all of them.
     pub jenkins_queue: Vec<JenkinsQueued>,
+    /// When the poll that saw all this began, unix ms (0: unknown, its arrival stands in).
+    /// Freshness is judged by it, not by the arrival: a poll begun before this host was
+    /// freed (one in flight, or a fleet poller's published snapshot) predates what other
+    /// hosts did since, like any older picture.
+    pub taken_at_ms: Millis,
 }
 
 /// A buildable Jenkins queue item (policy `demand`'s fair share: the SPI waiter's age).

@@ -86,8 +86,10 @@ pub struct World {
     pub(super) last_now: Millis,
     /// The last demand snapshot (policy `demand`).
     pub(super) demand: DemandSnapshot,
-    /// When it arrived.
+    /// When it was taken (its poll began; its arrival when the source does not say).
     pub(super) demand_at: Millis,
+    /// When it arrived (a warm boot acts only on the snapshot that just arrived).
+    pub(super) demand_arrived_at: Millis,
     /// Since when no VM holds the host (policy `demand` boots only on a snapshot newer than
     /// this, so a host never boots on a picture taken before another host reacted to it).
     pub(super) host_free_since: Option<Millis>,
@@ -140,6 +142,7 @@ impl World {
             last_now: now,
             demand: DemandSnapshot::default(),
             demand_at: 0,
+            demand_arrived_at: 0,
             host_free_since: None,
             demand_asked_for: None,
             recent_jobs: BTreeMap::new(),
@@ -190,8 +193,13 @@ impl World {
                 self.remember_jobs(now, &snapshot);
                 self.count_job_waits(&snapshot);
                 self.note_used_runners(now, &snapshot, &mut fx);
+                // Never later than its arrival (a fleet poller's clock may run ahead).
+                self.demand_at = match snapshot.taken_at_ms {
+                    0 => now,
+                    taken => taken.min(now),
+                };
+                self.demand_arrived_at = now;
                 self.demand = snapshot;
-                self.demand_at = now;
             }
         }
         self.step(now, &mut fx);

@@ -413,7 +413,11 @@ impl GithubDemand {
         vms: Option<&[VmInfo]>,
     ) -> Result<(DemandSnapshot, PollStats), GitHubError> {
         let before = self.client.rate_limit();
-        let mut snapshot = DemandSnapshot::default();
+        // Taken when the poll begins: the scheduler judges its freshness by it.
+        let mut snapshot = DemandSnapshot {
+            taken_at_ms: now_ms,
+            ..DemandSnapshot::default()
+        };
         let mut stats = PollStats::default();
         let mut budget = self.max_runs;
         for repo in &self.repos {

@@ -351,3 +351,56 @@ fn a_jenkins_agent_whose_probe_fails_is_never_taken_for_idle() {
         "unknown counts as busy"
     );
 }
+
+/// A demand host whose mac15 VM ran job 7 and was stopped after it; returns it with a
+/// moment when the VM still held the host (a poll begun then predates the host's freedom).
+fn freed_after_job_7() -> (Host, Millis) {
+    let mut host = booted_for_job_7();
+    host.jobs.insert(M15.into(), "Runner.Worker".into());
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.advance(120_000);
+    host.jobs.remove(M15);
+    let held = host.now;
+    host.advance(120_000);
+    assert!(host.running().is_empty(), "stopped after its one job");
+    (host, held)
+}
+
+/// Job 8 (mac14) queued, as a poll begun at `taken_at_ms` saw it (0: not said).
+fn job_8_queued(taken_at_ms: Millis) -> Input {
+    Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(8, 1_000, "mac14")],
+        taken_at_ms,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_freed_host_does_not_boot_on_a_poll_begun_before_it_was_freed() {
+    // A poll begins while the VM still holds the host, and its answer arrives once the host
+    // is free: job 8 queued. Another host may have booted for it since the poll began.
+    let (mut host, poll_began) = freed_after_job_7();
+    host.feed(job_8_queued(poll_began));
+    host.settle();
+    assert!(
+        host.running().is_empty(),
+        "booted on a picture taken before the host was free"
+    );
+    let said = host.world.status(host.now).decisions;
+    let waits = said
+        .iter()
+        .any(|d| d.text.contains("fresh demand snapshot"));
+    assert!(waits, "{said:?}");
+    // A poll begun after the host was freed still shows job 8: boot for it.
+    host.feed(job_8_queued(host.now));
+    host.settle();
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+}
+
+#[test]
+fn a_snapshot_without_its_poll_time_counts_from_its_arrival() {
+    let (mut host, _) = freed_after_job_7();
+    host.feed(job_8_queued(0));
+    host.settle();
+    assert_eq!(host.running(), vec![M14.to_owned()]);
+}
