@@ -70,8 +70,8 @@ impl World {
             return;
         }
         let (unmet, free_left) = self.match_queued();
+        let yield_to = self.job_to_yield_to(now, &unmet, &free_left);
         let needs = self.warm_needs(free_left);
-        let yield_to = self.job_to_yield_to(now, &unmet);
         self.release_running(now, &unmet, yield_to.as_ref(), &needs, fx);
         if !self.demand_may_boot(now, fx) {
             return;
@@ -96,16 +96,31 @@ impl World {
             .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels))
     }
 
-    /// The oldest unmet job a VM here could serve that has waited `warm_yield`: it has not
-    /// been taken by a free host elsewhere, so a warm runner here gives way to it. Also
-    /// notes the fleet as congested when any unmet job has waited that long.
-    fn job_to_yield_to(&mut self, now: Millis, unmet: &[QueuedJob]) -> Option<QueuedJob> {
+    /// The oldest unmet job a VM here could serve that has waited `warm_yield` (plus this
+    /// host's turn among the hosts that could yield: [`super::stagger`]): it has not been
+    /// taken by a free host elsewhere, so a warm runner here gives way to it. Also notes the
+    /// fleet as congested when any unmet job has waited `warm_yield`.
+    fn job_to_yield_to(
+        &mut self,
+        now: Millis,
+        unmet: &[QueuedJob],
+        free_left: &[Vec<String>],
+    ) -> Option<QueuedJob> {
+        self.prune_yield_ranks();
+        let spare = self
+            .vms
+            .values()
+            .find(|vm| {
+                vm.team == Team::Root
+                    && vm.power == PowerState::Running
+                    && !vm.was_busy
+                    && vm.stop.is_none()
+            })
+            .map(|vm| (vm.name.clone(), vm.labels.clone()));
+        let mine = spare.as_ref().map(|(n, l)| (n.as_str(), l.as_slice()));
         let yield_to = unmet
             .iter()
-            .find(|job| {
-                self.servable_here(job)
-                    && now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms
-            })
+            .find(|job| self.servable_here(job) && self.yield_turn_come(now, job, mine, free_left))
             .cloned();
         if unmet
             .iter()

@@ -443,6 +443,7 @@ mod report;
 mod rng;
 mod share;
 mod slots;
+mod stagger;
 mod stop;
 mod unservable;
 mod vm;

@@ -102,6 +102,9 @@ pub struct World {
     /// Last time a queued job had waited `warm_yield` without a host: the fleet is full,
     /// and a warm runner booted now would soon give its host up unused.
     pub(super) congested_at: Option<Millis>,
+    /// Policy `demand`: the highest rank this host's spare runner (by VM name) had among the
+    /// hosts that could yield to a queued job, by job id (`stagger`).
+    pub(super) yield_ranks: BTreeMap<(u64, String), usize>,
     /// Jobs whose wait is already in `counters.root_job_waits` (newest last, bounded): a job
     /// runs for many polls and is counted once.
     pub(super) waits_counted: VecDeque<u64>,
@@ -146,6 +149,7 @@ impl World {
             restored_runners: BTreeMap::new(),
             waits_counted: VecDeque::new(),
             congested_at: None,
+            yield_ranks: BTreeMap::new(),
             streak: None,
             spi_waiters: BTreeMap::new(),
             counters: Counters::default(),
