@@ -9,6 +9,12 @@
 //! that; the job is never orphaned: if the first host's yield or boot fails, the next one's
 //! turn comes.
 //!
+//! Second fault: *a yield wait counted as congestion*. A job that waited `warm_yield` marked
+//! the fleet full, which holds every warm boot for 30 min; but a job waiting for a warm
+//! runner to yield waits behind idle runners, not a full fleet, and the hosts freed meanwhile
+//! sat empty (`labels@2002`, +10h 42m: two jobs cold on free hosts). Now the fleet is full
+//! only when such a job waits and no idle runner is left anywhere to yield.
+//!
 //! Traces set only workload, fleet, boot model and faults (no `[scheduler]` keys).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -44,6 +50,14 @@ fn job(at_s: u64, label: &str) -> String {
 /// a runner of another platform, so one host must yield for each. `faults`: `[[faults]]`
 /// blocks.
 fn trace(faults: &str) -> Trace {
+    trace_with(
+        &(job(3600, "macbeta") + &job(3 * 3600 + 10, "mac15")),
+        faults,
+    )
+}
+
+/// The three hosts of [`trace`] with `jobs` (`[[root_jobs]]` blocks) and `faults`.
+fn trace_with(jobs: &str, faults: &str) -> Trace {
     let mut text = String::from("jenkins = []\n");
     if faults.is_empty() {
         text += "faults = []\n";
@@ -53,8 +67,7 @@ fn trace(faults: &str) -> Trace {
         text += &host(i);
     }
     text += "\n[boot]\nmin = \"60s\"\nmax = \"60s\"\nslow_rate = 0.0\n";
-    text += &job(3600, "macbeta");
-    text += &job(3 * 3600 + 10, "mac15");
+    text += jobs;
     text += faults;
     let trace = Trace::parse(&text, Path::new("policy_yield.toml")).unwrap();
     assert_eq!(
@@ -113,4 +126,25 @@ fn a_failed_boot_on_the_yielding_host_does_not_orphan_the_job() {
     assert!(report.boot_failures >= 3, "the fault never fired\n{table}");
     let max = root.wait_max_ms.unwrap();
     assert!(max <= 20 * 60_000, "ROOT wait max {max} ms\n{table}");
+}
+
+#[test]
+fn a_yield_wait_does_not_hold_warm_boots_on_free_hosts() {
+    // The mac-beta job at 1 h waits for a warm runner to yield (mac02 gives up its mac13),
+    // runs 5 min and frees mac02 at ~1 h 8 min. A second mac-beta job comes at 1 h 25 min.
+    // Before, the first job's wait marked the fleet full and no warm boot came until 1 h 31 min:
+    // the second job waited a whole boot (62 s) on the free host. Now mac02 boots an
+    // idle-host warm runner 10 min after it became free (1 h 18 min) and the job takes it.
+    let jobs = job(3600, "macbeta") + &job(5100, "macbeta");
+    let report = demand(&trace_with(&jobs, ""));
+    let table = report.to_table();
+    assert!(report.violations.is_empty(), "{table}");
+    let root = &report.teams["root"];
+    assert_eq!(root.started, 2, "{table}");
+    assert_eq!(
+        root.cold_starts, 1,
+        "the second job found no warm runner\n{table}"
+    );
+    let p50 = root.wait_p50_ms.unwrap();
+    assert!(p50 <= 10_000, "ROOT wait p50 {p50} ms\n{table}");
 }

@@ -99,8 +99,9 @@ pub struct World {
     pub(super) recent_jobs: BTreeMap<u64, SeenJob>,
     /// Running runners' standing from the state file, applied at the first inventory.
     pub(super) restored_runners: BTreeMap<String, RunnerStanding>,
-    /// Last time a queued job had waited `warm_yield` without a host: the fleet is full,
-    /// and a warm runner booted now would soon give its host up unused.
+    /// Last time a queued job had waited `warm_yield` without a host while no idle runner
+    /// was left in the fleet to yield: the fleet is full, and a warm runner booted now would
+    /// soon give its host up unused.
     pub(super) congested_at: Option<Millis>,
     /// Policy `demand`: the highest rank this host's spare runner (by VM name) had among the
     /// hosts that could yield to a queued job, by job id (`stagger`).
