@@ -14,7 +14,8 @@
 //!   shows its runner took a job (`used_here`) — is stopped once idle, never kept for a
 //!   matching job (GitHub gives a single-use runner no second one); one without a job
 //!   stays while a job it could take is queued or a warm target wants it (then gives way
-//!   to an unmet job it cannot take after `warm_yield`), else until `warm_linger` after
+//!   to an unmet job it cannot take after `warm_yield`, one host per job in a rank order:
+//!   [`super::stagger`]), else until `warm_linger` after
 //!   readiness — a runner whose job another runner took is a spare like a warm one.
 //!   Another team's idle, unprotected VM gives the host up when an unmet ROOT job could run
 //!   here, or once its probes have seen no build for `agent_idle_handover` (hours: a Jenkins
@@ -37,7 +38,8 @@ use super::warm::{IDLE_WARM_AFTER_MS, WarmNeed, wanted_warm};
 use super::world::{SlotPhase, World};
 use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
 
-/// No warm boots this long after the fleet was last seen full (a job waited `warm_yield`).
+/// No warm boots this long after the fleet was last seen full (a job waited `warm_yield`
+/// with no idle runner left in the fleet to yield to it).
 const WARM_AFTER_CONGESTION_MS: Millis = 30 * 60_000;
 
 impl World {
@@ -70,8 +72,8 @@ impl World {
             return;
         }
         let (unmet, free_left) = self.match_queued();
+        let yield_to = self.job_to_yield_to(now, &unmet, &free_left);
         let needs = self.warm_needs(free_left);
-        let yield_to = self.job_to_yield_to(now, &unmet);
         self.release_running(now, &unmet, yield_to.as_ref(), &needs, fx);
         if !self.demand_may_boot(now, fx) {
             return;
@@ -96,20 +98,39 @@ impl World {
             .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels))
     }
 
-    /// The oldest unmet job a VM here could serve that has waited `warm_yield`: it has not
-    /// been taken by a free host elsewhere, so a warm runner here gives way to it. Also
-    /// notes the fleet as congested when any unmet job has waited that long.
-    fn job_to_yield_to(&mut self, now: Millis, unmet: &[QueuedJob]) -> Option<QueuedJob> {
+    /// The oldest unmet job a VM here could serve that has waited `warm_yield` (plus this
+    /// host's turn among the hosts that could yield: [`super::stagger`]): it has not been
+    /// taken by a free host elsewhere, so a warm runner here gives way to it. Also notes the
+    /// fleet as congested when an unmet job has waited `warm_yield` and no idle runner is
+    /// left in the fleet (`free_left` empty): a job waiting for a warm runner to yield waits
+    /// behind idle runners, not a full fleet, and marking it held warm boots for 30 min on
+    /// hosts freed meanwhile (marble-sim, `labels@2002` +10h 42m; `tests/policy_yield.rs`).
+    fn job_to_yield_to(
+        &mut self,
+        now: Millis,
+        unmet: &[QueuedJob],
+        free_left: &[Vec<String>],
+    ) -> Option<QueuedJob> {
+        self.prune_yield_ranks();
+        let spare = self
+            .vms
+            .values()
+            .find(|vm| {
+                vm.team == Team::Root
+                    && vm.power == PowerState::Running
+                    && !vm.was_busy
+                    && vm.stop.is_none()
+            })
+            .map(|vm| (vm.name.clone(), vm.labels.clone()));
+        let mine = spare.as_ref().map(|(n, l)| (n.as_str(), l.as_slice()));
         let yield_to = unmet
             .iter()
-            .find(|job| {
-                self.servable_here(job)
-                    && now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms
-            })
+            .find(|job| self.servable_here(job) && self.yield_turn_come(now, job, mine, free_left))
             .cloned();
-        if unmet
-            .iter()
-            .any(|job| now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms)
+        if free_left.is_empty()
+            && unmet
+                .iter()
+                .any(|job| now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms)
         {
             self.congested_at = Some(now);
         }

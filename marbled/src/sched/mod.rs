@@ -448,6 +448,7 @@ mod report;
 mod rng;
 mod share;
 mod slots;
+mod stagger;
 mod stop;
 mod unservable;
 mod vm;

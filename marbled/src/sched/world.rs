@@ -101,9 +101,13 @@ pub struct World {
     pub(super) recent_jobs: BTreeMap<u64, SeenJob>,
     /// Running runners' standing from the state file, applied at the first inventory.
     pub(super) restored_runners: BTreeMap<String, RunnerStanding>,
-    /// Last time a queued job had waited `warm_yield` without a host: the fleet is full,
-    /// and a warm runner booted now would soon give its host up unused.
+    /// Last time a queued job had waited `warm_yield` without a host while no idle runner
+    /// was left in the fleet to yield: the fleet is full, and a warm runner booted now would
+    /// soon give its host up unused.
     pub(super) congested_at: Option<Millis>,
+    /// Policy `demand`: the highest rank this host's spare runner (by VM name) had among the
+    /// hosts that could yield to a queued job, by job id (`stagger`).
+    pub(super) yield_ranks: BTreeMap<(u64, String), usize>,
     /// Jobs whose wait is already in `counters.root_job_waits` (newest last, bounded): a job
     /// runs for many polls and is counted once.
     pub(super) waits_counted: VecDeque<u64>,
@@ -149,6 +153,7 @@ impl World {
             restored_runners: BTreeMap::new(),
             waits_counted: VecDeque::new(),
             congested_at: None,
+            yield_ranks: BTreeMap::new(),
             streak: None,
             spi_waiters: BTreeMap::new(),
             counters: Counters::default(),
