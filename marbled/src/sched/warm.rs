@@ -29,12 +29,8 @@ use super::{Action, DemandSnapshot, Effect, Millis, QueuedJob, labels_cover};
 
 /// Idle-host warmth waits until its host has been free this long: a host freed between two
 /// jobs of a busy hour gets the next job soon, and a warm runner of another platform would
-/// only be given up to it unused (marble-sim, standard trace). 10 min left a second push
-/// within the hour to find the platforms the first one took cold on hosts free for 7–9 min
-/// (standard trace, root#36; `policy_standard_gap.rs`); 5 min keeps the SPI grants of
-/// `small-fleet` and `nightly@1001` within the cycler's, which 3 min and 0 did not
-/// (docs/benchmarks.md, "Task daytime").
-pub(super) const IDLE_WARM_AFTER_MS: Millis = 5 * 60_000;
+/// only be given up to it unused (marble-sim, standard trace).
+pub(super) const IDLE_WARM_AFTER_MS: Millis = 10 * 60_000;
 
 /// How long the jobs seen are remembered to rank platforms by likelihood (longer than
 /// `warm_window`, which only decides the prediction): after a quiet night the window is
