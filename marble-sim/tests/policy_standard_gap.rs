@@ -7,6 +7,13 @@
 //! nodes 1 and 2 (their agents stay up, idle for less than `agent_idle_handover`), and the
 //! next morning's push on mac15 and mac14. The platforms are ranked by the jobs of the last
 //! day, so the morning push starts on warm runners.
+//!
+//! The daytime gap (task `daytime`): a second push soon after the first found its platforms'
+//! idle-host warm runners not yet booted — the hosts its first push freed waited 10 minutes
+//! (`IDLE_WARM_AFTER_MS`) before booting one (standard trace, root#36: host 01 free for 9 min,
+//! no mac14 runner warm, the run came). With a 5 min delay the second push starts warm, but
+//! that delay is not shipped: it put holdout `faults@2001`'s SPI grant p95 over the cycler's
+//! (docs/benchmarks.md, "Task daytime"), so the test is ignored until a rule passes both.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -78,6 +85,52 @@ fn the_morning_push_finds_its_likeliest_platforms_warm() {
     let cold = count_above(&root.waits_ms, 30_000);
     assert!(
         cold <= 1,
+        "{cold} ROOT job(s) waited over 30 s (max {})\n{}",
+        fmt_ms(root.wait_max_ms.unwrap_or(0)),
+        report.to_table()
+    );
+}
+
+/// Two hosts; a morning push on mac15 and mac14 (cold: nothing is remembered yet), a push at
+/// 10:30 on the warm runners the idle hosts then kept, and a push at 10:58, seven minutes
+/// after the 10:30 jobs freed their hosts. One job per platform in `warm_window` predicts
+/// nothing, so only idle-host warmth can have the 10:58 push start warm.
+fn daytime_text() -> String {
+    let mut t = String::from(
+        "[sim]\nduration = \"12h\"\nseed = 7\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
+    );
+    t.push_str(&common::platform_hosts(2));
+    for at in ["8h", "10h 30m", "10h 58m"] {
+        for p in ["15", "14"] {
+            write!(
+                t,
+                "[[root_jobs]]\nat = \"{at}\"\nduration = \"20m\"\n\
+                 labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"mac{p}\"]\n\n"
+            )
+            .unwrap();
+        }
+    }
+    t
+}
+
+#[test]
+#[ignore = "fails with the shipped 10 min idle-warmth delay; passes at 5 min, which costs SPI on faults@2001 (docs/benchmarks.md, Task daytime)"]
+fn a_push_soon_after_another_finds_its_platforms_warm() {
+    let trace = Trace::parse(&daytime_text(), Path::new("daytime-gap.toml")).unwrap();
+    assert_eq!(
+        trace.scheduler,
+        marbled::config::SchedulerSection::default(),
+        "a trace sets only workload, fleet, boots and faults"
+    );
+    let report = demand(&trace);
+    assert!(report.violations.is_empty(), "{}", report.to_table());
+    let root = &report.teams["root"];
+    assert_eq!(root.arrived, 6);
+    assert_eq!(root.started, root.arrived, "{}", report.to_table());
+    // Only the morning push (nothing remembered, every host on another platform) boots cold.
+    let cold = count_above(&root.waits_ms, 30_000);
+    assert!(
+        cold <= 2,
         "{cold} ROOT job(s) waited over 30 s (max {})\n{}",
         fmt_ms(root.wait_max_ms.unwrap_or(0)),
         report.to_table()
