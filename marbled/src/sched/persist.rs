@@ -1,8 +1,8 @@
 //! What survives a restart: locks, pause and drain (with who/why/since), slot leases,
 //! quarantines, the cycle's position, the operations that were in flight, and what policy
 //! `demand` has learnt — the warm-runner prediction's history, the fair-share streak, the
-//! Jenkins nodes waiting (since when) and why each running runner is up. Kept by VM name, so a lock on a VM that is temporarily
-//! unregistered is not lost.
+//! Jenkins nodes waiting (since when) and why each running runner is up. Kept by VM name, so
+//! a lock on a VM that is temporarily unregistered is not lost.
 
 use std::collections::BTreeMap;
 
@@ -136,12 +136,8 @@ impl World {
         world.cycle_off_until = persisted.cycle_off_until_ms;
         world.pending_reconcile = persisted.in_flight;
         // Jobs that left the window while the daemon was down no longer count.
-        let horizon =
-            now.saturating_sub(world.config.warm_window_ms.max(super::warm::RANK_MEMORY_MS));
         world.recent_jobs = persisted.seen_jobs;
-        world
-            .recent_jobs
-            .retain(|_, seen| world.config.warm_window_ms > 0 && seen.since_ms >= horizon);
+        world.forget_old_jobs(now);
         // A streak from before issue 17 has no start: it starts now.
         world.streak = persisted.streak.map(|s| Streak {
             since_ms: if s.since_ms == 0 { now } else { s.since_ms },

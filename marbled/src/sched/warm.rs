@@ -72,12 +72,11 @@ fn canonical(labels: &[String]) -> Vec<String> {
 
 impl World {
     /// Learn from a demand snapshot: every job seen queued or running that a ROOT VM of this
-    /// host could run, kept for the window (and for [`RANK_MEMORY_MS`], to rank platforms). The others (a repository's Linux and Windows
-    /// jobs, hundreds an hour) could never make this host boot a warm runner, and would only
-    /// swell the state file.
+    /// host could run, kept for the window (and for [`RANK_MEMORY_MS`], to rank platforms).
+    /// The others (a repository's Linux and Windows jobs, hundreds an hour) could never make
+    /// this host boot a warm runner, and would only swell the state file.
     pub(super) fn remember_jobs(&mut self, now: Millis, snapshot: &DemandSnapshot) {
-        let window = self.config.warm_window_ms;
-        if window == 0 {
+        if self.config.warm_window_ms == 0 {
             self.recent_jobs.clear();
             return;
         }
@@ -102,8 +101,17 @@ impl World {
             })
             .collect();
         self.recent_jobs.extend(new);
+        self.forget_old_jobs(now);
+    }
+
+    /// Drop the jobs seen before both the prediction's window and [`RANK_MEMORY_MS`] (all of
+    /// them when the prediction is off): after each snapshot, and after a restart for the
+    /// jobs that aged out while the daemon was down.
+    pub(super) fn forget_old_jobs(&mut self, now: Millis) {
+        let window = self.config.warm_window_ms;
         let horizon = now.saturating_sub(window.max(RANK_MEMORY_MS));
-        self.recent_jobs.retain(|_, seen| seen.since_ms >= horizon);
+        self.recent_jobs
+            .retain(|_, seen| window > 0 && seen.since_ms >= horizon);
     }
 
     /// Queued jobs no idle runner will take (oldest first), and the labels of the idle
@@ -163,10 +171,8 @@ impl World {
                 .filter(|(_, n)| *n >= self.config.warm_min_jobs.max(1))
                 .collect();
             // Ties go to the platform of more jobs over the longer memory.
-            predicted.sort_by(|a, b| {
-                b.1.cmp(&a.1)
-                    .then_with(|| self.remembered(b.0).cmp(&self.remembered(a.0)))
-                    .then_with(|| a.0.cmp(b.0))
+            predicted.sort_by_cached_key(|&(labels, n)| {
+                (std::cmp::Reverse((n, self.remembered(labels))), labels)
             });
             for (labels, n) in predicted {
                 if needs.iter().any(|t| &t.labels == labels) {
@@ -217,8 +223,8 @@ impl World {
 
     /// Idle-host warmth: one idle runner fleet-wide for every label set a ROOT VM of this
     /// host offers, after the configured and predicted targets, the likeliest first (most
-    /// jobs in the remembered history, [`RANK_MEMORY_MS`], then name order). A free host boots the first one no
-    /// idle runner in the fleet covers, so the fleet's idle hosts keep different platforms
+    /// jobs in the remembered history, [`RANK_MEMORY_MS`], then name order). A free host
+    /// boots the first one no idle runner in the fleet covers, so the fleet's idle hosts keep different platforms
     /// and a quiet fleet's next job, whatever its labels, finds a runner up (marble-sim,
     /// `docs/traces/quiet-trickle.toml`: every job started cold without it).
     fn push_idle_host_needs(&self, needs: &mut Vec<WarmNeed>) {
