@@ -7,6 +7,11 @@
 //! `agent_idle_handover` (8 h) gives its host up, so the push boots on free hosts at once,
 //! and with idle-host warmth (on by default), finds a warm runner of its platform. A day build an hour
 //! after the nightly still finds its agent up.
+//!
+//! An earlier morning (a push at 07:30, the agents idle ~5 h 50 min, under the 8 h age, as
+//! on the standard trace's mornings where six of eight hosts still held their nightly agent)
+//! finds its platforms warm too: an agent idle for half the age gives its host up when an
+//! idle-warm platform has no runner in the fleet.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,6 +28,10 @@ use marbled::config::Policy;
 use common::PLATFORMS;
 
 fn trace_text() -> String {
+    trace_text_with_push_at("11h 30m")
+}
+
+fn trace_text_with_push_at(push_at: &str) -> String {
     let mut t = String::from(
         "[sim]\nduration = \"14h\"\nseed = 5\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
     );
@@ -46,7 +55,7 @@ fn trace_text() -> String {
         };
         write!(
             t,
-            "[[root_jobs]]\nat = \"11h 30m\"\nduration = \"30m\"\n\
+            "[[root_jobs]]\nat = \"{push_at}\"\nduration = \"30m\"\n\
              labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"{label}\"]\n\n"
         )
         .unwrap();
@@ -55,7 +64,11 @@ fn trace_text() -> String {
 }
 
 fn trace() -> Trace {
-    let trace = Trace::parse(&trace_text(), Path::new("idle-agents.toml")).unwrap();
+    parse(&trace_text())
+}
+
+fn parse(text: &str) -> Trace {
+    let trace = Trace::parse(text, Path::new("idle-agents.toml")).unwrap();
     assert_eq!(
         trace.scheduler,
         marbled::config::SchedulerSection::default(),
@@ -120,5 +133,29 @@ fn jenkins_waits_no_longer_than_under_the_cycler() {
     assert!(cmp.clean(), "{table}");
     common::assert_spi_grants_no_slower_than_cycle(&cmp, &table);
     // The day build found its agent up: 4 nightly grants, no fifth.
+    assert_eq!(cmp.demand.grants, 4, "{table}");
+}
+
+#[test]
+fn an_earlier_push_finds_its_platforms_warm_on_hosts_of_agents_idle_since_the_nightly() {
+    let trace = parse(&trace_text_with_push_at("7h 30m"));
+    let report = demand(&trace);
+    assert_clean(&report);
+    let root = &report.teams["root"];
+    assert_eq!(root.arrived, 4);
+    // Before: the agents, idle ~5 h 50 min (under `agent_idle_handover`), held all four
+    // hosts, so every job waited for an agent's probe and stop, then a cold boot.
+    assert_eq!(
+        root.cold_starts,
+        0,
+        "every platform kept warm on a host an idle agent gave up for warmth\n{}",
+        report.to_table()
+    );
+    let max = root.wait_max_ms.unwrap();
+    assert!(max <= 10_000, "ROOT wait max {}", fmt_ms(max));
+    let cmp = compare(&trace, None);
+    let table = cmp.to_table("idle-agents-early");
+    assert!(cmp.clean(), "{table}");
+    common::assert_spi_grants_no_slower_than_cycle(&cmp, &table);
     assert_eq!(cmp.demand.grants, 4, "{table}");
 }
