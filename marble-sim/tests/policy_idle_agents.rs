@@ -8,10 +8,11 @@
 //! and with idle-host warmth (on by default), finds a warm runner of its platform. A day build an hour
 //! after the nightly still finds its agent up.
 //!
-//! An earlier morning (a push at 07:30, the agents idle ~5 h 50 min, under the 8 h age, as
-//! on the standard trace's mornings where six of eight hosts still held their nightly agent)
-//! finds its platforms warm too: an agent idle for half the age gives its host up when an
-//! idle-warm platform has no runner in the fleet.
+//! An earlier morning (a push at 07:30, the agents idle ~5 h 50 min, under the 8 h age, on
+//! six hosts of which four hold a nightly agent, as on the standard trace's mornings where
+//! six of eight hosts still held theirs) finds its platforms warm too: an agent idle for half
+//! the age gives its host up when an idle-warm platform has no runner in the fleet while
+//! another has one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,14 +29,15 @@ use marbled::config::Policy;
 use common::PLATFORMS;
 
 fn trace_text() -> String {
-    trace_text_with_push_at("11h 30m")
+    trace_text_with(4, "11h 30m")
 }
 
-fn trace_text_with_push_at(push_at: &str) -> String {
+/// `hosts` hosts (the nightly builds run on the first four), the push at `push_at`.
+fn trace_text_with(hosts: u32, push_at: &str) -> String {
     let mut t = String::from(
         "[sim]\nduration = \"14h\"\nseed = 5\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
     );
-    t.push_str(&common::platform_hosts(4));
+    t.push_str(&common::platform_hosts(hosts));
     for h in 1..=4 {
         // The nightly: one build per node at 01:00.
         write!(
@@ -138,13 +140,15 @@ fn jenkins_waits_no_longer_than_under_the_cycler() {
 
 #[test]
 fn an_earlier_push_finds_its_platforms_warm_on_hosts_of_agents_idle_since_the_nightly() {
-    let trace = parse(&trace_text_with_push_at("7h 30m"));
+    // Six hosts, as on the standard trace (six of eight): the two without an agent keep
+    // idle-warm runners of two platforms, the push's other two waited for an agent.
+    let trace = parse(&trace_text_with(6, "7h 30m"));
     let report = demand(&trace);
     assert_clean(&report);
     let root = &report.teams["root"];
     assert_eq!(root.arrived, 4);
-    // Before: the agents, idle ~5 h 50 min (under `agent_idle_handover`), held all four
-    // hosts, so every job waited for an agent's probe and stop, then a cold boot.
+    // Before: the agents, idle ~5 h 50 min (under `agent_idle_handover`), held four of the
+    // six hosts, so two jobs waited for an agent's probe and stop, then a cold boot.
     assert_eq!(
         root.cold_starts,
         0,

@@ -208,7 +208,8 @@ impl World {
     }
 
     /// The first idle-host warmth target the fleet is short of that a ROOT VM here could
-    /// fill, when a warm boot could happen at all (not within
+    /// fill, while another is filled (an idle runner is up somewhere), and when a warm boot
+    /// could happen at all (not within
     /// [`WARM_AFTER_CONGESTION_MS`] of the fleet being seen full: a host freed then would
     /// stay empty, and the agent was better left up for its next build).
     fn warmth_wanted_here<'a>(&self, now: Millis, needs: &'a [WarmNeed]) -> Option<&'a WarmNeed> {
@@ -216,6 +217,14 @@ impl World {
             .congested_at
             .is_some_and(|at| now.saturating_sub(at) < WARM_AFTER_CONGESTION_MS)
         {
+            return None;
+        }
+        // Only while some host keeps an idle runner: the fleet has room beyond Jenkins'
+        // agents and ROOT's running jobs. With none, every host holds an agent or a ROOT
+        // job, and freeing agents there gave their nodes' next builds up to the ROOT
+        // backlog that followed (marble-sim, overload: all four hosts' agents went in the
+        // first night, SPI grant p95 1h58m → 2h13m against the cycler's 2h05m).
+        if !needs.iter().any(|n| n.have > 0) {
             return None;
         }
         needs
