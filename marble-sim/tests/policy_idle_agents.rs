@@ -8,11 +8,11 @@
 //! and with idle-host warmth (on by default), finds a warm runner of its platform. A day build an hour
 //! after the nightly still finds its agent up.
 //!
-//! An earlier morning (a push at 07:30, the agents idle ~5 h 50 min, under the 8 h age, on
+//! An earlier morning (a push at 08:30, the agents idle ~6 h 50 min, under the 8 h age, on
 //! six hosts of which four hold a nightly agent, as on the standard trace's mornings where
-//! six of eight hosts still held theirs) finds its platforms warm too: an agent idle for half
-//! the age gives its host up when an idle-warm platform has no runner in the fleet while
-//! another has one.
+//! six of eight hosts still held theirs) finds its platforms warm too: an agent idle for
+//! `agent_warm_handover` (6 h) gives its host up when an idle-warm platform has no runner in
+//! the fleet while another has one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -142,12 +142,12 @@ fn jenkins_waits_no_longer_than_under_the_cycler() {
 fn an_earlier_push_finds_its_platforms_warm_on_hosts_of_agents_idle_since_the_nightly() {
     // Six hosts, as on the standard trace (six of eight): the two without an agent keep
     // idle-warm runners of two platforms, the push's other two waited for an agent.
-    let trace = parse(&trace_text_with(6, "7h 30m"));
+    let trace = parse(&trace_text_with(6, "8h 30m"));
     let report = demand(&trace);
     assert_clean(&report);
     let root = &report.teams["root"];
     assert_eq!(root.arrived, 4);
-    // Before: the agents, idle ~5 h 50 min (under `agent_idle_handover`), held four of the
+    // Before: the agents, idle ~6 h 50 min (under `agent_idle_handover`), held four of the
     // six hosts, so two jobs waited for an agent's probe and stop, then a cold boot.
     assert_eq!(
         root.cold_starts,

@@ -161,13 +161,12 @@ impl World {
     /// Only while a ROOT VM here could start; the grace of a fresh grant is over already
     /// (`settled_running`), and a busy agent is never stopped (probe first).
     ///
-    /// Idle for half that age, it gives way only *for warmth*: an idle-warm platform a ROOT
-    /// VM here could keep has no idle runner in the fleet, so no free host is holding it
+    /// Idle for `agent_warm_handover` (shorter), it gives way only *for warmth*: an
+    /// idle-warm platform a ROOT VM here could keep has no idle runner in the fleet
     /// ([`Self::warmth_wanted_here`]). The nightly's agents are idle 6–8 h by the morning
     /// push; at 8 h alone six of eight hosts still held them, so the push found one or two
     /// warm runners and booted the rest after an agent's stop (marble-sim, standard trace,
-    /// +3d 9h 6m). The day's gaps between two builds on an agent (up to 3 h 37 min) stay
-    /// below half the default, and once the missing platforms are warm no further agent goes.
+    /// +3d 9h 6m). Once the missing platforms are warm no further agent goes.
     fn idle_agent_gives_way(
         &self,
         now: Millis,
@@ -175,10 +174,12 @@ impl World {
         needs: &[WarmNeed],
     ) -> Option<String> {
         let age = self.config.agent_idle_handover_ms;
+        let warm_age = self.config.agent_warm_handover_ms;
         let since = vm.idle_since()?;
         let idle_for = now.saturating_sub(since);
-        if age == 0
-            || idle_for < age / 2
+        let old = age > 0 && idle_for >= age;
+        let old_for_warmth = warm_age > 0 && idle_for >= warm_age;
+        if !(old || old_for_warmth)
             || matches!(vm.busy, BusyState::Busy { .. } | BusyState::Unknown { .. })
         {
             return None;
@@ -190,7 +191,7 @@ impl World {
             return None;
         }
         let age_text = |d: Millis| humantime::format_duration(std::time::Duration::from_millis(d));
-        if idle_for >= age {
+        if old {
             return Some(format!(
                 "idle since {} (no build seen for agent_idle_handover {}): the host goes to ROOT",
                 format_ms(since),
@@ -199,10 +200,10 @@ impl World {
         }
         let need = self.warmth_wanted_here(now, needs)?;
         Some(format!(
-            "idle since {} (no build seen for half of agent_idle_handover, {}) and no idle \
-             runner in the fleet for runs-on {}: the host goes to ROOT for warmth",
+            "idle since {} (no build seen for agent_warm_handover {}) and no idle runner in \
+             the fleet for runs-on {}: the host goes to ROOT for warmth",
             format_ms(since),
-            age_text(age / 2),
+            age_text(warm_age),
             need.labels.join(",")
         ))
     }
