@@ -199,6 +199,8 @@ fn random_scheduler(s: &mut SchedulerSection, r: &mut SimRng, capacity: u32) {
     s.warm_idle_hosts = r.chance(0.5);
     s.jobs_per_boot = u32::try_from(r.range(1, 3)).unwrap_or(1);
     s.agent_idle_handover = secs([0, 300, 1_800, 3_600][r.below(4)]);
+    // The warmth hand-over at half that age (no draw: the random schedules stay the same).
+    s.agent_warm_handover = s.agent_idle_handover / 2;
 }
 
 /// `random_trace`'s GitHub jobs and Jenkins builds.

@@ -7,6 +7,12 @@
 //! `agent_idle_handover` (8 h) gives its host up, so the push boots on free hosts at once,
 //! and with idle-host warmth (on by default), finds a warm runner of its platform. A day build an hour
 //! after the nightly still finds its agent up.
+//!
+//! An earlier morning (a push at 08:30, the agents idle ~6 h 50 min, under the 8 h age, on
+//! six hosts of which four hold a nightly agent, as on the standard trace's mornings where
+//! six of eight hosts still held theirs) finds its platforms warm too: an agent idle for
+//! `agent_warm_handover` (6 h) gives its host up when an idle-warm platform has no runner in
+//! the fleet while another has one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,10 +29,15 @@ use marbled::config::Policy;
 use common::PLATFORMS;
 
 fn trace_text() -> String {
+    trace_text_with(4, "11h 30m")
+}
+
+/// `hosts` hosts (the nightly builds run on the first four), the push at `push_at`.
+fn trace_text_with(hosts: u32, push_at: &str) -> String {
     let mut t = String::from(
         "[sim]\nduration = \"14h\"\nseed = 5\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
     );
-    t.push_str(&common::platform_hosts(4));
+    t.push_str(&common::platform_hosts(hosts));
     for h in 1..=4 {
         // The nightly: one build per node at 01:00.
         write!(
@@ -46,7 +57,7 @@ fn trace_text() -> String {
         };
         write!(
             t,
-            "[[root_jobs]]\nat = \"11h 30m\"\nduration = \"30m\"\n\
+            "[[root_jobs]]\nat = \"{push_at}\"\nduration = \"30m\"\n\
              labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"{label}\"]\n\n"
         )
         .unwrap();
@@ -55,7 +66,11 @@ fn trace_text() -> String {
 }
 
 fn trace() -> Trace {
-    let trace = Trace::parse(&trace_text(), Path::new("idle-agents.toml")).unwrap();
+    parse(&trace_text())
+}
+
+fn parse(text: &str) -> Trace {
+    let trace = Trace::parse(text, Path::new("idle-agents.toml")).unwrap();
     assert_eq!(
         trace.scheduler,
         marbled::config::SchedulerSection::default(),
@@ -120,5 +135,31 @@ fn jenkins_waits_no_longer_than_under_the_cycler() {
     assert!(cmp.clean(), "{table}");
     common::assert_spi_grants_no_slower_than_cycle(&cmp, &table);
     // The day build found its agent up: 4 nightly grants, no fifth.
+    assert_eq!(cmp.demand.grants, 4, "{table}");
+}
+
+#[test]
+fn an_earlier_push_finds_its_platforms_warm_on_hosts_of_agents_idle_since_the_nightly() {
+    // Six hosts, as on the standard trace (six of eight): the two without an agent keep
+    // idle-warm runners of two platforms, the push's other two waited for an agent.
+    let trace = parse(&trace_text_with(6, "8h 30m"));
+    let report = demand(&trace);
+    assert_clean(&report);
+    let root = &report.teams["root"];
+    assert_eq!(root.arrived, 4);
+    // Before: the agents, idle ~6 h 50 min (under `agent_idle_handover`), held four of the
+    // six hosts, so two jobs waited for an agent's probe and stop, then a cold boot.
+    assert_eq!(
+        root.cold_starts,
+        0,
+        "every platform kept warm on a host an idle agent gave up for warmth\n{}",
+        report.to_table()
+    );
+    let max = root.wait_max_ms.unwrap();
+    assert!(max <= 10_000, "ROOT wait max {}", fmt_ms(max));
+    let cmp = compare(&trace, None);
+    let table = cmp.to_table("idle-agents-early");
+    assert!(cmp.clean(), "{table}");
+    common::assert_spi_grants_no_slower_than_cycle(&cmp, &table);
     assert_eq!(cmp.demand.grants, 4, "{table}");
 }

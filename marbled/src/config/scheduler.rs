@@ -93,6 +93,12 @@ pub struct SchedulerSection {
     /// their hosts before the morning's first push.
     #[serde(default = "default_agent_idle_handover", with = "humantime_serde")]
     pub agent_idle_handover: Duration,
+    /// Policy `demand`: a Jenkins agent idle this long (below `agent_idle_handover`) gives
+    /// its host up *for warmth*: when an idle-warm platform has no idle runner in the fleet
+    /// while another has one, and no job has found the fleet full lately ("0s": never).
+    /// Frees the nightly's agents for the morning push's platforms.
+    #[serde(default = "default_agent_warm_handover", with = "humantime_serde")]
+    pub agent_warm_handover: Duration,
     /// Deprecated (issue 17): a turn-counted limit, replaced by `fairness_bound` counting
     /// the time a team is passed over. Accepted so old files still load; ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +142,7 @@ impl Default for SchedulerSection {
             // Jenkins retries a refused start 60 s later: five of its retries may be missed.
             waiter_expiry: secs(300),
             agent_idle_handover: default_agent_idle_handover(),
+            agent_warm_handover: default_agent_warm_handover(),
             max_consecutive: None,
         }
     }
@@ -148,6 +155,14 @@ impl Default for SchedulerSection {
 /// agents idle from a night to a late morning, or over a weekend, give their host up.
 fn default_agent_idle_handover() -> Duration {
     Duration::from_secs(8 * 3600)
+}
+
+/// `agent_warm_handover`'s default: well above the day's gaps between builds on one agent (up
+/// to ~3.5 h on the standard trace) and within the nightly's agents' idle time at the morning
+/// push (6–8 h there). 4 h took the standard trace's ROOT p95 to 1m28s but put SPI grant p95
+/// over the cycler's on `overload@1001` (docs/SCHEDULER.md, "Idle agents and the morning push").
+fn default_agent_warm_handover() -> Duration {
+    Duration::from_secs(6 * 3600)
 }
 
 /// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering

@@ -160,7 +160,7 @@ impl World {
             } else if root_waits_here {
                 Some("an unmet ROOT job could run on this host".to_owned())
             } else {
-                self.idle_agent_gives_way(now, vm)
+                self.idle_agent_gives_way(now, vm, needs)
             };
             if let Some(reason) = reason {
                 self.decide(
@@ -181,11 +181,26 @@ impl World {
     /// the cold starts). A free host watches for new runs and may keep a warm runner.
     /// Only while a ROOT VM here could start; the grace of a fresh grant is over already
     /// (`settled_running`), and a busy agent is never stopped (probe first).
-    fn idle_agent_gives_way(&self, now: Millis, vm: &VmState) -> Option<String> {
+    ///
+    /// Idle for `agent_warm_handover` (shorter), it gives way only *for warmth*: an
+    /// idle-warm platform a ROOT VM here could keep has no idle runner in the fleet
+    /// ([`Self::warmth_wanted_here`]). The nightly's agents are idle 6–8 h by the morning
+    /// push; at 8 h alone six of eight hosts still held them, so the push found one or two
+    /// warm runners and booted the rest after an agent's stop (marble-sim, standard trace,
+    /// +3d 9h 6m). Once the missing platforms are warm no further agent goes.
+    fn idle_agent_gives_way(
+        &self,
+        now: Millis,
+        vm: &VmState,
+        needs: &[WarmNeed],
+    ) -> Option<String> {
         let age = self.config.agent_idle_handover_ms;
+        let warm_age = self.config.agent_warm_handover_ms;
         let since = vm.idle_since()?;
-        if age == 0
-            || now.saturating_sub(since) < age
+        let idle_for = now.saturating_sub(since);
+        let old = age > 0 && idle_for >= age;
+        let old_for_warmth = warm_age > 0 && idle_for >= warm_age;
+        if !(old || old_for_warmth)
             || matches!(vm.busy, BusyState::Busy { .. } | BusyState::Unknown { .. })
         {
             return None;
@@ -193,13 +208,50 @@ impl World {
         let root_can_start = self.vms.values().any(|other| {
             other.team == Team::Root && self.start_blocker(now, &other.name).is_none()
         });
-        root_can_start.then(|| {
-            format!(
+        if !root_can_start {
+            return None;
+        }
+        let age_text = |d: Millis| humantime::format_duration(std::time::Duration::from_millis(d));
+        if old {
+            return Some(format!(
                 "idle since {} (no build seen for agent_idle_handover {}): the host goes to ROOT",
                 format_ms(since),
-                humantime::format_duration(std::time::Duration::from_millis(age))
-            )
-        })
+                age_text(age)
+            ));
+        }
+        let need = self.warmth_wanted_here(now, needs)?;
+        Some(format!(
+            "idle since {} (no build seen for agent_warm_handover {}) and no idle runner in \
+             the fleet for runs-on {}: the host goes to ROOT for warmth",
+            format_ms(since),
+            age_text(warm_age),
+            need.labels.join(",")
+        ))
+    }
+
+    /// The first idle-host warmth target the fleet is short of that a ROOT VM here could
+    /// fill, while another is filled (an idle runner is up somewhere), and when a warm boot
+    /// could happen at all (not within
+    /// [`WARM_AFTER_CONGESTION_MS`] of the fleet being seen full: a host freed then would
+    /// stay empty, and the agent was better left up for its next build).
+    fn warmth_wanted_here<'a>(&self, now: Millis, needs: &'a [WarmNeed]) -> Option<&'a WarmNeed> {
+        if self
+            .congested_at
+            .is_some_and(|at| now.saturating_sub(at) < WARM_AFTER_CONGESTION_MS)
+        {
+            return None;
+        }
+        // Only while some host keeps an idle runner: the fleet has room beyond Jenkins'
+        // agents and ROOT's running jobs. With none, every host holds an agent or a ROOT
+        // job, and freeing agents there gave their nodes' next builds up to the ROOT
+        // backlog that followed (marble-sim, overload: all four hosts' agents went in the
+        // first night, SPI grant p95 1h58m → 2h13m against the cycler's 2h05m).
+        if !needs.iter().any(|n| n.have > 0) {
+            return None;
+        }
+        needs
+            .iter()
+            .find(|n| n.idle && n.missing() > 0 && self.demand_candidate(now, &n.labels).is_some())
     }
 
     /// Why a running ROOT VM should give its host up, if it should.

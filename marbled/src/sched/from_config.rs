@@ -45,6 +45,7 @@ impl SchedConfig {
             share_spi: s.share_spi,
             waiter_expiry_ms: ms(s.waiter_expiry),
             agent_idle_handover_ms: ms(s.agent_idle_handover),
+            agent_warm_handover_ms: ms(s.agent_warm_handover),
             spi_labels: config
                 .jenkins
                 .as_ref()

@@ -387,6 +387,10 @@ pub struct SchedConfig {
     /// Policy `demand`: another team's idle VM whose probes have seen no build for this long
     /// gives its host up to ROOT whether or not a ROOT job waits. 0 = never.
     pub agent_idle_handover_ms: u64,
+    /// Policy `demand`: another team's idle VM whose probes have seen no build for this long
+    /// gives its host up when idle-host warmth is short of a platform a ROOT VM here could
+    /// keep (`sched/demand.rs`). 0 = never.
+    pub agent_warm_handover_ms: u64,
     /// Jenkins labels every SPI node on this host carries (`[jenkins] labels`): a queued
     /// build for one of them (a build that accepts any node) waits for this host too.
     pub spi_labels: Vec<String>,
@@ -430,6 +434,7 @@ impl Default for SchedConfig {
             share_spi: 2,
             waiter_expiry_ms: 300_000,
             agent_idle_handover_ms: 8 * 3_600_000,
+            agent_warm_handover_ms: 6 * 3_600_000,
             spi_labels: Vec::new(),
             jenkins_nodes: BTreeMap::new(),
         }

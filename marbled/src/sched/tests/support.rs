@@ -62,6 +62,7 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         waiter_expiry_ms: 300_000,
         // Off unless a test is about idle Jenkins agents.
         agent_idle_handover_ms: 0,
+        agent_warm_handover_ms: 0,
         spi_labels: Vec::new(),
         jenkins_nodes: std::collections::BTreeMap::new(),
     }
