@@ -95,8 +95,9 @@ pub struct SchedulerSection {
     pub agent_idle_handover: Duration,
     /// Policy `demand`: a Jenkins agent idle this long (below `agent_idle_handover`) gives
     /// its host up *for warmth*: when an idle-warm platform has no idle runner in the fleet
-    /// while another has one, and no job has found the fleet full lately ("0s": never).
-    /// Frees the nightly's agents for the morning push's platforms.
+    /// while another has one, nothing is unmet and no job has found the fleet full lately
+    /// ("0s": never; `agent_idle_handover = "0s"` turns it off too). Frees the nightly's
+    /// agents for the morning push's platforms.
     #[serde(default = "default_agent_warm_handover", with = "humantime_serde")]
     pub agent_warm_handover: Duration,
     /// Deprecated (issue 17): a turn-counted limit, replaced by `fairness_bound` counting

@@ -19,12 +19,14 @@
 //!   readiness — a runner whose job another runner took is a spare like a warm one.
 //!   Another team's idle, unprotected VM gives the host up when an unmet ROOT job could run
 //!   here, or once its probes have seen no build for `agent_idle_handover` (hours: a Jenkins
-//!   agent left up after the nightly no longer holds its host until the morning push).
+//!   agent left up after the nightly no longer holds its host until the morning push), or
+//!   for `agent_warm_handover` when an idle-warm platform it could keep is missing in the
+//!   fleet and nothing is unmet (the freed host then boots that warm runner at once).
 //! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
 //!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
 //!   (round robin among the eligible ones, skipping locked and quarantined VMs) — but only on
-//!   a snapshot that arrived after the host became free, so hosts freed by the same stale
+//!   a snapshot taken after the host became free, so hosts freed by the same stale
 //!   picture do not all boot for one job; it asks for such a snapshot at once
 //!   (`Effect::RefreshDemand`).
 //! - Nothing unmet: boot a warm runner for a target the fleet is short of (not within 30 min
@@ -147,6 +149,8 @@ impl World {
         fx: &mut Vec<Effect>,
     ) {
         let root_waits_here = unmet.iter().any(|job| self.servable_here(job));
+        // A freed host boots a warm runner only while no job is unmet (`drive_demand`).
+        let warm_boot_possible = unmet.is_empty();
         let running = self.settled_running(now);
         for name in running {
             if self.try_rearm(now, &name, unmet, fx) || self.rearm_pending(&name, unmet) {
@@ -160,7 +164,11 @@ impl World {
             } else if root_waits_here {
                 Some("an unmet ROOT job could run on this host".to_owned())
             } else {
-                self.idle_agent_gives_way(now, vm, needs)
+                let release = self.idle_agent_gives_way(now, vm, needs, warm_boot_possible);
+                if let Some((_, for_warmth)) = &release {
+                    self.freed_for_warmth = *for_warmth;
+                }
+                release.map(|(reason, _)| reason)
             };
             if let Some(reason) = reason {
                 self.decide(
@@ -187,19 +195,27 @@ impl World {
     /// ([`Self::warmth_wanted_here`]). The nightly's agents are idle 6–8 h by the morning
     /// push; at 8 h alone six of eight hosts still held them, so the push found one or two
     /// warm runners and booted the rest after an agent's stop (marble-sim, standard trace,
-    /// +3d 9h 6m). Once the missing platforms are warm no further agent goes.
+    /// +3d 9h 6m). Only when a warm boot could follow (`warm_boot_possible`: no job is
+    /// unmet, else the freed host would sit empty), and the host it frees boots its warm
+    /// runner without the idle-warmth delay (`World::freed_for_warmth`), so the next
+    /// snapshot lists that runner and no other agent goes for the same platform.
+    /// `agent_idle_handover = "0s"` turns both hand-overs off: an operator who switched
+    /// the age off keeps every idle agent.
+    ///
+    /// Returns why, and whether it is for warmth.
     fn idle_agent_gives_way(
         &self,
         now: Millis,
         vm: &VmState,
         needs: &[WarmNeed],
-    ) -> Option<String> {
+        warm_boot_possible: bool,
+    ) -> Option<(String, bool)> {
         let age = self.config.agent_idle_handover_ms;
         let warm_age = self.config.agent_warm_handover_ms;
         let since = vm.idle_since()?;
         let idle_for = now.saturating_sub(since);
         let old = age > 0 && idle_for >= age;
-        let old_for_warmth = warm_age > 0 && idle_for >= warm_age;
+        let old_for_warmth = age > 0 && warm_age > 0 && idle_for >= warm_age;
         if !(old || old_for_warmth)
             || matches!(vm.busy, BusyState::Busy { .. } | BusyState::Unknown { .. })
         {
@@ -213,20 +229,25 @@ impl World {
         }
         let age_text = |d: Millis| humantime::format_duration(std::time::Duration::from_millis(d));
         if old {
-            return Some(format!(
+            let why = format!(
                 "idle since {} (no build seen for agent_idle_handover {}): the host goes to ROOT",
                 format_ms(since),
                 age_text(age)
-            ));
+            );
+            return Some((why, false));
+        }
+        if !warm_boot_possible {
+            return None;
         }
         let need = self.warmth_wanted_here(now, needs)?;
-        Some(format!(
+        let why = format!(
             "idle since {} (no build seen for agent_warm_handover {}) and no idle runner in \
              the fleet for runs-on {}: the host goes to ROOT for warmth",
             format_ms(since),
             age_text(warm_age),
             need.labels.join(",")
-        ))
+        );
+        Some((why, true))
     }
 
     /// The first idle-host warmth target the fleet is short of that a ROOT VM here could
@@ -304,8 +325,16 @@ impl World {
     /// Whether the host is free and it is ROOT's turn to take it, on a fresh enough
     /// snapshot (asking for one when not).
     fn demand_may_boot(&mut self, now: Millis, fx: &mut Vec<Effect>) -> bool {
-        if !self.occupying_names().is_empty() {
+        let occupying = self.occupying_names();
+        if !occupying.is_empty() {
             self.host_free_since = None;
+            if occupying
+                .iter()
+                .any(|name| self.vms.get(name).is_some_and(|vm| vm.team == Team::Root))
+            {
+                // The warm runner a warmth hand-over freed the host for is up.
+                self.freed_for_warmth = false;
+            }
             return false;
         }
         let free_since = *self.host_free_since.get_or_insert(now);
@@ -427,9 +456,12 @@ impl World {
         // Idle-host warmth only on a snapshot taken once the host had been free that long:
         // hosts freed together would otherwise all boot the same platform on pictures that
         // predate each other's runners (marble-sim, quiet trickle: six mac13 runners).
-        let idle_ok = self
-            .host_free_since
-            .is_some_and(|since| self.demand_at >= since.saturating_add(IDLE_WARM_AFTER_MS));
+        // A host an idle agent gave up for warmth boots at once: it was freed for this, and
+        // until its runner is listed every other idle agent sees the platform missing too.
+        let idle_ok = self.freed_for_warmth
+            || self
+                .host_free_since
+                .is_some_and(|since| self.demand_at >= since.saturating_add(IDLE_WARM_AFTER_MS));
         for need in needs
             .iter()
             .filter(|n| n.missing() > 0 && (!n.idle || idle_ok))

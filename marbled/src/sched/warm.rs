@@ -224,9 +224,9 @@ impl World {
     /// Idle-host warmth: one idle runner fleet-wide for every label set a ROOT VM of this
     /// host offers, after the configured and predicted targets, the likeliest first (most
     /// jobs in the remembered history, [`RANK_MEMORY_MS`], then name order). A free host
-    /// boots the first one no idle runner in the fleet covers, so the fleet's idle hosts keep different platforms
-    /// and a quiet fleet's next job, whatever its labels, finds a runner up (marble-sim,
-    /// `docs/traces/quiet-trickle.toml`: every job started cold without it).
+    /// boots the first one no idle runner in the fleet covers, so the fleet's idle hosts keep
+    /// different platforms and a quiet fleet's next job, whatever its labels, finds a runner
+    /// up (marble-sim, `docs/traces/quiet-trickle.toml`: every job started cold without it).
     fn push_idle_host_needs(&self, needs: &mut Vec<WarmNeed>) {
         let mut sets: Vec<Vec<String>> = self
             .vms

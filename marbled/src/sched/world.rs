@@ -93,6 +93,10 @@ pub struct World {
     /// Since when no VM holds the host (policy `demand` boots only on a snapshot newer than
     /// this, so a host never boots on a picture taken before another host reacted to it).
     pub(super) host_free_since: Option<Millis>,
+    /// The Jenkins agent was stopped to free the host for idle-host warmth
+    /// (`agent_warm_handover`): its warm runner boots without the idle-warmth delay. Cleared
+    /// once a ROOT VM holds the host.
+    pub(super) freed_for_warmth: bool,
     /// The free moment a fresh demand snapshot was already asked for (one ask per free
     /// episode).
     pub(super) demand_asked_for: Option<Millis>,
@@ -148,6 +152,7 @@ impl World {
             demand_at: 0,
             demand_arrived_at: 0,
             host_free_since: None,
+            freed_for_warmth: false,
             demand_asked_for: None,
             recent_jobs: BTreeMap::new(),
             restored_runners: BTreeMap::new(),

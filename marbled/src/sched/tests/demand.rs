@@ -404,3 +404,94 @@ fn a_snapshot_without_its_poll_time_counts_from_its_arrival() {
     host.settle();
     assert_eq!(host.running(), vec![M14.to_owned()]);
 }
+
+/// An agent idle after a build on a host with warmth on (`warm_idle_hosts`, hand-over for
+/// warmth after 1 h, `agent_idle_handover` as given), and a snapshot listing one idle mac14
+/// runner on another host: mac14 is warm in the fleet, mac15 (a VM here) is not.
+fn agent_where_mac15_is_missing(idle_handover_ms: Millis, root_jobs: Vec<QueuedJob>) -> Host {
+    let mut host = demand_host_with(
+        |c| {
+            c.agent_idle_handover_ms = idle_handover_ms;
+            c.agent_warm_handover_ms = 3_600_000;
+            c.warm_idle_hosts = true;
+            c.warm_window_ms = 2 * 3_600_000;
+        },
+        &[
+            (M14, Team::Root, PowerState::Stopped),
+            (M15, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+        ],
+    );
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    let req = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    assert!(matches!(host.reply(req), Ok(Response::SlotGranted(_))));
+    host.jobs.insert(S1.into(), "Jenkins build running".into());
+    host.advance(30 * 60_000);
+    host.jobs.remove(S1);
+    let mac14 = host.world.vms[M14].labels.clone();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs,
+        free_runners: vec![FleetRunner {
+            name: "other-host-mac14".into(),
+            labels: mac14,
+        }],
+        taken_at_ms: host.now,
+        ..Default::default()
+    }));
+    host
+}
+
+#[test]
+fn an_agent_idle_for_agent_warm_handover_frees_its_host_for_a_missing_platform_at_once() {
+    let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
+    host.advance(50 * 60_000);
+    assert_eq!(host.running(), vec![S1.to_owned()], "idle < 1 h: kept");
+    host.advance(15 * 60_000);
+    assert!(host.running().is_empty(), "{:?}", host.running());
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("agent_warm_handover")),
+        "{decisions:?}"
+    );
+    // The next snapshot boots mac15's warm runner at once, not after the idle-warmth delay:
+    // until it is listed, every other idle agent would see mac15 missing too.
+    let mac14 = host.world.vms[M14].labels.clone();
+    host.advance(1_000);
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![FleetRunner {
+            name: "other-host-mac14".into(),
+            labels: mac14,
+        }],
+        taken_at_ms: host.now,
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+}
+
+#[test]
+fn agent_idle_handover_off_keeps_the_agent_for_warmth_too() {
+    let mut host = agent_where_mac15_is_missing(0, Vec::new());
+    host.advance(5 * 3_600_000);
+    assert_eq!(
+        host.running(),
+        vec![S1.to_owned()],
+        "agent_idle_handover \"0s\" means never"
+    );
+}
+
+#[test]
+fn an_agent_is_not_given_up_for_warmth_while_a_job_is_unmet() {
+    // A job no VM here can run waits (for another host, or for ever): a freed host would
+    // not boot a warm runner while it does, so the agent stays up for its next build.
+    let waiting = QueuedJob {
+        labels: vec!["self-hosted".into(), "Linux".into()],
+        ..job(9, 1_000_000, "mac13")
+    };
+    let mut host = agent_where_mac15_is_missing(8 * 3_600_000, vec![waiting]);
+    host.advance(3 * 3_600_000);
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+}
