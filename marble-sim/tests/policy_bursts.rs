@@ -14,25 +14,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+mod common;
 
+use marble_sim::Trace;
 use marble_sim::ideal::ideal;
-use marble_sim::{Report, RunOptions, Trace, simulate};
-use marbled::config::Policy;
 
-/// A host with ROOT's four macOS VMs (mac13, mac14, mac15, mac-beta).
-fn host(i: u32) -> String {
-    let mut s =
-        format!("\n[[hosts]]\ncapacity = 1\nprefix = \"mac{i:02}\"\nroot_vms = 0\nspi_vms = 0\n");
-    for v in ["13", "14", "15"] {
-        s += &format!("\n[[hosts.vms]]\nname = \"mac{i:02}-ROOT-VM-macOS-{v}\"\n");
-    }
-    s += &format!(
-        "\n[[hosts.vms]]\nname = \"mac{i:02}-ROOT-VM-macOS-beta\"\n\
-         labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"macbeta\"]\n"
-    );
-    s
-}
+use common::{demand, parse_workload, root_host as host};
 
 fn job(at_s: u64, duration_s: u64, label: &str) -> String {
     format!(
@@ -50,11 +37,7 @@ fn trace(duration: &str, hosts: u32, jobs: &str) -> Trace {
     }
     text += "\n[boot]\nmin = \"60s\"\nmax = \"60s\"\nslow_rate = 0.0\n";
     text += jobs;
-    Trace::parse(&text, Path::new("policy_bursts.toml")).unwrap()
-}
-
-fn demand(trace: &Trace) -> Report {
-    simulate(trace, RunOptions::with_policy(Policy::Demand))
+    parse_workload(&text, "policy_bursts.toml")
 }
 
 const PLATFORMS: [&str; 4] = ["mac13", "mac14", "mac15", "macbeta"];

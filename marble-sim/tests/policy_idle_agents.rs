@@ -19,14 +19,12 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use marble_sim::compare::compare;
 use marble_sim::metrics::fmt_ms;
-use marble_sim::{Report, RunOptions, Trace, simulate};
-use marbled::config::Policy;
+use marble_sim::{Report, Trace};
 
-use common::PLATFORMS;
+use common::{PLATFORMS, demand, parse_workload};
 
 fn trace_text() -> String {
     trace_text_with(4, "11h 30m")
@@ -70,17 +68,7 @@ fn trace() -> Trace {
 }
 
 fn parse(text: &str) -> Trace {
-    let trace = Trace::parse(text, Path::new("idle-agents.toml")).unwrap();
-    assert_eq!(
-        trace.scheduler,
-        marbled::config::SchedulerSection::default(),
-        "a trace sets only workload, fleet, boots and faults"
-    );
-    trace
-}
-
-fn demand(trace: &Trace) -> Report {
-    simulate(trace, RunOptions::with_policy(Policy::Demand))
+    parse_workload(text, "idle-agents.toml")
 }
 
 fn assert_clean(report: &Report) {

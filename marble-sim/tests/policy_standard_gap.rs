@@ -20,11 +20,11 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::path::Path;
 
+use marble_sim::Trace;
 use marble_sim::metrics::{count_above, fmt_ms};
-use marble_sim::{Report, RunOptions, Trace, simulate};
-use marbled::config::Policy;
+
+use common::{demand, parse_workload};
 
 fn trace_text() -> String {
     let mut t = String::from(
@@ -58,17 +58,7 @@ fn trace_text() -> String {
 }
 
 fn trace() -> Trace {
-    let trace = Trace::parse(&trace_text(), Path::new("standard-gap.toml")).unwrap();
-    assert_eq!(
-        trace.scheduler,
-        marbled::config::SchedulerSection::default(),
-        "a trace sets only workload, fleet, boots and faults"
-    );
-    trace
-}
-
-fn demand(trace: &Trace) -> Report {
-    simulate(trace, RunOptions::with_policy(Policy::Demand))
+    parse_workload(&trace_text(), "standard-gap.toml")
 }
 
 #[test]
@@ -116,12 +106,7 @@ fn daytime_text() -> String {
 #[test]
 #[ignore = "fails with the shipped 10 min idle-warmth delay; passes at 5 min, which costs SPI on faults@2001 (docs/benchmarks.md, Task daytime)"]
 fn a_push_soon_after_another_finds_its_platforms_warm() {
-    let trace = Trace::parse(&daytime_text(), Path::new("daytime-gap.toml")).unwrap();
-    assert_eq!(
-        trace.scheduler,
-        marbled::config::SchedulerSection::default(),
-        "a trace sets only workload, fleet, boots and faults"
-    );
+    let trace = parse_workload(&daytime_text(), "daytime-gap.toml");
     let report = demand(&trace);
     assert!(report.violations.is_empty(), "{}", report.to_table());
     let root = &report.teams["root"];

@@ -19,24 +19,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+mod common;
 
-use marble_sim::{Report, RunOptions, Trace, simulate};
-use marbled::config::Policy;
+use marble_sim::Trace;
 
-/// A host with ROOT's four macOS VMs (mac13, mac14, mac15, mac-beta), no SPI VM.
-fn host(i: u32) -> String {
-    let mut s =
-        format!("\n[[hosts]]\ncapacity = 1\nprefix = \"mac{i:02}\"\nroot_vms = 0\nspi_vms = 0\n");
-    for v in ["13", "14", "15"] {
-        s += &format!("\n[[hosts.vms]]\nname = \"mac{i:02}-ROOT-VM-macOS-{v}\"\n");
-    }
-    s += &format!(
-        "\n[[hosts.vms]]\nname = \"mac{i:02}-ROOT-VM-macOS-beta\"\n\
-         labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"macbeta\"]\n"
-    );
-    s
-}
+use common::{demand, parse_workload, root_host as host};
 
 fn job(at_s: u64, label: &str) -> String {
     format!(
@@ -69,17 +56,7 @@ fn trace_with(jobs: &str, faults: &str) -> Trace {
     text += "\n[boot]\nmin = \"60s\"\nmax = \"60s\"\nslow_rate = 0.0\n";
     text += jobs;
     text += faults;
-    let trace = Trace::parse(&text, Path::new("policy_yield.toml")).unwrap();
-    assert_eq!(
-        trace.scheduler,
-        marbled::config::SchedulerSection::default(),
-        "a trace sets only workload, fleet, boots and faults"
-    );
-    trace
-}
-
-fn demand(trace: &Trace) -> Report {
-    simulate(trace, RunOptions::with_policy(Policy::Demand))
+    parse_workload(&text, "policy_yield.toml")
 }
 
 #[test]

@@ -3,18 +3,22 @@
 //! `sim_requests_engine.rs`), a Jenkins build in a trace's text (`sim_jenkins_any.rs`,
 //! `policy_spi_starvation.rs`), hosts with a ROOT VM per platform and one SPI VM
 //! (`policy_idle_agents.rs`, `policy_standard_gap.rs`), and the "Jenkins waits no longer than
-//! under the cycler" check (`policy_spi_starvation.rs`, `policy_idle_agents.rs`).
+//! under the cycler" check (`policy_spi_starvation.rs`, `policy_idle_agents.rs`); hosts with
+//! only ROOT's four VMs (`policy_bursts.rs`, `policy_yield.rs`), and parsing a policy test's
+//! trace that sets no `[scheduler]` key, replayed under policy `demand` (the `policy_*` tests).
 
 // Each test binary compiles this module and uses only its part of it.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::time::Duration;
 
-use marble_sim::Trace;
 use marble_sim::compare::Comparison;
 use marble_sim::metrics::fmt_ms;
 use marble_sim::standard::standard_trace;
 use marble_sim::trace::RootJobSpec;
+use marble_sim::{Report, RunOptions, Trace, simulate};
+use marbled::config::Policy;
 
 /// `[self-hosted, macOS, ARM64, mac14]`.
 pub fn mac14() -> Vec<String> {
@@ -58,6 +62,38 @@ pub fn platform_hosts(count: u32) -> String {
         text.push_str(&format!("[[hosts.vms]]\nname = \"mac0{h}-SPI-VM-1\"\n\n"));
     }
     text
+}
+
+/// A `[[hosts]]` block of a trace's text for host `mac<i>` (two digits) with ROOT's four
+/// macOS VMs (mac13, mac14, mac15, mac-beta labelled `macbeta`) and no SPI VM.
+pub fn root_host(i: u32) -> String {
+    let mut s =
+        format!("\n[[hosts]]\ncapacity = 1\nprefix = \"mac{i:02}\"\nroot_vms = 0\nspi_vms = 0\n");
+    for v in ["13", "14", "15"] {
+        s += &format!("\n[[hosts.vms]]\nname = \"mac{i:02}-ROOT-VM-macOS-{v}\"\n");
+    }
+    s += &format!(
+        "\n[[hosts.vms]]\nname = \"mac{i:02}-ROOT-VM-macOS-beta\"\n\
+         labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"macbeta\"]\n"
+    );
+    s
+}
+
+/// A policy test's trace (`name` for messages): it sets only workload, fleet, boot model and
+/// faults — every trace is replayed with the shipped scheduler defaults.
+pub fn parse_workload(text: &str, name: &str) -> Trace {
+    let trace = Trace::parse(text, Path::new(name)).unwrap();
+    assert_eq!(
+        trace.scheduler,
+        marbled::config::SchedulerSection::default(),
+        "a trace sets only workload, fleet, boots and faults"
+    );
+    trace
+}
+
+/// `trace` replayed under policy `demand`.
+pub fn demand(trace: &Trace) -> Report {
+    simulate(trace, RunOptions::with_policy(Policy::Demand))
 }
 
 /// A `[[jenkins]]` build of a trace's text: for node `vm` (or `"any"`), arriving `at` and

@@ -304,8 +304,13 @@ fn a_runner_the_feed_shows_done_is_probed_at_once_not_at_the_next_recheck() {
 /// A demand host whose Jenkins agent (S1) ran a 30-min build from a granted slot, then sat
 /// idle; `agent_idle_handover` 2 h.
 fn agent_after_a_build() -> Host {
+    agent_after_a_build_with(|c| c.agent_idle_handover_ms = 2 * 3_600_000)
+}
+
+/// [`agent_after_a_build`] on a host configured by `configure`.
+fn agent_after_a_build_with(configure: impl FnOnce(&mut SchedConfig)) -> Host {
     let mut host = demand_host_with(
-        |c| c.agent_idle_handover_ms = 2 * 3_600_000,
+        configure,
         &[
             (M14, Team::Root, PowerState::Stopped),
             (M15, Team::Root, PowerState::Stopped),
@@ -409,26 +414,12 @@ fn a_snapshot_without_its_poll_time_counts_from_its_arrival() {
 /// warmth after 1 h, `agent_idle_handover` as given), and a snapshot listing one idle mac14
 /// runner on another host: mac14 is warm in the fleet, mac15 (a VM here) is not.
 fn agent_where_mac15_is_missing(idle_handover_ms: Millis, root_jobs: Vec<QueuedJob>) -> Host {
-    let mut host = demand_host_with(
-        |c| {
-            c.agent_idle_handover_ms = idle_handover_ms;
-            c.agent_warm_handover_ms = 3_600_000;
-            c.warm_idle_hosts = true;
-            c.warm_window_ms = 2 * 3_600_000;
-        },
-        &[
-            (M14, Team::Root, PowerState::Stopped),
-            (M15, Team::Root, PowerState::Stopped),
-            (S1, Team::Spi, PowerState::Stopped),
-        ],
-    );
-    host.feed(Input::Demand(DemandSnapshot::default()));
-    let req = host.command("jenkins", slot(S1, 0));
-    host.settle();
-    assert!(matches!(host.reply(req), Ok(Response::SlotGranted(_))));
-    host.jobs.insert(S1.into(), "Jenkins build running".into());
-    host.advance(30 * 60_000);
-    host.jobs.remove(S1);
+    let mut host = agent_after_a_build_with(|c| {
+        c.agent_idle_handover_ms = idle_handover_ms;
+        c.agent_warm_handover_ms = 3_600_000;
+        c.warm_idle_hosts = true;
+        c.warm_window_ms = 2 * 3_600_000;
+    });
     let mac14 = host.world.vms[M14].labels.clone();
     host.feed(Input::Demand(DemandSnapshot {
         root_jobs,
