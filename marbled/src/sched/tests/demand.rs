@@ -330,17 +330,25 @@ fn agent_after_a_build_with(configure: impl FnOnce(&mut SchedConfig)) -> Host {
 #[test]
 fn a_jenkins_agent_idle_for_agent_idle_handover_gives_its_host_to_root() {
     let mut host = agent_after_a_build();
-    // The day's gaps between builds: the agent stays up for the next one.
-    host.advance(110 * 60_000);
-    assert_eq!(host.running(), vec![S1.to_owned()], "idle < 2 h: kept");
-    // The night: idle past the age, with no ROOT job waiting, it gives the host up.
-    host.advance(15 * 60_000);
+    // The day's gaps between builds (< 2 h): the agent stays up for the next one. The night:
+    // idle past the age, with no ROOT job waiting, it gives the host up.
+    assert_agent_goes_between(&mut host, 110 * 60_000, 15 * 60_000, "agent_idle_handover");
+}
+
+/// The agent S1 is still up after `kept_for` more, and gone `then` later, with a decision
+/// naming `key`.
+fn assert_agent_goes_between(host: &mut Host, kept_for: Millis, then: Millis, key: &str) {
+    host.advance(kept_for);
+    assert_eq!(
+        host.running(),
+        vec![S1.to_owned()],
+        "still within {key}: kept"
+    );
+    host.advance(then);
     assert!(host.running().is_empty(), "{:?}", host.running());
     let decisions = host.world.status(host.now).decisions;
     assert!(
-        decisions
-            .iter()
-            .any(|d| d.text.contains("agent_idle_handover")),
+        decisions.iter().any(|d| d.text.contains(key)),
         "{decisions:?}"
     );
 }
@@ -436,17 +444,7 @@ fn agent_where_mac15_is_missing(idle_handover_ms: Millis, root_jobs: Vec<QueuedJ
 #[test]
 fn an_agent_idle_for_agent_warm_handover_frees_its_host_for_a_missing_platform_at_once() {
     let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
-    host.advance(50 * 60_000);
-    assert_eq!(host.running(), vec![S1.to_owned()], "idle < 1 h: kept");
-    host.advance(15 * 60_000);
-    assert!(host.running().is_empty(), "{:?}", host.running());
-    let decisions = host.world.status(host.now).decisions;
-    assert!(
-        decisions
-            .iter()
-            .any(|d| d.text.contains("agent_warm_handover")),
-        "{decisions:?}"
-    );
+    assert_agent_goes_between(&mut host, 50 * 60_000, 15 * 60_000, "agent_warm_handover");
     // The next snapshot boots mac15's warm runner at once, not after the idle-warmth delay:
     // until it is listed, every other idle agent would see mac15 missing too.
     let mac14 = host.world.vms[M14].labels.clone();
