@@ -100,14 +100,19 @@ impl IdealJob {
     }
 }
 
-/// The fleet of `trace`: its hosts, their capacities (`capacity` of `[host]`/`[[hosts]]`,
-/// the ground truth of how many VMs may run) and VMs.
+/// The fleet of `trace`: its hosts, their capacities and VMs. A host's capacity is the
+/// smaller of its `capacity` (`[host]`/`[[hosts]]`, the ground truth of how many VMs may run)
+/// and `scheduler.capacity` (how many the scheduler, the same on every host, lets run): the
+/// reference must run at the capacity the scheduler runs at, or it counts jobs as lost that
+/// only a second slot the scheduler never uses could start (`replay-all` replaces a trace's
+/// `scheduler.capacity` with the shipped 1 while its `[host]` may say 2).
 pub fn fleet(trace: &Trace) -> Vec<IdealHost> {
+    let scheduled = trace.scheduler.capacity;
     let mut hosts: Vec<IdealHost> = trace
         .host_sections()
         .into_iter()
         .map(|h| IdealHost {
-            capacity: h.capacity,
+            capacity: h.capacity.min(scheduled),
             vms: Vec::new(),
         })
         .collect();
@@ -542,6 +547,21 @@ mod tests {
         assert_eq!(r.root_only.arrived, root.len() as u64);
         assert!(r.root_only.started > 0);
     }
+    #[test]
+    fn the_fleet_runs_at_the_capacity_the_scheduler_runs_at() {
+        // `[host] capacity = 2` (the ground truth allows two VMs) but the scheduler runs one
+        // (the shipped `scheduler.capacity`, as `replay-all` sets it): one slot, not two.
+        let mut t = Trace::default();
+        t.host.capacity = 2;
+        t.scheduler.capacity = 1;
+        assert_eq!(fleet(&t)[0].capacity, 1);
+        // Both at 2: two slots; a scheduler allowed more than the host still gets the host's.
+        t.scheduler.capacity = 2;
+        assert_eq!(fleet(&t)[0].capacity, 2);
+        t.scheduler.capacity = 3;
+        assert_eq!(fleet(&t)[0].capacity, 2);
+    }
+
     #[test]
     fn boot_bound_adds_a_stop_and_a_boot_per_queued_job() {
         let hosts = [host(1, vec![root_vm("a", &["macOS"])])];
