@@ -364,6 +364,17 @@ impl World {
                 "host busy: {holder} (team {team}) is being stopped by an operator"
             ));
         }
+        // A failed-readiness stop is not taken over: only it may stop a guest that never
+        // answered since MARBLE booted it (its probe is unknown, and a slot request's stop
+        // gives up on unknown, leaving nothing to stop the silent VM). It stops the VM
+        // whatever the request does, and the request gets the host once it is down.
+        if let Some(plan) = &vm.stop
+            && plan.why == StopWhy::NotReady
+        {
+            return Err(format!(
+                "host busy: {holder} (team {team}) is being stopped (failed readiness)"
+            ));
+        }
         // A stop planned by the cycle or drain that waits for its probe is taken over: the
         // request rides on it if the VM turns out idle.
         Ok(())

@@ -92,3 +92,44 @@ fn operations_the_actor_did_not_run_are_not_failures_and_do_not_spin() {
         "not counted as failures"
     );
 }
+
+#[test]
+fn a_slot_request_waiting_on_a_boot_that_fails_readiness_does_not_keep_the_silent_vm() {
+    // `marble-sim` on docs/traces/cycle-faults.toml: a Jenkins request waits while the demand
+    // policy boots a VM whose guest never answers. When readiness fails, the waiting request
+    // used to take over the failed-readiness stop; its probe found the guest silent
+    // (unknown), the request gave up, and nothing planned the stop again: the silent VM
+    // held the host for the rest of the trace.
+    let mut host = demand_host();
+    host.never_ready
+        .insert(M15.into(), "guest does not answer".into());
+    host.probe_fails
+        .insert(M15.into(), "guest does not answer".into());
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(7, host.now, "mac15")],
+        ..Default::default()
+    }));
+    // The start finishes; the readiness wait is in flight when Jenkins asks.
+    assert!(host.complete_one());
+    assert!(
+        host.ops
+            .iter()
+            .any(|(_, v, a)| v == M15 && matches!(a, Action::WaitReady { .. })),
+        "{:?}",
+        host.ops
+    );
+    let req = host.command("jenkins", slot(S1, 3_600_000));
+    host.advance(600_000);
+    assert!(
+        host.log
+            .iter()
+            .any(|(v, a)| v == M15 && matches!(a, Action::Stop(_))),
+        "the silent VM was never stopped: {:?}",
+        host.log
+    );
+    assert!(
+        matches!(host.replies.get(&req), Some(Ok(Response::SlotGranted(_)))),
+        "{:?}",
+        host.replies.get(&req)
+    );
+}
