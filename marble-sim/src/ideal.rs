@@ -28,6 +28,7 @@ use marbled::sched::labels_cover;
 use serde::Serialize;
 
 use super::generate::{JenkinsArrival, RootArrival, arrivals};
+use super::ideal_faults::{FaultCharges, without_dead};
 use super::metrics::percentile;
 use super::trace::Trace;
 
@@ -140,6 +141,19 @@ pub fn schedule(hosts: &[IdealHost], jobs: &[IdealJob]) -> Vec<Option<u64>> {
 /// the slot it holds (a Jenkins node stays up between builds). A slot or VM that has not run
 /// a job yet has no gap (it may have been booted ahead, before the job arrived).
 pub fn schedule_with_gap(hosts: &[IdealHost], jobs: &[IdealJob], gap_ms: u64) -> Vec<Option<u64>> {
+    schedule_charged(hosts, jobs, gap_ms, &FaultCharges::default())
+}
+
+/// [`schedule_with_gap`] where a ROOT job's slot and VM are free again only when `charges`
+/// release them ([`FaultCharges::root_release_ms`]: held by a probe fault, an ignored
+/// graceful stop), then after the gap. `hosts` should already lack the VMs that never boot
+/// ([`without_dead`](super::ideal_faults::without_dead)).
+pub fn schedule_charged(
+    hosts: &[IdealHost],
+    jobs: &[IdealJob],
+    gap_ms: u64,
+    charges: &FaultCharges,
+) -> Vec<Option<u64>> {
     // Each slot: when it is next free, and the VM that last ran on it; each VM: when it is
     // next free (`None`: it has not run yet).
     let mut slots: Vec<Vec<(u64, Option<usize>)>> = hosts
@@ -184,8 +198,13 @@ pub fn schedule_with_gap(hosts: &[IdealHost], jobs: &[IdealJob], gap_ms: u64) ->
         }
         starts.push(best.map(|(start, h, s, v)| {
             let end = start.saturating_add(job.duration_ms);
-            slots[h][s] = (end, Some(v));
-            vm_free[h][v] = Some(end);
+            let free = if job.is_root() {
+                charges.root_release_ms(&hosts[h].vms[v].name, end)
+            } else {
+                end
+            };
+            slots[h][s] = (free, Some(v));
+            vm_free[h][v] = Some(free);
             start
         }));
     }
@@ -265,6 +284,12 @@ pub struct Ideal {
     /// one only `sim.stop_latency + boot.min` after its end ([`schedule_with_gap`]): what
     /// one job per boot costs even a clairvoyant scheduler (docs/SIMULATOR.md).
     pub boot_bound: IdealBoth,
+    /// The boot-bound placement charged with the trace's certain injected faults
+    /// ([`super::ideal_faults`]): VMs that never boot left out, a VM whose probe fails when
+    /// its job ends held to the window's end, an ignored graceful stop paid; `None` when the
+    /// trace has no such fault (it would equal `boot_bound`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault_bound: Option<IdealBoth>,
     /// Share of the fleet's slot time (capacity × simulated time) `both` leaves idle, 0–1;
     /// `None` for no simulated time or no slot.
     pub host_idle_share: Option<f64>,
@@ -313,6 +338,18 @@ pub fn reference(
     end_ms: u64,
     gap_ms: u64,
 ) -> Ideal {
+    reference_with_faults(hosts, root, spi, end_ms, gap_ms, &FaultCharges::default())
+}
+
+/// [`reference`] with the fault-bound reference for `charges` (`None` when it is empty).
+pub fn reference_with_faults(
+    hosts: &[IdealHost],
+    root: &[RootArrival],
+    spi: &[JenkinsArrival],
+    end_ms: u64,
+    gap_ms: u64,
+    charges: &FaultCharges,
+) -> Ideal {
     let root_jobs: Vec<IdealJob> = root.iter().map(IdealJob::from_root).collect();
     let root_starts = schedule(hosts, &root_jobs);
     let root_only = IdealTeam::of(&root_jobs, &root_starts, end_ms, |_| true);
@@ -324,10 +361,15 @@ pub fn reference(
     all.sort_by_key(|j| j.at_ms);
     let starts = schedule(hosts, &all);
     let bound_starts = schedule_with_gap(hosts, &all, gap_ms);
+    let fault_bound = (!charges.is_empty()).then(|| {
+        let alive = without_dead(hosts, charges);
+        both(&all, &schedule_charged(&alive, &all, gap_ms, charges), end_ms)
+    });
     Ideal {
         root_only,
         both: both(&all, &starts, end_ms),
         boot_bound: both(&all, &bound_starts, end_ms),
+        fault_bound,
         host_idle_share: idle_share(hosts, &all, &starts, end_ms),
     }
 }
@@ -337,7 +379,14 @@ pub fn reference(
 pub fn ideal(trace: &Trace, seed: u64) -> Ideal {
     let (root, spi) = arrivals(trace, seed);
     let end_ms = u64::try_from(trace.sim.duration.as_millis()).unwrap_or(u64::MAX);
-    reference(&fleet(trace), &root, &spi, end_ms, boot_gap_ms(trace))
+    reference_with_faults(
+        &fleet(trace),
+        &root,
+        &spi,
+        end_ms,
+        boot_gap_ms(trace),
+        &FaultCharges::of(trace),
+    )
 }
 
 #[cfg(test)]
@@ -560,6 +609,41 @@ mod tests {
         assert_eq!(fleet(&t)[0].capacity, 2);
         t.scheduler.capacity = 3;
         assert_eq!(fleet(&t)[0].capacity, 2);
+    }
+
+    #[test]
+    fn the_fault_bound_holds_a_vm_whose_probe_fails_when_its_job_ends() {
+        // cycle-faults: ROOT-VM-1's probe fails from 10 to 30 min, ROOT-VM-2 never boots.
+        let text = "[host]\nroot_vms = 3\nspi_vms = 0\n\
+                    [[faults]]\nkind = \"probe\"\nvm = \"sim-ROOT-VM-1\"\n\
+                    from = \"10m\"\nuntil = \"30m\"\n\
+                    [[faults]]\nkind = \"boot\"\nvm = \"sim-ROOT-VM-2\"\n";
+        let t = Trace::parse(text, std::path::Path::new("t")).unwrap();
+        let charges = FaultCharges::of(&t);
+        let hosts = without_dead(&fleet(&t), &charges);
+        assert_eq!(hosts[0].vms.len(), 2, "ROOT-VM-2 runs nothing");
+        let min = 60_000;
+        let m = ["self-hosted", "macOS", "ARM64"];
+        // A job 2–12 min on ROOT-VM-1 (the first VM) ends in the window: the host is held
+        // to 30 min, so the next job starts at 30 min + the gap (not 12 min + the gap).
+        let jobs = [root(2 * min, 10 * min, &m), root(3 * min, min, &m)];
+        assert_eq!(
+            schedule_charged(&hosts, &jobs, 1_000, &charges),
+            vec![Some(2 * min), Some(30 * min + 1_000)]
+        );
+        assert_eq!(
+            schedule_with_gap(&hosts, &jobs, 1_000),
+            vec![Some(2 * min), Some(12 * min + 1_000)]
+        );
+        // Ending outside the window: no hold.
+        let jobs = [root(0, 5 * min, &m), root(min, min, &m)];
+        assert_eq!(
+            schedule_charged(&hosts, &jobs, 1_000, &charges),
+            vec![Some(0), Some(5 * min + 1_000)]
+        );
+        // The trace's reference carries the fault bound; a trace without faults does not.
+        assert!(ideal(&t, 1).fault_bound.is_some());
+        assert!(ideal(&Trace::default(), 1).fault_bound.is_none());
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod generate;
 pub mod github;
 pub mod host;
 pub mod ideal;
+pub mod ideal_faults;
 pub mod import;
 pub mod invariants;
 pub mod metrics;

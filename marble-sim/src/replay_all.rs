@@ -32,27 +32,54 @@ pub enum RootP95Miss {
     /// The boot-bound reference's ROOT p95 already exceeds ideal.both p95 + 60 s: no
     /// scheduler at one job per boot meets the target on this trace.
     Infeasible,
-    /// `demand`'s ROOT p95 is this far over the boot-bound reference's, ms.
+    /// The boot bound alone does not, but the fault-bound reference's ROOT p95 exceeds
+    /// ideal.both p95 + 60 s: the trace's certain injected faults put the target out of
+    /// reach.
+    InfeasibleFaults,
+    /// `demand`'s ROOT p95 is this far over the boot-bound reference's, ms (a trace without
+    /// charged faults).
     PolicyGap {
         /// `demand` p95 − boot-bound p95, ms.
+        over_bound_ms: u64,
+    },
+    /// `demand`'s ROOT p95 is this far over the fault-bound reference's, ms (a trace with
+    /// charged faults).
+    FaultGap {
+        /// `demand` p95 − fault-bound p95, ms.
         over_bound_ms: u64,
     },
 }
 
 impl RootP95Miss {
     /// The reason for a miss of `demand`'s p95 against the ideal's, given the boot bound's.
+    /// `fault_p95_ms`: the fault-bound reference's p95 when the trace has charged faults
+    /// (`Some(None)`: it starts no ROOT job).
     pub fn classify(
         demand_p95_ms: u64,
         ideal_p95_ms: Option<u64>,
         bound_p95_ms: Option<u64>,
+        fault_p95_ms: Option<Option<u64>>,
     ) -> Self {
         let limit = ideal_p95_ms.map(|i| i + ROOT_P95_SLACK_MS);
-        match (bound_p95_ms, limit) {
-            (Some(b), Some(l)) if b > l => Self::Infeasible,
+        let beyond = |p: Option<u64>| match (p, limit) {
+            (Some(b), Some(l)) => b > l,
             // No ideal p95 but a bound p95: the bound starts jobs the ideal does not.
-            (Some(_), None) => Self::Infeasible,
-            (b, _) => Self::PolicyGap {
-                over_bound_ms: demand_p95_ms.saturating_sub(b.unwrap_or(0)),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if beyond(bound_p95_ms) {
+            return Self::Infeasible;
+        }
+        if fault_p95_ms.is_some_and(beyond) {
+            return Self::InfeasibleFaults;
+        }
+        let over = |b: Option<u64>| demand_p95_ms.saturating_sub(b.unwrap_or(0));
+        match fault_p95_ms {
+            Some(f) => Self::FaultGap {
+                over_bound_ms: over(f),
+            },
+            None => Self::PolicyGap {
+                over_bound_ms: over(bound_p95_ms),
             },
         }
     }
@@ -63,12 +90,63 @@ impl RootP95Miss {
             Self::Infeasible => {
                 "infeasible: boot-bound p95 already exceeds ideal.both p95 + 60 s".into()
             }
+            Self::InfeasibleFaults => "infeasible under the injected faults: fault-bound p95 \
+                                       already exceeds ideal.both p95 + 60 s"
+                .into(),
             Self::PolicyGap { over_bound_ms } => {
                 format!(
                     "policy gap: {} over the boot bound",
                     short(Some(*over_bound_ms))
                 )
             }
+            Self::FaultGap { over_bound_ms } => {
+                format!(
+                    "policy gap: {} over the fault bound",
+                    short(Some(*over_bound_ms))
+                )
+            }
+        }
+    }
+}
+
+/// What explains the jobs `demand` lost against ideal.both on a trace.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LostWhy {
+    /// The trace's certain injected faults: the fault-bound reference loses as many (it
+    /// starts no job `demand` does not).
+    Faults,
+    /// One job per boot: the boot-bound reference loses as many (no faults charged).
+    Boots,
+    /// The mix: `demand` started at least as many jobs in all as the tightest bound (fault-
+    /// or boot-bound), but fewer of one team (it served the other team's later jobs before
+    /// older ones, where the references place jobs FIFO).
+    Order,
+    /// None of these: `demand` started fewer jobs in all than the tightest bound.
+    Policy,
+}
+
+impl LostWhy {
+    /// Why `lost` (> 0) jobs were lost: `lost_tight` is the loss against the tightest bound
+    /// (the fault bound if the trace has charged faults, else the boot bound), `faults`
+    /// whether that is the fault bound, and `started` / `bound_started` the jobs (both
+    /// teams) `demand` and that bound start within the trace.
+    pub fn classify(lost_tight: u64, faults: bool, started: u64, bound_started: u64) -> Self {
+        match (lost_tight, faults) {
+            (0, true) => Self::Faults,
+            (0, false) => Self::Boots,
+            _ if started >= bound_started => Self::Order,
+            _ => Self::Policy,
+        }
+    }
+
+    /// The "0 lost" cell of a missed target.
+    fn cell(self) -> &'static str {
+        match self {
+            Self::Faults => "✘ faults",
+            Self::Boots => "✘ boots",
+            Self::Order => "✘ order",
+            Self::Policy => "✘",
         }
     }
 }
@@ -135,6 +213,13 @@ pub struct Row {
     /// Jobs (ROOT + SPI) the boot-bound reference starts within the trace that `demand`
     /// never started: the loss no start overhead explains.
     pub lost_boot_bound: u64,
+    /// Jobs (ROOT + SPI) the fault-bound reference starts within the trace that `demand`
+    /// never started; `None`: the trace has no charged fault.
+    pub lost_fault_bound: Option<u64>,
+    /// What explains `lost` (`None`: nothing lost).
+    pub lost_why: Option<LostWhy>,
+    /// The fault-bound reference's ROOT p95, ms (`None`: no charged fault, or no start).
+    pub fault_bound_p95_ms: Option<u64>,
     /// Share of slot time ideal.both leaves idle, 0–1.
     pub host_idle_share: Option<f64>,
     /// `demand`'s SPI grant latency p95, ms.
@@ -232,11 +317,32 @@ pub fn row(entry: &Entry, settings: &Settings) -> Row {
         (Some(_), None) => false,
     };
     let bound = &c.ideal.boot_bound;
+    let fault = c.ideal.fault_bound.as_ref();
     let root_p95_miss = root_p95_ms
         .filter(|_| !root_p95)
-        .map(|d| RootP95Miss::classify(d, ideal.root.wait_p95_ms, bound.root.wait_p95_ms));
+        .map(|d| {
+            RootP95Miss::classify(
+                d,
+                ideal.root.wait_p95_ms,
+                bound.root.wait_p95_ms,
+                fault.map(|f| f.root.wait_p95_ms),
+            )
+        });
     let lost_boot_bound = unstarted(bound.root.started, &c.demand, "root")
         + unstarted(bound.spi.started, &c.demand, "spi");
+    let lost_fault_bound = fault.map(|f| {
+        unstarted(f.root.started, &c.demand, "root") + unstarted(f.spi.started, &c.demand, "spi")
+    });
+    let tight = fault.unwrap_or(bound);
+    let started: u64 = c.demand.teams.values().map(|t| t.started).sum();
+    let lost_why = (lost > 0).then(|| {
+        LostWhy::classify(
+            lost_fault_bound.unwrap_or(lost_boot_bound),
+            fault.is_some(),
+            started,
+            tight.root.started + tight.spi.started,
+        )
+    });
     let stretch_p50 = (ideal.root.wait_p50_ms == Some(0))
         .then(|| root_p50_ms.is_some_and(|p| p <= STRETCH_P50_MS));
     let boots = c
@@ -256,6 +362,9 @@ pub fn row(entry: &Entry, settings: &Settings) -> Row {
         boot_bound_p95_ms: bound.root.wait_p95_ms,
         root_p95_miss,
         lost_boot_bound,
+        lost_fault_bound,
+        lost_why,
+        fault_bound_p95_ms: fault.and_then(|f| f.root.wait_p95_ms),
         host_idle_share: c.ideal.host_idle_share,
         spi_p95_ms: c.demand.spi_grant_latency.p95_ms,
         cycle_spi_p95_ms: c.cycle.spi_grant_latency.p95_ms,
@@ -366,7 +475,10 @@ impl Row {
             None if self.targets.root_p95 => mark(true).into(),
             None => mark(false).into(),
             Some(RootP95Miss::Infeasible) => "✘ infeasible".into(),
-            Some(RootP95Miss::PolicyGap { over_bound_ms }) => {
+            Some(RootP95Miss::InfeasibleFaults) => "✘ infeasible (faults)".into(),
+            Some(
+                RootP95Miss::PolicyGap { over_bound_ms } | RootP95Miss::FaultGap { over_bound_ms },
+            ) => {
                 format!("✘ gap {}", short(Some(over_bound_ms)))
             }
         }
@@ -382,13 +494,29 @@ impl Row {
                 (RootP95Miss::Infeasible, Some(d), Some(b)) => {
                     format!(" (demand {} over it)", short(Some(d.saturating_sub(b))))
                 }
+                (RootP95Miss::InfeasibleFaults, Some(d), _) => {
+                    let f = self.fault_bound_p95_ms.unwrap_or(0);
+                    format!(" (demand {} over it)", short(Some(d.saturating_sub(f))))
+                }
                 _ => String::new(),
             };
             notes.push(format!("ROOT p95: {}{over}", miss.reason()));
         }
         if !self.targets.no_lost {
+            let faults = self
+                .lost_fault_bound
+                .map_or_else(String::new, |f| format!(", {f} against the fault bound"));
+            let why = match self.lost_why {
+                Some(LostWhy::Faults) => " (the injected faults: the fault bound loses as many)",
+                Some(LostWhy::Boots) => " (one job per boot: the boot bound loses as many)",
+                Some(LostWhy::Order) => {
+                    " (the mix, not a stall: demand started as many jobs in all as the bound, \
+                     but served one team's later jobs before the other's older ones)"
+                }
+                Some(LostWhy::Policy) | None => "",
+            };
             notes.push(format!(
-                "lost: {} against ideal.both, {} against the boot bound",
+                "lost: {} against ideal.both, {} against the boot bound{faults}{why}",
                 self.lost, self.lost_boot_bound
             ));
         }
@@ -421,11 +549,12 @@ pub fn table(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
-        "| trace | ROOT jobs | lost | lost (boot-bound) | ROOT p50 | ROOT p95 | ideal.both p95 \
-         | boot-bound p95 | SPI grant p95 demand / cycle | ROOT boots/job | host idle \
-         | violations | 0 lost | SPI p95 | ROOT p95 | boots | p50 (stretch) |"
+        "| trace | ROOT jobs | lost | lost (boot-bound) | lost (fault-bound) | ROOT p50 \
+         | ROOT p95 | ideal.both p95 | boot-bound p95 | SPI grant p95 demand / cycle \
+         | ROOT boots/job | host idle | violations | 0 lost | SPI p95 | ROOT p95 | boots \
+         | p50 (stretch) |"
     );
-    let _ = writeln!(out, "|{}", "---|".repeat(17));
+    let _ = writeln!(out, "|{}", "---|".repeat(18));
     for r in rows {
         let name = if r.reset_keys.is_empty() {
             r.name.clone()
@@ -437,13 +566,19 @@ pub fn table(rows: &[Row]) -> String {
         } else {
             mark(r.targets.boots)
         };
+        let no_lost = match r.lost_why {
+            Some(why) if !r.targets.no_lost => why.cell(),
+            _ => mark(r.targets.no_lost),
+        };
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} \
-             | {} | {boots} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} \
+             | {no_lost} | {} | {} | {boots} | {} |",
             r.root_jobs,
             r.lost,
             r.lost_boot_bound,
+            r.lost_fault_bound
+                .map_or_else(|| "-".into(), |f| f.to_string()),
             short(r.root_p50_ms),
             short(r.root_p95_ms),
             short(r.ideal_p95_ms),
@@ -454,7 +589,6 @@ pub fn table(rows: &[Row]) -> String {
                 .map_or_else(|| "-".into(), |b| format!("{b:.3}")),
             percent(r.host_idle_share),
             r.violations,
-            mark(r.targets.no_lost),
             mark(r.targets.spi_p95),
             r.root_p95_cell(),
             r.targets.stretch_p50.map_or("-", mark),
@@ -486,17 +620,27 @@ pub fn table(rows: &[Row]) -> String {
         .iter()
         .filter(|r| r.root_p95_miss == Some(RootP95Miss::Infeasible))
         .count();
+    let infeasible_faults = rows
+        .iter()
+        .filter(|r| r.root_p95_miss == Some(RootP95Miss::InfeasibleFaults))
+        .count();
     let gaps = rows
         .iter()
-        .filter(|r| matches!(r.root_p95_miss, Some(RootP95Miss::PolicyGap { .. })))
+        .filter(|r| {
+            matches!(
+                r.root_p95_miss,
+                Some(RootP95Miss::PolicyGap { .. } | RootP95Miss::FaultGap { .. })
+            )
+        })
         .count();
     let _ = writeln!(
         out,
         "{} traces: every target met on {met}, missed on {}; {violations} invariant violations; \
-         ROOT p95 missed on {}: {infeasible} infeasible at one job per boot, {gaps} policy gap",
+         ROOT p95 missed on {}: {infeasible} infeasible at one job per boot, \
+         {infeasible_faults} infeasible under injected faults, {gaps} policy gap",
         rows.len(),
         rows.len() - met,
-        infeasible + gaps
+        infeasible + infeasible_faults + gaps
     );
     out
 }
@@ -626,11 +770,11 @@ mod tests {
         let m = 60_000;
         // The bound is already past ideal + 60 s: no scheduler at one job per boot meets it.
         assert_eq!(
-            RootP95Miss::classify(10 * m, Some(m), Some(3 * m)),
+            RootP95Miss::classify(10 * m, Some(m), Some(3 * m), None),
             RootP95Miss::Infeasible
         );
         // The bound is within the target: the rest is the policy's.
-        let gap = RootP95Miss::classify(10 * m, Some(m), Some(2 * m));
+        let gap = RootP95Miss::classify(10 * m, Some(m), Some(2 * m), None);
         assert_eq!(
             gap,
             RootP95Miss::PolicyGap {
@@ -644,7 +788,7 @@ mod tests {
                 .starts_with("infeasible: boot-bound p95")
         );
         assert_eq!(
-            RootP95Miss::classify(m, None, Some(m)),
+            RootP95Miss::classify(m, None, Some(m), None),
             RootP95Miss::Infeasible
         );
     }
@@ -663,6 +807,9 @@ mod tests {
             boot_bound_p95_ms: Some(120_000),
             root_p95_miss: miss,
             lost_boot_bound: 0,
+            lost_fault_bound: None,
+            lost_why: None,
+            fault_bound_p95_ms: None,
             host_idle_share: Some(idle),
             spi_p95_ms: None,
             cycle_spi_p95_ms: None,
@@ -708,5 +855,47 @@ mod tests {
             text.contains("ROOT p95 missed on 1: 0 infeasible"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_loss_is_told_apart_by_faults_boots_order_or_policy() {
+        // The tightest bound loses as many: faults where faults are charged, else boots.
+        assert_eq!(LostWhy::classify(0, true, 5, 9), LostWhy::Faults);
+        assert_eq!(LostWhy::classify(0, false, 5, 9), LostWhy::Boots);
+        // demand started as many in all as the bound, fewer of one team: the mix.
+        assert_eq!(LostWhy::classify(7, false, 12, 12), LostWhy::Order);
+        assert_eq!(LostWhy::classify(7, true, 12, 11), LostWhy::Order);
+        // Fewer in all: nothing excuses it.
+        assert_eq!(LostWhy::classify(2, true, 10, 12), LostWhy::Policy);
+
+        let mut r = row_missing(Some(RootP95Miss::InfeasibleFaults), 0.5);
+        r.lost_fault_bound = Some(0);
+        r.lost_why = Some(LostWhy::Faults);
+        r.fault_bound_p95_ms = Some(300_000);
+        let text = table(&[r]);
+        assert!(text.contains("| 2 | 0 | 0 |"), "lost, boot-bound, fault-bound\n{text}");
+        assert!(text.contains("| ✘ faults |"), "{text}");
+        assert!(text.contains("| ✘ infeasible (faults) |"), "{text}");
+        assert!(
+            text.contains("(demand 5m00s over it)")
+                && text.contains("0 against the fault bound (the injected faults"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0 infeasible at one job per boot, 1 infeasible under injected faults"),
+            "{text}"
+        );
+        let mut r = row_missing(
+            Some(RootP95Miss::FaultGap {
+                over_bound_ms: 60_000,
+            }),
+            0.5,
+        );
+        r.lost_why = Some(LostWhy::Order);
+        let text = table(&[r]);
+        assert!(text.contains("| ✘ order |"), "{text}");
+        assert!(text.contains("| ✘ gap 1m00s |"), "{text}");
+        assert!(text.contains("policy gap: 1m00s over the fault bound"), "{text}");
+        assert!(text.contains("1 policy gap"), "{text}");
     }
 }
