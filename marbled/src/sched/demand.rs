@@ -25,7 +25,8 @@
 //! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
 //!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
-//!   (round robin among the eligible ones, skipping locked and quarantined VMs) — but only on
+//!   (round robin among the eligible ones, skipping locked and quarantined VMs, and VMs whose
+//!   last boot failed while another eligible one has not failed) — but only on
 //!   a snapshot taken after the host became free, so hosts freed by the same stale
 //!   picture do not all boot for one job; it asks for such a snapshot at once
 //!   (`Effect::RefreshDemand`).
@@ -490,9 +491,13 @@ impl World {
         false
     }
 
-    /// The next eligible ROOT VM (round robin after the last one booted) covering `labels`.
+    /// The next eligible ROOT VM (round robin after the last one booted) covering `labels`,
+    /// among those whose last boot did not fail if there are any: a VM that failed readiness
+    /// (not yet quarantined) would likely cost the job another `ready_timeout` while an
+    /// equally able VM stands stopped.
     fn demand_candidate(&self, now: Millis, labels: &[String]) -> Option<String> {
-        let eligible: Vec<&String> = self
+        let failing = |name: &str| self.quarantine.get(name).is_some_and(|q| q.failures > 0);
+        let mut eligible: Vec<&String> = self
             .vms
             .values()
             .filter(|vm| {
@@ -504,6 +509,9 @@ impl World {
             })
             .map(|vm| &vm.name)
             .collect();
+        if eligible.iter().any(|name| !failing(name)) {
+            eligible.retain(|name| !failing(name));
+        }
         let after = self.last_cycled.as_ref();
         eligible
             .iter()

@@ -133,3 +133,64 @@ fn a_slot_request_waiting_on_a_boot_that_fails_readiness_does_not_keep_the_silen
         host.replies.get(&req)
     );
 }
+
+#[test]
+fn demand_boots_a_vm_whose_last_boot_did_not_fail_first() {
+    // `marble-sim` on docs/traces/cycle-faults.toml: the round robin came back to a VM whose
+    // guest had never answered, and the next job waited another readiness timeout while an
+    // equally able VM stood stopped.
+    let mut host = demand_host_with(
+        |_| {},
+        &[
+            (R1, Team::Root, PowerState::Stopped),
+            (R2, Team::Root, PowerState::Stopped),
+        ],
+    );
+    host.never_ready
+        .insert(R1.into(), "guest does not answer".into());
+    host.probe_fails
+        .insert(R1.into(), "guest does not answer".into());
+    let labels = runner_labels(R1);
+    let queued = |id: u64, since_ms: u64| QueuedJob {
+        id,
+        since_ms,
+        labels: labels.clone(),
+    };
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![queued(1, host.now)],
+        ..Default::default()
+    }));
+    host.settle();
+    // R1 (first in the round robin) failed readiness and was stopped; R2 served job 1.
+    let starts = |host: &Host, vm: &str| {
+        host.log
+            .iter()
+            .filter(|(v, a)| v == vm && *a == Action::Start)
+            .count()
+    };
+    assert_eq!(starts(&host, R1), 1, "{:?}", host.log);
+    host.advance(120_000);
+    assert_eq!(starts(&host, R2), 1, "{:?}", host.log);
+    // Job 1 went elsewhere; the operator stops R2. Job 2 arrives: R2, not R1 again.
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: Vec::new(),
+        ..Default::default()
+    }));
+    let stop = host.command(
+        "admin",
+        Command::StopVm {
+            vm: R2.into(),
+            force: false,
+        },
+    );
+    host.settle();
+    assert!(host.reply(stop).is_ok(), "{:?}", host.reply(stop));
+    assert!(host.running().is_empty(), "{:?}", host.running());
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![queued(2, host.now)],
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(starts(&host, R1), 1, "booted the failing VM again: {:?}", host.log);
+    assert_eq!(starts(&host, R2), 2, "{:?}", host.log);
+}
