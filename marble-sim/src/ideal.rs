@@ -363,7 +363,11 @@ pub fn reference_with_faults(
     let bound_starts = schedule_with_gap(hosts, &all, gap_ms);
     let fault_bound = (!charges.is_empty()).then(|| {
         let alive = without_dead(hosts, charges);
-        both(&all, &schedule_charged(&alive, &all, gap_ms, charges), end_ms)
+        both(
+            &all,
+            &schedule_charged(&alive, &all, gap_ms, charges),
+            end_ms,
+        )
     });
     Ideal {
         root_only,

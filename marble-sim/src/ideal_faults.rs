@@ -76,7 +76,8 @@ impl FaultCharges {
                 kind: f.kind,
             })
             .collect();
-        let kill = ms(trace.scheduler.graceful_stop_timeout).saturating_add(ms(trace.sim.kill_latency));
+        let kill =
+            ms(trace.scheduler.graceful_stop_timeout).saturating_add(ms(trace.sim.kill_latency));
         Self {
             charged,
             ignored_stop_extra_ms: kill.saturating_sub(ms(trace.sim.stop_latency)),
@@ -186,10 +187,14 @@ mod tests {
 
     #[test]
     fn an_ignored_graceful_stop_costs_the_graceful_timeout_and_a_kill() {
-        let t = trace_with("[[faults]]\nkind = \"stop-ignored\"\nfrom = \"10m\"\nuntil = \"20m\"\n");
+        let t =
+            trace_with("[[faults]]\nkind = \"stop-ignored\"\nfrom = \"10m\"\nuntil = \"20m\"\n");
         let c = FaultCharges::of(&t);
         // Shipped graceful_stop_timeout 60 s + kill 1 s instead of the 10 s graceful stop.
-        assert_eq!(c.root_release_ms("sim-ROOT-VM-1", 600_000), 600_000 + 51_000);
+        assert_eq!(
+            c.root_release_ms("sim-ROOT-VM-1", 600_000),
+            600_000 + 51_000
+        );
         assert_eq!(c.root_release_ms("sim-ROOT-VM-1", 1_200_000), 1_200_000);
     }
 }

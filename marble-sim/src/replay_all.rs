@@ -318,16 +318,14 @@ pub fn row(entry: &Entry, settings: &Settings) -> Row {
     };
     let bound = &c.ideal.boot_bound;
     let fault = c.ideal.fault_bound.as_ref();
-    let root_p95_miss = root_p95_ms
-        .filter(|_| !root_p95)
-        .map(|d| {
-            RootP95Miss::classify(
-                d,
-                ideal.root.wait_p95_ms,
-                bound.root.wait_p95_ms,
-                fault.map(|f| f.root.wait_p95_ms),
-            )
-        });
+    let root_p95_miss = root_p95_ms.filter(|_| !root_p95).map(|d| {
+        RootP95Miss::classify(
+            d,
+            ideal.root.wait_p95_ms,
+            bound.root.wait_p95_ms,
+            fault.map(|f| f.root.wait_p95_ms),
+        )
+    });
     let lost_boot_bound = unstarted(bound.root.started, &c.demand, "root")
         + unstarted(bound.spi.started, &c.demand, "spi");
     let lost_fault_bound = fault.map(|f| {
@@ -873,7 +871,10 @@ mod tests {
         r.lost_why = Some(LostWhy::Faults);
         r.fault_bound_p95_ms = Some(300_000);
         let text = table(&[r]);
-        assert!(text.contains("| 2 | 0 | 0 |"), "lost, boot-bound, fault-bound\n{text}");
+        assert!(
+            text.contains("| 2 | 0 | 0 |"),
+            "lost, boot-bound, fault-bound\n{text}"
+        );
         assert!(text.contains("| ✘ faults |"), "{text}");
         assert!(text.contains("| ✘ infeasible (faults) |"), "{text}");
         assert!(
@@ -895,7 +896,10 @@ mod tests {
         let text = table(&[r]);
         assert!(text.contains("| ✘ order |"), "{text}");
         assert!(text.contains("| ✘ gap 1m00s |"), "{text}");
-        assert!(text.contains("policy gap: 1m00s over the fault bound"), "{text}");
+        assert!(
+            text.contains("policy gap: 1m00s over the fault bound"),
+            "{text}"
+        );
         assert!(text.contains("1 policy gap"), "{text}");
     }
 }

@@ -191,6 +191,11 @@ fn demand_boots_a_vm_whose_last_boot_did_not_fail_first() {
         ..Default::default()
     }));
     host.settle();
-    assert_eq!(starts(&host, R1), 1, "booted the failing VM again: {:?}", host.log);
+    assert_eq!(
+        starts(&host, R1),
+        1,
+        "booted the failing VM again: {:?}",
+        host.log
+    );
     assert_eq!(starts(&host, R2), 2, "{:?}", host.log);
 }
