@@ -147,7 +147,7 @@ pub fn schedule_with_gap(hosts: &[IdealHost], jobs: &[IdealJob], gap_ms: u64) ->
 /// [`schedule_with_gap`] where a ROOT job's slot and VM are free again only when `charges`
 /// release them ([`FaultCharges::root_release_ms`]: held by a probe fault, an ignored
 /// graceful stop), then after the gap. `hosts` should already lack the VMs that never boot
-/// ([`without_dead`](super::ideal_faults::without_dead)).
+/// ([`without_dead`]).
 pub fn schedule_charged(
     hosts: &[IdealHost],
     jobs: &[IdealJob],
@@ -341,7 +341,7 @@ pub fn reference(
     reference_with_faults(hosts, root, spi, end_ms, gap_ms, &FaultCharges::default())
 }
 
-/// [`reference`] with the fault-bound reference for `charges` (`None` when it is empty).
+/// [`reference()`] with the fault-bound reference for `charges` (`None` when it is empty).
 pub fn reference_with_faults(
     hosts: &[IdealHost],
     root: &[RootArrival],
