@@ -189,6 +189,9 @@ impl World {
                 noted.push(name.clone());
             }
         }
+        if !noted.is_empty() {
+            self.note_root_holds(now);
+        }
         for name in noted {
             self.decide(
                 now,
@@ -199,6 +202,7 @@ impl World {
         }
         // Its job is over: probe now instead of at the next re-check (up to `busy_recheck`
         // later), so the host goes to the next job sooner. Once per boot.
+        let mut held = false;
         for name in &snapshot.done_here {
             if let Some(vm) = self.vms.get_mut(name)
                 && vm.team == Team::Root
@@ -206,7 +210,10 @@ impl World {
                 && !vm.feed_done
             {
                 vm.feed_done = true;
-                vm.was_busy = true;
+                if !vm.was_busy {
+                    vm.was_busy = true;
+                    held = true;
+                }
                 vm.next_probe_ms = vm.next_probe_ms.min(now);
                 if let Some(StopPlan {
                     phase: StopPhase::Probe { not_before },
@@ -216,6 +223,9 @@ impl World {
                     *not_before = (*not_before).min(now);
                 }
             }
+        }
+        if held {
+            self.note_root_holds(now);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Outcomes of the operations the actor ran: probes, starts, readiness waits and stops; start
 //! and readiness failures counting towards quarantine.
 
-use marble_proto::{BusyState, ErrorKind, Event, PowerState};
+use marble_proto::{BusyState, ErrorKind, Event, PowerState, Team};
 
 use super::persist::{Lease, Quarantine};
 use super::report::BOOT_BUCKETS_SECS;
@@ -38,7 +38,9 @@ impl World {
         if !matches!(result, ProbeResult::Unknown(_)) {
             vm.answered = true;
         }
-        if matches!(result, ProbeResult::Busy(_)) {
+        let first_job = matches!(result, ProbeResult::Busy(_)) && !vm.was_busy;
+        let root_job = first_job && vm.team == Team::Root;
+        if first_job {
             vm.was_busy = true;
         }
         if !matches!(result, ProbeResult::Idle) {
@@ -61,6 +63,9 @@ impl World {
                 vm: name.to_owned(),
                 busy,
             }));
+        }
+        if root_job {
+            self.note_root_holds(now);
         }
         self.stop_after_probe(now, name, result, fx);
     }

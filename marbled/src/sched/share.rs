@@ -187,6 +187,19 @@ impl World {
         })
     }
 
+    /// A ROOT VM here was first seen running a job (the feed or a probe): ROOT has the host,
+    /// turn or not. A runner ROOT did not boot as a turn — an idle-host or predicted warm
+    /// runner, a spare, one the cycle, an operator or a restart left up — holds the host for
+    /// ROOT as much as a demand boot does. Left as Jenkins' streak, ROOT's time "passed over
+    /// here" ran on while its own job ran, reached `fairness_bound`, and rule 1 gave ROOT the
+    /// next turn too, over an older Jenkins waiter (marble-sim `overload@1002`: a named build
+    /// waited two ROOT jobs, 5 h 7 min; `marble-sim/tests/policy_spi_faults.rs`).
+    pub(super) fn note_root_holds(&mut self, now: Millis) {
+        if self.streak.is_some_and(|s| s.team == Team::Spi) {
+            self.note_turn(now, Team::Root);
+        }
+    }
+
     /// Record that `team` took the host at `now` (a boot for a ROOT job, a start for a slot
     /// request): the streak is the run of turns one team has taken here, since its first.
     pub(super) fn note_turn(&mut self, now: Millis, team: Team) {
