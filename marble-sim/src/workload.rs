@@ -4,7 +4,8 @@
 //! has not taken a job yet this boot, and whose labels include the job's. SPI: a build runs
 //! at once on a node whose agent is connected and idle; otherwise Jenkins runs the start
 //! script (`request-slot`) for its node — for "any", the nodes in turn — and on a grant the
-//! agent connects and the build runs; on a refusal (or no answer in time) Jenkins retries
+//! agent connects and the oldest build waiting that can run there takes it (the launch is the
+//! node's, not the build's); on a refusal (or no answer in time) Jenkins retries
 //! after the build's retry interval. A granted agent stays connected, idle, until the VM
 //! stops.
 
@@ -344,29 +345,22 @@ impl Engine {
                     // and the build's wait ended when it started (not a grant latency).
                     return;
                 }
-                if !self.builds[b].granted {
-                    self.builds[b].granted = true;
-                    let first = self.builds[b].first_request.unwrap_or(now);
-                    self.grant_latencies.push(now.saturating_sub(first));
-                    if self.log {
-                        // One line per grant, so a slow grant can be traced to its build.
-                        let asked = first.saturating_sub(super::engine::EPOCH_MS);
-                        eprintln!(
-                            "+{:<10} build spi#{b} for {:?} queued +{} first asked +{} granted \
-                             {}, grant latency {}",
-                            fmt_ms(self.offset()),
-                            self.builds[b].arrival.vm,
-                            fmt_ms(self.builds[b].arrival.at_ms),
-                            fmt_ms(asked),
-                            self.vms[vi].name,
-                            fmt_ms(now.saturating_sub(first))
-                        );
-                    }
-                }
-                if self.vms[vi].job.is_none() {
-                    self.start_job(vi, JobRef::Spi(b));
+                // The launch is the node's, not the build's: Jenkins hands the new agent's
+                // executor to the longest-waiting build that can run there (builds are in
+                // arrival order), which may be older than the one whose turn it was to run
+                // the start script; that one then waits for the executor.
+                self.builds[b].state = BuildState::Waiting;
+                let taker = self.oldest_waiting_for(vi).unwrap_or(b);
+                // The grant ends the wait of the build it runs, counted from that build's
+                // first request: the node was asked for since then.
+                let charged = if self.builds[taker].first_request.is_some() {
+                    taker
                 } else {
-                    self.builds[b].state = BuildState::Waiting;
+                    b
+                };
+                self.record_grant(charged, vi);
+                if self.vms[vi].job.is_none() {
+                    self.start_job(vi, JobRef::Spi(taker));
                 }
             }
             Ok(other) => {
@@ -378,6 +372,40 @@ impl Engine {
                 *self.refusals.entry(kind_name(err.kind)).or_insert(0) += 1;
                 self.retry_later(b, req);
             }
+        }
+    }
+
+    /// The oldest arrived, not yet started build that can run on SPI VM `vi` (for its name
+    /// or for any node).
+    fn oldest_waiting_for(&self, vi: usize) -> Option<usize> {
+        let name = &self.vms[vi].name;
+        self.builds.iter().position(|x| {
+            x.state.is_waiting() && x.arrival.vm.as_ref().is_none_or(|node| node == name)
+        })
+    }
+
+    /// Build `b`'s wait for a slot ends with a grant of VM `vi`: its grant latency, once.
+    fn record_grant(&mut self, b: usize, vi: usize) {
+        if self.builds[b].granted {
+            return;
+        }
+        let now = self.now;
+        self.builds[b].granted = true;
+        let first = self.builds[b].first_request.unwrap_or(now);
+        self.grant_latencies.push(now.saturating_sub(first));
+        if self.log {
+            // One line per grant, so a slow grant can be traced to its build.
+            let asked = first.saturating_sub(super::engine::EPOCH_MS);
+            eprintln!(
+                "+{:<10} build spi#{b} for {:?} queued +{} first asked +{} granted {}, grant \
+                 latency {}",
+                fmt_ms(self.offset()),
+                self.builds[b].arrival.vm,
+                fmt_ms(self.builds[b].arrival.at_ms),
+                fmt_ms(asked),
+                self.vms[vi].name,
+                fmt_ms(now.saturating_sub(first))
+            );
         }
     }
 
