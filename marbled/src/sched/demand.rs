@@ -38,7 +38,7 @@ use marble_proto::{BusyState, PowerState, Team};
 use super::vm::{Starter, StopWhy, VmState};
 use super::warm::{IDLE_WARM_AFTER_MS, WarmNeed, wanted_warm};
 use super::world::{SlotPhase, World};
-use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
+use super::{Effect, FleetRunner, Millis, Policy, QueuedJob, format_ms, labels_cover};
 
 /// No warm boots this long after the fleet was last seen full (a job waited `warm_yield`
 /// with no idle runner left in the fleet to yield to it).
@@ -75,7 +75,7 @@ impl World {
         }
         let (unmet, free_left) = self.match_queued();
         let yield_to = self.job_to_yield_to(now, &unmet, &free_left);
-        let needs = self.warm_needs(free_left);
+        let needs = self.warm_needs(&free_left);
         self.release_running(now, &unmet, yield_to.as_ref(), &needs, fx);
         if !self.demand_may_boot(now, fx) {
             return;
@@ -111,7 +111,7 @@ impl World {
         &mut self,
         now: Millis,
         unmet: &[QueuedJob],
-        free_left: &[Vec<String>],
+        free_left: &[FleetRunner],
     ) -> Option<QueuedJob> {
         self.prune_yield_ranks();
         let spare = self
