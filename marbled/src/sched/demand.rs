@@ -113,7 +113,6 @@ impl World {
         unmet: &[QueuedJob],
         free_left: &[FleetRunner],
     ) -> Option<QueuedJob> {
-        self.prune_yield_ranks();
         let spare = self
             .vms
             .values()

@@ -90,7 +90,9 @@ impl World {
         now >= turn && (steps == 0 || self.demand_at >= turn)
     }
 
-    /// Forget the ranks of jobs no longer queued.
+    /// Forget the ranks of jobs no longer queued: on each demand snapshot (not each step:
+    /// a daemon restored from its state file has none before its first poll, and would
+    /// forget the ranks it restored).
     pub(super) fn prune_yield_ranks(&mut self) {
         let queued: BTreeSet<u64> = self.demand.root_jobs.iter().map(|j| j.id).collect();
         self.yield_ranks.retain(|(id, _), _| queued.contains(id));
