@@ -83,3 +83,65 @@ fn of_two_hosts_with_identical_warm_runners_exactly_one_yields_to_an_unmet_job()
         a.log
     );
 }
+
+/// A free `demand` host (mac14 and mac15 VMs, ARM64) keeping one mac15 runner warm
+/// fleet-wide, shown an ARM64 `mac-beta` job no VM here can run, queued 61 s ago (past
+/// `warm_yield`) with an idle runner labelled `idle` the only one in the fleet; then the job
+/// starts elsewhere.
+/// Returns whether the host booted its warm runner within 10 min after.
+fn warm_boot_after_a_job_waited_beside(idle: &[&str]) -> bool {
+    let mut host = warm_host(|c| {
+        c.warm = vec![WarmTarget {
+            labels: mac_labels("mac15"),
+            count: 1,
+        }];
+    });
+    let beta = QueuedJob {
+        id: 5,
+        since_ms: host.now - 61_000,
+        labels: vec![
+            "self-hosted".into(),
+            "macOS".into(),
+            "ARM64".into(),
+            "mac-beta".into(),
+        ],
+    };
+    let idle = FleetRunner {
+        name: "b-ROOT-VM-macOS-14".into(),
+        labels: idle.iter().map(|l| (*l).to_owned()).collect(),
+    };
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![beta],
+        free_runners: vec![idle],
+        ..Default::default()
+    }));
+    host.settle();
+    // A job is unmet: no warm boot meanwhile.
+    assert!(host.running().is_empty(), "{:?}", host.log);
+    // The job starts elsewhere: the fleet is a mac15 runner short, and this host is free.
+    for _ in 0..10 {
+        host.feed(Input::Demand(DemandSnapshot::default()));
+        host.advance(60_000);
+    }
+    !host.running().is_empty()
+}
+
+#[test]
+fn an_idle_runner_of_another_architecture_does_not_keep_the_fleet_from_counting_as_full() {
+    // An idle ARM64 runner elsewhere could yield to the job: a wait for a yield, not a
+    // full fleet; the warm runner boots.
+    assert!(warm_boot_after_a_job_waited_beside(&[
+        "self-hosted",
+        "macOS",
+        "ARM64",
+        "mac14"
+    ]));
+    // Only an Intel host's runner is idle: no host that could run the ARM64 job is free,
+    // the fleet is full, and warm boots wait `WARM_AFTER_CONGESTION_MS` (30 min).
+    assert!(!warm_boot_after_a_job_waited_beside(&[
+        "self-hosted",
+        "macOS",
+        "X64",
+        "mac14"
+    ]));
+}
