@@ -490,6 +490,8 @@ impl Engine {
             used_here: taken_runners.clone(),
             taken_runners,
             done_here: done_runners.clone(),
+            // A simulated runner is named after its VM (the scheduler's default).
+            runners_here: Default::default(),
             done_runners,
             jenkins_queue: self.jenkins_queue(),
             // What GitHub shows, not yet a poll's: `feed_demand` stamps its poll.

@@ -17,7 +17,8 @@ const MAGIC: [u8; 4] = *b"MRBS";
 const FORMAT_MAJOR: u16 = 1;
 /// 1: the demand policy's prediction history, fair-share streak and runner standing.
 /// 2: the streak's start and the Jenkins nodes waiting (fair share, issue 17).
-const FORMAT_MINOR: u16 = 2;
+/// 3: the spare runners' ranks in the staggered yield (issue 17).
+const FORMAT_MINOR: u16 = 3;
 const HEADER_LEN: usize = 16;
 /// A state file larger than this is refused before decoding (it holds a few KiB normally).
 pub const MAX_STATE_LEN: usize = 16 * 1024 * 1024;
@@ -233,6 +234,12 @@ mod tests {
                 used: true,
             },
         );
+        state.yield_ranks.insert(
+            42,
+            [("mac-ROOT-VM-macOS-15".to_owned(), 2)]
+                .into_iter()
+                .collect(),
+        );
         store.save(&state).expect("save");
         assert_eq!(store.load().expect("load"), Some(state));
     }
@@ -250,6 +257,7 @@ mod tests {
         let state = store.load().expect("load").expect("present");
         assert_eq!(state.last_cycled.as_deref(), Some("mac-ROOT-VM-macOS-14"));
         assert!(state.seen_jobs.is_empty() && state.streak.is_none() && state.runners.is_empty());
+        assert!(state.yield_ranks.is_empty());
     }
 
     #[test]

@@ -161,7 +161,8 @@ impl Supervisor {
     /// registration of one of this host's VMs (the job waits the metrics count), and name
     /// this host's VMs whose current runner the feed shows has taken its job (`used_here`:
     /// the scheduler stops them once idle instead of keeping them for a matching job) or
-    /// finished it (`done_here`: probed at once).
+    /// finished it (`done_here`: probed at once), and name their current runners
+    /// (`runners_here`).
     fn keep_jobs_started_here(&self, snapshot: &mut DemandSnapshot) {
         let vms = ci::current_runner_vms(&self.ctx.runners, &self.teams).unwrap_or_default();
         let here = |runners: &[String]| -> Vec<String> {
@@ -172,6 +173,10 @@ impl Supervisor {
         };
         snapshot.used_here = here(&snapshot.taken_runners);
         snapshot.done_here = here(&snapshot.done_runners);
+        // The staggered yield ranks this host's runners by the names other hosts see.
+        snapshot.runners_here = (vms.iter())
+            .map(|(runner, vm)| (vm.clone(), runner.clone()))
+            .collect();
         // The last inventory's teams: no status report built for every snapshot.
         match ci::runners_started_here(&self.ctx.runners, &self.teams) {
             Some(ours) => snapshot

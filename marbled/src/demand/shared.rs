@@ -247,6 +247,7 @@ impl GithubPart {
             used_here: Vec::new(),
             done_runners: self.done_runners.clone(),
             done_here: Vec::new(),
+            runners_here: Default::default(),
             // The actor fills it from the Jenkins part of the feed (`jenkins` below).
             jenkins_queue: Vec::new(),
             taken_at_ms: polled_ms,
@@ -298,6 +299,7 @@ mod tests {
             used_here: vec!["vm-a".into()],
             done_runners: vec!["old".into()],
             done_here: vec!["vm-a".into()],
+            runners_here: [("vm-a".to_owned(), "macphsft-b-ROOT-1".to_owned())].into(),
             jenkins_queue: Vec::new(),
             taken_at_ms: 1_950,
         }
@@ -317,6 +319,7 @@ mod tests {
         // The holder's per-host parts are not the follower's.
         want.used_here.clear();
         want.done_here.clear();
+        want.runners_here.clear();
         // Stamped with the holder's poll, not the follower's read.
         want.taken_at_ms = 2_000;
         assert_eq!(feed.github, Some(want));

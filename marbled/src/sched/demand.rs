@@ -36,10 +36,11 @@
 
 use marble_proto::{BusyState, PowerState, Team};
 
+use super::stagger::other_arch;
 use super::vm::{Starter, StopWhy, VmState};
 use super::warm::{IDLE_WARM_AFTER_MS, WarmNeed, wanted_warm};
 use super::world::{SlotPhase, World};
-use super::{Effect, Millis, Policy, QueuedJob, format_ms, labels_cover};
+use super::{Effect, FleetRunner, Millis, Policy, QueuedJob, format_ms, labels_cover};
 
 /// No warm boots this long after the fleet was last seen full (a job waited `warm_yield`
 /// with no idle runner left in the fleet to yield to it).
@@ -76,7 +77,7 @@ impl World {
         }
         let (unmet, free_left) = self.match_queued();
         let yield_to = self.job_to_yield_to(now, &unmet, &free_left);
-        let needs = self.warm_needs(free_left);
+        let needs = self.warm_needs(&free_left);
         self.release_running(now, &unmet, yield_to.as_ref(), &needs, fx);
         if !self.demand_may_boot(now, fx) {
             return;
@@ -104,17 +105,19 @@ impl World {
     /// The oldest unmet job a VM here could serve that has waited `warm_yield` (plus this
     /// host's turn among the hosts that could yield: [`super::stagger`]): it has not been
     /// taken by a free host elsewhere, so a warm runner here gives way to it. Also notes the
-    /// fleet as congested when an unmet job has waited `warm_yield` and no idle runner is
-    /// left in the fleet (`free_left` empty): a job waiting for a warm runner to yield waits
-    /// behind idle runners, not a full fleet, and marking it held warm boots for 30 min on
-    /// hosts freed meanwhile (marble-sim, `labels@2002` +10h 42m; `tests/policy_yield.rs`).
+    /// fleet as congested when an unmet job has waited `warm_yield` and no idle runner left
+    /// in the fleet (`free_left`) could yield to it: a job waiting for a warm runner to
+    /// yield waits behind idle runners, not a full fleet, and marking it held warm boots for
+    /// 30 min on hosts freed meanwhile (marble-sim, `labels@2002` +10h 42m;
+    /// `tests/policy_yield.rs`). An idle runner of another architecture than the job's does
+    /// not count: its host cannot run the job (an Intel host's runner for an ARM64 job), and
+    /// counting it kept a fleet that was full for the job from ever being seen full.
     fn job_to_yield_to(
         &mut self,
         now: Millis,
         unmet: &[QueuedJob],
-        free_left: &[Vec<String>],
+        free_left: &[FleetRunner],
     ) -> Option<QueuedJob> {
-        self.prune_yield_ranks();
         let spare = self
             .vms
             .values()
@@ -130,11 +133,10 @@ impl World {
             .iter()
             .find(|job| self.servable_here(job) && self.yield_turn_come(now, job, mine, free_left))
             .cloned();
-        if free_left.is_empty()
-            && unmet
-                .iter()
-                .any(|job| now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms)
-        {
+        let could_yield = |job: &QueuedJob| free_left.iter().any(|r| !other_arch(&r.labels, job));
+        if unmet.iter().any(|job| {
+            now.saturating_sub(job.since_ms) >= self.config.warm_yield_ms && !could_yield(job)
+        }) {
             self.congested_at = Some(now);
         }
         yield_to

@@ -104,6 +104,11 @@ pub struct DemandSnapshot {
     /// This host's ROOT VMs whose current runner is among [`Self::done_runners`]: probed at
     /// once rather than at the next re-check, so the host is freed without waiting for it.
     pub done_here: Vec<String>,
+    /// This host's ROOT VMs' current runner names, by VM name (the actor fills it from its
+    /// registrations). The staggered yield orders runners of the same labels by runner name,
+    /// the one name every host sees in the runner list; a VM missing here is taken to have
+    /// a runner named after it (the simulator's).
+    pub runners_here: BTreeMap<String, String>,
     /// Jenkins' buildable queue items (`/queue/api/json`) with the label their `why` names,
     /// fleet-wide: every host polls the same queue. A build for a named node waits for the
     /// host of that VM; one for a label every SPI node carries (`spi_labels`) waits for every

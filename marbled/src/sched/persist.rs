@@ -1,7 +1,8 @@
 //! What survives a restart: locks, pause and drain (with who/why/since), slot leases,
 //! quarantines, the cycle's position, the operations that were in flight, and what policy
 //! `demand` has learnt — the warm-runner prediction's history, the fair-share streak, the
-//! Jenkins nodes waiting (since when) and why each running runner is up. Kept by VM name, so
+//! Jenkins nodes waiting (since when), why each running runner is up and the spare runners'
+//! ranks in the staggered yield. Kept by VM name, so
 //! a lock on a VM that is temporarily unregistered is not lost.
 
 use std::collections::BTreeMap;
@@ -120,6 +121,11 @@ pub struct Persisted {
     /// Running ROOT VMs' standing by VM name; applied if the first inventory after a
     /// restart still finds the VM running.
     pub runners: BTreeMap<String, RunnerStanding>,
+    /// Policy `demand`'s staggered yield (`sched/stagger.rs`): by queued job id, the highest
+    /// rank each spare runner (by VM name) had among the hosts that could yield to it.
+    /// Re-derived after a restart, a rank drops once an earlier host's runner has left the
+    /// list by yielding, and a second host yielded for the same job.
+    pub yield_ranks: BTreeMap<u64, BTreeMap<String, usize>>,
 }
 
 impl World {
@@ -155,6 +161,10 @@ impl World {
             })
             .collect();
         world.restored_runners = persisted.runners;
+        // Jobs no longer queued are pruned at the first demand snapshot.
+        world.yield_ranks = (persisted.yield_ranks.into_iter())
+            .flat_map(|(job, ranks)| ranks.into_iter().map(move |(vm, r)| ((job, vm), r)))
+            .collect();
         world
     }
 
@@ -223,6 +233,16 @@ impl World {
                 })
                 .collect(),
             runners,
+            yield_ranks: self.yield_ranks.iter().fold(
+                BTreeMap::new(),
+                |mut by_job, ((job, vm), rank)| {
+                    by_job
+                        .entry(*job)
+                        .or_insert_with(BTreeMap::new)
+                        .insert(vm.clone(), *rank);
+                    by_job
+                },
+            ),
         }
     }
 }

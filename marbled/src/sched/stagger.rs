@@ -14,11 +14,15 @@
 //! highest rank it has seen for a job: once an earlier host yields, its runner leaves the
 //! list and the later host's rank would otherwise drop to 0 at once. Nothing is orphaned: if
 //! the earlier host's stop or boot fails, the job stays unmet and the next host's turn comes;
-//! a host that cannot run the job only delays the next by one step. Two runners with the
-//! same labels rank equal and may both yield (as before).
+//! a host that cannot run the job only delays the next by one step. Runners with the same
+//! labels rank by runner name, the one name every host sees in the runner list (the actor
+//! maps this host's VMs to theirs, `DemandSnapshot::runners_here`): ranked equal, two hosts
+//! with identical warm runners both yielded for one job.
+
+use std::collections::BTreeSet;
 
 use super::world::World;
-use super::{Millis, QueuedJob};
+use super::{FleetRunner, Millis, QueuedJob};
 
 /// Delay between two ranked hosts' yields for one job: covers the earlier host's decision (up
 /// to a tick after its turn), probe, stop and fresh snapshot before its new runner shows.
@@ -27,43 +31,51 @@ pub(super) const YIELD_STAGGER_MS: Millis = 30_000;
 /// Architecture labels (the job's and a runner's, compared case-insensitively).
 const ARCH_LABELS: [&str; 2] = ["arm64", "x64"];
 
-/// The runner's ordering key for `job`: a runner whose architecture label differs from the
-/// job's sorts after every other, then by its lower-cased, sorted labels.
-fn rank_key(labels: &[String], job: &QueuedJob) -> (bool, Vec<String>) {
+/// Whether a runner with `labels` has an architecture label other than `job`'s (a runner or
+/// job without one matches any).
+pub(super) fn other_arch(labels: &[String], job: &QueuedJob) -> bool {
     let arch = |set: &[String]| -> Option<String> {
         set.iter()
             .map(|l| l.to_ascii_lowercase())
             .find(|l| ARCH_LABELS.contains(&l.as_str()))
     };
-    let other_arch = match (arch(labels), arch(&job.labels)) {
+    match (arch(labels), arch(&job.labels)) {
         (Some(mine), Some(wanted)) => mine != wanted,
         _ => false,
-    };
+    }
+}
+
+/// The runner's ordering key for `job`: a runner whose architecture label differs from the
+/// job's sorts after every other, then by its lower-cased, sorted labels, then by its name
+/// (so no two runners rank equal).
+fn rank_key<'a>(labels: &[String], name: &'a str, job: &QueuedJob) -> (bool, Vec<String>, &'a str) {
     let mut key: Vec<String> = labels.iter().map(|l| l.to_ascii_lowercase()).collect();
     key.sort();
     key.dedup();
-    (other_arch, key)
+    (other_arch(labels, job), key, name)
 }
 
 impl World {
-    /// Whether this host's spare runner (`mine`: its VM's labels) may yield to `job` now:
-    /// its rank among `free_left` (the fleet's idle runners no queued job takes) sets how
-    /// long after `warm_yield` its turn comes; a later turn needs a snapshot taken after it.
+    /// Whether this host's spare runner (`mine`: its VM's name and labels) may yield to
+    /// `job` now: its rank among `free_left` (the fleet's idle runners no queued job takes)
+    /// sets how long after `warm_yield` its turn comes; a later turn needs a snapshot taken
+    /// after it.
     pub(super) fn yield_turn_come(
         &mut self,
         now: Millis,
         job: &QueuedJob,
         mine: Option<(&str, &[String])>,
-        free_left: &[Vec<String>],
+        free_left: &[FleetRunner],
     ) -> bool {
         let waited = now.saturating_sub(job.since_ms);
         let Some((vm, labels)) = mine else {
             return waited >= self.config.warm_yield_ms;
         };
-        let key = rank_key(labels, job);
+        let runner = self.demand.runners_here.get(vm).map_or(vm, String::as_str);
+        let key = rank_key(labels, runner, job);
         let seen = free_left
             .iter()
-            .filter(|other| rank_key(other, job) < key)
+            .filter(|other| rank_key(&other.labels, &other.name, job) < key)
             .count();
         let rank = self
             .yield_ranks
@@ -78,9 +90,11 @@ impl World {
         now >= turn && (steps == 0 || self.demand_at >= turn)
     }
 
-    /// Forget the ranks of jobs no longer queued.
+    /// Forget the ranks of jobs no longer queued: on each demand snapshot (not each step:
+    /// a daemon restored from its state file has none before its first poll, and would
+    /// forget the ranks it restored).
     pub(super) fn prune_yield_ranks(&mut self) {
-        let queued: Vec<u64> = self.demand.root_jobs.iter().map(|j| j.id).collect();
+        let queued: BTreeSet<u64> = self.demand.root_jobs.iter().map(|j| j.id).collect();
         self.yield_ranks.retain(|(id, _), _| queued.contains(id));
     }
 }
@@ -100,10 +114,12 @@ mod tests {
             since_ms: 0,
             labels: s(&["self-hosted", "macOS", "ARM64", "mac15"]),
         };
-        let intel = rank_key(&s(&["self-hosted", "macOS", "X64", "mac14"]), &job);
-        let m13 = rank_key(&s(&["self-hosted", "macOS", "ARM64", "mac13"]), &job);
-        let m14 = rank_key(&s(&["macOS", "self-hosted", "arm64", "mac14"]), &job);
+        let intel = rank_key(&s(&["self-hosted", "macOS", "X64", "mac14"]), "a", &job);
+        let m13 = rank_key(&s(&["self-hosted", "macOS", "ARM64", "mac13"]), "z", &job);
+        let m14 = rank_key(&s(&["macOS", "self-hosted", "arm64", "mac14"]), "b", &job);
+        let m14_too = rank_key(&s(&["self-hosted", "macOS", "ARM64", "mac14"]), "c", &job);
         assert!(m13 < m14);
-        assert!(m14 < intel);
+        assert!(m14 < m14_too, "same labels: by runner name");
+        assert!(m14_too < intel);
     }
 }

@@ -25,7 +25,7 @@ use marble_proto::{BusyState, PowerState, Team};
 use super::persist::SeenJob;
 use super::vm::StopWhy;
 use super::world::World;
-use super::{Action, DemandSnapshot, Effect, Millis, QueuedJob, labels_cover};
+use super::{Action, DemandSnapshot, Effect, FleetRunner, Millis, QueuedJob, labels_cover};
 
 /// Idle-host warmth waits until its host has been free this long: a host freed between two
 /// jobs of a busy hour gets the next job soon, and a warm runner of another platform would
@@ -116,18 +116,16 @@ impl World {
 
     /// Queued jobs no idle runner will take (oldest first), and the labels of the idle
     /// runners left over once the queued jobs have taken theirs.
-    pub(super) fn match_queued(&self) -> (Vec<QueuedJob>, Vec<Vec<String>>) {
+    pub(super) fn match_queued(&self) -> (Vec<QueuedJob>, Vec<FleetRunner>) {
         let mut jobs = self.demand.root_jobs.clone();
         jobs.sort_by_key(|j| (j.since_ms, j.id));
-        let mut free: Vec<Vec<String>> = self
-            .demand
-            .free_runners
-            .iter()
-            .map(|r| r.labels.clone())
-            .collect();
+        let mut free: Vec<FleetRunner> = self.demand.free_runners.clone();
         let mut unmet = Vec::new();
         for job in jobs {
-            match free.iter().position(|r| labels_cover(r, &job.labels)) {
+            match free
+                .iter()
+                .position(|r| labels_cover(&r.labels, &job.labels))
+            {
                 Some(i) => {
                     free.swap_remove(i);
                 }
@@ -140,7 +138,8 @@ impl World {
     /// Every warm target (configured first, then predicted, busiest first) with how many of
     /// `free` (the idle runners left once queued jobs took theirs: [`World::match_queued`])
     /// already fill it. An idle runner fills at most one target.
-    pub(super) fn warm_needs(&self, mut free: Vec<Vec<String>>) -> Vec<WarmNeed> {
+    pub(super) fn warm_needs(&self, free: &[FleetRunner]) -> Vec<WarmNeed> {
+        let mut free: Vec<&[String]> = free.iter().map(|r| r.labels.as_slice()).collect();
         let mut needs: Vec<WarmNeed> = self
             .config
             .warm

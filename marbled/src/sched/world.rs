@@ -210,6 +210,7 @@ impl World {
                 };
                 self.demand_arrived_at = now;
                 self.demand = snapshot;
+                self.prune_yield_ranks();
             }
         }
         self.step(now, &mut fx);

@@ -16,5 +16,6 @@ mod readiness;
 mod restart;
 mod share;
 mod slots;
+mod stagger;
 mod stop;
 mod warm;

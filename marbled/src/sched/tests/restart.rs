@@ -238,3 +238,65 @@ fn a_restart_keeps_the_fair_share_streak() {
         Some(Team::Spi)
     );
 }
+
+#[test]
+fn a_restart_keeps_a_spare_runners_rank_in_the_staggered_yield() {
+    // This host keeps a mac15 runner warm; so does host `a`, whose runner ranks first (same
+    // labels, name `a-…` before `h-…`). A mac14 job is queued: `a` yields at `warm_yield`,
+    // this host 30 s later if the job is still unmet then.
+    let mut host = warm_host(|c| {
+        c.warm = vec![WarmTarget {
+            labels: mac_labels("mac15"),
+            count: 2,
+        }];
+    });
+    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+    let other = FleetRunner {
+        name: "a-ROOT-VM-macOS-15".into(),
+        labels: runner_labels("a-ROOT-VM-macOS-15"),
+    };
+    let mine = FleetRunner {
+        name: M15.into(),
+        labels: runner_labels(M15),
+    };
+    let since = host.now;
+    let both = DemandSnapshot {
+        root_jobs: vec![job(9, since, "mac14")],
+        free_runners: vec![other, mine.clone()],
+        ..Default::default()
+    };
+    host.feed(Input::Demand(both));
+    host.advance(50_000);
+    // The daemon restarts; meanwhile `a` yielded: its runner left the list, and the runner
+    // it boots for the job is not listed yet.
+    let mut after = restart(&host, 5_000, |_| {});
+    let only_mine = DemandSnapshot {
+        root_jobs: vec![job(9, since, "mac14")],
+        free_runners: vec![mine],
+        ..Default::default()
+    };
+    let from = after.log.len();
+    let stopped = |h: &Host| {
+        h.log[from..]
+            .iter()
+            .any(|(vm, a)| vm == M15 && matches!(a, Action::Stop(_)))
+    };
+    // Fresh snapshots every 5 s up to 25 s past `warm_yield`: not this host's turn yet.
+    while after.now < since + 85_000 {
+        after.feed(Input::Demand(only_mine.clone()));
+        after.advance(5_000);
+    }
+    assert!(
+        !stopped(&after),
+        "rank kept across the restart: no second yield for job 9: {:?}",
+        after.log
+    );
+    // Still unmet once its turn came (a's boot failed): this host yields, nothing orphaned.
+    while after.now < since + 100_000 {
+        after.feed(Input::Demand(only_mine.clone()));
+        after.advance(5_000);
+    }
+    assert!(stopped(&after), "its turn: {:?}", after.log);
+}
