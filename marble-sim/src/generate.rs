@@ -201,6 +201,7 @@ fn random_scheduler(s: &mut SchedulerSection, r: &mut SimRng, capacity: u32) {
     s.agent_idle_handover = secs([0, 300, 1_800, 3_600][r.below(4)]);
     // The warmth hand-over at half that age (no draw: the random schedules stay the same).
     s.agent_warm_handover = s.agent_idle_handover / 2;
+    s.agent_predicted_handover = s.agent_idle_handover / 4;
 }
 
 /// `random_trace`'s GitHub jobs and Jenkins builds.

@@ -14,6 +14,13 @@
 //! no mac14 runner warm, the run came). With a 5 min delay the second push starts warm, but
 //! that delay is not shipped: it put holdout `faults@2001`'s SPI grant p95 over the cycler's
 //! (docs/benchmarks.md, "Task daytime"), so the test is ignored until a rule passes both.
+//!
+//! The second push of a working hour (task `std8`): the hour's first pushes took the
+//! predicted warm runners (mac15 and mac14, two jobs each within `warm_window`), every ROOT
+//! host was busy or kept another platform warm, and the next push's jobs waited for an idle
+//! Jenkins agent's stop and a boot (standard trace, +1d 18h 54m: root#65/#66, the agent on
+//! host 07 idle 4.4 h). An agent idle for `agent_predicted_handover` (1 h) now gives its host
+//! up for the missing predicted platform while no Jenkins build is queued.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -116,6 +123,65 @@ fn a_push_soon_after_another_finds_its_platforms_warm() {
     let cold = count_above(&root.waits_ms, 30_000);
     assert!(
         cold <= 2,
+        "{cold} ROOT job(s) waited over 30 s (max {})\n{}",
+        fmt_ms(root.wait_max_ms.unwrap_or(0)),
+        report.to_table()
+    );
+}
+
+/// Nine hosts: ROOT on 1–7 (each with a VM per platform), Jenkins builds on nodes 8 and 9 at
+/// 15:00 (their agents stay up, idle 3 h by the evening — under `agent_warm_handover`) and
+/// 20:00. The day's pushes at 9:00 and 11:00 on mac15/mac14 make those the likeliest
+/// platforms; at 18:30 a run on every platform, at 18:33 one on mac15/mac14 (both on warm
+/// runners: the hosts free since the morning kept them), and at 18:54 one on mac15/mac14
+/// again, with hosts 1–6 running the 18:30/18:33 jobs and host 7 keeping an idle runner.
+fn second_push_text() -> String {
+    let mut t = String::from(
+        "[sim]\nduration = \"22h\"\nseed = 7\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
+    );
+    t.push_str(&common::platform_hosts(9));
+    for node in [8, 9] {
+        for at in ["15h", "20h"] {
+            write!(
+                t,
+                "[[jenkins]]\nat = \"{at}\"\nvm = \"mac0{node}-SPI-VM-1\"\nduration = \"30m\"\n\n"
+            )
+            .unwrap();
+        }
+    }
+    let mut jobs: Vec<(&str, &str, &str)> = Vec::new();
+    for at in ["9h", "11h"] {
+        jobs.extend([(at, "mac15", "20m"), (at, "mac14", "20m")]);
+    }
+    for p in ["mac15", "mac14", "mac13", "mac-beta"] {
+        jobs.push(("18h 30m", p, "1h"));
+    }
+    jobs.extend([("18h 33m", "mac15", "1h"), ("18h 33m", "mac14", "1h")]);
+    jobs.extend([("18h 54m", "mac15", "20m"), ("18h 54m", "mac14", "20m")]);
+    for (at, label, duration) in jobs {
+        write!(
+            t,
+            "[[root_jobs]]\nat = \"{at}\"\nduration = \"{duration}\"\n\
+             labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"{label}\"]\n\n"
+        )
+        .unwrap();
+    }
+    t
+}
+
+#[test]
+fn the_second_push_of_an_hour_finds_its_predicted_platforms_warm() {
+    let trace = parse_workload(&second_push_text(), "second-push.toml");
+    let report = demand(&trace);
+    assert!(report.violations.is_empty(), "{}", report.to_table());
+    let root = &report.teams["root"];
+    assert_eq!(root.arrived, 12);
+    assert_eq!(root.started, root.arrived, "{}", report.to_table());
+    assert_eq!(report.teams["spi"].started, 4, "{}", report.to_table());
+    // Before: the 18:54 jobs waited for the agents' stops and boots (1m 22s, 1m 38s).
+    let cold = count_above(&root.waits_ms, 30_000);
+    assert!(
+        cold == 0,
         "{cold} ROOT job(s) waited over 30 s (max {})\n{}",
         fmt_ms(root.wait_max_ms.unwrap_or(0)),
         report.to_table()

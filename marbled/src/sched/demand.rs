@@ -21,7 +21,9 @@
 //!   here, or once its probes have seen no build for `agent_idle_handover` (hours: a Jenkins
 //!   agent left up after the nightly no longer holds its host until the morning push), or
 //!   for `agent_warm_handover` when an idle-warm platform it could keep is missing in the
-//!   fleet and nothing is unmet (the freed host then boots that warm runner at once).
+//!   fleet and nothing is unmet (the freed host then boots that warm runner at once), or for
+//!   `agent_predicted_handover` when a predicted platform is missing likewise and no Jenkins
+//!   build is queued.
 //! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
 //!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
@@ -202,7 +204,12 @@ impl World {
     /// unmet, else the freed host would sit empty), and the host it frees boots its warm
     /// runner without the idle-warmth delay (`World::freed_for_warmth`), so the next
     /// snapshot lists that runner and no other agent goes for the same platform.
-    /// `agent_idle_handover = "0s"` turns both hand-overs off: an operator who switched
+    /// Idle for `agent_predicted_handover` (1 h) it gives way, under the same conditions and
+    /// only while no Jenkins build is queued, for a *predicted* target the fleet is short of:
+    /// on the standard trace a working hour's first push took the predicted runners, the
+    /// hosts were busy, and the next push of that hour booted cold on an agent's host idle
+    /// 1–4 h (marble-sim, +1d 18h 54m; `tests/policy_standard_gap.rs`).
+    /// `agent_idle_handover = "0s"` turns every hand-over off: an operator who switched
     /// the age off keeps every idle agent.
     ///
     /// Returns why, and whether it is for warmth.
@@ -219,7 +226,9 @@ impl World {
         let idle_for = now.saturating_sub(since);
         let old = age > 0 && idle_for >= age;
         let old_for_warmth = age > 0 && warm_age > 0 && idle_for >= warm_age;
-        if !(old || old_for_warmth)
+        let pred_age = self.config.agent_predicted_handover_ms;
+        let old_for_predicted = age > 0 && pred_age > 0 && idle_for >= pred_age;
+        if !(old || old_for_warmth || old_for_predicted)
             || matches!(vm.busy, BusyState::Busy { .. } | BusyState::Unknown { .. })
         {
             return None;
@@ -242,23 +251,41 @@ impl World {
         if !warm_boot_possible {
             return None;
         }
-        let need = self.warmth_wanted_here(now, needs)?;
+        // An idle-warm platform first (the morning case), else a predicted one: a push of
+        // the last `warm_window` took its runner and the next push of the hour would wait
+        // for this agent's stop and a boot. Not while Jenkins has a build queued: that build
+        // may be for this node (a queued build for any node is not tied to one host).
+        let (need, key, key_age) = match self.warmth_wanted_here(now, needs, false) {
+            Some(need) if old_for_warmth => (need, "agent_warm_handover", warm_age),
+            _ if old_for_predicted && self.demand.jenkins_queue.is_empty() => (
+                self.warmth_wanted_here(now, needs, true)?,
+                "agent_predicted_handover",
+                pred_age,
+            ),
+            _ => return None,
+        };
         let why = format!(
-            "idle since {} (no build seen for agent_warm_handover {}) and no idle runner in \
-             the fleet for runs-on {}: the host goes to ROOT for warmth",
+            "idle since {} (no build seen for {key} {}) and no idle runner in the fleet for \
+             runs-on {}: the host goes to ROOT for warmth",
             format_ms(since),
-            age_text(warm_age),
+            age_text(key_age),
             need.labels.join(",")
         );
         Some((why, true))
     }
 
-    /// The first idle-host warmth target the fleet is short of that a ROOT VM here could
+    /// The first idle-host warmth target (`predicted`: a configured or predicted one) the
+    /// fleet is short of that a ROOT VM here could
     /// fill, while another is filled (an idle runner is up somewhere), and when a warm boot
     /// could happen at all (not within
     /// [`WARM_AFTER_CONGESTION_MS`] of the fleet being seen full: a host freed then would
     /// stay empty, and the agent was better left up for its next build).
-    fn warmth_wanted_here<'a>(&self, now: Millis, needs: &'a [WarmNeed]) -> Option<&'a WarmNeed> {
+    fn warmth_wanted_here<'a>(
+        &self,
+        now: Millis,
+        needs: &'a [WarmNeed],
+        predicted: bool,
+    ) -> Option<&'a WarmNeed> {
         if self
             .congested_at
             .is_some_and(|at| now.saturating_sub(at) < WARM_AFTER_CONGESTION_MS)
@@ -273,9 +300,11 @@ impl World {
         if !needs.iter().any(|n| n.have > 0) {
             return None;
         }
-        needs
-            .iter()
-            .find(|n| n.idle && n.missing() > 0 && self.demand_candidate(now, &n.labels).is_some())
+        needs.iter().find(|n| {
+            n.idle != predicted
+                && n.missing() > 0
+                && self.demand_candidate(now, &n.labels).is_some()
+        })
     }
 
     /// Why a running ROOT VM should give its host up, if it should.

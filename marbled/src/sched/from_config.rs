@@ -46,6 +46,7 @@ impl SchedConfig {
             waiter_expiry_ms: ms(s.waiter_expiry),
             agent_idle_handover_ms: ms(s.agent_idle_handover),
             agent_warm_handover_ms: ms(s.agent_warm_handover),
+            agent_predicted_handover_ms: ms(s.agent_predicted_handover),
             spi_labels: config
                 .jenkins
                 .as_ref()

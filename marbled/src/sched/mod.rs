@@ -396,6 +396,10 @@ pub struct SchedConfig {
     /// gives its host up when idle-host warmth is short of a platform a ROOT VM here could
     /// keep (`sched/demand.rs`). 0 = never.
     pub agent_warm_handover_ms: u64,
+    /// Policy `demand`: another team's idle VM whose probes have seen no build for this long
+    /// gives its host up when the fleet is short of a *predicted* warm runner a ROOT VM here
+    /// could be, and no Jenkins build is queued (`sched/demand.rs`). 0 = never.
+    pub agent_predicted_handover_ms: u64,
     /// Jenkins labels every SPI node on this host carries (`[jenkins] labels`): a queued
     /// build for one of them (a build that accepts any node) waits for this host too.
     pub spi_labels: Vec<String>,
@@ -440,6 +444,7 @@ impl Default for SchedConfig {
             waiter_expiry_ms: 300_000,
             agent_idle_handover_ms: 8 * 3_600_000,
             agent_warm_handover_ms: 6 * 3_600_000,
+            agent_predicted_handover_ms: 3_600_000,
             spi_labels: Vec::new(),
             jenkins_nodes: BTreeMap::new(),
         }

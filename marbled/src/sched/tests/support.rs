@@ -63,6 +63,7 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         // Off unless a test is about idle Jenkins agents.
         agent_idle_handover_ms: 0,
         agent_warm_handover_ms: 0,
+        agent_predicted_handover_ms: 0,
         spi_labels: Vec::new(),
         jenkins_nodes: std::collections::BTreeMap::new(),
     }
