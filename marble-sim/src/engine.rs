@@ -494,6 +494,8 @@ impl Engine {
             runners_here: Default::default(),
             done_runners,
             jenkins_queue: self.jenkins_queue(),
+            // The simulated Jenkins is always read: idle when no build waits for a node.
+            jenkins_idle: self.jenkins_queue().is_empty(),
             // What GitHub shows, not yet a poll's: `feed_demand` stamps its poll.
             taken_at_ms: 0,
         }

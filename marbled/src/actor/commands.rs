@@ -134,6 +134,10 @@ impl Supervisor {
             self.keep_jobs_started_here(&mut snapshot);
             // The fair share ages Jenkins' waiters by the queue (every host polls the same).
             snapshot.jenkins_queue = self.jenkins_waiting();
+            snapshot.jenkins_idle = self
+                .jenkins_queue
+                .as_ref()
+                .is_some_and(|queue| queue.by_label.iter().all(|(_, items, _)| *items == 0));
             let effects = self.world.handle(now_ms(), Input::Demand(*snapshot));
             self.apply(effects);
         }

@@ -101,9 +101,10 @@ pub struct SchedulerSection {
     #[serde(default = "default_agent_warm_handover", with = "humantime_serde")]
     pub agent_warm_handover: Duration,
     /// Policy `demand`: a Jenkins agent idle this long gives its host up for a *predicted*
-    /// warm runner (a platform with `warm_min_jobs` jobs in `warm_window`) the fleet is short
-    /// of, under the same conditions as `agent_warm_handover` and only while no Jenkins build
-    /// is queued ("0s": never; `agent_idle_handover = "0s"` turns this off too). A second
+    /// or configured warm runner (a platform with `warm_min_jobs` jobs in `warm_window`, or a
+    /// `[[scheduler.warm]]` target) the fleet is short of, under the same conditions as
+    /// `agent_warm_handover` and only while Jenkins' queue is known to hold no buildable
+    /// item (an unread queue — no `[demand] jenkins` — may hold one) ("0s": never; `agent_idle_handover = "0s"` turns this off too). A second
     /// push within the hour then finds its platform warm instead of waiting for the agent's
     /// stop and a boot.
     #[serde(default = "default_agent_predicted_handover", with = "humantime_serde")]

@@ -248,8 +248,9 @@ impl GithubPart {
             done_runners: self.done_runners.clone(),
             done_here: Vec::new(),
             runners_here: Default::default(),
-            // The actor fills it from the Jenkins part of the feed (`jenkins` below).
+            // The actor fills both from the Jenkins part of the feed (`jenkins` below).
             jenkins_queue: Vec::new(),
+            jenkins_idle: false,
             taken_at_ms: polled_ms,
         }
     }
@@ -301,6 +302,7 @@ mod tests {
             done_here: vec!["vm-a".into()],
             runners_here: [("vm-a".to_owned(), "macphsft-b-ROOT-1".to_owned())].into(),
             jenkins_queue: Vec::new(),
+            jenkins_idle: false,
             taken_at_ms: 1_950,
         }
     }

@@ -253,11 +253,12 @@ impl World {
         }
         // An idle-warm platform first (the morning case), else a predicted one: a push of
         // the last `warm_window` took its runner and the next push of the hour would wait
-        // for this agent's stop and a boot. Not while Jenkins has a build queued: that build
-        // may be for this node (a queued build for any node is not tied to one host).
+        // for this agent's stop and a boot. Only while Jenkins is known to want nothing: a
+        // queued build may be for this node (one for any node is not tied to one host), and
+        // an unread queue (no `[jenkins]` feed, no answer yet) may hold one.
         let (need, key, key_age) = match self.warmth_wanted_here(now, needs, false) {
             Some(need) if old_for_warmth => (need, "agent_warm_handover", warm_age),
-            _ if old_for_predicted && self.demand.jenkins_queue.is_empty() => (
+            _ if old_for_predicted && self.demand.jenkins_idle => (
                 self.warmth_wanted_here(now, needs, true)?,
                 "agent_predicted_handover",
                 pred_age,

@@ -68,7 +68,8 @@ pub struct QueuedJob {
 /// booting): it will take a matching queued job, so nobody else boots for that job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetRunner {
-    /// Runner name (for messages).
+    /// Runner name, as GitHub lists it: for messages, and the staggered yield's tie-break
+    /// between runners of the same labels (every host sees the same names).
     pub name: String,
     /// Its labels.
     pub labels: Vec<String>,
@@ -114,6 +115,11 @@ pub struct DemandSnapshot {
     /// host of that VM; one for a label every SPI node carries (`spi_labels`) waits for every
     /// host with an SPI VM, so a build that accepts any node ages on all of them.
     pub jenkins_queue: Vec<JenkinsQueued>,
+    /// Jenkins' queue was read and holds no buildable item at all, with a label or without
+    /// (the actor fills it from its last `[jenkins]` queue poll). False when it holds one,
+    /// and when it is unknown — no `[jenkins]` feed, or no answer yet: a rule that needs
+    /// Jenkins to want nothing (`agent_predicted_handover`) then does not fire.
+    pub jenkins_idle: bool,
     /// When the poll that saw all this began, unix ms (0: unknown, its arrival stands in).
     /// Freshness is judged by it, not by the arrival: a poll begun before this host was
     /// freed (one in flight, or a fleet poller's published snapshot) predates what other
@@ -397,8 +403,9 @@ pub struct SchedConfig {
     /// keep (`sched/demand.rs`). 0 = never.
     pub agent_warm_handover_ms: u64,
     /// Policy `demand`: another team's idle VM whose probes have seen no build for this long
-    /// gives its host up when the fleet is short of a *predicted* warm runner a ROOT VM here
-    /// could be, and no Jenkins build is queued (`sched/demand.rs`). 0 = never.
+    /// gives its host up when the fleet is short of a predicted or configured warm runner a
+    /// ROOT VM here could be, and Jenkins' queue is known empty
+    /// ([`DemandSnapshot::jenkins_idle`]). 0 = never.
     pub agent_predicted_handover_ms: u64,
     /// Jenkins labels every SPI node on this host carries (`[jenkins] labels`): a queued
     /// build for one of them (a build that accepts any node) waits for this host too.

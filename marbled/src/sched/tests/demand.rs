@@ -484,3 +484,60 @@ fn an_agent_is_not_given_up_for_warmth_while_a_job_is_unmet() {
     host.advance(3 * 3_600_000);
     assert_eq!(host.running(), vec![S1.to_owned()]);
 }
+
+/// An agent idle after a build (`agent_idle_handover` 8 h, `agent_predicted_handover` 1 h)
+/// on a host whose mac15 VM could be the fleet's configured mac15 warm runner, which is
+/// missing while the configured mac14 one is up on another host; Jenkins' queue as given.
+fn agent_where_a_warm_mac15_is_wanted(jenkins_idle: bool) -> Host {
+    let mut host = agent_after_a_build_with(|c| {
+        c.agent_idle_handover_ms = 8 * 3_600_000;
+        c.agent_predicted_handover_ms = 3_600_000;
+    });
+    // Set after the build: a host with no demand would have booted a warm runner first.
+    host.world.config.warm = ["mac14", "mac15"]
+        .into_iter()
+        .map(|platform| WarmTarget {
+            labels: mac_labels(platform),
+            count: 1,
+        })
+        .collect();
+    let mac14 = host.world.vms[M14].labels.clone();
+    host.feed(Input::Demand(DemandSnapshot {
+        free_runners: vec![FleetRunner {
+            name: "other-host-mac14".into(),
+            labels: mac14,
+        }],
+        jenkins_idle,
+        taken_at_ms: host.now,
+        ..Default::default()
+    }));
+    host
+}
+
+#[test]
+fn an_agent_idle_for_agent_predicted_handover_frees_its_host_for_a_missing_warm_runner() {
+    let mut host = agent_where_a_warm_mac15_is_wanted(true);
+    assert_agent_goes_between(
+        &mut host,
+        50 * 60_000,
+        15 * 60_000,
+        "agent_predicted_handover",
+    );
+}
+
+#[test]
+fn an_agent_is_not_given_up_for_a_warm_runner_while_jenkins_queue_is_unknown_or_busy() {
+    // `jenkins_idle` false: a build queued, or no `[jenkins]` feed to tell — the agent may
+    // be wanted, so only `agent_idle_handover` (8 h) gives its host up.
+    let mut host = agent_where_a_warm_mac15_is_wanted(false);
+    host.advance(5 * 3_600_000);
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+}
+
+#[test]
+fn agent_idle_handover_off_keeps_the_agent_for_a_warm_runner_too() {
+    let mut host = agent_where_a_warm_mac15_is_wanted(true);
+    host.world.config.agent_idle_handover_ms = 0;
+    host.advance(5 * 3_600_000);
+    assert_eq!(host.running(), vec![S1.to_owned()], "\"0s\" means never");
+}
