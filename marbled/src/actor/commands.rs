@@ -174,9 +174,9 @@ impl Supervisor {
         snapshot.used_here = here(&snapshot.taken_runners);
         snapshot.done_here = here(&snapshot.done_runners);
         // The staggered yield ranks this host's runners by the names other hosts see.
-        snapshot.runners_here = (vms.iter())
-            .map(|(runner, vm)| (vm.clone(), runner.clone()))
-            .collect();
+        snapshot.runners_here =
+            ci::runner_names_here(&self.ctx.runners, &self.teams, &snapshot.free_runners)
+                .unwrap_or_default();
         // The last inventory's teams: no status report built for every snapshot.
         match ci::runners_started_here(&self.ctx.runners, &self.teams) {
             Some(ours) => snapshot
