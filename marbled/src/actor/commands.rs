@@ -162,7 +162,7 @@ impl Supervisor {
     /// this host's VMs whose current runner the feed shows has taken its job (`used_here`:
     /// the scheduler stops them once idle instead of keeping them for a matching job) or
     /// finished it (`done_here`: probed at once), and name their current runners
-    /// (`runners_here`).
+    /// (`runners_here`, also from the runner list for a VM the records do not know).
     fn keep_jobs_started_here(&self, snapshot: &mut DemandSnapshot) {
         let vms = ci::current_runner_vms(&self.ctx.runners, &self.teams).unwrap_or_default();
         let here = |runners: &[String]| -> Vec<String> {
