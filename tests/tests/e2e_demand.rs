@@ -652,3 +652,83 @@ fn a_jenkins_build_for_any_node_keeps_the_free_host_from_a_root_boot() {
     );
     assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "stopped");
 }
+
+/// Review finding (task `rr8`): the runner records live in memory, so a warm runner kept
+/// across a restart has none, and the staggered yield ranked it by its VM name while every
+/// other host ranks it by its runner name. Here the VM name sorts before another host's
+/// identical idle runner and the runner name after it: ranked by the VM name this host
+/// took rank 0 and yielded at once, beside the other host (rank 0 too) — two yields for
+/// one job. Ranked by its runner name it waits its turn (30 s after the first).
+#[test]
+fn a_runner_kept_across_a_restart_ranks_by_its_runner_name_in_the_staggered_yield() {
+    const MAC14: [&str; 4] = ["self-hosted", "macOS", "ARM64", "mac14"];
+    let (_rt, gh) = fake_github();
+    queue_mac14_job(&gh);
+    let (env, mut daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
+    wait_power(&daemon, ROOT1, "running");
+    gh.set_run(9001, "in_progress");
+    gh.set_job(9001, 111, "in_progress", &MAC14, "2026-01-01T10:00:00Z");
+    assert!(
+        wait_until_blocking(T, || decisions(&daemon)
+            .contains("ready; its runner waits for a job until")),
+        "{}",
+        decisions(&daemon)
+    );
+    daemon.kill9();
+
+    // ROOT1's runner, idle and online (its listener long-polls GitHub), named as this host
+    // names it; and another host's idle runner with the same labels, named before ours and
+    // after our VM.
+    let name = format!("marble-{}-{ROOT1}-0003", env.config.daemon.host_name);
+    let other = "marble-0-ROOT-VM-macOS-14-0001";
+    assert!(ROOT1 < other && other < name.as_str(), "{other} vs {name}");
+    gh.add_runner_with_labels(&name, &MAC14, "online", false);
+    gh.add_runner_with_labels(other, &MAC14, "online", false);
+    let daemon = marble_tests::harness::DaemonProcess::spawn(env.dir.path(), &env.config);
+    env.wait_inventory(&daemon);
+    let probed = wait_until_blocking(T, || {
+        let show = ctl(&daemon.socket, &["vm", "show", "--json", ROOT1]);
+        serde_json::from_str::<serde_json::Value>(&show.stdout)
+            .is_ok_and(|vm| vm["busy"].get("idle").is_some())
+    });
+    assert!(probed, "ROOT1 never probed after the restart");
+    // Then a mac15 job queued 61 s ago (past `warm_yield`): only a yield of ROOT1 serves it
+    // here (set now, so the second rank's turn is ~29 s away).
+    let queued = std::time::UNIX_EPOCH + Duration::from_secs(unix_now() - 61);
+    let queued = humantime::format_rfc3339_seconds(queued).to_string();
+    gh.set_run(9002, "queued");
+    gh.set_job(
+        9002,
+        222,
+        "queued",
+        &["self-hosted", "macOS", "ARM64", "mac15"],
+        &queued,
+    );
+
+    let seen = wait_until_blocking(T, || {
+        ctl(&daemon.socket, &["metrics"])
+            .stdout
+            .contains("marble_queued_jobs{labels=\"arm64,mac15,macos,self-hosted\"} 1\n")
+    });
+    assert!(seen, "job 222 never seen: {}", decisions(&daemon));
+    // A runner-list poll after the snapshot that showed it (ranked first, this host would
+    // have stopped ROOT1 on that snapshot; the second rank's turn comes 90 s after the job
+    // was queued): the first-ranked runner is the other host's.
+    let lists = || {
+        (gh.requests().iter())
+            .filter(|r| r.path.contains("/actions/runners?"))
+            .count()
+    };
+    let before = lists();
+    assert!(
+        wait_until_blocking(T, || lists() > before),
+        "no runner-list poll"
+    );
+    assert!(
+        env.power_calls().iter().all(|call| call[0] != "stop"),
+        "ROOT1 yielded out of turn: {:?}\n{}",
+        env.power_calls(),
+        decisions(&daemon)
+    );
+    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "running");
+}

@@ -166,7 +166,7 @@ impl Supervisor {
     /// this host's VMs whose current runner the feed shows has taken its job (`used_here`:
     /// the scheduler stops them once idle instead of keeping them for a matching job) or
     /// finished it (`done_here`: probed at once), and name their current runners
-    /// (`runners_here`).
+    /// (`runners_here`, also from the runner list for a VM the records do not know).
     fn keep_jobs_started_here(&self, snapshot: &mut DemandSnapshot) {
         let vms = ci::current_runner_vms(&self.ctx.runners, &self.teams).unwrap_or_default();
         let here = |runners: &[String]| -> Vec<String> {
@@ -178,9 +178,9 @@ impl Supervisor {
         snapshot.used_here = here(&snapshot.taken_runners);
         snapshot.done_here = here(&snapshot.done_runners);
         // The staggered yield ranks this host's runners by the names other hosts see.
-        snapshot.runners_here = (vms.iter())
-            .map(|(runner, vm)| (vm.clone(), runner.clone()))
-            .collect();
+        snapshot.runners_here =
+            ci::runner_names_here(&self.ctx.runners, &self.teams, &snapshot.free_runners)
+                .unwrap_or_default();
         // The last inventory's teams: no status report built for every snapshot.
         match ci::runners_started_here(&self.ctx.runners, &self.teams) {
             Some(ours) => snapshot

@@ -5,7 +5,7 @@
 //! feature is off, so the jobs, the actor and the daemon call these hooks without `cfg`.
 //! Every hook answers `None` (go on as without CI) when its section is not configured.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::JobContext;
 use crate::ci::github::{GithubToken, RunnerLifecycle, RunnerRecords};
 use crate::config::{Config, ConfigError};
-use crate::sched::{Command, Outcome, ProbeResult};
+use crate::sched::{Command, FleetRunner, Outcome, ProbeResult};
 
 /// Whether this build has the CI clients.
 pub const ENABLED: bool = true;
@@ -292,6 +292,48 @@ pub fn current_runner_vms(
     )
 }
 
+/// This host's ROOT VMs' runner names for the staggered yield, by VM name: the name every
+/// host sees in GitHub's runner list. A VM's current registration gives it; a VM these
+/// records do not know (it ran before this daemon started: the records live in memory
+/// only, so a warm runner kept across a restart has none for its whole linger) takes the
+/// newest (highest boot counter) of the names of ours among `listed` (the fleet's free
+/// runners). None without runner registrations of our own.
+pub fn runner_names_here(
+    runners: &Runners,
+    teams: &HashMap<String, Team>,
+    listed: &[FleetRunner],
+) -> Option<BTreeMap<String, String>> {
+    let runners = runners.as_ref()?;
+    let records = runners.records();
+    Some(
+        teams
+            .iter()
+            .filter(|(_, team)| **team == Team::Root)
+            .filter_map(|(vm, _)| {
+                let name = match records.current(vm) {
+                    Some(_) => records.current_record(vm)?.name,
+                    // Another boot's registration of this VM is never listed free beside
+                    // the current one's for long (GitHub deletes an ephemeral runner once
+                    // its job ends; a stale one is deleted by the poll): the newest is it.
+                    None => (listed.iter())
+                        .filter(|runner| runners.is_ours(vm, &runner.name))
+                        .max_by_key(|runner| boot_of(&runner.name))?
+                        .name
+                        .clone(),
+                };
+                Some((vm.clone(), name))
+            })
+            .collect(),
+    )
+}
+
+/// The boot counter a runner name ends with (0 when none: `is_ours` names always have one).
+fn boot_of(name: &str) -> u64 {
+    name.rsplit_once('-')
+        .and_then(|(_, boot)| boot.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `drain` marks the SPI VMs' Jenkins nodes temporarily offline, `resume` clears the mark
 /// (a job on `jobs`: the actor never waits on Jenkins). `spi_vms` is asked only when there
 /// is something to do.
@@ -406,5 +448,59 @@ async fn start_root_jit(ctx: &JobContext, vm: &str, runners: &RunnerLifecycle) -
             runners.discard_minted(vm).await;
             Outcome::Failed(crate::chain::ErrorChain(&err).to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ci::Secret;
+    use crate::ci::github::{GitHubClient, RunnerScope};
+    use crate::config::GithubSection;
+
+    const VM: &str = "h-ROOT-VM-macOS-15";
+
+    /// The runner lifecycle of host `h` (default name prefix), with no runner records: a
+    /// daemon just started.
+    fn restarted() -> Runners {
+        let section = GithubSection::default();
+        let client = GitHubClient::new(
+            "http://127.0.0.1:9",
+            RunnerScope::Repo("o/r".into()),
+            Secret::new("ghp_TOKEN"),
+            Duration::from_secs(5),
+        );
+        Some(Arc::new(RunnerLifecycle::with_client(
+            client,
+            &section,
+            "h.example.org",
+            RunnerRecords::default(),
+        )))
+    }
+
+    fn free(name: &str) -> FleetRunner {
+        FleetRunner {
+            name: name.into(),
+            labels: vec!["self-hosted".into(), "macOS".into(), "mac15".into()],
+        }
+    }
+
+    #[test]
+    fn a_runner_kept_across_a_restart_is_named_as_the_runner_list_names_it() {
+        let runners = restarted();
+        let ours = runners.as_ref().unwrap().name_for(VM, 3);
+        assert_eq!(ours, "marble-h-h-ROOT-VM-macOS-15-0003");
+        let teams = HashMap::from([(VM.to_owned(), Team::Root)]);
+        let listed = [
+            free("marble-g-h-ROOT-VM-macOS-15-0009"),
+            free("marble-h-h-ROOT-VM-macOS-15-0001"),
+            free(&ours),
+            free("marble-h-h-ROOT-VM-macOS-14-0007"),
+        ];
+        let names = runner_names_here(&runners, &teams, &listed).unwrap();
+        assert_eq!(names.get(VM).map(String::as_str), Some(ours.as_str()));
+        // Nothing of ours listed: no name (the scheduler falls back to the VM's).
+        let names = runner_names_here(&runners, &teams, &listed[..1]).unwrap();
+        assert_eq!(names.get(VM), None);
     }
 }

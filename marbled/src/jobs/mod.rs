@@ -45,7 +45,7 @@ pub mod ci;
 /// Without feature `ci`: no runner lifecycle, no Jenkins; every hook passes through.
 #[cfg(not(feature = "ci"))]
 pub mod ci {
-    use std::collections::{HashMap, HashSet};
+    use std::collections::{BTreeMap, HashMap, HashSet};
     use std::time::Duration;
 
     use marble_proto::{CiSystem, Team};
@@ -54,7 +54,7 @@ pub mod ci {
 
     use super::JobContext;
     use crate::config::{Config, ConfigError};
-    use crate::sched::{Command, Outcome, ProbeResult};
+    use crate::sched::{Command, FleetRunner, Outcome, ProbeResult};
 
     /// Whether this build has the CI clients.
     pub const ENABLED: bool = false;
@@ -142,6 +142,15 @@ pub mod ci {
         _runners: &Runners,
         _teams: &HashMap<String, Team>,
     ) -> Option<HashMap<String, String>> {
+        None
+    }
+
+    /// No runner registrations of our own.
+    pub fn runner_names_here(
+        _runners: &Runners,
+        _teams: &HashMap<String, Team>,
+        _listed: &[FleetRunner],
+    ) -> Option<BTreeMap<String, String>> {
         None
     }
 

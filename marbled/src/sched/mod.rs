@@ -106,7 +106,8 @@ pub struct DemandSnapshot {
     /// once rather than at the next re-check, so the host is freed without waiting for it.
     pub done_here: Vec<String>,
     /// This host's ROOT VMs' current runner names, by VM name (the actor fills it from its
-    /// registrations). The staggered yield orders runners of the same labels by runner name,
+    /// registrations, or for a VM they do not know — kept across a restart — from the
+    /// runner list). The staggered yield orders runners of the same labels by runner name,
     /// the one name every host sees in the runner list; a VM missing here is taken to have
     /// a runner named after it (the simulator's).
     pub runners_here: BTreeMap<String, String>,
