@@ -127,16 +127,25 @@ pub enum LostWhy {
 }
 
 impl LostWhy {
-    /// Why `lost` (> 0) jobs were lost: `lost_tight` is the loss against the tightest bound
-    /// (the fault bound if the trace has charged faults, else the boot bound), `faults`
-    /// whether that is the fault bound, and `started` / `bound_started` the jobs (both
-    /// teams) `demand` and that bound start within the trace.
-    pub fn classify(lost_tight: u64, faults: bool, started: u64, bound_started: u64) -> Self {
-        match (lost_tight, faults) {
-            (0, true) => Self::Faults,
-            (0, false) => Self::Boots,
-            _ if started >= bound_started => Self::Order,
-            _ => Self::Policy,
+    /// Why `lost` (> 0) jobs were lost: `lost_boot` is the loss against the boot bound,
+    /// `lost_fault` against the fault bound (`None`: the trace has no charged fault), and
+    /// `started` / `bound_started` the jobs (both teams) `demand` and the tightest bound (the
+    /// fault bound if any, else the boot bound) start within the trace. Boots come first:
+    /// when the boot bound alone loses as many, the faults explain nothing more.
+    pub fn classify(
+        lost_boot: u64,
+        lost_fault: Option<u64>,
+        started: u64,
+        bound_started: u64,
+    ) -> Self {
+        if lost_boot == 0 {
+            Self::Boots
+        } else if lost_fault == Some(0) {
+            Self::Faults
+        } else if started >= bound_started {
+            Self::Order
+        } else {
+            Self::Policy
         }
     }
 
@@ -335,8 +344,8 @@ pub fn row(entry: &Entry, settings: &Settings) -> Row {
     let started: u64 = c.demand.teams.values().map(|t| t.started).sum();
     let lost_why = (lost > 0).then(|| {
         LostWhy::classify(
-            lost_fault_bound.unwrap_or(lost_boot_bound),
-            fault.is_some(),
+            lost_boot_bound,
+            lost_fault_bound,
             started,
             tight.root.started + tight.spi.started,
         )
@@ -858,13 +867,15 @@ mod tests {
     #[test]
     fn a_loss_is_told_apart_by_faults_boots_order_or_policy() {
         // The tightest bound loses as many: faults where faults are charged, else boots.
-        assert_eq!(LostWhy::classify(0, true, 5, 9), LostWhy::Faults);
-        assert_eq!(LostWhy::classify(0, false, 5, 9), LostWhy::Boots);
+        assert_eq!(LostWhy::classify(3, Some(0), 5, 9), LostWhy::Faults);
+        assert_eq!(LostWhy::classify(0, None, 5, 9), LostWhy::Boots);
+        // The boot bound alone loses as many: boots, though faults are charged too.
+        assert_eq!(LostWhy::classify(0, Some(0), 5, 9), LostWhy::Boots);
         // demand started as many in all as the bound, fewer of one team: the mix.
-        assert_eq!(LostWhy::classify(7, false, 12, 12), LostWhy::Order);
-        assert_eq!(LostWhy::classify(7, true, 12, 11), LostWhy::Order);
+        assert_eq!(LostWhy::classify(7, None, 12, 12), LostWhy::Order);
+        assert_eq!(LostWhy::classify(9, Some(7), 12, 11), LostWhy::Order);
         // Fewer in all: nothing excuses it.
-        assert_eq!(LostWhy::classify(2, true, 10, 12), LostWhy::Policy);
+        assert_eq!(LostWhy::classify(4, Some(2), 10, 12), LostWhy::Policy);
 
         let mut r = row_missing(Some(RootP95Miss::InfeasibleFaults), 0.5);
         r.lost_fault_bound = Some(0);
