@@ -185,24 +185,27 @@ pub fn schedule_charged(
                     let vm_ready =
                         vm_free[h][v].map_or(0, |f| if keeps_running(v) { f } else { f + gap_ms });
                     let (vm_ran, no_boot) = (vm_free[h][v].is_some(), no_boot[h][v]);
-                    slots[h].iter().enumerate().filter_map(move |(s, &(free, last))| {
-                        // A VM that cannot boot runs while it has not been stopped: it is
-                        // fresh on a fresh slot, or an SPI node staying up on its slot.
-                        let unstopped = match last {
-                            None => !vm_ran,
-                            Some(l) => l == v && keeps_running(v),
-                        };
-                        if no_boot && !unstopped {
-                            return None;
-                        }
-                        let slot_ready = match last {
-                            None => 0,
-                            Some(l) if l == v && keeps_running(v) => free,
-                            Some(_) => free + gap_ms,
-                        };
-                        let start = job.at_ms.max(vm_ready).max(slot_ready);
-                        Some((start, vm_ready, v, slot_ready, s))
-                    })
+                    slots[h]
+                        .iter()
+                        .enumerate()
+                        .filter_map(move |(s, &(free, last))| {
+                            // A VM that cannot boot runs while it has not been stopped: it is
+                            // fresh on a fresh slot, or an SPI node staying up on its slot.
+                            let unstopped = match last {
+                                None => !vm_ran,
+                                Some(l) => l == v && keeps_running(v),
+                            };
+                            if no_boot && !unstopped {
+                                return None;
+                            }
+                            let slot_ready = match last {
+                                None => 0,
+                                Some(l) if l == v && keeps_running(v) => free,
+                                Some(_) => free + gap_ms,
+                            };
+                            let start = job.at_ms.max(vm_ready).max(slot_ready);
+                            Some((start, vm_ready, v, slot_ready, s))
+                        })
                 })
                 .min();
             let Some((start, _, v, _, s)) = placement else {

@@ -591,7 +591,11 @@ mod tests {
         };
         e.on_reply(req, Ok(Response::SlotGranted(grant)));
         assert!(e.violations.is_empty(), "{:?}", e.violations);
-        assert_eq!(e.builds[0].state, BuildState::Running, "A takes the executor");
+        assert_eq!(
+            e.builds[0].state,
+            BuildState::Running,
+            "A takes the executor"
+        );
         // Node 1 was asked for since B's first request at 2m: 8 min, not A's 5.
         assert_eq!(e.grant_latencies, vec![8 * min]);
     }
