@@ -147,7 +147,8 @@ pub fn schedule_with_gap(hosts: &[IdealHost], jobs: &[IdealJob], gap_ms: u64) ->
 /// [`schedule_with_gap`] where a ROOT job's slot and VM are free again only when `charges`
 /// release them ([`FaultCharges::root_release_ms`]: held by a probe fault, an ignored
 /// graceful stop), then after the gap. `hosts` should already lack the VMs that never boot
-/// ([`without_dead`]).
+/// ([`without_dead`]); one that never boots but runs at the start runs only until it is first
+/// stopped (its slot goes to another VM, or it ends a ROOT job).
 pub fn schedule_charged(
     hosts: &[IdealHost],
     jobs: &[IdealJob],
@@ -162,6 +163,11 @@ pub fn schedule_charged(
         .collect();
     let mut vm_free: Vec<Vec<Option<u64>>> =
         hosts.iter().map(|h| vec![None; h.vms.len()]).collect();
+    // VMs that never boot but run at the start: usable only until their first stop.
+    let no_boot: Vec<Vec<bool>> = hosts
+        .iter()
+        .map(|h| h.vms.iter().map(|v| charges.never_boots(&v.name)).collect())
+        .collect();
     let mut starts = Vec::with_capacity(jobs.len());
     for job in jobs {
         // (start, host, slot, vm) of the earliest placement; the first host wins ties.
@@ -178,15 +184,28 @@ pub fn schedule_charged(
                 .flat_map(|(v, _)| {
                     let vm_ready =
                         vm_free[h][v].map_or(0, |f| if keeps_running(v) { f } else { f + gap_ms });
-                    slots[h].iter().enumerate().map(move |(s, &(free, last))| {
-                        let slot_ready = match last {
-                            None => 0,
-                            Some(l) if l == v && keeps_running(v) => free,
-                            Some(_) => free + gap_ms,
-                        };
-                        let start = job.at_ms.max(vm_ready).max(slot_ready);
-                        (start, vm_ready, v, slot_ready, s)
-                    })
+                    let (vm_ran, no_boot) = (vm_free[h][v].is_some(), no_boot[h][v]);
+                    slots[h]
+                        .iter()
+                        .enumerate()
+                        .filter_map(move |(s, &(free, last))| {
+                            // A VM that cannot boot runs while it has not been stopped: it is
+                            // fresh on a fresh slot, or an SPI node staying up on its slot.
+                            let unstopped = match last {
+                                None => !vm_ran,
+                                Some(l) => l == v && keeps_running(v),
+                            };
+                            if no_boot && !unstopped {
+                                return None;
+                            }
+                            let slot_ready = match last {
+                                None => 0,
+                                Some(l) if l == v && keeps_running(v) => free,
+                                Some(_) => free + gap_ms,
+                            };
+                            let start = job.at_ms.max(vm_ready).max(slot_ready);
+                            Some((start, vm_ready, v, slot_ready, s))
+                        })
                 })
                 .min();
             let Some((start, _, v, _, s)) = placement else {
@@ -648,6 +667,24 @@ mod tests {
         // The trace's reference carries the fault bound; a trace without faults does not.
         assert!(ideal(&t, 1).fault_bound.is_some());
         assert!(ideal(&Trace::default(), 1).fault_bound.is_none());
+    }
+
+    #[test]
+    fn a_vm_that_never_boots_but_runs_at_the_start_runs_until_its_first_stop() {
+        let text = "[host]\nroot_vms = 0\nspi_vms = 0\n\
+                    [[host.vms]]\nname = \"sim-ROOT-VM-1\"\npower = \"running\"\n\
+                    [[faults]]\nkind = \"boot\"\nvm = \"sim-ROOT-VM-1\"\n";
+        let t = Trace::parse(text, std::path::Path::new("t")).unwrap();
+        let charges = FaultCharges::of(&t);
+        let hosts = without_dead(&fleet(&t), &charges);
+        let min = 60_000;
+        let m = ["self-hosted", "macOS", "ARM64"];
+        // Its runner takes the first job; the stop after it is its last.
+        let jobs = [root(min, min, &m), root(2 * min, min, &m)];
+        assert_eq!(
+            schedule_charged(&hosts, &jobs, 1_000, &charges),
+            vec![Some(min), None]
+        );
     }
 
     #[test]

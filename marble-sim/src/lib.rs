@@ -21,7 +21,8 @@
 //! (the standard fleet trace), [`shapes`] (issue 17's load shapes), [`rng`] (seeded
 //! streams), [`engine`] (event loop), `ops` (the simulated hypervisor), `workload` (CI
 //! clients), [`host`] (VM ground truth, faults), [`invariants`], [`metrics`]; [`replay_all`]
-//! (every trace and shape, one table of the issue-17 targets, with [`settings`] over the
+//! (every trace and shape, one table of the issue-17 targets, each miss explained by
+//! [`miss_why`], with [`settings`] over the
 //! shipped defaults for an opt-in row) and [`import`] (a trace from real GitHub and Jenkins
 //! history).
 
@@ -39,6 +40,7 @@ pub mod ideal_faults;
 pub mod import;
 pub mod invariants;
 pub mod metrics;
+pub mod miss_why;
 mod ops;
 pub mod replay_all;
 pub mod requests;

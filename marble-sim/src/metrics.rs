@@ -169,7 +169,8 @@ pub struct Report {
     /// VM boots (both teams) per job (both teams) that arrived.
     pub boots_per_job: Option<f64>,
     /// SPI grant latency: per build that was granted a slot, from its first `request-slot`
-    /// to the grant (refusals and retries in between count).
+    /// (or the granted request's build's, if earlier: the node was asked for since then) to
+    /// the grant (refusals and retries in between count).
     pub spi_grant_latency: Latency,
     /// Per team: `root`, `spi`.
     pub teams: BTreeMap<&'static str, TeamReport>,

@@ -17,6 +17,8 @@ use super::settings::Settings;
 use super::shapes::Shape;
 use super::trace::{Trace, TraceError};
 
+pub use super::miss_why::{LostWhy, RootP95Miss};
+
 /// ROOT wait p95 may exceed the ROOT + SPI ideal reference's p95 by this much, ms.
 pub const ROOT_P95_SLACK_MS: u64 = 60_000;
 /// Stretch target: ROOT wait p50 at most this where the ideal p50 is 0, ms.
@@ -24,132 +26,6 @@ pub const STRETCH_P50_MS: u64 = 10_000;
 /// Hosts idle more than this share of the time under ideal.both: the issue lets idle-host
 /// warmth take ROOT boots per job above 1.1 there.
 pub const IDLE_HOSTS_SHARE: f64 = 0.8;
-
-/// Why `demand` missed the ROOT p95 target on a trace.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum RootP95Miss {
-    /// The boot-bound reference's ROOT p95 already exceeds ideal.both p95 + 60 s: no
-    /// scheduler at one job per boot meets the target on this trace.
-    Infeasible,
-    /// The boot bound alone does not, but the fault-bound reference's ROOT p95 exceeds
-    /// ideal.both p95 + 60 s: the trace's certain injected faults put the target out of
-    /// reach.
-    InfeasibleFaults,
-    /// `demand`'s ROOT p95 is this far over the boot-bound reference's, ms (a trace without
-    /// charged faults).
-    PolicyGap {
-        /// `demand` p95 − boot-bound p95, ms.
-        over_bound_ms: u64,
-    },
-    /// `demand`'s ROOT p95 is this far over the fault-bound reference's, ms (a trace with
-    /// charged faults).
-    FaultGap {
-        /// `demand` p95 − fault-bound p95, ms.
-        over_bound_ms: u64,
-    },
-}
-
-impl RootP95Miss {
-    /// The reason for a miss of `demand`'s p95 against the ideal's, given the boot bound's.
-    /// `fault_p95_ms`: the fault-bound reference's p95 when the trace has charged faults
-    /// (`Some(None)`: it starts no ROOT job).
-    pub fn classify(
-        demand_p95_ms: u64,
-        ideal_p95_ms: Option<u64>,
-        bound_p95_ms: Option<u64>,
-        fault_p95_ms: Option<Option<u64>>,
-    ) -> Self {
-        let limit = ideal_p95_ms.map(|i| i + ROOT_P95_SLACK_MS);
-        let beyond = |p: Option<u64>| match (p, limit) {
-            (Some(b), Some(l)) => b > l,
-            // No ideal p95 but a bound p95: the bound starts jobs the ideal does not.
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if beyond(bound_p95_ms) {
-            return Self::Infeasible;
-        }
-        if fault_p95_ms.is_some_and(beyond) {
-            return Self::InfeasibleFaults;
-        }
-        let over = |b: Option<u64>| demand_p95_ms.saturating_sub(b.unwrap_or(0));
-        match fault_p95_ms {
-            Some(f) => Self::FaultGap {
-                over_bound_ms: over(f),
-            },
-            None => Self::PolicyGap {
-                over_bound_ms: over(bound_p95_ms),
-            },
-        }
-    }
-
-    /// The reason in words.
-    pub fn reason(&self) -> String {
-        match self {
-            Self::Infeasible => {
-                "infeasible: boot-bound p95 already exceeds ideal.both p95 + 60 s".into()
-            }
-            Self::InfeasibleFaults => "infeasible under the injected faults: fault-bound p95 \
-                                       already exceeds ideal.both p95 + 60 s"
-                .into(),
-            Self::PolicyGap { over_bound_ms } => {
-                format!(
-                    "policy gap: {} over the boot bound",
-                    short(Some(*over_bound_ms))
-                )
-            }
-            Self::FaultGap { over_bound_ms } => {
-                format!(
-                    "policy gap: {} over the fault bound",
-                    short(Some(*over_bound_ms))
-                )
-            }
-        }
-    }
-}
-
-/// What explains the jobs `demand` lost against ideal.both on a trace.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum LostWhy {
-    /// The trace's certain injected faults: the fault-bound reference loses as many (it
-    /// starts no job `demand` does not).
-    Faults,
-    /// One job per boot: the boot-bound reference loses as many (no faults charged).
-    Boots,
-    /// The mix: `demand` started at least as many jobs in all as the tightest bound (fault-
-    /// or boot-bound), but fewer of one team (it served the other team's later jobs before
-    /// older ones, where the references place jobs FIFO).
-    Order,
-    /// None of these: `demand` started fewer jobs in all than the tightest bound.
-    Policy,
-}
-
-impl LostWhy {
-    /// Why `lost` (> 0) jobs were lost: `lost_tight` is the loss against the tightest bound
-    /// (the fault bound if the trace has charged faults, else the boot bound), `faults`
-    /// whether that is the fault bound, and `started` / `bound_started` the jobs (both
-    /// teams) `demand` and that bound start within the trace.
-    pub fn classify(lost_tight: u64, faults: bool, started: u64, bound_started: u64) -> Self {
-        match (lost_tight, faults) {
-            (0, true) => Self::Faults,
-            (0, false) => Self::Boots,
-            _ if started >= bound_started => Self::Order,
-            _ => Self::Policy,
-        }
-    }
-
-    /// The "0 lost" cell of a missed target.
-    fn cell(self) -> &'static str {
-        match self {
-            Self::Faults => "✘ faults",
-            Self::Boots => "✘ boots",
-            Self::Order => "✘ order",
-            Self::Policy => "✘",
-        }
-    }
-}
 
 /// One trace to replay.
 #[derive(Debug, Clone)]
@@ -335,8 +211,8 @@ pub fn row(entry: &Entry, settings: &Settings) -> Row {
     let started: u64 = c.demand.teams.values().map(|t| t.started).sum();
     let lost_why = (lost > 0).then(|| {
         LostWhy::classify(
-            lost_fault_bound.unwrap_or(lost_boot_bound),
-            fault.is_some(),
+            lost_boot_bound,
+            lost_fault_bound,
             started,
             tight.root.started + tight.spi.started,
         )
@@ -447,7 +323,7 @@ pub fn replay(entries: &[Entry], settings: &Settings, threads: usize) -> Vec<Row
 }
 
 /// A short duration: `0s`, `42s`, `3m05s`, `1h25m`; `-` for none.
-fn short(ms: Option<u64>) -> String {
+pub(crate) fn short(ms: Option<u64>) -> String {
     let Some(ms) = ms else { return "-".into() };
     let s = ms / 1000;
     match s {
@@ -763,34 +639,6 @@ mod tests {
         assert_eq!(short(Some(5_100_000)), "1h25m");
     }
 
-    #[test]
-    fn a_root_p95_miss_is_infeasible_or_a_policy_gap() {
-        let m = 60_000;
-        // The bound is already past ideal + 60 s: no scheduler at one job per boot meets it.
-        assert_eq!(
-            RootP95Miss::classify(10 * m, Some(m), Some(3 * m), None),
-            RootP95Miss::Infeasible
-        );
-        // The bound is within the target: the rest is the policy's.
-        let gap = RootP95Miss::classify(10 * m, Some(m), Some(2 * m), None);
-        assert_eq!(
-            gap,
-            RootP95Miss::PolicyGap {
-                over_bound_ms: 8 * m
-            }
-        );
-        assert_eq!(gap.reason(), "policy gap: 8m00s over the boot bound");
-        assert!(
-            RootP95Miss::Infeasible
-                .reason()
-                .starts_with("infeasible: boot-bound p95")
-        );
-        assert_eq!(
-            RootP95Miss::classify(m, None, Some(m), None),
-            RootP95Miss::Infeasible
-        );
-    }
-
     fn row_missing(miss: Option<RootP95Miss>, idle: f64) -> Row {
         Row {
             name: "t".into(),
@@ -858,13 +706,15 @@ mod tests {
     #[test]
     fn a_loss_is_told_apart_by_faults_boots_order_or_policy() {
         // The tightest bound loses as many: faults where faults are charged, else boots.
-        assert_eq!(LostWhy::classify(0, true, 5, 9), LostWhy::Faults);
-        assert_eq!(LostWhy::classify(0, false, 5, 9), LostWhy::Boots);
+        assert_eq!(LostWhy::classify(3, Some(0), 5, 9), LostWhy::Faults);
+        assert_eq!(LostWhy::classify(0, None, 5, 9), LostWhy::Boots);
+        // The boot bound alone loses as many: boots, though faults are charged too.
+        assert_eq!(LostWhy::classify(0, Some(0), 5, 9), LostWhy::Boots);
         // demand started as many in all as the bound, fewer of one team: the mix.
-        assert_eq!(LostWhy::classify(7, false, 12, 12), LostWhy::Order);
-        assert_eq!(LostWhy::classify(7, true, 12, 11), LostWhy::Order);
+        assert_eq!(LostWhy::classify(7, None, 12, 12), LostWhy::Order);
+        assert_eq!(LostWhy::classify(9, Some(7), 12, 11), LostWhy::Order);
         // Fewer in all: nothing excuses it.
-        assert_eq!(LostWhy::classify(2, true, 10, 12), LostWhy::Policy);
+        assert_eq!(LostWhy::classify(4, Some(2), 10, 12), LostWhy::Policy);
 
         let mut r = row_missing(Some(RootP95Miss::InfeasibleFaults), 0.5);
         r.lost_fault_bound = Some(0);

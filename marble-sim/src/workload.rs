@@ -351,14 +351,20 @@ impl Engine {
                 // the start script; that one then waits for the executor.
                 self.builds[b].state = BuildState::Waiting;
                 let taker = self.oldest_waiting_for(vi).unwrap_or(b);
-                // The grant ends the wait of the build it runs, counted from that build's
-                // first request: the node was asked for since then.
+                // The grant ends the wait of the build it runs, counted from the earlier of
+                // its first request and that of the build whose request was answered: the
+                // node was asked for since then (the taker may have first asked later, for
+                // another node, than the answered build asked for this one).
                 let charged = if self.builds[taker].first_request.is_some() {
                     taker
                 } else {
                     b
                 };
-                self.record_grant(charged, vi);
+                let since = [taker, b]
+                    .iter()
+                    .filter_map(|&x| self.builds[x].first_request)
+                    .min();
+                self.record_grant(charged, vi, since);
                 if self.vms[vi].job.is_none() {
                     self.start_job(vi, JobRef::Spi(taker));
                 }
@@ -384,14 +390,15 @@ impl Engine {
         })
     }
 
-    /// Build `b`'s wait for a slot ends with a grant of VM `vi`: its grant latency, once.
-    fn record_grant(&mut self, b: usize, vi: usize) {
+    /// Build `b`'s wait for a slot ends with a grant of VM `vi`, asked for since `since`:
+    /// its grant latency, once.
+    fn record_grant(&mut self, b: usize, vi: usize, since: Option<Millis>) {
         if self.builds[b].granted {
             return;
         }
         let now = self.now;
         self.builds[b].granted = true;
-        let first = self.builds[b].first_request.unwrap_or(now);
+        let first = since.unwrap_or(now);
         self.grant_latencies.push(now.saturating_sub(first));
         if self.log {
             // One line per grant, so a slow grant can be traced to its build.
@@ -542,5 +549,54 @@ impl Engine {
                 self.builds[b].state = BuildState::Interrupted;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use marble_proto::SlotGrant;
+
+    use super::*;
+    use crate::engine::{EPOCH_MS, RunOptions};
+    use crate::trace::Trace;
+
+    /// Driven directly: build A (`any`, arrived first) has asked only for node 2, after
+    /// named build B first asked for node 1; node 1's grant goes to A, the oldest waiting.
+    #[test]
+    fn a_grant_taken_by_an_older_build_counts_from_the_earlier_first_request() {
+        let text = "[host]\nroot_vms = 0\nspi_vms = 2\n\
+                    [[jenkins]]\nat = \"1m\"\nvm = \"any\"\nduration = \"10m\"\n\
+                    [[jenkins]]\nat = \"2m\"\nvm = \"sim-SPI-VM-1\"\nduration = \"10m\"\n";
+        let trace = Trace::parse(text, std::path::Path::new("t")).expect("trace");
+        let mut e = Engine::new(&trace, RunOptions::default());
+        let (node1, node2) = (e.by_name["sim-SPI-VM-1"], e.by_name["sim-SPI-VM-2"]);
+        let min = 60_000;
+        e.builds[0].state = BuildState::Waiting;
+        e.builds[1].state = BuildState::Waiting;
+        e.now = EPOCH_MS + 2 * min;
+        e.send_request(1, node1);
+        let Some(req) = e.request_for_vm[node1] else {
+            panic!("B asked for node 1");
+        };
+        e.now = EPOCH_MS + 5 * min;
+        e.send_request(0, node2);
+        e.now = EPOCH_MS + 10 * min;
+        e.vms[node1].power = marble_proto::PowerState::Running;
+        e.vms[node1].ready_at = Some(e.now);
+        let grant = SlotGrant {
+            vm: "sim-SPI-VM-1".into(),
+            already_running: false,
+            preempted: None,
+            protected_until_ms: 0,
+        };
+        e.on_reply(req, Ok(Response::SlotGranted(grant)));
+        assert!(e.violations.is_empty(), "{:?}", e.violations);
+        assert_eq!(
+            e.builds[0].state,
+            BuildState::Running,
+            "A takes the executor"
+        );
+        // Node 1 was asked for since B's first request at 2m: 8 min, not A's 5.
+        assert_eq!(e.grant_latencies, vec![8 * min]);
     }
 }
