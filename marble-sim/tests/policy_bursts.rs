@@ -19,25 +19,11 @@ mod common;
 use marble_sim::Trace;
 use marble_sim::ideal::ideal;
 
-use common::{demand, parse_workload, root_host as host};
-
-fn job(at_s: u64, duration_s: u64, label: &str) -> String {
-    format!(
-        "\n[[root_jobs]]\nat = \"{at_s}s\"\nduration = \"{duration_s}s\"\n\
-         labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"{label}\"]\n"
-    )
-}
+use common::{demand, root_fleet_trace, root_job as job};
 
 /// `hosts` hosts, a fixed 60 s boot, `jobs` as TOML.
 fn trace(duration: &str, hosts: u32, jobs: &str) -> Trace {
-    let mut text =
-        format!("faults = []\njenkins = []\n\n[sim]\nduration = \"{duration}\"\nseed = 17\n");
-    for i in 1..=hosts {
-        text += &host(i);
-    }
-    text += "\n[boot]\nmin = \"60s\"\nmax = \"60s\"\nslow_rate = 0.0\n";
-    text += jobs;
-    parse_workload(&text, "policy_bursts.toml")
+    root_fleet_trace("policy_bursts.toml", duration, hosts, jobs)
 }
 
 const PLATFORMS: [&str; 4] = ["mac13", "mac14", "mac15", "macbeta"];

@@ -20,11 +20,11 @@ mod common;
 
 use std::fmt::Write as _;
 
+use marble_sim::Trace;
 use marble_sim::compare::compare;
 use marble_sim::metrics::fmt_ms;
-use marble_sim::{Report, Trace};
 
-use common::{PLATFORMS, demand, parse_workload};
+use common::{PLATFORMS, assert_clean, demand, parse_workload};
 
 fn trace_text() -> String {
     trace_text_with(4, "11h 30m")
@@ -69,14 +69,6 @@ fn trace() -> Trace {
 
 fn parse(text: &str) -> Trace {
     parse_workload(text, "idle-agents.toml")
-}
-
-fn assert_clean(report: &Report) {
-    assert!(report.violations.is_empty(), "{}", report.to_table());
-    for team in ["root", "spi"] {
-        let t = &report.teams[team];
-        assert_eq!(t.started, t.arrived, "{team}\n{}", report.to_table());
-    }
 }
 
 #[test]

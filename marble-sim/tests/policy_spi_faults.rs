@@ -25,10 +25,10 @@
 
 mod common;
 
+use marble_sim::Trace;
 use marble_sim::metrics::fmt_ms;
-use marble_sim::{Report, Trace};
 
-use common::{demand, jenkins_build, parse_workload};
+use common::{assert_clean, demand, jenkins_build, parse_workload};
 
 fn trace_text() -> String {
     let mut t = String::from(
@@ -51,14 +51,6 @@ fn trace_text() -> String {
 
 fn trace() -> Trace {
     parse_workload(&trace_text(), "spi-faults.toml")
-}
-
-fn assert_clean(report: &Report) {
-    assert!(report.violations.is_empty(), "{}", report.to_table());
-    for team in ["root", "spi"] {
-        let t = &report.teams[team];
-        assert_eq!(t.started, t.arrived, "{team}\n{}", report.to_table());
-    }
 }
 
 #[test]

@@ -4,8 +4,11 @@
 //! `policy_spi_starvation.rs`), hosts with a ROOT VM per platform and one SPI VM
 //! (`policy_idle_agents.rs`, `policy_standard_gap.rs`), and the "Jenkins waits no longer than
 //! under the cycler" check (`policy_spi_starvation.rs`, `policy_idle_agents.rs`); hosts with
-//! only ROOT's four VMs (`policy_bursts.rs`, `policy_yield.rs`), and parsing a policy test's
-//! trace that sets no `[scheduler]` key, replayed under policy `demand` (the `policy_*` tests).
+//! only ROOT's four VMs (`policy_bursts.rs`, `policy_yield.rs`), a fleet of them with a fixed
+//! 60 s boot and its jobs (`policy_bursts.rs`, `policy_gaps.rs`), parsing a policy test's
+//! trace that sets no `[scheduler]` key, replayed under policy `demand` (the `policy_*` tests),
+//! and the "no violation, every job started" check (`policy_idle_agents.rs`,
+//! `policy_spi_faults.rs`).
 
 // Each test binary compiles this module and uses only its part of it.
 #![allow(dead_code)]
@@ -117,4 +120,34 @@ pub fn assert_spi_grants_no_slower_than_cycle(cmp: &Comparison, table: &str) {
         fmt_ms(demand),
         fmt_ms(cycle)
     );
+}
+
+/// A ROOT job of `label`'s platform at `at_s`, running `duration_s`, as TOML.
+pub fn root_job(at_s: u64, duration_s: u64, label: &str) -> String {
+    format!(
+        "\n[[root_jobs]]\nat = \"{at_s}s\"\nduration = \"{duration_s}s\"\n\
+         labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"{label}\"]\n"
+    )
+}
+
+/// `hosts` hosts of ROOT's four VMs ([`root_host`]), a fixed 60 s boot and `jobs` (TOML),
+/// for `duration`; `name` names the trace in errors.
+pub fn root_fleet_trace(name: &str, duration: &str, hosts: u32, jobs: &str) -> Trace {
+    let mut text =
+        format!("faults = []\njenkins = []\n\n[sim]\nduration = \"{duration}\"\nseed = 17\n");
+    for i in 1..=hosts {
+        text += &root_host(i);
+    }
+    text += "\n[boot]\nmin = \"60s\"\nmax = \"60s\"\nslow_rate = 0.0\n";
+    text += jobs;
+    parse_workload(&text, name)
+}
+
+/// No invariant violation, and every ROOT job and Jenkins build that arrived started.
+pub fn assert_clean(report: &Report) {
+    assert!(report.violations.is_empty(), "{}", report.to_table());
+    for team in ["root", "spi"] {
+        let t = &report.teams[team];
+        assert_eq!(t.started, t.arrived, "{team}\n{}", report.to_table());
+    }
 }
