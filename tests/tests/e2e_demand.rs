@@ -697,6 +697,7 @@ fn a_runner_kept_across_a_restart_ranks_by_its_runner_name_in_the_staggered_yiel
     let queued = std::time::UNIX_EPOCH + Duration::from_secs(unix_now() - 61);
     let queued = humantime::format_rfc3339_seconds(queued).to_string();
     gh.set_run(9002, "queued");
+    let queued_at = std::time::Instant::now();
     gh.set_job(
         9002,
         222,
@@ -711,24 +712,35 @@ fn a_runner_kept_across_a_restart_ranks_by_its_runner_name_in_the_staggered_yiel
             .contains("marble_queued_jobs{labels=\"arm64,mac15,macos,self-hosted\"} 1\n")
     });
     assert!(seen, "job 222 never seen: {}", decisions(&daemon));
-    // A runner-list poll after the snapshot that showed it (ranked first, this host would
-    // have stopped ROOT1 on that snapshot; the second rank's turn comes 90 s after the job
-    // was queued): the first-ranked runner is the other host's.
-    let lists = || {
-        (gh.requests().iter())
-            .filter(|r| r.path.contains("/actions/runners?"))
-            .count()
+    // The rank this host took for job 222, as the daemon persists it (state file 1.3): read,
+    // not inferred from elapsed time. Ranked by its runner name, ROOT1 comes second (the other
+    // host's runner sorts first): its turn is 30 s after the first's. Ranked by its VM name it
+    // took rank 0 and stopped ROOT1 on the same step.
+    let store = marbled::store::Store::new(env.config.daemon.state_file.clone());
+    let rank = || {
+        let state = store.load().ok().flatten()?;
+        state.yield_ranks.get(&222)?.get(ROOT1).copied()
     };
-    let before = lists();
     assert!(
-        wait_until_blocking(T, || lists() > before),
-        "no runner-list poll"
+        wait_until_blocking(T, || rank().is_some()),
+        "no yield rank for job 222 persisted: {}",
+        decisions(&daemon)
     );
-    assert!(
-        env.power_calls().iter().all(|call| call[0] != "stop"),
-        "ROOT1 yielded out of turn: {:?}\n{}",
+    assert_eq!(
+        rank(),
+        Some(1),
+        "ROOT1 ranked out of turn; power calls {:?}\n{}",
         env.power_calls(),
         decisions(&daemon)
     );
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "running");
+    // Its turn comes ~29 s after the job was set; before it, ROOT1 is still up (checked only
+    // while that is certain, so a slow machine cannot fail a correct daemon here).
+    if queued_at.elapsed() < Duration::from_secs(25) {
+        assert!(
+            env.power_calls().iter().all(|call| call[0] != "stop"),
+            "ROOT1 yielded before its turn: {:?}\n{}",
+            env.power_calls(),
+            decisions(&daemon)
+        );
+    }
 }
