@@ -7,7 +7,10 @@
 //! yet). A job is *unmet* when, matching jobs oldest first against free runners (a runner
 //! takes the first job its labels cover), no runner is left for it — so a job another host is
 //! already booting a runner for (registered before its VM boots) does not make this host boot
-//! too.
+//! too. A job nobody this host can see will ever serve (labels no VM here nor any listed
+//! runner offers: [`super::unservable`]) is not unmet: it is reported instead, and counted it
+//! kept every "nothing unmet" gate below (warm boots, warmth hand-overs, the congestion mark)
+//! shut on every host for as long as it stayed queued.
 //!
 //! Rules, in order:
 //! - Running VMs: a ROOT VM whose runner has done its job — a probe saw it busy, or the feed
@@ -154,7 +157,8 @@ impl World {
         fx: &mut Vec<Effect>,
     ) {
         let root_waits_here = unmet.iter().any(|job| self.servable_here(job));
-        // A freed host boots a warm runner only while no job is unmet (`drive_demand`).
+        // A freed host boots a warm runner only while no job is unmet (`drive_demand`); a job
+        // nobody can serve is not unmet (`match_queued`), so it does not hold warmth off.
         let warm_boot_possible = unmet.is_empty();
         let running = self.settled_running(now);
         for name in running {
