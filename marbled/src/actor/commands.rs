@@ -134,10 +134,12 @@ impl Supervisor {
             self.keep_jobs_started_here(&mut snapshot);
             // The fair share ages Jenkins' waiters by the queue (every host polls the same).
             snapshot.jenkins_queue = self.jenkins_waiting();
-            snapshot.jenkins_idle = self
-                .jenkins_queue
-                .as_ref()
-                .is_some_and(|queue| queue.by_label.iter().all(|(_, items, _)| *items == 0));
+            // Known empty until the last answer goes stale (a few polls: failing ones leave
+            // it in place), and only from an answer still fresh now.
+            snapshot.jenkins_idle_until_ms = match &self.jenkins_queue {
+                Some(queue) if queue.idle_at(now_ms()) => queue.known_until_ms,
+                _ => 0,
+            };
             let effects = self.world.handle(now_ms(), Input::Demand(*snapshot));
             self.apply(effects);
         }

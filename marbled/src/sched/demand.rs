@@ -259,10 +259,11 @@ impl World {
         // the last `warm_window` took its runner and the next push of the hour would wait
         // for this agent's stop and a boot. Only while Jenkins is known to want nothing: a
         // queued build may be for this node (one for any node is not tied to one host), and
-        // an unread queue (no `[jenkins]` feed, no answer yet) may hold one.
+        // an unread queue (no `[jenkins]` feed, no answer yet, or none for a few polls) may
+        // hold one.
         let (need, key, key_age) = match self.warmth_wanted_here(now, needs, false) {
             Some(need) if old_for_warmth => (need, "agent_warm_handover", warm_age),
-            _ if old_for_predicted && self.demand.jenkins_idle => (
+            _ if old_for_predicted && now < self.demand.jenkins_idle_until_ms => (
                 self.warmth_wanted_here(now, needs, true)?,
                 "agent_predicted_handover",
                 pred_age,

@@ -553,7 +553,7 @@ fn agent_where_a_warm_mac15_is_wanted(idle_for: Millis) -> Host {
             name: "other-host-mac14".into(),
             labels: mac14,
         }],
-        jenkins_idle,
+        jenkins_idle_until_ms: host.now.saturating_add(idle_for),
         taken_at_ms: host.now,
         ..Default::default()
     }));
@@ -562,7 +562,7 @@ fn agent_where_a_warm_mac15_is_wanted(idle_for: Millis) -> Host {
 
 #[test]
 fn an_agent_idle_for_agent_predicted_handover_frees_its_host_for_a_missing_warm_runner() {
-    let mut host = agent_where_a_warm_mac15_is_wanted(true);
+    let mut host = agent_where_a_warm_mac15_is_wanted(Millis::MAX);
     assert_agent_goes_between(
         &mut host,
         50 * 60_000,
@@ -573,16 +573,35 @@ fn an_agent_idle_for_agent_predicted_handover_frees_its_host_for_a_missing_warm_
 
 #[test]
 fn an_agent_is_not_given_up_for_a_warm_runner_while_jenkins_queue_is_unknown_or_busy() {
-    // `jenkins_idle` false: a build queued, or no `[jenkins]` feed to tell — the agent may
-    // be wanted, so only `agent_idle_handover` (8 h) gives its host up.
-    let mut host = agent_where_a_warm_mac15_is_wanted(false);
+    // `jenkins_idle_until_ms` 0: a build queued, or no `[jenkins]` feed to tell — the agent
+    // may be wanted, so only `agent_idle_handover` (8 h) gives its host up.
+    let mut host = agent_where_a_warm_mac15_is_wanted(0);
     host.advance(5 * 3_600_000);
     assert_eq!(host.running(), vec![S1.to_owned()]);
 }
 
 #[test]
+fn an_agent_is_not_given_up_for_a_warm_runner_on_a_jenkins_answer_gone_stale() {
+    // Task robust9: Jenkins' queue was read empty once (the answer stands 90 s: three 30 s
+    // polls), then its polls failed. An hour later the queue is unknown, not empty: a build
+    // may wait for this very agent. (Before, the last answer counted however old it was,
+    // and the agent went at 1 h.)
+    let mut host = agent_where_a_warm_mac15_is_wanted(90_000);
+    host.advance(5 * 3_600_000);
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+    // A fresh answer (the polls work again) lets it go, and the freed host boots the warm
+    // runner at once.
+    let mut snapshot = host.world.demand.clone();
+    snapshot.jenkins_idle_until_ms = host.now + 90_000;
+    snapshot.taken_at_ms = host.now;
+    host.feed(Input::Demand(snapshot));
+    host.advance(60_000);
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+}
+
+#[test]
 fn agent_idle_handover_off_keeps_the_agent_for_a_warm_runner_too() {
-    let mut host = agent_where_a_warm_mac15_is_wanted(true);
+    let mut host = agent_where_a_warm_mac15_is_wanted(Millis::MAX);
     host.world.config.agent_idle_handover_ms = 0;
     host.advance(5 * 3_600_000);
     assert_eq!(host.running(), vec![S1.to_owned()], "\"0s\" means never");
