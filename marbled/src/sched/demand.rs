@@ -425,10 +425,18 @@ impl World {
             return;
         }
         let queued = self.demand.root_jobs.len();
-        let text = if queued == 0 {
-            "demand: no queued job; nothing boots".to_owned()
-        } else {
-            format!("demand: {queued} queued job(s), all covered by free runners in the fleet")
+        let unservable = (self.demand.root_jobs.iter())
+            .filter(|job| self.unservable(job))
+            .count();
+        let text = match (queued.saturating_sub(unservable), unservable) {
+            (0, 0) => "demand: no queued job; nothing boots".to_owned(),
+            (covered, 0) => {
+                format!("demand: {covered} queued job(s), all covered by free runners in the fleet")
+            }
+            (covered, _) => format!(
+                "demand: {covered} queued job(s) covered by free runners in the fleet, \
+                 {unservable} nobody can serve (see the WARNING line)"
+            ),
         };
         self.decide(now, None, text, fx);
     }
