@@ -165,13 +165,14 @@ impl Supervisor {
 
     /// Narrow the snapshot's running jobs with a runner to those whose runner is a
     /// registration of one of this host's VMs, or the runner of a VM kept across a restart
-    /// (the job waits the metrics count), name this host's VMs' current runners (`runners_here`: from the registrations, or for a VM the
-    /// records do not know — kept across a restart — from the names the poll saw), and
-    /// through those names this host's VMs whose current runner the feed shows has taken its
-    /// job (`used_here`: the scheduler stops them once idle instead of keeping them for a
-    /// matching job) or finished it (`done_here`: probed at once). A runner kept across a
-    /// restart that takes a job is spent like any other (before, only a probe that saw its
-    /// job running marked it).
+    /// (the job waits the metrics count); name this host's VMs' current runners
+    /// (`runners_here`: from the registrations, or for a VM the records do not know — kept
+    /// across a restart — from the names the poll saw); and through those names, this
+    /// host's VMs whose current runner the feed shows has taken its job (`used_here`: the
+    /// scheduler stops them once idle instead of keeping them for a matching job) or
+    /// finished it (`done_here`: probed at once). A runner kept across a restart that takes
+    /// a job is spent like any other (before, only a probe that saw its job running marked
+    /// it).
     fn keep_jobs_started_here(&self, snapshot: &mut DemandSnapshot) {
         let seen: Vec<&str> = (snapshot.free_runners.iter())
             .map(|runner| runner.name.as_str())
