@@ -494,8 +494,14 @@ impl Engine {
             runners_here: Default::default(),
             done_runners,
             jenkins_queue: self.jenkins_queue(),
-            // The simulated Jenkins is always read: idle when no build waits for a node.
-            jenkins_idle: self.jenkins_queue().is_empty(),
+            // The simulated Jenkins is always read and never fails: known idle when no build
+            // waits for a node, until a later snapshot says otherwise (no answer goes stale;
+            // a time taken from the clock would also make every instant-feed snapshot new).
+            jenkins_idle_until_ms: if self.jenkins_queue().is_empty() {
+                Millis::MAX
+            } else {
+                0
+            },
             // What GitHub shows, not yet a poll's: `feed_demand` stamps its poll.
             taken_at_ms: 0,
         }

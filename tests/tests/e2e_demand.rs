@@ -744,3 +744,65 @@ fn a_runner_kept_across_a_restart_ranks_by_its_runner_name_in_the_staggered_yiel
         );
     }
 }
+
+/// Task robust9: the runner records live in memory, so after a restart the feed could not
+/// tie a kept runner to its VM: one that then took a job was marked spent only by a probe
+/// that saw the job running, and a job over before that probe left the VM kept as a spare
+/// for a matching job GitHub never gives a used runner. The restarted daemon names it by
+/// the runner list (this host's naming, newest boot) and marks it spent from the feed.
+#[test]
+fn a_runner_kept_across_a_restart_that_takes_a_job_is_marked_spent_by_the_feed() {
+    let (_rt, gh) = fake_github();
+    let (env, mut daemon, runner, id) = booted_with_a_second_mac14_job_queued(&gh);
+    daemon.kill9();
+    // While the daemon is down its runner takes job 111 (its guest shows no job to a probe:
+    // the job ends before any probe, or the probe cannot see it).
+    gh.set_run(9001, "in_progress");
+    gh.start_job(
+        9001,
+        111,
+        &MAC14,
+        "2026-01-01T10:00:00Z",
+        "2026-01-01T10:01:00Z",
+        &runner,
+    );
+    gh.set_busy(id, true);
+    let daemon = marble_tests::harness::DaemonProcess::spawn(env.dir.path(), &env.config);
+    env.wait_inventory(&daemon);
+    // Job 114 (mac14) is still queued: without the feed's word ROOT1 stayed up for it.
+    assert!(
+        wait_until_blocking(T, || decisions(&daemon)
+            .contains("the demand feed shows its runner took its job")),
+        "{}",
+        decisions(&daemon)
+    );
+    // Its stop waits while GitHub says the runner runs the job (unknown = busy; never a
+    // busy VM), and goes on once the job is over (the ephemeral runner deleted).
+    assert!(
+        wait_until_blocking(T, || decisions(&daemon).contains("is running a job")),
+        "{}",
+        decisions(&daemon)
+    );
+    assert!(
+        env.power_calls().iter().all(|call| call[0] != "stop"),
+        "stopped while its runner ran a job: {}",
+        decisions(&daemon)
+    );
+    gh.finished_job(
+        (9001, 111),
+        &MAC14,
+        "success",
+        (
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:01:00Z",
+            "2026-01-01T10:05:00Z",
+        ),
+        Some(&runner),
+    );
+    gh.remove_runner(id);
+    assert!(
+        wait_until_blocking(T, || env.power_calls().iter().any(|c| c[0] == "stop")),
+        "ROOT1 kept for job 114 its spent runner will never get: {}",
+        decisions(&daemon)
+    );
+}

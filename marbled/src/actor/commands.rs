@@ -134,10 +134,12 @@ impl Supervisor {
             self.keep_jobs_started_here(&mut snapshot);
             // The fair share ages Jenkins' waiters by the queue (every host polls the same).
             snapshot.jenkins_queue = self.jenkins_waiting();
-            snapshot.jenkins_idle = self
-                .jenkins_queue
-                .as_ref()
-                .is_some_and(|queue| queue.by_label.iter().all(|(_, items, _)| *items == 0));
+            // Known empty until the last answer goes stale (a few polls: failing ones leave
+            // it in place), and only from an answer still fresh now.
+            snapshot.jenkins_idle_until_ms = match &self.jenkins_queue {
+                Some(queue) if queue.idle_at(now_ms()) => queue.known_until_ms,
+                _ => 0,
+            };
             let effects = self.world.handle(now_ms(), Input::Demand(*snapshot));
             self.apply(effects);
         }
@@ -161,34 +163,42 @@ impl Supervisor {
             .collect()
     }
 
-    /// Narrow the snapshot's running jobs with a runner to those whose runner is the current
-    /// registration of one of this host's VMs (the job waits the metrics count), and name
-    /// this host's VMs whose current runner the feed shows has taken its job (`used_here`:
-    /// the scheduler stops them once idle instead of keeping them for a matching job) or
-    /// finished it (`done_here`: probed at once), and name their current runners
-    /// (`runners_here`, also from the runner list for a VM the records do not know).
+    /// Narrow the snapshot's running jobs with a runner to those whose runner is a
+    /// registration of one of this host's VMs, or the runner of a VM kept across a restart
+    /// (the job waits the metrics count); name this host's VMs' current runners
+    /// (`runners_here`: from the registrations, or for a VM the records do not know — kept
+    /// across a restart — from the names the poll saw); and through those names, this
+    /// host's VMs whose current runner the feed shows has taken its job (`used_here`: the
+    /// scheduler stops them once idle instead of keeping them for a matching job) or
+    /// finished it (`done_here`: probed at once). A runner kept across a restart that takes
+    /// a job is spent like any other (before, only a probe that saw its job running marked
+    /// it).
     fn keep_jobs_started_here(&self, snapshot: &mut DemandSnapshot) {
-        let vms = ci::current_runner_vms(&self.ctx.runners, &self.teams).unwrap_or_default();
+        let seen: Vec<&str> = (snapshot.free_runners.iter())
+            .map(|runner| runner.name.as_str())
+            .chain(snapshot.taken_runners.iter().map(String::as_str))
+            .chain(snapshot.done_runners.iter().map(String::as_str))
+            .collect();
+        let names =
+            ci::runner_names_here(&self.ctx.runners, &self.teams, &seen).unwrap_or_default();
         let here = |runners: &[String]| -> Vec<String> {
-            runners
-                .iter()
-                .filter_map(|runner| vms.get(runner).cloned())
+            (names.iter())
+                .filter(|(_, runner)| runners.contains(runner))
+                .map(|(vm, _)| vm.clone())
                 .collect()
         };
         snapshot.used_here = here(&snapshot.taken_runners);
         snapshot.done_here = here(&snapshot.done_runners);
-        // The staggered yield ranks this host's runners by the names other hosts see.
-        snapshot.runners_here =
-            ci::runner_names_here(&self.ctx.runners, &self.teams, &snapshot.free_runners)
-                .unwrap_or_default();
         // The last inventory's teams: no status report built for every snapshot.
         match ci::runners_started_here(&self.ctx.runners, &self.teams) {
-            Some(ours) => snapshot
-                .started_here
-                .retain(|job| ours.contains(&job.runner)),
+            Some(ours) => snapshot.started_here.retain(|job| {
+                ours.contains(&job.runner) || names.values().any(|n| *n == job.runner)
+            }),
             // No runner registrations of our own: no job is known to be this host's.
             None => snapshot.started_here.clear(),
         }
+        // The staggered yield ranks this host's runners by the names other hosts see.
+        snapshot.runners_here = names;
     }
 
     /// Translate a mutating request into a scheduler command, resolving VM names.

@@ -13,7 +13,9 @@
 //! The loop that polls them every interval is `periodic::demand` (it needs the actor's
 //! handle, a layer above): a failed poll keeps the last good snapshot instead of telling the
 //! scheduler that nothing waits, and a snapshot older than `max_age` is dropped so a long
-//! outage does not keep VMs booting for jobs that are long gone.
+//! outage does not keep VMs booting for jobs that are long gone. A Jenkins queue answer says
+//! for how long it stands ([`JenkinsDemand::known_until_ms`]): past that, the queue is
+//! unknown, never "known empty".
 
 use std::time::Duration;
 
@@ -120,6 +122,26 @@ pub struct JenkinsDemand {
     /// `(label, buildable items, oldest queue time in unix ms)`; label `None` when the `why`
     /// text named none.
     pub by_label: Vec<(Option<String>, u64, u64)>,
+    /// Until when this answer stands for the queue, unix ms: the poll's start plus
+    /// [`crate::sched::JENKINS_FRESH_POLLS`] `[demand] interval`s ([`Self::known_until`]).
+    /// Later the queue is unknown: polls that fail leave this answer in place, and a
+    /// fleet's published copy of it too. 0: never known (a holder too old to say).
+    pub known_until_ms: u64,
+}
+
+impl JenkinsDemand {
+    /// Until when an answer read at `polled_ms` stands for the queue, polled every
+    /// `interval`.
+    pub fn known_until(polled_ms: u64, interval: Duration) -> u64 {
+        let interval = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        let fresh_for = interval.saturating_mul(u64::from(crate::sched::JENKINS_FRESH_POLLS));
+        polled_ms.saturating_add(fresh_for)
+    }
+
+    /// Whether the queue is known, at `now_ms`, to hold no buildable item at all.
+    pub fn idle_at(&self, now_ms: u64) -> bool {
+        now_ms < self.known_until_ms && self.by_label.iter().all(|(_, items, _)| *items == 0)
+    }
 }
 
 pub mod shared;

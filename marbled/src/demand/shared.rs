@@ -31,6 +31,14 @@ pub struct Published {
     pub github: Option<GithubPart>,
     /// The Jenkins queue; None when not polled.
     pub jenkins: Option<Vec<JenkinsLabel>>,
+    /// Until when that queue answer stands for the queue, unix ms
+    /// ([`JenkinsDemand::known_until_ms`]): the holder keeps publishing its last answer
+    /// while its Jenkins polls fail. Absent (0) from a holder older than the field: unknown.
+    /// 0 too without a GitHub part: only a GitHub snapshot takes the queue's freshness to
+    /// the scheduler, and a time that moves every round would turn a Jenkins-only fleet's
+    /// conditional reads (304s while the queue stays the same) into full ones.
+    #[serde(default)]
+    pub jenkins_known_until_ms: u64,
 }
 
 /// The fleet-wide lists of one GitHub poll.
@@ -178,6 +186,10 @@ impl Published {
                     })
                     .collect()
             }),
+            jenkins_known_until_ms: match (github, jenkins) {
+                (Some(_), Some(queue)) => queue.known_until_ms,
+                _ => 0,
+            },
         }
     }
 
@@ -207,6 +219,7 @@ impl Published {
             by_label: (labels.iter())
                 .map(|l| (l.label.clone(), l.items, l.oldest_ms))
                 .collect(),
+            known_until_ms: self.jenkins_known_until_ms,
         });
         Feed {
             github,
@@ -250,7 +263,7 @@ impl GithubPart {
             runners_here: Default::default(),
             // The actor fills both from the Jenkins part of the feed (`jenkins` below).
             jenkins_queue: Vec::new(),
-            jenkins_idle: false,
+            jenkins_idle_until_ms: 0,
             taken_at_ms: polled_ms,
         }
     }
@@ -272,6 +285,8 @@ impl GithubPart {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn snapshot() -> DemandSnapshot {
@@ -302,7 +317,7 @@ mod tests {
             done_here: vec!["vm-a".into()],
             runners_here: [("vm-a".to_owned(), "macphsft-b-ROOT-1".to_owned())].into(),
             jenkins_queue: Vec::new(),
-            jenkins_idle: false,
+            jenkins_idle_until_ms: 0,
             taken_at_ms: 1_950,
         }
     }
@@ -311,6 +326,7 @@ mod tests {
     fn a_follower_is_fed_the_fleet_wide_lists_and_derives_its_own_parts() {
         let jenkins = JenkinsDemand {
             by_label: vec![(Some("mac".into()), 2, 500)],
+            known_until_ms: 92_000,
         };
         let published = Published::new("a", 3, Some((&snapshot(), 2_000, &[])), Some(&jenkins));
         let body = published.to_json();
@@ -335,6 +351,40 @@ mod tests {
         let feed = published.feed(2_000 + 600_001, 600_000);
         assert_eq!(feed.github, Some(DemandSnapshot::default()));
         assert_eq!(feed.jenkins, None);
+    }
+
+    #[test]
+    fn a_holder_that_keeps_publishing_an_old_jenkins_answer_vouches_for_it_only_so_long() {
+        // Task robust9: the holder's Jenkins polls fail and it publishes its last answer (an
+        // empty queue read at 2 000, polled every 30 s) on every round.
+        let empty = JenkinsDemand {
+            by_label: Vec::new(),
+            known_until_ms: JenkinsDemand::known_until(2_000, Duration::from_secs(30)),
+        };
+        let published = Published::new("a", 3, Some((&snapshot(), 2_000, &[])), Some(&empty));
+        let back = Published::from_json(&published.to_json()).expect("parse");
+        let fed = back.feed(2_500, 600_000).jenkins.expect("jenkins part");
+        assert!(fed.idle_at(2_500));
+        assert!(fed.idle_at(2_000 + 89_999));
+        assert!(!fed.idle_at(2_000 + 90_000), "three intervals old: unknown");
+        // A holder older than the field says nothing of the answer's age: unknown.
+        let mut old = serde_json::to_value(&published).expect("json");
+        old.as_object_mut()
+            .expect("object")
+            .remove("jenkins_known_until_ms");
+        let old = Published::from_json(&serde_json::to_vec(&old).expect("json")).expect("parse");
+        let fed = old.feed(2_500, 600_000).jenkins.expect("jenkins part");
+        assert!(!fed.idle_at(2_500));
+        // A Jenkins-only fleet publishes no time (nothing reads it): the object stays the
+        // same while the queue does.
+        let later = JenkinsDemand {
+            known_until_ms: empty.known_until_ms + 30_000,
+            ..empty.clone()
+        };
+        assert_eq!(
+            Published::new("a", 3, None, Some(&empty)),
+            Published::new("a", 3, None, Some(&later))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::JobContext;
 use crate::ci::github::{GithubToken, RunnerLifecycle, RunnerRecords};
 use crate::config::{Config, ConfigError};
-use crate::sched::{Command, FleetRunner, Outcome, ProbeResult};
+use crate::sched::{Command, Outcome, ProbeResult};
 
 /// Whether this build has the CI clients.
 pub const ENABLED: bool = true;
@@ -273,35 +273,18 @@ pub fn runners_started_here(
     )
 }
 
-/// This host's ROOT VMs (by the last inventory's `teams`) by the runner name of their
-/// current boot's registration; None without runner registrations of our own.
-pub fn current_runner_vms(
-    runners: &Runners,
-    teams: &HashMap<String, Team>,
-) -> Option<HashMap<String, String>> {
-    let runners = runners.as_ref()?;
-    Some(
-        teams
-            .iter()
-            .filter(|(_, team)| **team == Team::Root)
-            .filter_map(|(vm, _)| {
-                let record = runners.records().current_record(vm)?;
-                Some((record.name, vm.clone()))
-            })
-            .collect(),
-    )
-}
-
-/// This host's ROOT VMs' runner names for the staggered yield, by VM name: the name every
-/// host sees in GitHub's runner list. A VM's current registration gives it; a VM these
+/// This host's ROOT VMs' current runner names, by VM name: the names every host sees in
+/// GitHub's runner list and jobs (the staggered yield ranks by them; the feed's taken and
+/// done runners map to VMs through them). A VM's current registration gives it; a VM these
 /// records do not know (it ran before this daemon started: the records live in memory
-/// only, so a warm runner kept across a restart has none for its whole linger) takes the
-/// newest (highest boot counter) of the names of ours among `listed` (the fleet's free
-/// runners). None without runner registrations of our own.
+/// only, so a runner kept across a restart has none for the rest of its boot) takes the
+/// newest (highest boot counter) of the names of ours among `listed` — every runner name
+/// the last poll saw: free, taken or done, so the runner is still named once it has taken
+/// its job. None without runner registrations of our own.
 pub fn runner_names_here(
     runners: &Runners,
     teams: &HashMap<String, Team>,
-    listed: &[FleetRunner],
+    listed: &[&str],
 ) -> Option<BTreeMap<String, String>> {
     let runners = runners.as_ref()?;
     let records = runners.records();
@@ -312,14 +295,14 @@ pub fn runner_names_here(
             .filter_map(|(vm, _)| {
                 let name = match records.current(vm) {
                     Some(_) => records.current_record(vm)?.name,
-                    // Another boot's registration of this VM is never listed free beside
-                    // the current one's for long (GitHub deletes an ephemeral runner once
-                    // its job ends; a stale one is deleted by the poll): the newest is it.
-                    None => (listed.iter())
-                        .filter(|runner| runners.is_ours(vm, &runner.name))
-                        .max_by_key(|runner| boot_of(&runner.name))?
-                        .name
-                        .clone(),
+                    // The boot counter is the mint's unix time, so the current boot's
+                    // registration is the newest of this VM's; an earlier boot's may still be
+                    // named by a finished job of a live run, never after the current one.
+                    None => (*listed
+                        .iter()
+                        .filter(|name| runners.is_ours(vm, name))
+                        .max_by_key(|name| boot_of(name))?)
+                    .to_owned(),
                 };
                 Some((vm.clone(), name))
             })
@@ -478,13 +461,6 @@ mod tests {
         )))
     }
 
-    fn free(name: &str) -> FleetRunner {
-        FleetRunner {
-            name: name.into(),
-            labels: vec!["self-hosted".into(), "macOS".into(), "mac15".into()],
-        }
-    }
-
     #[test]
     fn a_runner_kept_across_a_restart_is_named_as_the_runner_list_names_it() {
         let runners = restarted();
@@ -492,10 +468,10 @@ mod tests {
         assert_eq!(ours, "marble-h-h-ROOT-VM-macOS-15-0003");
         let teams = HashMap::from([(VM.to_owned(), Team::Root)]);
         let listed = [
-            free("marble-g-h-ROOT-VM-macOS-15-0009"),
-            free("marble-h-h-ROOT-VM-macOS-15-0001"),
-            free(&ours),
-            free("marble-h-h-ROOT-VM-macOS-14-0007"),
+            "marble-g-h-ROOT-VM-macOS-15-0009",
+            "marble-h-h-ROOT-VM-macOS-15-0001",
+            &ours,
+            "marble-h-h-ROOT-VM-macOS-14-0007",
         ];
         let names = runner_names_here(&runners, &teams, &listed).unwrap();
         assert_eq!(names.get(VM).map(String::as_str), Some(ours.as_str()));

@@ -54,7 +54,7 @@ pub mod ci {
 
     use super::JobContext;
     use crate::config::{Config, ConfigError};
-    use crate::sched::{Command, FleetRunner, Outcome, ProbeResult};
+    use crate::sched::{Command, Outcome, ProbeResult};
 
     /// Whether this build has the CI clients.
     pub const ENABLED: bool = false;
@@ -138,18 +138,10 @@ pub mod ci {
     }
 
     /// No runner registrations of our own.
-    pub fn current_runner_vms(
-        _runners: &Runners,
-        _teams: &HashMap<String, Team>,
-    ) -> Option<HashMap<String, String>> {
-        None
-    }
-
-    /// No runner registrations of our own.
     pub fn runner_names_here(
         _runners: &Runners,
         _teams: &HashMap<String, Team>,
-        _listed: &[FleetRunner],
+        _listed: &[&str],
     ) -> Option<BTreeMap<String, String>> {
         None
     }

@@ -45,7 +45,7 @@ pub(super) struct DemandPoll {
     max_age_ms: u64,
     /// When the last good GitHub snapshot was taken; None once it expired (or never).
     github_at: Option<u64>,
-    /// The Jenkins queue last seen (its changes are logged).
+    /// The Jenkins queue last seen (its changes are logged; the fleet's poller publishes it).
     last_jenkins: Option<JenkinsDemand>,
     /// The scheduler's asks for an early poll.
     nudge: Arc<tokio::sync::Notify>,
@@ -173,9 +173,12 @@ impl DemandPoll {
 
     /// Poll the Jenkins queue and send the actor what it found.
     async fn poll_jenkins(&mut self, jenkins: &JenkinsClient) -> ControlFlow<()> {
+        // Taken when the poll begins, as GitHub's: the answer is at least this old.
+        let polled_ms = now_ms();
         let items = match jenkins.queue().await {
             Ok(items) => items,
             Err(err) => {
+                // The last answer stays, until its `known_until_ms`.
                 tracing::warn!(
                     error = %crate::chain::ErrorChain(&err),
                     "jenkins queue poll failed"
@@ -188,11 +191,13 @@ impl DemandPoll {
                 .into_iter()
                 .map(|(label, (n, oldest))| (label, n, oldest))
                 .collect(),
+            known_until_ms: JenkinsDemand::known_until(polled_ms, self.section.interval),
         };
-        if self.last_jenkins.as_ref() != Some(&demand) {
+        if self.last_jenkins.as_ref().map(|last| &last.by_label) != Some(&demand.by_label) {
             tracing::info!(buildable = ?demand.by_label, "jenkins queue changed");
-            self.last_jenkins = Some(demand.clone());
         }
+        // Kept with every answer (the holder publishes it): its freshness moves on.
+        self.last_jenkins = Some(demand.clone());
         if self
             .handle
             .demand(None, Some(demand), None, None)

@@ -7,7 +7,10 @@
 //! yet). A job is *unmet* when, matching jobs oldest first against free runners (a runner
 //! takes the first job its labels cover), no runner is left for it — so a job another host is
 //! already booting a runner for (registered before its VM boots) does not make this host boot
-//! too.
+//! too. A job nobody this host can see will ever serve (labels no VM here nor any listed
+//! runner offers: [`super::unservable`]) is not unmet: it is reported instead, and counted it
+//! kept every "nothing unmet" gate below (warm boots, warmth hand-overs, the congestion mark)
+//! shut on every host for as long as it stayed queued.
 //!
 //! Rules, in order:
 //! - Running VMs: a ROOT VM whose runner has done its job — a probe saw it busy, or the feed
@@ -154,7 +157,8 @@ impl World {
         fx: &mut Vec<Effect>,
     ) {
         let root_waits_here = unmet.iter().any(|job| self.servable_here(job));
-        // A freed host boots a warm runner only while no job is unmet (`drive_demand`).
+        // A freed host boots a warm runner only while no job is unmet (`drive_demand`); a job
+        // nobody can serve is not unmet (`match_queued`), so it does not hold warmth off.
         let warm_boot_possible = unmet.is_empty();
         let running = self.settled_running(now);
         for name in running {
@@ -255,10 +259,11 @@ impl World {
         // the last `warm_window` took its runner and the next push of the hour would wait
         // for this agent's stop and a boot. Only while Jenkins is known to want nothing: a
         // queued build may be for this node (one for any node is not tied to one host), and
-        // an unread queue (no `[jenkins]` feed, no answer yet) may hold one.
+        // an unread queue (no `[jenkins]` feed, no answer yet, or none for a few polls) may
+        // hold one.
         let (need, key, key_age) = match self.warmth_wanted_here(now, needs, false) {
             Some(need) if old_for_warmth => (need, "agent_warm_handover", warm_age),
-            _ if old_for_predicted && self.demand.jenkins_idle => (
+            _ if old_for_predicted && now < self.demand.jenkins_idle_until_ms => (
                 self.warmth_wanted_here(now, needs, true)?,
                 "agent_predicted_handover",
                 pred_age,
@@ -420,10 +425,18 @@ impl World {
             return;
         }
         let queued = self.demand.root_jobs.len();
-        let text = if queued == 0 {
-            "demand: no queued job; nothing boots".to_owned()
-        } else {
-            format!("demand: {queued} queued job(s), all covered by free runners in the fleet")
+        let unservable = (self.demand.root_jobs.iter())
+            .filter(|job| self.unservable(job))
+            .count();
+        let text = match (queued.saturating_sub(unservable), unservable) {
+            (0, 0) => "demand: no queued job; nothing boots".to_owned(),
+            (covered, 0) => {
+                format!("demand: {covered} queued job(s), all covered by free runners in the fleet")
+            }
+            (covered, _) => format!(
+                "demand: {covered} queued job(s) covered by free runners in the fleet, \
+                 {unservable} nobody can serve (see the WARNING line)"
+            ),
         };
         self.decide(now, None, text, fx);
     }

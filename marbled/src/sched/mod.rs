@@ -116,17 +116,27 @@ pub struct DemandSnapshot {
     /// host of that VM; one for a label every SPI node carries (`spi_labels`) waits for every
     /// host with an SPI VM, so a build that accepts any node ages on all of them.
     pub jenkins_queue: Vec<JenkinsQueued>,
-    /// Jenkins' queue was read and holds no buildable item at all, with a label or without
-    /// (the actor fills it from its last `[jenkins]` queue poll). False when it holds one,
-    /// and when it is unknown — no `[jenkins]` feed, or no answer yet: a rule that needs
-    /// Jenkins to want nothing (`agent_predicted_handover`) then does not fire.
-    pub jenkins_idle: bool,
+    /// Until when (unix ms) Jenkins' queue is known to hold no buildable item at all, with a
+    /// label or without: the actor fills it from its last `[jenkins]` queue answer, which
+    /// stands for the queue [`JENKINS_FRESH_POLLS`] demand intervals from its poll. 0 when
+    /// the queue holds one, and when it is unknown — no `[jenkins]` feed, no answer yet, or
+    /// only one older than that (failing polls leave the last answer in place): a rule that
+    /// needs Jenkins to want nothing (`agent_predicted_handover`) then does not fire. A
+    /// time, not a flag, so a snapshot the scheduler keeps while GitHub's polls fail stops
+    /// vouching for the queue too.
+    pub jenkins_idle_until_ms: Millis,
     /// When the poll that saw all this began, unix ms (0: unknown, its arrival stands in).
     /// Freshness is judged by it, not by the arrival: a poll begun before this host was
     /// freed (one in flight, or a fleet poller's published snapshot) predates what other
     /// hosts did since, like any older picture.
     pub taken_at_ms: Millis,
 }
+
+/// How many demand poll intervals one Jenkins queue answer stands for the queue
+/// ([`DemandSnapshot::jenkins_idle_until_ms`]): a failed poll or two (a Jenkins restart, a
+/// timeout) is ridden out without flapping, and by the third missing answer the queue counts
+/// as unknown. An answer is at most one interval old when the next GitHub snapshot takes it.
+pub const JENKINS_FRESH_POLLS: u32 = 3;
 
 /// A buildable Jenkins queue item (policy `demand`'s fair share: the SPI waiter's age).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,7 +416,7 @@ pub struct SchedConfig {
     /// Policy `demand`: another team's idle VM whose probes have seen no build for this long
     /// gives its host up when the fleet is short of a predicted or configured warm runner a
     /// ROOT VM here could be, and Jenkins' queue is known empty
-    /// ([`DemandSnapshot::jenkins_idle`]). 0 = never.
+    /// ([`DemandSnapshot::jenkins_idle_until_ms`]). 0 = never.
     pub agent_predicted_handover_ms: u64,
     /// Jenkins labels every SPI node on this host carries (`[jenkins] labels`): a queued
     /// build for one of them (a build that accepts any node) waits for this host too.

@@ -8,12 +8,17 @@
 //! the labels of runners registered anywhere. Another host's *stopped* VM has no runner
 //! registered, so a job only another host can serve shows here until that host registers a
 //! runner for it (each host reports from its own view; docs/SCHEDULER.md, "Labels").
+//!
+//! Such a job is not *unmet* either ([`World::match_queued`]): nothing here can be done for
+//! it, and counting it held every gate that waits for "nothing unmet" shut for as long as
+//! it stayed queued — one mislabelled workflow turned idle-host warmth, the warmth
+//! hand-overs of idle agents and the congestion window's end off on every host.
 
 use std::collections::BTreeMap;
 
 use marble_proto::{Decision, Team};
 
-use super::{Millis, World, format_ms, labels_cover};
+use super::{Millis, QueuedJob, World, format_ms, labels_cover};
 
 /// Queued jobs of one `runs-on` label set no VM here nor any listed runner can serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,17 +32,23 @@ pub struct UnservableJobs {
 }
 
 impl World {
+    /// Whether nobody this host can see will ever serve `job`: no ROOT VM here offers its
+    /// labels and no runner in GitHub's list covers them.
+    pub(super) fn unservable(&self, job: &QueuedJob) -> bool {
+        let here = self
+            .vms
+            .values()
+            .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels));
+        let listed =
+            (self.demand.free_runners.iter()).any(|r| labels_cover(&r.labels, &job.labels));
+        !(here || listed || job.labels.is_empty())
+    }
+
     /// Queued jobs nobody this host can see will ever serve, by label set (sorted by labels).
     pub fn unservable_jobs(&self) -> Vec<UnservableJobs> {
         let mut by_labels: BTreeMap<Vec<String>, (u64, Millis)> = BTreeMap::new();
         for job in &self.demand.root_jobs {
-            let here = self
-                .vms
-                .values()
-                .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels));
-            let listed =
-                (self.demand.free_runners.iter()).any(|r| labels_cover(&r.labels, &job.labels));
-            if here || listed || job.labels.is_empty() {
+            if !self.unservable(job) {
                 continue;
             }
             let mut key: Vec<String> = job.labels.iter().map(|l| l.to_ascii_lowercase()).collect();

@@ -115,9 +115,14 @@ impl World {
     }
 
     /// Queued jobs no idle runner will take (oldest first), and the labels of the idle
-    /// runners left over once the queued jobs have taken theirs.
+    /// runners left over once the queued jobs have taken theirs. A job nobody this host can
+    /// see will ever serve ([`World::unservable`]: reported in `status` and the metrics) is
+    /// not unmet: no runner covers it, so it takes none, and no boot here can help it.
     pub(super) fn match_queued(&self) -> (Vec<QueuedJob>, Vec<FleetRunner>) {
-        let mut jobs = self.demand.root_jobs.clone();
+        let mut jobs: Vec<QueuedJob> = (self.demand.root_jobs.iter())
+            .filter(|job| !self.unservable(job))
+            .cloned()
+            .collect();
         jobs.sort_by_key(|j| (j.since_ms, j.id));
         let mut free: Vec<FleetRunner> = self.demand.free_runners.clone();
         let mut unmet = Vec::new();

@@ -472,23 +472,69 @@ fn agent_idle_handover_off_keeps_the_agent_for_warmth_too() {
     );
 }
 
+/// A queued job asking for `[self-hosted, Linux]`: no VM of the test hosts offers it.
+fn linux_job(id: u64) -> QueuedJob {
+    QueuedJob {
+        labels: vec!["self-hosted".into(), "Linux".into()],
+        ..job(id, 1_000_000 + id, "mac13")
+    }
+}
+
 #[test]
 fn an_agent_is_not_given_up_for_warmth_while_a_job_is_unmet() {
-    // A job no VM here can run waits (for another host, or for ever): a freed host would
-    // not boot a warm runner while it does, so the agent stays up for its next build.
-    let waiting = QueuedJob {
-        labels: vec!["self-hosted".into(), "Linux".into()],
-        ..job(9, 1_000_000, "mac13")
-    };
-    let mut host = agent_where_mac15_is_missing(8 * 3_600_000, vec![waiting]);
+    // A job no VM here can run waits for a runner of another host (job 8 took the one idle
+    // Linux runner there): a freed host would not boot a warm runner while it does, so the
+    // agent stays up for its next build.
+    let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
+    let mac14 = host.world.vms[M14].labels.clone();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![linux_job(8), linux_job(9)],
+        free_runners: vec![
+            FleetRunner {
+                name: "other-host-mac14".into(),
+                labels: mac14,
+            },
+            FleetRunner {
+                name: "other-host-linux".into(),
+                labels: linux_job(0).labels,
+            },
+        ],
+        taken_at_ms: host.now,
+        ..Default::default()
+    }));
     host.advance(3 * 3_600_000);
     assert_eq!(host.running(), vec![S1.to_owned()]);
 }
 
+#[test]
+fn a_job_nobody_can_serve_does_not_keep_an_agent_from_going_for_warmth() {
+    // Task robust9: a mislabelled job no VM here and no runner anywhere offers (reported as
+    // unservable) is not unmet. Counted, it kept the agent (and every host's warmth) held
+    // for as long as it stayed queued.
+    let mut host = agent_where_mac15_is_missing(8 * 3_600_000, vec![linux_job(9)]);
+    assert_agent_goes_between(&mut host, 50 * 60_000, 15 * 60_000, "agent_warm_handover");
+    assert_eq!(host.world.unservable_jobs().len(), 1, "still reported");
+    // The freed host boots mac15's warm runner at once.
+    let mac14 = host.world.vms[M14].labels.clone();
+    host.advance(1_000);
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![linux_job(9)],
+        free_runners: vec![FleetRunner {
+            name: "other-host-mac14".into(),
+            labels: mac14,
+        }],
+        taken_at_ms: host.now,
+        ..Default::default()
+    }));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+}
+
 /// An agent idle after a build (`agent_idle_handover` 8 h, `agent_predicted_handover` 1 h)
 /// on a host whose mac15 VM could be the fleet's configured mac15 warm runner, which is
-/// missing while the configured mac14 one is up on another host; Jenkins' queue as given.
-fn agent_where_a_warm_mac15_is_wanted(jenkins_idle: bool) -> Host {
+/// missing while the configured mac14 one is up on another host; Jenkins' queue known empty
+/// for `idle_for` from now (0: not empty, or unknown).
+fn agent_where_a_warm_mac15_is_wanted(idle_for: Millis) -> Host {
     let mut host = agent_after_a_build_with(|c| {
         c.agent_idle_handover_ms = 8 * 3_600_000;
         c.agent_predicted_handover_ms = 3_600_000;
@@ -507,7 +553,7 @@ fn agent_where_a_warm_mac15_is_wanted(jenkins_idle: bool) -> Host {
             name: "other-host-mac14".into(),
             labels: mac14,
         }],
-        jenkins_idle,
+        jenkins_idle_until_ms: host.now.saturating_add(idle_for),
         taken_at_ms: host.now,
         ..Default::default()
     }));
@@ -516,7 +562,7 @@ fn agent_where_a_warm_mac15_is_wanted(jenkins_idle: bool) -> Host {
 
 #[test]
 fn an_agent_idle_for_agent_predicted_handover_frees_its_host_for_a_missing_warm_runner() {
-    let mut host = agent_where_a_warm_mac15_is_wanted(true);
+    let mut host = agent_where_a_warm_mac15_is_wanted(Millis::MAX);
     assert_agent_goes_between(
         &mut host,
         50 * 60_000,
@@ -527,16 +573,35 @@ fn an_agent_idle_for_agent_predicted_handover_frees_its_host_for_a_missing_warm_
 
 #[test]
 fn an_agent_is_not_given_up_for_a_warm_runner_while_jenkins_queue_is_unknown_or_busy() {
-    // `jenkins_idle` false: a build queued, or no `[jenkins]` feed to tell — the agent may
-    // be wanted, so only `agent_idle_handover` (8 h) gives its host up.
-    let mut host = agent_where_a_warm_mac15_is_wanted(false);
+    // `jenkins_idle_until_ms` 0: a build queued, or no `[jenkins]` feed to tell — the agent
+    // may be wanted, so only `agent_idle_handover` (8 h) gives its host up.
+    let mut host = agent_where_a_warm_mac15_is_wanted(0);
     host.advance(5 * 3_600_000);
     assert_eq!(host.running(), vec![S1.to_owned()]);
 }
 
 #[test]
+fn an_agent_is_not_given_up_for_a_warm_runner_on_a_jenkins_answer_gone_stale() {
+    // Task robust9: Jenkins' queue was read empty once (the answer stands 90 s: three 30 s
+    // polls), then its polls failed. An hour later the queue is unknown, not empty: a build
+    // may wait for this very agent. (Before, the last answer counted however old it was,
+    // and the agent went at 1 h.)
+    let mut host = agent_where_a_warm_mac15_is_wanted(90_000);
+    host.advance(5 * 3_600_000);
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+    // A fresh answer (the polls work again) lets it go, and the freed host boots the warm
+    // runner at once.
+    let mut snapshot = host.world.demand.clone();
+    snapshot.jenkins_idle_until_ms = host.now + 90_000;
+    snapshot.taken_at_ms = host.now;
+    host.feed(Input::Demand(snapshot));
+    host.advance(60_000);
+    assert_eq!(host.running(), vec![M15.to_owned()]);
+}
+
+#[test]
 fn agent_idle_handover_off_keeps_the_agent_for_a_warm_runner_too() {
-    let mut host = agent_where_a_warm_mac15_is_wanted(true);
+    let mut host = agent_where_a_warm_mac15_is_wanted(Millis::MAX);
     host.world.config.agent_idle_handover_ms = 0;
     host.advance(5 * 3_600_000);
     assert_eq!(host.running(), vec![S1.to_owned()], "\"0s\" means never");

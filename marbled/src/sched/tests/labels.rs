@@ -85,3 +85,21 @@ fn jobs_nobody_can_serve_are_reported_and_boot_nothing() {
     }));
     assert!(host.world.unservable_jobs().is_empty());
 }
+
+#[test]
+fn a_free_host_says_which_queued_jobs_nobody_can_serve() {
+    let mut host = demand_host();
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![job(1, host.now - 60_000, "mac-beta")],
+        ..Default::default()
+    }));
+    host.settle();
+    assert!(starts(&host).is_empty());
+    let said = host.world.status(host.now).decisions;
+    assert!(
+        said.iter().any(|d| d.text
+            == "demand: 0 queued job(s) covered by free runners in the fleet, 1 nobody can serve \
+                (see the WARNING line)"),
+        "{said:?}"
+    );
+}

@@ -84,18 +84,35 @@ fn of_two_hosts_with_identical_warm_runners_exactly_one_yields_to_an_unmet_job()
     );
 }
 
-/// A free `demand` host (mac14 and mac15 VMs, ARM64) keeping one mac15 runner warm
-/// fleet-wide, shown an ARM64 `mac-beta` job no VM here can run, queued 61 s ago (past
-/// `warm_yield`) with an idle runner labelled `idle` the only one in the fleet; then the job
-/// starts elsewhere.
+/// A free `demand` host (mac14, mac15 and mac-beta VMs, ARM64) keeping one mac15 runner
+/// warm fleet-wide, shown an ARM64 `mac-beta` job its mac-beta VM would serve but for a
+/// maintenance lock (so the job is unmet here, not unservable: a job no VM here offers and no
+/// runner covers is not unmet at all, task robust9), queued 61 s ago (past `warm_yield`) with
+/// an idle runner labelled `idle` the only one in the fleet; then the job starts elsewhere.
 /// Returns whether the host booted its warm runner within 10 min after.
 fn warm_boot_after_a_job_waited_beside(idle: &[&str]) -> bool {
-    let mut host = warm_host(|c| {
-        c.warm = vec![WarmTarget {
-            labels: mac_labels("mac15"),
-            count: 1,
-        }];
-    });
+    const BETA: &str = "h-ROOT-VM-macOS-beta";
+    let mut host = demand_host_with(
+        |c| {
+            c.warm = vec![WarmTarget {
+                labels: mac_labels("mac15"),
+                count: 1,
+            }];
+        },
+        &[
+            (M14, Team::Root, PowerState::Stopped),
+            (M15, Team::Root, PowerState::Stopped),
+            (BETA, Team::Root, PowerState::Stopped),
+            (S1, Team::Spi, PowerState::Stopped),
+        ],
+    );
+    host.command(
+        "admin",
+        Command::Lock {
+            target: LockTarget::Vm(BETA.into()),
+            reason: "disk check".into(),
+        },
+    );
     let beta = QueuedJob {
         id: 5,
         since_ms: host.now - 61_000,

@@ -221,6 +221,35 @@ fn an_idle_host_keeps_a_runner_of_a_platform_no_idle_runner_in_the_fleet_covers(
 }
 
 #[test]
+fn a_job_nobody_can_serve_neither_holds_idle_warmth_off_nor_marks_the_fleet_full() {
+    // Task robust9: a job asking for labels no VM here and no runner anywhere offers waits
+    // for ever (reported as unservable). It is not unmet: warmth goes on, and it is never
+    // the job the fleet is "full" for (that mark held warm boots for 30 min, again and
+    // again).
+    let mut host = idle_warm_host();
+    let mislabelled = DemandSnapshot {
+        root_jobs: vec![QueuedJob {
+            id: 5,
+            since_ms: host.now,
+            // An Intel job: the fleet's one idle runner (ARM64) could not yield to it.
+            labels: vec![
+                "self-hosted".into(),
+                "macOS".into(),
+                "X64".into(),
+                "mac12".into(),
+            ],
+        }],
+        free_runners: vec![free_runner("other-ROOT-VM-macOS-14")],
+        ..Default::default()
+    };
+    quiet_for_the_delay(&mut host, mislabelled);
+    assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
+    assert_eq!(host.world.congested_at, None);
+    let unservable = host.world.unservable_jobs();
+    assert_eq!(unservable.len(), 1, "{unservable:?}");
+}
+
+#[test]
 fn an_idle_host_boots_nothing_when_the_fleet_already_keeps_every_platform_it_has() {
     let mut host = idle_warm_host();
     let covered = DemandSnapshot {
