@@ -473,6 +473,7 @@ mod share;
 mod slots;
 mod stagger;
 mod stop;
+mod swap;
 mod unservable;
 mod vm;
 mod warm;
