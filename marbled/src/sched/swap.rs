@@ -59,7 +59,7 @@ impl World {
     ) -> Option<(String, String)> {
         self.swap_ranks
             .retain(|(_, anchor, _), _| now.saturating_sub(*anchor) < SWAP_RANK_MEMORY_MS);
-        if !unmet.is_empty() || !self.warm_boot_allowed(now) {
+        if !self.config.warm_swap || !unmet.is_empty() || !self.warm_boot_allowed(now) {
             return None;
         }
         let (vm, labels) = self

@@ -54,6 +54,7 @@ fn host_keeping_beta(h: &str) -> Host {
         |c| {
             c.warm_window_ms = 2 * 3_600_000;
             c.warm_idle_hosts = true;
+            c.warm_swap = true;
         },
         &[
             (&beta, Team::Root, PowerState::Stopped),
