@@ -434,9 +434,8 @@ impl World {
     /// Whether a warm boot may happen now: not within [`WARM_AFTER_CONGESTION_MS`] of the
     /// fleet being seen full.
     pub(super) fn warm_boot_allowed(&self, now: Millis) -> bool {
-        !self
-            .congested_at
-            .is_some_and(|at| now.saturating_sub(at) < WARM_AFTER_CONGESTION_MS)
+        self.congested_at
+            .is_none_or(|at| now.saturating_sub(at) >= WARM_AFTER_CONGESTION_MS)
     }
 
     /// Boot, for the oldest unmet job an eligible VM here covers, that VM.
