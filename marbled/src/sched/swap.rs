@@ -1,4 +1,5 @@
-//! Policy `demand`: an idle-host warm runner gives its host to a missing predicted platform.
+//! Policy `demand`: an idle-host warm runner gives its host to a missing predicted platform
+//! (`warm_swap`, off by default: docs/SCHEDULER.md "The swap" has the measured trade).
 //!
 //! Idle-host warmth keeps one runner per platform on hosts nothing else wants, likeliest
 //! first; a predicted target (`warm_min_jobs` jobs in `warm_window`) is a platform a push of
