@@ -197,6 +197,8 @@ fn random_scheduler(s: &mut SchedulerSection, r: &mut SimRng, capacity: u32) {
     // boot) and the idle Jenkins agent hand-over, at ages short enough to fire in a random
     // schedule's hours (0 = off).
     s.warm_idle_hosts = r.chance(0.5);
+    // The swap with idle-host warmth (no draw: the random schedules stay the same).
+    s.warm_swap = s.warm_idle_hosts;
     s.jobs_per_boot = u32::try_from(r.range(1, 3)).unwrap_or(1);
     s.agent_idle_handover = secs([0, 300, 1_800, 3_600][r.below(4)]);
     // The warmth hand-over at half that age (no draw: the random schedules stay the same).

@@ -21,6 +21,11 @@
 //! Jenkins agent's stop and a boot (standard trace, +1d 18h 54m: root#65/#66, the agent on
 //! host 07 idle 4.4 h). An agent idle for `agent_predicted_handover` (1 h) now gives its host
 //! up for the missing predicted platform while no Jenkins build is queued.
+//!
+//! The swap (task `std9`, `warm_swap`, opt-in): the hour's second push took the predicted
+//! runners while other hosts kept idle-host runners of platforms nobody had asked for in
+//! hours, and the third push booted cold (standard trace, +15h 31m: root#17/#18, 1m 53s and
+//! 2m 23s). With `warm_swap` such a runner gives its host to the missing predicted platform.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -186,4 +191,58 @@ fn the_second_push_of_an_hour_finds_its_predicted_platforms_warm() {
         fmt_ms(root.wait_max_ms.unwrap_or(0)),
         report.to_table()
     );
+}
+
+/// Six hosts (a VM per platform each): a run on every platform at 8:30, pushes on
+/// mac15/mac14 at 10:00 and 10:03 (3 h jobs: the first takes the idle-host runners, the
+/// second the predicted ones the free hosts then boot), leaving two hosts with idle-host
+/// mac13 and mac-beta runners, and a push on mac15/mac14 at 10:15.
+fn swap_text() -> String {
+    let mut t = String::from(
+        "[sim]\nduration = \"14h\"\nseed = 7\n\n[boot]\nmin = \"45s\"\nmax = \"1m 30s\"\n\n",
+    );
+    t.push_str(&common::platform_hosts(6));
+    let mut jobs: Vec<(&str, &str, &str)> = ["mac15", "mac14", "mac13", "mac-beta"]
+        .into_iter()
+        .map(|p| ("8h 30m", p, "20m"))
+        .collect();
+    for at in ["10h", "10h 3m", "10h 15m"] {
+        jobs.extend([(at, "mac15", "3h"), (at, "mac14", "3h")]);
+    }
+    for (at, label, duration) in jobs {
+        write!(
+            t,
+            "[[root_jobs]]\nat = \"{at}\"\nduration = \"{duration}\"\n\
+             labels = [\"self-hosted\", \"macOS\", \"ARM64\", \"{label}\"]\n\n"
+        )
+        .unwrap();
+    }
+    t
+}
+
+/// How many ROOT jobs waited over 60 s and over 30 s, with `warm_swap` as given (idle-host
+/// warmth has every platform warm for the 8:30 run, the 10:00 and 10:03 pushes start warm).
+fn slow_with(warm_swap: bool) -> (u64, u64, String) {
+    let mut trace = parse_workload(&swap_text(), "swap.toml");
+    trace.scheduler.warm_swap = warm_swap;
+    let report = demand(&trace);
+    assert!(report.violations.is_empty(), "{}", report.to_table());
+    let root = &report.teams["root"];
+    assert_eq!(root.arrived, 10);
+    assert_eq!(root.started, root.arrived, "{}", report.to_table());
+    (
+        count_above(&root.waits_ms, 60_000),
+        count_above(&root.waits_ms, 30_000),
+        report.to_table(),
+    )
+}
+
+#[test]
+fn with_warm_swap_the_third_push_of_an_hour_finds_its_predicted_platforms_warm() {
+    // Without the swap (the default) the 10:15 push waits for an idle-host runner to
+    // yield (`warm_yield`) and a boot.
+    let (over_60, _, table) = slow_with(false);
+    assert!(over_60 >= 1, "without the swap\n{table}");
+    let (_, over_30, table) = slow_with(true);
+    assert_eq!(over_30, 0, "with the swap\n{table}");
 }

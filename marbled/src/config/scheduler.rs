@@ -75,6 +75,11 @@ pub struct SchedulerSection {
     /// Idle-host warmth: a free host with nothing to do keeps a ready runner of a label set
     /// no idle runner in the fleet covers (the likeliest first), giving way to any request.
     pub warm_idle_hosts: bool,
+    /// Idle-host warmth's swap (off by default): an idle-host runner no configured or
+    /// predicted target wants gives its host to a missing predicted or configured target
+    /// that the last day's jobs show likelier, one host per target (docs/SCHEDULER.md, "The
+    /// swap").
+    pub warm_swap: bool,
     /// Policy `demand`: jobs a ROOT VM may run per boot (runner re-arm above 1; 1 = a
     /// fresh boot for every job, the seed's behaviour).
     pub jobs_per_boot: u32,
@@ -145,6 +150,7 @@ impl Default for SchedulerSection {
             warm_yield: secs(60),
             warm_linger: hours(24),
             warm_idle_hosts: true,
+            warm_swap: false,
             jobs_per_boot: 1,
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,

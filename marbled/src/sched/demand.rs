@@ -83,7 +83,8 @@ impl World {
         let (unmet, free_left) = self.match_queued();
         let yield_to = self.job_to_yield_to(now, &unmet, &free_left);
         let needs = self.warm_needs(&free_left);
-        self.release_running(now, &unmet, yield_to.as_ref(), &needs, fx);
+        let swap = self.runner_to_swap(now, &unmet, &free_left, &needs);
+        self.release_running(now, &unmet, yield_to.as_ref(), swap.as_ref(), &needs, fx);
         if !self.demand_may_boot(now, fx) {
             return;
         }
@@ -153,6 +154,7 @@ impl World {
         now: Millis,
         unmet: &[QueuedJob],
         yield_to: Option<&QueuedJob>,
+        swap: Option<&(String, String)>,
         needs: &[WarmNeed],
         fx: &mut Vec<Effect>,
     ) {
@@ -170,6 +172,10 @@ impl World {
             };
             let reason = if vm.team == Team::Root {
                 self.root_release_reason(now, vm, yield_to, needs)
+                    .or_else(|| {
+                        swap.filter(|(swapped, _)| *swapped == name)
+                            .map(|(_, why)| why.clone())
+                    })
             } else if root_waits_here {
                 Some("an unmet ROOT job could run on this host".to_owned())
             } else {
@@ -292,10 +298,7 @@ impl World {
         needs: &'a [WarmNeed],
         predicted: bool,
     ) -> Option<&'a WarmNeed> {
-        if self
-            .congested_at
-            .is_some_and(|at| now.saturating_sub(at) < WARM_AFTER_CONGESTION_MS)
-        {
+        if !self.warm_boot_allowed(now) {
             return None;
         }
         // Only while some host keeps an idle runner: the fleet has room beyond Jenkins'
@@ -441,6 +444,13 @@ impl World {
         self.decide(now, None, text, fx);
     }
 
+    /// Whether a warm boot may happen now: not within [`WARM_AFTER_CONGESTION_MS`] of the
+    /// fleet being seen full.
+    pub(super) fn warm_boot_allowed(&self, now: Millis) -> bool {
+        self.congested_at
+            .is_none_or(|at| now.saturating_sub(at) >= WARM_AFTER_CONGESTION_MS)
+    }
+
     /// Boot, for the oldest unmet job an eligible VM here covers, that VM.
     fn boot_for_unmet(&mut self, now: Millis, unmet: &[QueuedJob], fx: &mut Vec<Effect>) {
         for job in unmet {
@@ -483,10 +493,7 @@ impl World {
 
     /// Boot a warm runner for the first target the fleet is short of that a VM here covers.
     fn boot_warm(&mut self, now: Millis, needs: &[WarmNeed], fx: &mut Vec<Effect>) -> bool {
-        if self
-            .congested_at
-            .is_some_and(|at| now.saturating_sub(at) < WARM_AFTER_CONGESTION_MS)
-        {
+        if !self.warm_boot_allowed(now) {
             // marble-sim, 4-host standard trace: warm runners booted between peaks were
             // mostly given up unused to the next job that found the fleet full.
             return false;
@@ -540,7 +547,7 @@ impl World {
     /// among those whose last boot did not fail if there are any: a VM that failed readiness
     /// (not yet quarantined) would likely cost the job another `ready_timeout` while an
     /// equally able VM stands stopped.
-    fn demand_candidate(&self, now: Millis, labels: &[String]) -> Option<String> {
+    pub(super) fn demand_candidate(&self, now: Millis, labels: &[String]) -> Option<String> {
         let failing = |name: &str| self.quarantine.get(name).is_some_and(|q| q.failures > 0);
         let mut eligible: Vec<&String> = self
             .vms

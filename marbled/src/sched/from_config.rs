@@ -40,6 +40,7 @@ impl SchedConfig {
             warm_yield_ms: ms(s.warm_yield),
             warm_linger_ms: ms(s.warm_linger),
             warm_idle_hosts: s.warm_idle_hosts,
+            warm_swap: s.warm_swap,
             jobs_per_boot: s.jobs_per_boot.max(1),
             share_root: s.share_root,
             share_spi: s.share_spi,

@@ -394,6 +394,9 @@ pub struct SchedConfig {
     /// Policy `demand`, idle-host warmth: a free host with nothing to do boots a runner for
     /// a label set of its VMs that no idle runner in the fleet covers (`super::warm`).
     pub warm_idle_hosts: bool,
+    /// Policy `demand`, idle-host warmth's swap: an idle-host runner gives its host to a
+    /// missing predicted or configured target (`super::swap`).
+    pub warm_swap: bool,
     /// Policy `demand`: jobs a ROOT VM may run per boot. Above 1, a VM whose runner has done
     /// its job and that an unmet job fits gets a fresh runner (`Action::Rearm`) instead of a
     /// reboot. 1 = the seed's one job per boot.
@@ -455,6 +458,7 @@ impl Default for SchedConfig {
             warm_yield_ms: 60_000,
             warm_linger_ms: 24 * 3_600_000,
             warm_idle_hosts: true,
+            warm_swap: false,
             jobs_per_boot: 1,
             // Jenkins' start script holds an executor while it waits: its wait counts double.
             share_root: 1,
@@ -483,6 +487,7 @@ mod share;
 mod slots;
 mod stagger;
 mod stop;
+mod swap;
 mod unservable;
 mod vm;
 mod warm;

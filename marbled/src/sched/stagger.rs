@@ -49,10 +49,17 @@ pub(super) fn other_arch(labels: &[String], job: &QueuedJob) -> bool {
 /// job's sorts after every other, then by its lower-cased, sorted labels, then by its name
 /// (so no two runners rank equal).
 fn rank_key<'a>(labels: &[String], name: &'a str, job: &QueuedJob) -> (bool, Vec<String>, &'a str) {
+    let (key, name) = rank_key_of(labels, name);
+    (other_arch(labels, job), key, name)
+}
+
+/// A runner's ordering key among runners of any job: its lower-cased, sorted labels, then
+/// its name (the swap of an idle-host runner: [`super::swap`]).
+pub(super) fn rank_key_of<'a>(labels: &[String], name: &'a str) -> (Vec<String>, &'a str) {
     let mut key: Vec<String> = labels.iter().map(|l| l.to_ascii_lowercase()).collect();
     key.sort();
     key.dedup();
-    (other_arch(labels, job), key, name)
+    (key, name)
 }
 
 impl World {

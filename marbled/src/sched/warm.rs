@@ -218,7 +218,7 @@ impl World {
 impl World {
     /// Jobs remembered (up to [`RANK_MEMORY_MS`]) that a runner with `labels` could take:
     /// how likely its platform is.
-    fn remembered(&self, labels: &[String]) -> usize {
+    pub(super) fn remembered(&self, labels: &[String]) -> usize {
         self.recent_jobs
             .values()
             .filter(|job| labels_cover(labels, &job.labels))

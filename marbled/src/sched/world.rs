@@ -22,8 +22,8 @@ use super::report::Counters;
 use super::rng::SplitMix;
 use super::vm::{Starter, StopPhase, StopPlan, VmState};
 use super::{
-    Action, DemandSnapshot, Effect, Input, Millis, OpId, Policy, ReqId, SchedConfig, action_kind,
-    format_ms,
+    Action, DemandSnapshot, Effect, FleetRunner, Input, Millis, OpId, Policy, ReqId, SchedConfig,
+    action_kind, format_ms,
 };
 
 /// A Jenkins slot request waiting for its answer.
@@ -112,6 +112,13 @@ pub struct World {
     /// Policy `demand`: the highest rank this host's spare runner (by VM name) had among the
     /// hosts that could yield to a queued job, by job id (`stagger`).
     pub(super) yield_ranks: BTreeMap<(u64, String), usize>,
+    /// Policy `demand`: the highest rank this host's idle-host runner (by VM name) had among
+    /// the runners that could swap for a missing target (its labels, and since when it is
+    /// missing) (`swap`; not persisted).
+    pub(super) swap_ranks: BTreeMap<(Vec<String>, Millis, String), usize>,
+    /// The previous demand snapshot's free runners: a runner another host stopped to swap
+    /// leaves the list before this host may have seen it (`swap`).
+    pub(super) free_before: Vec<FleetRunner>,
     /// Jobs whose wait is already in `counters.root_job_waits` (newest last, bounded): a job
     /// runs for many polls and is counted once.
     pub(super) waits_counted: VecDeque<u64>,
@@ -159,6 +166,8 @@ impl World {
             waits_counted: VecDeque::new(),
             congested_at: None,
             yield_ranks: BTreeMap::new(),
+            swap_ranks: BTreeMap::new(),
+            free_before: Vec::new(),
             streak: None,
             spi_waiters: BTreeMap::new(),
             counters: Counters::default(),
@@ -209,7 +218,7 @@ impl World {
                     taken => taken.min(now),
                 };
                 self.demand_arrived_at = now;
-                self.demand = snapshot;
+                self.free_before = std::mem::replace(&mut self.demand, snapshot).free_runners;
                 self.prune_yield_ranks();
             }
         }

@@ -18,4 +18,5 @@ mod share;
 mod slots;
 mod stagger;
 mod stop;
+mod swap;
 mod warm;

@@ -56,6 +56,7 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         warm_yield_ms: 60_000,
         warm_linger_ms: 3_600_000,
         warm_idle_hosts: false,
+        warm_swap: false,
         jobs_per_boot: 1,
         share_root: 1,
         share_spi: 2,
