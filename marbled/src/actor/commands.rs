@@ -8,7 +8,7 @@ use super::handle::ActorCommand;
 use super::{Completion, Supervisor, Waiter, lifecycle, now_ms};
 use crate::demand::{JenkinsDemand, OfflineSeen, PollQuota};
 use crate::jobs::{ci, s3};
-use crate::sched::{Command, DemandSnapshot, Input, JenkinsQueued, ReqId, World};
+use crate::sched::{Command, DemandSnapshot, Input, ReqId, World};
 use crate::transfers::{SubmitEnv, Transfers};
 
 impl Supervisor {
@@ -132,35 +132,21 @@ impl Supervisor {
         }
         if let Some(mut snapshot) = github {
             self.keep_jobs_started_here(&mut snapshot);
-            // The fair share ages Jenkins' waiters by the queue (every host polls the same).
-            snapshot.jenkins_queue = self.jenkins_waiting();
+            let now = now_ms();
+            // The fair share ages Jenkins' waiters by the queue (every host polls the same),
+            // only while the last answer still stands for it (`waiting_at`).
+            snapshot.jenkins_queue = (self.jenkins_queue.as_ref())
+                .map(|queue| queue.waiting_at(now))
+                .unwrap_or_default();
             // Known empty until the last answer goes stale (a few polls: failing ones leave
             // it in place), and only from an answer still fresh now.
             snapshot.jenkins_idle_until_ms = match &self.jenkins_queue {
-                Some(queue) if queue.idle_at(now_ms()) => queue.known_until_ms,
+                Some(queue) if queue.idle_at(now) => queue.known_until_ms,
                 _ => 0,
             };
-            let effects = self.world.handle(now_ms(), Input::Demand(*snapshot));
+            let effects = self.world.handle(now, Input::Demand(*snapshot));
             self.apply(effects);
         }
-    }
-
-    /// The last Jenkins queue poll's buildable items that name a node or label, oldest per
-    /// label (empty without `[jenkins]`).
-    fn jenkins_waiting(&self) -> Vec<JenkinsQueued> {
-        let Some(queue) = &self.jenkins_queue else {
-            return Vec::new();
-        };
-        queue
-            .by_label
-            .iter()
-            .filter_map(|(label, _, oldest)| {
-                Some(JenkinsQueued {
-                    label: label.clone()?,
-                    since_ms: *oldest,
-                })
-            })
-            .collect()
     }
 
     /// Narrow the snapshot's running jobs with a runner to those whose runner is a

@@ -142,6 +142,57 @@ impl JenkinsDemand {
     pub fn idle_at(&self, now_ms: u64) -> bool {
         now_ms < self.known_until_ms && self.by_label.iter().all(|(_, items, _)| *items == 0)
     }
+
+    /// The buildable items that name a node or label, oldest per label, while this answer
+    /// still stands for the queue at `now_ms` (the fair share's Jenkins waiters). Past
+    /// [`Self::known_until_ms`] none: a Jenkins that stopped answering kept its last queue in
+    /// place, and every host with an SPI VM held itself for those builds — ROOT's queued jobs
+    /// never booted anywhere until Jenkins answered again. Nothing is lost by dropping them:
+    /// a build's age is Jenkins' own queue time, which the next answer brings back.
+    pub fn waiting_at(&self, now_ms: u64) -> Vec<crate::sched::JenkinsQueued> {
+        if now_ms >= self.known_until_ms {
+            return Vec::new();
+        }
+        (self.by_label.iter())
+            .filter_map(|(label, _, oldest)| {
+                Some(crate::sched::JenkinsQueued {
+                    label: label.clone()?,
+                    since_ms: *oldest,
+                })
+            })
+            .collect()
+    }
 }
 
 pub mod shared;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(polled_ms: u64) -> JenkinsDemand {
+        JenkinsDemand {
+            by_label: vec![(Some("mac-spi".into()), 1, 1_000), (None, 2, 500)],
+            known_until_ms: JenkinsDemand::known_until(polled_ms, Duration::from_secs(30)),
+        }
+    }
+
+    #[test]
+    fn a_queue_answer_ages_the_fair_share_only_while_it_stands_for_the_queue() {
+        let queue = answer(10_000);
+        let fresh = queue.waiting_at(10_000 + 89_999);
+        assert_eq!(fresh.len(), 1, "the labelled build waits: {fresh:?}");
+        assert_eq!(
+            (fresh[0].label.as_str(), fresh[0].since_ms),
+            ("mac-spi", 1_000)
+        );
+        // Three 30 s polls later with no new answer (Jenkins down): no waiter is vouched for.
+        assert!(queue.waiting_at(10_000 + 90_000).is_empty());
+        // A holder too old to say how long its answer stands: unknown from the start.
+        let unknown = JenkinsDemand {
+            known_until_ms: 0,
+            ..answer(10_000)
+        };
+        assert!(unknown.waiting_at(10_000).is_empty());
+    }
+}

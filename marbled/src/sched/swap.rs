@@ -23,7 +23,7 @@
 //! stops, before its new one is listed). The ranks are not persisted: after a restart a host
 //! may swap a second runner for the same target once.
 
-use marble_proto::{PowerState, Team};
+use marble_proto::{BusyState, PowerState, Team};
 
 use super::stagger::{YIELD_STAGGER_MS, rank_key_of};
 use super::warm::WarmNeed;
@@ -39,6 +39,11 @@ const SWAP_STAGGER_MS: Millis = 2 * YIELD_STAGGER_MS;
 
 /// How long a swap rank is kept after its target went missing.
 const SWAP_RANK_MEMORY_MS: Millis = 3_600_000;
+
+/// How long a runner that left the free list still counts in the swap's ranks: an earlier
+/// host's stop and its new runner's registration take a poll, a probe, a stop and a boot
+/// (2–3 min); a runner that left because it took a job only delays later ranks.
+pub(super) const LEFT_MEMORY_MS: Millis = 5 * 60_000;
 
 /// Whether a configured or predicted target wants a runner with `labels`.
 fn targeted(labels: &[String], needs: &[WarmNeed]) -> bool {
@@ -63,6 +68,13 @@ impl World {
         if !self.config.warm_swap || !unmet.is_empty() || !self.warm_boot_allowed(now) {
             return None;
         }
+        // Probed idle and listed free by GitHub: a runner the feed shows busy before this
+        // host attributed the job, or one whose state is unknown, is not a candidate (its
+        // stop would wait parked, and the other hosts rank without it).
+        let listed_free = |vm: &str| {
+            let runner = self.demand.runners_here.get(vm).map_or(vm, String::as_str);
+            self.demand.free_runners.iter().any(|r| r.name == runner)
+        };
         let (vm, labels) = self
             .vms
             .values()
@@ -71,9 +83,11 @@ impl World {
                     && vm.power == PowerState::Running
                     && vm.ready
                     && !vm.was_busy
+                    && matches!(vm.busy, BusyState::Idle { .. })
                     && vm.op.is_none()
                     && vm.stop.is_none()
                     && vm.start.is_none()
+                    && listed_free(&vm.name)
             })
             .map(|vm| (vm.name.clone(), vm.labels.clone()))?;
         if targeted(&labels, needs)
@@ -99,10 +113,11 @@ impl World {
             .get(&vm)
             .map_or(vm.as_str(), String::as_str);
         let key = rank_key_of(&labels, runner);
-        // Also the runners the previous snapshot listed that have left since: an earlier
-        // host's runner leaves the list when it stops to swap, possibly before this host saw
-        // it (standard trace +1d 13h 36m: hosts 03 and 05 swapped for one target 8 s apart).
-        let left = self.free_before.iter().filter(|r| {
+        // Also the runners that left the list in the last few minutes: an earlier host's
+        // runner leaves it when it stops to swap, possibly before this host saw it, or on a
+        // snapshot where this host could not swap (standard trace +1d 13h 36m: hosts 03 and
+        // 05 swapped for one target 8 s apart). Recorded on every snapshot (`world.rs`).
+        let left = self.left_recently.iter().map(|(r, _)| r).filter(|r| {
             !self
                 .demand
                 .free_runners
@@ -114,13 +129,20 @@ impl World {
             .chain(left)
             .filter(|r| !targeted(&r.labels, needs) && rank_key_of(&r.labels, &r.name) < key)
             .count();
-        let rank = *self
+        let first_possible = self.demand_at;
+        let (rank, since) = *self
             .swap_ranks
             .entry((need.labels.clone(), anchor, vm.clone()))
-            .and_modify(|r| *r = (*r).max(seen))
-            .or_insert(seen);
+            .and_modify(|(r, _)| *r = (*r).max(seen))
+            .or_insert((seen, first_possible));
+        // Turns count from when the swap became possible here, not from the anchor alone:
+        // a swap that opens long after its target went missing (the job took a runner that
+        // was still booting, the congestion window ended, a configured target's runner was
+        // stopped by hand) would otherwise find every ranked host past its turn at once.
         let steps = Millis::try_from(rank).unwrap_or(Millis::MAX);
-        let turn = anchor.saturating_add(steps.saturating_mul(SWAP_STAGGER_MS));
+        let turn = anchor
+            .max(since)
+            .saturating_add(steps.saturating_mul(SWAP_STAGGER_MS));
         if now < turn || (steps > 0 && self.demand_at < turn) {
             return None;
         }
@@ -132,6 +154,23 @@ impl World {
             super::format_ms(anchor)
         );
         Some((vm, why))
+    }
+
+    /// Remember the runners of the previous snapshot's free list (`before`) that the new one
+    /// lacks, and forget those older than [`LEFT_MEMORY_MS`].
+    pub(super) fn note_runners_left(&mut self, before: Vec<FleetRunner>) {
+        let at = self.demand_at;
+        let now_free = &self.demand.free_runners;
+        let gone = before
+            .into_iter()
+            .filter(|r| !now_free.iter().any(|n| n.name == r.name));
+        for runner in gone {
+            self.left_recently
+                .retain(|(known, _)| known.name != runner.name);
+            self.left_recently.push((runner, at));
+        }
+        self.left_recently
+            .retain(|(_, left_at)| at.saturating_sub(*left_at) < LEFT_MEMORY_MS);
     }
 
     /// When the target for `labels` went missing, as every host sees it: the queue time of

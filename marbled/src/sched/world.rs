@@ -114,11 +114,13 @@ pub struct World {
     pub(super) yield_ranks: BTreeMap<(u64, String), usize>,
     /// Policy `demand`: the highest rank this host's idle-host runner (by VM name) had among
     /// the runners that could swap for a missing target (its labels, and since when it is
-    /// missing) (`swap`; not persisted).
-    pub(super) swap_ranks: BTreeMap<(Vec<String>, Millis, String), usize>,
-    /// The previous demand snapshot's free runners: a runner another host stopped to swap
-    /// leaves the list before this host may have seen it (`swap`).
-    pub(super) free_before: Vec<FleetRunner>,
+    /// missing), and the snapshot time the swap first became possible here (`swap`; not
+    /// persisted).
+    pub(super) swap_ranks: BTreeMap<(Vec<String>, Millis, String), (usize, Millis)>,
+    /// Free runners that left GitHub's list in the last [`super::swap::LEFT_MEMORY_MS`], with
+    /// the time of the first snapshot that lacked them: a runner another host stopped to swap leaves
+    /// the list before this host may have ranked against it (`swap`).
+    pub(super) left_recently: Vec<(FleetRunner, Millis)>,
     /// Jobs whose wait is already in `counters.root_job_waits` (newest last, bounded): a job
     /// runs for many polls and is counted once.
     pub(super) waits_counted: VecDeque<u64>,
@@ -167,7 +169,7 @@ impl World {
             congested_at: None,
             yield_ranks: BTreeMap::new(),
             swap_ranks: BTreeMap::new(),
-            free_before: Vec::new(),
+            left_recently: Vec::new(),
             streak: None,
             spi_waiters: BTreeMap::new(),
             counters: Counters::default(),
@@ -218,7 +220,8 @@ impl World {
                     taken => taken.min(now),
                 };
                 self.demand_arrived_at = now;
-                self.free_before = std::mem::replace(&mut self.demand, snapshot).free_runners;
+                let before = std::mem::replace(&mut self.demand, snapshot).free_runners;
+                self.note_runners_left(before);
                 self.prune_yield_ranks();
             }
         }

@@ -150,3 +150,69 @@ fn of_two_hosts_that_could_swap_for_one_target_exactly_one_does() {
     );
     assert_eq!(b.running(), vec!["b-ROOT-VM-macOS-beta".to_owned()]);
 }
+
+/// Review of `warm_swap`: the turns counted from the target's anchor alone (the queue time
+/// of its platform's latest job). When the swap opened only minutes later — here the push's
+/// job took a runner that was still booting — every ranked host was past its turn at once,
+/// and both swapped on their first look: a runner thrown away and a host left empty.
+#[test]
+fn a_swap_that_opens_long_after_its_target_went_missing_still_goes_one_host_at_a_time() {
+    let mut a = host_keeping_beta("a");
+    let mut b = host_keeping_beta("b");
+    let both = || {
+        vec![
+            runner("a-ROOT-VM-macOS-beta", "beta"),
+            runner("b-ROOT-VM-macOS-beta", "beta"),
+        ]
+    };
+    a.now = T0;
+    b.now = T0;
+    // The job that took the mac15 runner was queued 5 min ago.
+    let took = [seen(4, T0 - 5 * 60_000, "15")];
+    let (from_a, from_b) = (a.log.len(), b.log.len());
+    a.feed(Input::Demand(snapshot(a.now, &took, both())));
+    a.settle();
+    assert!(swapped(&a, from_a), "{:?}", a.log);
+    // `b`, second by runner name, looks on the same snapshot: its turn is a step later.
+    b.feed(Input::Demand(snapshot(b.now, &took, both())));
+    b.settle();
+    assert!(
+        !swapped(&b, from_b),
+        "b swapped on the same snapshot as a: {:?}",
+        b.log
+    );
+    for _ in 0..(55_000 / 5_000) {
+        let free = vec![runner("b-ROOT-VM-macOS-beta", "beta")];
+        b.feed(Input::Demand(snapshot(b.now, &took, free)));
+        b.advance(5_000);
+    }
+    assert!(
+        !swapped(&b, from_b),
+        "b swapped before its turn: {:?}",
+        b.log
+    );
+    for _ in 0..12 {
+        let free = vec![
+            runner("a-ROOT-VM-macOS-15", "15"),
+            runner("b-ROOT-VM-macOS-beta", "beta"),
+        ];
+        b.feed(Input::Demand(snapshot(b.now, &took, free)));
+        b.advance(5_000);
+    }
+    assert!(!swapped(&b, from_b), "one swap per target: {:?}", b.log);
+}
+
+/// A runner GitHub does not list free (the feed shows it took a job this host has not
+/// attributed yet) is not swapped, even when everything else says it could be.
+#[test]
+fn a_runner_not_listed_free_is_not_swapped() {
+    let mut a = host_keeping_beta("a");
+    a.now = T0;
+    let took = [seen(4, T0, "15")];
+    let from = a.log.len();
+    for _ in 0..4 {
+        a.feed(Input::Demand(snapshot(a.now, &took, vec![])));
+        a.advance(5_000);
+    }
+    assert!(!swapped(&a, from), "{:?}", a.log);
+}
