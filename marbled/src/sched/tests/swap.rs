@@ -78,6 +78,36 @@ fn swapped(host: &Host, log_from: usize) -> bool {
         .any(|(vm, a)| vm.ends_with("macOS-beta") && matches!(a, Action::Stop(_)))
 }
 
+/// Host `b`, second in rank after `a` swapped (log from `from_b`): while a's runner has left
+/// the list and its new mac15 one is not listed yet, `b` waits its turn; after it the list
+/// shows a's mac15 runner, nothing is missing, and `b` never swaps.
+fn b_waits_its_turn_then_finds_the_target_filled(b: &mut Host, took: &[QueuedJob], from_b: usize) {
+    for _ in 0..(55_000 / 5_000) {
+        let free = vec![runner("b-ROOT-VM-macOS-beta", "beta")];
+        b.feed(Input::Demand(snapshot(b.now, took, free)));
+        b.advance(5_000);
+    }
+    assert!(
+        !swapped(b, from_b),
+        "b swapped before its turn: {:?}",
+        b.log
+    );
+    for _ in 0..12 {
+        let free = vec![
+            runner("a-ROOT-VM-macOS-15", "15"),
+            runner("b-ROOT-VM-macOS-beta", "beta"),
+        ];
+        b.feed(Input::Demand(snapshot(b.now, took, free)));
+        b.advance(5_000);
+    }
+    assert!(
+        !swapped(b, from_b),
+        "one swap per target, not two: {:?}",
+        b.log
+    );
+    assert_eq!(b.running(), vec!["b-ROOT-VM-macOS-beta".to_owned()]);
+}
+
 #[test]
 fn an_idle_host_runner_gives_its_host_to_a_missing_predicted_platform() {
     let mut a = host_keeping_beta("a");
@@ -124,31 +154,7 @@ fn of_two_hosts_that_could_swap_for_one_target_exactly_one_does() {
     assert!(swapped(&a, from_a), "{:?}", a.log);
     // `b` first looks when a's runner has left the list and its mac15 one is not listed
     // yet: it keeps its rank behind a's (from the previous snapshot) and waits its turn.
-    for _ in 0..(55_000 / 5_000) {
-        let free = vec![runner("b-ROOT-VM-macOS-beta", "beta")];
-        b.feed(Input::Demand(snapshot(b.now, &took, free)));
-        b.advance(5_000);
-    }
-    assert!(
-        !swapped(&b, from_b),
-        "b swapped before its turn: {:?}",
-        b.log
-    );
-    // After its turn the runner list shows a's new mac15 runner: nothing is missing.
-    for _ in 0..12 {
-        let free = vec![
-            runner("a-ROOT-VM-macOS-15", "15"),
-            runner("b-ROOT-VM-macOS-beta", "beta"),
-        ];
-        b.feed(Input::Demand(snapshot(b.now, &took, free)));
-        b.advance(5_000);
-    }
-    assert!(
-        !swapped(&b, from_b),
-        "one swap per target, not two: {:?}",
-        b.log
-    );
-    assert_eq!(b.running(), vec!["b-ROOT-VM-macOS-beta".to_owned()]);
+    b_waits_its_turn_then_finds_the_target_filled(&mut b, &took, from_b);
 }
 
 /// Review of `warm_swap`: the turns counted from the target's anchor alone (the queue time
@@ -181,25 +187,7 @@ fn a_swap_that_opens_long_after_its_target_went_missing_still_goes_one_host_at_a
         "b swapped on the same snapshot as a: {:?}",
         b.log
     );
-    for _ in 0..(55_000 / 5_000) {
-        let free = vec![runner("b-ROOT-VM-macOS-beta", "beta")];
-        b.feed(Input::Demand(snapshot(b.now, &took, free)));
-        b.advance(5_000);
-    }
-    assert!(
-        !swapped(&b, from_b),
-        "b swapped before its turn: {:?}",
-        b.log
-    );
-    for _ in 0..12 {
-        let free = vec![
-            runner("a-ROOT-VM-macOS-15", "15"),
-            runner("b-ROOT-VM-macOS-beta", "beta"),
-        ];
-        b.feed(Input::Demand(snapshot(b.now, &took, free)));
-        b.advance(5_000);
-    }
-    assert!(!swapped(&b, from_b), "one swap per target: {:?}", b.log);
+    b_waits_its_turn_then_finds_the_target_filled(&mut b, &took, from_b);
 }
 
 /// A runner GitHub does not list free (the feed shows it took a job this host has not
