@@ -588,13 +588,7 @@ impl World {
             .vms
             .values()
             .filter(|vm| {
-                vm.team == Team::Root
-                    && vm.power == PowerState::Running
-                    && vm.ready
-                    && !vm.was_busy
-                    && vm.op.is_none()
-                    && vm.stop.is_none()
-                    && vm.start.is_none()
+                vm.unused_ready_root()
                     && vm.ready_at.is_some_and(|t| now.saturating_sub(t) >= limit)
                     && self.leases.get(&vm.name).is_none_or(|l| l.until_ms <= now)
             })

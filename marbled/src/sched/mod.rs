@@ -132,6 +132,14 @@ pub struct DemandSnapshot {
     pub taken_at_ms: Millis,
 }
 
+impl DemandSnapshot {
+    /// The runner name every host sees for this host's `vm` (`runners_here`), or the VM's
+    /// own name when the actor named none (no registration of ours for it is known).
+    pub(crate) fn runner_of<'a>(&'a self, vm: &'a str) -> &'a str {
+        self.runners_here.get(vm).map_or(vm, String::as_str)
+    }
+}
+
 /// How many demand poll intervals one Jenkins queue answer stands for the queue
 /// ([`DemandSnapshot::jenkins_idle_until_ms`]): a failed poll or two (a Jenkins restart, a
 /// timeout) is ridden out without flapping, and by the third missing answer the queue counts

@@ -236,10 +236,7 @@ impl World {
             yield_ranks: self.yield_ranks.iter().fold(
                 BTreeMap::new(),
                 |mut by_job, ((job, vm), rank)| {
-                    by_job
-                        .entry(*job)
-                        .or_insert_with(BTreeMap::new)
-                        .insert(vm.clone(), *rank);
+                    by_job.entry(*job).or_default().insert(vm.clone(), *rank);
                     by_job
                 },
             ),

@@ -78,8 +78,7 @@ impl World {
         let Some((vm, labels)) = mine else {
             return waited >= self.config.warm_yield_ms;
         };
-        let runner = self.demand.runners_here.get(vm).map_or(vm, String::as_str);
-        let key = rank_key(labels, runner, job);
+        let key = rank_key(labels, self.demand.runner_of(vm), job);
         let seen = free_left
             .iter()
             .filter(|other| rank_key(&other.labels, &other.name, job) < key)

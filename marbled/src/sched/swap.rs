@@ -23,7 +23,7 @@
 //! stops, before its new one is listed). The ranks are not persisted: after a restart a host
 //! may swap a second runner for the same target once.
 
-use marble_proto::{BusyState, PowerState, Team};
+use marble_proto::BusyState;
 
 use super::stagger::{YIELD_STAGGER_MS, rank_key_of};
 use super::warm::WarmNeed;
@@ -72,21 +72,15 @@ impl World {
         // host attributed the job, or one whose state is unknown, is not a candidate (its
         // stop would wait parked, and the other hosts rank without it).
         let listed_free = |vm: &str| {
-            let runner = self.demand.runners_here.get(vm).map_or(vm, String::as_str);
+            let runner = self.demand.runner_of(vm);
             self.demand.free_runners.iter().any(|r| r.name == runner)
         };
         let (vm, labels) = self
             .vms
             .values()
             .find(|vm| {
-                vm.team == Team::Root
-                    && vm.power == PowerState::Running
-                    && vm.ready
-                    && !vm.was_busy
+                vm.unused_ready_root()
                     && matches!(vm.busy, BusyState::Idle { .. })
-                    && vm.op.is_none()
-                    && vm.stop.is_none()
-                    && vm.start.is_none()
                     && listed_free(&vm.name)
             })
             .map(|vm| (vm.name.clone(), vm.labels.clone()))?;
@@ -107,12 +101,7 @@ impl World {
                 && self.demand_candidate(now, &n.labels).is_some()
         })?;
         let anchor = self.need_missing_since(&need.labels)?;
-        let runner = self
-            .demand
-            .runners_here
-            .get(&vm)
-            .map_or(vm.as_str(), String::as_str);
-        let key = rank_key_of(&labels, runner);
+        let key = rank_key_of(&labels, self.demand.runner_of(&vm));
         // Also the runners that left the list in the last few minutes: an earlier host's
         // runner leaves it when it stops to swap, possibly before this host saw it, or on a
         // snapshot where this host could not swap (standard trace +1d 13h 36m: hosts 03 and

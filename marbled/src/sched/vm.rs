@@ -167,6 +167,18 @@ impl VmState {
 
     /// Holds the host: powered on in any way, or a start is in flight. Unknown power words
     /// count as occupying (the safe side).
+    /// A ready ROOT VM whose runner has taken no job, with nothing in flight on it: what the
+    /// registration watchdog and the swap may recycle.
+    pub(super) fn unused_ready_root(&self) -> bool {
+        self.team == Team::Root
+            && self.power == PowerState::Running
+            && self.ready
+            && !self.was_busy
+            && self.op.is_none()
+            && self.stop.is_none()
+            && self.start.is_none()
+    }
+
     pub(super) fn occupies(&self) -> bool {
         self.power.occupies_host()
             || matches!(
