@@ -481,6 +481,15 @@ impl Engine {
             .filter(|v| v.job.is_none())
             .map(|v| v.name.clone())
             .collect();
+        let jenkins_queue = self.jenkins_queue();
+        // The simulated Jenkins is always read and never fails: known idle when no build
+        // waits for a node, until a later snapshot says otherwise (no answer goes stale; a
+        // time taken from the clock would also make every instant-feed snapshot new).
+        let jenkins_idle_until_ms = if jenkins_queue.is_empty() {
+            Millis::MAX
+        } else {
+            0
+        };
         DemandSnapshot {
             root_jobs,
             free_runners,
@@ -493,15 +502,8 @@ impl Engine {
             // A simulated runner is named after its VM (the scheduler's default).
             runners_here: Default::default(),
             done_runners,
-            jenkins_queue: self.jenkins_queue(),
-            // The simulated Jenkins is always read and never fails: known idle when no build
-            // waits for a node, until a later snapshot says otherwise (no answer goes stale;
-            // a time taken from the clock would also make every instant-feed snapshot new).
-            jenkins_idle_until_ms: if self.jenkins_queue().is_empty() {
-                Millis::MAX
-            } else {
-                0
-            },
+            jenkins_queue,
+            jenkins_idle_until_ms,
             // What GitHub shows, not yet a poll's: `feed_demand` stamps its poll.
             taken_at_ms: 0,
         }

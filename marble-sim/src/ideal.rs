@@ -191,18 +191,14 @@ pub fn schedule_charged(
                         .filter_map(move |(s, &(free, last))| {
                             // A VM that cannot boot runs while it has not been stopped: it is
                             // fresh on a fresh slot, or an SPI node staying up on its slot.
-                            let unstopped = match last {
-                                None => !vm_ran,
-                                Some(l) => l == v && keeps_running(v),
+                            let (slot_ready, unstopped) = match last {
+                                None => (0, !vm_ran),
+                                Some(l) if l == v && keeps_running(v) => (free, true),
+                                Some(_) => (free + gap_ms, false),
                             };
                             if no_boot && !unstopped {
                                 return None;
                             }
-                            let slot_ready = match last {
-                                None => 0,
-                                Some(l) if l == v && keeps_running(v) => free,
-                                Some(_) => free + gap_ms,
-                            };
                             let start = job.at_ms.max(vm_ready).max(slot_ready);
                             Some((start, vm_ready, v, slot_ready, s))
                         })
