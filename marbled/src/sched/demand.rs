@@ -81,6 +81,14 @@ impl World {
             return;
         }
         let (unmet, free_left) = self.match_queued();
+        // From here on, only the jobs a ROOT VM here could run. One only another host can
+        // serve (an Intel job while the Intel host's runner has another) waits for that host:
+        // nothing here can be done for it, and counting it held this host's idle warmth, its
+        // agents' warmth hand-overs and its swaps off and marked the fleet full from here
+        // for as long as it waited (`tests/warm.rs`).
+        let unmet: Vec<QueuedJob> = (unmet.into_iter())
+            .filter(|job| self.servable_here(job))
+            .collect();
         let yield_to = self.job_to_yield_to(now, &unmet, &free_left);
         let needs = self.warm_needs(&free_left);
         let swap = self.runner_to_swap(now, &unmet, &free_left, &needs);
@@ -102,7 +110,7 @@ impl World {
     }
 
     /// Whether a ROOT VM here could run `job` (by labels, whatever its state).
-    fn servable_here(&self, job: &QueuedJob) -> bool {
+    pub(super) fn servable_here(&self, job: &QueuedJob) -> bool {
         self.vms
             .values()
             .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels))
@@ -137,7 +145,7 @@ impl World {
         let mine = spare.as_ref().map(|(n, l)| (n.as_str(), l.as_slice()));
         let yield_to = unmet
             .iter()
-            .find(|job| self.servable_here(job) && self.yield_turn_come(now, job, mine, free_left))
+            .find(|job| self.yield_turn_come(now, job, mine, free_left))
             .cloned();
         let could_yield = |job: &QueuedJob| free_left.iter().any(|r| !other_arch(&r.labels, job));
         if unmet.iter().any(|job| {
@@ -158,10 +166,10 @@ impl World {
         needs: &[WarmNeed],
         fx: &mut Vec<Effect>,
     ) {
-        let root_waits_here = unmet.iter().any(|job| self.servable_here(job));
-        // A freed host boots a warm runner only while no job is unmet (`drive_demand`); a job
-        // nobody can serve is not unmet (`match_queued`), so it does not hold warmth off.
-        let warm_boot_possible = unmet.is_empty();
+        // `unmet` holds only jobs a VM here could run (`drive_demand`): while one waits, an
+        // agent gives way to it; otherwise a host it frees could boot a warm runner (a job
+        // nobody can serve is not unmet, nor one only another host can serve).
+        let root_waits_here = !unmet.is_empty();
         let running = self.settled_running(now);
         for name in running {
             if self.try_rearm(now, &name, unmet, fx) || self.rearm_pending(&name, unmet) {
@@ -179,7 +187,7 @@ impl World {
             } else if root_waits_here {
                 Some("an unmet ROOT job could run on this host".to_owned())
             } else {
-                let release = self.idle_agent_gives_way(now, vm, needs, warm_boot_possible);
+                let release = self.idle_agent_gives_way(now, vm, needs);
                 if let Some((_, for_warmth)) = &release {
                     self.freed_for_warmth = *for_warmth;
                 }
@@ -210,8 +218,9 @@ impl World {
     /// ([`Self::warmth_wanted_here`]). The nightly's agents are idle 6–8 h by the morning
     /// push; at 8 h alone six of eight hosts still held them, so the push found one or two
     /// warm runners and booted the rest after an agent's stop (marble-sim, standard trace,
-    /// +3d 9h 6m). Only when a warm boot could follow (`warm_boot_possible`: no job is
-    /// unmet, else the freed host would sit empty), and the host it frees boots its warm
+    /// +3d 9h 6m). Only when a warm boot could follow (a job a VM here could run that is
+    /// unmet takes the host instead, and the congestion window holds warm boots off:
+    /// [`Self::warmth_wanted_here`]), and the host it frees boots its warm
     /// runner without the idle-warmth delay (`World::freed_for_warmth`), so the next
     /// snapshot lists that runner and no other agent goes for the same platform.
     /// Idle for `agent_predicted_handover` (1 h) it gives way, under the same conditions and
@@ -228,7 +237,6 @@ impl World {
         now: Millis,
         vm: &VmState,
         needs: &[WarmNeed],
-        warm_boot_possible: bool,
     ) -> Option<(String, bool)> {
         let age = self.config.agent_idle_handover_ms;
         let warm_age = self.config.agent_warm_handover_ms;
@@ -257,9 +265,6 @@ impl World {
                 age_text(age)
             );
             return Some((why, false));
-        }
-        if !warm_boot_possible {
-            return None;
         }
         // An idle-warm platform first (the morning case), else a predicted one: a push of
         // the last `warm_window` took its runner and the next push of the hour would wait

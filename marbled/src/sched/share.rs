@@ -35,7 +35,7 @@ use marble_proto::Team;
 
 use super::persist::{SpiWaiter, Streak};
 use super::world::World;
-use super::{Millis, format_ms, labels_cover};
+use super::{Millis, format_ms};
 
 /// Whose turn it is, and why (for decisions and the waiting side's progress message).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,11 +114,7 @@ impl World {
     fn root_waiting_since(&self) -> Option<(Millis, u64)> {
         self.unmet_jobs()
             .into_iter()
-            .filter(|job| {
-                self.vms
-                    .values()
-                    .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels))
-            })
+            .filter(|job| self.servable_here(job))
             .map(|job| (job.since_ms, job.id))
             .min()
     }

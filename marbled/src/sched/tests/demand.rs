@@ -481,18 +481,19 @@ fn linux_job(id: u64) -> QueuedJob {
 }
 
 #[test]
-fn an_agent_is_not_given_up_for_warmth_while_a_job_is_unmet() {
+fn an_agent_goes_for_warmth_while_a_job_only_another_host_can_serve_is_unmet() {
     // A job no VM here can run waits for a runner of another host (job 8 took the one idle
-    // Linux runner there): a freed host would not boot a warm runner while it does, so the
-    // agent stays up for its next build.
+    // Linux runner there). Nothing here can serve it: it once kept the agent up ("a freed
+    // host would not boot a warm runner while a job is unmet") for as long as it waited;
+    // the freed host now boots mac15's warm runner.
     let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
     let mac14 = host.world.vms[M14].labels.clone();
-    host.feed(Input::Demand(DemandSnapshot {
+    let snapshot = |host: &Host| DemandSnapshot {
         root_jobs: vec![linux_job(8), linux_job(9)],
         free_runners: vec![
             FleetRunner {
                 name: "other-host-mac14".into(),
-                labels: mac14,
+                labels: mac14.clone(),
             },
             FleetRunner {
                 name: "other-host-linux".into(),
@@ -501,9 +502,14 @@ fn an_agent_is_not_given_up_for_warmth_while_a_job_is_unmet() {
         ],
         taken_at_ms: host.now,
         ..Default::default()
-    }));
-    host.advance(3 * 3_600_000);
-    assert_eq!(host.running(), vec![S1.to_owned()]);
+    };
+    host.feed(Input::Demand(snapshot(&host)));
+    assert_agent_goes_between(&mut host, 50 * 60_000, 15 * 60_000, "agent_warm_handover");
+    assert!(host.world.unservable_jobs().is_empty(), "the Linux host serves it");
+    host.advance(1_000);
+    host.feed(Input::Demand(snapshot(&host)));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
 }
 
 #[test]

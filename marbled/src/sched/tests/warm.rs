@@ -250,6 +250,40 @@ fn a_job_nobody_can_serve_neither_holds_idle_warmth_off_nor_marks_the_fleet_full
 }
 
 #[test]
+fn a_job_only_another_host_can_serve_neither_holds_idle_warmth_off_nor_marks_this_host_full() {
+    // Two Intel jobs queued, one Intel runner free on another host: the second job is unmet
+    // fleet-wide (it waits for the Intel host), but no VM here could run it. It held this
+    // ARM64 host's idle warmth off and marked the fleet full from here for as long as it
+    // waited, though nothing this host does can serve it.
+    let mut host = idle_warm_host();
+    let intel = |id: u64| QueuedJob {
+        id,
+        since_ms: host.now,
+        labels: vec![
+            "self-hosted".into(),
+            "macOS".into(),
+            "X64".into(),
+            "mac12".into(),
+        ],
+    };
+    let intel_runner = FleetRunner {
+        name: "intel-ROOT-VM-macOS-12".into(),
+        labels: ["self-hosted", "macOS", "X64", "mac12"].map(String::from).to_vec(),
+    };
+    let two_for_one_runner = DemandSnapshot {
+        root_jobs: vec![intel(5), intel(6)],
+        free_runners: vec![intel_runner],
+        ..Default::default()
+    };
+    quiet_for_the_delay(&mut host, two_for_one_runner);
+    // With no job history, the first platform by name.
+    assert_eq!(host.running(), vec![M14.to_owned()], "{:?}", host.log);
+    assert_eq!(host.world.congested_at, None);
+    // It is not "unservable" either: the Intel host serves it.
+    assert!(host.world.unservable_jobs().is_empty());
+}
+
+#[test]
 fn an_idle_host_boots_nothing_when_the_fleet_already_keeps_every_platform_it_has() {
     let mut host = idle_warm_host();
     let covered = DemandSnapshot {
