@@ -1,5 +1,5 @@
 //! `marble-sim replay-all`: every committed trace of a directory and fresh seeds of every
-//! load shape ([`super::shapes`]) replayed under `cycle` and `demand` with the shipped
+//! load shape ([`super::shapes`]) and of the standard trace ([`super::standard`]) replayed under `cycle` and `demand` with the shipped
 //! scheduler defaults (or [`Settings`] over them, for an opt-in row), next to the ideal reference ([`super::compare`], [`super::ideal`]),
 //! summarised as one table with a ✔/✘ per target of issue 17. Documented in
 //! `docs/SIMULATOR.md` ("Replay all"); figures in `docs/benchmarks.md`.
@@ -15,6 +15,7 @@ use super::compare::{Comparison, TARGET_BOOTS_PER_JOB, compare};
 use super::metrics::Report;
 use super::settings::Settings;
 use super::shapes::Shape;
+use super::standard::standard_trace;
 use super::trace::{Trace, TraceError};
 
 pub use super::miss_why::{LostWhy, RootP95Miss};
@@ -254,8 +255,15 @@ pub fn row(entry: &Entry, settings: &Settings) -> Row {
     }
 }
 
-/// The `*.toml` traces of `dir`, by name, then `seeds` fresh instances of every shape
-/// (seeds `first_seed..first_seed + seeds`).
+/// Days and hosts of a fresh standard trace (`standard@<seed>`): those of the committed
+/// `docs/traces/standard.toml` (`marble-sim generate --days 7 --seed 1 --hosts 8`).
+const STANDARD_DAYS: u32 = 7;
+const STANDARD_HOSTS: u32 = 8;
+
+/// The `*.toml` traces of `dir`, by name, then `seeds` fresh instances of every shape and of
+/// the standard trace (seeds `first_seed..first_seed + seeds`). The committed standard trace
+/// is one seed of the daily curve; its targets are the issue's first, so fresh weeks of it
+/// are replayed too (before, only the shapes were).
 pub fn entries(dir: &Path, seeds: u64, first_seed: u64) -> Result<Vec<Entry>, TraceError> {
     let listing = std::fs::read_dir(dir).map_err(|source| TraceError::Read {
         path: dir.to_path_buf(),
@@ -283,6 +291,12 @@ pub fn entries(dir: &Path, seeds: u64, first_seed: u64) -> Result<Vec<Entry>, Tr
                 trace: shape.trace(seed),
             });
         }
+    }
+    for seed in first_seed..first_seed.saturating_add(seeds) {
+        out.push(Entry {
+            name: format!("standard@{seed}"),
+            trace: standard_trace(STANDARD_DAYS, seed, STANDARD_HOSTS),
+        });
     }
     Ok(out)
 }
@@ -522,6 +536,22 @@ pub fn table(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_rows_are_every_shape_and_the_standard_week_at_each_seed() {
+        let empty = std::env::temp_dir().join(format!("replay-all-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).expect("temp dir");
+        let entries = entries(&empty, 2, 7).expect("no traces to read");
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names.len(), 2 * (Shape::ALL.len() + 1), "{names:?}");
+        assert_eq!(names[names.len() - 2..], ["standard@7", "standard@8"]);
+        let standard = &entries[entries.len() - 2].trace;
+        assert_eq!(standard.hosts.len(), 8);
+        assert_eq!(standard.sim.seed, 7);
+        // As replayed: nothing of its scheduler section differs from the shipped defaults.
+        assert!(with_shipped_defaults(standard).1.is_empty());
+        std::fs::remove_dir_all(&empty).expect("cleanup");
+    }
 
     #[test]
     fn a_tuned_trace_is_replayed_with_the_shipped_defaults() {

@@ -37,6 +37,8 @@ struct State {
     jobs: BTreeMap<String, Vec<serde_json::Value>>,
     /// `/pluginManager/api/json`'s `plugins`.
     plugins: Vec<serde_json::Value>,
+    /// Every request answers 503, as Jenkins does while it restarts.
+    down: bool,
 }
 
 /// The running fake.
@@ -106,11 +108,15 @@ impl FakeJenkins {
             requests: Vec::new(),
             jobs: BTreeMap::new(),
             plugins: Vec::new(),
+            down: false,
         }));
         let shared = state.clone();
         let (addr, task) = serve(move |req, body| {
             let mut st = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             st.requests.push(record(req, body));
+            if st.down {
+                return Reply::empty(StatusCode::SERVICE_UNAVAILABLE);
+            }
             let path = req.uri().path().to_owned();
             let query = req.uri().query().unwrap_or("").to_owned();
             if let Some(reply) = route_job(&st, &path) {
@@ -203,6 +209,11 @@ impl FakeJenkins {
                 .map(|(n, a)| json!({"shortName": n, "active": a, "enabled": a}))
                 .collect();
         });
+    }
+
+    /// Jenkins restarting (`true`: every request answers 503) or back (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.with(|st| st.down = down);
     }
 
     /// `node`'s usage mode in its config.xml: `EXCLUSIVE` (only builds naming it) or not.

@@ -522,3 +522,33 @@ fn a_jenkins_build_for_any_node_keeps_the_free_host_from_a_root_boot() {
     );
     assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "stopped");
 }
+
+#[test]
+fn a_jenkins_queue_answer_stands_a_few_polls_once_jenkins_stops_answering() {
+    // The scheduler reads Jenkins' queue only while its last answer stands (three `[demand]
+    // interval`s from its poll): past that, no Jenkins waiter in the fair share and no agent
+    // handed over for a predicted runner. End to end, through the daemon's own Jenkins poll:
+    // operators see the bound in `marble_jenkins_queue_known`.
+    let (rt, gh) = fake_github();
+    let jenkins = rt.block_on(marble_tests::fake_jenkins::FakeJenkins::start(&[]));
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
+        env.use_jenkins_mac_spi(&jenkins.url);
+    });
+    wait_metrics(&daemon, &["marble_jenkins_queue_known 1\n"]);
+    jenkins.set_down(true);
+    let down_at = std::time::Instant::now();
+    let text = wait_metrics(&daemon, &["marble_jenkins_queue_known 0\n"]);
+    // The last answer came at most one interval before Jenkins went down, so it stood at
+    // least two more: not dropped at the first failed poll.
+    assert!(
+        down_at.elapsed() >= Duration::from_secs(9),
+        "dropped after {:?}",
+        down_at.elapsed()
+    );
+    assert!(
+        text.contains("marble_jenkins_buildable_items"),
+        "the last answer is still shown: {text}"
+    );
+    jenkins.set_down(false);
+    wait_metrics(&daemon, &["marble_jenkins_queue_known 1\n"]);
+}

@@ -588,9 +588,10 @@ fn runners(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
 
 /// The Jenkins queue (when polled).
 fn jenkins(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
-    let Some(by_label) = &s.jenkins else {
+    let Some(queue) = &s.jenkins else {
         return Ok(());
     };
+    let by_label = &queue.by_label;
     let mut family = describe(
         enc,
         "marble_jenkins_buildable_items",
@@ -614,5 +615,14 @@ fn jenkins(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
             secs(s.now_ms.saturating_sub(*oldest)),
         )?;
     }
+    // Past it, the scheduler reads the queue as unknown: no Jenkins waiter in the fair
+    // share, no agent handed over for a predicted runner. An operator sees why here.
+    gauge(
+        enc,
+        "marble_jenkins_queue_known",
+        "1 while the last Jenkins queue answer still stands for the queue (a few [demand] \
+         intervals from its poll), 0 once Jenkins has not answered for longer.",
+        flag(s.now_ms < queue.known_until_ms),
+    )?;
     Ok(())
 }

@@ -223,11 +223,14 @@ fn rich() -> String {
             next_poll: Duration::from_millis(92_500),
         }),
         demand_poller: Some(("macphsft41".into(), 3)),
-        jenkins: Some(vec![
-            (Some("macos".into()), 2, NOW - 61_000),
-            (None, 1, NOW - 500),
-            (Some("mac\"arm".into()), 0, NOW),
-        ]),
+        jenkins: Some(JenkinsQueue {
+            by_label: vec![
+                (Some("macos".into()), 2, NOW - 61_000),
+                (None, 1, NOW - 500),
+                (Some("mac\"arm".into()), 0, NOW),
+            ],
+            known_until_ms: NOW + 60_000,
+        }),
         runners: Some(rich_runners()),
         now_ms: NOW,
     })

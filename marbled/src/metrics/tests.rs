@@ -74,7 +74,10 @@ fn families_and_job_wait() {
             labels: vec!["self-hosted".into(), "macos".into()],
         },
     ];
-    s.jenkins = Some(vec![(Some("macos".into()), 2, 10_000)]);
+    s.jenkins = Some(JenkinsQueue {
+        by_label: vec![(Some("macos".into()), 2, 10_000)],
+        known_until_ms: 0,
+    });
     s.ci_systems = vec![CiSystem {
         system: "github".into(),
         available: false,
@@ -102,6 +105,8 @@ fn families_and_job_wait() {
         "{text}"
     );
     assert!(text.contains("marble_jenkins_wait_seconds{label=\"macos\"} 60\n"));
+    // An answer that no longer stands (Jenkins silent for longer than the bound).
+    assert!(text.contains("marble_jenkins_queue_known 0\n"), "{text}");
     assert!(
         text.contains("marble_github_rate_limit_remaining 1234\n"),
         "{text}"

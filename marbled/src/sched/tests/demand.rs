@@ -505,7 +505,10 @@ fn an_agent_goes_for_warmth_while_a_job_only_another_host_can_serve_is_unmet() {
     };
     host.feed(Input::Demand(snapshot(&host)));
     assert_agent_goes_between(&mut host, 50 * 60_000, 15 * 60_000, "agent_warm_handover");
-    assert!(host.world.unservable_jobs().is_empty(), "the Linux host serves it");
+    assert!(
+        host.world.unservable_jobs().is_empty(),
+        "the Linux host serves it"
+    );
     host.advance(1_000);
     host.feed(Input::Demand(snapshot(&host)));
     host.settle();

@@ -268,7 +268,9 @@ fn a_job_only_another_host_can_serve_neither_holds_idle_warmth_off_nor_marks_thi
     };
     let intel_runner = FleetRunner {
         name: "intel-ROOT-VM-macOS-12".into(),
-        labels: ["self-hosted", "macOS", "X64", "mac12"].map(String::from).to_vec(),
+        labels: ["self-hosted", "macOS", "X64", "mac12"]
+            .map(String::from)
+            .to_vec(),
     };
     let two_for_one_runner = DemandSnapshot {
         root_jobs: vec![intel(5), intel(6)],
