@@ -249,10 +249,7 @@ impl World {
                 },
                 fx,
             ),
-            StopWhy::Preempt { req } => {
-                let msg = self.busy_message(name);
-                self.preempt_failed(now, req, &msg, fx);
-            }
+            StopWhy::Preempt { req } => self.preempt_met_busy(now, req, name, fx),
             _ => {}
         }
     }
