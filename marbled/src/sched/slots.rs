@@ -270,7 +270,7 @@ impl World {
         fx: &mut Vec<Effect>,
     ) {
         let (req, name) = (slot.req, &slot.vm);
-        let mut refusal: Option<(&str, String)> = None;
+        let mut refusal = None;
         for holder in holders {
             match self.preemptible(now, holder) {
                 Ok(()) => {
@@ -300,57 +300,12 @@ impl World {
                     return;
                 }
                 Err(why) => {
-                    refusal.get_or_insert((holder, why));
+                    refusal.get_or_insert(why);
                 }
             }
         }
-        match refusal {
-            Some((holder, msg)) => self.refuse_or_wait_on(now, slot, holder, &msg, fx),
-            None => self.refuse_or_wait(now, slot, "host full", fx),
-        }
-    }
-
-    /// Refuse or wait, `holder` keeping the host. While it runs a job, waiting helps only
-    /// a build that needs this node: one Jenkins launched this node for that any SPI node
-    /// can run ([`Self::launch_can_go_elsewhere`]) is refused at once, so Jenkins launches
-    /// another node (it launches the next only once this launch has ended). Before, such a
-    /// build sat out the request's whole wait on a host whose ROOT job had just begun while
-    /// free hosts held themselves for it (marble-sim, fresh standard weeks: SPI grant p95
-    /// above the cycler's on three of nine).
-    fn refuse_or_wait_on(
-        &mut self,
-        now: Millis,
-        slot: &SlotRequest,
-        holder: &str,
-        msg: &str,
-        fx: &mut Vec<Effect>,
-    ) {
-        let runs_a_job = (self.vms.get(holder))
-            .is_some_and(|vm| matches!(vm.busy, marble_proto::BusyState::Busy { .. }));
-        if runs_a_job && now < slot.deadline && self.launch_can_go_elsewhere(slot) {
-            let now_due = SlotRequest {
-                deadline: now,
-                ..slot.clone()
-            };
-            let msg = format!(
-                "{msg}; the queued build can run on another SPI node: refused without waiting"
-            );
-            self.refuse_or_wait(now, &now_due, &msg, fx);
-        } else {
-            self.refuse_or_wait(now, slot, msg, fx);
-        }
-    }
-
-    /// Whether Jenkins' queue (an answer that still stands) holds a build for a label every
-    /// SPI node carries (`[jenkins] labels`) and none naming `slot`'s node: the launch that
-    /// sent this request is for a build another node can run. Unknown queue: no.
-    fn launch_can_go_elsewhere(&self, slot: &SlotRequest) -> bool {
-        let queue = &self.demand.jenkins_queue;
-        let node = self.config.jenkins_nodes.get(&slot.vm);
-        let names_this_node =
-            |label: &str| label == slot.vm || node.is_some_and(|n| n.as_str() == label);
-        !queue.iter().any(|item| names_this_node(&item.label))
-            && (queue.iter()).any(|item| self.config.spi_labels.contains(&item.label))
+        let msg = refusal.unwrap_or_else(|| "host full".to_owned());
+        self.refuse_or_wait(now, slot, &msg, fx);
     }
 
     /// Whether `holder` may be stopped for a slot request; if not, the refusal message.
@@ -568,23 +523,6 @@ impl World {
         };
         self.set_phase(req, SlotPhase::Queued);
         self.refuse_or_wait(now, &slot, msg, fx);
-    }
-
-    /// A preemption for `req` found `victim` busy (or its state unknown): the request
-    /// waits for the host again, or is refused ([`Self::refuse_or_wait_on`]).
-    pub(super) fn preempt_met_busy(
-        &mut self,
-        now: Millis,
-        req: ReqId,
-        victim: &str,
-        fx: &mut Vec<Effect>,
-    ) {
-        let Some(slot) = self.slots.iter().find(|s| s.req == req).cloned() else {
-            return;
-        };
-        let msg = self.busy_message(victim);
-        self.set_phase(req, SlotPhase::Queued);
-        self.refuse_or_wait_on(now, &slot, victim, &msg, fx);
     }
 
     /// Answer every slot request waiting for `name` with an error.

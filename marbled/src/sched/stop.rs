@@ -249,7 +249,10 @@ impl World {
                 },
                 fx,
             ),
-            StopWhy::Preempt { req } => self.preempt_met_busy(now, req, name, fx),
+            StopWhy::Preempt { req } => {
+                let msg = self.busy_message(name);
+                self.preempt_failed(now, req, &msg, fx);
+            }
             _ => {}
         }
     }
