@@ -170,6 +170,12 @@ pub fn with_settings(trace: &Trace, settings: &Settings) -> (Trace, Vec<String>)
         }
         *mine = new;
     }
+    if trace.sim.jenkins_launch != def.jenkins_launch
+        && trace.sim.jenkins_launch != new.jenkins_launch
+    {
+        reset.push("sim.jenkins_launch".into());
+    }
+    out.sim.jenkins_launch = new.jenkins_launch;
     (out, reset)
 }
 

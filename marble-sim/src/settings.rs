@@ -14,6 +14,9 @@ use super::trace::{Trace, TraceError};
 /// The `[sim]` keys a setting may change: how the demand feed reaches the scheduler, not the
 /// workload or the fleet.
 pub const DEMAND_KEYS: [&str; 2] = ["demand_poll", "demand_watch"];
+/// The `[sim]` key of the simulated Jenkins' launch order a setting may change
+/// (`sim.jenkins_launch = "first-offline"`: Jenkins' real order, docs/SIMULATOR.md).
+pub const JENKINS_LAUNCH_KEY: &str = "jenkins_launch";
 
 /// Why a `--set` argument was refused (exit 64).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +30,7 @@ pub enum SettingError {
     /// A key outside the scheduler and the demand feed (a trace's workload, fleet, ...).
     #[error(
         "--set {key}: not a setting replay-all can change (scheduler.KEY, sim.demand_poll, \
-         sim.demand_watch)"
+         sim.demand_watch, sim.jenkins_launch)"
     )]
     NotASetting {
         /// The key.
@@ -114,7 +117,7 @@ fn setting(key: &str, raw: &str) -> Result<Setting, SettingError> {
     match section {
         "scheduler" if field == "policy" => return Err(SettingError::Policy),
         "scheduler" if !field.is_empty() && !field.contains('.') => {}
-        "sim" if DEMAND_KEYS.contains(&field) => {}
+        "sim" if DEMAND_KEYS.contains(&field) || field == JENKINS_LAUNCH_KEY => {}
         _ => return Err(not()),
     }
     let value = toml::Value::deserialize(toml::de::ValueDeserializer::new(raw))

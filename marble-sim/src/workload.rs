@@ -17,6 +17,7 @@ use super::generate::{JenkinsArrival, RootArrival};
 use super::host::{JobRef, RunningJob};
 use super::invariants::ViolationKind;
 use super::metrics::fmt_ms;
+use super::trace::JenkinsLaunch;
 
 /// The Jenkins label every simulated SPI node carries and a build for `any` node asks for
 /// (the hosts are configured with it as `[jenkins] labels`).
@@ -185,9 +186,13 @@ impl Engine {
     }
 
     fn dispatch_builds(&mut self) -> bool {
-        let spi: Vec<usize> = (0..self.vms.len())
+        let mut spi: Vec<usize> = (0..self.vms.len())
             .filter(|&i| self.vms[i].team == Team::Spi)
             .collect();
+        if self.cfg.jenkins_launch == JenkinsLaunch::FirstOffline {
+            // Jenkins' node order: `Jenkins.getComputers()` sorts by name.
+            spi.sort_by(|&a, &b| self.vms[a].name.cmp(&self.vms[b].name));
+        }
         let mut changed = false;
         for b in 0..self.builds.len() {
             // Jenkins' queue gives a buildable item to any idle executor whose node it
@@ -216,12 +221,17 @@ impl Engine {
             // A node whose agent is connected is busy with another build: Jenkins queues
             // the build for it rather than running the start script again.
             let n = candidates.len();
-            let start = self.builds[b].cursor;
+            let start = match self.cfg.jenkins_launch {
+                JenkinsLaunch::InTurn => self.builds[b].cursor,
+                // A build for any node: `spi`, in name order.
+                JenkinsLaunch::FirstOffline => 0,
+            };
             let target = (0..n).map(|k| (start + k) % n).find(|&k| {
                 let vi = candidates[k];
                 self.request_for_vm[vi].is_none() && !self.vms[vi].agent_connected
             });
             if let Some(k) = target {
+                // Unused by `FirstOffline`, which always scans from the first node.
                 self.builds[b].cursor = (k + 1) % n;
                 self.send_request(b, candidates[k]);
                 changed = true;
@@ -559,6 +569,43 @@ mod tests {
     use super::*;
     use crate::engine::{EPOCH_MS, RunOptions};
     use crate::trace::Trace;
+
+    /// A build for any node on three nodes, refused each time: under `first-offline` Jenkins
+    /// launches the first offline node by name every round (the same node while it stays
+    /// offline); under `in-turn` the simulator asked the next node each time.
+    #[test]
+    fn a_build_for_any_node_relaunches_the_first_offline_node_by_name_under_jenkins_order() {
+        let asked = |launch: &str| -> Vec<String> {
+            let text = format!(
+                "[sim]\njenkins_launch = \"{launch}\"\n[host]\nroot_vms = 0\nspi_vms = 3\n\
+                 [[jenkins]]\nat = \"1m\"\nvm = \"any\"\nduration = \"10m\"\n"
+            );
+            let trace = Trace::parse(&text, std::path::Path::new("t")).expect("trace");
+            let mut e = Engine::new(&trace, RunOptions::default());
+            e.builds[0].state = BuildState::Waiting;
+            let mut asked = Vec::new();
+            for _ in 0..3 {
+                assert!(e.dispatch_builds(), "a node is launched");
+                let BuildState::Requesting(req) = e.builds[0].state else {
+                    panic!("not requesting: {:?}", e.builds[0].state);
+                };
+                let vm = e.requests[&req].vm;
+                asked.push(e.vms[vm].name.clone());
+                // Refused: the node is offline again, the build retried.
+                e.request_for_vm[vm] = None;
+                e.builds[0].state = BuildState::Waiting;
+            }
+            asked
+        };
+        let first = "sim-SPI-VM-1".to_owned();
+        assert_eq!(
+            asked("first-offline"),
+            vec![first.clone(), first.clone(), first]
+        );
+        let in_turn = asked("in-turn");
+        assert_ne!(in_turn[0], in_turn[1], "{in_turn:?}");
+        assert_ne!(in_turn[1], in_turn[2], "{in_turn:?}");
+    }
 
     /// Driven directly: build A (`any`, arrived first) has asked only for node 2, after
     /// named build B first asked for node 1; node 1's grant goes to A, the oldest waiting.
