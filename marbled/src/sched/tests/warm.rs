@@ -178,6 +178,18 @@ fn quiet_for_the_delay(host: &mut Host, snapshot: DemandSnapshot) {
     host.settle();
 }
 
+/// A job for an Intel Mac (`[self-hosted, macOS, X64, mac12]`): no VM of the ARM64 test host
+/// can run it.
+fn intel_job(id: u64, since_ms: Millis) -> QueuedJob {
+    QueuedJob {
+        id,
+        since_ms,
+        labels: ["self-hosted", "macOS", "X64", "mac12"]
+            .map(String::from)
+            .to_vec(),
+    }
+}
+
 fn free_runner(vm: &str) -> FleetRunner {
     FleetRunner {
         name: vm.into(),
@@ -228,17 +240,8 @@ fn a_job_nobody_can_serve_neither_holds_idle_warmth_off_nor_marks_the_fleet_full
     // again).
     let mut host = idle_warm_host();
     let mislabelled = DemandSnapshot {
-        root_jobs: vec![QueuedJob {
-            id: 5,
-            since_ms: host.now,
-            // An Intel job: the fleet's one idle runner (ARM64) could not yield to it.
-            labels: vec![
-                "self-hosted".into(),
-                "macOS".into(),
-                "X64".into(),
-                "mac12".into(),
-            ],
-        }],
+        // An Intel job: the fleet's one idle runner (ARM64) could not yield to it.
+        root_jobs: vec![intel_job(5, host.now)],
         free_runners: vec![free_runner("other-ROOT-VM-macOS-14")],
         ..Default::default()
     };
@@ -256,24 +259,12 @@ fn a_job_only_another_host_can_serve_neither_holds_idle_warmth_off_nor_marks_thi
     // ARM64 host's idle warmth off and marked the fleet full from here for as long as it
     // waited, though nothing this host does can serve it.
     let mut host = idle_warm_host();
-    let intel = |id: u64| QueuedJob {
-        id,
-        since_ms: host.now,
-        labels: vec![
-            "self-hosted".into(),
-            "macOS".into(),
-            "X64".into(),
-            "mac12".into(),
-        ],
-    };
     let intel_runner = FleetRunner {
         name: "intel-ROOT-VM-macOS-12".into(),
-        labels: ["self-hosted", "macOS", "X64", "mac12"]
-            .map(String::from)
-            .to_vec(),
+        labels: intel_job(0, 0).labels,
     };
     let two_for_one_runner = DemandSnapshot {
-        root_jobs: vec![intel(5), intel(6)],
+        root_jobs: vec![intel_job(5, host.now), intel_job(6, host.now)],
         free_runners: vec![intel_runner],
         ..Default::default()
     };
