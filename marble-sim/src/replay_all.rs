@@ -150,33 +150,44 @@ pub fn with_settings(trace: &Trace, settings: &Settings) -> (Trace, Vec<String>)
     out.scheduler = used;
     let def = Trace::default().sim;
     let new = &base.sim;
-    let demand_keys = [
-        (
-            "sim.demand_poll",
-            &mut out.sim.demand_poll,
-            def.demand_poll,
-            new.demand_poll,
-        ),
-        (
-            "sim.demand_watch",
-            &mut out.sim.demand_watch,
-            def.demand_watch,
-            new.demand_watch,
-        ),
-    ];
-    for (key, mine, def, new) in demand_keys {
-        if *mine != def && *mine != new {
-            reset.push(key.into());
-        }
-        *mine = new;
-    }
-    if trace.sim.jenkins_launch != def.jenkins_launch
-        && trace.sim.jenkins_launch != new.jenkins_launch
-    {
-        reset.push("sim.jenkins_launch".into());
-    }
-    out.sim.jenkins_launch = new.jenkins_launch;
+    let sim = &mut out.sim;
+    take_sim_key(
+        "sim.demand_poll",
+        &mut sim.demand_poll,
+        def.demand_poll,
+        new.demand_poll,
+        &mut reset,
+    );
+    take_sim_key(
+        "sim.demand_watch",
+        &mut sim.demand_watch,
+        def.demand_watch,
+        new.demand_watch,
+        &mut reset,
+    );
+    take_sim_key(
+        "sim.jenkins_launch",
+        &mut sim.jenkins_launch,
+        def.jenkins_launch,
+        new.jenkins_launch,
+        &mut reset,
+    );
     (out, reset)
+}
+
+/// A `[sim]` key a replay sets (`new`: the default or the `--set` value), noted in `reset`
+/// when the trace had tuned it to something else.
+fn take_sim_key<T: PartialEq + Copy>(
+    key: &str,
+    mine: &mut T,
+    def: T,
+    new: T,
+    reset: &mut Vec<String>,
+) {
+    if *mine != def && *mine != new {
+        reset.push(key.into());
+    }
+    *mine = new;
 }
 
 fn unstarted(started_ideal: u64, report: &Report, team: &str) -> u64 {

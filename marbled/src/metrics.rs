@@ -27,6 +27,7 @@ use std::time::Duration;
 use marble_proto::{CiSystem, StatusReport};
 use prometheus_client::registry::Registry;
 
+use crate::demand::JenkinsDemand;
 use crate::sched::{Counters, QueuedJob, UnservableJobs};
 
 /// Everything one exposition shows, as plain data (filled in by the actor).
@@ -51,7 +52,7 @@ pub struct Snapshot {
     /// GitHub's rate limit as the last poll saw it.
     pub github_quota: Option<GithubQuota>,
     /// The Jenkins queue as last polled; None when Jenkins is not polled.
-    pub jenkins: Option<JenkinsQueue>,
+    pub jenkins: Option<JenkinsDemand>,
     /// The fleet's demand poller (`[demand] shared`): `(holder, term)`; None without it.
     pub demand_poller: Option<(String, u64)>,
     /// ROOT VMs' runner versions (None without `[github]`).
@@ -82,16 +83,6 @@ pub struct TransferKind {
     pub ok: u64,
     /// Ended with an error.
     pub failed: u64,
-}
-
-/// The Jenkins queue as the last answer read it.
-#[derive(Debug, Clone)]
-pub struct JenkinsQueue {
-    /// `(label, buildable items, oldest queue time in unix ms)`.
-    pub by_label: Vec<(Option<String>, u64, u64)>,
-    /// Until when that answer stands for the queue, unix ms (the scheduler's bound:
-    /// `marbled::demand::JenkinsDemand::known_until_ms`).
-    pub known_until_ms: u64,
 }
 
 /// GitHub's primary rate limit after the last demand poll, and the poller's next wait.

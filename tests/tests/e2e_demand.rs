@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use e2e_support::demand::{
     MAC14, TOKEN, booted_with_a_second_mac14_job_queued, decisions, demand_daemon, fake_github,
-    requests_to, unix_now,
+    requests_to, runner_takes_job_111, unix_now, wait_marked_spent,
 };
 use e2e_support::{
     ROOT1, ROOT2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_metrics, wait_power,
@@ -352,12 +352,7 @@ fn a_job_a_runner_of_this_host_took_counts_its_wait_once() {
 /// The daemon noted ROOT1's runner as spent from the feed and stopped ROOT1 (its guest
 /// runs no job: the job ended before any probe could see it).
 fn assert_spent_and_stopped(env: &SimEnv, daemon: &marble_tests::harness::DaemonProcess) {
-    assert!(
-        wait_until_blocking(T, || decisions(daemon)
-            .contains("the demand feed shows its runner took its job")),
-        "{}",
-        decisions(daemon)
-    );
+    wait_marked_spent(daemon);
     assert!(
         wait_until_blocking(T, || env.power_calls().iter().any(|c| c[0] == "stop")),
         "ROOT1 kept for job 114 its spent runner will never get: {}",
@@ -371,15 +366,7 @@ fn a_runner_github_shows_on_a_job_is_stopped_not_kept_for_the_next_matching_job(
     // jobs API shows it on ROOT1's runner. GitHub never gives that single-use runner job 114.
     let (_rt, gh) = fake_github();
     let (env, daemon, runner, _) = booted_with_a_second_mac14_job_queued(&gh);
-    gh.set_run(9001, "in_progress");
-    gh.start_job(
-        9001,
-        111,
-        &MAC14,
-        "2026-01-01T10:00:00Z",
-        "2026-01-01T10:01:00Z",
-        &runner,
-    );
+    runner_takes_job_111(&gh, &runner);
     assert_spent_and_stopped(&env, &daemon);
 }
 

@@ -8,7 +8,8 @@ mod e2e_support;
 use std::time::Duration;
 
 use e2e_support::demand::{
-    MAC14, booted_with_a_second_mac14_job_queued, decisions, demand_daemon, fake_github, unix_now,
+    MAC14, booted_with_a_second_mac14_job_queued, decisions, demand_daemon, fake_github,
+    runner_takes_job_111, unix_now, wait_marked_spent,
 };
 use e2e_support::{ROOT1, T, ctl, power, queue_mac14_job, vm_list, wait_power};
 use marble_tests::harness::wait_until_blocking;
@@ -79,7 +80,6 @@ fn a_runner_whose_job_went_elsewhere_is_still_kept_after_a_daemon_restart() {
 /// one job. Ranked by its runner name it waits its turn (30 s after the first).
 #[test]
 fn a_runner_kept_across_a_restart_ranks_by_its_runner_name_in_the_staggered_yield() {
-    const MAC14: [&str; 4] = ["self-hosted", "macOS", "ARM64", "mac14"];
     let (_rt, gh) = fake_github();
     queue_mac14_job(&gh);
     let (env, mut daemon) = demand_daemon(&gh, Duration::from_secs(5), |_| {});
@@ -175,25 +175,12 @@ fn a_runner_kept_across_a_restart_that_takes_a_job_is_marked_spent_by_the_feed()
     daemon.kill9();
     // While the daemon is down its runner takes job 111 (its guest shows no job to a probe:
     // the job ends before any probe, or the probe cannot see it).
-    gh.set_run(9001, "in_progress");
-    gh.start_job(
-        9001,
-        111,
-        &MAC14,
-        "2026-01-01T10:00:00Z",
-        "2026-01-01T10:01:00Z",
-        &runner,
-    );
+    runner_takes_job_111(&gh, &runner);
     gh.set_busy(id, true);
     let daemon = marble_tests::harness::DaemonProcess::spawn(env.dir.path(), &env.config);
     env.wait_inventory(&daemon);
     // Job 114 (mac14) is still queued: without the feed's word ROOT1 stayed up for it.
-    assert!(
-        wait_until_blocking(T, || decisions(&daemon)
-            .contains("the demand feed shows its runner took its job")),
-        "{}",
-        decisions(&daemon)
-    );
+    wait_marked_spent(&daemon);
     // Its stop waits while GitHub says the runner runs the job (unknown = busy; never a
     // busy VM), and goes on once the job is over (the ephemeral runner deleted).
     assert!(

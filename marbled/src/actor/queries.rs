@@ -81,10 +81,7 @@ impl Supervisor {
                 spent: q.seen.spent,
                 next_poll: q.next_poll,
             }),
-            jenkins: (self.jenkins_queue.as_ref()).map(|j| crate::metrics::JenkinsQueue {
-                by_label: j.by_label.clone(),
-                known_until_ms: j.known_until_ms,
-            }),
+            jenkins: self.jenkins_queue.clone(),
             demand_poller: (self.demand_poller.as_ref())
                 .and_then(crate::demand::PollerSeen::holder_term),
             runners: ci::runner_report(&self.ctx.runners, now),

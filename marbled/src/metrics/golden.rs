@@ -223,7 +223,7 @@ fn rich() -> String {
             next_poll: Duration::from_millis(92_500),
         }),
         demand_poller: Some(("macphsft41".into(), 3)),
-        jenkins: Some(JenkinsQueue {
+        jenkins: Some(JenkinsDemand {
             by_label: vec![
                 (Some("macos".into()), 2, NOW - 61_000),
                 (None, 1, NOW - 500),

@@ -74,7 +74,7 @@ fn families_and_job_wait() {
             labels: vec!["self-hosted".into(), "macos".into()],
         },
     ];
-    s.jenkins = Some(JenkinsQueue {
+    s.jenkins = Some(JenkinsDemand {
         by_label: vec![(Some("macos".into()), 2, 10_000)],
         known_until_ms: 0,
     });

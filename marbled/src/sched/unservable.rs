@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use marble_proto::{Decision, Team};
+use marble_proto::Decision;
 
 use super::{Millis, QueuedJob, World, format_ms, labels_cover};
 
@@ -35,10 +35,7 @@ impl World {
     /// Whether nobody this host can see will ever serve `job`: no ROOT VM here offers its
     /// labels and no runner in GitHub's list covers them.
     pub(super) fn unservable(&self, job: &QueuedJob) -> bool {
-        let here = self
-            .vms
-            .values()
-            .any(|vm| vm.team == Team::Root && labels_cover(&vm.labels, &job.labels));
+        let here = self.servable_here(job);
         let listed =
             (self.demand.free_runners.iter()).any(|r| labels_cover(&r.labels, &job.labels));
         !(here || listed || job.labels.is_empty())

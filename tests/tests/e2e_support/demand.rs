@@ -87,3 +87,26 @@ pub fn booted_with_a_second_mac14_job_queued(
     gh.set_job(9004, 114, "queued", &MAC14, "2026-01-01T10:02:00Z");
     (env, daemon, name, id)
 }
+
+/// ROOT1's runner `runner` takes job 111 of run 9001, as GitHub's jobs API then shows it.
+pub fn runner_takes_job_111(gh: &FakeGitHub, runner: &str) {
+    gh.set_run(9001, "in_progress");
+    gh.start_job(
+        9001,
+        111,
+        &MAC14,
+        "2026-01-01T10:00:00Z",
+        "2026-01-01T10:01:00Z",
+        runner,
+    );
+}
+
+/// Wait until the daemon has noted, from the demand feed, that ROOT1's runner took its job.
+pub fn wait_marked_spent(daemon: &marble_tests::harness::DaemonProcess) {
+    assert!(
+        wait_until_blocking(T, || decisions(daemon)
+            .contains("the demand feed shows its runner took its job")),
+        "{}",
+        decisions(daemon)
+    );
+}

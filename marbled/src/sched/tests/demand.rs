@@ -428,37 +428,48 @@ fn agent_where_mac15_is_missing(idle_handover_ms: Millis, root_jobs: Vec<QueuedJ
         c.warm_idle_hosts = true;
         c.warm_window_ms = 2 * 3_600_000;
     });
-    let mac14 = host.world.vms[M14].labels.clone();
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(mac14_elsewhere(&host, root_jobs, Vec::new())));
+    host
+}
+
+/// A snapshot taken now: `root_jobs` queued, another host's idle mac14 runner and `more` free.
+fn mac14_elsewhere(
+    host: &Host,
+    root_jobs: Vec<QueuedJob>,
+    more: Vec<FleetRunner>,
+) -> DemandSnapshot {
+    let mac14 = FleetRunner {
+        name: "other-host-mac14".into(),
+        labels: host.world.vms[M14].labels.clone(),
+    };
+    DemandSnapshot {
         root_jobs,
-        free_runners: vec![FleetRunner {
-            name: "other-host-mac14".into(),
-            labels: mac14,
-        }],
+        free_runners: [vec![mac14], more].concat(),
         taken_at_ms: host.now,
         ..Default::default()
-    }));
-    host
+    }
+}
+
+/// A second after the agent went, the next such snapshot: the freed host boots mac15's warm
+/// runner at once, not after the idle-warmth delay (until it is listed, every other idle
+/// agent would see mac15 missing too).
+fn assert_freed_host_boots_mac15(
+    host: &mut Host,
+    root_jobs: Vec<QueuedJob>,
+    more: Vec<FleetRunner>,
+) {
+    host.advance(1_000);
+    let snapshot = mac14_elsewhere(host, root_jobs, more);
+    host.feed(Input::Demand(snapshot));
+    host.settle();
+    assert_eq!(host.running(), vec![M15.to_owned()]);
 }
 
 #[test]
 fn an_agent_idle_for_agent_warm_handover_frees_its_host_for_a_missing_platform_at_once() {
     let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
     assert_agent_goes_between(&mut host, 50 * 60_000, 15 * 60_000, "agent_warm_handover");
-    // The next snapshot boots mac15's warm runner at once, not after the idle-warmth delay:
-    // until it is listed, every other idle agent would see mac15 missing too.
-    let mac14 = host.world.vms[M14].labels.clone();
-    host.advance(1_000);
-    host.feed(Input::Demand(DemandSnapshot {
-        free_runners: vec![FleetRunner {
-            name: "other-host-mac14".into(),
-            labels: mac14,
-        }],
-        taken_at_ms: host.now,
-        ..Default::default()
-    }));
-    host.settle();
-    assert_eq!(host.running(), vec![M15.to_owned()]);
+    assert_freed_host_boots_mac15(&mut host, Vec::new(), Vec::new());
 }
 
 #[test]
@@ -486,33 +497,21 @@ fn an_agent_goes_for_warmth_while_a_job_only_another_host_can_serve_is_unmet() {
     // Linux runner there). Nothing here can serve it: it once kept the agent up ("a freed
     // host would not boot a warm runner while a job is unmet") for as long as it waited;
     // the freed host now boots mac15's warm runner.
-    let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
-    let mac14 = host.world.vms[M14].labels.clone();
-    let snapshot = |host: &Host| DemandSnapshot {
-        root_jobs: vec![linux_job(8), linux_job(9)],
-        free_runners: vec![
-            FleetRunner {
-                name: "other-host-mac14".into(),
-                labels: mac14.clone(),
-            },
-            FleetRunner {
-                name: "other-host-linux".into(),
-                labels: linux_job(0).labels,
-            },
-        ],
-        taken_at_ms: host.now,
-        ..Default::default()
+    let jobs = || vec![linux_job(8), linux_job(9)];
+    let linux = || {
+        vec![FleetRunner {
+            name: "other-host-linux".into(),
+            labels: linux_job(0).labels,
+        }]
     };
-    host.feed(Input::Demand(snapshot(&host)));
+    let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
+    host.feed(Input::Demand(mac14_elsewhere(&host, jobs(), linux())));
     assert_agent_goes_between(&mut host, 50 * 60_000, 15 * 60_000, "agent_warm_handover");
     assert!(
         host.world.unservable_jobs().is_empty(),
         "the Linux host serves it"
     );
-    host.advance(1_000);
-    host.feed(Input::Demand(snapshot(&host)));
-    host.settle();
-    assert_eq!(host.running(), vec![M15.to_owned()]);
+    assert_freed_host_boots_mac15(&mut host, jobs(), linux());
 }
 
 #[test]
@@ -523,20 +522,7 @@ fn a_job_nobody_can_serve_does_not_keep_an_agent_from_going_for_warmth() {
     let mut host = agent_where_mac15_is_missing(8 * 3_600_000, vec![linux_job(9)]);
     assert_agent_goes_between(&mut host, 50 * 60_000, 15 * 60_000, "agent_warm_handover");
     assert_eq!(host.world.unservable_jobs().len(), 1, "still reported");
-    // The freed host boots mac15's warm runner at once.
-    let mac14 = host.world.vms[M14].labels.clone();
-    host.advance(1_000);
-    host.feed(Input::Demand(DemandSnapshot {
-        root_jobs: vec![linux_job(9)],
-        free_runners: vec![FleetRunner {
-            name: "other-host-mac14".into(),
-            labels: mac14,
-        }],
-        taken_at_ms: host.now,
-        ..Default::default()
-    }));
-    host.settle();
-    assert_eq!(host.running(), vec![M15.to_owned()]);
+    assert_freed_host_boots_mac15(&mut host, vec![linux_job(9)], Vec::new());
 }
 
 /// An agent idle after a build (`agent_idle_handover` 8 h, `agent_predicted_handover` 1 h)
