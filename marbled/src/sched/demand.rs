@@ -86,9 +86,8 @@ impl World {
         // nothing here can be done for it, and counting it held this host's idle warmth, its
         // agents' warmth hand-overs and its swaps off and marked the fleet full from here
         // for as long as it waited (`tests/warm.rs`).
-        let unmet: Vec<QueuedJob> = (unmet.into_iter())
-            .filter(|job| self.servable_here(job))
-            .collect();
+        let (unmet, elsewhere): (Vec<QueuedJob>, Vec<QueuedJob>) =
+            unmet.into_iter().partition(|job| self.servable_here(job));
         let yield_to = self.job_to_yield_to(now, &unmet, &free_left);
         let needs = self.warm_needs(&free_left);
         let swap = self.runner_to_swap(now, &unmet, &free_left, &needs);
@@ -97,7 +96,7 @@ impl World {
             return;
         }
         if unmet.is_empty() {
-            self.boot_warm_or_rest(now, &needs, fx);
+            self.boot_warm_or_rest(now, &needs, elsewhere.len(), fx);
         } else {
             self.boot_for_unmet(now, &unmet, fx);
         }
@@ -427,8 +426,15 @@ impl World {
         }
     }
 
-    /// Nothing unmet: boot a warm runner if one is wanted, else record why nothing boots.
-    fn boot_warm_or_rest(&mut self, now: Millis, needs: &[WarmNeed], fx: &mut Vec<Effect>) {
+    /// Nothing unmet here: boot a warm runner if one is wanted, else record why nothing
+    /// boots. `elsewhere`: unmet jobs only another host's VMs can run.
+    fn boot_warm_or_rest(
+        &mut self,
+        now: Millis,
+        needs: &[WarmNeed],
+        elsewhere: usize,
+        fx: &mut Vec<Effect>,
+    ) {
         if self.boot_warm(now, needs, fx) {
             return;
         }
@@ -436,15 +442,27 @@ impl World {
         let unservable = (self.demand.root_jobs.iter())
             .filter(|job| self.unservable(job))
             .count();
-        let text = match (queued.saturating_sub(unservable), unservable) {
-            (0, 0) => "demand: no queued job; nothing boots".to_owned(),
-            (covered, 0) => {
+        let covered = queued.saturating_sub(unservable + elsewhere);
+        let text = match (covered, unservable, elsewhere) {
+            (0, 0, 0) => "demand: no queued job; nothing boots".to_owned(),
+            (covered, 0, 0) => {
                 format!("demand: {covered} queued job(s), all covered by free runners in the fleet")
             }
-            (covered, _) => format!(
-                "demand: {covered} queued job(s) covered by free runners in the fleet, \
-                 {unservable} nobody can serve (see the WARNING line)"
-            ),
+            (covered, unservable, elsewhere) => {
+                let mut text =
+                    format!("demand: {covered} queued job(s) covered by free runners in the fleet");
+                if elsewhere > 0 {
+                    text.push_str(&format!(
+                        ", {elsewhere} waiting for another host (no VM here can run them)"
+                    ));
+                }
+                if unservable > 0 {
+                    text.push_str(&format!(
+                        ", {unservable} nobody can serve (see the WARNING line)"
+                    ));
+                }
+                text
+            }
         };
         self.decide(now, None, text, fx);
     }

@@ -103,3 +103,37 @@ fn a_free_host_says_which_queued_jobs_nobody_can_serve() {
         "{said:?}"
     );
 }
+
+#[test]
+fn a_free_host_says_which_queued_jobs_only_another_host_can_run() {
+    // Two Intel jobs, one Intel runner free on the Intel host: the second waits for that
+    // host. This ARM64 host can do nothing for it, and says so instead of "covered".
+    let mut host = demand_host();
+    let intel = vec![
+        "self-hosted".to_owned(),
+        "macOS".into(),
+        "X64".into(),
+        "mac12".into(),
+    ];
+    let intel_job = |id| QueuedJob {
+        labels: intel.clone(),
+        ..job(id, host.now - 60_000, "mac13")
+    };
+    host.feed(Input::Demand(DemandSnapshot {
+        root_jobs: vec![intel_job(1), intel_job(2)],
+        free_runners: vec![FleetRunner {
+            name: "intel-ROOT-VM-macOS-12".into(),
+            labels: intel.clone(),
+        }],
+        ..Default::default()
+    }));
+    host.settle();
+    assert!(starts(&host).is_empty());
+    let said = host.world.status(host.now).decisions;
+    assert!(
+        said.iter().any(|d| d.text
+            == "demand: 1 queued job(s) covered by free runners in the fleet, 1 waiting for \
+                another host (no VM here can run them)"),
+        "{said:?}"
+    );
+}
