@@ -93,15 +93,19 @@ fn a_free_host_says_which_queued_jobs_nobody_can_serve() {
         root_jobs: vec![job(1, host.now - 60_000, "mac-beta")],
         ..Default::default()
     }));
-    host.settle();
-    assert!(starts(&host).is_empty());
-    let said = host.world.status(host.now).decisions;
-    assert!(
-        said.iter().any(|d| d.text
-            == "demand: 0 queued job(s) covered by free runners in the fleet, 1 nobody can serve \
-                (see the WARNING line)"),
-        "{said:?}"
+    assert_boots_nothing_and_says(
+        &mut host,
+        "demand: 0 queued job(s) covered by free runners in the fleet, 1 nobody can serve \
+         (see the WARNING line)",
     );
+}
+
+/// The host boots nothing and its decisions hold the line `text`.
+fn assert_boots_nothing_and_says(host: &mut Host, text: &str) {
+    host.settle();
+    assert!(starts(host).is_empty());
+    let said = host.world.status(host.now).decisions;
+    assert!(said.iter().any(|d| d.text == text), "{said:?}");
 }
 
 #[test]
@@ -127,13 +131,9 @@ fn a_free_host_says_which_queued_jobs_only_another_host_can_run() {
         }],
         ..Default::default()
     }));
-    host.settle();
-    assert!(starts(&host).is_empty());
-    let said = host.world.status(host.now).decisions;
-    assert!(
-        said.iter().any(|d| d.text
-            == "demand: 1 queued job(s) covered by free runners in the fleet, 1 waiting for \
-                another host (no VM here can run them)"),
-        "{said:?}"
+    assert_boots_nothing_and_says(
+        &mut host,
+        "demand: 1 queued job(s) covered by free runners in the fleet, 1 waiting for another \
+         host (no VM here can run them)",
     );
 }
