@@ -7,9 +7,10 @@
 //!   across Jenkins' retries, refusals and pre-emption probes until it is granted or has not
 //!   asked for `waiter_expiry` (clearly longer than Jenkins' 60 s retry). A buildable item
 //!   of Jenkins' queue (fed with the demand snapshot; every host polls the same queue) ages
-//!   every host that could serve it: a build for a named node that node's host, a build for
-//!   a label all SPI nodes carry (`spi_labels`: one that accepts any node) every host with
-//!   an SPI VM — so a build that hops between nodes is not younger on each.
+//!   the host that could serve it: a build for a named node that node's host, a build for a
+//!   label all SPI nodes carry (`spi_labels`: one that accepts any node) the host whose
+//!   node Jenkins is launching for it — so a build that hops between nodes is not younger
+//!   on each, and a host Jenkins is not asking is not held for it.
 //! - *ROOT*: the oldest unmet job a ROOT VM here could run (fleet-wide queue).
 //!
 //! How long a team has been *passed over here*: Jenkins its whole wait (its node waits for
@@ -79,20 +80,26 @@ impl World {
     }
 
     /// Since when Jenkins has waited for this host: its oldest waiting node here, or the
-    /// oldest buildable queue item an SPI VM here could serve. A node that could not be
-    /// granted (locked, quarantined, draining host) does not count: holding the host for it
-    /// would only keep ROOT out.
+    /// oldest buildable queue item an SPI VM here could serve — a build for a named node of
+    /// this host always, a build for any node only while Jenkins is launching a node here (a
+    /// node of this host is waiting). Jenkins launches one node per such build, the first
+    /// offline one by name and the same one again after a refusal: counted on every host
+    /// with an SPI node, it held every free host for a start script that never came, and ROOT
+    /// starved (marble-sim `spi-starvation` under `sim.jenkins_launch = "first-offline"`).
+    /// A node that could not be granted (locked, quarantined, draining host) does not count:
+    /// holding the host for it would only keep ROOT out.
     pub(super) fn spi_waiting_since(&self, now: Millis) -> Option<Millis> {
         let spi_here = |name: &str| {
             self.vms.get(name).is_some_and(|vm| vm.team == Team::Spi)
                 && self.start_blocker(now, name).is_none()
         };
-        let nodes = self
+        let nodes: Vec<Millis> = self
             .spi_waiters
             .iter()
             .filter(|(vm, _)| spi_here(vm))
-            .map(|(_, w)| w.since_ms);
-        let any_spi = self.vms.keys().any(|name| spi_here(name));
+            .map(|(_, w)| w.since_ms)
+            .collect();
+        let launching_here = !nodes.is_empty();
         let queue = self
             .demand
             .jenkins_queue
@@ -104,10 +111,10 @@ impl World {
                     .iter()
                     .find(|(_, n)| **n == item.label);
                 let vm = node.map_or(item.label.as_str(), |(vm, _)| vm.as_str());
-                spi_here(vm) || any_spi && self.config.spi_labels.contains(&item.label)
+                spi_here(vm) || launching_here && self.config.spi_labels.contains(&item.label)
             })
             .map(|item| item.since_ms);
-        nodes.chain(queue).min()
+        nodes.into_iter().chain(queue).min()
     }
 
     /// Since when an unmet ROOT job that a VM here could run has been queued.

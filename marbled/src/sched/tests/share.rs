@@ -149,49 +149,60 @@ fn root_passed_over_for_the_bound_goes_before_jenkins() {
 }
 
 #[test]
-fn a_build_for_any_node_ages_every_host_that_could_serve_it() {
-    // Issue 17 (c): a build that accepts any node asks the nodes in turn, so no host saw it
-    // wait. Jenkins' queue (every host polls it) dates it on each host with such a node.
-    let mut host = share_host(|c| c.spi_labels = vec!["mac-spi".into()]);
-    host.advance(3_600_000);
-    let at = host.now;
-    let snapshot = |label: &str| DemandSnapshot {
+fn a_build_for_any_node_ages_the_host_jenkins_launches_a_node_on_and_holds_no_other() {
+    // Issue 17 (c): a build that accepts any node must not be younger on each host Jenkins
+    // asks; Jenkins' queue (every host polls it) dates it. But Jenkins launches one node per
+    // build — the first offline one by name, the same one again after a refusal — so only
+    // the host of the node being launched may be held for it. Counted on every host with an
+    // SPI node, it kept free hosts empty for a start script that never came and ROOT starved
+    // (marble-sim `spi-starvation` under Jenkins' real launch order).
+    let build_since = |at: Millis| at - 1_800_000;
+    let snapshot = |at: Millis, label: &str| DemandSnapshot {
         root_jobs: vec![job(4, at, "mac14")],
         jenkins_queue: vec![JenkinsQueued {
             label: label.into(),
-            since_ms: at - 1_800_000,
+            since_ms: build_since(at),
         }],
         ..Default::default()
     };
-    // A label this host's nodes do not carry: ROOT's job boots at once.
-    let mut other = share_host(|c| c.spi_labels = vec!["mac-spi".into()]);
-    other.advance(3_600_000);
-    other.feed(Input::Demand(snapshot("linux")));
-    other.settle();
-    other.feed(Input::Demand(snapshot("linux")));
-    other.settle();
-    assert_eq!(other.running(), vec![M14.to_owned()], "{:?}", other.log);
-    // The label all its SPI nodes carry: Jenkins has waited 30 min, ROOT not at all here —
-    // the host is kept for Jenkins' start script, whichever node it asks next.
-    host.feed(Input::Demand(snapshot("mac-spi")));
-    host.settle();
-    host.feed(Input::Demand(snapshot("mac-spi")));
-    host.settle();
-    assert!(host.running().is_empty(), "{:?}", host.log);
-    let turn = host.world.share_turn(host.now).expect("both wait");
+    // A free host whose nodes Jenkins is not launching: ROOT's job boots at once.
+    let mut idle = share_host(|c| c.spi_labels = vec!["mac-spi".into()]);
+    idle.advance(3_600_000);
+    let at = idle.now;
+    for _ in 0..2 {
+        idle.feed(Input::Demand(snapshot(at, "mac-spi")));
+        idle.settle();
+    }
+    assert_eq!(idle.world.share_turn(idle.now), None);
+    assert_eq!(idle.running(), vec![M14.to_owned()], "{:?}", idle.log);
+    // The host whose node S2 Jenkins launches (S1's build holds it): the build's age, 30 min
+    // older than the node's first request, is Jenkins' wait here, and it is Jenkins' turn.
+    let mut asked = share_host(|c| c.spi_labels = vec!["mac-spi".into()]);
+    asked.advance(3_600_000);
+    let first = asked.command("jenkins", slot(S1, 0));
+    asked.settle();
+    assert!(matches!(asked.reply(first), Ok(Response::SlotGranted(_))));
+    asked.jobs.insert(S1.into(), "jenkins build".into());
+    let _launching = asked.command("jenkins", slot(S2, 3_600_000));
+    asked.settle();
+    let at = asked.now;
+    asked.feed(Input::Demand(snapshot(at, "mac-spi")));
+    asked.settle();
+    let turn = asked.world.share_turn(asked.now).expect("both wait");
     assert_eq!(turn.team, Team::Spi, "{}", turn.why);
     assert!(
         turn.why.contains(&format!(
             "Jenkins waiting since {}",
-            format_ms(at - 1_800_000)
+            format_ms(build_since(at))
         )),
         "{}",
         turn.why
     );
-    // A build for a named node of this host counts the same way.
+    // A build for a named node of this host counts without a request: only it can run it.
     let mut named = share_host(|_| {});
     named.advance(3_600_000);
-    named.feed(Input::Demand(snapshot(S2)));
+    let at = named.now;
+    named.feed(Input::Demand(snapshot(at, S2)));
     named.settle();
     assert!(named.world.share_turn(named.now).is_some());
 }
