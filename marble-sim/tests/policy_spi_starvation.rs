@@ -12,6 +12,7 @@ use std::path::Path;
 
 use marble_sim::compare::compare;
 use marble_sim::metrics::fmt_ms;
+use marble_sim::trace::JenkinsLaunch;
 use marble_sim::{RunOptions, Trace, simulate};
 use marbled::config::Policy;
 
@@ -48,6 +49,28 @@ fn jenkins_is_not_starved_by_days_of_long_root_jobs() {
 #[test]
 fn jenkins_is_not_starved_by_a_nightly_wave_of_root_jobs() {
     assert_spi_not_starved("spi-nightly-wave.toml");
+}
+
+/// Under Jenkins' real launch order (`sim.jenkins_launch = "first-offline"`) a build for
+/// any node is launched on the first offline SPI node by name again and again while that
+/// node's host runs a long ROOT job. Counted as a waiter on every host with an SPI VM, it
+/// held every free host for a start script that never came there: 3 of the 236 ROOT jobs of
+/// `spi-starvation` never started (eleventh session). Only the host whose node Jenkins
+/// launches may be held for it.
+#[test]
+fn root_jobs_all_start_while_jenkins_relaunches_one_busy_hosts_node_for_any_node_builds() {
+    let mut trace = trace("spi-starvation.toml");
+    trace.sim.jenkins_launch = JenkinsLaunch::FirstOffline;
+    let report = simulate(&trace, RunOptions::with_policy(Policy::Demand));
+    let table = report.to_table();
+    assert!(report.violations.is_empty(), "{table}");
+    let root = &report.teams["root"];
+    assert_eq!(
+        root.started, root.arrived,
+        "ROOT jobs never started\n{table}"
+    );
+    let spi = &report.teams["spi"];
+    assert_eq!(spi.started, spi.arrived, "{table}");
 }
 
 /// Simulator fidelity (issue 17, `cycler` task): a Jenkins build whose start script is
