@@ -166,7 +166,7 @@ impl FakeJenkins {
                 ("GET", "config.xml") => {
                     let mode = if node.exclusive { "EXCLUSIVE" } else { "NORMAL" };
                     let xml = format!(
-                        "<?xml version=\"1.1\" encoding=\"UTF-8\"?>\n<slave>\n  <name>{name}</name>\n  <numExecutors>1</numExecutors>\n  <mode>{mode}</mode>\n  <label>macos</label>\n</slave>"
+                        "<?xml version=\"1.1\" encoding=\"UTF-8\"?>\n<slave>\n  <name>{name}</name>\n  <numExecutors>1</numExecutors>\n  <mode>{mode}</mode>\n  <retentionStrategy class=\"hudson.slaves.RetentionStrategy$Demand\">\n    <inDemandDelay>0</inDemandDelay>\n    <idleDelay>10</idleDelay>\n  </retentionStrategy>\n  <label>macos</label>\n</slave>"
                     );
                     let mut reply = Reply::empty(StatusCode::OK);
                     reply.body = xml.into_bytes();

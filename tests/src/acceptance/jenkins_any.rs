@@ -22,7 +22,12 @@
 //! read for this check).
 //!
 //! It also reports the node's labels as the daemon reads them (`JenkinsClient::node`), for
-//! the operator to compare with `[jenkins] labels`. A setting that breaks the model fails by
+//! the operator to compare with `[jenkins] labels`, and its retention strategy (the `class`
+//! of `<retentionStrategy>` in the same config.xml), which decides which node Jenkins
+//! launches for a build for any node: `RetentionStrategy$Demand` the first offline node by
+//! name, again after a refusal (the simulator's `sim.jenkins_launch = "first-offline"`),
+//! `$Always` every offline node all the time. Neither fails: policy `demand` counts such a
+//! build on the hosts Jenkins asks (docs/SCHEDULER.md, "Fair share"), whichever they are. A setting that breaks the model fails by
 //! name; one that cannot be read makes the check skip, naming the permission.
 
 use std::time::Duration;
@@ -58,6 +63,33 @@ pub struct AnyNodeView {
     pub active_plugins: Result<Vec<String>, String>,
     /// Its labels as the daemon reads them.
     pub labels: Vec<String>,
+    /// Its retention strategy's class, when config.xml was read and names one.
+    pub retention: Option<String>,
+}
+
+/// The `class` of `<retentionStrategy>` in a node's `config.xml`.
+pub fn retention_of(config_xml: &str) -> Option<String> {
+    let start = config_xml.find("<retentionStrategy")?;
+    let tag = &config_xml[start..start + config_xml[start..].find('>')?];
+    let class = tag.find("class=\"")? + "class=\"".len();
+    let len = tag[class..].find('"')?;
+    Some(tag[class..class + len].to_owned())
+}
+
+/// Which node Jenkins launches for a build any node can run, under `class`.
+pub fn launch_order(class: &str) -> String {
+    match class.rsplit(['$', '.']).next().unwrap_or(class) {
+        "Demand" => "Jenkins launches the first offline node by name for a build for any node, \
+                     and the same node again after a refusal (replay with marble-sim \
+                     `sim.jenkins_launch = \"first-offline\"`)"
+            .to_owned(),
+        "Always" => "Jenkins relaunches every offline node all the time, so every host is asked \
+                     (no simulator model: `\"in-turn\"` is the nearest)"
+            .to_owned(),
+        other => {
+            format!("retention strategy {other}: the simulator has no model of its launch order")
+        }
+    }
 }
 
 /// `<mode>` of a node's `config.xml`.
@@ -129,8 +161,12 @@ pub fn verdict(v: &AnyNodeView) -> Verdict {
         ));
     }
     let active = v.active_plugins.as_ref().map_or(0, Vec::len);
+    let retention = v.retention.as_deref().map_or_else(
+        || "no retention strategy read".to_owned(),
+        |class| format!("retention {class}: {}", launch_order(class)),
+    );
     Verdict::Pass(format!(
-        "node {node}: mode NORMAL (takes builds for any node), labels [{}]; none of {} among {active} active plugins: Jenkins' default order, oldest buildable first",
+        "node {node}: mode NORMAL (takes builds for any node), labels [{}]; none of {} among {active} active plugins: Jenkins' default order, oldest buildable first; {retention}",
         v.labels.join(", "),
         REORDERING_PLUGINS.join(", ")
     ))
@@ -214,6 +250,7 @@ async fn any_node(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
     obs.note(
         "any-node",
         json!({"node": view.node, "mode": format!("{:?}", view.mode), "labels": view.labels,
+               "retention": view.retention,
                "active_plugins": view.active_plugins.as_ref().map(Vec::len).map_err(Clone::clone),
                "reordering_plugins_active": reordering}),
     );
@@ -242,9 +279,10 @@ pub async fn read_view(
         &format!("/computer/{}/config.xml", segment(node)),
     )
     .await?;
-    let mode = config.and_then(|b| {
-        mode_of(&String::from_utf8_lossy(&b)).ok_or_else(|| "no <mode> in config.xml".to_owned())
-    });
+    let config = config.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let retention = config.as_ref().ok().and_then(|xml| retention_of(xml));
+    let mode =
+        config.and_then(|xml| mode_of(&xml).ok_or_else(|| "no <mode> in config.xml".to_owned()));
     let plugins = get(
         &http,
         url,
@@ -257,6 +295,7 @@ pub async fn read_view(
         mode,
         active_plugins: plugins.and_then(|b| active_plugins(&b)),
         labels: state.labels,
+        retention,
     })
 }
 
@@ -270,6 +309,7 @@ mod tests {
             mode: Ok("NORMAL".to_owned()),
             active_plugins: Ok(vec!["git".to_owned(), "credentials".to_owned()]),
             labels: vec!["macphsft01".to_owned(), "mac15".to_owned()],
+            retention: Some("hudson.slaves.RetentionStrategy$Demand".to_owned()),
         }
     }
 
@@ -285,13 +325,24 @@ mod tests {
         );
         assert!(active_plugins(b"<html>login</html>").is_err());
         assert!(active_plugins(b"{}").is_err());
+        let demand = "<slave>\n  <mode>NORMAL</mode>\n  <retentionStrategy class=\"hudson.slaves.RetentionStrategy$Demand\">\n    <inDemandDelay>0</inDemandDelay>\n  </retentionStrategy>\n</slave>";
+        assert_eq!(
+            retention_of(demand).as_deref(),
+            Some("hudson.slaves.RetentionStrategy$Demand")
+        );
+        let always =
+            "<slave><retentionStrategy class=\"hudson.slaves.RetentionStrategy$Always\"/></slave>";
+        assert!(launch_order(&retention_of(always).unwrap()).contains("every offline node"));
+        assert!(launch_order("hudson.slaves.RetentionStrategy$Demand").contains("first-offline"));
+        assert!(launch_order("org.example.CloudRetention").contains("CloudRetention"));
+        assert_eq!(retention_of(xml), None);
         assert_eq!(segment("mac phsft/01"), "mac%20phsft%2F01");
     }
 
     #[test]
     fn a_normal_node_without_a_queue_sorter_passes() {
         assert!(
-            matches!(verdict(&view()), Verdict::Pass(t) if t.contains("mode NORMAL") && t.contains("mac15"))
+            matches!(verdict(&view()), Verdict::Pass(t) if t.contains("mode NORMAL") && t.contains("mac15") && t.contains("first offline node by name"))
         );
     }
 
@@ -333,6 +384,10 @@ mod tests {
         fake.set_plugins(&[("git", true), ("PrioritySorter", false)]);
         let v = read().await;
         assert_eq!(v.mode, Ok("NORMAL".to_owned()));
+        assert_eq!(
+            v.retention.as_deref(),
+            Some("hudson.slaves.RetentionStrategy$Demand")
+        );
         assert!(matches!(verdict(&v), Verdict::Pass(_)), "{v:?}");
         fake.set_exclusive("mac01", true);
         assert!(matches!(verdict(&read().await), Verdict::Fail(t) if t.contains("mode EXCLUSIVE")));
