@@ -131,7 +131,8 @@ pub struct JenkinsSection {
     pub nodes: BTreeMap<String, String>,
     /// Jenkins labels every SPI node on this host carries: a queued build waiting for one of
     /// them (a build that accepts any of these nodes) counts as waiting for this host in the
-    /// fair share of policy `demand`.
+    /// fair share of policy `demand` while Jenkins launches a node here (a slot request for
+    /// one waits), with the build's queue age.
     pub labels: Vec<String>,
 }
 
