@@ -134,6 +134,7 @@ pub fn random_trace(seed: u64) -> Trace {
     // Seeds above i64::MAX do not fit a TOML integer; keep them printable as a trace.
     t.sim.seed = seed & (i64::MAX as u64);
     let capacity = random_host(&mut t, &mut r);
+    random_fleet(&mut t, seed);
     random_scheduler(&mut t.scheduler, &mut r, capacity);
     random_arrivals(&mut t, &mut r);
     random_faults(&mut t, &mut r);
@@ -174,6 +175,35 @@ fn random_host(t: &mut Trace, r: &mut SimRng) -> u32 {
     t.boot.min = secs(r.range(1, 20));
     t.boot.max = t.boot.min + secs(r.range(0, 30));
     capacity
+}
+
+/// `random_trace`'s fleet: one host, or in a third of the schedules two or three hosts like
+/// it sharing one GitHub queue, one runner list and one Jenkins — the rules that only run
+/// across hosts (the yield ranks, warm swaps, a build for any node launched on one host of
+/// several, jobs another host serves) run only there. Its own random stream, so every other
+/// draw of a schedule stays what it was.
+fn random_fleet(t: &mut Trace, seed: u64) {
+    let mut r = SimRng::stream(seed, "random-fleet");
+    if !r.chance(1.0 / 3.0) {
+        return;
+    }
+    let base = std::mem::take(&mut t.host);
+    t.hosts = (1..=r.range(2, 3))
+        .map(|i| {
+            let prefix = format!("h{i}");
+            let vms = (base.vms.iter())
+                .map(|vm| VmSpec {
+                    name: vm.name.replacen(&base.prefix, &prefix, 1),
+                    ..vm.clone()
+                })
+                .collect();
+            HostSection {
+                prefix,
+                vms,
+                ..base.clone()
+            }
+        })
+        .collect();
 }
 
 /// `random_trace`'s `[scheduler]`: a policy and small timings.
@@ -327,6 +357,24 @@ mod tests {
         for seed in 0..300 {
             let t = random_trace(seed);
             assert!(t.problems().is_empty(), "seed {seed}: {:?}", t.problems());
+        }
+    }
+
+    #[test]
+    fn a_third_of_the_random_schedules_run_a_fleet_of_two_or_three_hosts() {
+        let fleets: Vec<usize> = (0..300)
+            .map(|seed| random_trace(seed).host_sections().len())
+            .collect();
+        let several = fleets.iter().filter(|&&n| n > 1).count();
+        assert!((70..=130).contains(&several), "{several} of 300");
+        assert!(fleets.iter().all(|n| (1..=3).contains(n)), "{fleets:?}");
+        assert!(fleets.contains(&2) && fleets.contains(&3), "{fleets:?}");
+        // Each host names its own VMs, also the one found running.
+        for seed in 0..300 {
+            let t = random_trace(seed);
+            let names: Vec<String> = t.host_vms().into_iter().map(|v| v.name).collect();
+            let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+            assert_eq!(unique.len(), names.len(), "seed {seed}: {names:?}");
         }
     }
 }
