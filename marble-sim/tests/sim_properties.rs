@@ -1,5 +1,5 @@
-//! Property tests of the scheduler through `marble-sim`: random schedules (host, timings,
-//! arrivals, boot times, faults) driven through the real `sched::World` in virtual time must
+//! Property tests of the scheduler through `marble-sim`: random schedules (one host or a
+//! fleet of two or three, timings, arrivals, boot times, faults) driven through the real `sched::World` in virtual time must
 //! never violate an invariant (capacity, no stop of a busy/unknown VM, every slot request
 //! answered in time, one op per VM, well-formed replies and grants).
 //!
