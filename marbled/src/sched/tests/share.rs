@@ -179,12 +179,7 @@ fn a_build_for_any_node_ages_the_host_jenkins_launches_a_node_on_and_holds_no_ot
     // older than the node's first request, is Jenkins' wait here, and it is Jenkins' turn.
     let mut asked = share_host(|c| c.spi_labels = vec!["mac-spi".into()]);
     asked.advance(3_600_000);
-    let first = asked.command("jenkins", slot(S1, 0));
-    asked.settle();
-    assert!(matches!(asked.reply(first), Ok(Response::SlotGranted(_))));
-    asked.jobs.insert(S1.into(), "jenkins build".into());
-    let _launching = asked.command("jenkins", slot(S2, 3_600_000));
-    asked.settle();
+    s1_busy_then_s2_asked(&mut asked);
     let at = asked.now;
     asked.feed(Input::Demand(snapshot(at, "mac-spi")));
     asked.settle();

@@ -361,6 +361,16 @@ pub(super) fn share_host(configure: impl FnOnce(&mut SchedConfig)) -> Host {
     )
 }
 
+/// S1 is granted and runs a build; then Jenkins asks for S2, waiting up to an hour.
+pub(super) fn s1_busy_then_s2_asked(host: &mut Host) {
+    let first = host.command("jenkins", slot(S1, 0));
+    host.settle();
+    assert!(matches!(host.reply(first), Ok(Response::SlotGranted(_))));
+    host.jobs.insert(S1.into(), "jenkins build".into());
+    let _waiting = host.command("jenkins", slot(S2, 3_600_000));
+    host.settle();
+}
+
 /// S1 holds the host with a build; Jenkins waits for S2; a mac14 job is queued since
 /// `root_since`. Returns the host and the time the Jenkins request was made.
 pub(super) fn contended(
@@ -368,12 +378,7 @@ pub(super) fn contended(
     root_since_ago: u64,
 ) -> (Host, Millis) {
     let mut host = share_host(configure);
-    let first = host.command("jenkins", slot(S1, 0));
-    host.settle();
-    assert!(matches!(host.reply(first), Ok(Response::SlotGranted(_))));
-    host.jobs.insert(S1.into(), "jenkins build".into());
-    let _waiting = host.command("jenkins", slot(S2, 3_600_000));
-    host.settle();
+    s1_busy_then_s2_asked(&mut host);
     let asked = host.now;
     host.feed(Input::Demand(DemandSnapshot {
         root_jobs: vec![job(5, asked - root_since_ago, "mac14")],
