@@ -474,11 +474,13 @@ fn a_registration_for_a_vm_booting_on_another_host_still_counts() {
 }
 
 #[test]
-fn a_jenkins_build_for_any_node_keeps_the_free_host_from_a_root_boot() {
-    // Issue 17 (c): a build that accepts any SPI node waits in Jenkins' queue; its start
-    // script asks another host right now. Fair share dates it by the queue (which every
-    // host polls): this host, free, has not passed ROOT over, so it keeps itself for Jenkins
-    // instead of booting for the queued mac14 job.
+fn a_jenkins_build_for_any_node_launched_on_another_host_leaves_this_free_host_to_root() {
+    // Issue 17 (c), eleventh session: a build that accepts any SPI node waits in Jenkins'
+    // queue (every host polls it) while Jenkins launches another host's node for it — the
+    // first offline node by name, again after each refusal. This host's nodes are not
+    // asked, so it is not held for that build: it boots for the queued mac14 job. (Before,
+    // the queue dated the build on every host with an SPI VM, and this free host kept
+    // itself for a start script that never came: "holding the host: fair share: spi goes".)
     let (rt, gh) = fake_github();
     queue_mac14_job(&gh);
     let jenkins = rt.block_on(marble_tests::fake_jenkins::FakeJenkins::start(&[]));
@@ -496,18 +498,19 @@ fn a_jenkins_build_for_any_node_keeps_the_free_host_from_a_root_boot() {
     let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
         env.use_jenkins_mac_spi(&jenkins.url);
     });
-    let held = wait_until_blocking(T, || {
-        decisions(&daemon).contains("holding the host: fair share: spi goes")
-    });
-    assert!(held, "decisions: {}", decisions(&daemon));
-    assert!(
-        jenkins
-            .requests()
-            .iter()
-            .any(|r| r.path == "/queue/api/json"),
-        "the queue was polled"
+    // The daemon reads the build from Jenkins' queue ...
+    wait_metrics(
+        &daemon,
+        &["marble_jenkins_buildable_items{label=\"mac-spi\"} 1\n"],
     );
-    assert_eq!(power(&vm_list(&daemon.socket), ROOT1), "stopped");
+    // ... and still boots for ROOT's job.
+    let booted = wait_until_blocking(T, || decisions(&daemon).contains("demand: booting for job"));
+    assert!(booted, "decisions: {}", decisions(&daemon));
+    assert!(
+        !decisions(&daemon).contains("holding the host: fair share"),
+        "decisions: {}",
+        decisions(&daemon)
+    );
 }
 
 #[test]
