@@ -1,9 +1,9 @@
 //! What survives a restart: locks, pause and drain (with who/why/since), slot leases,
 //! quarantines, the cycle's position, the operations that were in flight, and what policy
 //! `demand` has learnt — the warm-runner prediction's history, the fair-share streak, the
-//! Jenkins nodes waiting (since when), why each running runner is up and the spare runners'
-//! ranks in the staggered yield. Kept by VM name, so
-//! a lock on a VM that is temporarily unregistered is not lost.
+//! Jenkins nodes waiting (since when), why each running runner is up, the spare runners'
+//! ranks in the staggered yield — and which jobs' waits the metrics have counted. Kept by VM
+//! name, so a lock on a VM that is temporarily unregistered is not lost.
 
 use std::collections::BTreeMap;
 
@@ -126,6 +126,11 @@ pub struct Persisted {
     /// Re-derived after a restart, a rank drops once an earlier host's runner has left the
     /// list by yielding, and a second host yielded for the same job.
     pub yield_ranks: BTreeMap<u64, BTreeMap<String, usize>>,
+    /// Jobs whose wait this host has counted in `marble_root_job_wait_seconds` (GitHub job
+    /// ids, newest last, bounded). The histogram restarts from zero with the daemon, as
+    /// every counter does, and a rate over the restart adds both lives: a job of a runner
+    /// kept across the restart, still running, was counted in each.
+    pub waits_counted: Vec<u64>,
 }
 
 impl World {
@@ -165,6 +170,7 @@ impl World {
         world.yield_ranks = (persisted.yield_ranks.into_iter())
             .flat_map(|(job, ranks)| ranks.into_iter().map(move |(vm, r)| ((job, vm), r)))
             .collect();
+        world.waits_counted = persisted.waits_counted.into_iter().collect();
         world
     }
 
@@ -240,6 +246,7 @@ impl World {
                     by_job
                 },
             ),
+            waits_counted: self.waits_counted.iter().copied().collect(),
         }
     }
 }

@@ -93,13 +93,11 @@ impl World {
             self.vms.get(name).is_some_and(|vm| vm.team == Team::Spi)
                 && self.start_blocker(now, name).is_none()
         };
-        let nodes: Vec<Millis> = self
-            .spi_waiters
-            .iter()
+        let oldest_node = (self.spi_waiters.iter())
             .filter(|(vm, _)| spi_here(vm))
             .map(|(_, w)| w.since_ms)
-            .collect();
-        let launching_here = !nodes.is_empty();
+            .min();
+        let launching_here = oldest_node.is_some();
         let queue = self
             .demand
             .jenkins_queue
@@ -114,7 +112,7 @@ impl World {
                 spi_here(vm) || launching_here && self.config.spi_labels.contains(&item.label)
             })
             .map(|item| item.since_ms);
-        nodes.into_iter().chain(queue).min()
+        oldest_node.into_iter().chain(queue).min()
     }
 
     /// Since when an unmet ROOT job that a VM here could run has been queued.

@@ -1,5 +1,5 @@
 //! Daemon restarts: what the state file keeps (locks, in-flight operations, the prediction, spare
-//! runners, the fair-share streak).
+//! runners, the fair-share streak, the job waits counted).
 
 use super::support::*;
 
@@ -299,4 +299,39 @@ fn a_restart_keeps_a_spare_runners_rank_in_the_staggered_yield() {
         after.advance(5_000);
     }
     assert!(stopped(&after), "its turn: {:?}", after.log);
+}
+
+/// A job of a runner kept across a restart is still in the feed's `started_here` after it:
+/// its wait was counted before, and the histogram (which restarts from zero) must not count
+/// it again — a rate over the restart would add both lives.
+#[test]
+fn a_restart_does_not_count_a_running_jobs_wait_again() {
+    let mut host = four(Policy::Demand);
+    let running = DemandSnapshot {
+        started_here: vec![StartedJob {
+            id: 7,
+            queued_ms: host.now - 90_000,
+            started_ms: host.now - 20_000,
+            runner: "runner-7".into(),
+        }],
+        ..Default::default()
+    };
+    host.feed(Input::Demand(running.clone()));
+    assert_eq!(host.world.counters().root_job_waits.count, 1);
+    let mut after = restart(&host, 5_000, |_| {});
+    after.feed(Input::Demand(running.clone()));
+    assert_eq!(
+        after.world.counters().root_job_waits.count,
+        0,
+        "job 7's wait was counted before the restart"
+    );
+    // A job first seen after the restart is counted.
+    let mut next = running.clone();
+    next.started_here[0].id = 8;
+    after.feed(Input::Demand(next));
+    assert_eq!(after.world.counters().root_job_waits.count, 1);
+
+    let mut forgetful = restart(&host, 5_000, |state| state.waits_counted.clear());
+    forgetful.feed(Input::Demand(running));
+    assert_eq!(forgetful.world.counters().root_job_waits.count, 1);
 }
