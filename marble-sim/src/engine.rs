@@ -504,6 +504,7 @@ impl Engine {
             done_runners,
             jenkins_queue,
             jenkins_idle_until_ms,
+            jenkins_idle_agents: self.jenkins_idle_agents(),
             // What GitHub shows, not yet a poll's: `feed_demand` stamps its poll.
             taken_at_ms: 0,
         }

@@ -130,6 +130,18 @@ impl Engine {
         }
     }
 
+    /// What Jenkins' node list (`/computer/api/json`) shows as idle agents now: every SPI
+    /// node whose agent is connected (its guest up) and runs no build, by node name (the
+    /// simulated nodes are named after their VMs).
+    pub(super) fn jenkins_idle_agents(&self) -> Vec<String> {
+        let now = self.now;
+        (self.vms.iter())
+            .filter(|v| v.team == Team::Spi && v.agent_connected && v.guest_up(now))
+            .filter(|v| v.job.is_none())
+            .map(|v| v.name.clone())
+            .collect()
+    }
+
     /// What Jenkins' queue API (`/queue/api/json`) shows now, as the daemon's queue poll
     /// reads it: every arrived, not yet started build is a buildable item since its arrival
     /// (`inQueueSince`), its `why` naming the node it is tied to or, for `any`, the label

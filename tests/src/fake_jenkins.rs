@@ -1,7 +1,8 @@
 //! A fake Jenkins controller for the node endpoints MARBLE uses (`reference/ci-apis.md` §5):
 //! `GET /computer/<node>/api/json` (the computer object: `offline`, `idle`,
 //! `temporarilyOffline`, `numExecutors`, `executors[idle,currentExecutable{url}]`…), 404 for
-//! an unknown node, and `POST /computer/<node>/toggleOffline?offlineMessage=…` answered with
+//! an unknown node, `GET /computer/api/json` (every node, the same objects under `computer`:
+//! the demand poll's idle agents), and `POST /computer/<node>/toggleOffline?offlineMessage=…` answered with
 //! the 302 Jenkins sends after a form POST; `GET /queue/api/json` (the build queue: `items`
 //! with `id`, `why`, `buildable`, `blocked`, `stuck`, `inQueueSince`, `task.name`);
 //! `GET /computer/<node>/config.xml` (its `<mode>`) and `GET /pluginManager/api/json`
@@ -26,6 +27,8 @@ struct Node {
     build: Option<String>,
     /// `EXCLUSIVE` when set (config.xml's `<mode>`), else `NORMAL`.
     exclusive: bool,
+    /// No agent connected (a demand node Jenkins has not launched, or took offline idle).
+    disconnected: bool,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +80,34 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A node as `/computer/<name>/api/json` (and each entry of `/computer/api/json`) shows it:
+/// offline when marked so or when no agent is connected, idle without a build.
+fn computer_json(name: &str, node: &Node) -> serde_json::Value {
+    let busy = node.build.is_some();
+    let offline = node.temporarily_offline || node.disconnected;
+    let cause = if node.temporarily_offline {
+        json!(node.offline_message)
+    } else if node.disconnected {
+        json!("Offline because computer was idle; it will be relaunched when needed.")
+    } else {
+        json!("")
+    };
+    json!({
+        "_class": "hudson.slaves.SlaveComputer",
+        "displayName": name,
+        "offline": offline,
+        "idle": !busy,
+        "temporarilyOffline": node.temporarily_offline,
+        "numExecutors": 1,
+        "offlineCauseReason": cause,
+        "assignedLabels": [{"name": name}, {"name": "macos"}],
+        "executors": [{
+            "idle": !busy,
+            "currentExecutable": node.build.as_ref().map(|u| json!({"url": u}))
+        }]
+    })
 }
 
 /// `GET /job/<a>/job/<b>/api/json`: the job's builds; `None` for other paths.
@@ -136,6 +167,15 @@ impl FakeJenkins {
                     &json!({"_class": "hudson.LocalPluginManager", "plugins": plugins}),
                 );
             }
+            if req.method() == http::Method::GET && path == "/computer/api/json" {
+                let computers: Vec<serde_json::Value> = (st.nodes.iter())
+                    .map(|(name, node)| computer_json(name, node))
+                    .collect();
+                return Reply::json(
+                    StatusCode::OK,
+                    &json!({"_class": "hudson.model.ComputerSet", "computer": computers}),
+                );
+            }
             let rest = path.strip_prefix("/computer/").unwrap_or("");
             let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
             let name = decode(name);
@@ -143,26 +183,7 @@ impl FakeJenkins {
                 return Reply::empty(StatusCode::NOT_FOUND);
             };
             match (req.method().as_str(), tail) {
-                ("GET", "api/json") => {
-                    let busy = node.build.is_some();
-                    Reply::json(
-                        StatusCode::OK,
-                        &json!({
-                            "_class": "hudson.slaves.SlaveComputer",
-                            "displayName": name,
-                            "offline": node.temporarily_offline,
-                            "idle": !busy,
-                            "temporarilyOffline": node.temporarily_offline,
-                            "numExecutors": 1,
-                            "offlineCauseReason": if node.temporarily_offline { json!(node.offline_message) } else { json!(null) },
-                            "assignedLabels": [{"name": name}, {"name": "macos"}],
-                            "executors": [{
-                                "idle": !busy,
-                                "currentExecutable": node.build.as_ref().map(|u| json!({"url": u}))
-                            }]
-                        }),
-                    )
-                }
+                ("GET", "api/json") => Reply::json(StatusCode::OK, &computer_json(&name, node)),
                 ("GET", "config.xml") => {
                     let mode = if node.exclusive { "EXCLUSIVE" } else { "NORMAL" };
                     let xml = format!(
@@ -221,6 +242,16 @@ impl FakeJenkins {
         self.with(|st| {
             if let Some(n) = st.nodes.get_mut(node) {
                 n.exclusive = exclusive;
+            }
+        });
+    }
+
+    /// Whether `node`'s agent is connected (`false`: offline, as a demand node Jenkins has
+    /// not launched).
+    pub fn set_connected(&self, node: &str, connected: bool) {
+        self.with(|st| {
+            if let Some(n) = st.nodes.get_mut(node) {
+                n.disconnected = !connected;
             }
         });
     }

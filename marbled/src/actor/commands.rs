@@ -144,6 +144,9 @@ impl Supervisor {
                 Some(queue) if queue.idle_at(now) => queue.known_until_ms,
                 _ => 0,
             };
+            snapshot.jenkins_idle_agents = (self.jenkins_queue.as_ref())
+                .map(|queue| queue.idle_agents_at(now))
+                .unwrap_or_default();
             let effects = self.world.handle(now, Input::Demand(*snapshot));
             self.apply(effects);
         }

@@ -114,6 +114,14 @@ pub struct SchedulerSection {
     /// stop and a boot.
     #[serde(default = "default_agent_predicted_handover", with = "humantime_serde")]
     pub agent_predicted_handover: Duration,
+    /// Policy `demand`: an idle Jenkins agent that another idle agent makes redundant — the
+    /// fleet's idle agents (Jenkins' node list) sorted by name, it is the second — gives its
+    /// host up for a missing warm runner (idle-host, predicted or configured) once idle this
+    /// long, while Jenkins' queue is known to hold no buildable item ("0s": never;
+    /// `agent_idle_handover = "0s"` turns this off too). The first idle agent stays for
+    /// the next build; one spare goes at a time, so one platform frees one host.
+    #[serde(default = "default_agent_spare_handover", with = "humantime_serde")]
+    pub agent_spare_handover: Duration,
     /// Deprecated (issue 17): a turn-counted limit, replaced by `fairness_bound` counting
     /// the time a team is passed over. Accepted so old files still load; ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +168,7 @@ impl Default for SchedulerSection {
             agent_idle_handover: default_agent_idle_handover(),
             agent_warm_handover: default_agent_warm_handover(),
             agent_predicted_handover: default_agent_predicted_handover(),
+            agent_spare_handover: default_agent_spare_handover(),
             max_consecutive: None,
         }
     }
@@ -188,6 +197,12 @@ fn default_agent_warm_handover() -> Duration {
 /// (docs/benchmarks.md, "Task std8").
 fn default_agent_predicted_handover() -> Duration {
     Duration::from_secs(3600)
+}
+
+/// `agent_spare_handover`'s default: a spare agent idle a quarter of an hour (a build's
+/// next stage or a quick rebuild has come by then) goes for warmth.
+fn default_agent_spare_handover() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 /// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering

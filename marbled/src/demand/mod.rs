@@ -127,6 +127,9 @@ pub struct JenkinsDemand {
     /// Later the queue is unknown: polls that fail leave this answer in place, and a
     /// fleet's published copy of it too. 0: never known (a holder too old to say).
     pub known_until_ms: u64,
+    /// The agents online and idle when the queue was read (`/computer/api/json`), sorted
+    /// by node name; empty when none is or the node list could not be read.
+    pub idle_agents: Vec<String>,
 }
 
 impl JenkinsDemand {
@@ -162,6 +165,15 @@ impl JenkinsDemand {
             })
             .collect()
     }
+
+    /// The idle agents, while this answer still stands for Jenkins at `now_ms` (none
+    /// after: an agent listed idle then may have taken a build or gone since).
+    pub fn idle_agents_at(&self, now_ms: u64) -> Vec<String> {
+        if now_ms >= self.known_until_ms {
+            return Vec::new();
+        }
+        self.idle_agents.clone()
+    }
 }
 
 pub mod shared;
@@ -174,6 +186,7 @@ mod tests {
         JenkinsDemand {
             by_label: vec![(Some("mac-spi".into()), 1, 1_000), (None, 2, 500)],
             known_until_ms: JenkinsDemand::known_until(polled_ms, Duration::from_secs(30)),
+            idle_agents: vec!["mac-vm-03".into()],
         }
     }
 

@@ -39,6 +39,10 @@ pub struct Published {
     /// conditional reads (304s while the queue stays the same) into full ones.
     #[serde(default)]
     pub jenkins_known_until_ms: u64,
+    /// The Jenkins agents online and idle at that answer ([`JenkinsDemand::idle_agents`]);
+    /// absent from a holder older than the field: none known.
+    #[serde(default)]
+    pub jenkins_idle_agents: Vec<String>,
 }
 
 /// The fleet-wide lists of one GitHub poll.
@@ -190,6 +194,7 @@ impl Published {
                 (Some(_), Some(queue)) => queue.known_until_ms,
                 _ => 0,
             },
+            jenkins_idle_agents: jenkins.map(|d| d.idle_agents.clone()).unwrap_or_default(),
         }
     }
 
@@ -220,6 +225,7 @@ impl Published {
                 .map(|l| (l.label.clone(), l.items, l.oldest_ms))
                 .collect(),
             known_until_ms: self.jenkins_known_until_ms,
+            idle_agents: self.jenkins_idle_agents.clone(),
         });
         Feed {
             github,
@@ -261,9 +267,10 @@ impl GithubPart {
             done_runners: self.done_runners.clone(),
             done_here: Vec::new(),
             runners_here: Default::default(),
-            // The actor fills both from the Jenkins part of the feed (`jenkins` below).
+            // The actor fills these from the Jenkins part of the feed (`jenkins` below).
             jenkins_queue: Vec::new(),
             jenkins_idle_until_ms: 0,
+            jenkins_idle_agents: Vec::new(),
             taken_at_ms: polled_ms,
         }
     }
@@ -318,6 +325,7 @@ mod tests {
             runners_here: [("vm-a".to_owned(), "macphsft-b-ROOT-1".to_owned())].into(),
             jenkins_queue: Vec::new(),
             jenkins_idle_until_ms: 0,
+            jenkins_idle_agents: Vec::new(),
             taken_at_ms: 1_950,
         }
     }
@@ -327,6 +335,7 @@ mod tests {
         let jenkins = JenkinsDemand {
             by_label: vec![(Some("mac".into()), 2, 500)],
             known_until_ms: 92_000,
+            idle_agents: vec!["mac-vm-03".into(), "mac-vm-09".into()],
         };
         let published = Published::new("a", 3, Some((&snapshot(), 2_000, &[])), Some(&jenkins));
         let body = published.to_json();
@@ -360,6 +369,7 @@ mod tests {
         let empty = JenkinsDemand {
             by_label: Vec::new(),
             known_until_ms: JenkinsDemand::known_until(2_000, Duration::from_secs(30)),
+            idle_agents: Vec::new(),
         };
         let published = Published::new("a", 3, Some((&snapshot(), 2_000, &[])), Some(&empty));
         let back = Published::from_json(&published.to_json()).expect("parse");

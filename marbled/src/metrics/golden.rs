@@ -230,6 +230,7 @@ fn rich() -> String {
                 (Some("mac\"arm".into()), 0, NOW),
             ],
             known_until_ms: NOW + 60_000,
+            idle_agents: Vec::new(),
         }),
         runners: Some(rich_runners()),
         now_ms: NOW,

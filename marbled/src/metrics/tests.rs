@@ -77,6 +77,7 @@ fn families_and_job_wait() {
     s.jenkins = Some(JenkinsDemand {
         by_label: vec![(Some("macos".into()), 2, 10_000)],
         known_until_ms: 0,
+        idle_agents: Vec::new(),
     });
     s.ci_systems = vec![CiSystem {
         system: "github".into(),

@@ -186,15 +186,31 @@ impl DemandPoll {
                 return ControlFlow::Continue(());
             }
         };
+        // Which agents are idle fleet-wide (`agent_spare_handover`); a failed read leaves
+        // none known, and no agent is taken for a spare.
+        let idle_agents = match jenkins.nodes().await {
+            Ok(nodes) => crate::ci::jenkins::client::idle_agents(&nodes),
+            Err(err) => {
+                tracing::warn!(
+                    error = %crate::chain::ErrorChain(&err),
+                    "jenkins node list poll failed"
+                );
+                Vec::new()
+            }
+        };
         let demand = JenkinsDemand {
             by_label: crate::ci::jenkins::buildable_by_label(&items)
                 .into_iter()
                 .map(|(label, (n, oldest))| (label, n, oldest))
                 .collect(),
             known_until_ms: JenkinsDemand::known_until(polled_ms, self.section.interval),
+            idle_agents,
         };
         if self.last_jenkins.as_ref().map(|last| &last.by_label) != Some(&demand.by_label) {
             tracing::info!(buildable = ?demand.by_label, "jenkins queue changed");
+        }
+        if self.last_jenkins.as_ref().map(|last| &last.idle_agents) != Some(&demand.idle_agents) {
+            tracing::info!(idle = ?demand.idle_agents, "jenkins idle agents changed");
         }
         // Kept with every answer (the holder publishes it): its freshness moves on.
         self.last_jenkins = Some(demand.clone());

@@ -245,7 +245,10 @@ impl World {
         let old_for_warmth = age > 0 && warm_age > 0 && idle_for >= warm_age;
         let pred_age = self.config.agent_predicted_handover_ms;
         let old_for_predicted = age > 0 && pred_age > 0 && idle_for >= pred_age;
-        if !(old || old_for_warmth || old_for_predicted)
+        let spare_age = self.config.agent_spare_handover_ms;
+        let old_for_spare =
+            age > 0 && spare_age > 0 && idle_for >= spare_age && self.first_spare_agent(&vm.name);
+        if !(old || old_for_warmth || old_for_predicted || old_for_spare)
             || matches!(vm.busy, BusyState::Busy { .. } | BusyState::Unknown { .. })
         {
             return None;
@@ -271,12 +274,20 @@ impl World {
         // queued build may be for this node (one for any node is not tied to one host), and
         // an unread queue (no `[jenkins]` feed, no answer yet, or none for a few polls) may
         // hold one.
+        let jenkins_wants_nothing = now < self.demand.jenkins_idle_until_ms;
         let (need, key, key_age) = match self.warmth_wanted_here(now, needs, false) {
             Some(need) if old_for_warmth => (need, "agent_warm_handover", warm_age),
-            _ if old_for_predicted && now < self.demand.jenkins_idle_until_ms => (
+            _ if old_for_predicted && jenkins_wants_nothing => (
                 self.warmth_wanted_here(now, needs, true)?,
                 "agent_predicted_handover",
                 pred_age,
+            ),
+            // A spare: another idle agent stays for Jenkins' next build.
+            _ if old_for_spare && jenkins_wants_nothing => (
+                self.warmth_wanted_here(now, needs, true)
+                    .or_else(|| self.warmth_wanted_here(now, needs, false))?,
+                "agent_spare_handover (a spare: another agent is idle)",
+                spare_age,
             ),
             _ => return None,
         };
@@ -288,6 +299,21 @@ impl World {
             need.labels.join(",")
         );
         Some((why, true))
+    }
+
+    /// Whether `vm`'s Jenkins agent is the fleet's first spare: in Jenkins' list of idle
+    /// agents (every host reads the same one) sorted by node name, it comes second — the
+    /// first stays up for the next build. One spare at a time: the next is second only once
+    /// this one has left the list, on a later snapshot that also lists the runner its host
+    /// booted, so two agents never go for one missing platform.
+    fn first_spare_agent(&self, vm: &str) -> bool {
+        let node = self.config.jenkins_nodes.get(vm).map_or(vm, String::as_str);
+        let mut idle: Vec<&str> = (self.demand.jenkins_idle_agents.iter())
+            .map(String::as_str)
+            .collect();
+        idle.sort_unstable();
+        idle.dedup();
+        idle.get(1) == Some(&node)
     }
 
     /// The first idle-host warmth target (`predicted`: a configured or predicted one) the

@@ -48,6 +48,7 @@ impl SchedConfig {
             agent_idle_handover_ms: ms(s.agent_idle_handover),
             agent_warm_handover_ms: ms(s.agent_warm_handover),
             agent_predicted_handover_ms: ms(s.agent_predicted_handover),
+            agent_spare_handover_ms: ms(s.agent_spare_handover),
             spi_labels: config
                 .jenkins
                 .as_ref()

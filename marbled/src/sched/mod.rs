@@ -125,6 +125,12 @@ pub struct DemandSnapshot {
     /// time, not a flag, so a snapshot the scheduler keeps while GitHub's polls fail stops
     /// vouching for the queue too.
     pub jenkins_idle_until_ms: Millis,
+    /// Jenkins agents online and idle fleet-wide (`/computer/api/json`: a node neither
+    /// offline nor running a build), by node name; empty when none is, or when unknown (no
+    /// `[jenkins]` feed, or no answer). Every host reads the same list, so they agree on
+    /// which idle agent the fleet keeps for the next build that accepts any node (the first
+    /// by name) and which one is its first spare (`agent_spare_handover`).
+    pub jenkins_idle_agents: Vec<String>,
     /// When the poll that saw all this began, unix ms (0: unknown, its arrival stands in).
     /// Freshness is judged by it, not by the arrival: a poll begun before this host was
     /// freed (one in flight, or a fleet poller's published snapshot) predates what other
@@ -429,6 +435,11 @@ pub struct SchedConfig {
     /// ROOT VM here could be, and Jenkins' queue is known empty
     /// ([`DemandSnapshot::jenkins_idle_until_ms`]). 0 = never.
     pub agent_predicted_handover_ms: u64,
+    /// Policy `demand`: an idle Jenkins agent that is the fleet's first spare (another idle
+    /// agent sorts before it in [`DemandSnapshot::jenkins_idle_agents`]) and has seen no
+    /// build for this long gives its host up for a missing warm runner, while Jenkins' queue
+    /// is known empty. 0 = never.
+    pub agent_spare_handover_ms: u64,
     /// Jenkins labels every SPI node on this host carries (`[jenkins] labels`): a queued
     /// build for one of them (a build that accepts any node) waits for this host too.
     pub spi_labels: Vec<String>,
@@ -475,6 +486,7 @@ impl Default for SchedConfig {
             agent_idle_handover_ms: 8 * 3_600_000,
             agent_warm_handover_ms: 6 * 3_600_000,
             agent_predicted_handover_ms: 3_600_000,
+            agent_spare_handover_ms: 15 * 60_000,
             spi_labels: Vec::new(),
             jenkins_nodes: BTreeMap::new(),
         }

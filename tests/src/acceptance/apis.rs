@@ -91,6 +91,7 @@ pub async fn checks(env: &Env) {
         })
         .await;
     super::jenkins_queue::check(env).await;
+    super::jenkins_nodes::check(env).await;
     super::jenkins_any::check(env).await;
     // The local S3 server of simulator mode lives as long as both S3 checks.
     let local = if env.is_sim() {

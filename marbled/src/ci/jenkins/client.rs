@@ -139,6 +139,30 @@ impl From<RawComputer> for NodeState {
     }
 }
 
+#[derive(Deserialize)]
+struct RawComputerSet {
+    #[serde(default)]
+    computer: Vec<RawComputer>,
+}
+
+/// The daemon's reading of `GET /computer/api/json?tree=computer[…]`: every node, as
+/// [`JenkinsClient::node`] reads one.
+pub fn parse_nodes(body: &[u8]) -> Result<Vec<NodeState>, serde_json::Error> {
+    let raw: RawComputerSet = serde_json::from_slice(body)?;
+    Ok(raw.computer.into_iter().map(NodeState::from).collect())
+}
+
+/// The names of the agents online and idle (neither offline nor running a build), sorted:
+/// the fleet's idle agents every host reads alike.
+pub fn idle_agents(nodes: &[NodeState]) -> Vec<String> {
+    let mut idle: Vec<String> = (nodes.iter())
+        .filter(|n| !n.offline && n.idle && n.executors_busy == 0)
+        .map(|n| n.name.clone())
+        .collect();
+    idle.sort();
+    idle
+}
+
 /// A buildable/blocked/waiting queue item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueItem {
@@ -462,6 +486,29 @@ impl JenkinsClient {
         Ok(raw.into())
     }
 
+    /// Every node (`GET /computer/api/json?tree=computer[…]`, the fields of [`Self::node`]):
+    /// which agents are online and idle fleet-wide (the demand poll's
+    /// [`crate::demand::JenkinsDemand::idle_agents`]). The built-in node is listed too.
+    pub async fn nodes(&self) -> Result<Vec<NodeState>, JenkinsError> {
+        const OP: &str = "nodes";
+        let body = self.nodes_body().await?;
+        parse_nodes(&body).map_err(|source| JenkinsError::Decode { op: OP, source })
+    }
+
+    /// The node list's JSON as Jenkins sent it (what [`Self::nodes`] parses; the on-Mac
+    /// acceptance suite checks its fields on a real controller).
+    pub async fn nodes_body(&self) -> Result<Bytes, JenkinsError> {
+        const OP: &str = "nodes";
+        let tree = format!("computer[{NODE_TREE}]");
+        let tree = utf8_percent_encode(&tree, COMPONENT);
+        let url = format!("{}/computer/api/json?tree={tree}", self.base);
+        let resp = self.send(OP, Method::GET, &url, &[]).await?;
+        if resp.status != StatusCode::OK {
+            return Err(self.status_error(OP, None, &resp));
+        }
+        Ok(resp.body)
+    }
+
     /// Buildable, blocked and waiting items of the queue (`GET /queue/api/json`).
     pub async fn queue(&self) -> Result<Vec<QueueItem>, JenkinsError> {
         let body = self.queue_body().await?;
@@ -603,6 +650,30 @@ mod tests {
         assert_eq!(busy_signal(&Ok(busy)), JenkinsBusy::Busy);
         let err = Err(JenkinsError::NoSuchNode { node: "x".into() });
         assert_eq!(busy_signal(&err), JenkinsBusy::Unknown);
+    }
+
+    #[test]
+    fn the_node_list_gives_the_idle_online_agents_sorted() {
+        // The shape of ci-apis.md §5.2's fixture, as `tree=computer[…]` returns it.
+        let body = br#"{"_class": "hudson.model.ComputerSet", "busyExecutors": 1, "totalExecutors": 4,
+          "computer": [
+            {"_class": "hudson.slaves.SlaveComputer", "displayName": "mac-vm-09", "idle": true,
+             "offline": false, "temporarilyOffline": false, "numExecutors": 1,
+             "executors": [{"idle": true, "currentExecutable": null}]},
+            {"_class": "hudson.slaves.SlaveComputer", "displayName": "mac-vm-07", "idle": false,
+             "offline": false, "numExecutors": 1,
+             "executors": [{"idle": false, "currentExecutable": {"url": "https://j/job/x/17/"}}]},
+            {"_class": "hudson.slaves.SlaveComputer", "displayName": "mac-vm-08", "idle": true,
+             "offline": true, "temporarilyOffline": false, "numExecutors": 1,
+             "offlineCauseReason": "Offline because computer was idle; it will be relaunched when needed.",
+             "executors": [{"idle": true, "currentExecutable": null}]},
+            {"_class": "hudson.slaves.SlaveComputer", "displayName": "mac-vm-03", "idle": true,
+             "offline": false, "numExecutors": 1, "executors": [{"idle": true}]}]}"#;
+        let nodes = parse_nodes(body).unwrap();
+        assert_eq!(nodes.len(), 4);
+        assert_eq!(idle_agents(&nodes), ["mac-vm-03", "mac-vm-09"]);
+        assert!(parse_nodes(b"{\"computer\": 3}").is_err());
+        assert_eq!(parse_nodes(b"{}").unwrap(), []);
     }
 
     #[test]

@@ -601,3 +601,57 @@ fn agent_idle_handover_off_keeps_the_agent_for_a_warm_runner_too() {
     host.advance(5 * 3_600_000);
     assert_eq!(host.running(), vec![S1.to_owned()], "\"0s\" means never");
 }
+
+/// [`agent_where_a_warm_mac15_is_wanted`] (Jenkins' queue known empty) with
+/// `agent_spare_handover` 15 min, and Jenkins' node list showing `idle_agents` idle.
+fn agent_among_idle_agents(idle_agents: &[&str]) -> Host {
+    let mut host = agent_where_a_warm_mac15_is_wanted(Millis::MAX);
+    host.world.config.agent_spare_handover_ms = 15 * 60_000;
+    let mut snapshot = host.world.demand.clone();
+    snapshot.jenkins_idle_agents = idle_agents.iter().map(|a| (*a).to_owned()).collect();
+    snapshot.taken_at_ms = host.now;
+    host.feed(Input::Demand(snapshot));
+    host
+}
+
+#[test]
+fn an_idle_agent_another_idle_agent_makes_a_spare_frees_its_host_within_agent_spare_handover() {
+    // Another host's agent ("a-…" sorts first) stays up for Jenkins' next build; this one,
+    // the first spare, goes for the missing warm mac15 after 15 min — not after the hour of
+    // `agent_predicted_handover`.
+    let mut host = agent_among_idle_agents(&["a-SPI-VM-1", S1, "z-SPI-VM-1"]);
+    assert_agent_goes_between(&mut host, 10 * 60_000, 10 * 60_000, "agent_spare_handover");
+    assert_freed_host_boots_mac15(&mut host, Vec::new(), Vec::new());
+}
+
+#[test]
+fn the_first_idle_agent_stays_and_a_later_spare_waits_its_turn() {
+    // First by name: the agent the fleet keeps for the next build.
+    let mut first = agent_among_idle_agents(&[S1, "z-SPI-VM-1"]);
+    first.advance(50 * 60_000);
+    assert_eq!(
+        first.running(),
+        vec![S1.to_owned()],
+        "the fleet's idle agent stays"
+    );
+    // Third: the second one goes first (its host's runner then fills the platform), so two
+    // agents never go for one missing runner.
+    let mut third = agent_among_idle_agents(&["a-SPI-VM-1", "b-SPI-VM-1", S1]);
+    third.advance(50 * 60_000);
+    assert_eq!(third.running(), vec![S1.to_owned()], "not the first spare");
+    // Alone (or the list unknown): no spare; only `agent_predicted_handover`'s hour applies.
+    let mut alone = agent_among_idle_agents(&[S1]);
+    alone.advance(50 * 60_000);
+    assert_eq!(alone.running(), vec![S1.to_owned()]);
+}
+
+#[test]
+fn a_spare_agent_stays_while_jenkins_queue_holds_a_build() {
+    let mut host = agent_among_idle_agents(&["a-SPI-VM-1", S1]);
+    let mut snapshot = host.world.demand.clone();
+    snapshot.jenkins_idle_until_ms = 0;
+    snapshot.taken_at_ms = host.now;
+    host.feed(Input::Demand(snapshot));
+    host.advance(50 * 60_000);
+    assert_eq!(host.running(), vec![S1.to_owned()]);
+}

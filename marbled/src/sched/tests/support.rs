@@ -65,6 +65,7 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         agent_idle_handover_ms: 0,
         agent_warm_handover_ms: 0,
         agent_predicted_handover_ms: 0,
+        agent_spare_handover_ms: 0,
         spi_labels: Vec::new(),
         jenkins_nodes: std::collections::BTreeMap::new(),
     }
