@@ -542,3 +542,36 @@ fn a_jenkins_queue_answer_stands_a_few_polls_once_jenkins_stops_answering() {
     jenkins.set_down(false);
     wait_metrics(&daemon, &["marble_jenkins_queue_known 1\n"]);
 }
+
+#[test]
+fn the_daemon_reads_the_fleets_idle_jenkins_agents_from_the_node_list() {
+    // `agent_spare_handover` needs the fleet's idle agents, which no host sees for itself:
+    // the daemon reads them from Jenkins' node list with every queue poll, through the
+    // production client, and shows the count in `marble_jenkins_idle_agents`.
+    let (rt, gh) = fake_github();
+    let jenkins = rt.block_on(marble_tests::fake_jenkins::FakeJenkins::start(&[
+        "macphsft01-SPI-VM-1",
+        "macphsft02-SPI-VM-1",
+        "macphsft03-SPI-VM-1",
+    ]));
+    jenkins.set_build(
+        "macphsft02-SPI-VM-1",
+        Some("https://jenkins.example/job/x/1/"),
+    );
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
+        env.use_jenkins_mac_spi(&jenkins.url);
+    });
+    wait_metrics(&daemon, &["marble_jenkins_idle_agents 2\n"]);
+    // A demand node whose agent Jenkins took offline is not idle.
+    jenkins.set_connected("macphsft03-SPI-VM-1", false);
+    wait_metrics(&daemon, &["marble_jenkins_idle_agents 1\n"]);
+    let lists: Vec<_> = (jenkins.requests().into_iter())
+        .filter(|r| r.path.starts_with("/computer/api/json?tree=computer"))
+        .collect();
+    assert!(!lists.is_empty(), "no node-list request");
+    assert!(lists.iter().all(|r| r.method == "GET" && r.authorized));
+    assert!(
+        !daemon.log_text().contains("11jenkinsapitoken"),
+        "the Jenkins token in the daemon log"
+    );
+}

@@ -624,5 +624,14 @@ fn jenkins(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
          intervals from its poll), 0 once Jenkins has not answered for longer.",
         flag(s.now_ms < queue.known_until_ms),
     )?;
+    // The fleet's idle agents as the last answer listed them: with two or more, the
+    // second by name is a spare (`agent_spare_handover`).
+    gauge(
+        enc,
+        "marble_jenkins_idle_agents",
+        "Jenkins agents online and idle fleet-wide at the last node-list answer (the second \
+         by name is a spare that may give its host up for a warm runner).",
+        f(u64::try_from(queue.idle_agents.len()).unwrap_or(u64::MAX)),
+    )?;
     Ok(())
 }

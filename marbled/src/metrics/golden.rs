@@ -230,7 +230,7 @@ fn rich() -> String {
                 (Some("mac\"arm".into()), 0, NOW),
             ],
             known_until_ms: NOW + 60_000,
-            idle_agents: Vec::new(),
+            idle_agents: vec!["macphsft02-SPI-VM-1".into(), "macphsft05-SPI-VM-1".into()],
         }),
         runners: Some(rich_runners()),
         now_ms: NOW,
