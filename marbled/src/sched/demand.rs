@@ -26,7 +26,8 @@
 //!   for `agent_warm_handover` when an idle-warm platform it could keep is missing in the
 //!   fleet and nothing is unmet (the freed host then boots that warm runner at once), or for
 //!   `agent_predicted_handover` when a predicted platform is missing likewise and no Jenkins
-//!   build is queued.
+//!   build is queued, or — a spare, second by name among the fleet's idle agents in Jenkins'
+//!   node list — for `agent_spare_handover` when any warm platform is missing likewise.
 //! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
 //!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
@@ -227,6 +228,10 @@ impl World {
     /// on the standard trace a working hour's first push took the predicted runners, the
     /// hosts were busy, and the next push of that hour booted cold on an agent's host idle
     /// 1–4 h (marble-sim, +1d 18h 54m; `tests/policy_standard_gap.rs`).
+    /// Idle for `agent_spare_handover` (15 min) it gives way likewise, for any missing warm
+    /// runner, when it is the fleet's first spare ([`Self::first_spare_agent`]): the SPI
+    /// builds of the standard shape accept any node, one idle agent serves the next at once,
+    /// and the others held their hosts for an hour while a push's second run booted cold.
     /// `agent_idle_handover = "0s"` turns every hand-over off: an operator who switched
     /// the age off keeps every idle agent.
     ///
@@ -282,18 +287,23 @@ impl World {
                 "agent_predicted_handover",
                 pred_age,
             ),
-            // A spare: another idle agent stays for Jenkins' next build.
+            // A spare: another idle agent stays up for Jenkins' next build.
             _ if old_for_spare && jenkins_wants_nothing => (
                 self.warmth_wanted_here(now, needs, true)
                     .or_else(|| self.warmth_wanted_here(now, needs, false))?,
-                "agent_spare_handover (a spare: another agent is idle)",
+                "agent_spare_handover",
                 spare_age,
             ),
             _ => return None,
         };
+        let spare = if key == "agent_spare_handover" {
+            "; a spare: another agent is idle in Jenkins' node list"
+        } else {
+            ""
+        };
         let why = format!(
-            "idle since {} (no build seen for {key} {}) and no idle runner in the fleet for \
-             runs-on {}: the host goes to ROOT for warmth",
+            "idle since {} (no build seen for {key} {}{spare}) and no idle runner in the fleet \
+             for runs-on {}: the host goes to ROOT for warmth",
             format_ms(since),
             age_text(key_age),
             need.labels.join(",")
