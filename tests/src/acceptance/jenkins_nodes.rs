@@ -13,9 +13,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use marbled::ci::jenkins::JenkinsClient;
 use marbled::ci::jenkins::client::{idle_agents, parse_nodes};
-use marbled::ci::secret::{Secret, read_secret_file};
 use serde_json::{Value, json};
 
 use super::record::{Obs, Verdict};
@@ -103,11 +101,10 @@ pub async fn check(env: &Env) {
 }
 
 async fn nodes(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
-    let fake;
-    let client = if env.is_sim() {
+    let fake = if env.is_sim() {
         // The fake controller with the three states a real one shows: an idle agent, one
         // running a build, and a demand node whose agent is not connected.
-        fake = crate::fake_jenkins::FakeJenkins::start(&[
+        let fake = crate::fake_jenkins::FakeJenkins::start(&[
             "macphsft01-SPI-VM-1",
             "macphsft02-SPI-VM-1",
             "macphsft03-SPI-VM-1",
@@ -118,20 +115,13 @@ async fn nodes(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
             Some("https://jenkins.example/job/x/17/"),
         );
         fake.set_connected("macphsft03-SPI-VM-1", false);
-        JenkinsClient::new(
-            &fake.url,
-            "acceptance",
-            &Secret::new("acceptance-token"),
-            Duration::from_secs(20),
-        )
+        Some(fake)
     } else {
-        let Some(c) = &env.settings.jenkins else {
-            return Ok(Verdict::Skip(
-                "no Jenkins credentials (--jenkins-url, --jenkins-user, --jenkins-token-file, --jenkins-node)".into(),
-            ));
-        };
-        let token = read_secret_file(&c.token_file).context("the Jenkins token file")?;
-        JenkinsClient::new(&c.url, &c.user, &token, Duration::from_secs(20))
+        None
+    };
+    let client = match super::jenkins_queue::read_only_client(env, fake.as_ref())? {
+        Ok(client) => client,
+        Err(skip) => return Ok(skip),
     };
     let body = client
         .nodes_body()

@@ -116,12 +116,39 @@ pub async fn check(env: &Env) {
         .await;
 }
 
+/// The client a read-only Jenkins check uses: the fake controller's (`fake`, simulator mode)
+/// or the one `--jenkins-*` names; `Err` is the check's skip when no credentials were given.
+pub(super) fn read_only_client(
+    env: &Env,
+    fake: Option<&crate::fake_jenkins::FakeJenkins>,
+) -> anyhow::Result<Result<JenkinsClient, Verdict>> {
+    if let Some(fake) = fake {
+        return Ok(Ok(JenkinsClient::new(
+            &fake.url,
+            "acceptance",
+            &Secret::new("acceptance-token"),
+            Duration::from_secs(20),
+        )));
+    }
+    let Some(c) = &env.settings.jenkins else {
+        return Ok(Err(Verdict::Skip(
+            "no Jenkins credentials (--jenkins-url, --jenkins-user, --jenkins-token-file, --jenkins-node)".into(),
+        )));
+    };
+    let token = read_secret_file(&c.token_file).context("the Jenkins token file")?;
+    Ok(Ok(JenkinsClient::new(
+        &c.url,
+        &c.user,
+        &token,
+        Duration::from_secs(20),
+    )))
+}
+
 async fn queue(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
-    let fake;
-    let client = if env.is_sim() {
+    let fake = if env.is_sim() {
         // The fake controller with two waiting builds of the shapes a real one sends: one
         // for a label, one for any node.
-        fake = crate::fake_jenkins::FakeJenkins::start(&["marble-acceptance-node"]).await;
+        let fake = crate::fake_jenkins::FakeJenkins::start(&["marble-acceptance-node"]).await;
         let since = marbled::clock::now_ms().saturating_sub(60_000);
         fake.queue_buildable(
             101,
@@ -130,20 +157,13 @@ async fn queue(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
             since,
         );
         fake.queue_buildable(102, "root-any-node", ANY_NODE_WHY, since + 1_000);
-        JenkinsClient::new(
-            &fake.url,
-            "acceptance",
-            &Secret::new("acceptance-token"),
-            Duration::from_secs(20),
-        )
+        Some(fake)
     } else {
-        let Some(c) = &env.settings.jenkins else {
-            return Ok(Verdict::Skip(
-                "no Jenkins credentials (--jenkins-url, --jenkins-user, --jenkins-token-file, --jenkins-node)".into(),
-            ));
-        };
-        let token = read_secret_file(&c.token_file).context("the Jenkins token file")?;
-        JenkinsClient::new(&c.url, &c.user, &token, Duration::from_secs(20))
+        None
+    };
+    let client = match read_only_client(env, fake.as_ref())? {
+        Ok(client) => client,
+        Err(skip) => return Ok(skip),
     };
     let body = client.queue_body().await.context("GET /queue/api/json")?;
     let view = inspect(&body);
