@@ -111,6 +111,9 @@ pub fn spawn(
         let sources = Sources {
             github: crate::ci::github::GithubDemand::for_config(config, runners),
             jenkins: crate::ci::jenkins::JenkinsClient::for_demand(config),
+            spi_labels: (config.jenkins.as_ref())
+                .map(|j| j.labels.clone())
+                .unwrap_or_default(),
         };
         if sources.github.is_some() || sources.jenkins.is_some() {
             tracing::info!(

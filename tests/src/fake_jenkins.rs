@@ -29,6 +29,8 @@ struct Node {
     exclusive: bool,
     /// No agent connected (a demand node Jenkins has not launched, or took offline idle).
     disconnected: bool,
+    /// Configured labels besides its own name (`macos` unless set).
+    labels: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -102,7 +104,10 @@ fn computer_json(name: &str, node: &Node) -> serde_json::Value {
         "temporarilyOffline": node.temporarily_offline,
         "numExecutors": 1,
         "offlineCauseReason": cause,
-        "assignedLabels": [{"name": name}, {"name": "macos"}],
+        "assignedLabels": std::iter::once(name)
+            .chain(node.labels.as_ref().map_or(vec!["macos"], |l| l.iter().map(String::as_str).collect()))
+            .map(|l| json!({"name": l}))
+            .collect::<Vec<_>>(),
         "executors": [{
             "idle": !busy,
             "currentExecutable": node.build.as_ref().map(|u| json!({"url": u}))
@@ -168,8 +173,14 @@ impl FakeJenkins {
                 );
             }
             if req.method() == http::Method::GET && path == "/computer/api/json" {
-                let computers: Vec<serde_json::Value> = (st.nodes.iter())
-                    .map(|(name, node)| computer_json(name, node))
+                // A real controller lists its built-in node first (online, idle, no
+                // executors, label `built-in`), and it is no SPI agent.
+                let built_in = json!({"_class": "hudson.model.Hudson$MasterComputer",
+                    "displayName": "Built-In Node", "offline": false, "idle": true,
+                    "temporarilyOffline": false, "numExecutors": 0, "offlineCauseReason": "",
+                    "assignedLabels": [{"name": "built-in"}], "executors": []});
+                let computers: Vec<serde_json::Value> = std::iter::once(built_in)
+                    .chain(st.nodes.iter().map(|(name, node)| computer_json(name, node)))
                     .collect();
                 return Reply::json(
                     StatusCode::OK,
@@ -242,6 +253,15 @@ impl FakeJenkins {
         self.with(|st| {
             if let Some(n) = st.nodes.get_mut(node) {
                 n.exclusive = exclusive;
+            }
+        });
+    }
+
+    /// `node`'s configured labels (besides its own name; `macos` until set).
+    pub fn set_labels(&self, node: &str, labels: &[&str]) {
+        self.with(|st| {
+            if let Some(n) = st.nodes.get_mut(node) {
+                n.labels = Some(labels.iter().map(|l| (*l).to_owned()).collect());
             }
         });
     }

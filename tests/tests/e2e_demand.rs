@@ -553,7 +553,19 @@ fn the_daemon_reads_the_fleets_idle_jenkins_agents_from_the_node_list() {
         "macphsft01-SPI-VM-1",
         "macphsft02-SPI-VM-1",
         "macphsft03-SPI-VM-1",
+        "linux-01",
     ]));
+    for node in [
+        "macphsft01-SPI-VM-1",
+        "macphsft02-SPI-VM-1",
+        "macphsft03-SPI-VM-1",
+    ] {
+        jenkins.set_labels(node, &["mac-spi"]);
+    }
+    // Another team's idle agent and the built-in node (listed first, as a real controller
+    // lists it) are no SPI agents: only nodes carrying `[jenkins] labels` count. (Counted,
+    // the built-in node sorted first and made the only idle SPI agent a spare.)
+    jenkins.set_labels("linux-01", &["linux"]);
     jenkins.set_build(
         "macphsft02-SPI-VM-1",
         Some("https://jenkins.example/job/x/1/"),

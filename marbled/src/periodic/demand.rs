@@ -35,6 +35,8 @@ pub struct Sources {
     pub github: Option<GithubDemand>,
     /// The build queue.
     pub jenkins: Option<Arc<JenkinsClient>>,
+    /// `[jenkins] labels`: the node list's idle agents count only with one of them.
+    pub spi_labels: Vec<String>,
 }
 
 /// The poller's state between rounds.
@@ -172,7 +174,11 @@ impl DemandPoll {
     }
 
     /// Poll the Jenkins queue and send the actor what it found.
-    async fn poll_jenkins(&mut self, jenkins: &JenkinsClient) -> ControlFlow<()> {
+    async fn poll_jenkins(
+        &mut self,
+        jenkins: &JenkinsClient,
+        spi_labels: &[String],
+    ) -> ControlFlow<()> {
         // Taken when the poll begins, as GitHub's: the answer is at least this old.
         let polled_ms = now_ms();
         let items = match jenkins.queue().await {
@@ -189,7 +195,7 @@ impl DemandPoll {
         // Which agents are idle fleet-wide (`agent_spare_handover`); a failed read leaves
         // none known, and no agent is taken for a spare.
         let idle_agents = match jenkins.nodes().await {
-            Ok(nodes) => crate::ci::jenkins::client::idle_agents(&nodes),
+            Ok(nodes) => crate::ci::jenkins::client::idle_agents(&nodes, Some(spi_labels)),
             Err(err) => {
                 tracing::warn!(
                     error = %crate::chain::ErrorChain(&err),
@@ -276,7 +282,7 @@ impl DemandPoll {
         // Jenkins first: the actor hands the scheduler the queue last polled with each
         // GitHub snapshot (fair share's Jenkins ages), so this round's is the one it gets.
         if let Some(jenkins) = &sources.jenkins {
-            flow = self.poll_jenkins(jenkins).await;
+            flow = self.poll_jenkins(jenkins, &sources.spi_labels).await;
         }
         if flow.is_continue()
             && let Some(gh) = &sources.github

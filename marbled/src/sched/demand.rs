@@ -280,12 +280,13 @@ impl World {
         // an unread queue (no `[jenkins]` feed, no answer yet, or none for a few polls) may
         // hold one.
         let jenkins_wants_nothing = now < self.demand.jenkins_idle_until_ms;
-        let (need, key, key_age) = match self.warmth_wanted_here(now, needs, false) {
-            Some(need) if old_for_warmth => (need, "agent_warm_handover", warm_age),
+        let (need, key, key_age, spare) = match self.warmth_wanted_here(now, needs, false) {
+            Some(need) if old_for_warmth => (need, "agent_warm_handover", warm_age, ""),
             _ if old_for_predicted && jenkins_wants_nothing => (
                 self.warmth_wanted_here(now, needs, true)?,
                 "agent_predicted_handover",
                 pred_age,
+                "",
             ),
             // A spare: another idle agent stays up for Jenkins' next build.
             _ if old_for_spare && jenkins_wants_nothing => (
@@ -293,13 +294,9 @@ impl World {
                     .or_else(|| self.warmth_wanted_here(now, needs, false))?,
                 "agent_spare_handover",
                 spare_age,
+                "; a spare: another agent is idle in Jenkins' node list",
             ),
             _ => return None,
-        };
-        let spare = if key == "agent_spare_handover" {
-            "; a spare: another agent is idle in Jenkins' node list"
-        } else {
-            ""
         };
         let why = format!(
             "idle since {} (no build seen for {key} {}{spare}) and no idle runner in the fleet \

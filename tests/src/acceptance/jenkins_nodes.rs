@@ -86,7 +86,7 @@ pub fn inspect(body: &[u8]) -> NodesView {
         view.problems
             .push("no node listed (Jenkins lists its built-in node at least)".to_owned());
     }
-    view.idle = idle_agents(&parsed);
+    view.idle = idle_agents(&parsed, None);
     view
 }
 
@@ -145,7 +145,7 @@ pub fn verdict(view: &NodesView) -> Verdict {
         ));
     }
     Verdict::Pass(format!(
-        "{} node(s) with displayName, offline, idle and executors, read alike by the daemon; idle agents: {}",
+        "{} node(s) with displayName, offline, idle and executors, read alike by the daemon; idle nodes: {}",
         view.nodes,
         if view.idle.is_empty() {
             "none".to_owned()
@@ -181,7 +181,7 @@ mod tests {
         assert_eq!(v.problems, Vec::<String>::new());
         assert_eq!(v.idle, ["Built-In Node", "mac-b"]);
         assert!(
-            matches!(verdict(&v), Verdict::Pass(t) if t.contains("idle agents: Built-In Node, mac-b"))
+            matches!(verdict(&v), Verdict::Pass(t) if t.contains("idle nodes: Built-In Node, mac-b"))
         );
     }
 

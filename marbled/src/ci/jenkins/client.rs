@@ -153,10 +153,15 @@ pub fn parse_nodes(body: &[u8]) -> Result<Vec<NodeState>, serde_json::Error> {
 }
 
 /// The names of the agents online and idle (neither offline nor running a build), sorted:
-/// the fleet's idle agents every host reads alike.
-pub fn idle_agents(nodes: &[NodeState]) -> Vec<String> {
+/// the fleet's idle agents every host reads alike. With `spi_labels` (`[jenkins] labels`),
+/// only nodes carrying one of them — the nodes a build for any SPI node can run on: a real
+/// controller also lists its built-in node and every other team's agents, and one of those
+/// sorting first made the only idle SPI agent look like a spare. `None` (the on-Mac
+/// check's report) lists every idle node.
+pub fn idle_agents(nodes: &[NodeState], spi_labels: Option<&[String]>) -> Vec<String> {
     let mut idle: Vec<String> = (nodes.iter())
         .filter(|n| !n.offline && n.idle && n.executors_busy == 0)
+        .filter(|n| spi_labels.is_none_or(|want| n.labels.iter().any(|l| want.contains(l))))
         .map(|n| n.name.clone())
         .collect();
     idle.sort();
@@ -657,7 +662,11 @@ mod tests {
         // The shape of ci-apis.md §5.2's fixture, as `tree=computer[…]` returns it.
         let body = br#"{"_class": "hudson.model.ComputerSet", "busyExecutors": 1, "totalExecutors": 4,
           "computer": [
+            {"_class": "hudson.model.Hudson$MasterComputer", "displayName": "Built-In Node",
+             "idle": true, "offline": false, "numExecutors": 0, "executors": [],
+             "assignedLabels": [{"name": "built-in"}]},
             {"_class": "hudson.slaves.SlaveComputer", "displayName": "mac-vm-09", "idle": true,
+             "assignedLabels": [{"name": "mac-vm-09"}, {"name": "macos"}],
              "offline": false, "temporarilyOffline": false, "numExecutors": 1,
              "executors": [{"idle": true, "currentExecutable": null}]},
             {"_class": "hudson.slaves.SlaveComputer", "displayName": "mac-vm-07", "idle": false,
@@ -668,10 +677,21 @@ mod tests {
              "offlineCauseReason": "Offline because computer was idle; it will be relaunched when needed.",
              "executors": [{"idle": true, "currentExecutable": null}]},
             {"_class": "hudson.slaves.SlaveComputer", "displayName": "mac-vm-03", "idle": true,
+             "assignedLabels": [{"name": "mac-vm-03"}, {"name": "macos"}],
              "offline": false, "numExecutors": 1, "executors": [{"idle": true}]}]}"#;
         let nodes = parse_nodes(body).unwrap();
-        assert_eq!(nodes.len(), 4);
-        assert_eq!(idle_agents(&nodes), ["mac-vm-03", "mac-vm-09"]);
+        assert_eq!(nodes.len(), 5);
+        assert_eq!(
+            idle_agents(&nodes, None),
+            ["Built-In Node", "mac-vm-03", "mac-vm-09"]
+        );
+        // Only the SPI nodes (`[jenkins] labels`): not the built-in node, which sorts first.
+        let spi = ["macos".to_owned()];
+        assert_eq!(
+            idle_agents(&nodes, Some(&spi[..])),
+            ["mac-vm-03", "mac-vm-09"]
+        );
+        assert_eq!(idle_agents(&nodes, Some(&[][..])), Vec::<String>::new());
         assert!(parse_nodes(b"{\"computer\": 3}").is_err());
         assert_eq!(parse_nodes(b"{}").unwrap(), []);
     }
