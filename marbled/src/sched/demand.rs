@@ -42,6 +42,7 @@
 
 use marble_proto::{BusyState, PowerState, Team};
 
+use super::agents::{AGENT_TURN_MS, AgentHandover};
 use super::stagger::other_arch;
 use super::vm::{Starter, StopWhy, VmState};
 use super::warm::{IDLE_WARM_AFTER_MS, WarmNeed, wanted_warm};
@@ -171,7 +172,12 @@ impl World {
         // nobody can serve is not unmet, nor one only another host can serve).
         let root_waits_here = !unmet.is_empty();
         let running = self.settled_running(now);
-        for name in running {
+        // Agents that waited for another's turn and no longer do (they go, their reason
+        // went, or a ROOT job takes the host): a later wait starts afresh. One busy with an
+        // operation (a probe) is not looked at on this pass and keeps its wait.
+        let mut turn_over: Vec<String> = Vec::new();
+        for name in &running {
+            let name = name.clone();
             if self.try_rearm(now, &name, unmet, fx) || self.rearm_pending(&name, unmet) {
                 continue;
             }
@@ -185,13 +191,32 @@ impl World {
                             .map(|(_, why)| why.clone())
                     })
             } else if root_waits_here {
+                turn_over.push(name.clone());
                 Some("an unmet ROOT job could run on this host".to_owned())
             } else {
-                let release = self.idle_agent_gives_way(now, vm, needs);
-                if let Some((_, for_warmth)) = &release {
-                    self.freed_for_warmth = *for_warmth;
+                match self.idle_agent_gives_way(now, vm, needs) {
+                    AgentHandover::Keep => {
+                        turn_over.push(name.clone());
+                        None
+                    }
+                    AgentHandover::AfterTurn { ahead } => {
+                        self.agent_turn_waits.entry(name.clone()).or_insert(now);
+                        let text = format!(
+                            "demand: keeping the agent for now: {ahead}, idle as long in \
+                             Jenkins' node list, gives its host up first (at most {} here)",
+                            humantime::format_duration(std::time::Duration::from_millis(
+                                AGENT_TURN_MS
+                            ))
+                        );
+                        self.decide(now, Some(&name), text, fx);
+                        None
+                    }
+                    AgentHandover::Go { why, for_warmth } => {
+                        turn_over.push(name.clone());
+                        self.freed_for_warmth = for_warmth;
+                        Some(why)
+                    }
                 }
-                release.map(|(reason, _)| reason)
             };
             if let Some(reason) = reason {
                 self.decide(
@@ -203,6 +228,13 @@ impl World {
                 self.plan_stop(now, &name, StopWhy::Demand, fx);
             }
         }
+        let vms = &self.vms;
+        self.agent_turn_waits.retain(|name, _| {
+            !turn_over.contains(name)
+                && vms
+                    .get(name)
+                    .is_some_and(|vm| vm.power == PowerState::Running && vm.stop.is_none())
+        });
     }
 
     /// Another team's VM (a Jenkins agent) whose probes have seen no build for
@@ -235,13 +267,20 @@ impl World {
     /// `agent_idle_handover = "0s"` turns every hand-over off: an operator who switched
     /// the age off keeps every idle agent.
     ///
-    /// Returns why, and whether it is for warmth.
-    fn idle_agent_gives_way(
+    /// Several agents idle for `agent_warm_handover` or `agent_predicted_handover` take
+    /// turns for one missing platform ([`Self::agent_ahead`]): one that another agent's turn
+    /// comes before waits for it, at most [`AGENT_TURN_MS`].
+    fn idle_agent_gives_way(&self, now: Millis, vm: &VmState, needs: &[WarmNeed]) -> AgentHandover {
+        self.agent_handover(now, vm, needs)
+            .unwrap_or(AgentHandover::Keep)
+    }
+
+    fn agent_handover(
         &self,
         now: Millis,
         vm: &VmState,
         needs: &[WarmNeed],
-    ) -> Option<(String, bool)> {
+    ) -> Option<AgentHandover> {
         let age = self.config.agent_idle_handover_ms;
         let warm_age = self.config.agent_warm_handover_ms;
         let since = vm.idle_since()?;
@@ -271,7 +310,10 @@ impl World {
                 format_ms(since),
                 age_text(age)
             );
-            return Some((why, false));
+            return Some(AgentHandover::Go {
+                why,
+                for_warmth: false,
+            });
         }
         // An idle-warm platform first (the morning case), else a predicted one: a push of
         // the last `warm_window` took its runner and the next push of the hour would wait
@@ -305,22 +347,19 @@ impl World {
             age_text(key_age),
             need.labels.join(",")
         );
-        Some((why, true))
-    }
-
-    /// Whether `vm`'s Jenkins agent is the fleet's first spare: in Jenkins' list of idle
-    /// agents (every host reads the same one) sorted by node name, it comes second — the
-    /// first stays up for the next build. One spare at a time: the next is second only once
-    /// this one has left the list, on a later snapshot that also lists the runner its host
-    /// booted, so two agents never go for one missing platform.
-    fn first_spare_agent(&self, vm: &str) -> bool {
-        let node = self.config.jenkins_nodes.get(vm).map_or(vm, String::as_str);
-        let mut idle: Vec<&str> = (self.demand.jenkins_idle_agents.iter())
-            .map(String::as_str)
-            .collect();
-        idle.sort_unstable();
-        idle.dedup();
-        idle.get(1) == Some(&node)
+        // The spare rule ranks by itself (one spare at a time); the older hand-overs fire for
+        // every agent old enough, so they take turns.
+        if spare.is_empty() && self.agent_waits_its_turn(now, &vm.name) {
+            if let Some(ahead) = self.agent_ahead(now, &vm.name, key_age) {
+                return Some(AgentHandover::AfterTurn {
+                    ahead: ahead.to_owned(),
+                });
+            }
+        }
+        Some(AgentHandover::Go {
+            why,
+            for_warmth: true,
+        })
     }
 
     /// The first idle-host warmth target (`predicted`: a configured or predicted one) the

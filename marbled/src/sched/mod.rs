@@ -493,6 +493,7 @@ impl Default for SchedConfig {
     }
 }
 
+mod agents;
 mod commands;
 mod cycle;
 mod demand;

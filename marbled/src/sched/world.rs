@@ -121,6 +121,13 @@ pub struct World {
     /// the time of the first snapshot that lacked them: a runner another host stopped to swap leaves
     /// the list before this host may have ranked against it (`swap`).
     pub(super) left_recently: Vec<(FleetRunner, Millis)>,
+    /// Jenkins agents listed idle in the node list (and those that left it lately), by node
+    /// name: since when without a break (`agents`; not persisted: after a restart every agent
+    /// counts as listed from then on).
+    pub(super) agents_idle_seen: BTreeMap<String, super::agents::IdleSeen>,
+    /// This host's agents waiting for another agent's turn to give its host up, by VM name,
+    /// since when (`agents`; not persisted).
+    pub(super) agent_turn_waits: BTreeMap<String, Millis>,
     /// Jobs whose wait is already in `counters.root_job_waits` (newest last, bounded): a job
     /// runs for many polls and is counted once.
     pub(super) waits_counted: VecDeque<u64>,
@@ -170,6 +177,8 @@ impl World {
             yield_ranks: BTreeMap::new(),
             swap_ranks: BTreeMap::new(),
             left_recently: Vec::new(),
+            agents_idle_seen: BTreeMap::new(),
+            agent_turn_waits: BTreeMap::new(),
             streak: None,
             spi_waiters: BTreeMap::new(),
             counters: Counters::default(),
@@ -222,6 +231,7 @@ impl World {
                 self.demand_arrived_at = now;
                 let before = std::mem::replace(&mut self.demand, snapshot).free_runners;
                 self.note_runners_left(before);
+                self.note_idle_agents(self.demand_at);
                 self.prune_yield_ranks();
             }
         }
@@ -267,6 +277,9 @@ impl World {
         }
         for lease in self.leases.values() {
             times.push(lease.until_ms);
+        }
+        for since in self.agent_turn_waits.values() {
+            times.push(since.saturating_add(super::agents::AGENT_TURN_MS));
         }
         for q in self.quarantine.values() {
             times.push(q.until_ms);
