@@ -119,6 +119,7 @@ impl World {
             .filter(|(other, seen)| {
                 other.as_str() > node
                     && seen.since.saturating_add(age) <= now.saturating_add(AGENT_TURN_MS)
+                    && (seen.left_at).is_none_or(|left| now < left.saturating_add(AGENT_LEFT_MS))
             })
             .map(|(other, _)| other.as_str())
             .next_back()

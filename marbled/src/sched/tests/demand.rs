@@ -655,3 +655,82 @@ fn a_spare_agent_stays_while_jenkins_queue_holds_a_build() {
     host.advance(50 * 60_000);
     assert_eq!(host.running(), vec![S1.to_owned()]);
 }
+
+/// [`agent_where_mac15_is_missing`] (`agent_warm_handover` 1 h) with Jenkins' node list
+/// showing `idle_agents` idle from the end of S1's build on.
+fn agent_with_idle_agents_where_mac15_is_missing(idle_agents: &[&str]) -> Host {
+    let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
+    let mut snapshot = mac14_elsewhere(&host, Vec::new(), Vec::new());
+    snapshot.jenkins_idle_agents = idle_agents.iter().map(|a| (*a).to_owned()).collect();
+    host.feed(Input::Demand(snapshot));
+    host
+}
+
+/// Feeds a snapshot taken now listing `idle_agents` idle and, when `mac15_filled`, another
+/// host's idle mac15 runner.
+fn feed_agents(host: &mut Host, idle_agents: &[&str], mac15_filled: bool) {
+    let mac15 = FleetRunner {
+        name: "z-host-mac15".into(),
+        labels: host.world.vms[M15].labels.clone(),
+    };
+    let more = if mac15_filled {
+        vec![mac15]
+    } else {
+        Vec::new()
+    };
+    let mut snapshot = mac14_elsewhere(host, Vec::new(), more);
+    snapshot.jenkins_idle_agents = idle_agents.iter().map(|a| (*a).to_owned()).collect();
+    host.feed(Input::Demand(snapshot));
+}
+
+#[test]
+fn agents_idle_as_long_take_turns_for_one_missing_platform() {
+    // Two agents idle since the night, both old enough for the warmth hand-over: the one
+    // last by name ("z-…", on another host) goes first; this one keeps its agent, and once
+    // the other's runner fills mac15 it has nothing to go for. (Before, both went on the
+    // same snapshot, and one host stood empty while its node's next build waited for a boot.)
+    let mut host = agent_with_idle_agents_where_mac15_is_missing(&[S1, "z-SPI-VM-1"]);
+    host.advance(61 * 60_000);
+    assert_eq!(host.running(), vec![S1.to_owned()], "z-… goes first");
+    let decisions = host.world.status(host.now).decisions;
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.text.contains("z-SPI-VM-1") && d.text.contains("first")),
+        "{decisions:?}"
+    );
+    feed_agents(&mut host, &[S1], true);
+    host.advance(30 * 60_000);
+    assert_eq!(host.running(), vec![S1.to_owned()], "mac15 is filled");
+}
+
+#[test]
+fn an_agent_goes_after_its_turn_when_the_one_ahead_does_not() {
+    // The agent ahead stays in the list (its host paused, its probe failing): this one waits
+    // three minutes at most, then goes as before.
+    let mut host = agent_with_idle_agents_where_mac15_is_missing(&[S1, "z-SPI-VM-1"]);
+    host.advance(61 * 60_000);
+    assert_eq!(host.running(), vec![S1.to_owned()], "waits its turn");
+    host.advance(4 * 60_000);
+    assert!(host.running().is_empty(), "{:?}", host.running());
+    assert_freed_host_boots_mac15(&mut host, Vec::new(), Vec::new());
+}
+
+#[test]
+fn the_agent_last_by_name_goes_at_once_and_one_just_gone_still_counts() {
+    // Last by name among the idle agents: nobody's turn comes first.
+    let mut last = agent_with_idle_agents_where_mac15_is_missing(&["a-SPI-VM-1", S1]);
+    assert_agent_goes_between(&mut last, 50 * 60_000, 15 * 60_000, "agent_warm_handover");
+    // The one ahead has just left the list (its host is stopping it) and its runner is not
+    // listed yet: it still goes first for two minutes, then mac15 still missing, this one
+    // goes.
+    let mut host = agent_with_idle_agents_where_mac15_is_missing(&[S1, "z-SPI-VM-1"]);
+    host.advance(59 * 60_000);
+    feed_agents(&mut host, &[S1], false);
+    host.advance(90_000);
+    assert_eq!(host.running(), vec![S1.to_owned()], "z-… left just now");
+    host.advance(60_000);
+    feed_agents(&mut host, &[S1], false);
+    host.advance(30_000);
+    assert_eq!(host.running(), vec![M15.to_owned()], "gone, its host warm");
+}
