@@ -28,6 +28,8 @@
 //!   `agent_predicted_handover` when a predicted platform is missing likewise and no Jenkins
 //!   build is queued, or — a spare, second by name among the fleet's idle agents in Jenkins'
 //!   node list — for `agent_spare_handover` when any warm platform is missing likewise.
+//!   Several agents old enough for the warmth or predicted hand-over take turns for one
+//!   missing platform ([`super::agents`]).
 //! - When a Jenkins slot request and an unmet ROOT job both wait, fair share
 //!   ([`super::share`]) picks the turn; a slot request already taking the host goes on.
 //! - A free host boots, for the oldest unmet job, a ROOT VM whose labels cover the job's
