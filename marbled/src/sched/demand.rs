@@ -178,8 +178,7 @@ impl World {
         // went, or a ROOT job takes the host): a later wait starts afresh. One busy with an
         // operation (a probe) is not looked at on this pass and keeps its wait.
         let mut turn_over: Vec<String> = Vec::new();
-        for name in &running {
-            let name = name.clone();
+        for name in running {
             if self.try_rearm(now, &name, unmet, fx) || self.rearm_pending(&name, unmet) {
                 continue;
             }
@@ -351,12 +350,13 @@ impl World {
         );
         // The spare rule ranks by itself (one spare at a time); the older hand-overs fire for
         // every agent old enough, so they take turns.
-        if spare.is_empty() && self.agent_waits_its_turn(now, &vm.name) {
-            if let Some(ahead) = self.agent_ahead(now, &vm.name, key_age) {
-                return Some(AgentHandover::AfterTurn {
-                    ahead: ahead.to_owned(),
-                });
-            }
+        if spare.is_empty()
+            && self.agent_waits_its_turn(now, &vm.name)
+            && let Some(ahead) = self.agent_ahead(now, &vm.name, key_age)
+        {
+            return Some(AgentHandover::AfterTurn {
+                ahead: ahead.to_owned(),
+            });
         }
         Some(AgentHandover::Go {
             why,
