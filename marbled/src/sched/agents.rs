@@ -100,15 +100,17 @@ impl World {
 
     /// The agent whose turn to give its host up comes before `vm`'s, for a hand-over that
     /// needs an agent idle for `age`: another agent the node list has shown idle for `age`
-    /// whose node name sorts after `vm`'s. Within [`AGENT_TURN_MS`] of `age` counts: each
-    /// host judges its own agent by its probes, which see it idle a poll or so before the
-    /// list does, so two agents idle since about the same time each went by its own clock
-    /// while the other's listing was still a minute short (marble-sim, standard trace,
-    /// +3d 8h 24m); one that is not old enough after all only delays the next by the turn. `None` when `vm`'s own node is not in the list
-    /// (no `[jenkins]` feed, or no answer): nothing to rank by, so it goes as before. On
-    /// the standard trace's mornings three agents idle since the nightly went for one missing
-    /// platform on snapshots taken before the first one's runner was listed, and two of the
-    /// hosts then stood empty while their nodes' next builds waited for a boot.
+    /// whose node name sorts after `vm`'s (the last by name goes first). On the standard
+    /// trace's mornings three agents idle since the nightly went for one missing platform on
+    /// snapshots taken before the first one's runner was listed, and two of the hosts then
+    /// stood empty while their nodes' next builds waited for a boot.
+    ///
+    /// Within [`AGENT_TURN_MS`] of `age` counts: each host judges its own agent by its
+    /// probes, which see it idle a poll or so before the list does, so two agents idle since
+    /// about the same time each went by its own clock while the other's listing was still a
+    /// minute short (marble-sim, standard trace, +3d 8h 24m); one that is not old enough
+    /// after all only delays the next by the turn. `None` when `vm`'s own node is not in the
+    /// list (no `[jenkins]` feed, or no answer): nothing to rank by, so it goes as before.
     pub(super) fn agent_ahead(&self, now: Millis, vm: &str, age: Millis) -> Option<&str> {
         let node = self.jenkins_node_of(vm);
         if (self.agents_idle_seen.get(node)).is_none_or(|seen| seen.left_at.is_some()) {
