@@ -660,9 +660,7 @@ fn a_spare_agent_stays_while_jenkins_queue_holds_a_build() {
 /// showing `idle_agents` idle from the end of S1's build on.
 fn agent_with_idle_agents_where_mac15_is_missing(idle_agents: &[&str]) -> Host {
     let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
-    let mut snapshot = mac14_elsewhere(&host, Vec::new(), Vec::new());
-    snapshot.jenkins_idle_agents = idle_agents.iter().map(|a| (*a).to_owned()).collect();
-    host.feed(Input::Demand(snapshot));
+    feed_agents(&mut host, idle_agents, false);
     host
 }
 
