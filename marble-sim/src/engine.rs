@@ -177,6 +177,8 @@ pub struct Engine {
     pub(super) resumes: u64,
     pub(super) op_counts: BTreeMap<&'static str, u64>,
     pub(super) slot_requests: u64,
+    /// `Effect::LaunchJenkinsNode`s the hosts emitted.
+    pub(super) jenkins_launches: u64,
     pub(super) grants: u64,
     /// Per granted build: its first slot request until the grant, ms.
     pub(super) grant_latencies: Vec<u64>,
@@ -321,6 +323,7 @@ impl Engine {
             resumes: 0,
             op_counts: BTreeMap::new(),
             slot_requests: 0,
+            jenkins_launches: 0,
             grants: 0,
             grant_latencies: Vec::new(),
             refusals: BTreeMap::new(),
@@ -505,6 +508,7 @@ impl Engine {
             jenkins_queue,
             jenkins_idle_until_ms,
             jenkins_idle_agents: self.jenkins_idle_agents(),
+            jenkins_offline_nodes: self.jenkins_offline_nodes(),
             // What GitHub shows, not yet a poll's: `feed_demand` stamps its poll.
             taken_at_ms: 0,
         }
@@ -688,6 +692,12 @@ impl Engine {
                 }
                 Effect::RefreshInventory => self.refresh_inventory(h),
                 Effect::RefreshDemand => self.nudge_demand(h),
+                Effect::LaunchJenkinsNode { vm, .. } => {
+                    // The simulated nodes are named after their VMs.
+                    if let Some(&vi) = self.by_name.get(&vm) {
+                        self.launch_node(vi);
+                    }
+                }
             }
         }
     }
@@ -858,6 +868,7 @@ impl Engine {
             idle_vm_minutes: (self.idle_ms / 600) as f64 / 100.0,
             ops: self.op_counts.clone(),
             slot_requests: self.slot_requests,
+            jenkins_launches: self.jenkins_launches,
             grants: self.grants,
             refusals: self.refusals.clone(),
             unanswered_requests: self.unanswered,

@@ -191,6 +191,9 @@ pub struct Report {
     pub ops: BTreeMap<&'static str, u64>,
     /// `request-slot` calls sent.
     pub slot_requests: u64,
+    /// Launches of a node the hosts asked Jenkins for (`launch_any_node_after`), whether
+    /// or not Jenkins ran the start script (it does not for a node connected or connecting).
+    pub jenkins_launches: u64,
     /// Slots granted.
     pub grants: u64,
     /// Refusals by error kind.
@@ -317,6 +320,7 @@ impl Report {
             let _ = writeln!(map, "{label:<22}{value}");
         };
         kv(out, "slot requests", self.slot_requests.to_string());
+        kv(out, "node launches asked", self.jenkins_launches.to_string());
         kv(out, "grants", self.grants.to_string());
         let l = &self.spi_grant_latency;
         let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), fmt_ms);

@@ -81,7 +81,9 @@ pub(super) struct Build {
 /// A `request-slot` in flight (kept after its answer, to catch a second reply).
 #[derive(Debug, Clone)]
 pub(super) struct PendingReq {
-    pub(super) build: usize,
+    /// The build whose turn ran the start script; `None` for a launch the host asked for
+    /// (`Effect::LaunchJenkinsNode`), which is no build's.
+    pub(super) build: Option<usize>,
     pub(super) vm: usize,
     pub(super) answered: bool,
     pub(super) cancelled: bool,
@@ -140,6 +142,17 @@ impl Engine {
             .filter(|v| v.job.is_none())
             .map(|v| v.name.clone())
             .collect()
+    }
+
+    /// What Jenkins' node list shows as offline SPI nodes now (not connected: stopped,
+    /// booting for a start script, or connecting), sorted by node name.
+    pub(super) fn jenkins_offline_nodes(&self) -> Vec<String> {
+        let mut offline: Vec<String> = (self.vms.iter())
+            .filter(|v| v.team == Team::Spi && !v.agent_connected)
+            .map(|v| v.name.clone())
+            .collect();
+        offline.sort();
+        offline
     }
 
     /// What Jenkins' queue API (`/queue/api/json`) shows now, as the daemon's queue poll
@@ -253,6 +266,31 @@ impl Engine {
     }
 
     fn send_request(&mut self, b: usize, vi: usize) {
+        let req = self.run_start_script(Some(b), vi, self.builds[b].arrival.wait_ms);
+        self.builds[b].state = BuildState::Requesting(req);
+        let now = self.now;
+        self.builds[b].first_request.get_or_insert(now);
+    }
+
+    /// `Effect::LaunchJenkinsNode`: Jenkins launches SPI VM `vi`'s node as its "Launch
+    /// agent" does — the start script asks for the slot, for no build in particular — unless
+    /// the node is connected or being launched already (the daemon asks only for a node it
+    /// sees offline; Jenkins would start a second launch of one still connecting). The
+    /// script waits as a build's would (the oldest waiting build's `wait`); a refusal is
+    /// not retried (a launch is not a build: Jenkins' own launches go on as before).
+    pub(super) fn launch_node(&mut self, vi: usize) {
+        self.jenkins_launches += 1;
+        if self.vms[vi].agent_connected || self.request_for_vm[vi].is_some() {
+            return;
+        }
+        let wait_ms = (self.builds.iter())
+            .find(|b| b.state.is_waiting())
+            .map_or(300_000, |b| b.arrival.wait_ms);
+        self.run_start_script(None, vi, wait_ms);
+    }
+
+    /// Run VM `vi`'s start script: `request-slot` with `wait_ms`, for build `b` if any.
+    fn run_start_script(&mut self, b: Option<usize>, vi: usize, wait_ms: u64) -> ReqId {
         let req = ReqId(self.next_req);
         self.next_req += 1;
         self.slot_requests += 1;
@@ -267,10 +305,6 @@ impl Engine {
             },
         );
         self.request_for_vm[vi] = Some(req);
-        self.builds[b].state = BuildState::Requesting(req);
-        let now = self.now;
-        self.builds[b].first_request.get_or_insert(now);
-        let wait_ms = self.builds[b].arrival.wait_ms;
         let bound = wait_ms.saturating_add(self.reply_bound());
         self.schedule_in(bound, Ev::ReplyDeadline(req));
         let vm = self.vms[vi].name.clone();
@@ -283,6 +317,7 @@ impl Engine {
                 cmd: Command::RequestSlot { vm, wait_ms },
             },
         );
+        req
     }
 
     /// How long past its `wait` a request may take: the scheduler may use the wait to get
@@ -297,7 +332,10 @@ impl Engine {
 
     /// Request `req` for build `b` failed: Jenkins tries again later, unless the build no
     /// longer waits on it (it started on an idle agent meanwhile).
-    fn retry_later(&mut self, b: usize, req: ReqId) {
+    fn retry_later(&mut self, b: Option<usize>, req: ReqId) {
+        let Some(b) = b else {
+            return;
+        };
         if self.builds[b].state != BuildState::Requesting(req) {
             return;
         }
@@ -362,6 +400,22 @@ impl Engine {
                     return;
                 }
                 self.vms[vi].agent_connected = true;
+                let Some(b) = b else {
+                    // A launch the host asked for: Jenkins hands the new agent's executor to
+                    // the oldest build it can take, whose wait for a slot ends here (from
+                    // its first request, or its queueing if no start script ran for it).
+                    if let Some(taker) = self.oldest_waiting_for(vi) {
+                        let since = (self.builds[taker].first_request).unwrap_or(
+                            super::engine::EPOCH_MS
+                                .saturating_add(self.builds[taker].arrival.at_ms),
+                        );
+                        self.record_grant(taker, vi, Some(since));
+                        if self.vms[vi].job.is_none() {
+                            self.start_job(vi, JobRef::Spi(taker));
+                        }
+                    }
+                    return;
+                };
                 if self.builds[b].state != BuildState::Requesting(req) {
                     // The build ran on another idle agent meanwhile: this one connects idle,
                     // and the build's wait ended when it started (not a grant latency).
@@ -463,7 +517,7 @@ impl Engine {
         if self.request_for_vm[vi] == Some(req) {
             self.request_for_vm[vi] = None;
         }
-        let wait = self.builds[b].arrival.wait_ms;
+        let wait = b.map_or(0, |b| self.builds[b].arrival.wait_ms);
         let text = format!(
             "RequestSlot {} (request {}, wait {}) unanswered after wait + {} \
              (graceful stop timeout + ready timeout + reply slack)",

@@ -3,7 +3,10 @@
 //! `temporarilyOffline`, `numExecutors`, `executors[idle,currentExecutable{url}]`…), 404 for
 //! an unknown node, `GET /computer/api/json` (every node, the same objects under `computer`:
 //! the demand poll's idle agents), and `POST /computer/<node>/toggleOffline?offlineMessage=…` answered with
-//! the 302 Jenkins sends after a form POST; `GET /queue/api/json` (the build queue: `items`
+//! the 302 Jenkins sends after a form POST; `POST /computer/<node>/launchSlaveAgent` ("Launch
+//! agent": a 302 to the node's log for a disconnected node, the "already launched" page
+//! (200) for a connected one, 403 without the Agent/Connect permission — `SlaveComputer.
+//! doLaunchSlaveAgent`; the fake counts launches, it runs no launcher); `GET /queue/api/json` (the build queue: `items`
 //! with `id`, `why`, `buildable`, `blocked`, `stuck`, `inQueueSince`, `task.name`);
 //! `GET /computer/<node>/config.xml` (its `<mode>`) and `GET /pluginManager/api/json`
 //! (`plugins` with `shortName`, `active`) for the acceptance check `api.jenkins-any-node`. Served over real HTTP on 127.0.0.1 through the
@@ -44,6 +47,10 @@ struct State {
     plugins: Vec<serde_json::Value>,
     /// Every request answers 503, as Jenkins does while it restarts.
     down: bool,
+    /// The API user lacks Agent/Connect: `launchSlaveAgent` answers 403.
+    deny_launch: bool,
+    /// `launchSlaveAgent` calls that started a launch, by node.
+    launches: BTreeMap<String, u32>,
 }
 
 /// The running fake.
@@ -116,6 +123,28 @@ fn computer_json(name: &str, node: &Node) -> serde_json::Value {
 }
 
 /// `GET /job/<a>/job/<b>/api/json`: the job's builds; `None` for other paths.
+/// `POST /computer/<name>/launchSlaveAgent` as `SlaveComputer.doLaunchSlaveAgent` answers.
+fn launch_agent(st: &mut State, name: &str) -> Reply {
+    let Some(disconnected) = st.nodes.get(name).map(|n| n.disconnected) else {
+        return Reply::empty(StatusCode::NOT_FOUND);
+    };
+    if st.deny_launch {
+        let mut reply = Reply::empty(StatusCode::FORBIDDEN);
+        reply.body = format!("marble-bot is missing the Agent/Connect permission on {name}")
+            .into_bytes();
+        return reply;
+    }
+    if !disconnected {
+        let mut reply = Reply::empty(StatusCode::OK);
+        reply.body = b"<html><body>The agent has been already launched.</body></html>".to_vec();
+        return reply;
+    }
+    *st.launches.entry(name.to_owned()).or_insert(0) += 1;
+    let mut reply = Reply::empty(StatusCode::FOUND);
+    reply.headers.push(("location".into(), format!("/computer/{name}/log")));
+    reply
+}
+
 fn route_job(st: &State, path: &str) -> Option<Reply> {
     let job_part = path.strip_prefix("/job/")?.strip_suffix("/api/json")?;
     let job = job_part
@@ -145,6 +174,8 @@ impl FakeJenkins {
             jobs: BTreeMap::new(),
             plugins: Vec::new(),
             down: false,
+            deny_launch: false,
+            launches: BTreeMap::new(),
         }));
         let shared = state.clone();
         let (addr, task) = serve(move |req, body| {
@@ -190,6 +221,9 @@ impl FakeJenkins {
             let rest = path.strip_prefix("/computer/").unwrap_or("");
             let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
             let name = decode(name);
+            if req.method() == http::Method::POST && tail == "launchSlaveAgent" {
+                return launch_agent(&mut st, &name);
+            }
             let Some(node) = st.nodes.get_mut(&name) else {
                 return Reply::empty(StatusCode::NOT_FOUND);
             };
@@ -232,6 +266,16 @@ impl FakeJenkins {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Whether the API user lacks the Agent/Connect permission (`launchSlaveAgent` → 403).
+    pub fn set_deny_launch(&self, deny: bool) {
+        self.with(|st| st.deny_launch = deny);
+    }
+
+    /// How many launches `launchSlaveAgent` started for `node`.
+    pub fn launches(&self, node: &str) -> u32 {
+        self.with(|st| st.launches.get(node).copied().unwrap_or(0))
     }
 
     /// The installed plugins `(shortName, active)` of `/pluginManager/api/json`.

@@ -14,7 +14,8 @@ use e2e_support::demand::{
     requests_to, runner_takes_job_111, unix_now, wait_marked_spent,
 };
 use e2e_support::{
-    ROOT1, ROOT2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_metrics, wait_power,
+    ROOT1, ROOT2, SPI1, SPI2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_metrics,
+    wait_power,
     wait_started,
 };
 use marble_tests::harness::wait_until_blocking;
@@ -582,6 +583,58 @@ fn the_daemon_reads_the_fleets_idle_jenkins_agents_from_the_node_list() {
         .collect();
     assert!(!lists.is_empty(), "no node-list request");
     assert!(lists.iter().all(|r| r.method == "GET" && r.authorized));
+    assert!(
+        !daemon.log_text().contains("11jenkinsapitoken"),
+        "the Jenkins token in the daemon log"
+    );
+}
+
+#[test]
+fn a_free_host_asks_jenkins_to_launch_its_node_for_a_build_for_any_node() {
+    // A build that accepts any SPI node has waited 10 min: Jenkins keeps launching the first
+    // offline node by name (`macphsft00-…`, on a host running a long job), and this host is
+    // free. Its daemon asks Jenkins to launch its own node (`launchSlaveAgent`, through the
+    // production client), whose start script would then ask it for the slot. A user without
+    // Agent/Connect gets a log line naming the permission; the token is never logged.
+    let (rt, gh) = fake_github();
+    let jenkins = rt.block_on(marble_tests::fake_jenkins::FakeJenkins::start(&[
+        "macphsft00-SPI-VM-1",
+        SPI1,
+        SPI2,
+    ]));
+    for node in ["macphsft00-SPI-VM-1", SPI1, SPI2] {
+        jenkins.set_labels(node, &["mac-spi"]);
+        jenkins.set_connected(node, false);
+    }
+    jenkins.set_deny_launch(true);
+    jenkins.queue_buildable(
+        32,
+        "lcg-any",
+        "All nodes of label ‘mac-spi’ are offline",
+        unix_now() * 1000 - 600_000,
+    );
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
+        env.use_jenkins_mac_spi(&jenkins.url);
+    });
+    let denied = wait_until_blocking(T, || daemon.log_text().contains("Agent/Connect"));
+    assert!(denied, "log: {}", daemon.log_text());
+    assert_eq!(jenkins.launches(SPI1), 0);
+    drop(daemon);
+    // With the permission (a daemon started afresh: a host asks again only after 6 min):
+    // launched, once, for this host's first SPI node, by a POST with the API token.
+    jenkins.set_deny_launch(false);
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
+        env.use_jenkins_mac_spi(&jenkins.url);
+    });
+    let launched = wait_until_blocking(T, || jenkins.launches(SPI1) == 1);
+    assert!(launched, "decisions: {}", decisions(&daemon));
+    assert!(decisions(&daemon).contains(&format!("launching Jenkins node {SPI1}")));
+    let posts: Vec<_> = (jenkins.requests().into_iter())
+        .filter(|r| r.path.ends_with("/launchSlaveAgent"))
+        .collect();
+    assert!(posts.iter().all(|r| r.method == "POST" && r.authorized), "{posts:?}");
+    assert_eq!(jenkins.launches("macphsft00-SPI-VM-1"), 0);
+    assert_eq!(jenkins.launches(SPI2), 0);
     assert!(
         !daemon.log_text().contains("11jenkinsapitoken"),
         "the Jenkins token in the daemon log"

@@ -44,6 +44,9 @@ impl Supervisor {
                 Effect::RefreshInventory => self.refresh_inventory(),
                 // A stored permit if the poller is mid-poll: it polls once more, no more.
                 Effect::RefreshDemand => self.demand_nudge.notify_one(),
+                Effect::LaunchJenkinsNode { node, vm } => {
+                    crate::jobs::ci::launch_node(&self.ctx.jenkins, &self.jobs, vm, node);
+                }
             }
         }
         let watching = self.world.watches_demand();

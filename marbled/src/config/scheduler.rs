@@ -122,6 +122,15 @@ pub struct SchedulerSection {
     /// the next build; one spare goes at a time, so one platform frees one host.
     #[serde(default = "default_agent_spare_handover", with = "humantime_serde")]
     pub agent_spare_handover: Duration,
+    /// Policy `demand`: a build that accepts any node (`[jenkins] labels`) buildable in
+    /// Jenkins' queue this long, with no idle agent in the fleet to take it, makes a host
+    /// that could take it at once (no unmet ROOT job here, nothing busy) ask Jenkins to
+    /// launch this host's own node — one host at a time, in node-name order
+    /// (docs/SCHEDULER.md, "Launching a free host's node"). Jenkins launches the first
+    /// offline node by name for such a build, again and again while its host runs a long
+    /// job. Needs `[demand] jenkins` and the Agent/Connect permission ("0s": never).
+    #[serde(default = "default_launch_any_node_after", with = "humantime_serde")]
+    pub launch_any_node_after: Duration,
     /// Deprecated (issue 17): a turn-counted limit, replaced by `fairness_bound` counting
     /// the time a team is passed over. Accepted so old files still load; ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +178,7 @@ impl Default for SchedulerSection {
             agent_warm_handover: default_agent_warm_handover(),
             agent_predicted_handover: default_agent_predicted_handover(),
             agent_spare_handover: default_agent_spare_handover(),
+            launch_any_node_after: default_launch_any_node_after(),
             max_consecutive: None,
         }
     }
@@ -203,6 +213,13 @@ fn default_agent_predicted_handover() -> Duration {
 /// next stage or a quick rebuild has come by then) goes for warmth.
 fn default_agent_spare_handover() -> Duration {
     Duration::from_secs(15 * 60)
+}
+
+/// `launch_any_node_after`'s default: above what Jenkins' own launch takes when the node it
+/// picks is on a free host (its retention check within a minute, the start script, a boot
+/// of up to 90 s), so a build already being served is not launched for twice.
+fn default_launch_any_node_after() -> Duration {
+    Duration::from_secs(4 * 60)
 }
 
 /// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering

@@ -130,6 +130,9 @@ pub struct JenkinsDemand {
     /// The agents online and idle when the queue was read (`/computer/api/json`), sorted
     /// by node name; empty when none is or the node list could not be read.
     pub idle_agents: Vec<String>,
+    /// The SPI agents offline but launchable when the queue was read, sorted by node name
+    /// ([`crate::ci::jenkins::client::offline_agents`]); empty when unknown.
+    pub offline_agents: Vec<String>,
 }
 
 impl JenkinsDemand {
@@ -174,6 +177,14 @@ impl JenkinsDemand {
         }
         self.idle_agents.clone()
     }
+
+    /// The offline agents, while this answer still stands for Jenkins at `now_ms`.
+    pub fn offline_agents_at(&self, now_ms: u64) -> Vec<String> {
+        if now_ms >= self.known_until_ms {
+            return Vec::new();
+        }
+        self.offline_agents.clone()
+    }
 }
 
 pub mod shared;
@@ -187,6 +198,7 @@ mod tests {
             by_label: vec![(Some("mac-spi".into()), 1, 1_000), (None, 2, 500)],
             known_until_ms: JenkinsDemand::known_until(polled_ms, Duration::from_secs(30)),
             idle_agents: vec!["mac-vm-03".into()],
+            offline_agents: vec!["mac-vm-01".into()],
         }
     }
 

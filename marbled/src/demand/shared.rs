@@ -43,6 +43,11 @@ pub struct Published {
     /// absent from a holder older than the field: none known.
     #[serde(default)]
     pub jenkins_idle_agents: Vec<String>,
+    /// The SPI agents offline but launchable at that answer
+    /// ([`JenkinsDemand::offline_agents`]); absent from a holder older than the field:
+    /// none known (no host launches its node for a build that accepts any node).
+    #[serde(default)]
+    pub jenkins_offline_agents: Vec<String>,
 }
 
 /// The fleet-wide lists of one GitHub poll.
@@ -195,6 +200,8 @@ impl Published {
                 _ => 0,
             },
             jenkins_idle_agents: jenkins.map(|d| d.idle_agents.clone()).unwrap_or_default(),
+            jenkins_offline_agents: (jenkins.map(|d| d.offline_agents.clone()))
+                .unwrap_or_default(),
         }
     }
 
@@ -226,6 +233,7 @@ impl Published {
                 .collect(),
             known_until_ms: self.jenkins_known_until_ms,
             idle_agents: self.jenkins_idle_agents.clone(),
+            offline_agents: self.jenkins_offline_agents.clone(),
         });
         Feed {
             github,
@@ -271,6 +279,7 @@ impl GithubPart {
             jenkins_queue: Vec::new(),
             jenkins_idle_until_ms: 0,
             jenkins_idle_agents: Vec::new(),
+            jenkins_offline_nodes: Vec::new(),
             taken_at_ms: polled_ms,
         }
     }
@@ -326,6 +335,7 @@ mod tests {
             jenkins_queue: Vec::new(),
             jenkins_idle_until_ms: 0,
             jenkins_idle_agents: Vec::new(),
+            jenkins_offline_nodes: Vec::new(),
             taken_at_ms: 1_950,
         }
     }
@@ -336,6 +346,7 @@ mod tests {
             by_label: vec![(Some("mac".into()), 2, 500)],
             known_until_ms: 92_000,
             idle_agents: vec!["mac-vm-03".into(), "mac-vm-09".into()],
+            offline_agents: vec!["mac-vm-01".into()],
         };
         let published = Published::new("a", 3, Some((&snapshot(), 2_000, &[])), Some(&jenkins));
         let body = published.to_json();
@@ -370,6 +381,7 @@ mod tests {
             by_label: Vec::new(),
             known_until_ms: JenkinsDemand::known_until(2_000, Duration::from_secs(30)),
             idle_agents: Vec::new(),
+            offline_agents: Vec::new(),
         };
         let published = Published::new("a", 3, Some((&snapshot(), 2_000, &[])), Some(&empty));
         let back = Published::from_json(&published.to_json()).expect("parse");

@@ -342,6 +342,19 @@ pub fn mirror_drain(
     );
 }
 
+/// Ask Jenkins to launch `node`, the node of SPI VM `vm` (`Effect::LaunchJenkinsNode`; a
+/// job on `jobs`: the actor never waits on Jenkins). Without `[jenkins]` nothing happens.
+pub fn launch_node(jenkins: &Jenkins, jobs: &TaskTracker, vm: String, node: String) {
+    let Some(jenkins) = jenkins.clone() else {
+        tracing::warn!(vm = %vm, node = %node, "no [jenkins] client to launch the node with");
+        return;
+    };
+    jobs.spawn(
+        async move { jenkins.launch(&vm, &node).await }
+            .instrument(tracing::info_span!("jenkins-launch")),
+    );
+}
+
 /// `host check`'s `github` line: the token works for the runner scope; None without
 /// `[github]`.
 pub async fn check_token(

@@ -156,6 +156,9 @@ pub mod ci {
     ) {
     }
 
+    /// No Jenkins client to launch a node with.
+    pub fn launch_node(_jenkins: &Jenkins, _jobs: &TaskTracker, _vm: String, _node: String) {}
+
     /// No `[github]` token to check.
     pub async fn check_token(
         _runners: &Runners,

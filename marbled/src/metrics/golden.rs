@@ -231,6 +231,7 @@ fn rich() -> String {
             ],
             known_until_ms: NOW + 60_000,
             idle_agents: vec!["macphsft02-SPI-VM-1".into(), "macphsft05-SPI-VM-1".into()],
+            offline_agents: Vec::new(),
         }),
         runners: Some(rich_runners()),
         now_ms: NOW,

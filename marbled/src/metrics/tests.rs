@@ -78,6 +78,7 @@ fn families_and_job_wait() {
         by_label: vec![(Some("macos".into()), 2, 10_000)],
         known_until_ms: 0,
         idle_agents: Vec::new(),
+        offline_agents: Vec::new(),
     });
     s.ci_systems = vec![CiSystem {
         system: "github".into(),

@@ -194,14 +194,18 @@ impl DemandPoll {
         };
         // Which agents are idle fleet-wide (`agent_spare_handover`); a failed read leaves
         // none known, and no agent is taken for a spare.
-        let idle_agents = match jenkins.nodes().await {
-            Ok(nodes) => crate::ci::jenkins::client::idle_agents(&nodes, Some(spi_labels)),
+        // And which are offline (the turns of `launch_any_node_after`).
+        let (idle_agents, offline_agents) = match jenkins.nodes().await {
+            Ok(nodes) => (
+                crate::ci::jenkins::client::idle_agents(&nodes, Some(spi_labels)),
+                crate::ci::jenkins::client::offline_agents(&nodes, spi_labels),
+            ),
             Err(err) => {
                 tracing::warn!(
                     error = %crate::chain::ErrorChain(&err),
                     "jenkins node list poll failed"
                 );
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         let demand = JenkinsDemand {
@@ -211,6 +215,7 @@ impl DemandPoll {
                 .collect(),
             known_until_ms: JenkinsDemand::known_until(polled_ms, self.section.interval),
             idle_agents,
+            offline_agents,
         };
         if self.last_jenkins.as_ref().map(|last| &last.by_label) != Some(&demand.by_label) {
             tracing::info!(buildable = ?demand.by_label, "jenkins queue changed");

@@ -96,6 +96,9 @@ impl World {
         let needs = self.warm_needs(&free_left);
         let swap = self.runner_to_swap(now, &unmet, &free_left, &needs);
         self.release_running(now, &unmet, yield_to.as_ref(), swap.as_ref(), &needs, fx);
+        if unmet.is_empty() {
+            self.launch_for_any_node(now, fx);
+        }
         if !self.demand_may_boot(now, fx) {
             return;
         }
@@ -509,6 +512,11 @@ impl World {
         elsewhere: usize,
         fx: &mut Vec<Effect>,
     ) {
+        if self.launch_pending(now) {
+            let text = "demand: holding the host for the Jenkins node it launched".to_owned();
+            self.decide(now, None, text, fx);
+            return;
+        }
         if self.boot_warm(now, needs, fx) {
             return;
         }

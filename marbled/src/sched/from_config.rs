@@ -49,6 +49,7 @@ impl SchedConfig {
             agent_warm_handover_ms: ms(s.agent_warm_handover),
             agent_predicted_handover_ms: ms(s.agent_predicted_handover),
             agent_spare_handover_ms: ms(s.agent_spare_handover),
+            launch_any_node_after_ms: ms(s.launch_any_node_after),
             spi_labels: config
                 .jenkins
                 .as_ref()

@@ -131,6 +131,11 @@ pub struct DemandSnapshot {
     /// which idle agent the fleet keeps for the next build that accepts any node (the first
     /// by name) and which one is its first spare (`agent_spare_handover`).
     pub jenkins_idle_agents: Vec<String>,
+    /// Jenkins' SPI nodes offline fleet-wide (`/computer/api/json`: offline, not taken
+    /// offline by a user, launchable), by node name, sorted; empty when unknown. Hosts that
+    /// could launch their own node for a build that accepts any node take turns in this
+    /// order (`sched/launch.rs`).
+    pub jenkins_offline_nodes: Vec<String>,
     /// When the poll that saw all this began, unix ms (0: unknown, its arrival stands in).
     /// Freshness is judged by it, not by the arrival: a poll begun before this host was
     /// freed (one in flight, or a fleet poller's published snapshot) predates what other
@@ -348,6 +353,15 @@ pub enum Effect {
     RefreshInventory,
     /// Poll the demand sources now rather than at the next interval (a hint).
     RefreshDemand,
+    /// Ask Jenkins to launch `node`, the Jenkins node of this host's SPI VM `vm`
+    /// (`POST /computer/<node>/launchSlaveAgent`): its start script then asks for the slot
+    /// like any launch ([`launch`](self) module docs: `sched/launch.rs`).
+    LaunchJenkinsNode {
+        /// The Jenkins node name.
+        node: String,
+        /// This host's SPI VM it runs on.
+        vm: String,
+    },
 }
 
 /// Timings and limits. All durations in milliseconds.
@@ -440,6 +454,10 @@ pub struct SchedConfig {
     /// build for this long gives its host up for a missing warm runner, while Jenkins' queue
     /// is known empty. 0 = never.
     pub agent_spare_handover_ms: u64,
+    /// Policy `demand`: a build that accepts any node, buildable this long with no idle agent
+    /// in the fleet, makes a free host launch its own node ([`Effect::LaunchJenkinsNode`]).
+    /// 0 = never.
+    pub launch_any_node_after_ms: u64,
     /// Jenkins labels every SPI node on this host carries (`[jenkins] labels`): a queued
     /// build for one of them (a build that accepts any node) waits for this host too.
     pub spi_labels: Vec<String>,
@@ -487,6 +505,7 @@ impl Default for SchedConfig {
             agent_warm_handover_ms: 6 * 3_600_000,
             agent_predicted_handover_ms: 3_600_000,
             agent_spare_handover_ms: 15 * 60_000,
+            launch_any_node_after_ms: 4 * 60_000,
             spi_labels: Vec::new(),
             jenkins_nodes: BTreeMap::new(),
         }
@@ -499,6 +518,7 @@ mod cycle;
 mod demand;
 mod from_config;
 mod labels;
+mod launch;
 mod observe;
 mod outcome;
 mod persist;

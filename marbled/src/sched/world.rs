@@ -127,6 +127,9 @@ pub struct World {
     pub(super) agents_idle_seen: BTreeMap<String, super::agents::IdleSeen>,
     /// This host's agents waiting for another agent's turn to give its host up, by VM name,
     /// since when (`agents`; not persisted).
+    /// When this host last asked Jenkins to launch its node for a build that accepts any
+    /// node (`sched/launch.rs`); not persisted (after a restart a launch may come sooner).
+    pub(super) launched_at: Option<Millis>,
     pub(super) agent_turn_waits: BTreeMap<String, Millis>,
     /// Jobs whose wait is already in `counters.root_job_waits` (newest last, bounded): a job
     /// runs for many polls and is counted once.
@@ -179,6 +182,7 @@ impl World {
             left_recently: Vec::new(),
             agents_idle_seen: BTreeMap::new(),
             agent_turn_waits: BTreeMap::new(),
+            launched_at: None,
             streak: None,
             spi_waiters: BTreeMap::new(),
             counters: Counters::default(),

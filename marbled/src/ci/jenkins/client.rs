@@ -168,6 +168,21 @@ pub fn idle_agents(nodes: &[NodeState], spi_labels: Option<&[String]>) -> Vec<St
     idle
 }
 
+/// The names of the agents offline but launchable — not taken offline by a user — sorted,
+/// with `spi_labels` as in [`idle_agents`]: the nodes Jenkins' retention strategy may
+/// launch for a build that accepts any node (the first of them by name), and the order in
+/// which hosts take turns launching their own (`sched/launch.rs`). A node still connecting
+/// is listed offline too: the node list does not say.
+pub fn offline_agents(nodes: &[NodeState], spi_labels: &[String]) -> Vec<String> {
+    let mut offline: Vec<String> = (nodes.iter())
+        .filter(|n| n.offline && !n.temporarily_offline)
+        .filter(|n| n.labels.iter().any(|l| spi_labels.contains(l)))
+        .map(|n| n.name.clone())
+        .collect();
+    offline.sort();
+    offline
+}
+
 /// A buildable/blocked/waiting queue item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueItem {
@@ -567,7 +582,33 @@ impl JenkinsClient {
             self.computer_url(name),
             utf8_percent_encode(message, COMPONENT)
         );
-        let resp = self.send(OP, Method::POST, &url, &[]).await?;
+        self.post_form(OP, name, &url).await?;
+        tracing::info!(
+            node = name,
+            offline = !message.is_empty(),
+            "toggled jenkins node"
+        );
+        Ok(())
+    }
+
+    /// Ask Jenkins to launch `name`'s agent (`POST /computer/<name>/launchSlaveAgent`, the
+    /// node page's "Launch agent"; needs the Agent/Connect permission). Jenkins runs the
+    /// node's launcher — for MARBLE's nodes the start script, whose `request-slot` then asks
+    /// the host for the slot — and answers with a redirect to the node's log; for an agent
+    /// already online it answers a page saying so (200) and does nothing. Only for a node
+    /// known offline and not being launched: Jenkins starts a second launch of one that is
+    /// still connecting.
+    pub async fn launch_agent(&self, name: &str) -> Result<(), JenkinsError> {
+        const OP: &str = "launch-agent";
+        let url = format!("{}/launchSlaveAgent", self.computer_url(name));
+        self.post_form(OP, name, &url).await
+    }
+
+    /// A form POST about node `name`; on a 403 that asks for a crumb (a password rather than
+    /// an API token), fetch one (with its session cookie) and retry once. Jenkins answers a
+    /// form POST with a redirect (or a page): both are success.
+    async fn post_form(&self, op: &'static str, name: &str, url: &str) -> Result<(), JenkinsError> {
+        let resp = self.send(op, Method::POST, url, &[]).await?;
         let resp = if resp.status == StatusCode::FORBIDDEN
             && String::from_utf8_lossy(&resp.body).contains("crumb")
         {
@@ -576,20 +617,14 @@ impl JenkinsClient {
             if let Some(c) = cookie.as_deref() {
                 extra.push(("cookie", c));
             }
-            self.send(OP, Method::POST, &url, &extra).await?
+            self.send(op, Method::POST, url, &extra).await?
         } else {
             resp
         };
-        // Jenkins answers a form POST with a redirect to the computer page.
         if resp.status.is_success() || resp.status.is_redirection() {
-            tracing::info!(
-                node = name,
-                offline = !message.is_empty(),
-                "toggled jenkins node"
-            );
             Ok(())
         } else {
-            Err(self.status_error(OP, Some(name), &resp))
+            Err(self.status_error(op, Some(name), &resp))
         }
     }
 

@@ -90,6 +90,29 @@ impl JenkinsNodes {
     }
 }
 
+impl JenkinsNodes {
+    /// Ask Jenkins to launch `node` (the scheduler's `Effect::LaunchJenkinsNode`). A refusal
+    /// is logged with what to fix: the token's user needs the Agent/Connect permission.
+    pub async fn launch(&self, vm: &str, node: &str) {
+        match self.client.launch_agent(node).await {
+            Ok(()) => tracing::info!(vm = %vm, node, "asked jenkins to launch the node"),
+            Err(err @ JenkinsError::Denied { .. }) => tracing::warn!(
+                vm = %vm,
+                node,
+                error = %crate::chain::ErrorChain(&err),
+                "jenkins refused to launch the node: give [jenkins] user the Agent/Connect \
+                 permission, or set scheduler.launch_any_node_after = \"0s\""
+            ),
+            Err(err) => tracing::warn!(
+                vm = %vm,
+                node,
+                error = %crate::chain::ErrorChain(&err),
+                "could not ask jenkins to launch the node"
+            ),
+        }
+    }
+}
+
 /// Combine an idle-or-not guest answer with the node read (pure; see the module doc).
 pub fn combine(
     guest: ProbeResult,

@@ -9,6 +9,7 @@ mod support;
 mod cycle;
 mod demand;
 mod labels;
+mod launch;
 mod locks;
 mod metrics;
 mod order;

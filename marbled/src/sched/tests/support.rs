@@ -28,6 +28,8 @@ pub(super) struct Host {
     pub(super) max_running: usize,
     /// `Effect::RefreshDemand` seen.
     pub(super) demand_asks: u32,
+    /// `Effect::LaunchJenkinsNode` seen: (node, vm), in order.
+    pub(super) launches: Vec<(String, String)>,
 }
 
 pub(super) fn config(policy: Policy) -> SchedConfig {
@@ -66,6 +68,8 @@ pub(super) fn config(policy: Policy) -> SchedConfig {
         agent_warm_handover_ms: 0,
         agent_predicted_handover_ms: 0,
         agent_spare_handover_ms: 0,
+        // Off unless a test is about launching a node for a build for any node.
+        launch_any_node_after_ms: 0,
         spi_labels: Vec::new(),
         jenkins_nodes: std::collections::BTreeMap::new(),
     }
@@ -102,6 +106,7 @@ impl Host {
             log: Vec::new(),
             max_running: 0,
             demand_asks: 0,
+            launches: Vec::new(),
         }
     }
 
@@ -138,6 +143,7 @@ impl Host {
                     assert!(self.replies.insert(req, result).is_none(), "second reply");
                 }
                 Effect::RefreshDemand => self.demand_asks += 1,
+                Effect::LaunchJenkinsNode { node, vm } => self.launches.push((node, vm)),
                 Effect::RefreshInventory
                 | Effect::Persist
                 | Effect::Emit(_)
