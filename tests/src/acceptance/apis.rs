@@ -93,6 +93,7 @@ pub async fn checks(env: &Env) {
     super::jenkins_queue::check(env).await;
     super::jenkins_nodes::check(env).await;
     super::jenkins_any::check(env).await;
+    super::jenkins_launch::check(env).await;
     // The local S3 server of simulator mode lives as long as both S3 checks.
     let local = if env.is_sim() {
         crate::s3::s3s_fs_binary().and_then(|_| crate::s3::LocalS3::start())

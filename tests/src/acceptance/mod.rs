@@ -26,6 +26,7 @@ pub mod cond_read;
 pub mod exec;
 pub mod guest;
 pub mod jenkins_any;
+pub mod jenkins_launch;
 pub mod jenkins_nodes;
 pub mod jenkins_queue;
 pub mod launchd;
