@@ -538,7 +538,7 @@ impl Engine {
         };
         self.hosts[h].demand_seen = Some(snapshot.clone());
         self.hosts[h].demand_polled_at = self.now;
-        self.feed(h, Input::Demand(snapshot));
+        self.feed(h, Input::Demand(Box::new(snapshot)));
         next
     }
 
@@ -597,7 +597,7 @@ impl Engine {
                 let snapshot = self.demand_snapshot();
                 if self.hosts[h].demand_seen.as_ref() != Some(&snapshot) {
                     self.hosts[h].demand_seen = Some(snapshot.clone());
-                    self.feed(h, Input::Demand(snapshot));
+                    self.feed(h, Input::Demand(Box::new(snapshot)));
                     self.pump();
                     fed = true;
                 }

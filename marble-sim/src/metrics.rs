@@ -320,7 +320,11 @@ impl Report {
             let _ = writeln!(map, "{label:<22}{value}");
         };
         kv(out, "slot requests", self.slot_requests.to_string());
-        kv(out, "node launches asked", self.jenkins_launches.to_string());
+        kv(
+            out,
+            "node launches asked",
+            self.jenkins_launches.to_string(),
+        );
         kv(out, "grants", self.grants.to_string());
         let l = &self.spi_grant_latency;
         let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), fmt_ms);

@@ -130,8 +130,8 @@ fn launch_agent(st: &mut State, name: &str) -> Reply {
     };
     if st.deny_launch {
         let mut reply = Reply::empty(StatusCode::FORBIDDEN);
-        reply.body = format!("marble-bot is missing the Agent/Connect permission on {name}")
-            .into_bytes();
+        reply.body =
+            format!("marble-bot is missing the Agent/Connect permission on {name}").into_bytes();
         return reply;
     }
     if !disconnected {
@@ -141,7 +141,9 @@ fn launch_agent(st: &mut State, name: &str) -> Reply {
     }
     *st.launches.entry(name.to_owned()).or_insert(0) += 1;
     let mut reply = Reply::empty(StatusCode::FOUND);
-    reply.headers.push(("location".into(), format!("/computer/{name}/log")));
+    reply
+        .headers
+        .push(("location".into(), format!("/computer/{name}/log")));
     reply
 }
 

@@ -15,8 +15,7 @@ use e2e_support::demand::{
 };
 use e2e_support::{
     ROOT1, ROOT2, SPI1, SPI2, SimEnv, T, ctl, power, queue_mac14_job, vm_list, wait_metrics,
-    wait_power,
-    wait_started,
+    wait_power, wait_started,
 };
 use marble_tests::harness::wait_until_blocking;
 
@@ -632,7 +631,10 @@ fn a_free_host_asks_jenkins_to_launch_its_node_for_a_build_for_any_node() {
     let posts: Vec<_> = (jenkins.requests().into_iter())
         .filter(|r| r.path.ends_with("/launchSlaveAgent"))
         .collect();
-    assert!(posts.iter().all(|r| r.method == "POST" && r.authorized), "{posts:?}");
+    assert!(
+        posts.iter().all(|r| r.method == "POST" && r.authorized),
+        "{posts:?}"
+    );
     assert_eq!(jenkins.launches("macphsft00-SPI-VM-1"), 0);
     assert_eq!(jenkins.launches(SPI2), 0);
     assert!(

@@ -150,7 +150,7 @@ impl Supervisor {
             snapshot.jenkins_offline_nodes = (self.jenkins_queue.as_ref())
                 .map(|queue| queue.offline_agents_at(now))
                 .unwrap_or_default();
-            let effects = self.world.handle(now, Input::Demand(*snapshot));
+            let effects = self.world.handle(now, Input::Demand(snapshot));
             self.apply(effects);
         }
     }

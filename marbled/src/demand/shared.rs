@@ -200,8 +200,7 @@ impl Published {
                 _ => 0,
             },
             jenkins_idle_agents: jenkins.map(|d| d.idle_agents.clone()).unwrap_or_default(),
-            jenkins_offline_agents: (jenkins.map(|d| d.offline_agents.clone()))
-                .unwrap_or_default(),
+            jenkins_offline_agents: (jenkins.map(|d| d.offline_agents.clone())).unwrap_or_default(),
         }
     }
 

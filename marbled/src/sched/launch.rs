@@ -53,7 +53,9 @@ impl World {
         if after == 0
             || !self.demand.jenkins_idle_agents.is_empty()
             || !self.slots.is_empty()
-            || self.launched_at.is_some_and(|at| now < at + LAUNCH_AGAIN_MS)
+            || self
+                .launched_at
+                .is_some_and(|at| now < at + LAUNCH_AGAIN_MS)
         {
             return;
         }
@@ -117,8 +119,7 @@ impl World {
     /// standard shape, ROOT p95 up by tens of seconds on most weeks).
     fn another_free_runner_covers(&self, vm: &str, labels: &[String]) -> bool {
         let own = self.demand.runner_of(vm);
-        (self.demand.free_runners.iter())
-            .any(|r| r.name != own && labels_cover(&r.labels, labels))
+        (self.demand.free_runners.iter()).any(|r| r.name != own && labels_cover(&r.labels, labels))
     }
 
     /// Whether this host launched its node a moment ago and waits for its start script.

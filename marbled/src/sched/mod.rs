@@ -316,7 +316,8 @@ pub enum Input {
     /// Time passed (a deadline from `next_deadline` was reached, or a periodic tick).
     Tick,
     /// A fresh demand snapshot (policy `demand`; ignored by the others except for `status`).
-    Demand(DemandSnapshot),
+    /// Boxed: it is by far the largest input (a dozen lists), and every input is moved.
+    Demand(Box<DemandSnapshot>),
 }
 
 /// What the scheduler wants done.

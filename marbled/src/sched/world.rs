@@ -233,7 +233,7 @@ impl World {
                     taken => taken.min(now),
                 };
                 self.demand_arrived_at = now;
-                let before = std::mem::replace(&mut self.demand, snapshot).free_runners;
+                let before = std::mem::replace(&mut self.demand, *snapshot).free_runners;
                 self.note_runners_left(before);
                 self.note_idle_agents(self.demand_at);
                 self.prune_yield_ranks();

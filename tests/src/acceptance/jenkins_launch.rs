@@ -101,15 +101,24 @@ mod tests {
         let fake = FakeJenkins::start(&["n1"]).await;
         let obs = Obs::default();
         let pass = try_launch(&client(&fake), "n1", &obs).await.unwrap();
-        assert!(matches!(&pass, Verdict::Pass(t) if t.contains("already")), "{pass:?}");
+        assert!(
+            matches!(&pass, Verdict::Pass(t) if t.contains("already")),
+            "{pass:?}"
+        );
         assert_eq!(fake.launches("n1"), 0, "nothing launched");
         fake.set_deny_launch(true);
         let fail = try_launch(&client(&fake), "n1", &obs).await.unwrap();
-        assert!(matches!(&fail, Verdict::Fail(t) if t.contains("Agent/Connect")), "{fail:?}");
+        assert!(
+            matches!(&fail, Verdict::Fail(t) if t.contains("Agent/Connect")),
+            "{fail:?}"
+        );
         fake.set_deny_launch(false);
         fake.set_connected("n1", false);
         let skip = try_launch(&client(&fake), "n1", &obs).await.unwrap();
-        assert!(matches!(&skip, Verdict::Skip(t) if t.contains("offline")), "{skip:?}");
+        assert!(
+            matches!(&skip, Verdict::Skip(t) if t.contains("offline")),
+            "{skip:?}"
+        );
         assert_eq!(fake.launches("n1"), 0, "an offline node is never launched");
     }
 }

@@ -6,7 +6,7 @@ use super::support::*;
 #[test]
 fn demand_boots_nothing_when_nothing_waits() {
     let mut host = demand_host();
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(600_000);
     assert!(host.log.is_empty(), "{:?}", host.log);
     let decisions = host.world.status(host.now).decisions;
@@ -19,16 +19,16 @@ fn demand_boots_nothing_when_nothing_waits() {
 #[test]
 fn demand_boots_the_vm_whose_labels_cover_the_job_and_stops_it_after_its_job() {
     let mut host = demand_host();
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(7, host.now - 5_000, "mac15")],
         free_runners: vec![],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     // Its runner takes the job: busy; the job leaves the queue.
     host.jobs.insert(M15.into(), "Runner.Worker".into());
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(120_000);
     assert_eq!(host.running(), vec![M15.to_owned()], "kept while busy");
     host.jobs.remove(M15);
@@ -43,7 +43,7 @@ fn a_runner_whose_job_went_elsewhere_stays_a_spare_for_the_warm_linger() {
     // Test config: no prediction, warm_linger 1 h, cycle_on_min 1 min.
     let mut host = booted_for_job_7();
     // Another runner took job 7 while this one booted.
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(30 * 60_000);
     assert_eq!(
         host.running(),
@@ -60,10 +60,10 @@ fn a_runner_whose_job_went_elsewhere_stays_a_spare_for_the_warm_linger() {
 fn only_a_free_host_under_demand_watches_for_new_runs() {
     let mut host = demand_host();
     assert!(host.world.watches_demand(), "free host");
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(7, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     assert!(
@@ -98,14 +98,14 @@ fn only_a_free_host_under_demand_watches_for_new_runs() {
 #[test]
 fn demand_does_not_boot_for_a_job_a_free_fleet_runner_will_take() {
     let mut host = demand_host();
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(1, host.now, "mac14"), job(2, host.now + 1, "mac14")],
         free_runners: vec![FleetRunner {
             name: "other-host-ROOT-VM-macOS-14".into(),
             labels: runner_labels("x-macOS-14"),
         }],
         ..Default::default()
-    }));
+    })));
     host.settle();
     // One of the two jobs is covered by the other host's runner: boot exactly one VM.
     assert_eq!(host.running(), vec![M14.to_owned()]);
@@ -118,11 +118,11 @@ fn demand_lets_an_idle_spi_vm_go_for_an_unmet_root_job_after_its_grace() {
     let req = host.command("jenkins", slot(S1, 0));
     host.settle();
     assert!(matches!(host.reply(req), Ok(Response::SlotGranted(_))));
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(3, host.now, "mac14")],
         free_runners: vec![],
         ..Default::default()
-    }));
+    })));
     host.advance(60_000);
     assert_eq!(
         host.running(),
@@ -149,11 +149,11 @@ fn demand_lets_an_idle_spi_vm_go_for_an_unmet_root_job_after_its_grace() {
             .any(|d| d.text.contains("fresh demand snapshot")),
         "{decisions:?}"
     );
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(3, host.now - 260_000, "mac14")],
         free_runners: vec![],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(
         host.running(),
@@ -172,11 +172,11 @@ fn registration_watchdog_recycles_a_runner_that_takes_no_waiting_job() {
     host.settle();
     assert!(host.reply(start).is_ok());
     // A mac15 job waits, but the runner never gets it.
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(9, host.now - 1_000, "mac15")],
         free_runners: vec![],
         ..Default::default()
-    }));
+    })));
     host.advance(500_000);
     assert_eq!(
         host.running(),
@@ -195,11 +195,11 @@ fn registration_watchdog_recycles_a_runner_that_takes_no_waiting_job() {
     let start = host.command("admin", Command::StartVm { vm: M15.into() });
     host.settle();
     assert!(host.reply(start).is_ok());
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(10, host.now - 1_000, "mac15")],
         free_runners: vec![],
         ..Default::default()
-    }));
+    })));
     host.jobs.insert(M15.into(), "Runner.Worker".into());
     host.advance(900_000);
     assert_eq!(host.running(), vec![M15.to_owned()], "busy runner kept");
@@ -211,12 +211,12 @@ fn a_runner_the_feed_shows_used_is_stopped_not_kept_for_a_matching_job() {
     // probe ever sees the VM busy. Another mac15 job is queued: GitHub will never give it
     // to this single-use runner, so keeping the VM for it loses the job.
     let mut host = booted_for_job_7();
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(8, host.now, "mac15")],
         taken_runners: vec!["runner-of-m15".into()],
         used_here: vec![M15.into()],
         ..Default::default()
-    }));
+    })));
     host.settle();
     let decisions = host.world.status(host.now).decisions;
     let texts: Vec<&str> = decisions.iter().map(|d| d.text.as_str()).collect();
@@ -241,10 +241,10 @@ fn a_runner_the_feed_shows_used_is_stopped_not_kept_for_a_matching_job() {
 fn a_runner_the_feed_shows_used_while_its_job_runs_is_kept_until_idle() {
     let mut host = booted_for_job_7();
     host.jobs.insert(M15.into(), "Runner.Worker".into());
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         used_here: vec![M15.into()],
         ..Default::default()
-    }));
+    })));
     host.advance(5 * 60_000);
     assert_eq!(host.running(), vec![M15.to_owned()], "never stopped busy");
     host.jobs.remove(M15);
@@ -263,10 +263,10 @@ fn registration_watchdog_covers_a_job_queued_after_the_runner_was_ready() {
     assert!(host.reply(start).is_ok());
     host.advance(20 * 60_000);
     // Queued long after readiness; the runner never gets it.
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(9, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.advance(500_000);
     assert_eq!(
         host.running(),
@@ -281,19 +281,19 @@ fn registration_watchdog_covers_a_job_queued_after_the_runner_was_ready() {
 fn a_runner_the_feed_shows_done_is_probed_at_once_not_at_the_next_recheck() {
     let mut host = booted_for_job_7();
     host.jobs.insert(M15.into(), "Runner.Worker".into());
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         used_here: vec![M15.into()],
         ..Default::default()
-    }));
+    })));
     host.advance(90_000);
     assert_eq!(host.running(), vec![M15.to_owned()], "busy: kept");
     // The job ends; the next poll shows it completed (or the runner deleted).
     host.jobs.remove(M15);
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         used_here: vec![M15.into()],
         done_here: vec![M15.into()],
         ..Default::default()
-    }));
+    })));
     host.advance(1_000);
     assert!(
         host.running().is_empty(),
@@ -317,7 +317,7 @@ fn agent_after_a_build_with(configure: impl FnOnce(&mut SchedConfig)) -> Host {
             (S1, Team::Spi, PowerState::Stopped),
         ],
     );
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     let req = host.command("jenkins", slot(S1, 0));
     host.settle();
     assert!(matches!(host.reply(req), Ok(Response::SlotGranted(_))));
@@ -370,7 +370,7 @@ fn a_jenkins_agent_whose_probe_fails_is_never_taken_for_idle() {
 fn freed_after_job_7() -> (Host, Millis) {
     let mut host = booted_for_job_7();
     host.jobs.insert(M15.into(), "Runner.Worker".into());
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(120_000);
     host.jobs.remove(M15);
     let held = host.now;
@@ -381,11 +381,11 @@ fn freed_after_job_7() -> (Host, Millis) {
 
 /// Job 8 (mac14) queued, as a poll begun at `taken_at_ms` saw it (0: not said).
 fn job_8_queued(taken_at_ms: Millis) -> Input {
-    Input::Demand(DemandSnapshot {
+    Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(8, 1_000, "mac14")],
         taken_at_ms,
         ..Default::default()
-    })
+    }))
 }
 
 #[test]
@@ -428,7 +428,11 @@ fn agent_where_mac15_is_missing(idle_handover_ms: Millis, root_jobs: Vec<QueuedJ
         c.warm_idle_hosts = true;
         c.warm_window_ms = 2 * 3_600_000;
     });
-    host.feed(Input::Demand(mac14_elsewhere(&host, root_jobs, Vec::new())));
+    host.feed(Input::Demand(Box::new(mac14_elsewhere(
+        &host,
+        root_jobs,
+        Vec::new(),
+    ))));
     host
 }
 
@@ -460,7 +464,7 @@ fn assert_freed_host_boots_mac15(
 ) {
     host.advance(1_000);
     let snapshot = mac14_elsewhere(host, root_jobs, more);
-    host.feed(Input::Demand(snapshot));
+    host.feed(Input::Demand(Box::new(snapshot)));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
 }
@@ -505,7 +509,11 @@ fn an_agent_goes_for_warmth_while_a_job_only_another_host_can_serve_is_unmet() {
         }]
     };
     let mut host = agent_where_mac15_is_missing(8 * 3_600_000, Vec::new());
-    host.feed(Input::Demand(mac14_elsewhere(&host, jobs(), linux())));
+    host.feed(Input::Demand(Box::new(mac14_elsewhere(
+        &host,
+        jobs(),
+        linux(),
+    ))));
     assert_agent_goes_between(&mut host, 50 * 60_000, 15 * 60_000, "agent_warm_handover");
     assert!(
         host.world.unservable_jobs().is_empty(),
@@ -543,7 +551,7 @@ fn agent_where_a_warm_mac15_is_wanted(idle_for: Millis) -> Host {
         })
         .collect();
     let mac14 = host.world.vms[M14].labels.clone();
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         free_runners: vec![FleetRunner {
             name: "other-host-mac14".into(),
             labels: mac14,
@@ -551,7 +559,7 @@ fn agent_where_a_warm_mac15_is_wanted(idle_for: Millis) -> Host {
         jenkins_idle_until_ms: host.now.saturating_add(idle_for),
         taken_at_ms: host.now,
         ..Default::default()
-    }));
+    })));
     host
 }
 
@@ -589,7 +597,7 @@ fn an_agent_is_not_given_up_for_a_warm_runner_on_a_jenkins_answer_gone_stale() {
     let mut snapshot = host.world.demand.clone();
     snapshot.jenkins_idle_until_ms = host.now + 90_000;
     snapshot.taken_at_ms = host.now;
-    host.feed(Input::Demand(snapshot));
+    host.feed(Input::Demand(Box::new(snapshot)));
     host.advance(60_000);
     assert_eq!(host.running(), vec![M15.to_owned()]);
 }
@@ -610,7 +618,7 @@ fn agent_among_idle_agents(idle_agents: &[&str]) -> Host {
     let mut snapshot = host.world.demand.clone();
     snapshot.jenkins_idle_agents = idle_agents.iter().map(|a| (*a).to_owned()).collect();
     snapshot.taken_at_ms = host.now;
-    host.feed(Input::Demand(snapshot));
+    host.feed(Input::Demand(Box::new(snapshot)));
     host
 }
 
@@ -651,7 +659,7 @@ fn a_spare_agent_stays_while_jenkins_queue_holds_a_build() {
     let mut snapshot = host.world.demand.clone();
     snapshot.jenkins_idle_until_ms = 0;
     snapshot.taken_at_ms = host.now;
-    host.feed(Input::Demand(snapshot));
+    host.feed(Input::Demand(Box::new(snapshot)));
     host.advance(50 * 60_000);
     assert_eq!(host.running(), vec![S1.to_owned()]);
 }
@@ -678,7 +686,7 @@ fn feed_agents(host: &mut Host, idle_agents: &[&str], mac15_filled: bool) {
     };
     let mut snapshot = mac14_elsewhere(host, Vec::new(), more);
     snapshot.jenkins_idle_agents = idle_agents.iter().map(|a| (*a).to_owned()).collect();
-    host.feed(Input::Demand(snapshot));
+    host.feed(Input::Demand(Box::new(snapshot)));
 }
 
 #[test]

@@ -21,10 +21,10 @@ fn a_beta_vm_boots_for_a_mac_beta_job() {
             (BETA, Team::Root, PowerState::Stopped),
         ],
     );
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(1, host.now - 5_000, "mac-beta")],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.running(), vec![BETA.to_owned()]);
     assert!(host.world.unservable_jobs().is_empty());
@@ -34,14 +34,14 @@ fn a_beta_vm_boots_for_a_mac_beta_job() {
 fn jobs_nobody_can_serve_are_reported_and_boot_nothing() {
     let mut host = demand_host();
     let since = host.now - 60_000;
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![
             job(1, since, "mac-beta"),
             job(2, since + 1_000, "MAC-BETA"),
             job(3, host.now, "mac15"),
         ],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(
         starts(&host),
@@ -70,7 +70,7 @@ fn jobs_nobody_can_serve_are_reported_and_boot_nothing() {
         "{line}"
     );
     // A runner registered elsewhere (another host's MARBLE VM) covers them: not reported.
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(1, since, "mac-beta")],
         free_runners: vec![FleetRunner {
             name: "marble-h2-ROOT-VM-macOS-beta-0001".into(),
@@ -82,17 +82,17 @@ fn jobs_nobody_can_serve_are_reported_and_boot_nothing() {
             ],
         }],
         ..Default::default()
-    }));
+    })));
     assert!(host.world.unservable_jobs().is_empty());
 }
 
 #[test]
 fn a_free_host_says_which_queued_jobs_nobody_can_serve() {
     let mut host = demand_host();
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(1, host.now - 60_000, "mac-beta")],
         ..Default::default()
-    }));
+    })));
     assert_boots_nothing_and_says(
         &mut host,
         "demand: 0 queued job(s) covered by free runners in the fleet, 1 nobody can serve \
@@ -123,14 +123,14 @@ fn a_free_host_says_which_queued_jobs_only_another_host_can_run() {
         labels: intel.clone(),
         ..job(id, host.now - 60_000, "mac13")
     };
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![intel_job(1), intel_job(2)],
         free_runners: vec![FleetRunner {
             name: "intel-ROOT-VM-macOS-12".into(),
             labels: intel.clone(),
         }],
         ..Default::default()
-    }));
+    })));
     assert_boots_nothing_and_says(
         &mut host,
         "demand: 1 queued job(s) covered by free runners in the fleet, 1 waiting for another \

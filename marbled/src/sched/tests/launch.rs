@@ -38,7 +38,7 @@ fn any_node_build(since: Millis, offline: &[&str]) -> DemandSnapshot {
 /// Feed `snapshot` at `at` (the host's clock moved there) and settle.
 fn feed_at(host: &mut Host, at: Millis, snapshot: DemandSnapshot) {
     host.advance(at.saturating_sub(host.now));
-    host.feed(Input::Demand(snapshot));
+    host.feed(Input::Demand(Box::new(snapshot)));
     host.settle();
 }
 
@@ -49,7 +49,11 @@ fn a_free_host_launches_its_own_node_once_a_build_for_any_node_has_waited() {
     // `g-…` sorts first: the node Jenkins keeps launching (its host runs a job); this host's
     // node is second, so it has the first turn with it.
     let offline = ["g-SPI-VM-1", S1, "i-SPI-VM-1"];
-    feed_at(&mut host, since + AFTER_MS - 1_000, any_node_build(since, &offline));
+    feed_at(
+        &mut host,
+        since + AFTER_MS - 1_000,
+        any_node_build(since, &offline),
+    );
     assert!(host.launches.is_empty(), "too early: {:?}", host.launches);
     feed_at(&mut host, since + AFTER_MS, any_node_build(since, &offline));
     assert_eq!(host.launches, vec![(S1.to_owned(), S1.to_owned())]);
@@ -59,7 +63,11 @@ fn a_free_host_launches_its_own_node_once_a_build_for_any_node_has_waited() {
         "{decisions:?}"
     );
     // Not again while Jenkins runs the start script: nothing boots meanwhile either.
-    feed_at(&mut host, since + AFTER_MS + 60_000, any_node_build(since, &offline));
+    feed_at(
+        &mut host,
+        since + AFTER_MS + 60_000,
+        any_node_build(since, &offline),
+    );
     assert_eq!(host.launches.len(), 1);
     assert!(host.running().is_empty(), "{:?}", host.log);
     // The start script asks; the host is free: granted.

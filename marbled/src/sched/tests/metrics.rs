@@ -66,12 +66,12 @@ fn each_job_a_runner_here_took_counts_its_wait_once() {
         ..Default::default()
     };
     // Seen running by several polls: counted once each.
-    host.feed(Input::Demand(snapshot.clone()));
-    host.feed(Input::Demand(snapshot));
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(snapshot.clone())));
+    host.feed(Input::Demand(Box::new(snapshot)));
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         started_here: vec![started(9, 1_000_000, 1_000_000 + 3_600_000 + 1)],
         ..Default::default()
-    }));
+    })));
     let waits = &host.world.counters().root_job_waits;
     assert_eq!(waits.count, 3, "{waits:?}");
     assert_eq!(waits.sum_ms, 70_000 + 5_000 + 3_600_001);

@@ -105,10 +105,10 @@ fn a_slot_request_waiting_on_a_boot_that_fails_readiness_does_not_keep_the_silen
         .insert(M15.into(), "guest does not answer".into());
     host.probe_fails
         .insert(M15.into(), "guest does not answer".into());
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(7, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     // The start finishes; the readiness wait is in flight when Jenkins asks.
     assert!(host.complete_one());
     assert!(
@@ -156,10 +156,10 @@ fn demand_boots_a_vm_whose_last_boot_did_not_fail_first() {
         since_ms,
         labels: labels.clone(),
     };
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![queued(1, host.now)],
         ..Default::default()
-    }));
+    })));
     host.settle();
     // R1 (first in the round robin) failed readiness and was stopped; R2 served job 1.
     let starts = |host: &Host, vm: &str| {
@@ -172,10 +172,10 @@ fn demand_boots_a_vm_whose_last_boot_did_not_fail_first() {
     host.advance(120_000);
     assert_eq!(starts(&host, R2), 1, "{:?}", host.log);
     // Job 1 went elsewhere; the operator stops R2. Job 2 arrives: R2, not R1 again.
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: Vec::new(),
         ..Default::default()
-    }));
+    })));
     let stop = host.command(
         "admin",
         Command::StopVm {
@@ -186,10 +186,10 @@ fn demand_boots_a_vm_whose_last_boot_did_not_fail_first() {
     host.settle();
     assert!(host.reply(stop).is_ok(), "{:?}", host.reply(stop));
     assert!(host.running().is_empty(), "{:?}", host.running());
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![queued(2, host.now)],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(
         starts(&host, R1),

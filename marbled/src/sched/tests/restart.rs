@@ -87,20 +87,20 @@ fn a_restart_keeps_the_warm_runner_prediction() {
         c.warm_min_jobs = 2;
     };
     let mut host = warm_host(warm);
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         running_jobs: vec![
             job(1, host.now - 600_000, "mac15"),
             job(2, host.now - 1_000, "mac15"),
         ],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     // The Mac rebooted: the daemon starts again with every VM stopped, and GitHub shows no
     // job any more (both finished).
     host.power.insert(M15.into(), PowerState::Stopped);
     let mut after = restart(&host, 5_000, |_| {});
-    after.feed(Input::Demand(DemandSnapshot::default()));
+    after.feed(Input::Demand(Box::default()));
     after.settle();
     assert_eq!(after.running(), vec![M15.to_owned()], "{:?}", after.log);
     let decisions = after.world.status(after.now).decisions;
@@ -112,7 +112,7 @@ fn a_restart_keeps_the_warm_runner_prediction() {
     );
     // A daemon that forgot the history boots nothing.
     let mut forgetful = restart(&host, 5_000, |state| state.seen_jobs.clear());
-    forgetful.feed(Input::Demand(DemandSnapshot::default()));
+    forgetful.feed(Input::Demand(Box::default()));
     forgetful.advance(60_000);
     assert!(forgetful.running().is_empty(), "{:?}", forgetful.log);
     // History that left the ranking memory (`RANK_MEMORY_MS`, a day) while the daemon was
@@ -132,7 +132,7 @@ fn a_restart_keeps_the_warm_runner_prediction() {
     // nothing: no warm runner boots for it.
     let mut late = restart(&host, window, |_| {});
     assert_eq!(late.world.persisted().seen_jobs.len(), 2);
-    late.feed(Input::Demand(DemandSnapshot::default()));
+    late.feed(Input::Demand(Box::default()));
     late.advance(60_000);
     assert!(late.running().is_empty(), "{:?}", late.log);
 }
@@ -142,10 +142,10 @@ fn a_restart_keeps_a_spare_runner_for_the_rest_of_its_linger() {
     // Test config: no prediction, warm_linger 1 h.
     let mut host = booted_for_job_7();
     // Another runner took job 7; ten minutes later the daemon restarts.
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(10 * 60_000);
     let mut after = restart(&host, 5_000, |_| {});
-    after.feed(Input::Demand(DemandSnapshot::default()));
+    after.feed(Input::Demand(Box::default()));
     after.advance(30 * 60_000);
     assert_eq!(
         after.running(),
@@ -165,7 +165,7 @@ fn a_restart_keeps_a_spare_runner_for_the_rest_of_its_linger() {
     assert!(after.running().is_empty(), "stopped once the linger ended");
     // A daemon that forgot why it runs stops it at once.
     let mut forgetful = restart(&host, 5_000, |state| state.runners.clear());
-    forgetful.feed(Input::Demand(DemandSnapshot::default()));
+    forgetful.feed(Input::Demand(Box::default()));
     forgetful.advance(5 * 60_000);
     assert!(forgetful.running().is_empty(), "{:?}", forgetful.log);
 }
@@ -175,21 +175,21 @@ fn a_restart_does_not_keep_a_used_runner_for_another_job() {
     let mut host = booted_for_job_7();
     // Its runner takes job 7; a probe sees it busy; then the daemon restarts.
     host.jobs.insert(M15.into(), "Runner.Worker".into());
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(2 * 60_000);
     let queued = DemandSnapshot {
         root_jobs: vec![job(8, host.now, "mac15")],
         ..Default::default()
     };
     let mut after = restart(&host, 5_000, |_| {});
-    after.feed(Input::Demand(queued.clone()));
+    after.feed(Input::Demand(Box::new(queued.clone())));
     after.advance(2 * 60_000);
     assert!(starts_and_stops(&after).is_empty(), "busy: kept");
     // Job 7 ends. Job 8 is queued for the same labels, but GitHub will not give it to a used
     // single-use runner: stopped, then booted afresh for job 8.
     after.jobs.remove(M15);
     after.advance(3 * 60_000);
-    after.feed(Input::Demand(queued.clone()));
+    after.feed(Input::Demand(Box::new(queued.clone())));
     after.settle();
     let ops = starts_and_stops(&after);
     assert!(
@@ -198,7 +198,7 @@ fn a_restart_does_not_keep_a_used_runner_for_another_job() {
     );
     // A daemon that forgot the runner was used keeps it for job 8, which never comes to it.
     let mut forgetful = restart(&host, 5_000, |state| state.runners.clear());
-    forgetful.feed(Input::Demand(queued));
+    forgetful.feed(Input::Demand(Box::new(queued)));
     forgetful.jobs.remove(M15);
     forgetful.advance(5 * 60_000);
     assert!(
@@ -217,10 +217,10 @@ fn a_restart_keeps_the_fair_share_streak() {
     // Jenkins' start script asks again; the ROOT job still waits.
     after.command("jenkins", slot(S2, 3_600_000));
     after.settle();
-    after.feed(Input::Demand(DemandSnapshot {
+    after.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(5, asked, "mac14")],
         ..Default::default()
-    }));
+    })));
     let now = after.now + 60_000;
     let turn = after.world.share_turn(now).expect("both wait");
     assert_eq!(turn.team, Team::Root, "{}", turn.why);
@@ -229,10 +229,10 @@ fn a_restart_keeps_the_fair_share_streak() {
     let mut forgetful = restart(&host, 5_000, |state| state.streak = None);
     forgetful.command("jenkins", slot(S2, 3_600_000));
     forgetful.settle();
-    forgetful.feed(Input::Demand(DemandSnapshot {
+    forgetful.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(5, asked, "mac14")],
         ..Default::default()
-    }));
+    })));
     assert_eq!(
         forgetful.world.share_turn(now).map(|t| t.team),
         Some(Team::Spi)
@@ -250,7 +250,7 @@ fn a_restart_keeps_a_spare_runners_rank_in_the_staggered_yield() {
             count: 2,
         }];
     });
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     let other = FleetRunner {
@@ -267,7 +267,7 @@ fn a_restart_keeps_a_spare_runners_rank_in_the_staggered_yield() {
         free_runners: vec![other, mine.clone()],
         ..Default::default()
     };
-    host.feed(Input::Demand(both));
+    host.feed(Input::Demand(Box::new(both)));
     host.advance(50_000);
     // The daemon restarts; meanwhile `a` yielded: its runner left the list, and the runner
     // it boots for the job is not listed yet.
@@ -285,7 +285,7 @@ fn a_restart_keeps_a_spare_runners_rank_in_the_staggered_yield() {
     };
     // Fresh snapshots every 5 s up to 25 s past `warm_yield`: not this host's turn yet.
     while after.now < since + 85_000 {
-        after.feed(Input::Demand(only_mine.clone()));
+        after.feed(Input::Demand(Box::new(only_mine.clone())));
         after.advance(5_000);
     }
     assert!(
@@ -295,7 +295,7 @@ fn a_restart_keeps_a_spare_runners_rank_in_the_staggered_yield() {
     );
     // Still unmet once its turn came (a's boot failed): this host yields, nothing orphaned.
     while after.now < since + 100_000 {
-        after.feed(Input::Demand(only_mine.clone()));
+        after.feed(Input::Demand(Box::new(only_mine.clone())));
         after.advance(5_000);
     }
     assert!(stopped(&after), "its turn: {:?}", after.log);
@@ -316,10 +316,10 @@ fn a_restart_does_not_count_a_running_jobs_wait_again() {
         }],
         ..Default::default()
     };
-    host.feed(Input::Demand(running.clone()));
+    host.feed(Input::Demand(Box::new(running.clone())));
     assert_eq!(host.world.counters().root_job_waits.count, 1);
     let mut after = restart(&host, 5_000, |_| {});
-    after.feed(Input::Demand(running.clone()));
+    after.feed(Input::Demand(Box::new(running.clone())));
     assert_eq!(
         after.world.counters().root_job_waits.count,
         0,
@@ -328,10 +328,10 @@ fn a_restart_does_not_count_a_running_jobs_wait_again() {
     // A job first seen after the restart is counted.
     let mut next = running.clone();
     next.started_here[0].id = 8;
-    after.feed(Input::Demand(next));
+    after.feed(Input::Demand(Box::new(next)));
     assert_eq!(after.world.counters().root_job_waits.count, 1);
 
     let mut forgetful = restart(&host, 5_000, |state| state.waits_counted.clear());
-    forgetful.feed(Input::Demand(running));
+    forgetful.feed(Input::Demand(Box::new(running)));
     assert_eq!(forgetful.world.counters().root_job_waits.count, 1);
 }

@@ -18,14 +18,14 @@ fn fair_share_gives_the_freed_host_to_the_longer_weighted_wait() {
         root_jobs: vec![job(4, queued_at, "mac14")],
         ..Default::default()
     };
-    host.feed(Input::Demand(snapshot.clone()));
+    host.feed(Input::Demand(Box::new(snapshot.clone())));
     host.advance(20 * 60_000);
     // Twenty minutes later Jenkins asks for S2 and waits; then S1's build ends.
     let second = host.command("jenkins", slot(S2, 3_600_000));
     host.advance(60_000);
     host.jobs.remove(S1);
     host.advance(5 * 60_000);
-    host.feed(Input::Demand(snapshot.clone()));
+    host.feed(Input::Demand(Box::new(snapshot.clone())));
     host.settle();
     // ROOT waited 26 min × 1 against Jenkins' 6 min × 2: ROOT's turn.
     assert_eq!(host.running(), vec![M14.to_owned()], "{:?}", host.log);
@@ -42,7 +42,7 @@ fn fair_share_gives_the_freed_host_to_the_longer_weighted_wait() {
     );
     // The job runs and ends; the queue is empty: Jenkins gets the host.
     host.jobs.insert(M14.into(), "Runner.Worker".into());
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(10 * 60_000);
     host.jobs.remove(M14);
     host.advance(5 * 60_000);
@@ -170,7 +170,7 @@ fn a_build_for_any_node_ages_the_host_jenkins_launches_a_node_on_and_holds_no_ot
     idle.advance(3_600_000);
     let at = idle.now;
     for _ in 0..2 {
-        idle.feed(Input::Demand(snapshot(at, "mac-spi")));
+        idle.feed(Input::Demand(Box::new(snapshot(at, "mac-spi"))));
         idle.settle();
     }
     assert_eq!(idle.world.share_turn(idle.now), None);
@@ -181,7 +181,7 @@ fn a_build_for_any_node_ages_the_host_jenkins_launches_a_node_on_and_holds_no_ot
     asked.advance(3_600_000);
     s1_busy_then_s2_asked(&mut asked);
     let at = asked.now;
-    asked.feed(Input::Demand(snapshot(at, "mac-spi")));
+    asked.feed(Input::Demand(Box::new(snapshot(at, "mac-spi"))));
     asked.settle();
     let turn = asked.world.share_turn(asked.now).expect("both wait");
     assert_eq!(turn.team, Team::Spi, "{}", turn.why);
@@ -197,7 +197,7 @@ fn a_build_for_any_node_ages_the_host_jenkins_launches_a_node_on_and_holds_no_ot
     let mut named = share_host(|_| {});
     named.advance(3_600_000);
     let at = named.now;
-    named.feed(Input::Demand(snapshot(at, S2)));
+    named.feed(Input::Demand(Box::new(snapshot(at, S2))));
     named.settle();
     assert!(named.world.share_turn(named.now).is_some());
 }
@@ -214,10 +214,10 @@ fn a_node_that_cannot_be_granted_does_not_keep_the_host_from_root() {
     );
     let req = host.command("jenkins", slot(S2, 0));
     assert_eq!(host.err_kind(req), ErrorKind::Locked);
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(4, host.now, "mac14")],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.world.share_turn(host.now), None);
 }

@@ -21,7 +21,7 @@ fn host_with_a_warm_mac15(h: &str) -> Host {
             (&m14, Team::Root, PowerState::Stopped),
         ],
     );
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.settle();
     assert_eq!(host.running(), vec![m15], "{:?}", host.log);
     host
@@ -67,8 +67,8 @@ fn of_two_hosts_with_identical_warm_runners_exactly_one_yields_to_an_unmet_job()
     // Fresh snapshots every 5 s, the same on both hosts, until 25 s after `warm_yield`
     // (before the second rank's turn): the job is still unmet on them.
     for _ in 0..(85_000 / 5_000) {
-        a.feed(Input::Demand(for_a.clone()));
-        b.feed(Input::Demand(for_b.clone()));
+        a.feed(Input::Demand(Box::new(for_a.clone())));
+        b.feed(Input::Demand(Box::new(for_b.clone())));
         a.advance(5_000);
         b.advance(5_000);
     }
@@ -127,17 +127,17 @@ fn warm_boot_after_a_job_waited_beside(idle: &[&str]) -> bool {
         name: "b-ROOT-VM-macOS-14".into(),
         labels: idle.iter().map(|l| (*l).to_owned()).collect(),
     };
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![beta],
         free_runners: vec![idle],
         ..Default::default()
-    }));
+    })));
     host.settle();
     // A job is unmet: no warm boot meanwhile.
     assert!(host.running().is_empty(), "{:?}", host.log);
     // The job starts elsewhere: the fleet is a mac15 runner short, and this host is free.
     for _ in 0..10 {
-        host.feed(Input::Demand(DemandSnapshot::default()));
+        host.feed(Input::Demand(Box::default()));
         host.advance(60_000);
     }
     !host.running().is_empty()

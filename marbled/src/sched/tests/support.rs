@@ -323,10 +323,10 @@ pub(super) fn demand_host() -> Host {
 /// A demand host that has booted the mac15 VM for queued job 7 (mac15).
 pub(super) fn booted_for_job_7() -> Host {
     let mut host = demand_host();
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(7, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     host
@@ -387,9 +387,9 @@ pub(super) fn contended(
     let mut host = share_host(configure);
     s1_busy_then_s2_asked(&mut host);
     let asked = host.now;
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(5, asked - root_since_ago, "mac14")],
         ..Default::default()
-    }));
+    })));
     (host, asked)
 }

@@ -63,9 +63,13 @@ fn host_keeping_beta(h: &str) -> Host {
     );
     host.now = T0 - 15 * 60_000;
     let other = vec![runner("z-other-15", "15")];
-    host.feed(Input::Demand(snapshot(host.now, &[], other.clone())));
+    host.feed(Input::Demand(Box::new(snapshot(
+        host.now,
+        &[],
+        other.clone(),
+    ))));
     host.advance(11 * 60_000);
-    host.feed(Input::Demand(snapshot(host.now, &[], other)));
+    host.feed(Input::Demand(Box::new(snapshot(host.now, &[], other))));
     host.settle();
     assert_eq!(host.running(), vec![beta], "{:?}", host.log);
     host
@@ -84,7 +88,7 @@ fn swapped(host: &Host, log_from: usize) -> bool {
 fn b_waits_its_turn_then_finds_the_target_filled(b: &mut Host, took: &[QueuedJob], from_b: usize) {
     for _ in 0..(55_000 / 5_000) {
         let free = vec![runner("b-ROOT-VM-macOS-beta", "beta")];
-        b.feed(Input::Demand(snapshot(b.now, took, free)));
+        b.feed(Input::Demand(Box::new(snapshot(b.now, took, free))));
         b.advance(5_000);
     }
     assert!(
@@ -97,7 +101,7 @@ fn b_waits_its_turn_then_finds_the_target_filled(b: &mut Host, took: &[QueuedJob
             runner("a-ROOT-VM-macOS-15", "15"),
             runner("b-ROOT-VM-macOS-beta", "beta"),
         ];
-        b.feed(Input::Demand(snapshot(b.now, took, free)));
+        b.feed(Input::Demand(Box::new(snapshot(b.now, took, free))));
         b.advance(5_000);
     }
     assert!(
@@ -117,7 +121,7 @@ fn an_idle_host_runner_gives_its_host_to_a_missing_predicted_platform() {
     let from = a.log.len();
     for _ in 0..4 {
         let free = vec![runner("a-ROOT-VM-macOS-beta", "beta")];
-        a.feed(Input::Demand(snapshot(a.now, &took, free)));
+        a.feed(Input::Demand(Box::new(snapshot(a.now, &took, free))));
         a.advance(5_000);
     }
     assert!(swapped(&a, from), "{:?}", a.log);
@@ -142,14 +146,18 @@ fn of_two_hosts_that_could_swap_for_one_target_exactly_one_does() {
     // Before the push both hosts saw both runners (and the mac15 one, about to be taken).
     let mut before = both();
     before.push(runner("z-other-15", "15"));
-    a.feed(Input::Demand(snapshot(a.now, &[], before.clone())));
-    b.feed(Input::Demand(snapshot(b.now, &[], before)));
+    a.feed(Input::Demand(Box::new(snapshot(
+        a.now,
+        &[],
+        before.clone(),
+    ))));
+    b.feed(Input::Demand(Box::new(snapshot(b.now, &[], before))));
     a.now = T0;
     b.now = T0;
     let took = [seen(4, T0, "15")];
     let (from_a, from_b) = (a.log.len(), b.log.len());
     // `a` (first by runner name) sees the target missing at once and swaps.
-    a.feed(Input::Demand(snapshot(a.now, &took, both())));
+    a.feed(Input::Demand(Box::new(snapshot(a.now, &took, both()))));
     a.settle();
     assert!(swapped(&a, from_a), "{:?}", a.log);
     // `b` first looks when a's runner has left the list and its mac15 one is not listed
@@ -176,11 +184,11 @@ fn a_swap_that_opens_long_after_its_target_went_missing_still_goes_one_host_at_a
     // The job that took the mac15 runner was queued 5 min ago.
     let took = [seen(4, T0 - 5 * 60_000, "15")];
     let (from_a, from_b) = (a.log.len(), b.log.len());
-    a.feed(Input::Demand(snapshot(a.now, &took, both())));
+    a.feed(Input::Demand(Box::new(snapshot(a.now, &took, both()))));
     a.settle();
     assert!(swapped(&a, from_a), "{:?}", a.log);
     // `b`, second by runner name, looks on the same snapshot: its turn is a step later.
-    b.feed(Input::Demand(snapshot(b.now, &took, both())));
+    b.feed(Input::Demand(Box::new(snapshot(b.now, &took, both()))));
     b.settle();
     assert!(
         !swapped(&b, from_b),
@@ -199,7 +207,7 @@ fn a_runner_not_listed_free_is_not_swapped() {
     let took = [seen(4, T0, "15")];
     let from = a.log.len();
     for _ in 0..4 {
-        a.feed(Input::Demand(snapshot(a.now, &took, vec![])));
+        a.feed(Input::Demand(Box::new(snapshot(a.now, &took, vec![]))));
         a.advance(5_000);
     }
     assert!(!swapped(&a, from), "{:?}", a.log);

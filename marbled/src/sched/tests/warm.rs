@@ -10,17 +10,17 @@ fn prediction_keeps_a_warm_runner_for_a_label_set_with_recent_jobs_and_only_then
         c.warm_min_jobs = 2;
     });
     // One mac15 job seen in the window: below `warm_min_jobs`, nothing boots.
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         running_jobs: vec![job(1, host.now - 600_000, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.advance(60_000);
     assert!(host.running().is_empty(), "{:?}", host.log);
     // A second one (seen running: a warm runner elsewhere took it between polls).
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         running_jobs: vec![job(2, host.now - 1_000, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     let decisions = host.world.status(host.now).decisions;
@@ -34,13 +34,13 @@ fn prediction_keeps_a_warm_runner_for_a_label_set_with_recent_jobs_and_only_then
     host.advance(30 * 60_000);
     assert_eq!(host.running(), vec![M15.to_owned()], "kept warm");
     // Its runner is now in the fleet list: the target is filled, nothing else boots.
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         free_runners: vec![FleetRunner {
             name: M15.into(),
             labels: mac_labels("mac15"),
         }],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     let boots = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
@@ -55,17 +55,17 @@ fn a_free_runner_elsewhere_fills_the_warm_target_so_this_host_boots_nothing() {
             count: 1,
         }];
     });
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         free_runners: vec![FleetRunner {
             name: "other-ROOT-VM-macOS-14".into(),
             labels: runner_labels("x-macOS-14"),
         }],
         ..Default::default()
-    }));
+    })));
     host.advance(60_000);
     assert!(host.running().is_empty(), "{:?}", host.log);
     // That runner takes a queued job: the fleet is one short, this host boots one.
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.settle();
     assert_eq!(host.running(), vec![M14.to_owned()]);
     let decisions = host.world.status(host.now).decisions;
@@ -86,15 +86,15 @@ fn a_warm_runner_gives_way_to_an_unmet_job_it_cannot_take_after_the_yield_time()
         }];
         c.warm_yield_ms = 60_000;
     });
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     // A mac14 job: a free host elsewhere may take it first, so the warm runner waits.
     let since = host.now;
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(9, since, "mac14")],
         ..Default::default()
-    }));
+    })));
     host.advance(30_000);
     assert_eq!(
         host.running(),
@@ -117,10 +117,10 @@ fn a_warm_runner_gives_way_to_an_unmet_job_it_cannot_take_after_the_yield_time()
         .iter()
         .rposition(|(v, a)| v == M15 && matches!(a, Action::Stop(_)));
     assert!(probed < stopped, "{:?}", host.log);
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(9, since, "mac14")],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.running(), vec![M14.to_owned()]);
 }
@@ -133,7 +133,7 @@ fn a_slot_request_takes_the_host_from_an_idle_warm_runner() {
             count: 1,
         }];
     });
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     let req = host.command("jenkins", slot(S1, 0));
@@ -149,7 +149,7 @@ fn a_slot_request_takes_the_host_from_an_idle_warm_runner() {
 #[test]
 fn the_prediction_remembers_only_jobs_a_vm_here_could_run() {
     let mut host = warm_host(|c| c.warm_window_ms = 3_600_000);
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         running_jobs: vec![
             job(1, host.now, "mac15"),
             QueuedJob {
@@ -159,7 +159,7 @@ fn the_prediction_remembers_only_jobs_a_vm_here_could_run() {
             },
         ],
         ..Default::default()
-    }));
+    })));
     let seen = host.world.persisted().seen_jobs;
     assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec![1]);
 }
@@ -172,9 +172,9 @@ fn idle_warm_host() -> Host {
 /// Feed `snapshot` to a free host, then again once it has been free for the idle-warmth
 /// delay (idle warmth boots only on a snapshot taken after it).
 fn quiet_for_the_delay(host: &mut Host, snapshot: DemandSnapshot) {
-    host.feed(Input::Demand(snapshot.clone()));
+    host.feed(Input::Demand(Box::new(snapshot.clone())));
     host.advance(super::super::warm::IDLE_WARM_AFTER_MS);
-    host.feed(Input::Demand(snapshot));
+    host.feed(Input::Demand(Box::new(snapshot)));
     host.settle();
 }
 
@@ -207,13 +207,13 @@ fn an_idle_host_keeps_a_runner_of_a_platform_no_idle_runner_in_the_fleet_covers(
         free_runners: vec![free_runner("other-ROOT-VM-macOS-14")],
         ..Default::default()
     };
-    host.feed(Input::Demand(elsewhere.clone()));
+    host.feed(Input::Demand(Box::new(elsewhere.clone())));
     host.advance(super::super::warm::IDLE_WARM_AFTER_MS - 60_000);
-    host.feed(Input::Demand(elsewhere.clone()));
+    host.feed(Input::Demand(Box::new(elsewhere.clone())));
     host.settle();
     assert!(host.running().is_empty(), "not before the delay");
     host.advance(60_000);
-    host.feed(Input::Demand(elsewhere));
+    host.feed(Input::Demand(Box::new(elsewhere)));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
     let decisions = host.world.status(host.now).decisions;
@@ -224,10 +224,10 @@ fn an_idle_host_keeps_a_runner_of_a_platform_no_idle_runner_in_the_fleet_covers(
         "{decisions:?}"
     );
     // Nothing comes for a day: it stays (the next job, whatever its platform, finds runners).
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         free_runners: vec![free_runner("other-ROOT-VM-macOS-14"), free_runner(M15)],
         ..Default::default()
-    }));
+    })));
     host.advance(12 * 3_600_000);
     assert_eq!(host.running(), vec![M15.to_owned()]);
 }
@@ -320,10 +320,10 @@ fn idle_warmth_ranks_platforms_by_the_last_day_not_the_prediction_window() {
     });
     // Yesterday's mac15 jobs, seen before a quiet night: outside `warm_window`, within the
     // ranking's day. mac14 sorts first by name but none came.
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         running_jobs: vec![job(1, host.now, "mac15"), job(2, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.advance(10 * 3_600_000);
     quiet_for_the_delay(&mut host, DemandSnapshot::default());
     assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
@@ -361,20 +361,20 @@ fn an_idle_hosts_warm_runner_gives_way_to_an_unmet_job_it_cannot_take() {
         free_runners: vec![free_runner("other-ROOT-VM-macOS-15"), free_runner(M14)],
         ..Default::default()
     };
-    host.feed(Input::Demand(snapshot.clone()));
+    host.feed(Input::Demand(Box::new(snapshot.clone())));
     host.advance(30_000);
     assert_eq!(
         host.running(),
         vec![M14.to_owned()],
         "not before warm_yield"
     );
-    host.feed(Input::Demand(snapshot));
+    host.feed(Input::Demand(Box::new(snapshot)));
     host.advance(60_000);
     let queued = DemandSnapshot {
         root_jobs: vec![job(9, since, "mac15")],
         ..Default::default()
     };
-    host.feed(Input::Demand(queued));
+    host.feed(Input::Demand(Box::new(queued)));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()], "{:?}", host.log);
 }
@@ -391,21 +391,21 @@ fn rearm_host(rearm_fails: Option<&str>) -> Host {
         ],
     );
     host.rearm_fails = rearm_fails.map(str::to_owned);
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(7, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.settle();
     assert_eq!(host.running(), vec![M15.to_owned()]);
     host.jobs.insert(M15.into(), "Runner.Worker".into());
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(120_000);
     host.jobs.remove(M15);
     // Job 8 queues while job 7 ends; no runner in the fleet takes it.
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(8, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.advance(120_000);
     host
 }
@@ -423,13 +423,13 @@ fn with_two_jobs_per_boot_a_used_runner_is_re_armed_for_a_queued_job_instead_of_
     );
     // The fresh runner takes job 8 and ends it: no third job this boot, so it stops.
     host.jobs.insert(M15.into(), "Runner.Worker".into());
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(120_000);
     host.jobs.remove(M15);
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(9, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.advance(120_000);
     let rearms = host.log.iter().filter(|(_, a)| *a == Action::Rearm).count();
     assert_eq!(rearms, 1, "jobs_per_boot = 2: one re-arm per boot");
@@ -447,10 +447,10 @@ fn a_failed_re_arm_stops_the_vm_as_with_one_job_per_boot() {
         "{decisions:?}"
     );
     host.advance(60_000);
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(8, host.now - 240_000, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.settle();
     // Stopped, then booted afresh for job 8.
     let starts = host.log.iter().filter(|(_, a)| *a == Action::Start).count();
@@ -460,19 +460,19 @@ fn a_failed_re_arm_stops_the_vm_as_with_one_job_per_boot() {
 #[test]
 fn one_job_per_boot_never_re_arms() {
     let mut host = demand_host();
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(7, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.settle();
     host.jobs.insert(M15.into(), "Runner.Worker".into());
-    host.feed(Input::Demand(DemandSnapshot::default()));
+    host.feed(Input::Demand(Box::default()));
     host.advance(120_000);
     host.jobs.remove(M15);
-    host.feed(Input::Demand(DemandSnapshot {
+    host.feed(Input::Demand(Box::new(DemandSnapshot {
         root_jobs: vec![job(8, host.now, "mac15")],
         ..Default::default()
-    }));
+    })));
     host.advance(120_000);
     assert!(!host.log.iter().any(|(_, a)| *a == Action::Rearm));
 }
