@@ -89,6 +89,8 @@ pub(super) struct PendingReq {
     pub(super) cancelled: bool,
     /// An operation with an injected hang was in flight while this request waited.
     pub(super) saw_hang: bool,
+    /// When the start script sent it.
+    pub(super) sent_at: Millis,
 }
 
 /// Stable snake_case name of an error kind, for the refusal counts (`Busy` → `busy`,
@@ -302,6 +304,7 @@ impl Engine {
                 answered: false,
                 cancelled: false,
                 saw_hang: self.hung_op_in_flight(),
+                sent_at: self.now,
             },
         );
         self.request_for_vm[vi] = Some(req);
@@ -365,7 +368,7 @@ impl Engine {
             self.late_replies += 1;
             return;
         }
-        let (b, vi) = (p.build, p.vm);
+        let (b, vi, sent_at) = (p.build, p.vm, p.sent_at);
         if self.request_for_vm[vi] == Some(req) {
             self.request_for_vm[vi] = None;
         }
@@ -402,13 +405,12 @@ impl Engine {
                 self.vms[vi].agent_connected = true;
                 let Some(b) = b else {
                     // A launch the host asked for: Jenkins hands the new agent's executor to
-                    // the oldest build it can take, whose wait for a slot ends here (from
-                    // its first request, or its queueing if no start script ran for it).
+                    // the oldest build it can take, whose grant latency runs, as for any
+                    // grant, from the earlier of its own first request and the granted
+                    // request (the launch's): the node was asked for since then.
                     if let Some(taker) = self.oldest_waiting_for(vi) {
-                        let since = (self.builds[taker].first_request).unwrap_or(
-                            super::engine::EPOCH_MS
-                                .saturating_add(self.builds[taker].arrival.at_ms),
-                        );
+                        let since = (self.builds[taker].first_request)
+                            .map_or(sent_at, |first| first.min(sent_at));
                         self.record_grant(taker, vi, Some(since));
                         if self.vms[vi].job.is_none() {
                             self.start_job(vi, JobRef::Spi(taker));
