@@ -612,9 +612,12 @@ fn a_free_host_asks_jenkins_to_launch_its_node_for_a_build_for_any_node() {
         "All nodes of label ‘mac-spi’ are offline",
         unix_now() * 1000 - 600_000,
     );
-    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
+    // Opt-in, at the value measured.
+    let launching = |env: &mut SimEnv| {
         env.use_jenkins_mac_spi(&jenkins.url);
-    });
+        env.config.scheduler.launch_any_node_after = Duration::from_secs(240);
+    };
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), launching);
     let denied = wait_until_blocking(T, || daemon.log_text().contains("Agent/Connect"));
     assert!(denied, "log: {}", daemon.log_text());
     assert_eq!(jenkins.launches(SPI1), 0);
@@ -622,9 +625,7 @@ fn a_free_host_asks_jenkins_to_launch_its_node_for_a_build_for_any_node() {
     // With the permission (a daemon started afresh: a host asks again only after 6 min):
     // launched, once, for this host's first SPI node, by a POST with the API token.
     jenkins.set_deny_launch(false);
-    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), |env| {
-        env.use_jenkins_mac_spi(&jenkins.url);
-    });
+    let (_env, daemon) = demand_daemon(&gh, Duration::from_secs(5), launching);
     let launched = wait_until_blocking(T, || jenkins.launches(SPI1) == 1);
     assert!(launched, "decisions: {}", decisions(&daemon));
     assert!(decisions(&daemon).contains(&format!("launching Jenkins node {SPI1}")));

@@ -122,13 +122,15 @@ pub struct SchedulerSection {
     /// the next build; one spare goes at a time, so one platform frees one host.
     #[serde(default = "default_agent_spare_handover", with = "humantime_serde")]
     pub agent_spare_handover: Duration,
-    /// Policy `demand`: a build that accepts any node (`[jenkins] labels`) buildable in
-    /// Jenkins' queue this long, with no idle agent in the fleet to take it, makes a host
-    /// that could take it at once (no unmet ROOT job here, nothing busy) ask Jenkins to
-    /// launch this host's own node — one host at a time, in node-name order
-    /// (docs/SCHEDULER.md, "Launching a free host's node"). Jenkins launches the first
-    /// offline node by name for such a build, again and again while its host runs a long
-    /// job. Needs `[demand] jenkins` and the Agent/Connect permission ("0s": never).
+    /// Policy `demand`, **opt-in** (default "0s": never): a build that accepts any node
+    /// (`[jenkins] labels`) buildable in Jenkins' queue this long, with no idle agent in the
+    /// fleet, makes a host that could take it at once (no unmet ROOT job here, nothing
+    /// busy, no runner the fleet's only one of its platform) ask Jenkins to launch this
+    /// host's own node — one host at a time, in node-name order (docs/SCHEDULER.md, "A free
+    /// host launches its own node"). Jenkins launches the first offline node by name for
+    /// such a build, again and again while its host runs a long job. Needs `[demand]
+    /// jenkins` and the `[jenkins]` user's Agent/Connect permission; "4m" is the value
+    /// measured.
     #[serde(default = "default_launch_any_node_after", with = "humantime_serde")]
     pub launch_any_node_after: Duration,
     /// Deprecated (issue 17): a turn-counted limit, replaced by `fairness_bound` counting
@@ -215,11 +217,15 @@ fn default_agent_spare_handover() -> Duration {
     Duration::from_secs(15 * 60)
 }
 
-/// `launch_any_node_after`'s default: above what Jenkins' own launch takes when the node it
-/// picks is on a free host (its retention check within a minute, the start script, a boot
-/// of up to 90 s), so a build already being served is not launched for twice.
+/// `launch_any_node_after`'s default: off. The call needs a Jenkins permission the read-only
+/// demand poll does not (Agent/Connect), and on the issue-17 traces it moved the targets
+/// neither way (docs/benchmarks.md, "Opt-in: a free host launches its own node"); an
+/// operator turns it on with the permission granted ("4m": above what Jenkins' own launch
+/// takes when the node it picks is on a free host — its retention check within a minute,
+/// the start script, a boot of up to 90 s — so a build already being served is not launched
+/// for twice).
 fn default_launch_any_node_after() -> Duration {
-    Duration::from_secs(4 * 60)
+    Duration::ZERO
 }
 
 /// A configured warm-runner target (`[[scheduler.warm]]`): keep this many runners covering

@@ -1,5 +1,5 @@
 //! A free host launching its own Jenkins node for a build that accepts any node (policy
-//! `demand`, `launch_any_node_after`).
+//! `demand`, `launch_any_node_after`; opt-in: it needs the Agent/Connect permission).
 //!
 //! Jenkins starts an offline node for a buildable item through its retention strategy
 //! (`RetentionStrategy.Demand.check`, every minute, nodes in name order): the first offline

@@ -457,7 +457,7 @@ pub struct SchedConfig {
     pub agent_spare_handover_ms: u64,
     /// Policy `demand`: a build that accepts any node, buildable this long with no idle agent
     /// in the fleet, makes a free host launch its own node ([`Effect::LaunchJenkinsNode`]).
-    /// 0 = never.
+    /// 0 = never (the default: opt-in).
     pub launch_any_node_after_ms: u64,
     /// Jenkins labels every SPI node on this host carries (`[jenkins] labels`): a queued
     /// build for one of them (a build that accepts any node) waits for this host too.
@@ -506,7 +506,7 @@ impl Default for SchedConfig {
             agent_warm_handover_ms: 6 * 3_600_000,
             agent_predicted_handover_ms: 3_600_000,
             agent_spare_handover_ms: 15 * 60_000,
-            launch_any_node_after_ms: 4 * 60_000,
+            launch_any_node_after_ms: 0,
             spi_labels: Vec::new(),
             jenkins_nodes: BTreeMap::new(),
         }
