@@ -130,8 +130,8 @@ pub struct JenkinsDemand {
     /// The agents online and idle when the queue was read (`/computer/api/json`), sorted
     /// by node name; empty when none is or the node list could not be read.
     pub idle_agents: Vec<String>,
-    /// The SPI agents offline but launchable when the queue was read, sorted by node name
-    /// ([`crate::ci::jenkins::client::offline_agents`]); empty when unknown.
+    /// The SPI agents offline but launchable (not taken offline by a user) when the queue
+    /// was read, sorted by node name; empty when unknown.
     pub offline_agents: Vec<String>,
 }
 

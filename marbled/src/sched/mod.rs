@@ -356,7 +356,7 @@ pub enum Effect {
     RefreshDemand,
     /// Ask Jenkins to launch `node`, the Jenkins node of this host's SPI VM `vm`
     /// (`POST /computer/<node>/launchSlaveAgent`): its start script then asks for the slot
-    /// like any launch ([`launch`](self) module docs: `sched/launch.rs`).
+    /// like any launch (`sched/launch.rs`).
     LaunchJenkinsNode {
         /// The Jenkins node name.
         node: String,
