@@ -91,6 +91,8 @@ pub(super) struct PendingReq {
     pub(super) saw_hang: bool,
     /// When the start script sent it.
     pub(super) sent_at: Millis,
+    /// The `wait` it asked for (a launch's is its oldest waiting build's, not its own build's).
+    pub(super) wait_ms: u64,
 }
 
 /// Stable snake_case name of an error kind, for the refusal counts (`Busy` → `busy`,
@@ -305,6 +307,7 @@ impl Engine {
                 cancelled: false,
                 saw_hang: self.hung_op_in_flight(),
                 sent_at: self.now,
+                wait_ms,
             },
         );
         self.request_for_vm[vi] = Some(req);
@@ -514,12 +517,11 @@ impl Engine {
             return;
         }
         p.cancelled = true;
-        let (b, vi, saw_hang) = (p.build, p.vm, p.saw_hang);
+        let (b, vi, saw_hang, wait) = (p.build, p.vm, p.saw_hang, p.wait_ms);
         self.unanswered += 1;
         if self.request_for_vm[vi] == Some(req) {
             self.request_for_vm[vi] = None;
         }
-        let wait = b.map_or(0, |b| self.builds[b].arrival.wait_ms);
         let text = format!(
             "RequestSlot {} (request {}, wait {}) unanswered after wait + {} \
              (graceful stop timeout + ready timeout + reply slack)",

@@ -309,30 +309,50 @@ pub(super) fn operator_jenkins(
     Ok(Ok((c.url.clone(), c.user.clone(), token, c.node.clone())))
 }
 
-async fn jenkins(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
-    let fake;
-    let (client, node) = if env.is_sim() {
-        fake = crate::fake_jenkins::FakeJenkins::start(&["marble-acceptance-node"]).await;
-        (
-            JenkinsClient::new(
-                &fake.url,
-                "acceptance",
-                &Secret::new("acceptance-token"),
-                Duration::from_secs(20),
-            ),
-            "marble-acceptance-node".to_owned(),
-        )
-    } else {
-        let (url, user, token, node) = match operator_jenkins(env)? {
-            Ok(jenkins) => jenkins,
-            Err(skip) => return Ok(skip),
-        };
-        (
-            JenkinsClient::new(&url, &user, &token, Duration::from_secs(20)),
+/// The Jenkins a check that writes talks to: in simulator mode the fake controller (held here so
+/// it lives as long as the client) with its one node, otherwise the operator's `--jenkins-*`.
+pub(super) struct WriteJenkins {
+    pub(super) client: JenkinsClient,
+    pub(super) node: String,
+    _fake: Option<crate::fake_jenkins::FakeJenkins>,
+}
+
+/// The fake controller in simulator mode, the operator's Jenkins otherwise; without the
+/// operator's flags, the skip verdict naming them.
+pub(super) async fn fake_or_operator_jenkins(
+    env: &Env,
+) -> anyhow::Result<Result<WriteJenkins, Verdict>> {
+    if env.is_sim() {
+        let node = "marble-acceptance-node";
+        let fake = crate::fake_jenkins::FakeJenkins::start(&[node]).await;
+        let client = JenkinsClient::new(
+            &fake.url,
+            "acceptance",
+            &Secret::new("acceptance-token"),
+            Duration::from_secs(20),
+        );
+        return Ok(Ok(WriteJenkins {
+            client,
+            node: node.to_owned(),
+            _fake: Some(fake),
+        }));
+    }
+    Ok(
+        operator_jenkins(env)?.map(|(url, user, token, node)| WriteJenkins {
+            client: JenkinsClient::new(&url, &user, &token, Duration::from_secs(20)),
             node,
-        )
+            _fake: None,
+        }),
+    )
+}
+
+async fn jenkins(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
+    let target = match fake_or_operator_jenkins(env).await? {
+        Ok(target) => target,
+        Err(skip) => return Ok(skip),
     };
-    let before = client.node(&node).await.context("read the node")?;
+    let (client, node) = (&target.client, &target.node);
+    let before = client.node(node).await.context("read the node")?;
     obs.note("node before", json!({"offline": before.offline, "temporarily_offline": before.temporarily_offline, "idle": before.idle, "executors_busy": before.executors_busy}));
     if before.temporarily_offline {
         return Ok(Verdict::Skip(format!(
@@ -342,12 +362,12 @@ async fn jenkins(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
     }
     let started = Instant::now();
     let off = client
-        .set_offline(&node, "marble acceptance suite: back online in a moment")
+        .set_offline(node, "marble acceptance suite: back online in a moment")
         .await
         .context("take the node offline");
     // Whatever happened, try to bring it back.
-    let on = client.set_online(&node).await;
-    let after = client.node(&node).await.context("read the node again")?;
+    let on = client.set_online(node).await;
+    let after = client.node(node).await.context("read the node again")?;
     obs.note("toggle", json!({"offline": format!("{off:?}"), "online": format!("{on:?}"), "temporarily_offline_after": after.temporarily_offline}));
     let off = off?;
     let on = on.context("bring the node back online")?;

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use marbled::ci::jenkins::{JenkinsClient, JenkinsError};
-use marbled::ci::secret::Secret;
 use serde_json::json;
 
 use super::record::{Obs, Verdict};
@@ -30,27 +29,12 @@ pub async fn check(env: &Env) {
 }
 
 async fn launch(env: &Env, obs: &Obs) -> anyhow::Result<Verdict> {
-    let fake;
-    let (client, node) = if env.is_sim() {
-        // The fake controller answers as Jenkins does: the "already launched" page for a
-        // connected node, a launch (counted) for a disconnected one.
-        fake = crate::fake_jenkins::FakeJenkins::start(&["marble-acceptance-node"]).await;
-        let client = JenkinsClient::new(
-            &fake.url,
-            "acceptance",
-            &Secret::new("acceptance-token"),
-            Duration::from_secs(20),
-        );
-        (client, "marble-acceptance-node".to_owned())
-    } else {
-        let (url, user, token, node) = match super::apis::operator_jenkins(env)? {
-            Ok(jenkins) => jenkins,
-            Err(skip) => return Ok(skip),
-        };
-        let client = JenkinsClient::new(&url, &user, &token, Duration::from_secs(20));
-        (client, node)
-    };
-    try_launch(&client, &node, obs).await
+    // The fake controller answers as Jenkins does: the "already launched" page for a connected
+    // node, a launch (counted) for a disconnected one.
+    match super::apis::fake_or_operator_jenkins(env).await? {
+        Ok(target) => try_launch(&target.client, &target.node, obs).await,
+        Err(skip) => Ok(skip),
+    }
 }
 
 /// Read `node`, call `launchSlaveAgent` only if it is online, read it again: the verdict.
@@ -90,6 +74,7 @@ async fn try_launch(client: &JenkinsClient, node: &str, obs: &Obs) -> anyhow::Re
 mod tests {
     use super::*;
     use crate::fake_jenkins::FakeJenkins;
+    use marbled::ci::secret::Secret;
 
     fn client(fake: &FakeJenkins) -> JenkinsClient {
         JenkinsClient::new(&fake.url, "u", &Secret::new("t"), Duration::from_secs(5))
