@@ -106,16 +106,16 @@ pub struct SimSection {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JenkinsLaunch {
-    /// The SPI nodes in turn, from a seeded one: the model every figure in docs/benchmarks.md
-    /// was measured with. Real Jenkins does not do this (next variant); kept the default
-    /// until the policy is measured and fixed under the real order (docs/SIMULATOR.md).
-    #[default]
+    /// The SPI nodes in turn, from a seeded one: the model of the figures measured before
+    /// the fifteenth session. Real Jenkins does not do this (next variant); kept to compare.
     InTurn,
     /// Jenkins' own `Demand` retention strategy (`RetentionStrategy.Demand.check`, run for
     /// every node once a round in `Jenkins.getComputers()` order, which sorts by name): the
     /// first offline node by name that can take a build no idle *or connecting* executor
     /// covers, one launch per build at a time, and after a refused launch the first offline
-    /// node by name again — the same node while it stays offline.
+    /// node by name again — the same node while it stays offline. The default: what a real
+    /// controller does.
+    #[default]
     FirstOffline,
 }
 

@@ -80,7 +80,7 @@ pub fn retention_of(config_xml: &str) -> Option<String> {
 pub fn launch_order(class: &str) -> String {
     match class.rsplit(['$', '.']).next().unwrap_or(class) {
         "Demand" => "Jenkins launches the first offline node by name for a build for any node, \
-                     and the same node again after a refusal (replay with marble-sim \
+                     and the same node again after a refusal (marble-sim's default order, \
                      `sim.jenkins_launch = \"first-offline\"`)"
             .to_owned(),
         "Always" => "Jenkins relaunches every offline node all the time, so every host is asked \
