@@ -14,7 +14,7 @@ mod common;
 
 use std::path::Path;
 
-use marble_sim::compare::compare;
+use marble_sim::compare::{Comparison, compare};
 use marble_sim::metrics::fmt_ms;
 use marble_sim::trace::JenkinsLaunch;
 use marble_sim::{RunOptions, Trace, simulate};
@@ -33,15 +33,22 @@ fn trace(name: &str) -> Trace {
     trace
 }
 
-/// Both runs clean, every job started, and demand's SPI grant p95 no worse than cycle's.
-fn assert_spi_not_starved(name: &str) {
-    let cmp = compare(&trace(name), None);
+/// `trace` compared under `cycle` and `demand`, both runs clean and every job started under
+/// `demand`; the comparison and its table (for messages).
+fn compare_clean(trace: &Trace, name: &str) -> (Comparison, String) {
+    let cmp = compare(trace, None);
     let table = cmp.to_table(name);
     assert!(cmp.clean(), "{table}");
     for team in ["root", "spi"] {
         let t = &cmp.demand.teams[team];
         assert_eq!(t.started, t.arrived, "{team}: {table}");
     }
+    (cmp, table)
+}
+
+/// Both runs clean, every job started, and demand's SPI grant p95 no worse than cycle's.
+fn assert_spi_not_starved(name: &str) {
+    let (cmp, table) = compare_clean(&trace(name), name);
     common::assert_spi_grants_no_slower_than_cycle(&cmp, &table);
 }
 
@@ -69,13 +76,7 @@ fn jenkins_waits_no_longer_than_its_hosts_running_job_under_days_of_long_root_jo
     let longest_build = generate.spi.as_ref().expect("Jenkins builds").duration_max;
     let boot_and_stop = trace.boot.max + trace.scheduler.graceful_stop_timeout;
     let bound = longest_root.max(longest_build) + longest_root + boot_and_stop * 2;
-    let cmp = compare(&trace, None);
-    let table = cmp.to_table("spi-starvation.toml");
-    assert!(cmp.clean(), "{table}");
-    for team in ["root", "spi"] {
-        let t = &cmp.demand.teams[team];
-        assert_eq!(t.started, t.arrived, "{team}: {table}");
-    }
+    let (cmp, table) = compare_clean(&trace, "spi-starvation.toml");
     let grants = &cmp.demand.spi_grant_latency;
     let longest = grants.max_ms.expect("grants");
     assert!(
